@@ -1,0 +1,209 @@
+//! Client authentication at the token endpoint (RFC 6749 §2.3, RFC 7591 §2).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use oauth2::ClientSecret;
+use serde::{Deserialize, Serialize};
+
+/// How the client proves its identity at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientAuthMethod {
+    /// HTTP Basic with the form-urlencoded id and secret (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body (RFC 6749 §2.3.1).
+    ClientSecretPost,
+    /// A public client: `client_id` in the body, no secret (RFC 7591 §2 `none`).
+    None,
+}
+
+impl ClientAuthMethod {
+    /// The RFC 7591 / RFC 8414 name of the method.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+
+    /// The method of an RFC 7591 / RFC 8414 name, if this crate implements it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "client_secret_basic" => Some(Self::ClientSecretBasic),
+            "client_secret_post" => Some(Self::ClientSecretPost),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+
+/// Chooses the client authentication method:
+///
+/// 1. the method the registration response (or the pre-registration) names, when it is usable:
+///    a secret method needs a secret;
+/// 2. otherwise, with a secret, the first of `client_secret_basic`, `client_secret_post` that the
+///    server lists in `token_endpoint_auth_methods_supported`; when the server lists nothing,
+///    `client_secret_basic`, the RFC 8414 §2 default;
+/// 3. otherwise `none`.
+///
+/// ```
+/// use mcp_oauth_flow::{negotiate_client_auth, ClientAuthMethod};
+/// let post_only = vec!["client_secret_post".to_string()];
+/// assert_eq!(negotiate_client_auth(None, true, Some(&post_only)), ClientAuthMethod::ClientSecretPost);
+/// assert_eq!(negotiate_client_auth(None, true, None), ClientAuthMethod::ClientSecretBasic);
+/// assert_eq!(negotiate_client_auth(Some("client_secret_post"), true, None), ClientAuthMethod::ClientSecretPost);
+/// assert_eq!(negotiate_client_auth(None, false, Some(&post_only)), ClientAuthMethod::None);
+/// ```
+pub fn negotiate_client_auth(
+    registered: Option<&str>,
+    has_secret: bool,
+    supported: Option<&[String]>,
+) -> ClientAuthMethod {
+    if let Some(method) = registered.and_then(ClientAuthMethod::from_name) {
+        if method == ClientAuthMethod::None || has_secret {
+            return method;
+        }
+    }
+    if !has_secret {
+        return ClientAuthMethod::None;
+    }
+    let Some(supported) = supported else {
+        return ClientAuthMethod::ClientSecretBasic;
+    };
+    let listed = |m: ClientAuthMethod| supported.iter().any(|s| s == m.as_str());
+    [
+        ClientAuthMethod::ClientSecretBasic,
+        ClientAuthMethod::ClientSecretPost,
+    ]
+    .into_iter()
+    .find(|m| listed(*m))
+    .unwrap_or(if listed(ClientAuthMethod::None) {
+        ClientAuthMethod::None
+    } else {
+        ClientAuthMethod::ClientSecretBasic
+    })
+}
+
+/// The credentials a token request is authenticated with. `Debug` never shows the secret.
+#[derive(Clone, Debug)]
+pub struct ClientCredentials {
+    /// The client identifier.
+    pub client_id: String,
+    /// The client secret, for confidential clients.
+    pub client_secret: Option<ClientSecret>,
+    /// How to present them.
+    pub method: ClientAuthMethod,
+}
+
+impl ClientCredentials {
+    /// Adds the credentials to a token request: a Basic `Authorization` header (marked
+    /// sensitive) or form fields.
+    pub fn apply(&self, form: &mut Vec<(&'static str, String)>, headers: &mut HeaderMap) {
+        match (self.method, &self.client_secret) {
+            (ClientAuthMethod::ClientSecretBasic, Some(secret)) => {
+                // RFC 6749 §2.3.1: both halves are form-urlencoded before base64.
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                let raw = format!("{}:{}", enc(&self.client_id), enc(secret.secret()));
+                let mut value = HeaderValue::try_from(format!("Basic {}", STANDARD.encode(raw)))
+                    .expect("base64 is a valid header value");
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+            }
+            (ClientAuthMethod::ClientSecretPost, Some(secret)) => {
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_secret", secret.secret().clone()));
+            }
+            _ => form.push(("client_id", self.client_id.clone())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(method: ClientAuthMethod, secret: Option<&str>) -> ClientCredentials {
+        ClientCredentials {
+            client_id: "id:with space".into(),
+            client_secret: secret.map(|s| ClientSecret::new(s.into())),
+            method,
+        }
+    }
+
+    #[test]
+    fn basic_encodes_both_halves() {
+        let mut form = Vec::new();
+        let mut headers = HeaderMap::new();
+        creds(ClientAuthMethod::ClientSecretBasic, Some("s%cret")).apply(&mut form, &mut headers);
+        assert!(form.is_empty());
+        let value = headers.get(AUTHORIZATION).unwrap();
+        assert!(value.is_sensitive());
+        let b64 = value.to_str().unwrap().strip_prefix("Basic ").unwrap();
+        let decoded = String::from_utf8(STANDARD.decode(b64).unwrap()).unwrap();
+        assert_eq!(decoded, "id%3Awith+space:s%25cret");
+    }
+
+    #[test]
+    fn post_and_none_use_the_body() {
+        let mut form = Vec::new();
+        let mut headers = HeaderMap::new();
+        creds(ClientAuthMethod::ClientSecretPost, Some("s")).apply(&mut form, &mut headers);
+        assert_eq!(
+            form,
+            vec![
+                ("client_id", "id:with space".into()),
+                ("client_secret", "s".into())
+            ]
+        );
+        assert!(headers.is_empty());
+
+        let mut form = Vec::new();
+        creds(ClientAuthMethod::None, None).apply(&mut form, &mut headers);
+        assert_eq!(form, vec![("client_id", "id:with space".into())]);
+    }
+
+    #[test]
+    fn debug_hides_secret() {
+        let text = format!(
+            "{:?}",
+            creds(ClientAuthMethod::ClientSecretPost, Some("hunter2"))
+        );
+        assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn negotiation_rules() {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // A secret method without a secret falls back.
+        assert_eq!(
+            negotiate_client_auth(Some("client_secret_basic"), false, None),
+            ClientAuthMethod::None
+        );
+        // Unknown registered method: negotiate.
+        assert_eq!(
+            negotiate_client_auth(
+                Some("private_key_jwt"),
+                true,
+                Some(&v(&["client_secret_post"]))
+            ),
+            ClientAuthMethod::ClientSecretPost
+        );
+        assert_eq!(
+            negotiate_client_auth(None, true, Some(&v(&["none"]))),
+            ClientAuthMethod::None
+        );
+        assert_eq!(
+            negotiate_client_auth(
+                None,
+                true,
+                Some(&v(&["client_secret_post", "client_secret_basic"]))
+            ),
+            ClientAuthMethod::ClientSecretBasic
+        );
+    }
+}

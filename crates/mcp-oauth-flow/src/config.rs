@@ -1,0 +1,99 @@
+//! What the application tells the flow about itself.
+
+use crate::registration::PreRegisteredClient;
+use crate::scope::Scopes;
+
+/// What to do when authorization server metadata does not list `code_challenge_methods_supported`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PkcePolicy {
+    /// Refuse the server, as MCP 2025-11-25 requires ("MUST refuse to proceed" when the field is
+    /// absent). The default.
+    #[default]
+    RequireAdvertised,
+    /// Proceed with S256 when the field is absent (Entra ID, Cognito and others omit it). A server
+    /// that lists methods without S256 is refused either way.
+    AssumeWhenAbsent,
+}
+
+/// The client's own configuration: how it is identified and where the user comes back to.
+///
+/// ```
+/// use mcp_oauth_flow::{ClientConfig, PreRegisteredClient};
+/// let config = ClientConfig::new("http://127.0.0.1:8976/callback")
+///     .client_name("My Agent")
+///     .client_metadata_document("https://agent.example.com/client-metadata.json")
+///     .pre_registered(PreRegisteredClient::new("agent").for_issuer("https://auth.example.com"));
+/// assert_eq!(config.redirect_uri, "http://127.0.0.1:8976/callback");
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The redirect URI registered for the client and sent in authorization requests.
+    pub redirect_uri: String,
+    /// The `client_name` sent at dynamic registration.
+    pub client_name: String,
+    /// The RFC 7591 `application_type`; derived from the redirect URI when `None`.
+    pub application_type: Option<String>,
+    /// The URL of this client's metadata document, used as `client_id` with servers that
+    /// advertise `client_id_metadata_document_supported`.
+    pub client_metadata_document: Option<String>,
+    /// Clients registered out of band, each bound to an issuer (or to any).
+    pub pre_registered: Vec<PreRegisteredClient>,
+    /// See [`PkcePolicy`].
+    pub pkce_policy: PkcePolicy,
+    /// Scopes to request when neither the challenge nor the resource metadata names any.
+    pub default_scopes: Option<Scopes>,
+}
+
+impl ClientConfig {
+    /// A configuration with this redirect URI and defaults for everything else.
+    pub fn new(redirect_uri: impl Into<String>) -> Self {
+        Self {
+            redirect_uri: redirect_uri.into(),
+            client_name: "tower-mcp-oauth client".into(),
+            application_type: None,
+            client_metadata_document: None,
+            pre_registered: Vec::new(),
+            pkce_policy: PkcePolicy::default(),
+            default_scopes: None,
+        }
+    }
+
+    /// Sets the `client_name` used at registration. Default: `tower-mcp-oauth client`.
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = name.into();
+        self
+    }
+
+    /// Sets the `application_type` (`native` or `web`). Default: derived from the redirect URI.
+    pub fn application_type(mut self, value: impl Into<String>) -> Self {
+        self.application_type = Some(value.into());
+        self
+    }
+
+    /// Sets the client ID metadata document URL. Default: none.
+    pub fn client_metadata_document(mut self, url: impl Into<String>) -> Self {
+        self.client_metadata_document = Some(url.into());
+        self
+    }
+
+    /// Adds a pre-registered client. Default: none.
+    pub fn pre_registered(mut self, client: PreRegisteredClient) -> Self {
+        self.pre_registered.push(client);
+        self
+    }
+
+    /// Sets the [`PkcePolicy`]. Default: [`PkcePolicy::RequireAdvertised`].
+    pub fn pkce_policy(mut self, policy: PkcePolicy) -> Self {
+        self.pkce_policy = policy;
+        self
+    }
+
+    /// Sets the scopes used when the server names none. Default: none (the `scope` parameter
+    /// is omitted).
+    pub fn default_scopes(mut self, scopes: Scopes) -> Self {
+        self.default_scopes = Some(scopes);
+        self
+    }
+}

@@ -1,0 +1,287 @@
+//! The one error type of the flow, opaque with a [`ErrorKind`].
+
+use std::fmt;
+
+/// A boxed error from a lower layer (a transport, a store, an authorizer).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong in an authorization flow.
+///
+/// The variants say what the *user* of the library can do about it: a transport error may go away
+/// on retry, a mismatched issuer will not. The enum is `#[non_exhaustive]` so that new checks can
+/// be added without breaking callers.
+///
+/// ```
+/// use mcp_oauth_flow::{Error, ErrorKind};
+/// let err = Error::new(ErrorKind::ResourceMismatch, "resource https://evil.example/mcp does not cover http://localhost/mcp");
+/// assert_eq!(err.kind(), ErrorKind::ResourceMismatch);
+/// assert!(!err.is_transient());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A `WWW-Authenticate` header could not be parsed (RFC 9110 §11.6.1).
+    InvalidChallenge,
+    /// No protected resource metadata document could be fetched (RFC 9728 §3).
+    ResourceMetadataNotFound,
+    /// A protected resource metadata document was malformed or missing a required field.
+    InvalidResourceMetadata,
+    /// The metadata's `resource` does not identify the server that was called (RFC 9728 §3.3).
+    ResourceMismatch,
+    /// No authorization server metadata could be fetched (RFC 8414 §3).
+    AuthorizationServerMetadataNotFound,
+    /// Authorization server metadata was malformed or missing a required field.
+    InvalidAuthorizationServerMetadata,
+    /// The metadata's `issuer` is not the issuer it was fetched for (RFC 8414 §3.3).
+    IssuerMismatch,
+    /// A URL is neither `https` nor `http` on a loopback host (OAuth 2.1 §1.5).
+    InsecureUrl,
+    /// The authorization server does not advertise PKCE `S256` (MCP 2025-11-25, OAuth 2.1 §4.1.1).
+    PkceNotSupported,
+    /// No way to identify the client: no pre-registered client, no client ID metadata document
+    /// support, no registration endpoint.
+    NoClientIdentity,
+    /// The registration endpoint refused or garbled the registration (RFC 7591 §3.2).
+    RegistrationFailed,
+    /// The user or the authorization server refused the authorization (RFC 6749 §4.1.2.1).
+    AuthorizationDenied,
+    /// The authorization response's `state` is not the one sent (RFC 6749 §10.12).
+    StateMismatch,
+    /// The authorization response's `iss` is missing or not the expected issuer (RFC 9207 §2.4).
+    IssuerParameterMismatch,
+    /// The authorization response had neither `code` nor `error`.
+    InvalidAuthorizationResponse,
+    /// The token endpoint answered with an OAuth error (RFC 6749 §5.2); see
+    /// [`Error::oauth_error`].
+    TokenRejected,
+    /// The token endpoint's answer could not be understood (RFC 6749 §5.1).
+    InvalidTokenResponse,
+    /// A response body was larger than the configured limit.
+    BodyTooLarge,
+    /// A discovery request was redirected too often, in a loop, or to another origin.
+    RedirectLimit,
+    /// A server answered with a status that allows no progress (a 5xx, a 429).
+    UnexpectedStatus,
+    /// A sub-request could not be sent at all (connect error, timeout).
+    Transport,
+    /// The token store failed.
+    Store,
+    /// Obtaining the user's consent failed (the browser step, a callback listener).
+    Consent,
+    /// The flow was driven in a way its state does not allow (a bug in the driver).
+    InvalidTransition,
+    /// The authorization server answered `403 insufficient_scope` more times than the step-up
+    /// budget allows.
+    StepUpLimit,
+}
+
+impl ErrorKind {
+    /// A short, stable description of the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidChallenge => "invalid WWW-Authenticate challenge",
+            Self::ResourceMetadataNotFound => "protected resource metadata not found",
+            Self::InvalidResourceMetadata => "invalid protected resource metadata",
+            Self::ResourceMismatch => "protected resource metadata is for another resource",
+            Self::AuthorizationServerMetadataNotFound => "authorization server metadata not found",
+            Self::InvalidAuthorizationServerMetadata => "invalid authorization server metadata",
+            Self::IssuerMismatch => "authorization server issuer mismatch",
+            Self::InsecureUrl => "insecure URL",
+            Self::PkceNotSupported => "authorization server does not support PKCE S256",
+            Self::NoClientIdentity => "no client identity available",
+            Self::RegistrationFailed => "client registration failed",
+            Self::AuthorizationDenied => "authorization denied",
+            Self::StateMismatch => "authorization response state mismatch",
+            Self::IssuerParameterMismatch => "authorization response iss mismatch",
+            Self::InvalidAuthorizationResponse => "invalid authorization response",
+            Self::TokenRejected => "token request rejected",
+            Self::InvalidTokenResponse => "invalid token response",
+            Self::BodyTooLarge => "response body too large",
+            Self::RedirectLimit => "too many or unsafe redirects",
+            Self::UnexpectedStatus => "unexpected HTTP status",
+            Self::Transport => "transport error",
+            Self::Store => "token store error",
+            Self::Consent => "consent step failed",
+            Self::InvalidTransition => "invalid flow transition",
+            Self::StepUpLimit => "scope step-up limit reached",
+        }
+    }
+
+    /// Whether an error of this kind may go away by itself, so that every stored credential must
+    /// be kept and the next call may try again.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::Transport | Self::UnexpectedStatus | Self::Store | Self::BodyTooLarge
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An OAuth error response (RFC 6749 §5.2), as the server sent it.
+///
+/// `error_description` is server-provided text; it is kept for diagnostics and never contains a
+/// secret of ours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthErrorResponse {
+    /// The `error` code, e.g. `invalid_grant`.
+    pub error: String,
+    /// The optional `error_description`.
+    pub error_description: Option<String>,
+}
+
+/// An error of the authorization flow.
+///
+/// Opaque on purpose (hyper-util's `Error` is the model): the [`kind`](Error::kind) is what to
+/// match on, the message says what happened in words a user can act on, and new detail can be
+/// added without a breaking change. It never holds a secret: no token, code, verifier or client
+/// secret is ever put into a message.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    oauth: Option<OAuthErrorResponse>,
+    status: Option<http::StatusCode>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    /// Creates an error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                oauth: None,
+                status: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// Attaches the error that caused this one.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    /// Attaches the OAuth error response the server sent.
+    pub fn with_oauth_error(mut self, oauth: OAuthErrorResponse) -> Self {
+        self.inner.oauth = Some(oauth);
+        self
+    }
+
+    /// Attaches the HTTP status of the response that caused the error.
+    pub fn with_status(mut self, status: http::StatusCode) -> Self {
+        self.inner.status = Some(status);
+        self
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// Whether the error may go away by itself (see [`ErrorKind::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        self.inner.kind.is_transient()
+    }
+
+    /// The OAuth error response, when a server sent one.
+    pub fn oauth_error(&self) -> Option<&OAuthErrorResponse> {
+        self.inner.oauth.as_ref()
+    }
+
+    /// The HTTP status of the response behind the error, when there was one.
+    pub fn status(&self) -> Option<http::StatusCode> {
+        self.inner.status
+    }
+
+    /// The human-readable detail, without the kind.
+    pub fn message(&self) -> &str {
+        &self.inner.message
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
+        if let Some(oauth) = &self.inner.oauth {
+            d.field("oauth", oauth);
+        }
+        if let Some(status) = &self.inner.status {
+            d.field("status", status);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.inner.kind, self.inner.message)?;
+        if let Some(oauth) = &self.inner.oauth {
+            write!(f, " (error={}", oauth.error)?;
+            if let Some(desc) = &oauth.error_description {
+                write!(f, ", error_description={desc:?}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_ref()
+            .map(|s| &**s as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_kind_and_oauth_code() {
+        let err = Error::new(ErrorKind::TokenRejected, "token endpoint said no").with_oauth_error(
+            OAuthErrorResponse {
+                error: "invalid_grant".into(),
+                error_description: Some("code expired".into()),
+            },
+        );
+        let text = err.to_string();
+        assert!(text.starts_with("token request rejected: token endpoint said no"));
+        assert!(text.contains("error=invalid_grant"));
+        assert!(text.contains("code expired"));
+    }
+
+    #[test]
+    fn error_is_small_and_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn transient_kinds() {
+        assert!(ErrorKind::Transport.is_transient());
+        assert!(ErrorKind::UnexpectedStatus.is_transient());
+        assert!(!ErrorKind::IssuerMismatch.is_transient());
+        assert!(!ErrorKind::TokenRejected.is_transient());
+    }
+}

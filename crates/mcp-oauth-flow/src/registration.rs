@@ -1,0 +1,347 @@
+//! Client identity: pre-registered clients, client ID metadata documents, and dynamic client
+//! registration (RFC 7591).
+
+use oauth2::ClientSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use url::Url;
+
+use crate::client_auth::ClientAuthMethod;
+use crate::error::{Error, ErrorKind, OAuthErrorResponse};
+use crate::metadata::{issuer_matches, AuthorizationServerMetadata};
+use crate::url_policy::is_loopback_host;
+
+/// A client registered with one authorization server, as the registration endpoint returned it
+/// (RFC 7591 §3.2.1), bound to the issuer that issued it.
+///
+/// Client identifiers are only meaningful at the server that issued them, so stores keep
+/// registrations per issuer and a resource that moves to another server gets a new one
+/// (SEP-2352). `Debug` never shows the secret.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientRegistration {
+    /// The issuer of the authorization server that registered the client.
+    pub issuer: String,
+    /// The client identifier.
+    pub client_id: String,
+    /// The client secret, for confidential clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<ClientSecret>,
+    /// When the secret expires (seconds since the epoch; 0 means never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<u64>,
+    /// The token endpoint authentication method the server registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    /// The redirect URIs the server registered.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+}
+
+impl PartialEq for PreRegisteredClient {
+    fn eq(&self, other: &Self) -> bool {
+        self.client_id == other.client_id && self.issuer == other.issuer
+    }
+}
+
+/// A client the application registered with an authorization server out of band.
+///
+/// ```
+/// use mcp_oauth_flow::PreRegisteredClient;
+/// let client = PreRegisteredClient::new("my-app")
+///     .with_secret("s3cret")
+///     .for_issuer("https://auth.example.com");
+/// assert!(!format!("{client:?}").contains("s3cret"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct PreRegisteredClient {
+    /// The client identifier.
+    pub client_id: String,
+    /// The client secret, if the client is confidential.
+    pub client_secret: Option<ClientSecret>,
+    /// The issuer the client is registered with. `None` uses it with any server, which is only
+    /// safe when the application talks to one authorization server.
+    pub issuer: Option<String>,
+    /// The authentication method, if the registration fixed one.
+    pub auth_method: Option<ClientAuthMethod>,
+}
+
+impl PreRegisteredClient {
+    /// A public client with this identifier, usable with any issuer.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: None,
+            issuer: None,
+            auth_method: None,
+        }
+    }
+
+    /// Sets the client secret.
+    pub fn with_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = Some(ClientSecret::new(secret.into()));
+        self
+    }
+
+    /// Binds the client to one issuer.
+    pub fn for_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Fixes the token endpoint authentication method.
+    pub fn with_auth_method(mut self, method: ClientAuthMethod) -> Self {
+        self.auth_method = Some(method);
+        self
+    }
+
+    /// Whether this client may be used with the server whose metadata says `issuer`.
+    pub fn is_for(&self, issuer: &str) -> bool {
+        self.issuer
+            .as_deref()
+            .is_none_or(|mine| issuer_matches(mine, issuer))
+    }
+}
+
+/// Where the client identity comes from, in the order MCP 2025-11-25 gives ("Client
+/// Registration Approaches"): pre-registration, then a client ID metadata document when the
+/// server supports them, then a registration this client already holds for the issuer, then
+/// dynamic registration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientSource<'a> {
+    /// A pre-registered client for this issuer.
+    PreRegistered(&'a PreRegisteredClient),
+    /// The URL of the client's metadata document, used as its `client_id`.
+    MetadataDocument(&'a str),
+    /// Look up a stored registration for the issuer; register if there is none.
+    StoredOrRegister,
+}
+
+/// Chooses the [`ClientSource`] for an authorization server (a pure rule, see the type).
+pub fn choose_client_source<'a>(
+    pre_registered: &'a [PreRegisteredClient],
+    metadata_document: Option<&'a str>,
+    meta: &AuthorizationServerMetadata,
+) -> ClientSource<'a> {
+    if let Some(client) = pre_registered.iter().find(|c| c.is_for(&meta.issuer)) {
+        return ClientSource::PreRegistered(client);
+    }
+    match metadata_document {
+        Some(url) if meta.client_id_metadata_document_supported => {
+            ClientSource::MetadataDocument(url)
+        }
+        _ => ClientSource::StoredOrRegister,
+    }
+}
+
+/// The RFC 7591 `application_type` for a redirect URI: `native` for loopback and private-use
+/// schemes (RFC 8252 §7), `web` for anything else.
+pub fn application_type_for(redirect_uri: &str) -> &'static str {
+    match Url::parse(redirect_uri) {
+        Ok(u) if u.scheme() == "https" && !is_loopback_host(&u) => "web",
+        Ok(u) if u.scheme() == "http" && !is_loopback_host(&u) => "web",
+        _ => "native",
+    }
+}
+
+/// The token endpoint authentication method to ask for at registration: `none` (a public
+/// client, RFC 8252 §8.4) when the server allows it or says nothing, else the first secret
+/// method it lists.
+pub fn registration_auth_method(meta: &AuthorizationServerMetadata) -> ClientAuthMethod {
+    let Some(list) = meta.token_endpoint_auth_methods_supported.as_deref() else {
+        return ClientAuthMethod::None;
+    };
+    [
+        ClientAuthMethod::None,
+        ClientAuthMethod::ClientSecretBasic,
+        ClientAuthMethod::ClientSecretPost,
+    ]
+    .into_iter()
+    .find(|m| list.iter().any(|s| s == m.as_str()))
+    .unwrap_or(ClientAuthMethod::None)
+}
+
+/// The JSON body of a registration request (RFC 7591 §2, §3.1).
+///
+/// `grant_types` includes `refresh_token` so that servers issue one (SEP-2207), and
+/// `application_type` is always present (SEP-837).
+///
+/// ```
+/// use mcp_oauth_flow::{registration_request_body, ClientAuthMethod};
+/// let body = registration_request_body("My Agent", "http://127.0.0.1:8976/callback", "native", ClientAuthMethod::None);
+/// assert_eq!(body["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
+/// assert_eq!(body["application_type"], "native");
+/// ```
+pub fn registration_request_body(
+    client_name: &str,
+    redirect_uri: &str,
+    application_type: &str,
+    method: ClientAuthMethod,
+) -> serde_json::Value {
+    json!({
+        "client_name": client_name,
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": method.as_str(),
+        "application_type": application_type,
+    })
+}
+
+/// Reads a registration response (RFC 7591 §3.2.1, errors §3.2.2).
+pub fn parse_registration_response(
+    status: http::StatusCode,
+    body: &[u8],
+    issuer: &str,
+) -> Result<ClientRegistration, Error> {
+    #[derive(Deserialize)]
+    struct Wire {
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        client_secret_expires_at: Option<u64>,
+        token_endpoint_auth_method: Option<String>,
+        #[serde(default)]
+        redirect_uris: Vec<String>,
+        error: Option<String>,
+        error_description: Option<String>,
+    }
+    let wire: Result<Wire, _> = serde_json::from_slice(body);
+    if !status.is_success() {
+        let mut err = Error::new(
+            ErrorKind::RegistrationFailed,
+            format!("registration endpoint answered {status}"),
+        )
+        .with_status(status);
+        if let Ok(Wire {
+            error: Some(error),
+            error_description,
+            ..
+        }) = wire
+        {
+            err = err.with_oauth_error(OAuthErrorResponse {
+                error,
+                error_description,
+            });
+        }
+        return Err(err);
+    }
+    let wire = wire.map_err(|e| {
+        Error::new(
+            ErrorKind::RegistrationFailed,
+            format!("registration response is not valid JSON: {e}"),
+        )
+    })?;
+    let client_id = wire.client_id.filter(|c| !c.is_empty()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::RegistrationFailed,
+            "registration response has no client_id",
+        )
+    })?;
+    Ok(ClientRegistration {
+        issuer: issuer.to_owned(),
+        client_id,
+        // Some servers send "" for public clients; that is no secret.
+        client_secret: wire
+            .client_secret
+            .filter(|s| !s.is_empty())
+            .map(ClientSecret::new),
+        client_secret_expires_at: wire.client_secret_expires_at,
+        token_endpoint_auth_method: wire.token_endpoint_auth_method,
+        redirect_uris: wire.redirect_uris,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(json: serde_json::Value) -> AuthorizationServerMetadata {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn source_order() {
+        let pre = vec![PreRegisteredClient::new("pre").for_issuer("https://a")];
+        let m = meta(json!({"issuer": "https://a", "client_id_metadata_document_supported": true}));
+        assert!(matches!(
+            choose_client_source(&pre, Some("https://c/m.json"), &m),
+            ClientSource::PreRegistered(_)
+        ));
+        assert_eq!(
+            choose_client_source(&[], Some("https://c/m.json"), &m),
+            ClientSource::MetadataDocument("https://c/m.json")
+        );
+        // A pre-registered client for another issuer is not used.
+        let other = meta(json!({"issuer": "https://b"}));
+        assert_eq!(
+            choose_client_source(&pre, Some("https://c/m.json"), &other),
+            ClientSource::StoredOrRegister
+        );
+        // CIMD needs the server's support.
+        assert_eq!(
+            choose_client_source(&[], Some("https://c/m.json"), &other),
+            ClientSource::StoredOrRegister
+        );
+    }
+
+    #[test]
+    fn application_types() {
+        assert_eq!(application_type_for("http://127.0.0.1:1234/cb"), "native");
+        assert_eq!(
+            application_type_for("http://localhost:3000/callback"),
+            "native"
+        );
+        assert_eq!(application_type_for("com.example.app:/cb"), "native");
+        assert_eq!(application_type_for("https://app.example.com/cb"), "web");
+    }
+
+    #[test]
+    fn registration_method_choice() {
+        assert_eq!(
+            registration_auth_method(&meta(json!({"issuer": "x"}))),
+            ClientAuthMethod::None
+        );
+        assert_eq!(
+            registration_auth_method(&meta(
+                json!({"issuer": "x", "token_endpoint_auth_methods_supported": ["client_secret_post"]})
+            )),
+            ClientAuthMethod::ClientSecretPost
+        );
+        assert_eq!(
+            registration_auth_method(&meta(
+                json!({"issuer": "x", "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"]})
+            )),
+            ClientAuthMethod::None
+        );
+    }
+
+    #[test]
+    fn registration_responses() {
+        let ok = parse_registration_response(
+            http::StatusCode::CREATED,
+            br#"{"client_id":"c1","client_secret":"","token_endpoint_auth_method":"none"}"#,
+            "https://a",
+        )
+        .unwrap();
+        assert_eq!(ok.client_id, "c1");
+        assert!(ok.client_secret.is_none());
+        assert_eq!(ok.issuer, "https://a");
+
+        let err = parse_registration_response(
+            http::StatusCode::BAD_REQUEST,
+            br#"{"error":"invalid_redirect_uri","error_description":"no"}"#,
+            "https://a",
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RegistrationFailed);
+        assert_eq!(err.oauth_error().unwrap().error, "invalid_redirect_uri");
+
+        for body in [&b"{}"[..], b"nope", br#"{"client_id":""}"#] {
+            assert_eq!(
+                parse_registration_response(http::StatusCode::OK, body, "a")
+                    .unwrap_err()
+                    .kind(),
+                ErrorKind::RegistrationFailed
+            );
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! A record of every sub-request a flow made and what came of it, for diagnostics.
+
+use std::fmt;
+
+/// Why a sub-request was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Purpose {
+    /// Fetching protected resource metadata (RFC 9728).
+    ResourceMetadata,
+    /// Fetching authorization server metadata (RFC 8414 / OpenID Connect Discovery).
+    AuthorizationServerMetadata,
+    /// Dynamic client registration (RFC 7591).
+    Registration,
+    /// A token request (RFC 6749 §4.1.3, §6).
+    Token,
+}
+
+impl fmt::Display for Purpose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ResourceMetadata => "protected resource metadata",
+            Self::AuthorizationServerMetadata => "authorization server metadata",
+            Self::Registration => "client registration",
+            Self::Token => "token request",
+        })
+    }
+}
+
+/// One line of a [`DiscoveryReport`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveryStep {
+    /// Why the request was made.
+    pub purpose: Purpose,
+    /// The URL requested (never carries a secret: discovery and endpoint URLs only).
+    pub url: String,
+    /// The HTTP status, when a response came back.
+    pub status: Option<u16>,
+    /// What the flow made of it: used, skipped and why, or the error.
+    pub outcome: String,
+}
+
+/// Every URL a flow tried, in order, with its status and what was made of it.
+///
+/// Printed with `{}` it is a small table a user can read to see why discovery went the way it
+/// did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiscoveryReport {
+    steps: Vec<DiscoveryStep>,
+}
+
+impl DiscoveryReport {
+    /// The steps in order.
+    pub fn steps(&self) -> &[DiscoveryStep] {
+        &self.steps
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        purpose: Purpose,
+        url: &str,
+        status: Option<u16>,
+        outcome: impl Into<String>,
+    ) {
+        self.steps.push(DiscoveryStep {
+            purpose,
+            url: url.to_owned(),
+            status,
+            outcome: outcome.into(),
+        });
+    }
+}
+
+impl fmt::Display for DiscoveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for step in &self.steps {
+            let status = step
+                .status
+                .map_or_else(|| "---".to_owned(), |s| s.to_string());
+            writeln!(
+                f,
+                "  {status} {:<30} {}  ({})",
+                step.purpose.to_string(),
+                step.url,
+                step.outcome
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,616 @@
+//! Token requests (RFC 6749 §4.1.3, §6; RFC 8707 §2.2) and tolerant token response parsing
+//! (RFC 6749 §5).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use oauth2::{AccessToken, AuthorizationCode, PkceCodeVerifier, RefreshToken};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::client_auth::ClientCredentials;
+use crate::error::{Error, ErrorKind, OAuthErrorResponse};
+use crate::scope::Scopes;
+
+/// How an access token is presented to the resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// RFC 6750 bearer tokens.
+    Bearer,
+    /// RFC 9449 sender-constrained tokens.
+    #[serde(rename = "DPoP")]
+    DPoP,
+}
+
+impl TokenType {
+    /// Reads `token_type` case-insensitively (RFC 6749 §7.1: "The client MUST NOT use an access
+    /// token if it does not understand the token type"; many servers send `bearer`).
+    pub fn from_wire(value: &str) -> Option<Self> {
+        if value.eq_ignore_ascii_case("bearer") {
+            Some(Self::Bearer)
+        } else if value.eq_ignore_ascii_case("dpop") {
+            Some(Self::DPoP)
+        } else {
+            None
+        }
+    }
+
+    /// The `Authorization` scheme, spelled canonically (some resource servers only accept
+    /// `Bearer`, never `bearer`).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::DPoP => "DPoP",
+        }
+    }
+}
+
+/// The tokens obtained for one protected resource, with everything needed to use and renew
+/// them.
+///
+/// The expiry is absolute (seconds since the Unix epoch), so a token set read back from a store
+/// after a restart still knows when it expires. `Debug` never shows a token.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use mcp_oauth_flow::{TokenSet, TokenType};
+/// let now = SystemTime::now();
+/// let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "client")
+///     .with_expires_at(Some(now + Duration::from_secs(60)));
+/// assert!(!tokens.is_expired(now, Duration::from_secs(10)));
+/// assert!(tokens.is_expired(now + Duration::from_secs(55), Duration::from_secs(10)));
+/// assert_eq!(tokens.authorization_value().to_str().unwrap(), "Bearer at");
+/// assert!(!format!("{tokens:?}").contains("\"at\""));
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenSet {
+    access_token: AccessToken,
+    token_type: TokenType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<RefreshToken>,
+    /// Seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scopes: Option<Scopes>,
+    issuer: String,
+    client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
+}
+
+fn to_unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl TokenSet {
+    /// A token set with no refresh token, expiry, scope or resource.
+    pub fn new(
+        access_token: impl Into<String>,
+        token_type: TokenType,
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            access_token: AccessToken::new(access_token.into()),
+            token_type,
+            refresh_token: None,
+            expires_at: None,
+            scopes: None,
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            resource: None,
+        }
+    }
+
+    /// Sets the refresh token.
+    pub fn with_refresh_token(mut self, token: Option<RefreshToken>) -> Self {
+        self.refresh_token = token;
+        self
+    }
+
+    /// Sets the absolute expiry.
+    pub fn with_expires_at(mut self, at: Option<SystemTime>) -> Self {
+        self.expires_at = at.map(to_unix);
+        self
+    }
+
+    /// Sets the granted scopes.
+    pub fn with_scopes(mut self, scopes: Option<Scopes>) -> Self {
+        self.scopes = scopes;
+        self
+    }
+
+    /// Sets the resource the token was issued for (RFC 8707).
+    pub fn with_resource(mut self, resource: Option<String>) -> Self {
+        self.resource = resource;
+        self
+    }
+
+    /// The access token.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+
+    /// How the token is presented.
+    pub fn token_type(&self) -> TokenType {
+        self.token_type
+    }
+
+    /// The refresh token, if one was issued.
+    pub fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.refresh_token.as_ref()
+    }
+
+    /// When the access token expires, if the server said.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at.map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    }
+
+    /// The scopes granted (the requested ones when the server did not say, RFC 6749 §5.1).
+    pub fn scopes(&self) -> Option<&Scopes> {
+        self.scopes.as_ref()
+    }
+
+    /// The issuer of the authorization server that issued the tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The client the tokens were issued to.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The resource indicator the tokens were requested for.
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    /// Whether the access token expires within `skew` of `now`. A token with no known expiry
+    /// never counts as expired: the resource's 401 will say so.
+    pub fn is_expired(&self, now: SystemTime, skew: Duration) -> bool {
+        match self.expires_at() {
+            Some(at) => now + skew >= at,
+            None => false,
+        }
+    }
+
+    /// The `Authorization` header value (`Bearer …` or `DPoP …`), marked sensitive so that
+    /// hyper's and http's `Debug` never print it and HPACK never indexes it.
+    pub fn authorization_value(&self) -> HeaderValue {
+        let mut value = HeaderValue::try_from(format!(
+            "{} {}",
+            self.token_type.scheme(),
+            self.access_token.secret()
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+        value.set_sensitive(true);
+        value
+    }
+}
+
+/// The grant a token request uses.
+pub enum Grant<'a> {
+    /// RFC 6749 §4.1.3, with the PKCE verifier of RFC 7636 §4.5.
+    AuthorizationCode {
+        /// The code from the authorization response.
+        code: &'a AuthorizationCode,
+        /// The PKCE verifier.
+        verifier: &'a PkceCodeVerifier,
+        /// The redirect URI of the authorization request.
+        redirect_uri: &'a str,
+    },
+    /// RFC 6749 §6.
+    RefreshToken {
+        /// The refresh token.
+        refresh_token: &'a RefreshToken,
+        /// The scopes to ask for (the granted ones, to keep them).
+        scopes: Option<&'a Scopes>,
+    },
+}
+
+/// Builds a token request: form-encoded body, `Accept: application/json` (without it some
+/// servers, GitHub among them, answer form-encoded), client authentication, and the RFC 8707
+/// `resource`.
+pub fn token_request(
+    endpoint: &Url,
+    grant: Grant<'_>,
+    client: &ClientCredentials,
+    resource: Option<&str>,
+) -> http::Request<Bytes> {
+    let mut form: Vec<(&'static str, String)> = Vec::with_capacity(8);
+    match grant {
+        Grant::AuthorizationCode {
+            code,
+            verifier,
+            redirect_uri,
+        } => {
+            form.push(("grant_type", "authorization_code".into()));
+            form.push(("code", code.secret().clone()));
+            form.push(("redirect_uri", redirect_uri.into()));
+            form.push(("code_verifier", verifier.secret().clone()));
+        }
+        Grant::RefreshToken {
+            refresh_token,
+            scopes,
+        } => {
+            form.push(("grant_type", "refresh_token".into()));
+            form.push(("refresh_token", refresh_token.secret().clone()));
+            if let Some(scopes) = scopes.filter(|s| !s.is_empty()) {
+                form.push(("scope", scopes.to_string()));
+            }
+        }
+    }
+    if let Some(resource) = resource {
+        form.push(("resource", resource.into()));
+    }
+    let mut headers = http::HeaderMap::new();
+    client.apply(&mut form, &mut headers);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let mut req = http::Request::post(endpoint.as_str())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, "application/json")
+        .body(Bytes::from(body))
+        .expect("a parsed URL is a valid URI");
+    req.headers_mut().extend(headers);
+    req
+}
+
+/// A successful token response, before it is bound to an issuer and client.
+#[derive(Debug)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The token type.
+    pub token_type: TokenType,
+    /// The refresh token, if issued.
+    pub refresh_token: Option<RefreshToken>,
+    /// The lifetime, if the server gave a usable one (`expires_in` of 0 is treated as unknown).
+    pub expires_in: Option<Duration>,
+    /// The granted scope, if the server said.
+    pub scope: Option<Scopes>,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidTokenResponse, msg)
+}
+
+/// Reads a token endpoint response, tolerating what real servers send:
+///
+/// - JSON, or `application/x-www-form-urlencoded` (GitHub without `Accept`);
+/// - `expires_in` as a number or a string; 0 or absent means "unknown";
+/// - `token_type` in any case; a missing `token_type` is read as `Bearer`;
+/// - an `error` member means an error response whatever the HTTP status (RFC 6749 §5.2 says 400,
+///   GitHub answers 200).
+///
+/// ```
+/// use mcp_oauth_flow::{parse_token_response, ErrorKind};
+/// let ok = parse_token_response(http::StatusCode::OK, None, br#"{"access_token":"a","token_type":"bearer","expires_in":"3600"}"#).unwrap();
+/// assert_eq!(ok.expires_in.unwrap().as_secs(), 3600);
+/// let err = parse_token_response(http::StatusCode::OK, None, br#"{"error":"bad_verification_code"}"#).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TokenRejected);
+/// ```
+pub fn parse_token_response(
+    status: http::StatusCode,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<TokenResponse, Error> {
+    let fields = read_fields(content_type, body);
+    let get = |name: &str| -> Option<String> {
+        fields.as_ref().ok().and_then(|f| {
+            f.iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.clone())
+        })
+    };
+    if let Some(error) = get("error").filter(|e| !e.is_empty()) {
+        return Err(Error::new(
+            ErrorKind::TokenRejected,
+            format!("token endpoint answered {status} with an error"),
+        )
+        .with_status(status)
+        .with_oauth_error(OAuthErrorResponse {
+            error,
+            error_description: get("error_description"),
+        }));
+    }
+    if !status.is_success() {
+        let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+            ErrorKind::UnexpectedStatus
+        } else {
+            ErrorKind::TokenRejected
+        };
+        return Err(
+            Error::new(kind, format!("token endpoint answered {status}")).with_status(status),
+        );
+    }
+    let fields = fields?;
+    let get = |name: &str| -> Option<String> {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    let access_token = get("access_token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("token response has no access_token"))?;
+    let token_type = match get("token_type") {
+        None => TokenType::Bearer,
+        Some(t) => TokenType::from_wire(&t)
+            .ok_or_else(|| invalid(format!("token_type {t:?} is not supported")))?,
+    };
+    let expires_in = match get("expires_in") {
+        None => None,
+        Some(v) => {
+            let secs: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("expires_in {v:?} is not a number")))?;
+            if !secs.is_finite() || secs < 0.0 {
+                return Err(invalid(format!("expires_in {v:?} is not a lifetime")));
+            }
+            // Fractions are rounded down; a year is a generous upper bound for a lifetime.
+            let secs = secs.min(365.0 * 24.0 * 3600.0) as u64;
+            (secs > 0).then(|| Duration::from_secs(secs))
+        }
+    };
+    Ok(TokenResponse {
+        access_token: AccessToken::new(access_token),
+        token_type,
+        refresh_token: get("refresh_token")
+            .filter(|t| !t.is_empty())
+            .map(RefreshToken::new),
+        expires_in,
+        scope: get("scope").map(|s| Scopes::parse(&s)),
+    })
+}
+
+type Fields = Vec<(String, Option<String>)>;
+
+/// Flattens a JSON object or a form body into name/value pairs (JSON numbers and booleans as
+/// text, `null` as absent).
+fn read_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields, Error> {
+    let is_form = content_type.is_some_and(|ct| {
+        ct.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    });
+    if !is_form {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(map)) => {
+                return Ok(map
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            serde_json::Value::String(s) => Some(s),
+                            serde_json::Value::Null => None,
+                            other => Some(other.to_string()),
+                        };
+                        (k, v)
+                    })
+                    .collect())
+            }
+            Ok(_) => return Err(invalid("token response is JSON but not an object")),
+            Err(_) if content_type.is_some_and(|c| c.contains("json")) => {
+                return Err(invalid("token response is not valid JSON"))
+            }
+            Err(_) => {}
+        }
+    }
+    let text = std::str::from_utf8(body).map_err(|_| invalid("token response is not UTF-8"))?;
+    if !text.contains('=') {
+        return Err(invalid("token response is neither JSON nor form-encoded"));
+    }
+    Ok(url::form_urlencoded::parse(text.trim().as_bytes())
+        .map(|(k, v)| (k.into_owned(), Some(v.into_owned())))
+        .collect())
+}
+
+impl TokenSet {
+    /// Binds a token response to where it came from. The expiry is made absolute against `now`;
+    /// the scope is the granted one, else the requested one (RFC 6749 §5.1).
+    pub fn from_response(
+        response: TokenResponse,
+        now: SystemTime,
+        issuer: &str,
+        client_id: &str,
+        requested: Option<&Scopes>,
+        resource: Option<&str>,
+    ) -> Self {
+        TokenSet::new(
+            response.access_token.secret().clone(),
+            response.token_type,
+            issuer,
+            client_id,
+        )
+        .with_refresh_token(response.refresh_token)
+        .with_expires_at(response.expires_in.map(|d| now + d))
+        .with_scopes(response.scope.or_else(|| requested.cloned()))
+        .with_resource(resource.map(str::to_owned))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_auth::ClientAuthMethod;
+
+    fn ok(body: &str) -> Result<TokenResponse, Error> {
+        parse_token_response(
+            http::StatusCode::OK,
+            Some("application/json"),
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn tolerant_shapes() {
+        let r = ok(r#"{"access_token":"a","token_type":"BEARER","expires_in":60,"refresh_token":"r","scope":"x y"}"#).unwrap();
+        assert_eq!(r.token_type, TokenType::Bearer);
+        assert_eq!(r.expires_in, Some(Duration::from_secs(60)));
+        assert_eq!(r.refresh_token.unwrap().secret(), "r");
+        assert_eq!(r.scope.unwrap().to_string(), "x y");
+
+        let r = ok(r#"{"access_token":"a","expires_in":"0"}"#).unwrap();
+        assert_eq!(r.token_type, TokenType::Bearer);
+        assert_eq!(r.expires_in, None);
+
+        let r = ok(
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":59.9,"refresh_token":null}"#,
+        )
+        .unwrap();
+        assert_eq!(r.expires_in, Some(Duration::from_secs(59)));
+        assert!(r.refresh_token.is_none());
+
+        let r = ok(r#"{"access_token":"a","token_type":"DPoP"}"#).unwrap();
+        assert_eq!(r.token_type, TokenType::DPoP);
+    }
+
+    #[test]
+    fn form_encoded_responses() {
+        let r = parse_token_response(
+            http::StatusCode::OK,
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            b"access_token=gho_x&scope=repo&token_type=bearer",
+        )
+        .unwrap();
+        assert_eq!(r.access_token.secret(), "gho_x");
+        // Without a content type, a form body is still recognised.
+        let r = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            b"access_token=a&token_type=bearer",
+        )
+        .unwrap();
+        assert_eq!(r.access_token.secret(), "a");
+        let err = parse_token_response(
+            http::StatusCode::OK,
+            Some("application/x-www-form-urlencoded"),
+            b"error=bad_verification_code&error_description=The+code+is+incorrect",
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TokenRejected);
+        assert_eq!(
+            err.oauth_error().unwrap().error_description.as_deref(),
+            Some("The code is incorrect")
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let e = |status: u16, body: &str| {
+            parse_token_response(
+                http::StatusCode::from_u16(status).unwrap(),
+                Some("application/json"),
+                body.as_bytes(),
+            )
+            .unwrap_err()
+            .kind()
+        };
+        assert_eq!(
+            e(200, r#"{"token_type":"Bearer"}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(
+            e(200, r#"{"access_token":""}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(
+            e(200, r#"{"access_token":"a","token_type":"mac"}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(
+            e(200, r#"{"access_token":"a","expires_in":"soon"}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(
+            e(200, r#"{"access_token":"a","expires_in":-5}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(e(200, r#"["a"]"#), ErrorKind::InvalidTokenResponse);
+        assert_eq!(e(200, r#"{not json"#), ErrorKind::InvalidTokenResponse);
+        assert_eq!(
+            e(400, r#"{"error":"invalid_grant"}"#),
+            ErrorKind::TokenRejected
+        );
+        assert_eq!(
+            e(200, r#"{"error":"invalid_grant","access_token":"a"}"#),
+            ErrorKind::TokenRejected
+        );
+        assert_eq!(e(503, "down"), ErrorKind::UnexpectedStatus);
+        assert_eq!(e(429, ""), ErrorKind::UnexpectedStatus);
+        assert_eq!(e(401, ""), ErrorKind::TokenRejected);
+        assert_eq!(
+            parse_token_response(http::StatusCode::OK, None, b"<html>")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidTokenResponse
+        );
+    }
+
+    #[test]
+    fn request_shape() {
+        let client = ClientCredentials {
+            client_id: "c".into(),
+            client_secret: None,
+            method: ClientAuthMethod::None,
+        };
+        let code = AuthorizationCode::new("the code".into());
+        let verifier = PkceCodeVerifier::new("v".into());
+        let req = token_request(
+            &Url::parse("https://as.example.com/token").unwrap(),
+            Grant::AuthorizationCode {
+                code: &code,
+                verifier: &verifier,
+                redirect_uri: "http://127.0.0.1/cb",
+            },
+            &client,
+            Some("https://mcp.example.com/mcp"),
+        );
+        assert_eq!(req.method(), http::Method::POST);
+        assert_eq!(req.headers()[ACCEPT], "application/json");
+        let body = std::str::from_utf8(req.body()).unwrap();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("grant_type"), Some("authorization_code"));
+        assert_eq!(get("code"), Some("the code"));
+        assert_eq!(get("code_verifier"), Some("v"));
+        assert_eq!(get("resource"), Some("https://mcp.example.com/mcp"));
+        assert_eq!(get("client_id"), Some("c"));
+    }
+
+    #[test]
+    fn token_set_round_trips_with_absolute_expiry() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let r = ok(r#"{"access_token":"a","expires_in":60,"refresh_token":"r"}"#).unwrap();
+        let set = TokenSet::from_response(
+            r,
+            now,
+            "https://as",
+            "c",
+            Some(&Scopes::parse("s")),
+            Some("https://rs"),
+        );
+        let json = serde_json::to_string(&set).unwrap();
+        assert!(json.contains("\"expires_at\":1060"));
+        let back: TokenSet = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(1060))
+        );
+        assert_eq!(back.scopes().unwrap().to_string(), "s");
+        assert_eq!(back.refresh_token().unwrap().secret(), "r");
+        let shown = format!("{back:?}");
+        assert!(!shown.contains("\"a\"") && !shown.contains("\"r\""));
+    }
+}

@@ -1,0 +1,106 @@
+//! Which URLs the client may talk to.
+//!
+//! OAuth 2.1 §1.5 and the MCP authorization spec require TLS for every authorization server
+//! endpoint; RFC 8252 §8.3 allows plain HTTP only to a loopback interface, which is what local
+//! development servers and test kits use. The same rule is applied to every URL the flow learns
+//! from the network (metadata URLs, issuers, endpoints), so that a hostile document cannot steer
+//! credentials onto cleartext.
+
+use std::net::IpAddr;
+
+use url::{Host, Url};
+
+use crate::error::{Error, ErrorKind};
+
+/// Whether `url` is `https`, or `http` to a loopback host (`localhost`, `*.localhost`,
+/// `127.0.0.0/8`, `::1`).
+///
+/// ```
+/// use mcp_oauth_flow::is_secure_url;
+/// use url::Url;
+/// assert!(is_secure_url(&Url::parse("https://as.example.com/token").unwrap()));
+/// assert!(is_secure_url(&Url::parse("http://127.0.0.1:8080/token").unwrap()));
+/// assert!(is_secure_url(&Url::parse("http://localhost/token").unwrap()));
+/// assert!(!is_secure_url(&Url::parse("http://as.example.com/token").unwrap()));
+/// ```
+pub fn is_secure_url(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => is_loopback_host(url),
+        _ => false,
+    }
+}
+
+/// Whether the URL's host is a loopback name or address (RFC 6761 §6.3 for `localhost`).
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => {
+            let d = d.trim_end_matches('.');
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Parses `raw` as an absolute URL and checks it against [`is_secure_url`]; `what` names the
+/// URL in the error (e.g. "token_endpoint").
+pub fn parse_secure_url(raw: &str, what: &str) -> Result<Url, Error> {
+    let url = Url::parse(raw).map_err(|e| {
+        Error::new(
+            ErrorKind::InsecureUrl,
+            format!("{what} {raw:?} is not an absolute URL: {e}"),
+        )
+    })?;
+    check_secure_url(&url, what)?;
+    Ok(url)
+}
+
+/// Fails with [`ErrorKind::InsecureUrl`] unless [`is_secure_url`] holds.
+pub fn check_secure_url(url: &Url, what: &str) -> Result<(), Error> {
+    if is_secure_url(url) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::InsecureUrl,
+            format!("{what} {url} must use https (plain http is allowed only to a loopback host)"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secure(s: &str) -> bool {
+        is_secure_url(&Url::parse(s).unwrap())
+    }
+
+    #[test]
+    fn https_anywhere_http_only_on_loopback() {
+        assert!(secure("https://example.com"));
+        assert!(secure("http://127.0.0.1:1/x"));
+        assert!(secure("http://127.9.9.9/x"));
+        assert!(secure("http://[::1]:80/x"));
+        assert!(secure("http://LOCALHOST/x"));
+        assert!(secure("http://app.localhost/x"));
+        assert!(!secure("http://example.com"));
+        assert!(!secure("http://10.0.0.1"));
+        assert!(!secure("http://localhost.example.com"));
+        assert!(!secure("http://[::2]/"));
+        assert!(!secure("ftp://localhost/x"));
+        assert!(!secure("javascript:alert(1)"));
+    }
+
+    #[test]
+    fn parse_errors_are_typed() {
+        assert_eq!(
+            parse_secure_url("not a url", "issuer").unwrap_err().kind(),
+            ErrorKind::InsecureUrl
+        );
+        let err = parse_secure_url("http://as.example.com/token", "token_endpoint").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InsecureUrl);
+        assert!(err.to_string().contains("token_endpoint"));
+    }
+}

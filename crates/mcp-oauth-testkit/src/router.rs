@@ -1,0 +1,114 @@
+//! Per-request pipeline: read the body, record, apply overrides, route.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::discovery::MCP_PATH;
+use crate::record::{RecordedRequest, ServerRole};
+use crate::response::{self, HttpResponse};
+use crate::state::Shared;
+use crate::{authorization_server, resource_server, token_endpoint};
+
+/// Largest body recorded; longer ones are cut there and answered 413.
+const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Handles one request to the server playing `role`.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    role: ServerRole,
+    request: Request<Incoming>,
+) -> HttpResponse {
+    let (parts, body) = request.into_parts();
+    let (body, complete) = read_body(body).await;
+    let recorded = RecordedRequest {
+        role,
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+    };
+    let canned = {
+        let mut state = shared.lock();
+        state.records.push(recorded.clone());
+        state.overrides.get(&(role, recorded.path.clone())).cloned()
+    };
+    if let Some(canned) = canned {
+        return response::canned(&canned);
+    }
+    if !complete {
+        return response::with_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text/plain",
+            "body too large",
+        );
+    }
+    route(&shared, role, &recorded)
+}
+
+/// Reads at most [`BODY_LIMIT`] bytes; the flag says whether the whole body fit.
+async fn read_body(mut body: Incoming) -> (Bytes, bool) {
+    let mut buffer = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return (buffer.freeze(), false);
+        };
+        if let Ok(data) = frame.into_data() {
+            let room = BODY_LIMIT - buffer.len();
+            if data.len() > room {
+                buffer.extend_from_slice(&data[..room]);
+                return (buffer.freeze(), false);
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    (buffer.freeze(), true)
+}
+
+fn route(shared: &Arc<Shared>, role: ServerRole, request: &RecordedRequest) -> HttpResponse {
+    let site = &shared.site;
+    let path = request.path.as_str();
+    if role == ServerRole::Resource && path == MCP_PATH {
+        return resource_server::mcp(shared, request);
+    }
+    if role == ServerRole::Resource && site.prm_path == Some(path) {
+        return document(request, || {
+            let authorization_server = shared.lock().prm_authorization_server.clone();
+            site.prm_document(&shared.config, &authorization_server)
+        });
+    }
+    if let Some((metadata_role, metadata_path, oidc)) = &site.metadata {
+        if role == *metadata_role && path == metadata_path {
+            return document(request, || site.as_metadata_document(&shared.config, *oidc));
+        }
+    }
+    if role == site.endpoint_role {
+        if path == site.authorize_path {
+            return authorization_server::authorize(shared, request);
+        }
+        if path == site.token_path {
+            return token_endpoint::token(shared, request);
+        }
+        if path == site.register_path && shared.config.registration {
+            return authorization_server::register(shared, request);
+        }
+        let oidc = site.metadata.as_ref().is_some_and(|(_, _, oidc)| *oidc);
+        if path == site.jwks_path && oidc {
+            return document(request, || json!({"keys": []}));
+        }
+    }
+    response::not_found()
+}
+
+/// A JSON document answered to `GET`.
+fn document(request: &RecordedRequest, body: impl FnOnce() -> serde_json::Value) -> HttpResponse {
+    if request.method != Method::GET {
+        return response::method_not_allowed("GET");
+    }
+    response::json(StatusCode::OK, &body())
+}

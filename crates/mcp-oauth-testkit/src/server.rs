@@ -1,0 +1,167 @@
+//! [`Testkit`]: the two listeners, their tasks, and the control surface tests use.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::TestkitConfig;
+use crate::discovery::{Site, MCP_PATH};
+use crate::record::{CannedResponse, RecordedRequest, ServerRole};
+use crate::router;
+use crate::state::{self, Shared, State};
+
+/// A running authorization server and protected MCP resource server, each on its own
+/// `127.0.0.1` port.
+///
+/// Dropping it (or [`shutdown`](Self::shutdown)) aborts both servers and their connections.
+/// Must be started inside a Tokio runtime.
+#[derive(Debug)]
+pub struct Testkit {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Testkit {
+    /// Binds both listeners on `127.0.0.1:0` and starts serving.
+    pub async fn start(config: TestkitConfig) -> io::Result<Testkit> {
+        let resource_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let auth_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let rs_origin = format!("http://{}", resource_listener.local_addr()?);
+        let as_origin = format!("http://{}", auth_listener.local_addr()?);
+        let site = Site::new(config.layout, &rs_origin, &as_origin);
+        let state = State::new(&config, &site);
+        let shared = Arc::new(Shared {
+            config,
+            site,
+            state: Mutex::new(state),
+        });
+        state::register(&shared);
+        let tasks = vec![
+            tokio::spawn(serve(
+                resource_listener,
+                Arc::clone(&shared),
+                ServerRole::Resource,
+            )),
+            tokio::spawn(serve(
+                auth_listener,
+                Arc::clone(&shared),
+                ServerRole::Authorization,
+            )),
+        ];
+        Ok(Testkit { shared, tasks })
+    }
+
+    /// The MCP endpoint, `http://127.0.0.1:P1/mcp`.
+    pub fn resource_url(&self) -> String {
+        format!("{}{}", self.shared.site.rs_origin, MCP_PATH)
+    }
+
+    /// The resource server origin, `http://127.0.0.1:P1`.
+    pub fn resource_origin(&self) -> String {
+        self.shared.site.rs_origin.clone()
+    }
+
+    /// The authorization server's issuer for the layout (`http://127.0.0.1:P2` or
+    /// `http://127.0.0.1:P2/tenant1`; the resource origin in the legacy layouts). Not affected by
+    /// [`TestkitConfig::metadata_issuer_override`].
+    pub fn issuer(&self) -> String {
+        self.shared.site.issuer.clone()
+    }
+
+    /// The authorization server origin, `http://127.0.0.1:P2`.
+    pub fn auth_server_origin(&self) -> String {
+        self.shared.site.as_origin.clone()
+    }
+
+    /// The configuration the testkit runs with.
+    pub fn config(&self) -> &TestkitConfig {
+        &self.shared.config
+    }
+
+    /// Every request either server received so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().records.clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared.lock().records.clear();
+    }
+
+    /// Revokes every access token issued so far: the resource server answers 401 for them.
+    /// Refresh tokens stay valid.
+    pub fn revoke_all_tokens(&self) {
+        for token in self.shared.lock().access_tokens.values_mut() {
+            token.revoked = true;
+        }
+    }
+
+    /// Makes every request to `path` (exact match, query ignored) on the `role` server answer
+    /// `response` instead of the normal routing. The request is still recorded.
+    pub fn set_override(&self, role: ServerRole, path: &str, response: CannedResponse) {
+        self.shared
+            .lock()
+            .overrides
+            .insert((role, path.to_owned()), response);
+    }
+
+    /// Removes every override.
+    pub fn clear_overrides(&self) {
+        self.shared.lock().overrides.clear();
+    }
+
+    /// Changes `authorization_servers[0]` of the protected resource metadata (AS migration).
+    ///
+    /// The resource server trusts only tokens of the authorization server its metadata names:
+    /// after pointing it at another running testkit's [`issuer`](Self::issuer) it accepts
+    /// that one's tokens (bound to this resource) and no longer its own.
+    pub fn set_prm_authorization_server(&self, issuer_url: &str) {
+        self.shared.lock().prm_authorization_server = issuer_url.to_owned();
+    }
+
+    /// Stops both servers (the same as dropping the testkit).
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Testkit {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Accepts connections until aborted; the connections live in a `JoinSet` owned by this task,
+/// so aborting it closes them too.
+async fn serve(listener: TcpListener, shared: Arc<Shared>, role: ServerRole) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let shared = Arc::clone(&shared);
+                    connections.spawn(async move {
+                        let service = service_fn(move |request| {
+                            let shared = Arc::clone(&shared);
+                            async move { Ok::<_, Infallible>(router::handle(shared, role, request).await) }
+                        });
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The token endpoint: client authentication, the authorization code and refresh token grants,
+//! and the (quirk-shaped) token response.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::codec::s256_challenge;
+use crate::record::RecordedRequest;
+use crate::response::{self, bad_request, method_not_allowed, no_store, oauth_error, HttpResponse};
+use crate::state::{Shared, State, AUTH_BASIC, AUTH_NONE, AUTH_POST};
+
+/// `POST token`: the authorization code and refresh token grants.
+pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse {
+    if request.method != Method::POST {
+        return method_not_allowed("POST");
+    }
+    let mut state = shared.lock();
+    let client_id = match authenticate(shared, &state, request) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match request.form_param("grant_type").as_deref() {
+        Some("authorization_code") => {
+            authorization_code_grant(shared, &mut state, request, &client_id)
+        }
+        Some("refresh_token") => refresh_token_grant(shared, &mut state, request, &client_id),
+        Some(_) => bad_request(
+            "unsupported_grant_type",
+            "only authorization_code and refresh_token",
+        ),
+        None => bad_request("invalid_request", "missing grant_type"),
+    }
+}
+
+/// Authenticates the client with the method it registered and returns its id; `Err` is the
+/// error response.
+fn authenticate(
+    shared: &Shared,
+    state: &State,
+    request: &RecordedRequest,
+) -> Result<String, Box<HttpResponse>> {
+    let basic = request.basic_credentials();
+    let body_id = request.form_param("client_id");
+    let body_secret = request.form_param("client_secret");
+    let unauthorized = |description: &str| {
+        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
+        if basic.is_some() {
+            response::set_header(
+                &mut response,
+                "www-authenticate",
+                "Basic realm=\"mcp-oauth-testkit\"",
+            );
+        }
+        Box::new(response)
+    };
+    let invalid_request = |description: &str| Box::new(bad_request("invalid_request", description));
+    if let (Some((basic_id, _)), Some(body_id)) = (&basic, &body_id) {
+        if basic_id != body_id {
+            return Err(invalid_request("client_id differs between header and body"));
+        }
+    }
+    let Some(client_id) = basic.as_ref().map(|(id, _)| id.clone()).or(body_id.clone()) else {
+        return Err(unauthorized("no client identification"));
+    };
+    let Some(client) = state.client(&client_id, shared.config.cimd_supported) else {
+        return Err(unauthorized("unknown client"));
+    };
+    let expected = client.secret.as_deref();
+    match client.auth_method.as_str() {
+        AUTH_BASIC => match &basic {
+            Some((_, secret)) if Some(secret.as_str()) == expected => {}
+            Some(_) => return Err(unauthorized("wrong client secret")),
+            None => return Err(unauthorized("client_secret_basic required")),
+        },
+        AUTH_POST => {
+            if basic.is_some() {
+                return Err(unauthorized(
+                    "client_secret_post required, got a Basic header",
+                ));
+            }
+            if body_secret.is_none() || body_secret.as_deref() != expected {
+                return Err(unauthorized("missing or wrong client_secret"));
+            }
+        }
+        AUTH_NONE => {
+            if basic.is_some() || body_secret.is_some() {
+                return Err(unauthorized("public client must not send a secret"));
+            }
+            if body_id.is_none() {
+                return Err(invalid_request("missing client_id"));
+            }
+        }
+        _ => return Err(unauthorized("unsupported client authentication method")),
+    }
+    Ok(client_id)
+}
+
+fn authorization_code_grant(
+    shared: &Shared,
+    state: &mut State,
+    request: &RecordedRequest,
+    client_id: &str,
+) -> HttpResponse {
+    let config = &shared.config;
+    let Some(code) = request.form_param("code") else {
+        return bad_request("invalid_request", "missing code");
+    };
+    let Some(entry) = state.codes.remove(&code) else {
+        return bad_request(
+            "invalid_grant",
+            "unknown or already used authorization code",
+        );
+    };
+    if entry.client_id != client_id {
+        return bad_request("invalid_grant", "code was issued to another client");
+    }
+    if request.form_param("redirect_uri").as_deref() != Some(entry.redirect_uri.as_str()) {
+        return bad_request(
+            "invalid_grant",
+            "redirect_uri does not match the authorization request",
+        );
+    }
+    let Some(verifier) = request.form_param("code_verifier") else {
+        return bad_request("invalid_grant", "missing code_verifier");
+    };
+    let computed = match entry.challenge_method.as_str() {
+        "plain" => verifier,
+        _ => s256_challenge(&verifier),
+    };
+    if computed != entry.challenge {
+        return bad_request("invalid_grant", "PKCE verification failed");
+    }
+    let resource = request.form_param("resource");
+    if entry.resource.is_some() && resource != entry.resource {
+        return bad_request(
+            "invalid_target",
+            "resource differs from the authorization request",
+        );
+    }
+    let resource = resource.or(entry.resource);
+    let grant = state.next_id();
+    let lifetime = Duration::from_secs(config.token_lifetime_secs);
+    let access_token =
+        state.issue_access_token(entry.scope.clone(), resource.clone(), grant, lifetime);
+    let refresh_token = config
+        .issue_refresh_tokens
+        .then(|| state.issue_refresh_token(client_id, entry.scope.clone(), resource, grant));
+    token_response(
+        shared,
+        &access_token,
+        refresh_token.as_deref(),
+        entry.scope.as_deref(),
+    )
+}
+
+fn refresh_token_grant(
+    shared: &Shared,
+    state: &mut State,
+    request: &RecordedRequest,
+    client_id: &str,
+) -> HttpResponse {
+    let config = &shared.config;
+    let Some(presented) = request.form_param("refresh_token") else {
+        return bad_request("invalid_request", "missing refresh_token");
+    };
+    let Some(entry) = state.refresh_tokens.get(&presented).cloned() else {
+        return bad_request("invalid_grant", "unknown refresh token");
+    };
+    if entry.client_id != client_id {
+        return bad_request(
+            "invalid_grant",
+            "refresh token was issued to another client",
+        );
+    }
+    if !entry.active {
+        state.revoke_grant(entry.grant);
+        return bad_request(
+            "invalid_grant",
+            "refresh token reuse detected; the grant is revoked",
+        );
+    }
+    let scope = match request.form_param("scope") {
+        Some(asked) => {
+            let granted: Vec<&str> = entry
+                .scope
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            if asked.split_whitespace().any(|s| !granted.contains(&s)) {
+                return bad_request(
+                    "invalid_scope",
+                    "requested scope exceeds the original grant",
+                );
+            }
+            Some(asked)
+        }
+        None => entry.scope.clone(),
+    };
+    let resource = request.form_param("resource").or(entry.resource.clone());
+    let lifetime = Duration::from_secs(config.token_lifetime_secs);
+    let access_token =
+        state.issue_access_token(scope.clone(), resource.clone(), entry.grant, lifetime);
+    let refresh_token = if config.rotate_refresh_tokens {
+        if let Some(old) = state.refresh_tokens.get_mut(&presented) {
+            old.active = false;
+        }
+        Some(state.issue_refresh_token(client_id, entry.scope.clone(), resource, entry.grant))
+    } else {
+        None
+    };
+    token_response(
+        shared,
+        &access_token,
+        refresh_token.as_deref(),
+        scope.as_deref(),
+    )
+}
+
+/// The successful token response, shaped by the quirk switches.
+fn token_response(
+    shared: &Shared,
+    access_token: &str,
+    refresh_token: Option<&str>,
+    scope: Option<&str>,
+) -> HttpResponse {
+    let config = &shared.config;
+    let token_type = if config.token_type_lowercase {
+        "bearer"
+    } else {
+        "Bearer"
+    };
+    let mut fields: Vec<(&str, Value)> = vec![
+        ("access_token", json!(access_token)),
+        ("token_type", json!(token_type)),
+    ];
+    if !config.omit_expires_in {
+        let lifetime = config.token_lifetime_secs;
+        let value = if config.expires_in_as_string {
+            json!(lifetime.to_string())
+        } else {
+            json!(lifetime)
+        };
+        fields.push(("expires_in", value));
+    }
+    if let Some(refresh_token) = refresh_token {
+        fields.push(("refresh_token", json!(refresh_token)));
+    }
+    if let Some(scope) = scope {
+        fields.push(("scope", json!(scope)));
+    }
+    let mut response = if config.token_response_form_encoded {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &fields {
+            match value {
+                Value::String(text) => form.append_pair(name, text),
+                other => form.append_pair(name, &other.to_string()),
+            };
+        }
+        response::with_body(
+            StatusCode::OK,
+            "application/x-www-form-urlencoded",
+            form.finish(),
+        )
+    } else {
+        let object: Map<String, Value> = fields
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        response::json(StatusCode::OK, &Value::Object(object))
+    };
+    no_store(&mut response);
+    response::set_header(&mut response, "pragma", "no-cache");
+    response
+}
