@@ -151,6 +151,7 @@ struct Inner {
     oauth: Option<OAuthErrorResponse>,
     status: Option<http::StatusCode>,
     source: Option<BoxError>,
+    report: Option<crate::report::DiscoveryReport>,
 }
 
 impl Error {
@@ -163,6 +164,7 @@ impl Error {
                 oauth: None,
                 status: None,
                 source: None,
+                report: None,
             }),
         }
     }
@@ -183,6 +185,18 @@ impl Error {
     pub fn with_status(mut self, status: http::StatusCode) -> Self {
         self.inner.status = Some(status);
         self
+    }
+
+    /// Attaches the record of every URL the flow tried.
+    pub fn with_report(mut self, report: crate::report::DiscoveryReport) -> Self {
+        self.inner.report = Some(report);
+        self
+    }
+
+    /// Every URL the failed flow tried, with its status and why it was not used: the first
+    /// thing to print when discovery goes wrong.
+    pub fn report(&self) -> Option<&crate::report::DiscoveryReport> {
+        self.inner.report.as_ref()
     }
 
     /// What kind of error this is.

@@ -459,6 +459,11 @@ impl Flow {
     /// Ends the flow with `error`, e.g. when the driver could not send a sub-request.
     pub fn fail(&mut self, error: Error) {
         self.state = State::Finished;
+        let error = if error.report().is_none() {
+            error.with_report(std::mem::take(&mut self.report))
+        } else {
+            error
+        };
         self.out.push_back(Action::Failed(error));
     }
 

@@ -1,0 +1,407 @@
+//! The request body the inner service receives: the caller's body, made replayable for the one
+//! retry after a `401`, or a body of the layer's own sub-requests.
+//!
+//! Replay follows the linkerd model: no `B: Clone`, no buffering up front. While the first
+//! attempt streams, each chunk is kept (a refcounted `Bytes` clone, no copy) up to a byte cap;
+//! a replay yields the kept chunks and then, if the first attempt stopped early because the
+//! server answered before reading everything, goes on reading the original body.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use mcp_oauth_flow::BoxError;
+
+/// The body type the layer hands to the inner service.
+///
+/// The inner service must accept `Request<OAuthBody<B>>` where `B` is the caller's body type,
+/// exactly as tower-http's `RequestBodyLimit` hands on `Limited<B>`. It is `Unpin` whenever `B`
+/// is.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body::Body;
+/// use tower_mcp_oauth::OAuthBody;
+/// let body: OAuthBody<http_body_util::Empty<Bytes>> = OAuthBody::full(Bytes::from_static(b"{}"));
+/// assert_eq!(body.size_hint().exact(), Some(2));
+/// ```
+pub struct OAuthBody<B> {
+    kind: Kind<B>,
+}
+
+enum Kind<B> {
+    Empty,
+    Full(Option<Bytes>),
+    Passthrough(B),
+    Replay(ReplayBody<B>),
+}
+
+impl<B> OAuthBody<B> {
+    /// A body of one chunk (the layer's sub-requests use it).
+    pub fn full(bytes: Bytes) -> Self {
+        if bytes.is_empty() {
+            Self::empty()
+        } else {
+            Self {
+                kind: Kind::Full(Some(bytes)),
+            }
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self { kind: Kind::Empty }
+    }
+
+    pub(crate) fn passthrough(body: B) -> Self {
+        Self {
+            kind: Kind::Passthrough(body),
+        }
+    }
+
+    pub(crate) fn replay(body: ReplayBody<B>) -> Self {
+        Self {
+            kind: Kind::Replay(body),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for OAuthBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Empty => "Empty",
+            Kind::Full(_) => "Full",
+            Kind::Passthrough(_) => "Passthrough",
+            Kind::Replay(_) => "Replay",
+        };
+        f.debug_struct("OAuthBody").field("kind", &kind).finish()
+    }
+}
+
+impl<B> Body for OAuthBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Passthrough(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::Replay(body) => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Passthrough(body) => body.is_end_stream(),
+            Kind::Replay(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Passthrough(body) => body.size_hint(),
+            Kind::Replay(body) => body.size_hint,
+        }
+    }
+}
+
+/// How the caller's body was wrapped, decided once in `call` (linkerd #1039: decide before
+/// wrapping, not after).
+pub(crate) enum Prepared<B> {
+    /// No body: replaying it is free.
+    Empty,
+    /// Larger than the cap by its own size hint: sent as is, never replayed.
+    NotReplayable,
+    /// Kept while streaming, up to the cap.
+    Replayable(ReplayBody<B>),
+}
+
+impl<B> Prepared<B> {
+    /// A body for the retry, if one can be made.
+    pub(crate) fn replay(&self) -> Option<OAuthBody<B>> {
+        match self {
+            Prepared::Empty => Some(OAuthBody::empty()),
+            Prepared::NotReplayable => None,
+            Prepared::Replayable(body) => body.try_replay().map(OAuthBody::replay),
+        }
+    }
+}
+
+/// Wraps the caller's body for the first attempt.
+pub(crate) fn prepare<B>(body: B, max_replay_bytes: usize) -> (OAuthBody<B>, Prepared<B>)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    if body.is_end_stream() || body.size_hint().exact() == Some(0) {
+        return (OAuthBody::empty(), Prepared::Empty);
+    }
+    if body.size_hint().lower() > max_replay_bytes as u64 {
+        return (OAuthBody::passthrough(body), Prepared::NotReplayable);
+    }
+    let replay = ReplayBody::new(body, max_replay_bytes);
+    let handle = ReplayBody {
+        shared: Arc::clone(&replay.shared),
+        pos: 0,
+        trailers_sent: false,
+        is_replay: false,
+        size_hint: replay.size_hint,
+    };
+    (OAuthBody::replay(handle), Prepared::Replayable(replay))
+}
+
+struct ReplayState<B> {
+    body: Option<B>,
+    chunks: Vec<Bytes>,
+    len: usize,
+    max: usize,
+    capped: bool,
+    failed: bool,
+    done: bool,
+    trailers: Option<HeaderMap>,
+}
+
+/// A body that keeps what it streams so it can be sent again.
+pub(crate) struct ReplayBody<B> {
+    shared: Arc<Mutex<ReplayState<B>>>,
+    /// How many kept chunks this handle has yielded.
+    pos: usize,
+    trailers_sent: bool,
+    is_replay: bool,
+    size_hint: SizeHint,
+}
+
+impl<B: Body> ReplayBody<B> {
+    fn new(body: B, max: usize) -> Self {
+        let size_hint = body.size_hint();
+        Self {
+            shared: Arc::new(Mutex::new(ReplayState {
+                body: Some(body),
+                chunks: Vec::new(),
+                len: 0,
+                max,
+                capped: false,
+                failed: false,
+                done: false,
+                trailers: None,
+            })),
+            pos: 0,
+            trailers_sent: false,
+            is_replay: false,
+            size_hint,
+        }
+    }
+}
+
+impl<B> ReplayBody<B> {
+    fn lock(&self) -> MutexGuard<'_, ReplayState<B>> {
+        // A poisoned lock only means another handle panicked mid-poll; the state is still
+        // consistent (every mutation is a single assignment).
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new handle that yields the body from the start, unless the cap was exceeded or the
+    /// body failed.
+    fn try_replay(&self) -> Option<Self> {
+        let state = self.lock();
+        if state.capped || state.failed {
+            return None;
+        }
+        drop(state);
+        Some(Self {
+            shared: Arc::clone(&self.shared),
+            pos: 0,
+            trailers_sent: false,
+            is_replay: true,
+            size_hint: self.size_hint,
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let state = self.lock();
+        state.done
+            && (state.capped || self.pos >= state.chunks.len())
+            && (self.trailers_sent || state.trailers.is_none())
+    }
+}
+
+impl<B> ReplayBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let shared = Arc::clone(&self.shared);
+        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.capped && self.pos < state.chunks.len() {
+            let chunk = state.chunks[self.pos].clone();
+            self.pos += 1;
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if state.capped && self.is_replay {
+            return Poll::Ready(Some(Err(
+                "request body exceeded the replay buffer during a retry".into(),
+            )));
+        }
+        if state.done {
+            if !self.trailers_sent {
+                self.trailers_sent = true;
+                if let Some(trailers) = state.trailers.clone() {
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
+            }
+            return Poll::Ready(None);
+        }
+        let Some(body) = state.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                state.done = true;
+                state.body = None;
+                self.trailers_sent = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                state.failed = true;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                let frame = match frame.into_data() {
+                    Ok(data) => {
+                        if !state.capped {
+                            state.len += data.len();
+                            if state.len > state.max {
+                                state.capped = true;
+                                state.chunks = Vec::new();
+                            } else {
+                                state.chunks.push(data.clone());
+                                self.pos = state.chunks.len();
+                            }
+                        }
+                        Frame::data(data)
+                    }
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(trailers) => {
+                            state.trailers = Some(trailers.clone());
+                            self.trailers_sent = true;
+                            Frame::trailers(trailers)
+                        }
+                        Err(other) => other,
+                    },
+                };
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+}
+
+/// Marks a `401` response that the layer returned instead of retrying because the request
+/// body could not be replayed (it was larger than
+/// [`OAuthLayer::max_replay_bytes`](crate::OAuthLayer::max_replay_bytes)). The flow did run:
+/// a token is now in place, so sending the request again will carry it.
+///
+/// ```
+/// use tower_mcp_oauth::BodyNotReplayable;
+/// let response = http::Response::builder().status(401).extension(BodyNotReplayable).body(()).unwrap();
+/// assert!(response.extensions().get::<BodyNotReplayable>().is_some());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyNotReplayable;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    async fn collect<B>(body: OAuthBody<B>) -> Result<Bytes, BoxError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        Ok(body.collect().await?.to_bytes())
+    }
+
+    /// A body that yields its parts one frame at a time, with no size hint.
+    struct Chunks(std::collections::VecDeque<&'static str>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(
+                self.0
+                    .pop_front()
+                    .map(|s| Ok(Frame::data(Bytes::from_static(s.as_bytes())))),
+            )
+        }
+    }
+
+    fn chunks(parts: &[&'static str]) -> Chunks {
+        Chunks(parts.iter().copied().collect())
+    }
+
+    #[tokio::test]
+    async fn empty_bodies_are_free_to_replay() {
+        let (body, prepared) = prepare(http_body_util::Empty::<Bytes>::new(), 16);
+        assert!(matches!(prepared, Prepared::Empty));
+        assert!(body.is_end_stream());
+        assert!(prepared.replay().is_some());
+    }
+
+    #[tokio::test]
+    async fn replays_what_was_streamed() {
+        let (body, prepared) = prepare(chunks(&["ab", "cd", "ef"]), 64);
+        assert_eq!(collect(body).await.unwrap(), "abcdef");
+        let again = prepared.replay().unwrap();
+        assert_eq!(collect(again).await.unwrap(), "abcdef");
+        // And again: any number of replays.
+        assert_eq!(collect(prepared.replay().unwrap()).await.unwrap(), "abcdef");
+    }
+
+    #[tokio::test]
+    async fn replay_continues_a_partly_read_body() {
+        let (mut body, prepared) = prepare(chunks(&["ab", "cd", "ef"]), 64);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "ab");
+        drop(body); // the server answered early; the first attempt is gone
+        assert_eq!(collect(prepared.replay().unwrap()).await.unwrap(), "abcdef");
+    }
+
+    #[tokio::test]
+    async fn over_the_cap_is_not_replayable() {
+        let (body, prepared) = prepare(chunks(&["abcd", "efgh"]), 6);
+        assert_eq!(collect(body).await.unwrap(), "abcdefgh");
+        assert!(prepared.replay().is_none());
+        // Known too large up front: passed through untouched.
+        let (body, prepared) = prepare(Full::new(Bytes::from_static(b"0123456789")), 4);
+        assert!(matches!(prepared, Prepared::NotReplayable));
+        assert_eq!(collect(body).await.unwrap(), "0123456789");
+    }
+
+    #[test]
+    fn unpin_when_inner_is() {
+        fn assert_unpin<T: Unpin>() {}
+        assert_unpin::<OAuthBody<Full<Bytes>>>();
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<OAuthBody<Full<Bytes>>>();
+    }
+}

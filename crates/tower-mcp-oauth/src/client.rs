@@ -1,0 +1,127 @@
+//! Sending the layer's own sub-requests through the inner service.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use mcp_oauth_flow::{BoxError, Error, ErrorKind};
+use tower::ServiceExt;
+use tower_service::Service;
+
+use crate::body::OAuthBody;
+use crate::BoxFuture;
+
+type SendFn = dyn Fn(http::Request<Bytes>) -> BoxFuture<'static, Result<http::Response<Bytes>, Error>>
+    + Send
+    + Sync;
+
+/// A handle that sends a request through a clone of the layer's inner service (never back
+/// through the layer) and collects the response body up to a byte limit.
+///
+/// Each request goes out through `Oneshot` on a fresh clone, so it waits for readiness like any
+/// other caller and composes with `Buffer` and `ConcurrencyLimit`.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tower_mcp_oauth::InnerClient;
+/// # tokio_test::block_on(async {
+/// let client = InnerClient::from_fn(|req| async move {
+///     Ok(http::Response::new(Bytes::from(format!("you asked for {}", req.uri()))))
+/// });
+/// let resp = client.send(http::Request::get("http://localhost/x").body(Bytes::new()).unwrap()).await.unwrap();
+/// assert_eq!(resp.body(), "you asked for http://localhost/x");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct InnerClient {
+    send: Arc<SendFn>,
+}
+
+impl std::fmt::Debug for InnerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InnerClient").finish_non_exhaustive()
+    }
+}
+
+impl InnerClient {
+    /// Sends a request and returns the response with its body collected.
+    pub async fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, Error> {
+        (self.send)(request).await
+    }
+
+    /// A client from a function, for tests and custom transports.
+    pub fn from_fn<F, Fut>(f: F) -> Self
+    where
+        F: Fn(http::Request<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<http::Response<Bytes>, Error>> + Send + 'static,
+    {
+        Self {
+            send: Arc::new(move |req| Box::pin(f(req))),
+        }
+    }
+
+    pub(crate) fn for_service<S, B, RB>(service: S, max_body: usize) -> Self
+    where
+        S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Send + 'static,
+        RB: Body + Send + 'static,
+        RB::Data: Send,
+        RB::Error: Into<BoxError>,
+    {
+        // The Mutex only makes the clone source `Sync`; it is held for a `clone()`, never
+        // across an await.
+        let service = Mutex::new(service);
+        Self {
+            send: Arc::new(move |req: http::Request<Bytes>| {
+                let svc = service.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let url = req.uri().to_string();
+                Box::pin(async move {
+                    let response = svc
+                        .oneshot(req.map(OAuthBody::full))
+                        .await
+                        .map_err(|e| transport(&url, e.into()))?;
+                    collect(response, max_body, &url).await
+                })
+            }),
+        }
+    }
+}
+
+fn transport(url: &str, e: BoxError) -> Error {
+    Error::new(
+        ErrorKind::Transport,
+        format!("request to {url} failed: {e}"),
+    )
+    .with_source(e)
+}
+
+/// Collects a response body, refusing more than `max` bytes.
+async fn collect<RB>(
+    response: http::Response<RB>,
+    max: usize,
+    url: &str,
+) -> Result<http::Response<Bytes>, Error>
+where
+    RB: Body,
+    RB::Error: Into<BoxError>,
+{
+    let (parts, body) = response.into_parts();
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(http::Response::from_parts(parts, collected.to_bytes())),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Error::new(
+            ErrorKind::BodyTooLarge,
+            format!("{url} answered with more than {max} bytes"),
+        )
+        .with_status(parts.status)),
+        Err(e) => Err(transport(url, e)),
+    }
+}
