@@ -125,7 +125,7 @@ impl Cache {
             None => {
                 sessions.push(session);
                 // Most specific resource first, so a path-scoped token wins over an origin one.
-                sessions.sort_by(|a, b| b.resource.path().len().cmp(&a.resource.path().len()));
+                sessions.sort_by_key(|s| std::cmp::Reverse(s.resource.path().len()));
             }
         }
         header
