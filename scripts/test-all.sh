@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test: the workspace's unit, integration and doc tests, then the official MCP
+# conformance harness (both pinned versions, each scenario on its own). Works on a fresh
+# checkout: the harness and its Node 22 are installed into .cache/ by the scripts it calls.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+cargo test --workspace
+scripts/conformance.sh
