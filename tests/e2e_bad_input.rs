@@ -25,8 +25,10 @@ struct Setup {
 async fn setup(config: TestkitConfig) -> Setup {
     let kit = Testkit::start(config).await.unwrap();
     let store = Arc::new(MemoryStore::new());
+    // No failure backoff: each test injects several faults in a row and wants each one seen.
     let layer = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
-        .shared_token_store(store.clone() as Arc<dyn TokenStore>);
+        .shared_token_store(store.clone() as Arc<dyn TokenStore>)
+        .failure_backoff(std::time::Duration::ZERO);
     let service = ServiceBuilder::new().layer(layer).service(http_client());
     Setup {
         kit,

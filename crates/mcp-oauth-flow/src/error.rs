@@ -70,9 +70,12 @@ pub enum ErrorKind {
     Consent,
     /// The flow was driven in a way its state does not allow (a bug in the driver).
     InvalidTransition,
-    /// The authorization server answered `403 insufficient_scope` more times than the step-up
-    /// budget allows.
+    /// The resource answered `403 insufficient_scope` for the same scopes more times than the
+    /// step-up limit allows; the layer stopped asking the user.
     StepUpLimit,
+    /// More interactive authorizations were needed for one server, in a short time, than the
+    /// authorization budget allows; the server keeps refusing fresh tokens.
+    AuthorizationLimit,
 }
 
 impl ErrorKind {
@@ -104,6 +107,7 @@ impl ErrorKind {
             Self::Consent => "consent step failed",
             Self::InvalidTransition => "invalid flow transition",
             Self::StepUpLimit => "scope step-up limit reached",
+            Self::AuthorizationLimit => "authorization budget exhausted",
         }
     }
 
@@ -141,16 +145,20 @@ pub struct OAuthErrorResponse {
 /// match on, the message says what happened in words a user can act on, and new detail can be
 /// added without a breaking change. It never holds a secret: no token, code, verifier or client
 /// secret is ever put into a message.
+///
+/// It is `Clone`, so that every caller waiting on one shared flow sees the same error.
+#[derive(Clone)]
 pub struct Error {
     inner: Box<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     kind: ErrorKind,
     message: String,
     oauth: Option<OAuthErrorResponse>,
     status: Option<http::StatusCode>,
-    source: Option<BoxError>,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
     report: Option<crate::report::DiscoveryReport>,
 }
 
@@ -171,7 +179,7 @@ impl Error {
 
     /// Attaches the error that caused this one.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.inner.source = Some(source.into());
+        self.inner.source = Some(std::sync::Arc::from(source.into()));
         self
     }
 

@@ -97,6 +97,7 @@ struct Run {
     authorize_url: Option<url::Url>,
     saved: Vec<ClientRegistration>,
     loaded: Vec<String>,
+    dropped: Vec<String>,
 }
 
 impl Run {
@@ -152,6 +153,7 @@ fn run_with(
         authorize_url: None,
         saved: vec![],
         loaded: vec![],
+        dropped: vec![],
     };
     for _ in 0..64 {
         let Some(action) = flow.poll_action() else {
@@ -169,6 +171,8 @@ fn run_with(
                 flow.handle_stored_client(stored.clone());
             }
             Action::SaveClient(reg) => run.saved.push(reg),
+            Action::DropTokens => run.dropped.push("tokens".into()),
+            Action::DropClient { issuer } => run.dropped.push(format!("client {issuer}")),
             Action::Authorize(req) => {
                 run.sent.push(format!(
                     "AUTHORIZE {}",
@@ -208,11 +212,8 @@ fn config() -> ClientConfig {
 }
 
 fn start(challenge: Option<&str>) -> FlowStart {
-    FlowStart {
-        server_url: url::Url::parse(&format!("{RS}/mcp")).unwrap(),
-        challenge: challenge.map(|c| Challenge::parse_all([c]).unwrap().remove(0)),
-        held_scopes: None,
-    }
+    FlowStart::new(url::Url::parse(&format!("{RS}/mcp")).unwrap())
+        .challenge(challenge.map(|c| Challenge::parse_all([c]).unwrap().remove(0)))
 }
 
 fn challenge_with_prm() -> String {
@@ -962,8 +963,11 @@ fn scope_choice_step_up_union_and_offline_access() {
     let c = format!(
         r#"Bearer error="insufficient_scope", scope="mcp:admin", resource_metadata="{RS}/.well-known/oauth-protected-resource/mcp""#
     );
-    let mut s = start(Some(&c));
-    s.held_scopes = Some(Scopes::parse("mcp:read"));
+    let held = TokenSet::new("old", TokenType::Bearer, AS, "dcr-client")
+        .with_scopes(Some(Scopes::parse("mcp:read")));
+    let s = start(Some(&c))
+        .trigger(Trigger::InsufficientScope)
+        .held(Some(held), None);
     let run = run_with(config(), s, &net, Consent::Approve(None), None);
     assert_eq!(
         run.authorize_param("scope").as_deref(),
@@ -1017,7 +1021,7 @@ proptest::proptest! {
                     flow.handle_response(resp, now());
                 }
                 Some(Action::LoadClient { .. }) => flow.handle_stored_client(None),
-                Some(Action::SaveClient(_)) => {}
+                Some(Action::SaveClient(_)) | Some(Action::DropTokens) | Some(Action::DropClient { .. }) => {}
                 Some(Action::Authorize(req)) => {
                     let q = format!("code=c&state={}", req.state().secret());
                     flow.handle_authorization_response(AuthorizationResponse::from_query(&q));

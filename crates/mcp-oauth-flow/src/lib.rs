@@ -51,6 +51,7 @@ mod error;
 mod flow;
 mod metadata;
 mod pkce;
+mod refresh;
 mod registration;
 mod report;
 mod resource;
@@ -70,9 +71,12 @@ pub use discovery::{
     OPENID_CONFIGURATION_WELL_KNOWN, PROTECTED_RESOURCE_WELL_KNOWN,
 };
 pub use error::{BoxError, Error, ErrorKind, OAuthErrorResponse};
-pub use flow::{Action, Flow, FlowOutcome, FlowSecrets, FlowStart, SubRequest};
+pub use flow::{Action, Flow, FlowOutcome, FlowSecrets, FlowStart, SubRequest, Trigger};
 pub use metadata::{issuer_matches, AuthorizationServerMetadata, ProtectedResourceMetadata};
 pub use pkce::Pkce;
+pub use refresh::{
+    classify_refresh_failure, jwt_expiry, merge_refreshed, RefreshFailure, RefreshPolicy,
+};
 pub use registration::{
     application_type_for, choose_client_source, parse_registration_response,
     registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
@@ -91,3 +95,5 @@ pub use oauth2::{
 
 #[cfg(test)]
 mod flow_tests;
+#[cfg(test)]
+mod refresh_tests;

@@ -79,6 +79,15 @@ pub struct TokenSet {
     client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     resource: Option<String>,
+    /// Seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issued_at: Option<u64>,
+    /// Where to refresh: kept so a token read back from a store can be refreshed without
+    /// discovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_auth: Option<crate::client_auth::ClientAuthMethod>,
 }
 
 fn to_unix(t: SystemTime) -> u64 {
@@ -104,7 +113,51 @@ impl TokenSet {
             issuer: issuer.into(),
             client_id: client_id.into(),
             resource: None,
+            issued_at: None,
+            token_endpoint: None,
+            client_auth: None,
         }
+    }
+
+    /// Sets when the tokens were issued.
+    pub fn with_issued_at(mut self, at: Option<SystemTime>) -> Self {
+        self.issued_at = at.map(to_unix);
+        self
+    }
+
+    /// Sets the token endpoint that issued the tokens and the client authentication method
+    /// used there, so a refresh needs no discovery.
+    pub fn with_token_endpoint(
+        mut self,
+        endpoint: Option<String>,
+        client_auth: Option<crate::client_auth::ClientAuthMethod>,
+    ) -> Self {
+        self.token_endpoint = endpoint;
+        self.client_auth = client_auth;
+        self
+    }
+
+    /// When the tokens were issued, if known.
+    pub fn issued_at(&self) -> Option<SystemTime> {
+        self.issued_at.map(|s| UNIX_EPOCH + Duration::from_secs(s))
+    }
+
+    /// The token endpoint that issued the tokens, if known.
+    pub fn token_endpoint(&self) -> Option<&str> {
+        self.token_endpoint.as_deref()
+    }
+
+    /// The client authentication method used at the token endpoint, if known.
+    pub fn client_auth(&self) -> Option<crate::client_auth::ClientAuthMethod> {
+        self.client_auth
+    }
+
+    /// Whether two token sets are the same grant state (same access and refresh token).
+    /// Stores compare with this before replacing tokens.
+    pub fn same_tokens(&self, other: &TokenSet) -> bool {
+        self.access_token.secret() == other.access_token.secret()
+            && self.refresh_token.as_ref().map(|t| t.secret())
+                == other.refresh_token.as_ref().map(|t| t.secret())
     }
 
     /// Sets the refresh token.
@@ -425,6 +478,15 @@ impl TokenSet {
         requested: Option<&Scopes>,
         resource: Option<&str>,
     ) -> Self {
+        let expires_at = match response.expires_in {
+            Some(d) => Some(now + d),
+            // No usable `expires_in` (absent or 0, as Salesforce and others send): a JWT access
+            // token's own `exp` is the next best thing. It is read, not verified: it only
+            // decides when to refresh, never whether to trust the token.
+            None => crate::refresh::jwt_expiry(response.access_token.secret())
+                .map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+                .filter(|exp| *exp > now),
+        };
         TokenSet::new(
             response.access_token.secret().clone(),
             response.token_type,
@@ -432,7 +494,8 @@ impl TokenSet {
             client_id,
         )
         .with_refresh_token(response.refresh_token)
-        .with_expires_at(response.expires_in.map(|d| now + d))
+        .with_expires_at(expires_at)
+        .with_issued_at(Some(now))
         .with_scopes(response.scope.or_else(|| requested.cloned()))
         .with_resource(resource.map(str::to_owned))
     }

@@ -1,9 +1,14 @@
 //! The tokens the layer holds, shared by every service made from one layer.
+//!
+//! Reads are the hot path: one atomic load of an immutable snapshot (`arc-swap`), no lock, no
+//! refcount traffic, so parallel callers never contend. Writes (a new token, a few times an hour)
+//! copy the small list and swap it in.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use http::{HeaderValue, Uri};
 use mcp_oauth_flow::TokenSet;
 use url::Url;
@@ -12,10 +17,12 @@ use url::Url;
 #[derive(Clone)]
 pub(crate) struct Session {
     /// The URL prefix the token may be sent to.
-    resource: Url,
+    pub(crate) resource: Url,
     pub(crate) tokens: Arc<TokenSet>,
     /// `Authorization` value, built once; cloning it is a refcount increment.
     header: HeaderValue,
+    /// When to refresh (skew and jitter already applied); `None` when the expiry is unknown.
+    refresh_at: Option<SystemTime>,
     /// Increases with every token installed; a caller whose 401 came from an older epoch can
     /// retry with the newer token without a new flow.
     pub(crate) epoch: u64,
@@ -27,15 +34,25 @@ pub(crate) struct Sent {
     pub(crate) epoch: u64,
 }
 
+/// What the cache holds for a request.
+pub(crate) enum Lookup {
+    /// A token to use as it is.
+    Fresh(HeaderValue, Sent),
+    /// A token due for refresh (it has a refresh token); the caller refreshes first.
+    Stale(Sent),
+    /// Nothing usable: send without a token.
+    Missing,
+}
+
 #[derive(Default)]
 pub(crate) struct Cache {
-    sessions: RwLock<Vec<Session>>,
+    sessions: ArcSwap<Vec<Session>>,
     next_epoch: AtomicU64,
 }
 
 /// Whether `uri` is covered by `resource` (same origin, path prefix at a segment boundary),
 /// compared without allocating.
-fn covers(resource: &Url, uri: &Uri) -> bool {
+pub(crate) fn covers(resource: &Url, uri: &Uri) -> bool {
     let Some(scheme) = uri.scheme_str() else {
         return false;
     };
@@ -43,18 +60,15 @@ fn covers(resource: &Url, uri: &Uri) -> bool {
         return false;
     }
     match (uri.host(), resource.host_str()) {
-        (Some(h), Some(r)) => {
-            // `Url` brackets IPv6 hosts in host_str; `Uri::host` does too.
-            if !h.eq_ignore_ascii_case(r) {
-                return false;
-            }
-        }
+        (Some(h), Some(r)) if h.eq_ignore_ascii_case(r) => {}
         _ => return false,
     }
-    let default_port = match scheme {
-        s if s.eq_ignore_ascii_case("https") => Some(443),
-        s if s.eq_ignore_ascii_case("http") => Some(80),
-        _ => None,
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else {
+        None
     };
     if uri.port_u16().or(default_port) != resource.port_or_known_default() {
         return false;
@@ -70,75 +84,113 @@ fn covers(resource: &Url, uri: &Uri) -> bool {
 }
 
 impl Cache {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Session>> {
-        self.sessions.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The header to send with a request to `uri`, if a usable token covers it. Never for any
-    /// other origin. The clock is read only when the token has an expiry.
-    pub(crate) fn lookup(&self, uri: &Uri) -> Option<(HeaderValue, Sent)> {
-        let sessions = self.read();
-        let session = sessions.iter().find(|s| covers(&s.resource, uri))?;
-        if session.tokens.expires_at().is_some()
-            && session
-                .tokens
-                .is_expired(SystemTime::now(), std::time::Duration::ZERO)
-        {
-            return None;
+    /// What to send with a request to `uri`. Never a token for another origin. `now` is called
+    /// only when the token has an expiry.
+    pub(crate) fn lookup(&self, uri: &Uri, now: impl FnOnce() -> SystemTime) -> Lookup {
+        let sessions = self.sessions.load();
+        let Some(session) = sessions.iter().find(|s| covers(&s.resource, uri)) else {
+            return Lookup::Missing;
+        };
+        let sent = Sent {
+            epoch: session.epoch,
+        };
+        let Some(refresh_at) = session.refresh_at else {
+            return Lookup::Fresh(session.header.clone(), sent);
+        };
+        let now = now();
+        if now < refresh_at {
+            return Lookup::Fresh(session.header.clone(), sent);
         }
-        Some((
-            session.header.clone(),
-            Sent {
-                epoch: session.epoch,
-            },
-        ))
+        if session.tokens.refresh_token().is_some() {
+            Lookup::Stale(sent)
+        } else if !session.tokens.is_expired(now, std::time::Duration::ZERO) {
+            // Nothing to refresh with: use it to the end.
+            Lookup::Fresh(session.header.clone(), sent)
+        } else {
+            Lookup::Missing
+        }
     }
 
     /// The session covering `uri`, whatever its state.
     pub(crate) fn session(&self, uri: &Uri) -> Option<Session> {
-        self.read()
+        self.sessions
+            .load()
             .iter()
             .find(|s| covers(&s.resource, uri))
             .cloned()
     }
 
-    /// A usable token newer than the one `sent` carried, if another caller installed one.
-    pub(crate) fn newer(&self, uri: &Uri, sent: Sent) -> Option<HeaderValue> {
-        self.lookup(uri)
-            .filter(|(_, now)| now.epoch > sent.epoch)
-            .map(|(h, _)| h)
+    /// A token newer than the one `sent` carried, usable now, if another caller installed one.
+    pub(crate) fn newer(&self, uri: &Uri, sent: Sent, now: SystemTime) -> Option<HeaderValue> {
+        match self.lookup(uri, || now) {
+            Lookup::Fresh(header, current) if current.epoch > sent.epoch => Some(header),
+            _ => None,
+        }
     }
 
-    /// Installs tokens for a resource, replacing the previous ones, and returns the header.
-    pub(crate) fn install(&self, resource: Url, tokens: TokenSet) -> HeaderValue {
+    /// The current header for `uri`, if any session covers it.
+    pub(crate) fn header(&self, uri: &Uri) -> Option<(HeaderValue, Sent)> {
+        self.session(uri)
+            .map(|s| (s.header.clone(), Sent { epoch: s.epoch }))
+    }
+
+    /// Installs tokens for a resource, replacing the previous ones; returns the new epoch.
+    pub(crate) fn install(
+        &self,
+        resource: Url,
+        tokens: TokenSet,
+        refresh_at: Option<SystemTime>,
+    ) -> u64 {
         let header = tokens.authorization_value();
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
         let session = Session {
             resource,
             tokens: Arc::new(tokens),
-            header: header.clone(),
+            header,
+            refresh_at,
             epoch,
         };
-        let mut sessions = self.sessions.write().unwrap_or_else(|e| e.into_inner());
-        match sessions.iter_mut().find(|s| s.resource == session.resource) {
-            Some(slot) => *slot = session,
-            None => {
-                sessions.push(session);
-                // Most specific resource first, so a path-scoped token wins over an origin one.
-                sessions.sort_by_key(|s| std::cmp::Reverse(s.resource.path().len()));
-            }
-        }
-        header
+        self.sessions.rcu(|current| {
+            let mut next: Vec<Session> = current
+                .iter()
+                .filter(|s| s.resource != session.resource)
+                .cloned()
+                .collect();
+            next.push(session.clone());
+            // Most specific resource first, so a path-scoped token wins over an origin one.
+            next.sort_by_key(|s| std::cmp::Reverse(s.resource.path().len()));
+            next
+        });
+        epoch
+    }
+
+    /// Forgets the tokens of a resource (a refresh was refused for good).
+    pub(crate) fn remove(&self, resource: &Url) {
+        self.sessions.rcu(|current| {
+            current
+                .iter()
+                .filter(|s| &s.resource != resource)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_oauth_flow::TokenType;
+    use mcp_oauth_flow::{RefreshToken, TokenType};
+    use std::time::Duration;
 
     fn uri(s: &str) -> Uri {
         s.parse().unwrap()
+    }
+
+    fn fresh(l: Lookup) -> Option<HeaderValue> {
+        match l {
+            Lookup::Fresh(h, _) => Some(h),
+            _ => None,
+        }
     }
 
     #[test]
@@ -161,33 +213,52 @@ mod tests {
         cache.install(
             Url::parse("http://localhost:3000/mcp").unwrap(),
             TokenSet::new("t", TokenType::Bearer, "i", "c"),
+            None,
         );
-        assert!(cache.lookup(&uri("http://localhost:3000/mcp")).is_some());
-        assert!(cache.lookup(&uri("http://localhost:4000/mcp")).is_none());
-        let (header, _) = cache.lookup(&uri("http://localhost:3000/mcp")).unwrap();
+        let now = SystemTime::now;
+        let header = fresh(cache.lookup(&uri("http://localhost:3000/mcp"), now)).unwrap();
         assert!(header.is_sensitive());
+        assert!(fresh(cache.lookup(&uri("http://localhost:4000/mcp"), now)).is_none());
     }
 
     #[test]
-    fn epochs_grow_and_expired_tokens_are_not_used() {
+    fn staleness_and_epochs() {
         let cache = Cache::default();
         let r = Url::parse("http://localhost:3000/").unwrap();
-        cache.install(r.clone(), TokenSet::new("a", TokenType::Bearer, "i", "c"));
-        let (_, first) = cache.lookup(&uri("http://localhost:3000/mcp")).unwrap();
-        assert!(cache
-            .newer(&uri("http://localhost:3000/mcp"), first)
-            .is_none());
-        cache.install(r.clone(), TokenSet::new("b", TokenType::Bearer, "i", "c"));
-        assert_eq!(
-            cache
-                .newer(&uri("http://localhost:3000/mcp"), first)
-                .unwrap(),
-            "Bearer b"
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let u = uri("http://localhost:3000/mcp");
+        cache.install(
+            r.clone(),
+            TokenSet::new("a", TokenType::Bearer, "i", "c"),
+            None,
         );
-        let expired = TokenSet::new("c", TokenType::Bearer, "i", "c")
-            .with_expires_at(Some(SystemTime::now() - std::time::Duration::from_secs(1)));
-        cache.install(r, expired);
-        assert!(cache.lookup(&uri("http://localhost:3000/mcp")).is_none());
-        assert!(cache.session(&uri("http://localhost:3000/mcp")).is_some());
+        let Lookup::Fresh(_, first) = cache.lookup(&u, || t0) else {
+            panic!()
+        };
+        assert!(cache.newer(&u, first, t0).is_none());
+
+        // Due for refresh with a refresh token: stale. Without one: used to its expiry.
+        let with_rt = TokenSet::new("b", TokenType::Bearer, "i", "c")
+            .with_refresh_token(Some(RefreshToken::new("r".into())))
+            .with_expires_at(Some(t0 + Duration::from_secs(60)));
+        cache.install(r.clone(), with_rt, Some(t0 + Duration::from_secs(50)));
+        assert!(fresh(cache.lookup(&u, || t0)).is_some());
+        assert_eq!(cache.newer(&u, first, t0).unwrap(), "Bearer b");
+        assert!(matches!(
+            cache.lookup(&u, || t0 + Duration::from_secs(50)),
+            Lookup::Stale(_)
+        ));
+
+        let no_rt = TokenSet::new("c", TokenType::Bearer, "i", "c")
+            .with_expires_at(Some(t0 + Duration::from_secs(60)));
+        cache.install(r.clone(), no_rt, Some(t0 + Duration::from_secs(50)));
+        assert!(fresh(cache.lookup(&u, || t0 + Duration::from_secs(55))).is_some());
+        assert!(matches!(
+            cache.lookup(&u, || t0 + Duration::from_secs(60)),
+            Lookup::Missing
+        ));
+
+        cache.remove(&r);
+        assert!(cache.session(&u).is_none());
     }
 }

@@ -1,8 +1,8 @@
 //! Runs a [`Flow`] to completion: sub-requests through the inner service, the consent step
-//! through the [`Authorizer`](crate::Authorizer), registrations through the store.
+//! through the [`Authorizer`](crate::Authorizer), registrations and dropped tokens through the
+//! store.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use mcp_oauth_flow::{
     Action, ClientConfig, Error, ErrorKind, Flow, FlowOutcome, FlowSecrets, FlowStart,
@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use crate::authorize::Authorizer;
 use crate::client::InnerClient;
+use crate::service::Shared;
 use crate::store::TokenStore;
 
 /// Everything a flow needs that lives in the layer.
@@ -18,6 +19,13 @@ pub(crate) struct FlowDeps {
     pub(crate) config: Arc<ClientConfig>,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) store: Arc<dyn TokenStore>,
+}
+
+/// The result of a successful run.
+pub(crate) struct Run {
+    pub(crate) outcome: FlowOutcome,
+    /// Whether the flow dropped the tokens it started from (a refused refresh).
+    pub(crate) dropped_tokens: bool,
 }
 
 fn random_secrets() -> Result<FlowSecrets, Error> {
@@ -34,13 +42,17 @@ fn random_secrets() -> Result<FlowSecrets, Error> {
     Ok(FlowSecrets::from_entropy(state, verifier))
 }
 
-/// Drives one flow. Nothing stored is removed here, whatever happens: a failed flow leaves the
-/// store as it found it, plus any registration it made.
+/// Drives one flow. Nothing stored is removed unless the server refused it for good.
 pub(crate) async fn run(
-    deps: &FlowDeps,
+    shared: &Shared,
     client: InnerClient,
     start: FlowStart,
-) -> Result<FlowOutcome, Error> {
+    key: &str,
+) -> Result<Run, Error> {
+    let deps = &shared.deps;
+    let held = start.held.clone();
+    let held_resource = start.protected_resource.clone();
+    let mut dropped_tokens = false;
     let mut flow = Flow::new(Arc::clone(&deps.config), start, random_secrets()?);
     loop {
         let Some(action) = flow.poll_action() else {
@@ -55,7 +67,7 @@ pub(crate) async fn run(
                 match client.send(sub.request).await {
                     Ok(response) => {
                         debug!(status = response.status().as_u16(), "oauth sub-response");
-                        flow.handle_response(response, SystemTime::now());
+                        flow.handle_response(response, (shared.clock)());
                     }
                     Err(e) => flow.fail(e),
                 }
@@ -67,11 +79,39 @@ pub(crate) async fn run(
             Action::SaveClient(registration) => {
                 debug!(issuer = %registration.issuer, client_id = %registration.client_id, "registered client");
                 if let Err(e) = deps.store.save_client(&registration).await {
-                    // The flow can go on with the registration in hand; only its reuse is lost.
+                    // The flow goes on with the registration in hand; only its reuse is lost.
                     warn!(error = %e, "could not store the client registration");
                 }
             }
+            Action::DropTokens => {
+                dropped_tokens = true;
+                if let Some(resource) = &held_resource {
+                    debug!(resource = %resource, "refresh refused for good; dropping the tokens");
+                    shared.cache.remove(resource);
+                    if let Err(e) = deps
+                        .store
+                        .compare_and_swap_tokens(resource.as_str(), held.as_ref(), None)
+                        .await
+                    {
+                        warn!(error = %e, "could not drop the refused tokens from the store");
+                    }
+                }
+            }
+            Action::DropClient { issuer } => {
+                debug!(%issuer, "client refused; dropping its registration");
+                if let Err(e) = deps.store.remove_client(&issuer).await {
+                    warn!(error = %e, "could not drop the refused registration");
+                }
+            }
             Action::Authorize(request) => {
+                if let Err(e) =
+                    shared
+                        .flights
+                        .spend_authorization(key, (shared.clock)(), &shared.limits)
+                {
+                    flow.fail(e);
+                    continue;
+                }
                 debug!(?request, "requesting consent");
                 match deps.authorizer.authorize(request, client.clone()).await {
                     Ok(response) => flow.handle_authorization_response(response),
@@ -79,8 +119,16 @@ pub(crate) async fn run(
                 }
             }
             Action::Complete(outcome) => {
-                debug!(resource = %outcome.protected_resource, issuer = outcome.tokens.issuer(), "authorization complete");
-                return Ok(*outcome);
+                debug!(
+                    resource = %outcome.protected_resource,
+                    issuer = outcome.tokens.issuer(),
+                    refreshed = outcome.refreshed,
+                    "tokens obtained"
+                );
+                return Ok(Run {
+                    outcome: *outcome,
+                    dropped_tokens,
+                });
             }
             Action::Failed(error) => {
                 debug!(error = %error, "authorization failed");

@@ -10,18 +10,15 @@ use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{Extensions, HeaderMap, Method, StatusCode, Uri, Version};
 use http_body::Body;
-use mcp_oauth_flow::{
-    select_challenge, server_url_from_uri, BoxError, Challenge, Error, FlowStart,
-};
+use mcp_oauth_flow::{select_challenge, BoxError, Challenge, Error};
 use pin_project_lite::pin_project;
 use tower::ServiceExt;
 use tower_service::Service;
 use tracing::warn;
 
-use crate::body::{BodyNotReplayable, OAuthBody, Prepared};
+use crate::acquire::{flight_key, obtain, Need};
+use crate::body::{prepare, BodyNotReplayable, OAuthBody, Prepared};
 use crate::cache::Sent;
-use crate::client::InnerClient;
-use crate::driver;
 use crate::service::{transport_error, Shared};
 use crate::BoxFuture;
 
@@ -85,6 +82,13 @@ where
             context: Some(context),
         }
     }
+
+    pub(crate) fn recovering(future: BoxFuture<'static, Result<S::Response, Error>>) -> Self {
+        Self {
+            state: State::Recovering { future },
+            context: None,
+        }
+    }
 }
 
 /// Why a response asks for (more) authorization, if it does.
@@ -143,7 +147,94 @@ where
     }
 }
 
-/// Runs (or skips, when another caller already got a newer token) the flow, then retries once.
+/// A response extension on a `403` the layer returns because the step-up it would have run
+/// failed or was refused by a limit ([`ErrorKind::StepUpLimit`](crate::ErrorKind::StepUpLimit),
+/// [`ErrorKind::AuthorizationLimit`](crate::ErrorKind::AuthorizationLimit)). The `403` itself is
+/// the resource's answer and is passed on untouched.
+///
+/// ```
+/// use tower_mcp_oauth::{AuthorizationFailed, Error, ErrorKind};
+/// let marked = http::Response::builder()
+///     .status(403)
+///     .extension(AuthorizationFailed(Error::new(ErrorKind::StepUpLimit, "gave up")))
+///     .body(()).unwrap();
+/// let failure = marked.extensions().get::<AuthorizationFailed>().unwrap();
+/// assert_eq!(failure.0.kind(), ErrorKind::StepUpLimit);
+/// ```
+#[derive(Clone, Debug)]
+pub struct AuthorizationFailed(pub Error);
+
+/// Sends a request whose token is due for refresh: refresh (joining any flow already running),
+/// then send, then recover from a `401`/`403` like any other request.
+pub(crate) async fn refresh_then_send<S, B, RB>(
+    shared: Arc<Shared>,
+    inner: S,
+    mut parts: http::request::Parts,
+    body: B,
+    sent: Sent,
+) -> Result<http::Response<RB>, Error>
+where
+    S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    let header = match obtain(&shared, inner.clone(), &parts.uri, sent, Need::Expiring).await {
+        Ok(header) => Some(header),
+        // The refresh could not happen now (network, 5xx, 429): every credential is kept, and
+        // the old token is used while it lasts.
+        Err(e) if e.is_transient() => match shared.cache.session(&parts.uri) {
+            Some(s)
+                if !s
+                    .tokens
+                    .is_expired((shared.clock)(), std::time::Duration::ZERO) =>
+            {
+                warn!(error = %e, "refresh failed; using the current token while it lasts");
+                shared.cache.header(&parts.uri).map(|(h, _)| h)
+            }
+            _ => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
+    let sent = match header {
+        Some(header) => {
+            parts.headers.insert(AUTHORIZATION, header);
+            shared
+                .cache
+                .header(&parts.uri)
+                .map(|(_, s)| s)
+                .unwrap_or_default()
+        }
+        None => Sent::default(),
+    };
+    let (body, prepared) = prepare(body, shared.max_replay_bytes);
+    let retry = RetryParts::copy(&parts);
+    let response = inner
+        .clone()
+        .oneshot(http::Request::from_parts(parts, body))
+        .await
+        .map_err(transport_error)?;
+    match needs_authorization(response.status(), response.headers()) {
+        None => Ok(response),
+        Some(challenge) => {
+            let context = RetryContext {
+                inner,
+                shared,
+                parts: retry,
+                prepared,
+                sent,
+            };
+            recover(context, response, challenge).await
+        }
+    }
+}
+
+/// Gets a token that meets the need (joining the flow for the origin, or skipping it when
+/// another caller already got a newer token), then retries once.
 async fn recover<S, B, RB>(
     context: RetryContext<S, B>,
     first: http::Response<RB>,
@@ -167,37 +258,35 @@ where
         sent,
     } = context;
     let challenge = challenge?;
-    let header = match shared.cache.newer(&parts.uri, sent) {
-        Some(header) => header,
-        None => {
-            let step_up = first.status() == StatusCode::FORBIDDEN;
-            let held_scopes = if step_up {
-                shared
-                    .cache
-                    .session(&parts.uri)
-                    .and_then(|s| s.tokens.scopes().cloned())
-            } else {
-                None
-            };
-            let start = FlowStart {
-                server_url: server_url_from_uri(&parts.uri)?,
-                challenge,
-                held_scopes,
-            };
-            let client = InnerClient::for_service(inner.clone(), shared.max_response_bytes);
-            let outcome = driver::run(&shared.deps, client, start).await?;
-            if let Err(e) = shared
-                .deps
-                .store
-                .save_tokens(outcome.protected_resource.as_str(), &outcome.tokens)
-                .await
-            {
-                warn!(error = %e, "could not store tokens; they are kept in memory");
-            }
-            shared
-                .cache
-                .install(outcome.protected_resource, outcome.tokens)
+    let step_up = first.status() == StatusCode::FORBIDDEN;
+    let key = flight_key(&parts.uri);
+    let (need, scope) = match challenge {
+        Some(c) if step_up => {
+            let scope = c.scope().unwrap_or("").to_owned();
+            (Need::InsufficientScope(c), Some(scope))
         }
+        other => (Need::Unauthorized(other), None),
+    };
+    if let Some(scope) = &scope {
+        // Never more than a few authorizations for the same missing scopes: a resource that
+        // keeps answering 403 must not make the layer prompt the user forever.
+        if let Err(e) = shared
+            .flights
+            .try_step_up(&key, scope, shared.limits.step_up_attempts)
+        {
+            let mut first = first;
+            first.extensions_mut().insert(AuthorizationFailed(e));
+            return Ok(first);
+        }
+    }
+    let header = match obtain(&shared, inner.clone(), &parts.uri, sent, need).await {
+        Ok(header) => header,
+        Err(e) if step_up => {
+            let mut first = first;
+            first.extensions_mut().insert(AuthorizationFailed(e));
+            return Ok(first);
+        }
+        Err(e) => return Err(e),
     };
     let Some(body) = prepared.replay() else {
         let mut first = first;
@@ -214,5 +303,11 @@ where
     *request.headers_mut() = parts.headers;
     *request.extensions_mut() = parts.extensions;
     request.headers_mut().insert(AUTHORIZATION, header);
-    inner.oneshot(request).await.map_err(transport_error)
+    let response = inner.oneshot(request).await.map_err(transport_error)?;
+    if let Some(scope) = scope {
+        if response.status() != StatusCode::FORBIDDEN {
+            shared.flights.step_up_succeeded(&key, &scope);
+        }
+    }
+    Ok(response)
 }

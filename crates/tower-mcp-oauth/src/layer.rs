@@ -1,13 +1,15 @@
 //! [`OAuthLayer`]: the configuration, and the token cache every service made from it shares.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use mcp_oauth_flow::ClientConfig;
+use mcp_oauth_flow::{ClientConfig, RefreshPolicy};
 use tower_layer::Layer;
 
 use crate::authorize::Authorizer;
 use crate::cache::Cache;
 use crate::driver::FlowDeps;
+use crate::flight::{Flights, Limits};
 use crate::service::OAuthService;
 use crate::store::{MemoryStore, TokenStore};
 
@@ -15,6 +17,9 @@ use crate::store::{MemoryStore, TokenStore};
 pub const DEFAULT_MAX_REPLAY_BYTES: usize = 64 * 1024;
 /// Default cap on the body of every metadata, registration and token response.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
+
+/// The layer's source of wall-clock time (tests pass a controllable one).
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// A tower layer that gives an HTTP client the client side of MCP authorization.
 ///
@@ -51,6 +56,10 @@ pub struct OAuthLayer {
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) cache: Arc<Cache>,
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) clock: Clock,
+    pub(crate) refresh_policy: RefreshPolicy,
+    pub(crate) limits: Limits,
     pub(crate) max_replay_bytes: usize,
     pub(crate) max_response_bytes: usize,
 }
@@ -74,6 +83,15 @@ impl OAuthLayer {
             authorizer: Arc::new(authorizer),
             store: Arc::new(MemoryStore::new()),
             cache: Arc::new(Cache::default()),
+            flights: Arc::new(Flights::default()),
+            clock: Arc::new(SystemTime::now),
+            refresh_policy: RefreshPolicy::default(),
+            limits: Limits {
+                failure_backoff: Duration::from_secs(1),
+                step_up_attempts: 3,
+                authorization_budget: 10,
+                budget_window: Duration::from_secs(600),
+            },
             max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
@@ -104,6 +122,43 @@ impl OAuthLayer {
     /// [`DEFAULT_MAX_RESPONSE_BYTES`] (256 KiB).
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes;
+        self
+    }
+
+    /// When to refresh ahead of expiry. Default: [`RefreshPolicy::default`] (60 s, at most a
+    /// tenth of the token's lifetime, up to 20 % jitter).
+    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh_policy = policy;
+        self
+    }
+
+    /// After a flow fails, callers of the same origin get the same error without a new flow
+    /// for this long. Default: 1 s.
+    pub fn failure_backoff(mut self, backoff: Duration) -> Self {
+        self.limits.failure_backoff = backoff;
+        self
+    }
+
+    /// How many times the layer re-authorizes for the same missing scopes before it hands the
+    /// `403` back marked [`AuthorizationFailed`](crate::AuthorizationFailed) with
+    /// [`ErrorKind::StepUpLimit`](crate::ErrorKind::StepUpLimit). Default: 3.
+    pub fn step_up_attempts(mut self, attempts: u32) -> Self {
+        self.limits.step_up_attempts = attempts;
+        self
+    }
+
+    /// At most `count` interactive authorizations per origin within `window`; past that a flow
+    /// fails with [`ErrorKind::AuthorizationLimit`](crate::ErrorKind::AuthorizationLimit)
+    /// instead of asking the user again. Refreshes do not count. Default: 10 per 10 minutes.
+    pub fn authorization_budget(mut self, count: u32, window: Duration) -> Self {
+        self.limits.authorization_budget = count;
+        self.limits.budget_window = window;
+        self
+    }
+
+    /// The clock used for expiry and backoff. Default: [`SystemTime::now`].
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 

@@ -55,11 +55,13 @@
 //! [tower]: https://docs.rs/tower
 //! [MCP authorization]: https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization
 
+mod acquire;
 mod authorize;
 mod body;
 mod cache;
 mod client;
 mod driver;
+mod flight;
 mod future;
 mod layer;
 mod service;
@@ -68,10 +70,10 @@ mod store;
 pub use authorize::{Authorizer, HeadlessAuthorizer};
 pub use body::{BodyNotReplayable, OAuthBody};
 pub use client::InnerClient;
-pub use future::ResponseFuture;
-pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+pub use future::{AuthorizationFailed, ResponseFuture};
+pub use layer::{Clock, OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub use service::OAuthService;
-pub use store::{MemoryStore, TokenStore};
+pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 
 pub use mcp_oauth_flow::{
     AuthorizationRequest, AuthorizationResponse, ClientAuthMethod, ClientConfig,

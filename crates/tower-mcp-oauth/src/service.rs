@@ -2,25 +2,50 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http_body::Body;
-use mcp_oauth_flow::{BoxError, Error, ErrorKind};
+use mcp_oauth_flow::{BoxError, Error, ErrorKind, RefreshPolicy, TokenSet};
 use tower_service::Service;
 
 use crate::body::{prepare, OAuthBody};
-use crate::cache::{Cache, Sent};
+use crate::cache::{Cache, Lookup, Sent};
 use crate::driver::FlowDeps;
-use crate::future::{ResponseFuture, RetryContext, RetryParts};
-use crate::layer::OAuthLayer;
+use crate::flight::{Flights, Limits};
+use crate::future::{refresh_then_send, ResponseFuture, RetryContext, RetryParts};
+use crate::layer::{Clock, OAuthLayer};
 
 /// State shared by every service made from one layer.
 pub(crate) struct Shared {
     pub(crate) deps: FlowDeps,
     pub(crate) cache: Arc<Cache>,
+    pub(crate) flights: Arc<Flights>,
+    pub(crate) clock: Clock,
+    pub(crate) refresh_policy: RefreshPolicy,
+    pub(crate) limits: Limits,
     pub(crate) max_replay_bytes: usize,
     pub(crate) max_response_bytes: usize,
+}
+
+impl Shared {
+    /// When to refresh `tokens`, with a random jitter sample so a fleet spreads out.
+    pub(crate) fn refresh_at(&self, tokens: &TokenSet) -> Option<SystemTime> {
+        let mut bytes = [0u8; 4];
+        let sample = match getrandom::getrandom(&mut bytes) {
+            Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
+            Err(_) => 0.0,
+        };
+        self.refresh_policy.refresh_at(tokens, sample)
+    }
+
+    /// Whether `tokens` are due for refresh at `now` (the earliest point, before jitter).
+    pub(crate) fn refresh_due(&self, tokens: &TokenSet, now: SystemTime) -> bool {
+        self.refresh_policy
+            .refresh_at(tokens, 0.0)
+            .is_some_and(|at| at <= now)
+    }
 }
 
 /// The service [`OAuthLayer`] produces. See the layer for what it does.
@@ -56,6 +81,10 @@ impl<S> OAuthService<S> {
             shared: Arc::new(Shared {
                 deps: layer.deps(),
                 cache: Arc::clone(&layer.cache),
+                flights: Arc::clone(&layer.flights),
+                clock: Arc::clone(&layer.clock),
+                refresh_policy: layer.refresh_policy,
+                limits: layer.limits,
                 max_replay_bytes: layer.max_replay_bytes,
                 max_response_bytes: layer.max_response_bytes,
             }),
@@ -75,6 +104,12 @@ impl<S> OAuthService<S> {
     /// Consumes `self`, returning the inner service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+
+    /// How many authorization or refresh flows this service's layer has started so far: one
+    /// per origin however many callers needed it.
+    pub fn flows_started(&self) -> u64 {
+        self.shared.flights.started()
     }
 }
 
@@ -109,12 +144,22 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
         let (mut parts, body) = request.into_parts();
-        let sent = match self.shared.cache.lookup(&parts.uri) {
-            Some((header, sent)) => {
+        let clock = &self.shared.clock;
+        let sent = match self.shared.cache.lookup(&parts.uri, || clock()) {
+            Lookup::Fresh(header, sent) => {
                 parts.headers.insert(AUTHORIZATION, header);
                 sent
             }
-            None => Sent::default(),
+            Lookup::Missing => Sent::default(),
+            Lookup::Stale(sent) => {
+                // Refresh first. The reserved service is released (a clone is sent through
+                // `Oneshot` later), so no Buffer slot or permit is held during the refresh.
+                let unreserved = inner.clone();
+                drop(inner);
+                let future =
+                    refresh_then_send(Arc::clone(&self.shared), unreserved, parts, body, sent);
+                return ResponseFuture::recovering(Box::pin(future));
+            }
         };
         let (body, prepared) = prepare(body, self.shared.max_replay_bytes);
         let retry = RetryParts::copy(&parts);

@@ -1,0 +1,298 @@
+//! From metadata to tokens: scope, client identity, consent, token request.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+
+use super::{
+    Action, Authorizing, ExpectAuthorizationResponse, Flow, FlowOutcome, Resource, State,
+    SubRequest,
+};
+use crate::authorization::{
+    validate_authorization_response, AuthorizationRequest, AuthorizationResponse,
+};
+use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
+use crate::config::PkcePolicy;
+use crate::error::{Error, ErrorKind};
+use crate::metadata::AuthorizationServerMetadata;
+use crate::registration::{
+    application_type_for, choose_client_source, parse_registration_response,
+    registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
+};
+use crate::report::Purpose;
+use crate::scope::{select_scopes, with_offline_access};
+use crate::token::{parse_token_response, token_request, Grant, TokenSet};
+use crate::url_policy::parse_secure_url;
+
+impl Flow {
+    /// PKCE check, scope choice, then the client identity.
+    pub(super) fn authorize_with(
+        &mut self,
+        res: Resource,
+        meta: AuthorizationServerMetadata,
+    ) -> Result<State, Error> {
+        let pkce_ok = match &meta.code_challenge_methods_supported {
+            Some(_) => meta.supports_pkce_s256(),
+            None => self.config.pkce_policy == PkcePolicy::AssumeWhenAbsent,
+        };
+        if !pkce_ok {
+            return Err(Error::new(
+                ErrorKind::PkceNotSupported,
+                format!(
+                    "authorization server {} does not advertise PKCE S256 in code_challenge_methods_supported; \
+                     set PkcePolicy::AssumeWhenAbsent to proceed with servers that omit the field",
+                    meta.issuer
+                ),
+            ));
+        }
+        let selected = select_scopes(
+            res.common.challenge_scope.as_deref(),
+            res.prm_scopes.as_deref(),
+        )
+        .or_else(|| self.config.default_scopes.clone());
+        let selected = match (&res.common.held_scopes, selected) {
+            (Some(held), Some(asked)) => Some(held.union(&asked)),
+            (held, asked) => asked.or_else(|| held.clone()),
+        };
+        let scopes = with_offline_access(selected, meta.scopes_supported.as_deref());
+        let auth = Authorizing { res, meta, scopes };
+
+        let config = Arc::clone(&self.config);
+        match choose_client_source(
+            &config.pre_registered,
+            config.client_metadata_document.as_deref(),
+            &auth.meta,
+        ) {
+            ClientSource::PreRegistered(client) => {
+                let method = negotiate_client_auth(
+                    client.auth_method.map(ClientAuthMethod::as_str),
+                    client.client_secret.is_some(),
+                    auth.meta.token_endpoint_auth_methods_supported.as_deref(),
+                );
+                let creds = ClientCredentials {
+                    client_id: client.client_id.clone(),
+                    client_secret: client.client_secret.clone(),
+                    method,
+                };
+                self.request_authorization(auth, creds)
+            }
+            ClientSource::MetadataDocument(url) => {
+                let creds = ClientCredentials {
+                    client_id: url.to_owned(),
+                    client_secret: None,
+                    method: ClientAuthMethod::None,
+                };
+                self.request_authorization(auth, creds)
+            }
+            ClientSource::StoredOrRegister => {
+                self.out.push_back(Action::LoadClient {
+                    issuer: auth.meta.issuer.clone(),
+                });
+                Ok(State::ExpectStoredClient(Box::new(auth)))
+            }
+        }
+    }
+
+    pub(super) fn on_stored_client(
+        &mut self,
+        auth: Authorizing,
+        stored: Option<ClientRegistration>,
+    ) -> Result<State, Error> {
+        let usable = stored.filter(|reg| {
+            // A registration belongs to the server that issued it (SEP-2352), and must allow our
+            // redirect URI.
+            reg.issuer == auth.meta.issuer
+                && (reg.redirect_uris.is_empty()
+                    || reg.redirect_uris.contains(&self.config.redirect_uri))
+        });
+        if let Some(reg) = usable {
+            let creds = self.credentials_for(&reg, &auth.meta);
+            return self.request_authorization(auth, creds);
+        }
+        let Some(endpoint) = auth.meta.registration_endpoint.as_deref() else {
+            return Err(Error::new(
+                ErrorKind::NoClientIdentity,
+                format!(
+                    "authorization server {} offers no registration endpoint and no client is pre-registered for it; \
+                     register a client with it and configure it as a PreRegisteredClient",
+                    auth.meta.issuer
+                ),
+            ));
+        };
+        let endpoint = parse_secure_url(endpoint, "registration_endpoint")?;
+        let application_type = self
+            .config
+            .application_type
+            .clone()
+            .unwrap_or_else(|| application_type_for(&self.config.redirect_uri).to_owned());
+        let body = registration_request_body(
+            &self.config.client_name,
+            &self.config.redirect_uri,
+            &application_type,
+            registration_auth_method(&auth.meta),
+        );
+        let request = http::Request::post(endpoint.as_str())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(Bytes::from(body.to_string()))
+            .expect("a parsed URL is a valid URI");
+        self.send(SubRequest {
+            purpose: Purpose::Registration,
+            request,
+        });
+        Ok(State::ExpectRegistration(Box::new(auth)))
+    }
+
+    pub(super) fn on_registration(
+        &mut self,
+        auth: Authorizing,
+        response: http::Response<Bytes>,
+    ) -> Result<State, Error> {
+        let endpoint = auth.meta.registration_endpoint.clone().unwrap_or_default();
+        let status = response.status();
+        let reg = parse_registration_response(status, response.body(), &auth.meta.issuer)
+            .inspect_err(|e| {
+                self.report.push(
+                    Purpose::Registration,
+                    &endpoint,
+                    Some(status.as_u16()),
+                    e.to_string(),
+                );
+            })?;
+        self.report.push(
+            Purpose::Registration,
+            &endpoint,
+            Some(status.as_u16()),
+            format!("registered client {}", reg.client_id),
+        );
+        let creds = self.credentials_for(&reg, &auth.meta);
+        self.out.push_back(Action::SaveClient(reg));
+        self.request_authorization(auth, creds)
+    }
+
+    pub(super) fn credentials_for(
+        &self,
+        reg: &ClientRegistration,
+        meta: &AuthorizationServerMetadata,
+    ) -> ClientCredentials {
+        ClientCredentials {
+            client_id: reg.client_id.clone(),
+            client_secret: reg.client_secret.clone(),
+            method: negotiate_client_auth(
+                reg.token_endpoint_auth_method.as_deref(),
+                reg.client_secret.is_some(),
+                meta.token_endpoint_auth_methods_supported.as_deref(),
+            ),
+        }
+    }
+
+    pub(super) fn request_authorization(
+        &mut self,
+        auth: Authorizing,
+        client: ClientCredentials,
+    ) -> Result<State, Error> {
+        let endpoint = parse_secure_url(
+            auth.meta
+                .authorization_endpoint
+                .as_deref()
+                .unwrap_or_default(),
+            "authorization_endpoint",
+        )?;
+        let secrets = &auth.res.common.secrets;
+        let request = AuthorizationRequest::new(
+            &endpoint,
+            &client.client_id,
+            &self.config.redirect_uri,
+            secrets.pkce.challenge(),
+            secrets.state.clone(),
+            auth.scopes.as_ref(),
+            auth.res.resource.as_deref(),
+            &auth.meta.issuer,
+        );
+        self.out.push_back(Action::Authorize(request));
+        Ok(State::ExpectAuthorizationResponse(Box::new(
+            ExpectAuthorizationResponse { auth, client },
+        )))
+    }
+
+    pub(super) fn on_authorization_response(
+        &mut self,
+        s: ExpectAuthorizationResponse,
+        response: AuthorizationResponse,
+    ) -> Result<State, Error> {
+        let meta = &s.auth.meta;
+        let code = validate_authorization_response(
+            response,
+            &s.auth.res.common.secrets.state,
+            &meta.issuer,
+            meta.authorization_response_iss_parameter_supported,
+        )?;
+        let endpoint = parse_secure_url(
+            meta.token_endpoint.as_deref().unwrap_or_default(),
+            "token_endpoint",
+        )?;
+        let request = token_request(
+            &endpoint,
+            Grant::AuthorizationCode {
+                code: &code,
+                verifier: s.auth.res.common.secrets.pkce.verifier(),
+                redirect_uri: &self.config.redirect_uri,
+            },
+            &s.client,
+            s.auth.res.resource.as_deref(),
+        );
+        self.send(SubRequest {
+            purpose: Purpose::Token,
+            request,
+        });
+        Ok(State::ExpectToken(Box::new(s)))
+    }
+
+    pub(super) fn on_token(
+        &mut self,
+        s: ExpectAuthorizationResponse,
+        response: http::Response<Bytes>,
+        now: SystemTime,
+    ) -> Result<State, Error> {
+        let endpoint = s.auth.meta.token_endpoint.clone().unwrap_or_default();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let parsed =
+            parse_token_response(status, content_type, response.body()).inspect_err(|e| {
+                self.report.push(
+                    Purpose::Token,
+                    &endpoint,
+                    Some(status.as_u16()),
+                    e.to_string(),
+                );
+            })?;
+        self.report.push(
+            Purpose::Token,
+            &endpoint,
+            Some(status.as_u16()),
+            "tokens issued",
+        );
+        let tokens = TokenSet::from_response(
+            parsed,
+            now,
+            &s.auth.meta.issuer,
+            &s.client.client_id,
+            s.auth.scopes.as_ref(),
+            s.auth.res.resource.as_deref(),
+        )
+        .with_token_endpoint(Some(endpoint), Some(s.client.method));
+        self.out.push_back(Action::Complete(Box::new(FlowOutcome {
+            tokens,
+            protected_resource: s.auth.res.protected_resource,
+            authorization_server: Some(s.auth.meta),
+            refreshed: false,
+            report: std::mem::take(&mut self.report),
+        })));
+        Ok(State::Finished)
+    }
+}

@@ -1,0 +1,162 @@
+//! Walking candidate metadata URLs.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, LOCATION};
+use url::Url;
+
+use super::SubRequest;
+use crate::error::{Error, ErrorKind};
+use crate::report::{DiscoveryReport, Purpose};
+use crate::url_policy::check_secure_url;
+
+/// How many redirects one discovery fetch may follow.
+const MAX_REDIRECTS: u8 = 5;
+
+/// Walks a list of candidate URLs, following same-origin redirects.
+pub(super) struct Probe {
+    purpose: Purpose,
+    remaining: VecDeque<Url>,
+    pub(super) current: Url,
+    /// The candidate as listed, before redirects (for "advertised" checks).
+    listed: Url,
+    hops: u8,
+    visited: Vec<Url>,
+}
+
+pub(super) enum Fetched {
+    Document(Bytes),
+    NotHere,
+    Redirect,
+}
+
+impl Probe {
+    pub(super) fn new(purpose: Purpose, candidates: Vec<Url>) -> Option<Self> {
+        let mut remaining: VecDeque<Url> = candidates.into();
+        let current = remaining.pop_front()?;
+        Some(Self {
+            purpose,
+            remaining,
+            listed: current.clone(),
+            current,
+            hops: 0,
+            visited: Vec::new(),
+        })
+    }
+
+    pub(super) fn request(&self) -> SubRequest {
+        SubRequest {
+            purpose: self.purpose,
+            request: http::Request::get(self.current.as_str())
+                .header(ACCEPT, "application/json")
+                .body(Bytes::new())
+                .expect("a parsed URL is a valid URI"),
+        }
+    }
+
+    pub(super) fn advance(&mut self) -> bool {
+        match self.remaining.pop_front() {
+            Some(next) => {
+                self.listed = next.clone();
+                self.current = next;
+                self.hops = 0;
+                self.visited.clear();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sorts a response into a document, a miss, or a redirect to follow. A redirect is only
+    /// followed to the same origin, over a secure URL, without loops, and at most
+    /// [`MAX_REDIRECTS`] times: metadata a server did not publish on its own origin is not its
+    /// metadata.
+    pub(super) fn classify(
+        &mut self,
+        response: http::Response<Bytes>,
+        report: &mut DiscoveryReport,
+    ) -> Result<Fetched, Error> {
+        let status = response.status();
+        let url = self.current.to_string();
+        if status.is_success() {
+            return Ok(Fetched::Document(response.into_body()));
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| self.current.join(l).ok());
+            let Some(target) = location else {
+                report.push(
+                    self.purpose,
+                    &url,
+                    Some(status.as_u16()),
+                    "redirect without a usable Location",
+                );
+                return Ok(Fetched::NotHere);
+            };
+            let refuse = |why: &str| {
+                Error::new(
+                    ErrorKind::RedirectLimit,
+                    format!("{url} redirected to {target}: {why}"),
+                )
+                .with_status(status)
+            };
+            if target.origin() != self.current.origin() {
+                report.push(
+                    self.purpose,
+                    &url,
+                    Some(status.as_u16()),
+                    "cross-origin redirect, not followed",
+                );
+                return Ok(Fetched::NotHere);
+            }
+            check_secure_url(&target, "redirect target")?;
+            self.visited.push(self.current.clone());
+            if self.visited.contains(&target) {
+                report.push(self.purpose, &url, Some(status.as_u16()), "redirect loop");
+                return Err(refuse("redirect loop"));
+            }
+            self.hops += 1;
+            if self.hops > MAX_REDIRECTS {
+                report.push(
+                    self.purpose,
+                    &url,
+                    Some(status.as_u16()),
+                    "too many redirects",
+                );
+                return Err(refuse("too many redirects"));
+            }
+            report.push(
+                self.purpose,
+                &url,
+                Some(status.as_u16()),
+                format!("redirect to {target}"),
+            );
+            self.current = target.clone();
+            return Ok(Fetched::Redirect);
+        }
+        if status.is_client_error() && status != http::StatusCode::TOO_MANY_REQUESTS {
+            report.push(
+                self.purpose,
+                &url,
+                Some(status.as_u16()),
+                "not found here, trying the next location",
+            );
+            return Ok(Fetched::NotHere);
+        }
+        report.push(
+            self.purpose,
+            &url,
+            Some(status.as_u16()),
+            "server error, stopping",
+        );
+        Err(Error::new(
+            ErrorKind::UnexpectedStatus,
+            format!("{url} answered {status}; try again later"),
+        )
+        .with_status(status))
+    }
+}

@@ -1,0 +1,318 @@
+//! Refresh (RFC 6749 §6): when to refresh, how to merge the answer, and which failures are
+//! final.
+
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::error::{Error, ErrorKind};
+use crate::token::{TokenResponse, TokenSet};
+
+/// When to refresh ahead of expiry.
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_oauth_flow::RefreshPolicy;
+/// let policy = RefreshPolicy::default().skew(Duration::from_secs(30));
+/// assert_eq!(policy.skew, Duration::from_secs(30));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RefreshPolicy {
+    /// How long before expiry to refresh. Default: 60 s.
+    pub skew: Duration,
+    /// The skew never exceeds this fraction of the token's lifetime, so a short-lived token is
+    /// not refreshed on every call. Default: 0.1.
+    pub max_lifetime_fraction: f64,
+    /// Up to this fraction of the skew is taken off at random, so a fleet that got its tokens at
+    /// the same moment does not refresh at the same moment. Default: 0.2.
+    pub jitter: f64,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        Self {
+            skew: Duration::from_secs(60),
+            max_lifetime_fraction: 0.1,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RefreshPolicy {
+    /// Sets [`skew`](Self::skew).
+    pub fn skew(mut self, skew: Duration) -> Self {
+        self.skew = skew;
+        self
+    }
+
+    /// Sets [`max_lifetime_fraction`](Self::max_lifetime_fraction) (clamped to 0..=1).
+    pub fn max_lifetime_fraction(mut self, fraction: f64) -> Self {
+        self.max_lifetime_fraction = fraction.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Sets [`jitter`](Self::jitter) (clamped to 0..=1).
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The moment to refresh `tokens`: `expires_at - skew`, where the skew is at most
+    /// `max_lifetime_fraction` of the lifetime and is shortened by up to `jitter` of itself
+    /// according to `sample` (a random number in `0..1`, passed in to keep this pure). `None`
+    /// when the expiry is unknown.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use mcp_oauth_flow::{RefreshPolicy, TokenSet, TokenType};
+    /// let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
+    /// let short = TokenSet::new("a", TokenType::Bearer, "i", "c")
+    ///     .with_issued_at(Some(t0))
+    ///     .with_expires_at(Some(t0 + Duration::from_secs(20)));
+    /// // 20 s of life: the 60 s default skew shrinks to 2 s.
+    /// assert_eq!(RefreshPolicy::default().jitter(0.0).refresh_at(&short, 0.5), Some(t0 + Duration::from_secs(18)));
+    /// ```
+    pub fn refresh_at(&self, tokens: &TokenSet, sample: f64) -> Option<SystemTime> {
+        let expires_at = tokens.expires_at()?;
+        let issued_at = tokens.issued_at().unwrap_or(expires_at);
+        let lifetime = expires_at.duration_since(issued_at).unwrap_or_default();
+        let cap = lifetime.mul_f64(self.max_lifetime_fraction.clamp(0.0, 1.0));
+        let skew = self.skew.min(cap);
+        let jitter = self.jitter.clamp(0.0, 1.0) * sample.clamp(0.0, 1.0);
+        let skew = skew.mul_f64(1.0 - jitter);
+        Some(expires_at - skew)
+    }
+}
+
+/// The `exp` claim of a JWT, read without verifying anything (RFC 7519 §4.1.4). `None` for an
+/// opaque token.
+///
+/// ```
+/// use mcp_oauth_flow::jwt_expiry;
+/// // {"alg":"none"}.{"exp":1700000000}.
+/// assert_eq!(jwt_expiry("eyJhbGciOiJub25lIn0.eyJleHAiOjE3MDAwMDAwMDB9."), Some(1_700_000_000));
+/// assert_eq!(jwt_expiry("opaque-token"), None);
+/// ```
+pub fn jwt_expiry(token: &str) -> Option<u64> {
+    let mut parts = token.split('.');
+    let (_header, payload) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?;
+    exp.as_u64()
+        .or_else(|| exp.as_f64().filter(|f| *f > 0.0).map(|f| f as u64))
+}
+
+/// Builds the token set after a refresh: the new access token, the old refresh token when the
+/// server did not rotate it, the old scope when the server did not restate it (RFC 6749 §6),
+/// and everything about where the tokens come from carried over.
+pub fn merge_refreshed(old: &TokenSet, response: TokenResponse, now: SystemTime) -> TokenSet {
+    let refresh_token = response
+        .refresh_token
+        .clone()
+        .or_else(|| old.refresh_token().cloned());
+    let scope = response.scope.clone().or_else(|| old.scopes().cloned());
+    let fresh = TokenSet::from_response(
+        response,
+        now,
+        old.issuer(),
+        old.client_id(),
+        scope.as_ref(),
+        old.resource(),
+    );
+    fresh
+        .with_refresh_token(refresh_token)
+        .with_token_endpoint(old.token_endpoint().map(str::to_owned), old.client_auth())
+}
+
+/// What a failed refresh means for the credentials held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefreshFailure {
+    /// The grant is gone (`invalid_grant`, RFC 6749 §5.2): drop the tokens and authorize again.
+    GrantRejected,
+    /// The client is unknown or its credentials are wrong (`invalid_client`): drop the tokens
+    /// and, if the client was registered dynamically, the registration too.
+    ClientRejected,
+    /// A network error, a 5xx, a 429, or anything else that may pass: keep every credential.
+    Transient,
+}
+
+/// Classifies a refresh error (a pure rule; see [`RefreshFailure`]).
+///
+/// ```
+/// use mcp_oauth_flow::{classify_refresh_failure, Error, ErrorKind, OAuthErrorResponse, RefreshFailure};
+/// let rejected = Error::new(ErrorKind::TokenRejected, "no").with_oauth_error(OAuthErrorResponse {
+///     error: "invalid_grant".into(), error_description: None });
+/// assert_eq!(classify_refresh_failure(&rejected), RefreshFailure::GrantRejected);
+/// let down = Error::new(ErrorKind::UnexpectedStatus, "503");
+/// assert_eq!(classify_refresh_failure(&down), RefreshFailure::Transient);
+/// ```
+pub fn classify_refresh_failure(error: &Error) -> RefreshFailure {
+    match error.oauth_error().map(|o| o.error.as_str()) {
+        Some("invalid_grant") => RefreshFailure::GrantRejected,
+        Some("invalid_client" | "unauthorized_client") => RefreshFailure::ClientRejected,
+        _ if error.kind() == ErrorKind::TokenRejected
+            && error
+                .status()
+                .is_some_and(|s| s == http::StatusCode::UNAUTHORIZED) =>
+        {
+            RefreshFailure::ClientRejected
+        }
+        _ if error.kind() == ErrorKind::TokenRejected && error.oauth_error().is_some() => {
+            // invalid_request, invalid_scope, unsupported_grant_type: the refresh cannot work
+            // as asked; authorizing again is the way forward.
+            RefreshFailure::GrantRejected
+        }
+        _ => RefreshFailure::Transient,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::OAuthErrorResponse;
+    use crate::scope::Scopes;
+    use crate::token::{parse_token_response, TokenType};
+    use std::time::UNIX_EPOCH;
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn tokens(issued: u64, expires: u64) -> TokenSet {
+        TokenSet::new("a", TokenType::Bearer, "i", "c")
+            .with_issued_at(Some(t(issued)))
+            .with_expires_at(Some(t(expires)))
+    }
+
+    #[test]
+    fn skew_is_capped_by_lifetime_fraction() {
+        let p = RefreshPolicy::default().jitter(0.0);
+        assert_eq!(p.refresh_at(&tokens(0, 3600), 0.0), Some(t(3540)));
+        assert_eq!(p.refresh_at(&tokens(0, 20), 0.0), Some(t(18)));
+        assert_eq!(p.refresh_at(&tokens(0, 0), 0.0), Some(t(0)));
+        let unknown = TokenSet::new("a", TokenType::Bearer, "i", "c");
+        assert_eq!(p.refresh_at(&unknown, 0.0), None);
+    }
+
+    #[test]
+    fn jitter_only_shortens_the_skew() {
+        let p = RefreshPolicy::default();
+        let early = p.refresh_at(&tokens(0, 3600), 0.0).unwrap();
+        let late = p.refresh_at(&tokens(0, 3600), 0.999).unwrap();
+        assert_eq!(early, t(3540));
+        assert!(late > early && late < t(3600));
+        assert!(late >= t(3540 + 11));
+    }
+
+    #[test]
+    fn merge_keeps_refresh_token_and_scope_when_omitted() {
+        let old = tokens(0, 60)
+            .with_refresh_token(Some(oauth2::RefreshToken::new("rt-old".into())))
+            .with_scopes(Some(Scopes::parse("a b")))
+            .with_resource(Some("https://rs".into()))
+            .with_token_endpoint(Some("https://as/token".into()), None);
+        let resp = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            br#"{"access_token":"new","expires_in":60}"#,
+        )
+        .unwrap();
+        let merged = merge_refreshed(&old, resp, t(100));
+        assert_eq!(merged.access_token().secret(), "new");
+        assert_eq!(merged.refresh_token().unwrap().secret(), "rt-old");
+        assert_eq!(merged.scopes().unwrap().to_string(), "a b");
+        assert_eq!(merged.resource(), Some("https://rs"));
+        assert_eq!(merged.token_endpoint(), Some("https://as/token"));
+        assert_eq!(merged.expires_at(), Some(t(160)));
+        assert_eq!(merged.issued_at(), Some(t(100)));
+
+        let rotated = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            br#"{"access_token":"n2","refresh_token":"rt-new","scope":"a"}"#,
+        )
+        .unwrap();
+        let merged = merge_refreshed(&old, rotated, t(100));
+        assert_eq!(merged.refresh_token().unwrap().secret(), "rt-new");
+        assert_eq!(merged.scopes().unwrap().to_string(), "a");
+    }
+
+    #[test]
+    fn jwt_exp_fallback() {
+        // {"alg":"none"} . {"exp":2000,"sub":"x"}
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"exp":2000,"sub":"x"}"#);
+        let jwt = format!("{header}.{payload}.sig");
+        assert_eq!(jwt_expiry(&jwt), Some(2000));
+        let resp = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            format!(r#"{{"access_token":"{jwt}","expires_in":0}}"#).as_bytes(),
+        )
+        .unwrap();
+        let set = TokenSet::from_response(resp, t(1000), "i", "c", None, None);
+        assert_eq!(set.expires_at(), Some(t(2000)));
+        // An exp already past is ignored.
+        let resp = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            format!(r#"{{"access_token":"{jwt}"}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            TokenSet::from_response(resp, t(3000), "i", "c", None, None).expires_at(),
+            None
+        );
+        for bad in ["a.b", "a.b.c.d", "x.!!!.y", "eyJhIjoxfQ.eyJhIjoxfQ.x"] {
+            assert_eq!(jwt_expiry(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn failure_classes() {
+        let oauth = |code: &str| {
+            Error::new(ErrorKind::TokenRejected, "x").with_oauth_error(OAuthErrorResponse {
+                error: code.into(),
+                error_description: None,
+            })
+        };
+        assert_eq!(
+            classify_refresh_failure(&oauth("invalid_grant")),
+            RefreshFailure::GrantRejected
+        );
+        assert_eq!(
+            classify_refresh_failure(&oauth("invalid_client")),
+            RefreshFailure::ClientRejected
+        );
+        assert_eq!(
+            classify_refresh_failure(&oauth("invalid_scope")),
+            RefreshFailure::GrantRejected
+        );
+        assert_eq!(
+            classify_refresh_failure(&Error::new(ErrorKind::Transport, "reset")),
+            RefreshFailure::Transient
+        );
+        assert_eq!(
+            classify_refresh_failure(&Error::new(ErrorKind::UnexpectedStatus, "429")),
+            RefreshFailure::Transient
+        );
+        assert_eq!(
+            classify_refresh_failure(&Error::new(ErrorKind::InvalidTokenResponse, "garbage")),
+            RefreshFailure::Transient
+        );
+        let unauthorized =
+            Error::new(ErrorKind::TokenRejected, "401").with_status(http::StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            classify_refresh_failure(&unauthorized),
+            RefreshFailure::ClientRejected
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! Getting a usable token for a request: join or start the single flow for its origin, adopt
+//! what the store or another caller already has, refresh, or authorize.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Uri};
+use http_body::Body;
+use mcp_oauth_flow::{
+    server_url_from_uri, BoxError, Challenge, Error, ErrorKind, FlowStart, Scopes, TokenSet,
+    Trigger,
+};
+use tower_service::Service;
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::body::OAuthBody;
+use crate::cache::{covers, Sent};
+use crate::client::InnerClient;
+use crate::driver;
+use crate::service::Shared;
+use crate::store::Replaced;
+
+/// Why a token is needed.
+#[derive(Clone, Debug)]
+pub(crate) enum Need {
+    /// A `401` (with its challenge, if any).
+    Unauthorized(Option<Challenge>),
+    /// A `403 insufficient_scope`.
+    InsufficientScope(Challenge),
+    /// The token is due for refresh.
+    Expiring,
+}
+
+impl Need {
+    fn trigger(&self) -> Trigger {
+        match self {
+            Need::Unauthorized(_) => Trigger::Unauthorized,
+            Need::InsufficientScope(_) => Trigger::InsufficientScope,
+            Need::Expiring => Trigger::Expiring,
+        }
+    }
+
+    fn challenge(&self) -> Option<Challenge> {
+        match self {
+            Need::Unauthorized(c) => c.clone(),
+            Need::InsufficientScope(c) => Some(c.clone()),
+            Need::Expiring => None,
+        }
+    }
+
+    /// Whether `tokens` meet this need (for a step-up: hold every challenged scope).
+    fn met_by(&self, tokens: &TokenSet) -> bool {
+        match self {
+            Need::InsufficientScope(c) => {
+                let wanted = Scopes::parse(c.scope().unwrap_or(""));
+                tokens
+                    .scopes()
+                    .is_some_and(|held| held.contains_all(&wanted))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The single-flight key: the request's origin. One flow per origin at a time; a caller whose
+/// need the finished flow did not meet runs its own next.
+pub(crate) fn flight_key(uri: &Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or("")
+    )
+    .to_ascii_lowercase()
+}
+
+/// A header for `uri` that meets `need`, newer than what the request was `sent` with.
+pub(crate) async fn obtain<S, B, RB>(
+    shared: &Arc<Shared>,
+    inner: S,
+    uri: &Uri,
+    sent: Sent,
+    need: Need,
+) -> Result<HeaderValue, Error>
+where
+    S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    let key = flight_key(uri);
+    for _ in 0..2 {
+        let now = (shared.clock)();
+        // Someone else already got a newer token: use it, no flow.
+        if let Some(header) = shared.cache.newer(uri, sent, now) {
+            let meets = shared
+                .cache
+                .session(uri)
+                .is_some_and(|s| need.met_by(&s.tokens));
+            if meets {
+                return Ok(header);
+            }
+        }
+        if let Some(error) = shared
+            .flights
+            .recent_failure(&key, now, shared.limits.failure_backoff)
+        {
+            return Err(error);
+        }
+        let (flight, started) = shared.flights.join_or_start(&key, |id| {
+            let shared = Arc::clone(shared);
+            let client = InnerClient::for_service(inner.clone(), shared.max_response_bytes);
+            let (uri, need, key) = (uri.clone(), need.clone(), key.clone());
+            Box::pin(async move {
+                let result = run_flight(&shared, client, &uri, need).await;
+                shared.flights.finish(&key, id, &result, (shared.clock)());
+                result
+            })
+        });
+        flight.await?;
+        let session = shared.cache.session(uri);
+        match session {
+            Some(s) if s.epoch > sent.epoch && need.met_by(&s.tokens) => {
+                return Ok(shared
+                    .cache
+                    .header(uri)
+                    .map(|(h, _)| h)
+                    .expect("session present"))
+            }
+            // Joined a flow run for another need: run ours next.
+            _ if !started => continue,
+            _ => break,
+        }
+    }
+    Err(Error::new(
+        ErrorKind::InvalidTransition,
+        "the authorization flow finished without a token for this request",
+    ))
+}
+
+/// Store keys a token for `uri` may sit under, most specific first: the URL itself and each
+/// parent path, down to the origin.
+fn store_candidates(uri: &Uri) -> Vec<Url> {
+    let Ok(mut url) = server_url_from_uri(uri) else {
+        return Vec::new();
+    };
+    let mut out = vec![url.clone()];
+    while url.path() != "/" {
+        let path = url.path().trim_end_matches('/');
+        let parent = path[..path.rfind('/').unwrap_or(0)].to_owned();
+        url.set_path(if parent.is_empty() { "/" } else { &parent });
+        out.push(url.clone());
+    }
+    out
+}
+
+/// One flow: under the store's lock when refreshing, adopting tokens someone else already
+/// stored, then the sans-IO flow, then a compare-and-swap write.
+async fn run_flight(
+    shared: &Arc<Shared>,
+    client: InnerClient,
+    uri: &Uri,
+    need: Need,
+) -> Result<(), Error> {
+    let store = &shared.deps.store;
+    let now = (shared.clock)();
+    let mut held: Option<(TokenSet, Url)> = shared
+        .cache
+        .session(uri)
+        .map(|s| ((*s.tokens).clone(), s.resource.clone()));
+
+    if held.is_none() {
+        // Nothing in memory: tokens from an earlier run may be in the store.
+        for candidate in store_candidates(uri) {
+            if let Some(stored) = store.load_tokens(candidate.as_str()).await? {
+                if covers(&candidate, uri) {
+                    if !stored.is_expired(now, std::time::Duration::ZERO) && need.met_by(&stored) {
+                        debug!(resource = %candidate, "adopting stored tokens");
+                        install(shared, candidate, stored);
+                        return Ok(());
+                    }
+                    held = Some((stored, candidate));
+                    break;
+                }
+            }
+        }
+    }
+
+    let refreshing = held
+        .as_ref()
+        .is_some_and(|(t, _)| t.refresh_token().is_some())
+        && !matches!(need, Need::InsufficientScope(_));
+    let _lock = match (&held, refreshing) {
+        (Some((_, resource)), true) => Some(store.lock(resource.as_str()).await?),
+        _ => None,
+    };
+    if let Some((tokens, resource)) = &mut held {
+        // Another caller, process or store handle may have changed the tokens already: adopt
+        // them if they do the job, else go on from them (they hold the latest refresh token).
+        if let Some(stored) = store.load_tokens(resource.as_str()).await? {
+            if !stored.same_tokens(tokens) {
+                let usable =
+                    !stored.is_expired(now, std::time::Duration::ZERO) && need.met_by(&stored);
+                let due = matches!(need, Need::Expiring) && shared.refresh_due(&stored, now);
+                if usable && !due {
+                    debug!(resource = %resource, "adopting tokens stored by someone else");
+                    install(shared, resource.clone(), stored);
+                    return Ok(());
+                }
+                *tokens = stored;
+            }
+        }
+    }
+
+    let (held_tokens, resource) = match held {
+        Some((t, r)) => (Some(t), Some(r)),
+        None => (None, None),
+    };
+    let start = FlowStart::new(server_url_from_uri(uri)?)
+        .challenge(need.challenge())
+        .trigger(need.trigger())
+        .held(held_tokens.clone(), resource.clone());
+    let run = driver::run(shared, client, start, &flight_key(uri)).await?;
+    let outcome = run.outcome;
+    let key = outcome.protected_resource.as_str().to_owned();
+    // What the store should still hold: the tokens this flow started from, unless it dropped
+    // them, or they were stored under another resource.
+    let expected = if run.dropped_tokens || resource.as_ref().map(Url::as_str) != Some(key.as_str())
+    {
+        store
+            .load_tokens(&key)
+            .await
+            .ok()
+            .flatten()
+            .filter(|_| !run.dropped_tokens)
+    } else {
+        held_tokens
+    };
+    match store
+        .compare_and_swap_tokens(&key, expected.as_ref(), Some(&outcome.tokens))
+        .await
+    {
+        Ok(Replaced::Swapped) => {}
+        Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
+            debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
+            install(shared, outcome.protected_resource, *winner);
+            return Ok(());
+        }
+        Ok(_) => {
+            // A new authorization is what the user just approved: it wins.
+            if let Err(e) = store.save_tokens(&key, &outcome.tokens).await {
+                warn!(error = %e, "could not store tokens; they are kept in memory");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not store tokens; they are kept in memory"),
+    }
+    install(shared, outcome.protected_resource, outcome.tokens);
+    Ok(())
+}
+
+fn install(shared: &Shared, resource: Url, tokens: TokenSet) {
+    let refresh_at = shared.refresh_at(&tokens);
+    shared.cache.install(resource, tokens, refresh_at);
+}

@@ -1,0 +1,447 @@
+//! [`FileStore`]: one JSON file per protected resource and per issuer, written atomically.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind as IoErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use futures_util::lock::Mutex as AsyncMutex;
+use mcp_oauth_flow::{ClientRegistration, Error, ErrorKind, TokenSet};
+use serde::{Deserialize, Serialize};
+
+use super::memory::lock as lock_std;
+use super::{matches, Replaced, StoreLock, TokenStore};
+use crate::BoxFuture;
+
+/// A [`TokenStore`] on disk: tokens survive restarts and are shared by every process that
+/// points at the same directory.
+///
+/// - One JSON file per protected resource (`tokens-<name>.json`) and per issuer
+///   (`client-<name>.json`), readable by the owner only (mode `0600`, directory `0700`).
+/// - Every write goes to a temporary file that is synced and then renamed over the old one, so
+///   a crash mid-write leaves the previous file whole.
+/// - Expiry is stored as an absolute time, so a token read back after a restart knows whether
+///   it is still valid.
+/// - [`lock`](TokenStore::lock) is an advisory file lock (plus an in-process lock), so two
+///   processes, or two store handles in one process, never send the same refresh token twice.
+///
+/// The file operations are small and synchronous; the lock wait runs on a helper thread so it
+/// never blocks an async executor.
+///
+/// ```
+/// use tower_mcp_oauth::{FileStore, TokenStore};
+/// use mcp_oauth_flow::{TokenSet, TokenType};
+/// # tokio_test::block_on(async {
+/// let dir = std::env::temp_dir().join(format!("tower-mcp-oauth-doc-{}", std::process::id()));
+/// let store = FileStore::new(&dir).unwrap();
+/// let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "client");
+/// store.save_tokens("https://mcp.example.com/mcp", &tokens).await.unwrap();
+/// let again = FileStore::new(&dir).unwrap(); // another handle, or another process
+/// assert!(again.load_tokens("https://mcp.example.com/mcp").await.unwrap().is_some());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokensFile {
+    resource: String,
+    tokens: TokenSet,
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::new(ErrorKind::Store, format!("{what} {}: {e}", path.display())).with_source(e)
+}
+
+/// A file name for a key: readable, and unique through a stable hash (FNV-1a; std's hasher is
+/// not stable across releases).
+fn file_name(prefix: &str, key: &str, ext: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let readable: String = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    format!("{prefix}-{readable}-{hash:016x}.{ext}")
+}
+
+impl FileStore {
+    /// A store in `dir`, created (mode `0700`) if missing.
+    pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(&dir)?;
+        Ok(Self { dir })
+    }
+
+    /// The directory the store writes to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn tokens_path(&self, resource: &str) -> PathBuf {
+        self.dir.join(file_name("tokens", resource, "json"))
+    }
+
+    fn client_path(&self, issuer: &str) -> PathBuf {
+        self.dir.join(file_name("client", issuer, "json"))
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::new(
+                    ErrorKind::Store,
+                    format!("{} is not a valid store file: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == IoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("cannot read", path, e)),
+        }
+    }
+
+    /// Writes `bytes` to `path` atomically: temporary file (0600), sync, rename.
+    fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let tmp = path.with_extension(format!(
+            "tmp-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let result = (|| {
+            let mut file = options.open(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            // Make the rename itself durable (best effort: not every platform can sync a dir).
+            if let Some(parent) = path.parent() {
+                if let Ok(dir) = File::open(parent) {
+                    let _ = dir.sync_all();
+                }
+            }
+            Ok(())
+        })();
+        result.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io_error("cannot write", path, e)
+        })
+    }
+
+    fn remove(path: &Path) -> Result<(), Error> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == IoErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("cannot remove", path, e)),
+        }
+    }
+
+    fn load_tokens_now(&self, resource: &str) -> Result<Option<TokenSet>, Error> {
+        let file: Option<TokensFile> = Self::read(&self.tokens_path(resource))?;
+        Ok(file.filter(|f| f.resource == resource).map(|f| f.tokens))
+    }
+
+    fn save_tokens_now(&self, resource: &str, tokens: Option<&TokenSet>) -> Result<(), Error> {
+        let path = self.tokens_path(resource);
+        match tokens {
+            Some(tokens) => {
+                let file = TokensFile {
+                    resource: resource.to_owned(),
+                    tokens: tokens.clone(),
+                };
+                let bytes = serde_json::to_vec_pretty(&file).map_err(|e| {
+                    Error::new(ErrorKind::Store, format!("cannot encode tokens: {e}"))
+                })?;
+                Self::write_atomic(&path, &bytes)
+            }
+            None => Self::remove(&path),
+        }
+    }
+
+    /// Opens (creating) a lock file.
+    fn lock_file(&self, resource: &str, kind: &str) -> Result<(PathBuf, File), Error> {
+        let path = self.dir.join(file_name("tokens", resource, kind));
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options
+            .open(&path)
+            .map_err(|e| io_error("cannot open lock file", &path, e))?;
+        Ok((path, file))
+    }
+}
+
+/// In-process locks per lock file: a file lock does not exclude another handle of the same
+/// process reliably on every platform, and waiting on it would block a thread anyway.
+fn process_lock(path: &Path) -> Arc<AsyncMutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<AsyncMutex<()>>>>> = OnceLock::new();
+    let map = LOCKS.get_or_init(Default::default);
+    Arc::clone(lock_std(map).entry(path.to_owned()).or_default())
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+impl TokenStore for FileStore {
+    fn load_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        ready(self.load_tokens_now(resource))
+    }
+
+    fn save_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        tokens: &'a TokenSet,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        ready(self.save_tokens_now(resource, Some(tokens)))
+    }
+
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Replaced, Error>> {
+        ready((|| {
+            // A short exclusive lock of its own makes read-compare-write atomic across
+            // processes; it is held for microseconds, so taking it inline is fine.
+            let (_, file) = self.lock_file(resource, "cas")?;
+            file.lock()
+                .map_err(|e| Error::new(ErrorKind::Store, format!("cannot lock: {e}")))?;
+            let stored = self.load_tokens_now(resource)?;
+            let outcome = if matches(stored.as_ref(), current) {
+                self.save_tokens_now(resource, new)?;
+                Replaced::Swapped
+            } else {
+                Replaced::Conflict(stored.map(Box::new))
+            };
+            drop(file);
+            Ok(outcome)
+        })())
+    }
+
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>> {
+        let reg: Result<Option<ClientRegistration>, Error> = Self::read(&self.client_path(issuer));
+        ready(reg.map(|r| r.filter(|r| r.issuer == issuer)))
+    }
+
+    fn save_client<'a>(
+        &'a self,
+        registration: &'a ClientRegistration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let path = self.client_path(&registration.issuer);
+        ready(
+            serde_json::to_vec_pretty(registration)
+                .map_err(|e| {
+                    Error::new(ErrorKind::Store, format!("cannot encode registration: {e}"))
+                })
+                .and_then(|bytes| Self::write_atomic(&path, &bytes)),
+        )
+    }
+
+    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        ready(Self::remove(&self.client_path(issuer)))
+    }
+
+    fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
+        Box::pin(async move {
+            let (path, file) = self.lock_file(resource, "lock")?;
+            let in_process = process_lock(&path).lock_owned().await;
+            // The file lock may be held by another process for a whole refresh: wait for it on
+            // a helper thread, never on the executor.
+            let file = match file.try_lock() {
+                Ok(()) => file,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let (tx, rx) = futures_channel::oneshot::channel();
+                    std::thread::spawn(move || {
+                        let result = file.lock().map(|()| file);
+                        let _ = tx.send(result);
+                    });
+                    rx.await
+                        .map_err(|_| Error::new(ErrorKind::Store, "lock thread vanished"))?
+                        .map_err(|e| io_error("cannot lock", &path, e))?
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(io_error("cannot lock", &path, e))
+                }
+            };
+            Ok(StoreLock::new((file, in_process)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_oauth_flow::{RefreshToken, TokenType};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn tokens(at: &str) -> TokenSet {
+        TokenSet::new(at, TokenType::Bearer, "https://as", "c")
+            .with_refresh_token(Some(RefreshToken::new(format!("rt-{at}"))))
+            .with_expires_at(Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000)))
+    }
+
+    #[tokio::test]
+    async fn round_trip_with_absolute_expiry_and_owner_only_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("s")).unwrap();
+        store
+            .save_tokens("https://rs/mcp", &tokens("a"))
+            .await
+            .unwrap();
+        let back = FileStore::new(dir.path().join("s"))
+            .unwrap()
+            .load_tokens("https://rs/mcp")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.access_token().secret(), "a");
+        assert_eq!(
+            back.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000))
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.tokens_path("https://rs/mcp"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let dmode = std::fs::metadata(store.dir()).unwrap().permissions().mode();
+            assert_eq!(dmode & 0o777, 0o700);
+        }
+        assert!(store
+            .load_tokens("https://rs/other")
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_crash_mid_write_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        store
+            .save_tokens("https://rs/mcp", &tokens("a"))
+            .await
+            .unwrap();
+        // A writer that died before its rename leaves only a stray temporary file.
+        let stray = store
+            .tokens_path("https://rs/mcp")
+            .with_extension("tmp-999-0");
+        std::fs::write(&stray, b"{\"resource\": \"https://rs/mcp\", \"tok").unwrap();
+        let back = store.load_tokens("https://rs/mcp").await.unwrap().unwrap();
+        assert_eq!(back.access_token().secret(), "a");
+        // A corrupt store file is a typed error, not a panic.
+        std::fs::write(store.tokens_path("https://rs/mcp"), b"{not json").unwrap();
+        assert_eq!(
+            store
+                .load_tokens("https://rs/mcp")
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Store
+        );
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_across_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = FileStore::new(dir.path()).unwrap();
+        let two = FileStore::new(dir.path()).unwrap();
+        let (a, b, c) = (tokens("a"), tokens("b"), tokens("c"));
+        one.save_tokens("r", &a).await.unwrap();
+        assert!(matches!(
+            one.compare_and_swap_tokens("r", Some(&a), Some(&b))
+                .await
+                .unwrap(),
+            Replaced::Swapped
+        ));
+        match two
+            .compare_and_swap_tokens("r", Some(&a), Some(&c))
+            .await
+            .unwrap()
+        {
+            Replaced::Conflict(Some(winner)) => assert_eq!(winner.access_token().secret(), "b"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            two.compare_and_swap_tokens("r", Some(&b), None)
+                .await
+                .unwrap(),
+            Replaced::Swapped
+        ));
+        assert!(one.load_tokens("r").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn lock_excludes_other_handles_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = FileStore::new(dir.path()).unwrap();
+        let two = FileStore::new(dir.path()).unwrap();
+        let guard = one.lock("r").await.unwrap();
+        let mut waiting = tokio_test::task::spawn(two.lock("r"));
+        tokio_test::assert_pending!(waiting.poll());
+        drop(guard);
+        let _second = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn file_names_are_stable_and_safe() {
+        let a = file_name("tokens", "https://mcp.example.com/mcp", "json");
+        assert_eq!(
+            a,
+            file_name("tokens", "https://mcp.example.com/mcp", "json")
+        );
+        assert!(a.starts_with("tokens-mcp.example.com_mcp-"));
+        assert!(!file_name("tokens", "https://x/../../etc", "json").contains('/'));
+        assert_ne!(
+            a,
+            file_name("tokens", "https://mcp.example.com/mcq", "json")
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! [`MemoryStore`]: the default, in-process store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::lock::Mutex as AsyncMutex;
+use mcp_oauth_flow::{ClientRegistration, Error, TokenSet};
+
+use super::{matches, Replaced, StoreLock, TokenStore};
+use crate::BoxFuture;
+
+/// The in-memory [`TokenStore`], the default. Everything is lost when the process ends.
+///
+/// Its [`lock`](TokenStore::lock) is real, so several layers sharing one `Arc<MemoryStore>`
+/// refresh each token once.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tokens: Mutex<HashMap<String, TokenSet>>,
+    clients: Mutex<HashMap<String, ClientRegistration>>,
+    locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned map is still a consistent map: every mutation is a single insert or remove.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+impl TokenStore for MemoryStore {
+    fn load_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        ready(Ok(lock(&self.tokens).get(resource).cloned()))
+    }
+
+    fn save_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        tokens: &'a TokenSet,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        lock(&self.tokens).insert(resource.to_owned(), tokens.clone());
+        ready(Ok(()))
+    }
+
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Replaced, Error>> {
+        let mut map = lock(&self.tokens);
+        if !matches(map.get(resource), current) {
+            return ready(Ok(Replaced::Conflict(map.get(resource).cloned().map(Box::new))));
+        }
+        match new {
+            Some(tokens) => map.insert(resource.to_owned(), tokens.clone()),
+            None => map.remove(resource),
+        };
+        ready(Ok(Replaced::Swapped))
+    }
+
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>> {
+        ready(Ok(lock(&self.clients).get(issuer).cloned()))
+    }
+
+    fn save_client<'a>(
+        &'a self,
+        registration: &'a ClientRegistration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        lock(&self.clients).insert(registration.issuer.clone(), registration.clone());
+        ready(Ok(()))
+    }
+
+    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        lock(&self.clients).remove(issuer);
+        ready(Ok(()))
+    }
+
+    fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
+        let mutex = Arc::clone(lock(&self.locks).entry(resource.to_owned()).or_default());
+        Box::pin(async move { Ok(StoreLock::new(mutex.lock_owned().await)) })
+    }
+}

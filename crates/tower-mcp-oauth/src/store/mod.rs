@@ -1,0 +1,137 @@
+//! Where tokens and client registrations are kept: the [`TokenStore`] trait and its built-in
+//! implementations.
+
+mod file;
+pub(crate) mod memory;
+
+pub use file::FileStore;
+pub use memory::MemoryStore;
+
+use mcp_oauth_flow::{ClientRegistration, Error, TokenSet};
+
+use crate::BoxFuture;
+
+/// The outcome of [`TokenStore::compare_and_swap_tokens`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Replaced {
+    /// The store held the expected tokens and now holds the new ones.
+    Swapped,
+    /// Someone else changed the tokens first; here is what the store holds now. The caller
+    /// adopts these instead of its own (never overwriting a winner's rotated refresh token).
+    Conflict(Option<Box<TokenSet>>),
+}
+
+/// A held store lock; dropping it releases the lock.
+#[must_use = "the lock is released when this is dropped"]
+pub struct StoreLock {
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl StoreLock {
+    /// A lock that guards nothing (for stores only one process uses).
+    pub fn none() -> Self {
+        Self { _guard: None }
+    }
+
+    /// A lock released when `guard` is dropped.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            _guard: Some(Box::new(guard)),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreLock").finish_non_exhaustive()
+    }
+}
+
+/// Keeps tokens per protected resource and client registrations per issuer.
+///
+/// Tokens are keyed by the protected resource (the metadata's `resource`, or a 2025-03-26
+/// server's origin). Registrations are keyed by the issuer that made them, because a client
+/// identifier means nothing at another server (SEP-2352).
+///
+/// Rotating refresh tokens make the store a point of coordination: two refreshers that both
+/// send the same refresh token can get the whole grant revoked (reuse detection). The layer
+/// therefore refreshes under [`lock`](Self::lock), re-reads the store first (adopting tokens
+/// another process already refreshed), and writes with
+/// [`compare_and_swap_tokens`](Self::compare_and_swap_tokens), so a store shared by several
+/// processes sees each refresh token used once.
+///
+/// The methods return boxed futures so the trait is object safe (`Arc<dyn TokenStore>`).
+///
+/// ```
+/// use tower_mcp_oauth::{MemoryStore, Replaced, TokenStore};
+/// use mcp_oauth_flow::{TokenSet, TokenType};
+/// # tokio_test::block_on(async {
+/// let store = MemoryStore::new();
+/// let first = TokenSet::new("at-1", TokenType::Bearer, "https://as.example.com", "client");
+/// store.save_tokens("https://mcp.example.com/mcp", &first).await.unwrap();
+/// let second = TokenSet::new("at-2", TokenType::Bearer, "https://as.example.com", "client");
+/// // Replaces only what this caller started from.
+/// let outcome = store.compare_and_swap_tokens("https://mcp.example.com/mcp", Some(&first), Some(&second)).await.unwrap();
+/// assert!(matches!(outcome, Replaced::Swapped));
+/// let stale = store.compare_and_swap_tokens("https://mcp.example.com/mcp", Some(&first), None).await.unwrap();
+/// assert!(matches!(stale, Replaced::Conflict(Some(t)) if t.access_token().secret() == "at-2"));
+/// # });
+/// ```
+pub trait TokenStore: Send + Sync + 'static {
+    /// The tokens stored for `resource`.
+    fn load_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, Error>>;
+
+    /// Stores the tokens for `resource`, replacing any, unconditionally.
+    fn save_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        tokens: &'a TokenSet,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Replaces the tokens of `resource` with `new` (`None` removes them) only if the store
+    /// still holds `current` (compared with [`TokenSet::same_tokens`]; `None`: nothing stored).
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Replaced, Error>>;
+
+    /// The registration stored for `issuer`.
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>>;
+
+    /// Stores a registration under its issuer.
+    fn save_client<'a>(
+        &'a self,
+        registration: &'a ClientRegistration,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Forgets the registration of `issuer` (the server said `invalid_client`).
+    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Takes the refresh lock of `resource`, waiting while another holder (a task, or another
+    /// process for shared stores) has it. The default guards nothing.
+    fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
+        let _ = resource;
+        Box::pin(std::future::ready(Ok(StoreLock::none())))
+    }
+}
+
+#[allow(dead_code)]
+fn _object_safe(_: &dyn TokenStore) {}
+
+/// Compares what a store holds with what a caller expects.
+pub(crate) fn matches(stored: Option<&TokenSet>, expected: Option<&TokenSet>) -> bool {
+    match (stored, expected) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same_tokens(b),
+        _ => false,
+    }
+}
