@@ -77,8 +77,8 @@ pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 
 pub use mcp_oauth_flow::{
     AuthorizationRequest, AuthorizationResponse, ClientAuthMethod, ClientConfig,
-    ClientRegistration, DiscoveryReport, Error, ErrorKind, PkcePolicy, PreRegisteredClient, Scopes,
-    TokenSet, TokenType,
+    ClientRegistration, DiscoveryReport, Error, ErrorKind, PkcePolicy, PreRegisteredClient,
+    RefreshPolicy, Scopes, TokenSet, TokenType,
 };
 
 /// A boxed, `Send` future, as the object-safe traits of this crate return.

@@ -61,7 +61,9 @@ impl TokenStore for MemoryStore {
     ) -> BoxFuture<'a, Result<Replaced, Error>> {
         let mut map = lock(&self.tokens);
         if !matches(map.get(resource), current) {
-            return ready(Ok(Replaced::Conflict(map.get(resource).cloned().map(Box::new))));
+            return ready(Ok(Replaced::Conflict(
+                map.get(resource).cloned().map(Box::new),
+            )));
         }
         match new {
             Some(tokens) => map.insert(resource.to_owned(), tokens.clone()),

@@ -1,0 +1,379 @@
+//! Token lifecycle over real loopback TCP, with a controllable clock: proactive refresh, refresh
+//! skew for short-lived tokens, refresh on 401, rotating refresh tokens shared through one
+//! file by two store handles, transient and terminal refresh failures, step-up and its bounds.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mcp_oauth_suite::{http_client, jsonrpc, HttpClient};
+use mcp_oauth_testkit::{CannedResponse, RecordedRequest, ServerRole, Testkit, TestkitConfig};
+use serde_json::json;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_mcp_oauth::{
+    AuthorizationFailed, ClientConfig, ErrorKind, FileStore, HeadlessAuthorizer, OAuthLayer,
+    OAuthService, RefreshPolicy, TokenStore,
+};
+
+const REDIRECT: &str = "http://localhost:3000/callback";
+
+/// Wall-clock time plus an offset the test moves forward.
+#[derive(Clone, Default)]
+struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now() + Duration::from_secs(self.0.load(Ordering::SeqCst) as u64)
+    }
+    fn set(&self, secs: i64) {
+        self.0.store(secs, Ordering::SeqCst);
+    }
+}
+
+fn layer(clock: &TestClock) -> OAuthLayer {
+    let clock = clock.clone();
+    OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .refresh_policy(RefreshPolicy::default().jitter(0.0))
+        .failure_backoff(Duration::ZERO)
+        .clock(move || clock.now())
+}
+
+fn service(layer: OAuthLayer) -> OAuthService<HttpClient> {
+    ServiceBuilder::new().layer(layer).service(http_client())
+}
+
+async fn call(
+    service: &OAuthService<HttpClient>,
+    kit: &Testkit,
+    method: &str,
+) -> http::Response<hyper::body::Incoming> {
+    let params = if method == "tools/call" {
+        json!({"name": "test-tool", "arguments": {}})
+    } else {
+        json!({})
+    };
+    service
+        .clone()
+        .oneshot(jsonrpc(&kit.resource_url(), 1, method, params))
+        .await
+        .unwrap()
+}
+
+fn grants(kit: &Testkit, grant: &str) -> Vec<RecordedRequest> {
+    kit.requests()
+        .into_iter()
+        .filter(|r| {
+            r.path.ends_with("/token") && r.form_param("grant_type").as_deref() == Some(grant)
+        })
+        .collect()
+}
+
+fn count(kit: &Testkit, suffix: &str) -> usize {
+    kit.requests()
+        .iter()
+        .filter(|r| r.path.ends_with(suffix))
+        .count()
+}
+
+fn last_bearer(kit: &Testkit) -> Option<String> {
+    kit.requests()
+        .iter()
+        .rev()
+        .find(|r| r.path == "/mcp")
+        .and_then(|r| r.bearer())
+}
+
+#[tokio::test]
+async fn proactive_refresh_happens_before_expiry_not_after() {
+    let kit = Testkit::start(TestkitConfig::default().token_lifetime_secs(3600))
+        .await
+        .unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let first_token = last_bearer(&kit).unwrap();
+
+    // Before the refresh point (expiry - 60 s): the token is used as it is.
+    clock.set(3500);
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert!(grants(&kit, "refresh_token").is_empty());
+    assert_eq!(last_bearer(&kit).unwrap(), first_token);
+
+    // Past it but before expiry: refreshed first, then sent with the new token, no 401 on the way.
+    clock.set(3545);
+    let before = kit.requests().len();
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let after: Vec<_> = kit.requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(after, ["/token", "/mcp"]);
+    let refresh = &grants(&kit, "refresh_token")[0];
+    assert_eq!(refresh.form_param("resource"), Some(kit.resource_url()));
+    assert_ne!(last_bearer(&kit).unwrap(), first_token);
+    assert_eq!(count(&kit, "/authorize"), 1);
+}
+
+#[tokio::test]
+async fn a_short_lived_token_is_not_refreshed_on_every_call() {
+    let kit = Testkit::start(TestkitConfig::default().token_lifetime_secs(20))
+        .await
+        .unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    // A fixed 60 s buffer would swallow its whole life; the skew is capped at 2 s (a tenth).
+    for t in [0, 5, 10, 15, 17] {
+        clock.set(t);
+        assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    }
+    assert!(grants(&kit, "refresh_token").is_empty());
+    clock.set(19);
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert_eq!(grants(&kit, "refresh_token").len(), 1);
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refreshed_not_reauthorized() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    kit.revoke_all_tokens();
+    let before = kit.requests().len();
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let paths: Vec<_> = kit.requests()[before..]
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    // The 401, the metadata re-read (has the server moved?), the refresh, the retry.
+    assert_eq!(
+        paths,
+        [
+            "/mcp",
+            "/.well-known/oauth-protected-resource/mcp",
+            "/token",
+            "/mcp"
+        ]
+    );
+    assert_eq!(grants(&kit, "refresh_token").len(), 1);
+    assert_eq!(count(&kit, "/authorize"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_refresh_token_is_never_sent_twice_across_two_store_handles() {
+    let kit = Testkit::start(TestkitConfig::default().rotate_refresh_tokens(true))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::default();
+    let a = service(layer(&clock).token_store(FileStore::new(dir.path()).unwrap()));
+    let b = service(layer(&clock).token_store(FileStore::new(dir.path()).unwrap()));
+
+    assert_eq!(call(&a, &kit, "tools/list").await.status(), 200);
+    // B finds A's tokens in the shared file: no second authorization.
+    assert_eq!(call(&b, &kit, "tools/list").await.status(), 200);
+    assert_eq!(count(&kit, "/authorize"), 1);
+
+    // Both are due for refresh; 20 callers on each race for it.
+    clock.set(3550);
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let svc = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let url = kit.resource_url();
+        calls.push(tokio::spawn(async move {
+            svc.oneshot(jsonrpc(&url, 1, "tools/list", json!({})))
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for c in calls {
+        assert_eq!(c.await.unwrap(), 200);
+    }
+    let refreshes = grants(&kit, "refresh_token");
+    assert_eq!(refreshes.len(), 1, "one refresh for both handles");
+    let mut sent: Vec<_> = refreshes
+        .iter()
+        .map(|r| r.form_param("refresh_token").unwrap())
+        .collect();
+    sent.dedup();
+    assert_eq!(
+        sent.len(),
+        refreshes.len(),
+        "a refresh token was sent twice"
+    );
+    assert_eq!(count(&kit, "/authorize"), 1);
+}
+
+#[tokio::test]
+async fn a_transient_token_endpoint_failure_keeps_every_credential() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::new(dir.path()).unwrap());
+    let clock = TestClock::default();
+    let svc = service(layer(&clock).shared_token_store(store.clone() as Arc<dyn TokenStore>));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let before = store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .unwrap();
+
+    clock.set(3550);
+    kit.set_override(
+        ServerRole::Authorization,
+        "/token",
+        CannedResponse::new(503, "down"),
+    );
+    // The refresh fails, the still-valid token is used, nothing is dropped.
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let kept = store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(kept.same_tokens(&before));
+    assert!(store.load_client(&kit.issuer()).await.unwrap().is_some());
+    assert_eq!(grants(&kit, "refresh_token").len(), 1);
+
+    // Past expiry with the endpoint still down: a typed, transient error.
+    clock.set(3700);
+    let err = svc
+        .clone()
+        .oneshot(jsonrpc(&kit.resource_url(), 1, "tools/list", json!({})))
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .unwrap()
+        .same_tokens(&before));
+
+    // Back up: the next call refreshes.
+    kit.clear_overrides();
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert!(!store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .unwrap()
+        .same_tokens(&before));
+}
+
+#[tokio::test]
+async fn invalid_grant_drops_the_tokens_and_authorizes_again() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::new(dir.path()).unwrap());
+    let clock = TestClock::default();
+    let svc = service(layer(&clock).shared_token_store(store.clone() as Arc<dyn TokenStore>));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    kit.revoke_all_tokens();
+    kit.set_override(
+        ServerRole::Authorization,
+        "/token",
+        CannedResponse::json(400, json!({"error": "invalid_grant"})),
+    );
+    let err = svc
+        .clone()
+        .oneshot(jsonrpc(&kit.resource_url(), 1, "tools/list", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TokenRejected);
+    // The refused tokens are gone; the registration (not refused) is kept and reused.
+    assert!(store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.load_client(&kit.issuer()).await.unwrap().is_some());
+    assert_eq!(count(&kit, "/authorize"), 2);
+    kit.clear_overrides();
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert_eq!(count(&kit, "/register"), 1);
+}
+
+#[tokio::test]
+async fn step_up_asks_for_the_union_of_scopes() {
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .challenge_scope("mcp:basic")
+            .required_scopes(["mcp:basic"])
+            .tool_call_scopes(["mcp:write"]),
+    )
+    .await
+    .unwrap();
+    let svc = service(layer(&TestClock::default()));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
+    let scopes: Vec<_> = kit
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/authorize")
+        .map(|r| r.query_param("scope").unwrap())
+        .collect();
+    assert_eq!(scopes, ["mcp:basic", "mcp:basic mcp:write"]);
+    // And then it just works.
+    assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
+    assert_eq!(count(&kit, "/authorize"), 2);
+}
+
+#[tokio::test]
+async fn step_up_stops_at_its_bound() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let svc = service(layer(&TestClock::default()));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    // A resource that will never be satisfied.
+    kit.set_override(
+        ServerRole::Resource,
+        "/mcp",
+        CannedResponse::new(403, "").header(
+            "www-authenticate",
+            r#"Bearer error="insufficient_scope", scope="mcp:admin""#,
+        ),
+    );
+    for attempt in 1..=3 {
+        let response = call(&svc, &kit, "tools/list").await;
+        assert_eq!(response.status(), 403);
+        assert!(
+            response.extensions().get::<AuthorizationFailed>().is_none(),
+            "attempt {attempt}"
+        );
+        assert_eq!(count(&kit, "/authorize"), 1 + attempt);
+    }
+    let response = call(&svc, &kit, "tools/list").await;
+    assert_eq!(response.status(), 403);
+    let failed = response
+        .extensions()
+        .get::<AuthorizationFailed>()
+        .expect("marked");
+    assert_eq!(failed.0.kind(), ErrorKind::StepUpLimit);
+    assert_eq!(count(&kit, "/authorize"), 4, "no fourth step-up");
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_every_token_exhausts_the_budget() {
+    let kit = Testkit::start(TestkitConfig::default().issue_refresh_tokens(false))
+        .await
+        .unwrap();
+    let svc =
+        service(layer(&TestClock::default()).authorization_budget(2, Duration::from_secs(600)));
+    kit.set_override(
+        ServerRole::Resource,
+        "/mcp",
+        CannedResponse::new(401, "").header("www-authenticate", "Bearer"),
+    );
+    for _ in 0..2 {
+        assert_eq!(call(&svc, &kit, "tools/list").await.status(), 401);
+    }
+    let err = svc
+        .clone()
+        .oneshot(jsonrpc(&kit.resource_url(), 1, "tools/list", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AuthorizationLimit);
+    assert_eq!(count(&kit, "/authorize"), 2);
+}
