@@ -114,7 +114,7 @@ where
             let client = InnerClient::for_service(inner.clone(), shared.max_response_bytes);
             let (uri, need, key) = (uri.clone(), need.clone(), key.clone());
             Box::pin(async move {
-                let result = run_flight(&shared, client, &uri, need).await;
+                let result = run_flight(&shared, client, &uri, need, sent).await;
                 shared.flights.finish(&key, id, &result, (shared.clock)());
                 result
             })
@@ -163,9 +163,21 @@ async fn run_flight(
     client: InnerClient,
     uri: &Uri,
     need: Need,
+    sent: Sent,
 ) -> Result<(), Error> {
     let store = &shared.deps.store;
     let now = (shared.clock)();
+    // The flow that served this need may have finished between the caller's check and this
+    // flow's start: then there is nothing left to do.
+    if let Some(session) = shared.cache.session(uri) {
+        let still_needed = match need {
+            Need::Expiring => session.refresh_at.is_some_and(|at| at <= now),
+            _ => session.epoch <= sent.epoch || !need.met_by(&session.tokens),
+        };
+        if !still_needed {
+            return Ok(());
+        }
+    }
     let mut held: Option<(TokenSet, Url)> = shared
         .cache
         .session(uri)

@@ -37,6 +37,8 @@ enum Kind<B> {
     Full(Option<Bytes>),
     Passthrough(B),
     Replay(ReplayBody<B>),
+    /// The caller's body failed while it was being read up front; the error is handed on.
+    Failed(Option<BoxError>),
 }
 
 impl<B> OAuthBody<B> {
@@ -76,6 +78,7 @@ impl<B> std::fmt::Debug for OAuthBody<B> {
             Kind::Full(_) => "Full",
             Kind::Passthrough(_) => "Passthrough",
             Kind::Replay(_) => "Replay",
+            Kind::Failed(_) => "Failed",
         };
         f.debug_struct("OAuthBody").field("kind", &kind).finish()
     }
@@ -98,6 +101,7 @@ where
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Passthrough(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Kind::Replay(body) => body.poll_frame(cx),
+            Kind::Failed(error) => Poll::Ready(error.take().map(Err)),
         }
     }
 
@@ -107,6 +111,7 @@ where
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Passthrough(body) => body.is_end_stream(),
             Kind::Replay(body) => body.is_end_stream(),
+            Kind::Failed(error) => error.is_none(),
         }
     }
 
@@ -116,6 +121,7 @@ where
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Passthrough(body) => body.size_hint(),
             Kind::Replay(body) => body.size_hint,
+            Kind::Failed(_) => SizeHint::default(),
         }
     }
 }
@@ -125,6 +131,8 @@ where
 pub(crate) enum Prepared<B> {
     /// No body: replaying it is free.
     Empty,
+    /// The whole body was in memory (a `Full`, a `String`): replaying it is a refcount.
+    Bytes(Bytes),
     /// Larger than the cap by its own size hint: sent as is, never replayed.
     NotReplayable,
     /// Kept while streaming, up to the cap.
@@ -136,6 +144,7 @@ impl<B> Prepared<B> {
     pub(crate) fn replay(&self) -> Option<OAuthBody<B>> {
         match self {
             Prepared::Empty => Some(OAuthBody::empty()),
+            Prepared::Bytes(bytes) => Some(OAuthBody::full(bytes.clone())),
             Prepared::NotReplayable => None,
             Prepared::Replayable(body) => body.try_replay().map(OAuthBody::replay),
         }
@@ -143,17 +152,55 @@ impl<B> Prepared<B> {
 }
 
 /// Wraps the caller's body for the first attempt.
-pub(crate) fn prepare<B>(body: B, max_replay_bytes: usize) -> (OAuthBody<B>, Prepared<B>)
+pub(crate) fn prepare<B>(mut body: B, max_replay_bytes: usize) -> (OAuthBody<B>, Prepared<B>)
 where
     B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
 {
     if body.is_end_stream() || body.size_hint().exact() == Some(0) {
         return (OAuthBody::empty(), Prepared::Empty);
     }
-    if body.size_hint().lower() > max_replay_bytes as u64 {
+    let hint = body.size_hint();
+    if hint.lower() > max_replay_bytes as u64 {
         return (OAuthBody::passthrough(body), Prepared::NotReplayable);
     }
-    let replay = ReplayBody::new(body, max_replay_bytes);
+    // A body already in memory (`Full`, `String`, `Bytes`) yields everything on its first
+    // poll. Taking it now makes the replay a refcount and hands hyper a body it knows the end
+    // of. Polling with a no-op waker is harmless: a body that is not ready registers the real
+    // waker when the connection polls it.
+    let mut first = None;
+    if hint.exact().is_some() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(None) => return (OAuthBody::empty(), Prepared::Empty),
+            Poll::Ready(Some(Err(e))) => {
+                return (
+                    OAuthBody {
+                        kind: Kind::Failed(Some(e.into())),
+                    },
+                    Prepared::NotReplayable,
+                )
+            }
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if body.is_end_stream() => {
+                    return (OAuthBody::full(data.clone()), Prepared::Bytes(data));
+                }
+                Ok(data) => first = Some(data),
+                Err(_) => {
+                    return (
+                        OAuthBody {
+                            kind: Kind::Failed(Some(
+                                "request body sent trailers before its data".into(),
+                            )),
+                        },
+                        Prepared::NotReplayable,
+                    )
+                }
+            },
+            Poll::Pending => {}
+        }
+    }
+    let replay = ReplayBody::new(body, max_replay_bytes, first);
     let handle = ReplayBody {
         shared: Arc::clone(&replay.shared),
         pos: 0,
@@ -186,13 +233,18 @@ pub(crate) struct ReplayBody<B> {
 }
 
 impl<B: Body> ReplayBody<B> {
-    fn new(body: B, max: usize) -> Self {
-        let size_hint = body.size_hint();
+    /// A replayable body; `first` is a chunk already read from it.
+    fn new(body: B, max: usize, first: Option<Bytes>) -> Self {
+        let mut size_hint = body.size_hint();
+        let len = first.as_ref().map_or(0, Bytes::len);
+        if let Some(exact) = size_hint.exact() {
+            size_hint.set_exact(exact + len as u64);
+        }
         Self {
             shared: Arc::new(Mutex::new(ReplayState {
                 body: Some(body),
-                chunks: Vec::new(),
-                len: 0,
+                chunks: first.into_iter().collect(),
+                len,
                 max,
                 capped: false,
                 failed: false,
@@ -284,6 +336,11 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_data() {
                     Ok(data) => {
+                        if state.body.as_ref().is_some_and(B::is_end_stream) {
+                            // Known finished: say so now, so the connection need not poll again.
+                            state.done = true;
+                            state.body = None;
+                        }
                         if !state.capped {
                             state.len += data.len();
                             if state.len > state.max {
@@ -395,6 +452,51 @@ mod tests {
         let (body, prepared) = prepare(Full::new(Bytes::from_static(b"0123456789")), 4);
         assert!(matches!(prepared, Prepared::NotReplayable));
         assert_eq!(collect(body).await.unwrap(), "0123456789");
+    }
+
+    #[tokio::test]
+    async fn in_memory_bodies_are_taken_up_front() {
+        let (body, prepared) = prepare(Full::new(Bytes::from_static(b"{\"a\":1}")), 64);
+        assert!(matches!(prepared, Prepared::Bytes(_)));
+        assert_eq!(body.size_hint().exact(), Some(7));
+        assert_eq!(collect(body).await.unwrap(), "{\"a\":1}");
+        assert_eq!(
+            collect(prepared.replay().unwrap()).await.unwrap(),
+            "{\"a\":1}"
+        );
+    }
+
+    /// A body with an exact size that arrives in two chunks.
+    struct Sized(std::collections::VecDeque<&'static str>, u64);
+
+    impl Body for Sized {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let next = self.0.pop_front().map(|s| {
+                self.1 -= s.len() as u64;
+                Ok(Frame::data(Bytes::from_static(s.as_bytes())))
+            });
+            Poll::Ready(next)
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.1)
+        }
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partly_read_body_keeps_its_first_chunk() {
+        let (body, prepared) = prepare(Sized(["ab", "cd"].into_iter().collect(), 4), 64);
+        assert!(matches!(prepared, Prepared::Replayable(_)));
+        assert_eq!(body.size_hint().exact(), Some(4));
+        assert_eq!(collect(body).await.unwrap(), "abcd");
+        assert_eq!(collect(prepared.replay().unwrap()).await.unwrap(), "abcd");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub(crate) struct Session {
     /// `Authorization` value, built once; cloning it is a refcount increment.
     header: HeaderValue,
     /// When to refresh (skew and jitter already applied); `None` when the expiry is unknown.
-    refresh_at: Option<SystemTime>,
+    pub(crate) refresh_at: Option<SystemTime>,
     /// Increases with every token installed; a caller whose 401 came from an older epoch can
     /// retry with the newer token without a new flow.
     pub(crate) epoch: u64,

@@ -1,0 +1,190 @@
+//! The cost of the layer when a valid token is at hand, each measured side by side with its
+//! baseline in the same run and printed as a ratio:
+//!
+//! - (a) `trivial`: the layer over a trivial inner service vs that service bare (the caller
+//!   adds the same `Authorization` header itself, so both send the same request);
+//! - (b) `loopback`: hyper-util `Client` over loopback TCP to the testkit's MCP server, with
+//!   the layer vs without.
+//!
+//! `cargo bench --bench hot_path`
+
+#[path = "support.rs"]
+mod support;
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{criterion_group, Criterion};
+use futures_util::FutureExt;
+use http_body_util::{BodyExt, Empty, Full};
+use mcp_oauth_suite::{http_client, jsonrpc};
+use mcp_oauth_testkit::{Testkit, TestkitConfig};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_mcp_oauth::{
+    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
+    TokenType,
+};
+
+const URL: &str = "http://mcp.bench/mcp";
+const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+
+fn request(authorization: Option<&http::HeaderValue>) -> http::Request<Full<Bytes>> {
+    let mut req = http::Request::post(URL)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(Full::new(Bytes::from_static(BODY)))
+        .unwrap();
+    if let Some(v) = authorization {
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, v.clone());
+    }
+    req
+}
+
+/// A trivial resource: 401 without a token, 200 with one.
+fn trivial<B>(
+    req: http::Request<B>,
+) -> std::future::Ready<Result<http::Response<Empty<Bytes>>, Infallible>> {
+    let status = if req.headers().contains_key(http::header::AUTHORIZATION) {
+        200
+    } else {
+        401
+    };
+    let mut resp = http::Response::new(Empty::new());
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    std::future::ready(Ok(resp))
+}
+
+fn bench_trivial(c: &mut Criterion) {
+    // A token waiting in the store: the first 401 adopts it, then every call is the hot path.
+    let store = Arc::new(MemoryStore::new());
+    let tokens = TokenSet::new(
+        "bench-token",
+        TokenType::Bearer,
+        "https://as.bench",
+        "client",
+    );
+    store
+        .save_tokens(URL, &tokens)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    let layer = OAuthLayer::new(
+        ClientConfig::new("http://127.0.0.1:1/cb"),
+        HeadlessAuthorizer::new(),
+    )
+    .shared_token_store(store.clone() as Arc<dyn TokenStore>);
+    let mut layered = ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
+    let warm = layered
+        .ready()
+        .now_or_never()
+        .unwrap()
+        .unwrap()
+        .call(request(None));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(warm).unwrap().status(), 200);
+    let header = tokens.authorization_value();
+    let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
+
+    let mut group = c.benchmark_group("trivial");
+    group.bench_function("bare", |b| {
+        b.iter(|| {
+            let fut = bare
+                .ready()
+                .now_or_never()
+                .unwrap()
+                .unwrap()
+                .call(request(Some(&header)));
+            black_box(fut.now_or_never().unwrap().unwrap())
+        })
+    });
+    group.bench_function("layered", |b| {
+        b.iter(|| {
+            let fut = layered
+                .ready()
+                .now_or_never()
+                .unwrap()
+                .unwrap()
+                .call(request(None));
+            black_box(fut.now_or_never().unwrap().unwrap())
+        })
+    });
+    group.finish();
+}
+
+fn bench_loopback(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let kit = rt
+        .block_on(Testkit::start(TestkitConfig::default()))
+        .unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let layered = ServiceBuilder::new()
+        .layer(
+            OAuthLayer::new(
+                ClientConfig::new("http://localhost:3000/callback"),
+                HeadlessAuthorizer::new(),
+            )
+            .shared_token_store(store.clone() as Arc<dyn TokenStore>),
+        )
+        .service(http_client());
+    let url = kit.resource_url();
+    let first = rt
+        .block_on(
+            layered
+                .clone()
+                .oneshot(jsonrpc(&url, 1, "tools/list", serde_json::json!({}))),
+        )
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let tokens = rt.block_on(store.load_tokens(&url)).unwrap().unwrap();
+    let header = tokens.authorization_value();
+    let bare = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+
+    let mut group = c.benchmark_group("loopback");
+    group.bench_function("bare", |b| {
+        b.to_async(&rt).iter(|| {
+            let mut req = jsonrpc(&url, 1, "tools/list", serde_json::json!({}));
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, header.clone());
+            let bare = bare.clone();
+            async move {
+                let resp = bare.request(req).await.unwrap();
+                black_box(resp.into_body().collect().await.unwrap().to_bytes())
+            }
+        })
+    });
+    group.bench_function("layered", |b| {
+        b.to_async(&rt).iter(|| {
+            let req = jsonrpc(&url, 1, "tools/list", serde_json::json!({}));
+            let svc = layered.clone();
+            async move {
+                let resp = svc.oneshot(req).await.unwrap();
+                black_box(resp.into_body().collect().await.unwrap().to_bytes())
+            }
+        })
+    });
+    group.finish();
+    drop(kit);
+}
+
+criterion_group!(benches, bench_trivial, bench_loopback);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    support::print_ratio("trivial", "bare", "layered", Some(1.03));
+    support::print_ratio("loopback", "bare", "layered", Some(1.01));
+}
