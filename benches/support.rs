@@ -1,4 +1,7 @@
 //! Reading criterion's estimates back to print one benchmark as a ratio of another.
+// Compiled into each bench; `cargo clippy --all-targets` also builds the benches as tests,
+// where `main` (and so these helpers) is not the entry point.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
