@@ -67,6 +67,15 @@ mod layer;
 mod service;
 mod store;
 
+#[cfg(feature = "loopback")]
+pub mod loopback;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "rmcp")]
+pub mod rmcp;
+#[cfg(feature = "web")]
+pub mod web;
+
 pub use authorize::{Authorizer, HeadlessAuthorizer};
 pub use body::{BodyNotReplayable, OAuthBody};
 pub use client::InnerClient;

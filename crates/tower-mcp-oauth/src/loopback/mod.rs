@@ -1,0 +1,1 @@
+//! RFC 8252 loopback redirect receiver (placeholder; issue 4).

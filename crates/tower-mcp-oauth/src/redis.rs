@@ -1,0 +1,1 @@
+//! Redis token store (placeholder; issue 4).

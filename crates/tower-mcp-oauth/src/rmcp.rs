@@ -1,0 +1,1 @@
+//! rmcp integration (placeholder; issue 4).

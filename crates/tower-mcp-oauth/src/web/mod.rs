@@ -1,0 +1,1 @@
+//! Web-app start/complete API (placeholder; issue 4).
