@@ -5,5 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+# Services some tests run for real (a Redis server on loopback), installed when missing.
+if [ -x scripts/ensure-redis.sh ]; then scripts/ensure-redis.sh; fi
 cargo test --workspace
 scripts/conformance.sh

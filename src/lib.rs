@@ -52,3 +52,6 @@ where
         .to_owned();
     serde_json::from_str(&json).unwrap_or(serde_json::Value::Null)
 }
+
+pub mod connect;
+pub mod webapp;
