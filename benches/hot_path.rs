@@ -3,8 +3,8 @@
 //!
 //! - (a) `trivial`: the layer over a trivial inner service vs that service bare (the caller
 //!   adds the same `Authorization` header itself, so both send the same request);
-//! - (b) `loopback`: hyper-util `Client` over loopback TCP to the testkit's MCP server, with
-//!   the layer vs without.
+//! - (b) `loopback`: hyper-util `Client` over loopback TCP to a minimal MCP-shaped hyper
+//!   server, with the layer vs without.
 //!
 //! `cargo bench --bench hot_path`
 
@@ -20,7 +20,6 @@ use criterion::{criterion_group, Criterion};
 use futures_util::FutureExt;
 use http_body_util::{BodyExt, Empty, Full};
 use mcp_oauth_suite::{http_client, jsonrpc};
-use mcp_oauth_testkit::{Testkit, TestkitConfig};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_mcp_oauth::{
     ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
@@ -120,16 +119,66 @@ fn bench_trivial(c: &mut Criterion) {
     group.finish();
 }
 
+/// A minimal MCP-shaped server on loopback: 401 without a token, a fixed JSON-RPC result with
+/// one. It records nothing, so both sides of the comparison meet the same cost.
+async fn minimal_server() -> std::net::SocketAddr {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let authorized = req.headers().contains_key(http::header::AUTHORIZATION);
+                        let _ = req.into_body().collect().await;
+                        let (status, body) = if authorized {
+                            (
+                                200,
+                                Bytes::from_static(
+                                    br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#,
+                                ),
+                            )
+                        } else {
+                            (401, Bytes::new())
+                        };
+                        Ok::<_, Infallible>(
+                            http::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(Full::new(body))
+                                .unwrap(),
+                        )
+                    },
+                );
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 fn bench_loopback(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let kit = rt
-        .block_on(Testkit::start(TestkitConfig::default()))
-        .unwrap();
+    let addr = rt.block_on(minimal_server());
+    let url = format!("http://{addr}/mcp");
+    // A token waiting in the store, adopted on the first 401.
     let store = Arc::new(MemoryStore::new());
+    let tokens = TokenSet::new(
+        "bench-token",
+        TokenType::Bearer,
+        "https://as.bench",
+        "client",
+    );
+    rt.block_on(store.save_tokens(&url, &tokens)).unwrap();
     let layered = ServiceBuilder::new()
         .layer(
             OAuthLayer::new(
@@ -139,7 +188,6 @@ fn bench_loopback(c: &mut Criterion) {
             .shared_token_store(store.clone() as Arc<dyn TokenStore>),
         )
         .service(http_client());
-    let url = kit.resource_url();
     let first = rt
         .block_on(
             layered
@@ -148,7 +196,6 @@ fn bench_loopback(c: &mut Criterion) {
         )
         .unwrap();
     assert_eq!(first.status(), 200);
-    let tokens = rt.block_on(store.load_tokens(&url)).unwrap().unwrap();
     let header = tokens.authorization_value();
     let bare = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
@@ -162,6 +209,7 @@ fn bench_loopback(c: &mut Criterion) {
             let bare = bare.clone();
             async move {
                 let resp = bare.request(req).await.unwrap();
+                assert_eq!(resp.status(), 200);
                 black_box(resp.into_body().collect().await.unwrap().to_bytes())
             }
         })
@@ -172,12 +220,12 @@ fn bench_loopback(c: &mut Criterion) {
             let svc = layered.clone();
             async move {
                 let resp = svc.oneshot(req).await.unwrap();
+                assert_eq!(resp.status(), 200);
                 black_box(resp.into_body().collect().await.unwrap().to_bytes())
             }
         })
     });
     group.finish();
-    drop(kit);
 }
 
 criterion_group!(benches, bench_trivial, bench_loopback);

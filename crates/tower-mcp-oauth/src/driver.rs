@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mcp_oauth_flow::{
     Action, ClientConfig, Error, ErrorKind, Flow, FlowOutcome, FlowSecrets, FlowStart,
 };
-use tracing::{debug, warn};
+use tracing::{debug, debug_span, info_span, warn, Instrument};
 
 use crate::authorize::Authorizer;
 use crate::client::InnerClient;
@@ -43,7 +43,21 @@ fn random_secrets() -> Result<FlowSecrets, Error> {
 }
 
 /// Drives one flow. Nothing stored is removed unless the server refused it for good.
+///
+/// Every flow runs in an `oauth_flow` span (origin and trigger), every sub-request in an
+/// `oauth_request` span (purpose, method, URL). URLs are discovery and endpoint URLs only; the
+/// authorization request is logged through its redacting `Debug`, never with its query.
 pub(crate) async fn run(
+    shared: &Shared,
+    client: InnerClient,
+    start: FlowStart,
+    key: &str,
+) -> Result<Run, Error> {
+    let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
+    drive(shared, client, start, key).instrument(span).await
+}
+
+async fn drive(
     shared: &Shared,
     client: InnerClient,
     start: FlowStart,
@@ -63,13 +77,21 @@ pub(crate) async fn run(
         };
         match action {
             Action::Send(sub) => {
-                debug!(purpose = %sub.purpose, method = %sub.request.method(), url = %sub.request.uri(), "oauth sub-request");
-                match client.send(sub.request).await {
+                let span = debug_span!(
+                    "oauth_request",
+                    purpose = %sub.purpose,
+                    method = %sub.request.method(),
+                    url = %sub.request.uri(),
+                );
+                match client.send(sub.request).instrument(span.clone()).await {
                     Ok(response) => {
-                        debug!(status = response.status().as_u16(), "oauth sub-response");
+                        span.in_scope(|| debug!(status = response.status().as_u16(), "response"));
                         flow.handle_response(response, (shared.clock)());
                     }
-                    Err(e) => flow.fail(e),
+                    Err(e) => {
+                        span.in_scope(|| debug!(error = %e, "failed"));
+                        flow.fail(e);
+                    }
                 }
             }
             Action::LoadClient { issuer } => match deps.store.load_client(&issuer).await {
@@ -131,7 +153,10 @@ pub(crate) async fn run(
                 });
             }
             Action::Failed(error) => {
-                debug!(error = %error, "authorization failed");
+                debug!(error = %error, kind = ?error.kind(), "authorization failed");
+                if let Some(report) = error.report() {
+                    debug!("discovery report:\n{report}");
+                }
                 return Err(error);
             }
             _ => {
