@@ -12,7 +12,7 @@ use mcp_oauth_flow::{ClientRegistration, Error, ErrorKind, TokenSet};
 use serde::{Deserialize, Serialize};
 
 use super::memory::lock as lock_std;
-use super::{matches, Replaced, StoreLock, TokenStore};
+use super::{matches, ready, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 /// A [`TokenStore`] on disk: tokens survive restarts and are shared by every process that
@@ -210,10 +210,6 @@ fn process_lock(path: &Path) -> Arc<AsyncMutex<()>> {
     static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<AsyncMutex<()>>>>> = OnceLock::new();
     let map = LOCKS.get_or_init(Default::default);
     Arc::clone(lock_std(map).entry(path.to_owned()).or_default())
-}
-
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
 }
 
 impl TokenStore for FileStore {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::lock::Mutex as AsyncMutex;
 use mcp_oauth_flow::{ClientRegistration, Error, TokenSet};
 
-use super::{matches, Replaced, StoreLock, TokenStore};
+use super::{matches, ready, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 /// The in-memory [`TokenStore`], the default. Everything is lost when the process ends.
@@ -30,10 +30,6 @@ impl MemoryStore {
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned map is still a consistent map: every mutation is a single insert or remove.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
 }
 
 impl TokenStore for MemoryStore {

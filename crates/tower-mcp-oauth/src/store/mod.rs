@@ -127,6 +127,11 @@ pub trait TokenStore: Send + Sync + 'static {
 #[allow(dead_code)]
 fn _object_safe(_: &dyn TokenStore) {}
 
+/// A finished future, for stores whose operations complete synchronously.
+pub(crate) fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
 /// Compares what a store holds with what a caller expects.
 pub(crate) fn matches(stored: Option<&TokenSet>, expected: Option<&TokenSet>) -> bool {
     match (stored, expected) {
