@@ -111,7 +111,7 @@ where
         }
         let (flight, started) = shared.flights.join_or_start(&key, |id| {
             let shared = Arc::clone(shared);
-            let client = InnerClient::for_service(inner.clone(), shared.max_response_bytes);
+            let client = InnerClient::from_service(inner.clone(), shared.max_response_bytes);
             let (uri, need, key) = (uri.clone(), need.clone(), key.clone());
             Box::pin(async move {
                 let result = run_flight(&shared, client, &uri, need, sent).await;

@@ -64,7 +64,29 @@ impl InnerClient {
         }
     }
 
-    pub(crate) fn for_service<S, B, RB>(service: S, max_body: usize) -> Self
+    /// A client over a tower service: each request goes out through `Oneshot` on a fresh clone
+    /// of `service`, and each response body is collected up to `max_body` bytes (more is an
+    /// [`ErrorKind::BodyTooLarge`] error). This is how the layer sends its own sub-requests, and
+    /// how code outside the layer (a web app's start/complete step) sends them the same way.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tower::service_fn;
+    /// use tower_mcp_oauth::{ErrorKind, InnerClient, OAuthBody};
+    /// # tokio_test::block_on(async {
+    /// // A stand-in for hyper-util's Client.
+    /// let service = service_fn(|_req: http::Request<OAuthBody<Full<Bytes>>>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("0123456789"))))
+    /// });
+    /// let get = || http::Request::get("http://localhost/x").body(Bytes::new()).unwrap();
+    /// let client = InnerClient::from_service(service.clone(), 64);
+    /// assert_eq!(client.send(get()).await.unwrap().body(), "0123456789");
+    /// let small = InnerClient::from_service(service, 4);
+    /// assert_eq!(small.send(get()).await.unwrap_err().kind(), ErrorKind::BodyTooLarge);
+    /// # });
+    /// ```
+    pub fn from_service<S, B, RB>(service: S, max_body: usize) -> Self
     where
         S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>>
             + Clone

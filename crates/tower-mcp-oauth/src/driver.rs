@@ -28,7 +28,8 @@ pub(crate) struct Run {
     pub(crate) dropped_tokens: bool,
 }
 
-fn random_secrets() -> Result<FlowSecrets, Error> {
+/// Fresh `state` and PKCE verifier from the OS's randomness.
+pub(crate) fn random_secrets() -> Result<FlowSecrets, Error> {
     let mut state = [0u8; 32];
     let mut verifier = [0u8; 32];
     getrandom::getrandom(&mut state)

@@ -1,0 +1,101 @@
+//! Runs a [`Flow`] for the web API until it needs the user (the consent step) or finishes.
+//!
+//! The layer's driver (`crate::driver`) runs a flow in one go, consent included; a web login is
+//! cut at the consent step instead, so the flow can wait for the callback in another request.
+//! Stored registrations are handled the same way as there.
+
+use std::sync::Arc;
+
+use mcp_oauth_flow::{
+    Action, AuthorizationRequest, ClientConfig, Error, ErrorKind, Flow, FlowOutcome, FlowStart,
+};
+use tracing::{debug, warn};
+
+use crate::client::InnerClient;
+use crate::layer::Clock;
+use crate::store::TokenStore;
+
+/// Where a drive stopped.
+pub(super) enum Step {
+    /// The flow waits for the user's consent.
+    Authorize(AuthorizationRequest),
+    /// The flow produced tokens.
+    Complete(Box<FlowOutcome>),
+}
+
+/// What a drive needs besides the flow.
+pub(super) struct Io<'a> {
+    pub(super) client: &'a InnerClient,
+    /// The app's store: registrations are per issuer and shared by every user.
+    pub(super) store: &'a dyn TokenStore,
+    pub(super) clock: &'a Clock,
+}
+
+/// A new flow for `start`, with fresh `state` and PKCE verifier.
+pub(super) fn new_flow(config: &Arc<ClientConfig>, start: FlowStart) -> Result<Flow, Error> {
+    Ok(Flow::new(
+        Arc::clone(config),
+        start,
+        crate::driver::random_secrets()?,
+    ))
+}
+
+/// Performs the flow's actions until it asks for consent, completes, or fails.
+pub(super) async fn drive(flow: &mut Flow, io: &Io<'_>) -> Result<Step, Error> {
+    loop {
+        let Some(action) = flow.poll_action() else {
+            return Err(Error::new(
+                ErrorKind::InvalidTransition,
+                "the flow stalled without an action",
+            ));
+        };
+        match action {
+            Action::Send(sub) => {
+                // The URI carries no secret: the code and the verifier travel in the body.
+                debug!(purpose = %sub.purpose, method = %sub.request.method(), url = %sub.request.uri(), "oauth sub-request");
+                match io.client.send(sub.request).await {
+                    Ok(response) => flow.handle_response(response, (io.clock)()),
+                    Err(e) => flow.fail(e),
+                }
+            }
+            Action::LoadClient { issuer } => match io.store.load_client(&issuer).await {
+                Ok(stored) => flow.handle_stored_client(stored),
+                Err(e) => flow.fail(e),
+            },
+            Action::SaveClient(registration) => {
+                debug!(issuer = %registration.issuer, client_id = %registration.client_id, "registered client");
+                if let Err(e) = io.store.save_client(&registration).await {
+                    // The flow goes on with the registration in hand; only its reuse is lost.
+                    warn!(error = %e, "could not store the client registration");
+                }
+            }
+            Action::DropTokens => {
+                // A web login starts from no tokens, so there is nothing to drop; the flow goes
+                // on to a new authorization either way.
+                debug!("the flow dropped held tokens; a web login holds none");
+            }
+            Action::DropClient { issuer } => {
+                debug!(%issuer, "client refused; dropping its registration");
+                if let Err(e) = io.store.remove_client(&issuer).await {
+                    warn!(error = %e, "could not drop the refused registration");
+                }
+            }
+            // `AuthorizationRequest`'s Debug shows the endpoint only, never the `state`.
+            Action::Authorize(request) => {
+                debug!(?request, "login waits for the user's consent");
+                return Ok(Step::Authorize(request));
+            }
+            Action::Complete(outcome) => return Ok(Step::Complete(outcome)),
+            Action::Failed(error) => {
+                debug!(error = %error, "web login failed");
+                return Err(error);
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidTransition,
+                    "unknown flow action",
+                ))
+            }
+        }
+    }
+}

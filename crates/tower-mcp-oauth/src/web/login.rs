@@ -1,0 +1,406 @@
+//! [`WebLogin`]: start a login in one request, complete it in another, then call MCP servers
+//! with the user's own tokens.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use mcp_oauth_flow::{
+    parse_secure_url, AuthorizationResponse, ClientConfig, Error, ErrorKind, FlowStart, Scopes,
+};
+use tracing::debug;
+use url::Url;
+
+use super::connect_required::MustConnect;
+use super::drive::{drive, new_flow, Io, Step};
+use super::pending::{PendingLogin, PendingLogins};
+use super::user_store::UserTokenStore;
+use crate::client::InnerClient;
+use crate::layer::{Clock, OAuthLayer};
+use crate::store::{MemoryStore, TokenStore};
+
+/// How long a started login waits for its callback by default: 10 minutes, the lifetime
+/// RFC 6749 §4.1.2 recommends at most for the authorization code it leads to.
+pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(600);
+
+/// How many logins one user may have waiting at once (two tabs, two servers); a newer one
+/// pushes the oldest out.
+pub const MAX_PENDING_PER_USER: usize = 8;
+
+/// The split start/complete authorization of a web app that connects many users to MCP
+/// servers. See the [module docs](super) for the whole picture and a runnable example.
+///
+/// One `WebLogin` serves every user: share it (`Arc<WebLogin>`) between request handlers.
+/// Pending logins live in this process's memory (the flow inside them is not serializable),
+/// so an app served by several processes must send a user's callback to the process that
+/// started the login (sticky sessions); the tokens themselves can live in any shared
+/// [`TokenStore`].
+///
+/// `Debug` shows counts, never a `state` value, code or token.
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use tower_mcp_oauth::web::WebLogin;
+/// use tower_mcp_oauth::{ClientConfig, InnerClient};
+/// let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+/// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+///     .pending_ttl(Duration::from_secs(300));
+/// assert_eq!(login.pending_logins(), 0);
+/// ```
+pub struct WebLogin {
+    config: Arc<ClientConfig>,
+    client: InnerClient,
+    store: Arc<dyn TokenStore>,
+    pending: PendingLogins,
+    /// One layer per user, so a user's token cache, single-flight refresh and failure backoff
+    /// survive between the app's requests.
+    layers: Mutex<HashMap<String, OAuthLayer>>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for WebLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebLogin")
+            .field("redirect_uri", &self.config.redirect_uri)
+            .field("pending", &self.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a completed login connected: the user's tokens are stored for `protected_resource`.
+///
+/// ```
+/// use tower_mcp_oauth::web::Connection;
+/// fn describe(c: &Connection) -> String {
+///     format!("connected to {} through {}", c.protected_resource, c.issuer)
+/// }
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Connection {
+    /// The MCP server URL the login was started for.
+    pub server_url: Url,
+    /// The URL prefix the tokens are stored for and may be sent to.
+    pub protected_resource: Url,
+    /// The authorization server that issued the tokens.
+    pub issuer: String,
+    /// The scopes granted, when known.
+    pub scopes: Option<Scopes>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every mutation is a single insert or remove: a poisoned map is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl WebLogin {
+    /// A web login for the app described by `config`, whose `redirect_uri` is the app's
+    /// callback URL. Sub-requests (discovery, registration, token) go through `client`, e.g.
+    /// [`InnerClient::from_service`] over hyper-util's `Client`. Tokens and registrations are
+    /// kept in a new [`MemoryStore`] until [`token_store`](Self::token_store) says otherwise.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, InnerClient, OAuthBody, DEFAULT_MAX_RESPONSE_BYTES};
+    /// # tokio_test::block_on(async {
+    /// let http = Client::builder(TokioExecutor::new()).build_http::<OAuthBody<Full<Bytes>>>();
+    /// let login = WebLogin::new(
+    ///     ClientConfig::new("https://forum.example.com/callback").client_name("Forum"),
+    ///     InnerClient::from_service(http, DEFAULT_MAX_RESPONSE_BYTES),
+    /// );
+    /// # let _ = login;
+    /// # });
+    /// ```
+    pub fn new(config: ClientConfig, client: InnerClient) -> Self {
+        Self {
+            config: Arc::new(config),
+            client,
+            store: Arc::new(MemoryStore::new()),
+            pending: PendingLogins::new(DEFAULT_PENDING_TTL, MAX_PENDING_PER_USER),
+            layers: Mutex::new(HashMap::new()),
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+
+    /// Keeps every user's tokens (under [`UserTokenStore`] keys) and the app's registrations
+    /// in `store`. Default: a new [`MemoryStore`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, FileStore, InnerClient};
+    /// let dir = std::env::temp_dir().join(format!("web-login-doc-{}", std::process::id()));
+    /// let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .token_store(Arc::new(FileStore::new(&dir).unwrap()));
+    /// # let _ = login;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// How long a started login waits for its callback before it is purged; a callback after
+    /// that is refused. Default: [`DEFAULT_PENDING_TTL`] (10 minutes).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, InnerClient};
+    /// let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .pending_ttl(Duration::from_secs(120));
+    /// # let _ = login;
+    /// ```
+    pub fn pending_ttl(mut self, ttl: Duration) -> Self {
+        self.pending.set_ttl(ttl);
+        self
+    }
+
+    /// The clock for pending-login expiry and, in the layers of [`layer_for`](Self::layer_for),
+    /// token expiry. Default: [`SystemTime::now`].
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, InnerClient};
+    /// let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .clock(|| SystemTime::now() + Duration::from_secs(5)); // a skewed host
+    /// # let _ = login;
+    /// ```
+    pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Starts a login of `user` to the MCP server at `server_url`: discovers its authorization
+    /// server from the URL (RFC 9728, RFC 8414, or the 2025-03-26 defaults), identifies the app
+    /// (pre-registered, client ID metadata document, a stored registration, or RFC 7591
+    /// registration), and returns the authorization URL to redirect the user's browser to.
+    ///
+    /// The login (its PKCE verifier, `state` and discovery results) waits for
+    /// [`complete`](Self::complete) for [`pending_ttl`](Self::pending_ttl). Calling `start`
+    /// again opens another login; the earlier one stays valid until it expires.
+    ///
+    /// The URL carries the login's `state`: redirect to it, do not log it.
+    ///
+    /// ```
+    /// # async fn connect(login: &tower_mcp_oauth::web::WebLogin) -> Result<(), tower_mcp_oauth::Error> {
+    /// let url = login.start("alice", "https://mcp.example.com/mcp").await?;
+    /// // respond 302 with `Location: {url}`
+    /// # let _ = url; Ok(())
+    /// # }
+    /// ```
+    pub async fn start(&self, user: &str, server_url: &str) -> Result<Url, Error> {
+        let mut server_url = parse_secure_url(server_url, "MCP server URL")?;
+        // A resource identifier has no query or fragment (RFC 8707 §2).
+        server_url.set_query(None);
+        server_url.set_fragment(None);
+        let mut flow = new_flow(&self.config, FlowStart::new(server_url.clone()))?;
+        match drive(&mut flow, &self.io()).await? {
+            Step::Authorize(request) => {
+                let url = request.url().clone();
+                // The time-to-live runs from the moment the URL is handed out.
+                let now = (self.clock)();
+                let login = PendingLogin {
+                    state: request.state().clone(),
+                    flow,
+                    server_url,
+                    started: now,
+                };
+                self.pending.insert(user, login, now);
+                Ok(url)
+            }
+            Step::Complete(_) => Err(Error::new(
+                ErrorKind::InvalidTransition,
+                "the login finished without asking for the user's consent",
+            )),
+        }
+    }
+
+    /// Completes a login of `user` from the query string of the callback request
+    /// (`code=…&state=…&iss=…`, with or without the leading `?`), and stores the tokens under
+    /// (`user`, protected resource).
+    ///
+    /// The callback must carry the `state` of a login *this user* started and that is neither
+    /// expired nor already completed: this binds the callback to the user's session, so an
+    /// attacker cannot make a victim's session complete the attacker's login (login CSRF,
+    /// RFC 6749 §10.12). Anything else fails with [`ErrorKind::StateMismatch`] and consumes
+    /// nothing: another user's pending login stays theirs. A matching login is consumed
+    /// whatever happens next, so a callback works once. The flow then checks `state` again and
+    /// the RFC 9207 `iss`, and exchanges the code with the PKCE verifier.
+    ///
+    /// ```
+    /// # async fn callback(login: &tower_mcp_oauth::web::WebLogin, query: &str) {
+    /// use tower_mcp_oauth::ErrorKind;
+    /// match login.complete("alice", query).await {
+    ///     Ok(connection) => println!("connected to {}", connection.protected_resource),
+    ///     Err(e) if e.kind() == ErrorKind::StateMismatch => println!("not your login: {e}"),
+    ///     Err(e) => println!("login failed: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn complete(&self, user: &str, callback_query: &str) -> Result<Connection, Error> {
+        let query = callback_query.strip_prefix('?').unwrap_or(callback_query);
+        let response = AuthorizationResponse::from_query(query);
+        let Some(state) = response.state.as_deref() else {
+            return Err(Error::new(
+                ErrorKind::StateMismatch,
+                "the callback carries no state, so it cannot be matched to a login",
+            ));
+        };
+        // The messages name neither the state nor the user: both end up in logs.
+        let Some(mut login) = self.pending.take(user, state, (self.clock)()) else {
+            return Err(Error::new(
+                ErrorKind::StateMismatch,
+                "no login of this user is waiting for this callback: it was started by another \
+                 user, has expired, or was already completed",
+            ));
+        };
+        login.flow.handle_authorization_response(response);
+        let outcome = match drive(&mut login.flow, &self.io()).await? {
+            Step::Complete(outcome) => outcome,
+            Step::Authorize(_) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidTransition,
+                    "the login asked for consent twice",
+                ))
+            }
+        };
+        // A new authorization is what the user just approved: it replaces whatever was stored.
+        self.user_store(user)
+            .save_tokens(outcome.protected_resource.as_str(), &outcome.tokens)
+            .await?;
+        // The user's cached layer may hold older tokens, or a recent "must connect" failure:
+        // the next `layer_for` starts afresh and adopts the stored tokens.
+        lock(&self.layers).remove(user);
+        debug!(resource = %outcome.protected_resource, issuer = outcome.tokens.issuer(), "web login completed");
+        Ok(Connection {
+            server_url: login.server_url,
+            protected_resource: outcome.protected_resource,
+            issuer: outcome.tokens.issuer().to_owned(),
+            scopes: outcome.tokens.scopes().cloned(),
+        })
+    }
+
+    /// The layer for `user`'s MCP calls: it sends their tokens, refreshes them when due, and
+    /// shares one store with every other user. All layers returned for one user share one
+    /// token cache until the user completes a new login.
+    ///
+    /// It never starts a login: when the user has no usable token (never connected, or the
+    /// grant was revoked) the call fails with [`ErrorKind::Consent`] carrying
+    /// [`ConnectRequired`](super::ConnectRequired), so the app can send the user to its
+    /// connect page. Configure it further like any [`OAuthLayer`] (a clone shares the cache).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    /// use tower_mcp_oauth::web::{ConnectRequired, WebLogin};
+    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, InnerClient, OAuthBody};
+    /// # tokio_test::block_on(async {
+    /// # let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
+    /// // An MCP server of the 2025-03-26 kind that wants a token; Bob never connected.
+    /// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+    ///     let (status, body) = match req.uri().path() {
+    ///         "/mcp" => (401, ""),
+    ///         "/register" => (201, r#"{"client_id":"forum"}"#),
+    ///         _ => (404, ""),
+    ///     };
+    ///     let response = http::Response::builder().status(status)
+    ///         .header("content-type", "application/json").body(Full::new(Bytes::from(body)));
+    ///     Ok::<_, std::convert::Infallible>(response.unwrap())
+    /// });
+    /// let service = ServiceBuilder::new().layer(login.layer_for("bob")).service(server);
+    /// let request = http::Request::post("https://mcp.example.com/mcp").body(Full::new(Bytes::new())).unwrap();
+    /// let err = service.oneshot(request).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Consent);
+    /// assert!(ConnectRequired::find(&err).is_some());
+    /// # });
+    /// ```
+    pub fn layer_for(&self, user: &str) -> OAuthLayer {
+        lock(&self.layers)
+            .entry(user.to_owned())
+            .or_insert_with(|| {
+                let clock = Arc::clone(&self.clock);
+                OAuthLayer::new((*self.config).clone(), MustConnect)
+                    .shared_token_store(Arc::new(self.user_store(user)))
+                    .clock(move || clock())
+                    // The budget stops a layer from prompting a user over and over; this
+                    // layer never prompts, and its "must connect" answer must not turn into an
+                    // AuthorizationLimit error for a user who keeps coming back unconnected.
+                    .authorization_budget(u32::MAX, Duration::ZERO)
+            })
+            .clone()
+    }
+
+    /// `user`'s view of the store: their tokens, the app's registrations. Use it to see
+    /// whether a user holds tokens for a resource, or to drop them (disconnect).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, InnerClient, TokenStore};
+    /// # tokio_test::block_on(async {
+    /// # let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
+    /// let connected = login.user_store("alice").load_tokens("https://mcp.example.com/mcp").await.unwrap();
+    /// assert!(connected.is_none());
+    /// # });
+    /// ```
+    pub fn user_store(&self, user: &str) -> UserTokenStore {
+        UserTokenStore::new(user, Arc::clone(&self.store))
+    }
+
+    /// Forgets what this process holds in memory for `user` (their pending logins and their
+    /// layer), e.g. when they sign out of the app. Their stored tokens stay: drop them through
+    /// [`user_store`](Self::user_store).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, InnerClient};
+    /// # let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
+    /// let _layer = login.layer_for("alice");
+    /// login.forget_user("alice");
+    /// ```
+    pub fn forget_user(&self, user: &str) {
+        self.pending.forget(user);
+        lock(&self.layers).remove(user);
+    }
+
+    /// How many logins wait for their callback, over all users (expired ones until the next
+    /// `start` or `complete` purges them).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, InnerClient};
+    /// # let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
+    /// assert_eq!(login.pending_logins(), 0);
+    /// ```
+    pub fn pending_logins(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn io(&self) -> Io<'_> {
+        Io {
+            client: &self.client,
+            store: &*self.store,
+            clock: &self.clock,
+        }
+    }
+}
