@@ -1,1 +1,0 @@
-//! rmcp integration (placeholder; issue 4).
