@@ -1,0 +1,373 @@
+//! [`LoopbackReceiver`]: the bound listener, its redirect URI, and how it is configured.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_oauth_flow::{Error, ErrorKind};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::debug;
+use url::Url;
+
+use super::server::{accept_loop, Route};
+use super::waiters::Waiters;
+
+/// How long a flow waits for its callback by default: 5 minutes.
+///
+/// ```
+/// assert_eq!(tower_mcp_oauth::loopback::DEFAULT_CALLBACK_TIMEOUT.as_secs(), 300);
+/// ```
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where the authorization URL goes before the browser is opened.
+pub(super) type UrlSink = Arc<dyn Fn(&Url) + Send + Sync>;
+
+/// Which loopback host the receiver listens on and names in its redirect URI.
+///
+/// RFC 8252 §7.3 and §8.3 recommend the IP literal: `localhost` may resolve to another
+/// interface, or to the other IP family than the one listened on, where another program may hold
+/// the same port.
+///
+/// ```
+/// use tower_mcp_oauth::loopback::{LoopbackHost, LoopbackReceiver};
+/// let builder = LoopbackReceiver::builder().host(LoopbackHost::Ipv6);
+/// # let _ = builder;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoopbackHost {
+    /// `127.0.0.1`, the default.
+    #[default]
+    Ipv4,
+    /// `[::1]`.
+    Ipv6,
+    /// The name `localhost`, for clients registered with it. Listens on `127.0.0.1` and, when
+    /// it can, on `[::1]` with the same port, since a browser may resolve either.
+    Localhost,
+}
+
+/// Configures and binds a [`LoopbackReceiver`]. Made by [`LoopbackReceiver::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_mcp_oauth::loopback::LoopbackReceiver;
+/// # tokio_test::block_on(async {
+/// let receiver = LoopbackReceiver::builder()
+///     .path("/oauth/callback")
+///     .timeout(Duration::from_secs(120))
+///     .on_authorization_url(|url| println!("{url}"))
+///     .bind()
+///     .await
+///     .unwrap();
+/// assert!(receiver.redirect_uri().ends_with("/oauth/callback"));
+/// # });
+/// ```
+#[must_use = "a builder does nothing until bound"]
+pub struct LoopbackBuilder {
+    host: LoopbackHost,
+    port: u16,
+    path: String,
+    timeout: Duration,
+    open_browser: bool,
+    sink: UrlSink,
+}
+
+impl fmt::Debug for LoopbackBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopbackBuilder")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("path", &self.path)
+            .field("timeout", &self.timeout)
+            .field("open_browser", &self.open_browser)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for LoopbackBuilder {
+    fn default() -> Self {
+        Self {
+            host: LoopbackHost::default(),
+            port: 0,
+            path: "/callback".into(),
+            timeout: DEFAULT_CALLBACK_TIMEOUT,
+            open_browser: false,
+            sink: Arc::new(print_to_stderr),
+        }
+    }
+}
+
+/// The default sink: the URL on a line of its own, so it can be copied or clicked.
+fn print_to_stderr(url: &Url) {
+    eprintln!("Open this URL in your browser to authorize:\n{url}");
+}
+
+impl LoopbackBuilder {
+    /// The host to listen on. Default: [`LoopbackHost::Ipv4`].
+    pub fn host(mut self, host: LoopbackHost) -> Self {
+        self.host = host;
+        self
+    }
+
+    /// A fixed port, for clients pre-registered with a full redirect URI. Default: `0`, an
+    /// ephemeral port chosen by the system (RFC 8252 §7.3: the server must accept any port on a
+    /// loopback redirect URI).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The path of the redirect URI; it must start with `/`. Default: `/callback`.
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// How long one flow waits for its callback before failing with
+    /// [`ErrorKind::Consent`]. Default: [`DEFAULT_CALLBACK_TIMEOUT`] (5 minutes).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Whether to open the system browser on the authorization URL (see
+    /// [`open_browser`](super::open_browser)). A browser that cannot be started is not an
+    /// error: the URL has been printed. Default: `false`.
+    pub fn open_browser(mut self, open: bool) -> Self {
+        self.open_browser = open;
+        self
+    }
+
+    /// Where the authorization URL goes, before the browser (if any) is opened. It is always
+    /// handed out, so a user without a browser on this machine can open it elsewhere. Default:
+    /// a line of explanation and the URL on a line of its own, on stderr.
+    ///
+    /// The URL carries the request's `state`: show it to the user, do not log it.
+    pub fn on_authorization_url(mut self, sink: impl Fn(&Url) + Send + Sync + 'static) -> Self {
+        self.sink = Arc::new(sink);
+        self
+    }
+
+    /// Binds the listener and starts serving. Must be called within a Tokio runtime (with the
+    /// time driver); the listener then runs on that runtime until the last clone of the
+    /// receiver is dropped.
+    ///
+    /// Fails with [`ErrorKind::Consent`] if the path is not absolute or the port is taken.
+    pub async fn bind(self) -> Result<LoopbackReceiver, Error> {
+        if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
+            return Err(Error::new(
+                ErrorKind::Consent,
+                format!(
+                    "the redirect path {:?} must start with '/' and have no query or fragment",
+                    self.path
+                ),
+            ));
+        }
+        let (primary_ip, name) = match self.host {
+            LoopbackHost::Ipv4 => (IpAddr::V4(Ipv4Addr::LOCALHOST), "127.0.0.1"),
+            LoopbackHost::Ipv6 => (IpAddr::V6(Ipv6Addr::LOCALHOST), "[::1]"),
+            LoopbackHost::Localhost => (IpAddr::V4(Ipv4Addr::LOCALHOST), "localhost"),
+        };
+        let primary = listen(SocketAddr::new(primary_ip, self.port)).await?;
+        let local_addr = primary
+            .local_addr()
+            .map_err(|e| bind_error(SocketAddr::new(primary_ip, self.port), e))?;
+        let mut listeners = vec![primary];
+        if self.host == LoopbackHost::Localhost {
+            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), local_addr.port());
+            match listen(v6).await {
+                Ok(listener) => listeners.push(listener),
+                // No IPv6, or the port is taken there: browsers fall back to 127.0.0.1.
+                Err(e) => debug!(error = %e, "loopback receiver listens on IPv4 only"),
+            }
+        }
+        let redirect_uri = format!("http://{name}:{}{}", local_addr.port(), self.path);
+        let waiters = Arc::new(Waiters::default());
+        let route = Arc::new(Route {
+            path: self.path,
+            waiters: Arc::clone(&waiters),
+        });
+        let tasks = listeners
+            .into_iter()
+            .map(|listener| tokio::spawn(accept_loop(listener, Arc::clone(&route))))
+            .collect();
+        debug!(%redirect_uri, "loopback receiver listening");
+        Ok(LoopbackReceiver {
+            inner: Arc::new(Inner {
+                redirect_uri,
+                local_addr,
+                timeout: self.timeout,
+                open_browser: self.open_browser,
+                sink: self.sink,
+                waiters,
+                tasks,
+            }),
+        })
+    }
+}
+
+async fn listen(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| bind_error(addr, e))
+}
+
+fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Consent,
+        format!("the loopback receiver cannot listen on {addr}: {e}"),
+    )
+    .with_source(e)
+}
+
+/// An RFC 8252 §7.3 loopback redirect receiver: an HTTP listener on the loopback interface
+/// that catches the authorization response for a CLI or desktop app, and an
+/// [`Authorizer`](crate::Authorizer) that uses it.
+///
+/// Bind it first, build the [`ClientConfig`](crate::ClientConfig) from its
+/// [`redirect_uri`](Self::redirect_uri), and hand a clone to the layer. The listener stays bound
+/// until the last clone is dropped, so the redirect URI stays valid across flows; each flow
+/// prints the authorization URL, optionally opens the browser, and waits for its own callback
+/// (matched by `state`) up to the timeout.
+///
+/// A callback whose `state` matches no waiting flow gets an error page and **does not end the
+/// wait**: it is a stale tab or a forged request, and the genuine callback may still come. The
+/// flow then ends at the timeout, with an error that counts the refused callbacks.
+///
+/// The whole round trip, with the test playing the browser:
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Empty;
+/// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+/// use mcp_oauth_flow::CsrfToken;
+/// use tower_mcp_oauth::loopback::LoopbackReceiver;
+/// use tower_mcp_oauth::{AuthorizationRequest, Authorizer, InnerClient};
+///
+/// # tokio_test::block_on(async {
+/// let receiver = LoopbackReceiver::builder()
+///     .on_authorization_url(|_| {}) // a real app shows it to the user
+///     .bind()
+///     .await
+///     .unwrap();
+/// let request = AuthorizationRequest::new(
+///     &"https://as.example.com/authorize".parse().unwrap(),
+///     "my-client",
+///     receiver.redirect_uri(),
+///     "challenge",
+///     CsrfToken::new("xyz".into()),
+///     None,
+///     None,
+///     "https://as.example.com",
+/// );
+/// let unused = InnerClient::from_fn(|_| async { unreachable!("the receiver sends nothing") });
+/// let waiting = tokio::spawn(receiver.authorize(request, unused));
+///
+/// // The browser, redirected back by the authorization server:
+/// let browser = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+/// let callback = format!("{}?code=abc&state=xyz", receiver.redirect_uri());
+/// let page = browser.get(callback.parse().unwrap()).await.unwrap();
+/// assert_eq!(page.status(), 200); // "You can close this window"
+///
+/// let response = waiting.await.unwrap().unwrap();
+/// assert_eq!(response.code.unwrap().secret(), "abc");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct LoopbackReceiver {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) redirect_uri: String,
+    pub(super) local_addr: SocketAddr,
+    pub(super) timeout: Duration,
+    pub(super) open_browser: bool,
+    pub(super) sink: UrlSink,
+    pub(super) waiters: Arc<Waiters>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropping the accept loops closes the listeners and every open connection.
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for LoopbackReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopbackReceiver")
+            .field("redirect_uri", &self.inner.redirect_uri)
+            .field("timeout", &self.inner.timeout)
+            .field("open_browser", &self.inner.open_browser)
+            .field("waiting", &self.inner.waiters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoopbackReceiver {
+    /// A builder: `127.0.0.1`, an ephemeral port, `/callback`, 5 minutes, no browser, the URL
+    /// printed to stderr.
+    pub fn builder() -> LoopbackBuilder {
+        LoopbackBuilder::default()
+    }
+
+    /// Binds a receiver with the [`builder`](Self::builder)'s defaults.
+    ///
+    /// ```
+    /// use tower_mcp_oauth::loopback::LoopbackReceiver;
+    /// # tokio_test::block_on(async {
+    /// let receiver = LoopbackReceiver::bind().await.unwrap();
+    /// assert!(receiver.redirect_uri().starts_with("http://127.0.0.1:"));
+    /// # });
+    /// ```
+    pub async fn bind() -> Result<Self, Error> {
+        Self::builder().bind().await
+    }
+
+    /// The redirect URI to register and to put in the
+    /// [`ClientConfig`](crate::ClientConfig), e.g. `http://127.0.0.1:54321/callback`.
+    ///
+    /// ```
+    /// use tower_mcp_oauth::{loopback::LoopbackReceiver, ClientConfig};
+    /// # tokio_test::block_on(async {
+    /// let receiver = LoopbackReceiver::builder().path("/cb").bind().await.unwrap();
+    /// let port = receiver.local_addr().port();
+    /// assert_eq!(receiver.redirect_uri(), format!("http://127.0.0.1:{port}/cb"));
+    /// let config = ClientConfig::new(receiver.redirect_uri());
+    /// # let _ = config;
+    /// # });
+    /// ```
+    pub fn redirect_uri(&self) -> &str {
+        &self.inner.redirect_uri
+    }
+
+    /// The address the receiver listens on (with [`LoopbackHost::Localhost`], the IPv4 one).
+    ///
+    /// ```
+    /// # tokio_test::block_on(async {
+    /// let receiver = tower_mcp_oauth::loopback::LoopbackReceiver::bind().await.unwrap();
+    /// assert!(receiver.local_addr().ip().is_loopback());
+    /// # });
+    /// ```
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// How many flows are waiting for their callback now.
+    ///
+    /// ```
+    /// # tokio_test::block_on(async {
+    /// let receiver = tower_mcp_oauth::loopback::LoopbackReceiver::bind().await.unwrap();
+    /// assert_eq!(receiver.waiting(), 0);
+    /// # });
+    /// ```
+    pub fn waiting(&self) -> usize {
+        self.inner.waiters.len()
+    }
+}
