@@ -251,9 +251,16 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The message alone: each message names what went wrong and for which URL, so prefixing the
+/// kind would say it twice. The cause, when there is one, is [`source`](std::error::Error::source)
+/// and is not repeated here (the Rust API guidelines' rule for error chains).
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.inner.kind, self.inner.message)?;
+        if self.inner.message.is_empty() {
+            f.write_str(self.inner.kind.as_str())?;
+        } else {
+            f.write_str(&self.inner.message)?;
+        }
         if let Some(oauth) = &self.inner.oauth {
             write!(f, " (error={}", oauth.error)?;
             if let Some(desc) = &oauth.error_description {
@@ -287,7 +294,7 @@ mod tests {
             },
         );
         let text = err.to_string();
-        assert!(text.starts_with("token request rejected: token endpoint said no"));
+        assert!(text.starts_with("token endpoint said no"));
         assert!(text.contains("error=invalid_grant"));
         assert!(text.contains("code expired"));
     }

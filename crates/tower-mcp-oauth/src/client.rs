@@ -119,11 +119,7 @@ impl InnerClient {
 }
 
 fn transport(url: &str, e: BoxError) -> Error {
-    Error::new(
-        ErrorKind::Transport,
-        format!("request to {url} failed: {e}"),
-    )
-    .with_source(e)
+    Error::new(ErrorKind::Transport, format!("request to {url} failed")).with_source(e)
 }
 
 /// Collects a response body, refusing more than `max` bytes.

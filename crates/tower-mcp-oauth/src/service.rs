@@ -113,9 +113,13 @@ impl<S> OAuthService<S> {
     }
 }
 
+/// An error of the inner service. Its text is the source's, not repeated here.
 pub(crate) fn transport_error(e: impl Into<BoxError>) -> Error {
-    let e = e.into();
-    Error::new(ErrorKind::Transport, e.to_string()).with_source(e)
+    Error::new(
+        ErrorKind::Transport,
+        "the inner service failed to send the request",
+    )
+    .with_source(e)
 }
 
 impl<S, B, RB> Service<http::Request<B>> for OAuthService<S>

@@ -66,11 +66,10 @@ impl fmt::Display for TowerHttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // The Debug name (`ResourceMismatch`) is the stable, greppable one; the layer
-            // error's own Display adds the kind's description and the detail.
+            // error's own Display adds the detail.
             Self::Layer(error) => {
                 write!(f, "{:?}: {error}", error.kind())?;
-                // The layer's transport errors repeat their cause's text as their message;
-                // a link that says what the previous one said is not written twice.
+                // A link that says what the previous one said is not written twice.
                 let mut previous = error.message().to_owned();
                 let mut cause = std::error::Error::source(error);
                 while let Some(error) = cause {
@@ -132,7 +131,7 @@ mod tests {
         assert_eq!(error.kind(), Some(ErrorKind::Transport));
         assert_eq!(
             error.to_string(),
-            "Transport: transport error: tcp connect error: connection refused"
+            "Transport: tcp connect error: connection refused"
         );
         // Not repeated by a reporter that walks the chain.
         assert!(error.source().is_none());
