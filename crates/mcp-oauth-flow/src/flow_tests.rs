@@ -653,6 +653,41 @@ fn stored_client_is_reused_only_for_its_issuer() {
 }
 
 #[test]
+fn a_registration_from_an_earlier_loopback_port_is_reused() {
+    // RFC 8252 §7.3: the port of a loopback IP redirect may change from run to run.
+    let stored = ClientRegistration {
+        issuer: AS.into(),
+        client_id: "kept".into(),
+        client_secret: None,
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("none".into()),
+        redirect_uris: vec!["http://127.0.0.1:1111/callback".into()],
+    };
+    let cfg = ClientConfig::new("http://127.0.0.1:2222/callback");
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        Some(stored.clone()),
+    );
+    assert_eq!(run.authorize_param("client_id").as_deref(), Some("kept"));
+    // Another path is another redirect URI: register again.
+    let cfg = ClientConfig::new("http://127.0.0.1:2222/other");
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        Some(stored),
+    );
+    assert_eq!(
+        run.authorize_param("client_id").as_deref(),
+        Some("dcr-client")
+    );
+}
+
+#[test]
 fn iss_rules_gate_the_token_request() {
     let mut meta = as_meta(AS);
     meta["authorization_response_iss_parameter_supported"] = json!(true);

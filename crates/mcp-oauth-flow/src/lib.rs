@@ -78,7 +78,7 @@ pub use refresh::{
     classify_refresh_failure, jwt_expiry, merge_refreshed, RefreshFailure, RefreshPolicy,
 };
 pub use registration::{
-    application_type_for, choose_client_source, parse_registration_response,
+    application_type_for, choose_client_source, parse_registration_response, redirect_uri_matches,
     registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
     PreRegisteredClient,
 };

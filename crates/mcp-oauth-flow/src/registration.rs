@@ -143,6 +143,37 @@ pub fn application_type_for(redirect_uri: &str) -> &'static str {
     }
 }
 
+/// Whether a registered redirect URI allows `ours`: the same string, or (RFC 8252 §7.3) the
+/// same loopback IP literal redirect with another port. Native apps get an ephemeral port
+/// from the OS on each run, and the authorization server "MUST allow any port to be specified
+/// at the time of the request for loopback IP redirect URIs", so a registration made on an
+/// earlier run is still good. `localhost` is not a loopback IP literal and gets no leniency.
+///
+/// ```
+/// use mcp_oauth_flow::redirect_uri_matches;
+/// assert!(redirect_uri_matches("http://127.0.0.1:51000/callback", "http://127.0.0.1:52000/callback"));
+/// assert!(!redirect_uri_matches("http://127.0.0.1:51000/callback", "http://127.0.0.1:52000/other"));
+/// assert!(!redirect_uri_matches("http://localhost:51000/callback", "http://localhost:52000/callback"));
+/// ```
+pub fn redirect_uri_matches(registered: &str, ours: &str) -> bool {
+    if registered == ours {
+        return true;
+    }
+    let (Ok(a), Ok(b)) = (Url::parse(registered), Url::parse(ours)) else {
+        return false;
+    };
+    let loopback_ip = |u: &Url| {
+        u.scheme() == "http" && matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+            || u.scheme() == "http"
+                && matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+    };
+    loopback_ip(&a)
+        && loopback_ip(&b)
+        && a.host() == b.host()
+        && a.path() == b.path()
+        && a.query() == b.query()
+}
+
 /// The token endpoint authentication method to ask for at registration: `none` (a public
 /// client, RFC 8252 §8.4) when the server allows it or says nothing, else the first secret
 /// method it lists.
@@ -281,6 +312,27 @@ mod tests {
             choose_client_source(&[], Some("https://c/m.json"), &other),
             ClientSource::StoredOrRegister
         );
+    }
+
+    #[test]
+    fn loopback_redirects_match_on_any_port() {
+        assert!(redirect_uri_matches(
+            "http://[::1]:1/cb",
+            "http://[::1]:2/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.1:1/cb",
+            "http://[::1]:2/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "https://app.example.com:1/cb",
+            "https://app.example.com:2/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.1:1/cb?a=1",
+            "http://127.0.0.1:2/cb?a=2"
+        ));
+        assert!(redirect_uri_matches("com.example:/cb", "com.example:/cb"));
     }
 
     #[test]

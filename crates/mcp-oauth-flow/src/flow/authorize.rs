@@ -18,7 +18,7 @@ use crate::config::PkcePolicy;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::AuthorizationServerMetadata;
 use crate::registration::{
-    application_type_for, choose_client_source, parse_registration_response,
+    application_type_for, choose_client_source, parse_registration_response, redirect_uri_matches,
     registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
 };
 use crate::report::Purpose;
@@ -105,7 +105,10 @@ impl Flow {
             // redirect URI.
             reg.issuer == auth.meta.issuer
                 && (reg.redirect_uris.is_empty()
-                    || reg.redirect_uris.contains(&self.config.redirect_uri))
+                    || reg
+                        .redirect_uris
+                        .iter()
+                        .any(|r| redirect_uri_matches(r, &self.config.redirect_uri)))
         });
         if let Some(reg) = usable {
             let creds = self.credentials_for(&reg, &auth.meta);
