@@ -377,3 +377,71 @@ async fn a_server_that_refuses_every_token_exhausts_the_budget() {
     assert_eq!(err.kind(), ErrorKind::AuthorizationLimit);
     assert_eq!(count(&kit, "/authorize"), 2);
 }
+
+/// An authorizer that waits for a go signal, like a user at the browser.
+struct SlowUser(Arc<tokio::sync::Notify>, Arc<std::sync::atomic::AtomicBool>);
+
+impl tower_mcp_oauth::Authorizer for SlowUser {
+    fn authorize(
+        &self,
+        request: tower_mcp_oauth::AuthorizationRequest,
+        client: tower_mcp_oauth::InnerClient,
+    ) -> tower_mcp_oauth::BoxFuture<
+        'static,
+        Result<tower_mcp_oauth::AuthorizationResponse, tower_mcp_oauth::Error>,
+    > {
+        let (go, asked) = (self.0.clone(), self.1.clone());
+        Box::pin(async move {
+            asked.store(true, Ordering::SeqCst);
+            go.notified().await;
+            tower_mcp_oauth::Authorizer::authorize(&HeadlessAuthorizer::new(), request, client)
+                .await
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_lock_is_not_held_while_the_user_reauthorizes() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let store = Arc::new(tower_mcp_oauth::MemoryStore::new());
+    let go = Arc::new(tokio::sync::Notify::new());
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let layer = OAuthLayer::new(
+        ClientConfig::new(REDIRECT),
+        SlowUser(go.clone(), asked.clone()),
+    )
+    .shared_token_store(store.clone() as Arc<dyn TokenStore>)
+    .failure_backoff(Duration::ZERO);
+    let svc = service(layer);
+    go.notify_one(); // the first login goes straight through
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    asked.store(false, Ordering::SeqCst);
+
+    // The refresh is refused for good; a new authorization starts and waits for the user.
+    kit.revoke_all_tokens();
+    kit.set_override(
+        ServerRole::Authorization,
+        "/token",
+        CannedResponse::json(400, json!({"error": "invalid_grant"})),
+    );
+    let pending = tokio::spawn({
+        let (svc, url) = (svc.clone(), kit.resource_url());
+        async move {
+            svc.oneshot(jsonrpc(&url, 1, "tools/list", json!({})))
+                .await
+                .map(|r| r.status())
+        }
+    });
+    while !asked.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Meanwhile another process could take the refresh lock: it was given back at once.
+    let lock = tokio::time::timeout(Duration::from_secs(2), store.lock(&kit.resource_url()))
+        .await
+        .expect("the lock is still held while the user is at the browser")
+        .unwrap();
+    lock.release().await;
+    kit.clear_overrides();
+    go.notify_one();
+    assert_eq!(pending.await.unwrap().unwrap(), 200);
+}

@@ -18,7 +18,7 @@ use crate::cache::{covers, Sent};
 use crate::client::InnerClient;
 use crate::driver;
 use crate::service::Shared;
-use crate::store::Replaced;
+use crate::store::{Replaced, StoreLock};
 
 /// Why a token is needed.
 #[derive(Clone, Debug)]
@@ -204,10 +204,31 @@ async fn run_flight(
         .as_ref()
         .is_some_and(|(t, _)| t.refresh_token().is_some())
         && !matches!(need, Need::InsufficientScope(_));
-    let _lock = match (&held, refreshing) {
+    let mut lock = match (&held, refreshing) {
         (Some((_, resource)), true) => Some(store.lock(resource.as_str()).await?),
         _ => None,
     };
+    let result = under_lock(shared, client, uri, need, held, &mut lock).await;
+    // Given back as soon as the work is done, and waited for: a process that exits right
+    // after a refresh must not leave the others waiting out a lease.
+    if let Some(lock) = lock.take() {
+        lock.release().await;
+    }
+    result
+}
+
+/// The part of a flight that runs under the refresh lock (if one was taken): adopt what is
+/// stored, else run the flow and write its tokens with compare-and-swap.
+async fn under_lock(
+    shared: &Arc<Shared>,
+    client: InnerClient,
+    uri: &Uri,
+    need: Need,
+    mut held: Option<(TokenSet, Url)>,
+    lock: &mut Option<StoreLock>,
+) -> Result<(), Error> {
+    let store = &shared.deps.store;
+    let now = (shared.clock)();
     if let Some((tokens, resource)) = &mut held {
         // Another caller, process or store handle may have changed the tokens already: adopt
         // them if they do the job, else go on from them (they hold the latest refresh token).
@@ -234,7 +255,7 @@ async fn run_flight(
         .challenge(need.challenge())
         .trigger(need.trigger())
         .held(held_tokens.clone(), resource.clone());
-    let run = driver::run(shared, client, start, &flight_key(uri)).await?;
+    let run = driver::run(shared, client, start, &flight_key(uri), lock).await?;
     let outcome = run.outcome;
     let key = outcome.protected_resource.as_str().to_owned();
     // What the store should still hold: the tokens this flow started from, unless it dropped

@@ -12,7 +12,7 @@ use tracing::{debug, debug_span, info_span, warn, Instrument};
 use crate::authorize::Authorizer;
 use crate::client::InnerClient;
 use crate::service::Shared;
-use crate::store::TokenStore;
+use crate::store::{StoreLock, TokenStore};
 
 /// Everything a flow needs that lives in the layer.
 pub(crate) struct FlowDeps {
@@ -48,14 +48,21 @@ pub(crate) fn random_secrets() -> Result<FlowSecrets, Error> {
 /// Every flow runs in an `oauth_flow` span (origin and trigger), every sub-request in an
 /// `oauth_request` span (purpose, method, URL). URLs are discovery and endpoint URLs only; the
 /// authorization request is logged through its redacting `Debug`, never with its query.
+///
+/// `lock` is the store's refresh lock when the flow starts from a refresh: it is released as
+/// soon as the refresh is refused for good, so the authorization that follows (a user at a
+/// browser, for minutes) does not keep other callers and processes waiting.
 pub(crate) async fn run(
     shared: &Shared,
     client: InnerClient,
     start: FlowStart,
     key: &str,
+    lock: &mut Option<StoreLock>,
 ) -> Result<Run, Error> {
     let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
-    drive(shared, client, start, key).instrument(span).await
+    drive(shared, client, start, key, lock)
+        .instrument(span)
+        .await
 }
 
 async fn drive(
@@ -63,6 +70,7 @@ async fn drive(
     client: InnerClient,
     start: FlowStart,
     key: &str,
+    lock: &mut Option<StoreLock>,
 ) -> Result<Run, Error> {
     let deps = &shared.deps;
     let held = start.held.clone();
@@ -118,6 +126,9 @@ async fn drive(
                     {
                         warn!(error = %e, "could not drop the refused tokens from the store");
                     }
+                }
+                if let Some(lock) = lock.take() {
+                    lock.release().await;
                 }
             }
             Action::DropClient { issuer } => {

@@ -443,8 +443,24 @@ struct Lease {
     runtime: Handle,
 }
 
+impl Lease {
+    /// Releases the lease now and waits for the answer.
+    async fn release_now(mut self) {
+        let mut conn = self.conn.clone();
+        let key = std::mem::take(&mut self.key);
+        let token = std::mem::take(&mut self.token);
+        if let Err(e) = release(&mut conn, &key, &token).await {
+            warn!(%key, error = %e, "could not release a refresh lease; it expires with its TTL");
+        }
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
+        if self.key.is_empty() {
+            // Already released by `release_now`.
+            return;
+        }
         let mut conn = self.conn.clone();
         let key = std::mem::take(&mut self.key);
         let token = std::mem::take(&mut self.token);
@@ -590,7 +606,13 @@ impl TokenStore for RedisStore {
     }
 
     fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
-        Box::pin(async move { self.acquire(resource).await.map(StoreLock::new) })
+        Box::pin(async move {
+            let lease = self.acquire(resource).await?;
+            // Released explicitly when the layer is done; dropped, the lease spawns its release.
+            Ok(StoreLock::with_release(move || {
+                Box::pin(lease.release_now())
+            }))
+        })
     }
 }
 

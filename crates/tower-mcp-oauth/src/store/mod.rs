@@ -22,23 +22,66 @@ pub enum Replaced {
     Conflict(Option<Box<TokenSet>>),
 }
 
-/// A held store lock; dropping it releases the lock.
+type Release = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// A held store lock. [`release`](Self::release) gives it back and waits until that is done;
+/// dropping it releases it as well as a synchronous `Drop` can (a store whose release needs a
+/// round trip spawns it, or lets the lease expire).
+///
+/// The layer always calls `release` when it is done, so a process that exits right after a
+/// refresh does not leave other processes waiting out a lease.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use tower_mcp_oauth::StoreLock;
+/// # tokio_test::block_on(async {
+/// let released = Arc::new(AtomicBool::new(false));
+/// let flag = released.clone();
+/// let lock = StoreLock::with_release(move || Box::pin(async move { flag.store(true, Ordering::SeqCst) }));
+/// lock.release().await;
+/// assert!(released.load(Ordering::SeqCst));
+/// # });
+/// ```
 #[must_use = "the lock is released when this is dropped"]
 pub struct StoreLock {
-    _guard: Option<Box<dyn Send + Sync>>,
+    guard: Option<Box<dyn Send>>,
+    release: Option<Release>,
 }
 
 impl StoreLock {
     /// A lock that guards nothing (for stores only one process uses).
     pub fn none() -> Self {
-        Self { _guard: None }
+        Self {
+            guard: None,
+            release: None,
+        }
     }
 
     /// A lock released when `guard` is dropped.
-    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+    pub fn new(guard: impl Send + 'static) -> Self {
         Self {
-            _guard: Some(Box::new(guard)),
+            guard: Some(Box::new(guard)),
+            release: None,
         }
+    }
+
+    /// A lock released by running `release` (for leases whose release is a round trip). If
+    /// the lock is dropped instead, `release` is dropped unrun: whatever it owns must then
+    /// release on its own `Drop` (or expire).
+    pub fn with_release(release: impl FnOnce() -> BoxFuture<'static, ()> + Send + 'static) -> Self {
+        Self {
+            guard: None,
+            release: Some(Box::new(release)),
+        }
+    }
+
+    /// Releases the lock and waits until it is released.
+    pub async fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            release().await;
+        }
+        self.guard.take();
     }
 }
 
