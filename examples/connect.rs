@@ -15,8 +15,9 @@
 //!
 //! Without arguments it starts the testkit's servers in-process and connects to them twice
 //! with a temporary store: the first run logs in (a stand-in browser opens the printed URL;
-//! the testkit approves at once), the second uses the stored tokens. This build speaks plain
-//! HTTP only: an `https://` server needs a TLS connector passed to `connect::run`.
+//! the testkit approves at once), the second uses the stored tokens. `https://` servers are
+//! reached through rustls with the webpki root certificates; `http://` only makes sense for a
+//! local development server (the layer refuses plain HTTP to any other host's OAuth endpoints).
 //!
 //! The logic lives in `mcp_oauth_suite::connect`, where the tests drive it.
 

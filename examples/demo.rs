@@ -33,13 +33,28 @@ fn describe(method: &http::Method, path: &str) -> &'static str {
         (_, p) if p.ends_with("/authorize") => {
             "authorization request, PKCE S256 (RFC 7636), consent"
         }
-        (_, p) if p.ends_with("/token") => "token request (RFC 6749 §4.1.3, RFC 8707 resource)",
+        (_, p) if p.ends_with("/token") => {
+            "token request: code or refresh (RFC 6749 §4.1.3, §6; RFC 8707)"
+        }
         _ => "MCP request",
     }
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
+    if let Err(error) = run().await {
+        eprintln!("error: {error}");
+        if let Some(e) = error.downcast_ref::<tower_mcp_oauth::Error>() {
+            eprintln!("kind: {:?}", e.kind());
+            if let Some(report) = e.report() {
+                eprintln!("discovery report (every URL the flow tried):\n{report}");
+            }
+        }
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let layout = match std::env::args().nth(1).as_deref() {
         Some("legacy") => DiscoveryLayout::LegacyMetadataAtOrigin,
         Some("root") => DiscoveryLayout::RootWellKnown,
@@ -120,7 +135,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         body["result"]["tools"].as_array().map_or(0, Vec::len)
     );
 
-    println!("3. the server revokes every token: the next call re-authorizes transparently");
+    println!("3. the server revokes the token: the next call re-reads the metadata and refreshes");
     kit.revoke_all_tokens();
     let response = service
         .oneshot(jsonrpc(&kit.resource_url(), 3, "tools/list", json!({})))

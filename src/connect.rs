@@ -13,8 +13,8 @@
 //! server answers `401`, and the layer adopts the stored tokens (or refreshes them) instead of
 //! starting a flow.
 //!
-//! [`run`] takes the hyper-util client, so a TLS connector can be plugged in; [`cli`] uses
-//! [`http_client`](crate::http_client), plain HTTP, which reaches local servers only.
+//! [`run`] takes any hyper-util client; [`cli`] uses [`https_client`](crate::https_client):
+//! rustls with the webpki roots for real servers, plain HTTP for local ones.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -333,7 +333,7 @@ pub async fn cli(args: impl IntoIterator<Item = String>, console: Arc<dyn Consol
         console.err(USAGE);
         return 2;
     }
-    match run(&options, Arc::clone(&console), crate::http_client()).await {
+    match run(&options, Arc::clone(&console), crate::https_client()).await {
         Ok(_) => 0,
         Err(e) => {
             e.describe().lines().for_each(|l| console.err(l));
@@ -342,18 +342,16 @@ pub async fn cli(args: impl IntoIterator<Item = String>, console: Arc<dyn Consol
     }
 }
 
-/// The URL must be absolute `http`: [`cli`]'s client has no TLS.
+/// The URL must be absolute `http` or `https`.
 fn check_url(url: &str) -> Result<(), String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(_)) => Ok(()),
-        (Some("https"), Some(_)) => Err(format!(
-            "{url}: this build has no TLS connector, so it reaches http:// servers only \
-             (connect::run takes a client with any connector)"
+        (Some("http" | "https"), Some(_)) => Ok(()),
+        _ => Err(format!(
+            "{url:?} is not an absolute http:// or https:// URL"
         )),
-        _ => Err(format!("{url:?} is not an absolute http:// URL")),
     }
 }
 
@@ -364,9 +362,7 @@ mod tests {
     #[test]
     fn only_absolute_http_urls() {
         assert!(check_url("http://127.0.0.1:3000/mcp").is_ok());
-        assert!(check_url("https://mcp.example.com/mcp")
-            .unwrap_err()
-            .contains("no TLS"));
+        assert!(check_url("https://mcp.example.com/mcp").is_ok());
         for bad in ["/mcp", "mcp.example.com", "ftp://x/y", "http://"] {
             assert!(check_url(bad).is_err(), "{bad}");
         }

@@ -21,6 +21,25 @@ pub fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// hyper-util's legacy client over HTTPS (rustls, webpki roots) or plain HTTP.
+pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, OAuthBody<Body>>;
+
+/// A client for real servers: HTTPS with the Mozilla root certificates compiled in, plain HTTP
+/// for loopback development servers.
+///
+/// ```
+/// let client = mcp_oauth_suite::https_client();
+/// # let _ = client;
+/// ```
+pub fn https_client() -> HttpsClient {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 /// A JSON-RPC 2.0 POST to an MCP endpoint.
 pub fn jsonrpc(url: &str, id: u64, method: &str, params: serde_json::Value) -> http::Request<Body> {
     let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});

@@ -348,10 +348,22 @@ fn redirect(location: &str) -> Response {
 /// An error page. The library's errors never carry a code, `state` or token, so the message
 /// can be shown.
 fn error_page(status: StatusCode, title: &str, error: &Error) -> Response {
+    // The discovery report (every URL tried, its status, why it was skipped) is what an
+    // operator needs to see why a server could not be reached; it holds no secret.
+    let report = error
+        .report()
+        .filter(|r| !r.steps().is_empty())
+        .map(|r| {
+            format!(
+                "<h2>Discovery report</h2><pre>{}</pre>",
+                escape(&r.to_string())
+            )
+        })
+        .unwrap_or_default();
     page(
         status,
         title,
-        &format!("<p>{}</p>", escape(&error.to_string())),
+        &format!("<p>{}</p>{report}", escape(&error.to_string())),
     )
 }
 

@@ -342,7 +342,7 @@ async fn usage_errors_exit_2() {
     for args in [
         &[][..],
         &["--bogus"][..],
-        &["https://mcp.example.com/mcp"][..],
+        &["ftp://mcp.example.com/mcp"][..],
         &["http://127.0.0.1:1/mcp", "--client-secret", "s"][..],
     ] {
         let (code, out, err) = Run::start(args).finish().await;

@@ -1,7 +1,7 @@
 //! A throwaway `redis-server` for tests: started on a free loopback port with persistence off,
 //! waited for until it answers `PING`, and killed when dropped.
 //!
-//! Shared by the `RedisStore` unit tests (crates/tower-mcp-oauth/src/redis.rs) and
+//! Shared by the `RedisStore` unit tests (crates/tower-mcp-oauth/src/redis/tests.rs) and
 //! tests/redis_fleet.rs, so it uses nothing but std and `tempfile`. A missing `redis-server` is a
 //! failure with the fix in the message, never a silent skip: `scripts/ensure-redis.sh` installs
 //! it.

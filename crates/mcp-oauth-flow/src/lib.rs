@@ -57,6 +57,7 @@ mod report;
 mod resource;
 mod scope;
 mod token;
+mod token_response;
 mod url_policy;
 
 pub use authorization::{
@@ -85,7 +86,8 @@ pub use registration::{
 pub use report::{DiscoveryReport, DiscoveryStep, Purpose};
 pub use resource::{check_resource, resource_covers, server_url_from_uri};
 pub use scope::{select_scopes, with_offline_access, Scopes, OFFLINE_ACCESS};
-pub use token::{parse_token_response, token_request, Grant, TokenResponse, TokenSet, TokenType};
+pub use token::{TokenSet, TokenType};
+pub use token_response::{parse_token_response, token_request, Grant, TokenResponse};
 pub use url_policy::{check_secure_url, is_loopback_host, is_secure_url, parse_secure_url};
 
 /// Re-exported `oauth2` secret types used in this crate's API (their `Debug` is redacted).

@@ -7,7 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use crate::error::{Error, ErrorKind};
-use crate::token::{TokenResponse, TokenSet};
+use crate::token::TokenSet;
+use crate::token_response::TokenResponse;
 
 /// When to refresh ahead of expiry.
 ///
@@ -179,7 +180,8 @@ mod tests {
     use super::*;
     use crate::error::OAuthErrorResponse;
     use crate::scope::Scopes;
-    use crate::token::{parse_token_response, TokenType};
+    use crate::token::TokenType;
+    use crate::token_response::parse_token_response;
     use std::time::UNIX_EPOCH;
 
     fn t(secs: u64) -> SystemTime {

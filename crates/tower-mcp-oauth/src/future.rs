@@ -19,7 +19,7 @@ use tracing::warn;
 use crate::acquire::{flight_key, obtain, Need};
 use crate::body::{prepare, BodyNotReplayable, OAuthBody, Prepared};
 use crate::cache::Sent;
-use crate::service::{transport_error, Shared};
+use crate::service::{send_error, Shared};
 use crate::BoxFuture;
 
 /// What is needed to send the request again: everything but the body, which
@@ -131,7 +131,10 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Sending { future } => {
-                    let response = ready!(future.poll(cx)).map_err(transport_error)?;
+                    let response = ready!(future.poll(cx)).map_err(|e| {
+                        let uri = this.context.as_ref().map(|c| &c.parts.uri);
+                        send_error(uri.unwrap_or(&http::Uri::from_static("/")), e)
+                    })?;
                     let Some(challenge) =
                         needs_authorization(response.status(), response.headers())
                     else {
@@ -217,7 +220,7 @@ where
         .clone()
         .oneshot(http::Request::from_parts(parts, body))
         .await
-        .map_err(transport_error)?;
+        .map_err(|e| send_error(&retry.uri, e))?;
     match needs_authorization(response.status(), response.headers()) {
         None => Ok(response),
         Some(challenge) => {
@@ -303,7 +306,11 @@ where
     *request.headers_mut() = parts.headers;
     *request.extensions_mut() = parts.extensions;
     request.headers_mut().insert(AUTHORIZATION, header);
-    let response = inner.oneshot(request).await.map_err(transport_error)?;
+    let uri = request.uri().clone();
+    let response = inner
+        .oneshot(request)
+        .await
+        .map_err(|e| send_error(&uri, e))?;
     if let Some(scope) = scope {
         if response.status() != StatusCode::FORBIDDEN {
             shared.flights.step_up_succeeded(&key, &scope);

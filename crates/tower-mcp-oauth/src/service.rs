@@ -115,9 +115,14 @@ impl<S> OAuthService<S> {
 
 /// An error of the inner service. Its text is the source's, not repeated here.
 pub(crate) fn transport_error(e: impl Into<BoxError>) -> Error {
+    Error::new(ErrorKind::Transport, "the inner service failed").with_source(e)
+}
+
+/// An error of the inner service while sending a request to `uri`.
+pub(crate) fn send_error(uri: &http::Uri, e: impl Into<BoxError>) -> Error {
     Error::new(
         ErrorKind::Transport,
-        "the inner service failed to send the request",
+        format!("sending the request to {uri} failed"),
     )
     .with_source(e)
 }

@@ -23,7 +23,8 @@ use crate::registration::{
 };
 use crate::report::Purpose;
 use crate::scope::{select_scopes, with_offline_access};
-use crate::token::{parse_token_response, token_request, Grant, TokenSet};
+use crate::token::TokenSet;
+use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::url_policy::parse_secure_url;
 
 impl Flow {

@@ -23,7 +23,8 @@ use crate::error::Error;
 use crate::refresh::{classify_refresh_failure, merge_refreshed, RefreshFailure};
 use crate::registration::ClientRegistration;
 use crate::report::Purpose;
-use crate::token::{parse_token_response, token_request, Grant, TokenSet};
+use crate::token::TokenSet;
+use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::url_policy::parse_secure_url;
 
 /// Where the flow goes when a refresh is refused.

@@ -1,0 +1,393 @@
+//! Discovery: metadata layouts, the legacy fallbacks, redirects, and refused or malformed
+//! documents.
+
+use super::*;
+
+#[test]
+fn root_prm_with_pathless_resource_and_path_issuer() {
+    let issuer = format!("{AS}/tenant1");
+    let net = Net::default()
+        .json(
+            &format!("{RS}/.well-known/oauth-protected-resource"),
+            200,
+            prm(RS, &issuer),
+        )
+        .json(
+            &format!("{AS}/.well-known/oauth-authorization-server/tenant1"),
+            200,
+            as_meta(&issuer),
+        )
+        .json(
+            &format!("{issuer}/register"),
+            201,
+            json!({"client_id": "c"}),
+        )
+        .json(
+            &format!("{issuer}/token"),
+            200,
+            json!({"access_token": "a", "token_type": "bearer"}),
+        );
+    let run = run_with(
+        config(),
+        start(Some("Bearer")),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.sent[..3],
+        [
+            format!("GET {RS}/.well-known/oauth-protected-resource/mcp"),
+            format!("GET {RS}/.well-known/oauth-protected-resource"),
+            format!("GET {AS}/.well-known/oauth-authorization-server/tenant1"),
+        ]
+    );
+    // Byte for byte as published: no trailing slash added.
+    assert_eq!(run.authorize_param("resource").as_deref(), Some(RS));
+    assert_eq!(run.form(5, "resource").as_deref(), Some(RS));
+    assert_eq!(run.outcome().protected_resource.as_str(), format!("{RS}/"));
+}
+
+#[test]
+fn oidc_path_append_is_the_last_candidate() {
+    let issuer = format!("{AS}/tenant1");
+    let net = Net::default()
+        .json(
+            &format!("{RS}/custom.json"),
+            200,
+            prm(&format!("{RS}/mcp"), &issuer),
+        )
+        .json(
+            &format!("{issuer}/.well-known/openid-configuration"),
+            200,
+            as_meta(&issuer),
+        )
+        .json(
+            &format!("{issuer}/register"),
+            201,
+            json!({"client_id": "c"}),
+        )
+        .json(
+            &format!("{issuer}/token"),
+            200,
+            json!({"access_token": "a"}),
+        );
+    let challenge = format!(r#"Bearer resource_metadata="{RS}/custom.json""#);
+    let run = run_with(
+        config(),
+        start(Some(&challenge)),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.sent[..4],
+        [
+            format!("GET {RS}/custom.json"),
+            format!("GET {AS}/.well-known/oauth-authorization-server/tenant1"),
+            format!("GET {AS}/.well-known/openid-configuration/tenant1"),
+            format!("GET {issuer}/.well-known/openid-configuration"),
+        ]
+    );
+    run.outcome();
+}
+
+#[test]
+fn resource_mismatch_stops_before_authorization() {
+    let net = std_net().json(
+        &format!("{RS}/.well-known/oauth-protected-resource/mcp"),
+        200,
+        prm("https://evil.example.com/mcp", AS),
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::ResourceMismatch);
+    assert_eq!(run.sent.len(), 1);
+    assert!(run.authorize_url.is_none());
+}
+
+#[test]
+fn metadata_issuer_mismatch_uses_no_endpoint() {
+    let mut meta = as_meta(AS);
+    meta["issuer"] = "https://attacker.example.com".into();
+    let net = std_net().json(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        meta,
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::IssuerMismatch);
+    assert_eq!(run.sent.len(), 2);
+}
+
+#[test]
+fn legacy_metadata_at_origin_accepts_its_issuer() {
+    let mut meta = as_meta(&format!("{RS}/oauth"));
+    meta["authorization_endpoint"] = format!("{RS}/oauth/authorize").into();
+    let net = Net::default()
+        .json(
+            &format!("{RS}/.well-known/oauth-authorization-server"),
+            200,
+            meta,
+        )
+        .json(
+            &format!("{RS}/oauth/register"),
+            201,
+            json!({"client_id": "c"}),
+        )
+        .json(
+            &format!("{RS}/oauth/token"),
+            200,
+            json!({"access_token": "a"}),
+        );
+    let run = run_with(
+        config(),
+        start(Some("Bearer")),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.sent,
+        [
+            format!("GET {RS}/.well-known/oauth-protected-resource/mcp"),
+            format!("GET {RS}/.well-known/oauth-protected-resource"),
+            format!("GET {RS}/.well-known/oauth-authorization-server"),
+            format!("POST {RS}/oauth/register"),
+            format!("AUTHORIZE {RS}/oauth/authorize"),
+            format!("POST {RS}/oauth/token"),
+        ]
+    );
+    let outcome = run.outcome();
+    assert_eq!(outcome.tokens.issuer(), format!("{RS}/oauth"));
+    assert_eq!(outcome.tokens.resource(), None);
+    assert_eq!(outcome.protected_resource.as_str(), format!("{RS}/"));
+    assert_eq!(run.authorize_param("resource"), None);
+}
+
+#[test]
+fn legacy_endpoint_fallback() {
+    let net = Net::default()
+        .json(&format!("{RS}/register"), 201, json!({"client_id": "c"}))
+        .json(&format!("{RS}/token"), 200, json!({"access_token": "a"}));
+    let run = run_with(config(), start(None), &net, Consent::Approve(None), None);
+    assert_eq!(
+        run.sent[2..],
+        [
+            format!("GET {RS}/.well-known/oauth-authorization-server"),
+            format!("GET {RS}/.well-known/openid-configuration"),
+            format!("POST {RS}/register"),
+            format!("AUTHORIZE {RS}/authorize"),
+            format!("POST {RS}/token"),
+        ]
+    );
+    assert_eq!(
+        run.authorize_param("code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert_eq!(run.outcome().tokens.issuer(), RS);
+}
+
+#[test]
+fn redirects_are_followed_within_limits() {
+    let prm_url = format!("{RS}/.well-known/oauth-protected-resource/mcp");
+    let moved = format!("{RS}/moved.json");
+    let net = std_net()
+        .raw(&prm_url, 301, vec![("location", "/moved.json".into())], "")
+        .json(&moved, 200, prm(&format!("{RS}/mcp"), AS));
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.sent[..2],
+        [format!("GET {prm_url}"), format!("GET {moved}")]
+    );
+    run.outcome();
+
+    let loop_net = std_net()
+        .raw(&prm_url, 302, vec![("location", moved.clone())], "")
+        .raw(&moved, 302, vec![("location", prm_url.clone())], "");
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &loop_net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::RedirectLimit);
+
+    // A cross-origin redirect is not followed; the next candidate is tried.
+    let cross = std_net().raw(
+        &prm_url,
+        302,
+        vec![("location", "https://elsewhere.example.com/prm".into())],
+        "",
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &cross,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.sent[1],
+        format!("GET {RS}/.well-known/oauth-protected-resource")
+    );
+}
+
+#[test]
+fn insecure_urls_are_refused() {
+    let net = std_net().json(
+        &format!("{RS}/.well-known/oauth-protected-resource/mcp"),
+        200,
+        prm(&format!("{RS}/mcp"), "http://as.example.com"),
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::InsecureUrl);
+    let run = run_with(
+        config(),
+        start(Some(
+            r#"Bearer resource_metadata="http://evil.example.com/prm""#,
+        )),
+        &std_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::InsecureUrl);
+    assert!(run.sent.is_empty());
+    let mut meta = as_meta(AS);
+    meta["token_endpoint"] = "http://as.example.com/token".into();
+    let net = std_net().json(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        meta,
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::InsecureUrl);
+}
+
+#[test]
+fn malformed_documents() {
+    let prm_url = format!("{RS}/.well-known/oauth-protected-resource/mcp");
+    let net = std_net().raw(&prm_url, 200, vec![], "<html>");
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::InvalidResourceMetadata);
+    let net = std_net().json(&prm_url, 200, json!({"resource": format!("{RS}/mcp")}));
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::InvalidResourceMetadata);
+
+    let net = std_net()
+        .raw(
+            &format!("{AS}/.well-known/oauth-authorization-server"),
+            200,
+            vec![],
+            "not json",
+        )
+        .raw(
+            &format!("{AS}/.well-known/openid-configuration"),
+            200,
+            vec![],
+            "{\"issuer\": 5}",
+        );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::InvalidAuthorizationServerMetadata);
+    assert_eq!(run.sent.len(), 3);
+
+    let mut meta = as_meta(AS);
+    meta.as_object_mut().unwrap().remove("token_endpoint");
+    let net = std_net().json(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        meta,
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::InvalidAuthorizationServerMetadata);
+
+    let net = std_net().json(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        404,
+        json!({}),
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::AuthorizationServerMetadataNotFound);
+}
+
+#[test]
+fn server_errors_are_transient() {
+    let net = std_net().raw(
+        &format!("{RS}/.well-known/oauth-protected-resource/mcp"),
+        503,
+        vec![],
+        "",
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::UnexpectedStatus);
+    match &run.end {
+        Action::Failed(e) => assert!(e.is_transient()),
+        _ => unreachable!(),
+    }
+}

@@ -1,0 +1,159 @@
+//! Client identity: pre-registered clients, client ID metadata documents, stored
+//! registrations and loopback ports.
+
+use super::*;
+
+#[test]
+fn pre_registered_client_bound_to_its_issuer() {
+    let mut meta = as_meta(AS);
+    meta["token_endpoint_auth_methods_supported"] = json!(["client_secret_basic"]);
+    meta.as_object_mut()
+        .unwrap()
+        .remove("registration_endpoint");
+    let net = std_net().json(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        meta,
+    );
+    let cfg = config().pre_registered(
+        PreRegisteredClient::new("pre")
+            .with_secret("sec")
+            .for_issuer(AS),
+    );
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    run.outcome();
+    assert!(run.loaded.is_empty() && run.saved.is_empty());
+    assert_eq!(
+        run.form(3, "client_id"),
+        None,
+        "basic auth keeps the id out of the body"
+    );
+    assert_eq!(run.authorize_param("client_id").as_deref(), Some("pre"));
+
+    // Bound to another issuer: not used; no registration endpoint: a clear error.
+    let cfg = config()
+        .pre_registered(PreRegisteredClient::new("pre").for_issuer("https://other.example.com"));
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::NoClientIdentity);
+}
+
+#[test]
+fn client_metadata_document_when_supported() {
+    let mut meta = as_meta(AS);
+    meta["client_id_metadata_document_supported"] = json!(true);
+    let net = std_net().json(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        meta,
+    );
+    let cfg = config().client_metadata_document("https://client.example.com/meta.json");
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.authorize_param("client_id").as_deref(),
+        Some("https://client.example.com/meta.json")
+    );
+    assert!(!run.sent.iter().any(|s| s.contains("/register")));
+    // Not advertised: dynamic registration instead.
+    let cfg = config().client_metadata_document("https://client.example.com/meta.json");
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.authorize_param("client_id").as_deref(),
+        Some("dcr-client")
+    );
+}
+
+#[test]
+fn stored_client_is_reused_only_for_its_issuer() {
+    let stored = ClientRegistration {
+        issuer: AS.into(),
+        client_id: "kept".into(),
+        client_secret: None,
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("none".into()),
+        redirect_uris: vec![],
+    };
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        Some(stored.clone()),
+    );
+    assert_eq!(run.authorize_param("client_id").as_deref(), Some("kept"));
+    assert!(!run.sent.iter().any(|s| s.contains("/register")));
+
+    let foreign = ClientRegistration {
+        issuer: "http://localhost:5000".into(),
+        ..stored
+    };
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        Some(foreign),
+    );
+    assert_eq!(
+        run.authorize_param("client_id").as_deref(),
+        Some("dcr-client")
+    );
+}
+
+#[test]
+fn a_registration_from_an_earlier_loopback_port_is_reused() {
+    // RFC 8252 §7.3: the port of a loopback IP redirect may change from run to run.
+    let stored = ClientRegistration {
+        issuer: AS.into(),
+        client_id: "kept".into(),
+        client_secret: None,
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("none".into()),
+        redirect_uris: vec!["http://127.0.0.1:1111/callback".into()],
+    };
+    let cfg = ClientConfig::new("http://127.0.0.1:2222/callback");
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        Some(stored.clone()),
+    );
+    assert_eq!(run.authorize_param("client_id").as_deref(), Some("kept"));
+    // Another path is another redirect URI: register again.
+    let cfg = ClientConfig::new("http://127.0.0.1:2222/other");
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        Some(stored),
+    );
+    assert_eq!(
+        run.authorize_param("client_id").as_deref(),
+        Some("dcr-client")
+    );
+}

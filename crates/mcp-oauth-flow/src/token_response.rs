@@ -1,0 +1,445 @@
+//! Token requests (RFC 6749 §4.1.3, §6; RFC 8707 §2.2) and tolerant token response parsing
+//! (RFC 6749 §5).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use oauth2::{AccessToken, AuthorizationCode, PkceCodeVerifier, RefreshToken};
+use url::Url;
+
+use crate::client_auth::ClientCredentials;
+use crate::error::{Error, ErrorKind, OAuthErrorResponse};
+use crate::scope::Scopes;
+use crate::token::{TokenSet, TokenType};
+
+/// The grant a token request uses.
+pub enum Grant<'a> {
+    /// RFC 6749 §4.1.3, with the PKCE verifier of RFC 7636 §4.5.
+    AuthorizationCode {
+        /// The code from the authorization response.
+        code: &'a AuthorizationCode,
+        /// The PKCE verifier.
+        verifier: &'a PkceCodeVerifier,
+        /// The redirect URI of the authorization request.
+        redirect_uri: &'a str,
+    },
+    /// RFC 6749 §6.
+    RefreshToken {
+        /// The refresh token.
+        refresh_token: &'a RefreshToken,
+        /// The scopes to ask for (the granted ones, to keep them).
+        scopes: Option<&'a Scopes>,
+    },
+}
+
+/// Builds a token request: form-encoded body, `Accept: application/json` (without it some
+/// servers, GitHub among them, answer form-encoded), client authentication, and the RFC 8707
+/// `resource`.
+pub fn token_request(
+    endpoint: &Url,
+    grant: Grant<'_>,
+    client: &ClientCredentials,
+    resource: Option<&str>,
+) -> http::Request<Bytes> {
+    let mut form: Vec<(&'static str, String)> = Vec::with_capacity(8);
+    match grant {
+        Grant::AuthorizationCode {
+            code,
+            verifier,
+            redirect_uri,
+        } => {
+            form.push(("grant_type", "authorization_code".into()));
+            form.push(("code", code.secret().clone()));
+            form.push(("redirect_uri", redirect_uri.into()));
+            form.push(("code_verifier", verifier.secret().clone()));
+        }
+        Grant::RefreshToken {
+            refresh_token,
+            scopes,
+        } => {
+            form.push(("grant_type", "refresh_token".into()));
+            form.push(("refresh_token", refresh_token.secret().clone()));
+            if let Some(scopes) = scopes.filter(|s| !s.is_empty()) {
+                form.push(("scope", scopes.to_string()));
+            }
+        }
+    }
+    if let Some(resource) = resource {
+        form.push(("resource", resource.into()));
+    }
+    let mut headers = http::HeaderMap::new();
+    client.apply(&mut form, &mut headers);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let mut req = http::Request::post(endpoint.as_str())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, "application/json")
+        .body(Bytes::from(body))
+        .expect("a parsed URL is a valid URI");
+    req.headers_mut().extend(headers);
+    req
+}
+
+/// A successful token response, before it is bound to an issuer and client.
+#[derive(Debug)]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The token type.
+    pub token_type: TokenType,
+    /// The refresh token, if issued.
+    pub refresh_token: Option<RefreshToken>,
+    /// The lifetime, if the server gave a usable one (`expires_in` of 0 is treated as unknown).
+    pub expires_in: Option<Duration>,
+    /// The granted scope, if the server said.
+    pub scope: Option<Scopes>,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidTokenResponse, msg)
+}
+
+/// Reads a token endpoint response, tolerating what real servers send:
+///
+/// - JSON, or `application/x-www-form-urlencoded` (GitHub without `Accept`);
+/// - `expires_in` as a number or a string; 0 or absent means "unknown";
+/// - `token_type` in any case; a missing `token_type` is read as `Bearer`;
+/// - an `error` member means an error response whatever the HTTP status (RFC 6749 §5.2 says 400,
+///   GitHub answers 200).
+///
+/// ```
+/// use mcp_oauth_flow::{parse_token_response, ErrorKind};
+/// let ok = parse_token_response(http::StatusCode::OK, None, br#"{"access_token":"a","token_type":"bearer","expires_in":"3600"}"#).unwrap();
+/// assert_eq!(ok.expires_in.unwrap().as_secs(), 3600);
+/// let err = parse_token_response(http::StatusCode::OK, None, br#"{"error":"bad_verification_code"}"#).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TokenRejected);
+/// ```
+pub fn parse_token_response(
+    status: http::StatusCode,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<TokenResponse, Error> {
+    let fields = read_fields(content_type, body);
+    let get = |name: &str| -> Option<String> {
+        fields.as_ref().ok().and_then(|f| {
+            f.iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.clone())
+        })
+    };
+    if let Some(error) = get("error").filter(|e| !e.is_empty()) {
+        return Err(Error::new(
+            ErrorKind::TokenRejected,
+            format!("token endpoint answered {status} with an error"),
+        )
+        .with_status(status)
+        .with_oauth_error(OAuthErrorResponse {
+            error,
+            error_description: get("error_description"),
+        }));
+    }
+    if !status.is_success() {
+        let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+            ErrorKind::UnexpectedStatus
+        } else {
+            ErrorKind::TokenRejected
+        };
+        return Err(
+            Error::new(kind, format!("token endpoint answered {status}")).with_status(status),
+        );
+    }
+    let fields = fields?;
+    let get = |name: &str| -> Option<String> {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    let access_token = get("access_token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("token response has no access_token"))?;
+    let token_type = match get("token_type") {
+        None => TokenType::Bearer,
+        Some(t) => TokenType::from_wire(&t)
+            .ok_or_else(|| invalid(format!("token_type {t:?} is not supported")))?,
+    };
+    let expires_in = match get("expires_in") {
+        None => None,
+        Some(v) => {
+            let secs: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("expires_in {v:?} is not a number")))?;
+            if !secs.is_finite() || secs < 0.0 {
+                return Err(invalid(format!("expires_in {v:?} is not a lifetime")));
+            }
+            // Fractions are rounded down; a year is a generous upper bound for a lifetime.
+            let secs = secs.min(365.0 * 24.0 * 3600.0) as u64;
+            (secs > 0).then(|| Duration::from_secs(secs))
+        }
+    };
+    Ok(TokenResponse {
+        access_token: AccessToken::new(access_token),
+        token_type,
+        refresh_token: get("refresh_token")
+            .filter(|t| !t.is_empty())
+            .map(RefreshToken::new),
+        expires_in,
+        scope: get("scope").map(|s| Scopes::parse(&s)),
+    })
+}
+
+type Fields = Vec<(String, Option<String>)>;
+
+/// Flattens a JSON object or a form body into name/value pairs (JSON numbers and booleans as
+/// text, `null` as absent).
+fn read_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields, Error> {
+    let is_form = content_type.is_some_and(|ct| {
+        ct.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    });
+    if !is_form {
+        match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(map)) => {
+                return Ok(map
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            serde_json::Value::String(s) => Some(s),
+                            serde_json::Value::Null => None,
+                            other => Some(other.to_string()),
+                        };
+                        (k, v)
+                    })
+                    .collect())
+            }
+            Ok(_) => return Err(invalid("token response is JSON but not an object")),
+            Err(_) if content_type.is_some_and(|c| c.contains("json")) => {
+                return Err(invalid("token response is not valid JSON"))
+            }
+            Err(_) => {}
+        }
+    }
+    let text = std::str::from_utf8(body).map_err(|_| invalid("token response is not UTF-8"))?;
+    if !text.contains('=') {
+        return Err(invalid("token response is neither JSON nor form-encoded"));
+    }
+    Ok(url::form_urlencoded::parse(text.trim().as_bytes())
+        .map(|(k, v)| (k.into_owned(), Some(v.into_owned())))
+        .collect())
+}
+
+impl TokenSet {
+    /// Binds a token response to where it came from. The expiry is made absolute against `now`;
+    /// the scope is the granted one, else the requested one (RFC 6749 §5.1).
+    pub fn from_response(
+        response: TokenResponse,
+        now: SystemTime,
+        issuer: &str,
+        client_id: &str,
+        requested: Option<&Scopes>,
+        resource: Option<&str>,
+    ) -> Self {
+        let expires_at = match response.expires_in {
+            Some(d) => Some(now + d),
+            // No usable `expires_in` (absent or 0, as Salesforce and others send): a JWT access
+            // token's own `exp` is the next best thing. It is read, not verified: it only
+            // decides when to refresh, never whether to trust the token.
+            None => crate::refresh::jwt_expiry(response.access_token.secret())
+                .map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+                .filter(|exp| *exp > now),
+        };
+        TokenSet::new(
+            response.access_token.secret().clone(),
+            response.token_type,
+            issuer,
+            client_id,
+        )
+        .with_refresh_token(response.refresh_token)
+        .with_expires_at(expires_at)
+        .with_issued_at(Some(now))
+        .with_scopes(response.scope.or_else(|| requested.cloned()))
+        .with_resource(resource.map(str::to_owned))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_auth::ClientAuthMethod;
+
+    fn ok(body: &str) -> Result<TokenResponse, Error> {
+        parse_token_response(
+            http::StatusCode::OK,
+            Some("application/json"),
+            body.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn tolerant_shapes() {
+        let r = ok(r#"{"access_token":"a","token_type":"BEARER","expires_in":60,"refresh_token":"r","scope":"x y"}"#).unwrap();
+        assert_eq!(r.token_type, TokenType::Bearer);
+        assert_eq!(r.expires_in, Some(Duration::from_secs(60)));
+        assert_eq!(r.refresh_token.unwrap().secret(), "r");
+        assert_eq!(r.scope.unwrap().to_string(), "x y");
+
+        let r = ok(r#"{"access_token":"a","expires_in":"0"}"#).unwrap();
+        assert_eq!(r.token_type, TokenType::Bearer);
+        assert_eq!(r.expires_in, None);
+
+        let r = ok(
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":59.9,"refresh_token":null}"#,
+        )
+        .unwrap();
+        assert_eq!(r.expires_in, Some(Duration::from_secs(59)));
+        assert!(r.refresh_token.is_none());
+
+        let r = ok(r#"{"access_token":"a","token_type":"DPoP"}"#).unwrap();
+        assert_eq!(r.token_type, TokenType::DPoP);
+    }
+
+    #[test]
+    fn form_encoded_responses() {
+        let r = parse_token_response(
+            http::StatusCode::OK,
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            b"access_token=gho_x&scope=repo&token_type=bearer",
+        )
+        .unwrap();
+        assert_eq!(r.access_token.secret(), "gho_x");
+        // Without a content type, a form body is still recognised.
+        let r = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            b"access_token=a&token_type=bearer",
+        )
+        .unwrap();
+        assert_eq!(r.access_token.secret(), "a");
+        let err = parse_token_response(
+            http::StatusCode::OK,
+            Some("application/x-www-form-urlencoded"),
+            b"error=bad_verification_code&error_description=The+code+is+incorrect",
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TokenRejected);
+        assert_eq!(
+            err.oauth_error().unwrap().error_description.as_deref(),
+            Some("The code is incorrect")
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let e = |status: u16, body: &str| {
+            parse_token_response(
+                http::StatusCode::from_u16(status).unwrap(),
+                Some("application/json"),
+                body.as_bytes(),
+            )
+            .unwrap_err()
+            .kind()
+        };
+        assert_eq!(
+            e(200, r#"{"token_type":"Bearer"}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(
+            e(200, r#"{"access_token":""}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(
+            e(200, r#"{"access_token":"a","token_type":"mac"}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(
+            e(200, r#"{"access_token":"a","expires_in":"soon"}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(
+            e(200, r#"{"access_token":"a","expires_in":-5}"#),
+            ErrorKind::InvalidTokenResponse
+        );
+        assert_eq!(e(200, r#"["a"]"#), ErrorKind::InvalidTokenResponse);
+        assert_eq!(e(200, r#"{not json"#), ErrorKind::InvalidTokenResponse);
+        assert_eq!(
+            e(400, r#"{"error":"invalid_grant"}"#),
+            ErrorKind::TokenRejected
+        );
+        assert_eq!(
+            e(200, r#"{"error":"invalid_grant","access_token":"a"}"#),
+            ErrorKind::TokenRejected
+        );
+        assert_eq!(e(503, "down"), ErrorKind::UnexpectedStatus);
+        assert_eq!(e(429, ""), ErrorKind::UnexpectedStatus);
+        assert_eq!(e(401, ""), ErrorKind::TokenRejected);
+        assert_eq!(
+            parse_token_response(http::StatusCode::OK, None, b"<html>")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidTokenResponse
+        );
+    }
+
+    #[test]
+    fn request_shape() {
+        let client = ClientCredentials {
+            client_id: "c".into(),
+            client_secret: None,
+            method: ClientAuthMethod::None,
+        };
+        let code = AuthorizationCode::new("the code".into());
+        let verifier = PkceCodeVerifier::new("v".into());
+        let req = token_request(
+            &Url::parse("https://as.example.com/token").unwrap(),
+            Grant::AuthorizationCode {
+                code: &code,
+                verifier: &verifier,
+                redirect_uri: "http://127.0.0.1/cb",
+            },
+            &client,
+            Some("https://mcp.example.com/mcp"),
+        );
+        assert_eq!(req.method(), http::Method::POST);
+        assert_eq!(req.headers()[ACCEPT], "application/json");
+        let body = std::str::from_utf8(req.body()).unwrap();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("grant_type"), Some("authorization_code"));
+        assert_eq!(get("code"), Some("the code"));
+        assert_eq!(get("code_verifier"), Some("v"));
+        assert_eq!(get("resource"), Some("https://mcp.example.com/mcp"));
+        assert_eq!(get("client_id"), Some("c"));
+    }
+
+    #[test]
+    fn token_set_round_trips_with_absolute_expiry() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let r = ok(r#"{"access_token":"a","expires_in":60,"refresh_token":"r"}"#).unwrap();
+        let set = TokenSet::from_response(
+            r,
+            now,
+            "https://as",
+            "c",
+            Some(&Scopes::parse("s")),
+            Some("https://rs"),
+        );
+        let json = serde_json::to_string(&set).unwrap();
+        assert!(json.contains("\"expires_at\":1060"));
+        let back: TokenSet = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            back.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(1060))
+        );
+        assert_eq!(back.scopes().unwrap().to_string(), "s");
+        assert_eq!(back.refresh_token().unwrap().secret(), "r");
+        let shown = format!("{back:?}");
+        assert!(!shown.contains("\"a\"") && !shown.contains("\"r\""));
+    }
+}

@@ -1,0 +1,424 @@
+//! [`RedisStore`]: tokens and client registrations in Redis, shared by a fleet of processes,
+//! with an atomic compare-and-swap and a refresh lease.
+//!
+//! Why a fleet needs both: with rotating refresh tokens every refresh invalidates the refresh
+//! token it used (RFC 6749 §6), and an authorization server that sees an invalidated one again
+//! may take it for a stolen token and revoke the whole grant (RFC 6749 §10.4). So of all the
+//! processes that find the same token due, exactly one may send its refresh token, and the
+//! others must adopt what it got. The layer does that under [`TokenStore::lock`] (here a Redis
+//! lease), re-reading the store first and writing with
+//! [`TokenStore::compare_and_swap_tokens`] (here a Lua script, atomic in Redis).
+
+mod codec;
+mod lease;
+mod scripts;
+
+use std::fmt;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Cmd, RedisError};
+use mcp_oauth_flow::{ClientRegistration, Error, ErrorKind, TokenSet};
+use serde::de::DeserializeOwned;
+
+use crate::store::{Replaced, StoreLock, TokenStore};
+use crate::BoxFuture;
+
+use codec::{decode, encode};
+use scripts::{COMPARE_AND_SWAP, RELEASE};
+
+/// The key prefix of a [`RedisStore`] unless [`RedisStore::prefix`] sets another.
+///
+/// ```
+/// assert_eq!(tower_mcp_oauth::redis::DEFAULT_PREFIX, "mcp-oauth");
+/// ```
+pub const DEFAULT_PREFIX: &str = "mcp-oauth";
+
+/// How long a refresh lease lives if its holder never releases it: it frees the lease of a
+/// process that crashed while refreshing. See [`RedisStore::lock_ttl`].
+///
+/// ```
+/// assert_eq!(tower_mcp_oauth::redis::DEFAULT_LOCK_TTL.as_secs(), 30);
+/// ```
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// How long [`TokenStore::lock`] waits for a lease held by someone else. Longer than
+/// [`DEFAULT_LOCK_TTL`], so a waiter outlives the lease of a crashed holder. See
+/// [`RedisStore::lock_wait`].
+///
+/// ```
+/// use tower_mcp_oauth::redis::{DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT};
+/// assert!(DEFAULT_LOCK_WAIT > DEFAULT_LOCK_TTL);
+/// ```
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(45);
+
+const TOKENS: &str = "tokens";
+const CLIENT: &str = "client";
+const LOCK: &str = "lock";
+
+/// A [`TokenStore`] in Redis, for a fleet of processes that share one login per protected
+/// resource.
+///
+/// - Tokens live under `{prefix}:tokens:{resource}` and registrations under
+///   `{prefix}:client:{issuer}`, as the serde JSON of [`TokenSet`] and [`ClientRegistration`]
+///   (the forms [`FileStore`](crate::FileStore) writes; expiry is an absolute time). Keys hold
+///   URLs only, never a token.
+/// - [`compare_and_swap_tokens`](TokenStore::compare_and_swap_tokens) is one Lua script, atomic
+///   in Redis.
+/// - [`lock`](TokenStore::lock) is a lease: `SET {prefix}:lock:{resource} <random> NX PX <ttl>`,
+///   retried with a bounded backoff until [`lock_wait`](Self::lock_wait) runs out. Dropping the
+///   guard deletes the lease if it is still this holder's (a compare-and-delete script, spawned
+///   on the runtime that took the lease, since `Drop` cannot wait); a crashed holder's lease,
+///   or that of a process whose runtime ended before the release ran, expires after
+///   [`lock_ttl`](Self::lock_ttl).
+/// - The connection is a [`ConnectionManager`], which reconnects after a dropped connection. A
+///   Redis error is an [`ErrorKind::Store`] error, which is transient: the layer keeps every
+///   credential and the next call tries again.
+/// - `Debug` shows the server without its password.
+///
+/// It needs a tokio runtime. Cloning is cheap and clones share the connection.
+///
+/// ```no_run
+/// use tower_mcp_oauth::redis::RedisStore;
+/// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer};
+///
+/// # async fn run() -> Result<(), tower_mcp_oauth::Error> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?.prefix("my-agent");
+/// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:8976/callback"), HeadlessAuthorizer::new())
+///     .token_store(store);
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    /// Where the connection goes, for `Debug`: the URL without its password and query.
+    server: String,
+    prefix: String,
+    lock_ttl: Duration,
+    lock_wait: Duration,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("server", &self.server)
+            .field("prefix", &self.prefix)
+            .field("lock_ttl", &self.lock_ttl)
+            .field("lock_wait", &self.lock_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis server at `url` (`redis://[[user]:password@]host[:port][/db]`,
+    /// `rediss://…`, `redis+unix:///path`; see the `redis` crate) and waits for the connection.
+    ///
+    /// An invalid URL or an unreachable server is an [`ErrorKind::Store`] error whose message
+    /// names the server without its password.
+    ///
+    /// ```no_run
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// # async fn run() -> Result<(), tower_mcp_oauth::Error> {
+    /// let store = RedisStore::connect("redis://:secret@redis.internal:6379/2").await?;
+    /// assert!(!format!("{store:?}").contains("secret"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_with_config(url, ConnectionManagerConfig::new()).await
+    }
+
+    /// Like [`connect`](Self::connect), with the `redis` crate's reconnection and timeout
+    /// settings. The defaults retry a refused connection 6 times with exponential backoff
+    /// (several seconds) before `connect` fails, and time a command out after 500 ms.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use redis::aio::ConnectionManagerConfig;
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// # async fn run() -> Result<(), tower_mcp_oauth::Error> {
+    /// let config = ConnectionManagerConfig::new()
+    ///     .set_number_of_retries(2)
+    ///     .set_response_timeout(Some(Duration::from_secs(2)));
+    /// let store = RedisStore::connect_with_config("redis://127.0.0.1:6379/", config).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_with_config(
+        url: &str,
+        config: ConnectionManagerConfig,
+    ) -> Result<Self, Error> {
+        let server = redact_url(url);
+        let client = ::redis::Client::open(url)
+            .map_err(|e| redis_error(format!("invalid Redis URL {server}"), e))?;
+        let mut conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| redis_error(format!("cannot connect to Redis at {server}"), e))?;
+        // Loaded now, each script is one round trip later (EVALSHA), which matters most for the
+        // release spawned when a lease is dropped: it must finish before its runtime ends.
+        for script in [&*COMPARE_AND_SWAP, &*RELEASE] {
+            script
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(format!("cannot load a script into {server}"), e))?;
+        }
+        Ok(Self::with_server(conn, server))
+    }
+
+    /// A store over a connection the application set up itself (TLS, timeouts, retries).
+    ///
+    /// ```no_run
+    /// use redis::aio::ConnectionManager;
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// # async fn run() -> redis::RedisResult<()> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+    /// let store = RedisStore::from_connection_manager(ConnectionManager::new(client).await?);
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_connection_manager(conn: ConnectionManager) -> Self {
+        Self::with_server(conn, "<connection manager>".to_owned())
+    }
+
+    fn with_server(conn: ConnectionManager, server: String) -> Self {
+        Self {
+            conn,
+            server,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            lock_ttl: DEFAULT_LOCK_TTL,
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
+
+    /// Puts every key under `prefix` (default [`DEFAULT_PREFIX`]), so several applications, or
+    /// several test runs, can share one Redis database without seeing each other's tokens.
+    ///
+    /// ```no_run
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// # async fn run() -> Result<(), tower_mcp_oauth::Error> {
+    /// // Keys: billing-agent:tokens:<resource>, billing-agent:client:<issuer>, billing-agent:lock:<resource>
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?.prefix("billing-agent");
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a refresh lease lives if its holder never releases it (default
+    /// [`DEFAULT_LOCK_TTL`], at least 1 ms).
+    ///
+    /// Make it longer than the slowest token request you tolerate: a holder that overruns its
+    /// lease lets another process refresh with the same refresh token. The compare-and-swap
+    /// still keeps the store right (the second writer adopts the first one's tokens), but a
+    /// server with reuse detection may already have revoked the grant (RFC 6749 §10.4).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// # async fn run() -> Result<(), tower_mcp_oauth::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?
+    ///     .lock_ttl(Duration::from_secs(60))
+    ///     .lock_wait(Duration::from_secs(90));
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long [`lock`](TokenStore::lock) waits for a lease someone else holds before it fails
+    /// with an [`ErrorKind::Store`] error (default [`DEFAULT_LOCK_WAIT`]). Keep it longer than
+    /// [`lock_ttl`](Self::lock_ttl), so a waiter outlives the lease of a crashed holder.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// # async fn run() -> Result<(), tower_mcp_oauth::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?
+    ///     .lock_ttl(Duration::from_secs(10))
+    ///     .lock_wait(Duration::from_secs(15));
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}:{kind}:{name}", self.prefix)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, kind: &str, name: &str) -> Result<Option<T>, Error> {
+        let raw: Option<String> = self
+            .query(Cmd::get(self.key(kind, name)), || {
+                format!("cannot read the {kind} of {name}")
+            })
+            .await?;
+        raw.map(|json| decode(&json, kind, name)).transpose()
+    }
+
+    async fn query<T: ::redis::FromRedisValue>(
+        &self,
+        cmd: Cmd,
+        what: impl FnOnce() -> String,
+    ) -> Result<T, Error> {
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(what(), e))
+    }
+
+    async fn swap(
+        &self,
+        resource: &str,
+        current: Option<&TokenSet>,
+        new: Option<&TokenSet>,
+    ) -> Result<Replaced, Error> {
+        let new_json = new.map(encode).transpose()?;
+        let (expected_access, expected_refresh) = match current {
+            Some(tokens) => (
+                Some(tokens.access_token().secret().as_str()),
+                tokens.refresh_token().map(|t| t.secret().as_str()),
+            ),
+            None => (None, None),
+        };
+        let flag = |present: bool| if present { "1" } else { "0" };
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = COMPARE_AND_SWAP
+            .key(self.key(TOKENS, resource))
+            .arg(flag(current.is_some()))
+            .arg(expected_access.unwrap_or_default())
+            .arg(flag(expected_refresh.is_some()))
+            .arg(expected_refresh.unwrap_or_default())
+            .arg(flag(new_json.is_some()))
+            .arg(new_json.as_deref().unwrap_or_default())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(format!("cannot replace the tokens of {resource}"), e))?;
+        match reply.as_slice() {
+            [status] if status == "swapped" => Ok(Replaced::Swapped),
+            [status] if status == "conflict" => Ok(Replaced::Conflict(None)),
+            [status, stored] if status == "conflict" => Ok(Replaced::Conflict(Some(Box::new(
+                decode(stored, TOKENS, resource)?,
+            )))),
+            _ => Err(Error::new(
+                ErrorKind::Store,
+                format!(
+                    "unexpected reply from the compare-and-swap script for {resource} ({} items)",
+                    reply.len()
+                ),
+            )),
+        }
+    }
+}
+
+fn redis_error(message: String, source: RedisError) -> Error {
+    Error::new(ErrorKind::Store, format!("{message}: {source}")).with_source(source)
+}
+
+/// `url` without its password and query (a `redis+unix` URL carries the password as `pass=`).
+fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<unparsable Redis URL>".to_owned();
+    };
+    if parsed.password().is_some() {
+        // Only fails for URLs that cannot have a password, which then have none.
+        let _ = parsed.set_password(Some("***"));
+    }
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    parsed.to_string()
+}
+
+impl TokenStore for RedisStore {
+    fn load_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        Box::pin(self.get(TOKENS, resource))
+    }
+
+    fn save_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        tokens: &'a TokenSet,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let cmd = Cmd::set(self.key(TOKENS, resource), encode(tokens)?);
+            self.query(cmd, || format!("cannot store the tokens of {resource}"))
+                .await
+        })
+    }
+
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Replaced, Error>> {
+        Box::pin(self.swap(resource, current, new))
+    }
+
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>> {
+        Box::pin(async move {
+            let stored: Option<ClientRegistration> = self.get(CLIENT, issuer).await?;
+            Ok(stored.filter(|r| r.issuer == issuer))
+        })
+    }
+
+    fn save_client<'a>(
+        &'a self,
+        registration: &'a ClientRegistration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let issuer = &registration.issuer;
+            let cmd = Cmd::set(self.key(CLIENT, issuer), encode(registration)?);
+            self.query(cmd, || {
+                format!("cannot store the registration for {issuer}")
+            })
+            .await
+        })
+    }
+
+    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let cmd = Cmd::del(self.key(CLIENT, issuer));
+            self.query::<i64>(cmd, || {
+                format!("cannot remove the registration for {issuer}")
+            })
+            .await
+            .map(drop)
+        })
+    }
+
+    fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
+        Box::pin(async move {
+            let lease = self.acquire(resource).await?;
+            // Released explicitly when the layer is done; dropped, the lease spawns its release.
+            Ok(StoreLock::with_release(move || {
+                Box::pin(lease.release_now())
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "../../../../tests/support/redis.rs"]
+mod test_server;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,61 @@
+//! The Lua scripts of a [`RedisStore`](super::RedisStore): each runs atomically in Redis.
+
+use std::sync::LazyLock;
+
+use ::redis::Script;
+
+/// Replaces the tokens only if the stored ones are still the expected ones, with
+/// [`TokenSet::same_tokens`](mcp_oauth_flow::TokenSet::same_tokens) semantics (same access
+/// token, same refresh token or both absent). One script, so no other client can write between
+/// the read and the write.
+///
+/// KEYS[1]: the tokens key. ARGV: [1] "1" if tokens are expected ("0": nothing stored),
+/// [2] the expected access token, [3] "1" if a refresh token is expected, [4] that refresh token,
+/// [5] "1" to store ARGV[6] ("0": delete the key), [6] the new tokens as JSON.
+/// Returns {"swapped"}, or {"conflict"[, what is stored now]}.
+pub(super) static COMPARE_AND_SWAP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local stored = redis.call('GET', KEYS[1])
+local same
+if not stored then
+  same = ARGV[1] == '0'
+elseif ARGV[1] == '0' then
+  same = false
+else
+  local ok, tokens = pcall(cjson.decode, stored)
+  if not ok or type(tokens) ~= 'table' then
+    return redis.error_reply('the stored tokens are not valid JSON')
+  end
+  local refresh = tokens['refresh_token']
+  if type(refresh) ~= 'string' then refresh = nil end
+  local expected_refresh = nil
+  if ARGV[3] == '1' then expected_refresh = ARGV[4] end
+  same = tokens['access_token'] == ARGV[2] and refresh == expected_refresh
+end
+if not same then
+  if stored then return {'conflict', stored} end
+  return {'conflict'}
+end
+if ARGV[5] == '1' then
+  redis.call('SET', KEYS[1], ARGV[6])
+else
+  redis.call('DEL', KEYS[1])
+end
+return {'swapped'}
+"#,
+    )
+});
+
+/// Deletes a lease only if it is still ours: after our lease expired, someone else's lease may
+/// sit under the same key. KEYS[1]: the lease key, ARGV[1]: our lease token.
+pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#,
+    )
+});
