@@ -4,16 +4,13 @@
 use std::sync::Arc;
 
 use http::{HeaderValue, Uri};
-use http_body::Body;
 use mcp_oauth_flow::{
-    server_url_from_uri, BoxError, Challenge, Error, ErrorKind, FlowStart, Scopes, TokenSet,
-    Trigger,
+    server_url_from_uri, Challenge, Error, ErrorKind, FlowStart, Scopes, TokenSet, Trigger,
 };
-use tower_service::Service;
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::body::OAuthBody;
+use crate::bounds::{InnerService, ResponseBody};
 use crate::cache::{covers, Sent};
 use crate::client::InnerClient;
 use crate::driver;
@@ -82,13 +79,9 @@ pub(crate) async fn obtain<S, B, RB>(
     need: Need,
 ) -> Result<HeaderValue, Error>
 where
-    S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
+    S: InnerService<B, RB>,
     B: Send + 'static,
-    RB: Body + Send + 'static,
-    RB::Data: Send,
-    RB::Error: Into<BoxError>,
+    RB: ResponseBody,
 {
     let key = flight_key(uri);
     for _ in 0..2 {

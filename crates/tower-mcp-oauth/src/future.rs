@@ -18,6 +18,7 @@ use tracing::warn;
 
 use crate::acquire::{flight_key, obtain, Need};
 use crate::body::{prepare, BodyNotReplayable, OAuthBody, Prepared};
+use crate::bounds::{CallerBody, InnerService, ResponseBody};
 use crate::cache::Sent;
 use crate::service::{send_error, Shared};
 use crate::BoxFuture;
@@ -177,14 +178,9 @@ pub(crate) async fn refresh_then_send<S, B, RB>(
     sent: Sent,
 ) -> Result<http::Response<RB>, Error>
 where
-    S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<BoxError>,
-    RB: Body + Send + 'static,
-    RB::Data: Send,
-    RB::Error: Into<BoxError>,
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
 {
     let header = match obtain(&shared, inner.clone(), &parts.uri, sent, Need::Expiring).await {
         Ok(header) => Some(header),
@@ -244,14 +240,9 @@ async fn recover<S, B, RB>(
     challenge: Result<Option<Challenge>, Error>,
 ) -> Result<http::Response<RB>, Error>
 where
-    S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<BoxError>,
-    RB: Body + Send + 'static,
-    RB::Data: Send,
-    RB::Error: Into<BoxError>,
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
 {
     let RetryContext {
         inner,

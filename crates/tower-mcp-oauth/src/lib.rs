@@ -58,6 +58,7 @@
 mod acquire;
 mod authorize;
 mod body;
+mod bounds;
 mod cache;
 mod client;
 mod driver;
