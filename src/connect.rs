@@ -9,9 +9,9 @@
 //!
 //! The first run prints the authorization URL (and opens the browser unless `--no-browser`),
 //! waits for the browser to come back to the [`LoopbackReceiver`], and stores the tokens. A
-//! later run with the same store logs in silently: the layer's first request has no token, the
-//! server answers `401`, and the layer adopts the stored tokens (or refreshes them) instead of
-//! starting a flow.
+//! later run with the same store logs in silently: before its first request to the server the
+//! layer finds the stored tokens (refreshing them if they are due), so no `401`, no discovery
+//! and no flow happen.
 //!
 //! [`run`] takes any hyper-util client; [`cli`] uses [`https_client`](crate::https_client):
 //! rustls with the webpki roots for real servers, plain HTTP for local ones.

@@ -171,16 +171,11 @@ async fn logs_in_through_the_browser_once_then_silently() {
         .iter()
         .map(|r| format!("{} {} {:?}", r.method, r.path, r.bearer().is_some()))
         .collect();
-    // The first request goes without a token; its 401 makes the layer adopt the stored
-    // tokens (no discovery, no flow) and retry; the session goes on with them.
+    // The layer finds the stored tokens before its first request to the server: every
+    // request carries them, with no 401, no discovery and no flow.
     assert_eq!(
         paths,
-        [
-            "POST /mcp false",
-            "POST /mcp true",
-            "POST /mcp true",
-            "POST /mcp true"
-        ]
+        ["POST /mcp true", "POST /mcp true", "POST /mcp true"]
     );
 }
 

@@ -445,3 +445,36 @@ async fn the_refresh_lock_is_not_held_while_the_user_reauthorizes() {
     go.notify_one();
     assert_eq!(pending.await.unwrap().unwrap(), 200);
 }
+
+#[tokio::test]
+async fn a_restarted_client_sends_its_first_request_with_the_stored_token() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::default();
+    let first = service(layer(&clock).token_store(FileStore::new(dir.path()).unwrap()));
+    assert_eq!(call(&first, &kit, "tools/list").await.status(), 200);
+    drop(first);
+
+    // A new process: a new layer on the same store.
+    kit.clear_requests();
+    let restarted = service(layer(&clock).token_store(FileStore::new(dir.path()).unwrap()));
+    assert_eq!(call(&restarted, &kit, "tools/list").await.status(), 200);
+    let seen: Vec<_> = kit
+        .requests()
+        .iter()
+        .map(|r| (r.path.clone(), r.bearer().is_some()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("/mcp".to_string(), true)],
+        "no 401 round trip, no flow"
+    );
+
+    // Stored tokens that are due are refreshed before the first request.
+    clock.set(3550);
+    kit.clear_requests();
+    let later = service(layer(&clock).token_store(FileStore::new(dir.path()).unwrap()));
+    assert_eq!(call(&later, &kit, "tools/list").await.status(), 200);
+    let paths: Vec<_> = kit.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/token", "/mcp"]);
+}

@@ -149,6 +149,32 @@ fn store_candidates(uri: &Uri) -> Vec<Url> {
     out
 }
 
+/// Before the first request to an origin: adopts tokens an earlier run (or another process)
+/// left in the store, so a restarted client sends its first request with a token instead of
+/// paying a `401` round trip. Store errors are logged, not returned: the request then goes out
+/// without a token and the usual `401` path takes over.
+pub(crate) async fn adopt_stored(shared: &Shared, uri: &Uri) {
+    // Marked first: callers racing in meanwhile simply go the 401 way.
+    shared.cache.mark_origin_checked(uri);
+    if shared.cache.session(uri).is_some() {
+        return;
+    }
+    for candidate in store_candidates(uri) {
+        match shared.deps.store.load_tokens(candidate.as_str()).await {
+            Ok(Some(stored)) if covers(&candidate, uri) => {
+                debug!(resource = %candidate, "found stored tokens before the first request");
+                install(shared, candidate, stored);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "could not read the token store; sending without a token");
+                return;
+            }
+        }
+    }
+}
+
 /// One flow: under the store's lock when refreshing, adopting tokens someone else already
 /// stored, then the sans-IO flow, then a compare-and-swap write.
 async fn run_flight(

@@ -48,6 +48,9 @@ pub(crate) enum Lookup {
 pub(crate) struct Cache {
     sessions: ArcSwap<Vec<Session>>,
     next_epoch: AtomicU64,
+    /// Origins (`scheme`, `authority`, lowercased) whose stored tokens were already looked for,
+    /// so the store is read once per origin, before the first request, not before every one.
+    checked_origins: ArcSwap<Vec<(String, String)>>,
 }
 
 /// Whether `uri` is covered by `resource` (same origin, path prefix at a segment boundary),
@@ -162,6 +165,36 @@ impl Cache {
             next
         });
         epoch
+    }
+
+    /// Whether the store was already searched for tokens for `uri`'s origin. Lock-free and
+    /// allocation-free: this runs for every request that has no token.
+    pub(crate) fn origin_checked(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            // A relative URI cannot be authorized anyway.
+            return true;
+        };
+        self.checked_origins.load().iter().any(|(s, a)| {
+            s.eq_ignore_ascii_case(scheme) && a.eq_ignore_ascii_case(authority.as_str())
+        })
+    }
+
+    /// Records that the store was searched for `uri`'s origin.
+    pub(crate) fn mark_origin_checked(&self, uri: &Uri) {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return;
+        };
+        let entry = (
+            scheme.to_ascii_lowercase(),
+            authority.as_str().to_ascii_lowercase(),
+        );
+        self.checked_origins.rcu(|current| {
+            let mut next = (**current).clone();
+            if !next.contains(&entry) {
+                next.push(entry.clone());
+            }
+            next
+        });
     }
 
     /// Forgets the tokens of a resource (a refresh was refused for good).

@@ -16,10 +16,10 @@ use tower::ServiceExt;
 use tower_service::Service;
 use tracing::warn;
 
-use crate::acquire::{flight_key, obtain, Need};
+use crate::acquire::{adopt_stored, flight_key, obtain, Need};
 use crate::body::{prepare, BodyNotReplayable, OAuthBody, Prepared};
 use crate::bounds::{CallerBody, InnerService, ResponseBody};
-use crate::cache::Sent;
+use crate::cache::{Lookup, Sent};
 use crate::service::{send_error, Shared};
 use crate::BoxFuture;
 
@@ -168,6 +168,31 @@ where
 #[derive(Clone, Debug)]
 pub struct AuthorizationFailed(pub Error);
 
+/// Sends the first request to an origin: adopts stored tokens (an earlier run's, another
+/// process's) first, then sends like any request, refreshing first if they are due.
+pub(crate) async fn first_contact<S, B, RB>(
+    shared: Arc<Shared>,
+    inner: S,
+    mut parts: http::request::Parts,
+    body: B,
+) -> Result<http::Response<RB>, Error>
+where
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
+{
+    adopt_stored(&shared, &parts.uri).await;
+    let sent = match shared.cache.lookup(&parts.uri, || (shared.clock)()) {
+        Lookup::Stale(sent) => return refresh_then_send(shared, inner, parts, body, sent).await,
+        Lookup::Fresh(header, sent) => {
+            parts.headers.insert(AUTHORIZATION, header);
+            sent
+        }
+        Lookup::Missing => Sent::default(),
+    };
+    send_and_recover(shared, inner, parts, body, sent).await
+}
+
 /// Sends a request whose token is due for refresh: refresh (joining any flow already running),
 /// then send, then recover from a `401`/`403` like any other request.
 pub(crate) async fn refresh_then_send<S, B, RB>(
@@ -210,6 +235,23 @@ where
         }
         None => Sent::default(),
     };
+    send_and_recover(shared, inner, parts, body, sent).await
+}
+
+/// Sends a prepared request through a fresh clone of the inner service, then recovers from a
+/// `401`/`403` like the ordinary path does.
+async fn send_and_recover<S, B, RB>(
+    shared: Arc<Shared>,
+    inner: S,
+    parts: http::request::Parts,
+    body: B,
+    sent: Sent,
+) -> Result<http::Response<RB>, Error>
+where
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
+{
     let (body, prepared) = prepare(body, shared.max_replay_bytes);
     let retry = RetryParts::copy(&parts);
     let response = inner

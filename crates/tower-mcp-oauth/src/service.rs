@@ -14,7 +14,7 @@ use crate::body::{prepare, OAuthBody};
 use crate::cache::{Cache, Lookup, Sent};
 use crate::driver::FlowDeps;
 use crate::flight::{Flights, Limits};
-use crate::future::{refresh_then_send, ResponseFuture, RetryContext, RetryParts};
+use crate::future::{first_contact, refresh_then_send, ResponseFuture, RetryContext, RetryParts};
 use crate::layer::{Clock, OAuthLayer};
 
 /// State shared by every service made from one layer.
@@ -158,6 +158,13 @@ where
             Lookup::Fresh(header, sent) => {
                 parts.headers.insert(AUTHORIZATION, header);
                 sent
+            }
+            Lookup::Missing if !self.shared.cache.origin_checked(&parts.uri) => {
+                // The first request to this origin: look in the store first (once).
+                let unreserved = inner.clone();
+                drop(inner);
+                let future = first_contact(Arc::clone(&self.shared), unreserved, parts, body);
+                return ResponseFuture::recovering(Box::pin(future));
             }
             Lookup::Missing => Sent::default(),
             Lookup::Stale(sent) => {
