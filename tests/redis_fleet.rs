@@ -18,6 +18,7 @@ mod redis_server;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -59,11 +60,13 @@ const ENV_REDIS_URL: &str = "REDIS_FLEET_REDIS_URL";
 const ENV_MCP_URL: &str = "REDIS_FLEET_MCP_URL";
 const ENV_CLOCK_OFFSET: &str = "REDIS_FLEET_CLOCK_OFFSET_SECS";
 
-fn layer(store: RedisStore, clock_offset: Duration) -> OAuthLayer {
+/// A layer whose clock runs `offset` seconds ahead of the wall clock (read at every use, so a
+/// child can jump past the refresh point when the storm starts).
+fn layer(store: RedisStore, offset: Arc<AtomicU64>) -> OAuthLayer {
     OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
         .token_store(store)
         .refresh_policy(RefreshPolicy::default().jitter(0.0))
-        .clock(move || SystemTime::now() + clock_offset)
+        .clock(move || SystemTime::now() + Duration::from_secs(offset.load(Ordering::SeqCst)))
 }
 
 async fn store(url: &str) -> RedisStore {
@@ -82,7 +85,7 @@ async fn a_fleet_of_processes_sends_a_rotated_refresh_token_once() {
     .unwrap();
     let store = store(&redis.url()).await;
     let parent: OAuthService<HttpClient> = ServiceBuilder::new()
-        .layer(layer(store.clone(), Duration::ZERO))
+        .layer(layer(store.clone(), Arc::new(AtomicU64::new(0))))
         .service(http_client());
     let response = parent
         .oneshot(jsonrpc(&kit.resource_url(), 1, "tools/list", json!({})))
@@ -350,12 +353,15 @@ async fn fleet_child() {
         eprintln!("fleet_child only runs when spawned by a_fleet_of_processes_sends_a_rotated_refresh_token_once");
         return;
     };
-    let offset = Duration::from_secs(offset.parse().expect("a clock offset in seconds"));
+    let offset: u64 = offset.parse().expect("a clock offset in seconds");
+    // The clock starts on time, so the warm-up only adopts the parent's tokens; it jumps past
+    // the refresh point when the storm starts, so the refresh races across the processes.
+    let clock = Arc::new(AtomicU64::new(0));
     let service: OAuthService<Inner> = ServiceBuilder::new()
-        .layer(layer(store(&redis_url).await, offset))
+        .layer(layer(store(&redis_url).await, Arc::clone(&clock)))
         .service(with_token_latency(http_client()));
 
-    // Nothing in memory yet: the 401 makes the layer adopt the parent's tokens from Redis.
+    // Nothing in memory yet: the layer adopts the parent's tokens from Redis.
     let status = service
         .clone()
         .oneshot(jsonrpc(&mcp_url, 0, "tools/list", json!({})))
@@ -366,6 +372,7 @@ async fn fleet_child() {
     println!("{READY}");
 
     expect_from_parent(GO).await;
+    clock.store(offset, Ordering::SeqCst);
 
     let calls: Vec<_> = (1..=CALLS_PER_CHILD as u64)
         .map(|id| {
