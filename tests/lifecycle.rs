@@ -478,3 +478,65 @@ async fn a_restarted_client_sends_its_first_request_with_the_stored_token() {
     let paths: Vec<_> = kit.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths, ["/token", "/mcp"]);
 }
+
+#[tokio::test]
+async fn a_step_up_granted_fewer_scopes_still_retries_with_the_new_token() {
+    // The consent step grants only mcp:basic whatever is asked (the inner client rewrites the
+    // authorization request's scope, as a user unticking a box would): the step-up's new token
+    // lacks mcp:write, the retry gets 403 again, and the caller sees that 403, not an error.
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .challenge_scope("mcp:basic")
+            .required_scopes(["mcp:basic"])
+            .tool_call_scopes(["mcp:write"]),
+    )
+    .await
+    .unwrap();
+    let client = http_client();
+    let narrowing = tower::service_fn(
+        move |mut req: http::Request<tower_mcp_oauth::OAuthBody<mcp_oauth_suite::Body>>| {
+            if req.uri().path().ends_with("/authorize") {
+                let mut url = url::Url::parse(&req.uri().to_string()).unwrap();
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "scope" {
+                            "mcp:basic".to_owned()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+                *req.uri_mut() = url.as_str().parse().unwrap();
+            }
+            client.clone().oneshot(req)
+        },
+    );
+    let svc = ServiceBuilder::new()
+        .layer(layer(&TestClock::default()))
+        .service(narrowing);
+    let list = jsonrpc(&kit.resource_url(), 1, "tools/list", json!({}));
+    assert_eq!(svc.clone().oneshot(list).await.unwrap().status(), 200);
+    let tool = jsonrpc(
+        &kit.resource_url(),
+        2,
+        "tools/call",
+        json!({"name": "test-tool", "arguments": {}}),
+    );
+    let response = svc.clone().oneshot(tool).await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(count(&kit, "/authorize"), 2, "one step-up");
+    let bearers: Vec<_> = kit
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/mcp")
+        .filter_map(|r| r.bearer())
+        .collect();
+    assert_ne!(
+        bearers[bearers.len() - 1],
+        bearers[bearers.len() - 2],
+        "the retry used the new token"
+    );
+}

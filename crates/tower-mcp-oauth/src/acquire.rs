@@ -115,7 +115,10 @@ where
         flight.await?;
         let session = shared.cache.session(uri);
         match session {
-            Some(s) if s.epoch > sent.epoch && need.met_by(&s.tokens) => {
+            // A flow this caller ran may have been granted fewer scopes than it asked for: the
+            // new token is used anyway, the resource decides, and the step-up bound keeps a
+            // server that never grants them from making the layer ask forever.
+            Some(s) if s.epoch > sent.epoch && (started || need.met_by(&s.tokens)) => {
                 return Ok(shared
                     .cache
                     .header(uri)
