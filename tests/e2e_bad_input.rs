@@ -272,3 +272,20 @@ async fn an_oversized_body_gets_its_401_back_marked() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_401_for_another_auth_scheme_is_passed_through_untouched() {
+    let s = setup(TestkitConfig::default()).await;
+    s.rs_override(
+        "/mcp",
+        CannedResponse::new(401, "").header("www-authenticate", r#"Basic realm="intranet""#),
+    );
+    let req = jsonrpc(&s.kit.resource_url(), 1, "tools/list", json!({}));
+    let response = s.service.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        s.kit.requests().len(),
+        1,
+        "no discovery for a Basic challenge"
+    );
+}

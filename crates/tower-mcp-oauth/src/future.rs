@@ -98,9 +98,16 @@ fn needs_authorization(
     headers: &HeaderMap,
 ) -> Option<Result<Option<Challenge>, Error>> {
     match status {
-        StatusCode::UNAUTHORIZED => {
-            Some(Challenge::from_headers(headers).map(|all| select_challenge(&all).cloned()))
-        }
+        StatusCode::UNAUTHORIZED => match Challenge::from_headers(headers) {
+            Ok(all) => match select_challenge(&all) {
+                Some(challenge) => Some(Ok(Some(challenge.clone()))),
+                // A 401 with no challenge at all (some 2025-03-26 servers) still means OAuth;
+                // one that only offers other schemes (Basic, Negotiate) is not ours to answer.
+                None if all.is_empty() => Some(Ok(None)),
+                None => None,
+            },
+            Err(e) => Some(Err(e)),
+        },
         // RFC 6750 §3.1: only `insufficient_scope` asks for a new authorization; any other 403
         // is the resource's final word.
         StatusCode::FORBIDDEN => match Challenge::from_headers(headers) {
