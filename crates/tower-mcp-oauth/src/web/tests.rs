@@ -446,7 +446,8 @@ async fn each_users_layer_carries_their_own_token() {
         assert_eq!(response.status(), 200, "{user}");
     }
     let bearers = fake.bearers();
-    // Each fresh layer adopts the stored token after one 401; the cached one sends it at once.
+    // Each fresh layer finds the stored token before its first request; the cached one sends it
+    // at once.
     assert_eq!(bearers, ["at-ca", "at-cb", "at-ca"]);
 }
 
