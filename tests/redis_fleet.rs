@@ -4,8 +4,8 @@
 //! The parent test starts `redis-server` and the testkit (rotating refresh tokens), logs in
 //! once through a layer whose store is a `RedisStore`, then re-runs this test binary
 //! ([`std::env::current_exe`]) as [`CHILDREN`] child processes running [`fleet_child`]. Each child
-//! builds its own layer on the same Redis with a clock past the refresh point, adopts the
-//! parent's tokens, reports ready, and on the parent's "GO" fires [`CALLS_PER_CHILD`] concurrent
+//! builds its own layer on the same Redis, adopts the parent's tokens, reports ready, and on the
+//! parent's "GO" moves its clock past the refresh point and fires [`CALLS_PER_CHILD`] concurrent
 //! `tools/list` calls, which all find the token due. Within a process the layer runs one flow;
 //! across processes only the Redis lease and the re-read under it stand between the fleet and
 //! a refresh token sent twice, which a server with reuse detection answers by revoking the
