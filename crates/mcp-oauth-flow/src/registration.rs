@@ -117,12 +117,15 @@ pub enum ClientSource<'a> {
 }
 
 /// Chooses the [`ClientSource`] for an authorization server (a pure rule, see the type).
+/// `issuer` is the issuer credentials are bound to: the metadata's issuer once it was checked
+/// against where it came from, else the server's origin.
 pub fn choose_client_source<'a>(
     pre_registered: &'a [PreRegisteredClient],
     metadata_document: Option<&'a str>,
     meta: &AuthorizationServerMetadata,
+    issuer: &str,
 ) -> ClientSource<'a> {
-    if let Some(client) = pre_registered.iter().find(|c| c.is_for(&meta.issuer)) {
+    if let Some(client) = pre_registered.iter().find(|c| c.is_for(issuer)) {
         return ClientSource::PreRegistered(client);
     }
     match metadata_document {
@@ -294,22 +297,22 @@ mod tests {
         let pre = vec![PreRegisteredClient::new("pre").for_issuer("https://a")];
         let m = meta(json!({"issuer": "https://a", "client_id_metadata_document_supported": true}));
         assert!(matches!(
-            choose_client_source(&pre, Some("https://c/m.json"), &m),
+            choose_client_source(&pre, Some("https://c/m.json"), &m, &m.issuer),
             ClientSource::PreRegistered(_)
         ));
         assert_eq!(
-            choose_client_source(&[], Some("https://c/m.json"), &m),
+            choose_client_source(&[], Some("https://c/m.json"), &m, &m.issuer),
             ClientSource::MetadataDocument("https://c/m.json")
         );
         // A pre-registered client for another issuer is not used.
         let other = meta(json!({"issuer": "https://b"}));
         assert_eq!(
-            choose_client_source(&pre, Some("https://c/m.json"), &other),
+            choose_client_source(&pre, Some("https://c/m.json"), &other, &other.issuer),
             ClientSource::StoredOrRegister
         );
         // CIMD needs the server's support.
         assert_eq!(
-            choose_client_source(&[], Some("https://c/m.json"), &other),
+            choose_client_source(&[], Some("https://c/m.json"), &other, &other.issuer),
             ClientSource::StoredOrRegister
         );
     }

@@ -15,8 +15,9 @@ use crate::authorization::{
 };
 use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
 use crate::config::PkcePolicy;
+use crate::discovery::legacy_issuer;
 use crate::error::{Error, ErrorKind};
-use crate::metadata::AuthorizationServerMetadata;
+use crate::metadata::{issuer_matches, AuthorizationServerMetadata};
 use crate::registration::{
     application_type_for, choose_client_source, parse_registration_response, redirect_uri_matches,
     registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
@@ -58,13 +59,34 @@ impl Flow {
             (held, asked) => asked.or_else(|| held.clone()),
         };
         let scopes = with_offline_access(selected, meta.scopes_supported.as_deref());
-        let auth = Authorizing { res, meta, scopes };
+        // Credentials (pre-registered clients, stored registrations, new registrations,
+        // tokens) are bound to an issuer. On the 2025-03-26 path the metadata's issuer was
+        // never checked against anything (it is accepted as served), so a server could claim
+        // another authorization server's issuer and be handed that server's client secret.
+        // There the binding is the server's own origin, unless the metadata names exactly that.
+        let client_issuer = if res.resource.is_some() {
+            meta.issuer.clone()
+        } else {
+            let origin = legacy_issuer(&res.common.server_url);
+            if issuer_matches(&origin, &meta.issuer) {
+                meta.issuer.clone()
+            } else {
+                origin
+            }
+        };
+        let auth = Authorizing {
+            res,
+            meta,
+            client_issuer,
+            scopes,
+        };
 
         let config = Arc::clone(&self.config);
         match choose_client_source(
             &config.pre_registered,
             config.client_metadata_document.as_deref(),
             &auth.meta,
+            &auth.client_issuer,
         ) {
             ClientSource::PreRegistered(client) => {
                 let method = negotiate_client_auth(
@@ -89,7 +111,7 @@ impl Flow {
             }
             ClientSource::StoredOrRegister => {
                 self.out.push_back(Action::LoadClient {
-                    issuer: auth.meta.issuer.clone(),
+                    issuer: auth.client_issuer.clone(),
                 });
                 Ok(State::ExpectStoredClient(Box::new(auth)))
             }
@@ -104,7 +126,7 @@ impl Flow {
         let usable = stored.filter(|reg| {
             // A registration belongs to the server that issued it (SEP-2352), and must allow our
             // redirect URI.
-            reg.issuer == auth.meta.issuer
+            reg.issuer == auth.client_issuer
                 && (reg.redirect_uris.is_empty()
                     || reg
                         .redirect_uris
@@ -156,7 +178,7 @@ impl Flow {
     ) -> Result<State, Error> {
         let endpoint = auth.meta.registration_endpoint.clone().unwrap_or_default();
         let status = response.status();
-        let reg = parse_registration_response(status, response.body(), &auth.meta.issuer)
+        let reg = parse_registration_response(status, response.body(), &auth.client_issuer)
             .inspect_err(|e| {
                 self.report.push(
                     Purpose::Registration,
@@ -284,7 +306,7 @@ impl Flow {
         let tokens = TokenSet::from_response(
             parsed,
             now,
-            &s.auth.meta.issuer,
+            &s.auth.client_issuer,
             &s.client.client_id,
             s.auth.scopes.as_ref(),
             s.auth.res.resource.as_deref(),

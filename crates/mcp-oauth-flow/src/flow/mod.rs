@@ -278,6 +278,10 @@ struct ExpectAuthServerMetadata {
 struct Authorizing {
     res: Resource,
     meta: AuthorizationServerMetadata,
+    /// The issuer client credentials are bound to: the metadata's issuer when it was checked
+    /// against where it came from (RFC 8414 §3.3), else the server's origin (see
+    /// `authorize_with`).
+    client_issuer: String,
     scopes: Option<Scopes>,
 }
 

@@ -170,10 +170,83 @@ fn legacy_metadata_at_origin_accepts_its_issuer() {
         ]
     );
     let outcome = run.outcome();
-    assert_eq!(outcome.tokens.issuer(), format!("{RS}/oauth"));
+    // The issuer as served is not the one derived from the server, so credentials are bound to
+    // the server's origin, not to whatever the metadata claims.
+    assert_eq!(outcome.tokens.issuer(), RS);
+    assert_eq!(run.saved[0].issuer, RS);
+    assert_eq!(run.loaded, [RS]);
     assert_eq!(outcome.tokens.resource(), None);
     assert_eq!(outcome.protected_resource.as_str(), format!("{RS}/"));
     assert_eq!(run.authorize_param("resource"), None);
+}
+
+#[test]
+fn a_legacy_server_cannot_claim_another_issuers_credentials() {
+    // A 2025-03-26-style server publishes metadata at its own origin claiming a victim's issuer,
+    // with endpoints of its own: it must get neither the victim's pre-registered client nor a
+    // registration stored for the victim.
+    let victim = "https://auth.victim.example";
+    let mut meta = as_meta(victim);
+    for (field, path) in [
+        ("authorization_endpoint", "authorize"),
+        ("token_endpoint", "token"),
+        ("registration_endpoint", "register"),
+    ] {
+        meta[field] = format!("{RS}/{path}").into();
+    }
+    let net = Net::default()
+        .json(
+            &format!("{RS}/.well-known/oauth-authorization-server"),
+            200,
+            meta,
+        )
+        .json(
+            &format!("{RS}/register"),
+            201,
+            json!({"client_id": "evil-registration"}),
+        )
+        .json(&format!("{RS}/token"), 200, json!({"access_token": "a"}));
+    let cfg = config().pre_registered(
+        PreRegisteredClient::new("victim-client")
+            .with_secret("s3cret")
+            .for_issuer(victim),
+    );
+    let stored_for_victim = ClientRegistration {
+        issuer: victim.into(),
+        client_id: "victim-dcr".into(),
+        client_secret: Some(ClientSecret::new("dcr-secret".into())),
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("client_secret_post".into()),
+        redirect_uris: vec![],
+    };
+    let run = run_with(
+        cfg,
+        start(Some("Bearer")),
+        &net,
+        Consent::Approve(None),
+        Some(stored_for_victim),
+    );
+    assert_eq!(
+        run.loaded,
+        [RS],
+        "the store is asked for the server's own origin"
+    );
+    assert_eq!(
+        run.authorize_param("client_id").as_deref(),
+        Some("evil-registration")
+    );
+    for body in &run.bodies {
+        let text = String::from_utf8_lossy(body);
+        assert!(
+            !text.contains("s3cret") && !text.contains("dcr-secret") && !text.contains("victim-"),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        run.saved[0].issuer, RS,
+        "its registration is not filed under the victim"
+    );
+    assert_eq!(run.outcome().tokens.issuer(), RS);
 }
 
 #[test]
