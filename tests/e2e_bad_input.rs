@@ -289,3 +289,31 @@ async fn a_401_for_another_auth_scheme_is_passed_through_untouched() {
         "no discovery for a Basic challenge"
     );
 }
+
+#[tokio::test]
+async fn a_failed_authorization_request_does_not_leak_state_into_the_error() {
+    let s = setup(TestkitConfig::default()).await;
+    let issuer = s.kit.issuer();
+    // The authorization endpoint is unreachable: the headless authorizer's GET fails.
+    s.as_override(
+        "/.well-known/oauth-authorization-server",
+        CannedResponse::json(
+            200,
+            json!({
+                "issuer": issuer,
+                "authorization_endpoint": "http://127.0.0.1:9/authorize",
+                "token_endpoint": format!("{issuer}/token"),
+                "registration_endpoint": format!("{issuer}/register"),
+                "code_challenge_methods_supported": ["S256"],
+            }),
+        ),
+    );
+    let err = s.call_error().await;
+    assert_eq!(err.kind(), ErrorKind::Transport);
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("http://127.0.0.1:9/authorize"), "{shown}");
+    assert!(
+        !shown.contains("state=") && !shown.contains("code_challenge="),
+        "{shown}"
+    );
+}

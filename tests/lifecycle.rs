@@ -540,3 +540,81 @@ async fn a_step_up_granted_fewer_scopes_still_retries_with_the_new_token() {
         "the retry used the new token"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_403s_share_one_step_up_and_count_once() {
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .challenge_scope("mcp:basic")
+            .required_scopes(["mcp:basic"])
+            .tool_call_scopes(["mcp:write"]),
+    )
+    .await
+    .unwrap();
+    let svc = service(layer(&TestClock::default()).step_up_attempts(1));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let (svc, url) = (svc.clone(), kit.resource_url());
+            tokio::spawn(async move {
+                let req = jsonrpc(
+                    &url,
+                    i,
+                    "tools/call",
+                    json!({"name": "test-tool", "arguments": {}}),
+                );
+                let response = svc.oneshot(req).await.unwrap();
+                (
+                    response.status(),
+                    response.extensions().get::<AuthorizationFailed>().is_some(),
+                )
+            })
+        })
+        .collect();
+    for call in calls {
+        // With a limit of one step-up, ten callers joining it must not count ten.
+        assert_eq!(call.await.unwrap(), (http::StatusCode::OK, false));
+    }
+    assert_eq!(count(&kit, "/authorize"), 2, "the login and one step-up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_lock_is_not_held_while_the_user_authorizes_at_a_new_server() {
+    // A 401 with a refresh token takes the refresh lock; the resource has moved to another
+    // authorization server, so the flow goes to consent there without any refused refresh.
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let other = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let store = Arc::new(tower_mcp_oauth::MemoryStore::new());
+    let go = Arc::new(tokio::sync::Notify::new());
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let layer = OAuthLayer::new(
+        ClientConfig::new(REDIRECT),
+        SlowUser(go.clone(), asked.clone()),
+    )
+    .shared_token_store(store.clone() as Arc<dyn TokenStore>)
+    .failure_backoff(Duration::ZERO);
+    let svc = service(layer);
+    go.notify_one();
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    asked.store(false, Ordering::SeqCst);
+
+    kit.set_prm_authorization_server(&other.issuer());
+    let pending = tokio::spawn({
+        let (svc, url) = (svc.clone(), kit.resource_url());
+        async move {
+            svc.oneshot(jsonrpc(&url, 1, "tools/list", json!({})))
+                .await
+                .map(|r| r.status())
+        }
+    });
+    while !asked.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let lock = tokio::time::timeout(Duration::from_secs(2), store.lock(&kit.resource_url()))
+        .await
+        .expect("the refresh lock is still held while the user is at the new server's consent page")
+        .unwrap();
+    lock.release().await;
+    go.notify_one();
+    assert_eq!(pending.await.unwrap().unwrap(), 200);
+}

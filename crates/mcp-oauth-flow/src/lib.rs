@@ -88,7 +88,9 @@ pub use resource::{check_resource, resource_covers, server_url_from_uri};
 pub use scope::{select_scopes, with_offline_access, Scopes, OFFLINE_ACCESS};
 pub use token::{TokenSet, TokenType};
 pub use token_response::{parse_token_response, token_request, Grant, TokenResponse};
-pub use url_policy::{check_secure_url, is_loopback_host, is_secure_url, parse_secure_url};
+pub use url_policy::{
+    check_secure_url, is_loopback_host, is_secure_url, parse_secure_url, MAX_URL_LEN,
+};
 
 /// Re-exported `oauth2` secret types used in this crate's API (their `Debug` is redacted).
 pub use oauth2::{

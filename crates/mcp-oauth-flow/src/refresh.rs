@@ -83,7 +83,7 @@ impl RefreshPolicy {
         let skew = self.skew.min(cap);
         let jitter = self.jitter.clamp(0.0, 1.0) * sample.clamp(0.0, 1.0);
         let skew = skew.mul_f64(1.0 - jitter);
-        Some(expires_at - skew)
+        Some(expires_at.checked_sub(skew).unwrap_or(expires_at))
     }
 }
 
@@ -273,6 +273,20 @@ mod tests {
             TokenSet::from_response(resp, t(3000), "i", "c", None, None).expires_at(),
             None
         );
+        // An `exp` past what SystemTime holds is no expiry, not a panic.
+        let huge = URL_SAFE_NO_PAD.encode(br#"{"exp":1e20}"#);
+        let jwt = format!("{header}.{huge}.sig");
+        let resp = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            format!(r#"{{"access_token":"{jwt}"}}"#).as_bytes(),
+        )
+        .unwrap();
+        let set = TokenSet::from_response(resp, t(1000), "i", "c", None, None);
+        assert_eq!(set.expires_at(), None);
+        let stored: TokenSet = serde_json::from_str(r#"{"access_token":"a","token_type":"Bearer","issuer":"i","client_id":"c","expires_at":18446744073709551615}"#).unwrap();
+        assert_eq!(stored.expires_at(), None);
+        assert!(!stored.is_expired(t(1000), Duration::ZERO));
         for bad in ["a.b", "a.b.c.d", "x.!!!.y", "eyJhIjoxfQ.eyJhIjoxfQ.x"] {
             assert_eq!(jwt_expiry(bad), None, "{bad}");
         }

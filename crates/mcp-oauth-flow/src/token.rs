@@ -135,7 +135,8 @@ impl TokenSet {
 
     /// When the tokens were issued, if known.
     pub fn issued_at(&self) -> Option<SystemTime> {
-        self.issued_at.map(|s| UNIX_EPOCH + Duration::from_secs(s))
+        self.issued_at
+            .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
     }
 
     /// The token endpoint that issued the tokens, if known.
@@ -197,7 +198,9 @@ impl TokenSet {
 
     /// When the access token expires, if the server said.
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.expires_at.map(|s| UNIX_EPOCH + Duration::from_secs(s))
+        // Checked: a stored or server-sent value past what `SystemTime` holds is no expiry.
+        self.expires_at
+            .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
     }
 
     /// The scopes granted (the requested ones when the server did not say, RFC 6749 §5.1).
@@ -224,7 +227,7 @@ impl TokenSet {
     /// never counts as expired: the resource's 401 will say so.
     pub fn is_expired(&self, now: SystemTime, skew: Duration) -> bool {
         match self.expires_at() {
-            Some(at) => now + skew >= at,
+            Some(at) => now.checked_add(skew).is_none_or(|deadline| deadline >= at),
             None => false,
         }
     }

@@ -41,7 +41,7 @@ pub fn token_request(
     grant: Grant<'_>,
     client: &ClientCredentials,
     resource: Option<&str>,
-) -> http::Request<Bytes> {
+) -> Result<http::Request<Bytes>, Error> {
     let mut form: Vec<(&'static str, String)> = Vec::with_capacity(8);
     match grant {
         Grant::AuthorizationCode {
@@ -77,9 +77,9 @@ pub fn token_request(
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .header(ACCEPT, "application/json")
         .body(Bytes::from(body))
-        .expect("a parsed URL is a valid URI");
+        .map_err(|e| crate::url_policy::unusable_url(endpoint.as_str(), e))?;
     req.headers_mut().extend(headers);
-    req
+    Ok(req)
 }
 
 /// A successful token response, before it is bound to an issuer and client.
@@ -250,7 +250,7 @@ impl TokenSet {
             // token's own `exp` is the next best thing. It is read, not verified: it only
             // decides when to refresh, never whether to trust the token.
             None => crate::refresh::jwt_expiry(response.access_token.secret())
-                .map(|exp| UNIX_EPOCH + Duration::from_secs(exp))
+                .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp)))
                 .filter(|exp| *exp > now),
         };
         TokenSet::new(
@@ -403,7 +403,8 @@ mod tests {
             },
             &client,
             Some("https://mcp.example.com/mcp"),
-        );
+        )
+        .unwrap();
         assert_eq!(req.method(), http::Method::POST);
         assert_eq!(req.headers()[ACCEPT], "application/json");
         let body = std::str::from_utf8(req.body()).unwrap();

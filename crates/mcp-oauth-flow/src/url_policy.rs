@@ -44,9 +44,31 @@ pub fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
+/// The longest URL accepted from the network. `http::Uri` refuses anything near 64 KiB that
+/// `Url` would accept, and no legitimate metadata or endpoint URL comes close.
+pub const MAX_URL_LEN: usize = 8 * 1024;
+
+/// The error for a URL that cannot be an HTTP request target.
+pub(crate) fn unusable_url(url: &str, e: impl std::fmt::Display) -> Error {
+    let shown: String = url.chars().take(200).collect();
+    Error::new(
+        ErrorKind::InsecureUrl,
+        format!("{shown:?} cannot be used as an HTTP request URI: {e}"),
+    )
+}
+
 /// Parses `raw` as an absolute URL and checks it against [`is_secure_url`]; `what` names the
 /// URL in the error (e.g. "token_endpoint").
 pub fn parse_secure_url(raw: &str, what: &str) -> Result<Url, Error> {
+    if raw.len() > MAX_URL_LEN {
+        return Err(Error::new(
+            ErrorKind::InsecureUrl,
+            format!(
+                "{what} is {} bytes long; at most {MAX_URL_LEN} are accepted",
+                raw.len()
+            ),
+        ));
+    }
     let url = Url::parse(raw).map_err(|e| {
         Error::new(
             ErrorKind::InsecureUrl,
@@ -59,6 +81,15 @@ pub fn parse_secure_url(raw: &str, what: &str) -> Result<Url, Error> {
 
 /// Fails with [`ErrorKind::InsecureUrl`] unless [`is_secure_url`] holds.
 pub fn check_secure_url(url: &Url, what: &str) -> Result<(), Error> {
+    if url.as_str().len() > MAX_URL_LEN {
+        return Err(Error::new(
+            ErrorKind::InsecureUrl,
+            format!(
+                "{what} is {} bytes long; at most {MAX_URL_LEN} are accepted",
+                url.as_str().len()
+            ),
+        ));
+    }
     if is_secure_url(url) {
         Ok(())
     } else {

@@ -1,8 +1,10 @@
 //! Getting a usable token for a request: join or start the single flow for its origin, adopt
 //! what the store or another caller already has, refresh, or authorize.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use http::{HeaderValue, Uri};
 use mcp_oauth_flow::{
     server_url_from_uri, Challenge, Error, ErrorKind, FlowStart, Scopes, TokenSet, Trigger,
@@ -107,7 +109,18 @@ where
             let client = InnerClient::from_service(inner.clone(), shared.max_response_bytes);
             let (uri, need, key) = (uri.clone(), need.clone(), key.clone());
             Box::pin(async move {
-                let result = run_flight(&shared, client, &uri, need, sent).await;
+                // A panic (a bug, or input no check foresaw) must not leave a poisoned flow in
+                // the map that every later caller of this origin would join: it ends as an
+                // error like any other failure.
+                let result = AssertUnwindSafe(run_flight(&shared, client, &uri, need, sent))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::new(
+                            ErrorKind::InvalidTransition,
+                            "the authorization flow panicked and was abandoned",
+                        ))
+                    });
                 shared.flights.finish(&key, id, &result, (shared.clock)());
                 result
             })
@@ -273,6 +286,15 @@ async fn under_lock(
         Some((t, r)) => (Some(t), Some(r)),
         None => (None, None),
     };
+    if let Need::InsufficientScope(challenge) = &need {
+        // Never more than a few authorizations for the same missing scopes: a resource that
+        // keeps answering 403 must not make the layer prompt the user forever.
+        shared.flights.try_step_up(
+            &flight_key(uri),
+            challenge.scope().unwrap_or(""),
+            shared.limits.step_up_attempts,
+        )?;
+    }
     let start = FlowStart::new(server_url_from_uri(uri)?)
         .challenge(need.challenge())
         .trigger(need.trigger())

@@ -105,7 +105,14 @@ impl InnerClient {
         Self {
             send: Arc::new(move |req: http::Request<Bytes>| {
                 let svc = service.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let url = req.uri().to_string();
+                // Without the query: an authorization request carries `state` and the PKCE
+                // challenge there, and this URL goes into error messages.
+                let url = format!(
+                    "{}://{}{}",
+                    req.uri().scheme_str().unwrap_or("http"),
+                    req.uri().authority().map_or("", |a| a.as_str()),
+                    req.uri().path()
+                );
                 Box::pin(async move {
                     let response = svc
                         .oneshot(req.map(OAuthBody::full))

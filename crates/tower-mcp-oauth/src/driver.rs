@@ -138,6 +138,10 @@ async fn drive(
                 }
             }
             Action::Authorize(request) => {
+                // Consent can take minutes; whatever the refresh lock guarded is over by now.
+                if let Some(lock) = lock.take() {
+                    lock.release().await;
+                }
                 if let Err(e) =
                     shared
                         .flights

@@ -310,18 +310,8 @@ where
         }
         other => (Need::Unauthorized(other), None),
     };
-    if let Some(scope) = &scope {
-        // Never more than a few authorizations for the same missing scopes: a resource that
-        // keeps answering 403 must not make the layer prompt the user forever.
-        if let Err(e) = shared
-            .flights
-            .try_step_up(&key, scope, shared.limits.step_up_attempts)
-        {
-            let mut first = first;
-            first.extensions_mut().insert(AuthorizationFailed(e));
-            return Ok(first);
-        }
-    }
+    // The step-up bound is counted by the flow that authorizes (see `acquire`), not here:
+    // callers that join one step-up flow count once between them.
     let header = match obtain(&shared, inner.clone(), &parts.uri, sent, need).await {
         Ok(header) => header,
         Err(e) if step_up => {

@@ -26,7 +26,7 @@ use crate::report::Purpose;
 use crate::scope::{select_scopes, with_offline_access};
 use crate::token::TokenSet;
 use crate::token_response::{parse_token_response, token_request, Grant};
-use crate::url_policy::parse_secure_url;
+use crate::url_policy::{parse_secure_url, unusable_url};
 
 impl Flow {
     /// PKCE check, scope choice, then the client identity.
@@ -163,7 +163,7 @@ impl Flow {
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
             .body(Bytes::from(body.to_string()))
-            .expect("a parsed URL is a valid URI");
+            .map_err(|e| unusable_url(endpoint.as_str(), e))?;
         self.send(SubRequest {
             purpose: Purpose::Registration,
             request,
@@ -268,7 +268,7 @@ impl Flow {
             },
             &s.client,
             s.auth.res.resource.as_deref(),
-        );
+        )?;
         self.send(SubRequest {
             purpose: Purpose::Token,
             request,

@@ -26,12 +26,12 @@ impl Flow {
         let status = response.status().as_u16();
         match s.probe.classify(response, &mut self.report)? {
             Fetched::Redirect => {
-                self.send(s.probe.request());
+                self.send(s.probe.request()?);
                 Ok(State::ExpectResourceMetadata(Box::new(s)))
             }
             Fetched::NotHere => {
                 if s.probe.advance() {
-                    self.send(s.probe.request());
+                    self.send(s.probe.request()?);
                     Ok(State::ExpectResourceMetadata(Box::new(s)))
                 } else {
                     // No metadata anywhere: a 2025-03-26 server.
@@ -110,7 +110,7 @@ impl Flow {
             authorization_server_metadata_urls(&issuer_url),
         )
         .expect("there are always candidates");
-        self.send(probe.request());
+        self.send(probe.request()?);
         Ok(State::ExpectAuthServerMetadata(Box::new(
             ExpectAuthServerMetadata {
                 res,
@@ -135,7 +135,7 @@ impl Flow {
             authorization_server_metadata_urls(&origin),
         )
         .expect("there are always candidates");
-        self.send(probe.request());
+        self.send(probe.request()?);
         Ok(State::ExpectAuthServerMetadata(Box::new(
             ExpectAuthServerMetadata {
                 res,
@@ -156,7 +156,7 @@ impl Flow {
         let fetched = s.probe.classify(response, &mut self.report)?;
         let meta = match fetched {
             Fetched::Redirect => {
-                self.send(s.probe.request());
+                self.send(s.probe.request()?);
                 return Ok(State::ExpectAuthServerMetadata(Box::new(s)));
             }
             Fetched::NotHere => None,
@@ -178,7 +178,7 @@ impl Flow {
         };
         let Some(mut meta) = meta else {
             if s.probe.advance() {
-                self.send(s.probe.request());
+                self.send(s.probe.request()?);
                 return Ok(State::ExpectAuthServerMetadata(Box::new(s)));
             }
             if s.expected_issuer.is_some() {

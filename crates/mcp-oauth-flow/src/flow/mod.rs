@@ -376,7 +376,7 @@ impl Flow {
         );
         let probe = Probe::new(Purpose::ResourceMetadata, candidates)
             .expect("there is always a well-known candidate");
-        self.send(probe.request());
+        self.send(probe.request()?);
         Ok(State::ExpectResourceMetadata(Box::new(
             ExpectResourceMetadata { common, probe },
         )))

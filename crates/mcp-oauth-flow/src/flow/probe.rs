@@ -9,7 +9,7 @@ use url::Url;
 use super::SubRequest;
 use crate::error::{Error, ErrorKind};
 use crate::report::{DiscoveryReport, Purpose};
-use crate::url_policy::check_secure_url;
+use crate::url_policy::{check_secure_url, unusable_url};
 
 /// How many redirects one discovery fetch may follow.
 const MAX_REDIRECTS: u8 = 5;
@@ -45,14 +45,15 @@ impl Probe {
         })
     }
 
-    pub(super) fn request(&self) -> SubRequest {
-        SubRequest {
+    pub(super) fn request(&self) -> Result<SubRequest, Error> {
+        let request = http::Request::get(self.current.as_str())
+            .header(ACCEPT, "application/json")
+            .body(Bytes::new())
+            .map_err(|e| unusable_url(self.current.as_str(), e))?;
+        Ok(SubRequest {
             purpose: self.purpose,
-            request: http::Request::get(self.current.as_str())
-                .header(ACCEPT, "application/json")
-                .body(Bytes::new())
-                .expect("a parsed URL is a valid URI"),
-        }
+            request,
+        })
     }
 
     pub(super) fn advance(&mut self) -> bool {

@@ -151,7 +151,7 @@ impl Flow {
             },
             &creds,
             held.resource(),
-        );
+        )?;
         self.send(SubRequest {
             purpose: Purpose::Token,
             request,

@@ -464,3 +464,31 @@ fn server_errors_are_transient() {
         _ => unreachable!(),
     }
 }
+
+#[test]
+fn an_over_long_url_from_the_network_is_an_error_not_a_panic() {
+    let long = format!(r#"Bearer resource_metadata="{RS}/{}""#, "a".repeat(70_000));
+    let run = run_with(
+        config(),
+        start(Some(&long)),
+        &std_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::InsecureUrl);
+    let mut meta = as_meta(AS);
+    meta["token_endpoint"] = format!("{AS}/{}", "t".repeat(70_000)).into();
+    let net = std_net().json(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        meta,
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::InsecureUrl);
+}
