@@ -74,20 +74,23 @@ impl Flights {
 
     /// Called by a flow when it ends: forgets it and, on failure, starts the backoff.
     pub(crate) fn finish(&self, key: &str, id: u64, result: &Result<(), Error>, now: SystemTime) {
+        // The failure is recorded before the flow leaves the map, so a caller arriving in
+        // between sees either the running flow or its error, never neither (which would start
+        // a second flow and skip the backoff).
         {
-            let mut map = lock(&self.inflight);
-            if map.get(key).is_some_and(|f| f.id == id) {
-                map.remove(key);
+            let mut failures = lock(&self.failures);
+            match result {
+                Ok(()) => {
+                    failures.remove(key);
+                }
+                Err(e) => {
+                    failures.insert(key.to_owned(), (now, e.clone()));
+                }
             }
         }
-        let mut failures = lock(&self.failures);
-        match result {
-            Ok(()) => {
-                failures.remove(key);
-            }
-            Err(e) => {
-                failures.insert(key.to_owned(), (now, e.clone()));
-            }
+        let mut map = lock(&self.inflight);
+        if map.get(key).is_some_and(|f| f.id == id) {
+            map.remove(key);
         }
     }
 
