@@ -207,7 +207,12 @@ where
     let announced = Arc::new(AtomicBool::new(false));
     let receiver = bind_receiver(options, &console, &announced).await?;
     let config = client_config(options, receiver.redirect_uri());
-    let layer = OAuthLayer::new(config, receiver).token_store(store);
+    // Flows run to their end on tokio even if this command is interrupted mid-refresh.
+    let layer = OAuthLayer::new(config, receiver)
+        .token_store(store)
+        .spawn_flows_with(|flow| {
+            tokio::spawn(flow);
+        });
     let service = ServiceBuilder::new().layer(layer).service(client);
 
     console.err(&format!(

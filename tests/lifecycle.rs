@@ -618,3 +618,55 @@ async fn the_refresh_lock_is_not_held_while_the_user_authorizes_at_a_new_server(
     go.notify_one();
     assert_eq!(pending.await.unwrap().unwrap(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_executor_an_abandoned_refresh_still_finishes() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let store = Arc::new(tower_mcp_oauth::MemoryStore::new());
+    let clock = TestClock::default();
+    let client = http_client();
+    // A slow token endpoint, so the caller gives up while the refresh is on the wire.
+    let slow_token = tower::service_fn(
+        move |req: http::Request<tower_mcp_oauth::OAuthBody<mcp_oauth_suite::Body>>| {
+            let client = client.clone();
+            async move {
+                if req.uri().path().ends_with("/token") {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                client.oneshot(req).await
+            }
+        },
+    );
+    let layer = layer(&clock)
+        .shared_token_store(store.clone() as Arc<dyn TokenStore>)
+        .spawn_flows_with(|flow| {
+            tokio::spawn(flow);
+        });
+    let svc = ServiceBuilder::new().layer(layer).service(slow_token);
+    let list = || jsonrpc(&kit.resource_url(), 1, "tools/list", json!({}));
+    assert_eq!(svc.clone().oneshot(list()).await.unwrap().status(), 200);
+    let before = store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .unwrap();
+
+    clock.set(3550);
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(50), svc.clone().oneshot(list())).await;
+    assert!(abandoned.is_err(), "the caller gave up during the refresh");
+    // Nobody waits on the refresh any more, yet it completes: the rotated tokens are stored and
+    // the refresh lock is free.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!after.same_tokens(&before), "the refresh was not finished");
+    let lock = tokio::time::timeout(Duration::from_millis(200), store.lock(&kit.resource_url()))
+        .await
+        .expect("the refresh lock is still held");
+    lock.unwrap().release().await;
+    assert_eq!(grants(&kit, "refresh_token").len(), 1);
+}

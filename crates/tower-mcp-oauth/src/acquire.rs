@@ -125,6 +125,17 @@ where
                 result
             })
         });
+        if started {
+            if let Some(spawn) = &shared.spawn {
+                // Driven to its end on the executor whatever happens to its waiters: a refresh
+                // cancelled mid-flight could lose a rotated refresh token the server already
+                // issued, and an abandoned flow would keep its store lock.
+                let driven = flight.clone();
+                spawn(Box::pin(async move {
+                    let _ = driven.await;
+                }));
+            }
+        }
         flight.await?;
         let session = shared.cache.session(uri);
         match session {

@@ -21,6 +21,9 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
 /// The layer's source of wall-clock time (tests pass a controllable one).
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
+/// Runs a future to completion in the background (`tokio::spawn`, say).
+pub type Spawn = Arc<dyn Fn(crate::BoxFuture<'static, ()>) + Send + Sync>;
+
 /// A tower layer that gives an HTTP client the client side of MCP authorization.
 ///
 /// Requests to a protected resource it holds a token for get an `Authorization` header (marked
@@ -62,6 +65,7 @@ pub struct OAuthLayer {
     pub(crate) limits: Limits,
     pub(crate) max_replay_bytes: usize,
     pub(crate) max_response_bytes: usize,
+    pub(crate) spawn: Option<Spawn>,
 }
 
 impl std::fmt::Debug for OAuthLayer {
@@ -94,6 +98,7 @@ impl OAuthLayer {
             },
             max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            spawn: None,
         }
     }
 
@@ -153,6 +158,30 @@ impl OAuthLayer {
     pub fn authorization_budget(mut self, count: u32, window: Duration) -> Self {
         self.limits.authorization_budget = count;
         self.limits.budget_window = window;
+        self
+    }
+
+    /// Lets every authorization or refresh flow run to its end on an executor, even when all
+    /// the callers waiting on it are cancelled (an outer `Timeout`, a dropped request).
+    ///
+    /// Without it (the default: the layer does not assume a runtime) a flow runs only while
+    /// someone waits on it; one whose waiters all went away is resumed by the next caller for
+    /// the same origin, and meanwhile keeps any refresh lock it took and any rotated refresh
+    /// token it is about to receive. With tokio:
+    ///
+    /// ```
+    /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer};
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///     .spawn_flows_with(|flow| {
+    ///         tokio::spawn(flow);
+    ///     });
+    /// # let _ = layer;
+    /// ```
+    pub fn spawn_flows_with(
+        mut self,
+        spawn: impl Fn(crate::BoxFuture<'static, ()>) + Send + Sync + 'static,
+    ) -> Self {
+        self.spawn = Some(Arc::new(spawn));
         self
     }
 

@@ -81,7 +81,7 @@ pub use authorize::{Authorizer, HeadlessAuthorizer};
 pub use body::{BodyNotReplayable, OAuthBody};
 pub use client::InnerClient;
 pub use future::{AuthorizationFailed, ResponseFuture};
-pub use layer::{Clock, OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+pub use layer::{Clock, OAuthLayer, Spawn, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub use service::OAuthService;
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 

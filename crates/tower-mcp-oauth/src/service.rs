@@ -15,7 +15,7 @@ use crate::cache::{Cache, Lookup, Sent};
 use crate::driver::FlowDeps;
 use crate::flight::{Flights, Limits};
 use crate::future::{first_contact, refresh_then_send, ResponseFuture, RetryContext, RetryParts};
-use crate::layer::{Clock, OAuthLayer};
+use crate::layer::{Clock, OAuthLayer, Spawn};
 
 /// State shared by every service made from one layer.
 pub(crate) struct Shared {
@@ -27,6 +27,7 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) max_replay_bytes: usize,
     pub(crate) max_response_bytes: usize,
+    pub(crate) spawn: Option<Spawn>,
 }
 
 impl Shared {
@@ -87,6 +88,7 @@ impl<S> OAuthService<S> {
                 limits: layer.limits,
                 max_replay_bytes: layer.max_replay_bytes,
                 max_response_bytes: layer.max_response_bytes,
+                spawn: layer.spawn.clone(),
             }),
         }
     }

@@ -121,6 +121,10 @@ impl TowerHttpClient<HyperOAuthService<HttpConnector>> {
     /// # let _ = client;
     /// ```
     pub fn http(config: ClientConfig, authorizer: impl Authorizer) -> Self {
-        Self::with_connector(HttpConnector::new(), OAuthLayer::new(config, authorizer))
+        // rmcp runs on tokio: let flows finish there even when rmcp cancels a request.
+        let layer = OAuthLayer::new(config, authorizer).spawn_flows_with(|flow| {
+            tokio::spawn(flow);
+        });
+        Self::with_connector(HttpConnector::new(), layer)
     }
 }
