@@ -306,7 +306,15 @@ async fn under_lock(
             shared.limits.step_up_attempts,
         )?;
     }
-    let start = FlowStart::new(server_url_from_uri(uri)?)
+    let server_url = server_url_from_uri(uri)?;
+    let must_prompt = matches!(need, Need::InsufficientScope(_))
+        || held_tokens
+            .as_ref()
+            .is_none_or(|t| t.refresh_token().is_none());
+    if must_prompt {
+        shared.deps.authorizer.check_prompt(&server_url)?;
+    }
+    let start = FlowStart::new(server_url)
         .challenge(need.challenge())
         .trigger(need.trigger())
         .held(held_tokens.clone(), resource.clone());

@@ -39,6 +39,16 @@ pub trait Authorizer: Send + Sync + 'static {
         request: AuthorizationRequest,
         client: InnerClient,
     ) -> BoxFuture<'static, Result<AuthorizationResponse, Error>>;
+
+    /// Whether a new authorization may be asked for at all. The layer asks before a flow that
+    /// can only end in consent (no refresh token to try first), so an authorizer that never
+    /// prompts, like a web app's per-user layer, stops that flow before any discovery or
+    /// registration traffic. `server` is the MCP server that asked for authorization.
+    /// Default: yes.
+    fn check_prompt(&self, server: &url::Url) -> Result<(), Error> {
+        let _ = server;
+        Ok(())
+    }
 }
 
 #[allow(dead_code)]

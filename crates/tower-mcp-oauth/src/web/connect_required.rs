@@ -47,7 +47,9 @@ impl ConnectRequired {
         }
     }
 
-    /// The issuer of the authorization server the user must connect to.
+    /// Whom the user must connect to: the authorization server's issuer when the layer got as
+    /// far as discovering it (a refused refresh), else the MCP server's URL (the layer refuses
+    /// before any discovery when it holds nothing to refresh).
     ///
     /// ```
     /// use tower_mcp_oauth::web::ConnectRequired;
@@ -98,19 +100,28 @@ impl std::error::Error for ConnectRequired {}
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct MustConnect;
 
+fn must_connect(required: ConnectRequired) -> Error {
+    Error::new(
+        ErrorKind::Consent,
+        format!("the user must connect to {} first (web login: start, then complete); no login is started from an MCP request", required.issuer()),
+    )
+    .with_source(required)
+}
+
 impl Authorizer for MustConnect {
+    fn check_prompt(&self, server: &url::Url) -> Result<(), Error> {
+        // Refused before any discovery: an unconnected user's calls cost no traffic.
+        Err(must_connect(ConnectRequired::new(server.as_str())))
+    }
+
     fn authorize(
         &self,
         request: AuthorizationRequest,
         _client: InnerClient,
     ) -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
         // The request is dropped unused: its `state` and PKCE challenge never leave the process.
-        let required = ConnectRequired::new(request.issuer());
-        let error = Error::new(
-            ErrorKind::Consent,
-            format!("the user must connect to {} first (web login: start, then complete); no login is started from an MCP request", required.issuer()),
-        )
-        .with_source(required);
-        Box::pin(std::future::ready(Err(error)))
+        Box::pin(std::future::ready(Err(must_connect(ConnectRequired::new(
+            request.issuer(),
+        )))))
     }
 }

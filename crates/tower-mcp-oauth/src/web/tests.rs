@@ -464,12 +464,14 @@ async fn a_user_who_never_connected_is_told_to_connect() {
         *now.lock().unwrap() += Duration::from_secs(2);
         let err = service.clone().oneshot(mcp_call()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Consent);
-        assert_eq!(ConnectRequired::find(&err).unwrap().issuer(), AS);
+        // Refused before discovery: it names the MCP server, not an issuer it never looked up.
+        assert_eq!(ConnectRequired::find(&err).unwrap().issuer(), MCP);
         assert!(err.to_string().contains("must connect"));
     }
+    // ...and an unconnected user's calls cost no discovery traffic at all.
     assert_eq!(
         fake.count("GET /.well-known/oauth-protected-resource/mcp"),
-        12
+        0
     );
     assert_eq!(fake.count("GET /authorize"), 0);
     assert_eq!(fake.count("POST /token"), 0);
