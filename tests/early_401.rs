@@ -1,0 +1,111 @@
+//! A resource that answers `401` before reading the request body (as many servers do when the
+//! `Authorization` header is missing): the layer authorizes and replays the body, the part the
+//! first attempt had sent and the part it had not, over real loopback HTTP/1.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mcp_oauth_testkit::{Testkit, TestkitConfig};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+
+/// A request body that arrives in chunks over time, with no size known up front.
+struct Trickle(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl Body for Trickle {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// A protected resource whose authorization server is the testkit's: 401 at once without a
+/// token (body unread), the body echoed back with one.
+async fn resource(issuer: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let rs = base.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (rs, issuer) = (rs.clone(), issuer.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| {
+                        let (rs, issuer) = (rs.clone(), issuer.clone());
+                        async move {
+                            let response = match (req.uri().path(), req.headers().contains_key("authorization")) {
+                            ("/.well-known/oauth-protected-resource/mcp", _) => http::Response::new(Full::new(Bytes::from(
+                                serde_json::json!({"resource": format!("{rs}/mcp"), "authorization_servers": [issuer]}).to_string(),
+                            ))),
+                            ("/mcp", false) => http::Response::builder()
+                                .status(401)
+                                .header("www-authenticate", format!(r#"Bearer resource_metadata="{rs}/.well-known/oauth-protected-resource/mcp""#))
+                                .body(Full::new(Bytes::new()))
+                                .unwrap(),
+                            ("/mcp", true) => {
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                http::Response::new(Full::new(body))
+                            }
+                            _ => http::Response::builder().status(404).body(Full::new(Bytes::new())).unwrap(),
+                        };
+                            Ok::<_, Infallible>(response)
+                        }
+                    },
+                );
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_server_did_not_read_is_replayed_whole() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let rs = resource(kit.issuer()).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<OAuthBody<Trickle>>();
+    let service = ServiceBuilder::new()
+        .layer(OAuthLayer::new(
+            ClientConfig::new("http://localhost:3000/callback"),
+            HeadlessAuthorizer::new(),
+        ))
+        .service(client);
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(Bytes::from_static(b"hello ")).await.unwrap();
+    let rest = tokio::spawn(async move {
+        // The rest arrives after the server has answered 401.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.send(Bytes::from_static(b"world")).await.unwrap();
+    });
+    let request = http::Request::post(format!("{rs}/mcp"))
+        .body(Trickle(rx))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), service.oneshot(request))
+        .await
+        .expect("the layer stalled")
+        .unwrap();
+    rest.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let echoed = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(echoed, "hello world", "the retry carried the whole body");
+    assert_eq!(
+        kit.requests().iter().filter(|r| r.path == "/token").count(),
+        1
+    );
+}
