@@ -37,12 +37,6 @@ pub struct ClientRegistration {
     pub redirect_uris: Vec<String>,
 }
 
-impl PartialEq for PreRegisteredClient {
-    fn eq(&self, other: &Self) -> bool {
-        self.client_id == other.client_id && self.issuer == other.issuer
-    }
-}
-
 /// A client the application registered with an authorization server out of band.
 ///
 /// ```
@@ -101,6 +95,15 @@ impl PreRegisteredClient {
             .is_none_or(|mine| issuer_matches(mine, issuer))
     }
 }
+
+/// Two pre-registrations are the same client when they name the same identifier for the same
+/// issuer (the secret is not compared: it is a credential, not an identity).
+impl PartialEq for PreRegisteredClient {
+    fn eq(&self, other: &Self) -> bool {
+        self.client_id == other.client_id && self.issuer == other.issuer
+    }
+}
+
 
 /// Where the client identity comes from, in the order MCP 2025-11-25 gives ("Client
 /// Registration Approaches"): pre-registration, then a client ID metadata document when the
