@@ -104,7 +104,6 @@ impl PartialEq for PreRegisteredClient {
     }
 }
 
-
 /// Where the client identity comes from, in the order MCP 2025-11-25 gives ("Client
 /// Registration Approaches"): pre-registration, then a client ID metadata document when the
 /// server supports them, then a registration this client already holds for the issuer, then

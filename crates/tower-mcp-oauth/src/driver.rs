@@ -11,6 +11,7 @@ use tracing::{debug, debug_span, info_span, warn, Instrument};
 
 use crate::authorize::Authorizer;
 use crate::client::InnerClient;
+use crate::layer::Clock;
 use crate::service::Shared;
 use crate::store::{StoreLock, TokenStore};
 
@@ -78,42 +79,7 @@ async fn drive(
     let mut dropped_tokens = false;
     let mut flow = Flow::new(Arc::clone(&deps.config), start, random_secrets()?);
     loop {
-        let Some(action) = flow.poll_action() else {
-            return Err(Error::new(
-                ErrorKind::InvalidTransition,
-                "the flow stalled without an action",
-            ));
-        };
-        match action {
-            Action::Send(sub) => {
-                let span = debug_span!(
-                    "oauth_request",
-                    purpose = %sub.purpose,
-                    method = %sub.request.method(),
-                    url = %sub.request.uri(),
-                );
-                match client.send(sub.request).instrument(span.clone()).await {
-                    Ok(response) => {
-                        span.in_scope(|| debug!(status = response.status().as_u16(), "response"));
-                        flow.handle_response(response, (shared.clock)());
-                    }
-                    Err(e) => {
-                        span.in_scope(|| debug!(error = %e, "failed"));
-                        flow.fail(e);
-                    }
-                }
-            }
-            Action::LoadClient { issuer } => match deps.store.load_client(&issuer).await {
-                Ok(stored) => flow.handle_stored_client(stored),
-                Err(e) => flow.fail(e),
-            },
-            Action::SaveClient(registration) => {
-                debug!(issuer = %registration.issuer, client_id = %registration.client_id, "registered client");
-                if let Err(e) = deps.store.save_client(&registration).await {
-                    // The flow goes on with the registration in hand; only its reuse is lost.
-                    warn!(error = %e, "could not store the client registration");
-                }
-            }
+        match next_decision(&mut flow, &client, deps.store.as_ref(), &shared.clock).await? {
             Action::DropTokens => {
                 dropped_tokens = true;
                 if let Some(resource) = &held_resource {
@@ -129,12 +95,6 @@ async fn drive(
                 }
                 if let Some(lock) = lock.take() {
                     lock.release().await;
-                }
-            }
-            Action::DropClient { issuer } => {
-                debug!(%issuer, "client refused; dropping its registration");
-                if let Err(e) = deps.store.remove_client(&issuer).await {
-                    warn!(error = %e, "could not drop the refused registration");
                 }
             }
             Action::Authorize(request) => {
@@ -181,6 +141,63 @@ async fn drive(
                     "unknown flow action",
                 ))
             }
+        }
+    }
+}
+
+/// Performs the actions every driver handles alike (sub-requests through the inner service,
+/// registrations through the store) and returns the next one that needs the caller: consent,
+/// dropped tokens, or the end.
+pub(crate) async fn next_decision(
+    flow: &mut Flow,
+    client: &InnerClient,
+    store: &dyn TokenStore,
+    clock: &Clock,
+) -> Result<Action, Error> {
+    loop {
+        let Some(action) = flow.poll_action() else {
+            return Err(Error::new(
+                ErrorKind::InvalidTransition,
+                "the flow stalled without an action",
+            ));
+        };
+        match action {
+            Action::Send(sub) => {
+                let span = debug_span!(
+                    "oauth_request",
+                    purpose = %sub.purpose,
+                    method = %sub.request.method(),
+                    url = %sub.request.uri(),
+                );
+                match client.send(sub.request).instrument(span.clone()).await {
+                    Ok(response) => {
+                        span.in_scope(|| debug!(status = response.status().as_u16(), "response"));
+                        flow.handle_response(response, clock());
+                    }
+                    Err(e) => {
+                        span.in_scope(|| debug!(error = %e, "failed"));
+                        flow.fail(e);
+                    }
+                }
+            }
+            Action::LoadClient { issuer } => match store.load_client(&issuer).await {
+                Ok(stored) => flow.handle_stored_client(stored),
+                Err(e) => flow.fail(e),
+            },
+            Action::SaveClient(registration) => {
+                debug!(issuer = %registration.issuer, client_id = %registration.client_id, "registered client");
+                if let Err(e) = store.save_client(&registration).await {
+                    // The flow goes on with the registration in hand; only its reuse is lost.
+                    warn!(error = %e, "could not store the client registration");
+                }
+            }
+            Action::DropClient { issuer } => {
+                debug!(%issuer, "client refused; dropping its registration");
+                if let Err(e) = store.remove_client(&issuer).await {
+                    warn!(error = %e, "could not drop the refused registration");
+                }
+            }
+            other => return Ok(other),
         }
     }
 }

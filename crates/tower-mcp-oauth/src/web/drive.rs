@@ -2,16 +2,18 @@
 //!
 //! The layer's driver (`crate::driver`) runs a flow in one go, consent included; a web login is
 //! cut at the consent step instead, so the flow can wait for the callback in another request.
-//! Stored registrations are handled the same way as there.
+//! Sub-requests and stored registrations are handled by the same code as there
+//! (`driver::next_decision`).
 
 use std::sync::Arc;
 
 use mcp_oauth_flow::{
     Action, AuthorizationRequest, ClientConfig, Error, ErrorKind, Flow, FlowOutcome, FlowStart,
 };
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::client::InnerClient;
+use crate::driver::next_decision;
 use crate::layer::Clock;
 use crate::store::TokenStore;
 
@@ -43,42 +45,11 @@ pub(super) fn new_flow(config: &Arc<ClientConfig>, start: FlowStart) -> Result<F
 /// Performs the flow's actions until it asks for consent, completes, or fails.
 pub(super) async fn drive(flow: &mut Flow, io: &Io<'_>) -> Result<Step, Error> {
     loop {
-        let Some(action) = flow.poll_action() else {
-            return Err(Error::new(
-                ErrorKind::InvalidTransition,
-                "the flow stalled without an action",
-            ));
-        };
-        match action {
-            Action::Send(sub) => {
-                // The URI carries no secret: the code and the verifier travel in the body.
-                debug!(purpose = %sub.purpose, method = %sub.request.method(), url = %sub.request.uri(), "oauth sub-request");
-                match io.client.send(sub.request).await {
-                    Ok(response) => flow.handle_response(response, (io.clock)()),
-                    Err(e) => flow.fail(e),
-                }
-            }
-            Action::LoadClient { issuer } => match io.store.load_client(&issuer).await {
-                Ok(stored) => flow.handle_stored_client(stored),
-                Err(e) => flow.fail(e),
-            },
-            Action::SaveClient(registration) => {
-                debug!(issuer = %registration.issuer, client_id = %registration.client_id, "registered client");
-                if let Err(e) = io.store.save_client(&registration).await {
-                    // The flow goes on with the registration in hand; only its reuse is lost.
-                    warn!(error = %e, "could not store the client registration");
-                }
-            }
+        match next_decision(flow, io.client, io.store, io.clock).await? {
             Action::DropTokens => {
                 // A web login starts from no tokens, so there is nothing to drop; the flow goes
                 // on to a new authorization either way.
                 debug!("the flow dropped held tokens; a web login holds none");
-            }
-            Action::DropClient { issuer } => {
-                debug!(%issuer, "client refused; dropping its registration");
-                if let Err(e) = io.store.remove_client(&issuer).await {
-                    warn!(error = %e, "could not drop the refused registration");
-                }
             }
             // `AuthorizationRequest`'s Debug shows the endpoint only, never the `state`.
             Action::Authorize(request) => {
