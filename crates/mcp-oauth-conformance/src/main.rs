@@ -26,7 +26,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_mcp_oauth::{
-    ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer, PreRegisteredClient,
+    ClientConfig, ClientKey, HeadlessAuthorizer, OAuthBody, OAuthLayer, PreRegisteredClient,
 };
 
 use crate::mcp::{Session, SessionError};
@@ -112,6 +112,12 @@ fn pre_registered(context: &Value) -> Option<PreRegisteredClient> {
     let mut client = PreRegisteredClient::new(field("client_id")?);
     if let Some(secret) = field("client_secret") {
         client = client.with_secret(secret);
+    }
+    if let Some(pem) = field("private_key_pem") {
+        match ClientKey::from_pkcs8_pem(pem) {
+            Ok(key) => client = client.with_private_key(key),
+            Err(e) => eprintln!("conformance client: ignoring the context's private key: {e}"),
+        }
     }
     if let Some(issuer) = field("issuer") {
         client = client.for_issuer(issuer);

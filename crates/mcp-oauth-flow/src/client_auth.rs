@@ -17,6 +17,8 @@ pub enum ClientAuthMethod {
     ClientSecretPost,
     /// A public client: `client_id` in the body, no secret (RFC 7591 §2 `none`).
     None,
+    /// A JWT signed with the client's private key (RFC 7523 §2.2).
+    PrivateKeyJwt,
 }
 
 impl ClientAuthMethod {
@@ -26,6 +28,7 @@ impl ClientAuthMethod {
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
             Self::None => "none",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -35,6 +38,7 @@ impl ClientAuthMethod {
             "client_secret_basic" => Some(Self::ClientSecretBasic),
             "client_secret_post" => Some(Self::ClientSecretPost),
             "none" => Some(Self::None),
+            "private_key_jwt" => Some(Self::PrivateKeyJwt),
             _ => None,
         }
     }
@@ -63,7 +67,9 @@ pub fn negotiate_client_auth(
     supported: Option<&[String]>,
 ) -> ClientAuthMethod {
     if let Some(method) = registered.and_then(ClientAuthMethod::from_name) {
-        if method == ClientAuthMethod::None || has_secret {
+        if method == ClientAuthMethod::None
+            || (has_secret && method != ClientAuthMethod::PrivateKeyJwt)
+        {
             return method;
         }
     }
@@ -87,8 +93,9 @@ pub fn negotiate_client_auth(
     })
 }
 
-/// The credentials a token request is authenticated with. `Debug` never shows the secret.
-#[derive(Clone, Debug)]
+/// The credentials a token request is authenticated with. `Debug` never shows the secret or
+/// the assertion.
+#[derive(Clone)]
 pub struct ClientCredentials {
     /// The client identifier.
     pub client_id: String,
@@ -96,6 +103,19 @@ pub struct ClientCredentials {
     pub client_secret: Option<ClientSecret>,
     /// How to present them.
     pub method: ClientAuthMethod,
+    /// The signed client assertion, for [`ClientAuthMethod::PrivateKeyJwt`].
+    pub assertion: Option<String>,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("method", &self.method)
+            .field("assertion", &self.assertion.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 impl ClientCredentials {
@@ -118,6 +138,17 @@ impl ClientCredentials {
                 form.push(("client_id", self.client_id.clone()));
                 form.push(("client_secret", secret.secret().clone()));
             }
+            (ClientAuthMethod::PrivateKeyJwt, _) if self.assertion.is_some() => {
+                // RFC 7523 §2.2: the assertion identifies the client; `client_id` is optional.
+                form.push((
+                    "client_assertion_type",
+                    crate::client_assertion::JWT_BEARER_ASSERTION_TYPE.to_owned(),
+                ));
+                form.push((
+                    "client_assertion",
+                    self.assertion.clone().unwrap_or_default(),
+                ));
+            }
             _ => form.push(("client_id", self.client_id.clone())),
         }
     }
@@ -132,6 +163,7 @@ mod tests {
             client_id: "id:with space".into(),
             client_secret: secret.map(|s| ClientSecret::new(s.into())),
             method,
+            assertion: None,
         }
     }
 

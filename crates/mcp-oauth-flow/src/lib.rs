@@ -44,6 +44,7 @@
 
 mod authorization;
 mod challenge;
+mod client_assertion;
 mod client_auth;
 mod config;
 mod discovery;
@@ -64,6 +65,7 @@ pub use authorization::{
     constant_time_eq, validate_authorization_response, AuthorizationRequest, AuthorizationResponse,
 };
 pub use challenge::{select_challenge, Challenge};
+pub use client_assertion::{ClientKey, JWT_BEARER_ASSERTION_TYPE};
 pub use client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
 pub use config::{ClientConfig, PkcePolicy};
 pub use discovery::{

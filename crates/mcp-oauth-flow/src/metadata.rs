@@ -165,19 +165,26 @@ impl AuthorizationServerMetadata {
                 ));
             }
         }
-        let authz = self.authorization_endpoint.as_deref().ok_or_else(|| {
-            invalid("authorization server metadata has no authorization_endpoint".into())
-        })?;
+        // RFC 8414 §2: the authorization endpoint is required unless no grant type uses it.
+        if self.supports_grant("authorization_code") {
+            let authz = self.authorization_endpoint.as_deref().ok_or_else(|| {
+                invalid("authorization server metadata has no authorization_endpoint".into())
+            })?;
+            parse_secure_url(authz, "authorization_endpoint")?;
+        }
         let token = self
             .token_endpoint
             .as_deref()
             .ok_or_else(|| invalid("authorization server metadata has no token_endpoint".into()))?;
-        parse_secure_url(authz, "authorization_endpoint")?;
         parse_secure_url(token, "token_endpoint")?;
         if let Some(reg) = &self.registration_endpoint {
             parse_secure_url(reg, "registration_endpoint")?;
         }
-        if let Some(types) = &self.response_types_supported {
+        if let Some(types) = self
+            .response_types_supported
+            .as_ref()
+            .filter(|_| self.supports_grant("authorization_code"))
+        {
             if !types.iter().any(|t| t == "code") {
                 return Err(invalid(
                     "authorization server does not support response_type=code".into(),
@@ -190,6 +197,15 @@ impl AuthorizationServerMetadata {
     /// Whether `code_challenge_methods_supported` lists `S256`.
     pub fn supports_pkce_s256(&self) -> bool {
         contains(&self.code_challenge_methods_supported, "S256")
+    }
+
+    /// Whether the server supports `grant`: listed in `grant_types_supported`, or, when that is
+    /// absent, one of RFC 8414 §2's defaults (`authorization_code`, `implicit`).
+    pub fn supports_grant(&self, grant: &str) -> bool {
+        match &self.grant_types_supported {
+            Some(list) => list.iter().any(|g| g == grant),
+            None => grant == "authorization_code" || grant == "implicit",
+        }
     }
 
     /// Whether `scopes_supported` lists `scope`.

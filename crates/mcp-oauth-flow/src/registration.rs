@@ -57,6 +57,8 @@ pub struct PreRegisteredClient {
     pub issuer: Option<String>,
     /// The authentication method, if the registration fixed one.
     pub auth_method: Option<ClientAuthMethod>,
+    /// The private key for `private_key_jwt`, if the client authenticates with one.
+    pub key: Option<crate::client_assertion::ClientKey>,
 }
 
 impl PreRegisteredClient {
@@ -67,7 +69,21 @@ impl PreRegisteredClient {
             client_secret: None,
             issuer: None,
             auth_method: None,
+            key: None,
         }
+    }
+
+    /// Authenticates with a signed JWT instead of a secret (`private_key_jwt`, RFC 7523 §2.2).
+    pub fn with_private_key(mut self, key: crate::client_assertion::ClientKey) -> Self {
+        self.key = Some(key);
+        self.auth_method = Some(ClientAuthMethod::PrivateKeyJwt);
+        self
+    }
+
+    /// Whether the client can authenticate on its own (a secret or a key), as the
+    /// client-credentials grant requires.
+    pub fn is_confidential(&self) -> bool {
+        self.client_secret.is_some() || self.key.is_some()
     }
 
     /// Sets the client secret.

@@ -31,6 +31,11 @@ pub enum Grant<'a> {
         /// The scopes to ask for (the granted ones, to keep them).
         scopes: Option<&'a Scopes>,
     },
+    /// RFC 6749 §4.4: the client acting on its own behalf, no user.
+    ClientCredentials {
+        /// The scopes to ask for.
+        scopes: Option<&'a Scopes>,
+    },
 }
 
 /// Builds a token request: form-encoded body, `Accept: application/json` (without it some
@@ -60,6 +65,12 @@ pub fn token_request(
         } => {
             form.push(("grant_type", "refresh_token".into()));
             form.push(("refresh_token", refresh_token.secret().clone()));
+            if let Some(scopes) = scopes.filter(|s| !s.is_empty()) {
+                form.push(("scope", scopes.to_string()));
+            }
+        }
+        Grant::ClientCredentials { scopes } => {
+            form.push(("grant_type", "client_credentials".into()));
             if let Some(scopes) = scopes.filter(|s| !s.is_empty()) {
                 form.push(("scope", scopes.to_string()));
             }
@@ -391,6 +402,7 @@ mod tests {
             client_id: "c".into(),
             client_secret: None,
             method: ClientAuthMethod::None,
+            assertion: None,
         };
         let code = AuthorizationCode::new("the code".into());
         let verifier = PkceCodeVerifier::new("v".into());

@@ -86,7 +86,7 @@ pub use service::OAuthService;
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 
 pub use mcp_oauth_flow::{
-    AuthorizationRequest, AuthorizationResponse, ClientAuthMethod, ClientConfig,
+    AuthorizationRequest, AuthorizationResponse, ClientAuthMethod, ClientConfig, ClientKey,
     ClientRegistration, DiscoveryReport, Error, ErrorKind, PkcePolicy, PreRegisteredClient,
     RefreshPolicy, Scopes, TokenSet, TokenType,
 };

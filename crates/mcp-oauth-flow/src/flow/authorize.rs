@@ -29,26 +29,13 @@ use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::url_policy::{parse_secure_url, unusable_url};
 
 impl Flow {
-    /// PKCE check, scope choice, then the client identity.
+    /// Scope choice, the grant, the PKCE check, then the client identity.
     pub(super) fn authorize_with(
         &mut self,
         res: Resource,
         meta: AuthorizationServerMetadata,
+        now: SystemTime,
     ) -> Result<State, Error> {
-        let pkce_ok = match &meta.code_challenge_methods_supported {
-            Some(_) => meta.supports_pkce_s256(),
-            None => self.config.pkce_policy == PkcePolicy::AssumeWhenAbsent,
-        };
-        if !pkce_ok {
-            return Err(Error::new(
-                ErrorKind::PkceNotSupported,
-                format!(
-                    "authorization server {} does not advertise PKCE S256 in code_challenge_methods_supported; \
-                     set PkcePolicy::AssumeWhenAbsent to proceed with servers that omit the field",
-                    meta.issuer
-                ),
-            ));
-        }
         let selected = select_scopes(
             res.common.challenge_scope.as_deref(),
             res.prm_scopes.as_deref(),
@@ -81,6 +68,28 @@ impl Flow {
             scopes,
         };
 
+        // RFC 6749 §4.4: a server that offers client credentials and not the authorization code
+        // serves machines: no user, no consent, no PKCE.
+        if !auth.meta.supports_grant("authorization_code")
+            && auth.meta.supports_grant("client_credentials")
+        {
+            return self.client_credentials(auth, now);
+        }
+        let meta = &auth.meta;
+        let pkce_ok = match &meta.code_challenge_methods_supported {
+            Some(_) => meta.supports_pkce_s256(),
+            None => self.config.pkce_policy == PkcePolicy::AssumeWhenAbsent,
+        };
+        if !pkce_ok {
+            return Err(Error::new(
+                ErrorKind::PkceNotSupported,
+                format!(
+                    "authorization server {} does not advertise PKCE S256 in code_challenge_methods_supported; \
+                     set PkcePolicy::AssumeWhenAbsent to proceed with servers that omit the field",
+                    meta.issuer
+                ),
+            ));
+        }
         let config = Arc::clone(&self.config);
         match choose_client_source(
             &config.pre_registered,
@@ -98,6 +107,7 @@ impl Flow {
                     client_id: client.client_id.clone(),
                     client_secret: client.client_secret.clone(),
                     method,
+                    assertion: None,
                 };
                 self.request_authorization(auth, creds)
             }
@@ -106,6 +116,7 @@ impl Flow {
                     client_id: url.to_owned(),
                     client_secret: None,
                     method: ClientAuthMethod::None,
+                    assertion: None,
                 };
                 self.request_authorization(auth, creds)
             }
@@ -116,6 +127,70 @@ impl Flow {
                 Ok(State::ExpectStoredClient(Box::new(auth)))
             }
         }
+    }
+
+    /// The client-credentials grant (RFC 6749 §4.4) with a pre-registered confidential client:
+    /// a secret (basic or post), or a private key (`private_key_jwt`, RFC 7523 §2.2).
+    fn client_credentials(&mut self, auth: Authorizing, now: SystemTime) -> Result<State, Error> {
+        let config = Arc::clone(&self.config);
+        let client = config
+            .pre_registered
+            .iter()
+            .find(|c| c.is_for(&auth.client_issuer) && c.is_confidential())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NoClientIdentity,
+                    format!(
+                        "authorization server {} offers only the client-credentials grant; configure a \
+                         PreRegisteredClient with a secret or a private key for it",
+                        auth.meta.issuer
+                    ),
+                )
+            })?;
+        let method = if client.key.is_some() {
+            ClientAuthMethod::PrivateKeyJwt
+        } else {
+            negotiate_client_auth(
+                client.auth_method.map(ClientAuthMethod::as_str),
+                true,
+                auth.meta.token_endpoint_auth_methods_supported.as_deref(),
+            )
+        };
+        let endpoint = parse_secure_url(
+            auth.meta.token_endpoint.as_deref().unwrap_or_default(),
+            "token_endpoint",
+        )?;
+        // The flow's random `state` is never sent in this grant: it serves as the unique `jti`.
+        let assertion = client.key.as_ref().map(|key| {
+            key.assertion(
+                &client.client_id,
+                &auth.meta.issuer,
+                now,
+                auth.res.common.secrets.state.secret(),
+            )
+        });
+        let creds = ClientCredentials {
+            client_id: client.client_id.clone(),
+            client_secret: client.client_secret.clone(),
+            method,
+            assertion,
+        };
+        let request = token_request(
+            &endpoint,
+            Grant::ClientCredentials {
+                scopes: auth.scopes.as_ref(),
+            },
+            &creds,
+            auth.res.resource.as_deref(),
+        )?;
+        self.send(SubRequest {
+            purpose: Purpose::Token,
+            request,
+        });
+        Ok(State::ExpectToken(Box::new(ExpectAuthorizationResponse {
+            auth,
+            client: creds,
+        })))
     }
 
     pub(super) fn on_stored_client(
@@ -211,6 +286,7 @@ impl Flow {
                 reg.client_secret.is_some(),
                 meta.token_endpoint_auth_methods_supported.as_deref(),
             ),
+            assertion: None,
         }
     }
 

@@ -150,6 +150,7 @@ impl Flow {
         &mut self,
         mut s: ExpectAuthServerMetadata,
         response: http::Response<Bytes>,
+        now: std::time::SystemTime,
     ) -> Result<State, Error> {
         let url = s.probe.current.to_string();
         let status = response.status().as_u16();
@@ -204,7 +205,7 @@ impl Flow {
                 &token,
                 &register,
             );
-            return self.authorize_with(s.res, meta);
+            return self.authorize_with(s.res, meta, now);
         };
         let validated = match &s.expected_issuer {
             Some(expected) => meta.validate(Some(expected)),
@@ -232,6 +233,6 @@ impl Flow {
             Some(status),
             format!("used: issuer {}", meta.issuer),
         );
-        self.authorize_with(s.res, meta)
+        self.authorize_with(s.res, meta, now)
     }
 }

@@ -413,7 +413,7 @@ impl Flow {
         let state = std::mem::replace(&mut self.state, State::Finished);
         let next = match state {
             State::ExpectResourceMetadata(s) => self.on_resource_metadata(*s, response),
-            State::ExpectAuthServerMetadata(s) => self.on_auth_server_metadata(*s, response),
+            State::ExpectAuthServerMetadata(s) => self.on_auth_server_metadata(*s, response, now),
             State::ExpectRegistration(s) => self.on_registration(*s, response),
             State::ExpectToken(s) => self.on_token(*s, response, now),
             State::ExpectRefreshToken(s) => self.on_refresh_token(*s, response, now),

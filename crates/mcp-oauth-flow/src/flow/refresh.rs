@@ -72,6 +72,11 @@ impl Flow {
             held,
             after,
         };
+        if pre_registered.as_ref().is_some_and(|c| c.key.is_some()) {
+            // A client assertion needs the time, which a proactive refresh does not have here;
+            // such clients use the client-credentials grant, which simply runs again.
+            return self.after_refresh(refreshing.common, refreshing.after);
+        }
         if let Some(client) = pre_registered {
             let method = refreshing.held.client_auth().unwrap_or_else(|| {
                 negotiate_client_auth(
@@ -84,6 +89,7 @@ impl Flow {
                 client_id: client.client_id,
                 client_secret: client.client_secret,
                 method,
+                assertion: None,
             };
             return self.send_refresh(refreshing, creds, false);
         }
@@ -94,6 +100,7 @@ impl Flow {
                 client_id: refreshing.held.client_id().to_owned(),
                 client_secret: None,
                 method: ClientAuthMethod::None,
+                assertion: None,
             };
             return self.send_refresh(refreshing, creds, false);
         }
@@ -125,6 +132,7 @@ impl Flow {
             client_id: reg.client_id,
             client_secret: reg.client_secret,
             method,
+            assertion: None,
         };
         self.send_refresh(refreshing, creds, true)
     }

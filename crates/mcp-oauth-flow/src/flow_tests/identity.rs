@@ -157,3 +157,119 @@ fn a_registration_from_an_earlier_loopback_port_is_reused() {
         Some("dcr-client")
     );
 }
+
+fn client_credentials_net() -> Net {
+    let mut meta = as_meta(AS);
+    let m = meta.as_object_mut().unwrap();
+    m.remove("authorization_endpoint");
+    m.remove("registration_endpoint");
+    m.insert(
+        "grant_types_supported".into(),
+        json!(["client_credentials"]),
+    );
+    m.insert(
+        "token_endpoint_auth_methods_supported".into(),
+        json!(["client_secret_basic", "private_key_jwt"]),
+    );
+    std_net()
+        .json(
+            &format!("{AS}/.well-known/oauth-authorization-server"),
+            200,
+            meta,
+        )
+        .json(
+            &format!("{AS}/token"),
+            200,
+            json!({"access_token": "cc", "token_type": "Bearer", "expires_in": 60}),
+        )
+}
+
+#[test]
+fn a_machine_only_server_gets_the_client_credentials_grant() {
+    let cfg = config().pre_registered(
+        PreRegisteredClient::new("svc")
+            .with_secret("s")
+            .for_issuer(AS),
+    );
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &client_credentials_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.sent,
+        [
+            format!("GET {RS}/.well-known/oauth-protected-resource/mcp"),
+            format!("GET {AS}/.well-known/oauth-authorization-server"),
+            format!("POST {AS}/token"),
+        ],
+        "no consent step, no registration"
+    );
+    assert_eq!(
+        run.form(2, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
+    assert_eq!(run.form(2, "resource"), Some(format!("{RS}/mcp")));
+    // client_secret_basic: the secret is in the Authorization header, not the body.
+    assert_eq!(run.form(2, "client_secret"), None);
+    assert_eq!(run.outcome().tokens.access_token().secret(), "cc");
+    assert_eq!(run.outcome().tokens.client_id(), "svc");
+}
+
+#[test]
+fn client_credentials_with_a_private_key_sends_a_signed_assertion() {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let secret = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+    let pem = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
+    let cfg = config().pre_registered(
+        PreRegisteredClient::new("svc")
+            .with_private_key(ClientKey::from_pkcs8_pem(&pem).unwrap())
+            .for_issuer(AS),
+    );
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &client_credentials_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.form(2, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
+    assert_eq!(
+        run.form(2, "client_assertion_type").as_deref(),
+        Some(JWT_BEARER_ASSERTION_TYPE)
+    );
+    let jwt = run.form(2, "client_assertion").unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            jwt.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["iss"], "svc");
+    assert_eq!(claims["sub"], "svc");
+    assert_eq!(claims["aud"], AS);
+    assert_eq!(
+        run.outcome().tokens.client_auth(),
+        Some(ClientAuthMethod::PrivateKeyJwt)
+    );
+}
+
+#[test]
+fn a_machine_only_server_without_client_credentials_configured_is_a_clear_error() {
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &client_credentials_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::NoClientIdentity);
+    assert!(run.authorize_url.is_none());
+}
