@@ -228,11 +228,74 @@ fn bench_loopback(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_trivial, bench_loopback);
+/// (a) again with two threads at once on one layer (2 cores), each doing `PER_THREAD` calls per
+/// iteration; the time is per call pair. The ratio matches the single-threaded one when the hot
+/// path has no lock or shared counter the threads fight over.
+fn bench_parallel(c: &mut Criterion) {
+    const PER_THREAD: u64 = 2_000;
+    let store = Arc::new(MemoryStore::new());
+    let tokens = TokenSet::new("bench-token", TokenType::Bearer, "https://as.bench", "client");
+    store.save_tokens(URL, &tokens).now_or_never().unwrap().unwrap();
+    let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+        .shared_token_store(store.clone() as Arc<dyn TokenStore>);
+    let layered = ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut warm = layered.clone();
+    let first = warm.ready().now_or_never().unwrap().unwrap().call(request(None));
+    assert_eq!(rt.block_on(first).unwrap().status(), 200);
+    let header = tokens.authorization_value();
+
+    let mut group = c.benchmark_group("parallel");
+    group.bench_function("bare", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    let header = header.clone();
+                    scope.spawn(move || {
+                        let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
+                        for _ in 0..iters {
+                            for _ in 0..PER_THREAD {
+                                let fut = bare.ready().now_or_never().unwrap().unwrap().call(request(Some(&header)));
+                                black_box(fut.now_or_never().unwrap().unwrap());
+                            }
+                        }
+                    });
+                }
+            });
+            start.elapsed() / PER_THREAD as u32
+        })
+    });
+    group.bench_function("layered", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            std::thread::scope(|scope| {
+                for _ in 0..2 {
+                    let mut svc = layered.clone();
+                    scope.spawn(move || {
+                        for _ in 0..iters {
+                            for _ in 0..PER_THREAD {
+                                let fut = svc.ready().now_or_never().unwrap().unwrap().call(request(None));
+                                black_box(fut.now_or_never().unwrap().unwrap());
+                            }
+                        }
+                    });
+                }
+            });
+            start.elapsed() / PER_THREAD as u32
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_trivial, bench_loopback, bench_parallel);
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     support::print_ratio("trivial", "bare", "layered", Some(1.03));
     support::print_ratio("loopback", "bare", "layered", Some(1.01));
+    support::print_ratio("parallel", "bare", "layered", None);
 }
