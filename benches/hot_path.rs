@@ -57,8 +57,19 @@ fn trivial<B>(
     std::future::ready(Ok(resp))
 }
 
-fn bench_trivial(c: &mut Criterion) {
-    // A token waiting in the store: the first 401 adopts it, then every call is the hot path.
+/// The layer over the trivial service, warmed so that it holds a valid token, and the header
+/// the bare side sends itself.
+fn warmed_layer() -> (
+    impl Service<
+            http::Request<Full<Bytes>>,
+            Response = http::Response<Empty<Bytes>>,
+            Error = tower_mcp_oauth::Error,
+            Future: Send,
+        > + Clone
+        + Send,
+    http::HeaderValue,
+) {
+    // A token waiting in the store: the first request adopts it, then every call is the hot path.
     let store = Arc::new(MemoryStore::new());
     let tokens = TokenSet::new(
         "bench-token",
@@ -90,7 +101,11 @@ fn bench_trivial(c: &mut Criterion) {
         .build()
         .unwrap();
     assert_eq!(rt.block_on(warm).unwrap().status(), 200);
-    let header = tokens.authorization_value();
+    (layered, tokens.authorization_value())
+}
+
+fn bench_trivial(c: &mut Criterion) {
+    let (mut layered, header) = warmed_layer();
     let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
 
     let mut group = c.benchmark_group("trivial");
@@ -233,19 +248,7 @@ fn bench_loopback(c: &mut Criterion) {
 /// path has no lock or shared counter the threads fight over.
 fn bench_parallel(c: &mut Criterion) {
     const PER_THREAD: u64 = 2_000;
-    let store = Arc::new(MemoryStore::new());
-    let tokens = TokenSet::new("bench-token", TokenType::Bearer, "https://as.bench", "client");
-    store.save_tokens(URL, &tokens).now_or_never().unwrap().unwrap();
-    let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
-        .shared_token_store(store.clone() as Arc<dyn TokenStore>);
-    let layered = ServiceBuilder::new()
-        .layer(layer)
-        .service(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut warm = layered.clone();
-    let first = warm.ready().now_or_never().unwrap().unwrap().call(request(None));
-    assert_eq!(rt.block_on(first).unwrap().status(), 200);
-    let header = tokens.authorization_value();
+    let (layered, header) = warmed_layer();
 
     let mut group = c.benchmark_group("parallel");
     group.bench_function("bare", |b| {
@@ -258,7 +261,12 @@ fn bench_parallel(c: &mut Criterion) {
                         let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
                         for _ in 0..iters {
                             for _ in 0..PER_THREAD {
-                                let fut = bare.ready().now_or_never().unwrap().unwrap().call(request(Some(&header)));
+                                let fut = bare
+                                    .ready()
+                                    .now_or_never()
+                                    .unwrap()
+                                    .unwrap()
+                                    .call(request(Some(&header)));
                                 black_box(fut.now_or_never().unwrap().unwrap());
                             }
                         }
@@ -277,7 +285,12 @@ fn bench_parallel(c: &mut Criterion) {
                     scope.spawn(move || {
                         for _ in 0..iters {
                             for _ in 0..PER_THREAD {
-                                let fut = svc.ready().now_or_never().unwrap().unwrap().call(request(None));
+                                let fut = svc
+                                    .ready()
+                                    .now_or_never()
+                                    .unwrap()
+                                    .unwrap()
+                                    .call(request(None));
                                 black_box(fut.now_or_never().unwrap().unwrap());
                             }
                         }
