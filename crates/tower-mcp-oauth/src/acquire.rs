@@ -186,20 +186,27 @@ pub(crate) async fn adopt_stored(shared: &Shared, uri: &Uri) {
     if shared.cache.session(uri).is_some() {
         return;
     }
+    match find_stored(shared, uri).await {
+        Ok(Some((resource, stored))) => {
+            debug!(%resource, "found stored tokens before the first request");
+            install(shared, resource, stored);
+        }
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "could not read the token store; sending without a token"),
+    }
+}
+
+/// The tokens stored for `uri`: under the URL itself or the nearest parent path that covers
+/// it (see [`store_candidates`]).
+async fn find_stored(shared: &Shared, uri: &Uri) -> Result<Option<(Url, TokenSet)>, Error> {
     for candidate in store_candidates(uri) {
-        match shared.deps.store.load_tokens(candidate.as_str()).await {
-            Ok(Some(stored)) if covers(&candidate, uri) => {
-                debug!(resource = %candidate, "found stored tokens before the first request");
-                install(shared, candidate, stored);
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                warn!(error = %e, "could not read the token store; sending without a token");
-                return;
+        if let Some(stored) = shared.deps.store.load_tokens(candidate.as_str()).await? {
+            if covers(&candidate, uri) {
+                return Ok(Some((candidate, stored)));
             }
         }
     }
+    Ok(None)
 }
 
 /// One flow: under the store's lock when refreshing, adopting tokens someone else already
@@ -215,7 +222,8 @@ async fn run_flight(
     let now = (shared.clock)();
     // The flow that served this need may have finished between the caller's check and this
     // flow's start: then there is nothing left to do.
-    if let Some(session) = shared.cache.session(uri) {
+    let session = shared.cache.session(uri);
+    if let Some(session) = &session {
         let still_needed = match need {
             Need::Expiring => session.refresh_at.is_some_and(|at| at <= now),
             _ => session.epoch <= sent.epoch || !need.met_by(&session.tokens),
@@ -224,25 +232,18 @@ async fn run_flight(
             return Ok(());
         }
     }
-    let mut held: Option<(TokenSet, Url)> = shared
-        .cache
-        .session(uri)
-        .map(|s| ((*s.tokens).clone(), s.resource.clone()));
+    let mut held: Option<(TokenSet, Url)> =
+        session.map(|s| ((*s.tokens).clone(), s.resource.clone()));
 
     if held.is_none() {
         // Nothing in memory: tokens from an earlier run may be in the store.
-        for candidate in store_candidates(uri) {
-            if let Some(stored) = store.load_tokens(candidate.as_str()).await? {
-                if covers(&candidate, uri) {
-                    if !stored.is_expired(now, std::time::Duration::ZERO) && need.met_by(&stored) {
-                        debug!(resource = %candidate, "adopting stored tokens");
-                        install(shared, candidate, stored);
-                        return Ok(());
-                    }
-                    held = Some((stored, candidate));
-                    break;
-                }
+        if let Some((resource, stored)) = find_stored(shared, uri).await? {
+            if !stored.is_expired(now, std::time::Duration::ZERO) && need.met_by(&stored) {
+                debug!(%resource, "adopting stored tokens");
+                install(shared, resource, stored);
+                return Ok(());
             }
+            held = Some((stored, resource));
         }
     }
 
