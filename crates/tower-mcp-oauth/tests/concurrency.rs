@@ -11,24 +11,14 @@ use serde_json::json;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_mcp_oauth::{
-    Authorizer, BoxFuture, ClientConfig, Error, HeadlessAuthorizer, InnerClient, OAuthBody,
-    OAuthLayer,
+    Authorizer, BoxFuture, ClientConfig, Error, HeadlessAuthorizer, InnerClient, OAuthLayer,
 };
 use tower_test::mock;
 
-type Req = http::Request<OAuthBody<Full<Bytes>>>;
-type Resp = http::Response<Full<Bytes>>;
+#[path = "support/scripted.rs"]
+mod scripted;
 
-const RS: &str = "http://127.0.0.1:1";
-const AS: &str = "http://127.0.0.1:2";
-
-fn json(status: u16, value: serde_json::Value) -> Resp {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
-        .unwrap()
-}
+use scripted::{flow_response, json, unauthorized, Req, Resp, RS};
 
 /// A protected resource and its authorization server, answering whatever the layer sends.
 #[derive(Default)]
@@ -43,76 +33,30 @@ struct Counts {
 }
 
 fn answer(req: &Req, counts: &Counts) -> Resp {
-    let url = req.uri().to_string();
     let path = req.uri().path();
-    match path {
-        "/mcp" => match req.headers().get("authorization") {
-            Some(v) if v == "Bearer the-token" => {
-                counts.authenticated.fetch_add(1, Ordering::SeqCst);
-                json(200, json!({"ok": true}))
-            }
-            _ => {
-                counts.unauthenticated.fetch_add(1, Ordering::SeqCst);
-                http::Response::builder()
-                    .status(401)
-                    .header(
-                        "www-authenticate",
-                        format!(r#"Bearer resource_metadata="{RS}/prm""#),
-                    )
-                    .body(Full::new(Bytes::new()))
-                    .unwrap()
-            }
-        },
-        "/prm" => {
-            counts.prm.fetch_add(1, Ordering::SeqCst);
-            json(
-                200,
-                json!({"resource": format!("{RS}/mcp"), "authorization_servers": [AS]}),
-            )
-        }
-        "/.well-known/oauth-authorization-server" => {
-            counts.metadata.fetch_add(1, Ordering::SeqCst);
-            json(
-                200,
-                json!({
-                    "issuer": AS,
-                    "authorization_endpoint": format!("{AS}/authorize"),
-                    "token_endpoint": format!("{AS}/token"),
-                    "registration_endpoint": format!("{AS}/register"),
-                    "code_challenge_methods_supported": ["S256"],
-                }),
-            )
-        }
-        "/register" => {
-            counts.register.fetch_add(1, Ordering::SeqCst);
-            json(201, json!({"client_id": "c"}))
-        }
-        "/authorize" => {
-            counts.authorize.fetch_add(1, Ordering::SeqCst);
-            let state = url::Url::parse(&url)
-                .unwrap()
-                .query_pairs()
-                .find(|(k, _)| k == "state")
-                .unwrap()
-                .1
-                .into_owned();
-            http::Response::builder()
-                .status(302)
-                .header(
-                    "location",
-                    format!("http://localhost:3000/callback?code=c&state={state}"),
-                )
-                .body(Full::new(Bytes::new()))
-                .unwrap()
-        }
-        "/token" => {
-            counts.token.fetch_add(1, Ordering::SeqCst);
-            json(
-                200,
-                json!({"access_token": "the-token", "token_type": "Bearer", "expires_in": 3600}),
-            )
-        }
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .is_some_and(|v| v == "Bearer the-token");
+    let counter = match path {
+        "/mcp" if authorized => &counts.authenticated,
+        "/mcp" => &counts.unauthenticated,
+        "/prm" => &counts.prm,
+        "/.well-known/oauth-authorization-server" => &counts.metadata,
+        "/register" => &counts.register,
+        "/authorize" => &counts.authorize,
+        "/token" => &counts.token,
         other => panic!("unexpected request to {other}"),
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
+    match path {
+        "/mcp" if authorized => json(200, json!({"ok": true})),
+        "/mcp" => unauthorized(),
+        "/token" => json(
+            200,
+            json!({"access_token": "the-token", "token_type": "Bearer", "expires_in": 3600}),
+        ),
+        _ => flow_response(req).expect("a flow request"),
     }
 }
 

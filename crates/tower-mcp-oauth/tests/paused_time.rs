@@ -9,71 +9,25 @@ use http_body_util::Full;
 use serde_json::json;
 use tower::ServiceExt;
 use tower_layer::Layer;
-use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer, RefreshPolicy};
+use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer, RefreshPolicy};
 use tower_test::mock;
 
-type Req = http::Request<OAuthBody<Full<Bytes>>>;
-type Resp = http::Response<Full<Bytes>>;
+#[path = "support/scripted.rs"]
+mod scripted;
 
-const RS: &str = "http://127.0.0.1:1";
-const AS: &str = "http://127.0.0.1:2";
-
-fn json(status: u16, value: serde_json::Value) -> Resp {
-    http::Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(value.to_string())))
-        .unwrap()
-}
+use scripted::{flow_response, json, unauthorized, Req, Resp, RS};
 
 /// Answers the layer's requests; returns a short label of what was asked.
 fn answer(req: Req, send: mock::SendResponse<Resp>, issued: &mut u32) -> String {
     let path = req.uri().path().to_owned();
-    let response = match path.as_str() {
-        "/mcp" => match req.headers().get("authorization") {
-            Some(_) => json(200, json!({"ok": true})),
-            None => http::Response::builder()
-                .status(401)
-                .header(
-                    "www-authenticate",
-                    format!(r#"Bearer resource_metadata="{RS}/prm""#),
-                )
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        },
-        "/prm" => json(
-            200,
-            json!({"resource": format!("{RS}/mcp"), "authorization_servers": [AS]}),
-        ),
-        "/.well-known/oauth-authorization-server" => json(
-            200,
-            json!({
-                "issuer": AS,
-                "authorization_endpoint": format!("{AS}/authorize"),
-                "token_endpoint": format!("{AS}/token"),
-                "registration_endpoint": format!("{AS}/register"),
-                "code_challenge_methods_supported": ["S256"],
-            }),
-        ),
-        "/register" => json(201, json!({"client_id": "c"})),
-        "/authorize" => {
-            let url = url::Url::parse(&req.uri().to_string()).unwrap();
-            let state = url
-                .query_pairs()
-                .find(|(k, _)| k == "state")
-                .unwrap()
-                .1
-                .into_owned();
-            http::Response::builder()
-                .status(302)
-                .header(
-                    "location",
-                    format!("http://localhost:3000/callback?code=c&state={state}"),
-                )
-                .body(Full::new(Bytes::new()))
-                .unwrap()
-        }
-        "/token" => {
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let response = match (path.as_str(), &bearer) {
+        ("/mcp", Some(_)) => json(200, json!({"ok": true})),
+        ("/mcp", None) => unauthorized(),
+        ("/token", _) => {
             *issued += 1;
             json(
                 200,
@@ -85,14 +39,13 @@ fn answer(req: Req, send: mock::SendResponse<Resp>, issued: &mut u32) -> String 
                 }),
             )
         }
-        other => panic!("unexpected {other}"),
-    };
-    let label = match req.headers().get("authorization") {
-        Some(v) if path == "/mcp" => format!("{path} {}", v.to_str().unwrap()),
-        _ => path,
+        _ => flow_response(&req).unwrap_or_else(|| panic!("unexpected {path}")),
     };
     send.send_response(response);
-    label
+    match bearer {
+        Some(v) if path == "/mcp" => format!("{path} {v}"),
+        _ => path,
+    }
 }
 
 #[tokio::test(start_paused = true)]
