@@ -10,11 +10,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_oauth_suite::{http_client, jsonrpc};
+use mcp_oauth_suite::{http_client, jsonrpc, HttpClient};
 use mcp_oauth_testkit::{CannedResponse, ServerRole, Testkit, TestkitConfig};
 use serde_json::json;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_mcp_oauth::{ClientConfig, ErrorKind, FileStore, OAuthLayer, TokenStore};
+use tower_mcp_oauth::{ClientConfig, ErrorKind, FileStore, OAuthLayer, OAuthService, TokenStore};
 
 use support::*;
 
@@ -231,23 +231,72 @@ async fn invalid_grant_drops_the_tokens_and_authorizes_again() {
     assert_eq!(count(&kit, "/register"), 1);
 }
 
+/// A layer whose user takes their time at the consent step, logged in once, on a shared store
+/// the test can take the refresh lock of.
+struct AtTheBrowser {
+    svc: OAuthService<HttpClient>,
+    store: Arc<tower_mcp_oauth::MemoryStore>,
+    go: Arc<tokio::sync::Notify>,
+    asked: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AtTheBrowser {
+    async fn logged_in(kit: &Testkit) -> Self {
+        let store = Arc::new(tower_mcp_oauth::MemoryStore::new());
+        let go = Arc::new(tokio::sync::Notify::new());
+        let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let layer = OAuthLayer::new(
+            ClientConfig::new(REDIRECT),
+            SlowUser(go.clone(), asked.clone()),
+        )
+        .shared_token_store(store.clone() as Arc<dyn TokenStore>)
+        .failure_backoff(Duration::ZERO);
+        let svc = service(layer);
+        go.notify_one(); // the first login goes straight through
+        assert_eq!(call(&svc, kit, "tools/list").await.status(), 200);
+        asked.store(false, Ordering::SeqCst);
+        Self {
+            svc,
+            store,
+            go,
+            asked,
+        }
+    }
+
+    /// Starts a call and waits until its flow is at the consent step.
+    async fn call_until_consent(
+        &self,
+        kit: &Testkit,
+    ) -> tokio::task::JoinHandle<Result<http::StatusCode, tower_mcp_oauth::Error>> {
+        let pending = tokio::spawn({
+            let (svc, url) = (self.svc.clone(), kit.resource_url());
+            async move {
+                svc.oneshot(jsonrpc(&url, 1, "tools/list", json!({})))
+                    .await
+                    .map(|r| r.status())
+            }
+        });
+        while !self.asked.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        pending
+    }
+
+    /// Takes and gives back the refresh lock, as another process would, while the user waits.
+    async fn take_the_lock(&self, kit: &Testkit, why: &str) {
+        let lock =
+            tokio::time::timeout(Duration::from_secs(2), self.store.lock(&kit.resource_url()))
+                .await
+                .expect(why)
+                .unwrap();
+        lock.release().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refresh_lock_is_not_held_while_the_user_reauthorizes() {
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
-    let store = Arc::new(tower_mcp_oauth::MemoryStore::new());
-    let go = Arc::new(tokio::sync::Notify::new());
-    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let layer = OAuthLayer::new(
-        ClientConfig::new(REDIRECT),
-        SlowUser(go.clone(), asked.clone()),
-    )
-    .shared_token_store(store.clone() as Arc<dyn TokenStore>)
-    .failure_backoff(Duration::ZERO);
-    let svc = service(layer);
-    go.notify_one(); // the first login goes straight through
-    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
-    asked.store(false, Ordering::SeqCst);
-
+    let user = AtTheBrowser::logged_in(&kit).await;
     // The refresh is refused for good; a new authorization starts and waits for the user.
     kit.revoke_all_tokens();
     kit.set_override(
@@ -255,25 +304,15 @@ async fn the_refresh_lock_is_not_held_while_the_user_reauthorizes() {
         "/token",
         CannedResponse::json(400, json!({"error": "invalid_grant"})),
     );
-    let pending = tokio::spawn({
-        let (svc, url) = (svc.clone(), kit.resource_url());
-        async move {
-            svc.oneshot(jsonrpc(&url, 1, "tools/list", json!({})))
-                .await
-                .map(|r| r.status())
-        }
-    });
-    while !asked.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let pending = user.call_until_consent(&kit).await;
     // Meanwhile another process could take the refresh lock: it was given back at once.
-    let lock = tokio::time::timeout(Duration::from_secs(2), store.lock(&kit.resource_url()))
-        .await
-        .expect("the lock is still held while the user is at the browser")
-        .unwrap();
-    lock.release().await;
+    user.take_the_lock(
+        &kit,
+        "the lock is still held while the user is at the browser",
+    )
+    .await;
     kit.clear_overrides();
-    go.notify_one();
+    user.go.notify_one();
     assert_eq!(pending.await.unwrap().unwrap(), 200);
 }
 
@@ -316,38 +355,15 @@ async fn the_refresh_lock_is_not_held_while_the_user_authorizes_at_a_new_server(
     // authorization server, so the flow goes to consent there without any refused refresh.
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
     let other = Testkit::start(TestkitConfig::default()).await.unwrap();
-    let store = Arc::new(tower_mcp_oauth::MemoryStore::new());
-    let go = Arc::new(tokio::sync::Notify::new());
-    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let layer = OAuthLayer::new(
-        ClientConfig::new(REDIRECT),
-        SlowUser(go.clone(), asked.clone()),
-    )
-    .shared_token_store(store.clone() as Arc<dyn TokenStore>)
-    .failure_backoff(Duration::ZERO);
-    let svc = service(layer);
-    go.notify_one();
-    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
-    asked.store(false, Ordering::SeqCst);
-
+    let user = AtTheBrowser::logged_in(&kit).await;
     kit.set_prm_authorization_server(&other.issuer());
-    let pending = tokio::spawn({
-        let (svc, url) = (svc.clone(), kit.resource_url());
-        async move {
-            svc.oneshot(jsonrpc(&url, 1, "tools/list", json!({})))
-                .await
-                .map(|r| r.status())
-        }
-    });
-    while !asked.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let lock = tokio::time::timeout(Duration::from_secs(2), store.lock(&kit.resource_url()))
-        .await
-        .expect("the refresh lock is still held while the user is at the new server's consent page")
-        .unwrap();
-    lock.release().await;
-    go.notify_one();
+    let pending = user.call_until_consent(&kit).await;
+    user.take_the_lock(
+        &kit,
+        "the refresh lock is still held while the user is at the new server's consent page",
+    )
+    .await;
+    user.go.notify_one();
     assert_eq!(pending.await.unwrap().unwrap(), 200);
 }
 
