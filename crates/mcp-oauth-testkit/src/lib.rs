@@ -16,6 +16,13 @@
 //!
 //! The kit knows nothing of the client under test: it is an independent oracle.
 //!
+//! Beside the servers it holds what the tests of a client share:
+//!
+//! * [`jsonrpc`] and [`read_json`]: an MCP request and its answer;
+//! * [`scripted`]: the same servers' answers as plain functions, for `tower-test` mocks;
+//! * [`redis::RedisServer`] (feature `redis`): a throwaway `redis-server` on loopback;
+//! * [`bench`]: criterion's estimates read back as ratios.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -49,13 +56,18 @@
 //! ```
 
 mod authorization_server;
+pub mod bench;
 mod codec;
 mod config;
 mod discovery;
+mod jsonrpc;
 mod record;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod resource_server;
 mod response;
 mod router;
+pub mod scripted;
 mod server;
 mod state;
 mod token_endpoint;
@@ -64,5 +76,6 @@ mod token_endpoint;
 mod tests;
 
 pub use config::{DiscoveryLayout, IssInRedirect, TestkitConfig};
+pub use jsonrpc::{jsonrpc, read_json};
 pub use record::{CannedResponse, RecordedRequest, ServerRole};
 pub use server::Testkit;

@@ -15,10 +15,10 @@ use tower_mcp_oauth::{
 };
 use tower_test::mock;
 
-#[path = "support/scripted.rs"]
-mod scripted;
+use mcp_oauth_testkit::scripted::{flow_response, json, unauthorized, Resp, RS};
 
-use scripted::{flow_response, json, unauthorized, Req, Resp, RS};
+/// What the layer hands its inner service.
+type Req = http::Request<tower_mcp_oauth::OAuthBody<Full<Bytes>>>;
 
 /// A protected resource and its authorization server, answering whatever the layer sends.
 #[derive(Default)]

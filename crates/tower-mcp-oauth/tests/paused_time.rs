@@ -12,10 +12,10 @@ use tower_layer::Layer;
 use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer, RefreshPolicy};
 use tower_test::mock;
 
-#[path = "support/scripted.rs"]
-mod scripted;
+use mcp_oauth_testkit::scripted::{flow_response, json, unauthorized, Resp, RS};
 
-use scripted::{flow_response, json, unauthorized, Req, Resp, RS};
+/// What the layer hands its inner service.
+type Req = http::Request<tower_mcp_oauth::OAuthBody<Full<Bytes>>>;
 
 /// Answers the layer's requests; returns a short label of what was asked.
 fn answer(req: Req, send: mock::SendResponse<Resp>, issued: &mut u32) -> String {

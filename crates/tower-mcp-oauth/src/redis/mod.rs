@@ -416,9 +416,10 @@ impl TokenStore for RedisStore {
     }
 }
 
+// The throwaway redis-server the tests run on lives in the testkit, which the integration tests
+// share; the testkit does not depend on this crate, so its types are the same in both.
 #[cfg(test)]
-#[path = "../../../../tests/support/redis.rs"]
-mod test_server;
+use mcp_oauth_testkit::redis as test_server;
 
 #[cfg(test)]
 mod tests;

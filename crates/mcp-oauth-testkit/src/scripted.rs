@@ -1,0 +1,79 @@
+//! A scripted protected resource and authorization server for `tower-test` mocks: the answers
+//! to the discovery, registration and consent requests a flow makes. Each test answers `/mcp`
+//! and `/token` itself, which is where they differ.
+//!
+//! The request body type is the caller's (the layer hands its inner service `OAuthBody<B>`),
+//! so the testkit needs nothing of the client under test.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::json;
+/// The scripted servers' response.
+pub type Resp = http::Response<Full<Bytes>>;
+
+/// The resource server's origin (nothing listens there: a mock answers).
+pub const RS: &str = "http://127.0.0.1:1";
+/// The authorization server's origin (nothing listens there: a mock answers).
+pub const AS: &str = "http://127.0.0.1:2";
+
+/// A JSON response with `status`.
+pub fn json(status: u16, value: serde_json::Value) -> Resp {
+    http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .unwrap()
+}
+
+/// The resource's 401, pointing at its metadata.
+pub fn unauthorized() -> Resp {
+    http::Response::builder()
+        .status(401)
+        .header(
+            "www-authenticate",
+            format!(r#"Bearer resource_metadata="{RS}/prm""#),
+        )
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// The answer to a discovery, registration or authorization request, or `None` for any other
+/// path (`/mcp`, `/token`).
+pub fn flow_response<B>(req: &http::Request<B>) -> Option<Resp> {
+    Some(match req.uri().path() {
+        "/prm" => json(
+            200,
+            json!({"resource": format!("{RS}/mcp"), "authorization_servers": [AS]}),
+        ),
+        "/.well-known/oauth-authorization-server" => json(
+            200,
+            json!({
+                "issuer": AS,
+                "authorization_endpoint": format!("{AS}/authorize"),
+                "token_endpoint": format!("{AS}/token"),
+                "registration_endpoint": format!("{AS}/register"),
+                "code_challenge_methods_supported": ["S256"],
+            }),
+        ),
+        "/register" => json(201, json!({"client_id": "c"})),
+        "/authorize" => {
+            // An auto-approving server: back to the redirect URI with a code and the state.
+            let url = url::Url::parse(&req.uri().to_string()).unwrap();
+            let state = url
+                .query_pairs()
+                .find(|(k, _)| k == "state")
+                .unwrap()
+                .1
+                .into_owned();
+            http::Response::builder()
+                .status(302)
+                .header(
+                    "location",
+                    format!("http://localhost:3000/callback?code=c&state={state}"),
+                )
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
+        _ => return None,
+    })
+}

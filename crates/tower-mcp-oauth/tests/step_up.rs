@@ -1,0 +1,195 @@
+//! Step-up over real loopback TCP: the union of scopes, the bound per need, the budget across
+//! requests, a grant narrower than asked, and concurrent 403s sharing one step-up.
+
+mod support;
+
+use std::time::Duration;
+
+use mcp_oauth_testkit::{CannedResponse, ServerRole, Testkit, TestkitConfig};
+use serde_json::json;
+use support::{http_client, jsonrpc};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_mcp_oauth::{AuthorizationFailed, ErrorKind};
+
+use support::lifecycle::*;
+
+#[tokio::test]
+async fn step_up_asks_for_the_union_of_scopes() {
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .challenge_scope("mcp:basic")
+            .required_scopes(["mcp:basic"])
+            .tool_call_scopes(["mcp:write"]),
+    )
+    .await
+    .unwrap();
+    let svc = service(layer(&TestClock::default()));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
+    let scopes: Vec<_> = kit
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/authorize")
+        .map(|r| r.query_param("scope").unwrap())
+        .collect();
+    assert_eq!(scopes, ["mcp:basic", "mcp:basic mcp:write"]);
+    // And then it just works.
+    assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
+    assert_eq!(count(&kit, "/authorize"), 2);
+}
+
+#[tokio::test]
+async fn step_up_stops_at_its_bound() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let svc = service(layer(&TestClock::default()));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    // A resource that will never be satisfied.
+    kit.set_override(
+        ServerRole::Resource,
+        "/mcp",
+        CannedResponse::new(403, "").header(
+            "www-authenticate",
+            r#"Bearer error="insufficient_scope", scope="mcp:admin""#,
+        ),
+    );
+    for attempt in 1..=3 {
+        let response = call(&svc, &kit, "tools/list").await;
+        assert_eq!(response.status(), 403);
+        assert!(
+            response.extensions().get::<AuthorizationFailed>().is_none(),
+            "attempt {attempt}"
+        );
+        assert_eq!(count(&kit, "/authorize"), 1 + attempt);
+    }
+    let response = call(&svc, &kit, "tools/list").await;
+    assert_eq!(response.status(), 403);
+    let failed = response
+        .extensions()
+        .get::<AuthorizationFailed>()
+        .expect("marked");
+    assert_eq!(failed.0.kind(), ErrorKind::StepUpLimit);
+    assert_eq!(count(&kit, "/authorize"), 4, "no fourth step-up");
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_every_token_exhausts_the_budget() {
+    let kit = Testkit::start(TestkitConfig::default().issue_refresh_tokens(false))
+        .await
+        .unwrap();
+    let svc =
+        service(layer(&TestClock::default()).authorization_budget(2, Duration::from_secs(600)));
+    kit.set_override(
+        ServerRole::Resource,
+        "/mcp",
+        CannedResponse::new(401, "").header("www-authenticate", "Bearer"),
+    );
+    for _ in 0..2 {
+        assert_eq!(call(&svc, &kit, "tools/list").await.status(), 401);
+    }
+    let err = svc
+        .clone()
+        .oneshot(jsonrpc(&kit.resource_url(), 1, "tools/list", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AuthorizationLimit);
+    assert_eq!(count(&kit, "/authorize"), 2);
+}
+
+#[tokio::test]
+async fn a_step_up_granted_fewer_scopes_still_retries_with_the_new_token() {
+    // The consent step grants only mcp:basic whatever is asked (the inner client rewrites the
+    // authorization request's scope, as a user unticking a box would): the step-up's new token
+    // lacks mcp:write, the retry gets 403 again, and the caller sees that 403, not an error.
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .challenge_scope("mcp:basic")
+            .required_scopes(["mcp:basic"])
+            .tool_call_scopes(["mcp:write"]),
+    )
+    .await
+    .unwrap();
+    let client = http_client();
+    let narrowing = tower::service_fn(
+        move |mut req: http::Request<tower_mcp_oauth::OAuthBody<support::Body>>| {
+            if req.uri().path().ends_with("/authorize") {
+                let mut url = url::Url::parse(&req.uri().to_string()).unwrap();
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "scope" {
+                            "mcp:basic".to_owned()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+                *req.uri_mut() = url.as_str().parse().unwrap();
+            }
+            client.clone().oneshot(req)
+        },
+    );
+    let svc = ServiceBuilder::new()
+        .layer(layer(&TestClock::default()))
+        .service(narrowing);
+    let list = jsonrpc(&kit.resource_url(), 1, "tools/list", json!({}));
+    assert_eq!(svc.clone().oneshot(list).await.unwrap().status(), 200);
+    let tool = jsonrpc(
+        &kit.resource_url(),
+        2,
+        "tools/call",
+        json!({"name": "test-tool", "arguments": {}}),
+    );
+    let response = svc.clone().oneshot(tool).await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(count(&kit, "/authorize"), 2, "one step-up");
+    let bearers: Vec<_> = kit
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/mcp")
+        .filter_map(|r| r.bearer())
+        .collect();
+    assert_ne!(
+        bearers[bearers.len() - 1],
+        bearers[bearers.len() - 2],
+        "the retry used the new token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_403s_share_one_step_up_and_count_once() {
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .challenge_scope("mcp:basic")
+            .required_scopes(["mcp:basic"])
+            .tool_call_scopes(["mcp:write"]),
+    )
+    .await
+    .unwrap();
+    let svc = service(layer(&TestClock::default()).step_up_attempts(1));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let (svc, url) = (svc.clone(), kit.resource_url());
+            tokio::spawn(async move {
+                let req = jsonrpc(
+                    &url,
+                    i,
+                    "tools/call",
+                    json!({"name": "test-tool", "arguments": {}}),
+                );
+                let response = svc.oneshot(req).await.unwrap();
+                (
+                    response.status(),
+                    response.extensions().get::<AuthorizationFailed>().is_some(),
+                )
+            })
+        })
+        .collect();
+    for call in calls {
+        // With a limit of one step-up, ten callers joining it must not count ten.
+        assert_eq!(call.await.unwrap(), (http::StatusCode::OK, false));
+    }
+    assert_eq!(count(&kit, "/authorize"), 2, "the login and one step-up");
+}

@@ -1,0 +1,248 @@
+//! The command line of the `connect` example.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The usage line printed on a command-line error.
+///
+/// ```
+/// assert!(connect::USAGE.starts_with("usage: connect <mcp-url>"));
+/// ```
+pub const USAGE: &str = "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
+                         [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS]";
+
+/// What to connect to and how to log in.
+///
+/// ```
+/// use connect::Options;
+/// let args = ["http://127.0.0.1:3000/mcp", "--no-browser", "--port", "8976"];
+/// let options = Options::parse(args.map(String::from)).unwrap();
+/// assert_eq!(options.url, "http://127.0.0.1:3000/mcp");
+/// assert!(!options.open_browser);
+/// assert_eq!(options.port, 8976);
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Options {
+    /// The MCP endpoint (Streamable HTTP).
+    pub url: String,
+    /// Open the system browser on the authorization URL (`--no-browser` turns it off). The URL
+    /// is printed either way.
+    pub open_browser: bool,
+    /// The loopback receiver's port; `0` (the default) lets the system choose (`--port N`).
+    pub port: u16,
+    /// Name the redirect URI `http://localhost:…` instead of `http://127.0.0.1:…`
+    /// (`--localhost`), for clients registered that way.
+    pub localhost: bool,
+    /// A client registered with the authorization server out of band (`--client-id`).
+    /// Without it the client registers itself (RFC 7591) or uses a client ID metadata document.
+    pub client_id: Option<String>,
+    /// The pre-registered client's secret (`--client-secret`; visible to other local users in
+    /// the process list, so prefer public clients).
+    pub client_secret: Option<String>,
+    /// Where tokens and registrations are kept (`--store DIR`); `None`:
+    /// [`default_store_dir`].
+    pub store_dir: Option<PathBuf>,
+    /// How long to wait for the browser to come back (`--timeout SECS`). Default: 5 minutes.
+    pub callback_timeout: Duration,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("url", &self.url)
+            .field("open_browser", &self.open_browser)
+            .field("port", &self.port)
+            .field("localhost", &self.localhost)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("store_dir", &self.store_dir)
+            .field("callback_timeout", &self.callback_timeout)
+            .finish()
+    }
+}
+
+/// A command line that does not parse; its text says why, and ends with [`USAGE`].
+///
+/// ```
+/// use connect::{Options, USAGE};
+/// let err = Options::parse(["--port".to_string()]).unwrap_err();
+/// assert!(err.to_string().starts_with("--port needs a value"));
+/// assert!(err.to_string().ends_with(USAGE));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\n{USAGE}", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl Options {
+    /// Options for `url` with every default: browser on, ephemeral port, `127.0.0.1`, no
+    /// pre-registered client, the default store, 5 minutes.
+    ///
+    /// ```
+    /// let options = connect::Options::new("http://127.0.0.1:3000/mcp");
+    /// assert!(options.open_browser && options.store_dir.is_none());
+    /// ```
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            open_browser: true,
+            port: 0,
+            localhost: false,
+            client_id: None,
+            client_secret: None,
+            store_dir: None,
+            callback_timeout: tower_mcp_oauth::loopback::DEFAULT_CALLBACK_TIMEOUT,
+        }
+    }
+
+    /// Parses the arguments after the program name (see [`USAGE`]).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, UsageError> {
+        let mut args = args.into_iter();
+        let mut url = None;
+        let mut options = Self::new("");
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| {
+                args.next()
+                    .ok_or_else(|| UsageError(format!("{name} needs a value")))
+            };
+            match arg.as_str() {
+                "--no-browser" => options.open_browser = false,
+                "--localhost" => options.localhost = true,
+                "--port" => options.port = number(&value("--port")?, "--port")?,
+                "--client-id" => options.client_id = Some(value("--client-id")?),
+                "--client-secret" => options.client_secret = Some(value("--client-secret")?),
+                "--store" => options.store_dir = Some(PathBuf::from(value("--store")?)),
+                "--timeout" => {
+                    let secs: u64 = number(&value("--timeout")?, "--timeout")?;
+                    if secs == 0 {
+                        return Err(UsageError("--timeout must be at least 1".into()));
+                    }
+                    options.callback_timeout = Duration::from_secs(secs);
+                }
+                flag if flag.starts_with('-') => {
+                    return Err(UsageError(format!("unknown option {flag}")))
+                }
+                _ if url.is_some() => return Err(UsageError(format!("unexpected argument {arg}"))),
+                _ => url = Some(arg),
+            }
+        }
+        options.url = url.ok_or_else(|| UsageError("the MCP server URL is missing".into()))?;
+        if options.client_secret.is_some() && options.client_id.is_none() {
+            return Err(UsageError("--client-secret needs --client-id".into()));
+        }
+        Ok(options)
+    }
+}
+
+fn number<T: std::str::FromStr>(text: &str, name: &str) -> Result<T, UsageError> {
+    text.parse()
+        .map_err(|_| UsageError(format!("{name} takes a number, not {text:?}")))
+}
+
+/// Where tokens are kept by default: `$XDG_STATE_HOME/tower-mcp-oauth`, else
+/// `$HOME/.local/state/tower-mcp-oauth` (XDG Base Directory: tokens are state, not
+/// configuration or cache). `None` when neither variable is usable.
+///
+/// ```
+/// if let Some(dir) = connect::default_store_dir() {
+///     assert!(dir.ends_with("tower-mcp-oauth"));
+/// }
+/// ```
+pub fn default_store_dir() -> Option<PathBuf> {
+    store_dir_from(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+fn store_dir_from(xdg_state_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    // The XDG spec: an unset, empty or relative $XDG_STATE_HOME is ignored.
+    let xdg = xdg_state_home
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute());
+    let base = xdg.or_else(|| {
+        home.map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|h| h.join(".local").join("state"))
+    })?;
+    Some(base.join("tower-mcp-oauth"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, UsageError> {
+        Options::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn every_option() {
+        let o = parse(&[
+            "--port",
+            "8976",
+            "http://127.0.0.1:1/mcp",
+            "--no-browser",
+            "--localhost",
+            "--client-id",
+            "cli",
+            "--client-secret",
+            "s3cret",
+            "--store",
+            "/tmp/x",
+            "--timeout",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(o.url, "http://127.0.0.1:1/mcp");
+        assert!(!o.open_browser && o.localhost);
+        assert_eq!(o.port, 8976);
+        assert_eq!(o.client_id.as_deref(), Some("cli"));
+        assert_eq!(o.store_dir, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(o.callback_timeout, Duration::from_secs(7));
+        let debug = format!("{o:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn mistakes_are_usage_errors() {
+        for (args, why) in [
+            (&[][..], "missing"),
+            (&["u", "--port"][..], "needs a value"),
+            (&["u", "--port", "70000"][..], "takes a number"),
+            (&["u", "--timeout", "0"][..], "at least 1"),
+            (&["u", "--bogus"][..], "unknown option"),
+            (&["u", "v"][..], "unexpected argument"),
+            (&["u", "--client-secret", "s"][..], "needs --client-id"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(why), "{args:?}: {err}");
+            assert!(err.ends_with(USAGE));
+        }
+    }
+
+    #[test]
+    fn store_dir_follows_xdg() {
+        let os = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            store_dir_from(os("/state"), os("/home/u")),
+            Some(PathBuf::from("/state/tower-mcp-oauth"))
+        );
+        for ignored in [None, os(""), os("relative/state")] {
+            assert_eq!(
+                store_dir_from(ignored, os("/home/u")),
+                Some(PathBuf::from("/home/u/.local/state/tower-mcp-oauth"))
+            );
+        }
+        assert_eq!(store_dir_from(None, None), None);
+    }
+}

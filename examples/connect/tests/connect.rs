@@ -1,0 +1,350 @@
+//! The `connect` command end to end over loopback TCP, with the test playing the browser:
+//! it reads the printed authorization URL, fetches it from the testkit's authorization server
+//! (which approves at once and redirects), and delivers the redirect to the loopback receiver.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use connect::{cli, Console};
+use http::header::LOCATION;
+use http::StatusCode;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use mcp_oauth_testkit::{CannedResponse, ServerRole, Testkit, TestkitConfig};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Captures what the command prints, and passes each printed URL line on as it comes.
+struct Captured {
+    out: Mutex<Vec<String>>,
+    err: Mutex<Vec<String>>,
+    urls: mpsc::UnboundedSender<String>,
+}
+
+impl Console for Captured {
+    fn out(&self, line: &str) {
+        self.out.lock().unwrap().push(line.to_owned());
+    }
+    fn err(&self, line: &str) {
+        self.err.lock().unwrap().push(line.to_owned());
+        if is_url_line(line) {
+            let _ = self.urls.send(line.to_owned());
+        }
+    }
+}
+
+/// A line that is nothing but a URL: how the command prints the authorization URL.
+fn is_url_line(line: &str) -> bool {
+    (line.starts_with("http://") || line.starts_with("https://"))
+        && !line.contains(char::is_whitespace)
+}
+
+/// One run of the command in the background.
+struct Run {
+    console: Arc<Captured>,
+    urls: mpsc::UnboundedReceiver<String>,
+    task: JoinHandle<u8>,
+}
+
+impl Run {
+    fn start(args: &[&str]) -> Self {
+        let (tx, urls) = mpsc::unbounded_channel();
+        let console = Arc::new(Captured {
+            out: Mutex::default(),
+            err: Mutex::default(),
+            urls: tx,
+        });
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let task = tokio::spawn(cli(args, console.clone() as Arc<dyn Console>));
+        Run {
+            console,
+            urls,
+            task,
+        }
+    }
+
+    async fn next_url(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(20), self.urls.recv())
+            .await
+            .expect("no authorization URL printed within 20 s")
+            .expect("the command ended without printing an authorization URL")
+    }
+
+    async fn finish(self) -> (u8, Vec<String>, Vec<String>) {
+        let code = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the command did not finish within 30 s")
+            .unwrap();
+        let out = self.console.out.lock().unwrap().clone();
+        let err = self.console.err.lock().unwrap().clone();
+        (code, out, err)
+    }
+}
+
+/// A GET that does not follow redirects, as the browser's first hop; status, Location, page.
+async fn get(url: &str) -> (StatusCode, Option<String>, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = client.get(url.parse().unwrap()).await.unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        location,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// The browser: the authorization URL answers 302 to the loopback redirect URI; return that
+/// redirect (with the code and state) without delivering it yet.
+async fn approve(authorization_url: &str) -> String {
+    let (status, location, _) = get(authorization_url).await;
+    assert_eq!(status, StatusCode::FOUND, "the testkit approves at once");
+    let location = location.expect("a redirect to the loopback receiver");
+    assert!(location.starts_with("http://127.0.0.1:"), "{location}");
+    location
+}
+
+fn count(kit: &Testkit, suffix: &str) -> usize {
+    kit.requests()
+        .iter()
+        .filter(|r| r.path.ends_with(suffix))
+        .count()
+}
+
+fn store_args<'a>(url: &'a str, store: &'a tempfile::TempDir) -> Vec<&'a str> {
+    vec![
+        url,
+        "--no-browser",
+        "--store",
+        store.path().to_str().unwrap(),
+    ]
+}
+
+#[tokio::test]
+async fn logs_in_through_the_browser_once_then_silently() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let url = kit.resource_url();
+    let args = store_args(&url, &store);
+
+    // First run: the URL is printed on a line of its own; the "browser" completes the login.
+    let mut first = Run::start(&args);
+    let authorization_url = first.next_url().await;
+    assert!(
+        authorization_url.starts_with(&format!("{}/authorize?", kit.issuer())),
+        "{authorization_url}"
+    );
+    let callback = approve(&authorization_url).await;
+    let (status, _, page) = get(&callback).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("close this window"), "{page}");
+    let (code, out, err) = first.finish().await;
+    assert_eq!(code, 0, "{err:#?}");
+    assert_eq!(out, ["test-tool\tAnswers \"test\"."], "{err:#?}");
+    assert_eq!(count(&kit, "/authorize"), 1);
+    assert_eq!(count(&kit, "/token"), 1);
+    // The receiver passed the code on; the command printed neither it nor the state.
+    let code_value = url::Url::parse(&callback)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(!err.iter().any(|l| l.contains(&code_value)), "{err:#?}");
+
+    // Second run, same store: no URL, no authorization, no token request.
+    kit.clear_requests();
+    let second = Run::start(&args);
+    let (code, out, err) = second.finish().await;
+    assert_eq!(code, 0, "{err:#?}");
+    assert_eq!(out, ["test-tool\tAnswers \"test\"."]);
+    assert!(!err.iter().any(|l| is_url_line(l)), "{err:#?}");
+    let paths: Vec<String> = kit
+        .requests()
+        .iter()
+        .map(|r| format!("{} {} {:?}", r.method, r.path, r.bearer().is_some()))
+        .collect();
+    // The layer finds the stored tokens before its first request to the server: every
+    // request carries them, with no 401, no discovery and no flow.
+    assert_eq!(
+        paths,
+        ["POST /mcp true", "POST /mcp true", "POST /mcp true"]
+    );
+}
+
+#[tokio::test]
+async fn sse_answers_and_a_pre_registered_client() {
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .sse_responses(true)
+            .registration(false)
+            .preregistered_client("connect-cli", Some("cli-secret")),
+    )
+    .await
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let url = kit.resource_url();
+    let mut args = store_args(&url, &store);
+    args.extend([
+        "--client-id",
+        "connect-cli",
+        "--client-secret",
+        "cli-secret",
+    ]);
+    let mut run = Run::start(&args);
+    let authorization_url = run.next_url().await;
+    assert!(
+        authorization_url.contains("client_id=connect-cli"),
+        "{authorization_url}"
+    );
+    get(&approve(&authorization_url).await).await;
+    let (code, out, err) = run.finish().await;
+    assert_eq!(code, 0, "{err:#?}");
+    assert_eq!(out, ["test-tool\tAnswers \"test\"."]);
+    let token = kit
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/token")
+        .unwrap();
+    assert_eq!(
+        token.basic_credentials(),
+        Some(("connect-cli".into(), "cli-secret".into()))
+    );
+    assert!(!err.iter().any(|l| l.contains("cli-secret")), "{err:#?}");
+}
+
+#[tokio::test]
+async fn a_forged_callback_is_refused_and_the_run_fails_with_the_report() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let url = kit.resource_url();
+    let mut args = store_args(&url, &store);
+    // Long enough for the "browser" below on a loaded machine; the run ends at this timeout.
+    args.extend(["--timeout", "5"]);
+    let mut run = Run::start(&args);
+    let callback = approve(&run.next_url().await).await;
+    // Deliver the redirect with another state, as a forged or stale request would.
+    let mut forged = url::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                "forged".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    let (status, _, page) = get(forged.as_str()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("does not match"), "{page}");
+
+    let (code, out, err) = run.finish().await;
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    let text = err.join("\n");
+    assert!(
+        text.contains("error: no authorization response reached"),
+        "{text}"
+    );
+    assert!(text.contains("1 callback(s) were refused"), "{text}");
+    assert!(text.contains("kind: Consent"), "{text}");
+    assert!(
+        text.contains("discovery report (every URL the flow tried):"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/.well-known/oauth-protected-resource/mcp"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/.well-known/oauth-authorization-server"),
+        "{text}"
+    );
+    // No code was exchanged.
+    assert_eq!(count(&kit, "/token"), 0);
+}
+
+#[tokio::test]
+async fn a_resource_mismatch_stops_before_the_browser_and_prints_the_report() {
+    let kit = Testkit::start(
+        TestkitConfig::default().prm_resource_override("http://127.0.0.1:1/elsewhere"),
+    )
+    .await
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let url = kit.resource_url();
+    let (code, _, err) = Run::start(&store_args(&url, &store)).finish().await;
+    assert_eq!(code, 1);
+    let text = err.join("\n");
+    assert!(text.contains("kind: ResourceMismatch"), "{text}");
+    assert!(
+        text.contains("/.well-known/oauth-protected-resource/mcp"),
+        "the report lists the metadata URL: {text}"
+    );
+    assert!(
+        !err.iter().any(|l| is_url_line(l)),
+        "no browser step: {text}"
+    );
+    assert_eq!(count(&kit, "/authorize"), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_transport_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let store = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let (code, _, err) = Run::start(&store_args(&url, &store)).finish().await;
+    assert_eq!(code, 1);
+    let text = err.join("\n");
+    assert!(text.contains("kind: Transport"), "{text}");
+    assert!(text.contains("caused by:"), "{text}");
+    assert!(text.contains("discovery report: empty"), "{text}");
+}
+
+#[tokio::test]
+async fn a_server_error_is_an_mcp_error() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let url = kit.resource_url();
+    kit.set_override(
+        ServerRole::Resource,
+        "/mcp",
+        CannedResponse::new(500, "boom"),
+    );
+    let (code, _, err) = Run::start(&store_args(&url, &store)).finish().await;
+    assert_eq!(code, 1);
+    let text = err.join("\n");
+    assert!(text.contains("initialize with HTTP 500"), "{text}");
+    assert!(text.contains("kind: MCP protocol"), "{text}");
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["--bogus"][..],
+        &["ftp://mcp.example.com/mcp"][..],
+        &["http://127.0.0.1:1/mcp", "--client-secret", "s"][..],
+    ] {
+        let (code, out, err) = Run::start(args).finish().await;
+        assert_eq!(code, 2, "{args:?}");
+        assert!(out.is_empty());
+        assert!(err.last().unwrap().starts_with("usage: connect"), "{err:?}");
+    }
+    let (code, out, _) = Run::start(&["--help"]).finish().await;
+    assert_eq!((code, out.len()), (0, 1));
+}
