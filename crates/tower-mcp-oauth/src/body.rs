@@ -71,6 +71,25 @@ impl<B> OAuthBody<B> {
     }
 }
 
+/// An empty body, as [`OAuthBody::empty`].
+///
+/// tower-http's `FollowRedirect` needs `ReqBody: Default` to resend an empty body on a redirect,
+/// so this is what lets it sit inside the layer.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body::Body;
+/// use tower_mcp_oauth::OAuthBody;
+/// let body = OAuthBody::<http_body_util::Full<Bytes>>::default();
+/// assert!(body.is_end_stream());
+/// assert_eq!(body.size_hint().exact(), Some(0));
+/// ```
+impl<B> Default for OAuthBody<B> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl<B> std::fmt::Debug for OAuthBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.kind {
