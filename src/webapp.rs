@@ -291,8 +291,8 @@ async fn list_and_call(app: &WebApp, user: &str) -> Result<String, Error> {
         async move {
             let response = service.oneshot(request).await?;
             // A refused step-up comes back as the server's 403, marked with why.
-            if let Some(AuthorizationFailed(e)) = response.extensions().get() {
-                return Err(e.clone());
+            if let Some(failed) = response.extensions().get::<AuthorizationFailed>() {
+                return Err(failed.error().clone());
             }
             if !response.status().is_success() {
                 return Err(Error::new(

@@ -150,3 +150,17 @@ where
         Err(e) => Err(transport(url, e)),
     }
 }
+
+/// An error of the inner service. Its text is the source's, not repeated here.
+pub(crate) fn transport_error(e: impl Into<BoxError>) -> Error {
+    Error::new(ErrorKind::Transport, "the inner service failed").with_source(e)
+}
+
+/// An error of the inner service while sending a caller's request to `uri`.
+pub(crate) fn send_error(uri: &http::Uri, e: impl Into<BoxError>) -> Error {
+    Error::new(
+        ErrorKind::Transport,
+        format!("sending the request to {uri} failed"),
+    )
+    .with_source(e)
+}

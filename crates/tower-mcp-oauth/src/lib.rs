@@ -55,18 +55,29 @@
 //! [tower]: https://docs.rs/tower
 //! [MCP authorization]: https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization
 
+// The modules, from the top down; each imports only modules below it (the README's map):
+// lib → layer → service → future → recovery → classify, acquire → stored → driver, flight →
+// cache, client, authorize, store, need → state (which holds the shared parts it names).
+// The integrations below (loopback, redis, web, rmcp) sit above whatever they use; no core
+// module imports them.
 mod acquire;
 mod authorize;
 mod body;
 mod bounds;
 mod cache;
+mod classify;
 mod client;
 mod driver;
 mod flight;
 mod future;
 mod layer;
+mod markers;
+mod need;
+mod recovery;
 mod service;
+mod state;
 mod store;
+mod stored;
 
 #[cfg(feature = "loopback")]
 pub mod loopback;
@@ -78,10 +89,11 @@ pub mod rmcp;
 pub mod web;
 
 pub use authorize::{Authorizer, HeadlessAuthorizer};
-pub use body::{BodyNotReplayable, OAuthBody};
+pub use body::OAuthBody;
 pub use client::InnerClient;
-pub use future::{AuthorizationFailed, ResponseFuture};
-pub use layer::{Clock, OAuthLayer, Spawn, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+pub use future::ResponseFuture;
+pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+pub use markers::{AuthorizationFailed, BodyNotReplayable};
 pub use service::OAuthService;
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 

@@ -2,67 +2,34 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http_body::Body;
-use mcp_oauth_flow::{BoxError, Error, ErrorKind, RefreshPolicy, TokenSet};
+use mcp_oauth_flow::{BoxError, Error};
 use tower_service::Service;
 
 use crate::body::{prepare, OAuthBody};
-use crate::cache::{Cache, Lookup, Sent};
-use crate::driver::FlowDeps;
-use crate::flight::{Flights, Limits};
-use crate::future::{first_contact, refresh_then_send, ResponseFuture, RetryContext, RetryParts};
-use crate::layer::{Clock, OAuthLayer, Spawn};
+use crate::cache::{Lookup, Sent};
+use crate::client::transport_error;
+use crate::future::ResponseFuture;
+use crate::recovery::{first_contact, refresh_then_send, RetryContext, RetryParts};
+use crate::state::LayerState;
 
-/// State shared by every service made from one layer.
-pub(crate) struct Shared {
-    pub(crate) deps: FlowDeps,
-    pub(crate) cache: Arc<Cache>,
-    pub(crate) flights: Arc<Flights>,
-    pub(crate) clock: Clock,
-    pub(crate) refresh_policy: RefreshPolicy,
-    pub(crate) limits: Limits,
-    pub(crate) max_replay_bytes: usize,
-    pub(crate) max_response_bytes: usize,
-    pub(crate) spawn: Option<Spawn>,
-}
-
-impl Shared {
-    /// When to refresh `tokens`, with a random jitter sample so a fleet spreads out.
-    pub(crate) fn refresh_at(&self, tokens: &TokenSet) -> Option<SystemTime> {
-        let mut bytes = [0u8; 4];
-        let sample = match getrandom::getrandom(&mut bytes) {
-            Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
-            Err(_) => 0.0,
-        };
-        self.refresh_policy.refresh_at(tokens, sample)
-    }
-
-    /// Whether `tokens` are due for refresh at `now` (the earliest point, before jitter).
-    pub(crate) fn refresh_due(&self, tokens: &TokenSet, now: SystemTime) -> bool {
-        self.refresh_policy
-            .refresh_at(tokens, 0.0)
-            .is_some_and(|at| at <= now)
-    }
-}
-
-/// The service [`OAuthLayer`] produces. See the layer for what it does.
+/// The service [`OAuthLayer`](crate::OAuthLayer) produces. See the layer for what it does.
 ///
 /// `poll_ready` only delegates to the inner service: it never waits on a flow, so it never
 /// holds a `Buffer` slot or a `ConcurrencyLimit` permit while a user is at the browser.
 pub struct OAuthService<S> {
     inner: S,
-    shared: Arc<Shared>,
+    state: Arc<LayerState>,
 }
 
 impl<S: Clone> Clone for OAuthService<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            state: Arc::clone(&self.state),
         }
     }
 }
@@ -76,21 +43,8 @@ impl<S: std::fmt::Debug> std::fmt::Debug for OAuthService<S> {
 }
 
 impl<S> OAuthService<S> {
-    pub(crate) fn new(inner: S, layer: &OAuthLayer) -> Self {
-        Self {
-            inner,
-            shared: Arc::new(Shared {
-                deps: layer.deps(),
-                cache: Arc::clone(&layer.cache),
-                flights: Arc::clone(&layer.flights),
-                clock: Arc::clone(&layer.clock),
-                refresh_policy: layer.refresh_policy,
-                limits: layer.limits,
-                max_replay_bytes: layer.max_replay_bytes,
-                max_response_bytes: layer.max_response_bytes,
-                spawn: layer.spawn.clone(),
-            }),
-        }
+    pub(crate) fn new(inner: S, state: Arc<LayerState>) -> Self {
+        Self { inner, state }
     }
 
     /// The inner service.
@@ -111,22 +65,8 @@ impl<S> OAuthService<S> {
     /// How many authorization or refresh flows this service's layer has started so far: one
     /// per origin however many callers needed it.
     pub fn flows_started(&self) -> u64 {
-        self.shared.flights.started()
+        self.state.flights.started()
     }
-}
-
-/// An error of the inner service. Its text is the source's, not repeated here.
-pub(crate) fn transport_error(e: impl Into<BoxError>) -> Error {
-    Error::new(ErrorKind::Transport, "the inner service failed").with_source(e)
-}
-
-/// An error of the inner service while sending a request to `uri`.
-pub(crate) fn send_error(uri: &http::Uri, e: impl Into<BoxError>) -> Error {
-    Error::new(
-        ErrorKind::Transport,
-        format!("sending the request to {uri} failed"),
-    )
-    .with_source(e)
 }
 
 impl<S, B, RB> Service<http::Request<B>> for OAuthService<S>
@@ -155,17 +95,17 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
         let (mut parts, body) = request.into_parts();
-        let clock = &self.shared.clock;
-        let sent = match self.shared.cache.lookup(&parts.uri, || clock()) {
+        let clock = &self.state.clock;
+        let sent = match self.state.cache.lookup(&parts.uri, || clock()) {
             Lookup::Fresh(header, sent) => {
                 parts.headers.insert(AUTHORIZATION, header);
                 sent
             }
-            Lookup::Missing if !self.shared.cache.origin_checked(&parts.uri) => {
+            Lookup::Missing if !self.state.cache.origin_checked(&parts.uri) => {
                 // The first request to this origin: look in the store first (once).
                 let unreserved = inner.clone();
                 drop(inner);
-                let future = first_contact(Arc::clone(&self.shared), unreserved, parts, body);
+                let future = first_contact(Arc::clone(&self.state), unreserved, parts, body);
                 return ResponseFuture::recovering(Box::pin(future));
             }
             Lookup::Missing => Sent::default(),
@@ -175,18 +115,18 @@ where
                 let unreserved = inner.clone();
                 drop(inner);
                 let future =
-                    refresh_then_send(Arc::clone(&self.shared), unreserved, parts, body, sent);
+                    refresh_then_send(Arc::clone(&self.state), unreserved, parts, body, sent);
                 return ResponseFuture::recovering(Box::pin(future));
             }
         };
-        let (body, prepared) = prepare(body, self.shared.max_replay_bytes);
+        let (body, prepared) = prepare(body, self.state.max_replay_bytes);
         let retry = RetryParts::copy(&parts);
         let future = inner.call(http::Request::from_parts(parts, body));
         ResponseFuture::new(
             future,
             RetryContext {
                 inner,
-                shared: Arc::clone(&self.shared),
+                state: Arc::clone(&self.state),
                 parts: retry,
                 prepared,
                 sent,

@@ -14,7 +14,7 @@ use tracing::debug;
 
 use crate::client::InnerClient;
 use crate::driver::next_decision;
-use crate::layer::Clock;
+use crate::state::Clock;
 use crate::store::TokenStore;
 
 /// Where a drive stopped.

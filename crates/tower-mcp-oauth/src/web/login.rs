@@ -16,7 +16,8 @@ use super::drive::{drive, new_flow, Io, Step};
 use super::pending::{PendingLogin, PendingLogins};
 use super::user_store::UserTokenStore;
 use crate::client::InnerClient;
-use crate::layer::{Clock, OAuthLayer};
+use crate::layer::OAuthLayer;
+use crate::state::Clock;
 use crate::store::{MemoryStore, TokenStore};
 
 /// How long a started login waits for its callback by default: 10 minutes, the lifetime
