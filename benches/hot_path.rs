@@ -86,7 +86,7 @@ fn warmed_layer() -> (
         ClientConfig::new("http://127.0.0.1:1/cb"),
         HeadlessAuthorizer::new(),
     )
-    .shared_token_store(store.clone() as Arc<dyn TokenStore>);
+    .token_store(store.clone() as Arc<dyn TokenStore>);
     let mut layered = ServiceBuilder::new()
         .layer(layer)
         .service(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
@@ -200,7 +200,7 @@ fn bench_loopback(c: &mut Criterion) {
                 ClientConfig::new("http://localhost:3000/callback"),
                 HeadlessAuthorizer::new(),
             )
-            .shared_token_store(store.clone() as Arc<dyn TokenStore>),
+            .token_store(store.clone() as Arc<dyn TokenStore>),
         )
         .service(http_client());
     let first = rt

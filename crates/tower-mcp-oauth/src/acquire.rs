@@ -10,7 +10,7 @@ use mcp_oauth_flow::{server_url_from_uri, Error, ErrorKind, FlowStart};
 
 use crate::bounds::{InnerService, ResponseBody};
 use crate::cache::Sent;
-use crate::client::InnerClient;
+use crate::client::HttpClient;
 use crate::driver;
 use crate::need::Need;
 use crate::state::LayerState;
@@ -62,7 +62,7 @@ where
         }
         let (flight, started) = state.flights.join_or_start(&key, |id| {
             let state = Arc::clone(state);
-            let client = InnerClient::from_service(inner.clone(), state.max_response_bytes);
+            let client = HttpClient::from_service(inner.clone(), state.max_response_bytes);
             let (uri, need, key) = (uri.clone(), need.clone(), key.clone());
             Box::pin(async move {
                 // A panic (a bug, or input no check foresaw) must not leave a poisoned flow in
@@ -120,7 +120,7 @@ where
 /// stored, then the sans-IO flow, then a compare-and-swap write (see [`crate::stored`]).
 async fn run_flight(
     state: &Arc<LayerState>,
-    client: InnerClient,
+    client: HttpClient,
     uri: &Uri,
     need: Need,
     sent: Sent,
@@ -168,7 +168,7 @@ async fn run_flight(
 /// stored, else run the flow and write its tokens back.
 async fn under_lock(
     state: &Arc<LayerState>,
-    client: InnerClient,
+    client: HttpClient,
     uri: &Uri,
     need: Need,
     held: Option<Held>,

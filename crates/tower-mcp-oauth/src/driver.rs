@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mcp_oauth_flow::{Action, Error, ErrorKind, Flow, FlowOutcome, FlowSecrets, FlowStart};
 use tracing::{debug, debug_span, info_span, warn, Instrument};
 
-use crate::client::InnerClient;
+use crate::client::HttpClient;
 use crate::state::{Clock, LayerState};
 use crate::store::{StoreLock, TokenStore};
 
@@ -44,7 +44,7 @@ pub(crate) fn random_secrets() -> Result<FlowSecrets, Error> {
 /// browser, for minutes) does not keep other callers and processes waiting.
 pub(crate) async fn run(
     state: &LayerState,
-    client: InnerClient,
+    client: HttpClient,
     start: FlowStart,
     key: &str,
     lock: &mut Option<StoreLock>,
@@ -57,7 +57,7 @@ pub(crate) async fn run(
 
 async fn drive(
     state: &LayerState,
-    client: InnerClient,
+    client: HttpClient,
     start: FlowStart,
     key: &str,
     lock: &mut Option<StoreLock>,
@@ -140,7 +140,7 @@ async fn drive(
 /// dropped tokens, or the end.
 pub(crate) async fn next_decision(
     flow: &mut Flow,
-    client: &InnerClient,
+    client: &HttpClient,
     store: &dyn TokenStore,
     clock: &Clock,
 ) -> Result<Action, Error> {

@@ -73,15 +73,27 @@ impl OAuthLayer {
         Arc::make_mut(&mut self.state)
     }
 
-    /// Keeps tokens and registrations in `store`. Default: a new [`MemoryStore`].
+    /// Keeps tokens and registrations in `store`: a store of its own (`FileStore::new(dir)?`),
+    /// or one shared with other layers or the application (`Arc<FileStore>`,
+    /// `Arc<dyn TokenStore>`; an `Arc` of a store is a store). Default: a new [`MemoryStore`](crate::MemoryStore).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_mcp_oauth::{ClientConfig, FileStore, HeadlessAuthorizer, OAuthLayer, TokenStore};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let config = || ClientConfig::new("http://127.0.0.1:1/cb");
+    /// // Its own store...
+    /// let alone = OAuthLayer::new(config(), HeadlessAuthorizer::new())
+    ///     .token_store(FileStore::new(dir.path()).unwrap());
+    /// // ...or one shared by two layers (tokens one obtains, the other finds).
+    /// let shared: Arc<dyn TokenStore> = Arc::new(FileStore::new(dir.path()).unwrap());
+    /// let a = OAuthLayer::new(config(), HeadlessAuthorizer::new()).token_store(Arc::clone(&shared));
+    /// let b = OAuthLayer::new(config(), HeadlessAuthorizer::new()).token_store(Arc::clone(&shared));
+    /// assert_eq!(Arc::strong_count(&shared), 3);
+    /// # let _ = (alone, a, b);
+    /// ```
     pub fn token_store(mut self, store: impl TokenStore) -> Self {
         self.state_mut().store = Arc::new(store);
-        self
-    }
-
-    /// Keeps tokens and registrations in a store shared with other layers.
-    pub fn shared_token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.state_mut().store = store;
         self
     }
 

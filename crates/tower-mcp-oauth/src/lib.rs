@@ -90,7 +90,7 @@ pub mod web;
 
 pub use authorize::{Authorizer, HeadlessAuthorizer};
 pub use body::OAuthBody;
-pub use client::InnerClient;
+pub use client::HttpClient;
 pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub use markers::{AuthorizationFailed, BodyNotReplayable};

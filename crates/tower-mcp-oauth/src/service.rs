@@ -20,6 +20,53 @@ use crate::state::LayerState;
 ///
 /// `poll_ready` only delegates to the inner service: it never waits on a flow, so it never
 /// holds a `Buffer` slot or a `ConcurrencyLimit` permit while a user is at the browser.
+///
+/// # Failures: one rule
+///
+/// **The server's response is never thrown away.** Whenever the server answered the caller's
+/// request, the caller gets that response, `Ok`; the layer adds a typed marker to its
+/// extensions when it could not do better, as tower-http's middleware hand back the server's
+/// own answer (an unchanged `3xx` when a redirect cannot be followed):
+///
+/// - `Ok(403)` marked [`AuthorizationFailed`](crate::AuthorizationFailed): the resource asked
+///   for more scopes (`insufficient_scope`) and the step-up failed or was refused by a limit.
+///   The `403` is the resource's answer, and [`error()`](crate::AuthorizationFailed::error)
+///   says why the layer did not get past it.
+/// - `Ok(401)` marked [`BodyNotReplayable`](crate::BodyNotReplayable): the flow ran and a token
+///   is in place, but the request body was too large (or streamed) to send again; the caller
+///   sends the request again itself.
+/// - Any other response, `401` and `403` included, is passed on as the server sent it.
+///
+/// **`Err(Error)` means the request got no usable answer**: the inner service failed to send
+/// it ([`ErrorKind::Transport`](crate::ErrorKind::Transport)), or the `401` asked for a token
+/// and the flow could not get one (discovery, registration, consent, the token endpoint, the
+/// store). The `401` carries nothing the caller can use without a token, so the flow's error is
+/// the more useful answer. [`Error::kind`](crate::Error::kind) says the cause,
+/// [`is_transient`](crate::Error::is_transient) whether the same call may succeed later, and
+/// `{:#}` prints the whole cause chain on one line.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_mcp_oauth::{ClientConfig, ErrorKind, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+/// # tokio_test::block_on(async {
+/// // The MCP endpoint asks for a token, and its metadata is down: no flow can succeed now.
+/// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+///     let status = if req.uri().path() == "/mcp" { 401 } else { 503 };
+///     let response = http::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap();
+///     Ok::<_, std::convert::Infallible>(response)
+/// });
+/// let service = ServiceBuilder::new()
+///     .layer(OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new()))
+///     .service(server);
+/// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+/// let error = service.oneshot(request).await.unwrap_err();
+/// assert_eq!(error.kind(), ErrorKind::UnexpectedStatus);
+/// assert!(error.is_transient()); // a 503 may pass: the same call may succeed later
+/// assert!(format!("{error:#}").starts_with("unexpected HTTP status: "), "{error:#}");
+/// # });
+/// ```
 pub struct OAuthService<S> {
     inner: S,
     state: Arc<LayerState>,
@@ -132,5 +179,36 @@ where
                 sent,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use mcp_oauth_flow::{ClientConfig, ErrorKind};
+    use tower::{service_fn, ServiceExt};
+    use tower_layer::Layer;
+
+    use crate::{HeadlessAuthorizer, OAuthBody, OAuthLayer};
+
+    #[tokio::test]
+    async fn a_401_to_a_relative_uri_is_an_invalid_request_uri() {
+        let server = service_fn(|_req: http::Request<OAuthBody<Full<Bytes>>>| async {
+            let response = http::Response::builder()
+                .status(401)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let layer = OAuthLayer::new(
+            ClientConfig::new("http://127.0.0.1:1/cb"),
+            HeadlessAuthorizer::new(),
+        );
+        let request = http::Request::get("/mcp")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let error = layer.layer(server).oneshot(request).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidRequestUri, "{error:#}");
     }
 }
