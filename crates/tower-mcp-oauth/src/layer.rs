@@ -25,6 +25,27 @@ pub use crate::state::{DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 /// (and its clones) makes, like `GlobalConcurrencyLimitLayer`'s semaphore: cloning the layer does
 /// not create a new cache.
 ///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+/// # tokio_test::block_on(async {
+/// // A server that asks for a token and whose metadata is down: every flow fails fast.
+/// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+///     let status = if req.uri().path() == "/mcp" { 401 } else { 503 };
+///     Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap())
+/// });
+/// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new());
+/// let a = layer.clone().layer(server.clone());
+/// let b = layer.max_replay_bytes(1 << 20).layer(server); // configured after the clone
+/// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+/// assert!(a.oneshot(request).await.is_err());
+/// // The flow `a` ran is counted by `b`: one cache and one set of flows for the whole layer.
+/// assert_eq!(b.flows_started(), 1);
+/// # });
+/// ```
+///
 /// # Layer order
 ///
 /// Put `Timeout` outside this layer (a flow is several round trips, and a timeout inside would
@@ -61,7 +82,7 @@ impl std::fmt::Debug for OAuthLayer {
 
 impl OAuthLayer {
     /// A layer for a client configured by `config` that obtains consent through `authorizer`,
-    /// with an in-memory [`MemoryStore`].
+    /// with an in-memory [`MemoryStore`](crate::MemoryStore).
     pub fn new(config: ClientConfig, authorizer: impl Authorizer) -> Self {
         Self {
             state: Arc::new(LayerState::new(config, Arc::new(authorizer))),

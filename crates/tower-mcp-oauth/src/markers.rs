@@ -69,15 +69,44 @@ impl AuthorizationFailed {
 /// did run: a token is now in place, so sending the request again will carry it.
 ///
 /// ```
-/// use tower_mcp_oauth::BodyNotReplayable;
+/// use std::sync::Arc;
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_mcp_oauth::{
+///     BodyNotReplayable, ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer,
+///     TokenSet, TokenStore, TokenType,
+/// };
+/// # tokio_test::block_on(async {
+/// let store = Arc::new(MemoryStore::new());
+/// // A server that answers 401 to a request without a token; meanwhile another process of the
+/// // fleet stored a token, which the layer's flow adopts.
+/// let shared = Arc::clone(&store);
+/// let server = service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+///     let store = Arc::clone(&shared);
+///     async move {
+///         if req.headers().contains_key("authorization") {
+///             return Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("ok"))));
+///         }
+///         let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "client");
+///         store.save_tokens("http://127.0.0.1:1/mcp", &tokens).await.unwrap();
+///         Ok(http::Response::builder().status(401).body(Full::new(Bytes::new())).unwrap())
+///     }
+/// });
+/// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+///     .token_store(store)
+///     .max_replay_bytes(4);
+/// let service = layer.layer(server);
+/// let request = || http::Request::post("http://127.0.0.1:1/mcp").body(Full::new(Bytes::from("{\"jsonrpc\":\"2.0\"}"))).unwrap();
 ///
-/// /// Whether the caller should send its request again (with a fresh body).
-/// fn send_again<B>(response: &http::Response<B>) -> bool {
-///     response.extensions().get::<BodyNotReplayable>().is_some()
-/// }
-/// // A response the layer did not mark: the server's answer is final.
-/// let response = http::Response::builder().status(401).body(()).unwrap();
-/// assert!(!send_again(&response));
+/// // The body is over the replay limit: the 401 comes back marked, with a token in place...
+/// let first = service.clone().oneshot(request()).await.unwrap();
+/// assert_eq!(first.status(), 401);
+/// assert!(first.extensions().get::<BodyNotReplayable>().is_some());
+/// // ...so the caller sends the request again, and this time it carries the token.
+/// let again = service.oneshot(request()).await.unwrap();
+/// assert_eq!(again.status(), 200);
+/// # });
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyNotReplayable {
