@@ -55,11 +55,14 @@
 //! [tower]: https://docs.rs/tower
 //! [MCP authorization]: https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization
 
-// The modules, from the top down; each imports only modules below it (the README's map):
-// lib → layer → service → future → recovery → classify, acquire → stored → driver, flight →
-// cache, client, authorize, store, need → state (which holds the shared parts it names).
-// The integrations below (loopback, redis, web, rmcp) sit above whatever they use; no core
-// module imports them.
+// The modules, from the top down; each imports only modules below it (no cycles):
+//   layer → service → future → recovery → acquire → stored, driver → state
+//   → flight, cache, authorize → store, client → body
+// with leaves beside them: classify (which responses need authorization), need, markers,
+// bounds. `state` holds what one layer shares (settings, cache, flights, store, authorizer),
+// so everything that runs a request or a flow reads it and nothing below imports upward. The
+// integrations (loopback, redis, web, rmcp) sit above whatever they use; no core module imports
+// them.
 mod acquire;
 mod authorize;
 mod body;
