@@ -7,9 +7,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What went wrong in an authorization flow.
 ///
-/// The variants say what the *user* of the library can do about it: a transport error may go away
-/// on retry, a mismatched issuer will not. The enum is `#[non_exhaustive]` so that new checks can
-/// be added without breaking callers.
+/// Each variant names one cause the *user* of the library can act on: a transport error may go
+/// away on retry, a mismatched issuer will not, a port in use needs another port. The enum is
+/// `#[non_exhaustive]` so that new checks can be added without breaking callers.
 ///
 /// ```
 /// use mcp_oauth_flow::{Error, ErrorKind};
@@ -64,10 +64,28 @@ pub enum ErrorKind {
     UnexpectedStatus,
     /// A sub-request could not be sent at all (connect error, timeout).
     Transport,
-    /// The token store failed.
+    /// The token store failed. Whether trying again can help depends on the cause (a timeout,
+    /// a dropped connection: yes; a permission denied: no), so [`Error::is_transient`] says it
+    /// per error, as the store marked it.
     Store,
-    /// Obtaining the user's consent failed (the browser step, a callback listener).
+    /// The consent step failed on its way back: the callback listener stopped, or the redirect
+    /// the authorization server sent is not a URL.
     Consent,
+    /// No authorization response arrived before the consent step's time ran out (the user did
+    /// not finish in the browser, or the browser never reached the callback).
+    ConsentTimeout,
+    /// An authorization needs a user, and none can be asked here: a headless authorizer met a
+    /// login page, or a web app's user must connect first (see `tower_mcp_oauth::web`).
+    InteractionRequired,
+    /// The callback listener for the redirect could not be started (the port is in use, or not
+    /// allowed).
+    CallbackListener,
+    /// The configured redirect URI cannot be served: its path is not absolute, or it is not the
+    /// address the callback listener listens at.
+    InvalidRedirectUri,
+    /// The request's URI cannot be authorized: it is not absolute (`http://host/path`), so
+    /// there is no origin to discover or to send a token to.
+    InvalidRequestUri,
     /// The flow was driven in a way its state does not allow (a bug in the driver).
     InvalidTransition,
     /// The resource answered `403 insufficient_scope` for the same scopes more times than the
@@ -105,19 +123,30 @@ impl ErrorKind {
             Self::Transport => "transport error",
             Self::Store => "token store error",
             Self::Consent => "consent step failed",
+            Self::ConsentTimeout => "consent step timed out",
+            Self::InteractionRequired => "authorization needs a user",
+            Self::CallbackListener => "cannot start the callback listener",
+            Self::InvalidRedirectUri => "invalid redirect URI",
+            Self::InvalidRequestUri => "request URI is not absolute",
             Self::InvalidTransition => "invalid flow transition",
             Self::StepUpLimit => "scope step-up limit reached",
             Self::AuthorizationLimit => "authorization budget exhausted",
         }
     }
 
-    /// Whether an error of this kind may go away by itself, so that every stored credential must
-    /// be kept and the next call may try again.
+    /// Whether every error of this kind may go away by itself, so that repeating the same call
+    /// can succeed and every stored credential must be kept: a transport failure, a `5xx` or a
+    /// `429`. Nothing else: a body over the limit stays over it, a timed-out consent needs the
+    /// user again, a limit needs its window to pass. A store error is transient or not by its
+    /// cause, so for [`Store`](Self::Store) ask [`Error::is_transient`] instead.
+    ///
+    /// ```
+    /// use mcp_oauth_flow::ErrorKind;
+    /// assert!(ErrorKind::Transport.is_transient());
+    /// assert!(!ErrorKind::BodyTooLarge.is_transient());
+    /// ```
     pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            Self::Transport | Self::UnexpectedStatus | Self::Store | Self::BodyTooLarge
-        )
+        matches!(self, Self::Transport | Self::UnexpectedStatus)
     }
 }
 
@@ -160,6 +189,9 @@ struct Inner {
     status: Option<http::StatusCode>,
     source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
     report: Option<crate::report::DiscoveryReport>,
+    /// Set by whoever knows the cause may pass (a store's timeout), for kinds that can go
+    /// either way.
+    transient: bool,
 }
 
 impl Error {
@@ -173,6 +205,7 @@ impl Error {
                 status: None,
                 source: None,
                 report: None,
+                transient: false,
             }),
         }
     }
@@ -180,6 +213,22 @@ impl Error {
     /// Attaches the error that caused this one.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(std::sync::Arc::from(source.into()));
+        self
+    }
+
+    /// Marks the error as one that may go away by itself, for a cause its kind does not tell:
+    /// a store sets it for a timeout or a dropped connection, and leaves it unset for a
+    /// permission denied or a corrupt file.
+    ///
+    /// ```
+    /// use mcp_oauth_flow::{Error, ErrorKind};
+    /// let denied = Error::new(ErrorKind::Store, "cannot write /tokens: permission denied");
+    /// let timed_out = Error::new(ErrorKind::Store, "Redis did not answer").mark_transient();
+    /// assert!(!denied.is_transient());
+    /// assert!(timed_out.is_transient());
+    /// ```
+    pub fn mark_transient(mut self) -> Self {
+        self.inner.transient = true;
         self
     }
 
@@ -212,9 +261,11 @@ impl Error {
         self.inner.kind
     }
 
-    /// Whether the error may go away by itself (see [`ErrorKind::is_transient`]).
+    /// Whether the error may go away by itself, so that repeating the same call can succeed:
+    /// its kind always may ([`ErrorKind::is_transient`]), or whoever made it marked its cause so
+    /// ([`mark_transient`](Self::mark_transient)).
     pub fn is_transient(&self) -> bool {
-        self.inner.kind.is_transient()
+        self.inner.transient || self.inner.kind.is_transient()
     }
 
     /// The OAuth error response, when a server sent one.
@@ -254,8 +305,33 @@ impl fmt::Debug for Error {
 /// The message alone: each message names what went wrong and for which URL, so prefixing the
 /// kind would say it twice. The cause, when there is one, is [`source`](std::error::Error::source)
 /// and is not repeated here (the Rust API guidelines' rule for error chains).
+///
+/// The alternate form, `{:#}`, is the one line to print or log: the kind, the message, then
+/// every cause down the chain, separated by `: ` (a cause whose text repeats the link before it
+/// is written once).
+///
+/// ```
+/// use mcp_oauth_flow::{Error, ErrorKind};
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+/// let err = Error::new(ErrorKind::Transport, "request to http://127.0.0.1:1/mcp failed").with_source(io);
+/// assert_eq!(err.to_string(), "request to http://127.0.0.1:1/mcp failed");
+/// assert_eq!(
+///     format!("{err:#}"),
+///     "transport error: request to http://127.0.0.1:1/mcp failed: connection refused"
+/// );
+/// ```
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return self.fmt_chain(f);
+        }
+        self.fmt_message(f)
+    }
+}
+
+impl Error {
+    /// The message (or the kind, when there is none) and the server's OAuth error code.
+    fn fmt_message(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.inner.message.is_empty() {
             f.write_str(self.inner.kind.as_str())?;
         } else {
@@ -267,6 +343,27 @@ impl fmt::Display for Error {
                 write!(f, ", error_description={desc:?}")?;
             }
             f.write_str(")")?;
+        }
+        Ok(())
+    }
+
+    /// `kind: message: cause: cause…`, on one line.
+    fn fmt_chain(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.inner.kind.as_str())?;
+        if !self.inner.message.is_empty() || self.inner.oauth.is_some() {
+            f.write_str(": ")?;
+            self.fmt_message(f)?;
+        }
+        // A wrapper often repeats its source's text as its message: each text is written once.
+        let mut previous = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if text != previous {
+                write!(f, ": {text}")?;
+            }
+            previous = text;
+            cause = error.source();
         }
         Ok(())
     }
@@ -312,5 +409,128 @@ mod tests {
         assert!(ErrorKind::UnexpectedStatus.is_transient());
         assert!(!ErrorKind::IssuerMismatch.is_transient());
         assert!(!ErrorKind::TokenRejected.is_transient());
+    }
+
+    /// Every kind, with whether repeating the same call can succeed. A new kind must be added
+    /// here, with a decision.
+    const TRANSIENCE: &[(ErrorKind, bool)] = &[
+        (ErrorKind::InvalidChallenge, false),
+        (ErrorKind::ResourceMetadataNotFound, false),
+        (ErrorKind::InvalidResourceMetadata, false),
+        (ErrorKind::ResourceMismatch, false),
+        (ErrorKind::AuthorizationServerMetadataNotFound, false),
+        (ErrorKind::InvalidAuthorizationServerMetadata, false),
+        (ErrorKind::IssuerMismatch, false),
+        (ErrorKind::InsecureUrl, false),
+        (ErrorKind::PkceNotSupported, false),
+        (ErrorKind::NoClientIdentity, false),
+        (ErrorKind::RegistrationFailed, false),
+        (ErrorKind::AuthorizationDenied, false),
+        (ErrorKind::StateMismatch, false),
+        (ErrorKind::IssuerParameterMismatch, false),
+        (ErrorKind::InvalidAuthorizationResponse, false),
+        (ErrorKind::TokenRejected, false),
+        (ErrorKind::InvalidTokenResponse, false),
+        // The same response comes back over the same limit.
+        (ErrorKind::BodyTooLarge, false),
+        (ErrorKind::RedirectLimit, false),
+        (ErrorKind::UnexpectedStatus, true),
+        (ErrorKind::Transport, true),
+        // By cause: see `store_transience_comes_from_the_cause`.
+        (ErrorKind::Store, false),
+        (ErrorKind::Consent, false),
+        // A retry asks the user again; that is the caller's decision, not a retry loop's.
+        (ErrorKind::ConsentTimeout, false),
+        (ErrorKind::InteractionRequired, false),
+        (ErrorKind::CallbackListener, false),
+        (ErrorKind::InvalidRedirectUri, false),
+        (ErrorKind::InvalidRequestUri, false),
+        (ErrorKind::InvalidTransition, false),
+        (ErrorKind::StepUpLimit, false),
+        (ErrorKind::AuthorizationLimit, false),
+    ];
+
+    #[test]
+    fn transience_table() {
+        for (kind, transient) in TRANSIENCE {
+            assert_eq!(kind.is_transient(), *transient, "{kind:?}");
+            assert_eq!(
+                Error::new(*kind, "x").is_transient(),
+                *transient,
+                "{kind:?}"
+            );
+        }
+        // Every kind is in the table exactly once, and has its own description.
+        let mut names: Vec<&str> = TRANSIENCE.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            TRANSIENCE.len(),
+            "two kinds share a description"
+        );
+    }
+
+    #[test]
+    fn store_transience_comes_from_the_cause() {
+        let denied = Error::new(ErrorKind::Store, "permission denied");
+        assert!(!denied.is_transient());
+        let timed_out = denied.clone().mark_transient();
+        assert!(timed_out.is_transient());
+        assert_eq!(timed_out.kind(), ErrorKind::Store);
+        // A clone keeps the mark: every waiter of a shared flow sees the same answer.
+        assert!(timed_out.clone().is_transient());
+    }
+
+    #[derive(Debug)]
+    struct Text(&'static str, Option<Box<Text>>);
+    impl fmt::Display for Text {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Text {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|t| t as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn alternate_display_prints_the_whole_chain_on_one_line() {
+        let chain = Text(
+            "tcp connect error",
+            Some(Box::new(Text("connection refused", None))),
+        );
+        let err =
+            Error::new(ErrorKind::Transport, "request to http://h/mcp failed").with_source(chain);
+        assert_eq!(err.to_string(), "request to http://h/mcp failed");
+        assert_eq!(
+            format!("{err:#}"),
+            "transport error: request to http://h/mcp failed: tcp connect error: connection refused"
+        );
+
+        // A link repeating the one before is written once.
+        let err = Error::new(ErrorKind::Transport, "connection refused")
+            .with_source(Text("connection refused", None));
+        assert_eq!(format!("{err:#}"), "transport error: connection refused");
+
+        // The server's OAuth error stays with the message it explains.
+        let err = Error::new(ErrorKind::TokenRejected, "token endpoint said no").with_oauth_error(
+            OAuthErrorResponse {
+                error: "invalid_grant".into(),
+                error_description: None,
+            },
+        );
+        assert_eq!(
+            format!("{err:#}"),
+            "token request rejected: token endpoint said no (error=invalid_grant)"
+        );
+
+        // No message: the kind alone, never an empty link.
+        let bare = Error::new(ErrorKind::Store, "");
+        assert_eq!(format!("{bare:#}"), "token store error");
+        assert_eq!(bare.to_string(), "token store error");
     }
 }

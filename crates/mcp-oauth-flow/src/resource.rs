@@ -16,20 +16,20 @@ use crate::error::{Error, ErrorKind};
 pub fn server_url_from_uri(uri: &http::Uri) -> Result<Url, Error> {
     let scheme = uri.scheme_str().ok_or_else(|| {
         Error::new(
-            ErrorKind::InvalidTransition,
+            ErrorKind::InvalidRequestUri,
             format!("request URI {uri} is not absolute; the layer needs absolute URIs"),
         )
     })?;
     let authority = uri.authority().ok_or_else(|| {
         Error::new(
-            ErrorKind::InvalidTransition,
+            ErrorKind::InvalidRequestUri,
             format!("request URI {uri} has no authority"),
         )
     })?;
     let raw = format!("{scheme}://{authority}{}", uri.path());
     let mut url = Url::parse(&raw).map_err(|e| {
         Error::new(
-            ErrorKind::InvalidTransition,
+            ErrorKind::InvalidRequestUri,
             format!("request URI {uri} is not a URL: {e}"),
         )
     })?;

@@ -85,7 +85,7 @@ fn warmed_layer() -> (
         ClientConfig::new("http://127.0.0.1:1/cb"),
         HeadlessAuthorizer::new(),
     )
-    .shared_token_store(store.clone() as Arc<dyn TokenStore>);
+    .token_store(store.clone() as Arc<dyn TokenStore>);
     let mut layered = ServiceBuilder::new()
         .layer(layer)
         .service(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
@@ -199,7 +199,7 @@ fn bench_loopback(c: &mut Criterion) {
                 ClientConfig::new("http://localhost:3000/callback"),
                 HeadlessAuthorizer::new(),
             )
-            .shared_token_store(store.clone() as Arc<dyn TokenStore>),
+            .token_store(store.clone() as Arc<dyn TokenStore>),
         )
         .service(Client::builder(TokioExecutor::new()).build_http());
     let first = rt

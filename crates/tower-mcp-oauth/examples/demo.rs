@@ -49,7 +49,11 @@ fn describe(method: &http::Method, path: &str) -> &'static str {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     if let Err(error) = run().await {
-        eprintln!("error: {error}");
+        match error.downcast_ref::<tower_mcp_oauth::Error>() {
+            // `{:#}`: the kind, the message and every cause, on one line.
+            Some(e) => eprintln!("error: {e:#}"),
+            None => eprintln!("error: {error}"),
+        }
         if let Some(e) = error.downcast_ref::<tower_mcp_oauth::Error>() {
             eprintln!("kind: {:?}", e.kind());
             if let Some(report) = e.report() {

@@ -5,24 +5,24 @@ use http::header::LOCATION;
 use mcp_oauth_flow::{AuthorizationRequest, AuthorizationResponse, Error, ErrorKind};
 use url::Url;
 
-use crate::client::InnerClient;
+use crate::client::HttpClient;
 use crate::BoxFuture;
 
 /// Gets the user's consent for an authorization request and returns the parameters that came
 /// back on the redirect URI.
 ///
 /// The layer checks `state` and `iss` itself; an authorizer only carries the URL out and the
-/// parameters back. It receives an [`InnerClient`] for authorizers that talk HTTP (the headless
+/// parameters back. It receives an [`HttpClient`] for authorizers that talk HTTP (the headless
 /// one does; a browser-based one ignores it).
 ///
 /// ```
-/// use tower_mcp_oauth::{Authorizer, BoxFuture, InnerClient};
+/// use tower_mcp_oauth::{Authorizer, BoxFuture, HttpClient};
 /// use mcp_oauth_flow::{AuthorizationRequest, AuthorizationResponse, Error};
 ///
 /// /// Prints the URL and reads the redirect URL the user pastes back.
 /// struct PasteBack;
 /// impl Authorizer for PasteBack {
-///     fn authorize(&self, request: AuthorizationRequest, _: InnerClient)
+///     fn authorize(&self, request: AuthorizationRequest, _: HttpClient)
 ///         -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
 ///         println!("open {}", request.url());
 ///         Box::pin(async move {
@@ -37,7 +37,7 @@ pub trait Authorizer: Send + Sync + 'static {
     fn authorize(
         &self,
         request: AuthorizationRequest,
-        client: InnerClient,
+        client: HttpClient,
     ) -> BoxFuture<'static, Result<AuthorizationResponse, Error>>;
 
     /// Whether a new authorization may be asked for at all. The layer asks before a flow that
@@ -60,7 +60,7 @@ fn _object_safe(_: &dyn Authorizer) {}
 ///
 /// For tests, the conformance suite and machine-to-machine setups whose authorization server
 /// auto-approves. An interactive server answers with a login page, which this authorizer
-/// reports as an [`ErrorKind::Consent`] error.
+/// reports as an [`ErrorKind::InteractionRequired`] error.
 ///
 /// ```
 /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer};
@@ -83,7 +83,7 @@ impl Authorizer for HeadlessAuthorizer {
     fn authorize(
         &self,
         request: AuthorizationRequest,
-        client: InnerClient,
+        client: HttpClient,
     ) -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
         Box::pin(async move {
             let get = http::Request::get(request.url().as_str())
@@ -100,7 +100,7 @@ impl Authorizer for HeadlessAuthorizer {
                 .filter(|_| status.is_redirection())
                 .ok_or_else(|| {
                     Error::new(
-                        ErrorKind::Consent,
+                        ErrorKind::InteractionRequired,
                         format!(
                             "the authorization endpoint answered {status} instead of redirecting; \
                              it needs a user, so use an interactive authorizer"

@@ -387,19 +387,6 @@ where
     }
 }
 
-/// Marks a `401` response that the layer returned instead of retrying because the request
-/// body could not be replayed (it was larger than
-/// [`OAuthLayer::max_replay_bytes`](crate::OAuthLayer::max_replay_bytes)). The flow did run:
-/// a token is now in place, so sending the request again will carry it.
-///
-/// ```
-/// use tower_mcp_oauth::BodyNotReplayable;
-/// let response = http::Response::builder().status(401).extension(BodyNotReplayable).body(()).unwrap();
-/// assert!(response.extensions().get::<BodyNotReplayable>().is_some());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BodyNotReplayable;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,17 +16,20 @@ type SendFn = dyn Fn(http::Request<Bytes>) -> BoxFuture<'static, Result<http::Re
     + Send
     + Sync;
 
-/// A handle that sends a request through a clone of the layer's inner service (never back
-/// through the layer) and collects the response body up to a byte limit.
+/// The HTTP client an [`Authorizer`](crate::Authorizer) (and a web login) receives to talk to
+/// the authorization server: it sends a request and returns the response with its body
+/// collected, up to a byte limit.
 ///
-/// Each request goes out through `Oneshot` on a fresh clone, so it waits for readiness like any
-/// other caller and composes with `Buffer` and `ConcurrencyLimit`.
+/// The layer builds it over a clone of its inner service (never back through the layer), so
+/// an authorizer's requests go out the way the layer's own discovery and token requests do:
+/// each through `Oneshot` on a fresh clone, waiting for readiness like any other caller, and
+/// composing with `Buffer` and `ConcurrencyLimit`.
 ///
 /// ```
 /// use bytes::Bytes;
-/// use tower_mcp_oauth::InnerClient;
+/// use tower_mcp_oauth::HttpClient;
 /// # tokio_test::block_on(async {
-/// let client = InnerClient::from_fn(|req| async move {
+/// let client = HttpClient::from_fn(|req| async move {
 ///     Ok(http::Response::new(Bytes::from(format!("you asked for {}", req.uri()))))
 /// });
 /// let resp = client.send(http::Request::get("http://localhost/x").body(Bytes::new()).unwrap()).await.unwrap();
@@ -34,17 +37,17 @@ type SendFn = dyn Fn(http::Request<Bytes>) -> BoxFuture<'static, Result<http::Re
 /// # });
 /// ```
 #[derive(Clone)]
-pub struct InnerClient {
+pub struct HttpClient {
     send: Arc<SendFn>,
 }
 
-impl std::fmt::Debug for InnerClient {
+impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InnerClient").finish_non_exhaustive()
+        f.debug_struct("HttpClient").finish_non_exhaustive()
     }
 }
 
-impl InnerClient {
+impl HttpClient {
     /// Sends a request and returns the response with its body collected.
     pub async fn send(
         &self,
@@ -73,16 +76,16 @@ impl InnerClient {
     /// use bytes::Bytes;
     /// use http_body_util::Full;
     /// use tower::service_fn;
-    /// use tower_mcp_oauth::{ErrorKind, InnerClient, OAuthBody};
+    /// use tower_mcp_oauth::{ErrorKind, HttpClient, OAuthBody};
     /// # tokio_test::block_on(async {
     /// // A stand-in for hyper-util's Client.
     /// let service = service_fn(|_req: http::Request<OAuthBody<Full<Bytes>>>| async {
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("0123456789"))))
     /// });
     /// let get = || http::Request::get("http://localhost/x").body(Bytes::new()).unwrap();
-    /// let client = InnerClient::from_service(service.clone(), 64);
+    /// let client = HttpClient::from_service(service.clone(), 64);
     /// assert_eq!(client.send(get()).await.unwrap().body(), "0123456789");
-    /// let small = InnerClient::from_service(service, 4);
+    /// let small = HttpClient::from_service(service, 4);
     /// assert_eq!(small.send(get()).await.unwrap_err().kind(), ErrorKind::BodyTooLarge);
     /// # });
     /// ```
@@ -149,4 +152,18 @@ where
         .with_status(parts.status)),
         Err(e) => Err(transport(url, e)),
     }
+}
+
+/// An error of the inner service. Its text is the source's, not repeated here.
+pub(crate) fn transport_error(e: impl Into<BoxError>) -> Error {
+    Error::new(ErrorKind::Transport, "the inner service failed").with_source(e)
+}
+
+/// An error of the inner service while sending a caller's request to `uri`.
+pub(crate) fn send_error(uri: &http::Uri, e: impl Into<BoxError>) -> Error {
+    Error::new(
+        ErrorKind::Transport,
+        format!("sending the request to {uri} failed"),
+    )
+    .with_source(e)
 }

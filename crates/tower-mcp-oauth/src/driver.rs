@@ -4,23 +4,12 @@
 
 use std::sync::Arc;
 
-use mcp_oauth_flow::{
-    Action, ClientConfig, Error, ErrorKind, Flow, FlowOutcome, FlowSecrets, FlowStart,
-};
+use mcp_oauth_flow::{Action, Error, ErrorKind, Flow, FlowOutcome, FlowSecrets, FlowStart};
 use tracing::{debug, debug_span, info_span, warn, Instrument};
 
-use crate::authorize::Authorizer;
-use crate::client::InnerClient;
-use crate::layer::Clock;
-use crate::service::Shared;
+use crate::client::HttpClient;
+use crate::state::{Clock, LayerState};
 use crate::store::{StoreLock, TokenStore};
-
-/// Everything a flow needs that lives in the layer.
-pub(crate) struct FlowDeps {
-    pub(crate) config: Arc<ClientConfig>,
-    pub(crate) authorizer: Arc<dyn Authorizer>,
-    pub(crate) store: Arc<dyn TokenStore>,
-}
 
 /// The result of a successful run.
 pub(crate) struct Run {
@@ -54,38 +43,37 @@ pub(crate) fn random_secrets() -> Result<FlowSecrets, Error> {
 /// soon as the refresh is refused for good, so the authorization that follows (a user at a
 /// browser, for minutes) does not keep other callers and processes waiting.
 pub(crate) async fn run(
-    shared: &Shared,
-    client: InnerClient,
+    state: &LayerState,
+    client: HttpClient,
     start: FlowStart,
     key: &str,
     lock: &mut Option<StoreLock>,
 ) -> Result<Run, Error> {
     let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
-    drive(shared, client, start, key, lock)
+    drive(state, client, start, key, lock)
         .instrument(span)
         .await
 }
 
 async fn drive(
-    shared: &Shared,
-    client: InnerClient,
+    state: &LayerState,
+    client: HttpClient,
     start: FlowStart,
     key: &str,
     lock: &mut Option<StoreLock>,
 ) -> Result<Run, Error> {
-    let deps = &shared.deps;
     let held = start.held.clone();
     let held_resource = start.protected_resource.clone();
     let mut dropped_tokens = false;
-    let mut flow = Flow::new(Arc::clone(&deps.config), start, random_secrets()?);
+    let mut flow = Flow::new(Arc::clone(&state.config), start, random_secrets()?);
     loop {
-        match next_decision(&mut flow, &client, deps.store.as_ref(), &shared.clock).await? {
+        match next_decision(&mut flow, &client, state.store.as_ref(), &state.clock).await? {
             Action::DropTokens => {
                 dropped_tokens = true;
                 if let Some(resource) = &held_resource {
                     debug!(resource = %resource, "refresh refused for good; dropping the tokens");
-                    shared.cache.remove(resource);
-                    if let Err(e) = deps
+                    state.cache.remove(resource);
+                    if let Err(e) = state
                         .store
                         .compare_and_swap_tokens(resource.as_str(), held.as_ref(), None)
                         .await
@@ -102,16 +90,18 @@ async fn drive(
                 if let Some(lock) = lock.take() {
                     lock.release().await;
                 }
-                if let Err(e) =
-                    shared
-                        .flights
-                        .spend_authorization(key, (shared.clock)(), &shared.limits)
-                {
+                let limits = &state.limits;
+                if let Err(e) = state.flights.spend_authorization(
+                    key,
+                    state.now(),
+                    limits.authorization_budget,
+                    limits.budget_window,
+                ) {
                     flow.fail(e);
                     continue;
                 }
                 debug!(?request, "requesting consent");
-                match deps.authorizer.authorize(request, client.clone()).await {
+                match state.authorizer.authorize(request, client.clone()).await {
                     Ok(response) => flow.handle_authorization_response(response),
                     Err(e) => flow.fail(e),
                 }
@@ -150,7 +140,7 @@ async fn drive(
 /// dropped tokens, or the end.
 pub(crate) async fn next_decision(
     flow: &mut Flow,
-    client: &InnerClient,
+    client: &HttpClient,
     store: &dyn TokenStore,
     clock: &Clock,
 ) -> Result<Action, Error> {

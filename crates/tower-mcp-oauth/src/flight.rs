@@ -28,15 +28,6 @@ struct Inflight {
     future: FlightFuture,
 }
 
-/// Limits, from the layer's configuration.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Limits {
-    pub(crate) failure_backoff: Duration,
-    pub(crate) step_up_attempts: u32,
-    pub(crate) authorization_budget: u32,
-    pub(crate) budget_window: Duration,
-}
-
 #[derive(Default)]
 pub(crate) struct Flights {
     inflight: Mutex<HashMap<String, Inflight>>,
@@ -127,28 +118,30 @@ impl Flights {
         lock(&self.step_ups).remove(&(key.to_owned(), scope.to_owned()));
     }
 
-    /// Spends one interactive authorization of `key`'s budget.
+    /// Spends one interactive authorization of `key`'s budget: at most `budget` within
+    /// `window`.
     pub(crate) fn spend_authorization(
         &self,
         key: &str,
         now: SystemTime,
-        limits: &Limits,
+        budget: u32,
+        window: Duration,
     ) -> Result<(), Error> {
         let mut map = lock(&self.authorizations);
         let recent = map.entry(key.to_owned()).or_default();
         while recent
             .front()
-            .is_some_and(|t| now.duration_since(*t).unwrap_or_default() >= limits.budget_window)
+            .is_some_and(|t| now.duration_since(*t).unwrap_or_default() >= window)
         {
             recent.pop_front();
         }
-        if recent.len() as u32 >= limits.authorization_budget {
+        if recent.len() as u32 >= budget {
             return Err(Error::new(
                 ErrorKind::AuthorizationLimit,
                 format!(
                     "{key} needed {} authorizations within {:?}; it keeps refusing fresh tokens, so the user is not asked again for now",
                     recent.len(),
-                    limits.budget_window
+                    window
                 ),
             ));
         }
@@ -166,14 +159,8 @@ impl Flights {
 mod tests {
     use super::*;
 
-    fn limits() -> Limits {
-        Limits {
-            failure_backoff: Duration::from_secs(1),
-            step_up_attempts: 3,
-            authorization_budget: 2,
-            budget_window: Duration::from_secs(60),
-        }
-    }
+    const BUDGET: u32 = 2;
+    const WINDOW: Duration = Duration::from_secs(60);
 
     #[tokio::test]
     async fn second_caller_joins_the_first() {
@@ -222,17 +209,21 @@ mod tests {
     fn authorization_budget_per_window() {
         let flights = Flights::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        flights.spend_authorization("k", t0, &limits()).unwrap();
-        flights.spend_authorization("k", t0, &limits()).unwrap();
+        flights
+            .spend_authorization("k", t0, BUDGET, WINDOW)
+            .unwrap();
+        flights
+            .spend_authorization("k", t0, BUDGET, WINDOW)
+            .unwrap();
         assert_eq!(
             flights
-                .spend_authorization("k", t0, &limits())
+                .spend_authorization("k", t0, BUDGET, WINDOW)
                 .unwrap_err()
                 .kind(),
             ErrorKind::AuthorizationLimit
         );
         flights
-            .spend_authorization("k", t0 + Duration::from_secs(60), &limits())
+            .spend_authorization("k", t0 + Duration::from_secs(60), BUDGET, WINDOW)
             .unwrap();
     }
 }

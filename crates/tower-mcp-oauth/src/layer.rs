@@ -7,22 +7,11 @@ use mcp_oauth_flow::{ClientConfig, RefreshPolicy};
 use tower_layer::Layer;
 
 use crate::authorize::Authorizer;
-use crate::cache::Cache;
-use crate::driver::FlowDeps;
-use crate::flight::{Flights, Limits};
 use crate::service::OAuthService;
-use crate::store::{MemoryStore, TokenStore};
+use crate::state::LayerState;
+use crate::store::TokenStore;
 
-/// Default cap on the request body kept for the retry after a `401`.
-pub const DEFAULT_MAX_REPLAY_BYTES: usize = 64 * 1024;
-/// Default cap on the body of every metadata, registration and token response.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
-
-/// The layer's source of wall-clock time (tests pass a controllable one).
-pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-/// Runs a future to completion in the background (`tokio::spawn`, say).
-pub type Spawn = Arc<dyn Fn(crate::BoxFuture<'static, ()>) + Send + Sync>;
+pub use crate::state::{DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 
 /// A tower layer that gives an HTTP client the client side of MCP authorization.
 ///
@@ -35,6 +24,27 @@ pub type Spawn = Arc<dyn Fn(crate::BoxFuture<'static, ()>) + Send + Sync>;
 /// The token cache is created in [`OAuthLayer::new`] and shared by every service this layer
 /// (and its clones) makes, like `GlobalConcurrencyLimitLayer`'s semaphore: cloning the layer does
 /// not create a new cache.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+/// # tokio_test::block_on(async {
+/// // A server that asks for a token and whose metadata is down: every flow fails fast.
+/// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+///     let status = if req.uri().path() == "/mcp" { 401 } else { 503 };
+///     Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap())
+/// });
+/// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new());
+/// let a = layer.clone().layer(server.clone());
+/// let b = layer.max_replay_bytes(1 << 20).layer(server); // configured after the clone
+/// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+/// assert!(a.oneshot(request).await.is_err());
+/// // The flow `a` ran is counted by `b`: one cache and one set of flows for the whole layer.
+/// assert_eq!(b.flows_started(), 1);
+/// # });
+/// ```
 ///
 /// # Layer order
 ///
@@ -55,62 +65,56 @@ pub type Spawn = Arc<dyn Fn(crate::BoxFuture<'static, ()>) + Send + Sync>;
 /// ```
 #[derive(Clone)]
 pub struct OAuthLayer {
-    pub(crate) config: Arc<ClientConfig>,
-    pub(crate) authorizer: Arc<dyn Authorizer>,
-    pub(crate) store: Arc<dyn TokenStore>,
-    pub(crate) cache: Arc<Cache>,
-    pub(crate) flights: Arc<Flights>,
-    pub(crate) clock: Clock,
-    pub(crate) refresh_policy: RefreshPolicy,
-    pub(crate) limits: Limits,
-    pub(crate) max_replay_bytes: usize,
-    pub(crate) max_response_bytes: usize,
-    pub(crate) spawn: Option<Spawn>,
+    /// Shared with every clone and every service; the builder methods below change it in place
+    /// while it is not shared yet, and copy the settings (never the cache) once it is.
+    state: Arc<LayerState>,
 }
 
 impl std::fmt::Debug for OAuthLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthLayer")
-            .field("config", &self.config)
-            .field("max_replay_bytes", &self.max_replay_bytes)
-            .field("max_response_bytes", &self.max_response_bytes)
+            .field("config", &self.state.config)
+            .field("max_replay_bytes", &self.state.max_replay_bytes)
+            .field("max_response_bytes", &self.state.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
 
 impl OAuthLayer {
     /// A layer for a client configured by `config` that obtains consent through `authorizer`,
-    /// with an in-memory [`MemoryStore`].
+    /// with an in-memory [`MemoryStore`](crate::MemoryStore).
     pub fn new(config: ClientConfig, authorizer: impl Authorizer) -> Self {
         Self {
-            config: Arc::new(config),
-            authorizer: Arc::new(authorizer),
-            store: Arc::new(MemoryStore::new()),
-            cache: Arc::new(Cache::default()),
-            flights: Arc::new(Flights::default()),
-            clock: Arc::new(SystemTime::now),
-            refresh_policy: RefreshPolicy::default(),
-            limits: Limits {
-                failure_backoff: Duration::from_secs(1),
-                step_up_attempts: 3,
-                authorization_budget: 10,
-                budget_window: Duration::from_secs(600),
-            },
-            max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            spawn: None,
+            state: Arc::new(LayerState::new(config, Arc::new(authorizer))),
         }
     }
 
-    /// Keeps tokens and registrations in `store`. Default: a new [`MemoryStore`].
-    pub fn token_store(mut self, store: impl TokenStore) -> Self {
-        self.store = Arc::new(store);
-        self
+    /// The settings, to change one: in place while this layer is the only holder of its state.
+    fn state_mut(&mut self) -> &mut LayerState {
+        Arc::make_mut(&mut self.state)
     }
 
-    /// Keeps tokens and registrations in a store shared with other layers.
-    pub fn shared_token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.store = store;
+    /// Keeps tokens and registrations in `store`: a store of its own (`FileStore::new(dir)?`),
+    /// or one shared with other layers or the application (`Arc<FileStore>`,
+    /// `Arc<dyn TokenStore>`; an `Arc` of a store is a store). Default: a new [`MemoryStore`](crate::MemoryStore).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_mcp_oauth::{ClientConfig, FileStore, HeadlessAuthorizer, OAuthLayer, TokenStore};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let config = || ClientConfig::new("http://127.0.0.1:1/cb");
+    /// // Its own store...
+    /// let alone = OAuthLayer::new(config(), HeadlessAuthorizer::new())
+    ///     .token_store(FileStore::new(dir.path()).unwrap());
+    /// // ...or one shared by two layers (tokens one obtains, the other finds).
+    /// let shared: Arc<dyn TokenStore> = Arc::new(FileStore::new(dir.path()).unwrap());
+    /// let a = OAuthLayer::new(config(), HeadlessAuthorizer::new()).token_store(Arc::clone(&shared));
+    /// let b = OAuthLayer::new(config(), HeadlessAuthorizer::new()).token_store(Arc::clone(&shared));
+    /// assert_eq!(Arc::strong_count(&shared), 3);
+    /// # let _ = (alone, a, b);
+    /// ```
+    pub fn token_store(mut self, store: impl TokenStore) -> Self {
+        self.state_mut().store = Arc::new(store);
         self
     }
 
@@ -118,7 +122,7 @@ impl OAuthLayer {
     /// and its `401` comes back marked [`BodyNotReplayable`](crate::BodyNotReplayable) once the
     /// flow has run. Default: [`DEFAULT_MAX_REPLAY_BYTES`] (64 KiB).
     pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
-        self.max_replay_bytes = bytes;
+        self.state_mut().max_replay_bytes = bytes;
         self
     }
 
@@ -126,21 +130,21 @@ impl OAuthLayer {
     /// [`ErrorKind::BodyTooLarge`](crate::ErrorKind::BodyTooLarge) error. Default:
     /// [`DEFAULT_MAX_RESPONSE_BYTES`] (256 KiB).
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
-        self.max_response_bytes = bytes;
+        self.state_mut().max_response_bytes = bytes;
         self
     }
 
     /// When to refresh ahead of expiry. Default: [`RefreshPolicy::default`] (60 s, at most a
     /// tenth of the token's lifetime, up to 20 % jitter).
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
-        self.refresh_policy = policy;
+        self.state_mut().refresh_policy = policy;
         self
     }
 
     /// After a flow fails, callers of the same origin get the same error without a new flow
     /// for this long. Default: 1 s.
     pub fn failure_backoff(mut self, backoff: Duration) -> Self {
-        self.limits.failure_backoff = backoff;
+        self.state_mut().limits.failure_backoff = backoff;
         self
     }
 
@@ -148,7 +152,7 @@ impl OAuthLayer {
     /// `403` back marked [`AuthorizationFailed`](crate::AuthorizationFailed) with
     /// [`ErrorKind::StepUpLimit`](crate::ErrorKind::StepUpLimit). Default: 3.
     pub fn step_up_attempts(mut self, attempts: u32) -> Self {
-        self.limits.step_up_attempts = attempts;
+        self.state_mut().limits.step_up_attempts = attempts;
         self
     }
 
@@ -156,8 +160,8 @@ impl OAuthLayer {
     /// fails with [`ErrorKind::AuthorizationLimit`](crate::ErrorKind::AuthorizationLimit)
     /// instead of asking the user again. Refreshes do not count. Default: 10 per 10 minutes.
     pub fn authorization_budget(mut self, count: u32, window: Duration) -> Self {
-        self.limits.authorization_budget = count;
-        self.limits.budget_window = window;
+        self.state_mut().limits.authorization_budget = count;
+        self.state_mut().limits.budget_window = window;
         self
     }
 
@@ -181,22 +185,14 @@ impl OAuthLayer {
         mut self,
         spawn: impl Fn(crate::BoxFuture<'static, ()>) + Send + Sync + 'static,
     ) -> Self {
-        self.spawn = Some(Arc::new(spawn));
+        self.state_mut().spawn = Some(Arc::new(spawn));
         self
     }
 
     /// The clock used for expiry and backoff. Default: [`SystemTime::now`].
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+        self.state_mut().clock = Arc::new(clock);
         self
-    }
-
-    pub(crate) fn deps(&self) -> FlowDeps {
-        FlowDeps {
-            config: Arc::clone(&self.config),
-            authorizer: Arc::clone(&self.authorizer),
-            store: Arc::clone(&self.store),
-        }
     }
 }
 
@@ -204,6 +200,6 @@ impl<S> Layer<S> for OAuthLayer {
     type Service = OAuthService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        OAuthService::new(inner, self)
+        OAuthService::new(inner, Arc::clone(&self.state))
     }
 }

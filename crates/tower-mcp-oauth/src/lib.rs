@@ -55,18 +55,32 @@
 //! [tower]: https://docs.rs/tower
 //! [MCP authorization]: https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization
 
+// The modules, from the top down; each imports only modules below it (no cycles):
+//   layer → service → future → recovery → acquire → stored, driver → state
+//   → flight, cache, authorize → store, client → body
+// with leaves beside them: classify (which responses need authorization), need, markers,
+// bounds. `state` holds what one layer shares (settings, cache, flights, store, authorizer),
+// so everything that runs a request or a flow reads it and nothing below imports upward. The
+// integrations (loopback, redis, web, rmcp) sit above whatever they use; no core module imports
+// them.
 mod acquire;
 mod authorize;
 mod body;
 mod bounds;
 mod cache;
+mod classify;
 mod client;
 mod driver;
 mod flight;
 mod future;
 mod layer;
+mod markers;
+mod need;
+mod recovery;
 mod service;
+mod state;
 mod store;
+mod stored;
 
 #[cfg(feature = "loopback")]
 pub mod loopback;
@@ -78,10 +92,11 @@ pub mod rmcp;
 pub mod web;
 
 pub use authorize::{Authorizer, HeadlessAuthorizer};
-pub use body::{BodyNotReplayable, OAuthBody};
-pub use client::InnerClient;
-pub use future::{AuthorizationFailed, ResponseFuture};
-pub use layer::{Clock, OAuthLayer, Spawn, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+pub use body::OAuthBody;
+pub use client::HttpClient;
+pub use future::ResponseFuture;
+pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+pub use markers::{AuthorizationFailed, BodyNotReplayable};
 pub use service::OAuthService;
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 

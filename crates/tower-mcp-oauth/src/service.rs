@@ -2,67 +2,81 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http_body::Body;
-use mcp_oauth_flow::{BoxError, Error, ErrorKind, RefreshPolicy, TokenSet};
+use mcp_oauth_flow::{BoxError, Error};
 use tower_service::Service;
 
 use crate::body::{prepare, OAuthBody};
-use crate::cache::{Cache, Lookup, Sent};
-use crate::driver::FlowDeps;
-use crate::flight::{Flights, Limits};
-use crate::future::{first_contact, refresh_then_send, ResponseFuture, RetryContext, RetryParts};
-use crate::layer::{Clock, OAuthLayer, Spawn};
+use crate::cache::{Lookup, Sent};
+use crate::client::transport_error;
+use crate::future::ResponseFuture;
+use crate::recovery::{first_contact, refresh_then_send, RetryContext, RetryParts};
+use crate::state::LayerState;
 
-/// State shared by every service made from one layer.
-pub(crate) struct Shared {
-    pub(crate) deps: FlowDeps,
-    pub(crate) cache: Arc<Cache>,
-    pub(crate) flights: Arc<Flights>,
-    pub(crate) clock: Clock,
-    pub(crate) refresh_policy: RefreshPolicy,
-    pub(crate) limits: Limits,
-    pub(crate) max_replay_bytes: usize,
-    pub(crate) max_response_bytes: usize,
-    pub(crate) spawn: Option<Spawn>,
-}
-
-impl Shared {
-    /// When to refresh `tokens`, with a random jitter sample so a fleet spreads out.
-    pub(crate) fn refresh_at(&self, tokens: &TokenSet) -> Option<SystemTime> {
-        let mut bytes = [0u8; 4];
-        let sample = match getrandom::getrandom(&mut bytes) {
-            Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
-            Err(_) => 0.0,
-        };
-        self.refresh_policy.refresh_at(tokens, sample)
-    }
-
-    /// Whether `tokens` are due for refresh at `now` (the earliest point, before jitter).
-    pub(crate) fn refresh_due(&self, tokens: &TokenSet, now: SystemTime) -> bool {
-        self.refresh_policy
-            .refresh_at(tokens, 0.0)
-            .is_some_and(|at| at <= now)
-    }
-}
-
-/// The service [`OAuthLayer`] produces. See the layer for what it does.
+/// The service [`OAuthLayer`](crate::OAuthLayer) produces. See the layer for what it does.
 ///
 /// `poll_ready` only delegates to the inner service: it never waits on a flow, so it never
 /// holds a `Buffer` slot or a `ConcurrencyLimit` permit while a user is at the browser.
+///
+/// # Failures: one rule
+///
+/// **The server's response is never thrown away.** Whenever the server answered the caller's
+/// request, the caller gets that response, `Ok`; the layer adds a typed marker to its
+/// extensions when it could not do better, as tower-http's middleware hand back the server's
+/// own answer (an unchanged `3xx` when a redirect cannot be followed):
+///
+/// - `Ok(403)` marked [`AuthorizationFailed`](crate::AuthorizationFailed): the resource asked
+///   for more scopes (`insufficient_scope`) and the step-up failed or was refused by a limit.
+///   The `403` is the resource's answer, and [`error()`](crate::AuthorizationFailed::error)
+///   says why the layer did not get past it.
+/// - `Ok(401)` marked [`BodyNotReplayable`](crate::BodyNotReplayable): the flow ran and a token
+///   is in place, but the request body was too large (or streamed) to send again; the caller
+///   sends the request again itself.
+/// - Any other response, `401` and `403` included, is passed on as the server sent it.
+///
+/// **`Err(Error)` means the request got no usable answer**: the inner service failed to send
+/// it ([`ErrorKind::Transport`](crate::ErrorKind::Transport)), or the `401` asked for a token
+/// and the flow could not get one (discovery, registration, consent, the token endpoint, the
+/// store). The `401` carries nothing the caller can use without a token, so the flow's error is
+/// the more useful answer. [`Error::kind`](crate::Error::kind) says the cause,
+/// [`is_transient`](crate::Error::is_transient) whether the same call may succeed later, and
+/// `{:#}` prints the whole cause chain on one line.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+/// use tower_mcp_oauth::{ClientConfig, ErrorKind, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+/// # tokio_test::block_on(async {
+/// // The MCP endpoint asks for a token, and its metadata is down: no flow can succeed now.
+/// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+///     let status = if req.uri().path() == "/mcp" { 401 } else { 503 };
+///     let response = http::Response::builder().status(status).body(Full::new(Bytes::new())).unwrap();
+///     Ok::<_, std::convert::Infallible>(response)
+/// });
+/// let service = ServiceBuilder::new()
+///     .layer(OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new()))
+///     .service(server);
+/// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+/// let error = service.oneshot(request).await.unwrap_err();
+/// assert_eq!(error.kind(), ErrorKind::UnexpectedStatus);
+/// assert!(error.is_transient()); // a 503 may pass: the same call may succeed later
+/// assert!(format!("{error:#}").starts_with("unexpected HTTP status: "), "{error:#}");
+/// # });
+/// ```
 pub struct OAuthService<S> {
     inner: S,
-    shared: Arc<Shared>,
+    state: Arc<LayerState>,
 }
 
 impl<S: Clone> Clone for OAuthService<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            state: Arc::clone(&self.state),
         }
     }
 }
@@ -76,21 +90,8 @@ impl<S: std::fmt::Debug> std::fmt::Debug for OAuthService<S> {
 }
 
 impl<S> OAuthService<S> {
-    pub(crate) fn new(inner: S, layer: &OAuthLayer) -> Self {
-        Self {
-            inner,
-            shared: Arc::new(Shared {
-                deps: layer.deps(),
-                cache: Arc::clone(&layer.cache),
-                flights: Arc::clone(&layer.flights),
-                clock: Arc::clone(&layer.clock),
-                refresh_policy: layer.refresh_policy,
-                limits: layer.limits,
-                max_replay_bytes: layer.max_replay_bytes,
-                max_response_bytes: layer.max_response_bytes,
-                spawn: layer.spawn.clone(),
-            }),
-        }
+    pub(crate) fn new(inner: S, state: Arc<LayerState>) -> Self {
+        Self { inner, state }
     }
 
     /// The inner service.
@@ -111,22 +112,8 @@ impl<S> OAuthService<S> {
     /// How many authorization or refresh flows this service's layer has started so far: one
     /// per origin however many callers needed it.
     pub fn flows_started(&self) -> u64 {
-        self.shared.flights.started()
+        self.state.flights.started()
     }
-}
-
-/// An error of the inner service. Its text is the source's, not repeated here.
-pub(crate) fn transport_error(e: impl Into<BoxError>) -> Error {
-    Error::new(ErrorKind::Transport, "the inner service failed").with_source(e)
-}
-
-/// An error of the inner service while sending a request to `uri`.
-pub(crate) fn send_error(uri: &http::Uri, e: impl Into<BoxError>) -> Error {
-    Error::new(
-        ErrorKind::Transport,
-        format!("sending the request to {uri} failed"),
-    )
-    .with_source(e)
 }
 
 impl<S, B, RB> Service<http::Request<B>> for OAuthService<S>
@@ -155,17 +142,17 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
         let (mut parts, body) = request.into_parts();
-        let clock = &self.shared.clock;
-        let sent = match self.shared.cache.lookup(&parts.uri, || clock()) {
+        let clock = &self.state.clock;
+        let sent = match self.state.cache.lookup(&parts.uri, || clock()) {
             Lookup::Fresh(header, sent) => {
                 parts.headers.insert(AUTHORIZATION, header);
                 sent
             }
-            Lookup::Missing if !self.shared.cache.origin_checked(&parts.uri) => {
+            Lookup::Missing if !self.state.cache.origin_checked(&parts.uri) => {
                 // The first request to this origin: look in the store first (once).
                 let unreserved = inner.clone();
                 drop(inner);
-                let future = first_contact(Arc::clone(&self.shared), unreserved, parts, body);
+                let future = first_contact(Arc::clone(&self.state), unreserved, parts, body);
                 return ResponseFuture::recovering(Box::pin(future));
             }
             Lookup::Missing => Sent::default(),
@@ -175,22 +162,53 @@ where
                 let unreserved = inner.clone();
                 drop(inner);
                 let future =
-                    refresh_then_send(Arc::clone(&self.shared), unreserved, parts, body, sent);
+                    refresh_then_send(Arc::clone(&self.state), unreserved, parts, body, sent);
                 return ResponseFuture::recovering(Box::pin(future));
             }
         };
-        let (body, prepared) = prepare(body, self.shared.max_replay_bytes);
+        let (body, prepared) = prepare(body, self.state.max_replay_bytes);
         let retry = RetryParts::copy(&parts);
         let future = inner.call(http::Request::from_parts(parts, body));
         ResponseFuture::new(
             future,
             RetryContext {
                 inner,
-                shared: Arc::clone(&self.shared),
+                state: Arc::clone(&self.state),
                 parts: retry,
                 prepared,
                 sent,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use mcp_oauth_flow::{ClientConfig, ErrorKind};
+    use tower::{service_fn, ServiceExt};
+    use tower_layer::Layer;
+
+    use crate::{HeadlessAuthorizer, OAuthBody, OAuthLayer};
+
+    #[tokio::test]
+    async fn a_401_to_a_relative_uri_is_an_invalid_request_uri() {
+        let server = service_fn(|_req: http::Request<OAuthBody<Full<Bytes>>>| async {
+            let response = http::Response::builder()
+                .status(401)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let layer = OAuthLayer::new(
+            ClientConfig::new("http://127.0.0.1:1/cb"),
+            HeadlessAuthorizer::new(),
+        );
+        let request = http::Request::get("/mcp")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let error = layer.layer(server).oneshot(request).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidRequestUri, "{error:#}");
     }
 }

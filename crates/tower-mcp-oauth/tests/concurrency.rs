@@ -11,7 +11,7 @@ use serde_json::json;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_mcp_oauth::{
-    Authorizer, BoxFuture, ClientConfig, Error, HeadlessAuthorizer, InnerClient, OAuthLayer,
+    Authorizer, BoxFuture, ClientConfig, Error, HeadlessAuthorizer, HttpClient, OAuthLayer,
 };
 use tower_test::mock;
 
@@ -119,7 +119,7 @@ impl Authorizer for WaitsForUser {
     fn authorize(
         &self,
         request: tower_mcp_oauth::AuthorizationRequest,
-        client: InnerClient,
+        client: HttpClient,
     ) -> BoxFuture<'static, Result<tower_mcp_oauth::AuthorizationResponse, Error>> {
         let go = Arc::clone(&self.go);
         self.asked.fetch_add(1, Ordering::SeqCst);

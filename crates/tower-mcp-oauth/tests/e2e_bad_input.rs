@@ -29,7 +29,7 @@ async fn setup(config: TestkitConfig) -> Setup {
     let store = Arc::new(MemoryStore::new());
     // No failure backoff: each test injects several faults in a row and wants each one seen.
     let layer = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
-        .shared_token_store(store.clone() as Arc<dyn TokenStore>)
+        .token_store(store.clone() as Arc<dyn TokenStore>)
         .failure_backoff(std::time::Duration::ZERO);
     let service = ServiceBuilder::new().layer(layer).service(http_client());
     Setup {

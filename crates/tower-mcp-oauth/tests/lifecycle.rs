@@ -146,7 +146,7 @@ async fn a_transient_token_endpoint_failure_keeps_every_credential() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileStore::new(dir.path()).unwrap());
     let clock = TestClock::default();
-    let svc = service(layer(&clock).shared_token_store(store.clone() as Arc<dyn TokenStore>));
+    let svc = service(layer(&clock).token_store(store.clone() as Arc<dyn TokenStore>));
     assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
     let before = store
         .load_tokens(&kit.resource_url())
@@ -203,7 +203,7 @@ async fn invalid_grant_drops_the_tokens_and_authorizes_again() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileStore::new(dir.path()).unwrap());
     let clock = TestClock::default();
-    let svc = service(layer(&clock).shared_token_store(store.clone() as Arc<dyn TokenStore>));
+    let svc = service(layer(&clock).token_store(store.clone() as Arc<dyn TokenStore>));
     assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
     kit.revoke_all_tokens();
     kit.set_override(
@@ -248,7 +248,7 @@ impl AtTheBrowser {
             ClientConfig::new(REDIRECT),
             SlowUser(go.clone(), asked.clone()),
         )
-        .shared_token_store(store.clone() as Arc<dyn TokenStore>)
+        .token_store(store.clone() as Arc<dyn TokenStore>)
         .failure_backoff(Duration::ZERO);
         let svc = service(layer);
         go.notify_one(); // the first login goes straight through
@@ -385,7 +385,7 @@ async fn with_an_executor_an_abandoned_refresh_still_finishes() {
         },
     );
     let layer = layer(&clock)
-        .shared_token_store(store.clone() as Arc<dyn TokenStore>)
+        .token_store(store.clone() as Arc<dyn TokenStore>)
         .spawn_flows_with(|flow| {
             tokio::spawn(flow);
         });

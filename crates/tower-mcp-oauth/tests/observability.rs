@@ -48,7 +48,7 @@ async fn flow_steps_are_traced_and_no_secret_is_logged() {
         ClientConfig::new("http://localhost:3000/callback"),
         HeadlessAuthorizer::new(),
     )
-    .shared_token_store(store.clone() as Arc<dyn TokenStore>);
+    .token_store(store.clone() as Arc<dyn TokenStore>);
     let service = ServiceBuilder::new().layer(layer).service(http_client());
     let response = service
         .clone()

@@ -67,7 +67,7 @@ async fn step_up_stops_at_its_bound() {
         .extensions()
         .get::<AuthorizationFailed>()
         .expect("marked");
-    assert_eq!(failed.0.kind(), ErrorKind::StepUpLimit);
+    assert_eq!(failed.error().kind(), ErrorKind::StepUpLimit);
     assert_eq!(count(&kit, "/authorize"), 4, "no fourth step-up");
 }
 

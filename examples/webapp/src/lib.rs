@@ -31,7 +31,7 @@ use axum::Router;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_mcp_oauth::web::{ConnectRequired, WebLogin};
 use tower_mcp_oauth::{
-    AuthorizationFailed, ClientConfig, Error, ErrorKind, InnerClient, DEFAULT_MAX_RESPONSE_BYTES,
+    AuthorizationFailed, ClientConfig, Error, ErrorKind, DEFAULT_MAX_RESPONSE_BYTES,
 };
 
 mod client;
@@ -86,7 +86,7 @@ impl WebApp {
         let config = ClientConfig::new(redirect).client_name("tower-mcp-oauth web-app example");
         let login = WebLogin::new(
             config,
-            InnerClient::from_service(client.clone(), DEFAULT_MAX_RESPONSE_BYTES),
+            tower_mcp_oauth::HttpClient::from_service(client.clone(), DEFAULT_MAX_RESPONSE_BYTES),
         );
         Self::with_login(login, mcp_url, client)
     }
@@ -98,11 +98,11 @@ impl WebApp {
     /// use webapp::http_client;
     /// use webapp::WebApp;
     /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, InnerClient, DEFAULT_MAX_RESPONSE_BYTES};
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient, DEFAULT_MAX_RESPONSE_BYTES};
     /// let client = http_client();
     /// let login = WebLogin::new(
     ///     ClientConfig::new("http://127.0.0.1:3000/callback"),
-    ///     InnerClient::from_service(client.clone(), DEFAULT_MAX_RESPONSE_BYTES),
+    ///     HttpClient::from_service(client.clone(), DEFAULT_MAX_RESPONSE_BYTES),
     /// )
     /// .pending_ttl(Duration::from_secs(120));
     /// let app = WebApp::with_login(login, "http://127.0.0.1:4000/mcp", client);
@@ -294,8 +294,8 @@ async fn list_and_call(app: &WebApp, user: &str) -> Result<String, Error> {
         async move {
             let response = service.oneshot(request).await?;
             // A refused step-up comes back as the server's 403, marked with why.
-            if let Some(AuthorizationFailed(e)) = response.extensions().get() {
-                return Err(e.clone());
+            if let Some(failed) = response.extensions().get::<AuthorizationFailed>() {
+                return Err(failed.error().clone());
             }
             if !response.status().is_success() {
                 return Err(Error::new(

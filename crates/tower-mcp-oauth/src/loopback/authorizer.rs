@@ -8,7 +8,7 @@ use url::Url;
 use super::browser::open_browser;
 use super::receiver::LoopbackReceiver;
 use crate::authorize::Authorizer;
-use crate::client::InnerClient;
+use crate::client::HttpClient;
 use crate::BoxFuture;
 
 impl Authorizer for LoopbackReceiver {
@@ -20,7 +20,7 @@ impl Authorizer for LoopbackReceiver {
     fn authorize(
         &self,
         request: AuthorizationRequest,
-        _client: InnerClient,
+        _client: HttpClient,
     ) -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
         let receiver = self.clone();
         Box::pin(async move { receiver.receive(request).await })
@@ -34,7 +34,7 @@ impl LoopbackReceiver {
             // The browser would be sent somewhere this receiver never hears of; fail now rather
             // than at the timeout.
             return Err(Error::new(
-                ErrorKind::Consent,
+                ErrorKind::InvalidRedirectUri,
                 format!(
                     "the authorization request redirects to {} but the loopback receiver listens \
                      at {}; build the ClientConfig from LoopbackReceiver::redirect_uri()",
@@ -73,7 +73,7 @@ impl LoopbackReceiver {
                          sign-in in progress (an older browser tab, or a forged request)"
                     ));
                 }
-                Err(Error::new(ErrorKind::Consent, message))
+                Err(Error::new(ErrorKind::ConsentTimeout, message))
             }
         }
     }

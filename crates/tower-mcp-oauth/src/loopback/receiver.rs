@@ -126,7 +126,7 @@ impl LoopbackBuilder {
     }
 
     /// How long one flow waits for its callback before failing with
-    /// [`ErrorKind::Consent`]. Default: [`DEFAULT_CALLBACK_TIMEOUT`] (5 minutes).
+    /// [`ErrorKind::ConsentTimeout`]. Default: [`DEFAULT_CALLBACK_TIMEOUT`] (5 minutes).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -154,11 +154,12 @@ impl LoopbackBuilder {
     /// time driver); the listener then runs on that runtime until the last clone of the
     /// receiver is dropped.
     ///
-    /// Fails with [`ErrorKind::Consent`] if the path is not absolute or the port is taken.
+    /// Fails with [`ErrorKind::InvalidRedirectUri`] if the path is not absolute, and with
+    /// [`ErrorKind::CallbackListener`] if the port is taken.
     pub async fn bind(self) -> Result<LoopbackReceiver, Error> {
         if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
             return Err(Error::new(
-                ErrorKind::Consent,
+                ErrorKind::InvalidRedirectUri,
                 format!(
                     "the redirect path {:?} must start with '/' and have no query or fragment",
                     self.path
@@ -216,7 +217,7 @@ async fn listen(addr: SocketAddr) -> Result<TcpListener, Error> {
 
 fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
     Error::new(
-        ErrorKind::Consent,
+        ErrorKind::CallbackListener,
         format!("the loopback receiver cannot listen on {addr}: {e}"),
     )
     .with_source(e)
@@ -244,7 +245,7 @@ fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
 /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 /// use mcp_oauth_flow::CsrfToken;
 /// use tower_mcp_oauth::loopback::LoopbackReceiver;
-/// use tower_mcp_oauth::{AuthorizationRequest, Authorizer, InnerClient};
+/// use tower_mcp_oauth::{AuthorizationRequest, Authorizer, HttpClient};
 ///
 /// # tokio_test::block_on(async {
 /// let receiver = LoopbackReceiver::builder()
@@ -262,7 +263,7 @@ fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
 ///     None,
 ///     "https://as.example.com",
 /// );
-/// let unused = InnerClient::from_fn(|_| async { unreachable!("the receiver sends nothing") });
+/// let unused = HttpClient::from_fn(|_| async { unreachable!("the receiver sends nothing") });
 /// let waiting = tokio::spawn(receiver.authorize(request, unused));
 ///
 /// // The browser, redirected back by the authorization server:

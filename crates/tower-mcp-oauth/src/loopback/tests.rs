@@ -12,7 +12,7 @@ use mcp_oauth_flow::{AuthorizationRequest, AuthorizationResponse, CsrfToken, Err
 use tokio::task::JoinHandle;
 
 use super::{LoopbackBuilder, LoopbackHost, LoopbackReceiver};
-use crate::{Authorizer, InnerClient};
+use crate::{Authorizer, HttpClient};
 
 /// A receiver that records the URLs it announces instead of printing them.
 async fn receiver(builder: LoopbackBuilder) -> (LoopbackReceiver, Arc<Mutex<Vec<String>>>) {
@@ -43,8 +43,8 @@ fn request_to(redirect_uri: &str, state: &str) -> AuthorizationRequest {
     )
 }
 
-fn no_http() -> InnerClient {
-    InnerClient::from_fn(|_| async {
+fn no_http() -> HttpClient {
+    HttpClient::from_fn(|_| async {
         Err(Error::new(
             ErrorKind::Transport,
             "the receiver must not send requests",
@@ -128,7 +128,7 @@ async fn a_fixed_port_is_used_and_held_until_the_last_clone_is_dropped() {
         .bind()
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Consent);
+    assert_eq!(err.kind(), ErrorKind::CallbackListener);
     assert!(err.to_string().contains(&free.to_string()), "{err}");
     // After the last clone, the port is released (the accept loop is aborted asynchronously).
     drop(clone);
@@ -154,7 +154,7 @@ async fn ipv6_and_localhost_hosts() {
         .await;
     match v6 {
         Ok(v6) => assert!(v6.redirect_uri().starts_with("http://[::1]:")),
-        Err(e) => assert!(!has_ipv6 && e.kind() == ErrorKind::Consent, "{e}"),
+        Err(e) => assert!(!has_ipv6 && e.kind() == ErrorKind::CallbackListener, "{e}"),
     }
     let (named, _) = receiver(LoopbackReceiver::builder().host(LoopbackHost::Localhost)).await;
     let port = named.local_addr().port();
@@ -270,12 +270,12 @@ async fn other_paths_and_methods_do_not_end_the_wait() {
 }
 
 #[tokio::test]
-async fn a_timeout_is_a_consent_error_that_counts_refused_callbacks() {
+async fn a_timeout_is_a_consent_timeout_that_counts_refused_callbacks() {
     let (receiver, _) = receiver(LoopbackReceiver::builder().timeout(Duration::from_secs(1))).await;
     let waiting = start(&receiver, "s").await;
     browse(&format!("{}?code=c&state=other", receiver.redirect_uri())).await;
     let err = waiting.await.unwrap().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Consent);
+    assert_eq!(err.kind(), ErrorKind::ConsentTimeout);
     let text = err.to_string();
     assert!(text.contains(receiver.redirect_uri()), "{text}");
     assert!(text.contains("1 callback(s) were refused"), "{text}");
@@ -332,7 +332,7 @@ async fn a_request_for_another_redirect_uri_fails_at_once() {
         .authorize(request_to("http://127.0.0.1:1/callback", "s"), no_http())
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Consent);
+    assert_eq!(err.kind(), ErrorKind::InvalidRedirectUri);
     assert!(
         err.to_string().contains("LoopbackReceiver::redirect_uri"),
         "{err}"
@@ -349,7 +349,7 @@ async fn a_bad_path_is_refused_at_bind() {
             .bind()
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Consent, "{path}");
+        assert_eq!(err.kind(), ErrorKind::InvalidRedirectUri, "{path}");
     }
 }
 

@@ -62,7 +62,9 @@ impl RedisStore {
                          {:?}",
                         self.lock_wait
                     ),
-                ));
+                )
+                // The holder releases it or its lease expires: a later call gets it.
+                .mark_transient());
             }
             if attempt == 0 {
                 debug!(%resource, "refresh lease held by another process; waiting");

@@ -72,8 +72,9 @@ const LOCK: &str = "lock";
 ///   or that of a process whose runtime ended before the release ran, expires after
 ///   [`lock_ttl`](Self::lock_ttl).
 /// - The connection is a [`ConnectionManager`], which reconnects after a dropped connection. A
-///   Redis error is an [`ErrorKind::Store`] error, which is transient: the layer keeps every
-///   credential and the next call tries again.
+///   Redis error is an [`ErrorKind::Store`] error; one of the connection (refused, dropped,
+///   timed out) is [transient](crate::Error::is_transient): the layer keeps every credential
+///   and the next call tries again.
 /// - `Debug` shows the server without its password.
 ///
 /// It needs a tokio runtime. Cloning is cheap and clones share the connection.
@@ -324,7 +325,18 @@ impl RedisStore {
 }
 
 fn redis_error(message: String, source: RedisError) -> Error {
-    Error::new(ErrorKind::Store, format!("{message}: {source}")).with_source(source)
+    // The server down, slow or gone mid-call may come back; a refused command, a bad URL or
+    // missing permission will not.
+    let transient = source.is_io_error()
+        || source.is_timeout()
+        || source.is_connection_dropped()
+        || source.is_connection_refusal();
+    let error = Error::new(ErrorKind::Store, format!("{message}: {source}")).with_source(source);
+    if transient {
+        error.mark_transient()
+    } else {
+        error
+    }
 }
 
 /// `url` without its password and query (a `redis+unix` URL carries the password as `pass=`).

@@ -44,7 +44,8 @@ pub(crate) fn auth_error<B>(response: &http::Response<B>) -> Option<HttpError> {
     if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
         return None;
     }
-    if let Some(AuthorizationFailed(error)) = response.extensions().get() {
+    if let Some(failed) = response.extensions().get::<AuthorizationFailed>() {
+        let error = failed.error();
         warn!(kind = ?error.kind(), %error, "the layer did not authorize the step-up");
     }
     let header = headers.get(WWW_AUTHENTICATE)?;

@@ -314,7 +314,7 @@ async fn a_refused_step_up_is_insufficient_scope_with_the_scope() {
     let mut response = answer(403, &[("www-authenticate", challenge)], "").unwrap();
     response
         .extensions_mut()
-        .insert(AuthorizationFailed(Error::new(
+        .insert(AuthorizationFailed::new(Error::new(
             ErrorKind::StepUpLimit,
             "gave up",
         )));
@@ -443,7 +443,7 @@ async fn reserved_custom_headers_are_refused() {
 #[tokio::test]
 async fn a_body_the_layer_could_not_replay_is_sent_again() {
     let mut first = answer(401, &[("www-authenticate", "Bearer")], "").unwrap();
-    first.extensions_mut().insert(BodyNotReplayable);
+    first.extensions_mut().insert(BodyNotReplayable::new());
     let mock = Mock::new([
         Ok(first),
         json_answer(200, json!({"jsonrpc": "2.0", "id": 1, "result": {}})),

@@ -55,7 +55,21 @@ struct TokensFile {
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::new(ErrorKind::Store, format!("{what} {}: {e}", path.display())).with_source(e)
+    // A slow or interrupted disk may answer next time; a permission denied, a missing
+    // directory or a full disk will not without someone acting, so those are not transient.
+    let transient = matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::WouldBlock
+    );
+    let error =
+        Error::new(ErrorKind::Store, format!("{what} {}: {e}", path.display())).with_source(e);
+    if transient {
+        error.mark_transient()
+    } else {
+        error
+    }
 }
 
 /// A file name for a key: readable, and unique through a stable hash (FNV-1a; std's hasher is
@@ -83,8 +97,23 @@ fn file_name(prefix: &str, key: &str, ext: &str) -> String {
 }
 
 impl FileStore {
-    /// A store in `dir`, created (mode `0700`) if missing.
-    pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+    /// A store in `dir`, created (mode `0700`) if missing. A directory that cannot be created
+    /// is an [`ErrorKind::Store`] error naming it.
+    ///
+    /// ```
+    /// use tower_mcp_oauth::{ErrorKind, FileStore};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = FileStore::new(dir.path().join("tokens")).unwrap();
+    /// assert!(store.dir().is_dir());
+    ///
+    /// // A path under a file cannot be a directory.
+    /// let file = dir.path().join("a-file");
+    /// std::fs::write(&file, b"").unwrap();
+    /// let err = FileStore::new(file.join("tokens")).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Store);
+    /// assert!(!err.is_transient());
+    /// ```
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self, Error> {
         let dir = dir.into();
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
@@ -93,7 +122,9 @@ impl FileStore {
             use std::os::unix::fs::DirBuilderExt;
             builder.mode(0o700);
         }
-        builder.create(&dir)?;
+        builder
+            .create(&dir)
+            .map_err(|e| io_error("cannot create the token store directory", &dir, e))?;
         Ok(Self { dir })
     }
 

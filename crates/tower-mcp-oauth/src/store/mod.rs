@@ -170,6 +170,73 @@ pub trait TokenStore: Send + Sync + 'static {
 #[allow(dead_code)]
 fn _object_safe(_: &dyn TokenStore) {}
 
+/// A shared store is a store: hand an `Arc<FileStore>`, or an `Arc<dyn TokenStore>` that
+/// several layers (or a layer and the application) use, wherever a store is taken.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer, TokenStore};
+/// use mcp_oauth_flow::{TokenSet, TokenType};
+/// # tokio_test::block_on(async {
+/// let shared: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+/// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+///     .token_store(Arc::clone(&shared));
+/// # let _ = layer;
+/// // What one holder writes, the other reads.
+/// let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "client");
+/// Arc::clone(&shared).save_tokens("https://mcp.example.com/mcp", &tokens).await.unwrap();
+/// assert!(shared.load_tokens("https://mcp.example.com/mcp").await.unwrap().is_some());
+/// # });
+/// ```
+impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
+    fn load_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        (**self).load_tokens(resource)
+    }
+
+    fn save_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        tokens: &'a TokenSet,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).save_tokens(resource, tokens)
+    }
+
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Replaced, Error>> {
+        (**self).compare_and_swap_tokens(resource, current, new)
+    }
+
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>> {
+        (**self).load_client(issuer)
+    }
+
+    fn save_client<'a>(
+        &'a self,
+        registration: &'a ClientRegistration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).save_client(registration)
+    }
+
+    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).remove_client(issuer)
+    }
+
+    // Forwarded too: the default would take no lock at all for a store that has one.
+    fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
+        (**self).lock(resource)
+    }
+}
+
 /// A finished future, for stores whose operations complete synchronously.
 pub(crate) fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
     Box::pin(std::future::ready(value))

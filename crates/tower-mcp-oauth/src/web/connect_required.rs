@@ -6,10 +6,10 @@ use std::fmt;
 use mcp_oauth_flow::{AuthorizationRequest, AuthorizationResponse, Error, ErrorKind};
 
 use crate::authorize::Authorizer;
-use crate::client::InnerClient;
+use crate::client::HttpClient;
 use crate::BoxFuture;
 
-/// The source of the [`ErrorKind::Consent`] error a [`WebLogin::layer_for`] layer fails with
+/// The source of the [`ErrorKind::InteractionRequired`] error a [`WebLogin::layer_for`] layer fails with
 /// when its user has no usable token: the user must connect (go through
 /// [`WebLogin::start`] and [`WebLogin::complete`]) first.
 ///
@@ -23,7 +23,7 @@ use crate::BoxFuture;
 /// ```
 /// use tower_mcp_oauth::web::ConnectRequired;
 /// use tower_mcp_oauth::{Error, ErrorKind};
-/// let err = Error::new(ErrorKind::Consent, "not connected")
+/// let err = Error::new(ErrorKind::InteractionRequired, "not connected")
 ///     .with_source(ConnectRequired::new("https://as.example.com"));
 /// assert_eq!(ConnectRequired::find(&err).unwrap().issuer(), "https://as.example.com");
 /// // Any other error is not a request to connect.
@@ -66,7 +66,7 @@ impl ConnectRequired {
     /// ```
     /// use tower_mcp_oauth::web::ConnectRequired;
     /// use tower_mcp_oauth::{Error, ErrorKind};
-    /// let boxed: Box<dyn std::error::Error + Send + Sync> = Error::new(ErrorKind::Consent, "not connected")
+    /// let boxed: Box<dyn std::error::Error + Send + Sync> = Error::new(ErrorKind::InteractionRequired, "not connected")
     ///     .with_source(ConnectRequired::new("https://as.example.com"))
     ///     .into();
     /// assert!(ConnectRequired::find(boxed.as_ref()).is_some());
@@ -102,7 +102,7 @@ pub(super) struct MustConnect;
 
 fn must_connect(required: ConnectRequired) -> Error {
     Error::new(
-        ErrorKind::Consent,
+        ErrorKind::InteractionRequired,
         format!("the user must connect to {} first (web login: start, then complete); no login is started from an MCP request", required.issuer()),
     )
     .with_source(required)
@@ -117,7 +117,7 @@ impl Authorizer for MustConnect {
     fn authorize(
         &self,
         request: AuthorizationRequest,
-        _client: InnerClient,
+        _client: HttpClient,
     ) -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
         // The request is dropped unused: its `state` and PKCE challenge never leave the process.
         Box::pin(std::future::ready(Err(must_connect(ConnectRequired::new(

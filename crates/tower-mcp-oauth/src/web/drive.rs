@@ -12,9 +12,9 @@ use mcp_oauth_flow::{
 };
 use tracing::debug;
 
-use crate::client::InnerClient;
+use crate::client::HttpClient;
 use crate::driver::next_decision;
-use crate::layer::Clock;
+use crate::state::Clock;
 use crate::store::TokenStore;
 
 /// Where a drive stopped.
@@ -27,7 +27,7 @@ pub(super) enum Step {
 
 /// What a drive needs besides the flow.
 pub(super) struct Io<'a> {
-    pub(super) client: &'a InnerClient,
+    pub(super) client: &'a HttpClient,
     /// The app's store: registrations are per issuer and shared by every user.
     pub(super) store: &'a dyn TokenStore,
     pub(super) clock: &'a Clock,

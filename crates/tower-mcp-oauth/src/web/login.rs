@@ -15,8 +15,9 @@ use super::connect_required::MustConnect;
 use super::drive::{drive, new_flow, Io, Step};
 use super::pending::{PendingLogin, PendingLogins};
 use super::user_store::UserTokenStore;
-use crate::client::InnerClient;
-use crate::layer::{Clock, OAuthLayer};
+use crate::client::HttpClient;
+use crate::layer::OAuthLayer;
+use crate::state::Clock;
 use crate::store::{MemoryStore, TokenStore};
 
 /// How long a started login waits for its callback by default: 10 minutes, the lifetime
@@ -42,15 +43,15 @@ pub const MAX_PENDING_PER_USER: usize = 8;
 /// use std::time::Duration;
 /// use bytes::Bytes;
 /// use tower_mcp_oauth::web::WebLogin;
-/// use tower_mcp_oauth::{ClientConfig, InnerClient};
-/// let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+/// use tower_mcp_oauth::{ClientConfig, HttpClient};
+/// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
 /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
 ///     .pending_ttl(Duration::from_secs(300));
 /// assert_eq!(login.pending_logins(), 0);
 /// ```
 pub struct WebLogin {
     config: Arc<ClientConfig>,
-    client: InnerClient,
+    client: HttpClient,
     store: Arc<dyn TokenStore>,
     pending: PendingLogins,
     /// One layer per user, so a user's token cache, single-flight refresh and failure backoff
@@ -97,7 +98,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl WebLogin {
     /// A web login for the app described by `config`, whose `redirect_uri` is the app's
     /// callback URL. Sub-requests (discovery, registration, token) go through `client`, e.g.
-    /// [`InnerClient::from_service`] over hyper-util's `Client`. Tokens and registrations are
+    /// [`HttpClient::from_service`] over hyper-util's `Client`. Tokens and registrations are
     /// kept in a new [`MemoryStore`] until [`token_store`](Self::token_store) says otherwise.
     ///
     /// ```
@@ -106,17 +107,17 @@ impl WebLogin {
     /// use hyper_util::client::legacy::Client;
     /// use hyper_util::rt::TokioExecutor;
     /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, InnerClient, OAuthBody, DEFAULT_MAX_RESPONSE_BYTES};
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient, OAuthBody, DEFAULT_MAX_RESPONSE_BYTES};
     /// # tokio_test::block_on(async {
     /// let http = Client::builder(TokioExecutor::new()).build_http::<OAuthBody<Full<Bytes>>>();
     /// let login = WebLogin::new(
     ///     ClientConfig::new("https://forum.example.com/callback").client_name("Forum"),
-    ///     InnerClient::from_service(http, DEFAULT_MAX_RESPONSE_BYTES),
+    ///     HttpClient::from_service(http, DEFAULT_MAX_RESPONSE_BYTES),
     /// );
     /// # let _ = login;
     /// # });
     /// ```
-    pub fn new(config: ClientConfig, client: InnerClient) -> Self {
+    pub fn new(config: ClientConfig, client: HttpClient) -> Self {
         Self {
             config: Arc::new(config),
             client,
@@ -134,16 +135,16 @@ impl WebLogin {
     /// use std::sync::Arc;
     /// use bytes::Bytes;
     /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, FileStore, InnerClient};
+    /// use tower_mcp_oauth::{ClientConfig, FileStore, HttpClient};
     /// let dir = std::env::temp_dir().join(format!("web-login-doc-{}", std::process::id()));
-    /// let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
     /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
-    ///     .token_store(Arc::new(FileStore::new(&dir).unwrap()));
+    ///     .token_store(FileStore::new(&dir).unwrap());
     /// # let _ = login;
     /// # std::fs::remove_dir_all(&dir).unwrap();
     /// ```
-    pub fn token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
-        self.store = store;
+    pub fn token_store(mut self, store: impl TokenStore) -> Self {
+        self.store = Arc::new(store);
         self
     }
 
@@ -154,8 +155,8 @@ impl WebLogin {
     /// use std::time::Duration;
     /// use bytes::Bytes;
     /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, InnerClient};
-    /// let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient};
+    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
     /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
     ///     .pending_ttl(Duration::from_secs(120));
     /// # let _ = login;
@@ -172,8 +173,8 @@ impl WebLogin {
     /// use std::time::{Duration, SystemTime};
     /// use bytes::Bytes;
     /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, InnerClient};
-    /// let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient};
+    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
     /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
     ///     .clock(|| SystemTime::now() + Duration::from_secs(5)); // a skewed host
     /// # let _ = login;
@@ -298,7 +299,7 @@ impl WebLogin {
     /// token cache until the user completes a new login.
     ///
     /// It never starts a login: when the user has no usable token (never connected, or the
-    /// grant was revoked) the call fails with [`ErrorKind::Consent`] carrying
+    /// grant was revoked) the call fails with [`ErrorKind::InteractionRequired`] carrying
     /// [`ConnectRequired`](super::ConnectRequired), so the app can send the user to its
     /// connect page. Configure it further like any [`OAuthLayer`] (a clone shares the cache).
     ///
@@ -307,9 +308,9 @@ impl WebLogin {
     /// use http_body_util::Full;
     /// use tower::{service_fn, ServiceBuilder, ServiceExt};
     /// use tower_mcp_oauth::web::{ConnectRequired, WebLogin};
-    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, InnerClient, OAuthBody};
+    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, HttpClient, OAuthBody};
     /// # tokio_test::block_on(async {
-    /// # let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// # let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
     /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
     /// // An MCP server of the 2025-03-26 kind that wants a token; Bob never connected.
     /// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
@@ -325,7 +326,7 @@ impl WebLogin {
     /// let service = ServiceBuilder::new().layer(login.layer_for("bob")).service(server);
     /// let request = http::Request::post("https://mcp.example.com/mcp").body(Full::new(Bytes::new())).unwrap();
     /// let err = service.oneshot(request).await.unwrap_err();
-    /// assert_eq!(err.kind(), ErrorKind::Consent);
+    /// assert_eq!(err.kind(), ErrorKind::InteractionRequired);
     /// assert!(ConnectRequired::find(&err).is_some());
     /// # });
     /// ```
@@ -335,7 +336,7 @@ impl WebLogin {
             .or_insert_with(|| {
                 let clock = Arc::clone(&self.clock);
                 OAuthLayer::new((*self.config).clone(), MustConnect)
-                    .shared_token_store(Arc::new(self.user_store(user)))
+                    .token_store(self.user_store(user))
                     .clock(move || clock())
                     // The budget stops a layer from prompting a user over and over; this
                     // layer never prompts, and its "must connect" answer must not turn into an
@@ -351,9 +352,9 @@ impl WebLogin {
     /// ```
     /// use bytes::Bytes;
     /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, InnerClient, TokenStore};
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient, TokenStore};
     /// # tokio_test::block_on(async {
-    /// # let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// # let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
     /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
     /// let connected = login.user_store("alice").load_tokens("https://mcp.example.com/mcp").await.unwrap();
     /// assert!(connected.is_none());
@@ -370,8 +371,8 @@ impl WebLogin {
     /// ```
     /// use bytes::Bytes;
     /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, InnerClient};
-    /// # let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient};
+    /// # let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
     /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
     /// let _layer = login.layer_for("alice");
     /// login.forget_user("alice");
@@ -387,8 +388,8 @@ impl WebLogin {
     /// ```
     /// use bytes::Bytes;
     /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, InnerClient};
-    /// # let client = InnerClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient};
+    /// # let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
     /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
     /// assert_eq!(login.pending_logins(), 0);
     /// ```

@@ -14,17 +14,17 @@
 //! 3. [`WebLogin::layer_for`] gives an [`OAuthLayer`](crate::OAuthLayer) whose tokens are that
 //!    user's: their MCP calls carry their token, refreshed as needed. It never starts a login
 //!    behind the user's back; a user who is not connected gets an
-//!    [`ErrorKind::Consent`](crate::ErrorKind::Consent) error carrying [`ConnectRequired`].
+//!    [`ErrorKind::InteractionRequired`](crate::ErrorKind::InteractionRequired) error carrying [`ConnectRequired`].
 //!
 //! Client registrations belong to the app: they are stored per issuer and shared by all users.
 //!
 //! ```
 //! use bytes::Bytes;
 //! use tower_mcp_oauth::web::WebLogin;
-//! use tower_mcp_oauth::{ClientConfig, InnerClient};
+//! use tower_mcp_oauth::{ClientConfig, HttpClient};
 //! # tokio_test::block_on(async {
 //! # // A stand-in authorization server of the MCP 2025-03-26 kind: no metadata, default endpoints.
-//! # let client = InnerClient::from_fn(|req| async move {
+//! # let client = HttpClient::from_fn(|req| async move {
 //! #     let json = |status: u16, body: &str| http::Response::builder().status(status)
 //! #         .header("content-type", "application/json").body(Bytes::from(body.to_owned())).unwrap();
 //! #     Ok(match req.uri().path() {

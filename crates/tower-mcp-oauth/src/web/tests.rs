@@ -13,7 +13,7 @@ use tower::{service_fn, ServiceBuilder, ServiceExt};
 use url::Url;
 
 use super::{ConnectRequired, WebLogin, DEFAULT_PENDING_TTL, MAX_PENDING_PER_USER};
-use crate::{ClientConfig, ErrorKind, InnerClient, MemoryStore, OAuthBody, TokenStore};
+use crate::{ClientConfig, ErrorKind, HttpClient, MemoryStore, OAuthBody, TokenStore};
 
 const RS: &str = "https://mcp.example.com";
 const AS: &str = "https://as.example.com";
@@ -151,7 +151,7 @@ fn setup_with_store(fake: &Arc<Fake>) -> (WebLogin, Clock, Arc<dyn TokenStore>) 
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let now: Clock = Arc::new(Mutex::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
     let f = Arc::clone(fake);
-    let client = InnerClient::from_fn(move |req| {
+    let client = HttpClient::from_fn(move |req| {
         let response = f.handle(req);
         async move { Ok(response) }
     });
@@ -463,7 +463,7 @@ async fn a_user_who_never_connected_is_told_to_connect() {
         // time): still "connect", never a limit error.
         *now.lock().unwrap() += Duration::from_secs(2);
         let err = service.clone().oneshot(mcp_call()).await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Consent);
+        assert_eq!(err.kind(), ErrorKind::InteractionRequired);
         // Refused before discovery: it names the MCP server, not an issuer it never looked up.
         assert_eq!(ConnectRequired::find(&err).unwrap().issuer(), MCP);
         assert!(err.to_string().contains("must connect"));

@@ -93,7 +93,7 @@ impl tower_mcp_oauth::Authorizer for SlowUser {
     fn authorize(
         &self,
         request: tower_mcp_oauth::AuthorizationRequest,
-        client: tower_mcp_oauth::InnerClient,
+        client: tower_mcp_oauth::HttpClient,
     ) -> tower_mcp_oauth::BoxFuture<
         'static,
         Result<tower_mcp_oauth::AuthorizationResponse, tower_mcp_oauth::Error>,

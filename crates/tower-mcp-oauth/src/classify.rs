@@ -1,0 +1,127 @@
+//! Which responses ask the layer for (more) authorization: a pure function of the status and the
+//! `WWW-Authenticate` headers, so the rule can be read and tested apart from the future that
+//! applies it.
+
+use http::{HeaderMap, StatusCode};
+use mcp_oauth_flow::{select_challenge, Challenge, Error};
+
+/// What a response asks of the layer.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Not the layer's business: hand the response to the caller.
+    PassOn,
+    /// A `401` to answer with an authorization flow (with the Bearer challenge, if it sent one).
+    Unauthorized(Option<Challenge>),
+    /// A `401` whose challenge could not be parsed: the flow cannot start.
+    Malformed(Error),
+    /// A `403 insufficient_scope` (RFC 6750 §3.1): a step-up for the challenged scopes.
+    InsufficientScope(Challenge),
+}
+
+/// Why a response asks for (more) authorization, if it does.
+pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Verdict {
+    match status {
+        StatusCode::UNAUTHORIZED => match Challenge::from_headers(headers) {
+            Ok(all) => match select_challenge(&all) {
+                Some(challenge) => Verdict::Unauthorized(Some(challenge.clone())),
+                // A 401 with no challenge at all (some 2025-03-26 servers) still means OAuth;
+                // one that only offers other schemes (Basic, Negotiate) is not ours to answer.
+                None if all.is_empty() => Verdict::Unauthorized(None),
+                None => Verdict::PassOn,
+            },
+            Err(e) => Verdict::Malformed(e),
+        },
+        // RFC 6750 §3.1: only `insufficient_scope` asks for a new authorization; any other 403
+        // (and one whose challenge cannot be read) is the resource's final word.
+        StatusCode::FORBIDDEN => match Challenge::from_headers(headers) {
+            Ok(all) => select_challenge(&all)
+                .filter(|c| c.is_insufficient_scope())
+                .cloned()
+                .map_or(Verdict::PassOn, Verdict::InsufficientScope),
+            Err(_) => Verdict::PassOn,
+        },
+        _ => Verdict::PassOn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::WWW_AUTHENTICATE;
+    use mcp_oauth_flow::ErrorKind;
+
+    fn headers(challenges: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for c in challenges {
+            map.append(WWW_AUTHENTICATE, c.parse().unwrap());
+        }
+        map
+    }
+
+    /// A verdict as a short word plus the scope, so the table below reads as a table.
+    fn summary(v: &Verdict) -> (&'static str, Option<String>) {
+        match v {
+            Verdict::PassOn => ("pass", None),
+            Verdict::Unauthorized(None) => ("flow", None),
+            Verdict::Unauthorized(Some(c)) => ("flow+challenge", c.scope().map(str::to_owned)),
+            Verdict::Malformed(e) => {
+                assert_eq!(e.kind(), ErrorKind::InvalidChallenge);
+                ("malformed", None)
+            }
+            Verdict::InsufficientScope(c) => ("step-up", c.scope().map(str::to_owned)),
+        }
+    }
+
+    /// Status, `WWW-Authenticate` values, expected summary.
+    type Row = (
+        u16,
+        &'static [&'static str],
+        (&'static str, Option<&'static str>),
+    );
+
+    #[test]
+    fn classification_table() {
+        const MALFORMED: &str = r#"Bearer scope="unterminated"#;
+        let table: &[Row] = &[
+            (200, &[], ("pass", None)),
+            (
+                200,
+                &[r#"Bearer error="insufficient_scope""#],
+                ("pass", None),
+            ),
+            (403, &[], ("pass", None)),
+            (401, &[r#"Basic realm="x""#], ("pass", None)),
+            (401, &[], ("flow", None)),
+            (401, &[MALFORMED], ("malformed", None)),
+            (403, &[MALFORMED], ("pass", None)),
+            (
+                403,
+                &[r#"Bearer error="insufficient_scope", scope="admin write""#],
+                ("step-up", Some("admin write")),
+            ),
+            (403, &[r#"Bearer error="invalid_token""#], ("pass", None)),
+            (
+                401,
+                &[
+                    r#"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource", scope="read""#,
+                ],
+                ("flow+challenge", Some("read")),
+            ),
+            (
+                401,
+                &[r#"Basic realm="x""#, r#"Bearer scope="read""#],
+                ("flow+challenge", Some("read")),
+            ),
+        ];
+        for (status, challenges, (want, scope)) in table {
+            let verdict =
+                needs_authorization(StatusCode::from_u16(*status).unwrap(), &headers(challenges));
+            let (got, got_scope) = summary(&verdict);
+            assert_eq!(
+                (got, got_scope.as_deref()),
+                (*want, *scope),
+                "{status} {challenges:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The store protocol: how the layer reads tokens someone else may have written (an earlier run,
+//! another process, another store handle) and writes its own without overwriting theirs.
+//!
+//! - Before the first request to an origin, stored tokens are adopted ([`adopt_stored`]).
+//! - Before a flow, what the store holds is looked at first ([`start_from`]); under the refresh
+//!   lock it is read again ([`reread`]), since another holder may have refreshed meanwhile.
+//! - After a flow, its tokens are written with compare-and-swap against what the flow started
+//!   from ([`write_back`]); a refresh that lost the race adopts the winner's tokens, never
+//!   overwriting a rotated refresh token.
+
+use std::time::{Duration, SystemTime};
+
+use http::Uri;
+use mcp_oauth_flow::{server_url_from_uri, Error, FlowOutcome, TokenSet};
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::cache::covers;
+use crate::need::Need;
+use crate::state::LayerState;
+use crate::store::Replaced;
+
+/// Tokens a flow starts from, with the resource they are stored under.
+pub(crate) type Held = (TokenSet, Url);
+
+/// What the store says before a flow.
+// Built once per flow and matched at once: boxing the tokens would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Start {
+    /// Usable tokens were found and installed: no flow is needed.
+    Adopted,
+    /// The flow starts from these tokens (none: a new authorization).
+    From(Option<Held>),
+}
+
+/// Installs `tokens` in the cache, with the refresh point the layer's policy gives them.
+pub(crate) fn install(state: &LayerState, resource: Url, tokens: TokenSet) {
+    let refresh_at = state.refresh_at(&tokens);
+    state.cache.install(resource, tokens, refresh_at);
+}
+
+/// Store keys a token for `uri` may sit under, most specific first: the URL itself and each
+/// parent path, down to the origin.
+fn store_candidates(uri: &Uri) -> Vec<Url> {
+    let Ok(mut url) = server_url_from_uri(uri) else {
+        return Vec::new();
+    };
+    let mut out = vec![url.clone()];
+    while url.path() != "/" {
+        let path = url.path().trim_end_matches('/');
+        let parent = path[..path.rfind('/').unwrap_or(0)].to_owned();
+        url.set_path(if parent.is_empty() { "/" } else { &parent });
+        out.push(url.clone());
+    }
+    out
+}
+
+/// The tokens stored for `uri`: under the URL itself or the nearest parent path that covers
+/// it (see [`store_candidates`]).
+async fn find_stored(state: &LayerState, uri: &Uri) -> Result<Option<Held>, Error> {
+    for candidate in store_candidates(uri) {
+        if let Some(stored) = state.store.load_tokens(candidate.as_str()).await? {
+            if covers(&candidate, uri) {
+                return Ok(Some((stored, candidate)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Before the first request to an origin: adopts tokens an earlier run (or another process)
+/// left in the store, so a restarted client sends its first request with a token instead of
+/// paying a `401` round trip. Store errors are logged, not returned: the request then goes out
+/// without a token and the usual `401` path takes over.
+pub(crate) async fn adopt_stored(state: &LayerState, uri: &Uri) {
+    // Marked first: callers racing in meanwhile simply go the 401 way.
+    state.cache.mark_origin_checked(uri);
+    if state.cache.session(uri).is_some() {
+        return;
+    }
+    match find_stored(state, uri).await {
+        Ok(Some((stored, resource))) => {
+            debug!(%resource, "found stored tokens before the first request");
+            install(state, resource, stored);
+        }
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "could not read the token store; sending without a token"),
+    }
+}
+
+/// Before a flow that holds nothing in memory: tokens from an earlier run may be in the store.
+/// Adopted when they are unexpired and meet `need`, else the flow starts from them (they hold
+/// the latest refresh token).
+pub(crate) async fn start_from(
+    state: &LayerState,
+    uri: &Uri,
+    need: &Need,
+    now: SystemTime,
+) -> Result<Start, Error> {
+    let Some((stored, resource)) = find_stored(state, uri).await? else {
+        return Ok(Start::From(None));
+    };
+    if !stored.is_expired(now, Duration::ZERO) && need.met_by(&stored) {
+        debug!(%resource, "adopting stored tokens");
+        install(state, resource, stored);
+        return Ok(Start::Adopted);
+    }
+    Ok(Start::From(Some((stored, resource))))
+}
+
+/// Under the refresh lock (if one was taken): another caller, process or store handle may have
+/// changed the tokens already. Adopts them if they do the job (returns [`Start::Adopted`]), else
+/// the flow goes on from them instead of from `held`.
+pub(crate) async fn reread(
+    state: &LayerState,
+    need: &Need,
+    held: Held,
+    now: SystemTime,
+) -> Result<Start, Error> {
+    let (tokens, resource) = held;
+    let Some(stored) = state.store.load_tokens(resource.as_str()).await? else {
+        return Ok(Start::From(Some((tokens, resource))));
+    };
+    if stored.same_tokens(&tokens) {
+        return Ok(Start::From(Some((tokens, resource))));
+    }
+    let usable = !stored.is_expired(now, Duration::ZERO) && need.met_by(&stored);
+    let due = matches!(need, Need::Expiring) && state.refresh_due(&stored, now);
+    if usable && !due {
+        debug!(resource = %resource, "adopting tokens stored by someone else");
+        install(state, resource, stored);
+        return Ok(Start::Adopted);
+    }
+    Ok(Start::From(Some((stored, resource))))
+}
+
+/// After a flow: writes its tokens with compare-and-swap against what the store should still
+/// hold, and installs whichever tokens won. `held` is what the flow started from;
+/// `dropped_tokens` says whether it dropped them (a refused refresh).
+pub(crate) async fn write_back(
+    state: &LayerState,
+    outcome: FlowOutcome,
+    held: Option<Held>,
+    dropped_tokens: bool,
+) {
+    let store = &state.store;
+    let key = outcome.protected_resource.as_str().to_owned();
+    let (held_tokens, resource) = match held {
+        Some((t, r)) => (Some(t), Some(r)),
+        None => (None, None),
+    };
+    // What the store should still hold: the tokens this flow started from, unless it dropped
+    // them, or they were stored under another resource.
+    let expected = if dropped_tokens || resource.as_ref().map(Url::as_str) != Some(key.as_str()) {
+        store
+            .load_tokens(&key)
+            .await
+            .ok()
+            .flatten()
+            .filter(|_| !dropped_tokens)
+    } else {
+        held_tokens
+    };
+    match store
+        .compare_and_swap_tokens(&key, expected.as_ref(), Some(&outcome.tokens))
+        .await
+    {
+        Ok(Replaced::Swapped) => {}
+        Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
+            debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
+            install(state, outcome.protected_resource, *winner);
+            return;
+        }
+        Ok(_) => {
+            // A new authorization is what the user just approved: it wins.
+            if let Err(e) = store.save_tokens(&key, &outcome.tokens).await {
+                warn!(error = %e, "could not store tokens; they are kept in memory");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not store tokens; they are kept in memory"),
+    }
+    install(state, outcome.protected_resource, outcome.tokens);
+}
