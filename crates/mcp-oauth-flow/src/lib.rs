@@ -77,9 +77,7 @@ pub use error::{BoxError, Error, ErrorKind, OAuthErrorResponse};
 pub use flow::{Action, Flow, FlowOutcome, FlowSecrets, FlowStart, SubRequest, Trigger};
 pub use metadata::{issuer_matches, AuthorizationServerMetadata, ProtectedResourceMetadata};
 pub use pkce::Pkce;
-pub use refresh::{
-    classify_refresh_failure, jwt_expiry, merge_refreshed, RefreshFailure, RefreshPolicy,
-};
+pub use refresh::{classify_refresh_failure, merge_refreshed, RefreshFailure, RefreshPolicy};
 pub use registration::{
     application_type_for, choose_client_source, parse_registration_response, redirect_uri_matches,
     registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
@@ -89,7 +87,9 @@ pub use report::{DiscoveryReport, DiscoveryStep, Purpose};
 pub use resource::{check_resource, resource_covers, server_url_from_uri};
 pub use scope::{select_scopes, with_offline_access, Scopes, OFFLINE_ACCESS};
 pub use token::{TokenSet, TokenType};
-pub use token_response::{parse_token_response, token_request, Grant, TokenResponse};
+pub use token_response::{
+    jwt_expiry, parse_token_response, token_request, Grant, TokenResponse,
+};
 pub use url_policy::{
     check_secure_url, is_loopback_host, is_secure_url, parse_secure_url, MAX_URL_LEN,
 };

@@ -3,9 +3,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-
 use crate::error::{Error, ErrorKind};
 use crate::token::TokenSet;
 use crate::token_response::TokenResponse;
@@ -85,29 +82,6 @@ impl RefreshPolicy {
         let skew = skew.mul_f64(1.0 - jitter);
         Some(expires_at.checked_sub(skew).unwrap_or(expires_at))
     }
-}
-
-/// The `exp` claim of a JWT, read without verifying anything (RFC 7519 §4.1.4). `None` for an
-/// opaque token.
-///
-/// ```
-/// use mcp_oauth_flow::jwt_expiry;
-/// // {"alg":"none"}.{"exp":1700000000}.
-/// assert_eq!(jwt_expiry("eyJhbGciOiJub25lIn0.eyJleHAiOjE3MDAwMDAwMDB9."), Some(1_700_000_000));
-/// assert_eq!(jwt_expiry("opaque-token"), None);
-/// ```
-pub fn jwt_expiry(token: &str) -> Option<u64> {
-    let mut parts = token.split('.');
-    let (_header, payload) = (parts.next()?, parts.next()?);
-    parts.next()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.get("exp")?;
-    exp.as_u64()
-        .or_else(|| exp.as_f64().filter(|f| *f > 0.0).map(|f| f as u64))
 }
 
 /// Builds the token set after a refresh: the new access token, the old refresh token when the
@@ -245,51 +219,6 @@ mod tests {
         let merged = merge_refreshed(&old, rotated, t(100));
         assert_eq!(merged.refresh_token().unwrap().secret(), "rt-new");
         assert_eq!(merged.scopes().unwrap().to_string(), "a");
-    }
-
-    #[test]
-    fn jwt_exp_fallback() {
-        // {"alg":"none"} . {"exp":2000,"sub":"x"}
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"exp":2000,"sub":"x"}"#);
-        let jwt = format!("{header}.{payload}.sig");
-        assert_eq!(jwt_expiry(&jwt), Some(2000));
-        let resp = parse_token_response(
-            http::StatusCode::OK,
-            None,
-            format!(r#"{{"access_token":"{jwt}","expires_in":0}}"#).as_bytes(),
-        )
-        .unwrap();
-        let set = TokenSet::from_response(resp, t(1000), "i", "c", None, None);
-        assert_eq!(set.expires_at(), Some(t(2000)));
-        // An exp already past is ignored.
-        let resp = parse_token_response(
-            http::StatusCode::OK,
-            None,
-            format!(r#"{{"access_token":"{jwt}"}}"#).as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(
-            TokenSet::from_response(resp, t(3000), "i", "c", None, None).expires_at(),
-            None
-        );
-        // An `exp` past what SystemTime holds is no expiry, not a panic.
-        let huge = URL_SAFE_NO_PAD.encode(br#"{"exp":1e20}"#);
-        let jwt = format!("{header}.{huge}.sig");
-        let resp = parse_token_response(
-            http::StatusCode::OK,
-            None,
-            format!(r#"{{"access_token":"{jwt}"}}"#).as_bytes(),
-        )
-        .unwrap();
-        let set = TokenSet::from_response(resp, t(1000), "i", "c", None, None);
-        assert_eq!(set.expires_at(), None);
-        let stored: TokenSet = serde_json::from_str(r#"{"access_token":"a","token_type":"Bearer","issuer":"i","client_id":"c","expires_at":18446744073709551615}"#).unwrap();
-        assert_eq!(stored.expires_at(), None);
-        assert!(!stored.is_expired(t(1000), Duration::ZERO));
-        for bad in ["a.b", "a.b.c.d", "x.!!!.y", "eyJhIjoxfQ.eyJhIjoxfQ.x"] {
-            assert_eq!(jwt_expiry(bad), None, "{bad}");
-        }
     }
 
     #[test]
