@@ -77,7 +77,12 @@ async fn drive(
     let held = start.held.clone();
     let held_resource = start.protected_resource.clone();
     let mut dropped_tokens = false;
-    let mut flow = Flow::new(Arc::clone(&deps.config), start, random_secrets()?);
+    let mut flow = Flow::new(
+        Arc::clone(&deps.config),
+        start,
+        random_secrets()?,
+        (shared.clock)(),
+    );
     loop {
         match next_decision(&mut flow, &client, deps.store.as_ref(), &shared.clock).await? {
             Action::DropTokens => {

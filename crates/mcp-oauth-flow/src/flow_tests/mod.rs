@@ -149,6 +149,7 @@ fn run_with(
         Arc::new(config),
         start,
         FlowSecrets::from_entropy([9; 32], [8; 32]),
+        now(),
     );
     let mut run = Run {
         end: Action::Failed(Error::new(ErrorKind::InvalidTransition, "unfinished")),
