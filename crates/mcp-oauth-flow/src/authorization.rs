@@ -355,6 +355,16 @@ mod tests {
 
     #[test]
     fn error_responses_and_missing_code() {
+        // The first `iss` (and `code`, `state`, `error`) wins: a duplicate cannot override it.
+        let twice = AuthorizationResponse::from_query(
+            "code=c1&code=c2&state=s1&state=s2&iss=https%3A%2F%2Fa&iss=https%3A%2F%2Fb&error=e1&error=e2&error_description=d1&error_description=d2",
+        );
+        assert_eq!(twice.code.as_ref().unwrap().secret(), "c1");
+        assert_eq!(twice.state.as_deref(), Some("s1"));
+        assert_eq!(twice.iss.as_deref(), Some("https://a"));
+        assert_eq!(twice.error.as_deref(), Some("e1"));
+        assert_eq!(twice.error_description.as_deref(), Some("d1"));
+
         let err = check(
             "error=access_denied&error_description=nope&state=the-state",
             false,
@@ -362,6 +372,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AuthorizationDenied);
         assert_eq!(err.oauth_error().unwrap().error, "access_denied");
+        assert_eq!(
+            err.oauth_error().unwrap().error_description.as_deref(),
+            Some("nope")
+        );
         assert_eq!(
             check("state=the-state", false).unwrap_err().kind(),
             ErrorKind::InvalidAuthorizationResponse

@@ -259,5 +259,41 @@ mod tests {
             classify_refresh_failure(&unauthorized),
             RefreshFailure::ClientRejected
         );
+        // The OAuth code decides before the status: `invalid_grant` on a 401 is the grant, not
+        // the client (dropping a registration for it would force a new one for nothing).
+        let with_status = |code: &str, status: http::StatusCode| oauth(code).with_status(status);
+        assert_eq!(
+            classify_refresh_failure(&with_status(
+                "invalid_grant",
+                http::StatusCode::UNAUTHORIZED
+            )),
+            RefreshFailure::GrantRejected
+        );
+        assert_eq!(
+            classify_refresh_failure(&with_status(
+                "invalid_client",
+                http::StatusCode::BAD_REQUEST
+            )),
+            RefreshFailure::ClientRejected
+        );
+        assert_eq!(
+            classify_refresh_failure(&oauth("unauthorized_client")),
+            RefreshFailure::ClientRejected
+        );
+        // A rejection with neither an OAuth code nor a 401 may pass.
+        assert_eq!(
+            classify_refresh_failure(
+                &Error::new(ErrorKind::TokenRejected, "400")
+                    .with_status(http::StatusCode::BAD_REQUEST)
+            ),
+            RefreshFailure::Transient
+        );
+        // An OAuth code on an error that is not a rejection is not read as one.
+        let odd =
+            Error::new(ErrorKind::UnexpectedStatus, "x").with_oauth_error(OAuthErrorResponse {
+                error: "invalid_scope".into(),
+                error_description: None,
+            });
+        assert_eq!(classify_refresh_failure(&odd), RefreshFailure::Transient);
     }
 }

@@ -318,6 +318,33 @@ mod tests {
 
     #[test]
     fn tolerant_shapes() {
+        // A lifetime is capped at one year; fractions are rounded down.
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":1e12}"#)
+                .unwrap()
+                .expires_in,
+            Some(year)
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":31536001}"#)
+                .unwrap()
+                .expires_in,
+            Some(year)
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":31535999.9}"#)
+                .unwrap()
+                .expires_in,
+            Some(Duration::from_secs(31_535_999))
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":0.5}"#)
+                .unwrap()
+                .expires_in,
+            None
+        );
+
         let r = ok(r#"{"access_token":"a","token_type":"BEARER","expires_in":60,"refresh_token":"r","scope":"x y"}"#).unwrap();
         assert_eq!(r.token_type, TokenType::Bearer);
         assert_eq!(r.expires_in, Some(Duration::from_secs(60)));
