@@ -181,14 +181,11 @@ mod tests {
     /// Follows `n` redirects /r1 … /rn from the current candidate; the result of the last.
     fn follow(probe: &mut Probe, prefix: &str, n: u8) -> Result<Fetched, Error> {
         let mut report = DiscoveryReport::default();
-        let mut last = Ok(Fetched::NotHere);
+        let mut last = Fetched::NotHere;
         for i in 1..=n {
-            last = probe.classify(redirect(&format!("/{prefix}{i}")), &mut report);
-            if last.is_err() {
-                return last;
-            }
+            last = probe.classify(redirect(&format!("/{prefix}{i}")), &mut report)?;
         }
-        last
+        Ok(last)
     }
 
     #[test]
