@@ -6,45 +6,48 @@
 //! the transition that reaches them and end in a state or in `Finished`.
 //!
 //! ```text
-//!                      Flow::new(start, now)
-//!             Expiring + refreshable │ otherwise
-//!        ┌───────────────────────────┤
-//!        │                           ▼
-//!        │             ExpectResourceMetadata ◀─┐ redirect (same origin, ≤ 5 hops, no loop),
-//!        │               │      │      │        │ or the next candidate (RFC 9728 §3.1)
-//!        │               │      │      └────────┘
-//!        │  Unauthorized,│      │ document: resource checked (RFC 9728 §3.3);
-//!        │  same AS,     │      │ tokens of another AS forgotten (SEP-2352)
-//!        │  refreshable  │      ▼
-//!        │               │  ExpectAuthServerMetadata ◀──────────────────────────────┐
-//!        │               │      ▲  │  RFC 8414 / OIDC candidates, issuer checked      │
-//!        │               │      │  │  (no document anywhere on the 2025-03-26 path:   │
-//!        │   no document │      │  │   the default endpoints)                         │
-//!        │   anywhere ───┼──────┘  ▼                                                  │
-//!        │  (2025-03-26) │  _authorize_: grant choice ── client_credentials only ──┐  │
-//!        │               │      │ authorization_code: PKCE gate                    │  │
-//!        │               │      ├── pre-registered / metadata document ──┐         │  │
-//!        │               │      ▼ LoadClient                             │         │  │
-//!        │               │  ExpectStoredClient ── usable ───────────────┤         │  │
-//!        │               │      │ none: register (RFC 7591)              │         │  │
-//!        │               │      ▼                                        │         │  │
-//!        │               │  ExpectRegistration ── SaveClient ────────────┤         │  │
-//!        │               │                                               ▼         │  │
-//!        │               │               ExpectAuthorizationResponse (Authorize)   │  │
-//!        │               │                   │ state, RFC 9207 iss                 │  │
-//!        │               │                   ▼                                     │  │
-//!        │               │               ExpectToken ◀─────────────────────────────┘  │
-//!        │               │                   │ tokens: Complete                       │
-//!        ▼               ▼                   ▼                                        │
-//!   _refresh_ (RFC 6749 §6) ── public or ─┐ Finished ◀── Failed (any error, any state) │
-//!        │ LoadClient       pre-registered│                                           │
-//!        ▼                                ▼                                           │
-//!   ExpectRefreshClient ── usable ─▶ ExpectRefreshToken ── tokens: Complete(refreshed) │
-//!        │ none                           │ 5xx, 429, network: Failed, all kept       │
-//!        │                                │ invalid_grant: DropTokens                 │
-//!        │                                │ invalid_client: DropTokens (+ DropClient) │
-//!        ▼                                ▼                                           │
-//!   _after refresh_: proactive ─▶ ExpectResourceMetadata; after discovery ────────────┘
+//!                           Flow::new(start, now)
+//!           Expiring, refreshable │ otherwise
+//!      ┌──────────────────────────┤
+//!      │                          ▼
+//!      │             ExpectResourceMetadata ◀─┐ same-origin redirect (≤ 5 hops, no loop),
+//!      │               │      │      │        │ or the next candidate (RFC 9728 §3.1)
+//!      │               │      │      └────────┘
+//!      │ Unauthorized, │      │ document: resource checked (RFC 9728 §3.3), tokens of another
+//!      │ same AS,      │      │ AS forgotten (SEP-2352); or none anywhere: the server's origin
+//!      │ refreshable   │      │ (MCP 2025-03-26)
+//!      │               │      ▼
+//!      │               │  ExpectAuthServerMetadata ◀─┐ redirect, or the next candidate
+//!      │               │      │    │                 │ (RFC 8414 §3, OpenID Connect Discovery)
+//!      │               │      │    └─────────────────┘
+//!      │               │      │ issuer checked; none on the 2025-03-26 path: default endpoints
+//!      │               │      ▼
+//!      │               │  _authorize_ ── client_credentials only (RFC 6749 §4.4) ──────┐
+//!      │               │      │ authorization_code: PKCE gate (RFC 7636)               │
+//!      │               │      ├── pre-registered client / metadata document ──┐        │
+//!      │               │      ▼ LoadClient                                    │        │
+//!      │               │  ExpectStoredClient ── usable ──────────────────────┤        │
+//!      │               │      │ none: register (RFC 7591)                     │        │
+//!      │               │      ▼                                               │        │
+//!      │               │  ExpectRegistration ── registered: SaveClient ───────┤        │
+//!      │               │                                                      ▼        │
+//!      │               │                  ExpectAuthorizationResponse (Authorize)      │
+//!      │               │                      │ state, RFC 9207 iss checked            │
+//!      │               │                      ▼                                        │
+//!      │               │                  ExpectToken ◀────────────────────────────────┘
+//!      │               │                      │ tokens: Complete
+//!      ▼               ▼                      ▼
+//!   _refresh_ (RFC 6749 §6)               Finished ◀── Failed: any error, in any state
+//!      │ public or pre-registered ───────────────┐
+//!      │ else LoadClient                         │
+//!      ▼                                         ▼
+//!   ExpectRefreshClient ── the tokens' client ─▶ ExpectRefreshToken ── tokens: Complete(refreshed)
+//!      │ none                                    │ 5xx, 429, network: Failed, all kept
+//!      │                                         │ invalid_grant: DropTokens
+//!      │                                         │ invalid_client: DropTokens (+ DropClient)
+//!      ▼                                         ▼
+//!   _after refresh_ ─▶ ExpectResourceMetadata if the refresh was proactive,
+//!                   ─▶ ExpectAuthServerMetadata if the resource metadata is known
 //! ```
 //!
 //! | State | Input | Next | Actions |
