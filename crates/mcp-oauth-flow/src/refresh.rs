@@ -180,6 +180,16 @@ mod tests {
 
     #[test]
     fn jitter_only_shortens_the_skew() {
+        // The setters keep what they are given, clamped to 0..=1.
+        let set = RefreshPolicy::default()
+            .jitter(0.5)
+            .max_lifetime_fraction(0.25);
+        assert_eq!((set.jitter, set.max_lifetime_fraction), (0.5, 0.25));
+        let clamped = RefreshPolicy::default()
+            .jitter(2.0)
+            .max_lifetime_fraction(-1.0);
+        assert_eq!((clamped.jitter, clamped.max_lifetime_fraction), (1.0, 0.0));
+
         let p = RefreshPolicy::default();
         let early = p.refresh_at(&tokens(0, 3600), 0.0).unwrap();
         let late = p.refresh_at(&tokens(0, 3600), 0.999).unwrap();

@@ -255,6 +255,13 @@ mod tests {
             .with_refresh_token(refresh.map(|r| RefreshToken::new(r.into())))
     }
 
+    /// The scheme is spelled canonically, whatever case the server used.
+    #[test]
+    fn scheme_is_canonical() {
+        assert_eq!(TokenType::from_wire("bearer").unwrap().scheme(), "Bearer");
+        assert_eq!(TokenType::from_wire("DPOP").unwrap().scheme(), "DPoP");
+    }
+
     /// The comparison behind every store's compare-and-swap: same access *and* refresh token.
     #[test]
     fn same_tokens_compares_both_tokens() {

@@ -450,6 +450,33 @@ mod tests {
 
     #[test]
     fn request_shape() {
+        // The client-credentials grant names its scopes, and an empty set is no `scope` at all.
+        let public = ClientCredentials {
+            client_id: "c".into(),
+            client_secret: None,
+            method: ClientAuthMethod::None,
+            assertion: None,
+        };
+        let endpoint = Url::parse("https://as.example.com/token").unwrap();
+        let scope_of = |scopes: Option<&Scopes>| {
+            let req = token_request(
+                &endpoint,
+                Grant::ClientCredentials { scopes },
+                &public,
+                None,
+            )
+            .unwrap();
+            url::form_urlencoded::parse(req.body())
+                .find(|(k, _)| k == "scope")
+                .map(|(_, v)| v.into_owned())
+        };
+        assert_eq!(
+            scope_of(Some(&Scopes::parse("a b"))).as_deref(),
+            Some("a b")
+        );
+        assert_eq!(scope_of(Some(&Scopes::default())), None);
+        assert_eq!(scope_of(None), None);
+
         let client = ClientCredentials {
             client_id: "c".into(),
             client_secret: None,
@@ -561,6 +588,21 @@ mod tests {
     /// zero or negative one is no expiry.
     #[test]
     fn jwt_exp_with_a_fraction_is_read() {
+        // An `exp` of exactly `now` is already past: no expiry is better than an expired one.
+        let at_now = format!(
+            r#"{{"access_token":"{}"}}"#,
+            format_args!(
+                "{}.{}.sig",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+                URL_SAFE_NO_PAD.encode(br#"{"exp":1000}"#)
+            )
+        );
+        let resp = parse_token_response(http::StatusCode::OK, None, at_now.as_bytes()).unwrap();
+        assert_eq!(
+            TokenSet::from_response(resp, t(1000), "i", "c", None, None).expires_at(),
+            None
+        );
+
         let jwt = |claims: &str| {
             format!(
                 "{}.{}.sig",

@@ -166,6 +166,8 @@ fn run_with(
         };
         match action {
             Action::Send(sub) => {
+                // The flow waits for this response: it is not finished.
+                assert!(!flow.is_finished());
                 run.sent
                     .push(format!("{} {}", sub.request.method(), sub.request.uri()));
                 run.bodies.push(sub.request.body().clone());
