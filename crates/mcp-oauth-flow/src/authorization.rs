@@ -281,7 +281,14 @@ mod tests {
         assert_eq!(get("scope"), Some("a b"));
         assert_eq!(get("resource"), Some("https://mcp.example.com"));
         assert_eq!(get("state"), Some("the-state"));
-        assert!(!format!("{req:?}").contains("the-state"));
+        assert_eq!(req.redirect_uri(), "http://127.0.0.1:1/cb");
+        assert_eq!(req.issuer(), "https://as.example.com");
+        assert_eq!(req.state().secret(), "the-state");
+        // Debug names where the request goes, never the query that carries the state.
+        let debug = format!("{req:?}");
+        assert!(!debug.contains("the-state"));
+        assert!(debug.contains("https://as.example.com/authorize"));
+        assert!(debug.contains("http://127.0.0.1:1/cb"));
     }
 
     #[test]
@@ -355,6 +362,16 @@ mod tests {
 
     #[test]
     fn error_responses_and_missing_code() {
+        // The first `iss` (and `code`, `state`, `error`) wins: a duplicate cannot override it.
+        let twice = AuthorizationResponse::from_query(
+            "code=c1&code=c2&state=s1&state=s2&iss=https%3A%2F%2Fa&iss=https%3A%2F%2Fb&error=e1&error=e2&error_description=d1&error_description=d2",
+        );
+        assert_eq!(twice.code.as_ref().unwrap().secret(), "c1");
+        assert_eq!(twice.state.as_deref(), Some("s1"));
+        assert_eq!(twice.iss.as_deref(), Some("https://a"));
+        assert_eq!(twice.error.as_deref(), Some("e1"));
+        assert_eq!(twice.error_description.as_deref(), Some("d1"));
+
         let err = check(
             "error=access_denied&error_description=nope&state=the-state",
             false,
@@ -362,6 +379,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AuthorizationDenied);
         assert_eq!(err.oauth_error().unwrap().error, "access_denied");
+        assert_eq!(
+            err.oauth_error().unwrap().error_description.as_deref(),
+            Some("nope")
+        );
         assert_eq!(
             check("state=the-state", false).unwrap_err().kind(),
             ErrorKind::InvalidAuthorizationResponse
@@ -374,9 +395,25 @@ mod tests {
 
     #[test]
     fn debug_hides_code_and_state() {
-        let r = AuthorizationResponse::from_query("code=supersecret&state=thestate");
+        let r = AuthorizationResponse::from_query(
+            "code=supersecret&state=thestate&iss=https%3A%2F%2Fas&error=e&error_description=why",
+        );
         let text = format!("{r:?}");
         assert!(!text.contains("supersecret") && !text.contains("thestate"));
+        // What is not secret stays visible, for diagnosis.
+        assert!(text.contains("https://as") && text.contains("why"));
+    }
+
+    #[test]
+    fn from_redirect_url_reads_the_query() {
+        let url = Url::parse("http://127.0.0.1:1/cb?code=c&state=s&iss=https%3A%2F%2Fas").unwrap();
+        let r = AuthorizationResponse::from_redirect_url(&url);
+        assert_eq!(r.code.unwrap().secret(), "c");
+        assert_eq!(r.state.as_deref(), Some("s"));
+        assert_eq!(r.iss.as_deref(), Some("https://as"));
+        let bare =
+            AuthorizationResponse::from_redirect_url(&Url::parse("http://127.0.0.1:1/cb").unwrap());
+        assert!(bare.code.is_none() && bare.state.is_none());
     }
 
     #[test]
@@ -384,5 +421,8 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+        // Two differences that would cancel out if they were combined with xor.
+        assert!(!constant_time_eq(b"ab", b"ba"));
+        assert!(constant_time_eq(b"", b""));
     }
 }

@@ -340,6 +340,28 @@ mod tests {
     }
 
     #[test]
+    fn every_www_authenticate_header_is_read() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(
+            http::header::WWW_AUTHENTICATE,
+            "Basic realm=\"x\"".parse().unwrap(),
+        );
+        headers.append(
+            http::header::WWW_AUTHENTICATE,
+            "Bearer error=\"insufficient_scope\", scope=\"a\""
+                .parse()
+                .unwrap(),
+        );
+        let all = Challenge::from_headers(&headers).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].scheme(), "Bearer");
+        assert_eq!(all[1].scope(), Some("a"));
+        assert!(Challenge::from_headers(&http::HeaderMap::new())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
     fn bearer_with_quoted_and_token_values() {
         let c = parse(r#"Bearer error=invalid_token, scope="a b", resource_metadata="https://x/.well-known/oauth-protected-resource/mcp""#).unwrap();
         assert_eq!(c.len(), 1);

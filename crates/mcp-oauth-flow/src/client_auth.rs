@@ -158,6 +158,40 @@ impl ClientCredentials {
 mod tests {
     use super::*;
 
+    /// A client registered as public (`none`, RFC 7591 §2) stays public even if it was also
+    /// handed a secret: the server expects no authentication from it.
+    #[test]
+    fn a_public_registration_with_a_secret_stays_public() {
+        let basic = vec!["client_secret_basic".to_string(), "none".to_string()];
+        assert_eq!(
+            negotiate_client_auth(Some("none"), true, Some(&basic)),
+            ClientAuthMethod::None
+        );
+        assert_eq!(
+            negotiate_client_auth(Some("none"), true, None),
+            ClientAuthMethod::None
+        );
+        // A secret method without a secret falls back; private_key_jwt is never negotiated.
+        assert_eq!(
+            negotiate_client_auth(Some("client_secret_post"), false, Some(&basic)),
+            ClientAuthMethod::None
+        );
+        assert_eq!(
+            negotiate_client_auth(Some("private_key_jwt"), true, None),
+            ClientAuthMethod::ClientSecretBasic
+        );
+        let none_only = vec!["none".to_string()];
+        assert_eq!(
+            negotiate_client_auth(None, true, Some(&none_only)),
+            ClientAuthMethod::None
+        );
+        let unknown = vec!["tls_client_auth".to_string()];
+        assert_eq!(
+            negotiate_client_auth(None, true, Some(&unknown)),
+            ClientAuthMethod::ClientSecretBasic
+        );
+    }
+
     fn creds(method: ClientAuthMethod, secret: Option<&str>) -> ClientCredentials {
         ClientCredentials {
             client_id: "id:with space".into(),

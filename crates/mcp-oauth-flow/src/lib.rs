@@ -36,7 +36,7 @@
 //!
 //! let config = Arc::new(ClientConfig::new("http://127.0.0.1:1/callback"));
 //! let flow = Flow::new(config, FlowStart::new("https://mcp.example.com/mcp".parse().unwrap()),
-//!                      FlowSecrets::from_entropy([3; 32], [4; 32]));
+//!                      FlowSecrets::from_entropy([3; 32], [4; 32]), SystemTime::now());
 //! // A server with no metadata at all ends in an error, not a panic.
 //! let end = drive(flow, |_| http::Response::builder().status(404).body(Bytes::new()).unwrap());
 //! assert!(matches!(end, Action::Failed(_)));
@@ -77,9 +77,7 @@ pub use error::{BoxError, Error, ErrorKind, OAuthErrorResponse};
 pub use flow::{Action, Flow, FlowOutcome, FlowSecrets, FlowStart, SubRequest, Trigger};
 pub use metadata::{issuer_matches, AuthorizationServerMetadata, ProtectedResourceMetadata};
 pub use pkce::Pkce;
-pub use refresh::{
-    classify_refresh_failure, jwt_expiry, merge_refreshed, RefreshFailure, RefreshPolicy,
-};
+pub use refresh::{classify_refresh_failure, merge_refreshed, RefreshFailure, RefreshPolicy};
 pub use registration::{
     application_type_for, choose_client_source, parse_registration_response, redirect_uri_matches,
     registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
@@ -89,7 +87,7 @@ pub use report::{DiscoveryReport, DiscoveryStep, Purpose};
 pub use resource::{check_resource, resource_covers, server_url_from_uri};
 pub use scope::{select_scopes, with_offline_access, Scopes, OFFLINE_ACCESS};
 pub use token::{TokenSet, TokenType};
-pub use token_response::{parse_token_response, token_request, Grant, TokenResponse};
+pub use token_response::{jwt_expiry, parse_token_response, token_request, Grant, TokenResponse};
 pub use url_policy::{
     check_secure_url, is_loopback_host, is_secure_url, parse_secure_url, MAX_URL_LEN,
 };

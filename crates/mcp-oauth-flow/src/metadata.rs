@@ -263,6 +263,19 @@ pub fn issuer_matches(expected: &str, actual: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn supports_scope_reads_scopes_supported() {
+        let listed: AuthorizationServerMetadata = serde_json::from_value(serde_json::json!({
+            "issuer": "https://as", "scopes_supported": ["a", "offline_access"]
+        }))
+        .unwrap();
+        assert!(listed.supports_scope("offline_access"));
+        assert!(!listed.supports_scope("b"));
+        let silent: AuthorizationServerMetadata =
+            serde_json::from_value(serde_json::json!({"issuer": "https://as"})).unwrap();
+        assert!(!silent.supports_scope("a"));
+    }
+
     fn meta(json: serde_json::Value) -> AuthorizationServerMetadata {
         AuthorizationServerMetadata::from_json(json.to_string().as_bytes()).unwrap()
     }

@@ -3,9 +3,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-
 use crate::error::{Error, ErrorKind};
 use crate::token::TokenSet;
 use crate::token_response::TokenResponse;
@@ -85,29 +82,6 @@ impl RefreshPolicy {
         let skew = skew.mul_f64(1.0 - jitter);
         Some(expires_at.checked_sub(skew).unwrap_or(expires_at))
     }
-}
-
-/// The `exp` claim of a JWT, read without verifying anything (RFC 7519 §4.1.4). `None` for an
-/// opaque token.
-///
-/// ```
-/// use mcp_oauth_flow::jwt_expiry;
-/// // {"alg":"none"}.{"exp":1700000000}.
-/// assert_eq!(jwt_expiry("eyJhbGciOiJub25lIn0.eyJleHAiOjE3MDAwMDAwMDB9."), Some(1_700_000_000));
-/// assert_eq!(jwt_expiry("opaque-token"), None);
-/// ```
-pub fn jwt_expiry(token: &str) -> Option<u64> {
-    let mut parts = token.split('.');
-    let (_header, payload) = (parts.next()?, parts.next()?);
-    parts.next()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.get("exp")?;
-    exp.as_u64()
-        .or_else(|| exp.as_f64().filter(|f| *f > 0.0).map(|f| f as u64))
 }
 
 /// Builds the token set after a refresh: the new access token, the old refresh token when the
@@ -206,6 +180,16 @@ mod tests {
 
     #[test]
     fn jitter_only_shortens_the_skew() {
+        // The setters keep what they are given, clamped to 0..=1.
+        let set = RefreshPolicy::default()
+            .jitter(0.5)
+            .max_lifetime_fraction(0.25);
+        assert_eq!((set.jitter, set.max_lifetime_fraction), (0.5, 0.25));
+        let clamped = RefreshPolicy::default()
+            .jitter(2.0)
+            .max_lifetime_fraction(-1.0);
+        assert_eq!((clamped.jitter, clamped.max_lifetime_fraction), (1.0, 0.0));
+
         let p = RefreshPolicy::default();
         let early = p.refresh_at(&tokens(0, 3600), 0.0).unwrap();
         let late = p.refresh_at(&tokens(0, 3600), 0.999).unwrap();
@@ -248,51 +232,6 @@ mod tests {
     }
 
     #[test]
-    fn jwt_exp_fallback() {
-        // {"alg":"none"} . {"exp":2000,"sub":"x"}
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"exp":2000,"sub":"x"}"#);
-        let jwt = format!("{header}.{payload}.sig");
-        assert_eq!(jwt_expiry(&jwt), Some(2000));
-        let resp = parse_token_response(
-            http::StatusCode::OK,
-            None,
-            format!(r#"{{"access_token":"{jwt}","expires_in":0}}"#).as_bytes(),
-        )
-        .unwrap();
-        let set = TokenSet::from_response(resp, t(1000), "i", "c", None, None);
-        assert_eq!(set.expires_at(), Some(t(2000)));
-        // An exp already past is ignored.
-        let resp = parse_token_response(
-            http::StatusCode::OK,
-            None,
-            format!(r#"{{"access_token":"{jwt}"}}"#).as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(
-            TokenSet::from_response(resp, t(3000), "i", "c", None, None).expires_at(),
-            None
-        );
-        // An `exp` past what SystemTime holds is no expiry, not a panic.
-        let huge = URL_SAFE_NO_PAD.encode(br#"{"exp":1e20}"#);
-        let jwt = format!("{header}.{huge}.sig");
-        let resp = parse_token_response(
-            http::StatusCode::OK,
-            None,
-            format!(r#"{{"access_token":"{jwt}"}}"#).as_bytes(),
-        )
-        .unwrap();
-        let set = TokenSet::from_response(resp, t(1000), "i", "c", None, None);
-        assert_eq!(set.expires_at(), None);
-        let stored: TokenSet = serde_json::from_str(r#"{"access_token":"a","token_type":"Bearer","issuer":"i","client_id":"c","expires_at":18446744073709551615}"#).unwrap();
-        assert_eq!(stored.expires_at(), None);
-        assert!(!stored.is_expired(t(1000), Duration::ZERO));
-        for bad in ["a.b", "a.b.c.d", "x.!!!.y", "eyJhIjoxfQ.eyJhIjoxfQ.x"] {
-            assert_eq!(jwt_expiry(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn failure_classes() {
         let oauth = |code: &str| {
             Error::new(ErrorKind::TokenRejected, "x").with_oauth_error(OAuthErrorResponse {
@@ -330,5 +269,41 @@ mod tests {
             classify_refresh_failure(&unauthorized),
             RefreshFailure::ClientRejected
         );
+        // The OAuth code decides before the status: `invalid_grant` on a 401 is the grant, not
+        // the client (dropping a registration for it would force a new one for nothing).
+        let with_status = |code: &str, status: http::StatusCode| oauth(code).with_status(status);
+        assert_eq!(
+            classify_refresh_failure(&with_status(
+                "invalid_grant",
+                http::StatusCode::UNAUTHORIZED
+            )),
+            RefreshFailure::GrantRejected
+        );
+        assert_eq!(
+            classify_refresh_failure(&with_status(
+                "invalid_client",
+                http::StatusCode::BAD_REQUEST
+            )),
+            RefreshFailure::ClientRejected
+        );
+        assert_eq!(
+            classify_refresh_failure(&oauth("unauthorized_client")),
+            RefreshFailure::ClientRejected
+        );
+        // A rejection with neither an OAuth code nor a 401 may pass.
+        assert_eq!(
+            classify_refresh_failure(
+                &Error::new(ErrorKind::TokenRejected, "400")
+                    .with_status(http::StatusCode::BAD_REQUEST)
+            ),
+            RefreshFailure::Transient
+        );
+        // An OAuth code on an error that is not a rejection is not read as one.
+        let odd =
+            Error::new(ErrorKind::UnexpectedStatus, "x").with_oauth_error(OAuthErrorResponse {
+                error: "invalid_scope".into(),
+                error_description: None,
+            });
+        assert_eq!(classify_refresh_failure(&odd), RefreshFailure::Transient);
     }
 }

@@ -50,6 +50,7 @@ fn start(trigger: Trigger, tokens: TokenSet) -> Flow {
         Arc::new(config),
         start,
         FlowSecrets::from_entropy([1; 32], [2; 32]),
+        now(),
     )
 }
 
@@ -236,4 +237,47 @@ fn no_refresh_token_means_no_refresh() {
     let mut flow = start(Trigger::Expiring, tokens);
     let req = expect_send(&mut flow);
     assert!(req.uri().path().contains("oauth-protected-resource"));
+}
+
+/// `now` reaches the refresh: a `private_key_jwt` client signs a fresh assertion for the tokens'
+/// issuer, dated `now`, instead of skipping the refresh.
+#[test]
+fn a_private_key_client_refreshes_with_an_assertion_dated_now() {
+    use base64::Engine;
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let secret = p256::ecdsa::SigningKey::from_slice(&[3u8; 32]).unwrap();
+    let pem = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
+    let config = ClientConfig::new("http://localhost:3000/callback").pre_registered(
+        PreRegisteredClient::new("client-1")
+            .with_private_key(ClientKey::from_pkcs8_pem(&pem).unwrap())
+            .for_issuer(AS),
+    );
+    let start = FlowStart::new(url::Url::parse(&format!("{RS}/mcp")).unwrap())
+        .trigger(Trigger::Expiring)
+        .held(Some(held(ClientAuthMethod::PrivateKeyJwt)), None);
+    let mut flow = Flow::new(
+        Arc::new(config),
+        start,
+        FlowSecrets::from_entropy([1; 32], [2; 32]),
+        now(),
+    );
+    let req = expect_send(&mut flow);
+    assert_eq!(req.uri().to_string(), format!("{AS}/token"));
+    assert_eq!(form(&req, "grant_type").as_deref(), Some("refresh_token"));
+    assert_eq!(
+        form(&req, "client_assertion_type").as_deref(),
+        Some(JWT_BEARER_ASSERTION_TYPE)
+    );
+    let assertion = form(&req, "client_assertion").expect("a client assertion");
+    let claims = assertion.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], AS);
+    assert_eq!(claims["sub"], "client-1");
+    assert_eq!(claims["iat"], 1_700_000_000);
+    assert!(req.headers().get("authorization").is_none());
 }

@@ -306,6 +306,70 @@ pub fn parse_registration_response(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_pre_registration_is_its_identifier_and_issuer() {
+        let a = PreRegisteredClient::new("c")
+            .with_secret("s1")
+            .for_issuer("https://as");
+        assert_eq!(
+            a,
+            PreRegisteredClient::new("c")
+                .with_secret("s2")
+                .for_issuer("https://as")
+        );
+        assert_ne!(
+            a,
+            PreRegisteredClient::new("d")
+                .with_secret("s1")
+                .for_issuer("https://as")
+        );
+        assert_ne!(
+            a,
+            PreRegisteredClient::new("c")
+                .with_secret("s1")
+                .for_issuer("https://other")
+        );
+        assert_ne!(a, PreRegisteredClient::new("c").with_secret("s1"));
+    }
+
+    #[test]
+    fn application_type_by_redirect() {
+        assert_eq!(application_type_for("https://app.example.com/cb"), "web");
+        assert_eq!(application_type_for("http://app.example.com/cb"), "web");
+        assert_eq!(application_type_for("http://127.0.0.1:8080/cb"), "native");
+        assert_eq!(application_type_for("https://localhost/cb"), "native");
+        assert_eq!(application_type_for("com.example.app:/cb"), "native");
+    }
+
+    /// Port leniency is for plain-http loopback IP literals only (RFC 8252 §7.3).
+    #[test]
+    fn only_http_loopback_ip_redirects_ignore_the_port() {
+        assert!(redirect_uri_matches(
+            "http://[::1]:1/cb",
+            "http://[::1]:2/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://example.com:1/cb",
+            "http://example.com:2/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "https://127.0.0.1:1/cb",
+            "https://127.0.0.1:2/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "https://[::1]:1/cb",
+            "https://[::1]:2/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.1:1/cb",
+            "http://127.0.0.2:2/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://127.0.0.1:1/cb?a",
+            "http://127.0.0.1:2/cb?b"
+        ));
+    }
+
     fn meta(json: serde_json::Value) -> AuthorizationServerMetadata {
         serde_json::from_value(json).unwrap()
     }

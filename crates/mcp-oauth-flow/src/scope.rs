@@ -146,6 +146,17 @@ pub fn with_offline_access(
 mod tests {
     use super::*;
 
+    /// `contains_all` decides whether shared tokens cover a step-up (SEP-2350).
+    #[test]
+    fn contains_all_needs_every_scope() {
+        let held = Scopes::parse("a b c");
+        assert!(held.contains_all(&Scopes::parse("a c")));
+        assert!(held.contains_all(&Scopes::parse("")));
+        assert!(!held.contains_all(&Scopes::parse("a d")));
+        assert!(!held.contains_all(&Scopes::parse("d")));
+        assert!(!Scopes::parse("").contains_all(&Scopes::parse("a")));
+    }
+
     #[test]
     fn parse_drops_empty_and_duplicates() {
         assert_eq!(Scopes::parse("  a  b a ").to_string(), "a b");

@@ -245,3 +245,34 @@ impl TokenSet {
         value
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(access: &str, refresh: Option<&str>) -> TokenSet {
+        TokenSet::new(access, TokenType::Bearer, "https://as", "c")
+            .with_refresh_token(refresh.map(|r| RefreshToken::new(r.into())))
+    }
+
+    /// The scheme is spelled canonically, whatever case the server used.
+    #[test]
+    fn scheme_is_canonical() {
+        assert_eq!(TokenType::from_wire("bearer").unwrap().scheme(), "Bearer");
+        assert_eq!(TokenType::from_wire("DPOP").unwrap().scheme(), "DPoP");
+    }
+
+    /// The comparison behind every store's compare-and-swap: same access *and* refresh token.
+    #[test]
+    fn same_tokens_compares_both_tokens() {
+        assert!(set("a", Some("r")).same_tokens(&set("a", Some("r"))));
+        assert!(set("a", None).same_tokens(&set("a", None)));
+        assert!(!set("a", Some("r")).same_tokens(&set("b", Some("r"))));
+        assert!(!set("a", Some("r")).same_tokens(&set("a", Some("s"))));
+        assert!(!set("a", Some("r")).same_tokens(&set("a", None)));
+        assert!(!set("a", None).same_tokens(&set("a", Some("r"))));
+        // Everything else may differ: it is not the grant state.
+        let later = set("a", Some("r")).with_scopes(Some(Scopes::parse("x")));
+        assert!(later.same_tokens(&set("a", Some("r"))));
+    }
+}

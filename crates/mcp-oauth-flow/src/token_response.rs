@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use oauth2::{AccessToken, AuthorizationCode, PkceCodeVerifier, RefreshToken};
@@ -202,6 +204,29 @@ pub fn parse_token_response(
     })
 }
 
+/// The `exp` claim of a JWT, read without verifying anything (RFC 7519 §4.1.4). `None` for an
+/// opaque token.
+///
+/// ```
+/// use mcp_oauth_flow::jwt_expiry;
+/// // {"alg":"none"}.{"exp":1700000000}.
+/// assert_eq!(jwt_expiry("eyJhbGciOiJub25lIn0.eyJleHAiOjE3MDAwMDAwMDB9."), Some(1_700_000_000));
+/// assert_eq!(jwt_expiry("opaque-token"), None);
+/// ```
+pub fn jwt_expiry(token: &str) -> Option<u64> {
+    let mut parts = token.split('.');
+    let (_header, payload) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?;
+    exp.as_u64()
+        .or_else(|| exp.as_f64().filter(|f| *f > 0.0).map(|f| f as u64))
+}
+
 type Fields = Vec<(String, Option<String>)>;
 
 /// Flattens a JSON object or a form body into name/value pairs (JSON numbers and booleans as
@@ -260,7 +285,7 @@ impl TokenSet {
             // No usable `expires_in` (absent or 0, as Salesforce and others send): a JWT access
             // token's own `exp` is the next best thing. It is read, not verified: it only
             // decides when to refresh, never whether to trust the token.
-            None => crate::refresh::jwt_expiry(response.access_token.secret())
+            None => jwt_expiry(response.access_token.secret())
                 .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp)))
                 .filter(|exp| *exp > now),
         };
@@ -293,6 +318,33 @@ mod tests {
 
     #[test]
     fn tolerant_shapes() {
+        // A lifetime is capped at one year; fractions are rounded down.
+        let year = Duration::from_secs(365 * 24 * 3600);
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":1e12}"#)
+                .unwrap()
+                .expires_in,
+            Some(year)
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":31536001}"#)
+                .unwrap()
+                .expires_in,
+            Some(year)
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":31535999.9}"#)
+                .unwrap()
+                .expires_in,
+            Some(Duration::from_secs(31_535_999))
+        );
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":0.5}"#)
+                .unwrap()
+                .expires_in,
+            None
+        );
+
         let r = ok(r#"{"access_token":"a","token_type":"BEARER","expires_in":60,"refresh_token":"r","scope":"x y"}"#).unwrap();
         assert_eq!(r.token_type, TokenType::Bearer);
         assert_eq!(r.expires_in, Some(Duration::from_secs(60)));
@@ -398,6 +450,33 @@ mod tests {
 
     #[test]
     fn request_shape() {
+        // The client-credentials grant names its scopes, and an empty set is no `scope` at all.
+        let public = ClientCredentials {
+            client_id: "c".into(),
+            client_secret: None,
+            method: ClientAuthMethod::None,
+            assertion: None,
+        };
+        let endpoint = Url::parse("https://as.example.com/token").unwrap();
+        let scope_of = |scopes: Option<&Scopes>| {
+            let req = token_request(
+                &endpoint,
+                Grant::ClientCredentials { scopes },
+                &public,
+                None,
+            )
+            .unwrap();
+            url::form_urlencoded::parse(req.body())
+                .find(|(k, _)| k == "scope")
+                .map(|(_, v)| v.into_owned())
+        };
+        assert_eq!(
+            scope_of(Some(&Scopes::parse("a b"))).as_deref(),
+            Some("a b")
+        );
+        assert_eq!(scope_of(Some(&Scopes::default())), None);
+        assert_eq!(scope_of(None), None);
+
         let client = ClientCredentials {
             client_id: "c".into(),
             client_secret: None,
@@ -454,5 +533,87 @@ mod tests {
         assert_eq!(back.refresh_token().unwrap().secret(), "r");
         let shown = format!("{back:?}");
         assert!(!shown.contains("\"a\"") && !shown.contains("\"r\""));
+    }
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn jwt_exp_fallback() {
+        // {"alg":"none"} . {"exp":2000,"sub":"x"}
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"exp":2000,"sub":"x"}"#);
+        let jwt = format!("{header}.{payload}.sig");
+        assert_eq!(jwt_expiry(&jwt), Some(2000));
+        let resp = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            format!(r#"{{"access_token":"{jwt}","expires_in":0}}"#).as_bytes(),
+        )
+        .unwrap();
+        let set = TokenSet::from_response(resp, t(1000), "i", "c", None, None);
+        assert_eq!(set.expires_at(), Some(t(2000)));
+        // An exp already past is ignored.
+        let resp = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            format!(r#"{{"access_token":"{jwt}"}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            TokenSet::from_response(resp, t(3000), "i", "c", None, None).expires_at(),
+            None
+        );
+        // An `exp` past what SystemTime holds is no expiry, not a panic.
+        let huge = URL_SAFE_NO_PAD.encode(br#"{"exp":1e20}"#);
+        let jwt = format!("{header}.{huge}.sig");
+        let resp = parse_token_response(
+            http::StatusCode::OK,
+            None,
+            format!(r#"{{"access_token":"{jwt}"}}"#).as_bytes(),
+        )
+        .unwrap();
+        let set = TokenSet::from_response(resp, t(1000), "i", "c", None, None);
+        assert_eq!(set.expires_at(), None);
+        let stored: TokenSet = serde_json::from_str(r#"{"access_token":"a","token_type":"Bearer","issuer":"i","client_id":"c","expires_at":18446744073709551615}"#).unwrap();
+        assert_eq!(stored.expires_at(), None);
+        assert!(!stored.is_expired(t(1000), Duration::ZERO));
+        for bad in ["a.b", "a.b.c.d", "x.!!!.y", "eyJhIjoxfQ.eyJhIjoxfQ.x"] {
+            assert_eq!(jwt_expiry(bad), None, "{bad}");
+        }
+    }
+
+    /// RFC 7519 §2: a NumericDate may carry a fraction. It is rounded down, not ignored; a
+    /// zero or negative one is no expiry.
+    #[test]
+    fn jwt_exp_with_a_fraction_is_read() {
+        // An `exp` of exactly `now` is already past: no expiry is better than an expired one.
+        let at_now = format!(
+            r#"{{"access_token":"{}"}}"#,
+            format_args!(
+                "{}.{}.sig",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+                URL_SAFE_NO_PAD.encode(br#"{"exp":1000}"#)
+            )
+        );
+        let resp = parse_token_response(http::StatusCode::OK, None, at_now.as_bytes()).unwrap();
+        assert_eq!(
+            TokenSet::from_response(resp, t(1000), "i", "c", None, None).expires_at(),
+            None
+        );
+
+        let jwt = |claims: &str| {
+            format!(
+                "{}.{}.sig",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+                URL_SAFE_NO_PAD.encode(claims.as_bytes())
+            )
+        };
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":2000.75}"#)), Some(2000));
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":0.0}"#)), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":-3.5}"#)), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":"2000"}"#)), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"sub":"x"}"#)), None);
     }
 }

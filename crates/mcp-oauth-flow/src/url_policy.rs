@@ -104,6 +104,27 @@ pub fn check_secure_url(url: &Url, what: &str) -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    /// At most `MAX_URL_LEN` bytes, exactly: one more is refused, by both checks.
+    #[test]
+    fn the_length_limit_is_inclusive() {
+        let url_of = |len: usize| {
+            let base = "https://as.example.com/";
+            format!("{base}{}", "a".repeat(len - base.len()))
+        };
+        let at = url_of(MAX_URL_LEN);
+        let over = url_of(MAX_URL_LEN + 1);
+        assert!(parse_secure_url(&at, "u").is_ok());
+        assert!(check_secure_url(&Url::parse(&at).unwrap(), "u").is_ok());
+        let short = url_of(64);
+        assert!(parse_secure_url(&short, "u").is_ok());
+        for err in [
+            parse_secure_url(&over, "u").unwrap_err(),
+            check_secure_url(&Url::parse(&over).unwrap(), "u").unwrap_err(),
+        ] {
+            assert_eq!(err.kind(), ErrorKind::InsecureUrl);
+        }
+    }
+
     fn secure(s: &str) -> bool {
         is_secure_url(&Url::parse(s).unwrap())
     }

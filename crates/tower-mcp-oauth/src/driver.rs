@@ -65,7 +65,12 @@ async fn drive(
     let held = start.held.clone();
     let held_resource = start.protected_resource.clone();
     let mut dropped_tokens = false;
-    let mut flow = Flow::new(Arc::clone(&state.config), start, random_secrets()?);
+    let mut flow = Flow::new(
+        Arc::clone(&state.config),
+        start,
+        random_secrets()?,
+        (state.clock)(),
+    );
     loop {
         match next_decision(&mut flow, &client, state.store.as_ref(), &state.clock).await? {
             Action::DropTokens => {

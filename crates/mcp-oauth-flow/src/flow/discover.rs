@@ -2,16 +2,16 @@
 
 use bytes::Bytes;
 
+use std::time::SystemTime;
+
 use super::probe::{Fetched, Probe};
-use super::{
-    refresh, refreshable, Common, ExpectAuthServerMetadata, ExpectResourceMetadata, Flow, Resource,
-    State, Trigger,
-};
+use super::state::{After, Context, ExpectAuthServerMetadata, ExpectResourceMetadata, Resource};
+use super::{rules, Flow, State, Trigger};
 use crate::discovery::{
     authorization_server_metadata_urls, legacy_endpoints, legacy_issuer, origin_of,
 };
 use crate::error::{Error, ErrorKind};
-use crate::metadata::{issuer_matches, AuthorizationServerMetadata, ProtectedResourceMetadata};
+use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
 use crate::report::Purpose;
 use crate::resource::check_resource;
 use crate::url_policy::parse_secure_url;
@@ -21,6 +21,7 @@ impl Flow {
         &mut self,
         mut s: ExpectResourceMetadata,
         response: http::Response<Bytes>,
+        now: SystemTime,
     ) -> Result<State, Error> {
         let url = s.probe.current.to_string();
         let status = response.status().as_u16();
@@ -35,7 +36,7 @@ impl Flow {
                     Ok(State::ExpectResourceMetadata(Box::new(s)))
                 } else {
                     // No metadata anywhere: a 2025-03-26 server.
-                    self.start_legacy(s.common)
+                    self.start_legacy(s.ctx)
                 }
             }
             Fetched::Document(body) => {
@@ -46,7 +47,7 @@ impl Flow {
                         .push(Purpose::ResourceMetadata, &url, Some(status), e.to_string());
                 })?;
                 let protected =
-                    check_resource(&prm.resource, &s.common.server_url).inspect_err(|e| {
+                    check_resource(&prm.resource, &s.ctx.server_url).inspect_err(|e| {
                         self.report.push(
                             Purpose::ResourceMetadata,
                             &url,
@@ -65,35 +66,24 @@ impl Flow {
                         prm.resource
                     ),
                 );
-                let mut common = s.common;
-                let same_server = common
-                    .held
-                    .as_ref()
-                    .is_some_and(|held| issuer_matches(held.issuer(), &issuer));
-                if common.trigger == Trigger::Unauthorized && !same_server {
-                    // The resource moved to another authorization server (SEP-2352): the held
-                    // tokens are worthless there, and its registration is never sent there.
-                    common.held = None;
-                }
-                let res = Resource {
-                    common,
+                let ExpectResourceMetadata { ctx, held, .. } = s;
+                let held = held
+                    .filter(|h| rules::keeps_held_tokens(ctx.trigger, h.tokens.issuer(), &issuer));
+                let resource = Resource {
                     resource: Some(prm.resource),
                     prm_scopes: prm.scopes_supported,
                     protected_resource: protected,
                 };
-                if res.common.trigger == Trigger::Unauthorized
-                    && refreshable(res.common.held.as_ref())
-                {
-                    let common = res.common;
-                    let after = refresh::After::AuthServer {
-                        resource: res.resource,
-                        prm_scopes: res.prm_scopes,
-                        protected_resource: res.protected_resource,
-                        issuer,
-                    };
-                    return self.start_refresh(common, after);
+                match held {
+                    Some(held)
+                        if ctx.trigger == Trigger::Unauthorized
+                            && rules::refreshable(&held.tokens) =>
+                    {
+                        let after = After::AuthServer { resource, issuer };
+                        self.start_refresh(ctx, held, after, now)
+                    }
+                    _ => self.fetch_as_metadata(ctx, resource, issuer),
                 }
-                self.fetch_as_metadata(res, issuer)
             }
         }
     }
@@ -101,7 +91,8 @@ impl Flow {
     /// Starts authorization server metadata discovery for `issuer`.
     pub(super) fn fetch_as_metadata(
         &mut self,
-        res: Resource,
+        ctx: Context,
+        resource: Resource,
         issuer: String,
     ) -> Result<State, Error> {
         let issuer_url = parse_secure_url(&issuer, "authorization server")?;
@@ -113,7 +104,8 @@ impl Flow {
         self.send(probe.request()?);
         Ok(State::ExpectAuthServerMetadata(Box::new(
             ExpectAuthServerMetadata {
-                res,
+                ctx,
+                resource,
                 expected_issuer: Some(issuer),
                 probe,
                 last_error: None,
@@ -122,10 +114,9 @@ impl Flow {
     }
 
     /// MCP 2025-03-26: the authorization server is at the server's origin.
-    pub(super) fn start_legacy(&mut self, common: Common) -> Result<State, Error> {
-        let origin = origin_of(&common.server_url);
-        let res = Resource {
-            common,
+    pub(super) fn start_legacy(&mut self, ctx: Context) -> Result<State, Error> {
+        let origin = origin_of(&ctx.server_url);
+        let resource = Resource {
             resource: None,
             prm_scopes: None,
             protected_resource: origin.clone(),
@@ -138,7 +129,8 @@ impl Flow {
         self.send(probe.request()?);
         Ok(State::ExpectAuthServerMetadata(Box::new(
             ExpectAuthServerMetadata {
-                res,
+                ctx,
+                resource,
                 expected_issuer: None,
                 probe,
                 last_error: None,
@@ -150,7 +142,7 @@ impl Flow {
         &mut self,
         mut s: ExpectAuthServerMetadata,
         response: http::Response<Bytes>,
-        now: std::time::SystemTime,
+        now: SystemTime,
     ) -> Result<State, Error> {
         let url = s.probe.current.to_string();
         let status = response.status().as_u16();
@@ -191,7 +183,7 @@ impl Flow {
                 }));
             }
             // 2025-03-26 with no metadata: the default endpoints at the origin.
-            let server = &s.res.common.server_url;
+            let server = &s.ctx.server_url;
             let (authorize, token, register) = legacy_endpoints(server);
             self.report.push(
                 Purpose::AuthorizationServerMetadata,
@@ -205,7 +197,7 @@ impl Flow {
                 &token,
                 &register,
             );
-            return self.authorize_with(s.res, meta, now);
+            return self.authorize_with(s.ctx, s.resource, meta, now);
         };
         let validated = match &s.expected_issuer {
             Some(expected) => meta.validate(Some(expected)),
@@ -213,7 +205,7 @@ impl Flow {
                 // 2025-03-26 metadata at the origin: its issuer is accepted as served (the
                 // issuer was never derived from anything the client could check against).
                 if meta.issuer.is_empty() {
-                    meta.issuer = legacy_issuer(&s.res.common.server_url);
+                    meta.issuer = legacy_issuer(&s.ctx.server_url);
                 }
                 meta.validate(None)
             }
@@ -233,6 +225,6 @@ impl Flow {
             Some(status),
             format!("used: issuer {}", meta.issuer),
         );
-        self.authorize_with(s.res, meta, now)
+        self.authorize_with(s.ctx, s.resource, meta, now)
     }
 }

@@ -1,22 +1,10 @@
-//! The authorization-code flow as a sans-IO state machine.
+//! The authorization flow as a sans-IO state machine.
 //!
-//! ```text
-//!            401 / 403 insufficient_scope
-//!                       │
-//!                       ▼
-//!        ┌── ExpectResourceMetadata ──┐   challenge URL, path-aware, root (RFC 9728 §3.1)
-//!        │  (none found: 2025-03-26)  │   resource checked against the server (RFC 9728 §3.3)
-//!        ▼                            ▼
-//!   ExpectAuthServerMetadata (legacy) ExpectAuthServerMetadata   RFC 8414 / OIDC order, issuer check
-//!        │  none found: default endpoints │
-//!        └──────────────┬─────────────────┘
-//!                       ▼                  PKCE S256 required
-//!   pre-registered │ metadata document │ ExpectStoredClient ─▶ ExpectRegistration (RFC 7591)
-//!                       ▼
-//!            ExpectAuthorizationResponse   state, RFC 9207 iss
-//!                       ▼
-//!                  ExpectToken             tolerant parse ─▶ Complete(TokenSet)
-//! ```
+//! The whole machine (discovery, client identity, authorization, client credentials, refresh,
+//! dropping tokens or a client, finished, failed) is drawn once, with its "state × input → next
+//! state / actions" table, in `state.rs`; the rules its transitions apply are the pure
+//! functions of `rules.rs`, each citing its RFC or SEP and tested on its own. The transitions
+//! live with their phase: `discover.rs`, `authorize.rs`, `refresh.rs`.
 //!
 //! Inputs arrive through `handle_*` methods, outputs leave through [`Flow::poll_action`]. The
 //! flow owns no clock, no randomness and no IO: the driver passes `now` and the
@@ -35,7 +23,6 @@ use url::Url;
 
 use crate::authorization::{AuthorizationRequest, AuthorizationResponse};
 use crate::challenge::Challenge;
-use crate::client_auth::ClientCredentials;
 use crate::config::ClientConfig;
 use crate::discovery::protected_resource_metadata_urls;
 use crate::error::{Error, ErrorKind};
@@ -43,7 +30,6 @@ use crate::metadata::AuthorizationServerMetadata;
 use crate::pkce::Pkce;
 use crate::registration::ClientRegistration;
 use crate::report::{DiscoveryReport, Purpose};
-use crate::scope::Scopes;
 use crate::token::TokenSet;
 use crate::url_policy::parse_secure_url;
 
@@ -51,9 +37,11 @@ mod authorize;
 mod discover;
 mod probe;
 mod refresh;
+mod rules;
+mod state;
 
 use probe::Probe;
-use refresh::{ExpectRefreshToken, Refreshing};
+use state::{After, Context, ExpectResourceMetadata, Held, State};
 
 /// The random values one flow needs, supplied by the driver so the core stays deterministic.
 ///
@@ -213,7 +201,8 @@ pub enum Action {
 /// use mcp_oauth_flow::{Action, ClientConfig, Flow, FlowSecrets, FlowStart};
 /// let config = Arc::new(ClientConfig::new("http://127.0.0.1:1/callback"));
 /// let start = FlowStart::new("https://mcp.example.com/mcp".parse().unwrap());
-/// let mut flow = Flow::new(config, start, FlowSecrets::from_entropy([0; 32], [1; 32]));
+/// let secrets = FlowSecrets::from_entropy([0; 32], [1; 32]);
+/// let mut flow = Flow::new(config, start, secrets, std::time::SystemTime::now());
 /// match flow.poll_action() {
 ///     Some(Action::Send(sub)) => assert_eq!(
 ///         sub.request.uri(),
@@ -238,90 +227,16 @@ impl std::fmt::Debug for Flow {
     }
 }
 
-struct Common {
-    server_url: Url,
-    challenge_scope: Option<String>,
-    /// The challenge's `resource_metadata`, already checked to be a secure URL.
-    challenge_metadata: Option<Url>,
-    trigger: Trigger,
-    /// The held tokens, until a refresh takes them.
-    held: Option<TokenSet>,
-    /// Scopes to keep in a step-up (SEP-2350).
-    held_scopes: Option<Scopes>,
-    protected_resource: Option<Url>,
-    secrets: FlowSecrets,
-}
-
-struct Resource {
-    common: Common,
-    /// The `resource` parameter, exactly as the metadata published it (RFC 8707 §2).
-    resource: Option<String>,
-    prm_scopes: Option<Vec<String>>,
-    /// Where the tokens may be sent.
-    protected_resource: Url,
-}
-
-struct ExpectResourceMetadata {
-    common: Common,
-    probe: Probe,
-}
-
-struct ExpectAuthServerMetadata {
-    res: Resource,
-    /// The issuer the metadata is fetched for; `None` on the 2025-03-26 path, where the
-    /// document's issuer is taken as served.
-    expected_issuer: Option<String>,
-    probe: Probe,
-    last_error: Option<Error>,
-}
-
-struct Authorizing {
-    res: Resource,
-    meta: AuthorizationServerMetadata,
-    /// The issuer client credentials are bound to: the metadata's issuer when it was checked
-    /// against where it came from (RFC 8414 §3.3), else the server's origin (see
-    /// `authorize_with`).
-    client_issuer: String,
-    scopes: Option<Scopes>,
-}
-
-struct ExpectAuthorizationResponse {
-    auth: Authorizing,
-    client: ClientCredentials,
-}
-
-enum State {
-    ExpectResourceMetadata(Box<ExpectResourceMetadata>),
-    ExpectAuthServerMetadata(Box<ExpectAuthServerMetadata>),
-    ExpectStoredClient(Box<Authorizing>),
-    ExpectRegistration(Box<Authorizing>),
-    ExpectAuthorizationResponse(Box<ExpectAuthorizationResponse>),
-    ExpectToken(Box<ExpectAuthorizationResponse>),
-    ExpectRefreshClient(Box<Refreshing>),
-    ExpectRefreshToken(Box<ExpectRefreshToken>),
-    Finished,
-}
-
-impl State {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::ExpectResourceMetadata(_) => "ExpectResourceMetadata",
-            Self::ExpectAuthServerMetadata(_) => "ExpectAuthServerMetadata",
-            Self::ExpectStoredClient(_) => "ExpectStoredClient",
-            Self::ExpectRegistration(_) => "ExpectRegistration",
-            Self::ExpectAuthorizationResponse(_) => "ExpectAuthorizationResponse",
-            Self::ExpectToken(_) => "ExpectToken",
-            Self::ExpectRefreshClient(_) => "ExpectRefreshClient",
-            Self::ExpectRefreshToken(_) => "ExpectRefreshToken",
-            Self::Finished => "Finished",
-        }
-    }
-}
-
 impl Flow {
-    /// Starts a flow. The first action is the first discovery request, or, for
-    /// [`Trigger::Expiring`], the refresh request.
-    pub fn new(config: Arc<ClientConfig>, start: FlowStart, secrets: FlowSecrets) -> Self {
+    /// Starts a flow at `now`. The first action is the first discovery request, or, for
+    /// [`Trigger::Expiring`], the refresh request (whose client assertion, if the client signs
+    /// one, is dated `now`).
+    pub fn new(
+        config: Arc<ClientConfig>,
+        start: FlowStart,
+        secrets: FlowSecrets,
+        now: SystemTime,
+    ) -> Self {
         let mut flow = Self {
             config,
             state: State::Finished,
@@ -345,7 +260,7 @@ impl Flow {
             Trigger::InsufficientScope => start.held.as_ref().and_then(|t| t.scopes().cloned()),
             _ => None,
         };
-        let common = Common {
+        let ctx = Context {
             challenge_scope: start
                 .challenge
                 .as_ref()
@@ -353,32 +268,33 @@ impl Flow {
                 .map(str::to_owned),
             challenge_metadata,
             trigger: start.trigger,
-            held: start.held,
             held_scopes,
-            protected_resource: start.protected_resource,
             secrets,
             server_url: start.server_url,
         };
-        let next = if common.trigger == Trigger::Expiring && refreshable(common.held.as_ref()) {
-            flow.start_refresh(common, refresh::After::Discover)
-        } else {
-            flow.begin_discovery(common)
+        let held = start.held.map(|tokens| Held {
+            tokens,
+            protected_resource: start.protected_resource,
+        });
+        let next = match held {
+            Some(held) if ctx.trigger == Trigger::Expiring && rules::refreshable(&held.tokens) => {
+                flow.start_refresh(ctx, held, After::Discover, now)
+            }
+            held => flow.begin_discovery(ctx, held),
         };
         flow.settle(next);
         flow
     }
 
     /// Starts protected resource metadata discovery.
-    fn begin_discovery(&mut self, common: Common) -> Result<State, Error> {
-        let candidates = protected_resource_metadata_urls(
-            &common.server_url,
-            common.challenge_metadata.as_ref(),
-        );
+    fn begin_discovery(&mut self, ctx: Context, held: Option<Held>) -> Result<State, Error> {
+        let candidates =
+            protected_resource_metadata_urls(&ctx.server_url, ctx.challenge_metadata.as_ref());
         let probe = Probe::new(Purpose::ResourceMetadata, candidates)
             .expect("there is always a well-known candidate");
         self.send(probe.request()?);
         Ok(State::ExpectResourceMetadata(Box::new(
-            ExpectResourceMetadata { common, probe },
+            ExpectResourceMetadata { ctx, held, probe },
         )))
     }
 
@@ -412,7 +328,7 @@ impl Flow {
     pub fn handle_response(&mut self, response: http::Response<Bytes>, now: SystemTime) {
         let state = std::mem::replace(&mut self.state, State::Finished);
         let next = match state {
-            State::ExpectResourceMetadata(s) => self.on_resource_metadata(*s, response),
+            State::ExpectResourceMetadata(s) => self.on_resource_metadata(*s, response, now),
             State::ExpectAuthServerMetadata(s) => self.on_auth_server_metadata(*s, response, now),
             State::ExpectRegistration(s) => self.on_registration(*s, response),
             State::ExpectToken(s) => self.on_token(*s, response, now),
@@ -426,7 +342,7 @@ impl Flow {
     pub fn handle_stored_client(&mut self, stored: Option<ClientRegistration>) {
         let state = std::mem::replace(&mut self.state, State::Finished);
         let next = match state {
-            State::ExpectStoredClient(auth) => self.on_stored_client(*auth, stored),
+            State::ExpectStoredClient(s) => self.on_stored_client(*s, stored),
             State::ExpectRefreshClient(r) => self.on_refresh_client(*r, stored),
             other => Err(unexpected(&other, "a stored client")),
         };
@@ -453,11 +369,6 @@ impl Flow {
     fn send(&mut self, sub: SubRequest) {
         self.out.push_back(Action::Send(sub));
     }
-}
-
-/// Whether `held` can be refreshed without discovery: a refresh token and a token endpoint.
-fn refreshable(held: Option<&TokenSet>) -> bool {
-    held.is_some_and(|t| t.refresh_token().is_some() && t.token_endpoint().is_some())
 }
 
 fn unexpected(state: &State, input: &str) -> Error {

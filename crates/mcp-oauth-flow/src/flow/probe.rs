@@ -161,3 +161,67 @@ impl Probe {
         .with_status(status))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    fn redirect(to: &str) -> http::Response<Bytes> {
+        http::Response::builder()
+            .status(302)
+            .header(LOCATION, to)
+            .body(Bytes::new())
+            .unwrap()
+    }
+
+    /// Follows `n` redirects /r1 … /rn from the current candidate; the result of the last.
+    fn follow(probe: &mut Probe, prefix: &str, n: u8) -> Result<Fetched, Error> {
+        let mut report = DiscoveryReport::default();
+        let mut last = Fetched::NotHere;
+        for i in 1..=n {
+            last = probe.classify(redirect(&format!("/{prefix}{i}")), &mut report)?;
+        }
+        Ok(last)
+    }
+
+    #[test]
+    fn at_most_five_redirects_per_candidate() {
+        let candidates = vec![url("https://a.example/one"), url("https://a.example/two")];
+        let mut probe = Probe::new(Purpose::ResourceMetadata, candidates).unwrap();
+        assert!(matches!(
+            follow(&mut probe, "r", MAX_REDIRECTS),
+            Ok(Fetched::Redirect)
+        ));
+        assert_eq!(probe.current.as_str(), "https://a.example/r5");
+        let err = follow(&mut probe, "s", 1)
+            .err()
+            .expect("the sixth hop is refused");
+        assert_eq!(err.kind(), ErrorKind::RedirectLimit);
+
+        // The next candidate starts with a fresh allowance and a fresh loop memory.
+        assert!(probe.advance());
+        assert_eq!(probe.current.as_str(), "https://a.example/two");
+        assert!(matches!(
+            follow(&mut probe, "r", MAX_REDIRECTS),
+            Ok(Fetched::Redirect)
+        ));
+        assert!(!probe.advance());
+    }
+
+    #[test]
+    fn a_loop_is_refused_before_the_limit() {
+        let mut probe =
+            Probe::new(Purpose::ResourceMetadata, vec![url("https://a.example/x")]).unwrap();
+        let mut report = DiscoveryReport::default();
+        assert!(matches!(
+            probe.classify(redirect("/y"), &mut report),
+            Ok(Fetched::Redirect)
+        ));
+        let err = probe.classify(redirect("/x"), &mut report).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::RedirectLimit);
+    }
+}

@@ -1,152 +1,121 @@
-//! Refreshing the held tokens (RFC 6749 §6), and what to do when the server says no.
-//!
-//! ```text
-//!  Expiring ──────────────┐        Unauthorized ─▶ ExpectResourceMetadata ─(same issuer)─┐
-//!                         ▼                                                             ▼
-//!          [ExpectRefreshClient] ─▶ ExpectRefreshToken ─▶ Complete (refreshed)
-//!                                          │ invalid_grant / invalid_client: DropTokens (+ DropClient)
-//!                                          ▼
-//!               full authorization (discovery, or straight to the AS metadata)
-//!                                          │ network, 5xx, 429: Failed, every credential kept
-//! ```
+//! Refreshing the held tokens (RFC 6749 §6), and what to do when the server says no. See
+//! `state.rs` for where this sits in the whole machine.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use url::Url;
 
-use super::{Action, Common, Flow, FlowOutcome, Resource, State, SubRequest};
-use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
-use crate::discovery::origin_of;
+use super::rules;
+use super::state::{After, Context, ExpectRefreshClient, ExpectRefreshToken, Held};
+use super::{Action, Flow, FlowOutcome, State, SubRequest};
+use crate::client_auth::{ClientAuthMethod, ClientCredentials};
 use crate::error::Error;
 use crate::refresh::{classify_refresh_failure, merge_refreshed, RefreshFailure};
 use crate::registration::ClientRegistration;
 use crate::report::Purpose;
-use crate::token::TokenSet;
 use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::url_policy::parse_secure_url;
 
-/// Where the flow goes when a refresh is refused.
-pub(super) enum After {
-    /// Start from protected resource metadata discovery (the refresh was proactive).
-    Discover,
-    /// The protected resource metadata is known; go on to its authorization server.
-    AuthServer {
-        resource: Option<String>,
-        prm_scopes: Option<Vec<String>>,
-        protected_resource: Url,
-        issuer: String,
-    },
-}
-
-pub(super) struct Refreshing {
-    common: Common,
-    held: TokenSet,
-    after: After,
-}
-
-pub(super) struct ExpectRefreshToken {
-    refreshing: Refreshing,
-    /// Whether the client came from a dynamic registration (which `invalid_client` drops).
-    registered: bool,
-}
-
 impl Flow {
-    /// Refreshes `common.held` (the caller checked it has a refresh token and an endpoint).
+    /// Refreshes `held` (the caller checked it is refreshable) at `now`.
     pub(super) fn start_refresh(
         &mut self,
-        mut common: Common,
+        ctx: Context,
+        held: Held,
         after: After,
+        now: SystemTime,
     ) -> Result<State, Error> {
-        let held = common.held.take().expect("start_refresh needs held tokens");
-        let issuer = held.issuer().to_owned();
-        let pre_registered = self
-            .config
-            .pre_registered
-            .iter()
-            .find(|c| c.client_id == held.client_id() && c.is_for(&issuer))
-            .cloned();
-        let refreshing = Refreshing {
-            common,
-            held,
-            after,
-        };
-        if pre_registered.as_ref().is_some_and(|c| c.key.is_some()) {
-            // A client assertion needs the time, which a proactive refresh does not have here;
-            // such clients use the client-credentials grant, which simply runs again.
-            return self.after_refresh(refreshing.common, refreshing.after);
-        }
-        if let Some(client) = pre_registered {
-            let method = refreshing.held.client_auth().unwrap_or_else(|| {
-                negotiate_client_auth(
-                    client.auth_method.map(ClientAuthMethod::as_str),
-                    client.client_secret.is_some(),
-                    None,
-                )
-            });
+        let config = Arc::clone(&self.config);
+        if let Some(client) = rules::refresh_pre_registered(&config.pre_registered, &held.tokens) {
+            let method = rules::refresh_auth_method(
+                held.tokens.client_auth(),
+                client.auth_method.map(ClientAuthMethod::as_str),
+                client.client_secret.is_some(),
+                client.key.is_some(),
+            );
+            // A signed client assertion is fresh for each request, dated `now`, with the flow's
+            // random `state` (never sent in a refresh) as its unique `jti`.
+            let assertion = client
+                .key
+                .as_ref()
+                .filter(|_| method == ClientAuthMethod::PrivateKeyJwt)
+                .map(|key| {
+                    key.assertion(
+                        &client.client_id,
+                        held.tokens.issuer(),
+                        now,
+                        ctx.secrets.state.secret(),
+                    )
+                });
             let creds = ClientCredentials {
-                client_id: client.client_id,
-                client_secret: client.client_secret,
+                client_id: client.client_id.clone(),
+                client_secret: client.client_secret.clone(),
                 method,
-                assertion: None,
+                assertion,
             };
-            return self.send_refresh(refreshing, creds, false);
+            return self.send_refresh(ctx, held, after, creds, false);
         }
-        let public = refreshing.held.client_auth() == Some(ClientAuthMethod::None)
-            || self.config.client_metadata_document.as_deref() == Some(refreshing.held.client_id());
-        if public {
+        if rules::refreshes_as_public(&held.tokens, config.client_metadata_document.as_deref()) {
             let creds = ClientCredentials {
-                client_id: refreshing.held.client_id().to_owned(),
+                client_id: held.tokens.client_id().to_owned(),
                 client_secret: None,
                 method: ClientAuthMethod::None,
                 assertion: None,
             };
-            return self.send_refresh(refreshing, creds, false);
+            return self.send_refresh(ctx, held, after, creds, false);
         }
-        self.out.push_back(Action::LoadClient { issuer });
-        Ok(State::ExpectRefreshClient(Box::new(refreshing)))
+        self.out.push_back(Action::LoadClient {
+            issuer: held.tokens.issuer().to_owned(),
+        });
+        Ok(State::ExpectRefreshClient(Box::new(ExpectRefreshClient {
+            ctx,
+            held,
+            after,
+        })))
     }
 
     pub(super) fn on_refresh_client(
         &mut self,
-        refreshing: Refreshing,
+        s: ExpectRefreshClient,
         stored: Option<ClientRegistration>,
     ) -> Result<State, Error> {
-        let usable = stored.filter(|reg| {
-            reg.issuer == refreshing.held.issuer() && reg.client_id == refreshing.held.client_id()
-        });
-        let Some(reg) = usable else {
+        let ExpectRefreshClient { ctx, held, after } = s;
+        let Some(reg) = stored.filter(|reg| rules::refresh_client_usable(reg, &held.tokens)) else {
             // The tokens belong to a client this store no longer has: they cannot be refreshed,
             // so authorize again (the tokens are replaced when that succeeds).
-            return self.after_refresh(refreshing.common, refreshing.after);
+            return self.after_refresh(ctx, after);
         };
-        let method = refreshing.held.client_auth().unwrap_or_else(|| {
-            negotiate_client_auth(
-                reg.token_endpoint_auth_method.as_deref(),
-                reg.client_secret.is_some(),
-                None,
-            )
-        });
+        let method = rules::refresh_auth_method(
+            held.tokens.client_auth(),
+            reg.token_endpoint_auth_method.as_deref(),
+            reg.client_secret.is_some(),
+            false,
+        );
         let creds = ClientCredentials {
             client_id: reg.client_id,
             client_secret: reg.client_secret,
             method,
             assertion: None,
         };
-        self.send_refresh(refreshing, creds, true)
+        self.send_refresh(ctx, held, after, creds, true)
     }
 
     fn send_refresh(
         &mut self,
-        refreshing: Refreshing,
+        ctx: Context,
+        held: Held,
+        after: After,
         creds: ClientCredentials,
         registered: bool,
     ) -> Result<State, Error> {
-        let held = &refreshing.held;
-        let endpoint =
-            parse_secure_url(held.token_endpoint().unwrap_or_default(), "token_endpoint")?;
-        let refresh_token = held
+        let tokens = &held.tokens;
+        let endpoint = parse_secure_url(
+            tokens.token_endpoint().unwrap_or_default(),
+            "token_endpoint",
+        )?;
+        let refresh_token = tokens
             .refresh_token()
             .expect("refreshable tokens have a refresh token");
         // RFC 8707 §2.2: the resource again, so the new token has the same audience; the granted
@@ -155,17 +124,19 @@ impl Flow {
             &endpoint,
             Grant::RefreshToken {
                 refresh_token,
-                scopes: held.scopes(),
+                scopes: tokens.scopes(),
             },
             &creds,
-            held.resource(),
+            tokens.resource(),
         )?;
         self.send(SubRequest {
             purpose: Purpose::Token,
             request,
         });
         Ok(State::ExpectRefreshToken(Box::new(ExpectRefreshToken {
-            refreshing,
+            ctx,
+            held,
+            after,
             registered,
         })))
     }
@@ -177,14 +148,12 @@ impl Flow {
         now: SystemTime,
     ) -> Result<State, Error> {
         let ExpectRefreshToken {
-            refreshing,
+            ctx,
+            held,
+            after,
             registered,
         } = s;
-        let endpoint = refreshing
-            .held
-            .token_endpoint()
-            .unwrap_or_default()
-            .to_owned();
+        let endpoint = held.tokens.token_endpoint().unwrap_or_default().to_owned();
         let status = response.status();
         let content_type = response
             .headers()
@@ -198,19 +167,17 @@ impl Flow {
                     Some(status.as_u16()),
                     "refreshed",
                 );
-                let tokens = merge_refreshed(&refreshing.held, parsed, now);
-                let protected_resource = refreshing
-                    .common
-                    .protected_resource
-                    .clone()
-                    .or_else(|| match &refreshing.after {
-                        After::AuthServer {
-                            protected_resource, ..
-                        } => Some(protected_resource.clone()),
-                        After::Discover => None,
-                    })
-                    .or_else(|| tokens.resource().and_then(|r| Url::parse(r).ok()))
-                    .unwrap_or_else(|| origin_of(&refreshing.common.server_url));
+                let tokens = merge_refreshed(&held.tokens, parsed, now);
+                let discovered = match &after {
+                    After::AuthServer { resource, .. } => Some(&resource.protected_resource),
+                    After::Discover => None,
+                };
+                let protected_resource = rules::refreshed_protected_resource(
+                    held.protected_resource.as_ref(),
+                    discovered,
+                    &tokens,
+                    &ctx.server_url,
+                );
                 self.out.push_back(Action::Complete(Box::new(FlowOutcome {
                     tokens,
                     protected_resource,
@@ -234,10 +201,10 @@ impl Flow {
                         self.out.push_back(Action::DropTokens);
                         if failure == RefreshFailure::ClientRejected && registered {
                             self.out.push_back(Action::DropClient {
-                                issuer: refreshing.held.issuer().to_owned(),
+                                issuer: held.tokens.issuer().to_owned(),
                             });
                         }
-                        self.after_refresh(refreshing.common, refreshing.after)
+                        self.after_refresh(ctx, after)
                     }
                 }
             }
@@ -245,23 +212,10 @@ impl Flow {
     }
 
     /// Goes on to a full authorization.
-    fn after_refresh(&mut self, common: Common, after: After) -> Result<State, Error> {
+    fn after_refresh(&mut self, ctx: Context, after: After) -> Result<State, Error> {
         match after {
-            After::Discover => self.begin_discovery(common),
-            After::AuthServer {
-                resource,
-                prm_scopes,
-                protected_resource,
-                issuer,
-            } => self.fetch_as_metadata(
-                Resource {
-                    common,
-                    resource,
-                    prm_scopes,
-                    protected_resource,
-                },
-                issuer,
-            ),
+            After::Discover => self.begin_discovery(ctx, None),
+            After::AuthServer { resource, issuer } => self.fetch_as_metadata(ctx, resource, issuer),
         }
     }
 }

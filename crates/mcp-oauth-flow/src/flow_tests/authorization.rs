@@ -257,6 +257,7 @@ fn inputs_in_the_wrong_state_are_typed_errors() {
         Arc::new(config()),
         start(None),
         FlowSecrets::from_entropy([0; 32], [0; 32]),
+        now(),
     );
     let _ = flow.poll_action();
     flow.handle_authorization_response(AuthorizationResponse::default());
@@ -279,7 +280,7 @@ proptest::proptest! {
             json!({"client_id": "c"}).to_string(), json!({"access_token": "a"}).to_string(),
         ])), 1..40)
     ) {
-        let mut flow = Flow::new(Arc::new(config()), start(None), FlowSecrets::from_entropy([1; 32], [2; 32]));
+        let mut flow = Flow::new(Arc::new(config()), start(None), FlowSecrets::from_entropy([1; 32], [2; 32]), now());
         let mut i = 0;
         let mut steps = 0;
         loop {

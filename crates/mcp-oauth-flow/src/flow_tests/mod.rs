@@ -149,6 +149,7 @@ fn run_with(
         Arc::new(config),
         start,
         FlowSecrets::from_entropy([9; 32], [8; 32]),
+        now(),
     );
     let mut run = Run {
         end: Action::Failed(Error::new(ErrorKind::InvalidTransition, "unfinished")),
@@ -165,6 +166,8 @@ fn run_with(
         };
         match action {
             Action::Send(sub) => {
+                // The flow waits for this response: it is not finished.
+                assert!(!flow.is_finished());
                 run.sent
                     .push(format!("{} {}", sub.request.method(), sub.request.uri()));
                 run.bodies.push(sub.request.body().clone());

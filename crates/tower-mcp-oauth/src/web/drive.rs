@@ -33,12 +33,17 @@ pub(super) struct Io<'a> {
     pub(super) clock: &'a Clock,
 }
 
-/// A new flow for `start`, with fresh `state` and PKCE verifier.
-pub(super) fn new_flow(config: &Arc<ClientConfig>, start: FlowStart) -> Result<Flow, Error> {
+/// A new flow for `start` at `now`, with fresh `state` and PKCE verifier.
+pub(super) fn new_flow(
+    config: &Arc<ClientConfig>,
+    start: FlowStart,
+    now: std::time::SystemTime,
+) -> Result<Flow, Error> {
     Ok(Flow::new(
         Arc::clone(config),
         start,
         crate::driver::random_secrets()?,
+        now,
     ))
 }
 

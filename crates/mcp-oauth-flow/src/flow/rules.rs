@@ -1,0 +1,590 @@
+//! The decisions the flow's transitions make, each a pure function that names the rule it
+//! applies. The transitions (`discover`, `authorize`, `refresh`) only sequence them.
+
+use url::Url;
+
+use super::Trigger;
+use crate::client_auth::{negotiate_client_auth, ClientAuthMethod};
+use crate::config::PkcePolicy;
+use crate::discovery::{legacy_issuer, origin_of};
+use crate::error::{Error, ErrorKind};
+use crate::metadata::{issuer_matches, AuthorizationServerMetadata};
+use crate::registration::{redirect_uri_matches, ClientRegistration, PreRegisteredClient};
+use crate::scope::{select_scopes, with_offline_access, Scopes};
+use crate::token::TokenSet;
+
+/// The issuer client credentials (pre-registered clients, stored and new registrations, tokens)
+/// are bound to.
+///
+/// With protected resource metadata, the issuer it names was checked against the metadata's
+/// own (RFC 8414 §3.3), so it is the binding. On the MCP 2025-03-26 path (§2.3.2, "Server
+/// Metadata Discovery": the authorization server is at the MCP server's origin) the metadata's
+/// issuer was never checked against anything, so a server could claim another authorization
+/// server's issuer and be handed that server's client secret: there the binding is the
+/// server's origin, unless the metadata names exactly that.
+pub(super) fn client_issuer(
+    metadata_issuer: &str,
+    issuer_checked: bool,
+    server_url: &Url,
+) -> String {
+    if issuer_checked {
+        return metadata_issuer.to_owned();
+    }
+    let origin = legacy_issuer(server_url);
+    if issuer_matches(&origin, metadata_issuer) {
+        metadata_issuer.to_owned()
+    } else {
+        origin
+    }
+}
+
+/// The PKCE gate. MCP 2025-11-25 ("Authorization Code Protection") requires S256 (RFC 7636
+/// §4.2) and tells clients to refuse a server whose metadata omits
+/// `code_challenge_methods_supported` (RFC 8414 §2); [`PkcePolicy::AssumeWhenAbsent`] opts
+/// out of the second half only. A list without `S256` is refused either way.
+pub(super) fn check_pkce(
+    meta: &AuthorizationServerMetadata,
+    policy: PkcePolicy,
+) -> Result<(), Error> {
+    let ok = match &meta.code_challenge_methods_supported {
+        Some(_) => meta.supports_pkce_s256(),
+        None => policy == PkcePolicy::AssumeWhenAbsent,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::PkceNotSupported,
+        format!(
+            "authorization server {} does not advertise PKCE S256 in code_challenge_methods_supported; \
+             set PkcePolicy::AssumeWhenAbsent to proceed with servers that omit the field",
+            meta.issuer
+        ),
+    ))
+}
+
+/// The grant the flow uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum GrantChoice {
+    /// RFC 6749 §4.1, with a user's consent.
+    AuthorizationCode,
+    /// RFC 6749 §4.4, the client on its own behalf.
+    ClientCredentials,
+}
+
+/// The grant choice. A server whose `grant_types_supported` (RFC 8414 §2; absent means
+/// `authorization_code` and `implicit`) offers `client_credentials` and not
+/// `authorization_code` serves machines (RFC 6749 §4.4): no user, no consent, no PKCE. A server
+/// offering both gets the authorization code: a user is there to consent, and the client is
+/// not assumed to hold a secret.
+pub(super) fn choose_grant(meta: &AuthorizationServerMetadata) -> GrantChoice {
+    if !meta.supports_grant("authorization_code") && meta.supports_grant("client_credentials") {
+        GrantChoice::ClientCredentials
+    } else {
+        GrantChoice::AuthorizationCode
+    }
+}
+
+/// The client for the client-credentials grant: a pre-registered client bound to this issuer
+/// *and* confidential (RFC 6749 §4.4: "MUST only be used by confidential clients"). A secret
+/// is never sent to a server other than the one it was issued by.
+pub(super) fn client_credentials_client<'a>(
+    pre_registered: &'a [PreRegisteredClient],
+    client_issuer: &str,
+) -> Option<&'a PreRegisteredClient> {
+    pre_registered
+        .iter()
+        .find(|c| c.is_for(client_issuer) && c.is_confidential())
+}
+
+/// The authentication method of a pre-registered client in the client-credentials grant: its
+/// key when it has one (RFC 7523 §2.2), else a secret method negotiated with the server.
+pub(super) fn client_credentials_method(
+    client: &PreRegisteredClient,
+    meta: &AuthorizationServerMetadata,
+) -> ClientAuthMethod {
+    if client.key.is_some() {
+        ClientAuthMethod::PrivateKeyJwt
+    } else {
+        negotiate_client_auth(
+            client.auth_method.map(ClientAuthMethod::as_str),
+            true,
+            meta.token_endpoint_auth_methods_supported.as_deref(),
+        )
+    }
+}
+
+/// Whether a stored registration may be used: it belongs to the server that issued it
+/// (SEP-2352), and allows our redirect URI (RFC 7591 §2; a loopback redirect on another port
+/// still matches, RFC 8252 §7.3). A registration that lists no redirect URI allows any.
+pub(super) fn stored_client_usable(
+    reg: &ClientRegistration,
+    client_issuer: &str,
+    redirect_uri: &str,
+) -> bool {
+    reg.issuer == client_issuer
+        && (reg.redirect_uris.is_empty()
+            || reg
+                .redirect_uris
+                .iter()
+                .any(|r| redirect_uri_matches(r, redirect_uri)))
+}
+
+/// The scopes to ask for: the challenge's, else the resource metadata's (MCP "Scope Selection
+/// Strategy"), else the configured default; in a step-up, united with the held ones so the new
+/// grant does not lose them (SEP-2350); plus `offline_access` when the server lists it
+/// (SEP-2207).
+pub(super) fn requested_scopes(
+    challenge_scope: Option<&str>,
+    prm_scopes: Option<&[String]>,
+    default_scopes: Option<&Scopes>,
+    held_scopes: Option<&Scopes>,
+    as_supported: Option<&[String]>,
+) -> Option<Scopes> {
+    let asked = select_scopes(challenge_scope, prm_scopes).or_else(|| default_scopes.cloned());
+    let united = match (held_scopes, asked) {
+        (Some(held), Some(asked)) => Some(held.union(&asked)),
+        (held, asked) => asked.or_else(|| held.cloned()),
+    };
+    with_offline_access(united, as_supported)
+}
+
+/// Whether held tokens can be refreshed without discovery: a refresh token, and the token
+/// endpoint that issued it (RFC 6749 §6).
+pub(super) fn refreshable(held: &TokenSet) -> bool {
+    held.refresh_token().is_some() && held.token_endpoint().is_some()
+}
+
+/// Whether the held tokens survive the protected resource metadata naming `issuer`. After a
+/// `401`, tokens of another authorization server mean the resource moved (SEP-2352): they are
+/// worthless there, and neither they nor their client are sent there. A step-up keeps them
+/// (only their scopes are used), and an expiring refresh does not get here.
+pub(super) fn keeps_held_tokens(trigger: Trigger, held_issuer: &str, issuer: &str) -> bool {
+    trigger != Trigger::Unauthorized || issuer_matches(held_issuer, issuer)
+}
+
+/// The pre-registered client the held tokens were issued to: same identifier, bound to their
+/// issuer.
+pub(super) fn refresh_pre_registered<'a>(
+    pre_registered: &'a [PreRegisteredClient],
+    held: &TokenSet,
+) -> Option<&'a PreRegisteredClient> {
+    pre_registered
+        .iter()
+        .find(|c| c.client_id == held.client_id() && c.is_for(held.issuer()))
+}
+
+/// Whether the held tokens belong to a public client, which refreshes with its identifier
+/// alone: it authenticated with `none`, or it is our client ID metadata document.
+pub(super) fn refreshes_as_public(held: &TokenSet, client_metadata_document: Option<&str>) -> bool {
+    held.client_auth() == Some(ClientAuthMethod::None)
+        || client_metadata_document == Some(held.client_id())
+}
+
+/// Whether a stored registration is the client the held tokens were issued to: the same issuer
+/// (SEP-2352) and the same identifier. Any other cannot refresh them.
+pub(super) fn refresh_client_usable(reg: &ClientRegistration, held: &TokenSet) -> bool {
+    reg.issuer == held.issuer() && reg.client_id == held.client_id()
+}
+
+/// How a refresh authenticates the client (RFC 6749 §6: as it did for the grant). The method
+/// recorded with the tokens is kept; tokens stored without one use the client's key
+/// (`private_key_jwt`, RFC 7523 §2.2) if it has one, else its declared method, negotiated with
+/// no metadata at hand.
+pub(super) fn refresh_auth_method(
+    recorded: Option<ClientAuthMethod>,
+    declared: Option<&str>,
+    has_secret: bool,
+    has_key: bool,
+) -> ClientAuthMethod {
+    recorded.unwrap_or_else(|| {
+        if has_key {
+            ClientAuthMethod::PrivateKeyJwt
+        } else {
+            negotiate_client_auth(declared, has_secret, None)
+        }
+    })
+}
+
+/// Where refreshed tokens may be sent: where the held ones applied, else the resource the
+/// metadata just named, else the tokens' own `resource` (RFC 8707), else the server's origin
+/// (MCP 2025-03-26).
+pub(super) fn refreshed_protected_resource(
+    held_prefix: Option<&Url>,
+    discovered: Option<&Url>,
+    tokens: &TokenSet,
+    server_url: &Url,
+) -> Url {
+    held_prefix
+        .or(discovered)
+        .cloned()
+        .or_else(|| tokens.resource().and_then(|r| Url::parse(r).ok()))
+        .unwrap_or_else(|| origin_of(server_url))
+}
+
+#[cfg(test)]
+mod tests {
+    use oauth2::RefreshToken;
+    use serde_json::json;
+
+    use super::*;
+    use crate::token::TokenType;
+
+    const AS: &str = "https://as.example.com";
+
+    fn meta(extra: serde_json::Value) -> AuthorizationServerMetadata {
+        let mut doc = json!({
+            "issuer": AS,
+            "authorization_endpoint": format!("{AS}/authorize"),
+            "token_endpoint": format!("{AS}/token"),
+            "response_types_supported": ["code"],
+        });
+        doc.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        AuthorizationServerMetadata::from_json(doc.to_string().as_bytes()).unwrap()
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    fn tokens(issuer: &str, client_id: &str) -> TokenSet {
+        TokenSet::new("at", TokenType::Bearer, issuer, client_id)
+    }
+
+    #[test]
+    fn a_checked_issuer_binds_the_credentials() {
+        let server = url("https://mcp.example.com/mcp");
+        assert_eq!(client_issuer(AS, true, &server), AS);
+    }
+
+    #[test]
+    fn the_legacy_path_binds_to_the_origin_unless_the_metadata_names_it() {
+        let server = url("https://mcp.example.com/mcp");
+        // A server claiming another issuer gets credentials bound to its own origin.
+        assert_eq!(client_issuer(AS, false, &server), "https://mcp.example.com");
+        // Naming its own origin (with or without a trailing slash) is taken as served.
+        assert_eq!(
+            client_issuer("https://mcp.example.com/", false, &server),
+            "https://mcp.example.com/"
+        );
+        assert_eq!(
+            client_issuer("https://mcp.example.com", false, &server),
+            "https://mcp.example.com"
+        );
+    }
+
+    #[test]
+    fn pkce_gate() {
+        let s256 = meta(json!({"code_challenge_methods_supported": ["plain", "S256"]}));
+        let plain = meta(json!({"code_challenge_methods_supported": ["plain"]}));
+        let absent = meta(json!({}));
+        for policy in [PkcePolicy::RequireAdvertised, PkcePolicy::AssumeWhenAbsent] {
+            assert!(check_pkce(&s256, policy).is_ok());
+            assert_eq!(
+                check_pkce(&plain, policy).unwrap_err().kind(),
+                ErrorKind::PkceNotSupported
+            );
+        }
+        assert_eq!(
+            check_pkce(&absent, PkcePolicy::RequireAdvertised)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::PkceNotSupported
+        );
+        assert!(check_pkce(&absent, PkcePolicy::AssumeWhenAbsent).is_ok());
+    }
+
+    #[test]
+    fn grant_choice() {
+        let grants = |g: serde_json::Value| meta(json!({ "grant_types_supported": g }));
+        assert_eq!(
+            choose_grant(&grants(json!(["client_credentials"]))),
+            GrantChoice::ClientCredentials
+        );
+        // Both offered: a user may be there, and no secret is assumed.
+        assert_eq!(
+            choose_grant(&grants(json!(["authorization_code", "client_credentials"]))),
+            GrantChoice::AuthorizationCode
+        );
+        assert_eq!(
+            choose_grant(&grants(json!(["client_credentials", "authorization_code"]))),
+            GrantChoice::AuthorizationCode
+        );
+        assert_eq!(
+            choose_grant(&grants(json!(["authorization_code", "refresh_token"]))),
+            GrantChoice::AuthorizationCode
+        );
+        // Absent: RFC 8414's default has no client_credentials.
+        assert_eq!(
+            choose_grant(&meta(json!({}))),
+            GrantChoice::AuthorizationCode
+        );
+        // Neither: the authorization code is tried (and fails at the server if it must).
+        assert_eq!(
+            choose_grant(&grants(json!(["refresh_token"]))),
+            GrantChoice::AuthorizationCode
+        );
+    }
+
+    #[test]
+    fn client_credentials_need_a_confidential_client_of_this_issuer() {
+        let elsewhere = PreRegisteredClient::new("other-as")
+            .with_secret("other-secret")
+            .for_issuer("https://other.example.com");
+        let public_here = PreRegisteredClient::new("public").for_issuer(AS);
+        // Each half of the rule alone would pick one of these two.
+        let clients = [elsewhere.clone(), public_here.clone()];
+        assert!(client_credentials_client(&clients, AS).is_none());
+
+        let here = PreRegisteredClient::new("here")
+            .with_secret("s")
+            .for_issuer(AS);
+        let clients = [elsewhere, public_here, here];
+        assert_eq!(
+            client_credentials_client(&clients, AS).map(|c| c.client_id.as_str()),
+            Some("here")
+        );
+        // An unbound confidential client serves any issuer.
+        let unbound = [PreRegisteredClient::new("any").with_secret("s")];
+        assert!(client_credentials_client(&unbound, AS).is_some());
+    }
+
+    #[test]
+    fn client_credentials_method() {
+        let listed = meta(json!({"token_endpoint_auth_methods_supported": ["client_secret_post"]}));
+        let secret = PreRegisteredClient::new("c").with_secret("s");
+        assert_eq!(
+            super::client_credentials_method(&secret, &listed),
+            ClientAuthMethod::ClientSecretPost
+        );
+        assert_eq!(
+            super::client_credentials_method(&secret, &meta(json!({}))),
+            ClientAuthMethod::ClientSecretBasic
+        );
+        let keyed = PreRegisteredClient::new("c").with_private_key(test_key());
+        assert_eq!(
+            super::client_credentials_method(&keyed, &listed),
+            ClientAuthMethod::PrivateKeyJwt
+        );
+    }
+
+    fn test_key() -> crate::client_assertion::ClientKey {
+        use p256::pkcs8::{EncodePrivateKey, LineEnding};
+        let secret = p256::ecdsa::SigningKey::from_slice(&[5u8; 32]).unwrap();
+        crate::client_assertion::ClientKey::from_pkcs8_pem(
+            &secret.to_pkcs8_pem(LineEnding::LF).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn registration(client_id: &str, issuer: &str) -> ClientRegistration {
+        ClientRegistration {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            client_secret: None,
+            client_secret_expires_at: None,
+            token_endpoint_auth_method: None,
+            redirect_uris: vec![],
+        }
+    }
+
+    #[test]
+    fn stored_clients_belong_to_their_issuer_and_redirect_uri() {
+        let reg = |issuer: &str, uris: &[&str]| {
+            let mut reg = registration("c", issuer);
+            reg.redirect_uris = uris.iter().map(|u| u.to_string()).collect();
+            reg
+        };
+        let redirect = "http://127.0.0.1:8080/callback";
+        assert!(stored_client_usable(&reg(AS, &[]), AS, redirect));
+        assert!(stored_client_usable(&reg(AS, &[redirect]), AS, redirect));
+        // Another loopback port is the same redirect (RFC 8252 §7.3).
+        assert!(stored_client_usable(
+            &reg(AS, &["http://127.0.0.1:9999/callback"]),
+            AS,
+            redirect
+        ));
+        assert!(!stored_client_usable(
+            &reg(AS, &["https://app.example.com/cb"]),
+            AS,
+            redirect
+        ));
+        assert!(!stored_client_usable(
+            &reg("https://other.example.com", &[]),
+            AS,
+            redirect
+        ));
+        assert!(!stored_client_usable(
+            &reg("https://other.example.com", &[redirect]),
+            AS,
+            redirect
+        ));
+    }
+
+    #[test]
+    fn scopes_asked() {
+        let held = Scopes::parse("a");
+        let default = Scopes::parse("d");
+        let prm = ["p".to_string()];
+        let with_offline = ["offline_access".to_string()];
+        let ask = |c, p, d, h, s| requested_scopes(c, p, d, h, s).map(|s| s.to_string());
+        assert_eq!(
+            ask(Some("x"), Some(&prm[..]), Some(&default), None, None).as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            ask(None, Some(&prm[..]), Some(&default), None, None).as_deref(),
+            Some("p")
+        );
+        assert_eq!(
+            ask(None, None, Some(&default), None, None).as_deref(),
+            Some("d")
+        );
+        assert_eq!(ask(None, None, None, None, None), None);
+        // Step-up: the held scopes are kept (SEP-2350).
+        assert_eq!(
+            ask(Some("b"), None, None, Some(&held), None).as_deref(),
+            Some("a b")
+        );
+        assert_eq!(
+            ask(None, None, None, Some(&held), None).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            ask(Some("b"), None, None, None, Some(&with_offline[..])).as_deref(),
+            Some("b offline_access")
+        );
+        assert_eq!(ask(None, None, None, None, Some(&with_offline[..])), None);
+    }
+
+    #[test]
+    fn refreshable_needs_a_refresh_token_and_an_endpoint() {
+        let rt = Some(RefreshToken::new("rt".into()));
+        let endpoint = Some(format!("{AS}/token"));
+        let base = tokens(AS, "c");
+        assert!(!refreshable(&base));
+        assert!(!refreshable(&base.clone().with_refresh_token(rt.clone())));
+        assert!(!refreshable(
+            &base.clone().with_token_endpoint(endpoint.clone(), None)
+        ));
+        assert!(refreshable(
+            &base
+                .with_refresh_token(rt)
+                .with_token_endpoint(endpoint, None)
+        ));
+    }
+
+    #[test]
+    fn a_moved_resource_drops_the_held_tokens_after_a_401_only() {
+        let other = "https://other.example.com";
+        assert!(keeps_held_tokens(Trigger::Unauthorized, AS, AS));
+        assert!(keeps_held_tokens(
+            Trigger::Unauthorized,
+            AS,
+            &format!("{AS}/")
+        ));
+        assert!(!keeps_held_tokens(Trigger::Unauthorized, AS, other));
+        assert!(keeps_held_tokens(Trigger::InsufficientScope, AS, other));
+        assert!(keeps_held_tokens(Trigger::Expiring, AS, other));
+    }
+
+    #[test]
+    fn the_refresh_client_is_the_one_the_tokens_were_issued_to() {
+        let held = tokens(AS, "c");
+        let clients = [
+            PreRegisteredClient::new("c").for_issuer("https://other.example.com"),
+            PreRegisteredClient::new("d").for_issuer(AS),
+            PreRegisteredClient::new("c")
+                .with_secret("s")
+                .for_issuer(AS),
+        ];
+        let found = refresh_pre_registered(&clients, &held).unwrap();
+        assert!(found.client_secret.is_some());
+        assert!(refresh_pre_registered(&clients[..2], &held).is_none());
+
+        assert!(refresh_client_usable(&registration("c", AS), &held));
+        assert!(!refresh_client_usable(&registration("d", AS), &held));
+        assert!(!refresh_client_usable(
+            &registration("c", "https://other.example.com"),
+            &held
+        ));
+    }
+
+    #[test]
+    fn public_refresh_clients() {
+        let held = tokens(AS, "https://app.example.com/client.json");
+        assert!(!refreshes_as_public(&held, None));
+        assert!(refreshes_as_public(
+            &held,
+            Some("https://app.example.com/client.json")
+        ));
+        assert!(!refreshes_as_public(
+            &held,
+            Some("https://app.example.com/other.json")
+        ));
+        let none = held
+            .clone()
+            .with_token_endpoint(None, Some(ClientAuthMethod::None));
+        assert!(refreshes_as_public(&none, None));
+        let basic = held.with_token_endpoint(None, Some(ClientAuthMethod::ClientSecretBasic));
+        assert!(!refreshes_as_public(&basic, None));
+    }
+
+    #[test]
+    fn a_refresh_authenticates_as_the_grant_did() {
+        use ClientAuthMethod::*;
+        let post = Some("client_secret_post");
+        // The recorded method wins over everything the client declares or holds.
+        assert_eq!(
+            refresh_auth_method(
+                Some(ClientSecretPost),
+                Some("client_secret_basic"),
+                true,
+                true
+            ),
+            ClientSecretPost
+        );
+        assert_eq!(refresh_auth_method(Some(None), post, true, false), None);
+        // Nothing recorded: the key, else the declared method, else negotiated.
+        assert_eq!(
+            refresh_auth_method(Option::None, post, true, true),
+            PrivateKeyJwt
+        );
+        assert_eq!(
+            refresh_auth_method(Option::None, post, true, false),
+            ClientSecretPost
+        );
+        assert_eq!(
+            refresh_auth_method(Option::None, Option::None, true, false),
+            ClientSecretBasic
+        );
+        assert_eq!(
+            refresh_auth_method(Option::None, Option::None, false, false),
+            None
+        );
+        assert_eq!(
+            refresh_auth_method(Option::None, Some("none"), true, false),
+            None
+        );
+    }
+
+    #[test]
+    fn where_refreshed_tokens_go() {
+        let server = url("https://mcp.example.com/mcp");
+        let held = url("https://mcp.example.com/held");
+        let found = url("https://mcp.example.com/found");
+        let with_resource =
+            tokens(AS, "c").with_resource(Some("https://mcp.example.com/res".into()));
+        let bare = tokens(AS, "c");
+        let at = |h, d, t| refreshed_protected_resource(h, d, t, &server).to_string();
+        assert_eq!(at(Some(&held), Some(&found), &with_resource), held.as_str());
+        assert_eq!(at(None, Some(&found), &with_resource), found.as_str());
+        assert_eq!(
+            at(None, None, &with_resource),
+            "https://mcp.example.com/res"
+        );
+        assert_eq!(at(None, None, &bare), "https://mcp.example.com/");
+    }
+}

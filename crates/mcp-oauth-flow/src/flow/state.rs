@@ -1,0 +1,245 @@
+//! Every state of the flow, drawn once, and the data each one holds.
+//!
+//! The flow is a chain of `Expect*` states, each named after the input it waits for and holding
+//! only what is still needed from there on (the PKCE verifier, for instance, is gone once the
+//! token request has left). The three *steps* in italics below are not states: they run inside
+//! the transition that reaches them and end in a state or in `Finished`.
+//!
+//! ```text
+//!                           Flow::new(start, now)
+//!           Expiring, refreshable │ otherwise
+//!      ┌──────────────────────────┤
+//!      │                          ▼
+//!      │             ExpectResourceMetadata ◀─┐ same-origin redirect (≤ 5 hops, no loop),
+//!      │               │      │      │        │ or the next candidate (RFC 9728 §3.1)
+//!      │               │      │      └────────┘
+//!      │ Unauthorized, │      │ document: resource checked (RFC 9728 §3.3), tokens of another
+//!      │ same AS,      │      │ AS forgotten (SEP-2352); or none anywhere: the server's origin
+//!      │ refreshable   │      │ (MCP 2025-03-26)
+//!      │               │      ▼
+//!      │               │  ExpectAuthServerMetadata ◀─┐ redirect, or the next candidate
+//!      │               │      │    │                 │ (RFC 8414 §3, OpenID Connect Discovery)
+//!      │               │      │    └─────────────────┘
+//!      │               │      │ issuer checked; none on the 2025-03-26 path: default endpoints
+//!      │               │      ▼
+//!      │               │  _authorize_ ── client_credentials only (RFC 6749 §4.4) ──────┐
+//!      │               │      │ authorization_code: PKCE gate (RFC 7636)               │
+//!      │               │      ├── pre-registered client / metadata document ──┐        │
+//!      │               │      ▼ LoadClient                                    │        │
+//!      │               │  ExpectStoredClient ── usable ──────────────────────┤        │
+//!      │               │      │ none: register (RFC 7591)                     │        │
+//!      │               │      ▼                                               │        │
+//!      │               │  ExpectRegistration ── registered: SaveClient ───────┤        │
+//!      │               │                                                      ▼        │
+//!      │               │                  ExpectAuthorizationResponse (Authorize)      │
+//!      │               │                      │ state, RFC 9207 iss checked            │
+//!      │               │                      ▼                                        │
+//!      │               │                  ExpectToken ◀────────────────────────────────┘
+//!      │               │                      │ tokens: Complete
+//!      ▼               ▼                      ▼
+//!   _refresh_ (RFC 6749 §6)               Finished ◀── Failed: any error, in any state
+//!      │ public or pre-registered ───────────────┐
+//!      │ else LoadClient                         │
+//!      ▼                                         ▼
+//!   ExpectRefreshClient ── the tokens' client ─▶ ExpectRefreshToken ── tokens: Complete(refreshed)
+//!      │ none                                    │ 5xx, 429, network: Failed, all kept
+//!      │                                         │ invalid_grant: DropTokens
+//!      │                                         │ invalid_client: DropTokens (+ DropClient)
+//!      ▼                                         ▼
+//!   _after refresh_ ─▶ ExpectResourceMetadata if the refresh was proactive,
+//!                   ─▶ ExpectAuthServerMetadata if the resource metadata is known
+//! ```
+//!
+//! | State | Input | Next | Actions |
+//! |---|---|---|---|
+//! | *start* | `Expiring`, held tokens refreshable | *refresh* | |
+//! | *start* | otherwise | `ExpectResourceMetadata` | `Send` (first candidate) |
+//! | *start* | challenge `resource_metadata` not a secure URL | `Finished` | `Failed` |
+//! | `ExpectResourceMetadata` | same-origin redirect | `ExpectResourceMetadata` | `Send` (target) |
+//! | `ExpectResourceMetadata` | 4xx, cross-origin redirect; candidates left | `ExpectResourceMetadata` | `Send` (next) |
+//! | `ExpectResourceMetadata` | 4xx, no candidate left | `ExpectAuthServerMetadata` (at the origin) | `Send` |
+//! | `ExpectResourceMetadata` | document; `Unauthorized`, tokens of that AS, refreshable | *refresh* | |
+//! | `ExpectResourceMetadata` | document, otherwise | `ExpectAuthServerMetadata` | `Send` |
+//! | `ExpectResourceMetadata` | bad document, wrong resource, 5xx, 429, loop, > 5 hops | `Finished` | `Failed` |
+//! | `ExpectAuthServerMetadata` | redirect, or a miss with candidates left | `ExpectAuthServerMetadata` | `Send` |
+//! | `ExpectAuthServerMetadata` | valid metadata, or none on the 2025-03-26 path | *authorize* | |
+//! | `ExpectAuthServerMetadata` | none, issuer from the resource metadata; wrong issuer | `Finished` | `Failed` |
+//! | *authorize* | client_credentials only, confidential client for this AS | `ExpectToken` | `Send` (token) |
+//! | *authorize* | client_credentials only, no such client | `Finished` | `Failed` |
+//! | *authorize* | PKCE gate refuses | `Finished` | `Failed` |
+//! | *authorize* | pre-registered client, or client metadata document | `ExpectAuthorizationResponse` | `Authorize` |
+//! | *authorize* | otherwise | `ExpectStoredClient` | `LoadClient` |
+//! | `ExpectStoredClient` | a registration for this AS and redirect URI | `ExpectAuthorizationResponse` | `Authorize` |
+//! | `ExpectStoredClient` | none, registration endpoint | `ExpectRegistration` | `Send` (register) |
+//! | `ExpectStoredClient` | none, no registration endpoint | `Finished` | `Failed` |
+//! | `ExpectRegistration` | registered | `ExpectAuthorizationResponse` | `SaveClient`, `Authorize` |
+//! | `ExpectRegistration` | refused | `Finished` | `Failed` |
+//! | `ExpectAuthorizationResponse` | code; state and `iss` check out | `ExpectToken` | `Send` (token) |
+//! | `ExpectAuthorizationResponse` | error, state or `iss` mismatch | `Finished` | `Failed` |
+//! | `ExpectToken` | tokens | `Finished` | `Complete` |
+//! | `ExpectToken` | error | `Finished` | `Failed` |
+//! | *refresh* | public or pre-registered client | `ExpectRefreshToken` | `Send` (refresh) |
+//! | *refresh* | otherwise | `ExpectRefreshClient` | `LoadClient` |
+//! | `ExpectRefreshClient` | the registration the tokens were issued to | `ExpectRefreshToken` | `Send` (refresh) |
+//! | `ExpectRefreshClient` | none | *after refresh* | |
+//! | `ExpectRefreshToken` | tokens | `Finished` | `Complete` (refreshed) |
+//! | `ExpectRefreshToken` | grant refused | *after refresh* | `DropTokens` |
+//! | `ExpectRefreshToken` | client refused | *after refresh* | `DropTokens`, `DropClient` if registered |
+//! | `ExpectRefreshToken` | 5xx, 429, network | `Finished` | `Failed` |
+//! | *after refresh* | the refresh was proactive | `ExpectResourceMetadata` | `Send` |
+//! | *after refresh* | the resource metadata is known | `ExpectAuthServerMetadata` | `Send` |
+//! | any | an input the state does not expect | `Finished` | `Failed` (`InvalidTransition`) |
+//! | any | `Flow::fail` | `Finished` | `Failed` |
+//!
+//! The rules the transitions apply are named in `rules.rs`; the transitions
+//! themselves live with their phase (`discover`, `authorize`, `refresh`).
+
+use url::Url;
+
+use super::probe::Probe;
+use super::{FlowSecrets, Trigger};
+use crate::client_auth::ClientCredentials;
+use crate::error::Error;
+use crate::metadata::AuthorizationServerMetadata;
+use crate::scope::Scopes;
+use crate::token::TokenSet;
+
+/// What the flow was started with and still needs until the client asks for consent.
+pub(super) struct Context {
+    pub(super) server_url: Url,
+    pub(super) challenge_scope: Option<String>,
+    /// The challenge's `resource_metadata`, already checked to be a secure URL.
+    pub(super) challenge_metadata: Option<Url>,
+    pub(super) trigger: Trigger,
+    /// Scopes to keep in a step-up (SEP-2350).
+    pub(super) held_scopes: Option<Scopes>,
+    pub(super) secrets: FlowSecrets,
+}
+
+/// The tokens held when the flow started, until a refresh takes them or a rule drops them.
+pub(super) struct Held {
+    pub(super) tokens: TokenSet,
+    /// The URL prefix the tokens apply to (where refreshed tokens go back).
+    pub(super) protected_resource: Option<Url>,
+}
+
+/// The protected resource, once its metadata (or the lack of any) is known.
+pub(super) struct Resource {
+    /// The `resource` parameter, exactly as the metadata published it (RFC 8707 §2); `None` on
+    /// the 2025-03-26 path.
+    pub(super) resource: Option<String>,
+    pub(super) prm_scopes: Option<Vec<String>>,
+    /// Where the tokens may be sent.
+    pub(super) protected_resource: Url,
+}
+
+/// The authorization server chosen, and what the client asks of it.
+pub(super) struct AuthServer {
+    pub(super) meta: AuthorizationServerMetadata,
+    /// The issuer client credentials are bound to (see `rules::client_issuer`).
+    pub(super) client_issuer: String,
+    pub(super) scopes: Option<Scopes>,
+}
+
+/// Waiting for a protected resource metadata candidate (RFC 9728).
+pub(super) struct ExpectResourceMetadata {
+    pub(super) ctx: Context,
+    pub(super) held: Option<Held>,
+    pub(super) probe: Probe,
+}
+
+/// Waiting for an authorization server metadata candidate (RFC 8414, OIDC Discovery).
+pub(super) struct ExpectAuthServerMetadata {
+    pub(super) ctx: Context,
+    pub(super) resource: Resource,
+    /// The issuer the metadata is fetched for; `None` on the 2025-03-26 path, where the
+    /// document's issuer is taken as served.
+    pub(super) expected_issuer: Option<String>,
+    pub(super) probe: Probe,
+    /// Why the last candidate was not metadata, reported if none is.
+    pub(super) last_error: Option<Error>,
+}
+
+/// Waiting for the stored registration of `AuthServer::client_issuer`.
+pub(super) struct ExpectStoredClient {
+    pub(super) secrets: FlowSecrets,
+    pub(super) resource: Resource,
+    pub(super) server: AuthServer,
+}
+
+/// Waiting for the answer to a dynamic registration (RFC 7591).
+pub(super) struct ExpectRegistration {
+    pub(super) secrets: FlowSecrets,
+    pub(super) resource: Resource,
+    pub(super) server: AuthServer,
+}
+
+/// Waiting for the parameters of the redirect back from the authorization endpoint.
+pub(super) struct ExpectAuthorizationResponse {
+    pub(super) secrets: FlowSecrets,
+    pub(super) resource: Resource,
+    pub(super) server: AuthServer,
+    pub(super) client: ClientCredentials,
+}
+
+/// Waiting for the token endpoint's answer to an authorization-code or client-credentials
+/// request. The secrets are spent.
+pub(super) struct ExpectToken {
+    pub(super) resource: Resource,
+    pub(super) server: AuthServer,
+    pub(super) client: ClientCredentials,
+}
+
+/// Where the flow goes when a refresh cannot be made or is refused.
+pub(super) enum After {
+    /// Start from protected resource metadata discovery (the refresh was proactive).
+    Discover,
+    /// The protected resource metadata is known; go on to its authorization server.
+    AuthServer { resource: Resource, issuer: String },
+}
+
+/// Waiting for the stored registration the held tokens were issued to.
+pub(super) struct ExpectRefreshClient {
+    pub(super) ctx: Context,
+    pub(super) held: Held,
+    pub(super) after: After,
+}
+
+/// Waiting for the token endpoint's answer to a refresh (RFC 6749 §6).
+pub(super) struct ExpectRefreshToken {
+    pub(super) ctx: Context,
+    pub(super) held: Held,
+    pub(super) after: After,
+    /// Whether the client came from a dynamic registration (which `invalid_client` drops).
+    pub(super) registered: bool,
+}
+
+/// The flow's state: one variant per `Expect*` struct, and `Finished`.
+pub(super) enum State {
+    ExpectResourceMetadata(Box<ExpectResourceMetadata>),
+    ExpectAuthServerMetadata(Box<ExpectAuthServerMetadata>),
+    ExpectStoredClient(Box<ExpectStoredClient>),
+    ExpectRegistration(Box<ExpectRegistration>),
+    ExpectAuthorizationResponse(Box<ExpectAuthorizationResponse>),
+    ExpectToken(Box<ExpectToken>),
+    ExpectRefreshClient(Box<ExpectRefreshClient>),
+    ExpectRefreshToken(Box<ExpectRefreshToken>),
+    /// The last action (`Complete` or `Failed`) has been queued; every input is refused.
+    Finished,
+}
+
+impl State {
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Self::ExpectResourceMetadata(_) => "ExpectResourceMetadata",
+            Self::ExpectAuthServerMetadata(_) => "ExpectAuthServerMetadata",
+            Self::ExpectStoredClient(_) => "ExpectStoredClient",
+            Self::ExpectRegistration(_) => "ExpectRegistration",
+            Self::ExpectAuthorizationResponse(_) => "ExpectAuthorizationResponse",
+            Self::ExpectToken(_) => "ExpectToken",
+            Self::ExpectRefreshClient(_) => "ExpectRefreshClient",
+            Self::ExpectRefreshToken(_) => "ExpectRefreshToken",
+            Self::Finished => "Finished",
+        }
+    }
+}
