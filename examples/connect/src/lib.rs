@@ -140,25 +140,15 @@ impl std::error::Error for ConnectError {
 }
 
 impl ConnectError {
-    /// What to print: the error and its causes, its kind, the server's OAuth error if any,
+    /// What to print: the error with its whole cause chain, its kind, the server's OAuth error if any,
     /// and the discovery report (every URL the authorization flow tried).
     pub fn describe(&self) -> String {
-        let mut out = format!("error: {self}\n");
+        // `{:#}`: the kind, the message and every cause, on one line.
+        let mut out = format!("error: {self:#}\n");
         let Self::Auth(e) = self else {
             out.push_str("kind: MCP protocol (the server was reached and authorized)\n");
             return out;
         };
-        // The causes, each once: a wrapper often repeats its source's text as its message.
-        let mut last = e.message().to_owned();
-        let mut cause = std::error::Error::source(e);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if text != last {
-                out.push_str(&format!("caused by: {text}\n"));
-            }
-            last = text;
-            cause = c.source();
-        }
         let transient = if e.is_transient() {
             ", transient: try again"
         } else {
@@ -381,8 +371,10 @@ mod tests {
         let err =
             ConnectError::from(Error::new(ErrorKind::Transport, "request failed").with_source(io));
         let text = err.describe();
-        assert!(text.starts_with("error: request failed\n"), "{text}");
-        assert!(text.contains("caused by: refused"), "{text}");
+        assert!(
+            text.starts_with("error: transport error: request failed: refused\n"),
+            "{text}"
+        );
         assert!(
             text.contains("kind: Transport (transport error), transient"),
             "{text}"
