@@ -162,6 +162,54 @@ impl OAuthLayer {
 
     /// When to refresh ahead of expiry. Default: [`RefreshPolicy::default`] (60 s, at most a
     /// tenth of the token's lifetime, up to 20 % jitter).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_mcp_oauth::{
+    ///     ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, RefreshPolicy, TokenSet,
+    ///     TokenStore, TokenType,
+    /// };
+    /// # tokio_test::block_on(async {
+    /// // A stored token, good for another hour, with a refresh token.
+    /// let now = SystemTime::now();
+    /// let tokens = TokenSet::new("at", TokenType::Bearer, "http://127.0.0.1:2", "client")
+    ///     .with_issued_at(Some(now))
+    ///     .with_expires_at(Some(now + Duration::from_secs(3600)))
+    ///     .with_refresh_token(Some(mcp_oauth_flow::RefreshToken::new("rt".into())));
+    /// let server = service_fn(|_req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+    /// });
+    /// let request = || http::Request::get("http://127.0.0.1:1/mcp").body(Full::default()).unwrap();
+    /// let layer_with = |policy: RefreshPolicy| {
+    ///     let tokens = tokens.clone();
+    ///     async move {
+    ///         let store = MemoryStore::new();
+    ///         store.save_tokens("http://127.0.0.1:1/mcp", &tokens).await.unwrap();
+    ///         OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///             .token_store(store)
+    ///             .refresh_policy(policy)
+    ///     }
+    /// };
+    ///
+    /// // By default a token with an hour left is not refreshed.
+    /// let relaxed = layer_with(RefreshPolicy::default()).await.layer(server.clone());
+    /// for _ in 0..2 { relaxed.clone().oneshot(request()).await.unwrap(); }
+    /// assert_eq!(relaxed.flows_started(), 0);
+    ///
+    /// // Refreshing up to two hours ahead (up to the whole lifetime, no jitter), it is due now.
+    /// let eager = RefreshPolicy::default()
+    ///     .skew(Duration::from_secs(7200))
+    ///     .max_lifetime_fraction(1.0)
+    ///     .jitter(0.0);
+    /// let eager = layer_with(eager).await.layer(server);
+    /// for _ in 0..2 { let _ = eager.clone().oneshot(request()).await; }
+    /// assert!(eager.flows_started() >= 1);
+    /// # });
+    /// ```
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
         self.state_mut().refresh_policy = policy;
         self
@@ -205,7 +253,8 @@ impl OAuthLayer {
 
     /// How many times the layer re-authorizes for the same missing scopes before it hands the
     /// `403` back marked [`AuthorizationFailed`](crate::AuthorizationFailed) with
-    /// [`ErrorKind::StepUpLimit`](crate::ErrorKind::StepUpLimit). Default: 3.
+    /// [`ErrorKind::StepUpLimit`](crate::ErrorKind::StepUpLimit). Default: 3. The example of
+    /// [`AuthorizationFailed`](crate::AuthorizationFailed) sets it to 0.
     pub fn step_up_attempts(mut self, attempts: u32) -> Self {
         self.state_mut().limits.step_up_attempts = attempts;
         self
