@@ -51,6 +51,7 @@ pin_project! {
     /// let layer = OAuthLayer::new(ClientConfig::new("http://localhost:3000/callback"), HeadlessAuthorizer::new());
     /// let mut service = layer.layer(approving_server(token()));
     /// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+    /// // `Server` is the inner service's type, `Full<Bytes>` the caller's body type.
     /// let future: ResponseFuture<Server, Full<Bytes>> = service.ready().await.unwrap().call(request);
     /// // The server answered 401; the future ran the flow and retried with the token.
     /// let response = future.await.unwrap();
