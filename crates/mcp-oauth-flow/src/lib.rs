@@ -101,3 +101,8 @@ pub use oauth2::{
 mod flow_tests;
 #[cfg(test)]
 mod refresh_tests;
+
+// The README's example, compiled and run as a doc test (it is not part of the crate docs).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -21,7 +21,7 @@
 //! * [`jsonrpc`] and [`read_json`]: an MCP request and its answer;
 //! * [`scripted`]: the same servers' answers as plain functions, for `tower-test` mocks;
 //! * [`redis::RedisServer`] (feature `redis`): a throwaway `redis-server` on loopback;
-//! * [`bench`]: criterion's estimates read back as ratios.
+//! * [`bench`](mod@bench): criterion's estimates read back as ratios.
 //!
 //! # Example
 //!

@@ -16,21 +16,59 @@ use crate::BoxFuture;
 /// one does; a browser-based one ignores it).
 ///
 /// ```
-/// use tower_mcp_oauth::{Authorizer, BoxFuture, HttpClient};
-/// use mcp_oauth_flow::{AuthorizationRequest, AuthorizationResponse, Error};
+/// # use bytes::Bytes;
+/// # use http_body_util::Full;
+/// # use mcp_oauth_testkit::scripted;
+/// # use tower::util::BoxCloneService;
+/// # use tower_mcp_oauth::OAuthBody;
+/// # type Server = BoxCloneService<http::Request<OAuthBody<Full<Bytes>>>, http::Response<Full<Bytes>>, std::convert::Infallible>;
+/// # /// An MCP server at 127.0.0.1:1 whose authorization server (127.0.0.1:2) approves at once
+/// # /// and answers the token request with `token`; `/mcp` wants `Bearer at-1`.
+/// # fn approving_server(token: serde_json::Value) -> Server {
+/// #     BoxCloneService::new(tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+/// #         let token = token.clone();
+/// #         async move {
+/// #             if let Some(response) = scripted::flow_response(&req) { return Ok(response); }
+/// #             Ok(match req.uri().path() {
+/// #                 "/token" => scripted::json(if token.get("error").is_some() { 400 } else { 200 }, token),
+/// #                 _ if req.headers().get("authorization").is_some_and(|v| v == "Bearer at-1") => http::Response::new(Full::new(Bytes::from("ok"))),
+/// #                 _ => scripted::unauthorized(),
+/// #             })
+/// #         }
+/// #     }))
+/// # }
+/// # fn token() -> serde_json::Value { serde_json::json!({"access_token": "at-1", "token_type": "Bearer"}) }
+/// use std::sync::{Arc, Mutex};
+/// use tower::{Layer, ServiceExt};
+/// use tower_mcp_oauth::{Authorizer, BoxFuture, ClientConfig, HttpClient, OAuthLayer};
+/// use tower_mcp_oauth::{AuthorizationRequest, AuthorizationResponse, Error};
 ///
-/// /// Prints the URL and reads the redirect URL the user pastes back.
-/// struct PasteBack;
+/// /// Shows the URL and reads back the redirect URL the user pastes.
+/// struct PasteBack {
+///     shown: Arc<Mutex<Vec<String>>>,
+/// }
+///
 /// impl Authorizer for PasteBack {
 ///     fn authorize(&self, request: AuthorizationRequest, _: HttpClient)
 ///         -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
-///         println!("open {}", request.url());
-///         Box::pin(async move {
-///             let pasted = "http://127.0.0.1:1/cb?code=abc&state=xyz"; // read from stdin in real life
-///             Ok(AuthorizationResponse::from_redirect_url(&pasted.parse().unwrap()))
-///         })
+///         self.shown.lock().unwrap().push(request.url().to_string()); // println! in real life
+///         // What the user pastes after approving (read from stdin in real life).
+///         let pasted = format!("{}?code=abc&state={}", request.redirect_uri(), request.state().secret());
+///         Box::pin(async move { Ok(AuthorizationResponse::from_redirect_url(&pasted.parse().unwrap())) })
 ///     }
 /// }
+///
+/// # tokio_test::block_on(async {
+/// let shown = Arc::new(Mutex::new(Vec::new()));
+/// let authorizer = PasteBack { shown: Arc::clone(&shown) };
+/// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:8976/callback"), authorizer);
+/// let service = layer.layer(approving_server(token()));
+/// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+/// assert_eq!(service.oneshot(request).await.unwrap().status(), 200);
+/// let shown = shown.lock().unwrap();
+/// assert_eq!(shown.len(), 1);
+/// assert!(shown[0].starts_with("http://127.0.0.1:2/authorize?"), "{}", shown[0]);
+/// # });
 /// ```
 pub trait Authorizer: Send + Sync + 'static {
     /// Carries `request` to the user and the response back.
@@ -45,6 +83,54 @@ pub trait Authorizer: Send + Sync + 'static {
     /// prompts, like a web app's per-user layer, stops that flow before any discovery or
     /// registration traffic. `server` is the MCP server that asked for authorization.
     /// Default: yes.
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// # use http_body_util::Full;
+    /// # use mcp_oauth_testkit::scripted;
+    /// # use tower::util::BoxCloneService;
+    /// # use tower_mcp_oauth::OAuthBody;
+    /// # type Server = BoxCloneService<http::Request<OAuthBody<Full<Bytes>>>, http::Response<Full<Bytes>>, std::convert::Infallible>;
+    /// # /// An MCP server at 127.0.0.1:1 whose authorization server (127.0.0.1:2) approves at once
+    /// # /// and answers the token request with `token`; `/mcp` wants `Bearer at-1`.
+    /// # fn approving_server(token: serde_json::Value) -> Server {
+    /// #     BoxCloneService::new(tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+    /// #         let token = token.clone();
+    /// #         async move {
+    /// #             if let Some(response) = scripted::flow_response(&req) { return Ok(response); }
+    /// #             Ok(match req.uri().path() {
+    /// #                 "/token" => scripted::json(if token.get("error").is_some() { 400 } else { 200 }, token),
+    /// #                 _ if req.headers().get("authorization").is_some_and(|v| v == "Bearer at-1") => http::Response::new(Full::new(Bytes::from("ok"))),
+    /// #                 _ => scripted::unauthorized(),
+    /// #             })
+    /// #         }
+    /// #     }))
+    /// # }
+    /// # fn token() -> serde_json::Value { serde_json::json!({"access_token": "at-1", "token_type": "Bearer"}) }
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_mcp_oauth::{Authorizer, BoxFuture, ClientConfig, ErrorKind, HttpClient, OAuthLayer};
+    /// use tower_mcp_oauth::{AuthorizationRequest, AuthorizationResponse, Error};
+    ///
+    /// /// Never asks anyone: a background job that may only use tokens it already has.
+    /// struct NoPrompt;
+    /// impl Authorizer for NoPrompt {
+    ///     fn authorize(&self, _: AuthorizationRequest, _: HttpClient)
+    ///         -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
+    ///         unreachable!("check_prompt refuses first")
+    ///     }
+    ///     fn check_prompt(&self, server: &url::Url) -> Result<(), Error> {
+    ///         Err(Error::new(ErrorKind::InteractionRequired, format!("log in to {server} first")))
+    ///     }
+    /// }
+    ///
+    /// # tokio_test::block_on(async {
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:8976/callback"), NoPrompt);
+    /// let service = layer.layer(approving_server(token()));
+    /// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+    /// let error = service.oneshot(request).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::InteractionRequired);
+    /// # });
+    /// ```
     fn check_prompt(&self, server: &url::Url) -> Result<(), Error> {
         let _ = server;
         Ok(())
@@ -63,9 +149,25 @@ fn _object_safe(_: &dyn Authorizer) {}
 /// reports as an [`ErrorKind::InteractionRequired`] error.
 ///
 /// ```
-/// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer};
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_mcp_oauth::{ClientConfig, ErrorKind, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+/// # use mcp_oauth_testkit::scripted;
+/// # tokio_test::block_on(async {
 /// let layer = OAuthLayer::new(ClientConfig::new("http://localhost:3000/callback"), HeadlessAuthorizer::new());
-/// # let _ = layer;
+/// // An authorization server that shows a login page instead of redirecting.
+/// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+///     if req.uri().path() == "/authorize" {
+///         return Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("<form>log in</form>"))));
+///     }
+///     // ... the resource's 401 and the discovery and registration answers ...
+/// #   Ok(scripted::flow_response(&req).unwrap_or_else(scripted::unauthorized))
+/// });
+/// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+/// let error = layer.layer(server).oneshot(request).await.unwrap_err();
+/// assert_eq!(error.kind(), ErrorKind::InteractionRequired);
+/// # });
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HeadlessAuthorizer {

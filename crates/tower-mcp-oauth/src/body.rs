@@ -54,6 +54,16 @@ impl<B> OAuthBody<B> {
     }
 
     /// An empty body.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body::Body;
+    /// use tower_mcp_oauth::OAuthBody;
+    /// let body = OAuthBody::<http_body_util::Full<Bytes>>::empty();
+    /// assert!(body.is_end_stream());
+    /// // A body of no bytes is the empty body.
+    /// assert!(OAuthBody::<http_body_util::Full<Bytes>>::full(Bytes::new()).is_end_stream());
+    /// ```
     pub fn empty() -> Self {
         Self { kind: Kind::Empty }
     }

@@ -18,7 +18,47 @@ use crate::recovery::{recover, RetryContext};
 use crate::BoxFuture;
 
 pin_project! {
-    /// The response future of [`OAuthService`](crate::OAuthService).
+    /// The response future of [`OAuthService`](crate::OAuthService): the first attempt, then
+    /// (on a `401`, or a `403` with `insufficient_scope`) the flow and one retry. It resolves
+    /// to the response of the last attempt, or to the flow's [`Error`].
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// # use http_body_util::Full;
+    /// # use mcp_oauth_testkit::scripted;
+    /// # use tower::util::BoxCloneService;
+    /// # use tower_mcp_oauth::OAuthBody;
+    /// # type Server = BoxCloneService<http::Request<OAuthBody<Full<Bytes>>>, http::Response<Full<Bytes>>, std::convert::Infallible>;
+    /// # /// An MCP server at 127.0.0.1:1 whose authorization server (127.0.0.1:2) approves at once
+    /// # /// and answers the token request with `token`; `/mcp` wants `Bearer at-1`.
+    /// # fn approving_server(token: serde_json::Value) -> Server {
+    /// #     BoxCloneService::new(tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+    /// #         let token = token.clone();
+    /// #         async move {
+    /// #             if let Some(response) = scripted::flow_response(&req) { return Ok(response); }
+    /// #             Ok(match req.uri().path() {
+    /// #                 "/token" => scripted::json(if token.get("error").is_some() { 400 } else { 200 }, token),
+    /// #                 _ if req.headers().get("authorization").is_some_and(|v| v == "Bearer at-1") => http::Response::new(Full::new(Bytes::from("ok"))),
+    /// #                 _ => scripted::unauthorized(),
+    /// #             })
+    /// #         }
+    /// #     }))
+    /// # }
+    /// # fn token() -> serde_json::Value { serde_json::json!({"access_token": "at-1", "token_type": "Bearer"}) }
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer, ResponseFuture};
+    /// # tokio_test::block_on(async {
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://localhost:3000/callback"), HeadlessAuthorizer::new());
+    /// let mut service = layer.layer(approving_server(token()));
+    /// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+    /// // `Server` is the inner service's type, `Full<Bytes>` the caller's body type.
+    /// let future: ResponseFuture<Server, Full<Bytes>> = service.ready().await.unwrap().call(request);
+    /// // The server answered 401; the future ran the flow and retried with the token.
+    /// let response = future.await.unwrap();
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(service.flows_started(), 1);
+    /// # });
+    /// ```
     pub struct ResponseFuture<S, B>
     where
         S: Service<http::Request<OAuthBody<B>>>,

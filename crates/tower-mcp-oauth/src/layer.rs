@@ -120,7 +120,8 @@ impl OAuthLayer {
 
     /// The largest request body kept for the retry after a `401`. A larger body is still sent,
     /// and its `401` comes back marked [`BodyNotReplayable`](crate::BodyNotReplayable) once the
-    /// flow has run. Default: [`DEFAULT_MAX_REPLAY_BYTES`] (64 KiB).
+    /// flow has run. Default: [`DEFAULT_MAX_REPLAY_BYTES`] (64 KiB). The example of
+    /// [`BodyNotReplayable`](crate::BodyNotReplayable) shows a body over the limit.
     pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
         self.state_mut().max_replay_bytes = bytes;
         self
@@ -129,6 +130,31 @@ impl OAuthLayer {
     /// The largest body accepted from a metadata, registration or token response; more is an
     /// [`ErrorKind::BodyTooLarge`](crate::ErrorKind::BodyTooLarge) error. Default:
     /// [`DEFAULT_MAX_RESPONSE_BYTES`] (256 KiB).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+    /// # tokio_test::block_on(async {
+    /// // A resource whose metadata document is 1 KiB long.
+    /// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+    ///     let response = match req.uri().path() {
+    ///         "/mcp" => http::Response::builder()
+    ///             .status(401)
+    ///             .header("www-authenticate", r#"Bearer resource_metadata="http://127.0.0.1:1/prm""#)
+    ///             .body(Full::default()),
+    ///         _ => http::Response::builder().status(200).body(Full::new(Bytes::from(vec![b' '; 1024]))),
+    ///     };
+    ///     Ok::<_, std::convert::Infallible>(response.unwrap())
+    /// });
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///     .max_response_bytes(512);
+    /// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::default()).unwrap();
+    /// let error = layer.layer(server).oneshot(request).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::BodyTooLarge);
+    /// # });
+    /// ```
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
         self.state_mut().max_response_bytes = bytes;
         self
@@ -136,6 +162,54 @@ impl OAuthLayer {
 
     /// When to refresh ahead of expiry. Default: [`RefreshPolicy::default`] (60 s, at most a
     /// tenth of the token's lifetime, up to 20 % jitter).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_mcp_oauth::{
+    ///     ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, RefreshPolicy, TokenSet,
+    ///     TokenStore, TokenType,
+    /// };
+    /// # tokio_test::block_on(async {
+    /// // A stored token, good for another hour, with a refresh token.
+    /// let now = SystemTime::now();
+    /// let tokens = TokenSet::new("at", TokenType::Bearer, "http://127.0.0.1:2", "client")
+    ///     .with_issued_at(Some(now))
+    ///     .with_expires_at(Some(now + Duration::from_secs(3600)))
+    ///     .with_refresh_token(Some(mcp_oauth_flow::RefreshToken::new("rt".into())));
+    /// let server = service_fn(|_req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+    /// });
+    /// let request = || http::Request::get("http://127.0.0.1:1/mcp").body(Full::default()).unwrap();
+    /// let layer_with = |policy: RefreshPolicy| {
+    ///     let tokens = tokens.clone();
+    ///     async move {
+    ///         let store = MemoryStore::new();
+    ///         store.save_tokens("http://127.0.0.1:1/mcp", &tokens).await.unwrap();
+    ///         OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///             .token_store(store)
+    ///             .refresh_policy(policy)
+    ///     }
+    /// };
+    ///
+    /// // By default a token with an hour left is not refreshed.
+    /// let relaxed = layer_with(RefreshPolicy::default()).await.layer(server.clone());
+    /// for _ in 0..2 { relaxed.clone().oneshot(request()).await.unwrap(); }
+    /// assert_eq!(relaxed.flows_started(), 0);
+    ///
+    /// // Refreshing up to two hours ahead (up to the whole lifetime, no jitter), it is due now.
+    /// let eager = RefreshPolicy::default()
+    ///     .skew(Duration::from_secs(7200))
+    ///     .max_lifetime_fraction(1.0)
+    ///     .jitter(0.0);
+    /// let eager = layer_with(eager).await.layer(server);
+    /// for _ in 0..2 { let _ = eager.clone().oneshot(request()).await; }
+    /// assert!(eager.flows_started() >= 1);
+    /// # });
+    /// ```
     pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
         self.state_mut().refresh_policy = policy;
         self
@@ -143,6 +217,35 @@ impl OAuthLayer {
 
     /// After a flow fails, callers of the same origin get the same error without a new flow
     /// for this long. Default: 1 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+    /// # tokio_test::block_on(async {
+    /// // A resource that asks for a token while its metadata is down.
+    /// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+    ///     let status = if req.uri().path() == "/mcp" { 401 } else { 503 };
+    ///     Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(Full::<Bytes>::default()).unwrap())
+    /// });
+    /// let request = || http::Request::get("http://127.0.0.1:1/mcp").body(Full::default()).unwrap();
+    /// let layer = || OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new());
+    ///
+    /// // Within the backoff, the second caller gets the first one's error: one flow.
+    /// let patient = layer().failure_backoff(Duration::from_secs(60)).layer(server.clone());
+    /// assert!(patient.clone().oneshot(request()).await.is_err());
+    /// assert!(patient.clone().oneshot(request()).await.is_err());
+    /// assert_eq!(patient.flows_started(), 1);
+    ///
+    /// // Without one, every caller tries again.
+    /// let eager = layer().failure_backoff(Duration::ZERO).layer(server);
+    /// assert!(eager.clone().oneshot(request()).await.is_err());
+    /// assert!(eager.clone().oneshot(request()).await.is_err());
+    /// assert_eq!(eager.flows_started(), 2);
+    /// # });
+    /// ```
     pub fn failure_backoff(mut self, backoff: Duration) -> Self {
         self.state_mut().limits.failure_backoff = backoff;
         self
@@ -150,7 +253,8 @@ impl OAuthLayer {
 
     /// How many times the layer re-authorizes for the same missing scopes before it hands the
     /// `403` back marked [`AuthorizationFailed`](crate::AuthorizationFailed) with
-    /// [`ErrorKind::StepUpLimit`](crate::ErrorKind::StepUpLimit). Default: 3.
+    /// [`ErrorKind::StepUpLimit`](crate::ErrorKind::StepUpLimit). Default: 3. The example of
+    /// [`AuthorizationFailed`](crate::AuthorizationFailed) sets it to 0.
     pub fn step_up_attempts(mut self, attempts: u32) -> Self {
         self.state_mut().limits.step_up_attempts = attempts;
         self
@@ -159,6 +263,44 @@ impl OAuthLayer {
     /// At most `count` interactive authorizations per origin within `window`; past that a flow
     /// fails with [`ErrorKind::AuthorizationLimit`](crate::ErrorKind::AuthorizationLimit)
     /// instead of asking the user again. Refreshes do not count. Default: 10 per 10 minutes.
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// # use http_body_util::Full;
+    /// # use mcp_oauth_testkit::scripted;
+    /// # use tower::util::BoxCloneService;
+    /// # use tower_mcp_oauth::OAuthBody;
+    /// # type Server = BoxCloneService<http::Request<OAuthBody<Full<Bytes>>>, http::Response<Full<Bytes>>, std::convert::Infallible>;
+    /// # /// An MCP server at 127.0.0.1:1 whose authorization server (127.0.0.1:2) approves at once
+    /// # /// and answers the token request with `token`; `/mcp` wants `Bearer at-1`.
+    /// # fn approving_server(token: serde_json::Value) -> Server {
+    /// #     BoxCloneService::new(tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+    /// #         let token = token.clone();
+    /// #         async move {
+    /// #             if let Some(response) = scripted::flow_response(&req) { return Ok(response); }
+    /// #             Ok(match req.uri().path() {
+    /// #                 "/token" => scripted::json(if token.get("error").is_some() { 400 } else { 200 }, token),
+    /// #                 _ if req.headers().get("authorization").is_some_and(|v| v == "Bearer at-1") => http::Response::new(Full::new(Bytes::from("ok"))),
+    /// #                 _ => scripted::unauthorized(),
+    /// #             })
+    /// #         }
+    /// #     }))
+    /// # }
+    /// # fn token() -> serde_json::Value { serde_json::json!({"access_token": "at-1", "token_type": "Bearer"}) }
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, HeadlessAuthorizer, OAuthLayer};
+    /// # tokio_test::block_on(async {
+    /// // An MCP server whose authorization server would approve at once...
+    /// let server = approving_server(token());
+    /// // ...but this layer may not start a single authorization.
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://localhost:3000/callback"), HeadlessAuthorizer::new())
+    ///     .authorization_budget(0, Duration::from_secs(600));
+    /// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::default()).unwrap();
+    /// let error = layer.layer(server).oneshot(request).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::AuthorizationLimit);
+    /// # });
+    /// ```
     pub fn authorization_budget(mut self, count: u32, window: Duration) -> Self {
         self.state_mut().limits.authorization_budget = count;
         self.state_mut().limits.budget_window = window;
@@ -181,6 +323,33 @@ impl OAuthLayer {
     ///     });
     /// # let _ = layer;
     /// ```
+    ///
+    /// Every flow goes through the function:
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+    /// # tokio_test::block_on(async {
+    /// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+    ///     let status = if req.uri().path() == "/mcp" { 401 } else { 503 };
+    ///     Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(Full::<Bytes>::default()).unwrap())
+    /// });
+    /// let spawned = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&spawned);
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///     .spawn_flows_with(move |flow| {
+    ///         count.fetch_add(1, Ordering::SeqCst);
+    ///         tokio::spawn(flow);
+    ///     });
+    /// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::default()).unwrap();
+    /// assert!(layer.layer(server).oneshot(request).await.is_err());
+    /// assert_eq!(spawned.load(Ordering::SeqCst), 1);
+    /// # });
+    /// ```
     pub fn spawn_flows_with(
         mut self,
         spawn: impl Fn(crate::BoxFuture<'static, ()>) + Send + Sync + 'static,
@@ -190,6 +359,42 @@ impl OAuthLayer {
     }
 
     /// The clock used for expiry and backoff. Default: [`SystemTime::now`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore, TokenType};
+    /// # tokio_test::block_on(async {
+    /// // A stored token valid for an hour from now, with no refresh token.
+    /// let store = Arc::new(MemoryStore::new());
+    /// let tokens = TokenSet::new("at", TokenType::Bearer, "http://127.0.0.1:2", "client")
+    ///     .with_expires_at(Some(SystemTime::now() + Duration::from_secs(3600)));
+    /// store.save_tokens("http://127.0.0.1:1/mcp", &tokens).await.unwrap();
+    /// // A resource that accepts it, and whose metadata is down (so no new token can be had).
+    /// let server = service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+    ///     let status = match req.uri().path() {
+    ///         "/mcp" if req.headers().contains_key("authorization") => 200,
+    ///         "/mcp" => 401,
+    ///         _ => 503,
+    ///     };
+    ///     Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(Full::<Bytes>::default()).unwrap())
+    /// });
+    /// let request = || http::Request::get("http://127.0.0.1:1/mcp").body(Full::default()).unwrap();
+    /// let layer = || OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///     .token_store(Arc::clone(&store));
+    ///
+    /// let now = layer().layer(server.clone());
+    /// assert_eq!(now.clone().oneshot(request()).await.unwrap().status(), 200);
+    /// assert_eq!(now.flows_started(), 0); // the stored token was good
+    /// // Two hours later it has expired: the layer runs a flow to replace it.
+    /// let later = layer().clock(|| SystemTime::now() + Duration::from_secs(7200)).layer(server);
+    /// let _ = later.clone().oneshot(request()).await;
+    /// assert_eq!(later.flows_started(), 1);
+    /// # });
+    /// ```
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.state_mut().clock = Arc::new(clock);
         self

@@ -52,8 +52,38 @@
 //! # let _ = service;
 //! ```
 //!
+//! # Where to start
+//!
+//! | You want to… | Look at |
+//! |---|---|
+//! | wrap a client | [`OAuthLayer`] (configuration and builder), which makes an [`OAuthService`]; its future is [`ResponseFuture`], the body it hands the inner service [`OAuthBody`] |
+//! | get the user's consent | the [`Authorizer`] trait; [`HeadlessAuthorizer`] for servers that approve without a user; [`HttpClient`], what an authorizer talks HTTP through |
+//! | keep tokens | the [`TokenStore`] trait; [`MemoryStore`] (the default), [`FileStore`], any `Arc` of a store; [`Replaced`] and [`StoreLock`] for store authors |
+//! | handle failures | [`Error`] and [`ErrorKind`] (the `Err` side); the markers [`AuthorizationFailed`] and [`BodyNotReplayable`] (the `Ok` side); the rule is on [`OAuthService`] |
+//! | configure the client | [`ClientConfig`], [`PreRegisteredClient`], [`ClientKey`], [`RefreshPolicy`], [`PkcePolicy`], [`Scopes`] (from [`mcp_oauth_flow`]) |
+//! | log in from a CLI | `loopback::LoopbackReceiver` (feature `loopback`) |
+//! | log in the users of a web app | `web::WebLogin` (feature `web`) |
+//! | share a login across processes | `redis::RedisStore` (feature `redis`), or a [`FileStore`] on one machine |
+//! | use rmcp | `rmcp::TowerHttpClient` (feature `rmcp`) |
+//!
+//! # Features
+//!
+//! No feature is on by default: the layer itself needs no runtime and no HTTP implementation.
+//! Each feature adds one module.
+//!
+//! | Feature | Adds | Pulls in |
+//! |---|---|---|
+//! | `loopback` | `loopback`: an RFC 8252 loopback redirect receiver (an [`Authorizer`] for CLIs and desktop apps) and a browser opener | `tokio`, `hyper`, `hyper-util` |
+//! | `redis` | `redis`: a [`TokenStore`] in Redis for fleets of processes (compare-and-swap writes, a refresh lease) | `redis` (tokio, scripts, connection manager), `tokio` |
+//! | `web` | `web`: a split start/complete login for web apps with many users, per-user stores and layers | nothing |
+//! | `rmcp` | `rmcp`: rmcp's Streamable HTTP client trait over a hyper-util `Client` wrapped in the layer | `rmcp`, `sse-stream`, `hyper`, `hyper-util`, `tokio` |
+//!
 //! [tower]: https://docs.rs/tower
 //! [MCP authorization]: https://modelcontextprotocol.io/specification/2025-11-25/basic/authorization
+
+// docs.rs builds with `--cfg docsrs` (see Cargo.toml): there, each feature-gated item is
+// labelled with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The modules, from the top down; each imports only modules below it (no cycles):
 //   layer → service → future → recovery → acquire → stored, driver → state
@@ -83,12 +113,16 @@ mod store;
 mod stored;
 
 #[cfg(feature = "loopback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "loopback")))]
 pub mod loopback;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 #[cfg(feature = "rmcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rmcp")))]
 pub mod rmcp;
 #[cfg(feature = "web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "web")))]
 pub mod web;
 
 pub use authorize::{Authorizer, HeadlessAuthorizer};
@@ -108,3 +142,8 @@ pub use mcp_oauth_flow::{
 
 /// A boxed, `Send` future, as the object-safe traits of this crate return.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+// The README's examples, compiled and run as doc tests (they are not part of the crate docs).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

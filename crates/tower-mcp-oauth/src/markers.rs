@@ -40,6 +40,8 @@ use mcp_oauth_flow::Error;
 /// assert_eq!(response.status(), 403);
 /// let failed = response.extensions().get::<AuthorizationFailed>().unwrap();
 /// assert_eq!(failed.error().kind(), ErrorKind::StepUpLimit);
+/// let error = failed.clone().into_error();
+/// assert!(!error.is_transient());
 /// # });
 /// ```
 #[derive(Clone, Debug)]

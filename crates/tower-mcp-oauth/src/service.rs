@@ -65,6 +65,52 @@ use crate::state::LayerState;
 /// assert_eq!(error.kind(), ErrorKind::UnexpectedStatus);
 /// assert!(error.is_transient()); // a 503 may pass: the same call may succeed later
 /// assert!(format!("{error:#}").starts_with("unexpected HTTP status: "), "{error:#}");
+/// // Every URL the flow tried, with its status.
+/// let report = error.report().unwrap();
+/// assert!(report.steps().iter().any(|step| step.status == Some(503)), "{report}");
+/// # });
+/// ```
+///
+/// When a server refused with an OAuth error, [`oauth_error`](crate::Error::oauth_error) holds
+/// its `error` and `error_description`:
+///
+/// ```
+/// # use bytes::Bytes;
+/// # use http_body_util::Full;
+/// # use mcp_oauth_testkit::scripted;
+/// # use tower::util::BoxCloneService;
+/// # use tower_mcp_oauth::OAuthBody;
+/// # type Server = BoxCloneService<http::Request<OAuthBody<Full<Bytes>>>, http::Response<Full<Bytes>>, std::convert::Infallible>;
+/// # /// An MCP server at 127.0.0.1:1 whose authorization server (127.0.0.1:2) approves at once
+/// # /// and answers the token request with `token`; `/mcp` wants `Bearer at-1`.
+/// # fn approving_server(token: serde_json::Value) -> Server {
+/// #     BoxCloneService::new(tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+/// #         let token = token.clone();
+/// #         async move {
+/// #             if let Some(response) = scripted::flow_response(&req) { return Ok(response); }
+/// #             Ok(match req.uri().path() {
+/// #                 "/token" => scripted::json(if token.get("error").is_some() { 400 } else { 200 }, token),
+/// #                 _ if req.headers().get("authorization").is_some_and(|v| v == "Bearer at-1") => http::Response::new(Full::new(Bytes::from("ok"))),
+/// #                 _ => scripted::unauthorized(),
+/// #             })
+/// #         }
+/// #     }))
+/// # }
+/// # fn token() -> serde_json::Value { serde_json::json!({"access_token": "at-1", "token_type": "Bearer"}) }
+/// use serde_json::json;
+/// use tower::{Layer, ServiceExt};
+/// use tower_mcp_oauth::{ClientConfig, ErrorKind, HeadlessAuthorizer, OAuthLayer};
+/// # tokio_test::block_on(async {
+/// // The token endpoint refuses the code.
+/// let server = approving_server(json!({"error": "invalid_grant", "error_description": "code expired"}));
+/// let layer = OAuthLayer::new(ClientConfig::new("http://localhost:3000/callback"), HeadlessAuthorizer::new());
+/// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+/// let error = layer.layer(server).oneshot(request).await.unwrap_err();
+/// assert_eq!(error.kind(), ErrorKind::TokenRejected);
+/// assert!(!error.is_transient());
+/// let oauth = error.oauth_error().unwrap();
+/// assert_eq!(oauth.error, "invalid_grant");
+/// assert_eq!(oauth.error_description.as_deref(), Some("code expired"));
 /// # });
 /// ```
 pub struct OAuthService<S> {
@@ -95,22 +141,71 @@ impl<S> OAuthService<S> {
     }
 
     /// The inner service.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer};
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new());
+    /// // Any value can stand for the inner service here; a client in real life.
+    /// let mut service = layer.layer(String::from("client"));
+    /// assert_eq!(service.get_ref(), "client");
+    /// service.get_mut().push_str(" v2");
+    /// assert_eq!(service.into_inner(), "client v2");
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
-    /// The inner service, mutably.
+    /// The inner service, mutably (see [`get_ref`](Self::get_ref) for an example).
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
-    /// Consumes `self`, returning the inner service.
+    /// Consumes `self`, returning the inner service (see [`get_ref`](Self::get_ref) for an
+    /// example).
     pub fn into_inner(self) -> S {
         self.inner
     }
 
     /// How many authorization or refresh flows this service's layer has started so far: one
     /// per origin however many callers needed it.
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// # use http_body_util::Full;
+    /// # use mcp_oauth_testkit::scripted;
+    /// # use tower::util::BoxCloneService;
+    /// # use tower_mcp_oauth::OAuthBody;
+    /// # type Server = BoxCloneService<http::Request<OAuthBody<Full<Bytes>>>, http::Response<Full<Bytes>>, std::convert::Infallible>;
+    /// # /// An MCP server at 127.0.0.1:1 whose authorization server (127.0.0.1:2) approves at once
+    /// # /// and answers the token request with `token`; `/mcp` wants `Bearer at-1`.
+    /// # fn approving_server(token: serde_json::Value) -> Server {
+    /// #     BoxCloneService::new(tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+    /// #         let token = token.clone();
+    /// #         async move {
+    /// #             if let Some(response) = scripted::flow_response(&req) { return Ok(response); }
+    /// #             Ok(match req.uri().path() {
+    /// #                 "/token" => scripted::json(if token.get("error").is_some() { 400 } else { 200 }, token),
+    /// #                 _ if req.headers().get("authorization").is_some_and(|v| v == "Bearer at-1") => http::Response::new(Full::new(Bytes::from("ok"))),
+    /// #                 _ => scripted::unauthorized(),
+    /// #             })
+    /// #         }
+    /// #     }))
+    /// # }
+    /// # fn token() -> serde_json::Value { serde_json::json!({"access_token": "at-1", "token_type": "Bearer"}) }
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer};
+    /// # tokio_test::block_on(async {
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://localhost:3000/callback"), HeadlessAuthorizer::new());
+    /// let service = layer.layer(approving_server(token()));
+    /// assert_eq!(service.flows_started(), 0);
+    /// let request = || http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+    /// // The first request runs a flow; the second finds the token.
+    /// assert_eq!(service.clone().oneshot(request()).await.unwrap().status(), 200);
+    /// assert_eq!(service.clone().oneshot(request()).await.unwrap().status(), 200);
+    /// assert_eq!(service.flows_started(), 1);
+    /// # });
+    /// ```
     pub fn flows_started(&self) -> u64 {
         self.state.flights.started()
     }

@@ -13,7 +13,7 @@
 //! layer finds the stored tokens (refreshing them if they are due), so no `401`, no discovery
 //! and no flow happen.
 //!
-//! [`run`] takes any hyper-util client; [`cli`] uses [`https_client`](crate::https_client):
+//! [`run`] takes any hyper-util client; [`cli`] uses [`https_client`]:
 //! rustls with the webpki roots for real servers, plain HTTP for local ones.
 //!
 //! ```no_run

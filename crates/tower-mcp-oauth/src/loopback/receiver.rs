@@ -32,8 +32,12 @@ pub(super) type UrlSink = Arc<dyn Fn(&Url) + Send + Sync>;
 ///
 /// ```
 /// use tower_mcp_oauth::loopback::{LoopbackHost, LoopbackReceiver};
-/// let builder = LoopbackReceiver::builder().host(LoopbackHost::Ipv6);
-/// # let _ = builder;
+/// # tokio_test::block_on(async {
+/// // For a client registered with `http://localhost/...` redirect URIs.
+/// let receiver = LoopbackReceiver::builder().host(LoopbackHost::Localhost).bind().await.unwrap();
+/// assert!(receiver.redirect_uri().starts_with("http://localhost:"), "{}", receiver.redirect_uri());
+/// assert!(receiver.local_addr().ip().is_loopback());
+/// # });
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

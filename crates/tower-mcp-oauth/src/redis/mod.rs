@@ -127,6 +127,19 @@ impl RedisStore {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// What a failure looks like, with no server needed:
+    ///
+    /// ```
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// use tower_mcp_oauth::ErrorKind;
+    /// # tokio_test::block_on(async {
+    /// let error = RedisStore::connect("http://:secret@redis.internal/").await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Store);
+    /// assert!(!error.is_transient()); // a wrong URL stays wrong
+    /// assert!(!format!("{error:#}").contains("secret"), "{error:#}");
+    /// # });
+    /// ```
     pub async fn connect(url: &str) -> Result<Self, Error> {
         Self::connect_with_config(url, ConnectionManagerConfig::new()).await
     }
@@ -147,6 +160,20 @@ impl RedisStore {
     /// # let _ = store;
     /// # Ok(())
     /// # }
+    /// ```
+    ///
+    /// A server that is not there (nothing listens on port 1), without retries:
+    ///
+    /// ```
+    /// use redis::aio::ConnectionManagerConfig;
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// use tower_mcp_oauth::ErrorKind;
+    /// # tokio_test::block_on(async {
+    /// let config = ConnectionManagerConfig::new().set_number_of_retries(0);
+    /// let error = RedisStore::connect_with_config("redis://127.0.0.1:1/", config).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Store);
+    /// assert!(error.is_transient()); // the server may come up: the next call tries again
+    /// # });
     /// ```
     pub async fn connect_with_config(
         url: &str,

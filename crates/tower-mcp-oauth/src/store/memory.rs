@@ -13,6 +13,25 @@ use crate::BoxFuture;
 ///
 /// Its [`lock`](TokenStore::lock) is real, so several layers sharing one `Arc<MemoryStore>`
 /// refresh each token once.
+///
+/// ```
+/// use futures_util::FutureExt;
+/// use tower_mcp_oauth::{MemoryStore, TokenSet, TokenStore, TokenType};
+/// # tokio_test::block_on(async {
+/// let store = MemoryStore::new();
+/// let resource = "https://mcp.example.com/mcp";
+/// assert!(store.load_tokens(resource).await.unwrap().is_none());
+/// let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "client");
+/// store.save_tokens(resource, &tokens).await.unwrap();
+/// assert_eq!(store.load_tokens(resource).await.unwrap().unwrap().access_token().secret(), "at");
+///
+/// // The refresh lock is held until released: a second taker waits.
+/// let lock = store.lock(resource).await.unwrap();
+/// assert!(store.lock(resource).now_or_never().is_none());
+/// lock.release().await;
+/// assert!(store.lock(resource).now_or_never().is_some());
+/// # });
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tokens: Mutex<HashMap<String, TokenSet>>,

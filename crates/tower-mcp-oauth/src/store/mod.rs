@@ -51,6 +51,15 @@ pub struct StoreLock {
 
 impl StoreLock {
     /// A lock that guards nothing (for stores only one process uses).
+    ///
+    /// ```
+    /// use tower_mcp_oauth::StoreLock;
+    /// # tokio_test::block_on(async {
+    /// let lock = StoreLock::none();
+    /// assert_eq!(format!("{lock:?}"), "StoreLock { .. }");
+    /// lock.release().await; // nothing to give back, so it returns at once
+    /// # });
+    /// ```
     pub fn none() -> Self {
         Self {
             guard: None,
@@ -59,6 +68,19 @@ impl StoreLock {
     }
 
     /// A lock released when `guard` is dropped.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use tower_mcp_oauth::StoreLock;
+    /// # tokio_test::block_on(async {
+    /// let mutex = Arc::new(Mutex::new(()));
+    /// // An owned guard: here a clone of the Arc, dropped with the lock.
+    /// let lock = StoreLock::new(Arc::clone(&mutex));
+    /// assert_eq!(Arc::strong_count(&mutex), 2);
+    /// lock.release().await;
+    /// assert_eq!(Arc::strong_count(&mutex), 1);
+    /// # });
+    /// ```
     pub fn new(guard: impl Send + 'static) -> Self {
         Self {
             guard: Some(Box::new(guard)),
