@@ -312,7 +312,10 @@ async fn an_unreachable_server_is_a_transport_error() {
     let text = err.join("\n");
     assert!(text.contains("kind: Transport"), "{text}");
     // The whole chain, down to the operating system's refusal, on the error line.
-    let error_line = text.lines().find(|l| l.starts_with("error: ")).unwrap_or("");
+    let error_line = text
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or("");
     assert!(error_line.contains("refused"), "{text}");
     assert!(text.contains("discovery report: empty"), "{text}");
 }

@@ -1,0 +1,125 @@
+//! Instructions per request with a valid token, for `valgrind --tool=callgrind`: the same
+//! trivial inner service bare (the caller adds the header itself) and under the layer.
+//!
+//! ```text
+//! cargo build --release -p tower-mcp-oauth --example hot_path_instructions
+//! valgrind --tool=callgrind target/release/examples/hot_path_instructions bare|layered N
+//! ```
+//!
+//! sends N requests; the difference between the counts for two values of N, divided by the
+//! difference of the Ns, is the per-request count with the set-up taken out. Unlike timings,
+//! the count is the same from run to run, so a change to the hot path shows even on a busy
+//! machine.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http_body_util::{Empty, Full};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_mcp_oauth::{
+    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
+    TokenType,
+};
+
+const URL: &str = "http://mcp.bench/mcp";
+const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+
+fn request(authorization: Option<&http::HeaderValue>) -> http::Request<Full<Bytes>> {
+    let mut req = http::Request::post(URL)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(Full::new(Bytes::from_static(BODY)))
+        .unwrap();
+    if let Some(v) = authorization {
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, v.clone());
+    }
+    req
+}
+
+fn trivial<B>(
+    req: http::Request<B>,
+) -> std::future::Ready<Result<http::Response<Empty<Bytes>>, Infallible>> {
+    let status = if req.headers().contains_key(http::header::AUTHORIZATION) {
+        200
+    } else {
+        401
+    };
+    let mut resp = http::Response::new(Empty::new());
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    std::future::ready(Ok(resp))
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().expect("bare|layered");
+    let n: usize = args.next().expect("N").parse().unwrap();
+    let tokens = TokenSet::new(
+        "bench-token",
+        TokenType::Bearer,
+        "https://as.bench",
+        "client",
+    );
+    let header = tokens.authorization_value();
+    match which.as_str() {
+        "bare" => {
+            let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
+            for _ in 0..n {
+                let fut = bare
+                    .ready()
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap()
+                    .call(request(Some(&header)));
+                assert_eq!(
+                    black_box(fut.now_or_never().unwrap().unwrap()).status(),
+                    200
+                );
+            }
+        }
+        "layered" => {
+            let store = MemoryStore::new();
+            store
+                .save_tokens(URL, &tokens)
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+            let layer = OAuthLayer::new(
+                ClientConfig::new("http://127.0.0.1:1/cb"),
+                HeadlessAuthorizer::new(),
+            )
+            .token_store(store);
+            let mut layered = ServiceBuilder::new()
+                .layer(layer)
+                .service(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
+            // The first request adopts the stored token; every later one is the hot path.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let warm = layered
+                .ready()
+                .now_or_never()
+                .unwrap()
+                .unwrap()
+                .call(request(None));
+            assert_eq!(rt.block_on(warm).unwrap().status(), 200);
+            for _ in 0..n {
+                let fut = layered
+                    .ready()
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap()
+                    .call(request(None));
+                assert_eq!(
+                    black_box(fut.now_or_never().unwrap().unwrap()).status(),
+                    200
+                );
+            }
+        }
+        other => panic!("unknown {other}"),
+    }
+}
