@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind};
 /// as sent, with quoted-string escapes removed.
 ///
 /// ```
-/// use mcp_oauth_flow::Challenge;
+/// use mcp_oauth_flow::challenge::Challenge;
 /// let challenges = Challenge::parse_all([
 ///     r#"Bearer error="invalid_token", scope="mcp:read mcp:write", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource""#,
 /// ]).unwrap();
@@ -111,7 +111,7 @@ impl Challenge {
 /// Picks the challenge an OAuth client should act on: the first `Bearer` or `DPoP` one.
 ///
 /// ```
-/// use mcp_oauth_flow::{select_challenge, Challenge};
+/// use mcp_oauth_flow::{challenge::{select_challenge, Challenge}};
 /// let all = Challenge::parse_all([r#"Basic realm="x", Bearer scope="a""#]).unwrap();
 /// assert_eq!(select_challenge(&all).unwrap().scope(), Some("a"));
 /// ```

@@ -27,7 +27,7 @@ pub const JWT_BEARER_ASSERTION_TYPE: &str =
 /// `jti` comes from the caller. `Debug` never shows the key.
 ///
 /// ```
-/// use mcp_oauth_flow::ClientKey;
+/// use mcp_oauth_flow::client::ClientKey;
 /// let err = ClientKey::from_pkcs8_pem("not a key").unwrap_err();
 /// assert_eq!(err.kind(), mcp_oauth_flow::ErrorKind::NoClientIdentity);
 /// ```

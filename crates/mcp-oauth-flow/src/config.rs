@@ -19,7 +19,7 @@ pub enum PkcePolicy {
 /// The client's own configuration: how it is identified and where the user comes back to.
 ///
 /// ```
-/// use mcp_oauth_flow::{ClientConfig, PreRegisteredClient};
+/// use mcp_oauth_flow::{ClientConfig, client::PreRegisteredClient};
 /// let config = ClientConfig::new("http://127.0.0.1:8976/callback")
 ///     .client_name("My Agent")
 ///     .client_metadata_document("https://agent.example.com/client-metadata.json")

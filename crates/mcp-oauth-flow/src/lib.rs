@@ -42,12 +42,11 @@
 //! assert!(matches!(end, Action::Failed(_)));
 //! ```
 
-mod authorization;
-mod challenge;
+mod authorization_endpoint;
+pub mod challenge;
 mod client_assertion;
 mod client_auth;
 mod config;
-mod discovery;
 mod error;
 mod flow;
 mod metadata;
@@ -57,45 +56,110 @@ mod registration;
 mod report;
 mod resource;
 mod scope;
-mod token;
 mod token_response;
-mod url_policy;
+mod token_set;
+pub mod url_policy;
+mod well_known;
 
-pub use authorization::{
-    constant_time_eq, validate_authorization_response, AuthorizationRequest, AuthorizationResponse,
-};
-pub use challenge::{select_challenge, Challenge};
-pub use client_assertion::{ClientKey, JWT_BEARER_ASSERTION_TYPE};
-pub use client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
+// The root holds what every driver uses: the flow, its inputs and outputs, the error and the
+// client's configuration. The protocol's pieces are grouped below by the step they serve, so the
+// docs read as the protocol does: discovery, client identity, authorization, tokens.
 pub use config::{ClientConfig, PkcePolicy};
-pub use discovery::{
-    authorization_server_metadata_urls, legacy_endpoints, legacy_issuer, origin_of,
-    protected_resource_metadata_urls, AUTHORIZATION_SERVER_WELL_KNOWN,
-    OPENID_CONFIGURATION_WELL_KNOWN, PROTECTED_RESOURCE_WELL_KNOWN,
-};
 pub use error::{BoxError, Error, ErrorKind, OAuthErrorResponse};
 pub use flow::{Action, Flow, FlowOutcome, FlowSecrets, FlowStart, SubRequest, Trigger};
-pub use metadata::{issuer_matches, AuthorizationServerMetadata, ProtectedResourceMetadata};
-pub use pkce::Pkce;
-pub use refresh::{classify_refresh_failure, merge_refreshed, RefreshFailure, RefreshPolicy};
-pub use registration::{
-    application_type_for, choose_client_source, parse_registration_response, redirect_uri_matches,
-    registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
-    PreRegisteredClient,
-};
-pub use report::{DiscoveryReport, DiscoveryStep, Purpose};
-pub use resource::{check_resource, resource_covers, server_url_from_uri};
-pub use scope::{select_scopes, with_offline_access, Scopes, OFFLINE_ACCESS};
-pub use token::{TokenSet, TokenType};
-pub use token_response::{jwt_expiry, parse_token_response, token_request, Grant, TokenResponse};
-pub use url_policy::{
-    check_secure_url, is_loopback_host, is_secure_url, parse_secure_url, MAX_URL_LEN,
-};
 
-/// Re-exported `oauth2` secret types used in this crate's API (their `Debug` is redacted).
-pub use oauth2::{
-    AccessToken, AuthorizationCode, ClientSecret, CsrfToken, PkceCodeVerifier, RefreshToken,
-};
+/// Discovery: where to look for metadata (RFC 9728 §3.1, RFC 8414 §3.1, OpenID Connect
+/// Discovery §4, the MCP 2025-03-26 fallbacks), the metadata documents themselves, the check
+/// that the protected resource is the server that was called (RFC 9728 §3.3), and the report of
+/// every URL a flow tried.
+///
+/// ```
+/// use mcp_oauth_flow::discovery::protected_resource_metadata_urls;
+/// let server = "https://mcp.example.com/mcp".parse().unwrap();
+/// let urls = protected_resource_metadata_urls(&server, None);
+/// assert_eq!(urls[0].as_str(), "https://mcp.example.com/.well-known/oauth-protected-resource/mcp");
+/// assert_eq!(urls[1].as_str(), "https://mcp.example.com/.well-known/oauth-protected-resource");
+/// ```
+pub mod discovery {
+    pub use crate::metadata::{
+        issuer_matches, AuthorizationServerMetadata, ProtectedResourceMetadata,
+    };
+    pub use crate::report::{DiscoveryReport, DiscoveryStep, Purpose};
+    pub use crate::resource::{check_resource, resource_covers, server_url_from_uri};
+    pub use crate::well_known::{
+        authorization_server_metadata_urls, legacy_endpoints, legacy_issuer, origin_of,
+        protected_resource_metadata_urls, AUTHORIZATION_SERVER_WELL_KNOWN,
+        OPENID_CONFIGURATION_WELL_KNOWN, PROTECTED_RESOURCE_WELL_KNOWN,
+    };
+}
+
+/// Client identity and authentication: pre-registered clients, client ID metadata documents,
+/// dynamic registration (RFC 7591), the token endpoint's client authentication (RFC 6749 §2.3)
+/// and `private_key_jwt` assertions (RFC 7523 §2.2).
+///
+/// ```
+/// use mcp_oauth_flow::client::ClientAuthMethod;
+/// assert_eq!(ClientAuthMethod::ClientSecretBasic.as_str(), "client_secret_basic");
+/// ```
+pub mod client {
+    pub use crate::client_assertion::{ClientKey, JWT_BEARER_ASSERTION_TYPE};
+    pub use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
+    pub use crate::registration::{
+        application_type_for, choose_client_source, parse_registration_response,
+        redirect_uri_matches, registration_auth_method, registration_request_body,
+        ClientRegistration, ClientSource, PreRegisteredClient,
+    };
+}
+
+/// The authorization request and its response (RFC 6749 §4.1, RFC 7636 PKCE, RFC 8707
+/// resource indicators, RFC 9207 `iss`), and the scopes it asks for.
+///
+/// ```
+/// use mcp_oauth_flow::authorization::Scopes;
+/// let held = Scopes::parse("read write");
+/// assert!(held.contains_all(&Scopes::parse("write")));
+/// assert!(!held.contains_all(&Scopes::parse("admin")));
+/// ```
+pub mod authorization {
+    pub use crate::authorization_endpoint::{
+        constant_time_eq, validate_authorization_response, AuthorizationRequest,
+        AuthorizationResponse,
+    };
+    pub use crate::pkce::Pkce;
+    pub use crate::scope::{select_scopes, with_offline_access, Scopes, OFFLINE_ACCESS};
+}
+
+/// Tokens: the set held for one protected resource, the token request and its tolerant parser
+/// (RFC 6749 §4.1.3, §5), and refresh (RFC 6749 §6): when, how to merge the answer, and which
+/// failures are final.
+///
+/// ```
+/// use mcp_oauth_flow::token::{TokenSet, TokenType};
+/// let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "client");
+/// assert_eq!(tokens.authorization_value(), "Bearer at");
+/// ```
+pub mod token {
+    pub use crate::refresh::{
+        classify_refresh_failure, merge_refreshed, RefreshFailure, RefreshPolicy,
+    };
+    pub use crate::token_response::{
+        jwt_expiry, parse_token_response, token_request, Grant, TokenResponse,
+    };
+    pub use crate::token_set::{TokenSet, TokenType};
+}
+
+/// The `oauth2` crate's secret types this crate's API uses; their `Debug` is redacted.
+///
+/// ```
+/// use mcp_oauth_flow::secrets::AccessToken;
+/// let token = AccessToken::new("s3cret".into());
+/// assert!(!format!("{token:?}").contains("s3cret"));
+/// ```
+pub mod secrets {
+    pub use oauth2::{
+        AccessToken, AuthorizationCode, ClientSecret, CsrfToken, PkceCodeVerifier, RefreshToken,
+    };
+}
 
 #[cfg(test)]
 mod flow_tests;

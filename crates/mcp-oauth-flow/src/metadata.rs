@@ -10,7 +10,7 @@ use crate::url_policy::parse_secure_url;
 /// Protected resource metadata (RFC 9728 §2). Unknown fields are ignored.
 ///
 /// ```
-/// use mcp_oauth_flow::ProtectedResourceMetadata;
+/// use mcp_oauth_flow::discovery::ProtectedResourceMetadata;
 /// let prm = ProtectedResourceMetadata::from_json(br#"{
 ///     "resource": "https://mcp.example.com/mcp",
 ///     "authorization_servers": ["https://auth.example.com"],
@@ -69,7 +69,7 @@ impl ProtectedResourceMetadata {
 /// extensions MCP relies on). Unknown fields are ignored.
 ///
 /// ```
-/// use mcp_oauth_flow::AuthorizationServerMetadata;
+/// use mcp_oauth_flow::discovery::AuthorizationServerMetadata;
 /// let meta = AuthorizationServerMetadata::from_json(br#"{
 ///     "issuer": "https://auth.example.com",
 ///     "authorization_endpoint": "https://auth.example.com/authorize",
@@ -236,7 +236,7 @@ impl AuthorizationServerMetadata {
 /// `iss` comparison, which must be exact.
 ///
 /// ```
-/// use mcp_oauth_flow::issuer_matches;
+/// use mcp_oauth_flow::discovery::issuer_matches;
 /// assert!(issuer_matches("https://as.example.com", "https://as.example.com"));
 /// assert!(issuer_matches("https://accounts.google.com/", "https://accounts.google.com"));
 /// assert!(!issuer_matches("https://as.example.com/t1", "https://as.example.com/t1/"));

@@ -9,7 +9,7 @@ use oauth2::{PkceCodeChallenge, PkceCodeVerifier};
 /// The verifier is an `oauth2::PkceCodeVerifier`, whose `Debug` is redacted.
 ///
 /// ```
-/// use mcp_oauth_flow::Pkce;
+/// use mcp_oauth_flow::authorization::Pkce;
 /// let pkce = Pkce::from_entropy([7u8; 32]);
 /// assert_eq!(pkce.verifier().secret().len(), 43);
 /// assert_eq!(pkce.challenge().len(), 43);

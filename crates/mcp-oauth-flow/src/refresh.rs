@@ -4,14 +4,14 @@
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, ErrorKind};
-use crate::token::TokenSet;
 use crate::token_response::TokenResponse;
+use crate::token_set::TokenSet;
 
 /// When to refresh ahead of expiry.
 ///
 /// ```
 /// use std::time::Duration;
-/// use mcp_oauth_flow::RefreshPolicy;
+/// use mcp_oauth_flow::token::RefreshPolicy;
 /// let policy = RefreshPolicy::default().skew(Duration::from_secs(30));
 /// assert_eq!(policy.skew, Duration::from_secs(30));
 /// ```
@@ -64,7 +64,7 @@ impl RefreshPolicy {
     ///
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
-    /// use mcp_oauth_flow::{RefreshPolicy, TokenSet, TokenType};
+    /// use mcp_oauth_flow::{token::{RefreshPolicy, TokenSet, TokenType}};
     /// let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
     /// let short = TokenSet::new("a", TokenType::Bearer, "i", "c")
     ///     .with_issued_at(Some(t0))
@@ -122,7 +122,7 @@ pub enum RefreshFailure {
 /// Classifies a refresh error (a pure rule; see [`RefreshFailure`]).
 ///
 /// ```
-/// use mcp_oauth_flow::{classify_refresh_failure, Error, ErrorKind, OAuthErrorResponse, RefreshFailure};
+/// use mcp_oauth_flow::{token::{classify_refresh_failure, RefreshFailure}, Error, ErrorKind, OAuthErrorResponse};
 /// let rejected = Error::new(ErrorKind::TokenRejected, "no").with_oauth_error(OAuthErrorResponse {
 ///     error: "invalid_grant".into(), error_description: None });
 /// assert_eq!(classify_refresh_failure(&rejected), RefreshFailure::GrantRejected);
@@ -154,8 +154,8 @@ mod tests {
     use super::*;
     use crate::error::OAuthErrorResponse;
     use crate::scope::Scopes;
-    use crate::token::TokenType;
     use crate::token_response::parse_token_response;
+    use crate::token_set::TokenType;
     use std::time::UNIX_EPOCH;
 
     fn t(secs: u64) -> SystemTime {

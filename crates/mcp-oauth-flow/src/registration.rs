@@ -40,7 +40,7 @@ pub struct ClientRegistration {
 /// A client the application registered with an authorization server out of band.
 ///
 /// ```
-/// use mcp_oauth_flow::PreRegisteredClient;
+/// use mcp_oauth_flow::client::PreRegisteredClient;
 /// let client = PreRegisteredClient::new("my-app")
 ///     .with_secret("s3cret")
 ///     .for_issuer("https://auth.example.com");
@@ -171,7 +171,7 @@ pub fn application_type_for(redirect_uri: &str) -> &'static str {
 /// earlier run is still good. `localhost` is not a loopback IP literal and gets no leniency.
 ///
 /// ```
-/// use mcp_oauth_flow::redirect_uri_matches;
+/// use mcp_oauth_flow::client::redirect_uri_matches;
 /// assert!(redirect_uri_matches("http://127.0.0.1:51000/callback", "http://127.0.0.1:52000/callback"));
 /// assert!(!redirect_uri_matches("http://127.0.0.1:51000/callback", "http://127.0.0.1:52000/other"));
 /// assert!(!redirect_uri_matches("http://localhost:51000/callback", "http://localhost:52000/callback"));
@@ -218,7 +218,7 @@ pub fn registration_auth_method(meta: &AuthorizationServerMetadata) -> ClientAut
 /// `application_type` is always present (SEP-837).
 ///
 /// ```
-/// use mcp_oauth_flow::{registration_request_body, ClientAuthMethod};
+/// use mcp_oauth_flow::{client::{registration_request_body, ClientAuthMethod}};
 /// let body = registration_request_body("My Agent", "http://127.0.0.1:8976/callback", "native", ClientAuthMethod::None);
 /// assert_eq!(body["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
 /// assert_eq!(body["application_type"], "native");

@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind};
 /// fragment component", "SHOULD NOT include a query component").
 ///
 /// ```
-/// use mcp_oauth_flow::server_url_from_uri;
+/// use mcp_oauth_flow::discovery::server_url_from_uri;
 /// let uri: http::Uri = "https://MCP.example.com:443/mcp?session=1".parse().unwrap();
 /// assert_eq!(server_url_from_uri(&uri).unwrap().as_str(), "https://mcp.example.com/mcp");
 /// ```
@@ -46,7 +46,7 @@ pub fn server_url_from_uri(uri: &http::Uri) -> Result<Url, Error> {
 /// publish metadata for its whole origin. The query is not compared (RFC 8707 discourages it).
 ///
 /// ```
-/// use mcp_oauth_flow::resource_covers;
+/// use mcp_oauth_flow::discovery::resource_covers;
 /// use url::Url;
 /// let server = Url::parse("https://mcp.example.com/tenant/mcp").unwrap();
 /// assert!(resource_covers(&Url::parse("https://mcp.example.com").unwrap(), &server));

@@ -13,7 +13,7 @@ use url::Url;
 use crate::client_auth::ClientCredentials;
 use crate::error::{Error, ErrorKind, OAuthErrorResponse};
 use crate::scope::Scopes;
-use crate::token::{TokenSet, TokenType};
+use crate::token_set::{TokenSet, TokenType};
 
 /// The grant a token request uses.
 pub enum Grant<'a> {
@@ -123,7 +123,7 @@ fn invalid(msg: impl Into<String>) -> Error {
 ///   GitHub answers 200).
 ///
 /// ```
-/// use mcp_oauth_flow::{parse_token_response, ErrorKind};
+/// use mcp_oauth_flow::{token::parse_token_response, ErrorKind};
 /// let ok = parse_token_response(http::StatusCode::OK, None, br#"{"access_token":"a","token_type":"bearer","expires_in":"3600"}"#).unwrap();
 /// assert_eq!(ok.expires_in.unwrap().as_secs(), 3600);
 /// let err = parse_token_response(http::StatusCode::OK, None, br#"{"error":"bad_verification_code"}"#).unwrap_err();
@@ -208,7 +208,7 @@ pub fn parse_token_response(
 /// opaque token.
 ///
 /// ```
-/// use mcp_oauth_flow::jwt_expiry;
+/// use mcp_oauth_flow::token::jwt_expiry;
 /// // {"alg":"none"}.{"exp":1700000000}.
 /// assert_eq!(jwt_expiry("eyJhbGciOiJub25lIn0.eyJleHAiOjE3MDAwMDAwMDB9."), Some(1_700_000_000));
 /// assert_eq!(jwt_expiry("opaque-token"), None);

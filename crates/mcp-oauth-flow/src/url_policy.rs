@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind};
 /// `127.0.0.0/8`, `::1`).
 ///
 /// ```
-/// use mcp_oauth_flow::is_secure_url;
+/// use mcp_oauth_flow::url_policy::is_secure_url;
 /// use url::Url;
 /// assert!(is_secure_url(&Url::parse("https://as.example.com/token").unwrap()));
 /// assert!(is_secure_url(&Url::parse("http://127.0.0.1:8080/token").unwrap()));

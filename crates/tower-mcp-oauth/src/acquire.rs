@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use http::{HeaderValue, Uri};
-use mcp_oauth_flow::{server_url_from_uri, Error, ErrorKind, FlowStart};
+use mcp_oauth_flow::{discovery::server_url_from_uri, Error, ErrorKind, FlowStart};
 
 use crate::bounds::{InnerService, ResponseBody};
 use crate::cache::Sent;

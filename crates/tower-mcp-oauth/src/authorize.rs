@@ -2,7 +2,10 @@
 //! code.
 
 use http::header::LOCATION;
-use mcp_oauth_flow::{AuthorizationRequest, AuthorizationResponse, Error, ErrorKind};
+use mcp_oauth_flow::{
+    authorization::{AuthorizationRequest, AuthorizationResponse},
+    Error, ErrorKind,
+};
 use url::Url;
 
 use crate::client::HttpClient;

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Uri};
-use mcp_oauth_flow::TokenSet;
+use mcp_oauth_flow::token::TokenSet;
 use url::Url;
 
 /// One protected resource's current tokens.
@@ -212,7 +212,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_oauth_flow::{RefreshToken, TokenType};
+    use mcp_oauth_flow::{secrets::RefreshToken, token::TokenType};
     use std::time::Duration;
 
     fn uri(s: &str) -> Uri {

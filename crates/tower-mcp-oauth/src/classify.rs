@@ -3,7 +3,10 @@
 //! applies it.
 
 use http::{HeaderMap, StatusCode};
-use mcp_oauth_flow::{select_challenge, Challenge, Error};
+use mcp_oauth_flow::{
+    challenge::{select_challenge, Challenge},
+    Error,
+};
 
 /// What a response asks of the layer.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mcp_oauth_flow::{ClientConfig, RefreshPolicy};
+use mcp_oauth_flow::{token::RefreshPolicy, ClientConfig};
 use tower_layer::Layer;
 
 use crate::authorize::Authorizer;

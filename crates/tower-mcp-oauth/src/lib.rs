@@ -135,9 +135,11 @@ pub use service::OAuthService;
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 
 pub use mcp_oauth_flow::{
-    AuthorizationRequest, AuthorizationResponse, ClientAuthMethod, ClientConfig, ClientKey,
-    ClientRegistration, DiscoveryReport, Error, ErrorKind, PkcePolicy, PreRegisteredClient,
-    RefreshPolicy, Scopes, TokenSet, TokenType,
+    authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
+    client::{ClientAuthMethod, ClientKey, ClientRegistration, PreRegisteredClient},
+    discovery::DiscoveryReport,
+    token::{RefreshPolicy, TokenSet, TokenType},
+    ClientConfig, Error, ErrorKind, PkcePolicy,
 };
 
 /// A boxed, `Send` future, as the object-safe traits of this crate return.

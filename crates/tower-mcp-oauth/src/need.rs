@@ -1,6 +1,6 @@
 //! [`Need`]: why the layer wants a token for a request, and whether some tokens meet it.
 
-use mcp_oauth_flow::{Challenge, Scopes, TokenSet, Trigger};
+use mcp_oauth_flow::{authorization::Scopes, challenge::Challenge, token::TokenSet, Trigger};
 
 /// Why a token is needed.
 #[derive(Clone, Debug)]

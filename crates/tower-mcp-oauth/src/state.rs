@@ -9,7 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mcp_oauth_flow::{ClientConfig, RefreshPolicy, TokenSet};
+use mcp_oauth_flow::{
+    token::{RefreshPolicy, TokenSet},
+    ClientConfig,
+};
 
 use crate::authorize::Authorizer;
 use crate::cache::Cache;

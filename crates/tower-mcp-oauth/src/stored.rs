@@ -11,7 +11,7 @@
 use std::time::{Duration, SystemTime};
 
 use http::Uri;
-use mcp_oauth_flow::{server_url_from_uri, Error, FlowOutcome, TokenSet};
+use mcp_oauth_flow::{discovery::server_url_from_uri, token::TokenSet, Error, FlowOutcome};
 use tracing::{debug, warn};
 use url::Url;
 

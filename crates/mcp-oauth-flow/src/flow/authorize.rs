@@ -12,7 +12,7 @@ use super::state::{
     ExpectToken, Resource,
 };
 use super::{Action, Flow, FlowOutcome, FlowSecrets, State, SubRequest};
-use crate::authorization::{
+use crate::authorization_endpoint::{
     validate_authorization_response, AuthorizationRequest, AuthorizationResponse,
 };
 use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
@@ -23,8 +23,8 @@ use crate::registration::{
     registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
 };
 use crate::report::Purpose;
-use crate::token::TokenSet;
 use crate::token_response::{parse_token_response, token_request, Grant};
+use crate::token_set::TokenSet;
 use crate::url_policy::{parse_secure_url, unusable_url};
 
 impl Flow {

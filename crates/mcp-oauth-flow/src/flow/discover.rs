@@ -7,14 +7,14 @@ use std::time::SystemTime;
 use super::probe::{Fetched, Probe};
 use super::state::{After, Context, ExpectAuthServerMetadata, ExpectResourceMetadata, Resource};
 use super::{rules, Flow, State, Trigger};
-use crate::discovery::{
-    authorization_server_metadata_urls, legacy_endpoints, legacy_issuer, origin_of,
-};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
 use crate::report::Purpose;
 use crate::resource::check_resource;
 use crate::url_policy::parse_secure_url;
+use crate::well_known::{
+    authorization_server_metadata_urls, legacy_endpoints, legacy_issuer, origin_of,
+};
 
 impl Flow {
     pub(super) fn on_resource_metadata(

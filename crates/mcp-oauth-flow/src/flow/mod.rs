@@ -21,17 +21,17 @@ use bytes::Bytes;
 use oauth2::CsrfToken;
 use url::Url;
 
-use crate::authorization::{AuthorizationRequest, AuthorizationResponse};
+use crate::authorization_endpoint::{AuthorizationRequest, AuthorizationResponse};
 use crate::challenge::Challenge;
 use crate::config::ClientConfig;
-use crate::discovery::protected_resource_metadata_urls;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::AuthorizationServerMetadata;
 use crate::pkce::Pkce;
 use crate::registration::ClientRegistration;
 use crate::report::{DiscoveryReport, Purpose};
-use crate::token::TokenSet;
+use crate::token_set::TokenSet;
 use crate::url_policy::parse_secure_url;
+use crate::well_known::protected_resource_metadata_urls;
 
 mod authorize;
 mod discover;

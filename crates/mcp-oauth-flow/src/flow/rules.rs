@@ -6,12 +6,12 @@ use url::Url;
 use super::Trigger;
 use crate::client_auth::{negotiate_client_auth, ClientAuthMethod};
 use crate::config::PkcePolicy;
-use crate::discovery::{legacy_issuer, origin_of};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{issuer_matches, AuthorizationServerMetadata};
 use crate::registration::{redirect_uri_matches, ClientRegistration, PreRegisteredClient};
 use crate::scope::{select_scopes, with_offline_access, Scopes};
-use crate::token::TokenSet;
+use crate::token_set::TokenSet;
+use crate::well_known::{legacy_issuer, origin_of};
 
 /// The issuer client credentials (pre-registered clients, stored and new registrations, tokens)
 /// are bound to.
@@ -228,7 +228,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::token::TokenType;
+    use crate::token_set::TokenType;
 
     const AS: &str = "https://as.example.com";
 

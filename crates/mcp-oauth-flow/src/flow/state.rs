@@ -102,7 +102,7 @@ use crate::client_auth::ClientCredentials;
 use crate::error::Error;
 use crate::metadata::AuthorizationServerMetadata;
 use crate::scope::Scopes;
-use crate::token::TokenSet;
+use crate::token_set::TokenSet;
 
 /// What the flow was started with and still needs until the client asks for consent.
 pub(super) struct Context {

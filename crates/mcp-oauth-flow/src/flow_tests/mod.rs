@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::*;
+use crate::{authorization::*, challenge::*, client::*, secrets::*, token::*};
 
 const RS: &str = "http://localhost:3000";
 const AS: &str = "http://localhost:4000";

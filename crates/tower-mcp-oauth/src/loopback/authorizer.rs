@@ -1,7 +1,10 @@
 //! [`LoopbackReceiver`] as an [`Authorizer`]: announce the URL, open the browser, wait for the
 //! callback.
 
-use mcp_oauth_flow::{AuthorizationRequest, AuthorizationResponse, Error, ErrorKind};
+use mcp_oauth_flow::{
+    authorization::{AuthorizationRequest, AuthorizationResponse},
+    Error, ErrorKind,
+};
 use tracing::debug;
 use url::Url;
 

@@ -247,7 +247,7 @@ fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
 /// use bytes::Bytes;
 /// use http_body_util::Empty;
 /// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-/// use mcp_oauth_flow::CsrfToken;
+/// use mcp_oauth_flow::secrets::CsrfToken;
 /// use tower_mcp_oauth::loopback::LoopbackReceiver;
 /// use tower_mcp_oauth::{AuthorizationRequest, Authorizer, HttpClient};
 ///

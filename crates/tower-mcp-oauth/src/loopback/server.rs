@@ -9,7 +9,7 @@ use http::{Method, Uri};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use mcp_oauth_flow::AuthorizationResponse;
+use mcp_oauth_flow::authorization::AuthorizationResponse;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::debug;

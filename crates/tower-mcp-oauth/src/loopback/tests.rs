@@ -8,7 +8,11 @@ use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use mcp_oauth_flow::{AuthorizationRequest, AuthorizationResponse, CsrfToken, Error, ErrorKind};
+use mcp_oauth_flow::{
+    authorization::{AuthorizationRequest, AuthorizationResponse},
+    secrets::CsrfToken,
+    Error, ErrorKind,
+};
 use tokio::task::JoinHandle;
 
 use super::{LoopbackBuilder, LoopbackHost, LoopbackReceiver};

@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use mcp_oauth_flow::{constant_time_eq, AuthorizationResponse};
+use mcp_oauth_flow::authorization::{constant_time_eq, AuthorizationResponse};
 use tokio::sync::oneshot;
 
 /// What became of a callback.

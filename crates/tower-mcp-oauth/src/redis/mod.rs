@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, RedisError};
-use mcp_oauth_flow::{ClientRegistration, Error, ErrorKind, TokenSet};
+use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error, ErrorKind};
 use serde::de::DeserializeOwned;
 
 use crate::store::{Replaced, StoreLock, TokenStore};

@@ -1,7 +1,10 @@
 use super::lease::release;
 use super::test_server::RedisServer;
 use super::*;
-use mcp_oauth_flow::{ClientSecret, RefreshToken, TokenType};
+use mcp_oauth_flow::{
+    secrets::{ClientSecret, RefreshToken},
+    token::TokenType,
+};
 use std::time::UNIX_EPOCH;
 use tokio::time::Instant;
 

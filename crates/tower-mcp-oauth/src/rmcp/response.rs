@@ -16,7 +16,10 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use mcp_oauth_flow::{select_challenge, BoxError, Challenge};
+use mcp_oauth_flow::{
+    challenge::{select_challenge, Challenge},
+    BoxError,
+};
 use tracing::warn;
 
 use super::error::TowerHttpError;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use futures_util::lock::Mutex as AsyncMutex;
-use mcp_oauth_flow::{ClientRegistration, Error, ErrorKind, TokenSet};
+use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
 use super::memory::lock as lock_std;
@@ -32,7 +32,7 @@ use crate::BoxFuture;
 ///
 /// ```
 /// use tower_mcp_oauth::{FileStore, TokenStore};
-/// use mcp_oauth_flow::{TokenSet, TokenType};
+/// use mcp_oauth_flow::{token::{TokenSet, TokenType}};
 /// # tokio_test::block_on(async {
 /// let dir = std::env::temp_dir().join(format!("tower-mcp-oauth-doc-{}", std::process::id()));
 /// let store = FileStore::new(&dir).unwrap();
@@ -339,7 +339,7 @@ impl TokenStore for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_oauth_flow::{RefreshToken, TokenType};
+    use mcp_oauth_flow::{secrets::RefreshToken, token::TokenType};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn tokens(at: &str) -> TokenSet {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::lock::Mutex as AsyncMutex;
-use mcp_oauth_flow::{ClientRegistration, Error, TokenSet};
+use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error};
 
 use super::{matches, ready, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;

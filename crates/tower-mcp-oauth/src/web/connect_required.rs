@@ -3,7 +3,10 @@
 
 use std::fmt;
 
-use mcp_oauth_flow::{AuthorizationRequest, AuthorizationResponse, Error, ErrorKind};
+use mcp_oauth_flow::{
+    authorization::{AuthorizationRequest, AuthorizationResponse},
+    Error, ErrorKind,
+};
 
 use crate::authorize::Authorizer;
 use crate::client::HttpClient;

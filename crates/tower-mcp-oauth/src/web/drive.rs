@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use mcp_oauth_flow::{
-    Action, AuthorizationRequest, ClientConfig, Error, ErrorKind, Flow, FlowOutcome, FlowStart,
+    authorization::AuthorizationRequest, Action, ClientConfig, Error, ErrorKind, Flow, FlowOutcome,
+    FlowStart,
 };
 use tracing::debug;
 

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use mcp_oauth_flow::{
-    parse_secure_url, AuthorizationResponse, ClientConfig, Error, ErrorKind, FlowStart, Scopes,
+    authorization::{AuthorizationResponse, Scopes},
+    url_policy::parse_secure_url,
+    ClientConfig, Error, ErrorKind, FlowStart,
 };
 use tracing::debug;
 use url::Url;

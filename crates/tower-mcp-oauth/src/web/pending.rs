@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use mcp_oauth_flow::{constant_time_eq, CsrfToken, Flow};
+use mcp_oauth_flow::{authorization::constant_time_eq, secrets::CsrfToken, Flow};
 use url::Url;
 
 /// One login between [`start`](super::WebLogin::start) and

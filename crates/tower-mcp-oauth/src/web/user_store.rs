@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use mcp_oauth_flow::{ClientRegistration, Error, TokenSet};
+use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error};
 
 use crate::store::{Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;

@@ -112,7 +112,7 @@ impl AuthorizationResponse {
     /// Reads the parameters from a query string (`code=…&state=…`).
     ///
     /// ```
-    /// use mcp_oauth_flow::AuthorizationResponse;
+    /// use mcp_oauth_flow::authorization::AuthorizationResponse;
     /// let r = AuthorizationResponse::from_query("code=abc&state=xyz&iss=https%3A%2F%2Fas.example.com");
     /// assert_eq!(r.code.unwrap().secret(), "abc");
     /// assert_eq!(r.iss.as_deref(), Some("https://as.example.com"));
@@ -176,7 +176,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Any failure means no token request is made.
 ///
 /// ```
-/// use mcp_oauth_flow::{validate_authorization_response, AuthorizationResponse, ErrorKind};
+/// use mcp_oauth_flow::{authorization::{validate_authorization_response, AuthorizationResponse}, ErrorKind};
 /// use oauth2::CsrfToken;
 /// let state = CsrfToken::new("s1".into());
 /// let ok = AuthorizationResponse::from_query("code=c&state=s1&iss=https%3A%2F%2Fas.example.com");

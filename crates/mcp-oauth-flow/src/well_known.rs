@@ -40,7 +40,7 @@ fn append_well_known(base: &Url, well_known: &str) -> Url {
 /// Discovery Requirements").
 ///
 /// ```
-/// use mcp_oauth_flow::protected_resource_metadata_urls;
+/// use mcp_oauth_flow::discovery::protected_resource_metadata_urls;
 /// use url::Url;
 /// let server = Url::parse("https://mcp.example.com/tenant/mcp").unwrap();
 /// let urls: Vec<String> = protected_resource_metadata_urls(&server, None)
@@ -73,7 +73,7 @@ pub fn protected_resource_metadata_urls(server: &Url, from_challenge: Option<&Ur
 /// - an issuer without one: RFC 8414, then OpenID Connect.
 ///
 /// ```
-/// use mcp_oauth_flow::authorization_server_metadata_urls;
+/// use mcp_oauth_flow::discovery::authorization_server_metadata_urls;
 /// use url::Url;
 /// let urls: Vec<String> = authorization_server_metadata_urls(&Url::parse("https://as.example.com/tenant1").unwrap())
 ///     .iter().map(|u| u.to_string()).collect();
