@@ -111,7 +111,7 @@ impl Challenge {
 /// Picks the challenge an OAuth client should act on: the first `Bearer` or `DPoP` one.
 ///
 /// ```
-/// use mcp_oauth_flow::{challenge::{select_challenge, Challenge}};
+/// use mcp_oauth_flow::challenge::{select_challenge, Challenge};
 /// let all = Challenge::parse_all([r#"Basic realm="x", Bearer scope="a""#]).unwrap();
 /// assert_eq!(select_challenge(&all).unwrap().scope(), Some("a"));
 /// ```
@@ -337,6 +337,34 @@ mod tests {
 
     fn parse(s: &str) -> Result<Vec<Challenge>, Error> {
         Challenge::parse_all([s])
+    }
+
+    #[test]
+    fn params_are_every_parameter_in_order_with_lowercased_names() {
+        let all = parse(r#"Bearer Error="invalid_token", scope="a b", realm=mcp"#).unwrap();
+        let params: Vec<_> = all[0].params().collect();
+        assert_eq!(
+            params,
+            [
+                ("error", "invalid_token"),
+                ("scope", "a b"),
+                ("realm", "mcp")
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_insufficient_scope_error_asks_for_step_up() {
+        // RFC 6750 §3.1: `invalid_token` (or no error at all) is not a request for more scope.
+        let step_up = parse(r#"Bearer error="insufficient_scope", scope="admin""#).unwrap();
+        assert!(step_up[0].is_insufficient_scope());
+        for other in [
+            r#"Bearer error="invalid_token""#,
+            "Bearer",
+            r#"Bearer scope="admin""#,
+        ] {
+            assert!(!parse(other).unwrap()[0].is_insufficient_scope(), "{other}");
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl ClientAuthMethod {
 /// 3. otherwise `none`.
 ///
 /// ```
-/// use mcp_oauth_flow::{client::{negotiate_client_auth, ClientAuthMethod}};
+/// use mcp_oauth_flow::client::{negotiate_client_auth, ClientAuthMethod};
 /// let post_only = vec!["client_secret_post".to_string()];
 /// assert_eq!(negotiate_client_auth(None, true, Some(&post_only)), ClientAuthMethod::ClientSecretPost);
 /// assert_eq!(negotiate_client_auth(None, true, None), ClientAuthMethod::ClientSecretBasic);

@@ -16,7 +16,8 @@
 //! use std::sync::Arc;
 //! use std::time::SystemTime;
 //! use bytes::Bytes;
-//! use mcp_oauth_flow::{Action, AuthorizationResponse, ClientConfig, Flow, FlowSecrets, FlowStart};
+//! use mcp_oauth_flow::authorization::AuthorizationResponse;
+//! use mcp_oauth_flow::{Action, ClientConfig, Flow, FlowSecrets, FlowStart};
 //!
 //! fn drive(mut flow: Flow, send: impl Fn(http::Request<Bytes>) -> http::Response<Bytes>) -> Action {
 //!     loop {

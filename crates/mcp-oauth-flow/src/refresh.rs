@@ -64,7 +64,7 @@ impl RefreshPolicy {
     ///
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
-    /// use mcp_oauth_flow::{token::{RefreshPolicy, TokenSet, TokenType}};
+    /// use mcp_oauth_flow::token::{RefreshPolicy, TokenSet, TokenType};
     /// let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
     /// let short = TokenSet::new("a", TokenType::Bearer, "i", "c")
     ///     .with_issued_at(Some(t0))

@@ -218,7 +218,7 @@ pub fn registration_auth_method(meta: &AuthorizationServerMetadata) -> ClientAut
 /// `application_type` is always present (SEP-837).
 ///
 /// ```
-/// use mcp_oauth_flow::{client::{registration_request_body, ClientAuthMethod}};
+/// use mcp_oauth_flow::client::{registration_request_body, ClientAuthMethod};
 /// let body = registration_request_body("My Agent", "http://127.0.0.1:8976/callback", "native", ClientAuthMethod::None);
 /// assert_eq!(body["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
 /// assert_eq!(body["application_type"], "native");

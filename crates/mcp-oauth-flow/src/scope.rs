@@ -101,7 +101,7 @@ impl<'de> Deserialize<'de> for Scopes {
 /// else none, in which case the `scope` parameter is left out.
 ///
 /// ```
-/// use mcp_oauth_flow::{authorization::{select_scopes, Scopes}};
+/// use mcp_oauth_flow::authorization::{select_scopes, Scopes};
 /// let prm = vec!["a".to_string(), "b".to_string()];
 /// assert_eq!(select_scopes(Some("x"), Some(&prm)), Some(Scopes::parse("x")));
 /// assert_eq!(select_scopes(None, Some(&prm)), Some(Scopes::parse("a b")));
@@ -124,7 +124,7 @@ pub fn select_scopes(
 /// `offline_access` alone would replace the server's default scope with it.
 ///
 /// ```
-/// use mcp_oauth_flow::{authorization::{with_offline_access, Scopes}};
+/// use mcp_oauth_flow::authorization::{with_offline_access, Scopes};
 /// let supported = vec!["mcp".to_string(), "offline_access".to_string()];
 /// assert_eq!(with_offline_access(Some(Scopes::parse("mcp")), Some(&supported)).unwrap().to_string(), "mcp offline_access");
 /// assert_eq!(with_offline_access(Some(Scopes::parse("mcp")), None).unwrap().to_string(), "mcp");

@@ -51,7 +51,7 @@ impl TokenType {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use mcp_oauth_flow::{token::{TokenSet, TokenType}};
+/// use mcp_oauth_flow::token::{TokenSet, TokenType};
 /// let now = SystemTime::now();
 /// let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "client")
 ///     .with_expires_at(Some(now + Duration::from_secs(60)));

@@ -32,7 +32,7 @@ use crate::BoxFuture;
 ///
 /// ```
 /// use tower_mcp_oauth::{FileStore, TokenStore};
-/// use mcp_oauth_flow::{token::{TokenSet, TokenType}};
+/// use mcp_oauth_flow::token::{TokenSet, TokenType};
 /// # tokio_test::block_on(async {
 /// let dir = std::env::temp_dir().join(format!("tower-mcp-oauth-doc-{}", std::process::id()));
 /// let store = FileStore::new(&dir).unwrap();

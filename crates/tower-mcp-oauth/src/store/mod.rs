@@ -130,7 +130,7 @@ impl std::fmt::Debug for StoreLock {
 ///
 /// ```
 /// use tower_mcp_oauth::{MemoryStore, Replaced, TokenStore};
-/// use mcp_oauth_flow::{token::{TokenSet, TokenType}};
+/// use mcp_oauth_flow::token::{TokenSet, TokenType};
 /// # tokio_test::block_on(async {
 /// let store = MemoryStore::new();
 /// let first = TokenSet::new("at-1", TokenType::Bearer, "https://as.example.com", "client");
@@ -198,7 +198,7 @@ fn _object_safe(_: &dyn TokenStore) {}
 /// ```
 /// use std::sync::Arc;
 /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer, TokenStore};
-/// use mcp_oauth_flow::{token::{TokenSet, TokenType}};
+/// use mcp_oauth_flow::token::{TokenSet, TokenType};
 /// # tokio_test::block_on(async {
 /// let shared: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
 /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
