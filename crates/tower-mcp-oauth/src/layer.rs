@@ -179,7 +179,7 @@ impl OAuthLayer {
     /// let tokens = TokenSet::new("at", TokenType::Bearer, "http://127.0.0.1:2", "client")
     ///     .with_issued_at(Some(now))
     ///     .with_expires_at(Some(now + Duration::from_secs(3600)))
-    ///     .with_refresh_token(Some(mcp_oauth_flow::RefreshToken::new("rt".into())));
+    ///     .with_refresh_token(Some(mcp_oauth_flow::secrets::RefreshToken::new("rt".into())));
     /// let server = service_fn(|_req: http::Request<OAuthBody<Full<Bytes>>>| async move {
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
     /// });

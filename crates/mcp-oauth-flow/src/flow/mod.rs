@@ -93,7 +93,7 @@ pub enum Trigger {
 #[derive(Clone, Debug)]
 pub struct FlowStart {
     /// The URL of the MCP server that answered 401 or 403 (see
-    /// [`server_url_from_uri`](crate::server_url_from_uri)).
+    /// [`server_url_from_uri`](crate::discovery::server_url_from_uri)).
     pub server_url: Url,
     /// The challenge that answer carried, if any.
     pub challenge: Option<Challenge>,

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use ::redis::Script;
 
 /// Replaces the tokens only if the stored ones are still the expected ones, with
-/// [`TokenSet::same_tokens`](mcp_oauth_flow::TokenSet::same_tokens) semantics (same access
+/// [`TokenSet::same_tokens`](mcp_oauth_flow::token::TokenSet::same_tokens) semantics (same access
 /// token, same refresh token or both absent). One script, so no other client can write between
 /// the read and the write.
 ///
