@@ -471,6 +471,9 @@ mod tests {
             r#"Bearer scope="unterminated"#,
             r#"Bearer scope="a" junk"#,
             "=x",
+            // A parameter needs a name (RFC 9110 §11.2: auth-param = token BWS "=" ...).
+            r#"Bearer realm="a", ="b""#,
+            r#"Bearer ="b""#,
             "Bearer scope=\"a\u{1}\"",
             "Bearer abc== junk",
         ] {
