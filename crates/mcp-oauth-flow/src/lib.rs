@@ -50,6 +50,7 @@ mod client_auth;
 mod config;
 mod error;
 mod flow;
+mod jwt;
 mod metadata;
 mod pkce;
 mod refresh;
@@ -140,12 +141,11 @@ pub mod authorization {
 /// assert_eq!(tokens.authorization_value(), "Bearer at");
 /// ```
 pub mod token {
+    pub use crate::jwt::jwt_expiry;
     pub use crate::refresh::{
         classify_refresh_failure, merge_refreshed, RefreshFailure, RefreshPolicy,
     };
-    pub use crate::token_response::{
-        jwt_expiry, parse_token_response, token_request, Grant, TokenResponse,
-    };
+    pub use crate::token_response::{parse_token_response, token_request, Grant, TokenResponse};
     pub use crate::token_set::{TokenSet, TokenType};
 }
 

@@ -3,8 +3,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use oauth2::{AccessToken, AuthorizationCode, PkceCodeVerifier, RefreshToken};
@@ -204,29 +202,6 @@ pub fn parse_token_response(
     })
 }
 
-/// The `exp` claim of a JWT, read without verifying anything (RFC 7519 §4.1.4). `None` for an
-/// opaque token.
-///
-/// ```
-/// use mcp_oauth_flow::token::jwt_expiry;
-/// // {"alg":"none"}.{"exp":1700000000}.
-/// assert_eq!(jwt_expiry("eyJhbGciOiJub25lIn0.eyJleHAiOjE3MDAwMDAwMDB9."), Some(1_700_000_000));
-/// assert_eq!(jwt_expiry("opaque-token"), None);
-/// ```
-pub fn jwt_expiry(token: &str) -> Option<u64> {
-    let mut parts = token.split('.');
-    let (_header, payload) = (parts.next()?, parts.next()?);
-    parts.next()?;
-    if parts.next().is_some() {
-        return None;
-    }
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let exp = claims.get("exp")?;
-    exp.as_u64()
-        .or_else(|| exp.as_f64().filter(|f| *f > 0.0).map(|f| f as u64))
-}
-
 type Fields = Vec<(String, Option<String>)>;
 
 /// Flattens a JSON object or a form body into name/value pairs (JSON numbers and booleans as
@@ -285,7 +260,7 @@ impl TokenSet {
             // No usable `expires_in` (absent or 0, as Salesforce and others send): a JWT access
             // token's own `exp` is the next best thing. It is read, not verified: it only
             // decides when to refresh, never whether to trust the token.
-            None => jwt_expiry(response.access_token.secret())
+            None => crate::jwt::jwt_expiry(response.access_token.secret())
                 .and_then(|exp| UNIX_EPOCH.checked_add(Duration::from_secs(exp)))
                 .filter(|exp| *exp > now),
         };
@@ -305,8 +280,12 @@ impl TokenSet {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
     use super::*;
     use crate::client_auth::ClientAuthMethod;
+    use crate::jwt::jwt_expiry;
 
     fn ok(body: &str) -> Result<TokenResponse, Error> {
         parse_token_response(
@@ -579,16 +558,11 @@ mod tests {
         let stored: TokenSet = serde_json::from_str(r#"{"access_token":"a","token_type":"Bearer","issuer":"i","client_id":"c","expires_at":18446744073709551615}"#).unwrap();
         assert_eq!(stored.expires_at(), None);
         assert!(!stored.is_expired(t(1000), Duration::ZERO));
-        for bad in ["a.b", "a.b.c.d", "x.!!!.y", "eyJhIjoxfQ.eyJhIjoxfQ.x"] {
-            assert_eq!(jwt_expiry(bad), None, "{bad}");
-        }
     }
 
-    /// RFC 7519 §2: a NumericDate may carry a fraction. It is rounded down, not ignored; a
-    /// zero or negative one is no expiry.
+    /// An `exp` of exactly `now` is already past: no expiry is better than an expired one.
     #[test]
-    fn jwt_exp_with_a_fraction_is_read() {
-        // An `exp` of exactly `now` is already past: no expiry is better than an expired one.
+    fn an_exp_of_exactly_now_is_no_expiry() {
         let at_now = format!(
             r#"{{"access_token":"{}"}}"#,
             format_args!(
@@ -602,18 +576,5 @@ mod tests {
             TokenSet::from_response(resp, t(1000), "i", "c", None, None).expires_at(),
             None
         );
-
-        let jwt = |claims: &str| {
-            format!(
-                "{}.{}.sig",
-                URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
-                URL_SAFE_NO_PAD.encode(claims.as_bytes())
-            )
-        };
-        assert_eq!(jwt_expiry(&jwt(r#"{"exp":2000.75}"#)), Some(2000));
-        assert_eq!(jwt_expiry(&jwt(r#"{"exp":0.0}"#)), None);
-        assert_eq!(jwt_expiry(&jwt(r#"{"exp":-3.5}"#)), None);
-        assert_eq!(jwt_expiry(&jwt(r#"{"exp":"2000"}"#)), None);
-        assert_eq!(jwt_expiry(&jwt(r#"{"sub":"x"}"#)), None);
     }
 }
