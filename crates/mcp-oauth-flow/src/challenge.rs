@@ -474,6 +474,9 @@ mod tests {
             // A parameter needs a name (RFC 9110 §11.2: auth-param = token BWS "=" ...).
             r#"Bearer realm="a", ="b""#,
             r#"Bearer ="b""#,
+            // A challenge needs a scheme: `/` may start a token68 but is no tchar.
+            "/abc",
+            r#"Bearer realm="a", /abc"#,
             "Bearer scope=\"a\u{1}\"",
             "Bearer abc== junk",
         ] {

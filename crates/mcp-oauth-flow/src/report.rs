@@ -88,3 +88,60 @@ impl fmt::Display for DiscoveryReport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purposes_read_as_the_protocol_names_them() {
+        let all = [
+            (Purpose::ResourceMetadata, "protected resource metadata"),
+            (
+                Purpose::AuthorizationServerMetadata,
+                "authorization server metadata",
+            ),
+            (Purpose::Registration, "client registration"),
+            (Purpose::Token, "token request"),
+        ];
+        for (purpose, text) in all {
+            assert_eq!(purpose.to_string(), text);
+        }
+    }
+
+    /// The report is what a user reads when discovery fails: one line per URL, in order, with
+    /// the status (or `---` when nothing came back) and what the flow made of it.
+    #[test]
+    fn the_report_prints_one_line_per_step() {
+        let mut report = DiscoveryReport::default();
+        report.push(
+            Purpose::ResourceMetadata,
+            "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
+            Some(404),
+            "skipped: not found",
+        );
+        report.push(
+            Purpose::AuthorizationServerMetadata,
+            "https://as.example.com/.well-known/oauth-authorization-server",
+            None,
+            "connection refused",
+        );
+        let text = report.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].starts_with("  404 protected resource metadata"),
+            "{text}"
+        );
+        assert!(
+            lines[0].ends_with("oauth-protected-resource/mcp  (skipped: not found)"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("  --- authorization server metadata"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with("(connection refused)"), "{text}");
+        assert_eq!(DiscoveryReport::default().to_string(), "");
+    }
+}

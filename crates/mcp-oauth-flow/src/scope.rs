@@ -146,6 +146,15 @@ pub fn with_offline_access(
 mod tests {
     use super::*;
 
+    /// Scopes are not secret: `Debug` shows them, so a log of a step-up says what was asked.
+    #[test]
+    fn debug_shows_the_scopes() {
+        assert_eq!(
+            format!("{:?}", Scopes::parse("mcp:read  mcp:write")),
+            r#"Scopes("mcp:read mcp:write")"#
+        );
+    }
+
     /// `contains_all` decides whether shared tokens cover a step-up (SEP-2350).
     #[test]
     fn contains_all_needs_every_scope() {

@@ -287,6 +287,19 @@ mod tests {
     use crate::client_auth::ClientAuthMethod;
     use crate::jwt::jwt_expiry;
 
+    /// A body the server declares JSON is read as JSON only: a form-looking body under a JSON
+    /// content type is an error, not a second guess (RFC 6749 §5.1 names JSON).
+    #[test]
+    fn a_body_declared_json_is_not_read_as_a_form() {
+        let form = b"access_token=at&token_type=bearer";
+        let err = parse_token_response(http::StatusCode::OK, Some("application/json"), form)
+            .expect_err("declared JSON");
+        assert_eq!(err.kind(), ErrorKind::InvalidTokenResponse);
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        // Undeclared, the same body is read as a form (tolerant parsing).
+        assert!(parse_token_response(http::StatusCode::OK, None, form).is_ok());
+    }
+
     fn ok(body: &str) -> Result<TokenResponse, Error> {
         parse_token_response(
             http::StatusCode::OK,
