@@ -250,6 +250,22 @@ impl TokenSet {
 mod tests {
     use super::*;
 
+    /// Expired from `expires_at - skew` on, inclusive; never for a token of unknown expiry.
+    #[test]
+    fn expiry_counts_the_skew_and_is_inclusive() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let tokens = TokenSet::new("at", TokenType::Bearer, "i", "c")
+            .with_expires_at(Some(t0 + Duration::from_secs(60)));
+        assert!(!tokens.is_expired(t0, Duration::ZERO));
+        assert!(!tokens.is_expired(t0 + Duration::from_secs(59), Duration::ZERO));
+        assert!(tokens.is_expired(t0 + Duration::from_secs(60), Duration::ZERO));
+        assert!(tokens.is_expired(t0 + Duration::from_secs(61), Duration::ZERO));
+        assert!(!tokens.is_expired(t0, Duration::from_secs(59)));
+        assert!(tokens.is_expired(t0, Duration::from_secs(60)));
+        let unknown = TokenSet::new("at", TokenType::Bearer, "i", "c");
+        assert!(!unknown.is_expired(t0 + Duration::from_secs(1 << 30), Duration::ZERO));
+    }
+
     fn set(access: &str, refresh: Option<&str>) -> TokenSet {
         TokenSet::new(access, TokenType::Bearer, "https://as", "c")
             .with_refresh_token(refresh.map(|r| RefreshToken::new(r.into())))

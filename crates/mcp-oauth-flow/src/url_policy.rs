@@ -104,6 +104,13 @@ pub fn check_secure_url(url: &Url, what: &str) -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    /// The limit the docs promise (README "Limits": URLs from the network up to 8 KiB), stated
+    /// as a number so a change to it is a decision, not an accident.
+    #[test]
+    fn urls_from_the_network_may_be_8_kib() {
+        assert_eq!(MAX_URL_LEN, 8192);
+    }
+
     /// At most `MAX_URL_LEN` bytes, exactly: one more is refused, by both checks.
     #[test]
     fn the_length_limit_is_inclusive() {
