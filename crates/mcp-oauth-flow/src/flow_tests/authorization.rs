@@ -251,6 +251,68 @@ fn scope_choice_step_up_union_and_offline_access() {
     );
 }
 
+/// A refresh cannot widen a grant (RFC 6749 §6): a step-up authorizes afresh even when the held
+/// tokens could be refreshed, and a 401 with the same tokens refreshes instead.
+#[test]
+fn step_up_authorizes_even_with_a_refreshable_token() {
+    let net = std_net();
+    let c = format!(
+        r#"Bearer error="insufficient_scope", scope="mcp:admin", resource_metadata="{RS}/.well-known/oauth-protected-resource/mcp""#
+    );
+    let held = || {
+        TokenSet::new("old", TokenType::Bearer, AS, "dcr-client")
+            .with_scopes(Some(Scopes::parse("mcp:read")))
+            .with_refresh_token(Some(RefreshToken::new("rt".into())))
+            .with_token_endpoint(Some(format!("{AS}/token")), None)
+    };
+    // The registration the held tokens were issued to, so a refresh could really happen.
+    let stored = || {
+        Some(ClientRegistration {
+            issuer: AS.into(),
+            client_id: "dcr-client".into(),
+            client_secret: None,
+            client_secret_expires_at: None,
+            token_endpoint_auth_method: Some("none".into()),
+            redirect_uris: vec!["http://localhost:3000/callback".into()],
+        })
+    };
+    let step_up = start(Some(&c))
+        .trigger(Trigger::InsufficientScope)
+        .held(Some(held()), None);
+    let run = run_with(config(), step_up, &net, Consent::Approve(None), stored());
+    let first_token = run.sent.iter().position(|s| s.ends_with("/token")).unwrap();
+    assert!(
+        run.sent[..first_token]
+            .iter()
+            .any(|s| s.starts_with("AUTHORIZE")),
+        "{:?}",
+        run.sent
+    );
+    assert_eq!(
+        run.form(first_token, "grant_type").as_deref(),
+        Some("authorization_code")
+    );
+
+    let unauthorized = start(Some(&challenge_with_prm())).held(Some(held()), None);
+    let run = run_with(
+        config(),
+        unauthorized,
+        &net,
+        Consent::Approve(None),
+        stored(),
+    );
+    let first_token = run.sent.iter().position(|s| s.ends_with("/token")).unwrap();
+    assert_eq!(
+        run.form(first_token, "grant_type").as_deref(),
+        Some("refresh_token")
+    );
+    assert!(
+        !run.sent.iter().any(|s| s.starts_with("AUTHORIZE")),
+        "{:?}",
+        run.sent
+    );
+}
+
 #[test]
 fn inputs_in_the_wrong_state_are_typed_errors() {
     let mut flow = Flow::new(
