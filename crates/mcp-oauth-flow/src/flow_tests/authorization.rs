@@ -322,9 +322,20 @@ fn inputs_in_the_wrong_state_are_typed_errors() {
         now(),
     );
     let _ = flow.poll_action();
+    // The state it waits in shows in `Debug` and in the error, for whoever reads the log.
+    assert!(
+        format!("{flow:?}").contains("ExpectResourceMetadata"),
+        "{flow:?}"
+    );
     flow.handle_authorization_response(AuthorizationResponse::default());
     match flow.poll_action() {
-        Some(Action::Failed(e)) => assert_eq!(e.kind(), ErrorKind::InvalidTransition),
+        Some(Action::Failed(e)) => {
+            assert_eq!(e.kind(), ErrorKind::InvalidTransition);
+            assert!(
+                e.to_string().contains("in state ExpectResourceMetadata"),
+                "{e}"
+            );
+        }
         other => panic!("{other:?}"),
     }
     flow.handle_stored_client(None);
