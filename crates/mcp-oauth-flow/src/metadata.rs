@@ -263,6 +263,35 @@ pub fn issuer_matches(expected: &str, actual: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The root-issuer leniency covers the trailing `/` only: with a query or a fragment, the
+    /// two forms must be identical (RFC 8414 §3.3).
+    #[test]
+    fn root_leniency_is_for_the_bare_origin_only() {
+        assert!(issuer_matches(
+            "https://as.example.com/",
+            "https://as.example.com"
+        ));
+        assert!(!issuer_matches(
+            "https://as.example.com/?t=1",
+            "https://as.example.com?t=1"
+        ));
+        assert!(!issuer_matches(
+            "https://as.example.com/#f",
+            "https://as.example.com#f"
+        ));
+    }
+
+    /// Without `grant_types_supported`, RFC 8414 §2's defaults apply: `authorization_code` and
+    /// `implicit`, nothing else.
+    #[test]
+    fn grants_default_to_rfc_8414s_list() {
+        let meta = AuthorizationServerMetadata::default();
+        assert!(meta.supports_grant("authorization_code"));
+        assert!(meta.supports_grant("implicit"));
+        assert!(!meta.supports_grant("client_credentials"));
+        assert!(!meta.supports_grant("refresh_token"));
+    }
+
     #[test]
     fn supports_scope_reads_scopes_supported() {
         let listed: AuthorizationServerMetadata = serde_json::from_value(serde_json::json!({
