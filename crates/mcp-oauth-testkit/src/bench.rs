@@ -48,3 +48,42 @@ pub fn print_ratio(group: &str, baseline: &str, candidate: &str, target: Option<
         _ => println!("RATIO {group}: estimates not found (was the group filtered out?)"),
     }
 }
+
+/// The URL the hot-path measurements address (no server behind it: the inner service is
+/// [`trivial_resource`]).
+pub const HOT_PATH_URL: &str = "http://mcp.bench/mcp";
+
+/// The request the hot-path measurements send: a small JSON-RPC `tools/list` POST to
+/// [`HOT_PATH_URL`], with `authorization` when the caller adds the token itself.
+pub fn hot_path_request(
+    authorization: Option<&http::HeaderValue>,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+    let mut req = http::Request::post(HOT_PATH_URL)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(BODY)))
+        .expect("a valid request");
+    if let Some(v) = authorization {
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, v.clone());
+    }
+    req
+}
+
+/// A trivial resource for the hot-path measurements: `401` without a token, `200` with one.
+pub fn trivial_resource<B>(
+    req: http::Request<B>,
+) -> std::future::Ready<
+    Result<http::Response<http_body_util::Empty<bytes::Bytes>>, std::convert::Infallible>,
+> {
+    let status = if req.headers().contains_key(http::header::AUTHORIZATION) {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::UNAUTHORIZED
+    };
+    let mut resp = http::Response::new(http_body_util::Empty::new());
+    *resp.status_mut() = status;
+    std::future::ready(Ok(resp))
+}

@@ -11,47 +11,20 @@
 //! the count is the same from run to run, so a change to the hot path shows even on a busy
 //! machine.
 
-use std::convert::Infallible;
 use std::hint::black_box;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http_body_util::{Empty, Full};
+use http_body_util::Full;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_mcp_oauth::{
     ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
     TokenType,
 };
 
-const URL: &str = "http://mcp.bench/mcp";
-const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
-
-fn request(authorization: Option<&http::HeaderValue>) -> http::Request<Full<Bytes>> {
-    let mut req = http::Request::post(URL)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25")
-        .body(Full::new(Bytes::from_static(BODY)))
-        .unwrap();
-    if let Some(v) = authorization {
-        req.headers_mut()
-            .insert(http::header::AUTHORIZATION, v.clone());
-    }
-    req
-}
-
-fn trivial<B>(
-    req: http::Request<B>,
-) -> std::future::Ready<Result<http::Response<Empty<Bytes>>, Infallible>> {
-    let status = if req.headers().contains_key(http::header::AUTHORIZATION) {
-        200
-    } else {
-        401
-    };
-    let mut resp = http::Response::new(Empty::new());
-    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-    std::future::ready(Ok(resp))
-}
+use mcp_oauth_testkit::bench::{
+    hot_path_request as request, trivial_resource as trivial, HOT_PATH_URL as URL,
+};
 
 fn main() {
     let mut args = std::env::args().skip(1);
