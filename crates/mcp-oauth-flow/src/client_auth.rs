@@ -272,4 +272,68 @@ mod tests {
             ClientAuthMethod::ClientSecretBasic
         );
     }
+
+    /// Every method this crate implements is read back from its RFC 7591 name.
+    #[test]
+    fn method_names_round_trip() {
+        for method in [
+            ClientAuthMethod::ClientSecretBasic,
+            ClientAuthMethod::ClientSecretPost,
+            ClientAuthMethod::None,
+            ClientAuthMethod::PrivateKeyJwt,
+        ] {
+            assert_eq!(ClientAuthMethod::from_name(method.as_str()), Some(method));
+        }
+        assert_eq!(ClientAuthMethod::from_name("tls_client_auth"), None);
+    }
+
+    /// A registration that names `client_secret_basic` is honoured even where the metadata
+    /// lists `client_secret_post` first (RFC 7591 §2: the registered method is the one to use).
+    #[test]
+    fn the_registered_basic_method_wins_over_the_supported_list() {
+        let post_first = vec!["client_secret_post".to_string()];
+        assert_eq!(
+            negotiate_client_auth(Some("client_secret_basic"), true, Some(&post_first)),
+            ClientAuthMethod::ClientSecretBasic
+        );
+    }
+
+    /// RFC 7523 §2.2: with an assertion, the request carries the assertion and its type and no
+    /// `client_id`; a `private_key_jwt` client with no assertion signed sends its `client_id`
+    /// alone, never an empty assertion.
+    #[test]
+    fn private_key_jwt_sends_the_assertion_only_when_there_is_one() {
+        let mut signed = creds(ClientAuthMethod::PrivateKeyJwt, None);
+        signed.assertion = Some("header.claims.signature".into());
+        let (mut form, mut headers) = (Vec::new(), HeaderMap::new());
+        signed.apply(&mut form, &mut headers);
+        assert_eq!(
+            form,
+            vec![
+                (
+                    "client_assertion_type",
+                    crate::client_assertion::JWT_BEARER_ASSERTION_TYPE.to_owned()
+                ),
+                ("client_assertion", "header.claims.signature".to_owned()),
+            ]
+        );
+        assert!(headers.is_empty());
+
+        let mut form = Vec::new();
+        creds(ClientAuthMethod::PrivateKeyJwt, None).apply(&mut form, &mut headers);
+        assert_eq!(form, vec![("client_id", "id:with space".to_owned())]);
+    }
+
+    /// The redacted `Debug` still says which client and method it is, so logs stay useful.
+    #[test]
+    fn debug_names_the_client_and_hides_the_assertion() {
+        let mut c = creds(ClientAuthMethod::PrivateKeyJwt, None);
+        c.assertion = Some("eyJhbGciOi.secret-claims.sig".into());
+        let text = format!("{c:?}");
+        assert!(text.contains("ClientCredentials"), "{text}");
+        assert!(text.contains("id:with space"), "{text}");
+        assert!(text.contains("PrivateKeyJwt"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+        assert!(!text.contains("secret-claims"), "{text}");
+    }
 }

@@ -533,4 +533,59 @@ mod tests {
         assert_eq!(format!("{bare:#}"), "token store error");
         assert_eq!(bare.to_string(), "token store error");
     }
+
+    /// A kind prints as its stable name, the one logs and metrics key on.
+    #[test]
+    fn kind_displays_its_name() {
+        assert_eq!(
+            ErrorKind::TokenRejected.to_string(),
+            ErrorKind::TokenRejected.as_str()
+        );
+        assert!(!ErrorKind::TokenRejected.to_string().is_empty());
+    }
+
+    /// The message is the text given, without the OAuth error that `Display` appends.
+    #[test]
+    fn message_is_the_text_given() {
+        let err = Error::new(
+            ErrorKind::TokenRejected,
+            "the token endpoint refused the code",
+        )
+        .with_oauth_error(OAuthErrorResponse {
+            error: "invalid_grant".into(),
+            error_description: None,
+        });
+        assert_eq!(err.message(), "the token endpoint refused the code");
+    }
+
+    /// A report attached to an error comes back with its steps.
+    #[test]
+    fn report_comes_back_with_its_steps() {
+        let mut report = crate::report::DiscoveryReport::default();
+        report.push(
+            crate::report::Purpose::ResourceMetadata,
+            "https://mcp.example.com/.well-known/oauth-protected-resource",
+            Some(404),
+            "not found",
+        );
+        let err = Error::new(ErrorKind::ResourceMetadataNotFound, "no metadata");
+        assert!(err.report().is_none());
+        let err = err.with_report(report.clone());
+        assert_eq!(err.report(), Some(&report));
+        assert_eq!(err.report().unwrap().steps().len(), 1);
+    }
+
+    /// `Debug` names the kind, the message and the OAuth error, for logs.
+    #[test]
+    fn debug_names_kind_message_and_oauth_error() {
+        let err =
+            Error::new(ErrorKind::TokenRejected, "refused").with_oauth_error(OAuthErrorResponse {
+                error: "invalid_grant".into(),
+                error_description: None,
+            });
+        let text = format!("{err:?}");
+        assert!(text.contains("TokenRejected"), "{text}");
+        assert!(text.contains("refused"), "{text}");
+        assert!(text.contains("invalid_grant"), "{text}");
+    }
 }

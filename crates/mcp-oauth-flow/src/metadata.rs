@@ -419,4 +419,52 @@ mod tests {
             "http://localhost:1/?a"
         ));
     }
+
+    /// The leniency is for a root issuer's empty path only: a trailing `/` after a query, a
+    /// fragment or a non-root path is a different identifier (RFC 8414 §3.3 wants them identical).
+    #[test]
+    fn trailing_slash_leniency_needs_a_bare_root() {
+        assert!(!issuer_matches(
+            "https://as.example.com/?t=/",
+            "https://as.example.com/?t="
+        ));
+        assert!(!issuer_matches(
+            "https://as.example.com/#/",
+            "https://as.example.com/#"
+        ));
+        assert!(!issuer_matches(
+            "https://as.example.com/tenant/",
+            "https://as.example.com/tenant"
+        ));
+    }
+
+    /// A 2025-03-26 server without metadata: its default endpoints, bound to the issuer the flow
+    /// names, with PKCE S256 assumed because that revision requires it.
+    #[test]
+    fn legacy_defaults_fill_the_default_endpoints() {
+        let at = |p: &str| Url::parse(&format!("https://mcp.example.com{p}")).unwrap();
+        let meta = AuthorizationServerMetadata::legacy_defaults(
+            "https://mcp.example.com".into(),
+            &at("/authorize"),
+            &at("/token"),
+            &at("/register"),
+        );
+        assert_eq!(meta.issuer, "https://mcp.example.com");
+        assert_eq!(
+            meta.authorization_endpoint.as_deref(),
+            Some("https://mcp.example.com/authorize")
+        );
+        assert_eq!(
+            meta.token_endpoint.as_deref(),
+            Some("https://mcp.example.com/token")
+        );
+        assert_eq!(
+            meta.registration_endpoint.as_deref(),
+            Some("https://mcp.example.com/register")
+        );
+        assert_eq!(
+            meta.code_challenge_methods_supported,
+            Some(vec!["S256".to_string()])
+        );
+    }
 }

@@ -75,4 +75,14 @@ mod tests {
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
+
+    /// `Debug` shows the (public) challenge and never the verifier.
+    #[test]
+    fn debug_shows_the_challenge_not_the_verifier() {
+        let pkce = Pkce::from_entropy([7; 32]);
+        let text = format!("{pkce:?}");
+        assert!(text.contains("Pkce"), "{text}");
+        assert!(text.contains(pkce.challenge()), "{text}");
+        assert!(!text.contains(pkce.verifier().secret()), "{text}");
+    }
 }

@@ -306,4 +306,20 @@ mod tests {
             });
         assert_eq!(classify_refresh_failure(&odd), RefreshFailure::Transient);
     }
+
+    /// Setting the skew changes the skew and nothing else.
+    #[test]
+    fn skew_setter_keeps_the_other_settings() {
+        let base = RefreshPolicy::default();
+        let policy = base.skew(Duration::from_secs(5));
+        assert_eq!(policy.skew, Duration::from_secs(5));
+        assert_ne!(base.skew, policy.skew);
+        assert_eq!(
+            RefreshPolicy {
+                skew: base.skew,
+                ..policy
+            },
+            base
+        );
+    }
 }

@@ -492,3 +492,40 @@ fn an_over_long_url_from_the_network_is_an_error_not_a_panic() {
     );
     assert_eq!(run.failed(), ErrorKind::InsecureUrl);
 }
+
+/// The flow keeps the report of what it fetched while it runs (a UI can show it before the
+/// flow ends), and a failure takes the report with it.
+#[test]
+fn the_report_grows_with_each_response_and_rides_on_the_failure() {
+    let first_response = |prm_body: Value| {
+        let mut flow = Flow::new(
+            Arc::new(config()),
+            start(Some(&challenge_with_prm())),
+            FlowSecrets::from_entropy([9; 32], [8; 32]),
+            now(),
+        );
+        assert!(flow.report().steps().is_empty());
+        let Some(Action::Send(sub)) = flow.poll_action() else {
+            panic!("the flow starts with the PRM request")
+        };
+        let prm_url = sub.request.uri().to_string();
+        let net = std_net().json(&prm_url, 200, prm_body);
+        flow.handle_response(net.answer(&sub.request), now());
+        (flow, prm_url)
+    };
+
+    let (flow, prm_url) = first_response(prm(&format!("{RS}/mcp"), AS));
+    assert_eq!(flow.report().steps().len(), 1);
+    assert_eq!(flow.report().steps()[0].url, prm_url);
+    assert_eq!(flow.report().steps()[0].status, Some(200));
+
+    let (mut flow, prm_url) = first_response(prm("https://evil.example.com/mcp", AS));
+    let Some(Action::Failed(err)) = flow.poll_action() else {
+        panic!("a resource mismatch ends the flow")
+    };
+    assert_eq!(err.kind(), ErrorKind::ResourceMismatch);
+    assert_eq!(
+        err.report().map(|r| r.steps()[0].url.clone()),
+        Some(prm_url)
+    );
+}
