@@ -8,4 +8,6 @@ cd "$root"
 # Services some tests run for real (a Redis server on loopback), installed when missing.
 if [ -x scripts/ensure-redis.sh ]; then scripts/ensure-redis.sh; fi
 cargo test --workspace
+# The fuzzers' committed corpus, replayed through the same checks on stable (fuzz/src/lib.rs).
+cargo test --manifest-path fuzz/Cargo.toml
 scripts/conformance.sh

@@ -1,0 +1,3 @@
+#![no_main]
+//! Fuzz target: see `mcp_oauth_fuzz::callback_query` for what it checks.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mcp_oauth_fuzz::callback_query(data));
