@@ -165,11 +165,14 @@ pub fn jwt_expiry(data: &[u8]) {
 mod tests {
     use std::path::Path;
 
+    /// A target's name (its corpus directory) and its check.
+    type Target = (&'static str, fn(&[u8]));
+
     /// Replays every committed corpus file through its target's check, on stable. Each target
     /// must have a corpus: a missing directory is a failure, not a silent pass.
     #[test]
     fn replays_the_committed_corpus() {
-        let targets: [(&str, fn(&[u8])); 7] = [
+        let targets: [Target; 7] = [
             ("challenge", super::challenge),
             ("resource_metadata", super::resource_metadata),
             (
