@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind as IoErrorKind, Write};
+use std::io::{ErrorKind as IoErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,6 +11,7 @@ use futures_util::lock::Mutex as AsyncMutex;
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use super::file_safety;
 use super::memory::lock as lock_std;
 use super::{matches, ready, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
@@ -20,6 +21,10 @@ use crate::BoxFuture;
 ///
 /// - One JSON file per protected resource (`tokens-<name>.json`) and per issuer
 ///   (`client-<name>.json`), readable by the owner only (mode `0600`, directory `0700`).
+/// - Nothing on disk is trusted that this user did not write: a directory owned by another
+///   user or writable by group or others is refused at [`new`](Self::new), and a credential or
+///   lock file that is a symbolic link or belongs to another user is refused when used
+///   ([`ErrorKind::Store`], naming the path and the fix).
 /// - Every write goes to a temporary file that is synced and then renamed over the old one, so
 ///   a crash mid-write leaves the previous file whole.
 /// - Expiry is stored as an absolute time, so a token read back after a restart knows whether
@@ -54,7 +59,7 @@ struct TokensFile {
     tokens: TokenSet,
 }
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+pub(super) fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     // A slow or interrupted disk may answer next time; a permission denied, a missing
     // directory or a full disk will not without someone acting, so those are not transient.
     let transient = matches!(
@@ -125,6 +130,9 @@ impl FileStore {
         builder
             .create(&dir)
             .map_err(|e| io_error("cannot create the token store directory", &dir, e))?;
+        let meta = std::fs::metadata(&dir)
+            .map_err(|e| io_error("cannot inspect the token store directory", &dir, e))?;
+        file_safety::check_store_dir(&dir, &meta)?;
         Ok(Self { dir })
     }
 
@@ -142,16 +150,18 @@ impl FileStore {
     }
 
     fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::new(
-                    ErrorKind::Store,
-                    format!("{} is not a valid store file: {e}", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == IoErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error("cannot read", path, e)),
-        }
+        let Some(mut file) = file_safety::open_own_file(path)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io_error("cannot read", path, e))?;
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::new(
+                ErrorKind::Store,
+                format!("{} is not a valid store file: {e}", path.display()),
+            )
+        })
     }
 
     /// Writes `bytes` to `path` atomically: temporary file (0600), sync, rename.
@@ -221,6 +231,7 @@ impl FileStore {
     /// Opens (creating) a lock file.
     fn lock_file(&self, resource: &str, kind: &str) -> Result<(PathBuf, File), Error> {
         let path = self.dir.join(file_name("tokens", resource, kind));
+        file_safety::refuse_symlink(&path)?;
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]

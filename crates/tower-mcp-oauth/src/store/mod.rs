@@ -2,6 +2,7 @@
 //! implementations.
 
 mod file;
+mod file_safety;
 pub(crate) mod memory;
 
 pub use file::FileStore;
