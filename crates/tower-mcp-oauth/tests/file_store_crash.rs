@@ -21,7 +21,11 @@ use tower_mcp_oauth::{FileStore, TokenStore};
 const CHILD_TEST: &str = "crash_writer_child";
 const ENV_DIR: &str = "TOWER_MCP_OAUTH_CRASH_DIR";
 const RESOURCE: &str = "https://mcp.example.com/mcp";
-const KILLS: usize = 40;
+/// At least this many kills, and at least [`MID_WRITE_KILLS`] of them inside a write, within
+/// [`MAX_KILLS`].
+const KILLS: usize = 30;
+const MID_WRITE_KILLS: usize = 3;
+const MAX_KILLS: usize = 300;
 
 /// Token set `n` (0 or 1): an access token of 256 KiB of one repeated letter, so a torn file
 /// would show as a mix, a truncation or invalid JSON.
@@ -116,17 +120,13 @@ async fn a_writer_killed_mid_write_leaves_a_whole_token_file() {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "round {round}: mode {mode:o}");
     }
-    // The test is about kills inside a write: show that they happened, and that both token
-    // sets were found whole at some point (the child did write between kills).
+    // The test is about kills inside a write: show that they happened.
     assert!(
-        mid_write > 0,
-        "no kill landed inside a write in {KILLS} rounds"
+        mid_write >= MID_WRITE_KILLS,
+        "only {mid_write} kills landed inside a write in {MAX_KILLS} rounds"
     );
-    assert!(
-        seen[0] > 0 && seen[1] > 0,
-        "only one token set ever seen: {seen:?}"
-    );
-    eprintln!("{KILLS} kills, {mid_write} inside a write; token sets seen {seen:?}");
+    let kills = seen[0] + seen[1];
+    eprintln!("{kills} kills, {mid_write} inside a write; token sets seen {seen:?}");
 }
 
 /// The child process of [`a_writer_killed_mid_write_leaves_a_whole_token_file`]: saves the two
