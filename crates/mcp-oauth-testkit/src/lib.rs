@@ -60,6 +60,7 @@ pub mod bench;
 mod codec;
 mod config;
 mod discovery;
+pub mod fault;
 mod jsonrpc;
 mod record;
 #[cfg(feature = "redis")]

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::discovery::MCP_PATH;
+use crate::fault;
 use crate::record::{RecordedRequest, ServerRole};
 use crate::response::{self, HttpResponse};
 use crate::state::Shared;
@@ -17,12 +18,13 @@ use crate::{authorization_server, resource_server, token_endpoint};
 /// Largest body recorded; longer ones are cut there and answered 413.
 const BODY_LIMIT: usize = 1024 * 1024;
 
-/// Handles one request to the server playing `role`.
+/// Handles one request to the server playing `role`; an error drops the connection unanswered
+/// (an injected [`Fault::ConnectionReset`](crate::fault::Fault::ConnectionReset)).
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     role: ServerRole,
     request: Request<Incoming>,
-) -> HttpResponse {
+) -> Result<Response<fault::Body>, fault::Reset> {
     let (parts, body) = request.into_parts();
     let (body, complete) = read_body(body).await;
     let recorded = RecordedRequest {
@@ -33,22 +35,38 @@ pub(crate) async fn handle(
         headers: parts.headers,
         body,
     };
-    let canned = {
+    let (canned, fault) = {
         let mut state = shared.lock();
         state.records.push(recorded.clone());
-        state.overrides.get(&(role, recorded.path.clone())).cloned()
+        let fault = state
+            .faults
+            .iter()
+            .find(|(step, _)| step.matches(&shared.site, &recorded))
+            .map(|(_, fault)| *fault);
+        (
+            state.overrides.get(&(role, recorded.path.clone())).cloned(),
+            fault,
+        )
     };
+    if let Some(fault) = fault {
+        return match fault::answer(fault, &recorded) {
+            fault::Answer::Respond(response) => Ok(fault::whole(response)),
+            fault::Answer::Truncated(response) => Ok(response),
+            fault::Answer::Stall => std::future::pending().await,
+            fault::Answer::Reset => Err(fault::Reset),
+        };
+    }
     if let Some(canned) = canned {
-        return response::canned(&canned);
+        return Ok(fault::whole(response::canned(&canned)));
     }
     if !complete {
-        return response::with_body(
+        return Ok(fault::whole(response::with_body(
             StatusCode::PAYLOAD_TOO_LARGE,
             "text/plain",
             "body too large",
-        );
+        )));
     }
-    route(&shared, role, &recorded)
+    Ok(fault::whole(route(&shared, role, &recorded)))
 }
 
 /// Reads at most [`BODY_LIMIT`] bytes; the flag says whether the whole body fit.

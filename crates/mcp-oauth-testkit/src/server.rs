@@ -1,6 +1,5 @@
 //! [`Testkit`]: the two listeners, their tasks, and the control surface tests use.
 
-use std::convert::Infallible;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -112,6 +111,40 @@ impl Testkit {
             .insert((role, path.to_owned()), response);
     }
 
+    /// Makes every request of `step` fail with `fault` (recorded first, like every request),
+    /// until [`clear_faults`](Self::clear_faults). Faults take precedence over overrides.
+    ///
+    /// ```
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use mcp_oauth_testkit::fault::{Fault, Step};
+    /// use mcp_oauth_testkit::{Testkit, TestkitConfig};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    /// let client = Client::builder(hyper_util::rt::TokioExecutor::new())
+    ///     .build_http::<Empty<bytes::Bytes>>();
+    /// let prm: http::Uri = format!("{}/.well-known/oauth-protected-resource/mcp", kit.resource_origin())
+    ///     .parse()
+    ///     .unwrap();
+    ///
+    /// kit.inject_fault(Step::ResourceMetadata, Fault::Unavailable);
+    /// let faulted = client.get(prm.clone()).await.unwrap();
+    /// assert_eq!(faulted.status(), 503);
+    /// assert_eq!(faulted.headers()["retry-after"], "1");
+    ///
+    /// kit.clear_faults();
+    /// assert_eq!(client.get(prm).await.unwrap().status(), 200);
+    /// # });
+    /// ```
+    pub fn inject_fault(&self, step: crate::fault::Step, fault: crate::fault::Fault) {
+        self.shared.lock().faults.push((step, fault));
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
     /// Removes every override.
     pub fn clear_overrides(&self) {
         self.shared.lock().overrides.clear();
@@ -152,7 +185,7 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, role: ServerRole) {
                     connections.spawn(async move {
                         let service = service_fn(move |request| {
                             let shared = Arc::clone(&shared);
-                            async move { Ok::<_, Infallible>(router::handle(shared, role, request).await) }
+                            async move { router::handle(shared, role, request).await }
                         });
                         let _ = http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)

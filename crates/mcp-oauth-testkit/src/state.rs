@@ -79,6 +79,8 @@ pub(crate) struct RefreshToken {
 pub(crate) struct State {
     pub(crate) records: Vec<RecordedRequest>,
     pub(crate) overrides: HashMap<(ServerRole, String), CannedResponse>,
+    /// Injected faults: the first whose step matches answers the request.
+    pub(crate) faults: Vec<(crate::fault::Step, crate::fault::Fault)>,
     /// `authorization_servers[0]` of the PRM.
     pub(crate) prm_authorization_server: String,
     pub(crate) clients: HashMap<String, Client>,
@@ -109,6 +111,7 @@ impl State {
         State {
             records: Vec::new(),
             overrides: HashMap::new(),
+            faults: Vec::new(),
             prm_authorization_server: site.issuer.clone(),
             clients,
             codes: HashMap::new(),
