@@ -258,11 +258,15 @@ pub fn parse_registration_response(
     }
     let wire: Result<Wire, _> = serde_json::from_slice(body);
     if !status.is_success() {
-        let mut err = Error::new(
-            ErrorKind::RegistrationFailed,
-            format!("registration endpoint answered {status}"),
-        )
-        .with_status(status);
+        // A 5xx or 429 is the server's passing trouble (RFC 9110 §15.6, RFC 6585 §4), which
+        // the same request may get past later; any other answer refuses this registration.
+        let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+            ErrorKind::UnexpectedStatus
+        } else {
+            ErrorKind::RegistrationFailed
+        };
+        let mut err = Error::new(kind, format!("registration endpoint answered {status}"))
+            .with_status(status);
         if let Ok(Wire {
             error: Some(error),
             error_description,

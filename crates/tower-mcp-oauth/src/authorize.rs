@@ -191,39 +191,160 @@ impl Authorizer for HeadlessAuthorizer {
         client: HttpClient,
     ) -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
         Box::pin(async move {
-            let get = http::Request::get(request.url().as_str())
-                .body(bytes::Bytes::new())
-                .map_err(|e| {
-                    Error::new(ErrorKind::Consent, format!("bad authorization URL: {e}"))
-                })?;
-            let response = client.send(get).await?;
-            let status = response.status();
-            let location = response
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .filter(|_| status.is_redirection())
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::InteractionRequired,
-                        format!(
-                            "the authorization endpoint answered {status} instead of redirecting; \
-                             it needs a user, so use an interactive authorizer"
-                        ),
-                    )
-                    .with_status(status)
-                })?;
-            let target = Url::parse(location)
-                .or_else(|_| {
-                    Url::parse(request.redirect_uri()).and_then(|base| base.join(location))
-                })
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Consent,
-                        format!("redirect Location is not a URL: {e}"),
-                    )
-                })?;
-            Ok(AuthorizationResponse::from_redirect_url(&target))
+            let redirect_uri = Url::parse(request.redirect_uri()).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidRedirectUri,
+                    format!("redirect URI is not a URL: {e}"),
+                )
+            })?;
+            let mut url = request.url().clone();
+            for _ in 0..=MAX_AUTHORIZATION_HOPS {
+                let target = match authorization_hop(&client, &url, &redirect_uri).await? {
+                    Hop::Back(target) => {
+                        return Ok(AuthorizationResponse::from_redirect_url(&target))
+                    }
+                    Hop::Follow(next) => next,
+                };
+                url = target;
+            }
+            Err(Error::new(
+                ErrorKind::RedirectLimit,
+                format!(
+                    "the authorization endpoint redirected more than {MAX_AUTHORIZATION_HOPS} \
+                     times without coming back to the redirect URI"
+                ),
+            ))
         })
+    }
+}
+
+/// Redirects followed within the authorization server's origin (a consent step, say) before
+/// giving up, as a browser does with a redirect loop.
+const MAX_AUTHORIZATION_HOPS: usize = 10;
+
+/// Where one step of a headless authorization leads.
+enum Hop {
+    /// Back to the redirect URI: the authorization response.
+    Back(Url),
+    /// Another page of the authorization server.
+    Follow(Url),
+}
+
+/// Fetches `url` without following its redirect, and says where it leads.
+///
+/// - a redirect back to the redirect URI is the authorization response;
+/// - a redirect within `url`'s origin is followed (bounded by the caller);
+/// - a redirect elsewhere (a login or identity provider) or a page (`2xx`) needs a user:
+///   [`ErrorKind::InteractionRequired`];
+/// - a `5xx` or `429` is the server's trouble, which may pass: [`ErrorKind::UnexpectedStatus`];
+/// - any other `4xx` is the server refusing the request without redirecting, as RFC 6749
+///   §4.1.2.1 has it do for a bad `client_id` or `redirect_uri`: [`ErrorKind::AuthorizationDenied`].
+async fn authorization_hop(
+    client: &HttpClient,
+    url: &Url,
+    redirect_uri: &Url,
+) -> Result<Hop, Error> {
+    let get = http::Request::get(url.as_str())
+        .body(bytes::Bytes::new())
+        .map_err(|e| Error::new(ErrorKind::Consent, format!("bad authorization URL: {e}")))?;
+    let response = client.send(get).await?;
+    let status = response.status();
+    if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+        return Err(Error::new(
+            ErrorKind::UnexpectedStatus,
+            format!("the authorization endpoint {url} answered {status}"),
+        )
+        .with_status(status));
+    }
+    if status.is_client_error() {
+        return Err(Error::new(
+            ErrorKind::AuthorizationDenied,
+            format!("the authorization endpoint {url} refused the request with {status}"),
+        )
+        .with_status(status));
+    }
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| status.is_redirection())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InteractionRequired,
+                format!(
+                    "the authorization endpoint answered {status} instead of redirecting; \
+                     it needs a user, so use an interactive authorizer"
+                ),
+            )
+            .with_status(status)
+        })?;
+    // An absolute Location, or one relative to the redirect URI (a server that writes only
+    // `?code=…`), is the authorization response when it leads back there.
+    let back = Url::parse(location).or_else(|_| redirect_uri.join(location));
+    if let Ok(target) = &back {
+        if is_redirect_back(target, redirect_uri) {
+            return Ok(Hop::Back(target.clone()));
+        }
+    }
+    let next = url.join(location).map_err(|e| {
+        Error::new(
+            ErrorKind::Consent,
+            format!("redirect Location is not a URL: {e}"),
+        )
+    })?;
+    if next.origin() == url.origin() {
+        return Ok(Hop::Follow(next));
+    }
+    Err(Error::new(
+        ErrorKind::InteractionRequired,
+        format!(
+            "the authorization endpoint sent the browser to {}, not back to the redirect URI; \
+             it needs a user, so use an interactive authorizer",
+            next.origin().ascii_serialization()
+        ),
+    ))
+}
+
+/// Whether `target` is the redirect URI (same scheme, host, port and path; its query carries
+/// the response).
+fn is_redirect_back(target: &Url, redirect_uri: &Url) -> bool {
+    target.scheme() == redirect_uri.scheme()
+        && target.host() == redirect_uri.host()
+        && target.port_or_known_default() == redirect_uri.port_or_known_default()
+        && target.path() == redirect_uri.path()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_redirect_uri_itself_is_the_way_back() {
+        let ours = Url::parse("http://localhost:3000/callback").unwrap();
+        let at = |s: &str| Url::parse(s).unwrap();
+        assert!(is_redirect_back(
+            &at("http://localhost:3000/callback?code=c&state=s"),
+            &ours
+        ));
+        assert!(is_redirect_back(
+            &at("http://localhost:80/x"),
+            &at("http://localhost/x")
+        ));
+        assert!(!is_redirect_back(
+            &at("http://localhost:3001/callback?code=c"),
+            &ours
+        ));
+        assert!(!is_redirect_back(
+            &at("https://localhost:3000/callback?code=c"),
+            &ours
+        ));
+        assert!(!is_redirect_back(
+            &at("http://localhost:3000/callback/x?code=c"),
+            &ours
+        ));
+        assert!(!is_redirect_back(
+            &at("http://127.0.0.1:3000/callback?code=c"),
+            &ours
+        ));
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
 use http::{Extensions, HeaderMap, Method, StatusCode, Uri, Version};
-use mcp_oauth_flow::Error;
+use mcp_oauth_flow::token::{classify_refresh_failure, RefreshFailure};
+use mcp_oauth_flow::{Error, ErrorKind};
 use tower::ServiceExt;
 use tracing::warn;
 
@@ -100,9 +101,9 @@ where
 {
     let header = match obtain(&state, inner.clone(), &parts.uri, sent, Need::Expiring).await {
         Ok(header) => Some(header),
-        // The refresh could not happen now (network, 5xx, 429): every credential is kept, and
-        // the old token is used while it lasts.
-        Err(e) if e.is_transient() => match state.cache.session(&parts.uri) {
+        // The refresh could not happen now, and the server said nothing about the grant:
+        // every credential is kept, and the old token is used while it lasts.
+        Err(e) if old_token_may_serve(&e) => match state.cache.session(&parts.uri) {
             Some(s) if !s.tokens.is_expired(state.now(), std::time::Duration::ZERO) => {
                 warn!(error = %e, "refresh failed; using the current token while it lasts");
                 state.cache.header(&parts.uri).map(|(h, _)| h)
@@ -123,6 +124,20 @@ where
         None => Sent::default(),
     };
     send_and_recover(state, inner, parts, body, sent).await
+}
+
+/// Whether a failed proactive refresh may fall back to the current token while it is valid.
+///
+/// Only an OAuth error response says the grant or the client is gone (RFC 6749 §5.2:
+/// `invalid_grant`, `invalid_client`; [`classify_refresh_failure`]); a network error, a `5xx`,
+/// a `429`, or an answer that could not be read (malformed, oversized, an unexpected redirect)
+/// says nothing about it, so the token the server issued is still good until it expires. A
+/// local store failure is different: it needs someone to fix it, so it surfaces at once (unless
+/// its cause is marked transient).
+fn old_token_may_serve(error: &Error) -> bool {
+    error.is_transient()
+        || (error.kind() != ErrorKind::Store
+            && classify_refresh_failure(error) == RefreshFailure::Transient)
 }
 
 /// Sends a prepared request through a fresh clone of the inner service, then recovers from a
@@ -228,4 +243,48 @@ where
         }
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_oauth_flow::OAuthErrorResponse;
+
+    #[test]
+    fn the_old_token_serves_unless_the_server_spoke_or_the_store_broke() {
+        let oauth = |code: &str| {
+            Error::new(ErrorKind::TokenRejected, "refused").with_oauth_error(OAuthErrorResponse {
+                error: code.into(),
+                error_description: None,
+            })
+        };
+        // The server said nothing about the grant: keep serving.
+        assert!(old_token_may_serve(&Error::new(
+            ErrorKind::UnexpectedStatus,
+            "503"
+        )));
+        assert!(old_token_may_serve(&Error::new(
+            ErrorKind::Transport,
+            "reset"
+        )));
+        assert!(old_token_may_serve(&Error::new(
+            ErrorKind::InvalidTokenResponse,
+            "garbage"
+        )));
+        assert!(old_token_may_serve(&Error::new(
+            ErrorKind::BodyTooLarge,
+            "4 MiB"
+        )));
+        // It did: the grant or the client is gone.
+        assert!(!old_token_may_serve(&oauth("invalid_grant")));
+        assert!(!old_token_may_serve(&oauth("invalid_client")));
+        // A local store fault surfaces, unless it may pass.
+        assert!(!old_token_may_serve(&Error::new(
+            ErrorKind::Store,
+            "permission denied"
+        )));
+        assert!(old_token_may_serve(
+            &Error::new(ErrorKind::Store, "timed out").mark_transient()
+        ));
+    }
 }
