@@ -111,6 +111,14 @@ async fn drive(
                     Err(e) => flow.fail(e),
                 }
             }
+            Action::ObtainAssertion(request) => {
+                debug!(kind = ?request.kind, issuer = %request.issuer, "obtaining the assertion");
+                let assertion = match &state.assertions {
+                    Some(source) => source.assertion(&request).await,
+                    None => Err(crate::assertion::no_source()),
+                };
+                flow.handle_assertion(assertion, (state.clock)());
+            }
             Action::Complete(outcome) => {
                 debug!(
                     resource = %outcome.protected_resource,

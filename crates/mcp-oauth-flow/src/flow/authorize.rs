@@ -52,6 +52,9 @@ impl Flow {
             scopes,
         };
         let secrets = ctx.secrets;
+        if let Some(grant) = self.config.assertion_grant.clone() {
+            return self.assertion_grant(&grant, secrets, resource, server);
+        }
         if rules::choose_grant(&server.meta) == GrantChoice::ClientCredentials {
             return self.client_credentials(secrets, resource, server, now);
         }

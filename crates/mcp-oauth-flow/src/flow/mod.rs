@@ -33,6 +33,7 @@ use crate::token_set::TokenSet;
 use crate::url_policy::parse_secure_url;
 use crate::well_known::protected_resource_metadata_urls;
 
+mod assertion;
 mod authorize;
 mod discover;
 mod probe;
@@ -186,6 +187,10 @@ pub enum Action {
         /// The issuer the registration belongs to.
         issuer: String,
     },
+    /// Get the assertion the configured [`AssertionGrant`](crate::grants::AssertionGrant) needs
+    /// from the application (read the platform's token file afresh, call its closure) and feed
+    /// it to [`Flow::handle_assertion`].
+    ObtainAssertion(crate::assertion_grant::AssertionRequest),
     /// Get the user's consent and feed the response to [`Flow::handle_authorization_response`].
     Authorize(AuthorizationRequest),
     /// The flow succeeded.
@@ -333,6 +338,8 @@ impl Flow {
             State::ExpectRegistration(s) => self.on_registration(*s, response),
             State::ExpectToken(s) => self.on_token(*s, response, now),
             State::ExpectRefreshToken(s) => self.on_refresh_token(*s, response, now),
+            State::ExpectIdJag(s) => self.on_id_jag(*s, response, now),
+            State::ExpectJwtBearerToken(s) => self.on_jwt_bearer_token(*s, response, now),
             other => Err(unexpected(&other, "an HTTP response")),
         };
         self.settle(next);
@@ -355,6 +362,18 @@ impl Flow {
         let next = match state {
             State::ExpectAuthorizationResponse(s) => self.on_authorization_response(*s, response),
             other => Err(unexpected(&other, "an authorization response")),
+        };
+        self.settle(next);
+    }
+
+    /// Feeds the assertion asked for by [`Action::ObtainAssertion`], or why the application
+    /// could not give one (best as [`ErrorKind::AssertionUnavailable`]). `now` judges its expiry
+    /// and dates the client's own assertion, if it signs one.
+    pub fn handle_assertion(&mut self, assertion: Result<String, Error>, now: SystemTime) {
+        let state = std::mem::replace(&mut self.state, State::Finished);
+        let next = match state {
+            State::ExpectAssertion(s) => self.on_assertion(*s, assertion, now),
+            other => Err(unexpected(&other, "an assertion")),
         };
         self.settle(next);
     }
