@@ -106,7 +106,9 @@ pub mod discovery {
 /// assert_eq!(ClientAuthMethod::ClientSecretBasic.as_str(), "client_secret_basic");
 /// ```
 pub mod client {
-    pub use crate::client_assertion::{ClientKey, JWT_BEARER_ASSERTION_TYPE};
+    pub use crate::client_assertion::{
+        AssertionAudience, ClientKey, JwsSigner, JWT_BEARER_ASSERTION_TYPE,
+    };
     pub use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
     pub use crate::registration::{
         application_type_for, choose_client_source, parse_registration_response,

@@ -107,7 +107,7 @@ async fn drive(
                 }
                 debug!(?request, "requesting consent");
                 match state.authorizer.authorize(request, client.clone()).await {
-                    Ok(response) => flow.handle_authorization_response(response),
+                    Ok(response) => flow.handle_authorization_response_at(response, state.now()),
                     Err(e) => flow.fail(e),
                 }
             }

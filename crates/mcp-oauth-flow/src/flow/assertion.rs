@@ -12,6 +12,7 @@ use crate::assertion_grant::{
     assertion_rejected, check_assertion_fresh, check_jwt_bearer_offered, AssertionGrant,
     AssertionKind, AssertionRequest,
 };
+use crate::client_assertion::sign_for_server;
 use crate::client_auth::{ClientAuthMethod, ClientCredentials};
 use crate::error::{Error, ErrorKind};
 use crate::report::Purpose;
@@ -145,12 +146,20 @@ impl Flow {
                 // The flow's random `state` is never sent in this grant: it serves as the
                 // client assertion's unique `jti`.
                 let assertion = match &client.key {
-                    Some(key) if method == ClientAuthMethod::PrivateKeyJwt => Some(key.assertion(
-                        &client.client_id,
-                        &server.meta.issuer,
-                        now,
-                        secrets.state.secret(),
-                    )),
+                    Some(key) if method == ClientAuthMethod::PrivateKeyJwt => {
+                        Some(sign_for_server(
+                            key,
+                            &client.client_id,
+                            &server.meta.issuer,
+                            endpoint.as_str(),
+                            server
+                                .meta
+                                .token_endpoint_auth_signing_alg_values_supported
+                                .as_deref(),
+                            now,
+                            secrets.state.secret(),
+                        )?)
+                    }
                     _ => None,
                 };
                 ClientCredentials {

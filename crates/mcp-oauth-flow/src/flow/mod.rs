@@ -222,6 +222,9 @@ pub struct Flow {
     state: State,
     out: VecDeque<Action>,
     report: DiscoveryReport,
+    /// The time of the latest input that carried one: what
+    /// [`Flow::handle_authorization_response`] dates a client assertion with.
+    last_now: SystemTime,
 }
 
 impl std::fmt::Debug for Flow {
@@ -247,6 +250,7 @@ impl Flow {
             state: State::Finished,
             out: VecDeque::new(),
             report: DiscoveryReport::default(),
+            last_now: now,
         };
         let challenge_metadata = start
             .challenge
@@ -331,6 +335,7 @@ impl Flow {
 
     /// Feeds the response to the last [`Action::Send`]. `now` makes token expiry absolute.
     pub fn handle_response(&mut self, response: http::Response<Bytes>, now: SystemTime) {
+        self.last_now = now;
         let state = std::mem::replace(&mut self.state, State::Finished);
         let next = match state {
             State::ExpectResourceMetadata(s) => self.on_resource_metadata(*s, response, now),
@@ -356,11 +361,26 @@ impl Flow {
         self.settle(next);
     }
 
-    /// Feeds the parameters that came back on the redirect URI.
+    /// Feeds the parameters that came back on the redirect URI. A `private_key_jwt` client's
+    /// assertion is dated the last time the flow was given; a driver that knows the time
+    /// (consent may take minutes) uses [`handle_authorization_response_at`](Self::handle_authorization_response_at).
     pub fn handle_authorization_response(&mut self, response: AuthorizationResponse) {
+        self.handle_authorization_response_at(response, self.last_now);
+    }
+
+    /// Feeds the parameters that came back on the redirect URI at `now`, which dates the
+    /// client assertion of a `private_key_jwt` client's code exchange.
+    pub fn handle_authorization_response_at(
+        &mut self,
+        response: AuthorizationResponse,
+        now: SystemTime,
+    ) {
+        self.last_now = now;
         let state = std::mem::replace(&mut self.state, State::Finished);
         let next = match state {
-            State::ExpectAuthorizationResponse(s) => self.on_authorization_response(*s, response),
+            State::ExpectAuthorizationResponse(s) => {
+                self.on_authorization_response(*s, response, now)
+            }
             other => Err(unexpected(&other, "an authorization response")),
         };
         self.settle(next);
@@ -370,6 +390,7 @@ impl Flow {
     /// could not give one (best as [`ErrorKind::AssertionUnavailable`]). `now` judges its expiry
     /// and dates the client's own assertion, if it signs one.
     pub fn handle_assertion(&mut self, assertion: Result<String, Error>, now: SystemTime) {
+        self.last_now = now;
         let state = std::mem::replace(&mut self.state, State::Finished);
         let next = match state {
             State::ExpectAssertion(s) => self.on_assertion(*s, assertion, now),

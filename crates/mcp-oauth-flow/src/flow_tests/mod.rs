@@ -2,6 +2,7 @@
 //! assertions on the exact sequence of sub-requests and on the final action.
 
 mod authorization;
+mod client_assertions;
 mod discovery;
 mod grants;
 mod identity;
