@@ -138,7 +138,10 @@ pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
-    client::{ClientAuthMethod, ClientKey, ClientRegistration, PreRegisteredClient},
+    client::{
+        AssertionAudience, ClientAuthMethod, ClientKey, ClientRegistration, JwsSigner,
+        PreRegisteredClient,
+    },
     discovery::DiscoveryReport,
     token::{RefreshPolicy, TokenSet, TokenType},
     BoxError, ClientConfig, Error, ErrorKind, PkcePolicy,
