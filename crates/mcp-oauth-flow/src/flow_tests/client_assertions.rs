@@ -184,3 +184,48 @@ fn a_jwt_bearer_grant_carries_the_clients_own_assertion_beside_the_workload_toke
     assert_eq!(claims["iss"], "wl");
     assert_eq!(claims["aud"], AS);
 }
+
+/// Consent may take longer than an assertion lives: the code exchange is signed with the time
+/// the code came back, not the time the flow asked for consent.
+#[test]
+fn the_code_exchange_assertion_is_dated_when_the_code_comes_back() {
+    let (key, public) = p256();
+    let cfg = config().pre_registered(
+        PreRegisteredClient::new("app")
+            .with_private_key(key)
+            .for_issuer(AS),
+    );
+    let net = std_net();
+    let mut flow = Flow::new(
+        Arc::new(cfg),
+        start(None),
+        FlowSecrets::from_entropy([9; 32], [8; 32]),
+        now(),
+    );
+    let later = now() + Duration::from_secs(600);
+    let token_request = loop {
+        match flow.poll_action().expect("an action") {
+            Action::Send(sub) if sub.request.uri().path() == "/token" => break sub.request,
+            Action::Send(sub) => flow.handle_response(net.answer(&sub.request), now()),
+            Action::Authorize(req) => {
+                let query = format!("code=c&state={}", req.state().secret());
+                flow.handle_authorization_response_at(
+                    AuthorizationResponse::from_query(&query),
+                    later,
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let form: HashMap<String, String> = url::form_urlencoded::parse(token_request.body())
+        .into_owned()
+        .collect();
+    let jwt = &form["client_assertion"];
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(claims["iat"], 1_700_000_600u64);
+    assert_eq!(claims["exp"], 1_700_000_900u64);
+    let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    let input = format!("{}.{}", parts[0], parts[1]);
+    assert!(verify_p256(public)(input.as_bytes(), &signature));
+}
