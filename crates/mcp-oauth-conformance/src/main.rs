@@ -4,7 +4,8 @@
 //! The harness runs `mcp-oauth-conformance <server-url>` (the URL is the last argument) with:
 //! - `MCP_CONFORMANCE_SCENARIO`: the scenario name, logged only;
 //! - `MCP_CONFORMANCE_CONTEXT`: optional JSON; `client_id`, `client_secret` and `issuer` become a
-//!   pre-registered client;
+//!   pre-registered client; `idp_*` an enterprise IdP and the user's ID token, `valid_jwt` a
+//!   workload identity token;
 //! - `MCP_CONFORMANCE_PROTOCOL_VERSION`: the MCP wire to speak (default `2025-11-25`).
 //!
 //! All of the authorization is done by [`tower_mcp_oauth::OAuthLayer`]; this binary only maps the
@@ -25,8 +26,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tower_mcp_oauth::grants::{AssertionRequest, EnterpriseIdp};
 use tower_mcp_oauth::{
-    ClientConfig, ClientKey, HeadlessAuthorizer, OAuthBody, OAuthLayer, PreRegisteredClient,
+    BoxError, ClientConfig, ClientKey, HeadlessAuthorizer, OAuthBody, OAuthLayer,
+    PreRegisteredClient,
 };
 
 use crate::mcp::{Session, SessionError};
@@ -91,7 +94,7 @@ async fn run() -> Result<(), String> {
     if let Some(client) = pre_registered(&context) {
         config = config.pre_registered(client);
     }
-    let layer = OAuthLayer::new(config, HeadlessAuthorizer::new());
+    let layer = assertion_grant(OAuthLayer::new(config, HeadlessAuthorizer::new()), &context);
     let client: Client<HttpConnector, OAuthBody<Full<Bytes>>> =
         Client::builder(TokioExecutor::new()).build_http();
     let service = tower::ServiceBuilder::new().layer(layer).service(client);
@@ -103,6 +106,30 @@ async fn run() -> Result<(), String> {
         }
         other => other.to_string(),
     })
+}
+
+/// The assertion grant the context describes: the enterprise IdP and the user's ID token
+/// (`idp_token_endpoint`, `idp_client_id`, `idp_id_token`: SEP-990), or the workload's identity
+/// token (`valid_jwt`: SEP-1933). The tokens are handed over as the application's sources;
+/// everything else is the layer's.
+fn assertion_grant(layer: OAuthLayer, context: &Value) -> OAuthLayer {
+    let field = |name: &str| context.get(name).and_then(Value::as_str).map(str::to_owned);
+    if let (Some(endpoint), Some(id_token)) = (field("idp_token_endpoint"), field("idp_id_token")) {
+        let mut idp = EnterpriseIdp::new(endpoint);
+        if let Some(client_id) = field("idp_client_id") {
+            idp = idp.client_id(client_id);
+        }
+        return layer.enterprise_managed(
+            idp,
+            move |_: &AssertionRequest| -> Result<String, BoxError> { Ok(id_token.clone()) },
+        );
+    }
+    if let Some(jwt) = field("valid_jwt") {
+        return layer.workload_identity(move |_: &AssertionRequest| -> Result<String, BoxError> {
+            Ok(jwt.clone())
+        });
+    }
+    layer
 }
 
 /// The pre-registered client described by the context's `client_id`, `client_secret` and

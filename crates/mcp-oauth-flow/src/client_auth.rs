@@ -149,6 +149,9 @@ impl ClientCredentials {
                     self.assertion.clone().unwrap_or_default(),
                 ));
             }
+            // A jwt-bearer grant without a client (RFC 7523 §3.1: client authentication is
+            // optional there; the assertion identifies the workload) sends no `client_id`.
+            _ if self.client_id.is_empty() => {}
             _ => form.push(("client_id", self.client_id.clone())),
         }
     }

@@ -1,5 +1,6 @@
 //! What the application tells the flow about itself.
 
+use crate::assertion_grant::AssertionGrant;
 use crate::registration::PreRegisteredClient;
 use crate::scope::Scopes;
 
@@ -44,6 +45,10 @@ pub struct ClientConfig {
     pub pkce_policy: PkcePolicy,
     /// Scopes to request when neither the challenge nor the resource metadata names any.
     pub default_scopes: Option<Scopes>,
+    /// An assertion grant used instead of the authorization code (workload identity,
+    /// enterprise-managed authorization); `None`: the authorization code (or client
+    /// credentials, where the server offers only that).
+    pub assertion_grant: Option<AssertionGrant>,
 }
 
 impl ClientConfig {
@@ -57,6 +62,7 @@ impl ClientConfig {
             pre_registered: Vec::new(),
             pkce_policy: PkcePolicy::default(),
             default_scopes: None,
+            assertion_grant: None,
         }
     }
 
@@ -94,6 +100,16 @@ impl ClientConfig {
     /// is omitted).
     pub fn default_scopes(mut self, scopes: Scopes) -> Self {
         self.default_scopes = Some(scopes);
+        self
+    }
+
+    /// Uses an assertion grant (RFC 7523 §2.1) with every authorization server: the flow asks
+    /// the driver for the assertion ([`Action::ObtainAssertion`](crate::Action::ObtainAssertion))
+    /// each time it runs the grant, and a server that does not offer the jwt-bearer grant is an
+    /// [`ErrorKind::GrantNotSupported`](crate::ErrorKind::GrantNotSupported), never a fallback
+    /// to another grant. Default: none.
+    pub fn assertion_grant(mut self, grant: AssertionGrant) -> Self {
+        self.assertion_grant = Some(grant);
         self
     }
 }

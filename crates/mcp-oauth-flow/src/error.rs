@@ -94,6 +94,24 @@ pub enum ErrorKind {
     /// More interactive authorizations were needed for one server, in a short time, than the
     /// authorization budget allows; the server keeps refusing fresh tokens.
     AuthorizationLimit,
+    /// The client is configured for a grant the authorization server does not list in
+    /// `grant_types_supported` (RFC 8414 §2), e.g. the jwt-bearer grant of workload identity or
+    /// enterprise-managed authorization. No other grant is tried in its place.
+    GrantNotSupported,
+    /// The application's assertion source (a workload identity token, an ID token) gave
+    /// nothing usable: the environment variable is unset, the file unreadable, the closure
+    /// failed, or no source was configured.
+    AssertionUnavailable,
+    /// The assertion the application's source gave has expired (its `exp` is past): the
+    /// platform must rotate it, or the source must renew it, before the grant can succeed.
+    AssertionExpired,
+    /// The token endpoint (or the enterprise IdP) refused the assertion of a jwt-bearer grant
+    /// or a token exchange (RFC 7523 §3.1, RFC 8693 §2.2.2): its audience, issuer, subject or
+    /// lifetime is not what the server trusts. Not retried; see [`Error::oauth_error`].
+    AssertionRejected,
+    /// The authorization server accepts none of the algorithms the client's key signs with
+    /// (`token_endpoint_auth_signing_alg_values_supported`, RFC 8414 §2).
+    SigningAlgorithmNotSupported,
 }
 
 impl ErrorKind {
@@ -131,6 +149,13 @@ impl ErrorKind {
             Self::InvalidTransition => "invalid flow transition",
             Self::StepUpLimit => "scope step-up limit reached",
             Self::AuthorizationLimit => "authorization budget exhausted",
+            Self::GrantNotSupported => "authorization server does not offer the configured grant",
+            Self::AssertionUnavailable => "no assertion from the assertion source",
+            Self::AssertionExpired => "the assertion has expired",
+            Self::AssertionRejected => "assertion rejected",
+            Self::SigningAlgorithmNotSupported => {
+                "authorization server accepts none of the key's signing algorithms"
+            }
         }
     }
 
@@ -448,6 +473,14 @@ mod tests {
         (ErrorKind::InvalidTransition, false),
         (ErrorKind::StepUpLimit, false),
         (ErrorKind::AuthorizationLimit, false),
+        (ErrorKind::GrantNotSupported, false),
+        // The same source gives the same nothing until someone fixes it.
+        (ErrorKind::AssertionUnavailable, false),
+        // The platform rotates it; until then the same assertion is refused again.
+        (ErrorKind::AssertionExpired, false),
+        // SEP-1933: a rejected assertion is never retried in a loop.
+        (ErrorKind::AssertionRejected, false),
+        (ErrorKind::SigningAlgorithmNotSupported, false),
     ];
 
     #[test]

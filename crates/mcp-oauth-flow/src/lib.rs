@@ -43,6 +43,7 @@
 //! assert!(matches!(end, Action::Failed(_)));
 //! ```
 
+mod assertion_grant;
 mod authorization_endpoint;
 pub mod challenge;
 mod client_assertion;
@@ -58,6 +59,7 @@ mod registration;
 mod report;
 mod resource;
 mod scope;
+mod token_exchange;
 mod token_response;
 mod token_set;
 pub mod url_policy;
@@ -104,7 +106,9 @@ pub mod discovery {
 /// assert_eq!(ClientAuthMethod::ClientSecretBasic.as_str(), "client_secret_basic");
 /// ```
 pub mod client {
-    pub use crate::client_assertion::{ClientKey, JWT_BEARER_ASSERTION_TYPE};
+    pub use crate::client_assertion::{
+        AssertionAudience, ClientKey, JwsSigner, JWT_BEARER_ASSERTION_TYPE,
+    };
     pub use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
     pub use crate::registration::{
         application_type_for, choose_client_source, parse_registration_response,
@@ -147,6 +151,28 @@ pub mod token {
     };
     pub use crate::token_response::{parse_token_response, token_request, Grant, TokenResponse};
     pub use crate::token_set::{TokenSet, TokenType};
+}
+
+/// Grants whose credential is an assertion the application supplies (RFC 7523 §2.1): workload
+/// identity federation (SEP-1933) and enterprise-managed authorization (SEP-990, with its
+/// RFC 8693 token exchange). Configure one with
+/// [`ClientConfig::assertion_grant`](crate::ClientConfig::assertion_grant); the flow then asks
+/// for the assertion with [`Action::ObtainAssertion`].
+///
+/// ```
+/// use mcp_oauth_flow::grants::{JWT_BEARER_GRANT_TYPE, ID_JAG_TOKEN_TYPE};
+/// assert_eq!(JWT_BEARER_GRANT_TYPE, "urn:ietf:params:oauth:grant-type:jwt-bearer");
+/// assert_eq!(ID_JAG_TOKEN_TYPE, "urn:ietf:params:oauth:token-type:id-jag");
+/// ```
+pub mod grants {
+    pub use crate::assertion_grant::{
+        check_assertion_fresh, AssertionGrant, AssertionKind, AssertionRequest, EnterpriseIdp,
+        JWT_BEARER_GRANT_TYPE,
+    };
+    pub use crate::token_exchange::{
+        parse_token_exchange_response, token_exchange_request, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE,
+        TOKEN_EXCHANGE_GRANT_TYPE,
+    };
 }
 
 /// The `oauth2` crate's secret types this crate's API uses; their `Debug` is redacted.

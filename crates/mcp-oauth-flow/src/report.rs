@@ -14,6 +14,8 @@ pub enum Purpose {
     Registration,
     /// A token request (RFC 6749 §4.1.3, §6).
     Token,
+    /// The token exchange at an enterprise IdP (RFC 8693, SEP-990).
+    TokenExchange,
 }
 
 impl fmt::Display for Purpose {
@@ -23,6 +25,7 @@ impl fmt::Display for Purpose {
             Self::AuthorizationServerMetadata => "authorization server metadata",
             Self::Registration => "client registration",
             Self::Token => "token request",
+            Self::TokenExchange => "token exchange",
         })
     }
 }

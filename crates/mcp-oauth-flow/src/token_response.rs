@@ -36,6 +36,14 @@ pub enum Grant<'a> {
         /// The scopes to ask for.
         scopes: Option<&'a Scopes>,
     },
+    /// RFC 7523 §2.1: a JWT as the authorization grant (a workload identity token, SEP-1933;
+    /// an ID-JAG, SEP-990).
+    JwtBearer {
+        /// The assertion, sent as the `assertion` parameter.
+        assertion: &'a str,
+        /// The scopes to ask for.
+        scopes: Option<&'a Scopes>,
+    },
 }
 
 /// Builds a token request: form-encoded body, `Accept: application/json` (without it some
@@ -71,6 +79,16 @@ pub fn token_request(
         }
         Grant::ClientCredentials { scopes } => {
             form.push(("grant_type", "client_credentials".into()));
+            if let Some(scopes) = scopes.filter(|s| !s.is_empty()) {
+                form.push(("scope", scopes.to_string()));
+            }
+        }
+        Grant::JwtBearer { assertion, scopes } => {
+            form.push((
+                "grant_type",
+                crate::assertion_grant::JWT_BEARER_GRANT_TYPE.into(),
+            ));
+            form.push(("assertion", assertion.into()));
             if let Some(scopes) = scopes.filter(|s| !s.is_empty()) {
                 form.push(("scope", scopes.to_string()));
             }

@@ -131,6 +131,15 @@ pub struct TestkitConfig {
     pub preregistered_client: Option<(String, Option<String>)>,
     /// Answer MCP POSTs as `text/event-stream` instead of JSON. Default `false`.
     pub sse_responses: bool,
+    /// An SPKI PEM public key (EC P-256, RSA or Ed25519) of a trusted assertion issuer: the
+    /// token endpoint then offers the jwt-bearer grant (RFC 7523 §2.1) for the JWTs it signs
+    /// (workload identity tokens, SEP-1933) and the IdP endpoint [`IDP_TOKEN_PATH`](crate::IDP_TOKEN_PATH)
+    /// exchanges the ID tokens it signs for ID-JAGs (SEP-990). Default none.
+    pub assertion_issuer_key: Option<String>,
+    /// An SPKI PEM public key of the [`preregistered_client`](Self::preregistered_client), which
+    /// then authenticates with `private_key_jwt` (RFC 7523 §2.2), verified with this key.
+    /// Default none.
+    pub client_public_key: Option<String>,
 }
 
 impl Default for TestkitConfig {
@@ -163,6 +172,8 @@ impl Default for TestkitConfig {
             omit_expires_in: false,
             preregistered_client: None,
             sse_responses: false,
+            assertion_issuer_key: None,
+            client_public_key: None,
         }
     }
 }
@@ -308,6 +319,18 @@ impl TestkitConfig {
         I::Item: Into<String>,
     {
         self.tool_call_scopes = strings(scopes);
+        self
+    }
+
+    /// Sets [`assertion_issuer_key`](Self::assertion_issuer_key) (an SPKI PEM).
+    pub fn assertion_issuer_key(mut self, pem: impl Into<String>) -> Self {
+        self.assertion_issuer_key = Some(pem.into());
+        self
+    }
+
+    /// Sets [`client_public_key`](Self::client_public_key) (an SPKI PEM).
+    pub fn client_public_key(mut self, pem: impl Into<String>) -> Self {
+        self.client_public_key = Some(pem.into());
         self
     }
 

@@ -124,7 +124,7 @@ impl Site {
         }
     }
 
-    fn endpoint_url(&self, path: &str) -> String {
+    pub(crate) fn endpoint_url(&self, path: &str) -> String {
         format!("{}{}", self.origin(self.endpoint_role), path)
     }
 
@@ -194,6 +194,7 @@ impl Site {
             "token_endpoint_auth_methods_supported".into(),
             json!(config.token_endpoint_auth_methods),
         );
+        crate::assertion_grants::extend_metadata(config, &mut doc);
         if let Some(methods) = &config.pkce_methods {
             doc.insert("code_challenge_methods_supported".into(), json!(methods));
         }

@@ -55,6 +55,7 @@
 //! # }
 //! ```
 
+mod assertion_grants;
 mod authorization_server;
 pub mod bench;
 mod codec;
@@ -76,6 +77,7 @@ mod token_endpoint;
 #[cfg(test)]
 mod tests;
 
+pub use assertion_grants::{IDP_TOKEN_PATH, JWT_BEARER_GRANT};
 pub use config::{DiscoveryLayout, IssInRedirect, TestkitConfig};
 pub use jsonrpc::{jsonrpc, read_json};
 pub use record::{CannedResponse, RecordedRequest, ServerRole};

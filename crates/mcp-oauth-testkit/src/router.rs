@@ -112,6 +112,11 @@ fn route(shared: &Arc<Shared>, role: ServerRole, request: &RecordedRequest) -> H
         if path == site.token_path {
             return token_endpoint::token(shared, request);
         }
+        if path == crate::assertion_grants::IDP_TOKEN_PATH
+            && shared.config.assertion_issuer_key.is_some()
+        {
+            return crate::assertion_grants::token_exchange(shared, request);
+        }
         if path == site.register_path && shared.config.registration {
             return authorization_server::register(shared, request);
         }

@@ -87,6 +87,8 @@ pub(crate) struct State {
     pub(crate) codes: HashMap<String, AuthCode>,
     pub(crate) access_tokens: HashMap<String, AccessToken>,
     pub(crate) refresh_tokens: HashMap<String, RefreshToken>,
+    /// Client assertion `jti`s already used.
+    pub(crate) seen_jtis: crate::assertion_grants::SeenJtis,
     counter: u64,
 }
 
@@ -94,7 +96,9 @@ impl State {
     pub(crate) fn new(config: &TestkitConfig, site: &Site) -> State {
         let mut clients = HashMap::new();
         if let Some((id, secret)) = &config.preregistered_client {
-            let auth_method = if secret.is_some() {
+            let auth_method = if config.client_public_key.is_some() {
+                crate::assertion_grants::AUTH_PRIVATE_KEY_JWT
+            } else if secret.is_some() {
                 AUTH_BASIC
             } else {
                 AUTH_NONE
@@ -117,6 +121,7 @@ impl State {
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
+            seen_jtis: Default::default(),
             counter: 0,
         }
     }

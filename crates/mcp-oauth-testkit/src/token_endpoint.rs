@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
+use crate::assertion_grants::{self, JWT_BEARER_GRANT};
 use crate::codec::s256_challenge;
 use crate::record::RecordedRequest;
 use crate::response::{self, bad_request, method_not_allowed, no_store, oauth_error, HttpResponse};
@@ -17,7 +18,15 @@ pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse 
         return method_not_allowed("POST");
     }
     let mut state = shared.lock();
-    let client_id = match authenticate(shared, &state, request) {
+    let grant_type = request.form_param("grant_type");
+    let identifies_client = request.basic_credentials().is_some()
+        || request.form_param("client_id").is_some()
+        || request.form_param("client_assertion").is_some();
+    if grant_type.as_deref() == Some(JWT_BEARER_GRANT) && !identifies_client {
+        // RFC 7523 §3.1: client authentication is optional with a jwt-bearer grant.
+        return assertion_grants::jwt_bearer_grant(shared, &mut state, request, None);
+    }
+    let client_id = match authenticate(shared, &mut state, request) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -26,6 +35,9 @@ pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse 
             authorization_code_grant(shared, &mut state, request, &client_id)
         }
         Some("refresh_token") => refresh_token_grant(shared, &mut state, request, &client_id),
+        Some(JWT_BEARER_GRANT) => {
+            assertion_grants::jwt_bearer_grant(shared, &mut state, request, Some(&client_id))
+        }
         Some(_) => bad_request(
             "unsupported_grant_type",
             "only authorization_code and refresh_token",
@@ -38,9 +50,13 @@ pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse 
 /// error response.
 fn authenticate(
     shared: &Shared,
-    state: &State,
+    state: &mut State,
     request: &RecordedRequest,
 ) -> Result<String, Box<HttpResponse>> {
+    if request.form_param("client_assertion").is_some() {
+        return assertion_grants::authenticate_assertion(shared, state, request)
+            .map_err(|why| Box::new(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why)));
+    }
     let basic = request.basic_credentials();
     let body_id = request.form_param("client_id");
     let body_secret = request.form_param("client_secret");
@@ -91,6 +107,9 @@ fn authenticate(
             if body_id.is_none() {
                 return Err(invalid_request("missing client_id"));
             }
+        }
+        assertion_grants::AUTH_PRIVATE_KEY_JWT => {
+            return Err(unauthorized("private_key_jwt required"))
         }
         _ => return Err(unauthorized("unsupported client authentication method")),
     }

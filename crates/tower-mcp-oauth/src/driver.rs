@@ -107,9 +107,17 @@ async fn drive(
                 }
                 debug!(?request, "requesting consent");
                 match state.authorizer.authorize(request, client.clone()).await {
-                    Ok(response) => flow.handle_authorization_response(response),
+                    Ok(response) => flow.handle_authorization_response_at(response, state.now()),
                     Err(e) => flow.fail(e),
                 }
+            }
+            Action::ObtainAssertion(request) => {
+                debug!(kind = ?request.kind, issuer = %request.issuer, "obtaining the assertion");
+                let assertion = match &state.assertions {
+                    Some(source) => source.assertion(&request).await,
+                    None => Err(crate::assertion::no_source()),
+                };
+                flow.handle_assertion(assertion, (state.clock)());
             }
             Action::Complete(outcome) => {
                 debug!(

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use mcp_oauth_flow::grants::{AssertionGrant, EnterpriseIdp};
 use mcp_oauth_flow::{token::RefreshPolicy, ClientConfig};
 use tower_layer::Layer;
 
+use crate::assertion::AssertionSource;
 use crate::authorize::Authorizer;
 use crate::service::OAuthService;
 use crate::state::LayerState;
@@ -87,6 +89,68 @@ impl OAuthLayer {
         Self {
             state: Arc::new(LayerState::new(config, Arc::new(authorizer))),
         }
+    }
+
+    /// Authorizes with workload identity federation (SEP-1933): a jwt-bearer grant (RFC 7523
+    /// §2.1) presenting the token `source` gives, asked afresh on every grant (a file the
+    /// platform rotates is re-read). No user, no consent. An authorization server that does not
+    /// offer the grant is an [`ErrorKind::GrantNotSupported`](crate::ErrorKind::GrantNotSupported),
+    /// an expired token an `AssertionExpired`, a refused one an `AssertionRejected`: never a
+    /// retry loop or another grant. A pre-registered client for the issuer, if any,
+    /// authenticates the request. Default: off.
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// # use http_body_util::Full;
+    /// # use mcp_oauth_testkit::scripted;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, FileAssertion, HeadlessAuthorizer, OAuthLayer};
+    /// # tokio_test::block_on(async {
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///     .workload_identity(FileAssertion::new("/var/run/secrets/tokens/mcp"));
+    /// // This server's authorization server offers only the authorization code.
+    /// let server = tower::service_fn(|req: http::Request<_>| async move {
+    ///     Ok::<_, std::convert::Infallible>(scripted::flow_response(&req).unwrap_or_else(scripted::unauthorized))
+    /// });
+    /// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+    /// let error = layer.layer(server).oneshot(request).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::GrantNotSupported);
+    /// # });
+    /// ```
+    pub fn workload_identity(mut self, source: impl AssertionSource) -> Self {
+        let state = self.state_mut();
+        Arc::make_mut(&mut state.config).assertion_grant = Some(AssertionGrant::WorkloadIdentity);
+        state.assertions = Some(Arc::new(source));
+        self
+    }
+
+    /// Authorizes with enterprise-managed authorization (SEP-990): the user's ID token from
+    /// `id_token` (asked afresh on every grant, so the application can renew it) is exchanged
+    /// at the enterprise `idp` (RFC 8693) for an ID-JAG addressed to the authorization server
+    /// and the resource, which is then presented in a jwt-bearer grant authenticated as the
+    /// pre-registered client for that server. Default: off.
+    ///
+    /// ```
+    /// use tower_mcp_oauth::grants::EnterpriseIdp;
+    /// use tower_mcp_oauth::{ClientConfig, EnvAssertion, HeadlessAuthorizer, OAuthLayer, PreRegisteredClient};
+    /// let config = ClientConfig::new("http://127.0.0.1:1/cb").pre_registered(
+    ///     PreRegisteredClient::new("mcp-client").with_secret("s3cret").for_issuer("https://auth.example.com"));
+    /// let layer = OAuthLayer::new(config, HeadlessAuthorizer::new()).enterprise_managed(
+    ///     EnterpriseIdp::new("https://idp.example.com/oauth2/token").client_id("idp-client"),
+    ///     EnvAssertion::new("USER_ID_TOKEN"),
+    /// );
+    /// assert!(!format!("{layer:?}").contains("s3cret"));
+    /// ```
+    pub fn enterprise_managed(
+        mut self,
+        idp: EnterpriseIdp,
+        id_token: impl AssertionSource,
+    ) -> Self {
+        let state = self.state_mut();
+        Arc::make_mut(&mut state.config).assertion_grant =
+            Some(AssertionGrant::EnterpriseManaged(idp));
+        state.assertions = Some(Arc::new(id_token));
+        self
     }
 
     /// The settings, to change one: in place while this layer is the only holder of its state.

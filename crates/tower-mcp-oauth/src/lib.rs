@@ -94,6 +94,7 @@
 // integrations (loopback, redis, web, rmcp) sit above whatever they use; no core module imports
 // them.
 mod acquire;
+mod assertion;
 mod authorize;
 mod body;
 mod bounds;
@@ -125,6 +126,7 @@ pub mod rmcp;
 #[cfg_attr(docsrs, doc(cfg(feature = "web")))]
 pub mod web;
 
+pub use assertion::{AssertionSource, EnvAssertion, FileAssertion};
 pub use authorize::{Authorizer, HeadlessAuthorizer};
 pub use body::OAuthBody;
 pub use client::HttpClient;
@@ -136,11 +138,22 @@ pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
-    client::{ClientAuthMethod, ClientKey, ClientRegistration, PreRegisteredClient},
+    client::{
+        AssertionAudience, ClientAuthMethod, ClientKey, ClientRegistration, JwsSigner,
+        PreRegisteredClient,
+    },
     discovery::DiscoveryReport,
     token::{RefreshPolicy, TokenSet, TokenType},
-    ClientConfig, Error, ErrorKind, PkcePolicy,
+    BoxError, ClientConfig, Error, ErrorKind, PkcePolicy,
 };
+
+/// The assertion grants' types (workload identity, enterprise-managed authorization), from the
+/// core; see [`OAuthLayer::workload_identity`] and [`OAuthLayer::enterprise_managed`].
+pub mod grants {
+    pub use mcp_oauth_flow::grants::{
+        AssertionGrant, AssertionKind, AssertionRequest, EnterpriseIdp,
+    };
+}
 
 /// A boxed, `Send` future, as the object-safe traits of this crate return.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -14,6 +14,7 @@ use mcp_oauth_flow::{
     ClientConfig,
 };
 
+use crate::assertion::AssertionSource;
 use crate::authorize::Authorizer;
 use crate::cache::Cache;
 use crate::flight::Flights;
@@ -71,6 +72,8 @@ pub(crate) struct LayerState {
     pub(crate) max_replay_bytes: usize,
     pub(crate) max_response_bytes: usize,
     pub(crate) spawn: Option<Spawn>,
+    /// The application's assertions, for the assertion grants (see `assertion.rs`).
+    pub(crate) assertions: Option<Arc<dyn AssertionSource>>,
 }
 
 impl LayerState {
@@ -88,6 +91,7 @@ impl LayerState {
             max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             spawn: None,
+            assertions: None,
         }
     }
 

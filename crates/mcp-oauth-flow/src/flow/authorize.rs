@@ -15,6 +15,7 @@ use super::{Action, Flow, FlowOutcome, FlowSecrets, State, SubRequest};
 use crate::authorization_endpoint::{
     validate_authorization_response, AuthorizationRequest, AuthorizationResponse,
 };
+use crate::client_assertion::sign_for_server;
 use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::AuthorizationServerMetadata;
@@ -52,6 +53,9 @@ impl Flow {
             scopes,
         };
         let secrets = ctx.secrets;
+        if let Some(grant) = self.config.assertion_grant.clone() {
+            return self.assertion_grant(&grant, secrets, resource, server);
+        }
         if rules::choose_grant(&server.meta) == GrantChoice::ClientCredentials {
             return self.client_credentials(secrets, resource, server, now);
         }
@@ -64,11 +68,25 @@ impl Flow {
             &server.client_issuer,
         ) {
             ClientSource::PreRegistered(client) => {
-                let method = negotiate_client_auth(
-                    client.auth_method.map(ClientAuthMethod::as_str),
-                    client.client_secret.is_some(),
-                    server.meta.token_endpoint_auth_methods_supported.as_deref(),
-                );
+                let method = match &client.key {
+                    // RFC 7523 §2.2 on the code exchange too. The algorithm is checked now, so
+                    // a server that accepts none of the key's is refused before the user is
+                    // asked.
+                    Some(key) => {
+                        key.choose_algorithm(
+                            server
+                                .meta
+                                .token_endpoint_auth_signing_alg_values_supported
+                                .as_deref(),
+                        )?;
+                        ClientAuthMethod::PrivateKeyJwt
+                    }
+                    None => negotiate_client_auth(
+                        client.auth_method.map(ClientAuthMethod::as_str),
+                        client.client_secret.is_some(),
+                        server.meta.token_endpoint_auth_methods_supported.as_deref(),
+                    ),
+                };
                 let creds = ClientCredentials {
                     client_id: client.client_id.clone(),
                     client_secret: client.client_secret.clone(),
@@ -126,14 +144,24 @@ impl Flow {
             "token_endpoint",
         )?;
         // The flow's random `state` is never sent in this grant: it serves as the unique `jti`.
-        let assertion = client.key.as_ref().map(|key| {
-            key.assertion(
-                &client.client_id,
-                &server.meta.issuer,
-                now,
-                secrets.state.secret(),
-            )
-        });
+        let assertion = client
+            .key
+            .as_ref()
+            .map(|key| {
+                sign_for_server(
+                    key,
+                    &client.client_id,
+                    &server.meta.issuer,
+                    endpoint.as_str(),
+                    server
+                        .meta
+                        .token_endpoint_auth_signing_alg_values_supported
+                        .as_deref(),
+                    now,
+                    secrets.state.secret(),
+                )
+            })
+            .transpose()?;
         let creds = ClientCredentials {
             client_id: client.client_id.clone(),
             client_secret: client.client_secret.clone(),
@@ -290,6 +318,7 @@ impl Flow {
         &mut self,
         s: ExpectAuthorizationResponse,
         response: AuthorizationResponse,
+        now: SystemTime,
     ) -> Result<State, Error> {
         let meta = &s.server.meta;
         let code = validate_authorization_response(
@@ -302,6 +331,33 @@ impl Flow {
             meta.token_endpoint.as_deref().unwrap_or_default(),
             "token_endpoint",
         )?;
+        let mut client = s.client;
+        if client.method == ClientAuthMethod::PrivateKeyJwt {
+            // Signed when the code comes back, dated `now`: consent may have taken minutes.
+            // The state went out in the authorization request and is never reused: it is the
+            // unique `jti`.
+            let key = rules::client_key(
+                &self.config.pre_registered,
+                &client.client_id,
+                &s.server.client_issuer,
+            )
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NoClientIdentity,
+                    "the private_key_jwt client is no longer configured with a key",
+                )
+            })?;
+            client.assertion = Some(sign_for_server(
+                key,
+                &client.client_id,
+                &meta.issuer,
+                endpoint.as_str(),
+                meta.token_endpoint_auth_signing_alg_values_supported
+                    .as_deref(),
+                now,
+                s.secrets.state.secret(),
+            )?);
+        }
         let request = token_request(
             &endpoint,
             Grant::AuthorizationCode {
@@ -309,7 +365,7 @@ impl Flow {
                 verifier: s.secrets.pkce.verifier(),
                 redirect_uri: &self.config.redirect_uri,
             },
-            &s.client,
+            &client,
             s.resource.resource.as_deref(),
         )?;
         self.send(SubRequest {
@@ -319,7 +375,7 @@ impl Flow {
         Ok(State::ExpectToken(Box::new(ExpectToken {
             resource: s.resource,
             server: s.server,
-            client: s.client,
+            client,
         })))
     }
 

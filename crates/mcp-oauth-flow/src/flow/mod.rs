@@ -33,6 +33,7 @@ use crate::token_set::TokenSet;
 use crate::url_policy::parse_secure_url;
 use crate::well_known::protected_resource_metadata_urls;
 
+mod assertion;
 mod authorize;
 mod discover;
 mod probe;
@@ -186,6 +187,10 @@ pub enum Action {
         /// The issuer the registration belongs to.
         issuer: String,
     },
+    /// Get the assertion the configured [`AssertionGrant`](crate::grants::AssertionGrant) needs
+    /// from the application (read the platform's token file afresh, call its closure) and feed
+    /// it to [`Flow::handle_assertion`].
+    ObtainAssertion(crate::assertion_grant::AssertionRequest),
     /// Get the user's consent and feed the response to [`Flow::handle_authorization_response`].
     Authorize(AuthorizationRequest),
     /// The flow succeeded.
@@ -217,6 +222,9 @@ pub struct Flow {
     state: State,
     out: VecDeque<Action>,
     report: DiscoveryReport,
+    /// The time of the latest input that carried one: what
+    /// [`Flow::handle_authorization_response`] dates a client assertion with.
+    last_now: SystemTime,
 }
 
 impl std::fmt::Debug for Flow {
@@ -242,6 +250,7 @@ impl Flow {
             state: State::Finished,
             out: VecDeque::new(),
             report: DiscoveryReport::default(),
+            last_now: now,
         };
         let challenge_metadata = start
             .challenge
@@ -326,6 +335,7 @@ impl Flow {
 
     /// Feeds the response to the last [`Action::Send`]. `now` makes token expiry absolute.
     pub fn handle_response(&mut self, response: http::Response<Bytes>, now: SystemTime) {
+        self.last_now = now;
         let state = std::mem::replace(&mut self.state, State::Finished);
         let next = match state {
             State::ExpectResourceMetadata(s) => self.on_resource_metadata(*s, response, now),
@@ -333,6 +343,8 @@ impl Flow {
             State::ExpectRegistration(s) => self.on_registration(*s, response),
             State::ExpectToken(s) => self.on_token(*s, response, now),
             State::ExpectRefreshToken(s) => self.on_refresh_token(*s, response, now),
+            State::ExpectIdJag(s) => self.on_id_jag(*s, response, now),
+            State::ExpectJwtBearerToken(s) => self.on_jwt_bearer_token(*s, response, now),
             other => Err(unexpected(&other, "an HTTP response")),
         };
         self.settle(next);
@@ -349,12 +361,40 @@ impl Flow {
         self.settle(next);
     }
 
-    /// Feeds the parameters that came back on the redirect URI.
+    /// Feeds the parameters that came back on the redirect URI. A `private_key_jwt` client's
+    /// assertion is dated the last time the flow was given; a driver that knows the time
+    /// (consent may take minutes) uses [`handle_authorization_response_at`](Self::handle_authorization_response_at).
     pub fn handle_authorization_response(&mut self, response: AuthorizationResponse) {
+        self.handle_authorization_response_at(response, self.last_now);
+    }
+
+    /// Feeds the parameters that came back on the redirect URI at `now`, which dates the
+    /// client assertion of a `private_key_jwt` client's code exchange.
+    pub fn handle_authorization_response_at(
+        &mut self,
+        response: AuthorizationResponse,
+        now: SystemTime,
+    ) {
+        self.last_now = now;
         let state = std::mem::replace(&mut self.state, State::Finished);
         let next = match state {
-            State::ExpectAuthorizationResponse(s) => self.on_authorization_response(*s, response),
+            State::ExpectAuthorizationResponse(s) => {
+                self.on_authorization_response(*s, response, now)
+            }
             other => Err(unexpected(&other, "an authorization response")),
+        };
+        self.settle(next);
+    }
+
+    /// Feeds the assertion asked for by [`Action::ObtainAssertion`], or why the application
+    /// could not give one (best as [`ErrorKind::AssertionUnavailable`]). `now` judges its expiry
+    /// and dates the client's own assertion, if it signs one.
+    pub fn handle_assertion(&mut self, assertion: Result<String, Error>, now: SystemTime) {
+        self.last_now = now;
+        let state = std::mem::replace(&mut self.state, State::Finished);
+        let next = match state {
+            State::ExpectAssertion(s) => self.on_assertion(*s, assertion, now),
+            other => Err(unexpected(&other, "an assertion")),
         };
         self.settle(next);
     }

@@ -10,6 +10,7 @@ use http::header::CONTENT_TYPE;
 use super::rules;
 use super::state::{After, Context, ExpectRefreshClient, ExpectRefreshToken, Held};
 use super::{Action, Flow, FlowOutcome, State, SubRequest};
+use crate::client_assertion::sign_for_server;
 use crate::client_auth::{ClientAuthMethod, ClientCredentials};
 use crate::error::Error;
 use crate::refresh::{classify_refresh_failure, merge_refreshed, RefreshFailure};
@@ -42,13 +43,19 @@ impl Flow {
                 .as_ref()
                 .filter(|_| method == ClientAuthMethod::PrivateKeyJwt)
                 .map(|key| {
-                    key.assertion(
+                    // The server's algorithm list is not kept with the tokens, so a refresh
+                    // signs with the key's preferred algorithm.
+                    sign_for_server(
+                        key,
                         &client.client_id,
                         held.tokens.issuer(),
+                        held.tokens.token_endpoint().unwrap_or_default(),
+                        None,
                         now,
                         ctx.secrets.state.secret(),
                     )
-                });
+                })
+                .transpose()?;
             let creds = ClientCredentials {
                 client_id: client.client_id.clone(),
                 client_secret: client.client_secret.clone(),

@@ -97,6 +97,19 @@ pub(super) fn client_credentials_client<'a>(
         .find(|c| c.is_for(client_issuer) && c.is_confidential())
 }
 
+/// The key of the pre-registered `client_id` for this issuer, to sign its assertion with
+/// (RFC 7523 §2.2).
+pub(super) fn client_key<'a>(
+    pre_registered: &'a [PreRegisteredClient],
+    client_id: &str,
+    client_issuer: &str,
+) -> Option<&'a crate::client_assertion::ClientKey> {
+    pre_registered
+        .iter()
+        .filter(|c| c.client_id == client_id && c.is_for(client_issuer))
+        .find_map(|c| c.key.as_ref())
+}
+
 /// The authentication method of a pre-registered client in the client-credentials grant: its
 /// key when it has one (RFC 7523 §2.2), else a secret method negotiated with the server.
 pub(super) fn client_credentials_method(

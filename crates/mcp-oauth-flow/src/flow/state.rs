@@ -22,6 +22,8 @@
 //!      │               │      │    └─────────────────┘
 //!      │               │      │ issuer checked; none on the 2025-03-26 path: default endpoints
 //!      │               │      ▼
+//!      │               │  _authorize_ ── assertion grant (RFC 7523): ExpectAssertion ─▶ [ExpectIdJag
+//!      │               │      │          (SEP-990, RFC 8693) ─▶] ExpectJwtBearerToken ─▶ Finished
 //!      │               │  _authorize_ ── client_credentials only (RFC 6749 §4.4) ──────┐
 //!      │               │      │ authorization_code: PKCE gate (RFC 7636)               │
 //!      │               │      ├── pre-registered client / metadata document ──┐        │
@@ -64,6 +66,15 @@
 //! | `ExpectAuthServerMetadata` | redirect, or a miss with candidates left | `ExpectAuthServerMetadata` | `Send` |
 //! | `ExpectAuthServerMetadata` | valid metadata, or none on the 2025-03-26 path | *authorize* | |
 //! | `ExpectAuthServerMetadata` | none, issuer from the resource metadata; wrong issuer | `Finished` | `Failed` |
+//! | *authorize* | assertion grant configured, AS lists jwt-bearer | `ExpectAssertion` | `ObtainAssertion` |
+//! | *authorize* | assertion grant configured, AS does not list jwt-bearer | `Finished` | `Failed` (`GrantNotSupported`) |
+//! | `ExpectAssertion` | workload token, fresh | `ExpectJwtBearerToken` | `Send` (jwt-bearer) |
+//! | `ExpectAssertion` | ID token, fresh | `ExpectIdJag` | `Send` (RFC 8693 exchange at the IdP) |
+//! | `ExpectAssertion` | expired, empty, or the source failed | `Finished` | `Failed` |
+//! | `ExpectIdJag` | an ID-JAG | `ExpectJwtBearerToken` | `Send` (jwt-bearer, client authenticated) |
+//! | `ExpectIdJag` | refused, not an ID-JAG | `Finished` | `Failed` |
+//! | `ExpectJwtBearerToken` | tokens | `Finished` | `Complete` |
+//! | `ExpectJwtBearerToken` | refused | `Finished` | `Failed` (`AssertionRejected`, never retried) |
 //! | *authorize* | client_credentials only, confidential client for this AS | `ExpectToken` | `Send` (token) |
 //! | *authorize* | client_credentials only, no such client | `Finished` | `Failed` |
 //! | *authorize* | PKCE gate refuses | `Finished` | `Failed` |
@@ -190,6 +201,21 @@ pub(super) struct ExpectToken {
     pub(super) client: ClientCredentials,
 }
 
+/// Waiting for the application's assertion (`ObtainAssertion`): a workload identity token or
+/// an ID token (see `assertion.rs`).
+pub(super) struct ExpectAssertion {
+    pub(super) secrets: FlowSecrets,
+    pub(super) resource: Resource,
+    pub(super) server: AuthServer,
+}
+
+/// Waiting for the enterprise IdP's answer to the ID-JAG token exchange (RFC 8693, SEP-990).
+pub(super) struct ExpectIdJag {
+    pub(super) secrets: FlowSecrets,
+    pub(super) resource: Resource,
+    pub(super) server: AuthServer,
+}
+
 /// Where the flow goes when a refresh cannot be made or is refused.
 pub(super) enum After {
     /// Start from protected resource metadata discovery (the refresh was proactive).
@@ -224,6 +250,10 @@ pub(super) enum State {
     ExpectToken(Box<ExpectToken>),
     ExpectRefreshClient(Box<ExpectRefreshClient>),
     ExpectRefreshToken(Box<ExpectRefreshToken>),
+    ExpectAssertion(Box<ExpectAssertion>),
+    ExpectIdJag(Box<ExpectIdJag>),
+    /// An `ExpectToken` for a jwt-bearer grant, whose refusal is `AssertionRejected`.
+    ExpectJwtBearerToken(Box<ExpectToken>),
     /// The last action (`Complete` or `Failed`) has been queued; every input is refused.
     Finished,
 }
@@ -239,6 +269,9 @@ impl State {
             Self::ExpectToken(_) => "ExpectToken",
             Self::ExpectRefreshClient(_) => "ExpectRefreshClient",
             Self::ExpectRefreshToken(_) => "ExpectRefreshToken",
+            Self::ExpectAssertion(_) => "ExpectAssertion",
+            Self::ExpectIdJag(_) => "ExpectIdJag",
+            Self::ExpectJwtBearerToken(_) => "ExpectJwtBearerToken",
             Self::Finished => "Finished",
         }
     }

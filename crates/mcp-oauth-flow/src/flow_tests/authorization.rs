@@ -367,6 +367,7 @@ proptest::proptest! {
                     flow.handle_response(resp, now());
                 }
                 Some(Action::LoadClient { .. }) => flow.handle_stored_client(None),
+                Some(Action::ObtainAssertion(_)) => flow.handle_assertion(Ok("a.b.c".into()), now()),
                 Some(Action::SaveClient(_)) | Some(Action::DropTokens) | Some(Action::DropClient { .. }) => {}
                 Some(Action::Authorize(req)) => {
                     let q = format!("code=c&state={}", req.state().secret());

@@ -2,7 +2,9 @@
 //! assertions on the exact sequence of sub-requests and on the final action.
 
 mod authorization;
+mod client_assertions;
 mod discovery;
+mod grants;
 mod identity;
 
 use std::collections::HashMap;
@@ -23,6 +25,8 @@ type Canned = (u16, Vec<(&'static str, String)>, Bytes);
 #[derive(Default)]
 struct Net {
     routes: HashMap<String, Canned>,
+    /// What the application's source gives for `Action::ObtainAssertion`; `None`: it fails.
+    assertion: Option<String>,
 }
 
 impl Net {
@@ -46,6 +50,10 @@ impl Net {
     ) -> Self {
         self.routes
             .insert(url.into(), (status, headers, Bytes::from(body.to_owned())));
+        self
+    }
+    fn assertion(mut self, assertion: &str) -> Self {
+        self.assertion = Some(assertion.to_owned());
         self
     }
     fn answer(&self, req: &http::Request<Bytes>) -> http::Response<Bytes> {
@@ -99,6 +107,8 @@ struct Run {
     end: Action,
     sent: Vec<String>,
     bodies: Vec<Bytes>,
+    /// The `Authorization` header of each entry of `sent`.
+    auth: Vec<Option<String>>,
     authorize_url: Option<url::Url>,
     saved: Vec<ClientRegistration>,
     loaded: Vec<String>,
@@ -156,6 +166,7 @@ fn run_with(
         end: Action::Failed(Error::new(ErrorKind::InvalidTransition, "unfinished")),
         sent: vec![],
         bodies: vec![],
+        auth: vec![],
         authorize_url: None,
         saved: vec![],
         loaded: vec![],
@@ -172,6 +183,12 @@ fn run_with(
                 run.sent
                     .push(format!("{} {}", sub.request.method(), sub.request.uri()));
                 run.bodies.push(sub.request.body().clone());
+                run.auth.push(
+                    sub.request
+                        .headers()
+                        .get(http::header::AUTHORIZATION)
+                        .map(|v| v.to_str().unwrap().to_owned()),
+                );
                 flow.handle_response(net.answer(&sub.request), now());
             }
             Action::LoadClient { issuer } => {
@@ -181,7 +198,19 @@ fn run_with(
             Action::SaveClient(reg) => run.saved.push(reg),
             Action::DropTokens => run.dropped.push("tokens".into()),
             Action::DropClient { issuer } => run.dropped.push(format!("client {issuer}")),
+            Action::ObtainAssertion(req) => {
+                run.sent
+                    .push(format!("ASSERTION {:?} for {}", req.kind, req.issuer));
+                run.bodies.push(Bytes::new());
+                run.auth.push(None);
+                let given = net
+                    .assertion
+                    .clone()
+                    .ok_or_else(|| Error::new(ErrorKind::AssertionUnavailable, "no token file"));
+                flow.handle_assertion(given, now());
+            }
             Action::Authorize(req) => {
+                run.auth.push(None);
                 run.sent.push(format!(
                     "AUTHORIZE {}",
                     req.url().as_str().split('?').next().unwrap()

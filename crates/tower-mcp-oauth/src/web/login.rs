@@ -274,7 +274,9 @@ impl WebLogin {
                  user, has expired, or was already completed",
             ));
         };
-        login.flow.handle_authorization_response(response);
+        login
+            .flow
+            .handle_authorization_response_at(response, (self.clock)());
         let outcome = match drive(&mut login.flow, &self.io()).await? {
             Step::Complete(outcome) => outcome,
             Step::Authorize(_) => {
