@@ -2,6 +2,7 @@
 
 use crate::registration::PreRegisteredClient;
 use crate::scope::Scopes;
+use crate::server_options::ServerOptions;
 
 /// What to do when authorization server metadata does not list `code_challenge_methods_supported`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +45,9 @@ pub struct ClientConfig {
     pub pkce_policy: PkcePolicy,
     /// Scopes to request when neither the challenge nor the resource metadata names any.
     pub default_scopes: Option<Scopes>,
+    /// Per-server options (extra parameters, offline access, a required refresh token); see
+    /// [`ServerOptions`].
+    pub servers: Vec<ServerOptions>,
 }
 
 impl ClientConfig {
@@ -57,6 +61,7 @@ impl ClientConfig {
             pre_registered: Vec::new(),
             pkce_policy: PkcePolicy::default(),
             default_scopes: None,
+            servers: Vec::new(),
         }
     }
 
@@ -94,6 +99,13 @@ impl ClientConfig {
     /// is omitted).
     pub fn default_scopes(mut self, scopes: Scopes) -> Self {
         self.default_scopes = Some(scopes);
+        self
+    }
+
+    /// Adds options for one MCP server or one issuer. Default: none (every server gets the
+    /// standard requests, `prompt=consent` with offline access, no refresh token required).
+    pub fn server(mut self, options: ServerOptions) -> Self {
+        self.servers.push(options);
         self
     }
 }

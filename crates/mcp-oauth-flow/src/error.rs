@@ -94,6 +94,12 @@ pub enum ErrorKind {
     /// More interactive authorizations were needed for one server, in a short time, than the
     /// authorization budget allows; the server keeps refusing fresh tokens.
     AuthorizationLimit,
+    /// A configured extra parameter is one the flow's security rests on (`state`, PKCE, the
+    /// redirect URI, the client, the grant, client authentication): it cannot be configured.
+    ProtectedParameter,
+    /// The server was required to issue a refresh token and issued none; the tokens were not
+    /// kept. Ask it for offline access, or stop requiring one.
+    NoRefreshToken,
 }
 
 impl ErrorKind {
@@ -131,6 +137,8 @@ impl ErrorKind {
             Self::InvalidTransition => "invalid flow transition",
             Self::StepUpLimit => "scope step-up limit reached",
             Self::AuthorizationLimit => "authorization budget exhausted",
+            Self::ProtectedParameter => "protected parameter cannot be configured",
+            Self::NoRefreshToken => "no refresh token issued",
         }
     }
 
@@ -448,6 +456,9 @@ mod tests {
         (ErrorKind::InvalidTransition, false),
         (ErrorKind::StepUpLimit, false),
         (ErrorKind::AuthorizationLimit, false),
+        (ErrorKind::ProtectedParameter, false),
+        // The server issues none until it is configured to.
+        (ErrorKind::NoRefreshToken, false),
     ];
 
     #[test]
