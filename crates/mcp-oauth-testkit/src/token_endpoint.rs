@@ -132,8 +132,10 @@ fn authorization_code_grant(
     if computed != entry.challenge {
         return bad_request("invalid_grant", "PKCE verification failed");
     }
+    // RFC 8707 §2.2: the token request may restate the resource or leave it out (then the
+    // authorization request's applies); naming another is refused.
     let resource = request.form_param("resource");
-    if entry.resource.is_some() && resource != entry.resource {
+    if resource.is_some() && entry.resource.is_some() && resource != entry.resource {
         return bad_request(
             "invalid_target",
             "resource differs from the authorization request",

@@ -138,6 +138,7 @@ pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
     client::{ClientAuthMethod, ClientKey, ClientRegistration, PreRegisteredClient},
     discovery::DiscoveryReport,
+    server::{ExtraParams, ServerOptions},
     token::{RefreshPolicy, TokenSet, TokenType},
     ClientConfig, Error, ErrorKind, PkcePolicy,
 };
