@@ -1,5 +1,6 @@
 //! What the application tells the flow about itself.
 
+use crate::client_metadata::ClientMetadata;
 use crate::registration::PreRegisteredClient;
 use crate::scope::Scopes;
 use crate::server_options::ServerOptions;
@@ -48,6 +49,9 @@ pub struct ClientConfig {
     /// Per-server options (extra parameters, offline access, a required refresh token); see
     /// [`ServerOptions`].
     pub servers: Vec<ServerOptions>,
+    /// The RFC 7591 metadata shown on consent pages (home page, logo, terms, policy, contacts,
+    /// software): sent at registration and published in the client ID metadata document.
+    pub metadata: ClientMetadata,
 }
 
 impl ClientConfig {
@@ -62,6 +66,7 @@ impl ClientConfig {
             pkce_policy: PkcePolicy::default(),
             default_scopes: None,
             servers: Vec::new(),
+            metadata: ClientMetadata::default(),
         }
     }
 
@@ -106,6 +111,13 @@ impl ClientConfig {
     /// standard requests, `prompt=consent` with offline access, no refresh token required).
     pub fn server(mut self, options: ServerOptions) -> Self {
         self.servers.push(options);
+        self
+    }
+
+    /// Sets the RFC 7591 metadata sent at registration and published in the client ID
+    /// metadata document. Default: none.
+    pub fn metadata(mut self, metadata: ClientMetadata) -> Self {
+        self.metadata = metadata;
         self
     }
 }

@@ -47,6 +47,7 @@ mod authorization_endpoint;
 pub mod challenge;
 mod client_assertion;
 mod client_auth;
+mod client_metadata;
 mod config;
 mod error;
 mod flow;
@@ -108,6 +109,7 @@ pub mod discovery {
 pub mod client {
     pub use crate::client_assertion::{ClientKey, JWT_BEARER_ASSERTION_TYPE};
     pub use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
+    pub use crate::client_metadata::{client_metadata_document, ClientMetadata};
     pub use crate::registration::{
         application_type_for, choose_client_source, parse_registration_response,
         redirect_uri_matches, registration_auth_method, registration_request_body,

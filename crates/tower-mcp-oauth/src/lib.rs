@@ -136,7 +136,9 @@ pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
-    client::{ClientAuthMethod, ClientKey, ClientRegistration, PreRegisteredClient},
+    client::{
+        ClientAuthMethod, ClientKey, ClientMetadata, ClientRegistration, PreRegisteredClient,
+    },
     discovery::DiscoveryReport,
     server::{ExtraParams, ServerOptions},
     token::{RefreshPolicy, TokenSet, TokenType},

@@ -206,6 +206,7 @@ impl Flow {
             &application_type,
             registration_auth_method(&server.meta),
         );
+        let body = self.config.metadata.add_to(body);
         let request = http::Request::post(endpoint.as_str())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
