@@ -198,7 +198,7 @@ where
     let (store, store_dir) = open_store(options)?;
     let announced = Arc::new(AtomicBool::new(false));
     let receiver = bind_receiver(options, &console, &announced).await?;
-    let config = client_config(options, receiver.redirect_uri());
+    let config = client_config(options, receiver.redirect_uri())?;
     // Flows run to their end on tokio even if this command is interrupted mid-refresh.
     let layer = OAuthLayer::new(config, receiver)
         .token_store(store)
@@ -286,11 +286,15 @@ async fn bind_receiver(
         .await
 }
 
-/// The client's configuration: the receiver's redirect URI, and the pre-registered client if
-/// one was given (else the layer registers one, RFC 7591, and keeps it in the store).
-fn client_config(options: &Options, redirect_uri: &str) -> ClientConfig {
-    let config = ClientConfig::new(redirect_uri).client_name(CLIENT_NAME);
-    match &options.client_id {
+/// The client's configuration: the receiver's redirect URI, the per-server options of the
+/// parameter flags, and the pre-registered client if one was given (else the layer registers
+/// one, RFC 7591, and keeps it in the store).
+fn client_config(options: &Options, redirect_uri: &str) -> Result<ClientConfig, Error> {
+    let mut config = ClientConfig::new(redirect_uri).client_name(CLIENT_NAME);
+    if let Some(server) = options.server_options()? {
+        config = config.server(server);
+    }
+    Ok(match &options.client_id {
         Some(id) => {
             let mut client = PreRegisteredClient::new(id);
             if let Some(secret) = &options.client_secret {
@@ -299,7 +303,7 @@ fn client_config(options: &Options, redirect_uri: &str) -> ClientConfig {
             config.pre_registered(client)
         }
         None => config,
-    }
+    })
 }
 
 /// The whole command: parses `args` (without the program name), runs [`run`] over plain HTTP,
