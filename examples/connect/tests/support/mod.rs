@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Captures what the command prints, and passes each printed URL line on as it comes.
-pub struct Captured {
+pub(crate) struct Captured {
     out: Mutex<Vec<String>>,
     err: Mutex<Vec<String>>,
     urls: mpsc::UnboundedSender<String>,
@@ -37,20 +37,20 @@ impl Console for Captured {
 }
 
 /// A line that is nothing but a URL: how the command prints the authorization URL.
-pub fn is_url_line(line: &str) -> bool {
+pub(crate) fn is_url_line(line: &str) -> bool {
     (line.starts_with("http://") || line.starts_with("https://"))
         && !line.contains(char::is_whitespace)
 }
 
 /// One run of the command in the background.
-pub struct Run {
+pub(crate) struct Run {
     console: Arc<Captured>,
     urls: mpsc::UnboundedReceiver<String>,
     task: JoinHandle<u8>,
 }
 
 impl Run {
-    pub fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         let (tx, urls) = mpsc::unbounded_channel();
         let console = Arc::new(Captured {
             out: Mutex::default(),
@@ -66,14 +66,14 @@ impl Run {
         }
     }
 
-    pub async fn next_url(&mut self) -> String {
+    pub(crate) async fn next_url(&mut self) -> String {
         tokio::time::timeout(Duration::from_secs(20), self.urls.recv())
             .await
             .expect("no authorization URL printed within 20 s")
             .expect("the command ended without printing an authorization URL")
     }
 
-    pub async fn finish(self) -> (u8, Vec<String>, Vec<String>) {
+    pub(crate) async fn finish(self) -> (u8, Vec<String>, Vec<String>) {
         let code = tokio::time::timeout(Duration::from_secs(30), self.task)
             .await
             .expect("the command did not finish within 30 s")
@@ -85,7 +85,7 @@ impl Run {
 }
 
 /// A GET that does not follow redirects, as the browser's first hop; status, Location, page.
-pub async fn get(url: &str) -> (StatusCode, Option<String>, String) {
+pub(crate) async fn get(url: &str) -> (StatusCode, Option<String>, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let response = client.get(url.parse().unwrap()).await.unwrap();
     let status = response.status();
@@ -103,7 +103,7 @@ pub async fn get(url: &str) -> (StatusCode, Option<String>, String) {
 
 /// The browser: the authorization URL answers 302 to the loopback redirect URI; return that
 /// redirect (with the code and state) without delivering it yet.
-pub async fn approve(authorization_url: &str) -> String {
+pub(crate) async fn approve(authorization_url: &str) -> String {
     let (status, location, _) = get(authorization_url).await;
     assert_eq!(status, StatusCode::FOUND, "the testkit approves at once");
     let location = location.expect("a redirect to the loopback receiver");
@@ -111,14 +111,14 @@ pub async fn approve(authorization_url: &str) -> String {
     location
 }
 
-pub fn count(kit: &Testkit, suffix: &str) -> usize {
+pub(crate) fn count(kit: &Testkit, suffix: &str) -> usize {
     kit.requests()
         .iter()
         .filter(|r| r.path.ends_with(suffix))
         .count()
 }
 
-pub fn store_args<'a>(url: &'a str, store: &'a tempfile::TempDir) -> Vec<&'a str> {
+pub(crate) fn store_args<'a>(url: &'a str, store: &'a tempfile::TempDir) -> Vec<&'a str> {
     vec![
         url,
         "--no-browser",
