@@ -218,12 +218,11 @@ impl Options {
 /// `K=V` sets `K`; `K=` removes it.
 fn parameter(text: &str, flag: &str) -> Result<(String, Option<String>), UsageError> {
     match text.split_once('=') {
-        Some((name, _)) if name.is_empty() => {
-            Err(UsageError(format!("{flag} needs K=V, not {text:?}")))
-        }
-        Some((name, "")) => Ok((name.to_owned(), None)),
-        Some((name, value)) => Ok((name.to_owned(), Some(value.to_owned()))),
-        None => Err(UsageError(format!("{flag} needs K=V, not {text:?}"))),
+        Some((name, value)) if !name.is_empty() => Ok((
+            name.to_owned(),
+            (!value.is_empty()).then(|| value.to_owned()),
+        )),
+        _ => Err(UsageError(format!("{flag} needs K=V, not {text:?}"))),
     }
 }
 
