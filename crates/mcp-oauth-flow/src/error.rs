@@ -100,6 +100,11 @@ pub enum ErrorKind {
     /// The server was required to issue a refresh token and issued none; the tokens were not
     /// kept. Ask it for offline access, or stop requiring one.
     NoRefreshToken,
+    /// The authorization server publishes no `revocation_endpoint` (RFC 7009): the tokens stay
+    /// valid there until they expire or are revoked in its own interface.
+    RevocationUnsupported,
+    /// The revocation endpoint refused the request (RFC 7009 §2.2.1).
+    RevocationRefused,
 }
 
 impl ErrorKind {
@@ -139,6 +144,8 @@ impl ErrorKind {
             Self::AuthorizationLimit => "authorization budget exhausted",
             Self::ProtectedParameter => "protected parameter cannot be configured",
             Self::NoRefreshToken => "no refresh token issued",
+            Self::RevocationUnsupported => "token revocation not supported",
+            Self::RevocationRefused => "token revocation refused",
         }
     }
 
@@ -459,6 +466,8 @@ mod tests {
         (ErrorKind::ProtectedParameter, false),
         // The server issues none until it is configured to.
         (ErrorKind::NoRefreshToken, false),
+        (ErrorKind::RevocationUnsupported, false),
+        (ErrorKind::RevocationRefused, false),
     ];
 
     #[test]

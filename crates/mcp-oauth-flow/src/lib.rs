@@ -58,6 +58,7 @@ mod refresh;
 mod registration;
 mod report;
 mod resource;
+pub mod revocation;
 mod scope;
 mod server_options;
 mod token_life;

@@ -137,6 +137,9 @@ pub struct TestkitConfig {
     pub preregistered_client: Option<(String, Option<String>)>,
     /// Answer MCP POSTs as `text/event-stream` instead of JSON. Default `false`.
     pub sse_responses: bool,
+    /// Advertise and serve a `revocation_endpoint` (RFC 7009) at `…/revoke`: revoking a refresh
+    /// token revokes its whole grant, an access token only itself. Default `false`.
+    pub revocation: bool,
 }
 
 impl Default for TestkitConfig {
@@ -170,6 +173,7 @@ impl Default for TestkitConfig {
             omit_expires_in: false,
             preregistered_client: None,
             sse_responses: false,
+            revocation: false,
         }
     }
 }
@@ -252,6 +256,10 @@ impl TestkitConfig {
     setter!(
         /// Sets [`sse_responses`](Self::sse_responses).
         sse_responses: bool
+    );
+    setter!(
+        /// Sets [`revocation`](Self::revocation).
+        revocation: bool
     );
 
     /// Sets [`token_endpoint_auth_methods`](Self::token_endpoint_auth_methods).

@@ -12,7 +12,7 @@ use crate::discovery::MCP_PATH;
 use crate::record::{RecordedRequest, ServerRole};
 use crate::response::{self, HttpResponse};
 use crate::state::Shared;
-use crate::{authorization_server, resource_server, token_endpoint};
+use crate::{authorization_server, resource_server, revocation_endpoint, token_endpoint};
 
 /// Largest body recorded; longer ones are cut there and answered 413.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -93,6 +93,9 @@ fn route(shared: &Arc<Shared>, role: ServerRole, request: &RecordedRequest) -> H
         }
         if path == site.token_path {
             return token_endpoint::token(shared, request);
+        }
+        if path == site.revoke_path && shared.config.revocation {
+            return revocation_endpoint::revoke(shared, request);
         }
         if path == site.register_path && shared.config.registration {
             return authorization_server::register(shared, request);

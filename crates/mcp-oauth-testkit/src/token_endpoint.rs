@@ -36,7 +36,7 @@ pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse 
 
 /// Authenticates the client with the method it registered and returns its id; `Err` is the
 /// error response.
-fn authenticate(
+pub(crate) fn authenticate(
     shared: &Shared,
     state: &State,
     request: &RecordedRequest,

@@ -104,6 +104,7 @@ mod driver;
 mod flight;
 mod future;
 mod layer;
+mod logout;
 mod markers;
 mod need;
 mod recovery;
@@ -130,6 +131,7 @@ pub use body::OAuthBody;
 pub use client::HttpClient;
 pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+pub use logout::{Logout, Revocation};
 pub use markers::{AuthorizationFailed, BodyNotReplayable};
 pub use service::OAuthService;
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
@@ -140,6 +142,7 @@ pub use mcp_oauth_flow::{
         ClientAuthMethod, ClientKey, ClientMetadata, ClientRegistration, PreRegisteredClient,
     },
     discovery::DiscoveryReport,
+    revocation::RevokedToken,
     server::{ExtraParams, ServerOptions},
     token::{RefreshPolicy, TokenSet, TokenType},
     ClientConfig, Error, ErrorKind, PkcePolicy,

@@ -61,7 +61,7 @@ fn store_candidates(uri: &Uri) -> Vec<Url> {
 
 /// The tokens stored for `uri`: under the URL itself or the nearest parent path that covers
 /// it (see [`store_candidates`]).
-async fn find_stored(state: &LayerState, uri: &Uri) -> Result<Option<Held>, Error> {
+pub(crate) async fn find_stored(state: &LayerState, uri: &Uri) -> Result<Option<Held>, Error> {
     for candidate in store_candidates(uri) {
         if let Some(stored) = state.store.load_tokens(candidate.as_str()).await? {
             if covers(&candidate, uri) {
