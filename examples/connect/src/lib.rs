@@ -27,6 +27,7 @@
 //! ```
 
 mod client;
+mod logout;
 mod mcp;
 mod options;
 mod sse;
@@ -47,6 +48,7 @@ use tower_mcp_oauth::{
 };
 
 pub use client::{https_client, HttpsClient};
+pub use logout::logout;
 pub use mcp::{Tool, PROTOCOL_VERSION};
 pub use options::{default_store_dir, Options, UsageError, USAGE};
 
@@ -334,8 +336,17 @@ pub async fn cli(args: impl IntoIterator<Item = String>, console: Arc<dyn Consol
         console.err(USAGE);
         return 2;
     }
-    match run(&options, Arc::clone(&console), crate::https_client()).await {
-        Ok(_) => 0,
+    let result = if options.logout {
+        logout(&options, Arc::clone(&console), crate::https_client())
+            .await
+            .map(|_| ())
+    } else {
+        run(&options, Arc::clone(&console), crate::https_client())
+            .await
+            .map(|_| ())
+    };
+    match result {
+        Ok(()) => 0,
         Err(e) => {
             e.describe().lines().for_each(|l| console.err(l));
             1

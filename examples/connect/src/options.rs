@@ -15,7 +15,7 @@ use tower_mcp_oauth::{Error, ErrorKind, ServerOptions};
 pub const USAGE: &str = "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
                          [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
                          [--authorize-param K=V]... [--token-param K=V]... \
-                         [--require-refresh-token]";
+                         [--require-refresh-token] [--logout]";
 
 /// What to connect to and how to log in.
 ///
@@ -58,6 +58,9 @@ pub struct Options {
     pub token_params: Vec<(String, Option<String>)>,
     /// Fail the login when the server issues no refresh token (`--require-refresh-token`).
     pub require_refresh_token: bool,
+    /// Revoke the tokens stored for the server and forget them instead of connecting
+    /// (`--logout`).
+    pub logout: bool,
 }
 
 impl fmt::Debug for Options {
@@ -77,6 +80,7 @@ impl fmt::Debug for Options {
             .field("authorize_params", &self.authorize_params)
             .field("token_params", &self.token_params)
             .field("require_refresh_token", &self.require_refresh_token)
+            .field("logout", &self.logout)
             .finish()
     }
 }
@@ -121,6 +125,7 @@ impl Options {
             authorize_params: Vec::new(),
             token_params: Vec::new(),
             require_refresh_token: false,
+            logout: false,
         }
     }
 
@@ -187,6 +192,7 @@ impl Options {
                     .token_params
                     .push(parameter(&value("--token-param")?, "--token-param")?),
                 "--require-refresh-token" => options.require_refresh_token = true,
+                "--logout" => options.logout = true,
                 "--timeout" => {
                     let secs: u64 = number(&value("--timeout")?, "--timeout")?;
                     if secs == 0 {
@@ -288,8 +294,10 @@ mod tests {
             "--token-param",
             "audience=https://api.example.com/a=b",
             "--require-refresh-token",
+            "--logout",
         ])
         .unwrap();
+        assert!(o.logout);
         assert_eq!(
             o.authorize_params,
             [("access_type".to_owned(), Some("offline".to_owned()))]
