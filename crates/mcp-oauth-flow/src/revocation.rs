@@ -89,7 +89,7 @@ pub fn revocation_order(tokens: &TokenSet) -> Vec<TokenToRevoke> {
 
 /// The client that revokes `tokens`: the one they were issued to, authenticated as for a
 /// refresh (RFC 7009 §2.1: "the client also includes its authentication credentials as
-/// described in Section 2.3. of [RFC6749]"): a pre-registered client of that identifier and
+/// described in Section 2.3. of \[RFC6749\]"): a pre-registered client of that identifier and
 /// issuer (a fresh assertion dated `now` with `jti` when it signs one), else a public client
 /// (method `none`, or the client ID metadata document), else the `stored` registration of that
 /// issuer and identifier. `None` when none of them is the tokens' client.
