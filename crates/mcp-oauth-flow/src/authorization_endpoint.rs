@@ -58,6 +58,14 @@ impl AuthorizationRequest {
         }
     }
 
+    /// The request with `extra` applied to its query (see
+    /// [`ExtraParams::apply`](crate::server::ExtraParams::apply)); the protected parameters
+    /// cannot be among them.
+    pub(crate) fn with_extra_params(mut self, extra: &crate::server_options::ExtraParams) -> Self {
+        crate::server_options::apply_to_query(&mut self.url, extra);
+        self
+    }
+
     /// The URL to open in the user's browser.
     pub fn url(&self) -> &Url {
         &self.url

@@ -1,8 +1,10 @@
 //! What the application tells the flow about itself.
 
 use crate::assertion_grant::AssertionGrant;
+use crate::client_metadata::ClientMetadata;
 use crate::registration::PreRegisteredClient;
 use crate::scope::Scopes;
+use crate::server_options::ServerOptions;
 
 /// What to do when authorization server metadata does not list `code_challenge_methods_supported`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +51,12 @@ pub struct ClientConfig {
     /// enterprise-managed authorization); `None`: the authorization code (or client
     /// credentials, where the server offers only that).
     pub assertion_grant: Option<AssertionGrant>,
+    /// Per-server options (extra parameters, offline access, a required refresh token); see
+    /// [`ServerOptions`].
+    pub servers: Vec<ServerOptions>,
+    /// The RFC 7591 metadata shown on consent pages (home page, logo, terms, policy, contacts,
+    /// software): sent at registration and published in the client ID metadata document.
+    pub metadata: ClientMetadata,
 }
 
 impl ClientConfig {
@@ -63,6 +71,8 @@ impl ClientConfig {
             pkce_policy: PkcePolicy::default(),
             default_scopes: None,
             assertion_grant: None,
+            servers: Vec::new(),
+            metadata: ClientMetadata::default(),
         }
     }
 
@@ -110,6 +120,20 @@ impl ClientConfig {
     /// to another grant. Default: none.
     pub fn assertion_grant(mut self, grant: AssertionGrant) -> Self {
         self.assertion_grant = Some(grant);
+        self
+    }
+
+    /// Adds options for one MCP server or one issuer. Default: none (every server gets the
+    /// standard requests, `prompt=consent` with offline access, no refresh token required).
+    pub fn server(mut self, options: ServerOptions) -> Self {
+        self.servers.push(options);
+        self
+    }
+
+    /// Sets the RFC 7591 metadata sent at registration and published in the client ID
+    /// metadata document. Default: none.
+    pub fn metadata(mut self, metadata: ClientMetadata) -> Self {
+        self.metadata = metadata;
         self
     }
 }

@@ -112,6 +112,17 @@ pub enum ErrorKind {
     /// The authorization server accepts none of the algorithms the client's key signs with
     /// (`token_endpoint_auth_signing_alg_values_supported`, RFC 8414 §2).
     SigningAlgorithmNotSupported,
+    /// A configured extra parameter is one the flow's security rests on (`state`, PKCE, the
+    /// redirect URI, the client, the grant, client authentication): it cannot be configured.
+    ProtectedParameter,
+    /// The server was required to issue a refresh token and issued none; the tokens were not
+    /// kept. Ask it for offline access, or stop requiring one.
+    NoRefreshToken,
+    /// The authorization server publishes no `revocation_endpoint` (RFC 7009): the tokens stay
+    /// valid there until they expire or are revoked in its own interface.
+    RevocationUnsupported,
+    /// The revocation endpoint refused the request (RFC 7009 §2.2.1).
+    RevocationRefused,
 }
 
 impl ErrorKind {
@@ -156,6 +167,10 @@ impl ErrorKind {
             Self::SigningAlgorithmNotSupported => {
                 "authorization server accepts none of the key's signing algorithms"
             }
+            Self::ProtectedParameter => "protected parameter cannot be configured",
+            Self::NoRefreshToken => "no refresh token issued",
+            Self::RevocationUnsupported => "token revocation not supported",
+            Self::RevocationRefused => "token revocation refused",
         }
     }
 
@@ -481,6 +496,11 @@ mod tests {
         // SEP-1933: a rejected assertion is never retried in a loop.
         (ErrorKind::AssertionRejected, false),
         (ErrorKind::SigningAlgorithmNotSupported, false),
+        (ErrorKind::ProtectedParameter, false),
+        // The server issues none until it is configured to.
+        (ErrorKind::NoRefreshToken, false),
+        (ErrorKind::RevocationUnsupported, false),
+        (ErrorKind::RevocationRefused, false),
     ];
 
     #[test]

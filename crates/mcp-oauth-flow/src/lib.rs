@@ -48,6 +48,7 @@ mod authorization_endpoint;
 pub mod challenge;
 mod client_assertion;
 mod client_auth;
+mod client_metadata;
 mod config;
 mod error;
 mod flow;
@@ -58,8 +59,11 @@ mod refresh;
 mod registration;
 mod report;
 mod resource;
+pub mod revocation;
 mod scope;
+mod server_options;
 mod token_exchange;
+mod token_life;
 mod token_response;
 mod token_set;
 pub mod url_policy;
@@ -110,6 +114,7 @@ pub mod client {
         AssertionAudience, ClientKey, JwsSigner, JWT_BEARER_ASSERTION_TYPE,
     };
     pub use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
+    pub use crate::client_metadata::{client_metadata_document, ClientMetadata};
     pub use crate::registration::{
         application_type_for, choose_client_source, parse_registration_response,
         redirect_uri_matches, registration_auth_method, registration_request_body,
@@ -135,6 +140,24 @@ pub mod authorization {
     pub use crate::scope::{select_scopes, with_offline_access, Scopes, OFFLINE_ACCESS};
 }
 
+/// Per-server options: extra authorization and token request parameters (a protected few
+/// excepted), `prompt=consent` with offline access (OpenID Connect Core §11), and a required
+/// refresh token.
+///
+/// ```
+/// use mcp_oauth_flow::server::{is_protected_parameter, ServerOptions};
+/// assert!(is_protected_parameter("code_verifier"));
+/// let auth0 = ServerOptions::for_issuer("https://tenant.auth0.com/").token_param("audience", "https://api")?;
+/// assert_eq!(auth0.token_params().entries().next(), Some(("audience", Some("https://api"))));
+/// # Ok::<(), mcp_oauth_flow::Error>(())
+/// ```
+pub mod server {
+    pub use crate::server_options::{
+        is_protected_parameter, offline_access_prompt, select_server_options, ExtraParams,
+        ServerMatch, ServerOptions, PROTECTED_PARAMETERS,
+    };
+}
+
 /// Tokens: the set held for one protected resource, the token request and its tolerant parser
 /// (RFC 6749 §4.1.3, §5), and refresh (RFC 6749 §6): when, how to merge the answer, and which
 /// failures are final.
@@ -149,6 +172,7 @@ pub mod token {
     pub use crate::refresh::{
         classify_refresh_failure, merge_refreshed, RefreshFailure, RefreshPolicy,
     };
+    pub use crate::token_life::is_spent;
     pub use crate::token_response::{parse_token_response, token_request, Grant, TokenResponse};
     pub use crate::token_set::{TokenSet, TokenType};
 }

@@ -71,6 +71,7 @@ pub(crate) fn authorize(shared: &Shared, request: &RecordedRequest) -> HttpRespo
             challenge_method: method,
             scope: request.query_param("scope"),
             resource: request.query_param("resource"),
+            prompt: request.query_param("prompt"),
         },
     );
     drop(state);

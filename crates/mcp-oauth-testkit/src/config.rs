@@ -112,6 +112,12 @@ pub struct TestkitConfig {
     pub tool_call_scopes: Vec<String>,
     /// Issue refresh tokens with the authorization code grant. Default `true`.
     pub issue_refresh_tokens: bool,
+    /// Behave like a certified OpenID provider (node `oidc-provider`) on offline access: a
+    /// refresh token only when the granted scope includes `offline_access` *and* the
+    /// authorization request carried `prompt=consent` (OpenID Connect Core §11); otherwise
+    /// `offline_access` is dropped from the grant and no refresh token is issued. Applies on
+    /// top of [`issue_refresh_tokens`](Self::issue_refresh_tokens). Default `false`.
+    pub offline_access_needs_consent: bool,
     /// Each refresh returns a new refresh token and invalidates the old one; reusing an
     /// invalidated one is `invalid_grant` and revokes the whole grant. Default `true`.
     pub rotate_refresh_tokens: bool,
@@ -140,6 +146,9 @@ pub struct TestkitConfig {
     /// then authenticates with `private_key_jwt` (RFC 7523 §2.2), verified with this key.
     /// Default none.
     pub client_public_key: Option<String>,
+    /// Advertise and serve a `revocation_endpoint` (RFC 7009) at `…/revoke`: revoking a refresh
+    /// token revokes its whole grant, an access token only itself. Default `false`.
+    pub revocation: bool,
 }
 
 impl Default for TestkitConfig {
@@ -164,6 +173,7 @@ impl Default for TestkitConfig {
             required_scopes: Vec::new(),
             tool_call_scopes: Vec::new(),
             issue_refresh_tokens: true,
+            offline_access_needs_consent: false,
             rotate_refresh_tokens: true,
             token_lifetime_secs: 3600,
             expires_in_as_string: false,
@@ -174,6 +184,7 @@ impl Default for TestkitConfig {
             sse_responses: false,
             assertion_issuer_key: None,
             client_public_key: None,
+            revocation: false,
         }
     }
 }
@@ -226,6 +237,10 @@ impl TestkitConfig {
         issue_refresh_tokens: bool
     );
     setter!(
+        /// Sets [`offline_access_needs_consent`](Self::offline_access_needs_consent).
+        offline_access_needs_consent: bool
+    );
+    setter!(
         /// Sets [`rotate_refresh_tokens`](Self::rotate_refresh_tokens).
         rotate_refresh_tokens: bool
     );
@@ -252,6 +267,10 @@ impl TestkitConfig {
     setter!(
         /// Sets [`sse_responses`](Self::sse_responses).
         sse_responses: bool
+    );
+    setter!(
+        /// Sets [`revocation`](Self::revocation).
+        revocation: bool
     );
 
     /// Sets [`token_endpoint_auth_methods`](Self::token_endpoint_auth_methods).

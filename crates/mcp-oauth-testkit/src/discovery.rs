@@ -31,6 +31,7 @@ pub(crate) struct Site {
     pub(crate) token_path: String,
     pub(crate) register_path: String,
     pub(crate) jwks_path: String,
+    pub(crate) revoke_path: String,
 }
 
 impl Site {
@@ -114,6 +115,7 @@ impl Site {
             token_path: format!("{endpoint_prefix}/token"),
             register_path: format!("{endpoint_prefix}/register"),
             jwks_path: format!("{endpoint_prefix}/jwks"),
+            revoke_path: format!("{endpoint_prefix}/revoke"),
         }
     }
 
@@ -182,6 +184,12 @@ impl Site {
             doc.insert(
                 "registration_endpoint".into(),
                 json!(self.endpoint_url(&self.register_path)),
+            );
+        }
+        if config.revocation {
+            doc.insert(
+                "revocation_endpoint".into(),
+                json!(self.endpoint_url(&self.revoke_path)),
             );
         }
         doc.insert("response_types_supported".into(), json!(["code"]));

@@ -68,6 +68,7 @@ mod record;
 pub mod redis;
 mod resource_server;
 mod response;
+mod revocation_endpoint;
 mod router;
 pub mod scripted;
 mod server;

@@ -13,7 +13,7 @@ use crate::fault;
 use crate::record::{RecordedRequest, ServerRole};
 use crate::response::{self, HttpResponse};
 use crate::state::Shared;
-use crate::{authorization_server, resource_server, token_endpoint};
+use crate::{authorization_server, resource_server, revocation_endpoint, token_endpoint};
 
 /// Largest body recorded; longer ones are cut there and answered 413.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -116,6 +116,9 @@ fn route(shared: &Arc<Shared>, role: ServerRole, request: &RecordedRequest) -> H
             && shared.config.assertion_issuer_key.is_some()
         {
             return crate::assertion_grants::token_exchange(shared, request);
+        }
+        if path == site.revoke_path && shared.config.revocation {
+            return revocation_endpoint::revoke(shared, request);
         }
         if path == site.register_path && shared.config.registration {
             return authorization_server::register(shared, request);

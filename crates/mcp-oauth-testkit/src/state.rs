@@ -51,6 +51,8 @@ pub(crate) struct AuthCode {
     pub(crate) challenge_method: String,
     pub(crate) scope: Option<String>,
     pub(crate) resource: Option<String>,
+    /// The `prompt` parameter of the authorization request.
+    pub(crate) prompt: Option<String>,
 }
 
 /// An issued access token.

@@ -48,7 +48,7 @@ pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse 
 
 /// Authenticates the client with the method it registered and returns its id; `Err` is the
 /// error response.
-fn authenticate(
+pub(crate) fn authenticate(
     shared: &Shared,
     state: &mut State,
     request: &RecordedRequest,
@@ -151,27 +151,48 @@ fn authorization_code_grant(
     if computed != entry.challenge {
         return bad_request("invalid_grant", "PKCE verification failed");
     }
+    // RFC 8707 §2.2: the token request may restate the resource or leave it out (then the
+    // authorization request's applies); naming another is refused.
     let resource = request.form_param("resource");
-    if entry.resource.is_some() && resource != entry.resource {
+    if resource.is_some() && entry.resource.is_some() && resource != entry.resource {
         return bad_request(
             "invalid_target",
             "resource differs from the authorization request",
         );
     }
     let resource = resource.or(entry.resource);
+    let (scope, offline) = if config.offline_access_needs_consent {
+        offline_grant(entry.scope.as_deref(), entry.prompt.as_deref())
+    } else {
+        (entry.scope.clone(), true)
+    };
     let grant = state.next_id();
     let lifetime = Duration::from_secs(config.token_lifetime_secs);
-    let access_token =
-        state.issue_access_token(entry.scope.clone(), resource.clone(), grant, lifetime);
-    let refresh_token = config
-        .issue_refresh_tokens
-        .then(|| state.issue_refresh_token(client_id, entry.scope.clone(), resource, grant));
+    let access_token = state.issue_access_token(scope.clone(), resource.clone(), grant, lifetime);
+    let refresh_token = (config.issue_refresh_tokens && offline)
+        .then(|| state.issue_refresh_token(client_id, scope.clone(), resource, grant));
     token_response(
         shared,
         &access_token,
         refresh_token.as_deref(),
-        entry.scope.as_deref(),
+        scope.as_deref(),
     )
+}
+
+/// What an OpenID provider grants for offline access (OpenID Connect Core §11): `offline_access`
+/// is granted, with a refresh token, only when the request asked for it with `prompt=consent`;
+/// otherwise it is dropped from the scope. Returns the granted scope and whether a refresh token
+/// goes with it.
+fn offline_grant(scope: Option<&str>, prompt: Option<&str>) -> (Option<String>, bool) {
+    let asked = scope.unwrap_or("").split_whitespace();
+    let wants_offline = asked.clone().any(|s| s == "offline_access");
+    let consent = prompt.is_some_and(|p| p.split_whitespace().any(|v| v == "consent"));
+    if wants_offline && consent {
+        return (scope.map(str::to_owned), true);
+    }
+    let kept: Vec<&str> = asked.filter(|s| *s != "offline_access").collect();
+    let scope = (!kept.is_empty()).then(|| kept.join(" "));
+    (scope, false)
 }
 
 fn refresh_token_grant(
@@ -293,4 +314,22 @@ fn token_response(
     no_store(&mut response);
     response::set_header(&mut response, "pragma", "no-cache");
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offline_grant;
+
+    #[test]
+    fn offline_access_needs_consent_like_an_openid_provider() {
+        let both = offline_grant(Some("mcp offline_access"), Some("consent"));
+        assert_eq!(both, (Some("mcp offline_access".into()), true));
+        let no_prompt = offline_grant(Some("mcp offline_access"), None);
+        assert_eq!(no_prompt, (Some("mcp".into()), false));
+        let other_prompt = offline_grant(Some("offline_access"), Some("login"));
+        assert_eq!(other_prompt, (None, false));
+        let not_asked = offline_grant(Some("mcp"), Some("consent"));
+        assert_eq!(not_asked, (Some("mcp".into()), false));
+        assert_eq!(offline_grant(None, Some("login consent")), (None, false));
+    }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use http::{HeaderValue, Uri};
-use mcp_oauth_flow::{discovery::server_url_from_uri, Error, ErrorKind, FlowStart};
+use mcp_oauth_flow::{
+    discovery::server_url_from_uri, token::is_spent, Error, ErrorKind, FlowStart,
+};
 
 use crate::bounds::{InnerService, ResponseBody};
 use crate::cache::Sent;
@@ -130,9 +132,15 @@ async fn run_flight(
     // flow's start: then there is nothing left to do.
     let session = state.cache.session(uri);
     if let Some(session) = &session {
+        // Spent tokens (expired, nothing to refresh them) are no token, however new: a 401
+        // while holding them needs a new authorization, never a retry with them.
         let still_needed = match need {
             Need::Expiring => session.refresh_at.is_some_and(|at| at <= now),
-            _ => session.epoch <= sent.epoch || !need.met_by(&session.tokens),
+            _ => {
+                session.epoch <= sent.epoch
+                    || !need.met_by(&session.tokens)
+                    || is_spent(&session.tokens, now)
+            }
         };
         if !still_needed {
             return Ok(());

@@ -463,6 +463,53 @@ impl OAuthLayer {
         self.state_mut().clock = Arc::new(clock);
         self
     }
+
+    /// Logs out of the MCP server at `server_url`: revokes the refresh token, then the access
+    /// token, at the authorization server's `revocation_endpoint` (RFC 7009) with the client's
+    /// authentication, sending through `client`; then removes them from this layer's cache and
+    /// its store, so the next request authorizes afresh. A failed or impossible revocation (no
+    /// endpoint, a network error, an error response) is reported in the [`Logout`](crate::Logout)
+    /// while the tokens are forgotten all the same. The client registration is kept: remove it
+    /// with [`TokenStore::remove_client`](crate::TokenStore::remove_client) if wanted.
+    ///
+    /// `Err` only when `server_url` is not absolute or the store fails.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use serde_json::json;
+    /// use tower_mcp_oauth::{ClientAuthMethod, ClientConfig, HeadlessAuthorizer, HttpClient, MemoryStore, OAuthLayer, TokenSet, TokenStore, TokenType};
+    /// # tokio_test::block_on(async {
+    /// let store = std::sync::Arc::new(MemoryStore::new());
+    /// let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "app")
+    ///     .with_token_endpoint(Some("https://as.example.com/token".into()), Some(ClientAuthMethod::None));
+    /// store.save_tokens("https://mcp.example.com/mcp", &tokens).await.unwrap();
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///     .token_store(store.clone());
+    /// // The authorization server: its metadata, and a revocation endpoint that accepts.
+    /// let client = HttpClient::from_fn(|req| async move {
+    ///     let body = match req.uri().path() {
+    ///         "/.well-known/oauth-authorization-server" => json!({
+    ///             "issuer": "https://as.example.com",
+    ///             "authorization_endpoint": "https://as.example.com/authorize",
+    ///             "token_endpoint": "https://as.example.com/token",
+    ///             "revocation_endpoint": "https://as.example.com/revoke"}).to_string(),
+    ///         _ => String::new(),
+    ///     };
+    ///     Ok(http::Response::new(Bytes::from(body)))
+    /// });
+    /// let logout = layer.logout("https://mcp.example.com/mcp", &client).await.unwrap();
+    /// assert!(logout.all_revoked());
+    /// assert_eq!(logout.issuer.as_deref(), Some("https://as.example.com"));
+    /// assert!(store.load_tokens("https://mcp.example.com/mcp").await.unwrap().is_none());
+    /// # });
+    /// ```
+    pub async fn logout(
+        &self,
+        server_url: &str,
+        client: &crate::HttpClient,
+    ) -> Result<crate::Logout, mcp_oauth_flow::Error> {
+        crate::logout::logout(&self.state, server_url, client).await
+    }
 }
 
 impl<S> Layer<S> for OAuthLayer {

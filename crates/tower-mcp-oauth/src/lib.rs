@@ -105,6 +105,7 @@ mod driver;
 mod flight;
 mod future;
 mod layer;
+mod logout;
 mod markers;
 mod need;
 mod recovery;
@@ -132,6 +133,7 @@ pub use body::OAuthBody;
 pub use client::HttpClient;
 pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
+pub use logout::{Logout, Revocation};
 pub use markers::{AuthorizationFailed, BodyNotReplayable};
 pub use service::OAuthService;
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
@@ -139,10 +141,12 @@ pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
     client::{
-        AssertionAudience, ClientAuthMethod, ClientKey, ClientRegistration, JwsSigner,
-        PreRegisteredClient,
+        AssertionAudience, ClientAuthMethod, ClientKey, ClientMetadata, ClientRegistration,
+        JwsSigner, PreRegisteredClient,
     },
     discovery::DiscoveryReport,
+    revocation::RevokedToken,
+    server::{ExtraParams, ServerOptions},
     token::{RefreshPolicy, TokenSet, TokenType},
     BoxError, ClientConfig, Error, ErrorKind, PkcePolicy,
 };

@@ -11,7 +11,11 @@
 use std::time::{Duration, SystemTime};
 
 use http::Uri;
-use mcp_oauth_flow::{discovery::server_url_from_uri, token::TokenSet, Error, FlowOutcome};
+use mcp_oauth_flow::{
+    discovery::server_url_from_uri,
+    token::{is_spent, TokenSet},
+    Error, FlowOutcome,
+};
 use tracing::{debug, warn};
 use url::Url;
 
@@ -57,7 +61,7 @@ fn store_candidates(uri: &Uri) -> Vec<Url> {
 
 /// The tokens stored for `uri`: under the URL itself or the nearest parent path that covers
 /// it (see [`store_candidates`]).
-async fn find_stored(state: &LayerState, uri: &Uri) -> Result<Option<Held>, Error> {
+pub(crate) async fn find_stored(state: &LayerState, uri: &Uri) -> Result<Option<Held>, Error> {
     for candidate in store_candidates(uri) {
         if let Some(stored) = state.store.load_tokens(candidate.as_str()).await? {
             if covers(&candidate, uri) {
@@ -79,6 +83,11 @@ pub(crate) async fn adopt_stored(state: &LayerState, uri: &Uri) {
         return;
     }
     match find_stored(state, uri).await {
+        // Spent tokens are no token: the request goes without one, and its 401 starts a flow
+        // from them (`start_from`), which authorizes afresh.
+        Ok(Some((stored, resource))) if is_spent(&stored, state.now()) => {
+            debug!(%resource, "stored tokens have expired and cannot be refreshed");
+        }
         Ok(Some((stored, resource))) => {
             debug!(%resource, "found stored tokens before the first request");
             install(state, resource, stored);

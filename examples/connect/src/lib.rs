@@ -27,6 +27,7 @@
 //! ```
 
 mod client;
+mod logout;
 mod mcp;
 mod options;
 mod sse;
@@ -47,6 +48,7 @@ use tower_mcp_oauth::{
 };
 
 pub use client::{https_client, HttpsClient};
+pub use logout::logout;
 pub use mcp::{Tool, PROTOCOL_VERSION};
 pub use options::{default_store_dir, Options, UsageError, USAGE};
 
@@ -198,7 +200,7 @@ where
     let (store, store_dir) = open_store(options)?;
     let announced = Arc::new(AtomicBool::new(false));
     let receiver = bind_receiver(options, &console, &announced).await?;
-    let config = client_config(options, receiver.redirect_uri());
+    let config = client_config(options, receiver.redirect_uri())?;
     // Flows run to their end on tokio even if this command is interrupted mid-refresh.
     let layer = OAuthLayer::new(config, receiver)
         .token_store(store)
@@ -286,11 +288,15 @@ async fn bind_receiver(
         .await
 }
 
-/// The client's configuration: the receiver's redirect URI, and the pre-registered client if
-/// one was given (else the layer registers one, RFC 7591, and keeps it in the store).
-fn client_config(options: &Options, redirect_uri: &str) -> ClientConfig {
-    let config = ClientConfig::new(redirect_uri).client_name(CLIENT_NAME);
-    match &options.client_id {
+/// The client's configuration: the receiver's redirect URI, the per-server options of the
+/// parameter flags, and the pre-registered client if one was given (else the layer registers
+/// one, RFC 7591, and keeps it in the store).
+fn client_config(options: &Options, redirect_uri: &str) -> Result<ClientConfig, Error> {
+    let mut config = ClientConfig::new(redirect_uri).client_name(CLIENT_NAME);
+    if let Some(server) = options.server_options()? {
+        config = config.server(server);
+    }
+    Ok(match &options.client_id {
         Some(id) => {
             let mut client = PreRegisteredClient::new(id);
             if let Some(secret) = &options.client_secret {
@@ -299,7 +305,7 @@ fn client_config(options: &Options, redirect_uri: &str) -> ClientConfig {
             config.pre_registered(client)
         }
         None => config,
-    }
+    })
 }
 
 /// The whole command: parses `args` (without the program name), runs [`run`] over plain HTTP,
@@ -330,8 +336,17 @@ pub async fn cli(args: impl IntoIterator<Item = String>, console: Arc<dyn Consol
         console.err(USAGE);
         return 2;
     }
-    match run(&options, Arc::clone(&console), crate::https_client()).await {
-        Ok(_) => 0,
+    let result = if options.logout {
+        logout(&options, Arc::clone(&console), crate::https_client())
+            .await
+            .map(|_| ())
+    } else {
+        run(&options, Arc::clone(&console), crate::https_client())
+            .await
+            .map(|_| ())
+    };
+    match result {
+        Ok(()) => 0,
         Err(e) => {
             e.describe().lines().for_each(|l| console.err(l));
             1

@@ -3,8 +3,18 @@
 //! ```text
 //! cargo run -p connect -- <mcp-url> [--no-browser] [--port N] [--localhost]
 //!     [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS]
+//!     [--authorize-param K=V]... [--token-param K=V]... [--require-refresh-token] [--logout]
 //! cargo run -p connect        # no URL: against the in-process testkit, twice
 //! ```
+//!
+//! `--authorize-param` and `--token-param` (repeatable) add a parameter to the authorization
+//! request, or to the token and refresh requests, for this server (`access_type=offline` for
+//! Google, `audience=…` for Auth0); `K=` with no value removes one the flow sends by default
+//! (`resource=` for Entra ID v2). The parameters the flow's security rests on (`state`, PKCE,
+//! `redirect_uri`, `client_id`, the grant, client credentials) are refused. With
+//! `--require-refresh-token`, a login that yields no refresh token fails and stores nothing.
+//! `--logout` revokes the stored refresh and access tokens at the authorization server (RFC
+//! 7009), forgets them, prints what was revoked, and exits 0 once they are gone locally.
 //!
 //! The first run prints the authorization URL on a line of its own (and opens the browser
 //! unless `--no-browser`), waits up to `--timeout` seconds (default 300) for the browser to

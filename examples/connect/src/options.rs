@@ -5,13 +5,17 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tower_mcp_oauth::{Error, ErrorKind, ServerOptions};
+
 /// The usage line printed on a command-line error.
 ///
 /// ```
 /// assert!(connect::USAGE.starts_with("usage: connect <mcp-url>"));
 /// ```
 pub const USAGE: &str = "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
-                         [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS]";
+                         [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
+                         [--authorize-param K=V]... [--token-param K=V]... \
+                         [--require-refresh-token] [--logout]";
 
 /// What to connect to and how to log in.
 ///
@@ -47,6 +51,16 @@ pub struct Options {
     pub store_dir: Option<PathBuf>,
     /// How long to wait for the browser to come back (`--timeout SECS`). Default: 5 minutes.
     pub callback_timeout: Duration,
+    /// Extra authorization request parameters (`--authorize-param K=V`, repeatable); a `None`
+    /// value (`K=`) removes a parameter the flow sends by default, such as `resource`.
+    pub authorize_params: Vec<(String, Option<String>)>,
+    /// Extra token and refresh request parameters (`--token-param K=V`), likewise.
+    pub token_params: Vec<(String, Option<String>)>,
+    /// Fail the login when the server issues no refresh token (`--require-refresh-token`).
+    pub require_refresh_token: bool,
+    /// Revoke the tokens stored for the server and forget them instead of connecting
+    /// (`--logout`).
+    pub logout: bool,
 }
 
 impl fmt::Debug for Options {
@@ -63,6 +77,10 @@ impl fmt::Debug for Options {
             )
             .field("store_dir", &self.store_dir)
             .field("callback_timeout", &self.callback_timeout)
+            .field("authorize_params", &self.authorize_params)
+            .field("token_params", &self.token_params)
+            .field("require_refresh_token", &self.require_refresh_token)
+            .field("logout", &self.logout)
             .finish()
     }
 }
@@ -104,7 +122,49 @@ impl Options {
             client_secret: None,
             store_dir: None,
             callback_timeout: tower_mcp_oauth::loopback::DEFAULT_CALLBACK_TIMEOUT,
+            authorize_params: Vec::new(),
+            token_params: Vec::new(),
+            require_refresh_token: false,
+            logout: false,
         }
+    }
+
+    /// The per-server options for [`url`](Self::url) that the parameter flags and
+    /// `--require-refresh-token` give; `None` when none is set. Fails with
+    /// [`ErrorKind::ProtectedParameter`](tower_mcp_oauth::ErrorKind::ProtectedParameter) for a
+    /// parameter the flow's security rests on.
+    ///
+    /// ```
+    /// let mut options = connect::Options::new("http://127.0.0.1:3000/mcp");
+    /// assert!(options.server_options().unwrap().is_none());
+    /// options.token_params.push(("resource".into(), None));
+    /// let server = options.server_options().unwrap().unwrap();
+    /// assert_eq!(server.token_params().entries().next(), Some(("resource", None)));
+    /// options.authorize_params.push(("state".into(), Some("x".into())));
+    /// assert!(options.server_options().is_err());
+    /// ```
+    pub fn server_options(&self) -> Result<Option<ServerOptions>, Error> {
+        if self.authorize_params.is_empty()
+            && self.token_params.is_empty()
+            && !self.require_refresh_token
+        {
+            return Ok(None);
+        }
+        let mut server =
+            ServerOptions::for_server(&self.url)?.require_refresh_token(self.require_refresh_token);
+        for (name, value) in &self.authorize_params {
+            server = match value {
+                Some(value) => server.authorization_param(name, value)?,
+                None => server.remove_authorization_param(name)?,
+            };
+        }
+        for (name, value) in &self.token_params {
+            server = match value {
+                Some(value) => server.token_param(name, value)?,
+                None => server.remove_token_param(name)?,
+            };
+        }
+        Ok(Some(server))
     }
 
     /// Parses the arguments after the program name (see [`USAGE`]).
@@ -124,6 +184,15 @@ impl Options {
                 "--client-id" => options.client_id = Some(value("--client-id")?),
                 "--client-secret" => options.client_secret = Some(value("--client-secret")?),
                 "--store" => options.store_dir = Some(PathBuf::from(value("--store")?)),
+                "--authorize-param" => options.authorize_params.push(parameter(
+                    &value("--authorize-param")?,
+                    "--authorize-param",
+                )?),
+                "--token-param" => options
+                    .token_params
+                    .push(parameter(&value("--token-param")?, "--token-param")?),
+                "--require-refresh-token" => options.require_refresh_token = true,
+                "--logout" => options.logout = true,
                 "--timeout" => {
                     let secs: u64 = number(&value("--timeout")?, "--timeout")?;
                     if secs == 0 {
@@ -142,7 +211,24 @@ impl Options {
         if options.client_secret.is_some() && options.client_id.is_none() {
             return Err(UsageError("--client-secret needs --client-id".into()));
         }
+        // A protected parameter is a mistake on the command line, found before any request.
+        if let Err(e) = options.server_options() {
+            if e.kind() == ErrorKind::ProtectedParameter {
+                return Err(UsageError(e.to_string()));
+            }
+        }
         Ok(options)
+    }
+}
+
+/// `K=V` sets `K`; `K=` removes it.
+fn parameter(text: &str, flag: &str) -> Result<(String, Option<String>), UsageError> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((
+            name.to_owned(),
+            (!value.is_empty()).then(|| value.to_owned()),
+        )),
+        _ => Err(UsageError(format!("{flag} needs K=V, not {text:?}"))),
     }
 }
 
@@ -201,8 +287,32 @@ mod tests {
             "/tmp/x",
             "--timeout",
             "7",
+            "--authorize-param",
+            "access_type=offline",
+            "--token-param",
+            "resource=",
+            "--token-param",
+            "audience=https://api.example.com/a=b",
+            "--require-refresh-token",
+            "--logout",
         ])
         .unwrap();
+        assert!(o.logout);
+        assert_eq!(
+            o.authorize_params,
+            [("access_type".to_owned(), Some("offline".to_owned()))]
+        );
+        assert_eq!(
+            o.token_params,
+            [
+                ("resource".to_owned(), None),
+                (
+                    "audience".to_owned(),
+                    Some("https://api.example.com/a=b".to_owned())
+                )
+            ]
+        );
+        assert!(o.require_refresh_token);
         assert_eq!(o.url, "http://127.0.0.1:1/mcp");
         assert!(!o.open_browser && o.localhost);
         assert_eq!(o.port, 8976);
@@ -223,6 +333,16 @@ mod tests {
             (&["u", "--bogus"][..], "unknown option"),
             (&["u", "v"][..], "unexpected argument"),
             (&["u", "--client-secret", "s"][..], "needs --client-id"),
+            (&["u", "--token-param", "resource"][..], "needs K=V"),
+            (&["u", "--authorize-param", "=v"][..], "needs K=V"),
+            (
+                &["http://127.0.0.1:1/mcp", "--authorize-param", "state=x"][..],
+                "state",
+            ),
+            (
+                &["http://127.0.0.1:1/mcp", "--token-param", "code_verifier="][..],
+                "code_verifier",
+            ),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(why), "{args:?}: {err}");

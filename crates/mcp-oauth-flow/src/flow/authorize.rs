@@ -24,6 +24,9 @@ use crate::registration::{
     registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
 };
 use crate::report::Purpose;
+use crate::server_options::{
+    authorization_extras, check_refresh_token, select_server_options, with_token_params,
+};
 use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::token_set::TokenSet;
 use crate::url_policy::{parse_secure_url, unusable_url};
@@ -47,10 +50,14 @@ impl Flow {
         // With resource metadata, the issuer was checked against the one it named.
         let client_issuer =
             rules::client_issuer(&meta.issuer, resource.resource.is_some(), &ctx.server_url);
+        let options =
+            select_server_options(&self.config.servers, &ctx.server_url, Some(&meta.issuer))
+                .cloned();
         let server = AuthServer {
             meta,
             client_issuer,
             scopes,
+            options,
         };
         let secrets = ctx.secrets;
         if let Some(grant) = self.config.assertion_grant.clone() {
@@ -176,6 +183,7 @@ impl Flow {
             &creds,
             resource.resource.as_deref(),
         )?;
+        let request = with_token_params(request, server.options.as_ref());
         self.send(SubRequest {
             purpose: Purpose::Token,
             request,
@@ -226,6 +234,7 @@ impl Flow {
             &application_type,
             registration_auth_method(&server.meta),
         );
+        let body = self.config.metadata.add_to(body);
         let request = http::Request::post(endpoint.as_str())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
@@ -302,7 +311,11 @@ impl Flow {
             server.scopes.as_ref(),
             resource.resource.as_deref(),
             &server.meta.issuer,
-        );
+        )
+        .with_extra_params(&authorization_extras(
+            server.scopes.as_ref(),
+            server.options.as_ref(),
+        ));
         self.out.push_back(Action::Authorize(request));
         Ok(State::ExpectAuthorizationResponse(Box::new(
             ExpectAuthorizationResponse {
@@ -368,6 +381,7 @@ impl Flow {
             &client,
             s.resource.resource.as_deref(),
         )?;
+        let request = with_token_params(request, s.server.options.as_ref());
         self.send(SubRequest {
             purpose: Purpose::Token,
             request,
@@ -406,6 +420,13 @@ impl Flow {
             Some(status.as_u16()),
             "tokens issued",
         );
+        // Checked before the tokens leave the flow: refused ones are never stored.
+        check_refresh_token(
+            s.server.options.as_ref(),
+            parsed.refresh_token.is_some(),
+            &s.server.meta.issuer,
+            s.resource.protected_resource.as_str(),
+        )?;
         let tokens = TokenSet::from_response(
             parsed,
             now,

@@ -38,7 +38,8 @@ mod authorize;
 mod discover;
 mod probe;
 mod refresh;
-mod rules;
+// Shared with revocation, which picks the client the same way a refresh does.
+pub(crate) mod rules;
 mod state;
 
 use probe::Probe;

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::refresh::{classify_refresh_failure, merge_refreshed, RefreshFailure};
 use crate::registration::ClientRegistration;
 use crate::report::Purpose;
+use crate::server_options::{select_server_options, with_token_params};
 use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::url_policy::parse_secure_url;
 
@@ -136,6 +137,9 @@ impl Flow {
             &creds,
             tokens.resource(),
         )?;
+        let options =
+            select_server_options(&self.config.servers, &ctx.server_url, Some(tokens.issuer()));
+        let request = with_token_params(request, options);
         self.send(SubRequest {
             purpose: Purpose::Token,
             request,

@@ -178,7 +178,7 @@ pub(super) fn keeps_held_tokens(trigger: Trigger, held_issuer: &str, issuer: &st
 
 /// The pre-registered client the held tokens were issued to: same identifier, bound to their
 /// issuer.
-pub(super) fn refresh_pre_registered<'a>(
+pub(crate) fn refresh_pre_registered<'a>(
     pre_registered: &'a [PreRegisteredClient],
     held: &TokenSet,
 ) -> Option<&'a PreRegisteredClient> {
@@ -189,14 +189,14 @@ pub(super) fn refresh_pre_registered<'a>(
 
 /// Whether the held tokens belong to a public client, which refreshes with its identifier
 /// alone: it authenticated with `none`, or it is our client ID metadata document.
-pub(super) fn refreshes_as_public(held: &TokenSet, client_metadata_document: Option<&str>) -> bool {
+pub(crate) fn refreshes_as_public(held: &TokenSet, client_metadata_document: Option<&str>) -> bool {
     held.client_auth() == Some(ClientAuthMethod::None)
         || client_metadata_document == Some(held.client_id())
 }
 
 /// Whether a stored registration is the client the held tokens were issued to: the same issuer
 /// (SEP-2352) and the same identifier. Any other cannot refresh them.
-pub(super) fn refresh_client_usable(reg: &ClientRegistration, held: &TokenSet) -> bool {
+pub(crate) fn refresh_client_usable(reg: &ClientRegistration, held: &TokenSet) -> bool {
     reg.issuer == held.issuer() && reg.client_id == held.client_id()
 }
 
@@ -204,7 +204,7 @@ pub(super) fn refresh_client_usable(reg: &ClientRegistration, held: &TokenSet) -
 /// recorded with the tokens is kept; tokens stored without one use the client's key
 /// (`private_key_jwt`, RFC 7523 §2.2) if it has one, else its declared method, negotiated with
 /// no metadata at hand.
-pub(super) fn refresh_auth_method(
+pub(crate) fn refresh_auth_method(
     recorded: Option<ClientAuthMethod>,
     declared: Option<&str>,
     has_secret: bool,

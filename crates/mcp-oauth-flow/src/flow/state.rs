@@ -113,6 +113,7 @@ use crate::client_auth::ClientCredentials;
 use crate::error::Error;
 use crate::metadata::AuthorizationServerMetadata;
 use crate::scope::Scopes;
+use crate::server_options::ServerOptions;
 use crate::token_set::TokenSet;
 
 /// What the flow was started with and still needs until the client asks for consent.
@@ -150,6 +151,8 @@ pub(super) struct AuthServer {
     /// The issuer client credentials are bound to (see `rules::client_issuer`).
     pub(super) client_issuer: String,
     pub(super) scopes: Option<Scopes>,
+    /// The operator's options for this server, if any (see `ServerOptions`).
+    pub(super) options: Option<ServerOptions>,
 }
 
 /// Waiting for a protected resource metadata candidate (RFC 9728).

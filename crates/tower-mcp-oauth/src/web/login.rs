@@ -405,6 +405,26 @@ impl WebLogin {
         self.pending.len()
     }
 
+    /// Logs `user` out of the MCP server at `server_url`: revokes their tokens there (RFC
+    /// 7009) through the app's client and forgets them, as
+    /// [`OAuthLayer::logout`](crate::OAuthLayer::logout) does. The app's client registration
+    /// is kept. The user's next request to that server needs a new login.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient};
+    /// # tokio_test::block_on(async {
+    /// # let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
+    /// let logout = login.logout("alice", "https://mcp.example.com/mcp").await.unwrap();
+    /// assert!(logout.resource.is_none()); // alice held nothing
+    /// # });
+    /// ```
+    pub async fn logout(&self, user: &str, server_url: &str) -> Result<crate::Logout, Error> {
+        self.layer_for(user).logout(server_url, &self.client).await
+    }
+
     fn io(&self) -> Io<'_> {
         Io {
             client: &self.client,

@@ -520,3 +520,36 @@ async fn a_users_layer_refreshes_their_token_in_their_own_slot() {
     assert_eq!(tokens_of(&login, "alice").await.as_deref(), Some("at-r1"));
     assert_eq!(tokens_of(&login, "bob").await.as_deref(), Some("at-cb"));
 }
+
+#[tokio::test]
+async fn server_options_shape_the_web_login_authorization_request() {
+    let fake = Fake::new(3600);
+    let f = Arc::clone(&fake);
+    let client = HttpClient::from_fn(move |req| {
+        let response = f.handle(req);
+        async move { Ok(response) }
+    });
+    let options = crate::ServerOptions::for_server(MCP)
+        .unwrap()
+        .authorization_param("access_type", "offline")
+        .unwrap()
+        .remove_authorization_param("resource")
+        .unwrap();
+    let login = WebLogin::new(ClientConfig::new(REDIRECT).server(options), client);
+    let url = login.start("alice", MCP).await.unwrap();
+    let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    assert_eq!(
+        names,
+        [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "code_challenge",
+            "code_challenge_method",
+            "state",
+            "access_type"
+        ]
+    );
+    let connection = login.complete("alice", &approve(&url, "c1")).await.unwrap();
+    assert_eq!(connection.issuer, AS);
+}

@@ -1,0 +1,232 @@
+//! Logout: revoke a server's tokens at the authorization server (RFC 7009), then wipe them
+//! from the cache and the store, whatever the revocation's fate.
+
+use http::Uri;
+use mcp_oauth_flow::discovery::{authorization_server_metadata_urls, AuthorizationServerMetadata};
+use mcp_oauth_flow::revocation::{
+    check_revocation_response, no_revocation_endpoint, revocation_client, revocation_order,
+    revocation_request, RevokedToken,
+};
+use mcp_oauth_flow::token::TokenSet;
+use mcp_oauth_flow::url_policy::parse_secure_url;
+use mcp_oauth_flow::{Error, ErrorKind};
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::client::HttpClient;
+use crate::driver::random_secrets;
+use crate::state::LayerState;
+use crate::store::Replaced;
+use crate::stored::find_stored;
+
+/// What [`OAuthLayer::logout`](crate::OAuthLayer::logout) did. The local state is gone
+/// whenever it is returned; each revocation says whether the authorization server confirmed it.
+///
+/// ```
+/// use tower_mcp_oauth::Logout;
+/// fn summary(logout: &Logout) -> String {
+///     match &logout.resource {
+///         None => "nothing was stored".into(),
+///         Some(resource) if logout.all_revoked() => format!("{resource}: revoked and forgotten"),
+///         Some(resource) => format!("{resource}: forgotten, not all revoked"),
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Logout {
+    /// The protected resource whose tokens were forgotten; `None` when none were held.
+    pub resource: Option<Url>,
+    /// The authorization server that issued them (pass it to
+    /// [`TokenStore::remove_client`](crate::TokenStore::remove_client) to forget the client
+    /// registration too).
+    pub issuer: Option<String>,
+    /// One entry per token, refresh token first.
+    pub revocations: Vec<Revocation>,
+}
+
+impl Logout {
+    /// Whether the authorization server confirmed the revocation of every token held.
+    pub fn all_revoked(&self) -> bool {
+        self.revocations.iter().all(|r| r.result.is_ok())
+    }
+}
+
+/// The revocation of one token.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Revocation {
+    /// Which token.
+    pub token: RevokedToken,
+    /// `Ok` when the server confirmed it; else why not:
+    /// [`RevocationUnsupported`](ErrorKind::RevocationUnsupported) (no endpoint),
+    /// [`RevocationRefused`](ErrorKind::RevocationRefused), a transport error or a `5xx`.
+    pub result: Result<(), Error>,
+}
+
+/// Revokes the tokens held for `server_url`, then forgets them. `Err` only when `server_url`
+/// is unusable or the store could not forget them.
+pub(crate) async fn logout(
+    state: &LayerState,
+    server_url: &str,
+    client: &HttpClient,
+) -> Result<Logout, Error> {
+    let uri: Uri = server_url
+        .parse()
+        .ok()
+        .filter(|u: &Uri| u.scheme().is_some() && u.authority().is_some())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidRequestUri,
+                format!("logout needs the MCP server's absolute URL, not {server_url:?}"),
+            )
+        })?;
+    let held = match state.cache.session(&uri) {
+        Some(session) => Some(((*session.tokens).clone(), session.resource.clone())),
+        None => find_stored(state, &uri).await?,
+    };
+    let Some((tokens, resource)) = held else {
+        return Ok(Logout {
+            resource: None,
+            issuer: None,
+            revocations: Vec::new(),
+        });
+    };
+    let revocations = revoke_all(state, &tokens, client).await;
+    forget(state, &resource).await?;
+    Ok(Logout {
+        resource: Some(resource),
+        issuer: Some(tokens.issuer().to_owned()),
+        revocations,
+    })
+}
+
+/// Revokes each token in order; a failure to start (no endpoint, no client) is each one's.
+async fn revoke_all(state: &LayerState, tokens: &TokenSet, client: &HttpClient) -> Vec<Revocation> {
+    let order = revocation_order(tokens);
+    let prepared = match prepare(state, tokens, client).await {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            debug!(error = %e, "no revocation possible");
+            return order
+                .iter()
+                .map(|t| Revocation {
+                    token: t.kind(),
+                    result: Err(e.clone()),
+                })
+                .collect();
+        }
+    };
+    let (endpoint, credentials) = prepared;
+    let mut out = Vec::with_capacity(order.len());
+    for token in &order {
+        let result = match revocation_request(&endpoint, token, &credentials) {
+            Ok(request) => match client.send(request).await {
+                Ok(response) => check_revocation_response(response.status(), response.body()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            warn!(error = %e, token = token.kind().hint(), "revocation failed");
+        }
+        out.push(Revocation {
+            token: token.kind(),
+            result,
+        });
+    }
+    out
+}
+
+/// The revocation endpoint of the tokens' issuer (from its metadata, RFC 8414 §2) and the
+/// credentials of the client they were issued to.
+async fn prepare(
+    state: &LayerState,
+    tokens: &TokenSet,
+    client: &HttpClient,
+) -> Result<(Url, mcp_oauth_flow::client::ClientCredentials), Error> {
+    let meta = fetch_metadata(tokens.issuer(), client).await?;
+    let endpoint = meta
+        .revocation_endpoint
+        .as_deref()
+        .ok_or_else(|| no_revocation_endpoint(tokens.issuer()))?;
+    let endpoint = parse_secure_url(endpoint, "revocation_endpoint")?;
+    let stored = state
+        .store
+        .load_client(tokens.issuer())
+        .await
+        .unwrap_or_else(|e| {
+            warn!(error = %e, "could not read the client registration");
+            None
+        });
+    let jti = random_secrets()?.state().secret().clone();
+    let credentials = revocation_client(&state.config, tokens, stored.as_ref(), state.now(), &jti)?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoClientIdentity,
+                format!(
+                    "the client the tokens were issued to ({}) is neither configured nor stored; \
+                     they cannot be revoked",
+                    tokens.client_id()
+                ),
+            )
+        })?;
+    Ok((endpoint, credentials))
+}
+
+/// The issuer's metadata, from the first well-known candidate that serves it (RFC 8414 §3,
+/// OpenID Connect Discovery §4), its issuer checked (RFC 8414 §3.3).
+async fn fetch_metadata(
+    issuer: &str,
+    client: &HttpClient,
+) -> Result<AuthorizationServerMetadata, Error> {
+    let issuer_url = parse_secure_url(issuer, "issuer")?;
+    let mut last = None;
+    for candidate in authorization_server_metadata_urls(&issuer_url) {
+        let request = http::Request::get(candidate.as_str())
+            .header(http::header::ACCEPT, "application/json")
+            .body(bytes::Bytes::new())
+            .expect("a parsed URL is a valid URI");
+        match client.send(request).await {
+            Ok(response) if response.status().is_success() => {
+                let meta = AuthorizationServerMetadata::from_json(response.body())
+                    .and_then(|m| m.validate(Some(issuer)).map(|()| m));
+                match meta {
+                    Ok(meta) => return Ok(meta),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| no_revocation_endpoint(issuer)))
+}
+
+/// Removes the tokens of `resource` from the cache and the store (whatever the store holds by
+/// then: another holder may have refreshed them meanwhile).
+async fn forget(state: &LayerState, resource: &Url) -> Result<(), Error> {
+    state.cache.remove(resource);
+    let key = resource.as_str();
+    for _ in 0..3 {
+        let current = state.store.load_tokens(key).await?;
+        if current.is_none() {
+            return Ok(());
+        }
+        match state
+            .store
+            .compare_and_swap_tokens(key, current.as_ref(), None)
+            .await?
+        {
+            Replaced::Swapped => {
+                debug!(%resource, "tokens forgotten");
+                return Ok(());
+            }
+            _ => continue,
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Store,
+        format!("the tokens of {resource} kept changing in the store; they were not removed"),
+    ))
+}
