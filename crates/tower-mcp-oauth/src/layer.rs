@@ -90,7 +90,7 @@ impl OAuthLayer {
     }
 
     /// The settings, to change one: in place while this layer is the only holder of its state.
-    fn state_mut(&mut self) -> &mut LayerState {
+    pub(crate) fn state_mut(&mut self) -> &mut LayerState {
         Arc::make_mut(&mut self.state)
     }
 

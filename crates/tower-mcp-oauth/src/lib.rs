@@ -68,11 +68,13 @@
 //!
 //! # Features
 //!
-//! No feature is on by default: the layer itself needs no runtime and no HTTP implementation.
-//! Each feature adds one module.
+//! Only `tokio` is on by default, for the timer of the layer's own time limits; the layer
+//! needs no HTTP implementation, and with `default-features = false` no runtime (pass any
+//! runtime's [`Timer`] to [`OAuthLayer::timer`]). Each other feature adds one module.
 //!
 //! | Feature | Adds | Pulls in |
 //! |---|---|---|
+//! | `tokio` (default) | [`TokioTimer`], the default [`Timer`] of the time limits ([`OAuthLayer::request_timeout`], [`OAuthLayer::flow_deadline`], [`OAuthLayer::consent_timeout`]) | `tokio` |
 //! | `loopback` | `loopback`: an RFC 8252 loopback redirect receiver (an [`Authorizer`] for CLIs and desktop apps) and a browser opener | `tokio`, `hyper`, `hyper-util` |
 //! | `redis` | `redis`: a [`TokenStore`] in Redis for fleets of processes (compare-and-swap writes, a refresh lease) | `redis` (tokio, scripts, connection manager), `tokio` |
 //! | `web` | `web`: a split start/complete login for web apps with many users, per-user stores and layers | nothing |
@@ -111,6 +113,8 @@ mod service;
 mod state;
 mod store;
 mod stored;
+mod time_limits;
+mod timer;
 
 #[cfg(feature = "loopback")]
 #[cfg_attr(docsrs, doc(cfg(feature = "loopback")))]
@@ -132,7 +136,12 @@ pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub use markers::{AuthorizationFailed, BodyNotReplayable};
 pub use service::OAuthService;
+pub use state::{DEFAULT_CONSENT_TIMEOUT, DEFAULT_FLOW_DEADLINE, DEFAULT_REQUEST_TIMEOUT};
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
+pub use timer::Timer;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use timer::TokioTimer;
 
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
