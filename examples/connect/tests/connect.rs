@@ -221,22 +221,21 @@ async fn sse_answers_and_a_pre_registered_client() {
 }
 
 #[tokio::test]
-async fn a_forged_callback_is_refused_and_the_run_fails_with_the_report() {
+async fn a_forged_callback_ends_the_run_at_once_with_the_report_and_no_token_request() {
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
     let store = tempfile::tempdir().unwrap();
     let url = kit.resource_url();
-    let mut args = store_args(&url, &store);
-    // Long enough for the "browser" below on a loaded machine; the run ends at this timeout.
-    args.extend(["--timeout", "5"]);
-    let mut run = Run::start(&args);
+    // The receiver's default 5-minute timeout: the run must end long before it.
+    let mut run = Run::start(&store_args(&url, &store));
     let callback = approve(&run.next_url().await).await;
-    // Deliver the redirect with another state, as a forged or stale request would.
+    // Deliver the redirect (a valid code, the right iss) with another state, as a forged or
+    // stale request would.
     let mut forged = url::Url::parse(&callback).unwrap();
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
         .map(|(k, v)| {
             let v = if k == "state" {
-                "forged".into()
+                "zz-forged-zz".into()
             } else {
                 v.into_owned()
             };
@@ -248,16 +247,23 @@ async fn a_forged_callback_is_refused_and_the_run_fails_with_the_report() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("does not match"), "{page}");
 
+    let started = std::time::Instant::now();
     let (code, out, err) = run.finish().await;
+    assert!(started.elapsed() < Duration::from_secs(10), "ended at once");
     assert_eq!(code, 1);
     assert!(out.is_empty());
     let text = err.join("\n");
     assert!(
-        text.contains("error: consent step timed out: no authorization response reached"),
+        text.contains(
+            "error: authorization response state mismatch: an authorization response reached"
+        ),
         "{text}"
     );
-    assert!(text.contains("1 callback(s) were refused"), "{text}");
-    assert!(text.contains("kind: ConsentTimeout"), "{text}");
+    assert!(text.contains("kind: StateMismatch"), "{text}");
+    assert!(
+        !text.contains("zz-forged-zz"),
+        "the forged state is not echoed: {text}"
+    );
     assert!(
         text.contains("discovery report (every URL the flow tried):"),
         "{text}"
