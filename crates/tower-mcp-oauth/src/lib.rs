@@ -56,7 +56,7 @@
 //!
 //! | You want to… | Look at |
 //! |---|---|
-//! | wrap a client | [`OAuthLayer`] (configuration and builder), which makes an [`OAuthService`]; its future is [`ResponseFuture`], the body it hands the inner service [`OAuthBody`] |
+//! | wrap a client | [`OAuthLayer`] (configuration and builder; [`McpServers`] limits it to the MCP servers of a shared client), which makes an [`OAuthService`]; its future is [`ResponseFuture`], the body it hands the inner service [`OAuthBody`] |
 //! | get the user's consent | the [`Authorizer`] trait; [`HeadlessAuthorizer`] for servers that approve without a user; [`HttpClient`], what an authorizer talks HTTP through |
 //! | keep tokens | the [`TokenStore`] trait; [`MemoryStore`] (the default), [`FileStore`], any `Arc` of a store; [`Replaced`] and [`StoreLock`] for store authors |
 //! | handle failures | [`Error`] and [`ErrorKind`] (the `Err` side); the markers [`AuthorizationFailed`] and [`BodyNotReplayable`] (the `Ok` side); the rule is on [`OAuthService`] |
@@ -91,7 +91,8 @@
 //   layer → service → future → recovery → acquire → stored, driver → state
 //   → flight, cache, authorize → store, client → body
 // with leaves beside them: classify (which responses need authorization), need, markers,
-// bounds. `state` holds what one layer shares (settings, cache, flights, store, authorizer),
+// bounds, servers (where the layer acts), timer; and the builder extensions time_limits and
+// layer_scope above layer. `state` holds what one layer shares (settings, cache, flights, store, authorizer),
 // so everything that runs a request or a flow reads it and nothing below imports upward. The
 // integrations (loopback, redis, web, rmcp) sit above whatever they use; no core module imports
 // them.
@@ -106,9 +107,11 @@ mod driver;
 mod flight;
 mod future;
 mod layer;
+mod layer_scope;
 mod markers;
 mod need;
 mod recovery;
+mod servers;
 mod service;
 mod state;
 mod store;
@@ -135,6 +138,7 @@ pub use client::HttpClient;
 pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub use markers::{AuthorizationFailed, BodyNotReplayable};
+pub use servers::McpServers;
 pub use service::OAuthService;
 pub use state::{DEFAULT_CONSENT_TIMEOUT, DEFAULT_FLOW_DEADLINE, DEFAULT_REQUEST_TIMEOUT};
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};

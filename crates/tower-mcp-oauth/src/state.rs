@@ -17,6 +17,7 @@ use mcp_oauth_flow::{
 use crate::authorize::Authorizer;
 use crate::cache::Cache;
 use crate::flight::Flights;
+use crate::servers::McpServers;
 use crate::store::{MemoryStore, TokenStore};
 use crate::timer::Timer;
 
@@ -90,6 +91,8 @@ pub(crate) struct LayerState {
     pub(crate) spawn: Option<Spawn>,
     /// What the time limits sleep on; `None`: they are not enforced.
     pub(crate) timer: Option<Arc<dyn Timer>>,
+    /// The MCP servers the layer acts for; `None`: every request.
+    pub(crate) servers: Option<McpServers>,
 }
 
 impl LayerState {
@@ -108,6 +111,7 @@ impl LayerState {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             spawn: None,
             timer: crate::timer::default_timer(),
+            servers: None,
         }
     }
 
