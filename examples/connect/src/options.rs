@@ -11,7 +11,8 @@ use std::time::Duration;
 /// assert!(connect::USAGE.starts_with("usage: connect <mcp-url>"));
 /// ```
 pub const USAGE: &str = "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
-                         [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS]";
+                         [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
+                         [--request-timeout SECS]";
 
 /// What to connect to and how to log in.
 ///
@@ -47,6 +48,9 @@ pub struct Options {
     pub store_dir: Option<PathBuf>,
     /// How long to wait for the browser to come back (`--timeout SECS`). Default: 5 minutes.
     pub callback_timeout: Duration,
+    /// How long each request of the authorization flow may take, body included
+    /// (`--request-timeout SECS`, fractions allowed). Default: the layer's, 30 s.
+    pub request_timeout: Duration,
 }
 
 impl fmt::Debug for Options {
@@ -63,6 +67,7 @@ impl fmt::Debug for Options {
             )
             .field("store_dir", &self.store_dir)
             .field("callback_timeout", &self.callback_timeout)
+            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }
@@ -104,6 +109,7 @@ impl Options {
             client_secret: None,
             store_dir: None,
             callback_timeout: tower_mcp_oauth::loopback::DEFAULT_CALLBACK_TIMEOUT,
+            request_timeout: tower_mcp_oauth::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 
@@ -130,6 +136,15 @@ impl Options {
                         return Err(UsageError("--timeout must be at least 1".into()));
                     }
                     options.callback_timeout = Duration::from_secs(secs);
+                }
+                "--request-timeout" => {
+                    let secs: f64 = number(&value("--request-timeout")?, "--request-timeout")?;
+                    options.request_timeout = Duration::try_from_secs_f64(secs)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            UsageError("--request-timeout must be a positive number".into())
+                        })?;
                 }
                 flag if flag.starts_with('-') => {
                     return Err(UsageError(format!("unknown option {flag}")))
@@ -201,6 +216,8 @@ mod tests {
             "/tmp/x",
             "--timeout",
             "7",
+            "--request-timeout",
+            "1.5",
         ])
         .unwrap();
         assert_eq!(o.url, "http://127.0.0.1:1/mcp");
@@ -209,6 +226,7 @@ mod tests {
         assert_eq!(o.client_id.as_deref(), Some("cli"));
         assert_eq!(o.store_dir, Some(PathBuf::from("/tmp/x")));
         assert_eq!(o.callback_timeout, Duration::from_secs(7));
+        assert_eq!(o.request_timeout, Duration::from_millis(1500));
         let debug = format!("{o:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
     }
@@ -220,6 +238,9 @@ mod tests {
             (&["u", "--port"][..], "needs a value"),
             (&["u", "--port", "70000"][..], "takes a number"),
             (&["u", "--timeout", "0"][..], "at least 1"),
+            (&["u", "--request-timeout", "0"][..], "positive"),
+            (&["u", "--request-timeout", "-1"][..], "positive"),
+            (&["u", "--request-timeout", "x"][..], "takes a number"),
             (&["u", "--bogus"][..], "unknown option"),
             (&["u", "v"][..], "unexpected argument"),
             (&["u", "--client-secret", "s"][..], "needs --client-id"),
