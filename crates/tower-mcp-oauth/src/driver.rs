@@ -84,22 +84,28 @@ async fn drive(
     let mut spent = std::time::Duration::ZERO;
     loop {
         let stretch_started = timer.map(|t| t.now());
-        let decision = within(
+        let decision = match within(
             timer,
             deadline.saturating_sub(spent),
             next_decision(&mut flow, &client, state.store.as_ref(), &state.clock),
         )
         .await
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "the authorization flow for {key} did not finish within its {} deadline \
-                     (consent time not counted)",
-                    human(deadline)
-                ),
-            )
-        })??;
+        {
+            Ok(decision) => decision?,
+            Err(_) => {
+                // Ended through the flow, so the error carries the discovery report so far;
+                // the next turn yields it at once.
+                flow.fail(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the authorization flow for {key} did not finish within its {} deadline \
+                         (consent time not counted)",
+                        human(deadline)
+                    ),
+                ));
+                continue;
+            }
+        };
         if let (Some(timer), Some(started)) = (timer, stretch_started) {
             spent += timer.now().saturating_duration_since(started);
         }

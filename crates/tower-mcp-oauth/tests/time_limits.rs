@@ -215,6 +215,12 @@ async fn the_flow_deadline_cuts_a_stall_shorter_than_the_request_timeout() {
     );
     assert_eq!(started.elapsed(), Duration::from_secs(8));
     assert_eq!(tokens.load(Ordering::SeqCst), 1);
+    // What the flow did before the deadline, as for any failure.
+    let report = error.report().expect("a discovery report");
+    assert!(
+        report.steps().iter().any(|s| s.url.ends_with("/prm")),
+        "{report}"
+    );
 }
 
 /// Approves like the headless authorizer, after a user took `think` to decide.
