@@ -62,8 +62,13 @@ pub enum ErrorKind {
     RedirectLimit,
     /// A server answered with a status that allows no progress (a 5xx, a 429).
     UnexpectedStatus,
-    /// A sub-request could not be sent at all (connect error, timeout).
+    /// A sub-request could not be sent at all (connect error, reset).
     Transport,
+    /// A step did not finish within its configured time: a sub-request (its whole response,
+    /// body included) or the non-interactive part of a flow. The message names the URL and the
+    /// limit. Like a transport failure it may pass, so every stored credential is kept and
+    /// the next call tries again.
+    Timeout,
     /// The token store failed. Whether trying again can help depends on the cause (a timeout,
     /// a dropped connection: yes; a permission denied: no), so [`Error::is_transient`] says it
     /// per error, as the store marked it.
@@ -150,6 +155,7 @@ impl ErrorKind {
             Self::RedirectLimit => "too many or unsafe redirects",
             Self::UnexpectedStatus => "unexpected HTTP status",
             Self::Transport => "transport error",
+            Self::Timeout => "timed out",
             Self::Store => "token store error",
             Self::Consent => "consent step failed",
             Self::ConsentTimeout => "consent step timed out",
@@ -175,8 +181,8 @@ impl ErrorKind {
     }
 
     /// Whether every error of this kind may go away by itself, so that repeating the same call
-    /// can succeed and every stored credential must be kept: a transport failure, a `5xx` or a
-    /// `429`. Nothing else: a body over the limit stays over it, a timed-out consent needs the
+    /// can succeed and every stored credential must be kept: a transport failure, a timeout, a
+    /// `5xx` or a `429`. Nothing else: a body over the limit stays over it, a timed-out consent needs the
     /// user again, a limit needs its window to pass. A store error is transient or not by its
     /// cause, so for [`Store`](Self::Store) ask [`Error::is_transient`] instead.
     ///
@@ -186,7 +192,10 @@ impl ErrorKind {
     /// assert!(!ErrorKind::BodyTooLarge.is_transient());
     /// ```
     pub fn is_transient(self) -> bool {
-        matches!(self, Self::Transport | Self::UnexpectedStatus)
+        matches!(
+            self,
+            Self::Transport | Self::Timeout | Self::UnexpectedStatus
+        )
     }
 }
 
@@ -476,6 +485,8 @@ mod tests {
         (ErrorKind::RedirectLimit, false),
         (ErrorKind::UnexpectedStatus, true),
         (ErrorKind::Transport, true),
+        // A slow server may be quick next time; nothing it said refused a credential.
+        (ErrorKind::Timeout, true),
         // By cause: see `store_transience_comes_from_the_cause`.
         (ErrorKind::Store, false),
         (ErrorKind::Consent, false),

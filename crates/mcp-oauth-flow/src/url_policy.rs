@@ -12,6 +12,10 @@ use url::{Host, Url};
 
 use crate::error::{Error, ErrorKind};
 
+// The address policy (which hosts a URL from the network may point at), in its own file.
+mod address;
+pub use address::{classify_ip, host_class, AddressClass, AddressPolicy, UrlPolicy};
+
 /// Whether `url` is `https`, or `http` to a loopback host (`localhost`, `*.localhost`,
 /// `127.0.0.0/8`, `::1`).
 ///

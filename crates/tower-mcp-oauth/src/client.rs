@@ -1,6 +1,7 @@
 //! Sending the layer's own sub-requests through the inner service.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
@@ -10,6 +11,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::body::OAuthBody;
+use crate::timer::{human, within, Timer};
 use crate::BoxFuture;
 
 type SendFn = dyn Fn(http::Request<Bytes>) -> BoxFuture<'static, Result<http::Response<Bytes>, Error>>
@@ -108,14 +110,7 @@ impl HttpClient {
         Self {
             send: Arc::new(move |req: http::Request<Bytes>| {
                 let svc = service.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                // Without the query: an authorization request carries `state` and the PKCE
-                // challenge there, and this URL goes into error messages.
-                let url = format!(
-                    "{}://{}{}",
-                    req.uri().scheme_str().unwrap_or("http"),
-                    req.uri().authority().map_or("", |a| a.as_str()),
-                    req.uri().path()
-                );
+                let url = loggable_url(req.uri());
                 Box::pin(async move {
                     let response = svc
                         .oneshot(req.map(OAuthBody::full))
@@ -126,6 +121,61 @@ impl HttpClient {
             }),
         }
     }
+
+    /// This client with a time limit on each request: the whole exchange, from sending to the
+    /// last byte of the body, must fit in `limit` on `timer`'s clock, or the request fails with
+    /// [`ErrorKind::Timeout`] naming the URL and the limit. The layer puts one on every client
+    /// it hands its flows and authorizers (see
+    /// [`OAuthLayer::request_timeout`](crate::OAuthLayer::request_timeout)).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::{ErrorKind, HttpClient, TokioTimer};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // A server that never answers.
+    /// let stalled = HttpClient::from_fn(|_req| std::future::pending());
+    /// let client = stalled.with_timeout(Duration::from_secs(30), Arc::new(TokioTimer));
+    /// let request = http::Request::get("http://127.0.0.1:1/.well-known/x?q=1").body(Bytes::new()).unwrap();
+    /// let error = client.send(request).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Timeout);
+    /// assert!(error.is_transient());
+    /// assert_eq!(error.to_string(), "no complete response from http://127.0.0.1:1/.well-known/x within 30 s");
+    /// # }
+    /// ```
+    pub fn with_timeout(self, limit: Duration, timer: Arc<dyn Timer>) -> Self {
+        let inner = self.send;
+        Self {
+            send: Arc::new(move |req: http::Request<Bytes>| {
+                let url = loggable_url(req.uri());
+                let exchange = inner(req);
+                let timer = Arc::clone(&timer);
+                Box::pin(async move {
+                    within(Some(timer.as_ref()), limit, exchange)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Error::new(
+                                ErrorKind::Timeout,
+                                format!("no complete response from {url} within {}", human(limit)),
+                            ))
+                        })
+                })
+            }),
+        }
+    }
+}
+
+/// The URL of a sub-request as it may appear in errors and logs: without the query, where an
+/// authorization request carries `state` and the PKCE challenge.
+fn loggable_url(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map_or("", |a| a.as_str()),
+        uri.path()
+    )
 }
 
 fn transport(url: &str, e: BoxError) -> Error {

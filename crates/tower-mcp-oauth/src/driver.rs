@@ -10,6 +10,7 @@ use tracing::{debug, debug_span, info_span, warn, Instrument};
 use crate::client::HttpClient;
 use crate::state::{Clock, LayerState};
 use crate::store::{StoreLock, TokenStore};
+use crate::timer::{human, within};
 
 /// The result of a successful run.
 pub(crate) struct Run {
@@ -50,6 +51,11 @@ pub(crate) async fn run(
     lock: &mut Option<StoreLock>,
 ) -> Result<Run, Error> {
     let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
+    // Every sub-request of the flow, and of its authorizer, is bounded on its own.
+    let client = match &state.timer {
+        Some(timer) => client.with_timeout(state.limits.request_timeout, Arc::clone(timer)),
+        None => client,
+    };
     drive(state, client, start, key, lock)
         .instrument(span)
         .await
@@ -71,8 +77,39 @@ async fn drive(
         random_secrets()?,
         (state.clock)(),
     );
+    // The non-interactive part of the flow shares one deadline; the consent wait is not
+    // counted, it has its own bound below.
+    let timer = state.timer.as_deref();
+    let deadline = state.limits.flow_deadline;
+    let mut spent = std::time::Duration::ZERO;
     loop {
-        match next_decision(&mut flow, &client, state.store.as_ref(), &state.clock).await? {
+        let stretch_started = timer.map(|t| t.now());
+        let decision = match within(
+            timer,
+            deadline.saturating_sub(spent),
+            next_decision(&mut flow, &client, state.store.as_ref(), &state.clock),
+        )
+        .await
+        {
+            Ok(decision) => decision?,
+            Err(_) => {
+                // Ended through the flow, so the error carries the discovery report so far;
+                // the next turn yields it at once.
+                flow.fail(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the authorization flow for {key} did not finish within its {} deadline \
+                         (consent time not counted)",
+                        human(deadline)
+                    ),
+                ));
+                continue;
+            }
+        };
+        if let (Some(timer), Some(started)) = (timer, stretch_started) {
+            spent += timer.now().saturating_duration_since(started);
+        }
+        match decision {
             Action::DropTokens => {
                 dropped_tokens = true;
                 if let Some(resource) = &held_resource {
@@ -106,7 +143,24 @@ async fn drive(
                     continue;
                 }
                 debug!(?request, "requesting consent");
-                match state.authorizer.authorize(request, client.clone()).await {
+                let limit = state.limits.consent_timeout;
+                let consent = within(
+                    timer,
+                    limit,
+                    state.authorizer.authorize(request, client.clone()),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::ConsentTimeout,
+                        format!(
+                            "no authorization response for {key} within the layer's consent \
+                             timeout of {}",
+                            human(limit)
+                        ),
+                    ))
+                });
+                match consent {
                     Ok(response) => flow.handle_authorization_response_at(response, state.now()),
                     Err(e) => flow.fail(e),
                 }

@@ -66,6 +66,9 @@ pin_project! {
         #[pin]
         state: State<S::Future, S::Response>,
         context: Option<RetryContext<S, B>>,
+        // Set for a request outside the layer's servers: its response is passed on as it is,
+        // and this names it in a transport error.
+        passthrough: Option<http::Uri>,
     }
 }
 
@@ -85,6 +88,16 @@ where
         Self {
             state: State::Sending { future },
             context: Some(context),
+            passthrough: None,
+        }
+    }
+
+    /// A request the layer does not act on: the inner service's answer, whatever it is.
+    pub(crate) fn passthrough(future: S::Future, uri: http::Uri) -> Self {
+        Self {
+            state: State::Sending { future },
+            context: None,
+            passthrough: Some(uri),
         }
     }
 
@@ -92,6 +105,7 @@ where
         Self {
             state: State::Recovering { future },
             context: None,
+            passthrough: None,
         }
     }
 }
@@ -116,8 +130,12 @@ where
                 StateProj::Sending { future } => {
                     let response = ready!(future.poll(cx)).map_err(|e| {
                         let uri = this.context.as_ref().map(|c| c.parts.uri());
+                        let uri = uri.or(this.passthrough.as_ref());
                         send_error(uri.unwrap_or(&http::Uri::from_static("/")), e)
                     })?;
+                    if this.passthrough.is_some() {
+                        return Poll::Ready(Ok(response));
+                    }
                     let verdict = needs_authorization(response.status(), response.headers());
                     if let Verdict::PassOn = verdict {
                         return Poll::Ready(Ok(response));

@@ -50,9 +50,11 @@ pub use crate::state::{DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 ///
 /// # Layer order
 ///
-/// Put `Timeout` outside this layer (a flow is several round trips, and a timeout inside would
-/// cut each one separately), `FollowRedirect` inside it (its standard policy strips
-/// `Authorization` on cross-origin hops), and `ConcurrencyLimit` inside it.
+/// The layer bounds its own work ([`request_timeout`](Self::request_timeout),
+/// [`flow_deadline`](Self::flow_deadline), [`consent_timeout`](Self::consent_timeout)); a
+/// `Timeout`, if any, goes outside it (one inside would cut each round trip separately). Put
+/// `FollowRedirect` inside it (its standard policy strips `Authorization` on cross-origin
+/// hops), and `ConcurrencyLimit` inside it.
 ///
 /// ```
 /// use tower::ServiceBuilder;
@@ -154,7 +156,7 @@ impl OAuthLayer {
     }
 
     /// The settings, to change one: in place while this layer is the only holder of its state.
-    fn state_mut(&mut self) -> &mut LayerState {
+    pub(crate) fn state_mut(&mut self) -> &mut LayerState {
         Arc::make_mut(&mut self.state)
     }
 

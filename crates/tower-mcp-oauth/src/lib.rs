@@ -56,7 +56,7 @@
 //!
 //! | You want to… | Look at |
 //! |---|---|
-//! | wrap a client | [`OAuthLayer`] (configuration and builder), which makes an [`OAuthService`]; its future is [`ResponseFuture`], the body it hands the inner service [`OAuthBody`] |
+//! | wrap a client | [`OAuthLayer`] (configuration and builder; [`McpServers`] limits it to the MCP servers of a shared client), which makes an [`OAuthService`]; its future is [`ResponseFuture`], the body it hands the inner service [`OAuthBody`] |
 //! | get the user's consent | the [`Authorizer`] trait; [`HeadlessAuthorizer`] for servers that approve without a user; [`HttpClient`], what an authorizer talks HTTP through |
 //! | keep tokens | the [`TokenStore`] trait; [`MemoryStore`] (the default), [`FileStore`], any `Arc` of a store; [`Replaced`] and [`StoreLock`] for store authors |
 //! | handle failures | [`Error`] and [`ErrorKind`] (the `Err` side); the markers [`AuthorizationFailed`] and [`BodyNotReplayable`] (the `Ok` side); the rule is on [`OAuthService`] |
@@ -68,11 +68,13 @@
 //!
 //! # Features
 //!
-//! No feature is on by default: the layer itself needs no runtime and no HTTP implementation.
-//! Each feature adds one module.
+//! Only `tokio` is on by default, for the timer of the layer's own time limits; the layer
+//! needs no HTTP implementation, and with `default-features = false` no runtime (pass any
+//! runtime's [`Timer`] to [`OAuthLayer::timer`]). Each other feature adds one module.
 //!
 //! | Feature | Adds | Pulls in |
 //! |---|---|---|
+//! | `tokio` (default) | [`TokioTimer`], the default [`Timer`] of the time limits ([`OAuthLayer::request_timeout`], [`OAuthLayer::flow_deadline`], [`OAuthLayer::consent_timeout`]) | `tokio` |
 //! | `loopback` | `loopback`: an RFC 8252 loopback redirect receiver (an [`Authorizer`] for CLIs and desktop apps) and a browser opener | `tokio`, `hyper`, `hyper-util` |
 //! | `redis` | `redis`: a [`TokenStore`] in Redis for fleets of processes (compare-and-swap writes, a refresh lease) | `redis` (tokio, scripts, connection manager), `tokio` |
 //! | `web` | `web`: a split start/complete login for web apps with many users, per-user stores and layers | nothing |
@@ -89,7 +91,8 @@
 //   layer → service → future → recovery → acquire → stored, driver → state
 //   → flight, cache, authorize → store, client → body
 // with leaves beside them: classify (which responses need authorization), need, markers,
-// bounds. `state` holds what one layer shares (settings, cache, flights, store, authorizer),
+// bounds, servers (where the layer acts), timer; and the builder extensions time_limits and
+// layer_scope above layer. `state` holds what one layer shares (settings, cache, flights, store, authorizer),
 // so everything that runs a request or a flow reads it and nothing below imports upward. The
 // integrations (loopback, redis, web, rmcp) sit above whatever they use; no core module imports
 // them.
@@ -105,14 +108,18 @@ mod driver;
 mod flight;
 mod future;
 mod layer;
+mod layer_scope;
 mod logout;
 mod markers;
 mod need;
 mod recovery;
+mod servers;
 mod service;
 mod state;
 mod store;
 mod stored;
+mod time_limits;
+mod timer;
 
 #[cfg(feature = "loopback")]
 #[cfg_attr(docsrs, doc(cfg(feature = "loopback")))]
@@ -135,8 +142,14 @@ pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub use logout::{Logout, Revocation};
 pub use markers::{AuthorizationFailed, BodyNotReplayable};
+pub use servers::McpServers;
 pub use service::OAuthService;
+pub use state::{DEFAULT_CONSENT_TIMEOUT, DEFAULT_FLOW_DEADLINE, DEFAULT_REQUEST_TIMEOUT};
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
+pub use timer::Timer;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use timer::TokioTimer;
 
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},

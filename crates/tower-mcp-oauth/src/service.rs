@@ -236,6 +236,14 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
+        // Outside the servers the layer is limited to: untouched, no store, no flow.
+        if let Some(servers) = &self.state.servers {
+            if !servers.covers(request.uri()) {
+                let uri = request.uri().clone();
+                let future = inner.call(request.map(OAuthBody::passthrough));
+                return ResponseFuture::passthrough(future, uri);
+            }
+        }
         let (mut parts, body) = request.into_parts();
         let clock = &self.state.clock;
         let sent = match self.state.cache.lookup(&parts.uri, || clock()) {

@@ -18,12 +18,21 @@ use crate::assertion::AssertionSource;
 use crate::authorize::Authorizer;
 use crate::cache::Cache;
 use crate::flight::Flights;
+use crate::servers::McpServers;
 use crate::store::{MemoryStore, TokenStore};
+use crate::timer::Timer;
 
 /// Default cap on the request body kept for the retry after a `401`.
 pub const DEFAULT_MAX_REPLAY_BYTES: usize = 64 * 1024;
 /// Default cap on the body of every metadata, registration and token response.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024;
+/// Default time for one sub-request, its whole response body included: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time for the non-interactive part of one flow (everything but consent): 2 min.
+pub const DEFAULT_FLOW_DEADLINE: Duration = Duration::from_secs(120);
+/// Default bound on one consent wait, a backstop behind the authorizer's own timeout (the
+/// loopback receiver's 5 minutes ends it first): 10 min.
+pub const DEFAULT_CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The layer's source of wall-clock time (tests pass a controllable one).
 pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -41,6 +50,12 @@ pub(crate) struct Limits {
     /// Interactive authorizations allowed per origin within `budget_window`.
     pub(crate) authorization_budget: u32,
     pub(crate) budget_window: Duration,
+    /// One sub-request, its body included.
+    pub(crate) request_timeout: Duration,
+    /// The non-interactive part of one flow.
+    pub(crate) flow_deadline: Duration,
+    /// One consent wait.
+    pub(crate) consent_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -50,6 +65,9 @@ impl Default for Limits {
             step_up_attempts: 3,
             authorization_budget: 10,
             budget_window: Duration::from_secs(600),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            flow_deadline: DEFAULT_FLOW_DEADLINE,
+            consent_timeout: DEFAULT_CONSENT_TIMEOUT,
         }
     }
 }
@@ -74,6 +92,10 @@ pub(crate) struct LayerState {
     pub(crate) spawn: Option<Spawn>,
     /// The application's assertions, for the assertion grants (see `assertion.rs`).
     pub(crate) assertions: Option<Arc<dyn AssertionSource>>,
+    /// What the time limits sleep on; `None`: they are not enforced.
+    pub(crate) timer: Option<Arc<dyn Timer>>,
+    /// The MCP servers the layer acts for; `None`: every request.
+    pub(crate) servers: Option<McpServers>,
 }
 
 impl LayerState {
@@ -92,6 +114,8 @@ impl LayerState {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             spawn: None,
             assertions: None,
+            timer: crate::timer::default_timer(),
+            servers: None,
         }
     }
 

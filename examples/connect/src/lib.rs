@@ -204,6 +204,7 @@ where
     // Flows run to their end on tokio even if this command is interrupted mid-refresh.
     let layer = OAuthLayer::new(config, receiver)
         .token_store(store)
+        .request_timeout(options.request_timeout)
         .spawn_flows_with(|flow| {
             tokio::spawn(flow);
         });

@@ -4,6 +4,7 @@
 //! cargo run -p connect -- <mcp-url> [--no-browser] [--port N] [--localhost]
 //!     [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS]
 //!     [--authorize-param K=V]... [--token-param K=V]... [--require-refresh-token] [--logout]
+//!     [--request-timeout SECS]
 //! cargo run -p connect        # no URL: against the in-process testkit, twice
 //! ```
 //!
@@ -18,7 +19,9 @@
 //!
 //! The first run prints the authorization URL on a line of its own (and opens the browser
 //! unless `--no-browser`), waits up to `--timeout` seconds (default 300) for the browser to
-//! come back to the loopback receiver, and stores the tokens in `--store` (default
+//! come back to the loopback receiver (a callback whose `state` is not the pending one ends the
+//! run at once), bounds each request of the authorization flow by `--request-timeout` seconds
+//! (default 30, the response body included), and stores the tokens in `--store` (default
 //! `$XDG_STATE_HOME/tower-mcp-oauth`, else `$HOME/.local/state/tower-mcp-oauth`). The next run
 //! with the same store logs in silently. On failure it prints the error, its kind and the
 //! discovery report, and exits with 1 (2 for a usage error).

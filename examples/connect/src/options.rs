@@ -15,7 +15,7 @@ use tower_mcp_oauth::{Error, ErrorKind, ServerOptions};
 pub const USAGE: &str = "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
                          [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
                          [--authorize-param K=V]... [--token-param K=V]... \
-                         [--require-refresh-token] [--logout]";
+                         [--require-refresh-token] [--logout] [--request-timeout SECS]";
 
 /// What to connect to and how to log in.
 ///
@@ -61,6 +61,9 @@ pub struct Options {
     /// Revoke the tokens stored for the server and forget them instead of connecting
     /// (`--logout`).
     pub logout: bool,
+    /// How long each request of the authorization flow may take, body included
+    /// (`--request-timeout SECS`, fractions allowed). Default: the layer's, 30 s.
+    pub request_timeout: Duration,
 }
 
 impl fmt::Debug for Options {
@@ -81,6 +84,7 @@ impl fmt::Debug for Options {
             .field("token_params", &self.token_params)
             .field("require_refresh_token", &self.require_refresh_token)
             .field("logout", &self.logout)
+            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }
@@ -126,6 +130,7 @@ impl Options {
             token_params: Vec::new(),
             require_refresh_token: false,
             logout: false,
+            request_timeout: tower_mcp_oauth::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 
@@ -199,6 +204,15 @@ impl Options {
                         return Err(UsageError("--timeout must be at least 1".into()));
                     }
                     options.callback_timeout = Duration::from_secs(secs);
+                }
+                "--request-timeout" => {
+                    let secs: f64 = number(&value("--request-timeout")?, "--request-timeout")?;
+                    options.request_timeout = Duration::try_from_secs_f64(secs)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            UsageError("--request-timeout must be a positive number".into())
+                        })?;
                 }
                 flag if flag.starts_with('-') => {
                     return Err(UsageError(format!("unknown option {flag}")))
@@ -295,6 +309,8 @@ mod tests {
             "audience=https://api.example.com/a=b",
             "--require-refresh-token",
             "--logout",
+            "--request-timeout",
+            "1.5",
         ])
         .unwrap();
         assert!(o.logout);
@@ -319,6 +335,7 @@ mod tests {
         assert_eq!(o.client_id.as_deref(), Some("cli"));
         assert_eq!(o.store_dir, Some(PathBuf::from("/tmp/x")));
         assert_eq!(o.callback_timeout, Duration::from_secs(7));
+        assert_eq!(o.request_timeout, Duration::from_millis(1500));
         let debug = format!("{o:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
     }
@@ -330,6 +347,9 @@ mod tests {
             (&["u", "--port"][..], "needs a value"),
             (&["u", "--port", "70000"][..], "takes a number"),
             (&["u", "--timeout", "0"][..], "at least 1"),
+            (&["u", "--request-timeout", "0"][..], "positive"),
+            (&["u", "--request-timeout", "-1"][..], "positive"),
+            (&["u", "--request-timeout", "x"][..], "takes a number"),
             (&["u", "--bogus"][..], "unknown option"),
             (&["u", "v"][..], "unexpected argument"),
             (&["u", "--client-secret", "s"][..], "needs --client-id"),

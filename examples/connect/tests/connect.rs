@@ -4,9 +4,14 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use http::StatusCode;
 use mcp_oauth_testkit::{CannedResponse, ServerRole, Testkit, TestkitConfig};
 use support::{approve, count, get, is_url_line, store_args, Run};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 #[tokio::test]
 async fn logs_in_through_the_browser_once_then_silently() {
@@ -103,22 +108,21 @@ async fn sse_answers_and_a_pre_registered_client() {
 }
 
 #[tokio::test]
-async fn a_forged_callback_is_refused_and_the_run_fails_with_the_report() {
+async fn a_forged_callback_ends_the_run_at_once_with_the_report_and_no_token_request() {
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
     let store = tempfile::tempdir().unwrap();
     let url = kit.resource_url();
-    let mut args = store_args(&url, &store);
-    // Long enough for the "browser" below on a loaded machine; the run ends at this timeout.
-    args.extend(["--timeout", "5"]);
-    let mut run = Run::start(&args);
+    // The receiver's default 5-minute timeout: the run must end long before it.
+    let mut run = Run::start(&store_args(&url, &store));
     let callback = approve(&run.next_url().await).await;
-    // Deliver the redirect with another state, as a forged or stale request would.
+    // Deliver the redirect (a valid code, the right iss) with another state, as a forged or
+    // stale request would.
     let mut forged = url::Url::parse(&callback).unwrap();
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
         .map(|(k, v)| {
             let v = if k == "state" {
-                "forged".into()
+                "zz-forged-zz".into()
             } else {
                 v.into_owned()
             };
@@ -130,16 +134,23 @@ async fn a_forged_callback_is_refused_and_the_run_fails_with_the_report() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("does not match"), "{page}");
 
+    let started = std::time::Instant::now();
     let (code, out, err) = run.finish().await;
+    assert!(started.elapsed() < Duration::from_secs(10), "ended at once");
     assert_eq!(code, 1);
     assert!(out.is_empty());
     let text = err.join("\n");
     assert!(
-        text.contains("error: consent step timed out: no authorization response reached"),
+        text.contains(
+            "error: authorization response state mismatch: an authorization response reached"
+        ),
         "{text}"
     );
-    assert!(text.contains("1 callback(s) were refused"), "{text}");
-    assert!(text.contains("kind: ConsentTimeout"), "{text}");
+    assert!(text.contains("kind: StateMismatch"), "{text}");
+    assert!(
+        !text.contains("zz-forged-zz"),
+        "the forged state is not echoed: {text}"
+    );
     assert!(
         text.contains("discovery report (every URL the flow tried):"),
         "{text}"
@@ -154,6 +165,142 @@ async fn a_forged_callback_is_refused_and_the_run_fails_with_the_report() {
     );
     // No code was exchanged.
     assert_eq!(count(&kit, "/token"), 0);
+}
+
+/// How the misbehaving server below answers one request.
+enum Answer {
+    /// This whole response, then the connection closes.
+    Now(String),
+    /// These headers at once, then a body of `len` bytes at one byte per second.
+    Drip { head: String, len: usize },
+    /// Nothing, ever: the connection stays open.
+    Stall,
+}
+
+/// A server on loopback TCP that answers each request by its path through `answer` (given the
+/// path and its own origin), and counts the requests it saw.
+async fn misbehaving(
+    answer: impl Fn(&str, &str) -> Answer + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (answer, log, me) = (Arc::new(answer), Arc::clone(&seen), origin.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let (answer, log, me) = (Arc::clone(&answer), Arc::clone(&log), me.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let path = text.split(' ').nth(1).unwrap_or("").to_owned();
+                log.lock().unwrap().push(path.clone());
+                match answer(&path, &me) {
+                    Answer::Now(response) => {
+                        let _ = stream.write_all(response.as_bytes()).await;
+                    }
+                    Answer::Drip { head, len } => {
+                        let _ = stream.write_all(head.as_bytes()).await;
+                        for _ in 0..len {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            if stream.write_all(b" ").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Answer::Stall => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                }
+            });
+        }
+    });
+    (origin, seen)
+}
+
+#[tokio::test]
+async fn a_slow_drip_metadata_server_ends_the_run_at_the_request_timeout() {
+    // 401 at once, then metadata whose headers come at once and whose body drips forever.
+    let (origin, _) = misbehaving(|path, me| match path {
+        "/mcp" => Answer::Now(format!(
+            "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer resource_metadata=\"{me}/prm\"\r\n\
+             content-length: 0\r\nconnection: close\r\n\r\n"
+        )),
+        "/prm" => Answer::Drip {
+            head: "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\
+                   connection: close\r\n\r\n"
+                .into(),
+            len: 1000,
+        },
+        _ => Answer::Now("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".into()),
+    })
+    .await;
+    let store = tempfile::tempdir().unwrap();
+    let url = format!("{origin}/mcp");
+    let mut args = store_args(&url, &store);
+    args.extend(["--request-timeout", "1"]);
+    let started = std::time::Instant::now();
+    let (code, out, err) = Run::start(&args).finish().await;
+    let took = started.elapsed();
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    let text = err.join("\n");
+    assert!(text.contains("kind: Timeout"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "no complete response from {origin}/prm within 1 s"
+        )),
+        "{text}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_token_endpoint_ends_the_run_at_the_request_timeout() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    // The authorization server's token endpoint accepts the request and never answers.
+    let (stalled, seen) = misbehaving(|_, _| Answer::Stall).await;
+    let metadata_url = format!("{}/.well-known/oauth-authorization-server", kit.issuer());
+    let (_, _, metadata) = get(&metadata_url).await;
+    let mut metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    metadata["token_endpoint"] = format!("{stalled}/token").into();
+    kit.set_override(
+        ServerRole::Authorization,
+        "/.well-known/oauth-authorization-server",
+        CannedResponse::json(200, metadata),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let url = kit.resource_url();
+    let mut args = store_args(&url, &store);
+    args.extend(["--request-timeout", "1"]);
+    let mut run = Run::start(&args);
+    let callback = approve(&run.next_url().await).await;
+    let (status, _, _) = get(&callback).await;
+    assert_eq!(status, StatusCode::OK);
+    let started = std::time::Instant::now();
+    let (code, out, err) = run.finish().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    let text = err.join("\n");
+    assert!(text.contains("kind: Timeout"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "no complete response from {stalled}/token within 1 s"
+        )),
+        "{text}"
+    );
+    assert_eq!(*seen.lock().unwrap(), ["/token"]);
 }
 
 #[tokio::test]

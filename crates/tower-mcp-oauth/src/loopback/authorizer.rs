@@ -47,7 +47,9 @@ impl LoopbackReceiver {
             ));
         }
         // Registered before the URL goes out, so even an instant callback finds its flow.
-        let (registration, callback) = inner.waiters.register(request.state().secret());
+        let (registration, callback) = inner
+            .waiters
+            .register(request.state().secret(), request.issuer());
         (inner.sink)(request.url());
         if inner.open_browser {
             if let Err(e) = open_browser(request.url()) {
@@ -56,28 +58,22 @@ impl LoopbackReceiver {
             }
         }
         let outcome = tokio::time::timeout(inner.timeout, callback).await;
-        let refused = registration.refused();
         drop(registration);
         match outcome {
-            Ok(Ok(response)) => Ok(response),
+            // The callback, or the error of a callback that ended this sign-in.
+            Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(Error::new(
                 ErrorKind::Consent,
                 "the loopback receiver stopped before the authorization response arrived",
             )),
-            Err(_) => {
-                let mut message = format!(
+            Err(_) => Err(Error::new(
+                ErrorKind::ConsentTimeout,
+                format!(
                     "no authorization response reached {} within {} s",
                     inner.redirect_uri,
                     inner.timeout.as_secs_f32()
-                );
-                if refused > 0 {
-                    message.push_str(&format!(
-                        "; {refused} callback(s) were refused because their state matched no \
-                         sign-in in progress (an older browser tab, or a forged request)"
-                    ));
-                }
-                Err(Error::new(ErrorKind::ConsentTimeout, message))
-            }
+                ),
+            )),
         }
     }
 }

@@ -34,14 +34,25 @@ pub(super) fn denied(error: &str, description: Option<&str>) -> Page {
     html(StatusCode::BAD_REQUEST, "Authorization failed", &message)
 }
 
-/// The callback's `state` belongs to no sign-in in progress.
+/// The callback's `state` belongs to no sign-in in progress: the sign-ins were ended.
 pub(super) fn state_mismatch() -> Page {
     html(
         StatusCode::BAD_REQUEST,
         "Unexpected authorization response",
-        "This response does not belong to the sign-in the application is waiting for (its state \
-         does not match). It may come from an older browser tab. The application keeps waiting: \
-         finish the sign-in in the tab it opened, or start again.",
+        "This response does not belong to the sign-in the application was waiting for (its state \
+         does not match). It may come from an older browser tab, or from a page that forged it. \
+         The sign-in was stopped and nothing was authorized; start again from the application.",
+    )
+}
+
+/// The callback names an authorization server other than the one the sign-in went to.
+pub(super) fn issuer_mismatch() -> Page {
+    html(
+        StatusCode::BAD_REQUEST,
+        "Unexpected authorization server",
+        "This response names an authorization server other than the one the sign-in was sent to \
+         (RFC 9207), a sign of a mix-up attack. The sign-in was stopped and nothing was \
+         authorized; start again from the application.",
     )
 }
 
@@ -138,7 +149,13 @@ mod tests {
 
     #[test]
     fn pages_are_not_cached() {
-        for page in [received(), state_mismatch(), nobody_waiting(), not_found()] {
+        for page in [
+            received(),
+            state_mismatch(),
+            issuer_mismatch(),
+            nobody_waiting(),
+            not_found(),
+        ] {
             assert_eq!(page.headers()[CACHE_CONTROL], "no-store");
             assert_eq!(page.headers()["referrer-policy"], "no-referrer");
         }

@@ -192,6 +192,7 @@ impl LoopbackBuilder {
         let waiters = Arc::new(Waiters::default());
         let route = Arc::new(Route {
             path: self.path,
+            redirect_uri: redirect_uri.clone(),
             waiters: Arc::clone(&waiters),
         });
         let tasks = listeners
@@ -237,9 +238,12 @@ fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
 /// prints the authorization URL, optionally opens the browser, and waits for its own callback
 /// (matched by `state`) up to the timeout.
 ///
-/// A callback whose `state` matches no waiting flow gets an error page and **does not end the
-/// wait**: it is a stale tab or a forged request, and the genuine callback may still come. The
-/// flow then ends at the timeout, with an error that counts the refused callbacks.
+/// A callback whose `state` matches no waiting flow (a forged request, or a stale tab; an
+/// `error=` response without the right `state` too) gets an error page and **ends the waiting
+/// flows at once** with [`ErrorKind::StateMismatch`], as AppAuth does: no code is redeemed, and
+/// the user learns what happened now, not at the timeout. A callback with the right `state` but
+/// an `iss` naming another issuer gets an error page too, and its flow refuses it with
+/// [`ErrorKind::IssuerParameterMismatch`] before any token request.
 ///
 /// The whole round trip, with the test playing the browser:
 ///

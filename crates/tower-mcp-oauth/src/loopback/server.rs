@@ -24,6 +24,8 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where callbacks go: the redirect path and the flows waiting on it.
 pub(super) struct Route {
     pub(super) path: String,
+    /// The whole redirect URI, named in the error of a flow a callback ended.
+    pub(super) redirect_uri: String,
     pub(super) waiters: Arc<Waiters>,
 }
 
@@ -43,13 +45,17 @@ impl Route {
             .error
             .clone()
             .map(|e| (e, response.error_description.clone()));
-        match self.waiters.deliver(response) {
+        match self.waiters.deliver(response, &self.redirect_uri) {
             Delivery::Delivered => match error {
                 None => page::received(),
                 Some((error, description)) => page::denied(&error, description.as_deref()),
             },
+            Delivery::IssuerMismatch => {
+                debug!("a loopback callback names another issuer; its flow refuses it");
+                page::issuer_mismatch()
+            }
             Delivery::Mismatch => {
-                debug!("refused a loopback callback whose state matches no waiting flow");
+                debug!("a loopback callback's state matches no waiting flow; they were ended");
                 page::state_mismatch()
             }
             Delivery::NobodyWaiting => {

@@ -227,26 +227,57 @@ async fn an_error_response_is_shown_and_returned() {
 }
 
 #[tokio::test]
-async fn a_wrong_state_gets_an_error_page_and_the_flow_keeps_waiting() {
-    let (receiver, _) = receiver(LoopbackReceiver::builder()).await;
-    let waiting = start(&receiver, "expected").await;
-    for query in ["code=c&state=forged", "code=c", "error=access_denied"] {
+async fn a_wrong_state_gets_an_error_page_and_ends_the_flow_at_once() {
+    // A forged state, no state, and an error response without the flow's state.
+    for query in ["code=c&state=zz-forged-zz", "code=c", "error=access_denied"] {
+        let (receiver, _) = receiver(LoopbackReceiver::builder()).await;
+        let waiting = start(&receiver, "expected").await;
         let (status, page) = browse(&format!("{}?{query}", receiver.redirect_uri())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
         assert!(page.contains("does not match"), "{page}");
+        assert!(page.contains("stopped"), "{page}");
+        // No waiting for the timeout (5 minutes): the flow has its error already.
+        let error = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the flow ends at once")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::StateMismatch, "{query}");
+        assert!(
+            error.to_string().contains(receiver.redirect_uri()),
+            "{error}"
+        );
+        assert!(
+            !error.to_string().contains("zz-forged"),
+            "never echoed: {error}"
+        );
+        assert_eq!(receiver.waiting(), 0);
+        // The genuine callback, too late, finds nobody.
+        let (status, page) = browse(&format!(
+            "{}?code=real&state=expected",
+            receiver.redirect_uri()
+        ))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(page.contains("not waiting"), "{page}");
     }
-    assert!(still_waiting(&waiting).await);
-    // The genuine callback still completes the flow.
-    let (status, _) = browse(&format!(
-        "{}?code=real&state=expected",
+}
+
+#[tokio::test]
+async fn a_foreign_iss_gets_an_error_page_and_is_handed_on_for_the_flow_to_refuse() {
+    let (receiver, _) = receiver(LoopbackReceiver::builder()).await;
+    let waiting = start(&receiver, "s").await;
+    let (status, page) = browse(&format!(
+        "{}?code=c&state=s&iss=https%3A%2F%2Fevil.example.com",
         receiver.redirect_uri()
     ))
     .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        waiting.await.unwrap().unwrap().code.unwrap().secret(),
-        "real"
-    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("Unexpected authorization server"), "{page}");
+    // The flow's RFC 9207 check turns it into IssuerParameterMismatch before any token request
+    // (tests/callback_integrity.rs shows it end to end).
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(response.iss.as_deref(), Some("https://evil.example.com"));
 }
 
 #[tokio::test]
@@ -274,19 +305,15 @@ async fn other_paths_and_methods_do_not_end_the_wait() {
 }
 
 #[tokio::test]
-async fn a_timeout_is_a_consent_timeout_that_counts_refused_callbacks() {
+async fn a_timeout_is_a_consent_timeout_naming_the_redirect_uri() {
     let (receiver, _) = receiver(LoopbackReceiver::builder().timeout(Duration::from_secs(1))).await;
     let waiting = start(&receiver, "s").await;
-    browse(&format!("{}?code=c&state=other", receiver.redirect_uri())).await;
+    // Requests that are no callback end nothing.
+    browse(&format!("http://{}/favicon.ico", receiver.local_addr())).await;
     let err = waiting.await.unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConsentTimeout);
     let text = err.to_string();
     assert!(text.contains(receiver.redirect_uri()), "{text}");
-    assert!(text.contains("1 callback(s) were refused"), "{text}");
-    assert!(
-        !text.contains("other"),
-        "the refused state is not echoed: {text}"
-    );
     assert_eq!(receiver.waiting(), 0);
 }
 

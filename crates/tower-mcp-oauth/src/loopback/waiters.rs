@@ -1,22 +1,40 @@
 //! The flows waiting for their callback, told apart by the `state` each one sent.
 //!
 //! Several flows may share one receiver (the layer runs one flow per origin, so two servers can
-//! be authorizing at once); the callback's `state` says which flow it answers. A callback whose
-//! `state` matches no waiting flow is refused and ends nothing: it is a stale tab from an earlier
-//! attempt or a forged request, and letting it end the wait would let any web page abort a
-//! login by pointing an `<img>` at the loopback port (RFC 6749 §10.12, RFC 8252 §8.9).
+//! be authorizing at once); the callback's `state` says which flow it answers.
+//!
+//! A callback whose `state` matches no waiting flow (or that has none, an `error=` response
+//! included) ends **every** waiting flow with [`ErrorKind::StateMismatch`] at once, as AppAuth,
+//! the reference implementation of RFC 8252, ends its pending request: the browser was sent
+//! somewhere the application did not send it (a forged request, or a tab from an earlier
+//! attempt), so none of the sign-ins in progress can be trusted to finish, and the user should
+//! learn that now rather than at the timeout. No code is redeemed (RFC 6749 §10.12). The price:
+//! a web page that points an `<img>` at the loopback port can abort a sign-in, which only
+//! makes the user start again; it cannot complete one.
+//!
+//! A callback whose `state` matches but whose `iss` names another issuer (RFC 9207 §2.4) is
+//! handed to its flow, whose check refuses it before any token request, and the browser gets
+//! an error page, not "you can close this window".
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mcp_oauth_flow::authorization::{constant_time_eq, AuthorizationResponse};
+use mcp_oauth_flow::{Error, ErrorKind};
 use tokio::sync::oneshot;
+
+/// What a waiting flow receives: the callback, or why its sign-in was ended.
+pub(super) type Outcome = Result<AuthorizationResponse, Error>;
 
 /// What became of a callback.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Delivery {
     /// Handed to the flow whose `state` it carries.
     Delivered,
-    /// Flows are waiting, but the callback carries none of their `state` values (or none).
+    /// Handed to the flow whose `state` it carries, but its `iss` is not that flow's issuer:
+    /// the flow refuses it.
+    IssuerMismatch,
+    /// Flows were waiting, but the callback carries none of their `state` values (or none):
+    /// each of them was ended with [`ErrorKind::StateMismatch`].
     Mismatch,
     /// No flow is waiting.
     NobodyWaiting,
@@ -38,9 +56,9 @@ struct Waiter {
     id: u64,
     /// The `state` sent in the authorization request. Never logged, never printed.
     state: String,
-    /// Callbacks refused while this flow waited, reported if it times out.
-    refused: usize,
-    tx: oneshot::Sender<AuthorizationResponse>,
+    /// The issuer the request went to, which a callback's `iss` must name (RFC 9207 §2.4).
+    issuer: String,
+    tx: oneshot::Sender<Outcome>,
 }
 
 impl Waiters {
@@ -49,12 +67,13 @@ impl Waiters {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a flow waiting for a callback with `state`. The flow stops waiting (and a
-    /// callback for it is refused) when the returned [`Registration`] is dropped.
+    /// Registers a flow waiting for a callback with `state`, from `issuer`. The flow stops
+    /// waiting (and a callback for it is refused) when the returned [`Registration`] is dropped.
     pub(super) fn register(
         self: &Arc<Self>,
         state: &str,
-    ) -> (Registration, oneshot::Receiver<AuthorizationResponse>) {
+        issuer: &str,
+    ) -> (Registration, oneshot::Receiver<Outcome>) {
         let (tx, rx) = oneshot::channel();
         let mut inner = self.lock();
         let id = inner.next_id;
@@ -62,7 +81,7 @@ impl Waiters {
         inner.waiting.push(Waiter {
             id,
             state: state.to_owned(),
-            refused: 0,
+            issuer: issuer.to_owned(),
             tx,
         });
         let registration = Registration {
@@ -72,8 +91,9 @@ impl Waiters {
         (registration, rx)
     }
 
-    /// Hands `response` to the flow whose `state` it carries.
-    pub(super) fn deliver(&self, response: AuthorizationResponse) -> Delivery {
+    /// Hands `response` to the flow whose `state` it carries, or ends every waiting flow when
+    /// it carries none of theirs. `redirect_uri` is named in their error.
+    pub(super) fn deliver(&self, response: AuthorizationResponse, redirect_uri: &str) -> Delivery {
         let mut inner = self.lock();
         if inner.waiting.is_empty() {
             return Delivery::NobodyWaiting;
@@ -92,15 +112,35 @@ impl Waiters {
         match found {
             Some(index) => {
                 let waiter = inner.waiting.swap_remove(index);
-                match waiter.tx.send(response) {
+                // Exact comparison, as the flow's own check (RFC 9207 §2.4); an absent `iss`
+                // is the flow's to judge (it knows whether the server promised one).
+                let foreign_iss = response
+                    .iss
+                    .as_deref()
+                    .is_some_and(|iss| iss != waiter.issuer);
+                match waiter.tx.send(Ok(response)) {
+                    Ok(()) if foreign_iss => Delivery::IssuerMismatch,
                     Ok(()) => Delivery::Delivered,
                     // The flow was dropped an instant ago, before its registration was.
                     Err(_) => Delivery::NobodyWaiting,
                 }
             }
             None => {
-                for waiter in &mut inner.waiting {
-                    waiter.refused += 1;
+                let message = format!(
+                    "an authorization response reached {redirect_uri} with {}, matching no \
+                     sign-in in progress (a forged request, or a browser tab from an earlier \
+                     attempt); the sign-in was ended and no code was redeemed",
+                    if received.is_empty() {
+                        "no state"
+                    } else {
+                        "a state"
+                    }
+                );
+                for waiter in inner.waiting.drain(..) {
+                    // A flow dropped meanwhile has nobody to tell.
+                    let _ = waiter
+                        .tx
+                        .send(Err(Error::new(ErrorKind::StateMismatch, message.clone())));
                 }
                 Delivery::Mismatch
             }
@@ -120,18 +160,6 @@ pub(super) struct Registration {
     id: u64,
 }
 
-impl Registration {
-    /// Callbacks refused while this flow waited.
-    pub(super) fn refused(&self) -> usize {
-        self.waiters
-            .lock()
-            .waiting
-            .iter()
-            .find(|w| w.id == self.id)
-            .map_or(0, |w| w.refused)
-    }
-}
-
 impl Drop for Registration {
     fn drop(&mut self) {
         self.waiters.lock().waiting.retain(|w| w.id != self.id);
@@ -142,50 +170,91 @@ impl Drop for Registration {
 mod tests {
     use super::*;
 
+    const URI: &str = "http://127.0.0.1:1/callback";
+    const ISSUER: &str = "https://as.example.com";
+
     fn callback(query: &str) -> AuthorizationResponse {
         AuthorizationResponse::from_query(query)
     }
 
     #[test]
-    fn routes_by_state_and_counts_refusals() {
+    fn routes_by_state() {
         let waiters = Arc::new(Waiters::default());
         assert_eq!(
-            waiters.deliver(callback("code=c&state=a")),
+            waiters.deliver(callback("code=c&state=a"), URI),
             Delivery::NobodyWaiting
         );
-        let (a, mut rx_a) = waiters.register("state-a");
-        let (b, mut rx_b) = waiters.register("state-b");
+        let (a, mut rx_a) = waiters.register("state-a", ISSUER);
+        let (_b, mut rx_b) = waiters.register("state-b", ISSUER);
         assert_eq!(
-            waiters.deliver(callback("code=c&state=state-x")),
-            Delivery::Mismatch
-        );
-        assert_eq!(waiters.deliver(callback("code=c")), Delivery::Mismatch);
-        // An empty state never matches, not even an (impossible) empty expected one.
-        assert_eq!(
-            waiters.deliver(callback("code=c&state=")),
-            Delivery::Mismatch
-        );
-        assert_eq!((a.refused(), b.refused()), (3, 3));
-        assert_eq!(
-            waiters.deliver(callback("code=for-b&state=state-b")),
+            waiters.deliver(callback("code=for-b&state=state-b"), URI),
             Delivery::Delivered
         );
-        assert_eq!(rx_b.try_recv().unwrap().code.unwrap().secret(), "for-b");
+        assert_eq!(
+            rx_b.try_recv().unwrap().unwrap().code.unwrap().secret(),
+            "for-b"
+        );
         assert!(rx_a.try_recv().is_err());
-        assert_eq!(waiters.len(), 1);
-        drop(b);
         assert_eq!(waiters.len(), 1);
         drop(a);
         assert_eq!(waiters.len(), 0);
     }
 
     #[test]
+    fn a_callback_matching_no_state_ends_every_waiting_flow() {
+        // A forged state, none at all, an empty one, and an error response without one.
+        for query in [
+            "code=c&state=state-x",
+            "code=c",
+            "code=c&state=",
+            "error=access_denied",
+        ] {
+            let waiters = Arc::new(Waiters::default());
+            let (_a, mut rx_a) = waiters.register("state-a", ISSUER);
+            let (_b, mut rx_b) = waiters.register("state-b", ISSUER);
+            assert_eq!(waiters.deliver(callback(query), URI), Delivery::Mismatch);
+            for rx in [&mut rx_a, &mut rx_b] {
+                let error = rx.try_recv().unwrap().unwrap_err();
+                assert_eq!(error.kind(), ErrorKind::StateMismatch, "{query}");
+                assert!(error.to_string().contains(URI), "{error}");
+                assert!(
+                    !error.to_string().contains("state-x"),
+                    "never echoed: {error}"
+                );
+            }
+            assert_eq!(waiters.len(), 0, "{query}");
+        }
+    }
+
+    #[test]
+    fn a_foreign_iss_is_delivered_for_the_flow_to_refuse_and_reported() {
+        let waiters = Arc::new(Waiters::default());
+        let (_a, mut rx) = waiters.register("s", ISSUER);
+        let forged = "code=c&state=s&iss=https%3A%2F%2Fevil.example.com";
+        assert_eq!(
+            waiters.deliver(callback(forged), URI),
+            Delivery::IssuerMismatch
+        );
+        let response = rx.try_recv().unwrap().unwrap();
+        assert_eq!(response.iss.as_deref(), Some("https://evil.example.com"));
+
+        // The right issuer, or none (the flow decides whether one was required), is plain.
+        for query in [
+            "code=c&state=t&iss=https%3A%2F%2Fas.example.com",
+            "code=c&state=t",
+        ] {
+            let (_t, _rx) = waiters.register("t", ISSUER);
+            assert_eq!(waiters.deliver(callback(query), URI), Delivery::Delivered);
+        }
+    }
+
+    #[test]
     fn a_dropped_flow_is_nobody() {
         let waiters = Arc::new(Waiters::default());
-        let (registration, rx) = waiters.register("s");
+        let (registration, rx) = waiters.register("s", ISSUER);
         drop(rx);
         assert_eq!(
-            waiters.deliver(callback("code=c&state=s")),
+            waiters.deliver(callback("code=c&state=s"), URI),
             Delivery::NobodyWaiting
         );
         drop(registration);
