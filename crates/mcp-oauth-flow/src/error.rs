@@ -94,6 +94,13 @@ pub enum ErrorKind {
     /// More interactive authorizations were needed for one server, in a short time, than the
     /// authorization budget allows; the server keeps refusing fresh tokens.
     AuthorizationLimit,
+    /// The DPoP key cannot be used: not a PKCS#8 PEM EC P-256 key, or not a P-256 scalar
+    /// (RFC 9449 §4.2 proofs are signed with ES256 here).
+    InvalidDpopKey,
+    /// A server refused the DPoP proof for good: `invalid_dpop_proof`, or `use_dpop_nonce` again
+    /// after one retry with the nonce it asked for (RFC 9449 §8, §9). Check the machine's clock
+    /// (proofs carry `iat`) and that the server accepts ES256; or turn DPoP off for it.
+    DpopRejected,
 }
 
 impl ErrorKind {
@@ -131,6 +138,8 @@ impl ErrorKind {
             Self::InvalidTransition => "invalid flow transition",
             Self::StepUpLimit => "scope step-up limit reached",
             Self::AuthorizationLimit => "authorization budget exhausted",
+            Self::InvalidDpopKey => "unusable DPoP key",
+            Self::DpopRejected => "DPoP proof rejected",
         }
     }
 
@@ -448,6 +457,9 @@ mod tests {
         (ErrorKind::InvalidTransition, false),
         (ErrorKind::StepUpLimit, false),
         (ErrorKind::AuthorizationLimit, false),
+        (ErrorKind::InvalidDpopKey, false),
+        // The server's retry was already spent; the same proof fails the same way.
+        (ErrorKind::DpopRejected, false),
     ];
 
     #[test]

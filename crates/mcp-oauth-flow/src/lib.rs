@@ -48,6 +48,7 @@ pub mod challenge;
 mod client_assertion;
 mod client_auth;
 mod config;
+pub mod dpop;
 mod error;
 mod flow;
 mod jwt;

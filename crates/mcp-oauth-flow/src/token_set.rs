@@ -84,6 +84,10 @@ pub struct TokenSet {
     token_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client_auth: Option<crate::client_auth::ClientAuthMethod>,
+    /// The key the tokens are bound to (RFC 9449 §5, §6), stored with them so a bound refresh
+    /// token still works after a restart. Absent in token sets stored before DPoP existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<crate::dpop::DpopKey>,
 }
 
 fn to_unix(t: SystemTime) -> u64 {
@@ -112,7 +116,29 @@ impl TokenSet {
             issued_at: None,
             token_endpoint: None,
             client_auth: None,
+            dpop_key: None,
         }
+    }
+
+    /// Sets the DPoP key the tokens were requested with (RFC 9449 §5): their proofs are signed
+    /// with it from then on.
+    pub fn with_dpop_key(mut self, key: Option<crate::dpop::DpopKey>) -> Self {
+        self.dpop_key = key;
+        self
+    }
+
+    /// The DPoP key the tokens were requested with, if any.
+    pub fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop_key.as_ref()
+    }
+
+    /// The key resource requests must prove possession of: the DPoP key of a `DPoP` token
+    /// (RFC 9449 §7.1). `None` for a bearer token, even one requested with a proof (§5 lets a
+    /// server answer `Bearer`).
+    pub fn resource_dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop_key
+            .as_ref()
+            .filter(|_| self.token_type == TokenType::DPoP)
     }
 
     /// Sets when the tokens were issued.

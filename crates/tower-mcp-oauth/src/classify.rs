@@ -5,6 +5,7 @@
 use http::{HeaderMap, StatusCode};
 use mcp_oauth_flow::{
     challenge::{select_challenge, Challenge},
+    dpop::resource_nonce_challenge,
     Error,
 };
 
@@ -19,12 +20,23 @@ pub(crate) enum Verdict {
     Malformed(Error),
     /// A `403 insufficient_scope` (RFC 6750 §3.1): a step-up for the challenged scopes.
     InsufficientScope(Challenge),
+    /// A `401` whose `DPoP` challenge asks for a nonce (RFC 9449 §9): the same request once
+    /// more with a fresh proof carrying it, if the request carried a proof; else a `401` like
+    /// any other (with its challenge).
+    DpopNonce {
+        nonce: String,
+        challenge: Option<Challenge>,
+    },
 }
 
 /// Why a response asks for (more) authorization, if it does.
 pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Verdict {
     match status {
         StatusCode::UNAUTHORIZED => match Challenge::from_headers(headers) {
+            Ok(all) if resource_nonce_challenge(status, headers).is_some() => Verdict::DpopNonce {
+                nonce: resource_nonce_challenge(status, headers).unwrap_or_default(),
+                challenge: select_challenge(&all).cloned(),
+            },
             Ok(all) => match select_challenge(&all) {
                 Some(challenge) => Verdict::Unauthorized(Some(challenge.clone())),
                 // A 401 with no challenge at all (some 2025-03-26 servers) still means OAuth;
@@ -72,6 +84,7 @@ mod tests {
                 ("malformed", None)
             }
             Verdict::InsufficientScope(c) => ("step-up", c.scope().map(str::to_owned)),
+            Verdict::DpopNonce { nonce, .. } => ("nonce", Some(nonce.clone())),
         }
     }
 
@@ -114,6 +127,17 @@ mod tests {
                 401,
                 &[r#"Basic realm="x""#, r#"Bearer scope="read""#],
                 ("flow+challenge", Some("read")),
+            ),
+            // RFC 9449 §7.1: a DPoP challenge is handled like a Bearer one.
+            (
+                401,
+                &[r#"DPoP algs="ES256", scope="read""#],
+                ("flow+challenge", Some("read")),
+            ),
+            (
+                403,
+                &[r#"DPoP error="insufficient_scope", scope="admin""#],
+                ("step-up", Some("admin")),
             ),
         ];
         for (status, challenges, (want, scope)) in table {

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use mcp_oauth_flow::discovery::Purpose;
 use mcp_oauth_flow::{Action, Error, ErrorKind, Flow, FlowOutcome, FlowSecrets, FlowStart};
 use tracing::{debug, debug_span, info_span, warn, Instrument};
 
 use crate::client::HttpClient;
+use crate::dpop::{self, DpopState};
 use crate::state::{Clock, LayerState};
 use crate::store::{StoreLock, TokenStore};
 
@@ -72,7 +74,15 @@ async fn drive(
         (state.clock)(),
     );
     loop {
-        match next_decision(&mut flow, &client, state.store.as_ref(), &state.clock).await? {
+        match next_decision(
+            &mut flow,
+            &client,
+            state.store.as_ref(),
+            &state.clock,
+            &state.dpop,
+        )
+        .await?
+        {
             Action::DropTokens => {
                 dropped_tokens = true;
                 if let Some(resource) = &held_resource {
@@ -148,7 +158,10 @@ pub(crate) async fn next_decision(
     client: &HttpClient,
     store: &dyn TokenStore,
     clock: &Clock,
+    dpop: &DpopState,
 ) -> Result<Action, Error> {
+    // The DPoP key the last token request proved, which the tokens it got are bound to.
+    let mut proved = None;
     loop {
         let Some(action) = flow.poll_action() else {
             return Err(Error::new(
@@ -164,7 +177,29 @@ pub(crate) async fn next_decision(
                     method = %sub.request.method(),
                     url = %sub.request.uri(),
                 );
-                match client.send(sub.request).instrument(span.clone()).await {
+                let key = match sub.purpose {
+                    Purpose::Token => match dpop.token_request_key(flow) {
+                        Ok(key) => key,
+                        Err(e) => {
+                            flow.fail(e);
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
+                let purpose = sub.purpose;
+                let sent = match &key {
+                    Some(key) => {
+                        dpop::token::send(client, dpop, key, sub.request, || clock())
+                            .instrument(span.clone())
+                            .await
+                    }
+                    None => client.send(sub.request).instrument(span.clone()).await,
+                };
+                if purpose == Purpose::Token {
+                    proved = key;
+                }
+                match sent {
                     Ok(response) => {
                         span.in_scope(|| debug!(status = response.status().as_u16(), "response"));
                         flow.handle_response(response, clock());
@@ -191,6 +226,14 @@ pub(crate) async fn next_decision(
                 if let Err(e) = store.remove_client(&issuer).await {
                     warn!(error = %e, "could not drop the refused registration");
                 }
+            }
+            Action::Complete(mut outcome) => {
+                if let Some(key) = proved.take() {
+                    // RFC 9449 §5: tokens issued against a proof are bound to its key; it is
+                    // kept (and stored) with them.
+                    outcome.tokens = outcome.tokens.clone().with_dpop_key(Some(key));
+                }
+                return Ok(Action::Complete(outcome));
             }
             other => return Ok(other),
         }

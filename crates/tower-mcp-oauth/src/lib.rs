@@ -100,6 +100,7 @@ mod bounds;
 mod cache;
 mod classify;
 mod client;
+mod dpop;
 mod driver;
 mod flight;
 mod future;
@@ -128,12 +129,14 @@ pub mod web;
 pub use authorize::{Authorizer, HeadlessAuthorizer};
 pub use body::OAuthBody;
 pub use client::HttpClient;
+pub use dpop::{Dpop, DpopPolicy};
 pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub use markers::{AuthorizationFailed, BodyNotReplayable};
 pub use service::OAuthService;
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 
+pub use mcp_oauth_flow::dpop::DpopKey;
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
     client::{ClientAuthMethod, ClientKey, ClientRegistration, PreRegisteredClient},

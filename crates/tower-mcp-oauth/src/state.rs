@@ -16,6 +16,7 @@ use mcp_oauth_flow::{
 
 use crate::authorize::Authorizer;
 use crate::cache::Cache;
+use crate::dpop::DpopState;
 use crate::flight::Flights;
 use crate::store::{MemoryStore, TokenStore};
 
@@ -71,6 +72,8 @@ pub(crate) struct LayerState {
     pub(crate) max_replay_bytes: usize,
     pub(crate) max_response_bytes: usize,
     pub(crate) spawn: Option<Spawn>,
+    /// DPoP settings, key and nonces (RFC 9449).
+    pub(crate) dpop: Arc<DpopState>,
 }
 
 impl LayerState {
@@ -88,6 +91,7 @@ impl LayerState {
             max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             spawn: None,
+            dpop: Arc::new(DpopState::default()),
         }
     }
 

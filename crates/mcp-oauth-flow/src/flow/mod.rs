@@ -35,6 +35,7 @@ use crate::well_known::protected_resource_metadata_urls;
 
 mod authorize;
 mod discover;
+mod dpop;
 mod probe;
 mod refresh;
 mod rules;

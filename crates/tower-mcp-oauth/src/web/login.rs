@@ -60,6 +60,9 @@ pub struct WebLogin {
     /// survive between the app's requests.
     layers: Mutex<HashMap<String, OAuthLayer>>,
     clock: Clock,
+    /// DPoP with the defaults: offered when the server advertises it; the key is stored with
+    /// each user's tokens, so the user's layer proves with it.
+    dpop: Arc<crate::dpop::DpopState>,
 }
 
 impl std::fmt::Debug for WebLogin {
@@ -127,6 +130,7 @@ impl WebLogin {
             pending: PendingLogins::new(DEFAULT_PENDING_TTL, MAX_PENDING_PER_USER),
             layers: Mutex::new(HashMap::new()),
             clock: Arc::new(SystemTime::now),
+            dpop: Arc::default(),
         }
     }
 
@@ -408,6 +412,7 @@ impl WebLogin {
             client: &self.client,
             store: &*self.store,
             clock: &self.clock,
+            dpop: &self.dpop,
         }
     }
 }
