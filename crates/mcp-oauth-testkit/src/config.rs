@@ -131,6 +131,9 @@ pub struct TestkitConfig {
     pub preregistered_client: Option<(String, Option<String>)>,
     /// Answer MCP POSTs as `text/event-stream` instead of JSON. Default `false`.
     pub sse_responses: bool,
+    /// DPoP (RFC 9449) at both servers: advertised, proofs verified, tokens bound, nonces
+    /// demanded as configured. Default `None` (no DPoP: a proof is ignored).
+    pub dpop: Option<crate::dpop::DpopConfig>,
 }
 
 impl Default for TestkitConfig {
@@ -163,6 +166,7 @@ impl Default for TestkitConfig {
             omit_expires_in: false,
             preregistered_client: None,
             sse_responses: false,
+            dpop: None,
         }
     }
 }
@@ -282,6 +286,12 @@ impl TestkitConfig {
         I::Item: Into<String>,
     {
         self.as_scopes_supported = Some(strings(scopes));
+        self
+    }
+
+    /// Sets [`dpop`](Self::dpop).
+    pub fn dpop(mut self, dpop: crate::dpop::DpopConfig) -> Self {
+        self.dpop = Some(dpop);
         self
     }
 

@@ -60,6 +60,7 @@ pub mod bench;
 mod codec;
 mod config;
 mod discovery;
+mod dpop;
 mod jsonrpc;
 mod record;
 #[cfg(feature = "redis")]
@@ -76,6 +77,7 @@ mod token_endpoint;
 mod tests;
 
 pub use config::{DiscoveryLayout, IssInRedirect, TestkitConfig};
+pub use dpop::DpopConfig;
 pub use jsonrpc::{jsonrpc, read_json};
 pub use record::{CannedResponse, RecordedRequest, ServerRole};
 pub use server::Testkit;

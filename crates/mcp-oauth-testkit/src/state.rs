@@ -85,6 +85,8 @@ pub(crate) struct State {
     pub(crate) codes: HashMap<String, AuthCode>,
     pub(crate) access_tokens: HashMap<String, AccessToken>,
     pub(crate) refresh_tokens: HashMap<String, RefreshToken>,
+    /// DPoP `jti`s seen and token bindings (RFC 9449), when the servers do DPoP.
+    pub(crate) dpop: crate::dpop::DpopLedger,
     counter: u64,
 }
 
@@ -114,6 +116,7 @@ impl State {
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
+            dpop: Default::default(),
             counter: 0,
         }
     }

@@ -153,7 +153,7 @@ impl Cache {
             .load()
             .iter()
             .find(|s| covers(&s.resource, uri))
-            .filter(|s| &s.header == header)
+            .filter(|s| s.header == *header)
             .and_then(Session::dpop_tokens)
     }
 

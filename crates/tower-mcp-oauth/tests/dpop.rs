@@ -1,0 +1,225 @@
+//! DPoP (RFC 9449) end to end over loopback TCP: the testkit's servers verify every proof
+//! (signature with the proof's own key, `htm`, `htu`, `iat`, `jti` replay, `ath`, the key the
+//! token is bound to) and demand nonces; these tests check what the client sent and did.
+
+mod support;
+
+use std::collections::HashSet;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use mcp_oauth_testkit::{DpopConfig, RecordedRequest, Testkit, TestkitConfig};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use support::lifecycle::{call, count, grants, layer, service, TestClock};
+use tower::ServiceExt;
+use tower_mcp_oauth::{Dpop, DpopKey, DpopPolicy, ErrorKind, FileStore, TokenStore};
+
+fn decode(part: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// The header and claims of the request's `DPoP` proof.
+fn proof(request: &RecordedRequest) -> (Value, Value) {
+    let jwt = request
+        .headers
+        .get("dpop")
+        .expect("a DPoP proof")
+        .to_str()
+        .unwrap();
+    let mut parts = jwt.split('.');
+    (decode(parts.next().unwrap()), decode(parts.next().unwrap()))
+}
+
+/// RFC 7638 thumbprint of a proof's `jwk`, computed here.
+fn thumbprint(header: &Value) -> String {
+    let jwk = &header["jwk"];
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap()
+    );
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
+}
+
+fn dpop_kit(dpop: DpopConfig) -> TestkitConfig {
+    TestkitConfig::default().dpop(dpop)
+}
+
+#[tokio::test]
+async fn nonces_at_both_servers_are_honoured_without_reauthorizing() {
+    let kit = Testkit::start(dpop_kit(
+        DpopConfig::default()
+            .as_nonce("as-nonce")
+            .rs_nonce("rs-nonce"),
+    ))
+    .await
+    .unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+
+    // The token endpoint: a proof without the nonce, challenged, then a fresh proof with it.
+    let tokens = grants(&kit, "authorization_code");
+    assert_eq!(tokens.len(), 2, "one challenge, one retry");
+    let (h0, c0) = proof(&tokens[0]);
+    let (h1, c1) = proof(&tokens[1]);
+    assert_eq!(h0["typ"], "dpop+jwt");
+    assert_eq!(h0["alg"], "ES256");
+    assert!(h0["jwk"].get("d").is_none());
+    assert_eq!(c0["htm"], "POST");
+    assert_eq!(c0["htu"], format!("{}/token", kit.auth_server_origin()));
+    assert!(c0.get("nonce").is_none() && c0.get("ath").is_none());
+    assert_eq!(c1["nonce"], "as-nonce");
+    assert_ne!(
+        c0["jti"], c1["jti"],
+        "a fresh proof, not the same one again"
+    );
+    let jkt = thumbprint(&h1);
+    assert_eq!(thumbprint(&h0), jkt);
+
+    // The resource: DPoP scheme, a proof per request with the token's hash; one nonce retry.
+    let mcp: Vec<_> = kit
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/mcp")
+        .collect();
+    let authorized: Vec<_> = mcp
+        .iter()
+        .filter(|r| r.headers.contains_key("authorization"))
+        .collect();
+    assert_eq!(
+        authorized.len(),
+        2,
+        "the retry after the flow, then the nonce retry"
+    );
+    let mut jtis = HashSet::new();
+    for request in &authorized {
+        let value = request.headers["authorization"].to_str().unwrap();
+        let token = value
+            .strip_prefix("DPoP ")
+            .expect("the DPoP scheme, not Bearer");
+        let (header, claims) = proof(request);
+        assert_eq!(thumbprint(&header), jkt, "the key the token is bound to");
+        assert_eq!(claims["htm"], "POST");
+        assert_eq!(claims["htu"], kit.resource_url());
+        assert_eq!(claims["ath"], URL_SAFE_NO_PAD.encode(Sha256::digest(token)));
+        assert!(jtis.insert(claims["jti"].as_str().unwrap().to_owned()));
+    }
+    assert!(proof(authorized[0]).1.get("nonce").is_none());
+    assert_eq!(proof(authorized[1]).1["nonce"], "rs-nonce");
+    assert_eq!(count(&kit, "/authorize"), 1);
+
+    // The nonces are remembered per origin: the next request carries the RS's at once.
+    kit.clear_requests();
+    assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
+    let requests = kit.requests();
+    assert_eq!(requests.len(), 1, "no challenge, no flow");
+    assert_eq!(proof(&requests[0]).1["nonce"], "rs-nonce");
+}
+
+#[tokio::test]
+async fn a_bound_refresh_token_works_after_a_restart() {
+    let kit = Testkit::start(dpop_kit(DpopConfig::default()).token_lifetime_secs(20))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::default();
+    let first = service(layer(&clock).token_store(FileStore::new(dir.path()).unwrap()));
+    assert_eq!(call(&first, &kit, "tools/list").await.status(), 200);
+    let issued = grants(&kit, "authorization_code");
+    let jkt = thumbprint(&proof(&issued[0]).0);
+    drop(first);
+
+    // What is stored is the key with the tokens, backward compatible: a field more.
+    let store = FileStore::new(dir.path()).unwrap();
+    let stored = store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(stored.token_type(), tower_mcp_oauth::TokenType::DPoP);
+    assert!(stored.dpop_key().is_some());
+
+    // A new process whose layer has another key: the stored tokens keep theirs.
+    kit.clear_requests();
+    clock.set(19);
+    let other = DpopKey::from_entropy([42; 32]).unwrap();
+    let restarted = service(
+        layer(&clock)
+            .dpop(Dpop::new().key(other))
+            .token_store(FileStore::new(dir.path()).unwrap()),
+    );
+    assert_eq!(call(&restarted, &kit, "tools/list").await.status(), 200);
+    let paths: Vec<_> = kit.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/token", "/mcp"], "refreshed, not re-authorized");
+    let refresh = &grants(&kit, "refresh_token")[0];
+    assert_eq!(thumbprint(&proof(refresh).0), jkt);
+    let mcp = &kit.requests()[1];
+    assert_eq!(thumbprint(&proof(mcp).0), jkt);
+}
+
+#[tokio::test]
+async fn a_proof_rejected_twice_is_a_typed_error() {
+    let kit = Testkit::start(dpop_kit(DpopConfig::default().reject_every_proof(true)))
+        .await
+        .unwrap();
+    let svc = service(layer(&TestClock::default()));
+    let request = support::jsonrpc(&kit.resource_url(), 1, "tools/list", serde_json::json!({}));
+    let error = svc.oneshot(request).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::DpopRejected, "{error:#}");
+    assert!(!error.is_transient());
+    assert_eq!(
+        grants(&kit, "authorization_code").len(),
+        2,
+        "one retry, no loop"
+    );
+}
+
+#[tokio::test]
+async fn dpop_turned_off_gets_bearer_tokens_from_a_dpop_server() {
+    let kit = Testkit::start(dpop_kit(DpopConfig::default()))
+        .await
+        .unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock).dpop(Dpop::new().policy(DpopPolicy::Never)));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert!(kit
+        .requests()
+        .iter()
+        .all(|r| !r.headers.contains_key("dpop")));
+    let last = kit
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/mcp")
+        .unwrap();
+    assert!(last.bearer().is_some());
+}
+
+#[tokio::test]
+async fn a_server_without_dpop_is_not_offered_it_unless_asked() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert!(kit
+        .requests()
+        .iter()
+        .all(|r| !r.headers.contains_key("dpop")));
+
+    // Asked for: the proof goes along; a server that ignores it issues a bearer token, used
+    // as such.
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let svc = service(layer(&clock).dpop(Dpop::new().policy(DpopPolicy::Always)));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let token = &grants(&kit, "authorization_code")[0];
+    assert!(token.headers.contains_key("dpop"));
+    let last = kit
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/mcp")
+        .unwrap();
+    assert!(last.bearer().is_some() && !last.headers.contains_key("dpop"));
+}
