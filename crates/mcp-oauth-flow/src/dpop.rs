@@ -29,6 +29,8 @@ pub const DPOP: HeaderName = HeaderName::from_static("dpop");
 pub const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 /// The error a server answers when a proof lacks its current nonce (RFC 9449 §8, §9).
 pub const USE_DPOP_NONCE: &str = "use_dpop_nonce";
+/// The error a server answers when it refuses a proof (RFC 9449 §5, §7.1).
+pub const INVALID_DPOP_PROOF: &str = "invalid_dpop_proof";
 /// The only proof algorithm this client signs with (RFC 9449 §5.1 lets servers list theirs).
 pub const DPOP_ALGORITHM: &str = "ES256";
 
@@ -300,6 +302,25 @@ pub fn token_nonce_challenge(response: &http::Response<Bytes>) -> Option<String>
     nonce_header(response.headers())
 }
 
+/// Whether an authorization server refused the proof itself: a `400` whose OAuth error is
+/// `invalid_dpop_proof` (RFC 9449 §5, after the checks of §4.3). Sending the same kind of
+/// proof again cannot help.
+///
+/// ```
+/// use mcp_oauth_flow::dpop::token_proof_refused;
+/// let response = http::Response::builder().status(400)
+///     .body(bytes::Bytes::from(r#"{"error":"invalid_dpop_proof"}"#)).unwrap();
+/// assert!(token_proof_refused(&response));
+/// ```
+pub fn token_proof_refused(response: &http::Response<Bytes>) -> bool {
+    response.status() == StatusCode::BAD_REQUEST
+        && serde_json::from_slice::<Value>(response.body())
+            .ok()
+            .is_some_and(|body| {
+                body.get("error").and_then(Value::as_str) == Some(INVALID_DPOP_PROOF)
+            })
+}
+
 /// The nonce a resource server asks for: a `401` with a `DPoP` challenge whose `error` is
 /// `use_dpop_nonce`, with the nonce in `DPoP-Nonce` (RFC 9449 §9).
 ///
@@ -470,6 +491,18 @@ mod tests {
 
         let mut headers = http::HeaderMap::new();
         headers.insert(DPOP_NONCE, "n".parse().unwrap());
+        assert!(token_proof_refused(&response(
+            400,
+            r#"{"error":"invalid_dpop_proof"}"#,
+            None
+        )));
+        assert!(!token_proof_refused(&response(
+            401,
+            r#"{"error":"invalid_dpop_proof"}"#,
+            None
+        )));
+        assert!(!token_proof_refused(&response(400, nonce_error, Some("n"))));
+
         let unauthorized = StatusCode::UNAUTHORIZED;
         assert_eq!(resource_nonce_challenge(unauthorized, &headers), None);
         headers.insert(

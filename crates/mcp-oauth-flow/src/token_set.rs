@@ -304,6 +304,27 @@ mod tests {
         assert_eq!(TokenType::from_wire("DPOP").unwrap().scheme(), "DPoP");
     }
 
+    /// A token set stored before DPoP existed still reads; a bound one writes its key and reads
+    /// it back; an unbound one writes nothing new (older readers see the same document).
+    #[test]
+    fn the_stored_format_stays_backward_compatible() {
+        let old = r#"{"access_token":"a","token_type":"Bearer","issuer":"i","client_id":"c"}"#;
+        let tokens: TokenSet = serde_json::from_str(old).unwrap();
+        assert!(tokens.dpop_key().is_none());
+        assert_eq!(serde_json::to_string(&tokens).unwrap(), old);
+
+        let key = crate::dpop::DpopKey::from_entropy([6; 32]).unwrap();
+        let bound = TokenSet::new("a", TokenType::DPoP, "i", "c").with_dpop_key(Some(key.clone()));
+        let back: TokenSet = serde_json::from_str(&serde_json::to_string(&bound).unwrap()).unwrap();
+        let read = back.resource_dpop_key().expect("the key is stored");
+        assert_eq!(read.thumbprint(), key.thumbprint());
+        // A bearer token requested with a proof keeps the key (its refresh token may be
+        // bound) but its requests carry no proof.
+        let bearer = TokenSet::new("a", TokenType::Bearer, "i", "c").with_dpop_key(Some(key));
+        assert!(bearer.dpop_key().is_some() && bearer.resource_dpop_key().is_none());
+        assert!(!format!("{bound:?}").contains("\"d\""));
+    }
+
     /// The comparison behind every store's compare-and-swap: same access *and* refresh token.
     #[test]
     fn same_tokens_compares_both_tokens() {

@@ -276,6 +276,46 @@ mod tests {
         assert!(fresh(cache.lookup(&uri("http://localhost:4000/mcp"), now)).is_none());
     }
 
+    /// A DPoP token's session hands its tokens to the hot path; a bearer one (even with a key,
+    /// RFC 9449 §5's bearer answer to a proof) hands nothing, so no proof is signed.
+    #[test]
+    fn only_dpop_sessions_carry_their_tokens() {
+        let cache = Cache::default();
+        let key = mcp_oauth_flow::dpop::DpopKey::from_entropy([2; 32]).unwrap();
+        let dpop = Url::parse("http://localhost:3000/a").unwrap();
+        let bearer = Url::parse("http://localhost:3000/b").unwrap();
+        cache.install(
+            dpop,
+            TokenSet::new("d", TokenType::DPoP, "i", "c").with_dpop_key(Some(key.clone())),
+            None,
+        );
+        cache.install(
+            bearer,
+            TokenSet::new("b", TokenType::Bearer, "i", "c").with_dpop_key(Some(key)),
+            None,
+        );
+        let now = SystemTime::now;
+        let Lookup::Fresh(header, _, Some(tokens)) =
+            cache.lookup(&uri("http://localhost:3000/a"), now)
+        else {
+            panic!("a DPoP session")
+        };
+        assert_eq!(header, "DPoP d");
+        assert_eq!(tokens.access_token().secret(), "d");
+        assert!(cache
+            .dpop_tokens(&uri("http://localhost:3000/a"), &header)
+            .is_some());
+        assert!(matches!(
+            cache.lookup(&uri("http://localhost:3000/b"), now),
+            Lookup::Fresh(_, _, None)
+        ));
+        // A header that is not the session's current one gets no proof from it.
+        let stale = HeaderValue::from_static("DPoP old");
+        assert!(cache
+            .dpop_tokens(&uri("http://localhost:3000/a"), &stale)
+            .is_none());
+    }
+
     #[test]
     fn staleness_and_epochs() {
         let cache = Cache::default();

@@ -95,6 +95,33 @@ mod tests {
         (&'static str, Option<&'static str>),
     );
 
+    /// RFC 9449 §9: a `DPoP` challenge with `use_dpop_nonce` and a `DPoP-Nonce` header asks for
+    /// the same request with the nonce; without the header there is nothing to retry with.
+    #[test]
+    fn a_dpop_nonce_challenge_is_its_own_verdict() {
+        let mut map =
+            headers(&[r#"DPoP error="use_dpop_nonce", resource_metadata="https://rs/prm""#]);
+        assert!(matches!(
+            needs_authorization(StatusCode::UNAUTHORIZED, &map),
+            Verdict::Unauthorized(Some(_))
+        ));
+        map.insert("dpop-nonce", "n-7".parse().unwrap());
+        match needs_authorization(StatusCode::UNAUTHORIZED, &map) {
+            Verdict::DpopNonce { nonce, challenge } => {
+                assert_eq!(nonce, "n-7");
+                assert_eq!(
+                    challenge.unwrap().resource_metadata(),
+                    Some("https://rs/prm")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            needs_authorization(StatusCode::FORBIDDEN, &map),
+            Verdict::PassOn
+        ));
+    }
+
     #[test]
     fn classification_table() {
         const MALFORMED: &str = r#"Bearer scope="unterminated"#;

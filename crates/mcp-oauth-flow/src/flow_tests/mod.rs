@@ -3,6 +3,7 @@
 
 mod authorization;
 mod discovery;
+mod dpop;
 mod identity;
 
 use std::collections::HashMap;
