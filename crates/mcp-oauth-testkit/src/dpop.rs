@@ -24,7 +24,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::codec::unix_now;
-use crate::record::RecordedRequest;
+use crate::record::{RecordedRequest, ServerRole};
 use crate::response::{self, oauth_error, HttpResponse};
 use crate::state::Shared;
 use crate::{resource_server, token_endpoint};
@@ -47,9 +47,9 @@ pub struct DpopConfig {
     pub as_nonce: Option<String>,
     /// A nonce the resource server requires in every proof (RFC 9449 §9).
     pub rs_nonce: Option<String>,
-    /// Every nonce challenge names a new nonce and no proof ever satisfies it: a server that
-    /// refuses every proof, for a client's give-up.
-    pub reject_every_proof: bool,
+    /// This server names a new nonce in every challenge and accepts no proof: for a client's
+    /// give-up. Default `None`.
+    pub endless_nonces: Option<ServerRole>,
 }
 
 impl DpopConfig {
@@ -65,9 +65,9 @@ impl DpopConfig {
         self
     }
 
-    /// Sets [`reject_every_proof`](Self::reject_every_proof).
-    pub fn reject_every_proof(mut self, value: bool) -> Self {
-        self.reject_every_proof = value;
+    /// Sets [`endless_nonces`](Self::endless_nonces).
+    pub fn endless_nonces(mut self, server: ServerRole) -> Self {
+        self.endless_nonces = Some(server);
         self
     }
 }
@@ -110,6 +110,7 @@ fn normalise(url: &str) -> &str {
 /// token presented with it (resource requests), `nonce` the nonce required.
 fn verify(
     shared: &Shared,
+    role: ServerRole,
     proof: &str,
     method: &Method,
     url: &str,
@@ -195,7 +196,7 @@ fn verify(
     if !state.dpop.jtis.insert(jti.to_owned()) {
         return Err(invalid("jti replayed"));
     }
-    if config.reject_every_proof {
+    if config.endless_nonces == Some(role) {
         state.dpop.challenges += 1;
         return Err(Refusal::NeedsNonce(format!(
             "nonce-{}",
@@ -244,7 +245,15 @@ pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse 
         Some(proof) => {
             let url = request_url(shared, request);
             let nonce = config.as_nonce.as_deref();
-            match verify(shared, proof, &Method::POST, &url, None, nonce) {
+            match verify(
+                shared,
+                request.role,
+                proof,
+                &Method::POST,
+                &url,
+                None,
+                nonce,
+            ) {
                 Ok(verified) => Some(verified),
                 Err(Refusal::Invalid(why)) => {
                     return oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof", &why)
@@ -360,7 +369,15 @@ pub(crate) fn mcp(shared: &Arc<Shared>, request: &RecordedRequest) -> HttpRespon
     };
     let url = request_url(shared, request);
     let nonce = config.rs_nonce.as_deref();
-    let verified = match verify(shared, proof, &request.method, &url, Some(&token), nonce) {
+    let verified = match verify(
+        shared,
+        request.role,
+        proof,
+        &request.method,
+        &url,
+        Some(&token),
+        nonce,
+    ) {
         Ok(verified) => verified,
         Err(Refusal::Invalid(why)) => {
             return challenge(

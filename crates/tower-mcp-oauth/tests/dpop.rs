@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use mcp_oauth_testkit::{DpopConfig, RecordedRequest, Testkit, TestkitConfig};
+use mcp_oauth_testkit::{DpopConfig, RecordedRequest, ServerRole, Testkit, TestkitConfig};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::lifecycle::{call, count, grants, layer, service, TestClock};
@@ -161,19 +161,31 @@ async fn a_bound_refresh_token_works_after_a_restart() {
 
 #[tokio::test]
 async fn a_proof_rejected_twice_is_a_typed_error() {
-    let kit = Testkit::start(dpop_kit(DpopConfig::default().reject_every_proof(true)))
-        .await
-        .unwrap();
-    let svc = service(layer(&TestClock::default()));
-    let request = support::jsonrpc(&kit.resource_url(), 1, "tools/list", serde_json::json!({}));
-    let error = svc.oneshot(request).await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::DpopRejected, "{error:#}");
-    assert!(!error.is_transient());
-    assert_eq!(
-        grants(&kit, "authorization_code").len(),
-        2,
-        "one retry, no loop"
-    );
+    for server in [ServerRole::Authorization, ServerRole::Resource] {
+        let kit = Testkit::start(dpop_kit(DpopConfig::default().endless_nonces(server)))
+            .await
+            .unwrap();
+        let svc = service(layer(&TestClock::default()));
+        let request = support::jsonrpc(&kit.resource_url(), 1, "tools/list", serde_json::json!({}));
+        let error = svc.oneshot(request).await.unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::DpopRejected,
+            "{server:?}: {error:#}"
+        );
+        assert!(!error.is_transient());
+        let proofs = kit
+            .requests()
+            .into_iter()
+            .filter(|r| r.role == server && r.headers.contains_key("dpop"))
+            .count();
+        assert_eq!(proofs, 2, "{server:?}: one retry, no loop");
+        assert_eq!(
+            count(&kit, "/authorize"),
+            1,
+            "{server:?}: never re-authorized"
+        );
+    }
 }
 
 #[tokio::test]

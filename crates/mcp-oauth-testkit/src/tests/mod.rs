@@ -2,5 +2,6 @@
 
 mod client;
 mod discovery;
+mod dpop;
 mod flows;
 mod quirks;
