@@ -61,6 +61,7 @@
 //! | keep tokens | the [`TokenStore`] trait; [`MemoryStore`] (the default), [`FileStore`], any `Arc` of a store; [`Replaced`] and [`StoreLock`] for store authors |
 //! | handle failures | [`Error`] and [`ErrorKind`] (the `Err` side); the markers [`AuthorizationFailed`] and [`BodyNotReplayable`] (the `Ok` side); the rule is on [`OAuthService`] |
 //! | configure the client | [`ClientConfig`], [`PreRegisteredClient`], [`ClientKey`], [`RefreshPolicy`], [`PkcePolicy`], [`Scopes`] (from [`mcp_oauth_flow`]) |
+//! | bind tokens to a key (DPoP, RFC 9449) | [`Dpop`] on [`OAuthLayer::dpop`], [`DpopPolicy`], [`DpopKey`]; on by default where the server offers it |
 //! | log in from a CLI | `loopback::LoopbackReceiver` (feature `loopback`) |
 //! | log in the users of a web app | `web::WebLogin` (feature `web`) |
 //! | share a login across processes | `redis::RedisStore` (feature `redis`), or a [`FileStore`] on one machine |
