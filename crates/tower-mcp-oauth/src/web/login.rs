@@ -190,6 +190,25 @@ impl WebLogin {
         self
     }
 
+    /// DPoP (RFC 9449) for the logins and the layers of [`layer_for`](Self::layer_for); see
+    /// [`Dpop`](crate::Dpop). Default: [`Dpop::new()`](crate::Dpop::new), used when the
+    /// authorization server offers it. A user's tokens are stored with the key they are bound
+    /// to, so the user's layer proves with that key.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, Dpop, DpopPolicy, HttpClient};
+    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .dpop(Dpop::new().policy(DpopPolicy::Never));
+    /// # let _ = login;
+    /// ```
+    pub fn dpop(mut self, dpop: crate::Dpop) -> Self {
+        self.dpop = Arc::new(crate::dpop::DpopState::new(dpop));
+        self
+    }
+
     /// Starts a login of `user` to the MCP server at `server_url`: discovers its authorization
     /// server from the URL (RFC 9728, RFC 8414, or the 2025-03-26 defaults), identifies the app
     /// (pre-registered, client ID metadata document, a stored registration, or RFC 7591
@@ -348,6 +367,7 @@ impl WebLogin {
                 OAuthLayer::new((*self.config).clone(), MustConnect)
                     .token_store(self.user_store(user))
                     .clock(move || clock())
+                    .dpop(self.dpop.settings.clone())
                     // The budget stops a layer from prompting a user over and over; this
                     // layer never prompts, and its "must connect" answer must not turn into an
                     // AuthorizationLimit error for a user who keeps coming back unconnected.
