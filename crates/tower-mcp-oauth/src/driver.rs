@@ -177,25 +177,11 @@ pub(crate) async fn next_decision(
                     method = %sub.request.method(),
                     url = %sub.request.uri(),
                 );
-                let key = match sub.purpose {
-                    Purpose::Token => match dpop.token_request_key(flow) {
-                        Ok(key) => key,
-                        Err(e) => {
-                            flow.fail(e);
-                            continue;
-                        }
-                    },
-                    _ => None,
-                };
                 let purpose = sub.purpose;
-                let sent = match &key {
-                    Some(key) => {
-                        dpop::token::send(client, dpop, key, sub.request, || clock())
-                            .instrument(span.clone())
-                            .await
-                    }
-                    None => client.send(sub.request).instrument(span.clone()).await,
-                };
+                let (sent, key) =
+                    dpop::token::send_sub_request(client, dpop, flow, sub, || clock())
+                        .instrument(span.clone())
+                        .await;
                 if purpose == Purpose::Token {
                     proved = key;
                 }

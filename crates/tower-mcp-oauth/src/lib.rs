@@ -88,7 +88,7 @@
 
 // The modules, from the top down; each imports only modules below it (no cycles):
 //   layer → service → future → recovery → acquire → stored, driver → state
-//   → flight, cache, authorize → store, client → body
+//   → dpop (DPoP keys, nonces, proofs) → flight, cache, authorize → store, client → body
 // with leaves beside them: classify (which responses need authorization), need, markers,
 // bounds. `state` holds what one layer shares (settings, cache, flights, store, authorizer),
 // so everything that runs a request or a flow reads it and nothing below imports upward. The

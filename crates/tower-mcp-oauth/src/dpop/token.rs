@@ -4,12 +4,34 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use mcp_oauth_flow::discovery::Purpose;
 use mcp_oauth_flow::dpop::{token_nonce_challenge, token_proof_refused, DpopKey, DPOP};
-use mcp_oauth_flow::{Error, ErrorKind};
+use mcp_oauth_flow::{Error, ErrorKind, Flow, SubRequest};
 use tracing::debug;
 
 use super::DpopState;
 use crate::client::HttpClient;
+
+/// Sends one of the flow's sub-requests: a token request with a DPoP proof when one is due (the
+/// held tokens' key, or the layer's when the policy and the metadata call for it), anything
+/// else as it is. Returns the answer and the key the request proved, which the tokens it gets
+/// are bound to.
+pub(crate) async fn send_sub_request(
+    client: &HttpClient,
+    dpop: &DpopState,
+    flow: &Flow,
+    sub: SubRequest,
+    now: impl Fn() -> SystemTime,
+) -> (Result<http::Response<Bytes>, Error>, Option<DpopKey>) {
+    if sub.purpose != Purpose::Token {
+        return (client.send(sub.request).await, None);
+    }
+    match dpop.token_request_key(flow) {
+        Ok(Some(key)) => (send(client, dpop, &key, sub.request, now).await, Some(key)),
+        Ok(None) => (client.send(sub.request).await, None),
+        Err(e) => (Err(e), None),
+    }
+}
 
 /// Sends the token request `request` proved with `key`. On `use_dpop_nonce` it is sent once
 /// more with a fresh proof carrying the server's nonce; a second `use_dpop_nonce`, or an
