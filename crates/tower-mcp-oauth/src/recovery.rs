@@ -132,6 +132,18 @@ pub(crate) struct RetryContext<S, B> {
     pub(crate) parts: RetryParts,
     pub(crate) prepared: Prepared<B>,
     pub(crate) sent: Sent,
+    /// Whether the request carried a DPoP proof: then a `DPoP-Nonce` its answer brings is
+    /// remembered for the next proof (RFC 9449 §8.2, §9). A bearer request never looks.
+    pub(crate) proved: bool,
+}
+
+impl<S, B> RetryContext<S, B> {
+    /// Remembers the nonce an answer to a proved request brings.
+    pub(crate) fn note_answer(&self, headers: &HeaderMap) {
+        if self.proved {
+            self.state.dpop.note_response(&self.parts.uri, headers);
+        }
+    }
 }
 
 /// Sends the first request to an origin: adopts stored tokens (an earlier run's, another
@@ -222,23 +234,26 @@ where
 {
     let (body, prepared) = prepare(body, state.max_replay_bytes);
     let retry = RetryParts::copy(&parts);
+    let proved = parts.headers.contains_key(DPOP);
     let response = inner
         .clone()
         .oneshot(http::Request::from_parts(parts, body))
         .await
         .map_err(|e| send_error(&retry.uri, e))?;
+    let context = RetryContext {
+        inner,
+        state,
+        parts: retry,
+        prepared,
+        sent,
+        proved,
+    };
     match needs_authorization(response.status(), response.headers()) {
-        Verdict::PassOn => Ok(response),
-        verdict => {
-            let context = RetryContext {
-                inner,
-                state,
-                parts: retry,
-                prepared,
-                sent,
-            };
-            recover(context, response, verdict).await
+        Verdict::PassOn => {
+            context.note_answer(response.headers());
+            Ok(response)
         }
+        verdict => recover(context, response, verdict).await,
     }
 }
 
@@ -260,6 +275,7 @@ where
         mut parts,
         prepared,
         sent,
+        proved: _,
     } = context;
     // A proof without the resource's nonce: the same request once more with it, no new token
     // (RFC 9449 §9). What that answers is then handled like a first answer.

@@ -239,6 +239,7 @@ where
 
         let (mut parts, body) = request.into_parts();
         let clock = &self.state.clock;
+        let mut proved = false;
         let sent = match self.state.cache.lookup(&parts.uri, || clock()) {
             Lookup::Fresh(header, sent, dpop) => {
                 // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
@@ -248,6 +249,7 @@ where
                         dpop.resource_proof(&tokens, &parts.method, &parts.uri, clock())
                     {
                         parts.headers.insert(DPOP, proof);
+                        proved = true;
                     }
                 }
                 parts.headers.insert(AUTHORIZATION, header);
@@ -282,6 +284,7 @@ where
                 parts: retry,
                 prepared,
                 sent,
+                proved,
             },
         )
     }

@@ -223,10 +223,25 @@ async fn a_server_without_dpop_is_not_offered_it_unless_asked() {
     // Asked for: the proof goes along; a server that ignores it issues a bearer token, used
     // as such.
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
-    let svc = service(layer(&clock).dpop(Dpop::new().policy(DpopPolicy::Always)));
+    let dpop = Dpop::new()
+        .policy(DpopPolicy::Always)
+        .extra_claims(|method, htu| {
+            let mut claims = serde_json::Map::new();
+            claims.insert("seen".into(), format!("{method} {htu}").into());
+            claims.insert("htm".into(), "GET".into()); // cannot replace the RFC's own
+            claims
+        });
+    let svc = service(layer(&clock).dpop(dpop));
     assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
     let token = &grants(&kit, "authorization_code")[0];
-    assert!(token.headers.contains_key("dpop"));
+    let (_, claims) = proof(token);
+    let url = format!("{}/token", kit.auth_server_origin());
+    assert_eq!(
+        claims["seen"],
+        format!("POST {url}"),
+        "the application's claim"
+    );
+    assert_eq!(claims["htm"], "POST");
     let last = kit
         .requests()
         .into_iter()
@@ -234,4 +249,69 @@ async fn a_server_without_dpop_is_not_offered_it_unless_asked() {
         .find(|r| r.path == "/mcp")
         .unwrap();
     assert!(last.bearer().is_some() && !last.headers.contains_key("dpop"));
+}
+
+/// RFC 9449 §9: a resource may hand out the next nonce with any answer. A layer that notes it
+/// is challenged once, not on every request, by a server whose nonce changes each time.
+#[tokio::test]
+async fn a_nonce_sent_with_a_success_is_used_for_the_next_proof() {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::ServiceBuilder;
+    use tower_mcp_oauth::{
+        ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenType,
+    };
+
+    const URL: &str = "http://127.0.0.1:1/mcp";
+    let store = Arc::new(MemoryStore::new());
+    let key = DpopKey::from_entropy([8; 32]).unwrap();
+    let tokens =
+        TokenSet::new("at", TokenType::DPoP, "http://127.0.0.1:2", "c").with_dpop_key(Some(key));
+    store.save_tokens(URL, &tokens).await.unwrap();
+
+    // (current nonce number, challenges issued)
+    let server_state = Arc::new(Mutex::new((0u32, 0u32)));
+    let seen = Arc::clone(&server_state);
+    let server = tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+        let state = Arc::clone(&seen);
+        async move {
+            let jwt = req.headers()["dpop"].to_str().unwrap();
+            let claims = decode(jwt.split('.').nth(1).unwrap());
+            let mut state = state.lock().unwrap();
+            let current = format!("n{}", state.0);
+            let response = if claims["nonce"] == current.as_str() {
+                state.0 += 1;
+                http::Response::builder()
+                    .status(200)
+                    .header("dpop-nonce", format!("n{}", state.0))
+            } else {
+                state.1 += 1;
+                http::Response::builder()
+                    .status(401)
+                    .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                    .header("dpop-nonce", current)
+            };
+            Ok::<_, std::convert::Infallible>(response.body(Full::new(Bytes::new())).unwrap())
+        }
+    });
+    let layer = OAuthLayer::new(
+        ClientConfig::new("http://127.0.0.1:1/cb"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(Arc::clone(&store));
+    let svc = ServiceBuilder::new().layer(layer).service(server);
+    for _ in 0..3 {
+        let request = http::Request::post(URL)
+            .body(Full::new(Bytes::from("{}")))
+            .unwrap();
+        assert_eq!(svc.clone().oneshot(request).await.unwrap().status(), 200);
+    }
+    let (accepted, challenges) = *server_state.lock().unwrap();
+    assert_eq!(
+        (accepted, challenges),
+        (3, 1),
+        "challenged on the first request only"
+    );
 }
