@@ -128,6 +128,13 @@ pub enum ErrorKind {
     RevocationUnsupported,
     /// The revocation endpoint refused the request (RFC 7009 §2.2.1).
     RevocationRefused,
+    /// The DPoP key cannot be used: not a PKCS#8 PEM EC P-256 key, or not a P-256 scalar
+    /// (RFC 9449 §4.2 proofs are signed with ES256 here).
+    InvalidDpopKey,
+    /// A server refused the DPoP proof for good: `invalid_dpop_proof`, or `use_dpop_nonce` again
+    /// after one retry with the nonce it asked for (RFC 9449 §8, §9). Check the machine's clock
+    /// (proofs carry `iat`) and that the server accepts ES256; or turn DPoP off for it.
+    DpopRejected,
 }
 
 impl ErrorKind {
@@ -177,6 +184,8 @@ impl ErrorKind {
             Self::NoRefreshToken => "no refresh token issued",
             Self::RevocationUnsupported => "token revocation not supported",
             Self::RevocationRefused => "token revocation refused",
+            Self::InvalidDpopKey => "unusable DPoP key",
+            Self::DpopRejected => "DPoP proof rejected",
         }
     }
 
@@ -512,6 +521,9 @@ mod tests {
         (ErrorKind::NoRefreshToken, false),
         (ErrorKind::RevocationUnsupported, false),
         (ErrorKind::RevocationRefused, false),
+        (ErrorKind::InvalidDpopKey, false),
+        // The server's retry was already spent; the same proof fails the same way.
+        (ErrorKind::DpopRejected, false),
     ];
 
     #[test]

@@ -104,6 +104,8 @@ pub fn merge_refreshed(old: &TokenSet, response: TokenResponse, now: SystemTime)
     fresh
         .with_refresh_token(refresh_token)
         .with_token_endpoint(old.token_endpoint().map(str::to_owned), old.client_auth())
+        // RFC 9449 §5: a refresh answers a proof of the same key, so the new tokens stay bound.
+        .with_dpop_key(old.dpop_key().cloned())
 }
 
 /// What a failed refresh means for the credentials held.

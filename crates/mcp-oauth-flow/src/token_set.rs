@@ -84,6 +84,10 @@ pub struct TokenSet {
     token_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     client_auth: Option<crate::client_auth::ClientAuthMethod>,
+    /// The key the tokens are bound to (RFC 9449 §5, §6), stored with them so a bound refresh
+    /// token still works after a restart. Absent in token sets stored before DPoP existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<crate::dpop::DpopKey>,
 }
 
 fn to_unix(t: SystemTime) -> u64 {
@@ -112,7 +116,29 @@ impl TokenSet {
             issued_at: None,
             token_endpoint: None,
             client_auth: None,
+            dpop_key: None,
         }
+    }
+
+    /// Sets the DPoP key the tokens were requested with (RFC 9449 §5): their proofs are signed
+    /// with it from then on.
+    pub fn with_dpop_key(mut self, key: Option<crate::dpop::DpopKey>) -> Self {
+        self.dpop_key = key;
+        self
+    }
+
+    /// The DPoP key the tokens were requested with, if any.
+    pub fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop_key.as_ref()
+    }
+
+    /// The key resource requests must prove possession of: the DPoP key of a `DPoP` token
+    /// (RFC 9449 §7.1). `None` for a bearer token, even one requested with a proof (§5 lets a
+    /// server answer `Bearer`).
+    pub fn resource_dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop_key
+            .as_ref()
+            .filter(|_| self.token_type == TokenType::DPoP)
     }
 
     /// Sets when the tokens were issued.
@@ -276,6 +302,27 @@ mod tests {
     fn scheme_is_canonical() {
         assert_eq!(TokenType::from_wire("bearer").unwrap().scheme(), "Bearer");
         assert_eq!(TokenType::from_wire("DPOP").unwrap().scheme(), "DPoP");
+    }
+
+    /// A token set stored before DPoP existed still reads; a bound one writes its key and reads
+    /// it back; an unbound one writes nothing new (older readers see the same document).
+    #[test]
+    fn the_stored_format_stays_backward_compatible() {
+        let old = r#"{"access_token":"a","token_type":"Bearer","issuer":"i","client_id":"c"}"#;
+        let tokens: TokenSet = serde_json::from_str(old).unwrap();
+        assert!(tokens.dpop_key().is_none());
+        assert_eq!(serde_json::to_string(&tokens).unwrap(), old);
+
+        let key = crate::dpop::DpopKey::from_entropy([6; 32]).unwrap();
+        let bound = TokenSet::new("a", TokenType::DPoP, "i", "c").with_dpop_key(Some(key.clone()));
+        let back: TokenSet = serde_json::from_str(&serde_json::to_string(&bound).unwrap()).unwrap();
+        let read = back.resource_dpop_key().expect("the key is stored");
+        assert_eq!(read.thumbprint(), key.thumbprint());
+        // A bearer token requested with a proof keeps the key (its refresh token may be
+        // bound) but its requests carry no proof.
+        let bearer = TokenSet::new("a", TokenType::Bearer, "i", "c").with_dpop_key(Some(key));
+        assert!(bearer.dpop_key().is_some() && bearer.resource_dpop_key().is_none());
+        assert!(!format!("{bound:?}").contains("\"d\""));
     }
 
     /// The comparison behind every store's compare-and-swap: same access *and* refresh token.

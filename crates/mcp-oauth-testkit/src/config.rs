@@ -149,6 +149,9 @@ pub struct TestkitConfig {
     /// Advertise and serve a `revocation_endpoint` (RFC 7009) at `…/revoke`: revoking a refresh
     /// token revokes its whole grant, an access token only itself. Default `false`.
     pub revocation: bool,
+    /// DPoP (RFC 9449) at both servers: advertised, proofs verified, tokens bound, nonces
+    /// demanded as configured. Default `None` (no DPoP: a proof is ignored).
+    pub dpop: Option<crate::dpop::DpopConfig>,
 }
 
 impl Default for TestkitConfig {
@@ -185,6 +188,7 @@ impl Default for TestkitConfig {
             assertion_issuer_key: None,
             client_public_key: None,
             revocation: false,
+            dpop: None,
         }
     }
 }
@@ -312,6 +316,12 @@ impl TestkitConfig {
         I::Item: Into<String>,
     {
         self.as_scopes_supported = Some(strings(scopes));
+        self
+    }
+
+    /// Sets [`dpop`](Self::dpop).
+    pub fn dpop(mut self, dpop: crate::dpop::DpopConfig) -> Self {
+        self.dpop = Some(dpop);
         self
     }
 

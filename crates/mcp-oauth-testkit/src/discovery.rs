@@ -215,6 +215,9 @@ impl Site {
         if config.cimd_supported {
             doc.insert("client_id_metadata_document_supported".into(), json!(true));
         }
+        if config.dpop.is_some() {
+            doc.insert("dpop_signing_alg_values_supported".into(), json!(["ES256"]));
+        }
         if let Some(scopes) = &config.as_scopes_supported {
             doc.insert("scopes_supported".into(), json!(scopes));
         }

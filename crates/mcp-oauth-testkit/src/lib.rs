@@ -61,6 +61,7 @@ pub mod bench;
 mod codec;
 mod config;
 mod discovery;
+mod dpop;
 pub mod fault;
 mod jsonrpc;
 mod record;
@@ -80,6 +81,7 @@ mod tests;
 
 pub use assertion_grants::{IDP_TOKEN_PATH, JWT_BEARER_GRANT};
 pub use config::{DiscoveryLayout, IssInRedirect, TestkitConfig};
+pub use dpop::DpopConfig;
 pub use jsonrpc::{jsonrpc, read_json};
 pub use record::{CannedResponse, RecordedRequest, ServerRole};
 pub use server::Testkit;

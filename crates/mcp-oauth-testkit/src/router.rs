@@ -92,6 +92,9 @@ fn route(shared: &Arc<Shared>, role: ServerRole, request: &RecordedRequest) -> H
     let site = &shared.site;
     let path = request.path.as_str();
     if role == ServerRole::Resource && path == MCP_PATH {
+        if shared.config.dpop.is_some() {
+            return crate::dpop::mcp(shared, request);
+        }
         return resource_server::mcp(shared, request);
     }
     if role == ServerRole::Resource && site.prm_path == Some(path) {
@@ -110,6 +113,9 @@ fn route(shared: &Arc<Shared>, role: ServerRole, request: &RecordedRequest) -> H
             return authorization_server::authorize(shared, request);
         }
         if path == site.token_path {
+            if shared.config.dpop.is_some() {
+                return crate::dpop::token(shared, request);
+            }
             return token_endpoint::token(shared, request);
         }
         if path == crate::assertion_grants::IDP_TOKEN_PATH

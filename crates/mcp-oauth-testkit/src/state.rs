@@ -91,6 +91,8 @@ pub(crate) struct State {
     pub(crate) refresh_tokens: HashMap<String, RefreshToken>,
     /// Client assertion `jti`s already used.
     pub(crate) seen_jtis: crate::assertion_grants::SeenJtis,
+    /// DPoP `jti`s seen and token bindings (RFC 9449), when the servers do DPoP.
+    pub(crate) dpop: crate::dpop::DpopLedger,
     counter: u64,
 }
 
@@ -124,6 +126,7 @@ impl State {
             access_tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
             seen_jtis: Default::default(),
+            dpop: Default::default(),
             counter: 0,
         }
     }

@@ -3,6 +3,8 @@
 //!
 //! - (a) `trivial`: the layer over a trivial inner service vs that service bare (the caller
 //!   adds the same `Authorization` header itself, so both send the same request);
+//! - (a, DPoP) `trivial/layered_dpop`: the same with a DPoP-bound token, so each request also
+//!   signs a fresh ES256 proof (RFC 9449): the per-request cost of a proof;
 //! - (b) `loopback`: hyper-util `Client` over loopback TCP to a minimal MCP-shaped hyper
 //!   server, with the layer vs without.
 //!
@@ -21,17 +23,19 @@ use hyper_util::rt::TokioExecutor;
 use mcp_oauth_testkit::{bench, jsonrpc};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_mcp_oauth::{
-    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
-    TokenType,
+    ClientConfig, DpopKey, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet,
+    TokenStore, TokenType,
 };
 
 use mcp_oauth_testkit::bench::{
     hot_path_request as request, trivial_resource as trivial, HOT_PATH_URL as URL,
 };
 
-/// The layer over the trivial service, warmed so that it holds a valid token, and the header
-/// the bare side sends itself.
-fn warmed_layer() -> (
+/// The layer over the trivial service, warmed so that it holds a valid token (DPoP-bound when
+/// `dpop`), and the header the bare side sends itself.
+fn warmed_layer(
+    dpop: bool,
+) -> (
     impl Service<
             http::Request<Full<Bytes>>,
             Response = http::Response<Empty<Bytes>>,
@@ -43,12 +47,18 @@ fn warmed_layer() -> (
 ) {
     // A token waiting in the store: the first request adopts it, then every call is the hot path.
     let store = Arc::new(MemoryStore::new());
-    let tokens = TokenSet::new(
-        "bench-token",
-        TokenType::Bearer,
-        "https://as.bench",
-        "client",
-    );
+    let tokens = if dpop {
+        let key = DpopKey::from_entropy([7; 32]).unwrap();
+        TokenSet::new("bench-token", TokenType::DPoP, "https://as.bench", "client")
+            .with_dpop_key(Some(key))
+    } else {
+        TokenSet::new(
+            "bench-token",
+            TokenType::Bearer,
+            "https://as.bench",
+            "client",
+        )
+    };
     store
         .save_tokens(URL, &tokens)
         .now_or_never()
@@ -61,7 +71,13 @@ fn warmed_layer() -> (
     .token_store(store.clone() as Arc<dyn TokenStore>);
     let mut layered = ServiceBuilder::new()
         .layer(layer)
-        .service(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
+        .service(tower::service_fn(
+            move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+                // The DPoP variant measures what it claims: every request carries a proof.
+                assert!(!dpop || req.headers().contains_key("dpop"));
+                trivial(req)
+            },
+        ));
     let warm = layered
         .ready()
         .now_or_never()
@@ -77,7 +93,8 @@ fn warmed_layer() -> (
 }
 
 fn bench_trivial(c: &mut Criterion) {
-    let (mut layered, header) = warmed_layer();
+    let (mut layered, header) = warmed_layer(false);
+    let (mut layered_dpop, _) = warmed_layer(true);
     let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
 
     let mut group = c.benchmark_group("trivial");
@@ -101,6 +118,18 @@ fn bench_trivial(c: &mut Criterion) {
                 .unwrap()
                 .call(request(None));
             black_box(fut.now_or_never().unwrap().unwrap())
+        })
+    });
+    group.bench_function("layered_dpop", |b| {
+        b.iter(|| {
+            let fut = layered_dpop
+                .ready()
+                .now_or_never()
+                .unwrap()
+                .unwrap()
+                .call(request(None));
+            let response = fut.now_or_never().unwrap().unwrap();
+            black_box(response)
         })
     });
     group.finish();
@@ -220,7 +249,7 @@ fn bench_loopback(c: &mut Criterion) {
 /// path has no lock or shared counter the threads fight over.
 fn bench_parallel(c: &mut Criterion) {
     const PER_THREAD: u64 = 2_000;
-    let (layered, header) = warmed_layer();
+    let (layered, header) = warmed_layer(false);
 
     let mut group = c.benchmark_group("parallel");
     group.bench_function("bare", |b| {
@@ -281,6 +310,7 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     bench::print_ratio("trivial", "bare", "layered", Some(1.03));
+    bench::print_ratio("trivial", "layered", "layered_dpop", None);
     bench::print_ratio("loopback", "bare", "layered", Some(1.01));
     bench::print_ratio("parallel", "bare", "layered", None);
 }

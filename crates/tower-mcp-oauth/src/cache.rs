@@ -26,6 +26,16 @@ pub(crate) struct Session {
     /// Increases with every token installed; a caller whose 401 came from an older epoch can
     /// retry with the newer token without a new flow.
     pub(crate) epoch: u64,
+    /// Whether requests must prove possession of the tokens' DPoP key (RFC 9449 §7.1); decided
+    /// once here, so the hot path of a bearer token tests a bool.
+    dpop: bool,
+}
+
+impl Session {
+    /// The tokens, when each request must carry a DPoP proof for them.
+    fn dpop_tokens(&self) -> Option<Arc<TokenSet>> {
+        self.dpop.then(|| Arc::clone(&self.tokens))
+    }
 }
 
 /// What a request was sent with.
@@ -36,8 +46,8 @@ pub(crate) struct Sent {
 
 /// What the cache holds for a request.
 pub(crate) enum Lookup {
-    /// A token to use as it is.
-    Fresh(HeaderValue, Sent),
+    /// A token to use as it is; with its tokens when each request needs a DPoP proof.
+    Fresh(HeaderValue, Sent, Option<Arc<TokenSet>>),
     /// A token due for refresh (it has a refresh token); the caller refreshes first.
     Stale(Sent),
     /// Nothing usable: send without a token.
@@ -98,17 +108,17 @@ impl Cache {
             epoch: session.epoch,
         };
         let Some(refresh_at) = session.refresh_at else {
-            return Lookup::Fresh(session.header.clone(), sent);
+            return Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens());
         };
         let now = now();
         if now < refresh_at {
-            return Lookup::Fresh(session.header.clone(), sent);
+            return Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens());
         }
         if session.tokens.refresh_token().is_some() {
             Lookup::Stale(sent)
         } else if !session.tokens.is_expired(now, std::time::Duration::ZERO) {
             // Nothing to refresh with: use it to the end.
-            Lookup::Fresh(session.header.clone(), sent)
+            Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens())
         } else {
             Lookup::Missing
         }
@@ -126,7 +136,7 @@ impl Cache {
     /// A token newer than the one `sent` carried, usable now, if another caller installed one.
     pub(crate) fn newer(&self, uri: &Uri, sent: Sent, now: SystemTime) -> Option<HeaderValue> {
         match self.lookup(uri, || now) {
-            Lookup::Fresh(header, current) if current.epoch > sent.epoch => Some(header),
+            Lookup::Fresh(header, current, _) if current.epoch > sent.epoch => Some(header),
             _ => None,
         }
     }
@@ -137,6 +147,16 @@ impl Cache {
             .map(|s| (s.header.clone(), Sent { epoch: s.epoch }))
     }
 
+    /// The tokens behind `header` for `uri`, when requests with them need a DPoP proof.
+    pub(crate) fn dpop_tokens(&self, uri: &Uri, header: &HeaderValue) -> Option<Arc<TokenSet>> {
+        self.sessions
+            .load()
+            .iter()
+            .find(|s| covers(&s.resource, uri))
+            .filter(|s| s.header == *header)
+            .and_then(Session::dpop_tokens)
+    }
+
     /// Installs tokens for a resource, replacing the previous ones; returns the new epoch.
     pub(crate) fn install(
         &self,
@@ -145,6 +165,7 @@ impl Cache {
         refresh_at: Option<SystemTime>,
     ) -> u64 {
         let header = tokens.authorization_value();
+        let dpop = tokens.resource_dpop_key().is_some();
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
         let session = Session {
             resource,
@@ -152,6 +173,7 @@ impl Cache {
             header,
             refresh_at,
             epoch,
+            dpop,
         };
         self.sessions.rcu(|current| {
             let mut next: Vec<Session> = current
@@ -221,7 +243,7 @@ mod tests {
 
     fn fresh(l: Lookup) -> Option<HeaderValue> {
         match l {
-            Lookup::Fresh(h, _) => Some(h),
+            Lookup::Fresh(h, _, _) => Some(h),
             _ => None,
         }
     }
@@ -254,6 +276,46 @@ mod tests {
         assert!(fresh(cache.lookup(&uri("http://localhost:4000/mcp"), now)).is_none());
     }
 
+    /// A DPoP token's session hands its tokens to the hot path; a bearer one (even with a key,
+    /// RFC 9449 §5's bearer answer to a proof) hands nothing, so no proof is signed.
+    #[test]
+    fn only_dpop_sessions_carry_their_tokens() {
+        let cache = Cache::default();
+        let key = mcp_oauth_flow::dpop::DpopKey::from_entropy([2; 32]).unwrap();
+        let dpop = Url::parse("http://localhost:3000/a").unwrap();
+        let bearer = Url::parse("http://localhost:3000/b").unwrap();
+        cache.install(
+            dpop,
+            TokenSet::new("d", TokenType::DPoP, "i", "c").with_dpop_key(Some(key.clone())),
+            None,
+        );
+        cache.install(
+            bearer,
+            TokenSet::new("b", TokenType::Bearer, "i", "c").with_dpop_key(Some(key)),
+            None,
+        );
+        let now = SystemTime::now;
+        let Lookup::Fresh(header, _, Some(tokens)) =
+            cache.lookup(&uri("http://localhost:3000/a"), now)
+        else {
+            panic!("a DPoP session")
+        };
+        assert_eq!(header, "DPoP d");
+        assert_eq!(tokens.access_token().secret(), "d");
+        assert!(cache
+            .dpop_tokens(&uri("http://localhost:3000/a"), &header)
+            .is_some());
+        assert!(matches!(
+            cache.lookup(&uri("http://localhost:3000/b"), now),
+            Lookup::Fresh(_, _, None)
+        ));
+        // A header that is not the session's current one gets no proof from it.
+        let stale = HeaderValue::from_static("DPoP old");
+        assert!(cache
+            .dpop_tokens(&uri("http://localhost:3000/a"), &stale)
+            .is_none());
+    }
+
     #[test]
     fn staleness_and_epochs() {
         let cache = Cache::default();
@@ -265,7 +327,7 @@ mod tests {
             TokenSet::new("a", TokenType::Bearer, "i", "c"),
             None,
         );
-        let Lookup::Fresh(_, first) = cache.lookup(&u, || t0) else {
+        let Lookup::Fresh(_, first, _) = cache.lookup(&u, || t0) else {
             panic!()
         };
         assert!(cache.newer(&u, first, t0).is_none());

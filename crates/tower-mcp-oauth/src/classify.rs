@@ -5,6 +5,7 @@
 use http::{HeaderMap, StatusCode};
 use mcp_oauth_flow::{
     challenge::{select_challenge, Challenge},
+    dpop::resource_nonce_challenge,
     Error,
 };
 
@@ -19,12 +20,23 @@ pub(crate) enum Verdict {
     Malformed(Error),
     /// A `403 insufficient_scope` (RFC 6750 §3.1): a step-up for the challenged scopes.
     InsufficientScope(Challenge),
+    /// A `401` whose `DPoP` challenge asks for a nonce (RFC 9449 §9): the same request once
+    /// more with a fresh proof carrying it, if the request carried a proof; else a `401` like
+    /// any other (with its challenge).
+    DpopNonce {
+        nonce: String,
+        challenge: Option<Challenge>,
+    },
 }
 
 /// Why a response asks for (more) authorization, if it does.
 pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Verdict {
     match status {
         StatusCode::UNAUTHORIZED => match Challenge::from_headers(headers) {
+            Ok(all) if resource_nonce_challenge(status, headers).is_some() => Verdict::DpopNonce {
+                nonce: resource_nonce_challenge(status, headers).unwrap_or_default(),
+                challenge: select_challenge(&all).cloned(),
+            },
             Ok(all) => match select_challenge(&all) {
                 Some(challenge) => Verdict::Unauthorized(Some(challenge.clone())),
                 // A 401 with no challenge at all (some 2025-03-26 servers) still means OAuth;
@@ -72,6 +84,7 @@ mod tests {
                 ("malformed", None)
             }
             Verdict::InsufficientScope(c) => ("step-up", c.scope().map(str::to_owned)),
+            Verdict::DpopNonce { nonce, .. } => ("nonce", Some(nonce.clone())),
         }
     }
 
@@ -81,6 +94,33 @@ mod tests {
         &'static [&'static str],
         (&'static str, Option<&'static str>),
     );
+
+    /// RFC 9449 §9: a `DPoP` challenge with `use_dpop_nonce` and a `DPoP-Nonce` header asks for
+    /// the same request with the nonce; without the header there is nothing to retry with.
+    #[test]
+    fn a_dpop_nonce_challenge_is_its_own_verdict() {
+        let mut map =
+            headers(&[r#"DPoP error="use_dpop_nonce", resource_metadata="https://rs/prm""#]);
+        assert!(matches!(
+            needs_authorization(StatusCode::UNAUTHORIZED, &map),
+            Verdict::Unauthorized(Some(_))
+        ));
+        map.insert("dpop-nonce", "n-7".parse().unwrap());
+        match needs_authorization(StatusCode::UNAUTHORIZED, &map) {
+            Verdict::DpopNonce { nonce, challenge } => {
+                assert_eq!(nonce, "n-7");
+                assert_eq!(
+                    challenge.unwrap().resource_metadata(),
+                    Some("https://rs/prm")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            needs_authorization(StatusCode::FORBIDDEN, &map),
+            Verdict::PassOn
+        ));
+    }
 
     #[test]
     fn classification_table() {
@@ -114,6 +154,17 @@ mod tests {
                 401,
                 &[r#"Basic realm="x""#, r#"Bearer scope="read""#],
                 ("flow+challenge", Some("read")),
+            ),
+            // RFC 9449 §7.1: a DPoP challenge is handled like a Bearer one.
+            (
+                401,
+                &[r#"DPoP algs="ES256", scope="read""#],
+                ("flow+challenge", Some("read")),
+            ),
+            (
+                403,
+                &[r#"DPoP error="insufficient_scope", scope="admin""#],
+                ("step-up", Some("admin")),
             ),
         ];
         for (status, challenges, (want, scope)) in table {

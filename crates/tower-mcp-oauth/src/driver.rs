@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use mcp_oauth_flow::discovery::Purpose;
 use mcp_oauth_flow::{Action, Error, ErrorKind, Flow, FlowOutcome, FlowSecrets, FlowStart};
 use tracing::{debug, debug_span, info_span, warn, Instrument};
 
 use crate::client::HttpClient;
+use crate::dpop::{self, DpopState};
 use crate::state::{Clock, LayerState};
 use crate::store::{StoreLock, TokenStore};
 use crate::timer::{human, within};
@@ -87,7 +89,13 @@ async fn drive(
         let decision = match within(
             timer,
             deadline.saturating_sub(spent),
-            next_decision(&mut flow, &client, state.store.as_ref(), &state.clock),
+            next_decision(
+                &mut flow,
+                &client,
+                state.store.as_ref(),
+                &state.clock,
+                &state.dpop,
+            ),
         )
         .await
         {
@@ -210,7 +218,10 @@ pub(crate) async fn next_decision(
     client: &HttpClient,
     store: &dyn TokenStore,
     clock: &Clock,
+    dpop: &DpopState,
 ) -> Result<Action, Error> {
+    // The DPoP key the last token request proved, which the tokens it got are bound to.
+    let mut proved = None;
     loop {
         let Some(action) = flow.poll_action() else {
             return Err(Error::new(
@@ -226,7 +237,15 @@ pub(crate) async fn next_decision(
                     method = %sub.request.method(),
                     url = %sub.request.uri(),
                 );
-                match client.send(sub.request).instrument(span.clone()).await {
+                let purpose = sub.purpose;
+                let (sent, key) =
+                    dpop::token::send_sub_request(client, dpop, flow, sub, || clock())
+                        .instrument(span.clone())
+                        .await;
+                if purpose == Purpose::Token {
+                    proved = key;
+                }
+                match sent {
                     Ok(response) => {
                         span.in_scope(|| debug!(status = response.status().as_u16(), "response"));
                         flow.handle_response(response, clock());
@@ -253,6 +272,14 @@ pub(crate) async fn next_decision(
                 if let Err(e) = store.remove_client(&issuer).await {
                     warn!(error = %e, "could not drop the refused registration");
                 }
+            }
+            Action::Complete(mut outcome) => {
+                if let Some(key) = proved.take() {
+                    // RFC 9449 §5: tokens issued against a proof are bound to its key; it is
+                    // kept (and stored) with them.
+                    outcome.tokens = outcome.tokens.clone().with_dpop_key(Some(key));
+                }
+                return Ok(Action::Complete(outcome));
             }
             other => return Ok(other),
         }

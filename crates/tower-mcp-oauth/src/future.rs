@@ -138,6 +138,9 @@ where
                     }
                     let verdict = needs_authorization(response.status(), response.headers());
                     if let Verdict::PassOn = verdict {
+                        if let Some(context) = this.context.as_ref() {
+                            context.note_answer(response.headers());
+                        }
                         return Poll::Ready(Ok(response));
                     }
                     let context = this.context.take().expect("polled after completion");

@@ -9,6 +9,7 @@ use tower_layer::Layer;
 
 use crate::assertion::AssertionSource;
 use crate::authorize::Authorizer;
+use crate::dpop::{Dpop, DpopState};
 use crate::service::OAuthService;
 use crate::state::LayerState;
 use crate::store::TokenStore;
@@ -511,6 +512,22 @@ impl OAuthLayer {
         client: &crate::HttpClient,
     ) -> Result<crate::Logout, mcp_oauth_flow::Error> {
         crate::logout::logout(&self.state, server_url, client).await
+    }
+
+    /// Sets when and with which key the layer binds tokens with DPoP (RFC 9449); see [`Dpop`].
+    /// Default: [`Dpop::new()`], DPoP whenever the authorization server advertises ES256, with
+    /// a key the layer generates when it first needs one.
+    ///
+    /// ```
+    /// use tower_mcp_oauth::{ClientConfig, Dpop, DpopPolicy, HeadlessAuthorizer, OAuthLayer};
+    /// // Bearer tokens only, even from servers that offer DPoP.
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///     .dpop(Dpop::new().policy(DpopPolicy::Never));
+    /// # let _ = layer;
+    /// ```
+    pub fn dpop(mut self, dpop: Dpop) -> Self {
+        self.state_mut().dpop = Arc::new(DpopState::new(dpop));
+        self
     }
 }
 

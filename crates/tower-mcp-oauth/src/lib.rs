@@ -61,6 +61,7 @@
 //! | keep tokens | the [`TokenStore`] trait; [`MemoryStore`] (the default), [`FileStore`], any `Arc` of a store; [`Replaced`] and [`StoreLock`] for store authors |
 //! | handle failures | [`Error`] and [`ErrorKind`] (the `Err` side); the markers [`AuthorizationFailed`] and [`BodyNotReplayable`] (the `Ok` side); the rule is on [`OAuthService`] |
 //! | configure the client | [`ClientConfig`], [`PreRegisteredClient`], [`ClientKey`], [`RefreshPolicy`], [`PkcePolicy`], [`Scopes`] (from [`mcp_oauth_flow`]) |
+//! | bind tokens to a key (DPoP, RFC 9449) | [`Dpop`] on [`OAuthLayer::dpop`], [`DpopPolicy`], [`DpopKey`]; on by default where the server offers it |
 //! | log in from a CLI | `loopback::LoopbackReceiver` (feature `loopback`) |
 //! | log in the users of a web app | `web::WebLogin` (feature `web`) |
 //! | share a login across processes | `redis::RedisStore` (feature `redis`), or a [`FileStore`] on one machine |
@@ -89,7 +90,7 @@
 
 // The modules, from the top down; each imports only modules below it (no cycles):
 //   layer → service → future → recovery → acquire → stored, driver → state
-//   → flight, cache, authorize → store, client → body
+//   → dpop (DPoP keys, nonces, proofs) → flight, cache, authorize → store, client → body
 // with leaves beside them: classify (which responses need authorization), need, markers,
 // bounds, servers (where the layer acts), timer; and the builder extensions time_limits and
 // layer_scope above layer. `state` holds what one layer shares (settings, cache, flights, store, authorizer),
@@ -104,6 +105,7 @@ mod bounds;
 mod cache;
 mod classify;
 mod client;
+mod dpop;
 mod driver;
 mod flight;
 mod future;
@@ -138,6 +140,7 @@ pub use assertion::{AssertionSource, EnvAssertion, FileAssertion};
 pub use authorize::{Authorizer, HeadlessAuthorizer};
 pub use body::OAuthBody;
 pub use client::HttpClient;
+pub use dpop::{Dpop, DpopPolicy};
 pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub use logout::{Logout, Revocation};
@@ -151,6 +154,7 @@ pub use timer::Timer;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use timer::TokioTimer;
 
+pub use mcp_oauth_flow::dpop::DpopKey;
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
     client::{

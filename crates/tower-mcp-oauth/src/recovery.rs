@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
-use http::{Extensions, HeaderMap, Method, StatusCode, Uri, Version};
+use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+use mcp_oauth_flow::dpop::{resource_nonce_challenge, DPOP};
 use mcp_oauth_flow::token::{classify_refresh_failure, RefreshFailure};
 use mcp_oauth_flow::{Error, ErrorKind};
 use tower::ServiceExt;
@@ -20,6 +21,7 @@ use crate::bounds::{CallerBody, InnerService, ResponseBody};
 use crate::cache::{Lookup, Sent};
 use crate::classify::{needs_authorization, Verdict};
 use crate::client::send_error;
+use crate::dpop::{resource::attach, token::rejected};
 use crate::markers::{AuthorizationFailed, BodyNotReplayable};
 use crate::need::Need;
 use crate::state::LayerState;
@@ -50,6 +52,79 @@ impl RetryParts {
     pub(crate) fn uri(&self) -> &Uri {
         &self.uri
     }
+
+    /// Presents `header` from now on, with a fresh DPoP proof when its tokens are bound.
+    fn authorize(&mut self, state: &LayerState, header: HeaderValue) {
+        let now = state.now();
+        let (cache, dpop) = (&state.cache, &state.dpop);
+        attach(
+            cache,
+            dpop,
+            now,
+            &mut self.headers,
+            &self.method,
+            &self.uri,
+            header,
+        );
+    }
+
+    /// The request again, with `body`.
+    fn request<B>(&self, body: B) -> http::Request<B> {
+        let mut request = http::Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        *request.extensions_mut() = self.extensions.clone();
+        request
+    }
+}
+
+/// Sends the request again with a replay of its body (`None`: the body cannot be replayed).
+/// When the resource asks for a DPoP nonce (RFC 9449 §9) and the request carried a proof, it
+/// is sent with a fresh proof carrying the nonce, at most `nonce_retries` times more; a nonce
+/// challenge past that is a [`DpopRejected`](mcp_oauth_flow::ErrorKind::DpopRejected) error.
+async fn send_again<S, B, RB>(
+    inner: S,
+    state: &LayerState,
+    parts: &mut RetryParts,
+    prepared: &Prepared<B>,
+    mut nonce_retries: u8,
+) -> Result<Option<http::Response<RB>>, Error>
+where
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
+{
+    // A body that cannot be replayed again: the challenge is the answer.
+    let mut last = None;
+    loop {
+        let Some(body) = prepared.replay() else {
+            return Ok(last);
+        };
+        let proved = parts.headers.contains_key(DPOP);
+        let response = inner
+            .clone()
+            .oneshot(parts.request(body))
+            .await
+            .map_err(|e| send_error(&parts.uri, e))?;
+        if !proved {
+            return Ok(Some(response));
+        }
+        state.dpop.note_response(&parts.uri, response.headers());
+        if resource_nonce_challenge(response.status(), response.headers()).is_none() {
+            return Ok(Some(response));
+        }
+        if nonce_retries == 0 {
+            return Err(rejected(&parts.uri));
+        }
+        last = Some(response);
+        nonce_retries -= 1;
+        // The nonce is remembered (above): a fresh proof for the same token carries it.
+        if let Some(header) = parts.headers.get(AUTHORIZATION).cloned() {
+            parts.authorize(state, header);
+        }
+    }
 }
 
 pub(crate) struct RetryContext<S, B> {
@@ -58,6 +133,18 @@ pub(crate) struct RetryContext<S, B> {
     pub(crate) parts: RetryParts,
     pub(crate) prepared: Prepared<B>,
     pub(crate) sent: Sent,
+    /// Whether the request carried a DPoP proof: then a `DPoP-Nonce` its answer brings is
+    /// remembered for the next proof (RFC 9449 §8.2, §9). A bearer request never looks.
+    pub(crate) proved: bool,
+}
+
+impl<S, B> RetryContext<S, B> {
+    /// Remembers the nonce an answer to a proved request brings.
+    pub(crate) fn note_answer(&self, headers: &HeaderMap) {
+        if self.proved {
+            self.state.dpop.note_response(&self.parts.uri, headers);
+        }
+    }
 }
 
 /// Sends the first request to an origin: adopts stored tokens (an earlier run's, another
@@ -76,8 +163,11 @@ where
     adopt_stored(&state, &parts.uri).await;
     let sent = match state.cache.lookup(&parts.uri, || state.now()) {
         Lookup::Stale(sent) => return refresh_then_send(state, inner, parts, body, sent).await,
-        Lookup::Fresh(header, sent) => {
-            parts.headers.insert(AUTHORIZATION, header);
+        Lookup::Fresh(header, sent, _) => {
+            let now = state.now();
+            let (cache, dpop) = (&state.cache, &state.dpop);
+            let (method, uri) = (&parts.method, &parts.uri);
+            attach(cache, dpop, now, &mut parts.headers, method, uri, header);
             sent
         }
         Lookup::Missing => Sent::default(),
@@ -114,7 +204,10 @@ where
     };
     let sent = match header {
         Some(header) => {
-            parts.headers.insert(AUTHORIZATION, header);
+            let now = state.now();
+            let (cache, dpop) = (&state.cache, &state.dpop);
+            let (method, uri) = (&parts.method, &parts.uri);
+            attach(cache, dpop, now, &mut parts.headers, method, uri, header);
             state
                 .cache
                 .header(&parts.uri)
@@ -156,23 +249,26 @@ where
 {
     let (body, prepared) = prepare(body, state.max_replay_bytes);
     let retry = RetryParts::copy(&parts);
+    let proved = parts.headers.contains_key(DPOP);
     let response = inner
         .clone()
         .oneshot(http::Request::from_parts(parts, body))
         .await
         .map_err(|e| send_error(&retry.uri, e))?;
+    let context = RetryContext {
+        inner,
+        state,
+        parts: retry,
+        prepared,
+        sent,
+        proved,
+    };
     match needs_authorization(response.status(), response.headers()) {
-        Verdict::PassOn => Ok(response),
-        verdict => {
-            let context = RetryContext {
-                inner,
-                state,
-                parts: retry,
-                prepared,
-                sent,
-            };
-            recover(context, response, verdict).await
+        Verdict::PassOn => {
+            context.note_answer(response.headers());
+            Ok(response)
         }
+        verdict => recover(context, response, verdict).await,
     }
 }
 
@@ -191,13 +287,38 @@ where
     let RetryContext {
         inner,
         state,
-        parts,
+        mut parts,
         prepared,
         sent,
+        proved: _,
     } = context;
+    // A proof without the resource's nonce: the same request once more with it, no new token
+    // (RFC 9449 §9). What that answers is then handled like a first answer.
+    let (first, verdict) = match verdict {
+        Verdict::DpopNonce { nonce, .. } if parts.headers.contains_key(DPOP) => {
+            state.dpop.remember_nonce(&parts.uri, nonce);
+            if let Some(header) = parts.headers.get(AUTHORIZATION).cloned() {
+                parts.authorize(&state, header);
+            }
+            match send_again(inner.clone(), &state, &mut parts, &prepared, 0).await? {
+                Some(again) => {
+                    let verdict = needs_authorization(again.status(), again.headers());
+                    (again, verdict)
+                }
+                None => {
+                    let mut first = first;
+                    first.extensions_mut().insert(BodyNotReplayable::new());
+                    return Ok(first);
+                }
+            }
+        }
+        verdict => (first, verdict),
+    };
     let (need, scope) = match verdict {
         Verdict::PassOn => return Ok(first),
         Verdict::Malformed(e) => return Err(e),
+        // A nonce challenge to a request without a proof is a plain `401`.
+        Verdict::DpopNonce { challenge, .. } => (Need::Unauthorized(challenge), None),
         Verdict::Unauthorized(challenge) => (Need::Unauthorized(challenge), None),
         Verdict::InsufficientScope(c) => {
             let scope = c.scope().unwrap_or("").to_owned();
@@ -217,26 +338,22 @@ where
         }
         Err(e) => return Err(e),
     };
-    let Some(body) = prepared.replay() else {
+    if prepared.replay().is_none() {
         let mut first = first;
         first.extensions_mut().insert(BodyNotReplayable::new());
         return Ok(first);
-    };
+    }
     // The first response's body is not read: dropping it may cost its pooled connection, a
     // price paid once per flow.
     drop(first);
-    let mut request = http::Request::new(body);
-    *request.method_mut() = parts.method;
-    *request.uri_mut() = parts.uri;
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers;
-    *request.extensions_mut() = parts.extensions;
-    request.headers_mut().insert(AUTHORIZATION, header);
-    let uri = request.uri().clone();
-    let response = inner
-        .oneshot(request)
-        .await
-        .map_err(|e| send_error(&uri, e))?;
+    parts.authorize(&state, header);
+    // A new DPoP token's first request may meet the resource's nonce challenge: one more try.
+    let Some(response) = send_again(inner, &state, &mut parts, &prepared, 1).await? else {
+        return Err(mcp_oauth_flow::Error::new(
+            mcp_oauth_flow::ErrorKind::InvalidTransition,
+            "the request body could not be replayed after all",
+        ));
+    };
     if let Some(scope) = scope {
         if response.status() != StatusCode::FORBIDDEN {
             state.flights.step_up_succeeded(&key, &scope);

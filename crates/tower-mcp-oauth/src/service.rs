@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http_body::Body;
+use mcp_oauth_flow::dpop::DPOP;
 use mcp_oauth_flow::{BoxError, Error};
 use tower_service::Service;
 
@@ -246,8 +247,19 @@ where
         }
         let (mut parts, body) = request.into_parts();
         let clock = &self.state.clock;
+        let mut proved = false;
         let sent = match self.state.cache.lookup(&parts.uri, || clock()) {
-            Lookup::Fresh(header, sent) => {
+            Lookup::Fresh(header, sent, dpop) => {
+                // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
+                if let Some(tokens) = dpop {
+                    let dpop = &self.state.dpop;
+                    if let Some(proof) =
+                        dpop.resource_proof(&tokens, &parts.method, &parts.uri, clock())
+                    {
+                        parts.headers.insert(DPOP, proof);
+                        proved = true;
+                    }
+                }
                 parts.headers.insert(AUTHORIZATION, header);
                 sent
             }
@@ -280,6 +292,7 @@ where
                 parts: retry,
                 prepared,
                 sent,
+                proved,
             },
         )
     }

@@ -17,6 +17,7 @@ use mcp_oauth_flow::{
 use crate::assertion::AssertionSource;
 use crate::authorize::Authorizer;
 use crate::cache::Cache;
+use crate::dpop::DpopState;
 use crate::flight::Flights;
 use crate::servers::McpServers;
 use crate::store::{MemoryStore, TokenStore};
@@ -96,6 +97,8 @@ pub(crate) struct LayerState {
     pub(crate) timer: Option<Arc<dyn Timer>>,
     /// The MCP servers the layer acts for; `None`: every request.
     pub(crate) servers: Option<McpServers>,
+    /// DPoP settings, key and nonces (RFC 9449).
+    pub(crate) dpop: Arc<DpopState>,
 }
 
 impl LayerState {
@@ -116,6 +119,7 @@ impl LayerState {
             assertions: None,
             timer: crate::timer::default_timer(),
             servers: None,
+            dpop: Arc::new(DpopState::default()),
         }
     }
 

@@ -36,6 +36,7 @@ use crate::well_known::protected_resource_metadata_urls;
 mod assertion;
 mod authorize;
 mod discover;
+mod dpop;
 mod probe;
 mod refresh;
 // Shared with revocation, which picks the client the same way a refresh does.

@@ -4,6 +4,7 @@
 mod authorization;
 mod client_assertions;
 mod discovery;
+mod dpop;
 mod grants;
 mod identity;
 

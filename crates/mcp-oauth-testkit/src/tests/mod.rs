@@ -3,5 +3,6 @@
 mod assertions;
 mod client;
 mod discovery;
+mod dpop;
 mod flows;
 mod quirks;

@@ -14,6 +14,7 @@ use mcp_oauth_flow::{
 use tracing::debug;
 
 use crate::client::HttpClient;
+use crate::dpop::DpopState;
 use crate::driver::next_decision;
 use crate::state::Clock;
 use crate::store::TokenStore;
@@ -32,6 +33,8 @@ pub(super) struct Io<'a> {
     /// The app's store: registrations are per issuer and shared by every user.
     pub(super) store: &'a dyn TokenStore,
     pub(super) clock: &'a Clock,
+    /// The login's DPoP key and nonces (RFC 9449).
+    pub(super) dpop: &'a DpopState,
 }
 
 /// A new flow for `start` at `now`, with fresh `state` and PKCE verifier.
@@ -51,7 +54,7 @@ pub(super) fn new_flow(
 /// Performs the flow's actions until it asks for consent, completes, or fails.
 pub(super) async fn drive(flow: &mut Flow, io: &Io<'_>) -> Result<Step, Error> {
     loop {
-        match next_decision(flow, io.client, io.store, io.clock).await? {
+        match next_decision(flow, io.client, io.store, io.clock, io.dpop).await? {
             Action::DropTokens => {
                 // A web login starts from no tokens, so there is nothing to drop; the flow goes
                 // on to a new authorization either way.

@@ -60,6 +60,9 @@ pub struct WebLogin {
     /// survive between the app's requests.
     layers: Mutex<HashMap<String, OAuthLayer>>,
     clock: Clock,
+    /// DPoP with the defaults: offered when the server advertises it; the key is stored with
+    /// each user's tokens, so the user's layer proves with it.
+    dpop: Arc<crate::dpop::DpopState>,
 }
 
 impl std::fmt::Debug for WebLogin {
@@ -127,6 +130,7 @@ impl WebLogin {
             pending: PendingLogins::new(DEFAULT_PENDING_TTL, MAX_PENDING_PER_USER),
             layers: Mutex::new(HashMap::new()),
             clock: Arc::new(SystemTime::now),
+            dpop: Arc::default(),
         }
     }
 
@@ -183,6 +187,25 @@ impl WebLogin {
     /// ```
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// DPoP (RFC 9449) for the logins and the layers of [`layer_for`](Self::layer_for); see
+    /// [`Dpop`](crate::Dpop). Default: [`Dpop::new()`](crate::Dpop::new), used when the
+    /// authorization server offers it. A user's tokens are stored with the key they are bound
+    /// to, so the user's layer proves with that key.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, Dpop, DpopPolicy, HttpClient};
+    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .dpop(Dpop::new().policy(DpopPolicy::Never));
+    /// # let _ = login;
+    /// ```
+    pub fn dpop(mut self, dpop: crate::Dpop) -> Self {
+        self.dpop = Arc::new(crate::dpop::DpopState::new(dpop));
         self
     }
 
@@ -346,6 +369,7 @@ impl WebLogin {
                 OAuthLayer::new((*self.config).clone(), MustConnect)
                     .token_store(self.user_store(user))
                     .clock(move || clock())
+                    .dpop(self.dpop.settings.clone())
                     // The budget stops a layer from prompting a user over and over; this
                     // layer never prompts, and its "must connect" answer must not turn into an
                     // AuthorizationLimit error for a user who keeps coming back unconnected.
@@ -430,6 +454,7 @@ impl WebLogin {
             client: &self.client,
             store: &*self.store,
             clock: &self.clock,
+            dpop: &self.dpop,
         }
     }
 }

@@ -1,0 +1,119 @@
+//! The layer's DPoP state: its settings, its key (made when first needed), the nonces servers
+//! sent, and the proof header for one request.
+
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use http::{HeaderValue, Method, Uri};
+use mcp_oauth_flow::dpop::{DpopKey, Proof};
+use mcp_oauth_flow::{Error, ErrorKind, Flow};
+
+use super::nonces::Nonces;
+use super::{Dpop, DpopPolicy};
+
+/// One layer's DPoP state, shared by its services and flows.
+#[derive(Default)]
+pub(crate) struct DpopState {
+    pub(crate) settings: Dpop,
+    generated: OnceLock<DpopKey>,
+    nonces: Nonces,
+}
+
+impl DpopState {
+    pub(crate) fn new(settings: Dpop) -> Self {
+        Self {
+            settings,
+            ..Self::default()
+        }
+    }
+
+    /// The key for new tokens: the application's, or one generated once per layer.
+    fn layer_key(&self) -> Result<DpopKey, Error> {
+        if let Some(key) = &self.settings.key {
+            return Ok(key.clone());
+        }
+        if let Some(key) = self.generated.get() {
+            return Ok(key.clone());
+        }
+        // A random 32-byte string is a valid scalar but for a 2^-128 chance; try again then.
+        let key = loop {
+            let mut bytes = [0u8; 32];
+            getrandom::getrandom(&mut bytes).map_err(no_randomness)?;
+            if let Ok(key) = DpopKey::from_entropy(bytes) {
+                break key;
+            }
+        };
+        Ok(self.generated.get_or_init(|| key).clone())
+    }
+
+    /// The key to prove on the token request `flow` has just queued, if any: the held tokens'
+    /// key for a refresh of bound tokens (RFC 9449 §5), else the layer's key when the policy
+    /// and the server's metadata call for it.
+    pub(crate) fn token_request_key(&self, flow: &Flow) -> Result<Option<DpopKey>, Error> {
+        if let Some(bound) = flow.dpop_bound_key() {
+            return Ok(Some(bound.clone()));
+        }
+        let wanted = match self.settings.policy {
+            DpopPolicy::Always => true,
+            DpopPolicy::IfOffered => flow.dpop_offered(),
+            DpopPolicy::Never => false,
+        };
+        wanted.then(|| self.layer_key()).transpose()
+    }
+
+    /// A fresh proof header for a `method` request to `uri` at `now`, with the nonce last sent
+    /// by its origin and, for a resource request, the hash of the `access_token` it presents.
+    pub(crate) fn proof(
+        &self,
+        key: &DpopKey,
+        method: &Method,
+        uri: &Uri,
+        now: SystemTime,
+        access_token: Option<&str>,
+    ) -> Result<HeaderValue, Error> {
+        let mut jti = [0u8; 16];
+        getrandom::getrandom(&mut jti).map_err(no_randomness)?;
+        let jti: String = jti.iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = self.nonces.get(uri);
+        let url = uri.to_string();
+        let extra = self
+            .settings
+            .claims
+            .as_ref()
+            .map(|hook| hook(method, mcp_oauth_flow::dpop::htu(&url)));
+        let proof = Proof::new(method, &url, now, &jti)
+            .nonce(nonce.as_deref())
+            .access_token(access_token)
+            .extra_claims(extra.as_ref());
+        let mut value = HeaderValue::try_from(key.sign(&proof)).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidRequestUri,
+                "a DPoP proof is not a header value",
+            )
+        })?;
+        // A proof is replayable for its lifetime by whoever reads it: keep it out of logs and
+        // HPACK tables like the token it travels with.
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    /// Remembers the nonce `uri`'s origin sent.
+    pub(crate) fn remember_nonce(&self, uri: &Uri, nonce: String) {
+        self.nonces.remember(uri, nonce);
+    }
+
+    /// Remembers the `DPoP-Nonce` a response carries, if any (RFC 9449 §8.2: a server may
+    /// send the next nonce on any response).
+    pub(crate) fn note_response(&self, uri: &Uri, headers: &http::HeaderMap) {
+        if let Some(nonce) = mcp_oauth_flow::dpop::nonce_header(headers) {
+            self.nonces.remember(uri, nonce);
+        }
+    }
+}
+
+fn no_randomness(e: getrandom::Error) -> Error {
+    Error::new(
+        ErrorKind::Transport,
+        format!("no randomness available: {e}"),
+    )
+}

@@ -1,0 +1,317 @@
+//! DPoP (RFC 9449) end to end over loopback TCP: the testkit's servers verify every proof
+//! (signature with the proof's own key, `htm`, `htu`, `iat`, `jti` replay, `ath`, the key the
+//! token is bound to) and demand nonces; these tests check what the client sent and did.
+
+mod support;
+
+use std::collections::HashSet;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use mcp_oauth_testkit::{DpopConfig, RecordedRequest, ServerRole, Testkit, TestkitConfig};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use support::lifecycle::{call, count, grants, layer, service, TestClock};
+use tower::ServiceExt;
+use tower_mcp_oauth::{Dpop, DpopKey, DpopPolicy, ErrorKind, FileStore, TokenStore};
+
+fn decode(part: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// The header and claims of the request's `DPoP` proof.
+fn proof(request: &RecordedRequest) -> (Value, Value) {
+    let jwt = request
+        .headers
+        .get("dpop")
+        .expect("a DPoP proof")
+        .to_str()
+        .unwrap();
+    let mut parts = jwt.split('.');
+    (decode(parts.next().unwrap()), decode(parts.next().unwrap()))
+}
+
+/// RFC 7638 thumbprint of a proof's `jwk`, computed here.
+fn thumbprint(header: &Value) -> String {
+    let jwk = &header["jwk"];
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap()
+    );
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
+}
+
+fn dpop_kit(dpop: DpopConfig) -> TestkitConfig {
+    TestkitConfig::default().dpop(dpop)
+}
+
+#[tokio::test]
+async fn nonces_at_both_servers_are_honoured_without_reauthorizing() {
+    let kit = Testkit::start(dpop_kit(
+        DpopConfig::default()
+            .as_nonce("as-nonce")
+            .rs_nonce("rs-nonce"),
+    ))
+    .await
+    .unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+
+    // The token endpoint: a proof without the nonce, challenged, then a fresh proof with it.
+    let tokens = grants(&kit, "authorization_code");
+    assert_eq!(tokens.len(), 2, "one challenge, one retry");
+    let (h0, c0) = proof(&tokens[0]);
+    let (h1, c1) = proof(&tokens[1]);
+    assert_eq!(h0["typ"], "dpop+jwt");
+    assert_eq!(h0["alg"], "ES256");
+    assert!(h0["jwk"].get("d").is_none());
+    assert_eq!(c0["htm"], "POST");
+    assert_eq!(c0["htu"], format!("{}/token", kit.auth_server_origin()));
+    assert!(c0.get("nonce").is_none() && c0.get("ath").is_none());
+    assert_eq!(c1["nonce"], "as-nonce");
+    assert_ne!(
+        c0["jti"], c1["jti"],
+        "a fresh proof, not the same one again"
+    );
+    let jkt = thumbprint(&h1);
+    assert_eq!(thumbprint(&h0), jkt);
+
+    // The resource: DPoP scheme, a proof per request with the token's hash; one nonce retry.
+    let mcp: Vec<_> = kit
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/mcp")
+        .collect();
+    let authorized: Vec<_> = mcp
+        .iter()
+        .filter(|r| r.headers.contains_key("authorization"))
+        .collect();
+    assert_eq!(
+        authorized.len(),
+        2,
+        "the retry after the flow, then the nonce retry"
+    );
+    let mut jtis = HashSet::new();
+    for request in &authorized {
+        let value = request.headers["authorization"].to_str().unwrap();
+        let token = value
+            .strip_prefix("DPoP ")
+            .expect("the DPoP scheme, not Bearer");
+        let (header, claims) = proof(request);
+        assert_eq!(thumbprint(&header), jkt, "the key the token is bound to");
+        assert_eq!(claims["htm"], "POST");
+        assert_eq!(claims["htu"], kit.resource_url());
+        assert_eq!(claims["ath"], URL_SAFE_NO_PAD.encode(Sha256::digest(token)));
+        assert!(jtis.insert(claims["jti"].as_str().unwrap().to_owned()));
+    }
+    assert!(proof(authorized[0]).1.get("nonce").is_none());
+    assert_eq!(proof(authorized[1]).1["nonce"], "rs-nonce");
+    assert_eq!(count(&kit, "/authorize"), 1);
+
+    // The nonces are remembered per origin: the next request carries the RS's at once.
+    kit.clear_requests();
+    assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
+    let requests = kit.requests();
+    assert_eq!(requests.len(), 1, "no challenge, no flow");
+    assert_eq!(proof(&requests[0]).1["nonce"], "rs-nonce");
+}
+
+#[tokio::test]
+async fn a_bound_refresh_token_works_after_a_restart() {
+    let kit = Testkit::start(dpop_kit(DpopConfig::default()).token_lifetime_secs(20))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::default();
+    let first = service(layer(&clock).token_store(FileStore::new(dir.path()).unwrap()));
+    assert_eq!(call(&first, &kit, "tools/list").await.status(), 200);
+    let issued = grants(&kit, "authorization_code");
+    let jkt = thumbprint(&proof(&issued[0]).0);
+    drop(first);
+
+    // What is stored is the key with the tokens, backward compatible: a field more.
+    let store = FileStore::new(dir.path()).unwrap();
+    let stored = store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(stored.token_type(), tower_mcp_oauth::TokenType::DPoP);
+    assert!(stored.dpop_key().is_some());
+
+    // A new process whose layer has another key: the stored tokens keep theirs.
+    kit.clear_requests();
+    clock.set(19);
+    let other = DpopKey::from_entropy([42; 32]).unwrap();
+    let restarted = service(
+        layer(&clock)
+            .dpop(Dpop::new().key(other))
+            .token_store(FileStore::new(dir.path()).unwrap()),
+    );
+    assert_eq!(call(&restarted, &kit, "tools/list").await.status(), 200);
+    let paths: Vec<_> = kit.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/token", "/mcp"], "refreshed, not re-authorized");
+    let refresh = &grants(&kit, "refresh_token")[0];
+    assert_eq!(thumbprint(&proof(refresh).0), jkt);
+    let mcp = &kit.requests()[1];
+    assert_eq!(thumbprint(&proof(mcp).0), jkt);
+}
+
+#[tokio::test]
+async fn a_proof_rejected_twice_is_a_typed_error() {
+    for server in [ServerRole::Authorization, ServerRole::Resource] {
+        let kit = Testkit::start(dpop_kit(DpopConfig::default().endless_nonces(server)))
+            .await
+            .unwrap();
+        let svc = service(layer(&TestClock::default()));
+        let request = support::jsonrpc(&kit.resource_url(), 1, "tools/list", serde_json::json!({}));
+        let error = svc.oneshot(request).await.unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::DpopRejected,
+            "{server:?}: {error:#}"
+        );
+        assert!(!error.is_transient());
+        let proofs = kit
+            .requests()
+            .into_iter()
+            .filter(|r| r.role == server && r.headers.contains_key("dpop"))
+            .count();
+        assert_eq!(proofs, 2, "{server:?}: one retry, no loop");
+        assert_eq!(
+            count(&kit, "/authorize"),
+            1,
+            "{server:?}: never re-authorized"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dpop_turned_off_gets_bearer_tokens_from_a_dpop_server() {
+    let kit = Testkit::start(dpop_kit(DpopConfig::default()))
+        .await
+        .unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock).dpop(Dpop::new().policy(DpopPolicy::Never)));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert!(kit
+        .requests()
+        .iter()
+        .all(|r| !r.headers.contains_key("dpop")));
+    let last = kit
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/mcp")
+        .unwrap();
+    assert!(last.bearer().is_some());
+}
+
+#[tokio::test]
+async fn a_server_without_dpop_is_not_offered_it_unless_asked() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert!(kit
+        .requests()
+        .iter()
+        .all(|r| !r.headers.contains_key("dpop")));
+
+    // Asked for: the proof goes along; a server that ignores it issues a bearer token, used
+    // as such.
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let dpop = Dpop::new()
+        .policy(DpopPolicy::Always)
+        .extra_claims(|method, htu| {
+            let mut claims = serde_json::Map::new();
+            claims.insert("seen".into(), format!("{method} {htu}").into());
+            claims.insert("htm".into(), "GET".into()); // cannot replace the RFC's own
+            claims
+        });
+    let svc = service(layer(&clock).dpop(dpop));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let token = &grants(&kit, "authorization_code")[0];
+    let (_, claims) = proof(token);
+    let url = format!("{}/token", kit.auth_server_origin());
+    assert_eq!(
+        claims["seen"],
+        format!("POST {url}"),
+        "the application's claim"
+    );
+    assert_eq!(claims["htm"], "POST");
+    let last = kit
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path == "/mcp")
+        .unwrap();
+    assert!(last.bearer().is_some() && !last.headers.contains_key("dpop"));
+}
+
+/// RFC 9449 §9: a resource may hand out the next nonce with any answer. A layer that notes it
+/// is challenged once, not on every request, by a server whose nonce changes each time.
+#[tokio::test]
+async fn a_nonce_sent_with_a_success_is_used_for_the_next_proof() {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::ServiceBuilder;
+    use tower_mcp_oauth::{
+        ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenType,
+    };
+
+    const URL: &str = "http://127.0.0.1:1/mcp";
+    let store = Arc::new(MemoryStore::new());
+    let key = DpopKey::from_entropy([8; 32]).unwrap();
+    let tokens =
+        TokenSet::new("at", TokenType::DPoP, "http://127.0.0.1:2", "c").with_dpop_key(Some(key));
+    store.save_tokens(URL, &tokens).await.unwrap();
+
+    // (current nonce number, challenges issued)
+    let server_state = Arc::new(Mutex::new((0u32, 0u32)));
+    let seen = Arc::clone(&server_state);
+    let server = tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+        let state = Arc::clone(&seen);
+        async move {
+            let jwt = req.headers()["dpop"].to_str().unwrap();
+            let claims = decode(jwt.split('.').nth(1).unwrap());
+            let mut state = state.lock().unwrap();
+            let current = format!("n{}", state.0);
+            let response = if claims["nonce"] == current.as_str() {
+                state.0 += 1;
+                http::Response::builder()
+                    .status(200)
+                    .header("dpop-nonce", format!("n{}", state.0))
+            } else {
+                state.1 += 1;
+                http::Response::builder()
+                    .status(401)
+                    .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                    .header("dpop-nonce", current)
+            };
+            Ok::<_, std::convert::Infallible>(response.body(Full::new(Bytes::new())).unwrap())
+        }
+    });
+    let layer = OAuthLayer::new(
+        ClientConfig::new("http://127.0.0.1:1/cb"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(Arc::clone(&store));
+    let svc = ServiceBuilder::new().layer(layer).service(server);
+    for _ in 0..3 {
+        let request = http::Request::post(URL)
+            .body(Full::new(Bytes::from("{}")))
+            .unwrap();
+        assert_eq!(svc.clone().oneshot(request).await.unwrap().status(), 200);
+    }
+    let (accepted, challenges) = *server_state.lock().unwrap();
+    assert_eq!(
+        (accepted, challenges),
+        (3, 1),
+        "challenged on the first request only"
+    );
+}
