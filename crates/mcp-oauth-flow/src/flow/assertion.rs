@@ -143,8 +143,7 @@ impl Flow {
         let creds = match client {
             Some(client) if client.is_confidential() => {
                 let method = rules::client_credentials_method(client, &server.meta);
-                // The flow's random `state` is never sent in this grant: it serves as the
-                // client assertion's unique `jti`.
+                // Each assertion gets its own `jti` (FlowSecrets::next_jti).
                 let assertion = match &client.key {
                     Some(key) if method == ClientAuthMethod::PrivateKeyJwt => {
                         Some(sign_for_server(
@@ -157,7 +156,7 @@ impl Flow {
                                 .token_endpoint_auth_signing_alg_values_supported
                                 .as_deref(),
                             now,
-                            secrets.state.secret(),
+                            &secrets.next_jti(),
                         )?)
                     }
                     _ => None,

@@ -150,7 +150,7 @@ impl Flow {
             server.meta.token_endpoint.as_deref().unwrap_or_default(),
             "token_endpoint",
         )?;
-        // The flow's random `state` is never sent in this grant: it serves as the unique `jti`.
+        // Each assertion gets its own `jti` (FlowSecrets::next_jti).
         let assertion = client
             .key
             .as_ref()
@@ -165,7 +165,7 @@ impl Flow {
                         .token_endpoint_auth_signing_alg_values_supported
                         .as_deref(),
                     now,
-                    secrets.state.secret(),
+                    &secrets.next_jti(),
                 )
             })
             .transpose()?;
@@ -368,7 +368,7 @@ impl Flow {
                 meta.token_endpoint_auth_signing_alg_values_supported
                     .as_deref(),
                 now,
-                s.secrets.state.secret(),
+                &s.secrets.next_jti(),
             )?);
         }
         let request = token_request(

@@ -57,6 +57,8 @@ use state::{After, Context, ExpectResourceMetadata, Held, State};
 pub struct FlowSecrets {
     state: CsrfToken,
     pkce: Pkce,
+    /// Client assertions signed so far in this flow: each gets its own `jti`.
+    assertions: std::sync::atomic::AtomicU32,
 }
 
 impl FlowSecrets {
@@ -66,12 +68,40 @@ impl FlowSecrets {
         Self {
             state: CsrfToken::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(state)),
             pkce: Pkce::from_entropy(verifier),
+            assertions: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// A `jti` for the next client assertion of this flow (RFC 7523 §3: unique, so a server
+    /// that refuses replayed assertions accepts each one): the flow's random `state` with a
+    /// counter, since one flow may sign several (a refresh refused, then the code exchange).
+    pub(crate) fn next_jti(&self) -> String {
+        let n = self
+            .assertions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}.{n}", self.state.secret())
     }
 
     /// The `state` value.
     pub fn state(&self) -> &CsrfToken {
         &self.state
+    }
+}
+
+#[cfg(test)]
+mod secrets_tests {
+    use super::FlowSecrets;
+
+    /// RFC 7523 §3: a server may refuse a replayed `jti`, and one flow can sign more than one
+    /// assertion (a refresh refused, then the code exchange), so each gets its own.
+    #[test]
+    fn each_assertion_of_a_flow_gets_its_own_jti() {
+        let secrets = FlowSecrets::from_entropy([1; 32], [2; 32]);
+        let (a, b) = (secrets.next_jti(), secrets.next_jti());
+        assert_ne!(a, b);
+        assert!(a.starts_with(secrets.state().secret().as_str()));
+        let other = FlowSecrets::from_entropy([3; 32], [2; 32]);
+        assert_ne!(other.next_jti(), a, "flows differ by their random state");
     }
 }
 

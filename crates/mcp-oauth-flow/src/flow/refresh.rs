@@ -37,8 +37,8 @@ impl Flow {
                 client.client_secret.is_some(),
                 client.key.is_some(),
             );
-            // A signed client assertion is fresh for each request, dated `now`, with the flow's
-            // random `state` (never sent in a refresh) as its unique `jti`.
+            // A signed client assertion is fresh for each request, dated `now`, with a `jti` of
+            // its own (FlowSecrets::next_jti).
             let assertion = client
                 .key
                 .as_ref()
@@ -53,7 +53,7 @@ impl Flow {
                         held.tokens.token_endpoint().unwrap_or_default(),
                         None,
                         now,
-                        ctx.secrets.state.secret(),
+                        &ctx.secrets.next_jti(),
                     )
                 })
                 .transpose()?;
