@@ -1,8 +1,10 @@
 //! The tokens the layer holds, shared by every service made from one layer.
 //!
 //! Reads are the hot path: one atomic load of an immutable snapshot (`arc-swap`), no lock, no
-//! refcount traffic, so parallel callers never contend. Writes (a new token, a few times an hour)
-//! copy the small list and swap it in.
+//! refcount traffic, so parallel callers never contend; then one hash of the request's origin
+//! finds its bucket ([`OriginTable`]), so the cost is the same with one server held or ten
+//! thousand. Writes (a new token, a few times an hour per server) copy the table's index and
+//! swap it in.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Uri};
 use mcp_oauth_flow::token::TokenSet;
 use url::Url;
+
+use crate::origins::{Origin, OriginTable, OwnedOrigin};
 
 /// One protected resource's current tokens.
 #[derive(Clone)]
@@ -46,11 +50,22 @@ pub(crate) enum Lookup {
 
 #[derive(Default)]
 pub(crate) struct Cache {
-    sessions: ArcSwap<Vec<Session>>,
+    /// Per origin, its sessions, most specific resource first.
+    sessions: ArcSwap<OriginTable<Session>>,
     next_epoch: AtomicU64,
-    /// Origins (`scheme`, `authority`, lowercased) whose stored tokens were already looked for,
-    /// so the store is read once per origin, before the first request, not before every one.
-    checked_origins: ArcSwap<Vec<(String, String)>>,
+    /// Origins whose stored tokens were already looked for, so the store is read once per
+    /// origin, before the first request, not before every one.
+    checked_origins: ArcSwap<OriginTable<OwnedOrigin>>,
+}
+
+/// The session of `sessions` covering `uri`: the first in its origin's bucket, which is ordered
+/// most specific first.
+fn find<'a>(sessions: &'a OriginTable<Session>, uri: &Uri) -> Option<&'a Session> {
+    let origin = Origin::of_uri(uri)?;
+    sessions
+        .bucket(origin)
+        .iter()
+        .find(|s| covers(&s.resource, uri))
 }
 
 /// Whether `uri` is covered by `resource` (same origin, path prefix at a segment boundary),
@@ -91,7 +106,7 @@ impl Cache {
     /// only when the token has an expiry.
     pub(crate) fn lookup(&self, uri: &Uri, now: impl FnOnce() -> SystemTime) -> Lookup {
         let sessions = self.sessions.load();
-        let Some(session) = sessions.iter().find(|s| covers(&s.resource, uri)) else {
+        let Some(session) = find(&sessions, uri) else {
             return Lookup::Missing;
         };
         let sent = Sent {
@@ -116,11 +131,7 @@ impl Cache {
 
     /// The session covering `uri`, whatever its state.
     pub(crate) fn session(&self, uri: &Uri) -> Option<Session> {
-        self.sessions
-            .load()
-            .iter()
-            .find(|s| covers(&s.resource, uri))
-            .cloned()
+        find(&self.sessions.load(), uri).cloned()
     }
 
     /// A token newer than the one `sent` carried, usable now, if another caller installed one.
@@ -153,59 +164,78 @@ impl Cache {
             refresh_at,
             epoch,
         };
+        let Some(origin) = Origin::of_url(&session.resource) else {
+            // No host: no request could be covered by it (see `covers`).
+            return epoch;
+        };
         self.sessions.rcu(|current| {
-            let mut next: Vec<Session> = current
-                .iter()
-                .filter(|s| s.resource != session.resource)
-                .cloned()
-                .collect();
-            next.push(session.clone());
-            // Most specific resource first, so a path-scoped token wins over an origin one.
-            next.sort_by_key(|s| std::cmp::Reverse(s.resource.path().len()));
-            next
+            current.with_bucket(origin, |bucket| {
+                let mut next: Vec<Session> = bucket
+                    .iter()
+                    .filter(|s| s.resource != session.resource)
+                    .cloned()
+                    .collect();
+                next.push(session.clone());
+                // Most specific resource first, so a path-scoped token wins over an origin one.
+                next.sort_by_key(|s| std::cmp::Reverse(s.resource.path().len()));
+                next
+            })
         });
         epoch
     }
 
-    /// Whether the store was already searched for tokens for `uri`'s origin. Lock-free and
-    /// allocation-free: this runs for every request that has no token.
+    /// Whether the store was already searched for tokens for `uri`'s origin. Lock-free,
+    /// allocation-free and independent of the number of origins: this runs for every request
+    /// that has no token.
     pub(crate) fn origin_checked(&self, uri: &Uri) -> bool {
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        let Some(origin) = Origin::of_uri(uri) else {
             // A relative URI cannot be authorized anyway.
             return true;
         };
-        self.checked_origins.load().iter().any(|(s, a)| {
-            s.eq_ignore_ascii_case(scheme) && a.eq_ignore_ascii_case(authority.as_str())
-        })
+        self.checked_origins
+            .load()
+            .bucket(origin)
+            .iter()
+            .any(|checked| checked.as_origin().same(&origin))
     }
 
     /// Records that the store was searched for `uri`'s origin.
     pub(crate) fn mark_origin_checked(&self, uri: &Uri) {
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        let Some(origin) = Origin::of_uri(uri) else {
             return;
         };
-        let entry = (
-            scheme.to_ascii_lowercase(),
-            authority.as_str().to_ascii_lowercase(),
-        );
+        let entry = OwnedOrigin::new(origin);
         self.checked_origins.rcu(|current| {
-            let mut next = (**current).clone();
-            if !next.contains(&entry) {
-                next.push(entry.clone());
-            }
-            next
+            current.with_bucket(origin, |bucket| {
+                let mut next = bucket.to_vec();
+                if !next.contains(&entry) {
+                    next.push(entry.clone());
+                }
+                next
+            })
         });
     }
 
     /// Forgets the tokens of a resource (a refresh was refused for good).
     pub(crate) fn remove(&self, resource: &Url) {
+        let Some(origin) = Origin::of_url(resource) else {
+            return;
+        };
         self.sessions.rcu(|current| {
-            current
-                .iter()
-                .filter(|s| &s.resource != resource)
-                .cloned()
-                .collect::<Vec<_>>()
+            current.with_bucket(origin, |bucket| {
+                bucket
+                    .iter()
+                    .filter(|s| &s.resource != resource)
+                    .cloned()
+                    .collect()
+            })
         });
+    }
+
+    /// How many sessions are held, over all origins.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.load().len()
     }
 }
 
@@ -293,5 +323,96 @@ mod tests {
 
         cache.remove(&r);
         assert!(cache.session(&u).is_none());
+    }
+
+    fn bearer(token: &str) -> TokenSet {
+        TokenSet::new(token, TokenType::Bearer, "i", "c")
+    }
+
+    /// A cache whose origins all share one bucket, as a hash collision would make them.
+    fn colliding() -> Cache {
+        Cache {
+            sessions: ArcSwap::from_pointee(OriginTable::colliding()),
+            next_epoch: AtomicU64::new(0),
+            checked_origins: ArcSwap::from_pointee(OriginTable::colliding()),
+        }
+    }
+
+    #[test]
+    fn a_path_scoped_token_wins_over_the_origin_one_and_stays_bound_to_its_origin() {
+        for cache in [Cache::default(), colliding()] {
+            let now = SystemTime::now;
+            cache.install(
+                Url::parse("https://a.example/").unwrap(),
+                bearer("root"),
+                None,
+            );
+            cache.install(
+                Url::parse("https://a.example/mcp").unwrap(),
+                bearer("mcp"),
+                None,
+            );
+            cache.install(
+                Url::parse("https://b.example/mcp").unwrap(),
+                bearer("b"),
+                None,
+            );
+            let at = |u: &str| fresh(cache.lookup(&uri(u), now));
+            assert_eq!(at("https://a.example/mcp/x").unwrap(), "Bearer mcp");
+            assert_eq!(at("https://A.EXAMPLE:443/mcp").unwrap(), "Bearer mcp");
+            assert_eq!(at("https://a.example/mcpx").unwrap(), "Bearer root");
+            assert_eq!(at("https://b.example/mcp").unwrap(), "Bearer b");
+            assert!(at("https://b.example/other").is_none());
+            assert!(at("http://a.example/mcp").is_none());
+            assert!(at("https://a.example:8443/mcp").is_none());
+            // Replacing a resource's tokens keeps one session for it, with a newer epoch.
+            let (_, before) = cache.header(&uri("https://a.example/mcp")).unwrap();
+            cache.install(
+                Url::parse("https://a.example/mcp").unwrap(),
+                bearer("mcp2"),
+                None,
+            );
+            assert_eq!(cache.len(), 3);
+            let (header, after) = cache.header(&uri("https://a.example/mcp")).unwrap();
+            assert_eq!(header, "Bearer mcp2");
+            assert!(after.epoch > before.epoch);
+            // Removing one leaves the rest of its bucket.
+            cache.remove(&Url::parse("https://a.example/mcp").unwrap());
+            assert_eq!(at("https://a.example/mcp").unwrap(), "Bearer root");
+            assert_eq!(at("https://b.example/mcp").unwrap(), "Bearer b");
+        }
+    }
+
+    #[test]
+    fn checked_origins_are_origins_whatever_the_case_or_default_port() {
+        for cache in [Cache::default(), colliding()] {
+            assert!(!cache.origin_checked(&uri("https://a.example/mcp")));
+            cache.mark_origin_checked(&uri("https://A.example/mcp"));
+            cache.mark_origin_checked(&uri("https://a.example:443/other"));
+            assert_eq!(cache.checked_origins.load().len(), 1);
+            assert!(cache.origin_checked(&uri("https://a.example/")));
+            assert!(cache.origin_checked(&uri("HTTPS://a.EXAMPLE:443/x")));
+            assert!(!cache.origin_checked(&uri("http://a.example/")));
+            assert!(!cache.origin_checked(&uri("https://a.example:8443/")));
+            assert!(!cache.origin_checked(&uri("https://b.example/")));
+            // A relative URI has no origin to look up.
+            assert!(cache.origin_checked(&uri("/mcp")));
+        }
+    }
+
+    #[test]
+    fn a_thousand_servers_each_find_their_own_token() {
+        let cache = Cache::default();
+        for i in 0..1_000 {
+            let resource = Url::parse(&format!("https://s{i}.example/mcp")).unwrap();
+            cache.install(resource, bearer(&format!("t{i}")), None);
+        }
+        assert_eq!(cache.len(), 1_000);
+        for i in [0, 1, 499, 999] {
+            let header =
+                fresh(cache.lookup(&uri(&format!("https://s{i}.example/mcp")), SystemTime::now));
+            assert_eq!(header.unwrap(), format!("Bearer t{i}").as_str());
+        }
+        assert!(fresh(cache.lookup(&uri("https://s1000.example/mcp"), SystemTime::now)).is_none());
     }
 }

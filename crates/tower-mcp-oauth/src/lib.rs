@@ -106,6 +106,7 @@ mod future;
 mod layer;
 mod markers;
 mod need;
+mod origins;
 mod recovery;
 mod service;
 mod state;
