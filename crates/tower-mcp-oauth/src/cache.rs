@@ -30,6 +30,44 @@ pub(crate) struct Session {
     /// Increases with every token installed; a caller whose 401 came from an older epoch can
     /// retry with the newer token without a new flow.
     pub(crate) epoch: u64,
+    /// `resource` as [`covers_at`] compares it, taken apart once here rather than on every
+    /// request.
+    scope: Arc<Scope>,
+}
+
+/// A resource URL's origin and path prefix, lowercased and trimmed once.
+struct Scope {
+    origin: OwnedOrigin,
+    /// The path without its trailing `/` (empty for the whole origin).
+    prefix: Box<str>,
+}
+
+impl Scope {
+    fn new(resource: &Url) -> Option<Self> {
+        let origin = Origin::new(
+            resource.scheme(),
+            resource.host_str()?,
+            resource.port_or_known_default(),
+        );
+        Some(Self {
+            origin: OwnedOrigin::new(origin),
+            prefix: resource.path().trim_end_matches('/').into(),
+        })
+    }
+
+    /// Whether a request to `origin` and `path` is inside this scope (see [`covers`]).
+    fn covers(&self, origin: &Origin<'_>, path: &str) -> bool {
+        if !self.origin.as_origin().same(origin) {
+            return false;
+        }
+        if self.prefix.is_empty() {
+            return true;
+        }
+        match path.strip_prefix(&*self.prefix) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
 }
 
 /// What a request was sent with.
@@ -62,40 +100,37 @@ pub(crate) struct Cache {
 /// most specific first.
 fn find<'a>(sessions: &'a OriginTable<Session>, uri: &Uri) -> Option<&'a Session> {
     let origin = Origin::of_uri(uri)?;
+    let path = uri.path();
     sessions
         .bucket(origin)
         .iter()
-        .find(|s| covers(&s.resource, uri))
+        .find(|s| s.scope.covers(&origin, path))
 }
 
 /// Whether `uri` is covered by `resource` (same origin, path prefix at a segment boundary),
 /// compared without allocating.
 pub(crate) fn covers(resource: &Url, uri: &Uri) -> bool {
-    let Some(scheme) = uri.scheme_str() else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case(resource.scheme()) {
+    Origin::of_uri(uri).is_some_and(|origin| covers_at(resource, &origin, uri.path()))
+}
+
+/// [`covers`] for a request whose origin was already taken apart. [`Scope::covers`] is the
+/// same test with the resource taken apart too; a unit test holds the two together.
+fn covers_at(resource: &Url, origin: &Origin<'_>, path: &str) -> bool {
+    if !origin.scheme().eq_ignore_ascii_case(resource.scheme()) {
         return false;
     }
-    match (uri.host(), resource.host_str()) {
-        (Some(h), Some(r)) if h.eq_ignore_ascii_case(r) => {}
+    match resource.host_str() {
+        Some(r) if origin.host().eq_ignore_ascii_case(r) => {}
         _ => return false,
     }
-    let default_port = if scheme.eq_ignore_ascii_case("https") {
-        Some(443)
-    } else if scheme.eq_ignore_ascii_case("http") {
-        Some(80)
-    } else {
-        None
-    };
-    if uri.port_u16().or(default_port) != resource.port_or_known_default() {
+    if origin.port() != resource.port_or_known_default() {
         return false;
     }
     let prefix = resource.path().trim_end_matches('/');
     if prefix.is_empty() {
         return true;
     }
-    match uri.path().strip_prefix(prefix) {
+    match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
@@ -157,15 +192,19 @@ impl Cache {
     ) -> u64 {
         let header = tokens.authorization_value();
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(scope) = Scope::new(&resource) else {
+            // No host: no request could be covered by it (see `covers`).
+            return epoch;
+        };
         let session = Session {
             resource,
             tokens: Arc::new(tokens),
             header,
             refresh_at,
             epoch,
+            scope: Arc::new(scope),
         };
         let Some(origin) = Origin::of_url(&session.resource) else {
-            // No host: no request could be covered by it (see `covers`).
             return epoch;
         };
         self.sessions.rcu(|current| {
@@ -268,6 +307,46 @@ mod tests {
         let root = Url::parse("https://example.com").unwrap();
         assert!(covers(&root, &uri("https://example.com:443/anything")));
         assert!(!covers(&root, &uri("https://example.com.evil.net/")));
+    }
+
+    #[test]
+    fn a_sessions_scope_covers_what_covers_covers() {
+        let resources = [
+            "http://localhost:3000/mcp",
+            "https://Example.com",
+            "https://example.com/a/b/",
+            "http://127.0.0.1/",
+            "http://[::1]:8080/mcp",
+            "ws://example.com/socket",
+        ];
+        let requests = [
+            "http://localhost:3000/mcp",
+            "http://LOCALHOST:3000/mcp/sub?x=1",
+            "http://localhost:3000/mcpx",
+            "http://localhost:3001/mcp",
+            "https://example.com:443/a/b/c",
+            "https://EXAMPLE.com/a/bc",
+            "https://example.com/a",
+            "https://example.com.evil.net/",
+            "http://127.0.0.1:80/x",
+            "http://[::1]:8080/mcp/1",
+            "http://[::1]/mcp",
+            "ws://example.com/socket",
+            "ws://example.com:80/socket",
+        ];
+        let mut agreed = 0;
+        for r in resources {
+            let resource = Url::parse(r).unwrap();
+            let scope = Scope::new(&resource).unwrap();
+            for q in requests {
+                let q = uri(q);
+                let by_scope = Origin::of_uri(&q).is_some_and(|o| scope.covers(&o, q.path()));
+                assert_eq!(by_scope, covers(&resource, &q), "{r} vs {q}");
+                agreed += usize::from(by_scope);
+            }
+        }
+        // Not a matrix of refusals only.
+        assert!(agreed >= 8, "{agreed}");
     }
 
     #[test]
