@@ -5,8 +5,9 @@
 //! Running one contestant after the other (as criterion does) lets the machine's speed drift
 //! between them, and a fixed rotation biases the ratio (each call always follows the same
 //! neighbour). So each round runs the two contestants' calls interleaved in a freshly shuffled
-//! order and sums each one's time; the ratio of the sums is that round's figure, and the report
-//! is the median ratio over many rounds with its 25th-75th percentiles.
+//! order and times each call; the ratio of the two contestants' median call (or wave) times is
+//! that round's figure (a median, so a call the scheduler preempted does not swing it), and the
+//! report is the median ratio over many rounds with its 25th-75th percentiles.
 //!
 //! - `sequential`: one call at a time, interleaved call by call;
 //! - `concurrent`: waves of 64 calls in flight, interleaved wave by wave. Before measuring, each
@@ -14,7 +15,7 @@
 //!   so no measured wave pays for a new connection.
 //!
 //! `cargo bench --bench end_to_end` (`ROUNDS`, `CALLS`, `WAVES` in the environment change the
-//! defaults: 60 rounds, 200 calls and 8 waves per contestant per round).
+//! defaults: 60 rounds, 200 calls and 16 waves per contestant per round).
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -55,7 +56,7 @@ fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter this bench does not take.
     let rounds = setting("ROUNDS", 60);
     let calls = setting("CALLS", 200);
-    let waves = setting("WAVES", 8);
+    let waves = setting("WAVES", 16);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -139,30 +140,35 @@ fn main() {
     let mut sequential = Vec::with_capacity(rounds);
     let mut concurrent = Vec::with_capacity(rounds);
     let (mut seq_sum, mut conc_sum) = ([Duration::ZERO; 2], [Duration::ZERO; 2]);
+    // The ratio of the two contestants' median times in one round.
+    let ratio = |times: &mut [Vec<f64>; 2]| {
+        let [bare, layered] = times;
+        quartiles(layered).1 / quartiles(bare).1
+    };
     for _ in 0..rounds {
         let seq_order = order(calls);
         let conc_order = order(waves);
-        let (seq, conc) = rt.block_on(async {
-            let mut seq = [Duration::ZERO; 2];
+        let (mut seq, mut conc) = rt.block_on(async {
+            let mut seq: [Vec<f64>; 2] = Default::default();
             for who in seq_order {
                 let start = Instant::now();
                 call(who, false).await;
-                seq[who as usize] += start.elapsed();
+                seq[who as usize].push(start.elapsed().as_secs_f64());
             }
-            let mut conc = [Duration::ZERO; 2];
+            let mut conc: [Vec<f64>; 2] = Default::default();
             for who in conc_order {
                 let start = Instant::now();
                 join_all((0..WAVE).map(|_| call(who, false))).await;
-                conc[who as usize] += start.elapsed();
+                conc[who as usize].push(start.elapsed().as_secs_f64());
             }
             (seq, conc)
         });
-        sequential.push(seq[1].as_secs_f64() / seq[0].as_secs_f64());
-        concurrent.push(conc[1].as_secs_f64() / conc[0].as_secs_f64());
         for i in 0..2 {
-            seq_sum[i] += seq[i];
-            conc_sum[i] += conc[i];
+            seq_sum[i] += Duration::from_secs_f64(seq[i].iter().sum());
+            conc_sum[i] += Duration::from_secs_f64(conc[i].iter().sum());
         }
+        sequential.push(ratio(&mut seq));
+        concurrent.push(ratio(&mut conc));
     }
 
     let report = |name: &str, ratios: &mut [f64], sums: [Duration; 2], per_side: usize| {
