@@ -444,6 +444,15 @@ mod tests {
             assert!(at("https://b.example/other").is_none());
             assert!(at("http://a.example/mcp").is_none());
             assert!(at("https://a.example:8443/mcp").is_none());
+            // A scheme whose default port only `url` knows: found as `covers` finds it.
+            cache.install(
+                Url::parse("ws://c.example/socket").unwrap(),
+                bearer("ws"),
+                None,
+            );
+            assert_eq!(at("ws://c.example:80/socket").unwrap(), "Bearer ws");
+            assert!(at("ws://c.example/socket").is_none());
+            cache.remove(&Url::parse("ws://c.example/socket").unwrap());
             // Replacing a resource's tokens keeps one session for it, with a newer epoch.
             let (_, before) = cache.header(&uri("https://a.example/mcp")).unwrap();
             cache.install(

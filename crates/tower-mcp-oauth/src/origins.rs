@@ -102,13 +102,14 @@ impl<'a> Origin<'a> {
         })
     }
 
-    /// The origin of a resource URL; `None` when it has no host.
+    /// The origin of a resource URL; `None` when it has no host. Its port is the one `url`
+    /// knows for its scheme, as `cache::covers` compares it, so that a request `covers` accepts
+    /// lands in the resource's bucket whatever the scheme.
     pub(crate) fn of_url(url: &'a Url) -> Option<Self> {
-        let scheme = url.scheme();
         Some(Self {
-            scheme,
+            scheme: url.scheme(),
             host: url.host_str()?,
-            port: url.port().or_else(|| default_port(scheme)),
+            port: url.port_or_known_default(),
         })
     }
 
