@@ -58,8 +58,16 @@ pub const HOT_PATH_URL: &str = "http://mcp.bench/mcp";
 pub fn hot_path_request(
     authorization: Option<&http::HeaderValue>,
 ) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    hot_path_request_to(HOT_PATH_URL, authorization)
+}
+
+/// [`hot_path_request`] to another URL (another server of many, a loopback server).
+pub fn hot_path_request_to(
+    url: &str,
+    authorization: Option<&http::HeaderValue>,
+) -> http::Request<http_body_util::Full<bytes::Bytes>> {
     const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
-    let mut req = http::Request::post(HOT_PATH_URL)
+    let mut req = http::Request::post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2025-11-25")
@@ -86,4 +94,122 @@ pub fn trivial_resource<B>(
     let mut resp = http::Response::new(http_body_util::Empty::new());
     *resp.status_mut() = status;
     std::future::ready(Ok(resp))
+}
+
+/// The header that makes [`minimal_server`] hold a request until a whole wave of them is in
+/// flight: sent to fill a client's connection pool before a concurrent measurement.
+pub const FILL_HEADER: &str = "x-bench-fill";
+
+/// A minimal MCP-shaped server on loopback: `401` without a token, a fixed JSON-RPC result with
+/// one. It records nothing, so every contestant of a comparison meets the same cost.
+///
+/// Requests carrying [`FILL_HEADER`] are held until `fill_wave` of them have arrived, so that a
+/// wave of that many fill requests opens that many connections: one warm-up wave of quick
+/// requests would reuse a few connections and leave the pool to grow during the measurement.
+pub async fn minimal_server(fill_wave: usize) -> std::net::SocketAddr {
+    use http_body_util::BodyExt;
+    use hyper::server::conn::http1;
+    use hyper_util::rt::TokioIo;
+    use std::sync::Arc;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    let fill = Arc::new(tokio::sync::Barrier::new(fill_wave.max(1)));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let fill = Arc::clone(&fill);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let fill = Arc::clone(&fill);
+                        async move {
+                            if req.headers().contains_key(FILL_HEADER) {
+                                fill.wait().await;
+                            }
+                            let authorized =
+                                req.headers().contains_key(http::header::AUTHORIZATION);
+                            let _ = req.into_body().collect().await;
+                            let (status, body) = if authorized {
+                                (
+                                    200,
+                                    bytes::Bytes::from_static(
+                                        br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#,
+                                    ),
+                                )
+                            } else {
+                                (401, bytes::Bytes::new())
+                            };
+                            let response = http::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .body(http_body_util::Full::new(body))
+                                .expect("a valid response");
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A small deterministic generator (xorshift64*) for shuffling the order of contestants; seed
+/// it from anything that changes per run.
+#[derive(Clone, Debug)]
+pub struct Shuffler(u64);
+
+impl Shuffler {
+    /// A generator seeded with `seed` (zero is replaced: xorshift would stay at zero).
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Shuffles `items` in place (Fisher-Yates).
+    ///
+    /// ```
+    /// let mut v: Vec<u32> = (0..10).collect();
+    /// mcp_oauth_testkit::bench::Shuffler::new(7).shuffle(&mut v);
+    /// let mut sorted = v.clone();
+    /// sorted.sort();
+    /// assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+    /// ```
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// The 25th, 50th and 75th percentiles of `values` (nearest rank; sorts them).
+///
+/// ```
+/// let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
+/// assert_eq!(mcp_oauth_testkit::bench::quartiles(&mut v), (2.0, 3.0, 4.0));
+/// ```
+pub fn quartiles(values: &mut [f64]) -> (f64, f64, f64) {
+    assert!(!values.is_empty(), "no values");
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    (at(0.25), at(0.5), at(0.75))
 }

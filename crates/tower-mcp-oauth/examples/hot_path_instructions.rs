@@ -1,9 +1,11 @@
 //! Instructions per request with a valid token, for `valgrind --tool=callgrind`: the same
-//! trivial inner service bare (the caller adds the header itself) and under the layer.
+//! trivial inner service bare (the caller adds the header itself), under tower-http's
+//! `SetRequestHeader` adding the same static bearer (the floor of any auth layer), and under
+//! the layer.
 //!
 //! ```text
 //! cargo build --release -p tower-mcp-oauth --example hot_path_instructions
-//! valgrind --tool=callgrind target/release/examples/hot_path_instructions bare|layered N
+//! valgrind --tool=callgrind target/release/examples/hot_path_instructions bare|floor|layered N
 //! ```
 //!
 //! sends N requests; the difference between the counts for two values of N, divided by the
@@ -17,6 +19,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_http::set_header::SetRequestHeaderLayer;
 use tower_mcp_oauth::{
     ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
     TokenType,
@@ -28,7 +31,7 @@ use mcp_oauth_testkit::bench::{
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let which = args.next().expect("bare|layered");
+    let which = args.next().expect("bare|floor|layered");
     let n: usize = args.next().expect("N").parse().unwrap();
     let tokens = TokenSet::new(
         "bench-token",
@@ -47,6 +50,26 @@ fn main() {
                     .unwrap()
                     .unwrap()
                     .call(request(Some(&header)));
+                assert_eq!(
+                    black_box(fut.now_or_never().unwrap().unwrap()).status(),
+                    200
+                );
+            }
+        }
+        "floor" => {
+            let mut floor = ServiceBuilder::new()
+                .layer(SetRequestHeaderLayer::overriding(
+                    http::header::AUTHORIZATION,
+                    header,
+                ))
+                .service(tower::service_fn(trivial::<Full<Bytes>>));
+            for _ in 0..n {
+                let fut = floor
+                    .ready()
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap()
+                    .call(request(None));
                 assert_eq!(
                     black_box(fut.now_or_never().unwrap().unwrap()).status(),
                     200

@@ -1,8 +1,10 @@
 //! The tokens the layer holds, shared by every service made from one layer.
 //!
 //! Reads are the hot path: one atomic load of an immutable snapshot (`arc-swap`), no lock, no
-//! refcount traffic, so parallel callers never contend. Writes (a new token, a few times an hour)
-//! copy the small list and swap it in.
+//! refcount traffic, so parallel callers never contend; then one hash of the request's origin
+//! finds its bucket ([`OriginTable`]), so the cost is the same with one server held or ten
+//! thousand. Writes (a new token, a few times an hour per server) copy the table's index and
+//! swap it in.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Uri};
 use mcp_oauth_flow::token::TokenSet;
 use url::Url;
+
+use crate::origins::{Origin, OriginTable, OwnedOrigin};
 
 /// One protected resource's current tokens.
 #[derive(Clone)]
@@ -29,12 +33,50 @@ pub(crate) struct Session {
     /// Whether requests must prove possession of the tokens' DPoP key (RFC 9449 §7.1); decided
     /// once here, so the hot path of a bearer token tests a bool.
     dpop: bool,
+    /// `resource` as [`covers_at`] compares it, taken apart once here rather than on every
+    /// request.
+    scope: Arc<Scope>,
 }
 
 impl Session {
     /// The tokens, when each request must carry a DPoP proof for them.
     fn dpop_tokens(&self) -> Option<Arc<TokenSet>> {
         self.dpop.then(|| Arc::clone(&self.tokens))
+    }
+}
+
+/// A resource URL's origin and path prefix, lowercased and trimmed once.
+struct Scope {
+    origin: OwnedOrigin,
+    /// The path without its trailing `/` (empty for the whole origin).
+    prefix: Box<str>,
+}
+
+impl Scope {
+    fn new(resource: &Url) -> Option<Self> {
+        let origin = Origin::new(
+            resource.scheme(),
+            resource.host_str()?,
+            resource.port_or_known_default(),
+        );
+        Some(Self {
+            origin: OwnedOrigin::new(origin),
+            prefix: resource.path().trim_end_matches('/').into(),
+        })
+    }
+
+    /// Whether a request to `origin` and `path` is inside this scope (see [`covers`]).
+    fn covers(&self, origin: &Origin<'_>, path: &str) -> bool {
+        if !self.origin.as_origin().same(origin) {
+            return false;
+        }
+        if self.prefix.is_empty() {
+            return true;
+        }
+        match path.strip_prefix(&*self.prefix) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
     }
 }
 
@@ -56,41 +98,49 @@ pub(crate) enum Lookup {
 
 #[derive(Default)]
 pub(crate) struct Cache {
-    sessions: ArcSwap<Vec<Session>>,
+    /// Per origin, its sessions, most specific resource first.
+    sessions: ArcSwap<OriginTable<Session>>,
     next_epoch: AtomicU64,
-    /// Origins (`scheme`, `authority`, lowercased) whose stored tokens were already looked for,
-    /// so the store is read once per origin, before the first request, not before every one.
-    checked_origins: ArcSwap<Vec<(String, String)>>,
+    /// Origins whose stored tokens were already looked for, so the store is read once per
+    /// origin, before the first request, not before every one.
+    checked_origins: ArcSwap<OriginTable<OwnedOrigin>>,
+}
+
+/// The session of `sessions` covering `uri`: the first in its origin's bucket, which is ordered
+/// most specific first.
+fn find<'a>(sessions: &'a OriginTable<Session>, uri: &Uri) -> Option<&'a Session> {
+    let origin = Origin::of_uri(uri)?;
+    let path = uri.path();
+    sessions
+        .bucket(origin)
+        .iter()
+        .find(|s| s.scope.covers(&origin, path))
 }
 
 /// Whether `uri` is covered by `resource` (same origin, path prefix at a segment boundary),
 /// compared without allocating.
 pub(crate) fn covers(resource: &Url, uri: &Uri) -> bool {
-    let Some(scheme) = uri.scheme_str() else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case(resource.scheme()) {
+    Origin::of_uri(uri).is_some_and(|origin| covers_at(resource, &origin, uri.path()))
+}
+
+/// [`covers`] for a request whose origin was already taken apart. [`Scope::covers`] is the
+/// same test with the resource taken apart too; a unit test holds the two together.
+fn covers_at(resource: &Url, origin: &Origin<'_>, path: &str) -> bool {
+    if !origin.scheme().eq_ignore_ascii_case(resource.scheme()) {
         return false;
     }
-    match (uri.host(), resource.host_str()) {
-        (Some(h), Some(r)) if h.eq_ignore_ascii_case(r) => {}
+    match resource.host_str() {
+        Some(r) if origin.host().eq_ignore_ascii_case(r) => {}
         _ => return false,
     }
-    let default_port = if scheme.eq_ignore_ascii_case("https") {
-        Some(443)
-    } else if scheme.eq_ignore_ascii_case("http") {
-        Some(80)
-    } else {
-        None
-    };
-    if uri.port_u16().or(default_port) != resource.port_or_known_default() {
+    if origin.port() != resource.port_or_known_default() {
         return false;
     }
     let prefix = resource.path().trim_end_matches('/');
     if prefix.is_empty() {
         return true;
     }
-    match uri.path().strip_prefix(prefix) {
+    match path.strip_prefix(prefix) {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
@@ -101,7 +151,7 @@ impl Cache {
     /// only when the token has an expiry.
     pub(crate) fn lookup(&self, uri: &Uri, now: impl FnOnce() -> SystemTime) -> Lookup {
         let sessions = self.sessions.load();
-        let Some(session) = sessions.iter().find(|s| covers(&s.resource, uri)) else {
+        let Some(session) = find(&sessions, uri) else {
             return Lookup::Missing;
         };
         let sent = Sent {
@@ -126,11 +176,7 @@ impl Cache {
 
     /// The session covering `uri`, whatever its state.
     pub(crate) fn session(&self, uri: &Uri) -> Option<Session> {
-        self.sessions
-            .load()
-            .iter()
-            .find(|s| covers(&s.resource, uri))
-            .cloned()
+        find(&self.sessions.load(), uri).cloned()
     }
 
     /// A token newer than the one `sent` carried, usable now, if another caller installed one.
@@ -149,10 +195,7 @@ impl Cache {
 
     /// The tokens behind `header` for `uri`, when requests with them need a DPoP proof.
     pub(crate) fn dpop_tokens(&self, uri: &Uri, header: &HeaderValue) -> Option<Arc<TokenSet>> {
-        self.sessions
-            .load()
-            .iter()
-            .find(|s| covers(&s.resource, uri))
+        find(&self.sessions.load(), uri)
             .filter(|s| s.header == *header)
             .and_then(Session::dpop_tokens)
     }
@@ -167,6 +210,10 @@ impl Cache {
         let header = tokens.authorization_value();
         let dpop = tokens.resource_dpop_key().is_some();
         let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(scope) = Scope::new(&resource) else {
+            // No host: no request could be covered by it (see `covers`).
+            return epoch;
+        };
         let session = Session {
             resource,
             tokens: Arc::new(tokens),
@@ -174,60 +221,79 @@ impl Cache {
             refresh_at,
             epoch,
             dpop,
+            scope: Arc::new(scope),
+        };
+        let Some(origin) = Origin::of_url(&session.resource) else {
+            return epoch;
         };
         self.sessions.rcu(|current| {
-            let mut next: Vec<Session> = current
-                .iter()
-                .filter(|s| s.resource != session.resource)
-                .cloned()
-                .collect();
-            next.push(session.clone());
-            // Most specific resource first, so a path-scoped token wins over an origin one.
-            next.sort_by_key(|s| std::cmp::Reverse(s.resource.path().len()));
-            next
+            current.with_bucket(origin, |bucket| {
+                let mut next: Vec<Session> = bucket
+                    .iter()
+                    .filter(|s| s.resource != session.resource)
+                    .cloned()
+                    .collect();
+                next.push(session.clone());
+                // Most specific resource first, so a path-scoped token wins over an origin one.
+                next.sort_by_key(|s| std::cmp::Reverse(s.resource.path().len()));
+                next
+            })
         });
         epoch
     }
 
-    /// Whether the store was already searched for tokens for `uri`'s origin. Lock-free and
-    /// allocation-free: this runs for every request that has no token.
+    /// Whether the store was already searched for tokens for `uri`'s origin. Lock-free,
+    /// allocation-free and independent of the number of origins: this runs for every request
+    /// that has no token.
     pub(crate) fn origin_checked(&self, uri: &Uri) -> bool {
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        let Some(origin) = Origin::of_uri(uri) else {
             // A relative URI cannot be authorized anyway.
             return true;
         };
-        self.checked_origins.load().iter().any(|(s, a)| {
-            s.eq_ignore_ascii_case(scheme) && a.eq_ignore_ascii_case(authority.as_str())
-        })
+        self.checked_origins
+            .load()
+            .bucket(origin)
+            .iter()
+            .any(|checked| checked.as_origin().same(&origin))
     }
 
     /// Records that the store was searched for `uri`'s origin.
     pub(crate) fn mark_origin_checked(&self, uri: &Uri) {
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        let Some(origin) = Origin::of_uri(uri) else {
             return;
         };
-        let entry = (
-            scheme.to_ascii_lowercase(),
-            authority.as_str().to_ascii_lowercase(),
-        );
+        let entry = OwnedOrigin::new(origin);
         self.checked_origins.rcu(|current| {
-            let mut next = (**current).clone();
-            if !next.contains(&entry) {
-                next.push(entry.clone());
-            }
-            next
+            current.with_bucket(origin, |bucket| {
+                let mut next = bucket.to_vec();
+                if !next.contains(&entry) {
+                    next.push(entry.clone());
+                }
+                next
+            })
         });
     }
 
     /// Forgets the tokens of a resource (a refresh was refused for good).
     pub(crate) fn remove(&self, resource: &Url) {
+        let Some(origin) = Origin::of_url(resource) else {
+            return;
+        };
         self.sessions.rcu(|current| {
-            current
-                .iter()
-                .filter(|s| &s.resource != resource)
-                .cloned()
-                .collect::<Vec<_>>()
+            current.with_bucket(origin, |bucket| {
+                bucket
+                    .iter()
+                    .filter(|s| &s.resource != resource)
+                    .cloned()
+                    .collect()
+            })
         });
+    }
+
+    /// How many sessions are held, over all origins.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.sessions.load().len()
     }
 }
 
@@ -260,6 +326,46 @@ mod tests {
         let root = Url::parse("https://example.com").unwrap();
         assert!(covers(&root, &uri("https://example.com:443/anything")));
         assert!(!covers(&root, &uri("https://example.com.evil.net/")));
+    }
+
+    #[test]
+    fn a_sessions_scope_covers_what_covers_covers() {
+        let resources = [
+            "http://localhost:3000/mcp",
+            "https://Example.com",
+            "https://example.com/a/b/",
+            "http://127.0.0.1/",
+            "http://[::1]:8080/mcp",
+            "ws://example.com/socket",
+        ];
+        let requests = [
+            "http://localhost:3000/mcp",
+            "http://LOCALHOST:3000/mcp/sub?x=1",
+            "http://localhost:3000/mcpx",
+            "http://localhost:3001/mcp",
+            "https://example.com:443/a/b/c",
+            "https://EXAMPLE.com/a/bc",
+            "https://example.com/a",
+            "https://example.com.evil.net/",
+            "http://127.0.0.1:80/x",
+            "http://[::1]:8080/mcp/1",
+            "http://[::1]/mcp",
+            "ws://example.com/socket",
+            "ws://example.com:80/socket",
+        ];
+        let mut agreed = 0;
+        for r in resources {
+            let resource = Url::parse(r).unwrap();
+            let scope = Scope::new(&resource).unwrap();
+            for q in requests {
+                let q = uri(q);
+                let by_scope = Origin::of_uri(&q).is_some_and(|o| scope.covers(&o, q.path()));
+                assert_eq!(by_scope, covers(&resource, &q), "{r} vs {q}");
+                agreed += usize::from(by_scope);
+            }
+        }
+        // Not a matrix of refusals only.
+        assert!(agreed >= 8, "{agreed}");
     }
 
     #[test]
@@ -355,5 +461,105 @@ mod tests {
 
         cache.remove(&r);
         assert!(cache.session(&u).is_none());
+    }
+
+    fn bearer(token: &str) -> TokenSet {
+        TokenSet::new(token, TokenType::Bearer, "i", "c")
+    }
+
+    /// A cache whose origins all share one bucket, as a hash collision would make them.
+    fn colliding() -> Cache {
+        Cache {
+            sessions: ArcSwap::from_pointee(OriginTable::colliding()),
+            next_epoch: AtomicU64::new(0),
+            checked_origins: ArcSwap::from_pointee(OriginTable::colliding()),
+        }
+    }
+
+    #[test]
+    fn a_path_scoped_token_wins_over_the_origin_one_and_stays_bound_to_its_origin() {
+        for cache in [Cache::default(), colliding()] {
+            let now = SystemTime::now;
+            cache.install(
+                Url::parse("https://a.example/").unwrap(),
+                bearer("root"),
+                None,
+            );
+            cache.install(
+                Url::parse("https://a.example/mcp").unwrap(),
+                bearer("mcp"),
+                None,
+            );
+            cache.install(
+                Url::parse("https://b.example/mcp").unwrap(),
+                bearer("b"),
+                None,
+            );
+            let at = |u: &str| fresh(cache.lookup(&uri(u), now));
+            assert_eq!(at("https://a.example/mcp/x").unwrap(), "Bearer mcp");
+            assert_eq!(at("https://A.EXAMPLE:443/mcp").unwrap(), "Bearer mcp");
+            assert_eq!(at("https://a.example/mcpx").unwrap(), "Bearer root");
+            assert_eq!(at("https://b.example/mcp").unwrap(), "Bearer b");
+            assert!(at("https://b.example/other").is_none());
+            assert!(at("http://a.example/mcp").is_none());
+            assert!(at("https://a.example:8443/mcp").is_none());
+            // A scheme whose default port only `url` knows: found as `covers` finds it.
+            cache.install(
+                Url::parse("ws://c.example/socket").unwrap(),
+                bearer("ws"),
+                None,
+            );
+            assert_eq!(at("ws://c.example:80/socket").unwrap(), "Bearer ws");
+            assert!(at("ws://c.example/socket").is_none());
+            cache.remove(&Url::parse("ws://c.example/socket").unwrap());
+            // Replacing a resource's tokens keeps one session for it, with a newer epoch.
+            let (_, before) = cache.header(&uri("https://a.example/mcp")).unwrap();
+            cache.install(
+                Url::parse("https://a.example/mcp").unwrap(),
+                bearer("mcp2"),
+                None,
+            );
+            assert_eq!(cache.len(), 3);
+            let (header, after) = cache.header(&uri("https://a.example/mcp")).unwrap();
+            assert_eq!(header, "Bearer mcp2");
+            assert!(after.epoch > before.epoch);
+            // Removing one leaves the rest of its bucket.
+            cache.remove(&Url::parse("https://a.example/mcp").unwrap());
+            assert_eq!(at("https://a.example/mcp").unwrap(), "Bearer root");
+            assert_eq!(at("https://b.example/mcp").unwrap(), "Bearer b");
+        }
+    }
+
+    #[test]
+    fn checked_origins_are_origins_whatever_the_case_or_default_port() {
+        for cache in [Cache::default(), colliding()] {
+            assert!(!cache.origin_checked(&uri("https://a.example/mcp")));
+            cache.mark_origin_checked(&uri("https://A.example/mcp"));
+            cache.mark_origin_checked(&uri("https://a.example:443/other"));
+            assert_eq!(cache.checked_origins.load().len(), 1);
+            assert!(cache.origin_checked(&uri("https://a.example/")));
+            assert!(cache.origin_checked(&uri("HTTPS://a.EXAMPLE:443/x")));
+            assert!(!cache.origin_checked(&uri("http://a.example/")));
+            assert!(!cache.origin_checked(&uri("https://a.example:8443/")));
+            assert!(!cache.origin_checked(&uri("https://b.example/")));
+            // A relative URI has no origin to look up.
+            assert!(cache.origin_checked(&uri("/mcp")));
+        }
+    }
+
+    #[test]
+    fn a_thousand_servers_each_find_their_own_token() {
+        let cache = Cache::default();
+        for i in 0..1_000 {
+            let resource = Url::parse(&format!("https://s{i}.example/mcp")).unwrap();
+            cache.install(resource, bearer(&format!("t{i}")), None);
+        }
+        assert_eq!(cache.len(), 1_000);
+        for i in [0, 1, 499, 999] {
+            let header =
+                fresh(cache.lookup(&uri(&format!("https://s{i}.example/mcp")), SystemTime::now));
+            assert_eq!(header.unwrap(), format!("Bearer t{i}").as_str());
+        }
+        assert!(fresh(cache.lookup(&uri("https://s1000.example/mcp"), SystemTime::now)).is_none());
     }
 }

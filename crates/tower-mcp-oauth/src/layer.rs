@@ -157,6 +157,12 @@ impl OAuthLayer {
     }
 
     /// The settings, to change one: in place while this layer is the only holder of its state.
+    /// Whether `self` and `other` share one state (token cache, flows): clones of one layer.
+    #[cfg(test)]
+    pub(crate) fn shares_state_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+
     pub(crate) fn state_mut(&mut self) -> &mut LayerState {
         Arc::make_mut(&mut self.state)
     }

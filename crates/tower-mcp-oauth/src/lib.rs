@@ -114,6 +114,7 @@ mod layer_scope;
 mod logout;
 mod markers;
 mod need;
+mod origins;
 mod recovery;
 mod servers;
 mod service;

@@ -1,8 +1,7 @@
 //! [`WebLogin`]: start a login in one request, complete it in another, then call MCP servers
 //! with the user's own tokens.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mcp_oauth_flow::{
@@ -16,6 +15,7 @@ use url::Url;
 use super::connect_required::MustConnect;
 use super::drive::{drive, new_flow, Io, Step};
 use super::pending::{PendingLogin, PendingLogins};
+use super::user_layers::UserLayers;
 use super::user_store::UserTokenStore;
 use crate::client::HttpClient;
 use crate::layer::OAuthLayer;
@@ -57,8 +57,8 @@ pub struct WebLogin {
     store: Arc<dyn TokenStore>,
     pending: PendingLogins,
     /// One layer per user, so a user's token cache, single-flight refresh and failure backoff
-    /// survive between the app's requests.
-    layers: Mutex<HashMap<String, OAuthLayer>>,
+    /// survive between the app's requests; found without a lock however many users there are.
+    layers: UserLayers,
     clock: Clock,
     /// DPoP with the defaults: offered when the server advertises it; the key is stored with
     /// each user's tokens, so the user's layer proves with it.
@@ -95,11 +95,6 @@ pub struct Connection {
     pub scopes: Option<Scopes>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every mutation is a single insert or remove: a poisoned map is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl WebLogin {
     /// A web login for the app described by `config`, whose `redirect_uri` is the app's
     /// callback URL. Sub-requests (discovery, registration, token) go through `client`, e.g.
@@ -128,7 +123,7 @@ impl WebLogin {
             client,
             store: Arc::new(MemoryStore::new()),
             pending: PendingLogins::new(DEFAULT_PENDING_TTL, MAX_PENDING_PER_USER),
-            layers: Mutex::new(HashMap::new()),
+            layers: UserLayers::default(),
             clock: Arc::new(SystemTime::now),
             dpop: Arc::default(),
         }
@@ -315,7 +310,7 @@ impl WebLogin {
             .await?;
         // The user's cached layer may hold older tokens, or a recent "must connect" failure:
         // the next `layer_for` starts afresh and adopts the stored tokens.
-        lock(&self.layers).remove(user);
+        self.layers.remove(user);
         debug!(resource = %outcome.protected_resource, issuer = outcome.tokens.issuer(), "web login completed");
         Ok(Connection {
             server_url: login.server_url,
@@ -362,20 +357,17 @@ impl WebLogin {
     /// # });
     /// ```
     pub fn layer_for(&self, user: &str) -> OAuthLayer {
-        lock(&self.layers)
-            .entry(user.to_owned())
-            .or_insert_with(|| {
-                let clock = Arc::clone(&self.clock);
-                OAuthLayer::new((*self.config).clone(), MustConnect)
-                    .token_store(self.user_store(user))
-                    .clock(move || clock())
-                    .dpop(self.dpop.settings.clone())
-                    // The budget stops a layer from prompting a user over and over; this
-                    // layer never prompts, and its "must connect" answer must not turn into an
-                    // AuthorizationLimit error for a user who keeps coming back unconnected.
-                    .authorization_budget(u32::MAX, Duration::ZERO)
-            })
-            .clone()
+        self.layers.get_or_insert_with(user, || {
+            let clock = Arc::clone(&self.clock);
+            OAuthLayer::new((*self.config).clone(), MustConnect)
+                .token_store(self.user_store(user))
+                .clock(move || clock())
+                .dpop(self.dpop.settings.clone())
+                // The budget stops a layer from prompting a user over and over; this
+                // layer never prompts, and its "must connect" answer must not turn into an
+                // AuthorizationLimit error for a user who keeps coming back unconnected.
+                .authorization_budget(u32::MAX, Duration::ZERO)
+        })
     }
 
     /// `user`'s view of the store: their tokens, the app's registrations. Use it to see
@@ -411,7 +403,7 @@ impl WebLogin {
     /// ```
     pub fn forget_user(&self, user: &str) {
         self.pending.forget(user);
-        lock(&self.layers).remove(user);
+        self.layers.remove(user);
     }
 
     /// How many logins wait for their callback, over all users (expired ones until the next

@@ -58,6 +58,7 @@ mod connect_required;
 mod drive;
 mod login;
 mod pending;
+mod user_layers;
 mod user_store;
 
 #[cfg(test)]

@@ -1,0 +1,504 @@
+//! [`OriginTable`]: what the layer holds per origin, found at the same cost whether it holds one
+//! server's tokens or ten thousand.
+//!
+//! A gateway holds tokens for many MCP servers in one layer, and every request must find its own
+//! without walking the others. The table is keyed by a hash of the request's origin (RFC 6454
+//! §4: scheme, host, port), computed from the URI in place: ASCII-lowercased through a small
+//! stack buffer, so no allocation; and the table is immutable (the cache swaps a new one in on
+//! every write, copy-on-write), so no lock.
+//!
+//! The hash is SipHash keyed at random per table (std's `RandomState`): whoever picks the server
+//! URLs cannot predict it, so cannot pile every origin into one bucket to make lookups linear
+//! again. Two origins that do share a hash simply share a bucket, and the caller's own test
+//! (`cache::covers`) decides inside it; a bucket holds entries of one origin in all but
+//! astronomically rare cases.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use http::Uri;
+use url::Url;
+
+/// An origin's parts, borrowed from a URI or URL: scheme and host as written (compared and
+/// hashed ignoring ASCII case), and the port with the scheme's default filled in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+}
+
+/// The default port of the schemes MCP is spoken over (RFC 9110 §4.2.1, §4.2.2), so that
+/// `https://a` and `https://a:443` are one origin (RFC 6454 §4 step 4-5).
+fn default_port(scheme: &str) -> Option<u16> {
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else {
+        None
+    }
+}
+
+/// The host and port of an authority (`userinfo@host:port`, RFC 3986 §3.2) that `http` has
+/// already validated, as `Authority::host` and `Authority::port_u16` give them, in one pass of
+/// byte loops: those parse the authority again for each call with `str` searches, and on the
+/// hot path that was a third of a lookup.
+fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    let bytes = authority.as_bytes();
+    // The host starts after the last `@` (userinfo may hold `:` but not `@`, RFC 3986 §3.2.1).
+    let start = bytes
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(0, |at| at + 1);
+    let end = if bytes.get(start) == Some(&b'[') {
+        // An IP literal: up to its closing bracket, colons and all.
+        start + bytes[start..].iter().position(|&b| b == b']')? + 1
+    } else {
+        start
+            + bytes[start..]
+                .iter()
+                .position(|&b| b == b':')
+                .unwrap_or(bytes.len() - start)
+    };
+    // The port: what follows the last `:`, when it is all digits and fits.
+    let port = bytes
+        .iter()
+        .rposition(|&b| b == b':')
+        .and_then(|colon| parse_port(&bytes[colon + 1..]));
+    (end > start).then(|| (&authority[start..end], port))
+}
+
+/// Decimal digits as a port, as `u16::from_str` reads them (leading zeros allowed, nothing
+/// else): `None` when empty, not all digits, or past 65535.
+fn parse_port(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: u32 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u32::from(b - b'0');
+        if value > u32::from(u16::MAX) {
+            return None;
+        }
+    }
+    u16::try_from(value).ok()
+}
+
+impl<'a> Origin<'a> {
+    /// The origin of a request URI; `None` for a relative one (no scheme or host).
+    pub(crate) fn of_uri(uri: &'a Uri) -> Option<Self> {
+        let scheme = uri.scheme_str()?;
+        let (host, port) = split_authority(uri.authority()?.as_str())?;
+        Some(Self {
+            scheme,
+            host,
+            port: port.or_else(|| default_port(scheme)),
+        })
+    }
+
+    /// The origin of a resource URL; `None` when it has no host. Its port is the one `url`
+    /// knows for its scheme, as `cache::covers` compares it, so that a request `covers` accepts
+    /// lands in the resource's bucket whatever the scheme.
+    pub(crate) fn of_url(url: &'a Url) -> Option<Self> {
+        Some(Self {
+            scheme: url.scheme(),
+            host: url.host_str()?,
+            port: url.port_or_known_default(),
+        })
+    }
+
+    /// An origin from its parts (the port with any default already filled in).
+    pub(crate) fn new(scheme: &'a str, host: &'a str, port: Option<u16>) -> Self {
+        Self { scheme, host, port }
+    }
+
+    /// The scheme, as written.
+    pub(crate) fn scheme(&self) -> &'a str {
+        self.scheme
+    }
+
+    /// The host, as written (IPv6 in brackets).
+    pub(crate) fn host(&self) -> &'a str {
+        self.host
+    }
+
+    /// The port, or the scheme's default for `http` and `https`.
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// Whether `self` and `other` are the same origin (RFC 6454 §5: scheme, host and port
+    /// equal; scheme and host compared ignoring ASCII case, as RFC 3986 §6.2.2.1 says).
+    pub(crate) fn same(&self, other: &Origin<'_>) -> bool {
+        // Exact bytes first: requests are mostly written in lowercase, and a `memcmp` is far
+        // cheaper than comparing byte by byte with case folded.
+        let eq = |a: &str, b: &str| a == b || a.eq_ignore_ascii_case(b);
+        self.port == other.port && eq(self.scheme, other.scheme) && eq(self.host, other.host)
+    }
+}
+
+/// An origin kept in a table (the store was searched for it, say), lowercased once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OwnedOrigin {
+    scheme: Box<str>,
+    host: Box<str>,
+    port: Option<u16>,
+}
+
+impl OwnedOrigin {
+    pub(crate) fn new(origin: Origin<'_>) -> Self {
+        Self {
+            scheme: origin.scheme.to_ascii_lowercase().into(),
+            host: origin.host.to_ascii_lowercase().into(),
+            port: origin.port,
+        }
+    }
+
+    pub(crate) fn as_origin(&self) -> Origin<'_> {
+        Origin {
+            scheme: &self.scheme,
+            host: &self.host,
+            port: self.port,
+        }
+    }
+}
+
+/// How a table turns an origin into its key.
+#[derive(Clone)]
+enum Keys {
+    /// SipHash with random keys: what every table uses.
+    Random(RandomState),
+    /// Every origin hashes alike, so the tests can see that the bucket's own test decides.
+    #[cfg(test)]
+    Colliding,
+}
+
+/// The hash is already the key: the bucket map uses it as it is instead of hashing it again.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed (through `write_u64`); kept correct for any input anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Feeds an origin to `hasher` as `scheme 0xFD host 0xFF port` (or `0xFE` for no port), ASCII
+/// lowercased. Schemes and hosts are ASCII (`http` and `url` check), so the marker bytes cannot
+/// occur inside them and no two origins feed the same bytes. Up to a 64-byte origin it is one
+/// `write` from a stack buffer: each `write` call has a cost of its own.
+fn write_origin(hasher: &mut impl Hasher, origin: Origin<'_>) {
+    let port = match origin.port {
+        Some(p) => [0xFF, (p >> 8) as u8, p as u8],
+        None => [0xFE, 0, 0],
+    };
+    let (scheme, host) = (origin.scheme.as_bytes(), origin.host.as_bytes());
+    let mut buf = [0u8; 64];
+    let len = scheme.len() + 1 + host.len() + port.len();
+    if len <= buf.len() {
+        buf[..scheme.len()].copy_from_slice(scheme);
+        buf[scheme.len()] = 0xFD;
+        buf[scheme.len() + 1..len - port.len()].copy_from_slice(host);
+        buf[len - port.len()..len].copy_from_slice(&port);
+        buf[..len].make_ascii_lowercase();
+        hasher.write(&buf[..len]);
+        return;
+    }
+    // A long host: in chunks through the same buffer (an origin of a given length always
+    // takes the same branch, so equal origins still hash alike).
+    for (part, end) in [(scheme, &[0xFD][..]), (host, &port[..])] {
+        for chunk in part.chunks(buf.len()) {
+            let out = &mut buf[..chunk.len()];
+            out.copy_from_slice(chunk);
+            out.make_ascii_lowercase();
+            hasher.write(out);
+        }
+        hasher.write(end);
+    }
+}
+
+/// An immutable map from origins to the entries held for them (most specific first, as the
+/// caller orders them). Cloning it copies the bucket index, not the entries (each bucket is an
+/// `Arc`), and keeps its hash keys.
+pub(crate) struct OriginTable<T> {
+    keys: Keys,
+    buckets: HashMap<u64, Arc<[T]>, BuildHasherDefault<Prehashed>>,
+}
+
+impl<T> Default for OriginTable<T> {
+    fn default() -> Self {
+        Self {
+            keys: Keys::Random(RandomState::new()),
+            buckets: HashMap::default(),
+        }
+    }
+}
+
+impl<T> Clone for OriginTable<T> {
+    fn clone(&self) -> Self {
+        Self {
+            keys: self.keys.clone(),
+            buckets: self.buckets.clone(),
+        }
+    }
+}
+
+impl<T> OriginTable<T> {
+    /// A table in which every origin shares one bucket.
+    #[cfg(test)]
+    pub(crate) fn colliding() -> Self {
+        Self {
+            keys: Keys::Colliding,
+            buckets: HashMap::default(),
+        }
+    }
+
+    fn key(&self, origin: Origin<'_>) -> u64 {
+        let mut hasher = match &self.keys {
+            Keys::Random(state) => state.build_hasher(),
+            #[cfg(test)]
+            Keys::Colliding => return 0,
+        };
+        write_origin(&mut hasher, origin);
+        hasher.finish()
+    }
+
+    /// The entries of `origin`'s bucket (possibly sharing it with another origin: the caller
+    /// checks each one), without allocating or locking.
+    pub(crate) fn bucket(&self, origin: Origin<'_>) -> &[T] {
+        self.buckets.get(&self.key(origin)).map_or(&[], |b| b)
+    }
+
+    /// A copy of the table with `origin`'s bucket replaced by what `edit` makes of it; an empty
+    /// bucket is dropped.
+    pub(crate) fn with_bucket(
+        &self,
+        origin: Origin<'_>,
+        edit: impl FnOnce(&[T]) -> Vec<T>,
+    ) -> Self {
+        let key = self.key(origin);
+        let bucket = edit(self.buckets.get(&key).map_or(&[], |b| b));
+        let mut next = self.clone();
+        if bucket.is_empty() {
+            next.buckets.remove(&key);
+        } else {
+            next.buckets.insert(key, bucket.into());
+        }
+        next
+    }
+
+    /// How many entries the table holds, over all buckets.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.values().map(|b| b.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    /// A table of resource URLs, each bucket most specific first, as the cache keeps it.
+    fn table_of(base: OriginTable<Url>, resources: &[&str]) -> OriginTable<Url> {
+        resources.iter().fold(base, |table, r| {
+            let r = url(r);
+            table.with_bucket(Origin::of_url(&r).unwrap(), |b| {
+                let mut next: Vec<Url> = b.iter().filter(|u| **u != r).cloned().collect();
+                next.push(r.clone());
+                next.sort_by_key(|u| std::cmp::Reverse(u.path().len()));
+                next
+            })
+        })
+    }
+
+    /// The resource `table` answers for `request`: the first of the bucket that covers it.
+    fn found(table: &OriginTable<Url>, request: &str) -> Option<String> {
+        let request = uri(request);
+        let origin = Origin::of_uri(&request)?;
+        table
+            .bucket(origin)
+            .iter()
+            .find(|r| crate::cache::covers(r, &request))
+            .map(|r| r.to_string())
+    }
+
+    #[test]
+    fn authorities_split_as_http_splits_them() {
+        for s in [
+            "http://mcp.example.com/mcp",
+            "https://MCP.Example.com:8443/x",
+            "http://user:pw@host.example:81/",
+            "http://user@host.example/",
+            "http://[::1]/mcp",
+            "http://[::1]:8080/mcp",
+            "http://[fe80::1%25eth0]:1/",
+            "http://127.0.0.1:65535/",
+            "http://host:/",
+            "http://host:0080/",
+            "http://host:99999/",
+            "http://[::1]:/",
+        ] {
+            let u = uri(s);
+            let (host, port) = split_authority(u.authority().unwrap().as_str()).unwrap();
+            assert_eq!((Some(host), port), (u.host(), u.port_u16()), "{s}");
+        }
+    }
+
+    #[test]
+    fn hosts_and_schemes_ignore_case_and_default_ports_fill_in() {
+        let table = table_of(OriginTable::default(), &["https://mcp.example.com/mcp"]);
+        let hit = Some("https://mcp.example.com/mcp".to_owned());
+        assert_eq!(found(&table, "https://MCP.Example.COM/mcp"), hit);
+        assert_eq!(found(&table, "HTTPS://mcp.example.com/mcp"), hit);
+        assert_eq!(found(&table, "https://mcp.example.com:443/mcp"), hit);
+        assert_eq!(found(&table, "https://mcp.example.com:8443/mcp"), None);
+        assert_eq!(found(&table, "http://mcp.example.com/mcp"), None);
+        assert_eq!(found(&table, "https://mcp.example.co/mcp"), None);
+        assert_eq!(found(&table, "/mcp"), None);
+
+        let explicit = table_of(OriginTable::default(), &["http://localhost:80/"]);
+        assert_eq!(
+            found(&explicit, "http://LOCALHOST/x").as_deref(),
+            Some("http://localhost/")
+        );
+    }
+
+    #[test]
+    fn the_most_specific_path_wins_at_segment_boundaries() {
+        for base in [OriginTable::default(), OriginTable::colliding()] {
+            let table = table_of(
+                base,
+                &[
+                    "https://a.example/",
+                    "https://a.example/mcp",
+                    "https://a.example/mcp/v2",
+                ],
+            );
+            let at = |r: &str| found(&table, r);
+            assert_eq!(
+                at("https://a.example/mcp/v2/x").as_deref(),
+                Some("https://a.example/mcp/v2")
+            );
+            assert_eq!(
+                at("https://a.example/mcp/v2").as_deref(),
+                Some("https://a.example/mcp/v2")
+            );
+            assert_eq!(
+                at("https://a.example/mcp/v20").as_deref(),
+                Some("https://a.example/mcp")
+            );
+            assert_eq!(
+                at("https://a.example/mcp").as_deref(),
+                Some("https://a.example/mcp")
+            );
+            assert_eq!(
+                at("https://a.example/mcpx").as_deref(),
+                Some("https://a.example/")
+            );
+            assert_eq!(
+                at("https://a.example/").as_deref(),
+                Some("https://a.example/")
+            );
+        }
+    }
+
+    #[test]
+    fn origins_sharing_a_bucket_never_answer_for_each_other() {
+        let table = table_of(
+            OriginTable::colliding(),
+            &[
+                "https://a.example/mcp",
+                "https://b.example/",
+                "http://a.example:8080/",
+            ],
+        );
+        // One bucket holds all three: the origin check inside it keeps them apart.
+        assert_eq!(table.buckets.len(), 1);
+        assert_eq!(table.len(), 3);
+        assert_eq!(
+            found(&table, "https://a.example/mcp").as_deref(),
+            Some("https://a.example/mcp")
+        );
+        assert_eq!(found(&table, "https://a.example/other"), None);
+        assert_eq!(
+            found(&table, "https://B.example/mcp").as_deref(),
+            Some("https://b.example/")
+        );
+        assert_eq!(
+            found(&table, "http://a.example:8080/mcp").as_deref(),
+            Some("http://a.example:8080/")
+        );
+        assert_eq!(found(&table, "http://a.example/mcp"), None);
+    }
+
+    #[test]
+    fn random_keys_spread_origins_and_emptied_buckets_go() {
+        let resources: Vec<String> = (0..1000)
+            .map(|i| format!("https://s{i}.example/mcp"))
+            .collect();
+        let refs: Vec<&str> = resources.iter().map(String::as_str).collect();
+        let table = table_of(OriginTable::default(), &refs);
+        assert_eq!(table.len(), 1000);
+        // 1000 origins in 64-bit keyed hashes: a shared bucket would be a broken hash.
+        assert_eq!(table.buckets.len(), 1000);
+        let one = url("https://s7.example/mcp");
+        let fewer = table.with_bucket(Origin::of_url(&one).unwrap(), |b| {
+            b.iter().filter(|u| **u != one).cloned().collect()
+        });
+        assert_eq!((fewer.len(), fewer.buckets.len()), (999, 999));
+        assert_eq!(found(&fewer, "https://s7.example/mcp"), None);
+        // The copy left the original as it was.
+        assert!(found(&table, "https://s7.example/mcp").is_some());
+    }
+
+    #[test]
+    fn two_tables_draw_different_keys() {
+        let a = OriginTable::<()>::default();
+        let b = OriginTable::<()>::default();
+        let o = uri("https://a.example/");
+        let o = Origin::of_uri(&o).unwrap();
+        assert_ne!(a.key(o), b.key(o));
+        // A copy keeps its keys, or its buckets would be lost.
+        assert_eq!(a.clone().key(o), a.key(o));
+    }
+
+    #[test]
+    fn long_hosts_hash_alike_whatever_their_case() {
+        let table = OriginTable::<()>::default();
+        let long = "a-very-long-host-name-beyond-one-buffer-of-sixty-four-bytes.example.com";
+        let lower = uri(&format!("https://{long}/"));
+        let upper = uri(&format!("https://{}/", long.to_ascii_uppercase()));
+        let other = uri(&format!("https://{long}x/"));
+        let key = |u: &Uri| table.key(Origin::of_uri(u).unwrap());
+        assert_eq!(key(&lower), key(&upper));
+        assert_ne!(key(&lower), key(&other));
+        let owned = OwnedOrigin::new(Origin::of_uri(&upper).unwrap());
+        assert!(owned.as_origin().same(&Origin::of_uri(&lower).unwrap()));
+        assert_eq!(table.key(owned.as_origin()), key(&lower));
+    }
+}
