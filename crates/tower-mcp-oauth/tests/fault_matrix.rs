@@ -23,17 +23,12 @@ use tower_mcp_oauth::{
 
 const REDIRECT: &str = "http://localhost:3000/callback";
 
-/// The faults of the matrix. `Stall` needs the layer's own sub-request time limit.
-const FAULTS: [Fault; 8] = [
-    Fault::ServerError,
-    Fault::Unavailable,
-    Fault::TooManyRequests,
-    Fault::ConnectionReset,
-    Fault::TruncatedBody,
-    Fault::MalformedBody,
-    Fault::OversizedBody,
-    Fault::RedirectLoop,
-];
+/// Each sub-request's time limit here (the layer's default is 30 s): a stall costs this.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(400);
+
+/// How long the test waits for the caller's own request to a stalled resource: the layer
+/// bounds its own sub-requests, never the caller's request (an outer `Timeout` does that).
+const CALLER_PATIENCE: Duration = Duration::from_secs(2);
 
 struct Case {
     kit: Testkit,
@@ -49,7 +44,8 @@ impl Case {
         let store = Arc::new(MemoryStore::new());
         let mut layer = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
             .token_store(store.clone() as Arc<dyn TokenStore>)
-            .failure_backoff(Duration::ZERO);
+            .failure_backoff(Duration::ZERO)
+            .request_timeout(REQUEST_TIMEOUT);
         if step == Step::Refresh {
             // Every token is due at once, so each call refreshes first.
             layer = layer.refresh_policy(
@@ -70,6 +66,15 @@ impl Case {
     async fn call(&self) -> Result<http::Response<hyper::body::Incoming>, tower_mcp_oauth::Error> {
         let req = jsonrpc(&self.kit.resource_url(), 1, "tools/list", json!({}));
         self.service.clone().oneshot(req).await
+    }
+
+    /// The call, or `None` when it has not finished after [`CALLER_PATIENCE`].
+    async fn call_within_patience(
+        &self,
+    ) -> Option<Result<http::Response<hyper::body::Incoming>, tower_mcp_oauth::Error>> {
+        tokio::time::timeout(CALLER_PATIENCE, self.call())
+            .await
+            .ok()
     }
 
     async fn stored(&self) -> Option<String> {
@@ -104,6 +109,11 @@ enum Expect {
     Permanent(Option<ErrorKind>),
     /// A response with this status.
     Served(u16),
+    /// A timeout (`ErrorKind::Timeout`, transient) within a few request timeouts.
+    TimedOut,
+    /// Still waiting when the caller's patience ends: the caller's own request to a stalled
+    /// server, which only the caller's deadline bounds.
+    Pending,
 }
 
 /// The rules, by kind of fault rather than cell by cell:
@@ -113,11 +123,14 @@ enum Expect {
 /// - a failed proactive refresh leaves the current token in use while it is valid (only an
 ///   OAuth `invalid_grant`/`invalid_client` says the grant is gone, RFC 6749 §5.2);
 /// - a server's passing trouble (`5xx`, `429`, a reset or cut connection) is worth a retry;
+/// - a stalled sub-request ends at the layer's own request timeout (the caller's own request
+///   is the caller's to bound);
 /// - an answer that cannot be used (malformed, oversized, a redirect loop or a redirect where
 ///   none is followed) is not, and an oversized one or a discovery loop says so by its kind.
 fn expected(step: Step, fault: Fault) -> Expect {
     use Fault::*;
     match (step, fault) {
+        (Step::ResourceRequest, Stall) => Expect::Pending,
         (Step::ResourceRequest, ConnectionReset | TruncatedBody) => Expect::Transient,
         (Step::ResourceRequest, ServerError) => Expect::Served(500),
         (Step::ResourceRequest, Unavailable) => Expect::Served(503),
@@ -125,6 +138,7 @@ fn expected(step: Step, fault: Fault) -> Expect {
         (Step::ResourceRequest, RedirectLoop) => Expect::Served(302),
         (Step::ResourceRequest, _) => Expect::Served(200),
         (Step::Refresh, _) => Expect::Served(200),
+        (_, Stall) => Expect::TimedOut,
         (_, ServerError | Unavailable | TooManyRequests | ConnectionReset | TruncatedBody) => {
             Expect::Transient
         }
@@ -141,7 +155,7 @@ fn expected(step: Step, fault: Fault) -> Expect {
 async fn every_step_times_every_fault() {
     let mut table = Vec::new();
     for step in Step::ALL {
-        for fault in FAULTS {
+        for fault in Fault::ALL {
             let case = Case::new(step).await;
             // The steps after the first login need one first.
             let logged_in = matches!(step, Step::Refresh | Step::ResourceRequest);
@@ -155,9 +169,14 @@ async fn every_step_times_every_fault() {
             let before = case.stored().await;
             case.kit.clear_requests();
             case.kit.inject_fault(step, fault);
-            let result = case.call().await;
+            let started = std::time::Instant::now();
+            let result = case.call_within_patience().await;
+            let took = started.elapsed();
             let reached = !case.kit.requests().is_empty();
-            let seen = format!("{step:?} × {fault:?}: {}", outcome(&result));
+            let seen = match &result {
+                Some(result) => format!("{step:?} × {fault:?}: {}", outcome(result)),
+                None => format!("{step:?} × {fault:?}: still waiting after {CALLER_PATIENCE:?}"),
+            };
             table.push(seen.clone());
             let context = || seen.clone();
             assert!(reached, "{}: the step was never reached", context());
@@ -172,16 +191,26 @@ async fn every_step_times_every_fault() {
 
             // The fault is typed, or it is the server's own answer, as the rules below say.
             match (expected(step, fault), &result) {
-                (Expect::Transient, Err(e)) => {
+                (Expect::Pending, None) => {}
+                (Expect::TimedOut, Some(Err(e))) => {
+                    assert_eq!(e.kind(), ErrorKind::Timeout, "{}", context());
+                    assert!(e.is_transient(), "{}", context());
+                    assert!(
+                        took < REQUEST_TIMEOUT * 4,
+                        "{}: took {took:?}, the limit is {REQUEST_TIMEOUT:?}",
+                        context()
+                    );
+                }
+                (Expect::Transient, Some(Err(e))) => {
                     assert!(e.is_transient(), "{}: should be worth retrying", context())
                 }
-                (Expect::Permanent(kind), Err(e)) => {
+                (Expect::Permanent(kind), Some(Err(e))) => {
                     assert!(!e.is_transient(), "{}: retrying cannot help", context());
                     if let Some(kind) = kind {
                         assert_eq!(e.kind(), kind, "{}", context());
                     }
                 }
-                (Expect::Served(status), Ok(response)) => {
+                (Expect::Served(status), Some(Ok(response))) => {
                     assert_eq!(response.status().as_u16(), status, "{}", context())
                 }
                 (_, _) => panic!("{}: expected {:?}", context(), expected(step, fault)),
