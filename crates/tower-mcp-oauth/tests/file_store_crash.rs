@@ -24,8 +24,8 @@ const RESOURCE: &str = "https://mcp.example.com/mcp";
 /// At least this many kills, and at least [`MID_WRITE_KILLS`] of them inside a write, within
 /// [`MAX_KILLS`].
 const KILLS: usize = 30;
-const MID_WRITE_KILLS: usize = 3;
-const MAX_KILLS: usize = 300;
+const MID_WRITE_KILLS: usize = 2;
+const MAX_KILLS: usize = 600;
 
 /// Token set `n` (0 or 1): an access token of 256 KiB of one repeated letter, so a torn file
 /// would show as a mix, a truncation or invalid JSON.
@@ -71,10 +71,10 @@ async fn a_writer_killed_mid_write_leaves_a_whole_token_file() {
     let exe = std::env::current_exe().unwrap();
     let mut mid_write = 0;
     let mut seen = [0usize; 2];
-    for (round, delay) in delays(u64::from(std::process::id()))
-        .take(KILLS)
-        .enumerate()
-    {
+    for (round, delay) in delays(u64::from(std::process::id())).enumerate() {
+        if round >= MAX_KILLS || (round >= KILLS && mid_write >= MID_WRITE_KILLS) {
+            break;
+        }
         let before = leftover_temporary_files(&store_dir);
         let mut child = Command::new(&exe)
             .args(["--ignored", "--exact", CHILD_TEST, "--nocapture"])
