@@ -54,8 +54,9 @@ pub use crate::state::{DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 /// The layer bounds its own work ([`request_timeout`](Self::request_timeout),
 /// [`flow_deadline`](Self::flow_deadline), [`consent_timeout`](Self::consent_timeout)); a
 /// `Timeout`, if any, goes outside it (one inside would cut each round trip separately). Put
-/// `FollowRedirect` inside it (its standard policy strips `Authorization` on cross-origin
-/// hops), and `ConcurrencyLimit` inside it.
+/// `FollowRedirect` outside it too, so every hop comes back through the layer, which attaches
+/// the token only to the origin it is bound to (the README's "Layer order", proven by
+/// `tests/layer_order.rs`), and `ConcurrencyLimit` inside it.
 ///
 /// ```
 /// use tower::ServiceBuilder;
