@@ -70,6 +70,16 @@ pub(super) async fn drive(flow: &mut Flow, io: &Io<'_>) -> Result<Step, Error> {
                 debug!(error = %error, "web login failed");
                 return Err(error);
             }
+            // A web login is a user at a browser; a config with an assertion grant belongs on
+            // an `OAuthLayer`, which has the assertion source.
+            Action::ObtainAssertion(_) => {
+                return Err(Error::new(
+                    ErrorKind::GrantNotSupported,
+                    "WebLogin logs users in through the browser; the assertion grants (workload \
+                     identity, enterprise-managed authorization) run on an OAuthLayer with an \
+                     assertion source",
+                ))
+            }
             _ => {
                 return Err(Error::new(
                     ErrorKind::InvalidTransition,

@@ -94,6 +94,8 @@ impl Fake {
                        "registration_endpoint": format!("{AS}/register"),
                        "response_types_supported": ["code"],
                        "code_challenge_methods_supported": ["S256"],
+                       "grant_types_supported": ["authorization_code", "refresh_token",
+                           "urn:ietf:params:oauth:grant-type:jwt-bearer"],
                        "authorization_response_iss_parameter_supported": true}),
             ),
             u if u == format!("{AS}/register") => (
@@ -552,4 +554,22 @@ async fn server_options_shape_the_web_login_authorization_request() {
     );
     let connection = login.complete("alice", &approve(&url, "c1")).await.unwrap();
     assert_eq!(connection.issuer, AS);
+}
+
+/// A config with an assertion grant is refused by name: a web login is a user at a browser,
+/// and the assertion source lives on an `OAuthLayer`.
+#[tokio::test]
+async fn an_assertion_grant_config_is_refused_with_the_reason() {
+    let fake = Fake::new(3600);
+    let f = Arc::clone(&fake);
+    let client = HttpClient::from_fn(move |req| {
+        let response = f.handle(req);
+        async move { Ok(response) }
+    });
+    let config = ClientConfig::new(REDIRECT)
+        .assertion_grant(mcp_oauth_flow::grants::AssertionGrant::WorkloadIdentity);
+    let login = WebLogin::new(config, client);
+    let err = login.start("alice", MCP).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::GrantNotSupported, "{err:#}");
+    assert!(err.to_string().contains("WebLogin"), "{err}");
 }
