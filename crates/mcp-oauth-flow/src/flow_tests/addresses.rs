@@ -237,3 +237,44 @@ fn a_token_or_registration_response_cannot_rebind_the_issuer() {
         PUBLIC_AS
     );
 }
+
+/// A token or registration endpoint that redirects is not followed (the request carries
+/// credentials, and the redirect would take them to a URL no metadata named): the flow ends
+/// with `RedirectLimit` and nothing is sent to the target. Discovery, by contrast, follows a
+/// same-origin redirect (see `discovery.rs`).
+#[test]
+fn token_and_registration_redirects_are_not_followed() {
+    let elsewhere = "https://elsewhere.example.com/steal";
+    let redirect = |status| (status, vec![("location", elsewhere.to_owned())]);
+    for (endpoint, status) in [("register", 307), ("token", 308), ("token", 302)] {
+        let (status, headers) = redirect(status);
+        let net = full_net(PUBLIC_RS, PUBLIC_AS, as_meta(PUBLIC_AS)).raw(
+            &format!("{PUBLIC_AS}/{endpoint}"),
+            status,
+            headers,
+            "",
+        );
+        let run = run_with(
+            config(),
+            start_at(PUBLIC_RS, None),
+            &net,
+            Consent::Approve(None),
+            None,
+        );
+        assert_eq!(
+            run.failed(),
+            ErrorKind::RedirectLimit,
+            "{endpoint} {status}"
+        );
+        assert!(
+            run.sent.iter().all(|s| !s.contains("elsewhere")),
+            "{:?}",
+            run.sent
+        );
+        assert!(
+            run.sent.last().unwrap().ends_with(&format!("/{endpoint}")),
+            "{:?}",
+            run.sent
+        );
+    }
+}
