@@ -1,10 +1,13 @@
 //! What the application tells the flow about itself.
 
+use std::sync::Arc;
+
 use crate::assertion_grant::AssertionGrant;
 use crate::client_metadata::ClientMetadata;
 use crate::registration::PreRegisteredClient;
 use crate::scope::Scopes;
 use crate::server_options::ServerOptions;
+use crate::url_policy::{AddressPolicy, UrlPolicy};
 
 /// What to do when authorization server metadata does not list `code_challenge_methods_supported`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,6 +60,9 @@ pub struct ClientConfig {
     /// The RFC 7591 metadata shown on consent pages (home page, logo, terms, policy, contacts,
     /// software): sent at registration and published in the client ID metadata document.
     pub metadata: ClientMetadata,
+    /// Which URLs the flow may fetch or send the browser to; see [`UrlPolicy`]. Default:
+    /// [`AddressPolicy::default`].
+    pub url_policy: Arc<dyn UrlPolicy>,
 }
 
 impl ClientConfig {
@@ -73,6 +79,7 @@ impl ClientConfig {
             assertion_grant: None,
             servers: Vec::new(),
             metadata: ClientMetadata::default(),
+            url_policy: Arc::new(AddressPolicy::default()),
         }
     }
 
@@ -134,6 +141,26 @@ impl ClientConfig {
     /// metadata document. Default: none.
     pub fn metadata(mut self, metadata: ClientMetadata) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// Sets the policy every URL the flow fetches or hands to the browser must pass (the
+    /// protected resource metadata URL of a challenge, `authorization_servers`, each metadata
+    /// URL and endpoint, the IdP endpoints of the assertion grants). Default:
+    /// [`AddressPolicy::default`]: `https` or loopback, no user info or fragment, and no
+    /// private, link-local, shared, documentation or cloud-metadata address unless the MCP
+    /// server is on such a network.
+    ///
+    /// ```
+    /// use mcp_oauth_flow::ClientConfig;
+    /// use mcp_oauth_flow::url_policy::{AddressClass, AddressPolicy};
+    /// // This application's MCP servers are public but their authorization server is not.
+    /// let config = ClientConfig::new("http://127.0.0.1:8976/callback")
+    ///     .url_policy(AddressPolicy::new().allow(AddressClass::Private));
+    /// assert!(format!("{config:?}").contains("Private"));
+    /// ```
+    pub fn url_policy(mut self, policy: impl UrlPolicy) -> Self {
+        self.url_policy = Arc::new(policy);
         self
     }
 }

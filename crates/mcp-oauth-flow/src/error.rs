@@ -58,7 +58,8 @@ pub enum ErrorKind {
     InvalidTokenResponse,
     /// A response body was larger than the configured limit.
     BodyTooLarge,
-    /// A discovery request was redirected too often, in a loop, or to another origin.
+    /// A discovery request was redirected too often, in a loop, or to another origin; or a
+    /// token or registration endpoint answered with a redirect, which is never followed.
     RedirectLimit,
     /// A server answered with a status that allows no progress (a 5xx, a 429).
     UnexpectedStatus,

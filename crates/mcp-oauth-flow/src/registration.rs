@@ -257,6 +257,12 @@ pub fn parse_registration_response(
         error_description: Option<String>,
     }
     let wire: Result<Wire, _> = serde_json::from_slice(body);
+    if status.is_redirection() {
+        return Err(crate::url_policy::redirect_not_followed(
+            "registration endpoint",
+            status,
+        ));
+    }
     if !status.is_success() {
         // A 5xx or 429 is the server's passing trouble (RFC 9110 §15.6, RFC 6585 §4), which
         // the same request may get past later; any other answer refuses this registration.
@@ -309,6 +315,14 @@ pub fn parse_registration_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_from_the_registration_endpoint_is_not_followed() {
+        let status = http::StatusCode::TEMPORARY_REDIRECT;
+        let err = parse_registration_response(status, b"{}", "https://as").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RedirectLimit);
+        assert_eq!(err.status(), Some(status));
+    }
 
     #[test]
     fn a_pre_registration_is_its_identifier_and_issuer() {

@@ -169,6 +169,12 @@ pub fn parse_token_response(
             error_description: get("error_description"),
         }));
     }
+    if status.is_redirection() {
+        return Err(crate::url_policy::redirect_not_followed(
+            "token endpoint",
+            status,
+        ));
+    }
     if !status.is_success() {
         let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
             ErrorKind::UnexpectedStatus
@@ -303,6 +309,18 @@ mod tests {
 
     use super::*;
     use crate::client_auth::ClientAuthMethod;
+
+    /// A redirect from the token endpoint is an error of its own, never a rejection of the
+    /// grant (which would drop a refresh token) and never followed.
+    #[test]
+    fn a_redirect_is_not_followed() {
+        for status in [301, 302, 303, 307, 308] {
+            let status = http::StatusCode::from_u16(status).unwrap();
+            let err = parse_token_response(status, None, b"").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::RedirectLimit, "{status}");
+            assert!(err.to_string().contains("not followed"), "{err}");
+        }
+    }
     use crate::jwt::jwt_expiry;
 
     /// A body the server declares JSON is read as JSON only: a form-looking body under a JSON

@@ -61,6 +61,23 @@ pub(crate) fn unusable_url(url: &str, e: impl std::fmt::Display) -> Error {
     )
 }
 
+/// The error for a token or registration endpoint that answered with a redirect, which is
+/// never followed: those requests carry credentials (a code and its verifier, a refresh token,
+/// a client secret or assertion), and a `307`/`308` would have the body sent again to a URL no
+/// metadata named (RFC 9110 §15.4.8, §15.4.9), past the address policy. The endpoint is the
+/// URL of the authorization server's metadata (RFC 8414 §2), not wherever it points next.
+/// Discovery follows same-origin redirects only (`flow/probe.rs`).
+pub(crate) fn redirect_not_followed(what: &str, status: http::StatusCode) -> Error {
+    Error::new(
+        ErrorKind::RedirectLimit,
+        format!(
+            "{what} answered {status}: a redirect, which is not followed for a request that \
+             carries credentials (only the endpoint the metadata names is used)"
+        ),
+    )
+    .with_status(status)
+}
+
 /// Parses `raw` as an absolute URL and checks it against [`is_secure_url`]; `what` names the
 /// URL in the error (e.g. "token_endpoint").
 pub fn parse_secure_url(raw: &str, what: &str) -> Result<Url, Error> {

@@ -58,6 +58,13 @@ pub(crate) async fn run(
         Some(timer) => client.with_timeout(state.limits.request_timeout, Arc::clone(timer)),
         None => client,
     };
+    // Every request judged by the address policy, and by what its name resolves to.
+    let client = crate::resolve::guarded(
+        client,
+        Arc::clone(&state.config.url_policy),
+        state.resolver.clone(),
+        start.server_url.clone(),
+    );
     drive(state, client, start, key, lock)
         .instrument(span)
         .await

@@ -110,12 +110,14 @@ mod driver;
 mod flight;
 mod future;
 mod layer;
+mod layer_addresses;
 mod layer_scope;
 mod logout;
 mod markers;
 mod need;
 mod origins;
 mod recovery;
+mod resolve;
 mod servers;
 mod service;
 mod state;
@@ -146,6 +148,10 @@ pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub use logout::{Logout, Revocation};
 pub use markers::{AuthorizationFailed, BodyNotReplayable};
+pub use resolve::Resolver;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use resolve::TokioResolver;
 pub use servers::McpServers;
 pub use service::OAuthService;
 pub use state::{DEFAULT_CONSENT_TIMEOUT, DEFAULT_FLOW_DEADLINE, DEFAULT_REQUEST_TIMEOUT};
@@ -166,6 +172,7 @@ pub use mcp_oauth_flow::{
     revocation::RevokedToken,
     server::{ExtraParams, ServerOptions},
     token::{RefreshPolicy, TokenSet, TokenType},
+    url_policy::{AddressClass, AddressPolicy, UrlPolicy},
     BoxError, ClientConfig, Error, ErrorKind, PkcePolicy,
 };
 

@@ -92,6 +92,15 @@ pub(crate) async fn logout(
             revocations: Vec::new(),
         });
     };
+    // The revocation endpoint comes from metadata: judged like every URL a flow fetches.
+    let client = &crate::resolve::guarded(
+        client.clone(),
+        std::sync::Arc::clone(&state.config.url_policy),
+        state.resolver.clone(),
+        Url::parse(server_url).map_err(|e| {
+            Error::new(ErrorKind::InvalidRequestUri, format!("{server_url:?}: {e}"))
+        })?,
+    );
     let revocations = revoke_all(state, &tokens, client).await;
     forget(state, &resource).await?;
     Ok(Logout {

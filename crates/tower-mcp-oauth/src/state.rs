@@ -99,6 +99,8 @@ pub(crate) struct LayerState {
     pub(crate) servers: Option<McpServers>,
     /// DPoP settings, key and nonces (RFC 9449).
     pub(crate) dpop: Arc<DpopState>,
+    /// Looks up host names for the address policy (see `resolve.rs`); `None`: not done.
+    pub(crate) resolver: Option<Arc<dyn crate::resolve::Resolver>>,
 }
 
 impl LayerState {
@@ -120,6 +122,7 @@ impl LayerState {
             timer: crate::timer::default_timer(),
             servers: None,
             dpop: Arc::new(DpopState::default()),
+            resolver: None,
         }
     }
 

@@ -144,7 +144,11 @@ fn expected(step: Step, fault: Fault) -> Expect {
         }
         (_, OversizedBody) => Expect::Permanent(Some(ErrorKind::BodyTooLarge)),
         (
-            Step::ResourceMetadata | Step::AuthorizationServerMetadata | Step::Authorization,
+            Step::ResourceMetadata
+            | Step::AuthorizationServerMetadata
+            | Step::Authorization
+            | Step::Registration
+            | Step::Token,
             RedirectLoop,
         ) => Expect::Permanent(Some(ErrorKind::RedirectLimit)),
         (_, _) => Expect::Permanent(None),

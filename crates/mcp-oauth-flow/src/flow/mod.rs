@@ -37,6 +37,7 @@ mod assertion;
 mod authorize;
 mod discover;
 mod dpop;
+mod police;
 mod probe;
 mod refresh;
 // Shared with revocation, which picks the client the same way a refresh does.
@@ -257,6 +258,8 @@ pub struct Flow {
     /// The time of the latest input that carried one: what
     /// [`Flow::handle_authorization_response`] dates a client assertion with.
     last_now: SystemTime,
+    /// The MCP server the flow authorizes for, which the address policy judges URLs against.
+    server: Url,
 }
 
 impl std::fmt::Debug for Flow {
@@ -283,6 +286,7 @@ impl Flow {
             out: VecDeque::new(),
             report: DiscoveryReport::default(),
             last_now: now,
+            server: start.server_url.clone(),
         };
         let challenge_metadata = start
             .challenge
@@ -436,6 +440,7 @@ impl Flow {
             Ok(state) => self.state = state,
             Err(e) => self.fail(e),
         }
+        self.police();
     }
 
     fn send(&mut self, sub: SubRequest) {

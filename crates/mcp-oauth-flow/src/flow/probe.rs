@@ -72,7 +72,10 @@ impl Probe {
     /// Sorts a response into a document, a miss, or a redirect to follow. A redirect is only
     /// followed to the same origin, over a secure URL, without loops, and at most
     /// [`MAX_REDIRECTS`] times: metadata a server did not publish on its own origin is not its
-    /// metadata.
+    /// metadata (RFC 9728 §3.3 and RFC 8414 §3.3 bind each document to the URL it was asked
+    /// for), so a cross-origin redirect counts as a miss. The target then passes the address
+    /// policy like every URL the flow sends (`police.rs`). Token and registration requests
+    /// follow no redirect at all (`url_policy::redirect_not_followed`).
     pub(super) fn classify(
         &mut self,
         response: http::Response<Bytes>,

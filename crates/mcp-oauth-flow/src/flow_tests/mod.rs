@@ -1,6 +1,7 @@
 //! State machine tests: a fake network of canned responses, a scripted consent step, and
 //! assertions on the exact sequence of sub-requests and on the final action.
 
+mod addresses;
 mod authorization;
 mod client_assertions;
 mod discovery;

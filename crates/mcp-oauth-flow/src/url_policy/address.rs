@@ -164,8 +164,9 @@ pub fn host_class(url: &Url) -> Option<AddressClass> {
 /// standard rules are [`AddressPolicy`]; an application with other needs implements this.
 ///
 /// `server` is the MCP server the flow authorizes for: how far a URL may point depends on where
-/// that server is. `what` names the URL in errors (`"token_endpoint"`).
-pub trait UrlPolicy: Send + Sync + 'static {
+/// that server is. `what` names the URL in errors (`"token_endpoint"`). `Debug` so a
+/// [`ClientConfig`](crate::ClientConfig) holding one can still be printed.
+pub trait UrlPolicy: fmt::Debug + Send + Sync + 'static {
     /// Checks a URL before it is fetched or handed to the browser, from the URL alone.
     fn check_url(&self, url: &Url, server: &Url, what: &str) -> Result<(), Error>;
 
