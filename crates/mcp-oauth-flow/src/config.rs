@@ -57,6 +57,9 @@ pub struct ClientConfig {
     /// The RFC 7591 metadata shown on consent pages (home page, logo, terms, policy, contacts,
     /// software): sent at registration and published in the client ID metadata document.
     pub metadata: ClientMetadata,
+    /// Use the device authorization grant (RFC 8628) instead of the authorization code; see
+    /// [`ClientConfig::device_authorization`].
+    pub device_authorization: bool,
 }
 
 impl ClientConfig {
@@ -73,6 +76,7 @@ impl ClientConfig {
             assertion_grant: None,
             servers: Vec::new(),
             metadata: ClientMetadata::default(),
+            device_authorization: false,
         }
     }
 
@@ -120,6 +124,24 @@ impl ClientConfig {
     /// to another grant. Default: none.
     pub fn assertion_grant(mut self, grant: AssertionGrant) -> Self {
         self.assertion_grant = Some(grant);
+        self
+    }
+
+    /// Uses the device authorization grant (RFC 8628) instead of the authorization code, for a
+    /// user with no browser on this machine: the flow asks the driver to show a user code and a
+    /// URL ([`Action::ShowUserCode`](crate::Action::ShowUserCode)) and polls the token endpoint
+    /// while the user approves on another device. A server that advertises no
+    /// `device_authorization_endpoint` is an
+    /// [`ErrorKind::GrantNotSupported`](crate::ErrorKind::GrantNotSupported), never a fallback
+    /// to the browser. Default: off.
+    ///
+    /// ```
+    /// use mcp_oauth_flow::ClientConfig;
+    /// let config = ClientConfig::new("http://127.0.0.1:8976/callback").device_authorization(true);
+    /// assert!(config.device_authorization);
+    /// ```
+    pub fn device_authorization(mut self, on: bool) -> Self {
+        self.device_authorization = on;
         self
     }
 
