@@ -339,3 +339,55 @@ fn a_poll_due_out_of_turn_is_refused() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// The claims of a compact JWT (the signature is verified in `client_assertions.rs`; here
+/// only the freshness of each poll's assertion matters).
+fn claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// RFC 7523 §2.2 / §3: a `private_key_jwt` client authenticates the device request and every
+/// poll, each with its own `jti` and dated when it is sent (a server refuses a replayed one).
+#[test]
+fn a_private_key_client_signs_every_poll_afresh() {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let secret = p256::ecdsa::SigningKey::from_slice(&[5u8; 32]).unwrap();
+    let key = ClientKey::from_pkcs8_pem(&secret.to_pkcs8_pem(LineEnding::LF).unwrap()).unwrap();
+    let mut meta = device_meta();
+    meta["token_endpoint_auth_methods_supported"] = json!(["private_key_jwt"]);
+    meta["token_endpoint_auth_signing_alg_values_supported"] = json!(["ES256"]);
+    let config = config()
+        .pre_registered(PreRegisteredClient::new("signer").with_private_key(key))
+        .device_authorization(true);
+    let run = drive(
+        config,
+        &device_net(meta),
+        vec![pending(), tokens()],
+        Duration::ZERO,
+    );
+    assert!(matches!(run.end, Action::Complete(_)), "{:?}", run.end);
+    // The device request (step 2) and the two polls (steps 5 and 7).
+    let assertions: Vec<Value> = [2, 5, 7]
+        .iter()
+        .map(|&step| claims(&run.form(step, "client_assertion").expect("signed")))
+        .collect();
+    let jtis: std::collections::HashSet<&str> = assertions
+        .iter()
+        .map(|c| c["jti"].as_str().unwrap())
+        .collect();
+    assert_eq!(jtis.len(), 3, "{assertions:?}");
+    for c in &assertions {
+        assert_eq!(c["iss"], "signer");
+        assert_eq!(c["sub"], "signer");
+    }
+    // Dated when sent: the second poll comes two intervals after the first request.
+    let iat = |i: usize| assertions[i]["iat"].as_u64().unwrap();
+    assert_eq!(iat(2) - iat(0), 4);
+}
