@@ -63,6 +63,9 @@ pub struct ClientConfig {
     /// Which URLs the flow may fetch or send the browser to; see [`UrlPolicy`]. Default:
     /// [`AddressPolicy::default`].
     pub url_policy: Arc<dyn UrlPolicy>,
+    /// Use the device authorization grant (RFC 8628) instead of the authorization code; see
+    /// [`ClientConfig::device_authorization`].
+    pub device_authorization: bool,
 }
 
 impl ClientConfig {
@@ -80,6 +83,7 @@ impl ClientConfig {
             servers: Vec::new(),
             metadata: ClientMetadata::default(),
             url_policy: Arc::new(AddressPolicy::default()),
+            device_authorization: false,
         }
     }
 
@@ -127,6 +131,24 @@ impl ClientConfig {
     /// to another grant. Default: none.
     pub fn assertion_grant(mut self, grant: AssertionGrant) -> Self {
         self.assertion_grant = Some(grant);
+        self
+    }
+
+    /// Uses the device authorization grant (RFC 8628) instead of the authorization code, for a
+    /// user with no browser on this machine: the flow asks the driver to show a user code and a
+    /// URL ([`Action::ShowUserCode`](crate::Action::ShowUserCode)) and polls the token endpoint
+    /// while the user approves on another device. A server that advertises no
+    /// `device_authorization_endpoint` is an
+    /// [`ErrorKind::GrantNotSupported`](crate::ErrorKind::GrantNotSupported), never a fallback
+    /// to the browser. Default: off.
+    ///
+    /// ```
+    /// use mcp_oauth_flow::ClientConfig;
+    /// let config = ClientConfig::new("http://127.0.0.1:8976/callback").device_authorization(true);
+    /// assert!(config.device_authorization);
+    /// ```
+    pub fn device_authorization(mut self, on: bool) -> Self {
+        self.device_authorization = on;
         self
     }
 

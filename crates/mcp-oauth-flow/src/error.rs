@@ -136,6 +136,10 @@ pub enum ErrorKind {
     /// after one retry with the nonce it asked for (RFC 9449 §8, §9). Check the machine's clock
     /// (proofs carry `iat`) and that the server accepts ES256; or turn DPoP off for it.
     DpopRejected,
+    /// The device code of a device authorization grant expired before the user approved it
+    /// (`expired_token`, or its `expires_in` passed; RFC 8628 §3.5): run the flow again and
+    /// enter the new user code sooner.
+    DeviceCodeExpired,
 }
 
 impl ErrorKind {
@@ -187,6 +191,7 @@ impl ErrorKind {
             Self::RevocationRefused => "token revocation refused",
             Self::InvalidDpopKey => "unusable DPoP key",
             Self::DpopRejected => "DPoP proof rejected",
+            Self::DeviceCodeExpired => "device code expired",
         }
     }
 
@@ -525,6 +530,8 @@ mod tests {
         (ErrorKind::InvalidDpopKey, false),
         // The server's retry was already spent; the same proof fails the same way.
         (ErrorKind::DpopRejected, false),
+        // A new code needs the user again; polling the old one cannot succeed.
+        (ErrorKind::DeviceCodeExpired, false),
     ];
 
     #[test]

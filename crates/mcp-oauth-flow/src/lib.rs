@@ -50,6 +50,7 @@ mod client_assertion;
 mod client_auth;
 mod client_metadata;
 mod config;
+pub mod device;
 pub mod dpop;
 mod error;
 mod flow;

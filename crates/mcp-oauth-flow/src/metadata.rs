@@ -121,6 +121,9 @@ pub struct AuthorizationServerMetadata {
     /// JWS algorithms accepted for DPoP proofs (RFC 9449 §5.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// The device authorization endpoint (RFC 8628 §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<String>,
 }
 
 fn contains(list: &Option<Vec<String>>, value: &str) -> bool {

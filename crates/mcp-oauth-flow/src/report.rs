@@ -16,6 +16,8 @@ pub enum Purpose {
     Token,
     /// The token exchange at an enterprise IdP (RFC 8693, SEP-990).
     TokenExchange,
+    /// The device authorization request (RFC 8628 §3.1).
+    DeviceAuthorization,
 }
 
 impl fmt::Display for Purpose {
@@ -26,6 +28,7 @@ impl fmt::Display for Purpose {
             Self::Registration => "client registration",
             Self::Token => "token request",
             Self::TokenExchange => "token exchange",
+            Self::DeviceAuthorization => "device authorization",
         })
     }
 }

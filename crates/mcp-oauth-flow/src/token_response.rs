@@ -44,6 +44,11 @@ pub enum Grant<'a> {
         /// The scopes to ask for.
         scopes: Option<&'a Scopes>,
     },
+    /// RFC 8628 §3.4: a poll for the tokens of an approved device code.
+    DeviceCode {
+        /// The `device_code` of the device authorization response.
+        device_code: &'a str,
+    },
 }
 
 /// Builds a token request: form-encoded body, `Accept: application/json` (without it some
@@ -92,6 +97,10 @@ pub fn token_request(
             if let Some(scopes) = scopes.filter(|s| !s.is_empty()) {
                 form.push(("scope", scopes.to_string()));
             }
+        }
+        Grant::DeviceCode { device_code } => {
+            form.push(("grant_type", crate::device::DEVICE_CODE_GRANT_TYPE.into()));
+            form.push(("device_code", device_code.into()));
         }
     }
     if let Some(resource) = resource {

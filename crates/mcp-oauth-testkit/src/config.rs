@@ -152,6 +152,10 @@ pub struct TestkitConfig {
     /// DPoP (RFC 9449) at both servers: advertised, proofs verified, tokens bound, nonces
     /// demanded as configured. Default `None` (no DPoP: a proof is ignored).
     pub dpop: Option<crate::dpop::DpopConfig>,
+    /// The device authorization grant (RFC 8628): advertised, served at
+    /// [`DEVICE_AUTHORIZATION_PATH`](crate::DEVICE_AUTHORIZATION_PATH), polls answered as
+    /// configured. Default `None` (off).
+    pub device: Option<crate::device_grant::DeviceConfig>,
 }
 
 impl Default for TestkitConfig {
@@ -189,6 +193,7 @@ impl Default for TestkitConfig {
             client_public_key: None,
             revocation: false,
             dpop: None,
+            device: None,
         }
     }
 }
@@ -276,6 +281,12 @@ impl TestkitConfig {
         /// Sets [`revocation`](Self::revocation).
         revocation: bool
     );
+
+    /// Sets [`device`](Self::device).
+    pub fn device(mut self, device: crate::device_grant::DeviceConfig) -> Self {
+        self.device = Some(device);
+        self
+    }
 
     /// Sets [`token_endpoint_auth_methods`](Self::token_endpoint_auth_methods).
     pub fn token_endpoint_auth_methods<I>(mut self, methods: I) -> Self

@@ -203,6 +203,8 @@ impl Site {
             json!(config.token_endpoint_auth_methods),
         );
         crate::assertion_grants::extend_metadata(config, &mut doc);
+        let device = self.endpoint_url(crate::DEVICE_AUTHORIZATION_PATH);
+        crate::device_grant::extend_metadata(config, device, &mut doc);
         if let Some(methods) = &config.pkce_methods {
             doc.insert("code_challenge_methods_supported".into(), json!(methods));
         }

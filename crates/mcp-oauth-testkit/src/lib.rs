@@ -60,6 +60,7 @@ mod authorization_server;
 pub mod bench;
 mod codec;
 mod config;
+mod device_grant;
 mod discovery;
 mod dpop;
 pub mod fault;
@@ -81,6 +82,7 @@ mod tests;
 
 pub use assertion_grants::{IDP_TOKEN_PATH, JWT_BEARER_GRANT};
 pub use config::{DiscoveryLayout, IssInRedirect, TestkitConfig};
+pub use device_grant::{DeviceConfig, DeviceOutcome, DEVICE_AUTHORIZATION_PATH, DEVICE_CODE_GRANT};
 pub use dpop::DpopConfig;
 pub use jsonrpc::{jsonrpc, read_json};
 pub use record::{CannedResponse, RecordedRequest, ServerRole};

@@ -123,6 +123,9 @@ fn route(shared: &Arc<Shared>, role: ServerRole, request: &RecordedRequest) -> H
         {
             return crate::assertion_grants::token_exchange(shared, request);
         }
+        if path == crate::DEVICE_AUTHORIZATION_PATH {
+            return crate::device_grant::device_authorization(shared, request);
+        }
         if path == site.revoke_path && shared.config.revocation {
             return revocation_endpoint::revoke(shared, request);
         }

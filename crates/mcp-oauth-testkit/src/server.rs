@@ -57,6 +57,11 @@ impl Testkit {
         Ok(Testkit { shared, tasks })
     }
 
+    /// The shared state, for the endpoints' own test controls.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// The MCP endpoint, `http://127.0.0.1:P1/mcp`.
     pub fn resource_url(&self) -> String {
         format!("{}{}", self.shared.site.rs_origin, MCP_PATH)

@@ -93,6 +93,8 @@ pub(crate) struct State {
     pub(crate) seen_jtis: crate::assertion_grants::SeenJtis,
     /// DPoP `jti`s seen and token bindings (RFC 9449), when the servers do DPoP.
     pub(crate) dpop: crate::dpop::DpopLedger,
+    /// Device codes issued (RFC 8628).
+    pub(crate) device_codes: crate::device_grant::DeviceCodes,
     counter: u64,
 }
 
@@ -127,6 +129,7 @@ impl State {
             refresh_tokens: HashMap::new(),
             seen_jtis: Default::default(),
             dpop: Default::default(),
+            device_codes: Default::default(),
             counter: 0,
         }
     }

@@ -38,6 +38,9 @@ pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse 
         Some(JWT_BEARER_GRANT) => {
             assertion_grants::jwt_bearer_grant(shared, &mut state, request, Some(&client_id))
         }
+        Some(crate::DEVICE_CODE_GRANT) => {
+            crate::device_grant::poll(shared, &mut state, request, &client_id)
+        }
         Some(_) => bad_request(
             "unsupported_grant_type",
             "only authorization_code and refresh_token",
@@ -260,7 +263,7 @@ fn refresh_token_grant(
 }
 
 /// The successful token response, shaped by the quirk switches.
-fn token_response(
+pub(crate) fn token_response(
     shared: &Shared,
     access_token: &str,
     refresh_token: Option<&str>,

@@ -91,6 +91,7 @@ async fn drive(
     let timer = state.timer.as_deref();
     let deadline = state.limits.flow_deadline;
     let mut spent = std::time::Duration::ZERO;
+    let mut device_waits = crate::device::DeviceWaits::new();
     loop {
         let stretch_started = timer.map(|t| t.now());
         let decision = match within(
@@ -177,6 +178,38 @@ async fn drive(
                 });
                 match consent {
                     Ok(response) => flow.handle_authorization_response_at(response, state.now()),
+                    Err(e) => flow.fail(e),
+                }
+            }
+            Action::ShowUserCode(code) => {
+                // The user approves elsewhere, for minutes: as with consent in a browser, the
+                // refresh lock is released and the authorization budget spent.
+                if let Some(lock) = lock.take() {
+                    lock.release().await;
+                }
+                let limits = &state.limits;
+                if let Err(e) = state.flights.spend_authorization(
+                    key,
+                    state.now(),
+                    limits.authorization_budget,
+                    limits.budget_window,
+                ) {
+                    flow.fail(e);
+                    continue;
+                }
+                debug!(?code, "showing the device code");
+                match &state.device_prompt {
+                    Some(prompt) => prompt.show(&code),
+                    None => crate::device::DeviceCodePrompt::show(&crate::StderrPrompt, &code),
+                }
+                device_waits.shown(timer);
+            }
+            Action::PollAfter(wait) => {
+                match device_waits
+                    .sleep(timer, wait, state.limits.consent_timeout, key)
+                    .await
+                {
+                    Ok(()) => flow.handle_poll_due(state.now()),
                     Err(e) => flow.fail(e),
                 }
             }

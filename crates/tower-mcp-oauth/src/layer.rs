@@ -157,6 +157,29 @@ impl OAuthLayer {
         self
     }
 
+    /// Authorizes with the device authorization grant (RFC 8628), for a user with no browser on
+    /// this machine (SSH, a container, CI): `prompt` is shown the URL and the user code, and the
+    /// layer polls the token endpoint at the server's interval, sleeping on its
+    /// [`Timer`](crate::Timer), until the user approves on another device. Refused
+    /// (`access_denied`) is an [`ErrorKind::AuthorizationDenied`](crate::ErrorKind::AuthorizationDenied);
+    /// a code that expires a `DeviceCodeExpired`; a wait past the
+    /// [`consent_timeout`](Self::consent_timeout) a `ConsentTimeout`; an authorization server
+    /// with no `device_authorization_endpoint` a `GrantNotSupported`, never a browser. The
+    /// authorizer is not used. Default: off.
+    ///
+    /// ```
+    /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer, StderrPrompt};
+    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+    ///     .device_authorization(StderrPrompt);
+    /// # let _ = layer;
+    /// ```
+    pub fn device_authorization(mut self, prompt: impl crate::device::DeviceCodePrompt) -> Self {
+        let state = self.state_mut();
+        Arc::make_mut(&mut state.config).device_authorization = true;
+        state.device_prompt = Some(Arc::new(prompt));
+        self
+    }
+
     /// The settings, to change one: in place while this layer is the only holder of its state.
     /// Whether `self` and `other` share one state (token cache, flows): clones of one layer.
     #[cfg(test)]

@@ -105,6 +105,7 @@ mod bounds;
 mod cache;
 mod classify;
 mod client;
+mod device;
 mod dpop;
 mod driver;
 mod flight;
@@ -143,6 +144,7 @@ pub use assertion::{AssertionSource, EnvAssertion, FileAssertion};
 pub use authorize::{Authorizer, HeadlessAuthorizer};
 pub use body::OAuthBody;
 pub use client::HttpClient;
+pub use device::{DeviceCodePrompt, StderrPrompt};
 pub use dpop::{Dpop, DpopPolicy};
 pub use future::ResponseFuture;
 pub use layer::{OAuthLayer, DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
@@ -161,6 +163,7 @@ pub use timer::Timer;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use timer::TokioTimer;
 
+pub use mcp_oauth_flow::device::UserCode;
 pub use mcp_oauth_flow::dpop::DpopKey;
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},

@@ -93,6 +93,8 @@ pub(crate) struct LayerState {
     pub(crate) spawn: Option<Spawn>,
     /// The application's assertions, for the assertion grants (see `assertion.rs`).
     pub(crate) assertions: Option<Arc<dyn AssertionSource>>,
+    /// Shows the device grant's user code; `None`: [`StderrPrompt`](crate::StderrPrompt).
+    pub(crate) device_prompt: Option<Arc<dyn crate::device::DeviceCodePrompt>>,
     /// What the time limits sleep on; `None`: they are not enforced.
     pub(crate) timer: Option<Arc<dyn Timer>>,
     /// The MCP servers the layer acts for; `None`: every request.
@@ -119,6 +121,7 @@ impl LayerState {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             spawn: None,
             assertions: None,
+            device_prompt: None,
             timer: crate::timer::default_timer(),
             servers: None,
             dpop: Arc::new(DpopState::default()),

@@ -44,7 +44,8 @@ use hyper_util::client::legacy::Client;
 use tower::ServiceBuilder;
 use tower_mcp_oauth::loopback::{LoopbackHost, LoopbackReceiver};
 use tower_mcp_oauth::{
-    ClientConfig, Error, ErrorKind, FileStore, OAuthBody, OAuthLayer, PreRegisteredClient,
+    ClientConfig, Error, ErrorKind, FileStore, HeadlessAuthorizer, OAuthBody, OAuthLayer,
+    PreRegisteredClient, UserCode,
 };
 
 pub use client::{https_client, HttpsClient};
@@ -199,10 +200,15 @@ where
 {
     let (store, store_dir) = open_store(options)?;
     let announced = Arc::new(AtomicBool::new(false));
-    let receiver = bind_receiver(options, &console, &announced).await?;
-    let config = client_config(options, receiver.redirect_uri())?;
+    let layer = if options.device {
+        device_layer(options, &console, &announced)?
+    } else {
+        let receiver = bind_receiver(options, &console, &announced).await?;
+        let config = client_config(options, receiver.redirect_uri())?;
+        OAuthLayer::new(config, receiver)
+    };
     // Flows run to their end on tokio even if this command is interrupted mid-refresh.
-    let layer = OAuthLayer::new(config, receiver)
+    let layer = layer
         .token_store(store)
         .request_timeout(options.request_timeout)
         .spawn_flows_with(|flow| {
@@ -288,6 +294,45 @@ async fn bind_receiver(
         .bind()
         .await
 }
+
+/// The layer for `--device` (RFC 8628): no receiver and no browser; the URL to open on another
+/// device and the code to enter there are printed, and the layer polls until the user approves,
+/// for as long as `--timeout` allows.
+fn device_layer(
+    options: &Options,
+    console: &Arc<dyn Console>,
+    announced: &Arc<AtomicBool>,
+) -> Result<OAuthLayer, Error> {
+    // Never redirected to; registered only because dynamic registration asks for one, and
+    // fixed so a stored registration is found again on the next run.
+    let config = client_config(options, DEVICE_REDIRECT_URI)?;
+    let (console, announced) = (Arc::clone(console), Arc::clone(announced));
+    let prompt = move |code: &UserCode| {
+        announced.store(true, Ordering::SeqCst);
+        console.err("To authorize, open this URL on any device with a browser:");
+        // On a line of its own, as the browser flow prints its URL.
+        console.err(
+            code.verification_uri_complete
+                .as_deref()
+                .unwrap_or(&code.verification_uri),
+        );
+        console.err(&format!(
+            "and confirm the code {} (valid for {} s). Waiting…",
+            code.user_code,
+            code.expires_in.as_secs()
+        ));
+    };
+    Ok(OAuthLayer::new(config, HeadlessAuthorizer::new())
+        .device_authorization(prompt)
+        .consent_timeout(options.callback_timeout))
+}
+
+/// The redirect URI a `--device` client registers (RFC 7591 asks for one; it is never used).
+///
+/// ```
+/// assert!(connect::DEVICE_REDIRECT_URI.starts_with("http://127.0.0.1"));
+/// ```
+pub const DEVICE_REDIRECT_URI: &str = "http://127.0.0.1/device-grant-unused";
 
 /// The client's configuration: the receiver's redirect URI, the per-server options of the
 /// parameter flags, and the pre-registered client if one was given (else the layer registers

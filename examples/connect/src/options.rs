@@ -15,7 +15,8 @@ use tower_mcp_oauth::{Error, ErrorKind, ServerOptions};
 pub const USAGE: &str = "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
                          [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
                          [--authorize-param K=V]... [--token-param K=V]... \
-                         [--require-refresh-token] [--logout] [--request-timeout SECS]";
+                         [--require-refresh-token] [--logout] [--request-timeout SECS] \
+                         [--device]";
 
 /// What to connect to and how to log in.
 ///
@@ -49,7 +50,8 @@ pub struct Options {
     /// Where tokens and registrations are kept (`--store DIR`); `None`:
     /// [`default_store_dir`].
     pub store_dir: Option<PathBuf>,
-    /// How long to wait for the browser to come back (`--timeout SECS`). Default: 5 minutes.
+    /// How long to wait for the browser to come back, or with `--device` for the user to
+    /// approve (`--timeout SECS`). Default: 5 minutes.
     pub callback_timeout: Duration,
     /// Extra authorization request parameters (`--authorize-param K=V`, repeatable); a `None`
     /// value (`K=`) removes a parameter the flow sends by default, such as `resource`.
@@ -64,6 +66,10 @@ pub struct Options {
     /// How long each request of the authorization flow may take, body included
     /// (`--request-timeout SECS`, fractions allowed). Default: the layer's, 30 s.
     pub request_timeout: Duration,
+    /// Log in with the device authorization grant (`--device`, RFC 8628): print a URL and a
+    /// code to enter on any device with a browser, and poll until the user approves; no
+    /// browser or loopback port on this machine.
+    pub device: bool,
 }
 
 impl fmt::Debug for Options {
@@ -85,6 +91,7 @@ impl fmt::Debug for Options {
             .field("require_refresh_token", &self.require_refresh_token)
             .field("logout", &self.logout)
             .field("request_timeout", &self.request_timeout)
+            .field("device", &self.device)
             .finish()
     }
 }
@@ -131,6 +138,7 @@ impl Options {
             require_refresh_token: false,
             logout: false,
             request_timeout: tower_mcp_oauth::DEFAULT_REQUEST_TIMEOUT,
+            device: false,
         }
     }
 
@@ -198,6 +206,7 @@ impl Options {
                     .push(parameter(&value("--token-param")?, "--token-param")?),
                 "--require-refresh-token" => options.require_refresh_token = true,
                 "--logout" => options.logout = true,
+                "--device" => options.device = true,
                 "--timeout" => {
                     let secs: u64 = number(&value("--timeout")?, "--timeout")?;
                     if secs == 0 {

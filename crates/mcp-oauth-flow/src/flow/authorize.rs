@@ -66,7 +66,13 @@ impl Flow {
         if rules::choose_grant(&server.meta) == GrantChoice::ClientCredentials {
             return self.client_credentials(secrets, resource, server, now);
         }
-        rules::check_pkce(&server.meta, self.config.pkce_policy)?;
+        if self.config.device_authorization {
+            // RFC 8628 §4: chosen by the application, so a server without it is an error
+            // that names the fix, never a browser it cannot open. No PKCE: no redirect.
+            crate::device::device_authorization_endpoint(&server.meta)?;
+        } else {
+            rules::check_pkce(&server.meta, self.config.pkce_policy)?;
+        }
         let config = Arc::clone(&self.config);
         match choose_client_source(
             &config.pre_registered,
@@ -235,6 +241,11 @@ impl Flow {
             registration_auth_method(&server.meta),
         );
         let body = self.config.metadata.add_to(body);
+        let body = if self.config.device_authorization {
+            crate::device::with_device_grant(body)
+        } else {
+            body
+        };
         let request = http::Request::post(endpoint.as_str())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json")
@@ -294,6 +305,9 @@ impl Flow {
         server: AuthServer,
         client: ClientCredentials,
     ) -> Result<State, Error> {
+        if self.config.device_authorization {
+            return self.device_authorization(secrets, resource, server, client);
+        }
         let endpoint = parse_secure_url(
             server
                 .meta

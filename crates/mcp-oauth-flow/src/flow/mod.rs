@@ -35,6 +35,7 @@ use crate::well_known::protected_resource_metadata_urls;
 
 mod assertion;
 mod authorize;
+mod device;
 mod discover;
 mod dpop;
 mod police;
@@ -224,6 +225,12 @@ pub enum Action {
     /// from the application (read the platform's token file afresh, call its closure) and feed
     /// it to [`Flow::handle_assertion`].
     ObtainAssertion(crate::assertion_grant::AssertionRequest),
+    /// Show the user where to approve this device and the code to enter there (RFC 8628 §3.3);
+    /// no input is expected back. A [`PollAfter`](Action::PollAfter) follows.
+    ShowUserCode(crate::device::UserCode),
+    /// Wait this long (the device grant's polling interval, RFC 8628 §3.5), then call
+    /// [`Flow::handle_poll_due`]. The flow owns no timer: the driver sleeps.
+    PollAfter(std::time::Duration),
     /// Get the user's consent and feed the response to [`Flow::handle_authorization_response`].
     Authorize(AuthorizationRequest),
     /// The flow succeeded.
@@ -381,6 +388,8 @@ impl Flow {
             State::ExpectRefreshToken(s) => self.on_refresh_token(*s, response, now),
             State::ExpectIdJag(s) => self.on_id_jag(*s, response, now),
             State::ExpectJwtBearerToken(s) => self.on_jwt_bearer_token(*s, response, now),
+            State::ExpectDeviceAuthorization(s) => self.on_device_authorization(*s, response, now),
+            State::ExpectDeviceToken(s) => self.on_device_token(*s, response, now),
             other => Err(unexpected(&other, "an HTTP response")),
         };
         self.settle(next);
@@ -431,6 +440,19 @@ impl Flow {
         let next = match state {
             State::ExpectAssertion(s) => self.on_assertion(*s, assertion, now),
             other => Err(unexpected(&other, "an assertion")),
+        };
+        self.settle(next);
+    }
+
+    /// Says the wait asked for by [`Action::PollAfter`] is over at `now`: the flow polls the
+    /// token endpoint, unless the device code has expired by then
+    /// ([`ErrorKind::DeviceCodeExpired`]).
+    pub fn handle_poll_due(&mut self, now: SystemTime) {
+        self.last_now = now;
+        let state = std::mem::replace(&mut self.state, State::Finished);
+        let next = match state {
+            State::ExpectPollDue(s) => self.on_poll_due(*s, now),
+            other => Err(unexpected(&other, "a poll")),
         };
         self.settle(next);
     }

@@ -1,7 +1,8 @@
 //! The address policy, applied where every URL leaves the flow.
 //!
-//! Each URL the flow fetches or hands to the browser leaves through one of two actions,
-//! [`Action::Send`] and [`Action::Authorize`], so the configured
+//! Each URL the flow fetches or hands to the browser leaves through one of three actions,
+//! [`Action::Send`], [`Action::Authorize`] and [`Action::ShowUserCode`] (RFC 8628's
+//! verification URI), so the configured
 //! [`UrlPolicy`](crate::url_policy::UrlPolicy) is applied to both right after each transition,
 //! before the driver can see them: a URL that came from a challenge, from
 //! `authorization_servers`, from metadata, from a stored token set or from the assertion-grant
@@ -25,8 +26,12 @@ impl Flow {
             .iter()
             .find_map(|action| self.refusal(action).err());
         if let Some(error) = refused {
-            self.out
-                .retain(|a| !matches!(a, Action::Send(_) | Action::Authorize(_)));
+            self.out.retain(|a| {
+                !matches!(
+                    a,
+                    Action::Send(_) | Action::Authorize(_) | Action::ShowUserCode(_)
+                )
+            });
             self.fail(error);
         }
     }
@@ -42,6 +47,20 @@ impl Flow {
             }
             Action::Authorize(request) => {
                 policy.check_url(request.url(), &self.server, "authorization_endpoint")
+            }
+            // The user is sent there, on this machine or another (RFC 8628 §3.3): the same
+            // rule as the authorization endpoint.
+            Action::ShowUserCode(code) => {
+                let check = |raw: &str, what: &str| {
+                    let url =
+                        Url::parse(raw).map_err(|e| crate::url_policy::unusable_url(raw, e))?;
+                    policy.check_url(&url, &self.server, what)
+                };
+                check(&code.verification_uri, "verification_uri")?;
+                match &code.verification_uri_complete {
+                    Some(complete) => check(complete, "verification_uri_complete"),
+                    None => Ok(()),
+                }
             }
             _ => Ok(()),
         }

@@ -25,6 +25,8 @@
 //!      │               │  _authorize_ ── assertion grant (RFC 7523): ExpectAssertion ─▶ [ExpectIdJag
 //!      │               │      │          (SEP-990, RFC 8693) ─▶] ExpectJwtBearerToken ─▶ Finished
 //!      │               │  _authorize_ ── client_credentials only (RFC 6749 §4.4) ──────┐
+//!      │               │      │  device grant (RFC 8628): the client as below, then
+//!      │               │      │  ExpectDeviceAuthorization ─▶ ExpectPollDue ⇄ ExpectDeviceToken ─▶ Finished
 //!      │               │      │ authorization_code: PKCE gate (RFC 7636)               │
 //!      │               │      ├── pre-registered client / metadata document ──┐        │
 //!      │               │      ▼ LoadClient                                    │        │
@@ -75,6 +77,17 @@
 //! | `ExpectIdJag` | refused, not an ID-JAG | `Finished` | `Failed` |
 //! | `ExpectJwtBearerToken` | tokens | `Finished` | `Complete` |
 //! | `ExpectJwtBearerToken` | refused | `Finished` | `Failed` (`AssertionRejected`, never retried) |
+//! | *authorize* | device grant configured, AS advertises no `device_authorization_endpoint` | `Finished` | `Failed` (`GrantNotSupported`) |
+//! | *request authorization* | device grant configured (after the client identity) | `ExpectDeviceAuthorization` | `Send` (RFC 8628 §3.1) |
+//! | `ExpectDeviceAuthorization` | device code | `ExpectPollDue` | `ShowUserCode`, `PollAfter` (`interval`) |
+//! | `ExpectDeviceAuthorization` | error, bad response | `Finished` | `Failed` |
+//! | `ExpectPollDue` | poll due, code alive | `ExpectDeviceToken` | `Send` (device_code grant, §3.4) |
+//! | `ExpectPollDue` | poll due, code's `expires_in` passed | `Finished` | `Failed` (`DeviceCodeExpired`) |
+//! | `ExpectDeviceToken` | tokens | `Finished` | `Complete` |
+//! | `ExpectDeviceToken` | `authorization_pending` | `ExpectPollDue` | `PollAfter` (`interval`) |
+//! | `ExpectDeviceToken` | `slow_down` | `ExpectPollDue` | `PollAfter` (`interval` + 5 s, kept) |
+//! | `ExpectDeviceToken` | `access_denied` / `expired_token` | `Finished` | `Failed` (`AuthorizationDenied` / `DeviceCodeExpired`) |
+//! | `ExpectDeviceToken` | any other error | `Finished` | `Failed` (as `ExpectToken`) |
 //! | *authorize* | client_credentials only, confidential client for this AS | `ExpectToken` | `Send` (token) |
 //! | *authorize* | client_credentials only, no such client | `Finished` | `Failed` |
 //! | *authorize* | PKCE gate refuses | `Finished` | `Failed` |
@@ -219,6 +232,29 @@ pub(super) struct ExpectIdJag {
     pub(super) server: AuthServer,
 }
 
+/// Waiting for the device authorization response (RFC 8628 §3.2).
+pub(super) struct ExpectDeviceAuthorization {
+    pub(super) secrets: FlowSecrets,
+    pub(super) resource: Resource,
+    pub(super) server: AuthServer,
+    pub(super) client: ClientCredentials,
+}
+
+/// A device code being polled for (RFC 8628 §3.4, §3.5): waiting for the driver to say the
+/// interval has passed (`ExpectPollDue`), or for the answer to a poll (`ExpectDeviceToken`).
+pub(super) struct DevicePoll {
+    pub(super) secrets: FlowSecrets,
+    pub(super) resource: Resource,
+    pub(super) server: AuthServer,
+    pub(super) client: ClientCredentials,
+    /// The credential each poll presents; never shown.
+    pub(super) device_code: String,
+    /// The current interval: the server's, plus 5 s for every `slow_down`.
+    pub(super) interval: std::time::Duration,
+    /// When the code's `expires_in` runs out.
+    pub(super) expires_at: std::time::SystemTime,
+}
+
 /// Where the flow goes when a refresh cannot be made or is refused.
 pub(super) enum After {
     /// Start from protected resource metadata discovery (the refresh was proactive).
@@ -257,6 +293,9 @@ pub(super) enum State {
     ExpectIdJag(Box<ExpectIdJag>),
     /// An `ExpectToken` for a jwt-bearer grant, whose refusal is `AssertionRejected`.
     ExpectJwtBearerToken(Box<ExpectToken>),
+    ExpectDeviceAuthorization(Box<ExpectDeviceAuthorization>),
+    ExpectPollDue(Box<DevicePoll>),
+    ExpectDeviceToken(Box<DevicePoll>),
     /// The last action (`Complete` or `Failed`) has been queued; every input is refused.
     Finished,
 }
@@ -275,6 +314,9 @@ impl State {
             Self::ExpectAssertion(_) => "ExpectAssertion",
             Self::ExpectIdJag(_) => "ExpectIdJag",
             Self::ExpectJwtBearerToken(_) => "ExpectJwtBearerToken",
+            Self::ExpectDeviceAuthorization(_) => "ExpectDeviceAuthorization",
+            Self::ExpectPollDue(_) => "ExpectPollDue",
+            Self::ExpectDeviceToken(_) => "ExpectDeviceToken",
             Self::Finished => "Finished",
         }
     }

@@ -369,6 +369,8 @@ proptest::proptest! {
                 Some(Action::LoadClient { .. }) => flow.handle_stored_client(None),
                 Some(Action::ObtainAssertion(_)) => flow.handle_assertion(Ok("a.b.c".into()), now()),
                 Some(Action::SaveClient(_)) | Some(Action::DropTokens) | Some(Action::DropClient { .. }) => {}
+                Some(Action::ShowUserCode(_)) => {}
+                Some(Action::PollAfter(_)) => flow.handle_poll_due(now()),
                 Some(Action::Authorize(req)) => {
                     let q = format!("code=c&state={}", req.state().secret());
                     flow.handle_authorization_response(AuthorizationResponse::from_query(&q));

@@ -4,6 +4,7 @@
 mod addresses;
 mod authorization;
 mod client_assertions;
+mod device;
 mod discovery;
 mod dpop;
 mod grants;
@@ -235,6 +236,12 @@ fn run_with(
                 run.authorize_url = Some(req.url().clone());
                 flow.handle_authorization_response(AuthorizationResponse::from_query(&query));
             }
+            Action::ShowUserCode(code) => {
+                run.sent.push(format!("SHOW {}", code.verification_uri));
+                run.bodies.push(Bytes::new());
+                run.auth.push(None);
+            }
+            Action::PollAfter(_) => flow.handle_poll_due(now()),
             end @ (Action::Complete(_) | Action::Failed(_)) => {
                 assert!(flow.is_finished());
                 assert!(flow.poll_action().is_none());

@@ -80,6 +80,15 @@ pub(super) async fn drive(flow: &mut Flow, io: &Io<'_>) -> Result<Step, Error> {
                      assertion source",
                 ))
             }
+            // The device grant (RFC 8628) shows a code and polls; a web login hands the user a
+            // redirect instead, so it belongs on an `OAuthLayer` with a prompt.
+            Action::ShowUserCode(_) | Action::PollAfter(_) => {
+                return Err(Error::new(
+                    ErrorKind::GrantNotSupported,
+                    "WebLogin logs users in through the browser redirect; the device \
+                     authorization grant runs on an OAuthLayer with a device-code prompt",
+                ))
+            }
             _ => {
                 return Err(Error::new(
                     ErrorKind::InvalidTransition,

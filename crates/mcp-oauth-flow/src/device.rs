@@ -1,0 +1,570 @@
+//! The device authorization grant (RFC 8628), for a user with no browser on this machine: the
+//! client asks for a device code and a user code (§3.1, §3.2), shows the user code and a URL
+//! (§3.3), and polls the token endpoint (§3.4) while the user approves on another device,
+//! reading each refusal as "wait", "wait longer" or "stop" (§3.5).
+//!
+//! Pure functions only: the flow (`flow/device.rs`) strings them together, the driver shows the
+//! code and sleeps between polls.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use url::Url;
+
+use crate::client_auth::ClientCredentials;
+use crate::error::{Error, ErrorKind, OAuthErrorResponse};
+use crate::metadata::AuthorizationServerMetadata;
+use crate::scope::Scopes;
+
+/// The `grant_type` of the device access token request (RFC 8628 §3.4).
+pub const DEVICE_CODE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// The polling interval when the server names none (RFC 8628 §3.2: "If no value is provided,
+/// clients MUST use 5 as the default").
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What `slow_down` adds to the interval, for this and every later poll (RFC 8628 §3.5).
+pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
+
+/// The device authorization endpoint the server advertises (RFC 8628 §4), or, when it
+/// advertises none, an [`ErrorKind::GrantNotSupported`] that says what to change: the
+/// application chose the device grant, so there is no fallback to the browser.
+///
+/// ```
+/// use mcp_oauth_flow::{device::device_authorization_endpoint, discovery::AuthorizationServerMetadata, ErrorKind};
+/// let mut meta = AuthorizationServerMetadata { issuer: "https://as.example.com".into(), ..Default::default() };
+/// assert_eq!(device_authorization_endpoint(&meta).unwrap_err().kind(), ErrorKind::GrantNotSupported);
+/// meta.device_authorization_endpoint = Some("https://as.example.com/device".into());
+/// assert_eq!(device_authorization_endpoint(&meta)?.as_str(), "https://as.example.com/device");
+/// # Ok::<(), mcp_oauth_flow::Error>(())
+/// ```
+pub fn device_authorization_endpoint(meta: &AuthorizationServerMetadata) -> Result<Url, Error> {
+    let Some(raw) = meta.device_authorization_endpoint.as_deref() else {
+        return Err(Error::new(
+            ErrorKind::GrantNotSupported,
+            format!(
+                "authorization server {} advertises no device_authorization_endpoint (RFC 8628 \
+                 §4): turn the device authorization grant off for it and authorize in a browser, \
+                 or enable the device flow on the server",
+                meta.issuer
+            ),
+        ));
+    };
+    crate::url_policy::parse_secure_url(raw, "device_authorization_endpoint")
+}
+
+/// Adds the device grant to a dynamic registration's `grant_types` (RFC 7591 §2: a server may
+/// refuse a grant the client did not register), keeping `refresh_token` for the tokens it gets.
+///
+/// ```
+/// use mcp_oauth_flow::device::{with_device_grant, DEVICE_CODE_GRANT_TYPE};
+/// let body = with_device_grant(serde_json::json!({"grant_types": ["authorization_code", "refresh_token"]}));
+/// assert_eq!(body["grant_types"], serde_json::json!(["authorization_code", "refresh_token", DEVICE_CODE_GRANT_TYPE]));
+/// ```
+pub fn with_device_grant(mut body: serde_json::Value) -> serde_json::Value {
+    if let Some(grants) = body.get_mut("grant_types").and_then(|g| g.as_array_mut()) {
+        if !grants.iter().any(|g| g == DEVICE_CODE_GRANT_TYPE) {
+            grants.push(DEVICE_CODE_GRANT_TYPE.into());
+        }
+    } else if let Some(object) = body.as_object_mut() {
+        object.insert(
+            "grant_types".into(),
+            serde_json::json!([DEVICE_CODE_GRANT_TYPE, "refresh_token"]),
+        );
+    }
+    body
+}
+
+/// The device authorization request (RFC 8628 §3.1): a form POST with the client's
+/// authentication (or its `client_id`, for a public client), the `scope`, and the RFC 8707
+/// `resource`, so the token is issued for the MCP server alone.
+///
+/// ```
+/// use mcp_oauth_flow::client::{ClientAuthMethod, ClientCredentials};
+/// use mcp_oauth_flow::device::device_authorization_request;
+/// let client = ClientCredentials { client_id: "cli".into(), client_secret: None, method: ClientAuthMethod::None, assertion: None };
+/// let endpoint = "https://as.example.com/device".parse().unwrap();
+/// let req = device_authorization_request(&endpoint, &client, None, Some("https://mcp.example.com/mcp"))?;
+/// assert_eq!(req.body().as_ref(), b"resource=https%3A%2F%2Fmcp.example.com%2Fmcp&client_id=cli");
+/// # Ok::<(), mcp_oauth_flow::Error>(())
+/// ```
+pub fn device_authorization_request(
+    endpoint: &Url,
+    client: &ClientCredentials,
+    scopes: Option<&Scopes>,
+    resource: Option<&str>,
+) -> Result<http::Request<Bytes>, Error> {
+    let mut form: Vec<(&'static str, String)> = Vec::with_capacity(6);
+    if let Some(scopes) = scopes.filter(|s| !s.is_empty()) {
+        form.push(("scope", scopes.to_string()));
+    }
+    if let Some(resource) = resource {
+        form.push(("resource", resource.into()));
+    }
+    let mut headers = http::HeaderMap::new();
+    client.apply(&mut form, &mut headers);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let mut req = http::Request::post(endpoint.as_str())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, "application/json")
+        .body(Bytes::from(body))
+        .map_err(|e| crate::url_policy::unusable_url(endpoint.as_str(), e))?;
+    req.headers_mut().extend(headers);
+    Ok(req)
+}
+
+/// What the user must be shown (RFC 8628 §3.3): where to go, and the code to enter there.
+///
+/// `Debug` hides the user code (and the complete URI, which carries it): whoever reads it in a
+/// log could approve the request in the user's place while it is pending.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserCode {
+    /// The code the user enters (§3.2 `user_code`).
+    pub user_code: String,
+    /// Where the user enters it (§3.2 `verification_uri`).
+    pub verification_uri: String,
+    /// The same URI with the code in it, for a QR code or a click (§3.3.1), if the server gave
+    /// one.
+    pub verification_uri_complete: Option<String>,
+    /// How long the code stays valid (§3.2 `expires_in`).
+    pub expires_in: Duration,
+}
+
+impl std::fmt::Debug for UserCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCode")
+            .field("user_code", &"[redacted]")
+            .field("verification_uri", &self.verification_uri)
+            .field(
+                "verification_uri_complete",
+                &self
+                    .verification_uri_complete
+                    .as_ref()
+                    .map(|_| "[redacted]"),
+            )
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+impl UserCode {
+    /// A user code, for tests and for prompts built outside a flow.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mcp_oauth_flow::device::UserCode;
+    /// let code = UserCode::new("WDJB-MJHT", "https://example.com/device", None, Duration::from_secs(900));
+    /// assert!(!format!("{code:?}").contains("WDJB"));
+    /// ```
+    pub fn new(
+        user_code: impl Into<String>,
+        verification_uri: impl Into<String>,
+        verification_uri_complete: Option<String>,
+        expires_in: Duration,
+    ) -> Self {
+        Self {
+            user_code: user_code.into(),
+            verification_uri: verification_uri.into(),
+            verification_uri_complete,
+            expires_in,
+        }
+    }
+}
+
+/// A device authorization response (RFC 8628 §3.2). `Debug` hides the device code, which is
+/// the credential each poll presents.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct DeviceAuthorization {
+    /// The device verification code (§3.2 `device_code`).
+    pub device_code: String,
+    /// What to show the user.
+    pub user: UserCode,
+    /// The minimum wait between polls (§3.2 `interval`, default [`DEFAULT_INTERVAL`]).
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for DeviceAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceAuthorization")
+            .field("device_code", &"[redacted]")
+            .field("user", &self.user)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::new(ErrorKind::InvalidTokenResponse, msg)
+}
+
+/// Reads a device authorization response (RFC 8628 §3.2). An error response (RFC 6749 §5.2,
+/// as §3.2 says) is a [`ErrorKind::TokenRejected`] with the server's code; a 5xx or 429 an
+/// [`ErrorKind::UnexpectedStatus`]. Tolerant where servers differ: numbers may come as strings,
+/// `verification_url` (an older draft's name, still sent by some) stands for
+/// `verification_uri`, and an `interval` that is absent or 0 is the default 5 s.
+///
+/// ```
+/// use mcp_oauth_flow::device::parse_device_authorization_response;
+/// let body = br#"{"device_code":"d","user_code":"WDJB-MJHT","verification_uri":"https://example.com/device","expires_in":1800}"#;
+/// let auth = parse_device_authorization_response(http::StatusCode::OK, body)?;
+/// assert_eq!(auth.user.user_code, "WDJB-MJHT");
+/// assert_eq!(auth.interval.as_secs(), 5);
+/// # Ok::<(), mcp_oauth_flow::Error>(())
+/// ```
+pub fn parse_device_authorization_response(
+    status: http::StatusCode,
+    body: &[u8],
+) -> Result<DeviceAuthorization, Error> {
+    let json: Option<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(body).ok();
+    let text = |name: &str| -> Option<String> {
+        match json.as_ref()?.get(name)? {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    if let Some(error) = text("error") {
+        return Err(Error::new(
+            ErrorKind::TokenRejected,
+            format!("device authorization endpoint answered {status} with an error"),
+        )
+        .with_status(status)
+        .with_oauth_error(OAuthErrorResponse {
+            error,
+            error_description: text("error_description"),
+        }));
+    }
+    if !status.is_success() {
+        let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+            ErrorKind::UnexpectedStatus
+        } else {
+            ErrorKind::TokenRejected
+        };
+        return Err(Error::new(
+            kind,
+            format!("device authorization endpoint answered {status}"),
+        )
+        .with_status(status));
+    }
+    if json.is_none() {
+        return Err(invalid(
+            "device authorization response is not a JSON object",
+        ));
+    }
+    let seconds = |name: &str| -> Result<Option<Duration>, Error> {
+        text(name)
+            .map(|v| {
+                v.parse::<u64>().map(Duration::from_secs).map_err(|_| {
+                    invalid(format!(
+                        "device authorization {name} {v:?} is not a whole number of seconds"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let required = |name: &str| {
+        text(name).ok_or_else(|| invalid(format!("device authorization response has no {name}")))
+    };
+    let device_code = required("device_code")?;
+    let user_code = required("user_code")?;
+    let verification_uri = text("verification_uri")
+        .or_else(|| text("verification_url"))
+        .ok_or_else(|| invalid("device authorization response has no verification_uri"))?;
+    check_shown_uri(&verification_uri, "verification_uri")?;
+    let verification_uri_complete = text("verification_uri_complete")
+        .map(|uri| check_shown_uri(&uri, "verification_uri_complete").map(|()| uri))
+        .transpose()?;
+    let expires_in = seconds("expires_in")?
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| invalid("device authorization response has no usable expires_in"))?;
+    let interval = seconds("interval")?
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_INTERVAL);
+    Ok(DeviceAuthorization {
+        device_code,
+        user: UserCode {
+            user_code,
+            verification_uri,
+            verification_uri_complete,
+            expires_in,
+        },
+        interval,
+    })
+}
+
+/// The URIs are shown to a person, never fetched by the client; they must at least be web
+/// addresses, so a `javascript:` or `file:` link is never put in front of the user.
+fn check_shown_uri(raw: &str, what: &str) -> Result<(), Error> {
+    match Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") && url.host().is_some() => Ok(()),
+        _ => Err(invalid(format!(
+            "device authorization {what} is not a web address"
+        ))),
+    }
+}
+
+/// What to do with a token endpoint refusal while polling (RFC 8628 §3.5).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PollVerdict {
+    /// Poll again after this interval (which is also the interval from then on).
+    Wait(Duration),
+    /// Stop: the flow fails with this error.
+    Stop(Error),
+}
+
+/// Reads a polling refusal (RFC 8628 §3.5): `authorization_pending` waits `interval` again;
+/// `slow_down` waits 5 s longer, from now on; `access_denied` is the user's refusal
+/// ([`ErrorKind::AuthorizationDenied`]); `expired_token` is [`ErrorKind::DeviceCodeExpired`];
+/// anything else stays the token endpoint's error it was.
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_oauth_flow::{device::{poll_verdict, PollVerdict}, token::parse_token_response};
+/// let refusal = parse_token_response(http::StatusCode::BAD_REQUEST, None, br#"{"error":"slow_down"}"#).unwrap_err();
+/// assert!(matches!(poll_verdict(refusal, Duration::from_secs(5)), PollVerdict::Wait(d) if d.as_secs() == 10));
+/// ```
+pub fn poll_verdict(refusal: Error, interval: Duration) -> PollVerdict {
+    let code = refusal.oauth_error().map(|e| e.error.clone());
+    match code.as_deref() {
+        Some("authorization_pending") => PollVerdict::Wait(interval),
+        Some("slow_down") => PollVerdict::Wait(interval + SLOW_DOWN_STEP),
+        Some("access_denied") => PollVerdict::Stop(retyped(
+            refusal,
+            ErrorKind::AuthorizationDenied,
+            "the user denied the device authorization request (access_denied)",
+        )),
+        Some("expired_token") => PollVerdict::Stop(retyped(
+            refusal,
+            ErrorKind::DeviceCodeExpired,
+            "the device code expired before the user approved it (expired_token); run the \
+             authorization again and enter the new code sooner",
+        )),
+        _ => PollVerdict::Stop(refusal),
+    }
+}
+
+fn retyped(refusal: Error, kind: ErrorKind, message: &str) -> Error {
+    let mut error = Error::new(kind, message);
+    if let Some(status) = refusal.status() {
+        error = error.with_status(status);
+    }
+    if let Some(oauth) = refusal.oauth_error() {
+        error = error.with_oauth_error(oauth.clone());
+    }
+    error
+}
+
+/// Whether the device code may still be polled at `now` (RFC 8628 §3.2 `expires_in`): past
+/// `expires_at` the server can only answer `expired_token`, so the flow stops without asking.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use mcp_oauth_flow::{device::check_device_code_alive, ErrorKind};
+/// let expires_at = UNIX_EPOCH + Duration::from_secs(100);
+/// assert!(check_device_code_alive(UNIX_EPOCH + Duration::from_secs(99), expires_at).is_ok());
+/// let err = check_device_code_alive(expires_at, expires_at).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::DeviceCodeExpired);
+/// ```
+pub fn check_device_code_alive(now: SystemTime, expires_at: SystemTime) -> Result<(), Error> {
+    if now < expires_at {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::DeviceCodeExpired,
+            "the device code's lifetime (expires_in) ran out before the user approved it; run \
+             the authorization again and enter the new code sooner",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_auth::ClientAuthMethod;
+    use crate::token_response::parse_token_response;
+    use http::StatusCode;
+
+    fn public(client_id: &str) -> ClientCredentials {
+        ClientCredentials {
+            client_id: client_id.into(),
+            client_secret: None,
+            method: ClientAuthMethod::None,
+            assertion: None,
+        }
+    }
+
+    fn form(req: &http::Request<Bytes>) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(req.body())
+            .into_owned()
+            .collect()
+    }
+
+    /// §3.1: scope and client identity in a form POST; RFC 8707 `resource` alongside.
+    #[test]
+    fn request_carries_scope_resource_and_client() {
+        let endpoint: Url = "https://as.example.com/device".parse().unwrap();
+        let scopes = Scopes::parse("read write");
+        let req = device_authorization_request(
+            &endpoint,
+            &public("cli"),
+            Some(&scopes),
+            Some("https://mcp.example.com/mcp"),
+        )
+        .unwrap();
+        assert_eq!(req.method(), http::Method::POST);
+        assert_eq!(req.uri(), "https://as.example.com/device");
+        assert_eq!(
+            req.headers()[CONTENT_TYPE],
+            "application/x-www-form-urlencoded"
+        );
+        let f = form(&req);
+        assert!(f.contains(&("scope".into(), "read write".into())));
+        assert!(f.contains(&("resource".into(), "https://mcp.example.com/mcp".into())));
+        assert!(f.contains(&("client_id".into(), "cli".into())));
+        assert!(!f.iter().any(|(k, _)| k == "grant_type"));
+    }
+
+    /// §3.1 through RFC 6749 §2.3.1: a confidential client authenticates with Basic.
+    #[test]
+    fn confidential_client_authenticates() {
+        let endpoint: Url = "https://as.example.com/device".parse().unwrap();
+        let client = ClientCredentials {
+            client_id: "c".into(),
+            client_secret: Some(oauth2::ClientSecret::new("s".into())),
+            method: ClientAuthMethod::ClientSecretBasic,
+            assertion: None,
+        };
+        let req = device_authorization_request(&endpoint, &client, None, None).unwrap();
+        assert!(req.headers()[http::header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic "));
+        assert!(form(&req).is_empty());
+    }
+
+    #[test]
+    fn full_response_is_read() {
+        let body = br#"{"device_code":"GmRh","user_code":"WDJB-MJHT",
+            "verification_uri":"https://example.com/device",
+            "verification_uri_complete":"https://example.com/device?user_code=WDJB-MJHT",
+            "expires_in":"1800","interval":7}"#;
+        let auth = parse_device_authorization_response(StatusCode::OK, body).unwrap();
+        assert_eq!(auth.device_code, "GmRh");
+        assert_eq!(auth.user.verification_uri, "https://example.com/device");
+        assert_eq!(
+            auth.user.verification_uri_complete.as_deref(),
+            Some("https://example.com/device?user_code=WDJB-MJHT")
+        );
+        assert_eq!(auth.user.expires_in, Duration::from_secs(1800));
+        assert_eq!(auth.interval, Duration::from_secs(7));
+        let debug = format!("{auth:?}");
+        assert!(
+            !debug.contains("GmRh") && !debug.contains("WDJB"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn verification_url_is_read_as_verification_uri() {
+        let body = br#"{"device_code":"d","user_code":"u","verification_url":"https://g.co/device","expires_in":60}"#;
+        let auth = parse_device_authorization_response(StatusCode::OK, body).unwrap();
+        assert_eq!(auth.user.verification_uri, "https://g.co/device");
+    }
+
+    /// §3.2: "If no value is provided, clients MUST use 5 as the default."
+    #[test]
+    fn interval_absent_or_zero_is_five_seconds() {
+        for body in [
+            &br#"{"device_code":"d","user_code":"u","verification_uri":"https://e.com/d","expires_in":60}"#[..],
+            br#"{"device_code":"d","user_code":"u","verification_uri":"https://e.com/d","expires_in":60,"interval":0}"#,
+        ] {
+            let auth = parse_device_authorization_response(StatusCode::OK, body).unwrap();
+            assert_eq!(auth.interval, DEFAULT_INTERVAL);
+        }
+    }
+
+    #[test]
+    fn missing_or_unusable_fields_are_refused() {
+        for (body, missing) in [
+            (&br#"{"user_code":"u","verification_uri":"https://e.com/d","expires_in":60}"#[..], "device_code"),
+            (br#"{"device_code":"d","verification_uri":"https://e.com/d","expires_in":60}"#, "user_code"),
+            (br#"{"device_code":"d","user_code":"u","expires_in":60}"#, "verification_uri"),
+            (br#"{"device_code":"d","user_code":"u","verification_uri":"https://e.com/d"}"#, "expires_in"),
+            (br#"{"device_code":"d","user_code":"u","verification_uri":"javascript:alert(1)","expires_in":60}"#, "verification_uri"),
+            (br#"{"device_code":"d","user_code":"u","verification_uri":"https://e.com/d","expires_in":"soon"}"#, "expires_in"),
+            (b"not json", "JSON"),
+        ] {
+            let err = parse_device_authorization_response(StatusCode::OK, body).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidTokenResponse);
+            assert!(err.message().contains(missing), "{missing}: {err}");
+        }
+    }
+
+    #[test]
+    fn error_responses_keep_the_server_code() {
+        let err = parse_device_authorization_response(
+            StatusCode::BAD_REQUEST,
+            br#"{"error":"invalid_client","error_description":"unknown"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TokenRejected);
+        assert_eq!(err.oauth_error().unwrap().error, "invalid_client");
+        let err =
+            parse_device_authorization_response(StatusCode::SERVICE_UNAVAILABLE, b"").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
+        assert!(err.is_transient());
+    }
+
+    fn refusal(code: &str) -> Error {
+        let body = format!(r#"{{"error":"{code}"}}"#);
+        parse_token_response(StatusCode::BAD_REQUEST, None, body.as_bytes()).unwrap_err()
+    }
+
+    /// §3.5, each error code in turn.
+    #[test]
+    fn poll_verdicts() {
+        let five = Duration::from_secs(5);
+        assert!(matches!(
+            poll_verdict(refusal("authorization_pending"), five),
+            PollVerdict::Wait(d) if d == five
+        ));
+        assert!(matches!(
+            poll_verdict(refusal("slow_down"), Duration::from_secs(7)),
+            PollVerdict::Wait(d) if d == Duration::from_secs(12)
+        ));
+        let PollVerdict::Stop(denied) = poll_verdict(refusal("access_denied"), five) else {
+            panic!("access_denied must stop");
+        };
+        assert_eq!(denied.kind(), ErrorKind::AuthorizationDenied);
+        assert_eq!(denied.oauth_error().unwrap().error, "access_denied");
+        let PollVerdict::Stop(expired) = poll_verdict(refusal("expired_token"), five) else {
+            panic!("expired_token must stop");
+        };
+        assert_eq!(expired.kind(), ErrorKind::DeviceCodeExpired);
+        assert!(expired.message().contains("new code"));
+        let PollVerdict::Stop(other) = poll_verdict(refusal("invalid_grant"), five) else {
+            panic!("invalid_grant must stop");
+        };
+        assert_eq!(other.kind(), ErrorKind::TokenRejected);
+        assert_eq!(other.oauth_error().unwrap().error, "invalid_grant");
+    }
+
+    #[test]
+    fn code_dies_at_its_expiry() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        assert!(check_device_code_alive(t - Duration::from_millis(1), t).is_ok());
+        assert_eq!(
+            check_device_code_alive(t + Duration::from_secs(1), t)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::DeviceCodeExpired
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! The device authorization grant (RFC 8628) in the machine: once the client identity is
+//! known, ask for a device code, show the user code, and poll at the interval until the
+//! user approves, refuses, or the code expires. See `state.rs` for the rows, `device.rs` at the
+//! crate root for the rules.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use url::Url;
+
+use super::rules;
+use super::state::{AuthServer, DevicePoll, ExpectDeviceAuthorization, ExpectToken, Resource};
+use super::{Action, Flow, FlowSecrets, State, SubRequest};
+use crate::client_assertion::sign_for_server;
+use crate::client_auth::{ClientAuthMethod, ClientCredentials};
+use crate::device::{
+    check_device_code_alive, device_authorization_endpoint, device_authorization_request,
+    parse_device_authorization_response, poll_verdict, PollVerdict,
+};
+use crate::error::{Error, ErrorKind};
+use crate::report::Purpose;
+use crate::server_options::with_token_params;
+use crate::token_response::{parse_token_response, token_request, Grant};
+use crate::url_policy::parse_secure_url;
+
+impl Flow {
+    /// RFC 8628 §3.1: the device authorization request, authenticated as the token requests
+    /// will be.
+    pub(super) fn device_authorization(
+        &mut self,
+        secrets: FlowSecrets,
+        resource: Resource,
+        server: AuthServer,
+        client: ClientCredentials,
+    ) -> Result<State, Error> {
+        let endpoint = device_authorization_endpoint(&server.meta)?;
+        let now = self.last_now;
+        let client = self.signed(client, &server, &secrets, &endpoint, now)?;
+        let request = device_authorization_request(
+            &endpoint,
+            &client,
+            server.scopes.as_ref(),
+            resource.resource.as_deref(),
+        )?;
+        self.send(SubRequest {
+            purpose: Purpose::DeviceAuthorization,
+            request,
+        });
+        Ok(State::ExpectDeviceAuthorization(Box::new(
+            ExpectDeviceAuthorization {
+                secrets,
+                resource,
+                server,
+                client,
+            },
+        )))
+    }
+
+    /// RFC 8628 §3.2, §3.3: the codes arrive; the user is shown theirs, and the first poll
+    /// waits one interval (§3.4: the client polls "at the interval").
+    pub(super) fn on_device_authorization(
+        &mut self,
+        s: ExpectDeviceAuthorization,
+        response: http::Response<Bytes>,
+        now: SystemTime,
+    ) -> Result<State, Error> {
+        let endpoint = s
+            .server
+            .meta
+            .device_authorization_endpoint
+            .clone()
+            .unwrap_or_default();
+        let status = response.status();
+        let auth =
+            parse_device_authorization_response(status, response.body()).inspect_err(|e| {
+                self.report.push(
+                    Purpose::DeviceAuthorization,
+                    &endpoint,
+                    Some(status.as_u16()),
+                    e.to_string(),
+                );
+            })?;
+        self.report.push(
+            Purpose::DeviceAuthorization,
+            &endpoint,
+            Some(status.as_u16()),
+            "device code issued",
+        );
+        let expires_at = now + auth.user.expires_in;
+        self.out.push_back(Action::ShowUserCode(auth.user));
+        self.out.push_back(Action::PollAfter(auth.interval));
+        let ExpectDeviceAuthorization {
+            secrets,
+            resource,
+            server,
+            client,
+        } = s;
+        Ok(State::ExpectPollDue(Box::new(DevicePoll {
+            secrets,
+            resource,
+            server,
+            client,
+            device_code: auth.device_code,
+            interval: auth.interval,
+            expires_at,
+        })))
+    }
+
+    /// RFC 8628 §3.4: the interval has passed; poll, unless the code has run out (§3.2).
+    pub(super) fn on_poll_due(&mut self, s: DevicePoll, now: SystemTime) -> Result<State, Error> {
+        check_device_code_alive(now, s.expires_at)?;
+        let endpoint = parse_secure_url(
+            s.server.meta.token_endpoint.as_deref().unwrap_or_default(),
+            "token_endpoint",
+        )?;
+        let mut s = s;
+        s.client = self.signed(s.client, &s.server, &s.secrets, &endpoint, now)?;
+        let request = token_request(
+            &endpoint,
+            Grant::DeviceCode {
+                device_code: &s.device_code,
+            },
+            &s.client,
+            s.resource.resource.as_deref(),
+        )?;
+        let request = with_token_params(request, s.server.options.as_ref());
+        self.send(SubRequest {
+            purpose: Purpose::Token,
+            request,
+        });
+        Ok(State::ExpectDeviceToken(Box::new(s)))
+    }
+
+    /// RFC 8628 §3.5: tokens end the flow as any token response does; a refusal is read as
+    /// "wait", "wait longer" or "stop".
+    pub(super) fn on_device_token(
+        &mut self,
+        s: DevicePoll,
+        response: http::Response<Bytes>,
+        now: SystemTime,
+    ) -> Result<State, Error> {
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let refusal = parse_token_response(response.status(), content_type, response.body()).err();
+        let Some(refusal) = refusal else {
+            let DevicePoll {
+                resource,
+                server,
+                client,
+                ..
+            } = s;
+            return self.on_token(
+                ExpectToken {
+                    resource,
+                    server,
+                    client,
+                },
+                response,
+                now,
+            );
+        };
+        match poll_verdict(refusal, s.interval) {
+            // Pending polls are not reported: a ten-minute wait would fill the report.
+            PollVerdict::Wait(interval) => {
+                self.out.push_back(Action::PollAfter(interval));
+                let mut s = s;
+                s.interval = interval;
+                Ok(State::ExpectPollDue(Box::new(s)))
+            }
+            PollVerdict::Stop(error) => {
+                self.report.push(
+                    Purpose::Token,
+                    s.server.meta.token_endpoint.as_deref().unwrap_or_default(),
+                    error.status().map(|s| s.as_u16()),
+                    error.to_string(),
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// A `private_key_jwt` client signs a fresh assertion for every request, dated `now`, each
+    /// with its own `jti` (a poll repeats for minutes; a replayed assertion would be refused).
+    fn signed(
+        &self,
+        mut client: ClientCredentials,
+        server: &AuthServer,
+        secrets: &FlowSecrets,
+        endpoint: &Url,
+        now: SystemTime,
+    ) -> Result<ClientCredentials, Error> {
+        if client.method != ClientAuthMethod::PrivateKeyJwt {
+            return Ok(client);
+        }
+        let key = rules::client_key(
+            &self.config.pre_registered,
+            &client.client_id,
+            &server.client_issuer,
+        )
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NoClientIdentity,
+                "the private_key_jwt client is no longer configured with a key",
+            )
+        })?;
+        client.assertion = Some(sign_for_server(
+            key,
+            &client.client_id,
+            &server.meta.issuer,
+            endpoint.as_str(),
+            server
+                .meta
+                .token_endpoint_auth_signing_alg_values_supported
+                .as_deref(),
+            now,
+            &secrets.next_jti(),
+        )?);
+        Ok(client)
+    }
+}
