@@ -310,6 +310,28 @@ pub(crate) fn sign_for_server(
     )
 }
 
+/// [`sign_for_server`] for the server `meta` describes: its issuer and its list of accepted
+/// algorithms, for a request to `endpoint`.
+pub(crate) fn sign_for_metadata(
+    key: &ClientKey,
+    client_id: &str,
+    meta: &crate::metadata::AuthorizationServerMetadata,
+    endpoint: &url::Url,
+    now: SystemTime,
+    jti: &str,
+) -> Result<String, Error> {
+    sign_for_server(
+        key,
+        client_id,
+        &meta.issuer,
+        endpoint.as_str(),
+        meta.token_endpoint_auth_signing_alg_values_supported
+            .as_deref(),
+        now,
+        jti,
+    )
+}
+
 /// RFC 7518 §3.3: RSASSA-PKCS1-v1_5 with the hash of the `alg`.
 fn rsa_sign<D>(key: &rsa::RsaPrivateKey, input: &[u8]) -> Vec<u8>
 where

@@ -12,7 +12,7 @@ use crate::assertion_grant::{
     assertion_rejected, check_assertion_fresh, check_jwt_bearer_offered, AssertionGrant,
     AssertionKind, AssertionRequest,
 };
-use crate::client_assertion::sign_for_server;
+use crate::client_assertion::sign_for_metadata;
 use crate::client_auth::{ClientAuthMethod, ClientCredentials};
 use crate::error::{Error, ErrorKind};
 use crate::report::Purpose;
@@ -146,15 +146,11 @@ impl Flow {
                 // Each assertion gets its own `jti` (FlowSecrets::next_jti).
                 let assertion = match &client.key {
                     Some(key) if method == ClientAuthMethod::PrivateKeyJwt => {
-                        Some(sign_for_server(
+                        Some(sign_for_metadata(
                             key,
                             &client.client_id,
-                            &server.meta.issuer,
-                            endpoint.as_str(),
-                            server
-                                .meta
-                                .token_endpoint_auth_signing_alg_values_supported
-                                .as_deref(),
+                            &server.meta,
+                            &endpoint,
                             now,
                             &secrets.next_jti(),
                         )?)

@@ -15,7 +15,7 @@ use super::{Action, Flow, FlowOutcome, FlowSecrets, State, SubRequest};
 use crate::authorization_endpoint::{
     validate_authorization_response, AuthorizationRequest, AuthorizationResponse,
 };
-use crate::client_assertion::sign_for_server;
+use crate::client_assertion::sign_for_metadata;
 use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::AuthorizationServerMetadata;
@@ -161,15 +161,11 @@ impl Flow {
             .key
             .as_ref()
             .map(|key| {
-                sign_for_server(
+                sign_for_metadata(
                     key,
                     &client.client_id,
-                    &server.meta.issuer,
-                    endpoint.as_str(),
-                    server
-                        .meta
-                        .token_endpoint_auth_signing_alg_values_supported
-                        .as_deref(),
+                    &server.meta,
+                    &endpoint,
                     now,
                     &secrets.next_jti(),
                 )
@@ -374,13 +370,11 @@ impl Flow {
                     "the private_key_jwt client is no longer configured with a key",
                 )
             })?;
-            client.assertion = Some(sign_for_server(
+            client.assertion = Some(sign_for_metadata(
                 key,
                 &client.client_id,
-                &meta.issuer,
-                endpoint.as_str(),
-                meta.token_endpoint_auth_signing_alg_values_supported
-                    .as_deref(),
+                &meta,
+                &endpoint,
                 now,
                 &s.secrets.next_jti(),
             )?);

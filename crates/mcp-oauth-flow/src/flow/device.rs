@@ -12,7 +12,7 @@ use url::Url;
 use super::rules;
 use super::state::{AuthServer, DevicePoll, ExpectDeviceAuthorization, ExpectToken, Resource};
 use super::{Action, Flow, FlowSecrets, State, SubRequest};
-use crate::client_assertion::sign_for_server;
+use crate::client_assertion::sign_for_metadata;
 use crate::client_auth::{ClientAuthMethod, ClientCredentials};
 use crate::device::{
     check_device_code_alive, device_authorization_endpoint, device_authorization_request,
@@ -206,15 +206,11 @@ impl Flow {
                 "the private_key_jwt client is no longer configured with a key",
             )
         })?;
-        client.assertion = Some(sign_for_server(
+        client.assertion = Some(sign_for_metadata(
             key,
             &client.client_id,
-            &server.meta.issuer,
-            endpoint.as_str(),
-            server
-                .meta
-                .token_endpoint_auth_signing_alg_values_supported
-                .as_deref(),
+            &server.meta,
+            &endpoint,
             now,
             &secrets.next_jti(),
         )?);
