@@ -373,7 +373,7 @@ impl Flow {
             client.assertion = Some(sign_for_metadata(
                 key,
                 &client.client_id,
-                &meta,
+                meta,
                 &endpoint,
                 now,
                 &s.secrets.next_jti(),

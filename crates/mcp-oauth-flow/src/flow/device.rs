@@ -210,7 +210,7 @@ impl Flow {
             key,
             &client.client_id,
             &server.meta,
-            &endpoint,
+            endpoint,
             now,
             &secrets.next_jti(),
         )?);
