@@ -145,6 +145,16 @@ impl Testkit {
         self.shared.lock().faults.push((step, fault));
     }
 
+    /// Whether a request of `step` has reached either server since the last
+    /// [`clear_requests`](Self::clear_requests).
+    pub fn reached(&self, step: crate::fault::Step) -> bool {
+        self.shared
+            .lock()
+            .records
+            .iter()
+            .any(|r| step.matches(&self.shared.site, r))
+    }
+
     /// Removes every injected fault.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();

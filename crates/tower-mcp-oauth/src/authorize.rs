@@ -278,20 +278,16 @@ async fn authorization_hop(
             )
             .with_status(status)
         })?;
-    // An absolute Location, or one relative to the redirect URI (a server that writes only
-    // `?code=…`), is the authorization response when it leads back there.
-    let back = Url::parse(location).or_else(|_| redirect_uri.join(location));
-    if let Ok(target) = &back {
-        if is_redirect_back(target, redirect_uri) {
-            return Ok(Hop::Back(target.clone()));
-        }
-    }
+    // RFC 9110 §10.2.2: a relative Location is relative to the URL requested.
     let next = url.join(location).map_err(|e| {
         Error::new(
             ErrorKind::Consent,
             format!("redirect Location is not a URL: {e}"),
         )
     })?;
+    if is_redirect_back(&next, redirect_uri) {
+        return Ok(Hop::Back(next));
+    }
     if next.origin() == url.origin() {
         return Ok(Hop::Follow(next));
     }

@@ -221,8 +221,10 @@ where
 
 /// Whether a failed proactive refresh may fall back to the current token while it is valid.
 ///
-/// Only an OAuth error response says the grant or the client is gone (RFC 6749 §5.2:
-/// `invalid_grant`, `invalid_client`; [`classify_refresh_failure`]); a network error, a `5xx`,
+/// Only the token endpoint's refusal says the grant or the client cannot be used (RFC 6749
+/// §5.2: `invalid_grant`, `invalid_client` and the other OAuth errors, or a bare `401`; see
+/// [`classify_refresh_failure`]; the flow then drops the tokens and authorizes afresh, so the
+/// cache holds nothing to fall back to); a network error, a `5xx`,
 /// a `429`, or an answer that could not be read (malformed, oversized, an unexpected redirect)
 /// says nothing about it, so the token the server issued is still good until it expires. A
 /// local store failure is different: it needs someone to fix it, so it surfaces at once (unless

@@ -75,13 +75,22 @@ impl FlowSecrets {
     }
 
     /// A `jti` for the next client assertion of this flow (RFC 7523 §3: unique, so a server
-    /// that refuses replayed assertions accepts each one): the flow's random `state` with a
-    /// counter, since one flow may sign several (a refresh refused, then the code exchange).
+    /// that refuses replayed assertions accepts each one; one flow may sign several, a refresh
+    /// refused and then the code exchange). It is a SHA-256 of the flow's random `state` and the
+    /// assertion's number: unique per flow and per assertion, and it reveals nothing of the
+    /// `state`, which may still be pending at another server.
     pub(crate) fn next_jti(&self) -> String {
+        use base64::Engine;
+        use sha2::{Digest, Sha256};
         let n = self
             .assertions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{}.{n}", self.state.secret())
+        let digest = Sha256::new()
+            .chain_update(b"mcp-oauth-flow jti\0")
+            .chain_update(self.state.secret().as_bytes())
+            .chain_update(n.to_be_bytes())
+            .finalize();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
     }
 
     /// The `state` value.
@@ -101,7 +110,11 @@ mod secrets_tests {
         let secrets = FlowSecrets::from_entropy([1; 32], [2; 32]);
         let (a, b) = (secrets.next_jti(), secrets.next_jti());
         assert_ne!(a, b);
-        assert!(a.starts_with(secrets.state().secret().as_str()));
+        assert!(
+            !a.contains(secrets.state().secret().as_str()),
+            "the state stays secret"
+        );
+        assert_eq!(a.len(), 43, "a base64url SHA-256");
         let other = FlowSecrets::from_entropy([3; 32], [2; 32]);
         assert_ne!(other.next_jti(), a, "flows differ by their random state");
     }

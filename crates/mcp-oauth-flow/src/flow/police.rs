@@ -26,10 +26,13 @@ impl Flow {
             .iter()
             .find_map(|action| self.refusal(action).err());
         if let Some(error) = refused {
+            // Only the store bookkeeping stays: every other action waits for an input (a
+            // response, consent, a poll, an assertion, a stored client) that a finished flow
+            // no longer takes.
             self.out.retain(|a| {
-                !matches!(
+                matches!(
                     a,
-                    Action::Send(_) | Action::Authorize(_) | Action::ShowUserCode(_)
+                    Action::SaveClient(_) | Action::DropTokens | Action::DropClient { .. }
                 )
             });
             self.fail(error);
