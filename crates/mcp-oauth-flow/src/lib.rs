@@ -56,6 +56,7 @@ mod error;
 mod flow;
 mod jwt;
 mod metadata;
+mod metadata_document;
 mod pkce;
 mod refresh;
 mod registration;
@@ -116,7 +117,8 @@ pub mod client {
         AssertionAudience, ClientKey, JwsSigner, JWT_BEARER_ASSERTION_TYPE,
     };
     pub use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
-    pub use crate::client_metadata::{client_metadata_document, ClientMetadata};
+    pub use crate::client_metadata::ClientMetadata;
+    pub use crate::metadata_document::client_metadata_document;
     pub use crate::registration::{
         application_type_for, choose_client_source, parse_registration_response,
         redirect_uri_matches, registration_auth_method, registration_request_body,
