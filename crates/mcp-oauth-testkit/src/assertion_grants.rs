@@ -4,8 +4,6 @@
 //!
 //! Every JWT is verified with a public key (ES256, RS256/384/512, EdDSA), never just decoded.
 
-use std::collections::HashSet;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::{Method, StatusCode};
@@ -18,7 +16,7 @@ use crate::codec::unix_now;
 use crate::config::TestkitConfig;
 use crate::record::RecordedRequest;
 use crate::response::{bad_request, method_not_allowed, no_store, oauth_error, HttpResponse};
-use crate::state::{Shared, State};
+use crate::state::{Shared, State, AUTH_PRIVATE_KEY_JWT};
 
 /// RFC 7523 §2.1.
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -32,8 +30,6 @@ const ID_JAG_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
 const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
 /// The token-exchange endpoint of the built-in enterprise IdP, on the authorization server.
 pub const IDP_TOKEN_PATH: &str = "/idp/token";
-/// The authentication method of a client with a public key.
-pub(crate) const AUTH_PRIVATE_KEY_JWT: &str = "private_key_jwt";
 
 /// A public key JWTs are verified with.
 #[derive(Clone, Debug)]
@@ -340,10 +336,6 @@ fn sign_id_jag(claims: &Value) -> String {
     let sig: p256::ecdsa::Signature = idp_key().sign(input.as_bytes());
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
 }
-
-/// The `jti`s of client assertions already used (RFC 7523 §3 item 7: a server may refuse a
-/// replay).
-pub(crate) type SeenJtis = HashSet<String>;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
 //! What the two servers advertise and how they behave: [`TestkitConfig`] and its enums.
 
+use crate::record::ServerRole;
+
 /// Where the discovery documents live, i.e. which discovery path a client has to take.
 ///
 /// `{rs}` is the resource server origin ([`Testkit::resource_origin`](crate::Testkit::resource_origin)),
@@ -151,11 +153,11 @@ pub struct TestkitConfig {
     pub revocation: bool,
     /// DPoP (RFC 9449) at both servers: advertised, proofs verified, tokens bound, nonces
     /// demanded as configured. Default `None` (no DPoP: a proof is ignored).
-    pub dpop: Option<crate::dpop::DpopConfig>,
+    pub dpop: Option<DpopConfig>,
     /// The device authorization grant (RFC 8628): advertised, served at
     /// [`DEVICE_AUTHORIZATION_PATH`](crate::DEVICE_AUTHORIZATION_PATH), polls answered as
     /// configured. Default `None` (off).
-    pub device: Option<crate::device_grant::DeviceConfig>,
+    pub device: Option<DeviceConfig>,
 }
 
 impl Default for TestkitConfig {
@@ -283,7 +285,7 @@ impl TestkitConfig {
     );
 
     /// Sets [`device`](Self::device).
-    pub fn device(mut self, device: crate::device_grant::DeviceConfig) -> Self {
+    pub fn device(mut self, device: DeviceConfig) -> Self {
         self.device = Some(device);
         self
     }
@@ -331,7 +333,7 @@ impl TestkitConfig {
     }
 
     /// Sets [`dpop`](Self::dpop).
-    pub fn dpop(mut self, dpop: crate::dpop::DpopConfig) -> Self {
+    pub fn dpop(mut self, dpop: DpopConfig) -> Self {
         self.dpop = Some(dpop);
         self
     }
@@ -382,6 +384,110 @@ impl TestkitConfig {
         client_secret: Option<&str>,
     ) -> Self {
         self.preregistered_client = Some((client_id.into(), client_secret.map(str::to_owned)));
+        self
+    }
+}
+
+/// The DPoP behaviour of both servers.
+///
+/// ```
+/// use mcp_oauth_testkit::{DpopConfig, TestkitConfig};
+/// let config = TestkitConfig::default().dpop(DpopConfig::default().as_nonce("n-as").rs_nonce("n-rs"));
+/// assert_eq!(config.dpop.unwrap().as_nonce.as_deref(), Some("n-as"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DpopConfig {
+    /// A nonce the token endpoint requires in every proof (RFC 9449 §8).
+    pub as_nonce: Option<String>,
+    /// A nonce the resource server requires in every proof (RFC 9449 §9).
+    pub rs_nonce: Option<String>,
+    /// This server names a new nonce in every challenge and accepts no proof: for a client's
+    /// give-up. Default `None`.
+    pub endless_nonces: Option<ServerRole>,
+}
+
+impl DpopConfig {
+    /// Sets [`as_nonce`](Self::as_nonce).
+    pub fn as_nonce(mut self, nonce: impl Into<String>) -> Self {
+        self.as_nonce = Some(nonce.into());
+        self
+    }
+
+    /// Sets [`rs_nonce`](Self::rs_nonce).
+    pub fn rs_nonce(mut self, nonce: impl Into<String>) -> Self {
+        self.rs_nonce = Some(nonce.into());
+        self
+    }
+
+    /// Sets [`endless_nonces`](Self::endless_nonces).
+    pub fn endless_nonces(mut self, server: ServerRole) -> Self {
+        self.endless_nonces = Some(server);
+        self
+    }
+}
+
+/// What the device codes of a testkit do, when the test does not decide by hand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceOutcome {
+    /// Stay pending until [`Testkit::approve_user_code`] or [`Testkit::deny_user_code`].
+    Manual,
+    /// Approve after this many polls answered pending (or `slow_down`).
+    ApproveAfter(u32),
+    /// Deny (`access_denied`) after this many polls.
+    DenyAfter(u32),
+    /// Expire (`expired_token`) after this many polls.
+    ExpireAfter(u32),
+}
+
+/// The device grant's settings ([`TestkitConfig::device`](crate::TestkitConfig::device)).
+#[derive(Clone, Debug)]
+pub struct DeviceConfig {
+    /// The `interval` of the device authorization response, in seconds. Default 5.
+    pub interval_secs: u64,
+    /// The `expires_in`, in seconds; past it (in real time) polls answer `expired_token`.
+    /// Default 600.
+    pub expires_in_secs: u64,
+    /// What happens without the test's hand. Default [`DeviceOutcome::Manual`].
+    pub outcome: DeviceOutcome,
+    /// The first this-many polls answer `slow_down` instead of `authorization_pending`.
+    /// Default 0.
+    pub slow_down_polls: u32,
+    /// Send `verification_uri_complete`. Default `true`.
+    pub verification_uri_complete: bool,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 5,
+            expires_in_secs: 600,
+            outcome: DeviceOutcome::Manual,
+            slow_down_polls: 0,
+            verification_uri_complete: true,
+        }
+    }
+}
+
+impl DeviceConfig {
+    /// Sets [`outcome`](Self::outcome).
+    pub fn outcome(mut self, outcome: DeviceOutcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+    /// Sets [`interval_secs`](Self::interval_secs).
+    pub fn interval_secs(mut self, secs: u64) -> Self {
+        self.interval_secs = secs;
+        self
+    }
+    /// Sets [`expires_in_secs`](Self::expires_in_secs).
+    pub fn expires_in_secs(mut self, secs: u64) -> Self {
+        self.expires_in_secs = secs;
+        self
+    }
+    /// Sets [`slow_down_polls`](Self::slow_down_polls).
+    pub fn slow_down_polls(mut self, polls: u32) -> Self {
+        self.slow_down_polls = polls;
         self
     }
 }

@@ -1,17 +1,17 @@
 //! The device authorization grant (RFC 8628), server side: the device authorization endpoint
 //! (§3.1, §3.2), and the token endpoint's answers to polls (§3.4, §3.5), decided by the test:
-//! approve or deny a user code by hand, or let [`DeviceConfig::outcome`] decide after a number
+//! approve or deny a user code by hand, or let [`DeviceConfig::outcome`](crate::DeviceConfig::outcome) decide after a number
 //! of polls, with `slow_down` for the first polls if asked.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::config::DeviceOutcome;
 use crate::record::RecordedRequest;
 use crate::response::{self, bad_request, method_not_allowed, no_store, HttpResponse};
-use crate::state::{Shared, State};
+use crate::state::{Decision, DeviceCode, Shared, State};
 use crate::Testkit;
 
 /// The `grant_type` of a device poll (RFC 8628 §3.4).
@@ -19,93 +19,6 @@ pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_cod
 
 /// Where the device authorization endpoint is served, on the authorization server's origin.
 pub const DEVICE_AUTHORIZATION_PATH: &str = "/device_authorization";
-
-/// What the device codes of a testkit do, when the test does not decide by hand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceOutcome {
-    /// Stay pending until [`Testkit::approve_user_code`] or [`Testkit::deny_user_code`].
-    Manual,
-    /// Approve after this many polls answered pending (or `slow_down`).
-    ApproveAfter(u32),
-    /// Deny (`access_denied`) after this many polls.
-    DenyAfter(u32),
-    /// Expire (`expired_token`) after this many polls.
-    ExpireAfter(u32),
-}
-
-/// The device grant's settings ([`TestkitConfig::device`](crate::TestkitConfig::device)).
-#[derive(Clone, Debug)]
-pub struct DeviceConfig {
-    /// The `interval` of the device authorization response, in seconds. Default 5.
-    pub interval_secs: u64,
-    /// The `expires_in`, in seconds; past it (in real time) polls answer `expired_token`.
-    /// Default 600.
-    pub expires_in_secs: u64,
-    /// What happens without the test's hand. Default [`DeviceOutcome::Manual`].
-    pub outcome: DeviceOutcome,
-    /// The first this-many polls answer `slow_down` instead of `authorization_pending`.
-    /// Default 0.
-    pub slow_down_polls: u32,
-    /// Send `verification_uri_complete`. Default `true`.
-    pub verification_uri_complete: bool,
-}
-
-impl Default for DeviceConfig {
-    fn default() -> Self {
-        Self {
-            interval_secs: 5,
-            expires_in_secs: 600,
-            outcome: DeviceOutcome::Manual,
-            slow_down_polls: 0,
-            verification_uri_complete: true,
-        }
-    }
-}
-
-impl DeviceConfig {
-    /// Sets [`outcome`](Self::outcome).
-    pub fn outcome(mut self, outcome: DeviceOutcome) -> Self {
-        self.outcome = outcome;
-        self
-    }
-    /// Sets [`interval_secs`](Self::interval_secs).
-    pub fn interval_secs(mut self, secs: u64) -> Self {
-        self.interval_secs = secs;
-        self
-    }
-    /// Sets [`expires_in_secs`](Self::expires_in_secs).
-    pub fn expires_in_secs(mut self, secs: u64) -> Self {
-        self.expires_in_secs = secs;
-        self
-    }
-    /// Sets [`slow_down_polls`](Self::slow_down_polls).
-    pub fn slow_down_polls(mut self, polls: u32) -> Self {
-        self.slow_down_polls = polls;
-        self
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Decision {
-    Pending,
-    Approved,
-    Denied,
-}
-
-/// One issued device code.
-#[derive(Clone, Debug)]
-pub(crate) struct DeviceCode {
-    client_id: String,
-    user_code: String,
-    scope: Option<String>,
-    resource: Option<String>,
-    expires_at: Instant,
-    polls: u32,
-    decision: Decision,
-}
-
-/// The device codes of a testkit, by `device_code`.
-pub(crate) type DeviceCodes = HashMap<String, DeviceCode>;
 
 /// Adds `device_authorization_endpoint` and the grant type to the metadata (RFC 8628 §4).
 pub(crate) fn extend_metadata(
@@ -132,7 +45,7 @@ pub(crate) fn device_authorization(shared: &Shared, request: &RecordedRequest) -
         return method_not_allowed("POST");
     }
     let mut state = shared.lock();
-    let client_id = match crate::token_endpoint::authenticate(shared, &mut state, request) {
+    let client_id = match crate::token_issue::authenticate(shared, &mut state, request) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -229,7 +142,7 @@ pub(crate) fn poll(
             let refresh_token = shared.config.issue_refresh_tokens.then(|| {
                 state.issue_refresh_token(client_id, entry.scope.clone(), resource, grant)
             });
-            crate::token_endpoint::token_response(
+            crate::token_issue::token_response(
                 shared,
                 &access_token,
                 refresh_token.as_deref(),

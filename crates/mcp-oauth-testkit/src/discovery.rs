@@ -164,7 +164,8 @@ impl Site {
         Value::Object(doc)
     }
 
-    /// The RFC 8414 (or OpenID Connect discovery) authorization server metadata document.
+    /// The RFC 8414 (or OpenID Connect discovery) authorization server metadata document, as
+    /// far as the base configuration goes (the router adds the extension grants' members).
     pub(crate) fn as_metadata_document(&self, config: &TestkitConfig, oidc: bool) -> Value {
         let mut doc = Map::new();
         let issuer = config
@@ -202,9 +203,6 @@ impl Site {
             "token_endpoint_auth_methods_supported".into(),
             json!(config.token_endpoint_auth_methods),
         );
-        crate::assertion_grants::extend_metadata(config, &mut doc);
-        let device = self.endpoint_url(crate::DEVICE_AUTHORIZATION_PATH);
-        crate::device_grant::extend_metadata(config, device, &mut doc);
         if let Some(methods) = &config.pkce_methods {
             doc.insert("code_challenge_methods_supported".into(), json!(methods));
         }

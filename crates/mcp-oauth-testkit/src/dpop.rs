@@ -9,7 +9,6 @@
 //! here is checked independently of the client library: the signature with the `jwk` the proof
 //! carries, the RFC 7638 thumbprint computed here.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -32,55 +31,6 @@ use crate::{resource_server, token_endpoint};
 /// How far a proof's `iat` may be from the server's clock (RFC 9449 §11.1 leaves it to the
 /// server; the conformance harness uses the same window).
 const IAT_WINDOW_SECS: u64 = 300;
-
-/// The DPoP behaviour of both servers.
-///
-/// ```
-/// use mcp_oauth_testkit::{DpopConfig, TestkitConfig};
-/// let config = TestkitConfig::default().dpop(DpopConfig::default().as_nonce("n-as").rs_nonce("n-rs"));
-/// assert_eq!(config.dpop.unwrap().as_nonce.as_deref(), Some("n-as"));
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DpopConfig {
-    /// A nonce the token endpoint requires in every proof (RFC 9449 §8).
-    pub as_nonce: Option<String>,
-    /// A nonce the resource server requires in every proof (RFC 9449 §9).
-    pub rs_nonce: Option<String>,
-    /// This server names a new nonce in every challenge and accepts no proof: for a client's
-    /// give-up. Default `None`.
-    pub endless_nonces: Option<ServerRole>,
-}
-
-impl DpopConfig {
-    /// Sets [`as_nonce`](Self::as_nonce).
-    pub fn as_nonce(mut self, nonce: impl Into<String>) -> Self {
-        self.as_nonce = Some(nonce.into());
-        self
-    }
-
-    /// Sets [`rs_nonce`](Self::rs_nonce).
-    pub fn rs_nonce(mut self, nonce: impl Into<String>) -> Self {
-        self.rs_nonce = Some(nonce.into());
-        self
-    }
-
-    /// Sets [`endless_nonces`](Self::endless_nonces).
-    pub fn endless_nonces(mut self, server: ServerRole) -> Self {
-        self.endless_nonces = Some(server);
-        self
-    }
-}
-
-/// What the servers remember about DPoP: `jti`s seen (replay), and which key each token is
-/// bound to (by thumbprint).
-#[derive(Debug, Default)]
-pub(crate) struct DpopLedger {
-    jtis: HashSet<String>,
-    access: HashMap<String, String>,
-    refresh: HashMap<String, String>,
-    challenges: u64,
-}
 
 /// Why a proof was refused.
 enum Refusal {

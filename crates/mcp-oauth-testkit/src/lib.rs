@@ -76,14 +76,16 @@ pub mod scripted;
 mod server;
 mod state;
 mod token_endpoint;
+mod token_issue;
 
 #[cfg(test)]
 mod tests;
 
 pub use assertion_grants::{IDP_TOKEN_PATH, JWT_BEARER_GRANT};
-pub use config::{DiscoveryLayout, IssInRedirect, TestkitConfig};
-pub use device_grant::{DeviceConfig, DeviceOutcome, DEVICE_AUTHORIZATION_PATH, DEVICE_CODE_GRANT};
-pub use dpop::DpopConfig;
+pub use config::{
+    DeviceConfig, DeviceOutcome, DiscoveryLayout, DpopConfig, IssInRedirect, TestkitConfig,
+};
+pub use device_grant::{DEVICE_AUTHORIZATION_PATH, DEVICE_CODE_GRANT};
 pub use jsonrpc::{jsonrpc, read_json};
 pub use record::{CannedResponse, RecordedRequest, ServerRole};
 pub use server::Testkit;

@@ -7,7 +7,7 @@ use http::{Method, StatusCode};
 use crate::record::RecordedRequest;
 use crate::response::{self, bad_request, method_not_allowed, HttpResponse};
 use crate::state::Shared;
-use crate::token_endpoint::authenticate;
+use crate::token_issue::authenticate;
 
 /// `POST revoke`.
 pub(crate) fn revoke(shared: &Shared, request: &RecordedRequest) -> HttpResponse {

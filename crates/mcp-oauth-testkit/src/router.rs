@@ -105,7 +105,7 @@ fn route(shared: &Arc<Shared>, role: ServerRole, request: &RecordedRequest) -> H
     }
     if let Some((metadata_role, metadata_path, oidc)) = &site.metadata {
         if role == *metadata_role && path == metadata_path {
-            return document(request, || site.as_metadata_document(&shared.config, *oidc));
+            return document(request, || metadata_document(shared, *oidc));
         }
     }
     if role == site.endpoint_role {
@@ -146,4 +146,18 @@ fn document(request: &RecordedRequest, body: impl FnOnce() -> serde_json::Value)
         return response::method_not_allowed("GET");
     }
     response::json(StatusCode::OK, &body())
+}
+
+/// The authorization server metadata with what the extension grants add (the jwt-bearer grant
+/// and signing algorithms, the device authorization endpoint): those modules sit above the
+/// site, so they extend its document here rather than the site calling up into them.
+fn metadata_document(shared: &Shared, oidc: bool) -> serde_json::Value {
+    let site = &shared.site;
+    let mut doc = site.as_metadata_document(&shared.config, oidc);
+    if let serde_json::Value::Object(map) = &mut doc {
+        crate::assertion_grants::extend_metadata(&shared.config, map);
+        let device = site.endpoint_url(crate::DEVICE_AUTHORIZATION_PATH);
+        crate::device_grant::extend_metadata(&shared.config, device, map);
+    }
+    doc
 }

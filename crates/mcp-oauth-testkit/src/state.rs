@@ -1,6 +1,6 @@
 //! Shared state of one testkit: records, overrides, clients, codes and tokens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -90,11 +90,11 @@ pub(crate) struct State {
     pub(crate) access_tokens: HashMap<String, AccessToken>,
     pub(crate) refresh_tokens: HashMap<String, RefreshToken>,
     /// Client assertion `jti`s already used.
-    pub(crate) seen_jtis: crate::assertion_grants::SeenJtis,
+    pub(crate) seen_jtis: SeenJtis,
     /// DPoP `jti`s seen and token bindings (RFC 9449), when the servers do DPoP.
-    pub(crate) dpop: crate::dpop::DpopLedger,
+    pub(crate) dpop: DpopLedger,
     /// Device codes issued (RFC 8628).
-    pub(crate) device_codes: crate::device_grant::DeviceCodes,
+    pub(crate) device_codes: DeviceCodes,
     counter: u64,
 }
 
@@ -103,7 +103,7 @@ impl State {
         let mut clients = HashMap::new();
         if let Some((id, secret)) = &config.preregistered_client {
             let auth_method = if config.client_public_key.is_some() {
-                crate::assertion_grants::AUTH_PRIVATE_KEY_JWT
+                AUTH_PRIVATE_KEY_JWT
             } else if secret.is_some() {
                 AUTH_BASIC
             } else {
@@ -247,3 +247,42 @@ pub(crate) fn find_by_issuer(issuer: &str) -> Option<Arc<Shared>> {
         .filter_map(Weak::upgrade)
         .find(|shared| shared.site.issuer == issuer)
 }
+
+/// The authentication method of a client with a public key.
+pub(crate) const AUTH_PRIVATE_KEY_JWT: &str = "private_key_jwt";
+
+/// The `jti`s of client assertions already used (RFC 7523 §3 item 7: a server may refuse a
+/// replay).
+pub(crate) type SeenJtis = HashSet<String>;
+
+/// What the servers remember about DPoP: `jti`s seen (replay), and which key each token is
+/// bound to (by thumbprint).
+#[derive(Debug, Default)]
+pub(crate) struct DpopLedger {
+    pub(crate) jtis: HashSet<String>,
+    pub(crate) access: HashMap<String, String>,
+    pub(crate) refresh: HashMap<String, String>,
+    pub(crate) challenges: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Pending,
+    Approved,
+    Denied,
+}
+
+/// One issued device code.
+#[derive(Clone, Debug)]
+pub(crate) struct DeviceCode {
+    pub(crate) client_id: String,
+    pub(crate) user_code: String,
+    pub(crate) scope: Option<String>,
+    pub(crate) resource: Option<String>,
+    pub(crate) expires_at: Instant,
+    pub(crate) polls: u32,
+    pub(crate) decision: Decision,
+}
+
+/// The device codes of a testkit, by `device_code`.
+pub(crate) type DeviceCodes = HashMap<String, DeviceCode>;
