@@ -9,7 +9,6 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
 use url::Url;
 
 use crate::client_auth::ClientCredentials;
@@ -102,18 +101,7 @@ pub fn device_authorization_request(
     if let Some(resource) = resource {
         form.push(("resource", resource.into()));
     }
-    let mut headers = http::HeaderMap::new();
-    client.apply(&mut form, &mut headers);
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
-        .finish();
-    let mut req = http::Request::post(endpoint.as_str())
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(ACCEPT, "application/json")
-        .body(Bytes::from(body))
-        .map_err(|e| crate::url_policy::unusable_url(endpoint.as_str(), e))?;
-    req.headers_mut().extend(headers);
-    Ok(req)
+    crate::token_response::form_post(endpoint, form, client)
 }
 
 /// What the user must be shown (RFC 8628 §3.3): where to go, and the code to enter there.
@@ -389,6 +377,7 @@ mod tests {
     use super::*;
     use crate::client_auth::ClientAuthMethod;
     use crate::token_response::parse_token_response;
+    use http::header::CONTENT_TYPE;
     use http::StatusCode;
 
     fn public(client_id: &str) -> ClientCredentials {

@@ -106,6 +106,16 @@ pub fn token_request(
     if let Some(resource) = resource {
         form.push(("resource", resource.into()));
     }
+    form_post(endpoint, form, client)
+}
+
+/// A form POST to a token-style endpoint (RFC 6749 §3.2: `application/x-www-form-urlencoded`,
+/// a JSON answer), authenticated with `client` (a Basic header or form fields).
+pub(crate) fn form_post(
+    endpoint: &Url,
+    mut form: Vec<(&'static str, String)>,
+    client: &ClientCredentials,
+) -> Result<http::Request<Bytes>, Error> {
     let mut headers = http::HeaderMap::new();
     client.apply(&mut form, &mut headers);
     let body = url::form_urlencoded::Serializer::new(String::new())
