@@ -7,9 +7,11 @@
 //! stack buffer, so no allocation; and the table is immutable (the cache swaps a new one in on
 //! every write, copy-on-write), so no lock.
 //!
-//! The hash is SipHash keyed at random per table (std's `RandomState`): whoever picks the server
-//! URLs cannot predict it, so cannot pile every origin into one bucket to make lookups linear
-//! again. Two origins that do share a hash simply share a bucket, and the caller's own test
+//! The hash is keyed with secrets drawn at random per table: whoever picks the server URLs
+//! cannot predict it, so cannot pile every origin into one bucket to make lookups linear
+//! again. It is a folded multiply per eight bytes (the wyhash family's step), case folded as it
+//! reads: SipHash over a lowercased copy was a third of a lookup. Two origins that do share a
+//! hash simply share a bucket, and the caller's own test
 //! (`cache::covers`) decides inside it; a bucket holds entries of one origin in all but
 //! astronomically rare cases.
 
@@ -43,31 +45,32 @@ fn default_port(scheme: &str) -> Option<u16> {
 }
 
 /// The host and port of an authority (`userinfo@host:port`, RFC 3986 §3.2) that `http` has
-/// already validated, as `Authority::host` and `Authority::port_u16` give them, in one pass of
-/// byte loops: those parse the authority again for each call with `str` searches, and on the
-/// hot path that was a third of a lookup.
+/// already validated, as `Authority::host` and `Authority::port_u16` give them, in one pass from
+/// the end: those parse the authority again for each call with `str` searches, and on the hot
+/// path that was a third of a lookup.
 fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
     let bytes = authority.as_bytes();
-    // The host starts after the last `@` (userinfo may hold `:` but not `@`, RFC 3986 §3.2.1).
-    let start = bytes
-        .iter()
-        .rposition(|&b| b == b'@')
-        .map_or(0, |at| at + 1);
+    // The host starts after the last `@` (userinfo may hold `:` but not `@`, RFC 3986 §3.2.1);
+    // the port follows the last `:` after any `]` (an IP literal holds colons).
+    let (mut start, mut colon, mut bracket) = (0, None, false);
+    for (i, &b) in bytes.iter().enumerate().rev() {
+        match b {
+            b'@' => {
+                start = i + 1;
+                break;
+            }
+            b']' => bracket = true,
+            b':' if colon.is_none() && !bracket => colon = Some(i),
+            _ => {}
+        }
+    }
     let end = if bytes.get(start) == Some(&b'[') {
         // An IP literal: up to its closing bracket, colons and all.
         start + bytes[start..].iter().position(|&b| b == b']')? + 1
     } else {
-        start
-            + bytes[start..]
-                .iter()
-                .position(|&b| b == b':')
-                .unwrap_or(bytes.len() - start)
+        colon.unwrap_or(bytes.len())
     };
-    // The port: what follows the last `:`, when it is all digits and fits.
-    let port = bytes
-        .iter()
-        .rposition(|&b| b == b':')
-        .and_then(|colon| parse_port(&bytes[colon + 1..]));
+    let port = colon.and_then(|colon| parse_port(&bytes[colon + 1..]));
     (end > start).then(|| (&authority[start..end], port))
 }
 
@@ -172,11 +175,20 @@ impl OwnedOrigin {
 /// How a table turns an origin into its key.
 #[derive(Clone)]
 enum Keys {
-    /// SipHash with random keys: what every table uses.
-    Random(RandomState),
+    /// A hash keyed with two secrets drawn at random for each table: what every table uses.
+    Random(u64, u64),
     /// Every origin hashes alike, so the tests can see that the bucket's own test decides.
     #[cfg(test)]
     Colliding,
+}
+
+impl Keys {
+    fn random() -> Self {
+        // std's `RandomState` is seeded from the OS once per thread and stepped for each new
+        // state: two tables never draw the same secrets.
+        let state = RandomState::new();
+        Self::Random(state.hash_one(0_u8), state.hash_one(1_u8))
+    }
 }
 
 /// The hash is already the key: the bucket map uses it as it is instead of hashing it again.
@@ -200,38 +212,48 @@ impl Hasher for Prehashed {
     }
 }
 
-/// Feeds an origin to `hasher` as `scheme 0xFD host 0xFF port` (or `0xFE` for no port), ASCII
-/// lowercased. Schemes and hosts are ASCII (`http` and `url` check), so the marker bytes cannot
-/// occur inside them and no two origins feed the same bytes. Up to a 64-byte origin it is one
-/// `write` from a stack buffer: each `write` call has a cost of its own.
-fn write_origin(hasher: &mut impl Hasher, origin: Origin<'_>) {
-    let port = match origin.port {
-        Some(p) => [0xFF, (p >> 8) as u8, p as u8],
-        None => [0xFE, 0, 0],
-    };
-    let (scheme, host) = (origin.scheme.as_bytes(), origin.host.as_bytes());
-    let mut buf = [0u8; 64];
-    let len = scheme.len() + 1 + host.len() + port.len();
-    if len <= buf.len() {
-        buf[..scheme.len()].copy_from_slice(scheme);
-        buf[scheme.len()] = 0xFD;
-        buf[scheme.len() + 1..len - port.len()].copy_from_slice(host);
-        buf[len - port.len()..len].copy_from_slice(&port);
-        buf[..len].make_ascii_lowercase();
-        hasher.write(&buf[..len]);
-        return;
+/// The low and high halves of a 64×64-bit product, folded together: the mixing step of the
+/// wyhash family, one multiplication per eight bytes.
+fn fold(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// Bit 5 of every byte (`0x20`): set, it makes ASCII letters lowercase, so the hash ignores their case
+/// without copying the bytes. It also folds a few punctuation marks onto others (`@` onto
+/// `` ` ``, `[` onto `{`): origins differing only there share a bucket, and the bucket's own
+/// test keeps them apart.
+const LOWERCASE: u64 = 0x2020_2020_2020_2020;
+
+/// Mixes `bytes` into `hash`, eight at a time, case folded (see [`LOWERCASE`]).
+fn feed(mut hash: u64, (k0, k1): (u64, u64), bytes: &[u8]) -> u64 {
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut le = [0; 8];
+        le.copy_from_slice(word);
+        hash = fold((u64::from_le_bytes(le) | LOWERCASE) ^ k0, hash ^ k1);
     }
-    // A long host: in chunks through the same buffer (an origin of a given length always
-    // takes the same branch, so equal origins still hash alike).
-    for (part, end) in [(scheme, &[0xFD][..]), (host, &port[..])] {
-        for chunk in part.chunks(buf.len()) {
-            let out = &mut buf[..chunk.len()];
-            out.copy_from_slice(chunk);
-            out.make_ascii_lowercase();
-            hasher.write(out);
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        // Byte by byte: for at most seven bytes a loop is cheaper than a call to `memcpy`.
+        let mut word = 0;
+        for (i, &b) in rest.iter().enumerate() {
+            word |= u64::from(b | 0x20) << (8 * i);
         }
-        hasher.write(end);
+        hash = fold(word ^ k0, hash ^ k1);
     }
+    hash
+}
+
+/// The key of an origin: its port and the lengths of its scheme and host, then the scheme's and
+/// the host's bytes, ASCII case folded; the lengths keep `ab` + `c` apart from `a` + `bc`.
+fn origin_key(keys: (u64, u64), origin: Origin<'_>) -> u64 {
+    let (scheme, host) = (origin.scheme.as_bytes(), origin.host.as_bytes());
+    let port = origin.port.map_or(0, |p| 0x1_0000 | u64::from(p));
+    let lengths = (scheme.len() as u64) << 17 ^ (host.len() as u64) << 32;
+    let hash = feed(port ^ lengths, keys, scheme);
+    let hash = feed(hash, keys, host);
+    fold(hash ^ keys.0, keys.1 ^ 0x9E37_79B9_7F4A_7C15)
 }
 
 /// An immutable map from origins to the entries held for them (most specific first, as the
@@ -245,7 +267,7 @@ pub(crate) struct OriginTable<T> {
 impl<T> Default for OriginTable<T> {
     fn default() -> Self {
         Self {
-            keys: Keys::Random(RandomState::new()),
+            keys: Keys::random(),
             buckets: HashMap::default(),
         }
     }
@@ -271,13 +293,11 @@ impl<T> OriginTable<T> {
     }
 
     fn key(&self, origin: Origin<'_>) -> u64 {
-        let mut hasher = match &self.keys {
-            Keys::Random(state) => state.build_hasher(),
+        match self.keys {
+            Keys::Random(k0, k1) => origin_key((k0, k1), origin),
             #[cfg(test)]
-            Keys::Colliding => return 0,
-        };
-        write_origin(&mut hasher, origin);
-        hasher.finish()
+            Keys::Colliding => 0,
+        }
     }
 
     /// The entries of `origin`'s bucket (possibly sharing it with another origin: the caller
@@ -485,6 +505,30 @@ mod tests {
         assert_ne!(a.key(o), b.key(o));
         // A copy keeps its keys, or its buckets would be lost.
         assert_eq!(a.clone().key(o), a.key(o));
+    }
+
+    #[test]
+    fn keys_tell_apart_what_origins_tell_apart() {
+        let table = OriginTable::<()>::default();
+        let key = |scheme, host, port| table.key(Origin::new(scheme, host, port));
+        let base = key("https", "a.example", Some(443));
+        assert_eq!(key("HTTPS", "A.Example", Some(443)), base);
+        for other in [
+            key("http", "a.example", Some(443)),
+            key("https", "a.example", Some(444)),
+            key("https", "a.example", None),
+            key("https", "a.exampl", Some(443)),
+            key("https", "b.example", Some(443)),
+            // Every byte counts, in both the whole words and the rest.
+            key("https", "a.example.com.", Some(443)),
+            key("https", "a.examplf", Some(443)),
+            key("https", "b.example.com", Some(443)),
+        ] {
+            assert_ne!(other, base);
+        }
+        // The same bytes split differently between scheme and host.
+        assert_ne!(key("ab", "c", None), key("a", "bc", None));
+        assert_ne!(key("https", "x", Some(0)), key("https", "x", None));
     }
 
     #[test]
