@@ -146,32 +146,76 @@ fn covers_at(resource: &Url, origin: &Origin<'_>, path: &str) -> bool {
     }
 }
 
+/// What to send with a request to `uri`, from one snapshot of the sessions. Never a token for
+/// another origin. `now` is called only when the token has an expiry.
+fn lookup_in(
+    sessions: &OriginTable<Session>,
+    uri: &Uri,
+    now: impl FnOnce() -> SystemTime,
+) -> Lookup {
+    let Some(session) = find(sessions, uri) else {
+        return Lookup::Missing;
+    };
+    let sent = Sent {
+        epoch: session.epoch,
+    };
+    let Some(refresh_at) = session.refresh_at else {
+        return Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens());
+    };
+    let now = now();
+    if now < refresh_at {
+        return Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens());
+    }
+    if session.tokens.refresh_token().is_some() {
+        Lookup::Stale(sent)
+    } else if !session.tokens.is_expired(now, std::time::Duration::ZERO) {
+        // Nothing to refresh with: use it to the end.
+        Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens())
+    } else {
+        Lookup::Missing
+    }
+}
+
+/// One service's handle on the sessions: it keeps the snapshot it last read, and a read only
+/// checks (one relaxed load, no read-modify-write) that the cache has not swapped in another
+/// since. `ArcSwap::load` protects each read with atomic writes of its own; on the hot path
+/// those cost more than the lookup itself.
+///
+/// The price: a service that stops sending keeps the snapshot it last read (tokens since
+/// replaced or logged out included) until its next request or until it is dropped. It never
+/// sends them: every request reads the current snapshot first.
+#[derive(Clone)]
+pub(crate) struct Reader(arc_swap::Cache<Sessions, Arc<OriginTable<Session>>>);
+
+/// The cache's sessions, owned: what [`Reader`] keeps its snapshot of.
+#[derive(Clone)]
+struct Sessions(Arc<Cache>);
+
+impl std::ops::Deref for Sessions {
+    type Target = ArcSwap<OriginTable<Session>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0.sessions
+    }
+}
+
+impl Reader {
+    /// What to send with a request to `uri` (see [`Cache::lookup`]).
+    pub(crate) fn lookup(&mut self, uri: &Uri, now: impl FnOnce() -> SystemTime) -> Lookup {
+        lookup_in(self.0.load(), uri, now)
+    }
+}
+
 impl Cache {
+    /// A handle for one service's reads (see [`Reader`]).
+    pub(crate) fn reader(self: &Arc<Self>) -> Reader {
+        Reader(arc_swap::Cache::new(Sessions(Arc::clone(self))))
+    }
+
     /// What to send with a request to `uri`. Never a token for another origin. `now` is called
     /// only when the token has an expiry.
     pub(crate) fn lookup(&self, uri: &Uri, now: impl FnOnce() -> SystemTime) -> Lookup {
-        let sessions = self.sessions.load();
-        let Some(session) = find(&sessions, uri) else {
-            return Lookup::Missing;
-        };
-        let sent = Sent {
-            epoch: session.epoch,
-        };
-        let Some(refresh_at) = session.refresh_at else {
-            return Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens());
-        };
-        let now = now();
-        if now < refresh_at {
-            return Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens());
-        }
-        if session.tokens.refresh_token().is_some() {
-            Lookup::Stale(sent)
-        } else if !session.tokens.is_expired(now, std::time::Duration::ZERO) {
-            // Nothing to refresh with: use it to the end.
-            Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens())
-        } else {
-            Lookup::Missing
-        }
+        lookup_in(&self.sessions.load(), uri, now)
     }
 
     /// The session covering `uri`, whatever its state.

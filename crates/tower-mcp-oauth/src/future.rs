@@ -65,11 +65,23 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, S::Response>,
-        context: Option<RetryContext<S, B>>,
-        // Set for a request outside the layer's servers: its response is passed on as it is,
-        // and this names it in a transport error.
-        passthrough: Option<http::Uri>,
+        context: Sending<S, B>,
     }
+}
+
+/// What the first attempt keeps beside its future. One field, not two: the future is moved a
+/// few times on its way to the executor, and every byte of it is copied each time.
+// Boxing the large variant would cost an allocation per request, which is what it is kept
+// inline to avoid.
+#[allow(clippy::large_enum_variant)]
+enum Sending<S, B> {
+    /// What the retry after a `401` needs.
+    Retry(RetryContext<S, B>),
+    /// A request outside the layer's servers: its response is passed on as it is, and its URI
+    /// names it in a transport error.
+    Passthrough(http::Uri),
+    /// Recovering, or done.
+    Nothing,
 }
 
 pin_project! {
@@ -87,8 +99,7 @@ where
     pub(crate) fn new(future: S::Future, context: RetryContext<S, B>) -> Self {
         Self {
             state: State::Sending { future },
-            context: Some(context),
-            passthrough: None,
+            context: Sending::Retry(context),
         }
     }
 
@@ -96,16 +107,14 @@ where
     pub(crate) fn passthrough(future: S::Future, uri: http::Uri) -> Self {
         Self {
             state: State::Sending { future },
-            context: None,
-            passthrough: Some(uri),
+            context: Sending::Passthrough(uri),
         }
     }
 
     pub(crate) fn recovering(future: BoxFuture<'static, Result<S::Response, Error>>) -> Self {
         Self {
             state: State::Recovering { future },
-            context: None,
-            passthrough: None,
+            context: Sending::Nothing,
         }
     }
 }
@@ -129,21 +138,29 @@ where
             match this.state.as_mut().project() {
                 StateProj::Sending { future } => {
                     let response = ready!(future.poll(cx)).map_err(|e| {
-                        let uri = this.context.as_ref().map(|c| c.parts.uri());
-                        let uri = uri.or(this.passthrough.as_ref());
-                        send_error(uri.unwrap_or(&http::Uri::from_static("/")), e)
+                        let uri = match &*this.context {
+                            Sending::Retry(context) => context.head.uri(),
+                            Sending::Passthrough(uri) => uri.clone(),
+                            Sending::Nothing => http::Uri::from_static("/"),
+                        };
+                        send_error(&uri, e)
                     })?;
-                    if this.passthrough.is_some() {
-                        return Poll::Ready(Ok(response));
-                    }
+                    // Looked at in place: moving the context out copies it, and only a
+                    // recovery needs it moved.
+                    let retry = match &*this.context {
+                        Sending::Retry(context) => context,
+                        Sending::Passthrough(_) => return Poll::Ready(Ok(response)),
+                        Sending::Nothing => panic!("`ResponseFuture` polled after completion"),
+                    };
                     let verdict = needs_authorization(response.status(), response.headers());
                     if let Verdict::PassOn = verdict {
-                        if let Some(context) = this.context.as_ref() {
-                            context.note_answer(response.headers());
-                        }
+                        retry.note_answer(response.headers());
                         return Poll::Ready(Ok(response));
                     }
-                    let context = this.context.take().expect("polled after completion");
+                    let Sending::Retry(context) = std::mem::replace(this.context, Sending::Nothing)
+                    else {
+                        unreachable!("matched as `Retry` above");
+                    };
                     let future = Box::pin(recover(context, response, verdict));
                     this.state.set(State::Recovering { future });
                 }

@@ -110,6 +110,7 @@ mod dpop;
 mod driver;
 mod flight;
 mod future;
+mod head;
 mod layer;
 mod layer_addresses;
 mod layer_scope;

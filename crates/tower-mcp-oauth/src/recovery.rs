@@ -22,6 +22,7 @@ use crate::cache::{Lookup, Sent};
 use crate::classify::{needs_authorization, Verdict};
 use crate::client::send_error;
 use crate::dpop::{resource::attach, token::rejected};
+use crate::head::SentHead;
 use crate::markers::{AuthorizationFailed, BodyNotReplayable};
 use crate::need::Need;
 use crate::state::LayerState;
@@ -38,19 +39,16 @@ pub(crate) struct RetryParts {
 }
 
 impl RetryParts {
-    pub(crate) fn copy(parts: &http::request::Parts) -> Self {
+    /// The head the request was sent with, its headers unpacked for changing.
+    fn from_sent(head: SentHead) -> Self {
+        let (method, uri, version, headers, extensions) = head.unpack();
         Self {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: parts.headers.clone(),
-            extensions: parts.extensions.clone(),
+            method,
+            uri,
+            version,
+            headers,
+            extensions,
         }
-    }
-
-    /// Where the request goes.
-    pub(crate) fn uri(&self) -> &Uri {
-        &self.uri
     }
 
     /// Presents `header` from now on, with a fresh DPoP proof when its tokens are bound.
@@ -130,7 +128,8 @@ where
 pub(crate) struct RetryContext<S, B> {
     pub(crate) inner: S,
     pub(crate) state: Arc<LayerState>,
-    pub(crate) parts: RetryParts,
+    /// The request's head as sent, unpacked only if it is sent again.
+    pub(crate) head: SentHead,
     pub(crate) prepared: Prepared<B>,
     pub(crate) sent: Sent,
     /// Whether the request carried a DPoP proof: then a `DPoP-Nonce` its answer brings is
@@ -142,7 +141,7 @@ impl<S, B> RetryContext<S, B> {
     /// Remembers the nonce an answer to a proved request brings.
     pub(crate) fn note_answer(&self, headers: &HeaderMap) {
         if self.proved {
-            self.state.dpop.note_response(&self.parts.uri, headers);
+            self.state.dpop.note_response(&self.head.uri(), headers);
         }
     }
 }
@@ -250,17 +249,17 @@ where
     RB: ResponseBody,
 {
     let (body, prepared) = prepare(body, state.max_replay_bytes);
-    let retry = RetryParts::copy(&parts);
+    let head = SentHead::keep(&parts);
     let proved = parts.headers.contains_key(DPOP);
     let response = inner
         .clone()
         .oneshot(http::Request::from_parts(parts, body))
         .await
-        .map_err(|e| send_error(&retry.uri, e))?;
+        .map_err(|e| send_error(&head.uri(), e))?;
     let context = RetryContext {
         inner,
         state,
-        parts: retry,
+        head,
         prepared,
         sent,
         proved,
@@ -289,11 +288,12 @@ where
     let RetryContext {
         inner,
         state,
-        mut parts,
+        head,
         prepared,
         sent,
         proved: _,
     } = context;
+    let mut parts = RetryParts::from_sent(head);
     // A proof without the resource's nonce: the same request once more with it, no new token
     // (RFC 9449 §9). What that answers is then handled like a first answer.
     let (first, verdict) = match verdict {

@@ -11,10 +11,11 @@ use mcp_oauth_flow::{BoxError, Error};
 use tower_service::Service;
 
 use crate::body::{prepare, OAuthBody};
-use crate::cache::{Lookup, Sent};
+use crate::cache::{Lookup, Reader, Sent};
 use crate::client::transport_error;
 use crate::future::ResponseFuture;
-use crate::recovery::{first_contact, refresh_then_send, RetryContext, RetryParts};
+use crate::head::SentHead;
+use crate::recovery::{first_contact, refresh_then_send, RetryContext};
 use crate::state::LayerState;
 
 /// The service [`OAuthLayer`](crate::OAuthLayer) produces. See the layer for what it does.
@@ -117,6 +118,8 @@ use crate::state::LayerState;
 pub struct OAuthService<S> {
     inner: S,
     state: Arc<LayerState>,
+    /// This service's reads of the tokens held (a clone reads on its own).
+    sessions: Reader,
 }
 
 impl<S: Clone> Clone for OAuthService<S> {
@@ -124,6 +127,7 @@ impl<S: Clone> Clone for OAuthService<S> {
         Self {
             inner: self.inner.clone(),
             state: Arc::clone(&self.state),
+            sessions: self.sessions.clone(),
         }
     }
 }
@@ -138,7 +142,12 @@ impl<S: std::fmt::Debug> std::fmt::Debug for OAuthService<S> {
 
 impl<S> OAuthService<S> {
     pub(crate) fn new(inner: S, state: Arc<LayerState>) -> Self {
-        Self { inner, state }
+        let sessions = state.cache.reader();
+        Self {
+            inner,
+            state,
+            sessions,
+        }
     }
 
     /// The inner service.
@@ -248,20 +257,23 @@ where
         let (mut parts, body) = request.into_parts();
         let clock = &self.state.clock;
         let mut proved = false;
-        let sent = match self.state.cache.lookup(&parts.uri, || clock()) {
+        let (sent, head) = match self.sessions.lookup(&parts.uri, || clock()) {
             Lookup::Fresh(header, sent, dpop) => {
+                // The caller's head is kept before the layer adds its headers: they are kept
+                // as values, so a typical request is kept without an allocation.
+                let mut head = SentHead::keep(&parts);
                 // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
-                if let Some(tokens) = dpop {
+                let proof = dpop.and_then(|tokens| {
                     let dpop = &self.state.dpop;
-                    if let Some(proof) =
-                        dpop.resource_proof(&tokens, &parts.method, &parts.uri, clock())
-                    {
-                        parts.headers.insert(DPOP, proof);
-                        proved = true;
-                    }
+                    dpop.resource_proof(&tokens, &parts.method, &parts.uri, clock())
+                });
+                if let Some(proof) = proof {
+                    parts.headers.insert(DPOP, proof.clone());
+                    head.set_by_layer(header.clone(), proof);
+                    proved = true;
                 }
                 parts.headers.insert(AUTHORIZATION, header);
-                sent
+                (sent, head)
             }
             Lookup::Missing if !self.state.cache.origin_checked(&parts.uri) => {
                 // The first request to this origin: look in the store first (once).
@@ -270,7 +282,7 @@ where
                 let future = first_contact(Arc::clone(&self.state), unreserved, parts, body);
                 return ResponseFuture::recovering(Box::pin(future));
             }
-            Lookup::Missing => Sent::default(),
+            Lookup::Missing => (Sent::default(), SentHead::keep(&parts)),
             Lookup::Stale(sent) => {
                 // Refresh first. The reserved service is released (a clone is sent through
                 // `Oneshot` later), so no Buffer slot or permit is held during the refresh.
@@ -282,14 +294,13 @@ where
             }
         };
         let (body, prepared) = prepare(body, self.state.max_replay_bytes);
-        let retry = RetryParts::copy(&parts);
         let future = inner.call(http::Request::from_parts(parts, body));
         ResponseFuture::new(
             future,
             RetryContext {
                 inner,
                 state: Arc::clone(&self.state),
-                parts: retry,
+                head,
                 prepared,
                 sent,
                 proved,

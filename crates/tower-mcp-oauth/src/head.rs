@@ -1,0 +1,361 @@
+//! [`SentHead`]: what the hot path keeps of a request so that it can be sent again after a
+//! `401`, without an allocation for a typical MCP request.
+//!
+//! The inner service consumes the request, so the head must be copied before it is sent, on
+//! every request, for a retry that almost never happens. A `HeaderMap` clone costs two
+//! allocations for the map and one more for each header whose bytes were not shared yet
+//! (`Bytes` allocates its shared form on the first clone): six for a typical MCP request, and
+//! most of the layer's cost over a bare client. So the caller's headers are packed as bytes into
+//! a buffer inside the head (on the heap only when they are large), the layer's own
+//! `Authorization` and `DPoP` values are kept as they are (the first a reference count, the
+//! second made for this request anyway), and the map is rebuilt only when a retry needs it.
+
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use http::request::Parts;
+use http::{Extensions, HeaderMap, Method, Uri, Version};
+use mcp_oauth_flow::dpop::DPOP;
+
+/// The head of a request as it was sent: method, version, extensions, the URI and the caller's
+/// headers packed, and the headers the layer set on a proved request. No `Debug`: it holds
+/// credentials.
+pub(crate) struct SentHead {
+    method: Method,
+    version: Version,
+    extensions: Extensions,
+    packed: Packed,
+    /// The `Authorization` and `DPoP` values of a proved request (see
+    /// [`set_by_layer`](Self::set_by_layer)); boxed, as a proof costs far more than a box.
+    proved: Option<Box<(HeaderValue, HeaderValue)>>,
+}
+
+impl SentHead {
+    /// Keeps what is needed to send `parts` again (the body is kept elsewhere).
+    pub(crate) fn keep(parts: &Parts) -> Self {
+        Self {
+            method: parts.method.clone(),
+            version: parts.version,
+            extensions: parts.extensions.clone(),
+            packed: Packed::pack(&parts.uri, &parts.headers),
+            proved: None,
+        }
+    }
+
+    /// Records the `Authorization` value and the `DPoP` proof the layer is about to set on the
+    /// request [`keep`](Self::keep) copied: they replace any the caller had set, as `insert`
+    /// does on the request itself.
+    ///
+    /// A request that was sent with a proof may be sent again with the same token and a new
+    /// proof (a resource's nonce challenge, RFC 9449 §9), so the value is kept. A bearer
+    /// request is only ever sent again with a token the recovery sets, so nothing is kept for
+    /// it: not even a reference count on the hot path.
+    pub(crate) fn set_by_layer(&mut self, authorization: HeaderValue, proof: HeaderValue) {
+        self.proved = Some(Box::new((authorization, proof)));
+    }
+
+    /// Where the request went (parsed again from its text: only a failure or a DPoP answer
+    /// asks).
+    pub(crate) fn uri(&self) -> Uri {
+        self.packed.uri()
+    }
+
+    /// The head again, with its header map rebuilt as the request carried it (less the
+    /// `Authorization` of a bearer request, which the recovery replaces before sending).
+    pub(crate) fn unpack(self) -> (Method, Uri, Version, HeaderMap, Extensions) {
+        let (uri, mut headers) = self.packed.unpack();
+        if let Some(proved) = self.proved {
+            let (authorization, proof) = *proved;
+            headers.insert(DPOP, proof);
+            headers.insert(AUTHORIZATION, authorization);
+        }
+        (self.method, uri, self.version, headers, self.extensions)
+    }
+}
+
+/// Bytes kept inside the head: a typical MCP request's URI and own headers (`Content-Type`,
+/// `Accept`, `MCP-Protocol-Version`, `Mcp-Session-Id`) take about 200.
+const INLINE: usize = 232;
+
+/// The URI and the caller's headers.
+// The inline variant is large on purpose: it is what spares the hot path an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Packed {
+    /// `[URI length][URI]` then the header records `[name length][value length, 15 bits;
+    /// sensitive, 1 bit][name][value]` (the value length little-endian), `len` bytes in all.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// Too large for the head, or a part too long for the compact lengths: a plain copy, with
+    /// the allocations that costs.
+    Copied(Box<(Uri, HeaderMap)>),
+}
+
+/// Bytes of a record before its name and value.
+const RECORD_HEAD: usize = 3;
+/// The longest value a record can hold (15 bits).
+const MAX_VALUE: usize = 0x7FFF;
+
+impl Packed {
+    fn pack(uri: &Uri, headers: &HeaderMap) -> Self {
+        let text = uri_text(uri);
+        let uri_len = text.iter().map(|part| part.len()).sum::<usize>();
+        let mut len = 1 + uri_len;
+        let mut fits = uri_len <= usize::from(u8::MAX);
+        for (name, value) in headers {
+            let (name, value) = (name.as_str().len(), value.len());
+            fits &= name <= usize::from(u8::MAX) && value <= MAX_VALUE;
+            len += RECORD_HEAD + name + value;
+        }
+        if !fits || len > INLINE {
+            return Self::Copied(Box::new((uri.clone(), headers.clone())));
+        }
+        let mut bytes = [0; INLINE];
+        // Lengths checked above: the casts cannot truncate.
+        bytes[0] = uri_len as u8;
+        let mut at = 1;
+        for part in text {
+            bytes[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        for (name, value) in headers {
+            let (name, sensitive, value) = (
+                name.as_str().as_bytes(),
+                value.is_sensitive(),
+                value.as_bytes(),
+            );
+            let value_len = value.len() as u16 | u16::from(sensitive) << 15;
+            bytes[at] = name.len() as u8;
+            bytes[at + 1..at + 3].copy_from_slice(&value_len.to_le_bytes());
+            at += RECORD_HEAD;
+            bytes[at..at + name.len()].copy_from_slice(name);
+            at += name.len();
+            bytes[at..at + value.len()].copy_from_slice(value);
+            at += value.len();
+        }
+        Self::Inline {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    /// The URI's text and the header records after it.
+    fn split(len: u8, bytes: &[u8; INLINE]) -> (&[u8], &[u8]) {
+        let bytes = &bytes[..usize::from(len)];
+        let uri_len = bytes.first().map_or(0, |&n| usize::from(n));
+        bytes
+            .get(1..)
+            .and_then(|rest| rest.split_at_checked(uri_len))
+            .unwrap_or((&[], &[]))
+    }
+
+    fn uri(&self) -> Uri {
+        match self {
+            // It was a valid URI when packed, written as `http` reads it back.
+            Self::Inline { len, bytes } => {
+                Uri::try_from(Self::split(*len, bytes).0).unwrap_or_default()
+            }
+            Self::Copied(copied) => copied.0.clone(),
+        }
+    }
+
+    fn unpack(self) -> (Uri, HeaderMap) {
+        let (len, bytes) = match self {
+            Self::Inline { len, bytes } => (len, bytes),
+            Self::Copied(copied) => return *copied,
+        };
+        let (uri, mut rest) = Self::split(len, &bytes);
+        let uri = Uri::try_from(uri).unwrap_or_default();
+        let mut headers = HeaderMap::new();
+        while rest.len() >= RECORD_HEAD {
+            let name_len = usize::from(rest[0]);
+            let value_len = u16::from_le_bytes([rest[1], rest[2]]);
+            let sensitive = value_len >> 15 == 1;
+            let value_len = usize::from(value_len & 0x7FFF);
+            let Some((name, tail)) = rest[RECORD_HEAD..].split_at_checked(name_len) else {
+                break;
+            };
+            let Some((value, tail)) = tail.split_at_checked(value_len) else {
+                break;
+            };
+            rest = tail;
+            // Both were a valid name and value when packed; the checks cannot fail.
+            if let (Ok(name), Ok(mut value)) =
+                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+            {
+                value.set_sensitive(sensitive);
+                headers.append(name, value);
+            }
+        }
+        (uri, headers)
+    }
+}
+
+/// A URI's text in parts, as its `Display` writes it and `Uri::try_from` reads it back: the
+/// absolute form `scheme://authority/path?query` (the scheme and its `://` in one part for
+/// `http` and `https`), or the authority form, or the origin form.
+fn uri_text(uri: &Uri) -> [&[u8]; 4] {
+    let path = uri
+        .path_and_query()
+        .map_or(&b""[..], |p| p.as_str().as_bytes());
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("https"), Some(authority)) => [b"https://", authority.as_str().as_bytes(), path, b""],
+        (Some("http"), Some(authority)) => [b"http://", authority.as_str().as_bytes(), path, b""],
+        (Some(scheme), Some(authority)) => [
+            scheme.as_bytes(),
+            b"://",
+            authority.as_str().as_bytes(),
+            path,
+        ],
+        (_, Some(authority)) => [authority.as_str().as_bytes(), b"", b"", b""],
+        _ => [path, b"", b"", b""],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(build: http::request::Builder) -> Parts {
+        build.body(()).unwrap().into_parts().0
+    }
+
+    fn mcp_request() -> http::request::Builder {
+        http::Request::put("https://mcp.example.com/mcp?x=1")
+            .version(Version::HTTP_2)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .header("accept", "text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("x-obs-text", HeaderValue::from_bytes(b"caf\xe9").unwrap())
+            .extension(7u32)
+    }
+
+    #[test]
+    fn the_head_comes_back_as_it_was_sent() {
+        let mut secret = HeaderValue::from_static("Bearer caller");
+        secret.set_sensitive(true);
+        let mut original = parts(mcp_request().header("authorization", secret));
+        original
+            .headers
+            .append("x-empty", HeaderValue::from_static(""));
+        let head = SentHead::keep(&original);
+        assert_eq!(head.uri(), original.uri);
+        let (method, uri, version, headers, extensions) = head.unpack();
+        assert_eq!(method, Method::PUT);
+        assert_eq!(uri, original.uri);
+        assert_eq!(version, Version::HTTP_2);
+        assert_eq!(extensions.get::<u32>(), Some(&7));
+        assert_eq!(headers, original.headers);
+        // Repeated names keep their order; sensitivity survives.
+        let accepts: Vec<_> = headers.get_all("accept").iter().collect();
+        assert_eq!(accepts, ["application/json", "text/event-stream"]);
+        assert!(headers["authorization"].is_sensitive());
+        assert!(!headers["content-type"].is_sensitive());
+    }
+
+    #[test]
+    fn every_form_of_uri_comes_back_equal() {
+        for text in [
+            "https://mcp.example.com/mcp?x=1&y=%20",
+            "http://user:pw@127.0.0.1:8080/a/b;c",
+            "http://[::1]:3000/",
+            "https://mcp.example.com",
+            "https://mcp.example.com?q",
+            "HTTP://MCP.Example.com/Path",
+            "/relative/path?q=1",
+            "/",
+            "*",
+            "mcp.example.com:443",
+        ] {
+            let uri: Uri = text.parse().unwrap();
+            let head = SentHead::keep(&parts(http::Request::get(uri.clone())));
+            assert_eq!(head.uri(), uri, "{text}");
+            assert_eq!(head.uri().to_string(), uri.to_string(), "{text}");
+        }
+        let default = SentHead::keep(&parts(http::Request::builder()));
+        assert_eq!(default.uri(), Uri::default());
+    }
+
+    #[test]
+    fn a_proved_request_keeps_the_layers_headers_replacing_the_callers() {
+        let original = parts(
+            mcp_request()
+                .header("authorization", "Bearer caller")
+                .header("dpop", "caller-proof"),
+        );
+        let mut sent = original.clone();
+        let ours = HeaderValue::from_static("DPoP layer-token");
+        let proof = HeaderValue::from_static("layer-proof");
+        sent.headers.insert(AUTHORIZATION, ours.clone());
+        sent.headers.insert(DPOP, proof.clone());
+
+        let mut head = SentHead::keep(&original);
+        head.set_by_layer(ours, proof);
+        let headers = head.unpack().3;
+        assert_eq!(headers, sent.headers);
+        assert_eq!(headers.get_all(AUTHORIZATION).iter().count(), 1);
+    }
+
+    #[test]
+    fn small_heads_stay_inline_and_large_ones_are_copied() {
+        let small = SentHead::keep(&parts(mcp_request()));
+        assert!(matches!(small.packed, Packed::Inline { .. }));
+        // Too large in all, a value past 15 bits, a name past 255 bytes, a URI past 255 bytes.
+        let long_name = "x".repeat(300);
+        let long_uri = format!("https://mcp.example.com/{}", "p".repeat(300));
+        for large in [
+            parts(mcp_request().header("x-large", "x".repeat(INLINE).as_str())),
+            parts(mcp_request().header("x-huge", "x".repeat(MAX_VALUE + 1).as_str())),
+            parts(mcp_request().header(long_name.as_str(), "v")),
+            parts(http::Request::get(long_uri.as_str())),
+        ] {
+            let head = SentHead::keep(&large);
+            assert!(matches!(head.packed, Packed::Copied(_)));
+            assert_eq!(head.uri(), large.uri);
+            assert_eq!(head.unpack().3, large.headers);
+        }
+    }
+
+    #[test]
+    fn a_sensitive_value_keeps_its_length_and_its_flag() {
+        // 200 bytes: the length's low byte has its top bit set, the flag sits in the high
+        // byte's; neither may bleed into the other.
+        let mut value = HeaderValue::from_str(&"v".repeat(200)).unwrap();
+        value.set_sensitive(true);
+        let request = parts(http::Request::get("/").header("x-secret", value));
+        let headers = SentHead::keep(&request).unpack().3;
+        assert_eq!(headers, request.headers);
+        assert!(headers["x-secret"].is_sensitive());
+    }
+
+    #[test]
+    fn a_head_exactly_at_the_inline_size_stays_inline() {
+        let (uri, name) = ("http://127.0.0.1/mcp", "x-fill");
+        let value = "v".repeat(INLINE - 1 - uri.len() - RECORD_HEAD - name.len());
+        let head = SentHead::keep(&parts(http::Request::get(uri).header(name, value.as_str())));
+        assert!(matches!(head.packed, Packed::Inline { len, .. } if usize::from(len) == INLINE));
+        assert_eq!(head.unpack().3[name], value.as_str());
+    }
+
+    #[test]
+    fn a_truncated_buffer_yields_the_whole_records_only() {
+        let request = parts(
+            http::Request::get("http://127.0.0.1/mcp")
+                .header("accept", "a")
+                .header("x-custom", "bc"),
+        );
+        let Packed::Inline { len, bytes } = Packed::pack(&request.uri, &request.headers) else {
+            panic!("inline");
+        };
+        let truncated = Packed::Inline {
+            len: len - 1,
+            bytes,
+        };
+        assert_eq!(truncated.uri(), request.uri);
+        let (uri, headers) = truncated.unpack();
+        assert_eq!(uri, request.uri);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["accept"], "a");
+        // Cut inside the URI: nothing usable, and no panic.
+        let cut = Packed::Inline { len: 6, bytes };
+        assert_eq!(cut.uri(), Uri::default());
+        assert!(cut.unpack().1.is_empty());
+    }
+}
