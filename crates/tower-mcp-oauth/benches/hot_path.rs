@@ -6,7 +6,11 @@
 //!   floor any auth layer pays: tower-http's `SetRequestHeader` adding the same static bearer;
 //! - (a, DPoP) `trivial/layered_dpop`: the same with a DPoP-bound token, so each request also
 //!   signs a fresh ES256 proof (RFC 9449): the per-request cost of a proof;
-//! - `parallel`: (a) with two threads at once on one layer.
+//! - `parallel`: (a) with two threads at once on one layer;
+//! - (a) interleaved: bare, floor and layered in batches of calls, in a freshly shuffled order
+//!   each round, over many rounds: the median ratio and its quartiles. Criterion measures one
+//!   side after the other, and on a busy machine its ratios drift by more than the layer costs;
+//!   within a round the three sides meet the same machine.
 //!
 //! The end-to-end comparison over loopback (b) is `benches/end_to_end.rs`: criterion runs one
 //! side after the other, and the machine's drift between them is larger than the difference.
@@ -215,6 +219,99 @@ fn bench_parallel(c: &mut Criterion) {
 
 criterion_group!(benches, bench_trivial, bench_parallel);
 
+/// Calls per batch in the interleaved measurement: long enough that the clock's granularity and
+/// the batch's own overhead vanish (a few milliseconds), short enough that the machine's speed
+/// barely moves within a round.
+const BATCH: usize = 2_000;
+/// Rounds of the interleaved measurement.
+const ROUNDS: usize = 1_000;
+
+/// (a) interleaved: each round runs a batch of each contestant in a shuffled order; the ratios
+/// are taken within the round, so drift between rounds cancels.
+fn interleaved_trivial() {
+    let (mut layered, header) = warmed_layer(false);
+    let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
+    let mut floor = ServiceBuilder::new()
+        .layer(SetRequestHeaderLayer::overriding(
+            http::header::AUTHORIZATION,
+            header.clone(),
+        ))
+        .service(tower::service_fn(trivial::<Full<Bytes>>));
+    let mut batch = |who: usize| {
+        let start = std::time::Instant::now();
+        for _ in 0..BATCH {
+            match who {
+                0 => {
+                    let fut = bare
+                        .ready()
+                        .now_or_never()
+                        .unwrap()
+                        .unwrap()
+                        .call(request(Some(&header)));
+                    black_box(fut.now_or_never().unwrap().unwrap());
+                }
+                1 => {
+                    let fut = floor
+                        .ready()
+                        .now_or_never()
+                        .unwrap()
+                        .unwrap()
+                        .call(request(None));
+                    black_box(fut.now_or_never().unwrap().unwrap());
+                }
+                _ => {
+                    let fut = layered
+                        .ready()
+                        .now_or_never()
+                        .unwrap()
+                        .unwrap()
+                        .call(request(None));
+                    black_box(fut.now_or_never().unwrap().unwrap());
+                }
+            }
+        }
+        start.elapsed().as_nanos() as f64 / BATCH as f64
+    };
+    let seed = std::hash::BuildHasher::hash_one(
+        &std::collections::hash_map::RandomState::new(),
+        std::time::Instant::now(),
+    );
+    let mut shuffler = bench::Shuffler::new(seed);
+    // Warm-up: one round, not counted.
+    for who in 0..3 {
+        batch(who);
+    }
+    let (mut over_floor, mut over_bare, mut floor_over_bare) = (vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        let mut order = [0, 1, 2];
+        shuffler.shuffle(&mut order);
+        let mut ns = [0.0; 3];
+        for who in order {
+            ns[who] = batch(who);
+        }
+        if std::env::var_os("HOT_PATH_DEBUG").is_some() {
+            eprintln!("ns {:.0} {:.0} {:.0}", ns[0], ns[1], ns[2]);
+        }
+        over_floor.push(ns[2] / ns[1]);
+        over_bare.push(ns[2] / ns[0]);
+        floor_over_bare.push(ns[1] / ns[0]);
+    }
+    let report = |name: &str, ratios: &mut Vec<f64>, target: Option<f64>| {
+        let (p25, median, p75) = bench::quartiles(ratios);
+        let verdict = match target {
+            Some(t) if median <= t => format!("; target <= {t:.2}x: met"),
+            Some(t) => format!("; target <= {t:.2}x: NOT met"),
+            None => String::new(),
+        };
+        println!(
+            "RATIO trivial interleaved: {name} = {median:.3}x (p25 {p25:.3}x, p75 {p75:.3}x; {ROUNDS} rounds of {BATCH} calls each{verdict})"
+        );
+    };
+    report("floor / bare", &mut floor_over_bare, None);
+    report("layered / floor", &mut over_floor, Some(1.25));
+    report("layered / bare", &mut over_bare, None);
+}
+
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
@@ -223,4 +320,9 @@ fn main() {
     bench::print_ratio("trivial", "bare", "layered", None);
     bench::print_ratio("trivial", "layered", "layered_dpop", None);
     bench::print_ratio("parallel", "bare", "layered", None);
+    // Criterion's `--bench` filter names its groups; the interleaved run goes with `trivial`.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.is_none_or(|f| "trivial interleaved".contains(f.as_str())) {
+        interleaved_trivial();
+    }
 }
