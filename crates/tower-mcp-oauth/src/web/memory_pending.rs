@@ -224,7 +224,6 @@ fn drop_closest_to_expiry(map: &mut HashMap<String, Vec<Entry>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_oauth_flow::PendingAuthorization;
 
     type Now = Arc<Mutex<SystemTime>>;
 
@@ -237,25 +236,8 @@ mod tests {
         (store, now)
     }
 
-    /// A record for `server`; its content does not matter to the store, only its identity.
     fn login(server: &str) -> PendingLogin {
-        let json = serde_json::json!({
-            "version": 1,
-            "server_url": server,
-            "redirect_uri": "https://app.example.com/callback",
-            "state": "s",
-            "code_verifier": "v",
-            "resource": null,
-            "protected_resource": server,
-            "authorization_server": {"issuer": "https://as.example.com"},
-            "client_issuer": "https://as.example.com",
-            "scopes": null,
-            "client_id": "app",
-            "client_secret": null,
-            "client_auth_method": "none",
-        });
-        let authorization: PendingAuthorization = serde_json::from_value(json).unwrap();
-        PendingLogin::new(authorization, SystemTime::UNIX_EPOCH)
+        PendingLogin::for_tests(server, SystemTime::UNIX_EPOCH)
     }
 
     fn server_of(login: Option<PendingLogin>) -> Option<String> {

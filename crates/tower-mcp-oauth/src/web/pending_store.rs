@@ -52,7 +52,7 @@ impl std::fmt::Debug for PendingLogin {
 }
 
 impl PendingLogin {
-    pub(super) fn new(authorization: PendingAuthorization, expires_at: SystemTime) -> Self {
+    pub(crate) fn new(authorization: PendingAuthorization, expires_at: SystemTime) -> Self {
         Self {
             version: PENDING_LOGIN_VERSION,
             expires_at: unix_secs(expires_at),
@@ -73,6 +73,28 @@ impl PendingLogin {
     /// When the login stops waiting for its callback.
     pub fn expires_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.expires_at)
+    }
+
+    /// A record for the store tests: a public client's login to `server`, holding the
+    /// secrets `state-secret`, `verifier-secret` and `client-secret`.
+    #[cfg(test)]
+    pub(crate) fn for_tests(server: &str, expires_at: SystemTime) -> Self {
+        let json = serde_json::json!({
+            "version": mcp_oauth_flow::PENDING_AUTHORIZATION_VERSION,
+            "server_url": server,
+            "redirect_uri": "https://app.example.com/callback",
+            "state": "state-secret",
+            "code_verifier": "verifier-secret",
+            "resource": server,
+            "protected_resource": server,
+            "authorization_server": {"issuer": "https://as.example.com"},
+            "client_issuer": "https://as.example.com",
+            "scopes": "read",
+            "client_id": "app",
+            "client_secret": "client-secret",
+            "client_auth_method": "client_secret_basic",
+        });
+        Self::new(serde_json::from_value(json).unwrap(), expires_at)
     }
 
     pub(super) fn version(&self) -> u32 {
