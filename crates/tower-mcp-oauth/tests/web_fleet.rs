@@ -27,7 +27,7 @@ use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mcp_oauth_testkit::redis::RedisServer;
-use mcp_oauth_testkit::{RecordedRequest, ServerRole, Testkit, TestkitConfig};
+use mcp_oauth_testkit::{DpopConfig, RecordedRequest, ServerRole, Testkit, TestkitConfig};
 use serde_json::json;
 use support::{http_client, jsonrpc};
 use tower::{ServiceBuilder, ServiceExt};
@@ -79,6 +79,18 @@ async fn approve(authorization_url: &url::Url) -> String {
         .to_owned()
 }
 
+/// How many pending logins Redis holds.
+async fn pending_in_redis(redis: &RedisServer) -> usize {
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{PREFIX}:pending:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.len()
+}
+
 fn code_exchanges(kit: &Testkit) -> Vec<RecordedRequest> {
     kit.requests()
         .into_iter()
@@ -89,15 +101,29 @@ fn code_exchanges(kit: &Testkit) -> Vec<RecordedRequest> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_started_in_one_process_completes_in_another() {
+    started_here_completed_there(TestkitConfig::default(), "Bearer").await;
+}
+
+/// With DPoP (RFC 9449) the child binds the tokens to its own key, which it stores with them:
+/// the process that started the login proves possession with that key, not one of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_bound_login_completed_in_another_process_is_usable_here() {
+    started_here_completed_there(TestkitConfig::default().dpop(DpopConfig::default()), "DPoP")
+        .await;
+}
+
+/// The parent starts the login, a child completes it, and the parent's user layer calls the
+/// MCP server with the child's token, presented with `scheme`.
+async fn started_here_completed_there(config: TestkitConfig, scheme: &str) {
     let redis = RedisServer::start();
-    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let kit = Testkit::start(config).await.unwrap();
     let login = web_login(&redis.url()).await;
     let url = login.start(USER, &kit.resource_url()).await.unwrap();
     let callback = approve(&url).await;
     assert_eq!(
-        login.pending_logins(),
-        0,
-        "nothing waits in this process's memory"
+        pending_in_redis(&redis).await,
+        1,
+        "the login waits in Redis"
     );
 
     let mut children = spawn_children(1, &redis.url(), &callback);
@@ -109,6 +135,7 @@ async fn a_login_started_in_one_process_completes_in_another() {
     );
     let exchanges = code_exchanges(&kit);
     assert_eq!(exchanges.len(), 1);
+    assert_eq!(pending_in_redis(&redis).await, 0, "taken by the child");
     assert!(exchanges[0].form_param("code_verifier").is_some());
 
     // This process never exchanged a code, yet holds the user's tokens: the child stored them
@@ -128,12 +155,14 @@ async fn a_login_started_in_one_process_completes_in_another() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let bearers: Vec<String> = kit.requests()[before..]
+    let presented: Vec<String> = kit.requests()[before..]
         .iter()
         .filter(|r| r.role == ServerRole::Resource)
-        .filter_map(RecordedRequest::bearer)
+        .filter_map(|r| r.headers.get(http::header::AUTHORIZATION))
+        .map(|v| v.to_str().unwrap().to_owned())
         .collect();
-    assert_eq!(bearers, [stored.access_token().secret().clone()]);
+    let expected = format!("{scheme} {}", stored.access_token().secret());
+    assert_eq!(presented, [expected]);
 
     // Used once across the fleet: the same callback here is refused.
     let err = login.complete(USER, &callback).await.unwrap_err();
