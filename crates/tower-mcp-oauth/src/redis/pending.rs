@@ -8,6 +8,9 @@
 //! - `take` is `GETDEL` (Redis 6.2 and later), one atomic command: of two processes that
 //!   receive the same callback at once, one gets the login and the other nothing.
 //! - `forget_user` scans `{prefix}:pending:{H(user)}:*` and deletes what it finds.
+//! - Unlike [`MemoryPendingLogins`](crate::web::MemoryPendingLogins), it keeps no count per
+//!   user: every login is bounded by its time-to-live alone, so rate-limit `start` in the app
+//!   as you would any endpoint that writes.
 //!
 //! The value holds the login's PKCE verifier and `state`, and a confidential client's secret,
 //! as the tokens key holds tokens: protect the Redis server accordingly.
