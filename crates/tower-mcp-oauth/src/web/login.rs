@@ -273,11 +273,7 @@ impl WebLogin {
         // A resource identifier has no query or fragment (RFC 8707 §2).
         server_url.set_query(None);
         server_url.set_fragment(None);
-        let mut flow = new_flow(
-            &self.config,
-            FlowStart::new(server_url.clone()),
-            (self.clock)(),
-        )?;
+        let mut flow = new_flow(&self.config, FlowStart::new(server_url), (self.clock)())?;
         match drive(&mut flow, &self.io()).await? {
             Step::Authorize(request) => {
                 let Some(authorization) = flow.pending_authorization() else {
