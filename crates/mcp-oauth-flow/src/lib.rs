@@ -78,6 +78,7 @@ mod well_known;
 pub use config::{ClientConfig, PkcePolicy};
 pub use error::{BoxError, Error, ErrorKind, OAuthErrorResponse};
 pub use flow::{Action, Flow, FlowOutcome, FlowSecrets, FlowStart, SubRequest, Trigger};
+pub use flow::{PendingAuthorization, PENDING_AUTHORIZATION_VERSION};
 
 /// Discovery: where to look for metadata (RFC 9728 §3.1, RFC 8414 §3.1, OpenID Connect
 /// Discovery §4, the MCP 2025-03-26 fallbacks), the metadata documents themselves, the check

@@ -34,6 +34,19 @@ impl Pkce {
         }
     }
 
+    /// The pair for a verifier made earlier (a pending login resumed in another process):
+    /// the challenge is derived again, so the two always match.
+    pub(crate) fn from_verifier(verifier: String) -> Self {
+        let verifier = PkceCodeVerifier::new(verifier);
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&verifier)
+            .as_str()
+            .to_owned();
+        Self {
+            verifier,
+            challenge,
+        }
+    }
+
     /// The verifier sent to the token endpoint.
     pub fn verifier(&self) -> &PkceCodeVerifier {
         &self.verifier

@@ -38,6 +38,7 @@ mod authorize;
 mod device;
 mod discover;
 mod dpop;
+mod pending;
 mod police;
 mod probe;
 mod refresh;
@@ -45,6 +46,7 @@ mod refresh;
 pub(crate) mod rules;
 mod state;
 
+pub use pending::{PendingAuthorization, PENDING_AUTHORIZATION_VERSION};
 use probe::Probe;
 use state::{After, Context, ExpectResourceMetadata, Held, State};
 
@@ -70,6 +72,15 @@ impl FlowSecrets {
         Self {
             state: CsrfToken::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(state)),
             pkce: Pkce::from_entropy(verifier),
+            assertions: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// The secrets of a flow resumed from a [`PendingAuthorization`]: its `state` and verifier.
+    pub(crate) fn restore(state: CsrfToken, pkce: Pkce) -> Self {
+        Self {
+            state,
+            pkce,
             assertions: std::sync::atomic::AtomicU32::new(0),
         }
     }

@@ -98,6 +98,7 @@
 //! | `ExpectStoredClient` | none, no registration endpoint | `Finished` | `Failed` |
 //! | `ExpectRegistration` | registered | `ExpectAuthorizationResponse` | `SaveClient`, `Authorize` |
 //! | `ExpectRegistration` | refused | `Finished` | `Failed` |
+//! | *resume* (`Flow::resume`, another process) | a `PendingAuthorization` of this version and redirect URI | `ExpectAuthorizationResponse` | |
 //! | `ExpectAuthorizationResponse` | code; state and `iss` check out | `ExpectToken` | `Send` (token) |
 //! | `ExpectAuthorizationResponse` | error, state or `iss` mismatch | `Finished` | `Failed` |
 //! | `ExpectToken` | tokens | `Finished` | `Complete` |

@@ -8,9 +8,17 @@
 //! others must adopt what it got. The layer does that under [`TokenStore::lock`] (here a Redis
 //! lease), re-reading the store first and writing with
 //! [`TokenStore::compare_and_swap_tokens`] (here a Lua script, atomic in Redis).
+//!
+//! With the `web` feature a [`RedisStore`] is also a
+//! [`PendingLoginStore`](crate::web::PendingLoginStore): the logins of a web app served by
+//! several processes wait in Redis between `start` and `complete`, each taken once
+//! (`GETDEL`, Redis 6.2 or later).
 
 mod codec;
 mod lease;
+// Pending web logins (`PendingLoginStore`) exist with the `web` feature only.
+#[cfg(feature = "web")]
+mod pending;
 mod scripts;
 
 use std::fmt;
@@ -63,6 +71,11 @@ const LOCK: &str = "lock";
 ///   `{prefix}:client:{issuer}`, as the serde JSON of [`TokenSet`] and [`ClientRegistration`]
 ///   (the forms [`FileStore`](crate::FileStore) writes; expiry is an absolute time). Keys hold
 ///   URLs only, never a token.
+/// - With the `web` feature, pending web logins live under
+///   `{prefix}:pending:{H(user)}:{H(user, state)}` (hex SHA-256: keys name neither the user nor
+///   the `state`) for their time-to-live, set with `PX`, and are taken with `GETDEL` (Redis 6.2
+///   or later), so each is used once across the fleet. See
+///   [`WebLogin::pending_login_store`](crate::web::WebLogin::pending_login_store).
 /// - [`compare_and_swap_tokens`](TokenStore::compare_and_swap_tokens) is one Lua script, atomic
 ///   in Redis.
 /// - [`lock`](TokenStore::lock) is a lease: `SET {prefix}:lock:{resource} <random> NX PX <ttl>`,
@@ -462,3 +475,6 @@ use mcp_oauth_testkit::redis as test_server;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, feature = "web"))]
+mod pending_tests;

@@ -7,14 +7,15 @@ use std::time::{Duration, SystemTime};
 use mcp_oauth_flow::{
     authorization::{AuthorizationResponse, Scopes},
     url_policy::parse_secure_url,
-    ClientConfig, Error, ErrorKind, FlowStart,
+    ClientConfig, Error, ErrorKind, Flow, FlowStart,
 };
 use tracing::debug;
 use url::Url;
 
 use super::connect_required::MustConnect;
 use super::drive::{drive, new_flow, Io, Step};
-use super::pending::{PendingLogin, PendingLogins};
+use super::memory_pending::MemoryPendingLogins;
+use super::pending_store::{PendingLogin, PendingLoginStore, PENDING_LOGIN_VERSION};
 use super::user_layers::UserLayers;
 use super::user_store::UserTokenStore;
 use crate::client::HttpClient;
@@ -22,22 +23,23 @@ use crate::layer::OAuthLayer;
 use crate::state::Clock;
 use crate::store::{MemoryStore, TokenStore};
 
-/// How long a started login waits for its callback by default: 10 minutes, the lifetime
+/// How long a started login waits for its callback by default: the layer's
+/// [`DEFAULT_CONSENT_TIMEOUT`](crate::DEFAULT_CONSENT_TIMEOUT), 10 minutes, the lifetime
 /// RFC 6749 §4.1.2 recommends at most for the authorization code it leads to.
-pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(600);
-
-/// How many logins one user may have waiting at once (two tabs, two servers); a newer one
-/// pushes the oldest out.
-pub const MAX_PENDING_PER_USER: usize = 8;
+///
+/// ```
+/// assert_eq!(tower_mcp_oauth::web::DEFAULT_PENDING_TTL, tower_mcp_oauth::DEFAULT_CONSENT_TIMEOUT);
+/// ```
+pub const DEFAULT_PENDING_TTL: Duration = crate::DEFAULT_CONSENT_TIMEOUT;
 
 /// The split start/complete authorization of a web app that connects many users to MCP
 /// servers. See the [module docs](super) for the whole picture and a runnable example.
 ///
 /// One `WebLogin` serves every user: share it (`Arc<WebLogin>`) between request handlers.
-/// Pending logins live in this process's memory (the flow inside them is not serializable),
-/// so an app served by several processes must send a user's callback to the process that
-/// started the login (sticky sessions); the tokens themselves can live in any shared
-/// [`TokenStore`].
+/// Pending logins live in this process's memory by default; an app served by several
+/// processes gives each the same [`pending_login_store`](Self::pending_login_store) and
+/// [`token_store`](Self::token_store) (Redis with the `redis` feature), so a login started in
+/// one process completes in any other, without sticky sessions.
 ///
 /// `Debug` shows counts, never a `state` value, code or token.
 ///
@@ -55,7 +57,10 @@ pub struct WebLogin {
     config: Arc<ClientConfig>,
     client: HttpClient,
     store: Arc<dyn TokenStore>,
-    pending: PendingLogins,
+    pending: Arc<dyn PendingLoginStore>,
+    /// Whether `pending` is the memory store `new` made, which follows [`Self::clock`].
+    pending_is_default: bool,
+    pending_ttl: Duration,
     /// One layer per user, so a user's token cache, single-flight refresh and failure backoff
     /// survive between the app's requests; found without a lock however many users there are.
     layers: UserLayers,
@@ -69,7 +74,8 @@ impl std::fmt::Debug for WebLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebLogin")
             .field("redirect_uri", &self.config.redirect_uri)
-            .field("pending", &self.pending)
+            .field("pending", &self.pending.count())
+            .field("pending_ttl", &self.pending_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -118,13 +124,16 @@ impl WebLogin {
     /// # });
     /// ```
     pub fn new(config: ClientConfig, client: HttpClient) -> Self {
+        let clock: Clock = Arc::new(SystemTime::now);
         Self {
             config: Arc::new(config),
             client,
             store: Arc::new(MemoryStore::new()),
-            pending: PendingLogins::new(DEFAULT_PENDING_TTL, MAX_PENDING_PER_USER),
+            pending: Arc::new(MemoryPendingLogins::new().with_shared_clock(Arc::clone(&clock))),
+            pending_is_default: true,
+            pending_ttl: DEFAULT_PENDING_TTL,
             layers: UserLayers::default(),
-            clock: Arc::new(SystemTime::now),
+            clock,
             dpop: Arc::default(),
         }
     }
@@ -163,7 +172,37 @@ impl WebLogin {
     /// # let _ = login;
     /// ```
     pub fn pending_ttl(mut self, ttl: Duration) -> Self {
-        self.pending.set_ttl(ttl);
+        self.pending_ttl = ttl;
+        self
+    }
+
+    /// Keeps the logins waiting for their callback in `store`. Default: a
+    /// [`MemoryPendingLogins`] of this process. An app served by several processes gives
+    /// them all one shared store, and one shared [`token_store`](Self::token_store), so the
+    /// callback may reach any process: with the `redis` feature,
+    /// [`RedisStore`](crate::redis::RedisStore) is both.
+    ///
+    /// The store holds each login's PKCE verifier and `state` (and a confidential client's
+    /// secret) until the login completes or expires: keep it where you keep tokens.
+    ///
+    /// ```no_run
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient};
+    /// # async fn run() -> Result<(), tower_mcp_oauth::Error> {
+    /// # let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let redis = RedisStore::connect("redis://redis.internal:6379/").await?.prefix("forum");
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .token_store(redis.clone())
+    ///     .pending_login_store(redis);
+    /// # let _ = login;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pending_login_store(mut self, store: impl PendingLoginStore) -> Self {
+        self.pending = Arc::new(store);
+        self.pending_is_default = false;
         self
     }
 
@@ -182,6 +221,10 @@ impl WebLogin {
     /// ```
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
+        if self.pending_is_default {
+            self.pending =
+                Arc::new(MemoryPendingLogins::new().with_shared_clock(Arc::clone(&self.clock)));
+        }
         self
     }
 
@@ -209,9 +252,12 @@ impl WebLogin {
     /// (pre-registered, client ID metadata document, a stored registration, or RFC 7591
     /// registration), and returns the authorization URL to redirect the user's browser to.
     ///
-    /// The login (its PKCE verifier, `state` and discovery results) waits for
-    /// [`complete`](Self::complete) for [`pending_ttl`](Self::pending_ttl). Calling `start`
-    /// again opens another login; the earlier one stays valid until it expires.
+    /// The login (its PKCE verifier, `state` and discovery results, see
+    /// [`PendingLogin`](super::PendingLogin)) waits in the
+    /// [`pending_login_store`](Self::pending_login_store) for [`complete`](Self::complete), in
+    /// this process or another, for [`pending_ttl`](Self::pending_ttl). Calling `start` again
+    /// opens another login; the earlier one stays valid until it expires. If the store cannot
+    /// keep the login, `start` fails with its error and no URL is handed out.
     ///
     /// The URL carries the login's `state`: redirect to it, do not log it.
     ///
@@ -227,24 +273,22 @@ impl WebLogin {
         // A resource identifier has no query or fragment (RFC 8707 §2).
         server_url.set_query(None);
         server_url.set_fragment(None);
-        let mut flow = new_flow(
-            &self.config,
-            FlowStart::new(server_url.clone()),
-            (self.clock)(),
-        )?;
+        let mut flow = new_flow(&self.config, FlowStart::new(server_url), (self.clock)())?;
         match drive(&mut flow, &self.io()).await? {
             Step::Authorize(request) => {
-                let url = request.url().clone();
-                // The time-to-live runs from the moment the URL is handed out.
-                let now = (self.clock)();
-                let login = PendingLogin {
-                    state: request.state().clone(),
-                    flow,
-                    server_url,
-                    started: now,
+                let Some(authorization) = flow.pending_authorization() else {
+                    return Err(Error::new(
+                        ErrorKind::InvalidTransition,
+                        "the login asked for consent but is not waiting for the callback",
+                    ));
                 };
-                self.pending.insert(user, login, now);
-                Ok(url)
+                // The time-to-live runs from the moment the URL is handed out.
+                let expires_at = (self.clock)() + self.pending_ttl;
+                let login = PendingLogin::new(authorization, expires_at);
+                self.pending
+                    .put(user, request.state().secret(), &login, self.pending_ttl)
+                    .await?;
+                Ok(request.url().clone())
             }
             Step::Complete(_) => Err(Error::new(
                 ErrorKind::InvalidTransition,
@@ -261,9 +305,14 @@ impl WebLogin {
     /// expired nor already completed: this binds the callback to the user's session, so an
     /// attacker cannot make a victim's session complete the attacker's login (login CSRF,
     /// RFC 6749 §10.12). Anything else fails with [`ErrorKind::StateMismatch`] and consumes
-    /// nothing: another user's pending login stays theirs. A matching login is consumed
-    /// whatever happens next, so a callback works once. The flow then checks `state` again and
-    /// the RFC 9207 `iss`, and exchanges the code with the PKCE verifier.
+    /// nothing: another user's pending login stays theirs. An expired login fails the same
+    /// way, its message naming the expiry (a login whose store already dropped it cannot be
+    /// told from one that never was, and the message says so). A matching login is taken
+    /// from the [`pending_login_store`](Self::pending_login_store) in one atomic step whatever
+    /// happens next, so a callback works once, even when two processes receive it at once.
+    /// The flow is then rebuilt from the stored record; it checks `state` again and the
+    /// RFC 9207 `iss`, and exchanges the code with the PKCE verifier. The tokens go to the
+    /// [`token_store`](Self::token_store), where the process that started the login finds them.
     ///
     /// ```
     /// # async fn callback(login: &tower_mcp_oauth::web::WebLogin, query: &str) {
@@ -285,17 +334,37 @@ impl WebLogin {
             ));
         };
         // The messages name neither the state nor the user: both end up in logs.
-        let Some(mut login) = self.pending.take(user, state, (self.clock)()) else {
+        let Some(login) = self.pending.take(user, state).await? else {
             return Err(Error::new(
                 ErrorKind::StateMismatch,
-                "no login of this user is waiting for this callback: it was started by another \
-                 user, has expired, or was already completed",
+                format!(
+                    "no login of this user is waiting for this callback: it expired (logins \
+                     wait {} s), was started by another user, or was already completed",
+                    self.pending_ttl.as_secs()
+                ),
             ));
         };
-        login
-            .flow
-            .handle_authorization_response_at(response, (self.clock)());
-        let outcome = match drive(&mut login.flow, &self.io()).await? {
+        let now = (self.clock)();
+        if now >= login.expires_at() {
+            return Err(Error::new(
+                ErrorKind::StateMismatch,
+                "the login this callback belongs to has expired: start it again",
+            ));
+        }
+        if login.version() != PENDING_LOGIN_VERSION {
+            return Err(Error::new(
+                ErrorKind::Store,
+                format!(
+                    "the pending login was stored in version {} of its form, this build reads \
+                     version {PENDING_LOGIN_VERSION}: start the login again",
+                    login.version()
+                ),
+            ));
+        }
+        let server_url = login.server_url().clone();
+        let mut flow = Flow::resume(Arc::clone(&self.config), login.into_authorization(), now)?;
+        flow.handle_authorization_response_at(response, now);
+        let outcome = match drive(&mut flow, &self.io()).await? {
             Step::Complete(outcome) => outcome,
             Step::Authorize(_) => {
                 return Err(Error::new(
@@ -313,7 +382,7 @@ impl WebLogin {
         self.layers.remove(user);
         debug!(resource = %outcome.protected_resource, issuer = outcome.tokens.issuer(), "web login completed");
         Ok(Connection {
-            server_url: login.server_url,
+            server_url,
             protected_resource: outcome.protected_resource,
             issuer: outcome.tokens.issuer().to_owned(),
             scopes: outcome.tokens.scopes().cloned(),
@@ -388,9 +457,10 @@ impl WebLogin {
         UserTokenStore::new(user, Arc::clone(&self.store))
     }
 
-    /// Forgets what this process holds in memory for `user` (their pending logins and their
-    /// layer), e.g. when they sign out of the app. Their stored tokens stay: drop them through
-    /// [`user_store`](Self::user_store).
+    /// Forgets `user`'s pending logins (in the
+    /// [`pending_login_store`](Self::pending_login_store)) and the layer this process holds
+    /// for them, e.g. when they sign out of the app. Their stored tokens stay: drop them
+    /// through [`user_store`](Self::user_store). Fails with the store's error.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -399,15 +469,19 @@ impl WebLogin {
     /// # let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
     /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client);
     /// let _layer = login.layer_for("alice");
-    /// login.forget_user("alice");
+    /// # tokio_test::block_on(async {
+    /// login.forget_user("alice").await.unwrap();
+    /// # });
     /// ```
-    pub fn forget_user(&self, user: &str) {
-        self.pending.forget(user);
+    pub async fn forget_user(&self, user: &str) -> Result<(), Error> {
         self.layers.remove(user);
+        self.pending.forget_user(user).await
     }
 
     /// How many logins wait for their callback, over all users (expired ones until the next
-    /// `start` or `complete` purges them).
+    /// `start` or `complete` purges them), when the
+    /// [`pending_login_store`](Self::pending_login_store) can tell without a round trip
+    /// ([`PendingLoginStore::count`]); 0 when it cannot (Redis: count the keys there).
     ///
     /// ```
     /// use bytes::Bytes;
@@ -418,7 +492,7 @@ impl WebLogin {
     /// assert_eq!(login.pending_logins(), 0);
     /// ```
     pub fn pending_logins(&self) -> usize {
-        self.pending.len()
+        self.pending.count().unwrap_or(0)
     }
 
     /// Logs `user` out of the MCP server at `server_url`: revokes their tokens there (RFC

@@ -5,9 +5,10 @@
 //! starts in one HTTP request (`GET /connect`) and ends in another (`GET /callback`), perhaps
 //! minutes later. [`WebLogin`] splits the flow there:
 //!
-//! 1. [`WebLogin::start`] runs discovery and registration, stops at the consent step, keeps the
-//!    flow (PKCE verifier, `state`, discovery results) as *pending* for that user, and returns
-//!    the authorization URL to redirect the browser to.
+//! 1. [`WebLogin::start`] runs discovery and registration, stops at the consent step, keeps
+//!    what the code exchange needs (PKCE verifier, `state`, discovery results: a
+//!    [`PendingLogin`]) as *pending* for that user in a [`PendingLoginStore`], and returns the
+//!    authorization URL to redirect the browser to.
 //! 2. [`WebLogin::complete`] takes the callback's query, checks that its `state` belongs to a
 //!    pending login of *the same user* (RFC 6749 §10.12), exchanges the code and stores the
 //!    tokens under (user, protected resource).
@@ -17,6 +18,12 @@
 //!    [`ErrorKind::InteractionRequired`](crate::ErrorKind::InteractionRequired) error carrying [`ConnectRequired`].
 //!
 //! Client registrations belong to the app: they are stored per issuer and shared by all users.
+//!
+//! Pending logins wait in this process's memory ([`MemoryPendingLogins`]) unless
+//! [`WebLogin::pending_login_store`] says otherwise: an app served by several processes
+//! shares one store for pending logins and one for tokens (both Redis with the `redis`
+//! feature), so `start` in one process and `complete` in another works, and a login is used
+//! once even if two processes receive its callback at once.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -57,7 +64,8 @@
 mod connect_required;
 mod drive;
 mod login;
-mod pending;
+mod memory_pending;
+mod pending_store;
 mod user_layers;
 mod user_store;
 
@@ -65,5 +73,7 @@ mod user_store;
 mod tests;
 
 pub use connect_required::ConnectRequired;
-pub use login::{Connection, WebLogin, DEFAULT_PENDING_TTL, MAX_PENDING_PER_USER};
+pub use login::{Connection, WebLogin, DEFAULT_PENDING_TTL};
+pub use memory_pending::{MemoryPendingLogins, DEFAULT_MAX_PENDING_LOGINS, MAX_PENDING_PER_USER};
+pub use pending_store::{PendingLogin, PendingLoginStore, PENDING_LOGIN_VERSION};
 pub use user_store::UserTokenStore;
