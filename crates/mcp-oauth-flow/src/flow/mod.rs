@@ -35,6 +35,7 @@ use crate::well_known::protected_resource_metadata_urls;
 
 mod assertion;
 mod authorize;
+mod choose;
 mod device;
 mod discover;
 mod dpop;

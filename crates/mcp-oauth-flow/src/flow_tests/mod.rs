@@ -9,6 +9,7 @@ mod discovery;
 mod dpop;
 mod grants;
 mod identity;
+mod servers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
