@@ -232,7 +232,8 @@ impl WebLogin {
             FlowStart::new(server_url.clone()),
             (self.clock)(),
         )?;
-        match drive(&mut flow, &self.io()).await? {
+        let driven = drive(&mut flow, &self.io()).await;
+        match driven.inspect_err(|e| self.record_error(user, &server_url, e))? {
             Step::Authorize(request) => {
                 let url = request.url().clone();
                 // The time-to-live runs from the moment the URL is handed out.
@@ -295,7 +296,8 @@ impl WebLogin {
         login
             .flow
             .handle_authorization_response_at(response, (self.clock)());
-        let outcome = match drive(&mut login.flow, &self.io()).await? {
+        let driven = drive(&mut login.flow, &self.io()).await;
+        let outcome = match driven.inspect_err(|e| self.record_error(user, &login.server_url, e))? {
             Step::Complete(outcome) => outcome,
             Step::Authorize(_) => {
                 return Err(Error::new(

@@ -58,6 +58,7 @@ mod connect_required;
 mod drive;
 mod login;
 mod pending;
+mod status;
 mod user_layers;
 mod user_store;
 
