@@ -33,7 +33,10 @@ use url::Url;
 /// assert!(config.authorization_server_chooser.is_some());
 /// ```
 #[derive(Clone)]
-pub struct AuthorizationServerChooser(Arc<dyn Fn(&[Url]) -> Vec<Url> + Send + Sync>);
+pub struct AuthorizationServerChooser(Arc<ChooseFn>);
+
+/// The closure inside an [`AuthorizationServerChooser`].
+type ChooseFn = dyn Fn(&[Url]) -> Vec<Url> + Send + Sync;
 
 impl AuthorizationServerChooser {
     /// A chooser from a closure given the listed servers and returning the ones to try, in
