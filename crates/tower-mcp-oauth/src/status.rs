@@ -121,7 +121,9 @@ impl OAuthLayer {
     /// let status = layer.status("https://mcp.example.com/mcp").await.unwrap();
     /// assert!(!status.connected && status.issuer.is_none());
     ///
-    /// let expires = SystemTime::now() + Duration::from_secs(3600);
+    /// // Stores keep expiry times to the second.
+    /// let in_an_hour = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    /// let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(in_an_hour);
     /// let tokens = TokenSet::new("secret-at", TokenType::Bearer, "https://as.example.com", "app")
     ///     .with_expires_at(Some(expires));
     /// store.save_tokens("https://mcp.example.com/mcp", &tokens).await.unwrap();
