@@ -302,7 +302,8 @@ pub(crate) async fn next_decision(
                     }
                     Err(e) => {
                         span.in_scope(|| debug!(error = %e, "failed"));
-                        flow.fail(e);
+                        // Another listed authorization server may be tried instead.
+                        flow.handle_send_failure(e);
                     }
                 }
             }

@@ -149,3 +149,28 @@ async fn a_chooser_picks_the_second_and_credentials_stay_per_issuer() {
         .unwrap();
     assert_eq!(tokens.issuer(), first.issuer());
 }
+
+/// An authorization server that does not answer at all (nothing listens there) is passed over
+/// like one that answers badly.
+#[tokio::test]
+async fn a_first_server_that_does_not_answer_is_passed_over() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let nobody = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    kit.set_prm_authorization_servers(&[&nobody, &kit.issuer()]);
+    let store = Arc::new(MemoryStore::new());
+    assert_eq!(
+        call(&service(layer(&store)), &kit, "tools/list")
+            .await
+            .status(),
+        200
+    );
+    let tokens = store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tokens.issuer(), kit.issuer());
+}

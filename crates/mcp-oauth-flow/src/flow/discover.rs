@@ -265,7 +265,11 @@ impl Flow {
     /// The authorization server of `s` serves no valid metadata: go on to the next one the
     /// resource lists (RFC 9728 §7.6), or fail with `error` (with several listed, with why
     /// each was passed over). On the 2025-03-26 path there is no other server.
-    fn pass_over(&mut self, s: ExpectAuthServerMetadata, error: Error) -> Result<State, Error> {
+    pub(super) fn pass_over(
+        &mut self,
+        s: ExpectAuthServerMetadata,
+        error: Error,
+    ) -> Result<State, Error> {
         let ExpectAuthServerMetadata {
             ctx,
             resource,

@@ -390,6 +390,24 @@ impl Flow {
         self.out.push_back(Action::Failed(error));
     }
 
+    /// Says the last [`Action::Send`] got no response at all (a connection refused or reset, a
+    /// timeout, an address the resolver refused). While authorization server metadata is
+    /// fetched and the resource lists another server, that one is tried next (RFC 9728 §7.6);
+    /// anywhere else the flow ends with `error`, as [`fail`](Self::fail) does.
+    pub fn handle_send_failure(&mut self, error: Error) {
+        let state = std::mem::replace(&mut self.state, State::Finished);
+        match state {
+            State::ExpectAuthServerMetadata(s) if s.has_another_server() => {
+                let next = self.pass_over(*s, error);
+                self.settle(next);
+            }
+            other => {
+                self.state = other;
+                self.fail(error);
+            }
+        }
+    }
+
     /// Feeds the response to the last [`Action::Send`]. `now` makes token expiry absolute.
     pub fn handle_response(&mut self, response: http::Response<Bytes>, now: SystemTime) {
         self.last_now = now;

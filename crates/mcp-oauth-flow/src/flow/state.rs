@@ -68,7 +68,7 @@
 //! | `ExpectResourceMetadata` | bad document, wrong resource, 5xx, 429, loop, > 5 hops | `Finished` | `Failed` |
 //! | `ExpectAuthServerMetadata` | redirect, or a miss with candidates left | `ExpectAuthServerMetadata` | `Send` |
 //! | `ExpectAuthServerMetadata` | valid metadata, or none on the 2025-03-26 path | *authorize* | |
-//! | `ExpectAuthServerMetadata` | none, bad or wrong issuer; another listed server left | `ExpectAuthServerMetadata` | `Send` (its first candidate) |
+//! | `ExpectAuthServerMetadata` | none, bad or wrong issuer, or no response (`handle_send_failure`); another listed server left | `ExpectAuthServerMetadata` | `Send` (its first candidate) |
 //! | `ExpectAuthServerMetadata` | none, issuer from the resource metadata; wrong issuer; no server left | `Finished` | `Failed` (several listed: `NoUsableAuthorizationServer`) |
 //! | *authorize* | assertion grant configured, AS lists jwt-bearer | `ExpectAssertion` | `ObtainAssertion` |
 //! | *authorize* | assertion grant configured, AS does not list jwt-bearer | `Finished` | `Failed` (`GrantNotSupported`) |
@@ -191,6 +191,13 @@ pub(super) struct ExpectAuthServerMetadata {
     /// The authorization servers still to try if this one's metadata does not validate, and
     /// those passed over so far (RFC 9728 §7.6; empty on the 2025-03-26 path).
     pub(super) servers: Candidates,
+}
+
+impl ExpectAuthServerMetadata {
+    /// Whether another listed authorization server is left to try if this one fails.
+    pub(super) fn has_another_server(&self) -> bool {
+        self.expected_issuer.is_some() && !self.servers.order.is_empty()
+    }
 }
 
 /// Waiting for the stored registration of `AuthServer::client_issuer`.

@@ -88,6 +88,22 @@ fn a_first_server_with_no_metadata_is_passed_over_for_the_second() {
 }
 
 #[test]
+fn a_first_server_that_does_not_answer_is_passed_over() {
+    let net = net_with_first(Some(as_meta(AS))).down(AS);
+    let run = run_with(config(), start(None), &net, Consent::Approve(None), None);
+    assert_eq!(run.outcome().tokens.issuer(), AS2);
+    let report = report_of(&run);
+    assert!(
+        report.contains("passed over: connection refused"),
+        "{report}"
+    );
+    // Elsewhere a send failure still ends the flow: here, the second server's token endpoint.
+    let net = net_with_first(None).down(&format!("{AS2}/token"));
+    let run = run_with(config(), start(None), &net, Consent::Approve(None), None);
+    assert_eq!(run.failed(), ErrorKind::Transport);
+}
+
+#[test]
 fn a_first_server_whose_metadata_fails_its_checks_is_passed_over() {
     // Another issuer (RFC 8414 §3.3), then one without its required token endpoint.
     for broken in [
