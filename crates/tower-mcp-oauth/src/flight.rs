@@ -89,6 +89,11 @@ impl Flights {
         {
             let mut failures = lock(&self.failures);
             match result {
+                // A flow overruled by a logout says nothing about the server: the user who
+                // connects again right away must not be handed its error by the backoff.
+                Err(e) if e.kind() == ErrorKind::LoggedOut => {
+                    failures.remove(key);
+                }
                 Ok(()) => {
                     failures.remove(key);
                 }
@@ -295,6 +300,17 @@ mod tests {
             ErrorKind::LoggedOut
         );
         flights.logout_generation("k").check(&flights).unwrap();
+        // Its error is the status's last error, but not a backoff for the next caller.
+        let t0 = SystemTime::UNIX_EPOCH;
+        let overruled = before.check(&flights);
+        flights.finish("k", 0, &overruled, t0);
+        assert!(flights
+            .recent_failure("k", t0, Duration::from_secs(1))
+            .is_none());
+        assert_eq!(
+            flights.last_error("k").unwrap().1.kind(),
+            ErrorKind::LoggedOut
+        );
     }
 
     #[test]

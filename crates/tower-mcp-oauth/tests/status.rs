@@ -214,4 +214,8 @@ async fn a_logout_during_a_running_flow_wins() {
     assert!(!layer.status(&url).await.unwrap().connected);
     // The token endpoint was reached: the flow did finish, and was overruled.
     assert!(kit.reached(Step::Token));
+    // Connecting again right away works: the overruled flow is no failure to back off from.
+    release.notify_one();
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert!(layer.status(&url).await.unwrap().connected);
 }
