@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::assertion_grant::AssertionGrant;
+use crate::chooser::AuthorizationServerChooser;
 use crate::client_metadata::ClientMetadata;
 use crate::registration::PreRegisteredClient;
 use crate::scope::Scopes;
@@ -66,6 +67,9 @@ pub struct ClientConfig {
     /// Use the device authorization grant (RFC 8628) instead of the authorization code; see
     /// [`ClientConfig::device_authorization`].
     pub device_authorization: bool,
+    /// Which of several listed authorization servers to try, in which order; `None`: each in
+    /// the listed order until one's metadata validates. See [`AuthorizationServerChooser`].
+    pub authorization_server_chooser: Option<AuthorizationServerChooser>,
 }
 
 impl ClientConfig {
@@ -84,6 +88,7 @@ impl ClientConfig {
             metadata: ClientMetadata::default(),
             url_policy: Arc::new(AddressPolicy::default()),
             device_authorization: false,
+            authorization_server_chooser: None,
         }
     }
 
@@ -183,6 +188,14 @@ impl ClientConfig {
     /// ```
     pub fn url_policy(mut self, policy: impl UrlPolicy) -> Self {
         self.url_policy = Arc::new(policy);
+        self
+    }
+
+    /// Lets `chooser` pick which of the authorization servers a protected resource lists are
+    /// tried, and in which order (RFC 9728 §7.6: the client chooses). Default: every one, in
+    /// the listed order, until one's metadata validates. See [`AuthorizationServerChooser`].
+    pub fn choose_authorization_server(mut self, chooser: AuthorizationServerChooser) -> Self {
+        self.authorization_server_chooser = Some(chooser);
         self
     }
 }

@@ -140,6 +140,14 @@ pub enum ErrorKind {
     /// (`expired_token`, or its `expires_in` passed; RFC 8628 §3.5): run the flow again and
     /// enter the new user code sooner.
     DeviceCodeExpired,
+    /// The protected resource metadata lists several authorization servers and none could be
+    /// used: each one's metadata was missing, malformed or for another issuer, or the
+    /// configured chooser kept none (RFC 9728 §7.6). The message names each one tried and why
+    /// it was passed over.
+    NoUsableAuthorizationServer,
+    /// The server was logged out of while this request's authorization ran; its tokens were
+    /// not installed. Sending the request again authorizes afresh.
+    LoggedOut,
 }
 
 impl ErrorKind {
@@ -192,6 +200,8 @@ impl ErrorKind {
             Self::InvalidDpopKey => "unusable DPoP key",
             Self::DpopRejected => "DPoP proof rejected",
             Self::DeviceCodeExpired => "device code expired",
+            Self::NoUsableAuthorizationServer => "no usable authorization server",
+            Self::LoggedOut => "logged out during the authorization",
         }
     }
 
@@ -532,6 +542,10 @@ mod tests {
         (ErrorKind::DpopRejected, false),
         // A new code needs the user again; polling the old one cannot succeed.
         (ErrorKind::DeviceCodeExpired, false),
+        // The same servers serve the same broken metadata until someone fixes them.
+        (ErrorKind::NoUsableAuthorizationServer, false),
+        // A new authorization needs the user again: the caller's decision.
+        (ErrorKind::LoggedOut, false),
     ];
 
     #[test]

@@ -46,6 +46,7 @@
 mod assertion_grant;
 mod authorization_endpoint;
 pub mod challenge;
+mod chooser;
 mod client_assertion;
 mod client_auth;
 mod client_metadata;
@@ -75,6 +76,7 @@ mod well_known;
 // The root holds what every driver uses: the flow, its inputs and outputs, the error and the
 // client's configuration. The protocol's pieces are grouped below by the step they serve, so the
 // docs read as the protocol does: discovery, client identity, authorization, tokens.
+pub use chooser::AuthorizationServerChooser;
 pub use config::{ClientConfig, PkcePolicy};
 pub use error::{BoxError, Error, ErrorKind, OAuthErrorResponse};
 pub use flow::{Action, Flow, FlowOutcome, FlowSecrets, FlowStart, SubRequest, Trigger};

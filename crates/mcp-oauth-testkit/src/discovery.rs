@@ -145,17 +145,18 @@ impl Site {
     }
 
     /// The RFC 9728 protected resource metadata document.
-    pub(crate) fn prm_document(&self, config: &TestkitConfig, authorization_server: &str) -> Value {
+    pub(crate) fn prm_document(
+        &self,
+        config: &TestkitConfig,
+        authorization_servers: &[String],
+    ) -> Value {
         let mut doc = Map::new();
         let resource = config
             .prm_resource_override
             .clone()
             .unwrap_or_else(|| self.resource.clone());
         doc.insert("resource".into(), json!(resource));
-        doc.insert(
-            "authorization_servers".into(),
-            json!([authorization_server]),
-        );
+        doc.insert("authorization_servers".into(), json!(authorization_servers));
         doc.insert("bearer_methods_supported".into(), json!(["header"]));
         doc.insert("resource_name".into(), json!("mcp-oauth-testkit"));
         if let Some(scopes) = &config.prm_scopes_supported {

@@ -100,14 +100,29 @@ pub(crate) fn mcp(shared: &Arc<Shared>, request: &RecordedRequest) -> HttpRespon
 /// or another live testkit after [`set_prm_authorization_server`](crate::Testkit::set_prm_authorization_server).
 fn validate(shared: &Arc<Shared>, token: &str) -> Result<String, &'static str> {
     let trusted = if shared.config.layout.is_legacy() {
-        shared.site.issuer.clone()
+        vec![shared.site.issuer.clone()]
     } else {
-        shared.lock().prm_authorization_server.clone()
+        shared.lock().listed_authorization_servers()
     };
-    let issuer_kit = if trusted.trim_end_matches('/') == shared.site.issuer {
-        Arc::clone(shared)
-    } else {
-        find_by_issuer(&trusted).ok_or("token not issued by the trusted authorization server")?
+    // The token is looked up at each trusted server in turn: the one that issued it knows it.
+    let kits: Vec<Arc<Shared>> = trusted
+        .iter()
+        .filter_map(|issuer| {
+            if issuer.trim_end_matches('/') == shared.site.issuer {
+                Some(Arc::clone(shared))
+            } else {
+                find_by_issuer(issuer)
+            }
+        })
+        .collect();
+    if kits.is_empty() {
+        return Err("token not issued by the trusted authorization server");
+    }
+    let Some(issuer_kit) = kits
+        .into_iter()
+        .find(|kit| kit.lock().access_tokens.contains_key(token))
+    else {
+        return Err("unknown token");
     };
     let state = issuer_kit.lock();
     let Some(entry) = state.access_tokens.get(token) else {

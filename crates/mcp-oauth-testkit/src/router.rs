@@ -99,8 +99,8 @@ fn route(shared: &Arc<Shared>, role: ServerRole, request: &RecordedRequest) -> H
     }
     if role == ServerRole::Resource && site.prm_path == Some(path) {
         return document(request, || {
-            let authorization_server = shared.lock().prm_authorization_server.clone();
-            site.prm_document(&shared.config, &authorization_server)
+            let authorization_servers = shared.lock().listed_authorization_servers();
+            site.prm_document(&shared.config, &authorization_servers)
         });
     }
     if let Some((metadata_role, metadata_path, oidc)) = &site.metadata {

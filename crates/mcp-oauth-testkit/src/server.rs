@@ -171,7 +171,21 @@ impl Testkit {
     /// after pointing it at another running testkit's [`issuer`](Self::issuer) it accepts
     /// that one's tokens (bound to this resource) and no longer its own.
     pub fn set_prm_authorization_server(&self, issuer_url: &str) {
-        self.shared.lock().prm_authorization_server = issuer_url.to_owned();
+        let mut state = self.shared.lock();
+        state.prm_authorization_server = issuer_url.to_owned();
+        state.prm_authorization_servers = None;
+    }
+
+    /// Lists several authorization servers in the protected resource metadata, in this order
+    /// (RFC 9728 §2), e.g. a broken one before this testkit's own [`issuer`](Self::issuer). The
+    /// resource server trusts tokens of any listed server that is a running testkit.
+    pub fn set_prm_authorization_servers(&self, issuer_urls: &[&str]) {
+        let list: Vec<String> = issuer_urls.iter().map(|s| (*s).to_owned()).collect();
+        let mut state = self.shared.lock();
+        if let Some(first) = list.first() {
+            state.prm_authorization_server = first.clone();
+        }
+        state.prm_authorization_servers = Some(list);
     }
 
     /// Stops both servers (the same as dropping the testkit).

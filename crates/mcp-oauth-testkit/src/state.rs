@@ -85,6 +85,9 @@ pub(crate) struct State {
     pub(crate) faults: Vec<(crate::fault::Step, crate::fault::Fault)>,
     /// `authorization_servers[0]` of the PRM.
     pub(crate) prm_authorization_server: String,
+    /// When set, the PRM's whole `authorization_servers` list instead (see
+    /// `Testkit::set_prm_authorization_servers`).
+    pub(crate) prm_authorization_servers: Option<Vec<String>>,
     pub(crate) clients: HashMap<String, Client>,
     pub(crate) codes: HashMap<String, AuthCode>,
     pub(crate) access_tokens: HashMap<String, AccessToken>,
@@ -123,6 +126,7 @@ impl State {
             overrides: HashMap::new(),
             faults: Vec::new(),
             prm_authorization_server: site.issuer.clone(),
+            prm_authorization_servers: None,
             clients,
             codes: HashMap::new(),
             access_tokens: HashMap::new(),
@@ -238,6 +242,15 @@ pub(crate) fn register(shared: &Arc<Shared>) {
 }
 
 /// The live testkit whose issuer is `issuer` (trailing `/` ignored).
+impl State {
+    /// The PRM's `authorization_servers`: the list set, else the one server.
+    pub(crate) fn listed_authorization_servers(&self) -> Vec<String> {
+        self.prm_authorization_servers
+            .clone()
+            .unwrap_or_else(|| vec![self.prm_authorization_server.clone()])
+    }
+}
+
 pub(crate) fn find_by_issuer(issuer: &str) -> Option<Arc<Shared>> {
     let issuer = issuer.trim_end_matches('/');
     let all = registry()

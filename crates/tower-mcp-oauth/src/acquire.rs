@@ -19,16 +19,7 @@ use crate::state::LayerState;
 use crate::store::StoreLock;
 use crate::stored::{self, Held, Start};
 
-/// The single-flight key: the request's origin. One flow per origin at a time; a caller whose
-/// need the finished flow did not meet runs its own next.
-pub(crate) fn flight_key(uri: &Uri) -> String {
-    format!(
-        "{}://{}",
-        uri.scheme_str().unwrap_or("http"),
-        uri.authority().map(|a| a.as_str()).unwrap_or("")
-    )
-    .to_ascii_lowercase()
-}
+pub(crate) use crate::flight::flight_key;
 
 /// A header for `uri` that meets `need`, newer than what the request was `sent` with.
 pub(crate) async fn obtain<S, B, RB>(
@@ -215,6 +206,5 @@ async fn under_lock(
         .trigger(need.trigger())
         .held(held_tokens, resource);
     let run = driver::run(state, client, start, &flight_key(uri), lock).await?;
-    stored::write_back(state, run.outcome, held, run.dropped_tokens).await;
-    Ok(())
+    stored::write_back(state, run, held).await
 }

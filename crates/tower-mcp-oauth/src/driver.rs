@@ -10,6 +10,7 @@ use tracing::{debug, debug_span, info_span, warn, Instrument};
 
 use crate::client::HttpClient;
 use crate::dpop::{self, DpopState};
+use crate::flight::LogoutGeneration;
 use crate::state::{Clock, LayerState};
 use crate::store::{StoreLock, TokenStore};
 use crate::timer::{human, within};
@@ -19,6 +20,9 @@ pub(crate) struct Run {
     pub(crate) outcome: FlowOutcome,
     /// Whether the flow dropped the tokens it started from (a refused refresh).
     pub(crate) dropped_tokens: bool,
+    /// The origin's logouts when the flow started: its tokens are installed only if none
+    /// happened since (a logout wins over a flow running meanwhile).
+    pub(crate) generation: LogoutGeneration,
 }
 
 /// Fresh `state` and PKCE verifier from the OS's randomness.
@@ -53,6 +57,7 @@ pub(crate) async fn run(
     lock: &mut Option<StoreLock>,
 ) -> Result<Run, Error> {
     let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
+    let generation = state.flights.logout_generation(key);
     // Every sub-request of the flow, and of its authorizer, is bounded on its own.
     let client = match &state.timer {
         Some(timer) => client.with_timeout(state.limits.request_timeout, Arc::clone(timer)),
@@ -65,9 +70,17 @@ pub(crate) async fn run(
         state.resolver.clone(),
         start.server_url.clone(),
     );
-    drive(state, client, start, key, lock)
+    let (outcome, dropped_tokens) = drive(state, client, start, key, lock)
         .instrument(span)
-        .await
+        .await?;
+    // Logged out of during the flow (a user at the consent page for minutes, say): its tokens
+    // are dropped here, before anything is stored.
+    generation.check(&state.flights)?;
+    Ok(Run {
+        outcome,
+        dropped_tokens,
+        generation,
+    })
 }
 
 async fn drive(
@@ -76,7 +89,7 @@ async fn drive(
     start: FlowStart,
     key: &str,
     lock: &mut Option<StoreLock>,
-) -> Result<Run, Error> {
+) -> Result<(FlowOutcome, bool), Error> {
     let held = start.held.clone();
     let held_resource = start.protected_resource.clone();
     let mut dropped_tokens = false;
@@ -228,10 +241,7 @@ async fn drive(
                     refreshed = outcome.refreshed,
                     "tokens obtained"
                 );
-                return Ok(Run {
-                    outcome: *outcome,
-                    dropped_tokens,
-                });
+                return Ok((*outcome, dropped_tokens));
             }
             Action::Failed(error) => {
                 debug!(error = %error, kind = ?error.kind(), "authorization failed");
@@ -292,7 +302,8 @@ pub(crate) async fn next_decision(
                     }
                     Err(e) => {
                         span.in_scope(|| debug!(error = %e, "failed"));
-                        flow.fail(e);
+                        // Another listed authorization server may be tried instead.
+                        flow.handle_send_failure(e);
                     }
                 }
             }

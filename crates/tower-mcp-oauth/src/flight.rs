@@ -16,10 +16,23 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::{FutureExt, Shared};
+use http::Uri;
 use mcp_oauth_flow::{Error, ErrorKind};
 
 use crate::store::memory::lock;
 use crate::BoxFuture;
+
+/// The single-flight key: the request's origin. One flow per origin at a time; a caller whose
+/// need the finished flow did not meet runs its own next. Logouts, last errors and the status
+/// are kept under the same key.
+pub(crate) fn flight_key(uri: &Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or("")
+    )
+    .to_ascii_lowercase()
+}
 
 pub(crate) type FlightFuture = Shared<BoxFuture<'static, Result<(), Error>>>;
 
@@ -34,6 +47,11 @@ pub(crate) struct Flights {
     failures: Mutex<HashMap<String, (SystemTime, Error)>>,
     step_ups: Mutex<HashMap<(String, String), u32>>,
     authorizations: Mutex<HashMap<String, VecDeque<SystemTime>>>,
+    /// Each origin's last flow error and when, until a flow succeeds (see `status.rs`); one
+    /// entry per origin the layer ran a flow for, like `failures`, but kept past the backoff.
+    last_errors: Mutex<HashMap<String, (SystemTime, Error)>>,
+    /// Logouts per origin: a flow installs its tokens only if none happened since it started.
+    logouts: Mutex<HashMap<String, u64>>,
     next_id: AtomicU64,
     started: AtomicU64,
 }
@@ -71,6 +89,11 @@ impl Flights {
         {
             let mut failures = lock(&self.failures);
             match result {
+                // A flow overruled by a logout says nothing about the server: the user who
+                // connects again right away must not be handed its error by the backoff.
+                Err(e) if e.kind() == ErrorKind::LoggedOut => {
+                    failures.remove(key);
+                }
                 Ok(()) => {
                     failures.remove(key);
                 }
@@ -79,6 +102,7 @@ impl Flights {
                 }
             }
         }
+        self.record_outcome(key, result, now);
         let mut map = lock(&self.inflight);
         if map.get(key).is_some_and(|f| f.id == id) {
             map.remove(key);
@@ -95,6 +119,39 @@ impl Flights {
         let failures = lock(&self.failures);
         let (at, error) = failures.get(key)?;
         (now.duration_since(*at).unwrap_or_default() < backoff).then(|| error.clone())
+    }
+
+    /// Keeps `key`'s last flow error for the status (a success clears it). Called for every
+    /// flow of the layer when it ends, and by a web login's own flows.
+    pub(crate) fn record_outcome(&self, key: &str, result: &Result<(), Error>, now: SystemTime) {
+        let mut last = lock(&self.last_errors);
+        match result {
+            Ok(()) => {
+                last.remove(key);
+            }
+            Err(e) => {
+                last.insert(key.to_owned(), (now, e.clone()));
+            }
+        }
+    }
+
+    /// The last error of a flow for `key` and when it happened, unless a flow succeeded since.
+    pub(crate) fn last_error(&self, key: &str) -> Option<(SystemTime, Error)> {
+        lock(&self.last_errors).get(key).cloned()
+    }
+
+    /// How many logouts `key` has seen: a flow notes it when it starts, and installs its tokens
+    /// only if it is unchanged (see [`LogoutGeneration`]).
+    pub(crate) fn logout_generation(&self, key: &str) -> LogoutGeneration {
+        LogoutGeneration {
+            key: key.to_owned(),
+            seen: lock(&self.logouts).get(key).copied().unwrap_or(0),
+        }
+    }
+
+    /// A logout of `key` begins: every flow running for it loses the right to install tokens.
+    pub(crate) fn logging_out(&self, key: &str) {
+        *lock(&self.logouts).entry(key.to_owned()).or_insert(0) += 1;
     }
 
     /// Counts a step-up for `scope` at `key`; refuses once `max` were made without success.
@@ -155,6 +212,31 @@ impl Flights {
     }
 }
 
+/// The logouts of an origin a flow saw when it started.
+#[derive(Clone, Debug)]
+pub(crate) struct LogoutGeneration {
+    key: String,
+    seen: u64,
+}
+
+impl LogoutGeneration {
+    /// `Err(LoggedOut)` if the origin was logged out of since the flow started: its tokens
+    /// must not be installed, or a logout racing a flow would be undone by it.
+    pub(crate) fn check(&self, flights: &Flights) -> Result<(), Error> {
+        let now = lock(&flights.logouts).get(&self.key).copied().unwrap_or(0);
+        if now == self.seen {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::LoggedOut,
+            format!(
+                "{} was logged out of while this authorization ran; its tokens were discarded",
+                self.key
+            ),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +270,47 @@ mod tests {
         assert!(flights.recent_failure("k", t0 + backoff, backoff).is_none());
         flights.finish("k", 1, &Ok(()), t0);
         assert!(flights.recent_failure("k", t0, backoff).is_none());
+    }
+
+    #[test]
+    fn the_last_error_outlives_the_backoff_until_a_success() {
+        let flights = Flights::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        flights.finish("k", 0, &Err(Error::new(ErrorKind::Transport, "down")), t0);
+        assert!(flights
+            .recent_failure("k", t0 + Duration::from_secs(60), Duration::from_secs(1))
+            .is_none());
+        let (at, error) = flights.last_error("k").unwrap();
+        assert_eq!((at, error.kind()), (t0, ErrorKind::Transport));
+        assert!(flights.last_error("other").is_none());
+        flights.finish("k", 1, &Ok(()), t0);
+        assert!(flights.last_error("k").is_none());
+    }
+
+    #[test]
+    fn a_logout_voids_the_generation_of_flows_already_running() {
+        let flights = Flights::default();
+        let before = flights.logout_generation("k");
+        before.check(&flights).unwrap();
+        flights.logging_out("other");
+        before.check(&flights).unwrap();
+        flights.logging_out("k");
+        assert_eq!(
+            before.check(&flights).unwrap_err().kind(),
+            ErrorKind::LoggedOut
+        );
+        flights.logout_generation("k").check(&flights).unwrap();
+        // Its error is the status's last error, but not a backoff for the next caller.
+        let t0 = SystemTime::UNIX_EPOCH;
+        let overruled = before.check(&flights);
+        flights.finish("k", 0, &overruled, t0);
+        assert!(flights
+            .recent_failure("k", t0, Duration::from_secs(1))
+            .is_none());
+        assert_eq!(
+            flights.last_error("k").unwrap().1.kind(),
+            ErrorKind::LoggedOut
+        );
     }
 
     #[test]

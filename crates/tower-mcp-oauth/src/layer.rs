@@ -73,7 +73,7 @@ pub use crate::state::{DEFAULT_MAX_REPLAY_BYTES, DEFAULT_MAX_RESPONSE_BYTES};
 pub struct OAuthLayer {
     /// Shared with every clone and every service; the builder methods below change it in place
     /// while it is not shared yet, and copy the settings (never the cache) once it is.
-    state: Arc<LayerState>,
+    pub(crate) state: Arc<LayerState>,
 }
 
 impl std::fmt::Debug for OAuthLayer {

@@ -113,6 +113,7 @@ mod future;
 mod head;
 mod layer;
 mod layer_addresses;
+mod layer_chooser;
 mod layer_scope;
 mod logout;
 mod markers;
@@ -123,6 +124,7 @@ mod resolve;
 mod servers;
 mod service;
 mod state;
+mod status;
 mod store;
 mod stored;
 mod time_limits;
@@ -158,6 +160,7 @@ pub use resolve::TokioResolver;
 pub use servers::McpServers;
 pub use service::OAuthService;
 pub use state::{DEFAULT_CONSENT_TIMEOUT, DEFAULT_FLOW_DEADLINE, DEFAULT_REQUEST_TIMEOUT};
+pub use status::{LastError, ServerStatus};
 pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
 pub use timer::Timer;
 #[cfg(feature = "tokio")]
@@ -177,7 +180,7 @@ pub use mcp_oauth_flow::{
     server::{ExtraParams, ServerOptions},
     token::{RefreshPolicy, TokenSet, TokenType},
     url_policy::{AddressClass, AddressPolicy, UrlPolicy},
-    BoxError, ClientConfig, Error, ErrorKind, PkcePolicy,
+    AuthorizationServerChooser, BoxError, ClientConfig, Error, ErrorKind, PkcePolicy,
 };
 
 /// The assertion grants' types (workload identity, enterprise-managed authorization), from the

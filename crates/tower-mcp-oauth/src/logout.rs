@@ -15,6 +15,7 @@ use url::Url;
 
 use crate::client::HttpClient;
 use crate::driver::random_secrets;
+use crate::flight::flight_key;
 use crate::state::LayerState;
 use crate::store::Replaced;
 use crate::stored::find_stored;
@@ -81,6 +82,8 @@ pub(crate) async fn logout(
                 format!("logout needs the MCP server's absolute URL, not {server_url:?}"),
             )
         })?;
+    // First: a flow running for this origin now may not install its tokens after the wipe.
+    state.flights.logging_out(&flight_key(&uri));
     let held = match state.cache.session(&uri) {
         Some(session) => Some(((*session.tokens).clone(), session.resource.clone())),
         None => find_stored(state, &uri).await?,

@@ -145,13 +145,48 @@ pub(crate) async fn reread(
 
 /// After a flow: writes its tokens with compare-and-swap against what the store should still
 /// hold, and installs whichever tokens won. `held` is what the flow started from;
-/// `dropped_tokens` says whether it dropped them (a refused refresh).
+/// `run.dropped_tokens` says whether it dropped them (a refused refresh).
+///
+/// A logout of the origin since the flow started wins: nothing is written
+/// ([`ErrorKind::LoggedOut`](mcp_oauth_flow::ErrorKind::LoggedOut)), and a logout that
+/// began while the tokens were being written has them removed again here, since its own wipe
+/// may have run before the write landed.
 pub(crate) async fn write_back(
+    state: &LayerState,
+    run: crate::driver::Run,
+    held: Option<Held>,
+) -> Result<(), Error> {
+    let crate::driver::Run {
+        outcome,
+        dropped_tokens,
+        generation,
+    } = run;
+    generation.check(&state.flights)?;
+    let resource = outcome.protected_resource.clone();
+    let installed = write_and_install(state, outcome, held, dropped_tokens).await;
+    if let Err(e) = generation.check(&state.flights) {
+        debug!(%resource, "logged out while the tokens were written; removing them");
+        state.cache.remove(&resource);
+        if let Err(e) = state
+            .store
+            .compare_and_swap_tokens(resource.as_str(), Some(&installed), None)
+            .await
+        {
+            warn!(error = %e, "could not remove the tokens a logout overtook");
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The write of [`write_back`]; returns the tokens installed (the flow's, or a refresh race's
+/// winner's).
+async fn write_and_install(
     state: &LayerState,
     outcome: FlowOutcome,
     held: Option<Held>,
     dropped_tokens: bool,
-) {
+) -> TokenSet {
     let store = &state.store;
     let key = outcome.protected_resource.as_str().to_owned();
     let (held_tokens, resource) = match held {
@@ -177,8 +212,8 @@ pub(crate) async fn write_back(
         Ok(Replaced::Swapped) => {}
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
-            install(state, outcome.protected_resource, *winner);
-            return;
+            install(state, outcome.protected_resource, (*winner).clone());
+            return *winner;
         }
         Ok(_) => {
             // A new authorization is what the user just approved: it wins.
@@ -188,5 +223,6 @@ pub(crate) async fn write_back(
         }
         Err(e) => warn!(error = %e, "could not store tokens; they are kept in memory"),
     }
-    install(state, outcome.protected_resource, outcome.tokens);
+    install(state, outcome.protected_resource, outcome.tokens.clone());
+    outcome.tokens
 }

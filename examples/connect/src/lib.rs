@@ -31,6 +31,7 @@ mod logout;
 mod mcp;
 mod options;
 mod sse;
+mod status;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -52,6 +53,7 @@ pub use client::{https_client, HttpsClient};
 pub use logout::logout;
 pub use mcp::{Tool, PROTOCOL_VERSION};
 pub use options::{default_store_dir, Options, UsageError, USAGE};
+pub use status::status;
 
 /// The `client_name` the example registers with.
 ///
@@ -382,7 +384,9 @@ pub async fn cli(args: impl IntoIterator<Item = String>, console: Arc<dyn Consol
         console.err(USAGE);
         return 2;
     }
-    let result = if options.logout {
+    let result = if options.status {
+        status(&options, Arc::clone(&console)).await.map(|_| ())
+    } else if options.logout {
         logout(&options, Arc::clone(&console), crate::https_client())
             .await
             .map(|_| ())

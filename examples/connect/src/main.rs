@@ -4,7 +4,7 @@
 //! cargo run -p connect -- <mcp-url> [--no-browser] [--port N] [--localhost]
 //!     [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS]
 //!     [--authorize-param K=V]... [--token-param K=V]... [--require-refresh-token] [--logout]
-//!     [--request-timeout SECS]
+//!     [--status] [--request-timeout SECS]
 //! cargo run -p connect        # no URL: against the in-process testkit, twice
 //! ```
 //!
@@ -16,6 +16,9 @@
 //! `--require-refresh-token`, a login that yields no refresh token fails and stores nothing.
 //! `--logout` revokes the stored refresh and access tokens at the authorization server (RFC
 //! 7009), forgets them, prints what was revoked, and exits 0 once they are gone locally.
+//! `--status` prints what the store holds for the server (connected or not, issuer, scopes,
+//! when the access token expires, whether a refresh token is held), without a browser or a
+//! request, and exits 0.
 //!
 //! The first run prints the authorization URL on a line of its own (and opens the browser
 //! unless `--no-browser`), waits up to `--timeout` seconds (default 300) for the browser to

@@ -15,7 +15,8 @@ use tower_mcp_oauth::{Error, ErrorKind, ServerOptions};
 pub const USAGE: &str = "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
                          [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
                          [--authorize-param K=V]... [--token-param K=V]... \
-                         [--require-refresh-token] [--logout] [--request-timeout SECS] \
+                         [--require-refresh-token] [--logout] [--status] \
+                         [--request-timeout SECS] \
                          [--device]";
 
 /// What to connect to and how to log in.
@@ -63,6 +64,9 @@ pub struct Options {
     /// Revoke the tokens stored for the server and forget them instead of connecting
     /// (`--logout`).
     pub logout: bool,
+    /// Print what is stored for the server (connected, issuer, scopes, expiry, refresh token)
+    /// instead of connecting: no browser, no request (`--status`).
+    pub status: bool,
     /// How long each request of the authorization flow may take, body included
     /// (`--request-timeout SECS`, fractions allowed). Default: the layer's, 30 s.
     pub request_timeout: Duration,
@@ -90,6 +94,7 @@ impl fmt::Debug for Options {
             .field("token_params", &self.token_params)
             .field("require_refresh_token", &self.require_refresh_token)
             .field("logout", &self.logout)
+            .field("status", &self.status)
             .field("request_timeout", &self.request_timeout)
             .field("device", &self.device)
             .finish()
@@ -137,6 +142,7 @@ impl Options {
             token_params: Vec::new(),
             require_refresh_token: false,
             logout: false,
+            status: false,
             request_timeout: tower_mcp_oauth::DEFAULT_REQUEST_TIMEOUT,
             device: false,
         }
@@ -206,6 +212,7 @@ impl Options {
                     .push(parameter(&value("--token-param")?, "--token-param")?),
                 "--require-refresh-token" => options.require_refresh_token = true,
                 "--logout" => options.logout = true,
+                "--status" => options.status = true,
                 "--device" => options.device = true,
                 "--timeout" => {
                     let secs: u64 = number(&value("--timeout")?, "--timeout")?;
@@ -318,11 +325,12 @@ mod tests {
             "audience=https://api.example.com/a=b",
             "--require-refresh-token",
             "--logout",
+            "--status",
             "--request-timeout",
             "1.5",
         ])
         .unwrap();
-        assert!(o.logout);
+        assert!(o.logout && o.status);
         assert_eq!(
             o.authorize_params,
             [("access_type".to_owned(), Some("offline".to_owned()))]

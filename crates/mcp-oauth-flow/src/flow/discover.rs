@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use std::time::SystemTime;
 
+use super::choose::{self, Candidates};
 use super::probe::{Fetched, Probe};
 use super::state::{After, Context, ExpectAuthServerMetadata, ExpectResourceMetadata, Resource};
 use super::{rules, Flow, State, Trigger};
@@ -55,20 +56,42 @@ impl Flow {
                             e.to_string(),
                         );
                     })?;
-                let issuer = prm.authorization_servers[0].clone();
-                parse_secure_url(&issuer, "authorization server")?;
+                let policy = &self.config.url_policy;
+                let servers = choose::authorization_server_candidates(
+                    &prm.authorization_servers,
+                    self.config.authorization_server_chooser.as_ref(),
+                    |url| policy.check_url(url, &self.server, "authorization server metadata"),
+                );
+                for (issuer, why) in &servers.passed_over {
+                    self.report.push(
+                        Purpose::AuthorizationServerMetadata,
+                        issuer,
+                        None,
+                        format!("passed over: {why}"),
+                    );
+                }
+                let Some(first) = servers.order.first().cloned() else {
+                    return Err(choose::none_usable(servers.passed_over));
+                };
+                let named = match servers.order.len() {
+                    1 => format!("authorization server {first}"),
+                    _ => format!(
+                        "authorization servers {} (tried in this order)",
+                        servers.order.join(", ")
+                    ),
+                };
                 self.report.push(
                     Purpose::ResourceMetadata,
                     &url,
                     Some(status),
-                    format!(
-                        "used: resource {}, authorization server {issuer}",
-                        prm.resource
-                    ),
+                    format!("used: resource {}, {named}", prm.resource),
                 );
                 let ExpectResourceMetadata { ctx, held, .. } = s;
-                let held = held
-                    .filter(|h| rules::keeps_held_tokens(ctx.trigger, h.tokens.issuer(), &issuer));
+                let held = held.filter(|h| {
+                    servers.order.iter().any(|issuer| {
+                        rules::keeps_held_tokens(ctx.trigger, h.tokens.issuer(), issuer)
+                    })
+                });
                 let resource = Resource {
                     resource: Some(prm.resource),
                     prm_scopes: prm.scopes_supported,
@@ -79,22 +102,27 @@ impl Flow {
                         if ctx.trigger == Trigger::Unauthorized
                             && rules::refreshable(&held.tokens) =>
                     {
-                        let after = After::AuthServer { resource, issuer };
+                        let after = After::AuthServer { resource, servers };
                         self.start_refresh(ctx, held, after, now)
                     }
-                    _ => self.fetch_as_metadata(ctx, resource, issuer),
+                    _ => self.fetch_as_metadata(ctx, resource, servers),
                 }
             }
         }
     }
 
-    /// Starts authorization server metadata discovery for `issuer`.
+    /// Starts authorization server metadata discovery for the next of `servers`; with none
+    /// left, fails with why each was passed over.
     pub(super) fn fetch_as_metadata(
         &mut self,
         ctx: Context,
         resource: Resource,
-        issuer: String,
+        mut servers: Candidates,
     ) -> Result<State, Error> {
+        if servers.order.is_empty() {
+            return Err(choose::none_usable(servers.passed_over));
+        }
+        let issuer = servers.order.remove(0);
         let issuer_url = parse_secure_url(&issuer, "authorization server")?;
         let probe = Probe::new(
             Purpose::AuthorizationServerMetadata,
@@ -109,6 +137,7 @@ impl Flow {
                 expected_issuer: Some(issuer),
                 probe,
                 last_error: None,
+                servers,
             },
         )))
     }
@@ -134,6 +163,7 @@ impl Flow {
                 expected_issuer: None,
                 probe,
                 last_error: None,
+                servers: Candidates::default(),
             },
         )))
     }
@@ -146,7 +176,10 @@ impl Flow {
     ) -> Result<State, Error> {
         let url = s.probe.current.to_string();
         let status = response.status().as_u16();
-        let fetched = s.probe.classify(response, &mut self.report)?;
+        let fetched = match s.probe.classify(response, &mut self.report) {
+            Ok(fetched) => fetched,
+            Err(e) => return self.pass_over(s, e),
+        };
         let meta = match fetched {
             Fetched::Redirect => {
                 self.send(s.probe.request()?);
@@ -175,12 +208,13 @@ impl Flow {
                 return Ok(State::ExpectAuthServerMetadata(Box::new(s)));
             }
             if s.expected_issuer.is_some() {
-                return Err(s.last_error.unwrap_or_else(|| {
+                let error = s.last_error.take().unwrap_or_else(|| {
                     Error::new(
                         ErrorKind::AuthorizationServerMetadataNotFound,
                         format!("no authorization server metadata at any of the well-known locations for {url}"),
                     )
-                }));
+                });
+                return self.pass_over(s, error);
             }
             // 2025-03-26 with no metadata: the default endpoints at the origin.
             let server = &s.ctx.server_url;
@@ -217,7 +251,7 @@ impl Flow {
                 Some(status),
                 e.to_string(),
             );
-            return Err(e);
+            return self.pass_over(s, e);
         }
         self.report.push(
             Purpose::AuthorizationServerMetadata,
@@ -226,5 +260,35 @@ impl Flow {
             format!("used: issuer {}", meta.issuer),
         );
         self.authorize_with(s.ctx, s.resource, meta, now)
+    }
+
+    /// The authorization server of `s` serves no valid metadata: go on to the next one the
+    /// resource lists (RFC 9728 §7.6), or fail with `error` (with several listed, with why
+    /// each was passed over). On the 2025-03-26 path there is no other server.
+    pub(super) fn pass_over(
+        &mut self,
+        s: ExpectAuthServerMetadata,
+        error: Error,
+    ) -> Result<State, Error> {
+        let ExpectAuthServerMetadata {
+            ctx,
+            resource,
+            expected_issuer,
+            mut servers,
+            ..
+        } = s;
+        let Some(issuer) = expected_issuer else {
+            return Err(error);
+        };
+        if !servers.order.is_empty() {
+            self.report.push(
+                Purpose::AuthorizationServerMetadata,
+                &issuer,
+                None,
+                format!("passed over: {error}; trying {}", servers.order[0]),
+            );
+        }
+        servers.passed_over.push((issuer, error));
+        self.fetch_as_metadata(ctx, resource, servers)
     }
 }

@@ -35,6 +35,7 @@ use crate::well_known::protected_resource_metadata_urls;
 
 mod assertion;
 mod authorize;
+mod choose;
 mod device;
 mod discover;
 mod dpop;
@@ -398,6 +399,44 @@ impl Flow {
             error
         };
         self.out.push_back(Action::Failed(error));
+    }
+
+    /// Says the last [`Action::Send`] got no response at all (a connection refused or reset, a
+    /// timeout, an address the resolver refused). While authorization server metadata is
+    /// fetched and the resource lists another server, that one is tried next (RFC 9728 §7.6);
+    /// anywhere else the flow ends with `error`, as [`fail`](Self::fail) does.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::SystemTime;
+    /// use mcp_oauth_flow::{Action, ClientConfig, Error, ErrorKind, Flow, FlowSecrets, FlowStart};
+    /// let config = Arc::new(ClientConfig::new("http://127.0.0.1:1/callback"));
+    /// let start = FlowStart::new("https://mcp.example.com/mcp".parse().unwrap());
+    /// let mut flow = Flow::new(config, start, FlowSecrets::from_entropy([0; 32], [1; 32]), SystemTime::now());
+    /// let mut next_url = |flow: &mut Flow| match flow.poll_action() {
+    ///     Some(Action::Send(sub)) => sub.request.uri().to_string(),
+    ///     other => panic!("unexpected {other:?}"),
+    /// };
+    /// next_url(&mut flow); // the protected resource metadata
+    /// let prm = r#"{"resource": "https://mcp.example.com/mcp",
+    ///     "authorization_servers": ["https://down.example.com", "https://up.example.com"]}"#;
+    /// flow.handle_response(http::Response::new(prm.into()), SystemTime::now());
+    /// assert_eq!(next_url(&mut flow), "https://down.example.com/.well-known/oauth-authorization-server");
+    /// flow.handle_send_failure(Error::new(ErrorKind::Transport, "connection refused"));
+    /// assert_eq!(next_url(&mut flow), "https://up.example.com/.well-known/oauth-authorization-server");
+    /// ```
+    pub fn handle_send_failure(&mut self, error: Error) {
+        let state = std::mem::replace(&mut self.state, State::Finished);
+        match state {
+            State::ExpectAuthServerMetadata(s) if s.has_another_server() => {
+                let next = self.pass_over(*s, error);
+                self.settle(next);
+            }
+            other => {
+                self.state = other;
+                self.fail(error);
+            }
+        }
     }
 
     /// Feeds the response to the last [`Action::Send`]. `now` makes token expiry absolute.

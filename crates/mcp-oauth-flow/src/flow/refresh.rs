@@ -226,7 +226,9 @@ impl Flow {
     fn after_refresh(&mut self, ctx: Context, after: After) -> Result<State, Error> {
         match after {
             After::Discover => self.begin_discovery(ctx, None),
-            After::AuthServer { resource, issuer } => self.fetch_as_metadata(ctx, resource, issuer),
+            After::AuthServer { resource, servers } => {
+                self.fetch_as_metadata(ctx, resource, servers)
+            }
         }
     }
 }

@@ -20,7 +20,8 @@
 //!      │               │  ExpectAuthServerMetadata ◀─┐ redirect, or the next candidate
 //!      │               │      │    │                 │ (RFC 8414 §3, OpenID Connect Discovery)
 //!      │               │      │    └─────────────────┘
-//!      │               │      │ issuer checked; none on the 2025-03-26 path: default endpoints
+//!      │               │      │ issuer checked; none on the 2025-03-26 path: default endpoints;
+//!      │               │      │ a server whose metadata fails: the next one listed (RFC 9728 §7.6)
 //!      │               │      ▼
 //!      │               │  _authorize_ ── assertion grant (RFC 7523): ExpectAssertion ─▶ [ExpectIdJag
 //!      │               │      │          (SEP-990, RFC 8693) ─▶] ExpectJwtBearerToken ─▶ Finished
@@ -67,7 +68,8 @@
 //! | `ExpectResourceMetadata` | bad document, wrong resource, 5xx, 429, loop, > 5 hops | `Finished` | `Failed` |
 //! | `ExpectAuthServerMetadata` | redirect, or a miss with candidates left | `ExpectAuthServerMetadata` | `Send` |
 //! | `ExpectAuthServerMetadata` | valid metadata, or none on the 2025-03-26 path | *authorize* | |
-//! | `ExpectAuthServerMetadata` | none, issuer from the resource metadata; wrong issuer | `Finished` | `Failed` |
+//! | `ExpectAuthServerMetadata` | none, bad or wrong issuer, or no response (`handle_send_failure`); another listed server left | `ExpectAuthServerMetadata` | `Send` (its first candidate) |
+//! | `ExpectAuthServerMetadata` | none, issuer from the resource metadata; wrong issuer; no server left | `Finished` | `Failed` (several listed: `NoUsableAuthorizationServer`) |
 //! | *authorize* | assertion grant configured, AS lists jwt-bearer | `ExpectAssertion` | `ObtainAssertion` |
 //! | *authorize* | assertion grant configured, AS does not list jwt-bearer | `Finished` | `Failed` (`GrantNotSupported`) |
 //! | `ExpectAssertion` | workload token, fresh | `ExpectJwtBearerToken` | `Send` (jwt-bearer) |
@@ -121,6 +123,7 @@
 
 use url::Url;
 
+use super::choose::Candidates;
 use super::probe::Probe;
 use super::{FlowSecrets, Trigger};
 use crate::client_auth::ClientCredentials;
@@ -186,6 +189,16 @@ pub(super) struct ExpectAuthServerMetadata {
     pub(super) probe: Probe,
     /// Why the last candidate was not metadata, reported if none is.
     pub(super) last_error: Option<Error>,
+    /// The authorization servers still to try if this one's metadata does not validate, and
+    /// those passed over so far (RFC 9728 §7.6; empty on the 2025-03-26 path).
+    pub(super) servers: Candidates,
+}
+
+impl ExpectAuthServerMetadata {
+    /// Whether another listed authorization server is left to try if this one fails.
+    pub(super) fn has_another_server(&self) -> bool {
+        self.expected_issuer.is_some() && !self.servers.order.is_empty()
+    }
 }
 
 /// Waiting for the stored registration of `AuthServer::client_issuer`.
@@ -261,7 +274,10 @@ pub(super) enum After {
     /// Start from protected resource metadata discovery (the refresh was proactive).
     Discover,
     /// The protected resource metadata is known; go on to its authorization server.
-    AuthServer { resource: Resource, issuer: String },
+    AuthServer {
+        resource: Resource,
+        servers: Candidates,
+    },
 }
 
 /// Waiting for the stored registration the held tokens were issued to.

@@ -10,6 +10,7 @@ mod dpop;
 mod grants;
 mod identity;
 mod resume;
+mod servers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +32,8 @@ struct Net {
     routes: HashMap<String, Canned>,
     /// What the application's source gives for `Action::ObtainAssertion`; `None`: it fails.
     assertion: Option<String>,
+    /// Origins that answer nothing (the driver reports a send failure).
+    down: Vec<String>,
 }
 
 impl Net {
@@ -54,6 +57,10 @@ impl Net {
     ) -> Self {
         self.routes
             .insert(url.into(), (status, headers, Bytes::from(body.to_owned())));
+        self
+    }
+    fn down(mut self, origin: &str) -> Self {
+        self.down.push(origin.to_owned());
         self
     }
     fn assertion(mut self, assertion: &str) -> Self {
@@ -193,7 +200,19 @@ fn run_with(
                         .get(http::header::AUTHORIZATION)
                         .map(|v| v.to_str().unwrap().to_owned()),
                 );
-                flow.handle_response(net.answer(&sub.request), now());
+                let uri = sub.request.uri().to_string();
+                if net
+                    .down
+                    .iter()
+                    .any(|origin| uri.starts_with(origin.as_str()))
+                {
+                    flow.handle_send_failure(Error::new(
+                        ErrorKind::Transport,
+                        "connection refused",
+                    ));
+                } else {
+                    flow.handle_response(net.answer(&sub.request), now());
+                }
             }
             Action::LoadClient { issuer } => {
                 run.loaded.push(issuer);

@@ -273,8 +273,13 @@ impl WebLogin {
         // A resource identifier has no query or fragment (RFC 8707 §2).
         server_url.set_query(None);
         server_url.set_fragment(None);
-        let mut flow = new_flow(&self.config, FlowStart::new(server_url), (self.clock)())?;
-        match drive(&mut flow, &self.io()).await? {
+        let mut flow = new_flow(
+            &self.config,
+            FlowStart::new(server_url.clone()),
+            (self.clock)(),
+        )?;
+        let driven = drive(&mut flow, &self.io()).await;
+        match driven.inspect_err(|e| self.record_error(user, &server_url, e))? {
             Step::Authorize(request) => {
                 let Some(authorization) = flow.pending_authorization() else {
                     return Err(Error::new(
@@ -364,7 +369,8 @@ impl WebLogin {
         let server_url = login.server_url().clone();
         let mut flow = Flow::resume(Arc::clone(&self.config), login.into_authorization(), now)?;
         flow.handle_authorization_response_at(response, now);
-        let outcome = match drive(&mut flow, &self.io()).await? {
+        let driven = drive(&mut flow, &self.io()).await;
+        let outcome = match driven.inspect_err(|e| self.record_error(user, &server_url, e))? {
             Step::Complete(outcome) => outcome,
             Step::Authorize(_) => {
                 return Err(Error::new(

@@ -66,6 +66,7 @@ mod drive;
 mod login;
 mod memory_pending;
 mod pending_store;
+mod status;
 mod user_layers;
 mod user_store;
 
