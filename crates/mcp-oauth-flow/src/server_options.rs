@@ -9,8 +9,10 @@
 
 use url::Url;
 
+use crate::compat::{apply_edits, authorization_edits, token_edits, Compat, RefreshScope};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::issuer_matches;
+use crate::preset::Preset;
 use crate::resource::resource_covers;
 use crate::scope::{Scopes, OFFLINE_ACCESS};
 
@@ -168,6 +170,7 @@ pub struct ServerOptions {
     token_params: ExtraParams,
     offline_consent: bool,
     require_refresh_token: bool,
+    compat: Compat,
 }
 
 impl ServerOptions {
@@ -178,6 +181,7 @@ impl ServerOptions {
             token_params: ExtraParams::default(),
             offline_consent: true,
             require_refresh_token: false,
+            compat: Compat::default(),
         }
     }
 
@@ -252,6 +256,55 @@ impl ServerOptions {
     pub fn require_refresh_token(mut self, on: bool) -> Self {
         self.require_refresh_token = on;
         self
+    }
+
+    /// Sets the switches of `preset` (see [`Preset`]).
+    pub fn preset(self, preset: Preset) -> Self {
+        preset.apply(self)
+    }
+
+    /// Compatibility switch: never send the RFC 8707 `resource` indicator, in the authorization
+    /// request nor in token and refresh requests. Entra ID v2 refuses it next to v2 scopes
+    /// (`invalid_target`, `AADSTS9010010`). Default: `false`.
+    pub fn omit_resource(mut self, on: bool) -> Self {
+        self.compat.omit_resource = on;
+        self
+    }
+
+    /// Compatibility switch: send `audience=value` in the authorization request and in every
+    /// token request. Auth0 issues a token for the API it names, and without it only an opaque
+    /// token for its own `/userinfo`, which no MCP server accepts. Default: none.
+    pub fn audience(mut self, value: impl Into<String>) -> Self {
+        self.compat.audience = Some(value.into());
+        self
+    }
+
+    /// Compatibility switch: what a refresh does with `scope` (see [`RefreshScope`]).
+    /// Default: [`RefreshScope::Always`].
+    pub fn refresh_scope(mut self, policy: RefreshScope) -> Self {
+        self.compat.refresh_scope = policy;
+        self
+    }
+
+    /// Compatibility switch: `access_type=offline` and `prompt=consent` in the authorization
+    /// request, without which Google issues no refresh token (`prompt=consent` because it
+    /// issues one only at a consent). Default: `false`.
+    pub fn google_offline_access(mut self, on: bool) -> Self {
+        self.compat.google_offline_access = on;
+        self
+    }
+
+    /// Compatibility switch: ask for the `offline_access` scope in a user's authorization even
+    /// when the server's metadata does not list it (the flow otherwise asks only then).
+    /// Okta, Keycloak, Auth0 and Entra ID issue refresh tokens only for it. Default: `false`.
+    pub fn request_offline_access(mut self, on: bool) -> Self {
+        self.compat.request_offline_access = on;
+        self
+    }
+
+    /// The compatibility switches.
+    pub fn compat(&self) -> &Compat {
+        &self.compat
     }
 
     /// The extra authorization request parameters.
@@ -394,14 +447,44 @@ pub(crate) fn apply_to_query(url: &mut Url, extra: &ExtraParams) {
     }
 }
 
-/// A token request with the token parameters of `options` applied to its form body.
+/// A token request with the compatibility switches of `options`, then its token parameters
+/// (which win), applied to its form body.
 pub(crate) fn with_token_params(
     request: http::Request<bytes::Bytes>,
     options: Option<&ServerOptions>,
 ) -> http::Request<bytes::Bytes> {
-    match options {
-        Some(options) => apply_to_form(request, &options.token_params),
-        None => request,
+    let Some(options) = options else {
+        return request;
+    };
+    let edits = token_edits(&options.compat);
+    let request = if edits.is_empty() {
+        request
+    } else {
+        let (parts, body) = request.into_parts();
+        let pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(&body).into_owned().collect();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(apply_edits(pairs, &edits, "token"))
+            .finish();
+        http::Request::from_parts(parts, bytes::Bytes::from(body))
+    };
+    apply_to_form(request, &options.token_params)
+}
+
+/// Applies the compatibility switches of `options` to an authorization request's URL (before
+/// the configured parameters, which win).
+pub(crate) fn apply_switches_to_query(url: &mut Url, options: Option<&ServerOptions>) {
+    let Some(edits) = options
+        .map(|o| authorization_edits(&o.compat))
+        .filter(|e| !e.is_empty())
+    else {
+        return;
+    };
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let pairs = apply_edits(pairs, &edits, "authorization");
+    url.set_query(None);
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
     }
 }
 
