@@ -109,7 +109,11 @@ pub(crate) fn authorization_edits(compat: &Compat) -> Vec<Edit> {
         edits.push(edit("audience", "audience", Some(audience)));
     }
     if compat.google_offline_access {
-        edits.push(edit("google_offline_access", "access_type", Some("offline")));
+        edits.push(edit(
+            "google_offline_access",
+            "access_type",
+            Some("offline"),
+        ));
         edits.push(edit("google_offline_access", "prompt", Some("consent")));
     }
     edits
@@ -262,14 +266,21 @@ mod tests {
             request_offline_access: true,
         };
         let names = |edits: Vec<Edit>| -> Vec<(&str, &str, Option<String>)> {
-            edits.into_iter().map(|e| (e.switch, e.name, e.value)).collect()
+            edits
+                .into_iter()
+                .map(|e| (e.switch, e.name, e.value))
+                .collect()
         };
         assert_eq!(
             names(authorization_edits(&all)),
             [
                 ("omit_resource", "resource", None),
                 ("audience", "audience", Some("https://api".into())),
-                ("google_offline_access", "access_type", Some("offline".into())),
+                (
+                    "google_offline_access",
+                    "access_type",
+                    Some("offline".into())
+                ),
                 ("google_offline_access", "prompt", Some("consent".into())),
             ]
         );
@@ -301,7 +312,11 @@ mod tests {
         );
         assert_eq!(
             out,
-            pairs(&[("grant_type", "x"), ("prompt", "consent"), ("audience", "a")])
+            pairs(&[
+                ("grant_type", "x"),
+                ("prompt", "consent"),
+                ("audience", "a")
+            ])
         );
         assert_eq!(
             apply_edits(pairs(&[("a", "1")]), &[], "test"),

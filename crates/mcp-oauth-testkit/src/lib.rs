@@ -64,6 +64,7 @@ mod device_grant;
 mod discovery;
 mod dpop;
 pub mod fault;
+mod imitation;
 mod jsonrpc;
 mod record;
 #[cfg(feature = "redis")]
@@ -86,6 +87,7 @@ pub use config::{
     DeviceConfig, DeviceOutcome, DiscoveryLayout, DpopConfig, IssInRedirect, TestkitConfig,
 };
 pub use device_grant::{DEVICE_AUTHORIZATION_PATH, DEVICE_CODE_GRANT};
+pub use imitation::Imitation;
 pub use jsonrpc::{jsonrpc, read_json};
 pub use record::{CannedResponse, RecordedRequest, ServerRole};
 pub use server::Testkit;
