@@ -109,6 +109,14 @@ impl Preset {
     }
 }
 
+// Here rather than in server_options.rs, so that imports run one way: presets above options.
+impl ServerOptions {
+    /// Sets the switches of `preset` (see [`Preset`]).
+    pub fn preset(self, preset: Preset) -> Self {
+        preset.apply(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,6 @@ use url::Url;
 use crate::compat::{apply_edits, authorization_edits, token_edits, Compat, RefreshScope};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::issuer_matches;
-use crate::preset::Preset;
 use crate::resource::resource_covers;
 use crate::scope::{Scopes, OFFLINE_ACCESS};
 
@@ -256,11 +255,6 @@ impl ServerOptions {
     pub fn require_refresh_token(mut self, on: bool) -> Self {
         self.require_refresh_token = on;
         self
-    }
-
-    /// Sets the switches of `preset` (see [`Preset`]).
-    pub fn preset(self, preset: Preset) -> Self {
-        preset.apply(self)
     }
 
     /// Compatibility switch: never send the RFC 8707 `resource` indicator, in the authorization

@@ -3,6 +3,9 @@
 //! endpoint consults the rules here at the points named on each variant.
 //!
 //! [`TestkitConfig::imitate`]: crate::TestkitConfig::imitate
+//!
+//! Below the settings (which name an [`Imitation`]) and above the responses: the rules take a
+//! redeemed code's scope and parameters, not the kit's state.
 
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -15,7 +18,6 @@ use serde_json::Value;
 
 use crate::record::RecordedRequest;
 use crate::response::{self, bad_request, HttpResponse};
-use crate::state::AuthCode;
 
 /// Which real authorization server the kit behaves like.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,19 +70,23 @@ pub(crate) fn refuse(
     }
 }
 
-/// Whether the imitated server issues a refresh token for this redeemed code (`None`: the
-/// kit's own rules decide).
-pub(crate) fn issues_refresh_token(imitation: Option<&Imitation>, code: &AuthCode) -> Option<bool> {
-    let param = |name: &str| {
-        code.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let offline_scope = code
-        .scope
-        .as_deref()
-        .is_some_and(|s| s.split_whitespace().any(|s| s == "offline_access"));
+/// The value of `name` among an authorization request's parameters.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether the imitated server issues a refresh token for a code redeemed for `scope`, whose
+/// authorization request had `params` (`None`: the kit's own rules decide).
+pub(crate) fn issues_refresh_token(
+    imitation: Option<&Imitation>,
+    scope: Option<&str>,
+    params: &[(String, String)],
+) -> Option<bool> {
+    let param = |name| param(params, name);
+    let offline_scope = scope.is_some_and(|s| s.split_whitespace().any(|s| s == "offline_access"));
     match imitation? {
         Imitation::EntraId | Imitation::Auth0 | Imitation::OfflineAccessScope => {
             Some(offline_scope)
@@ -93,22 +99,19 @@ pub(crate) fn issues_refresh_token(imitation: Option<&Imitation>, code: &AuthCod
     }
 }
 
-/// The audience of the access token the imitated server issues for this code, given the one
-/// the kit would use (`None`: keep it). Auth0 ignores `resource` and uses `audience`, or its
-/// own `/userinfo`.
+/// The audience of the access token the imitated server issues for a code whose
+/// authorization request had `params` (`None`: the kit's own, the RFC 8707 `resource`).
+/// Auth0 ignores `resource` and uses `audience`, or its own `/userinfo`.
 pub(crate) fn token_audience(
     imitation: Option<&Imitation>,
-    code: &AuthCode,
+    params: &[(String, String)],
     issuer: &str,
-) -> Option<Option<String>> {
+) -> Option<String> {
     match imitation? {
-        Imitation::Auth0 => {
-            let audience = code.params.iter().find(|(n, _)| n == "audience");
-            Some(Some(match audience {
-                Some((_, value)) => value.clone(),
-                None => format!("{}/userinfo", issuer.trim_end_matches('/')),
-            }))
-        }
+        Imitation::Auth0 => Some(match param(params, "audience") {
+            Some(audience) => audience.to_owned(),
+            None => format!("{}/userinfo", issuer.trim_end_matches('/')),
+        }),
         _ => None,
     }
 }
@@ -169,6 +172,51 @@ fn read_full(body: Full<Bytes>) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth0_audience_and_offline_rules() {
+        let params = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let auth0 = Some(&Imitation::Auth0);
+        assert_eq!(
+            token_audience(
+                auth0,
+                &params(&[("audience", "https://api")]),
+                "https://as/"
+            ),
+            Some("https://api".into())
+        );
+        assert_eq!(
+            token_audience(
+                auth0,
+                &params(&[("resource", "https://mcp")]),
+                "https://as/"
+            ),
+            Some("https://as/userinfo".into())
+        );
+        assert_eq!(token_audience(None, &[], "https://as"), None);
+        let google = Some(&Imitation::Google);
+        let both = params(&[("access_type", "offline"), ("prompt", "login consent")]);
+        assert_eq!(issues_refresh_token(google, None, &both), Some(true));
+        assert_eq!(
+            issues_refresh_token(google, Some("offline_access"), &[]),
+            Some(false)
+        );
+        let okta = Some(&Imitation::OfflineAccessScope);
+        assert_eq!(
+            issues_refresh_token(okta, Some("a offline_access"), &[]),
+            Some(true)
+        );
+        assert_eq!(issues_refresh_token(okta, Some("a"), &both), Some(false));
+        assert_eq!(
+            issues_refresh_token(Some(&Imitation::GitHub), None, &[]),
+            None
+        );
+    }
 
     #[test]
     fn a_full_body_reads_back() {

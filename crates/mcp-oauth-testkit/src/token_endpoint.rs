@@ -105,14 +105,15 @@ fn authorization_code_grant(
     }
     let imitated = config.imitate.as_ref();
     let issuer = shared.site.metadata_issuer(config);
-    let resource = imitation::token_audience(imitated, &entry, &issuer)
-        .unwrap_or_else(|| resource.or(entry.resource.clone()));
+    let resource = imitation::token_audience(imitated, &entry.params, &issuer)
+        .or_else(|| resource.or(entry.resource.clone()));
     let (scope, offline) = if config.offline_access_needs_consent {
         offline_grant(entry.scope.as_deref(), entry.prompt.as_deref())
     } else {
         (entry.scope.clone(), true)
     };
-    let offline = imitation::issues_refresh_token(imitated, &entry).unwrap_or(offline);
+    let offline = imitation::issues_refresh_token(imitated, entry.scope.as_deref(), &entry.params)
+        .unwrap_or(offline);
     let grant = state.next_id();
     let lifetime = Duration::from_secs(config.token_lifetime_secs);
     let access_token = state.issue_access_token(scope.clone(), resource.clone(), grant, lifetime);
