@@ -450,19 +450,42 @@ pub(crate) fn with_token_params(
     let Some(options) = options else {
         return request;
     };
-    let edits = token_edits(&options.compat);
-    let request = if edits.is_empty() {
-        request
-    } else {
-        let (parts, body) = request.into_parts();
-        let pairs: Vec<(String, String)> =
-            url::form_urlencoded::parse(&body).into_owned().collect();
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(apply_edits(pairs, &edits, "token"))
-            .finish();
-        http::Request::from_parts(parts, bytes::Bytes::from(body))
-    };
+    let request = edit_form(request, &token_edits(&options.compat), "token");
     apply_to_form(request, &options.token_params)
+}
+
+/// A device authorization request (RFC 8628 §3.1) with the switches that concern it: like the
+/// authorization request it stands for, it names the resource and Auth0's `audience`, so
+/// `omit_resource` and `audience` apply (the configured token parameters do not).
+pub(crate) fn with_device_switches(
+    request: http::Request<bytes::Bytes>,
+    options: Option<&ServerOptions>,
+) -> http::Request<bytes::Bytes> {
+    match options {
+        Some(options) => edit_form(
+            request,
+            &token_edits(&options.compat),
+            "device_authorization",
+        ),
+        None => request,
+    }
+}
+
+/// Applies switch `edits` to a form-encoded request body.
+fn edit_form(
+    request: http::Request<bytes::Bytes>,
+    edits: &[crate::compat::Edit],
+    what: &'static str,
+) -> http::Request<bytes::Bytes> {
+    if edits.is_empty() {
+        return request;
+    }
+    let (parts, body) = request.into_parts();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(apply_edits(pairs, edits, what))
+        .finish();
+    http::Request::from_parts(parts, bytes::Bytes::from(body))
 }
 
 /// Applies the compatibility switches of `options` to an authorization request's URL (before
@@ -634,6 +657,29 @@ mod tests {
             "application/x-www-form-urlencoded"
         );
         assert_eq!(&out.body()[..], b"grant_type=refresh_token&audience=a+b");
+    }
+
+    #[test]
+    fn switches_reach_token_and_device_forms_and_configured_params_win() {
+        let form = |body: &'static str| {
+            http::Request::post("https://as/x")
+                .body(bytes::Bytes::from(body))
+                .unwrap()
+        };
+        let options = ServerOptions::for_issuer("i")
+            .omit_resource(true)
+            .audience("api")
+            .token_param("audience", "mine")
+            .unwrap();
+        let token = with_token_params(form("grant_type=g&resource=r"), Some(&options));
+        assert_eq!(&token.body()[..], b"grant_type=g&audience=mine");
+        let device = with_device_switches(form("client_id=c&resource=r"), Some(&options));
+        assert_eq!(&device.body()[..], b"client_id=c&audience=api");
+        let untouched = with_device_switches(form("resource=r"), None);
+        assert_eq!(&untouched.body()[..], b"resource=r");
+        let mut url = Url::parse("https://as/authorize?resource=r&scope=s").unwrap();
+        apply_switches_to_query(&mut url, Some(&options));
+        assert_eq!(url.as_str(), "https://as/authorize?scope=s&audience=api");
     }
 
     #[test]
