@@ -36,9 +36,9 @@ pub enum RefreshScope {
 /// let options = ServerOptions::for_issuer("https://login.example.com")
 ///     .omit_resource(true)
 ///     .refresh_scope(RefreshScope::RetryWithout);
-/// assert!(options.compat().omits_resource());
-/// assert_eq!(options.compat().refresh_scope_policy(), RefreshScope::RetryWithout);
-/// assert_eq!(options.compat().audience_value(), None);
+/// assert!(options.compat().omit_resource());
+/// assert_eq!(options.compat().refresh_scope(), RefreshScope::RetryWithout);
+/// assert_eq!(options.compat().audience(), None);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Compat {
@@ -51,27 +51,27 @@ pub struct Compat {
 
 impl Compat {
     /// See [`ServerOptions::omit_resource`](crate::server::ServerOptions::omit_resource).
-    pub fn omits_resource(&self) -> bool {
+    pub fn omit_resource(&self) -> bool {
         self.omit_resource
     }
 
     /// See [`ServerOptions::audience`](crate::server::ServerOptions::audience).
-    pub fn audience_value(&self) -> Option<&str> {
+    pub fn audience(&self) -> Option<&str> {
         self.audience.as_deref()
     }
 
     /// See [`ServerOptions::refresh_scope`](crate::server::ServerOptions::refresh_scope).
-    pub fn refresh_scope_policy(&self) -> RefreshScope {
+    pub fn refresh_scope(&self) -> RefreshScope {
         self.refresh_scope
     }
 
     /// See [`ServerOptions::google_offline_access`](crate::server::ServerOptions::google_offline_access).
-    pub fn google_offline(&self) -> bool {
+    pub fn google_offline_access(&self) -> bool {
         self.google_offline_access
     }
 
     /// See [`ServerOptions::request_offline_access`](crate::server::ServerOptions::request_offline_access).
-    pub fn offline_access_requested(&self) -> bool {
+    pub fn request_offline_access(&self) -> bool {
         self.request_offline_access
     }
 }

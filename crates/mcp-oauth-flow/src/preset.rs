@@ -20,23 +20,23 @@ use crate::server_options::ServerOptions;
 /// use mcp_oauth_flow::server::{Preset, RefreshScope, ServerOptions};
 /// let entra = ServerOptions::for_issuer("https://login.microsoftonline.com/t/v2.0").preset(Preset::EntraId);
 /// let c = entra.compat();
-/// assert!(c.omits_resource() && c.offline_access_requested());
-/// assert_eq!(c.refresh_scope_policy(), RefreshScope::Always);
+/// assert!(c.omit_resource() && c.request_offline_access());
+/// assert_eq!(c.refresh_scope(), RefreshScope::Always);
 ///
 /// let auth0 = Preset::Auth0 { audience: "https://mcp.example.com/mcp".into() }
 ///     .apply(ServerOptions::for_issuer("https://tenant.auth0.com/"));
-/// assert_eq!(auth0.compat().audience_value(), Some("https://mcp.example.com/mcp"));
-/// assert!(auth0.compat().offline_access_requested() && !auth0.compat().omits_resource());
+/// assert_eq!(auth0.compat().audience(), Some("https://mcp.example.com/mcp"));
+/// assert!(auth0.compat().request_offline_access() && !auth0.compat().omit_resource());
 ///
 /// let google = ServerOptions::for_issuer("https://accounts.google.com").preset(Preset::Google);
-/// assert!(google.compat().google_offline() && !google.compat().offline_access_requested());
+/// assert!(google.compat().google_offline_access() && !google.compat().request_offline_access());
 ///
 /// let github = ServerOptions::for_issuer("https://github.com/login/oauth").preset(Preset::GitHub);
-/// assert_eq!(github.compat().refresh_scope_policy(), RefreshScope::Never);
+/// assert_eq!(github.compat().refresh_scope(), RefreshScope::Never);
 ///
 /// for preset in [Preset::Okta, Preset::Keycloak] {
 ///     let c = preset.apply(ServerOptions::for_issuer("https://idp.example.com")).compat().clone();
-///     assert!(c.offline_access_requested() && !c.omits_resource() && c.audience_value().is_none());
+///     assert!(c.request_offline_access() && !c.omit_resource() && c.audience().is_none());
 /// }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]

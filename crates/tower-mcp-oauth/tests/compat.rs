@@ -280,11 +280,11 @@ async fn refresh_token_needs(imitation: Imitation, fix: ServerOptions) {
 fn rebind(options: ServerOptions, kit: &Testkit) -> ServerOptions {
     let c = options.compat();
     let mut fresh = self::options(kit)
-        .omit_resource(c.omits_resource())
-        .refresh_scope(c.refresh_scope_policy())
-        .google_offline_access(c.google_offline())
-        .request_offline_access(c.offline_access_requested());
-    if let Some(audience) = c.audience_value() {
+        .omit_resource(c.omit_resource())
+        .refresh_scope(c.refresh_scope())
+        .google_offline_access(c.google_offline_access())
+        .request_offline_access(c.request_offline_access());
+    if let Some(audience) = c.audience() {
         fresh = fresh.audience(audience);
     }
     fresh

@@ -175,7 +175,7 @@ impl Options {
     /// let mut options = connect::Options::new("http://127.0.0.1:3000/mcp");
     /// options.preset = Some(Preset::EntraId);
     /// let server = options.server_options().unwrap().unwrap();
-    /// assert!(server.compat().omits_resource() && server.compat().offline_access_requested());
+    /// assert!(server.compat().omit_resource() && server.compat().request_offline_access());
     /// ```
     pub fn server_options(&self) -> Result<Option<ServerOptions>, Error> {
         if self.authorize_params.is_empty()
@@ -469,7 +469,7 @@ mod tests {
         let o = parse(&["http://127.0.0.1:1/mcp", "--audience", "https://a"]).unwrap();
         assert_eq!(o.preset, None);
         let server = o.server_options().unwrap().unwrap();
-        assert_eq!(server.compat().audience_value(), Some("https://a"));
+        assert_eq!(server.compat().audience(), Some("https://a"));
     }
 
     #[test]

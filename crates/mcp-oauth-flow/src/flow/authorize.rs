@@ -71,7 +71,7 @@ impl Flow {
         let offline = server
             .options
             .as_ref()
-            .is_some_and(|o| o.compat().offline_access_requested());
+            .is_some_and(|o| o.compat().request_offline_access());
         server.scopes = with_offline_access_scope(server.scopes.take(), offline);
         if self.config.device_authorization {
             // RFC 8628 §4: chosen by the application, so a server without it is an error

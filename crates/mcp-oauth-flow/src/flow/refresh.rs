@@ -227,7 +227,7 @@ impl Flow {
                 let sent_scope = self.refresh_sends_scope(options)
                     && held.tokens.scopes().is_some_and(|s| !s.is_empty());
                 if retries_refresh_without_scope(
-                    options.map_or_else(Default::default, |o| o.compat().refresh_scope_policy()),
+                    options.map_or_else(Default::default, |o| o.compat().refresh_scope()),
                     sent_scope,
                     oauth_error_code(&error),
                     self.refresh_scope_retried,
@@ -260,7 +260,7 @@ impl Flow {
     /// Whether this flow's refresh request restates the granted scope (see
     /// [`refresh_sends_scope`]).
     fn refresh_sends_scope(&self, options: Option<&ServerOptions>) -> bool {
-        let policy = options.map_or_else(Default::default, |o| o.compat().refresh_scope_policy());
+        let policy = options.map_or_else(Default::default, |o| o.compat().refresh_scope());
         refresh_sends_scope(policy, self.refresh_scope_retried)
     }
 
