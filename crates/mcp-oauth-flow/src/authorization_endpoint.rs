@@ -58,6 +58,15 @@ impl AuthorizationRequest {
         }
     }
 
+    /// The compatibility switches of `options` applied to the query (before extra parameters).
+    pub(crate) fn with_switches(
+        mut self,
+        options: Option<&crate::server_options::ServerOptions>,
+    ) -> Self {
+        crate::server_options::apply_switches_to_query(&mut self.url, options);
+        self
+    }
+
     /// The request with `extra` applied to its query (see
     /// [`ExtraParams::apply`](crate::server::ExtraParams::apply)); the protected parameters
     /// cannot be among them.

@@ -50,6 +50,7 @@ mod chooser;
 mod client_assertion;
 mod client_auth;
 mod client_metadata;
+mod compat;
 mod config;
 pub mod device;
 pub mod dpop;
@@ -59,6 +60,7 @@ mod jwt;
 mod metadata;
 mod metadata_document;
 mod pkce;
+mod preset;
 mod refresh;
 mod registration;
 mod report;
@@ -159,6 +161,11 @@ pub mod authorization {
 /// # Ok::<(), mcp_oauth_flow::Error>(())
 /// ```
 pub mod server {
+    pub use crate::compat::{
+        refresh_sends_scope, retries_refresh_without_scope, with_offline_access_scope, Compat,
+        RefreshScope,
+    };
+    pub use crate::preset::Preset;
     pub use crate::server_options::{
         is_protected_parameter, offline_access_prompt, select_server_options, ExtraParams,
         ServerMatch, ServerOptions, PROTECTED_PARAMETERS,

@@ -282,3 +282,94 @@ fn a_private_key_client_refreshes_with_an_assertion_dated_now() {
     assert_eq!(claims["iat"], 1_700_000_000);
     assert!(req.headers().get("authorization").is_none());
 }
+
+/// A refresh of a public client's tokens under `options`.
+fn start_with(options: server::ServerOptions) -> Flow {
+    let start = FlowStart::new(url::Url::parse(&format!("{RS}/mcp")).unwrap())
+        .trigger(Trigger::Expiring)
+        .held(
+            Some(held(ClientAuthMethod::None)),
+            Some(url::Url::parse(&format!("{RS}/mcp")).unwrap()),
+        );
+    let config = ClientConfig::new("http://localhost:3000/callback").server(options);
+    Flow::new(
+        Arc::new(config),
+        start,
+        FlowSecrets::from_entropy([1; 32], [2; 32]),
+        now(),
+    )
+}
+
+fn invalid_scope() -> http::Response<Bytes> {
+    response(400, json!({"error": "invalid_scope"}))
+}
+
+#[test]
+fn refresh_scope_never_leaves_scope_off_and_omit_resource_the_resource() {
+    let options = server::ServerOptions::for_issuer(AS)
+        .refresh_scope(server::RefreshScope::Never)
+        .omit_resource(true);
+    let mut flow = start_with(options);
+    let req = expect_send(&mut flow);
+    assert_eq!(form(&req, "grant_type").as_deref(), Some("refresh_token"));
+    assert_eq!(form(&req, "scope"), None);
+    assert_eq!(form(&req, "resource"), None);
+}
+
+#[test]
+fn invalid_scope_is_retried_once_without_scope_then_succeeds() {
+    let options =
+        server::ServerOptions::for_issuer(AS).refresh_scope(server::RefreshScope::RetryWithout);
+    let mut flow = start_with(options);
+    let first = expect_send(&mut flow);
+    assert_eq!(form(&first, "scope").as_deref(), Some("mcp:read"));
+    flow.handle_response(invalid_scope(), now());
+    let retry = expect_send(&mut flow);
+    assert_eq!(form(&retry, "grant_type").as_deref(), Some("refresh_token"));
+    assert_eq!(form(&retry, "refresh_token").as_deref(), Some("rt-old"));
+    assert_eq!(form(&retry, "scope"), None);
+    flow.handle_response(response(200, json!({"access_token": "at-new"})), now());
+    match flow.poll_action() {
+        Some(Action::Complete(outcome)) => {
+            assert!(outcome.refreshed);
+            // Without a scope in the answer, the granted scope is unchanged (RFC 6749 §6).
+            assert_eq!(outcome.tokens.scopes().unwrap().to_string(), "mcp:read");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_second_invalid_scope_is_a_refused_refresh_with_no_third_request() {
+    let options =
+        server::ServerOptions::for_issuer(AS).refresh_scope(server::RefreshScope::RetryWithout);
+    let mut flow = start_with(options);
+    expect_send(&mut flow);
+    flow.handle_response(invalid_scope(), now());
+    expect_send(&mut flow);
+    flow.handle_response(invalid_scope(), now());
+    // Refused for good: the tokens go, and the flow starts discovery for a new login.
+    assert!(matches!(flow.poll_action(), Some(Action::DropTokens)));
+    let next = expect_send(&mut flow);
+    assert!(next.uri().path().contains("oauth-protected-resource"));
+    assert_eq!(form(&next, "grant_type"), None);
+}
+
+#[test]
+fn invalid_scope_is_not_retried_without_the_policy_nor_for_other_errors() {
+    for (policy, answer) in [
+        (server::RefreshScope::Always, invalid_scope()),
+        (
+            server::RefreshScope::RetryWithout,
+            response(400, json!({"error": "invalid_grant"})),
+        ),
+    ] {
+        let mut flow = start_with(server::ServerOptions::for_issuer(AS).refresh_scope(policy));
+        expect_send(&mut flow);
+        flow.handle_response(answer, now());
+        assert!(
+            matches!(flow.poll_action(), Some(Action::DropTokens)),
+            "{policy:?}"
+        );
+    }
+}

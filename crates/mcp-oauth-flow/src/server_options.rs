@@ -9,6 +9,7 @@
 
 use url::Url;
 
+use crate::compat::{apply_edits, authorization_edits, token_edits, Compat, RefreshScope};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::issuer_matches;
 use crate::resource::resource_covers;
@@ -168,6 +169,7 @@ pub struct ServerOptions {
     token_params: ExtraParams,
     offline_consent: bool,
     require_refresh_token: bool,
+    compat: Compat,
 }
 
 impl ServerOptions {
@@ -178,6 +180,7 @@ impl ServerOptions {
             token_params: ExtraParams::default(),
             offline_consent: true,
             require_refresh_token: false,
+            compat: Compat::default(),
         }
     }
 
@@ -252,6 +255,50 @@ impl ServerOptions {
     pub fn require_refresh_token(mut self, on: bool) -> Self {
         self.require_refresh_token = on;
         self
+    }
+
+    /// Compatibility switch: never send the RFC 8707 `resource` indicator, in the authorization
+    /// request nor in token and refresh requests. Entra ID v2 refuses it next to v2 scopes
+    /// (`invalid_target`, `AADSTS9010010`). Default: `false`.
+    pub fn omit_resource(mut self, on: bool) -> Self {
+        self.compat.omit_resource = on;
+        self
+    }
+
+    /// Compatibility switch: send `audience=value` in the authorization request and in every
+    /// token request. Auth0 issues a token for the API it names, and without it only an opaque
+    /// token for its own `/userinfo`, which no MCP server accepts. Default: none.
+    pub fn audience(mut self, value: impl Into<String>) -> Self {
+        self.compat.audience = Some(value.into());
+        self
+    }
+
+    /// Compatibility switch: what a refresh does with `scope` (see [`RefreshScope`]).
+    /// Default: [`RefreshScope::Always`].
+    pub fn refresh_scope(mut self, policy: RefreshScope) -> Self {
+        self.compat.refresh_scope = policy;
+        self
+    }
+
+    /// Compatibility switch: `access_type=offline` and `prompt=consent` in the authorization
+    /// request, without which Google issues no refresh token (`prompt=consent` because it
+    /// issues one only at a consent). Default: `false`.
+    pub fn google_offline_access(mut self, on: bool) -> Self {
+        self.compat.google_offline_access = on;
+        self
+    }
+
+    /// Compatibility switch: ask for the `offline_access` scope in a user's authorization even
+    /// when the server's metadata does not list it (the flow otherwise asks only then).
+    /// Okta, Keycloak, Auth0 and Entra ID issue refresh tokens only for it. Default: `false`.
+    pub fn request_offline_access(mut self, on: bool) -> Self {
+        self.compat.request_offline_access = on;
+        self
+    }
+
+    /// The compatibility switches.
+    pub fn compat(&self) -> &Compat {
+        &self.compat
     }
 
     /// The extra authorization request parameters.
@@ -394,14 +441,67 @@ pub(crate) fn apply_to_query(url: &mut Url, extra: &ExtraParams) {
     }
 }
 
-/// A token request with the token parameters of `options` applied to its form body.
+/// A token request with the compatibility switches of `options`, then its token parameters
+/// (which win), applied to its form body.
 pub(crate) fn with_token_params(
     request: http::Request<bytes::Bytes>,
     options: Option<&ServerOptions>,
 ) -> http::Request<bytes::Bytes> {
+    let Some(options) = options else {
+        return request;
+    };
+    let request = edit_form(request, &token_edits(&options.compat), "token");
+    apply_to_form(request, &options.token_params)
+}
+
+/// A device authorization request (RFC 8628 §3.1) with the switches that concern it: like the
+/// authorization request it stands for, it names the resource and Auth0's `audience`, so
+/// `omit_resource` and `audience` apply (the configured token parameters do not).
+pub(crate) fn with_device_switches(
+    request: http::Request<bytes::Bytes>,
+    options: Option<&ServerOptions>,
+) -> http::Request<bytes::Bytes> {
     match options {
-        Some(options) => apply_to_form(request, &options.token_params),
+        Some(options) => edit_form(
+            request,
+            &token_edits(&options.compat),
+            "device_authorization",
+        ),
         None => request,
+    }
+}
+
+/// Applies switch `edits` to a form-encoded request body.
+fn edit_form(
+    request: http::Request<bytes::Bytes>,
+    edits: &[crate::compat::Edit],
+    what: &'static str,
+) -> http::Request<bytes::Bytes> {
+    if edits.is_empty() {
+        return request;
+    }
+    let (parts, body) = request.into_parts();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(apply_edits(pairs, edits, what))
+        .finish();
+    http::Request::from_parts(parts, bytes::Bytes::from(body))
+}
+
+/// Applies the compatibility switches of `options` to an authorization request's URL (before
+/// the configured parameters, which win).
+pub(crate) fn apply_switches_to_query(url: &mut Url, options: Option<&ServerOptions>) {
+    let Some(edits) = options
+        .map(|o| authorization_edits(&o.compat))
+        .filter(|e| !e.is_empty())
+    else {
+        return;
+    };
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let pairs = apply_edits(pairs, &edits, "authorization");
+    url.set_query(None);
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
     }
 }
 
@@ -557,6 +657,29 @@ mod tests {
             "application/x-www-form-urlencoded"
         );
         assert_eq!(&out.body()[..], b"grant_type=refresh_token&audience=a+b");
+    }
+
+    #[test]
+    fn switches_reach_token_and_device_forms_and_configured_params_win() {
+        let form = |body: &'static str| {
+            http::Request::post("https://as/x")
+                .body(bytes::Bytes::from(body))
+                .unwrap()
+        };
+        let options = ServerOptions::for_issuer("i")
+            .omit_resource(true)
+            .audience("api")
+            .token_param("audience", "mine")
+            .unwrap();
+        let token = with_token_params(form("grant_type=g&resource=r"), Some(&options));
+        assert_eq!(&token.body()[..], b"grant_type=g&audience=mine");
+        let device = with_device_switches(form("client_id=c&resource=r"), Some(&options));
+        assert_eq!(&device.body()[..], b"client_id=c&audience=api");
+        let untouched = with_device_switches(form("resource=r"), None);
+        assert_eq!(&untouched.body()[..], b"resource=r");
+        let mut url = Url::parse("https://as/authorize?resource=r&scope=s").unwrap();
+        apply_switches_to_query(&mut url, Some(&options));
+        assert_eq!(url.as_str(), "https://as/authorize?scope=s&audience=api");
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub(crate) fn authorize(shared: &Shared, request: &RecordedRequest) -> HttpRespo
             scope: request.query_param("scope"),
             resource: request.query_param("resource"),
             prompt: request.query_param("prompt"),
+            params: url::form_urlencoded::parse(request.query.as_deref().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
         },
     );
     drop(state);

@@ -1,5 +1,6 @@
 //! What the two servers advertise and how they behave: [`TestkitConfig`] and its enums.
 
+use crate::imitation::Imitation;
 use crate::record::ServerRole;
 
 /// Where the discovery documents live, i.e. which discovery path a client has to take.
@@ -158,6 +159,9 @@ pub struct TestkitConfig {
     /// [`DEVICE_AUTHORIZATION_PATH`](crate::DEVICE_AUTHORIZATION_PATH), polls answered as
     /// configured. Default `None` (off).
     pub device: Option<DeviceConfig>,
+    /// Behave like this real authorization server where it departs from the specifications
+    /// (see [`Imitation`]). Default none.
+    pub imitate: Option<Imitation>,
 }
 
 impl Default for TestkitConfig {
@@ -196,6 +200,7 @@ impl Default for TestkitConfig {
             revocation: false,
             dpop: None,
             device: None,
+            imitate: None,
         }
     }
 }
@@ -283,6 +288,12 @@ impl TestkitConfig {
         /// Sets [`revocation`](Self::revocation).
         revocation: bool
     );
+
+    /// Sets [`imitate`](Self::imitate).
+    pub fn imitate(mut self, imitation: Imitation) -> Self {
+        self.imitate = Some(imitation);
+        self
+    }
 
     /// Sets [`device`](Self::device).
     pub fn device(mut self, device: DeviceConfig) -> Self {

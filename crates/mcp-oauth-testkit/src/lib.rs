@@ -10,7 +10,9 @@
 //!   and reuse detection.
 //!
 //! Where the discovery documents live is chosen by [`DiscoveryLayout`]; the other
-//! [`TestkitConfig`] switches reproduce quirks of real servers. Every request to either server
+//! [`TestkitConfig`] switches reproduce quirks of real servers, and [`Imitation`] whole servers
+//! where they depart from the specifications (Entra ID, Auth0, Google, GitHub, Okta/Keycloak,
+//! Salesforce). Every request to either server
 //! is recorded ([`Testkit::requests`]) before it is answered, and [`Testkit::set_override`]
 //! replaces any path's answer with a [`CannedResponse`].
 //!
@@ -64,6 +66,7 @@ mod device_grant;
 mod discovery;
 mod dpop;
 pub mod fault;
+mod imitation;
 mod jsonrpc;
 mod record;
 #[cfg(feature = "redis")]
@@ -86,6 +89,7 @@ pub use config::{
     DeviceConfig, DeviceOutcome, DiscoveryLayout, DpopConfig, IssInRedirect, TestkitConfig,
 };
 pub use device_grant::{DEVICE_AUTHORIZATION_PATH, DEVICE_CODE_GRANT};
+pub use imitation::Imitation;
 pub use jsonrpc::{jsonrpc, read_json};
 pub use record::{CannedResponse, RecordedRequest, ServerRole};
 pub use server::Testkit;

@@ -53,6 +53,8 @@ pub(crate) struct AuthCode {
     pub(crate) resource: Option<String>,
     /// The `prompt` parameter of the authorization request.
     pub(crate) prompt: Option<String>,
+    /// Every parameter of the authorization request, for the imitations of real servers.
+    pub(crate) params: Vec<(String, String)>,
 }
 
 /// An issued access token.

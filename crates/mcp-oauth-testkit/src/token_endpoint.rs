@@ -7,13 +7,20 @@ use http::Method;
 
 use crate::assertion_grants::{self, JWT_BEARER_GRANT};
 use crate::codec::s256_challenge;
+use crate::imitation;
 use crate::record::RecordedRequest;
 use crate::response::{bad_request, method_not_allowed, HttpResponse};
 use crate::state::{Shared, State};
 use crate::token_issue::{authenticate, token_response};
 
-/// `POST token`: the authorization code and refresh token grants.
+/// `POST token`: the authorization code and refresh token grants, shaped like the imitated
+/// server's (if any).
 pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse {
+    let imitation = shared.config.imitate.as_ref();
+    imitation::shape(imitation, request, grant(shared, request))
+}
+
+fn grant(shared: &Shared, request: &RecordedRequest) -> HttpResponse {
     if request.method != Method::POST {
         return method_not_allowed("POST");
     }
@@ -30,6 +37,9 @@ pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse 
         Ok(found) => found,
         Err(response) => return *response,
     };
+    if let Some(refusal) = imitation::refuse(shared.config.imitate.as_ref(), request) {
+        return refusal;
+    }
     match request.form_param("grant_type").as_deref() {
         Some("authorization_code") => {
             authorization_code_grant(shared, &mut state, request, &client_id)
@@ -93,12 +103,17 @@ fn authorization_code_grant(
             "resource differs from the authorization request",
         );
     }
-    let resource = resource.or(entry.resource);
+    let imitated = config.imitate.as_ref();
+    let issuer = shared.site.metadata_issuer(config);
+    let resource = imitation::token_audience(imitated, &entry.params, &issuer)
+        .or_else(|| resource.or(entry.resource.clone()));
     let (scope, offline) = if config.offline_access_needs_consent {
         offline_grant(entry.scope.as_deref(), entry.prompt.as_deref())
     } else {
         (entry.scope.clone(), true)
     };
+    let offline = imitation::issues_refresh_token(imitated, entry.scope.as_deref(), &entry.params)
+        .unwrap_or(offline);
     let grant = state.next_id();
     let lifetime = Duration::from_secs(config.token_lifetime_secs);
     let access_token = state.issue_access_token(scope.clone(), resource.clone(), grant, lifetime);

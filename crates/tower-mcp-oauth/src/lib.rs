@@ -177,7 +177,7 @@ pub use mcp_oauth_flow::{
     },
     discovery::DiscoveryReport,
     revocation::RevokedToken,
-    server::{ExtraParams, ServerOptions},
+    server::{ExtraParams, Preset, RefreshScope, ServerOptions},
     token::{RefreshPolicy, TokenSet, TokenType},
     url_policy::{AddressClass, AddressPolicy, UrlPolicy},
     AuthorizationServerChooser, BoxError, ClientConfig, Error, ErrorKind, PkcePolicy,

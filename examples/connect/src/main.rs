@@ -4,7 +4,7 @@
 //! cargo run -p connect -- <mcp-url> [--no-browser] [--port N] [--localhost]
 //!     [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS]
 //!     [--authorize-param K=V]... [--token-param K=V]... [--require-refresh-token] [--logout]
-//!     [--status] [--request-timeout SECS]
+//!     [--status] [--request-timeout SECS] [--preset NAME [--audience A]]
 //! cargo run -p connect        # no URL: against the in-process testkit, twice
 //! ```
 //!
@@ -14,6 +14,11 @@
 //! (`resource=` for Entra ID v2). The parameters the flow's security rests on (`state`, PKCE,
 //! `redirect_uri`, `client_id`, the grant, client credentials) are refused. With
 //! `--require-refresh-token`, a login that yields no refresh token fails and stores nothing.
+//! `--preset NAME` sets the compatibility switches a well-known authorization server needs:
+//! `entra` (no `resource`, `offline_access`, scope on refresh), `auth0` (its `audience`, from
+//! `--audience A` or `--token-param audience=A`, and `offline_access`), `google`
+//! (`access_type=offline` with `prompt=consent`), `github` (no scope on refresh), `okta` and
+//! `keycloak` (`offline_access`); `--audience A` alone sends Auth0's `audience`.
 //! `--logout` revokes the stored refresh and access tokens at the authorization server (RFC
 //! 7009), forgets them, prints what was revoked, and exits 0 once they are gone locally.
 //! `--status` prints what the store holds for the server (connected or not, issuer, scopes,

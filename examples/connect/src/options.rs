@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tower_mcp_oauth::{Error, ErrorKind, ServerOptions};
+use tower_mcp_oauth::{Error, ErrorKind, Preset, ServerOptions};
 
 /// The usage line printed on a command-line error.
 ///
@@ -16,8 +16,8 @@ pub const USAGE: &str = "usage: connect <mcp-url> [--no-browser] [--port N] [--l
                          [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
                          [--authorize-param K=V]... [--token-param K=V]... \
                          [--require-refresh-token] [--logout] [--status] \
-                         [--request-timeout SECS] \
-                         [--device]";
+                         [--request-timeout SECS] [--device] \
+                         [--preset entra|auth0|google|github|okta|keycloak] [--audience A]";
 
 /// What to connect to and how to log in.
 ///
@@ -74,6 +74,12 @@ pub struct Options {
     /// code to enter on any device with a browser, and poll until the user approves; no
     /// browser or loopback port on this machine.
     pub device: bool,
+    /// The compatibility preset of a well-known authorization server (`--preset NAME`, one of
+    /// [`Preset::NAMES`]; `auth0` takes its audience from `--audience` or
+    /// `--token-param audience=…`).
+    pub preset: Option<Preset>,
+    /// Auth0's `audience` (`--audience A`): sent in the authorization and token requests.
+    pub audience: Option<String>,
 }
 
 impl fmt::Debug for Options {
@@ -97,6 +103,8 @@ impl fmt::Debug for Options {
             .field("status", &self.status)
             .field("request_timeout", &self.request_timeout)
             .field("device", &self.device)
+            .field("preset", &self.preset)
+            .field("audience", &self.audience)
             .finish()
     }
 }
@@ -145,6 +153,8 @@ impl Options {
             status: false,
             request_timeout: tower_mcp_oauth::DEFAULT_REQUEST_TIMEOUT,
             device: false,
+            preset: None,
+            audience: None,
         }
     }
 
@@ -162,15 +172,33 @@ impl Options {
     /// options.authorize_params.push(("state".into(), Some("x".into())));
     /// assert!(options.server_options().is_err());
     /// ```
+    ///
+    /// A preset comes first, so the other flags still apply on top of it:
+    ///
+    /// ```
+    /// use tower_mcp_oauth::Preset;
+    /// let mut options = connect::Options::new("http://127.0.0.1:3000/mcp");
+    /// options.preset = Some(Preset::EntraId);
+    /// let server = options.server_options().unwrap().unwrap();
+    /// assert!(server.compat().omit_resource() && server.compat().request_offline_access());
+    /// ```
     pub fn server_options(&self) -> Result<Option<ServerOptions>, Error> {
         if self.authorize_params.is_empty()
             && self.token_params.is_empty()
             && !self.require_refresh_token
+            && self.preset.is_none()
+            && self.audience.is_none()
         {
             return Ok(None);
         }
         let mut server =
             ServerOptions::for_server(&self.url)?.require_refresh_token(self.require_refresh_token);
+        if let Some(preset) = &self.preset {
+            server = server.preset(preset.clone());
+        }
+        if let Some(audience) = &self.audience {
+            server = server.audience(audience);
+        }
         for (name, value) in &self.authorize_params {
             server = match value {
                 Some(value) => server.authorization_param(name, value)?,
@@ -191,6 +219,7 @@ impl Options {
         let mut args = args.into_iter();
         let mut url = None;
         let mut options = Self::new("");
+        let mut preset = None;
         while let Some(arg) = args.next() {
             let mut value = |name: &str| {
                 args.next()
@@ -214,6 +243,8 @@ impl Options {
                 "--logout" => options.logout = true,
                 "--status" => options.status = true,
                 "--device" => options.device = true,
+                "--preset" => preset = Some(value("--preset")?),
+                "--audience" => options.audience = Some(value("--audience")?),
                 "--timeout" => {
                     let secs: u64 = number(&value("--timeout")?, "--timeout")?;
                     if secs == 0 {
@@ -241,6 +272,18 @@ impl Options {
         if options.client_secret.is_some() && options.client_id.is_none() {
             return Err(UsageError("--client-secret needs --client-id".into()));
         }
+        if let Some(name) = preset {
+            // Auth0's audience from --audience, else from --token-param audience=….
+            let audience = options.audience.as_deref().or_else(|| {
+                options
+                    .token_params
+                    .iter()
+                    .find(|(name, _)| name == "audience")
+                    .and_then(|(_, value)| value.as_deref())
+            });
+            let found = Preset::from_name(&name, audience);
+            options.preset = Some(found.ok_or_else(|| UsageError(preset_problem(&name)))?);
+        }
         // A protected parameter is a mistake on the command line, found before any request.
         if let Err(e) = options.server_options() {
             if e.kind() == ErrorKind::ProtectedParameter {
@@ -248,6 +291,20 @@ impl Options {
             }
         }
         Ok(options)
+    }
+}
+
+/// Why `--preset name` cannot be built.
+fn preset_problem(name: &str) -> String {
+    if name.eq_ignore_ascii_case("auth0") {
+        "--preset auth0 needs --audience A (or --token-param audience=A): the API identifier \
+         configured in Auth0"
+            .to_owned()
+    } else {
+        format!(
+            "unknown --preset {name:?}; one of {}",
+            Preset::NAMES.join(", ")
+        )
     }
 }
 
@@ -372,6 +429,9 @@ mod tests {
             (&["u", "--client-secret", "s"][..], "needs --client-id"),
             (&["u", "--token-param", "resource"][..], "needs K=V"),
             (&["u", "--authorize-param", "=v"][..], "needs K=V"),
+            (&["u", "--preset", "salesforce"][..], "one of entra, auth0"),
+            (&["u", "--preset", "auth0"][..], "needs --audience"),
+            (&["u", "--preset"][..], "needs a value"),
             (
                 &["http://127.0.0.1:1/mcp", "--authorize-param", "state=x"][..],
                 "state",
@@ -385,6 +445,38 @@ mod tests {
             assert!(err.contains(why), "{args:?}: {err}");
             assert!(err.ends_with(USAGE));
         }
+    }
+
+    #[test]
+    fn presets_by_name_with_auth0_s_audience_from_either_flag() {
+        let preset = |args: &[&str]| parse(args).unwrap().preset;
+        assert_eq!(preset(&["u"]), None);
+        assert_eq!(preset(&["u", "--preset", "entra"]), Some(Preset::EntraId));
+        assert_eq!(preset(&["u", "--preset", "GitHub"]), Some(Preset::GitHub));
+        let auth0 = |audience: &str| {
+            Some(Preset::Auth0 {
+                audience: audience.into(),
+            })
+        };
+        assert_eq!(
+            preset(&["u", "--preset", "auth0", "--audience", "https://a"]),
+            auth0("https://a")
+        );
+        assert_eq!(
+            preset(&[
+                "u",
+                "--token-param",
+                "audience=https://t",
+                "--preset",
+                "auth0"
+            ]),
+            auth0("https://t")
+        );
+        // --audience alone is the switch, without a preset.
+        let o = parse(&["http://127.0.0.1:1/mcp", "--audience", "https://a"]).unwrap();
+        assert_eq!(o.preset, None);
+        let server = o.server_options().unwrap().unwrap();
+        assert_eq!(server.compat().audience(), Some("https://a"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::authorization_endpoint::{
 };
 use crate::client_assertion::sign_for_metadata;
 use crate::client_auth::{negotiate_client_auth, ClientAuthMethod, ClientCredentials};
+use crate::compat::with_offline_access_scope;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::AuthorizationServerMetadata;
 use crate::registration::{
@@ -53,7 +54,7 @@ impl Flow {
         let options =
             select_server_options(&self.config.servers, &ctx.server_url, Some(&meta.issuer))
                 .cloned();
-        let server = AuthServer {
+        let mut server = AuthServer {
             meta,
             client_issuer,
             scopes,
@@ -66,6 +67,12 @@ impl Flow {
         if rules::choose_grant(&server.meta) == GrantChoice::ClientCredentials {
             return self.client_credentials(secrets, resource, server, now);
         }
+        // Only a user's grant asks for offline access: it keeps the user's session.
+        let offline = server
+            .options
+            .as_ref()
+            .is_some_and(|o| o.compat().request_offline_access());
+        server.scopes = with_offline_access_scope(server.scopes.take(), offline);
         if self.config.device_authorization {
             // RFC 8628 §4: chosen by the application, so a server without it is an error
             // that names the fix, never a browser it cannot open. No PKCE: no redirect.
@@ -322,6 +329,7 @@ impl Flow {
             resource.resource.as_deref(),
             &server.meta.issuer,
         )
+        .with_switches(server.options.as_ref())
         .with_extra_params(&authorization_extras(
             server.scopes.as_ref(),
             server.options.as_ref(),

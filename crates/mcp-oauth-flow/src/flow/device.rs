@@ -20,7 +20,7 @@ use crate::device::{
 };
 use crate::error::{Error, ErrorKind};
 use crate::report::Purpose;
-use crate::server_options::with_token_params;
+use crate::server_options::{with_device_switches, with_token_params};
 use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::url_policy::parse_secure_url;
 
@@ -43,6 +43,7 @@ impl Flow {
             server.scopes.as_ref(),
             resource.resource.as_deref(),
         )?;
+        let request = with_device_switches(request, server.options.as_ref());
         self.send(SubRequest {
             purpose: Purpose::DeviceAuthorization,
             request,

@@ -292,6 +292,10 @@ pub struct Flow {
     last_now: SystemTime,
     /// The MCP server the flow authorizes for, which the address policy judges URLs against.
     server: Url,
+    /// Whether a refresh refused with `invalid_scope` was already sent again without `scope`
+    /// ([`RefreshScope::RetryWithout`](crate::server::RefreshScope::RetryWithout)): once per
+    /// flow at most.
+    refresh_scope_retried: bool,
 }
 
 impl std::fmt::Debug for Flow {
@@ -319,6 +323,7 @@ impl Flow {
             report: DiscoveryReport::default(),
             last_now: now,
             server: start.server_url.clone(),
+            refresh_scope_retried: false,
         };
         let challenge_metadata = start
             .challenge

@@ -192,6 +192,8 @@ impl Flow {
             report: DiscoveryReport::default(),
             last_now: now,
             server: pending.server_url,
+            // A resumed flow is past consent: it has refreshed nothing yet.
+            refresh_scope_retried: false,
         })
     }
 }

@@ -12,11 +12,12 @@ use super::state::{After, Context, ExpectRefreshClient, ExpectRefreshToken, Held
 use super::{Action, Flow, FlowOutcome, State, SubRequest};
 use crate::client_assertion::sign_for_server;
 use crate::client_auth::{ClientAuthMethod, ClientCredentials};
+use crate::compat::{oauth_error_code, refresh_sends_scope, retries_refresh_without_scope};
 use crate::error::Error;
 use crate::refresh::{classify_refresh_failure, merge_refreshed, RefreshFailure};
 use crate::registration::ClientRegistration;
 use crate::report::Purpose;
-use crate::server_options::{select_server_options, with_token_params};
+use crate::server_options::{select_server_options, with_token_params, ServerOptions};
 use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::url_policy::parse_secure_url;
 
@@ -126,19 +127,32 @@ impl Flow {
         let refresh_token = tokens
             .refresh_token()
             .expect("refreshable tokens have a refresh token");
+        let options =
+            select_server_options(&self.config.servers, &ctx.server_url, Some(tokens.issuer()));
         // RFC 8707 §2.2: the resource again, so the new token has the same audience; the granted
-        // scope again, so it keeps its reach.
+        // scope again, so it keeps its reach, unless the server wants none (RefreshScope).
+        let scopes = if self.refresh_sends_scope(options) {
+            tokens.scopes()
+        } else {
+            if tokens.scopes().is_some_and(|s| !s.is_empty()) {
+                tracing::debug!(
+                    switch = "refresh_scope",
+                    parameter = "scope",
+                    request = "refresh",
+                    "compatibility switch removed a parameter"
+                );
+            }
+            None
+        };
         let request = token_request(
             &endpoint,
             Grant::RefreshToken {
                 refresh_token,
-                scopes: tokens.scopes(),
+                scopes,
             },
             &creds,
             tokens.resource(),
         )?;
-        let options =
-            select_server_options(&self.config.servers, &ctx.server_url, Some(tokens.issuer()));
         let request = with_token_params(request, options);
         self.send(SubRequest {
             purpose: Purpose::Token,
@@ -205,6 +219,27 @@ impl Flow {
                     Some(status.as_u16()),
                     error.to_string(),
                 );
+                let options = select_server_options(
+                    &self.config.servers,
+                    &ctx.server_url,
+                    Some(held.tokens.issuer()),
+                );
+                let sent_scope = self.refresh_sends_scope(options)
+                    && held.tokens.scopes().is_some_and(|s| !s.is_empty());
+                if retries_refresh_without_scope(
+                    options.map_or_else(Default::default, |o| o.compat().refresh_scope()),
+                    sent_scope,
+                    oauth_error_code(&error),
+                    self.refresh_scope_retried,
+                ) {
+                    tracing::debug!(
+                        switch = "refresh_scope",
+                        parameter = "scope",
+                        "refresh refused with invalid_scope; sending it once more without scope"
+                    );
+                    self.refresh_scope_retried = true;
+                    return self.start_refresh(ctx, held, after, now);
+                }
                 match classify_refresh_failure(&error) {
                     // Keep every credential: the next call tries again.
                     RefreshFailure::Transient => Err(error),
@@ -220,6 +255,13 @@ impl Flow {
                 }
             }
         }
+    }
+
+    /// Whether this flow's refresh request restates the granted scope (see
+    /// [`refresh_sends_scope`]).
+    fn refresh_sends_scope(&self, options: Option<&ServerOptions>) -> bool {
+        let policy = options.map_or_else(Default::default, |o| o.compat().refresh_scope());
+        refresh_sends_scope(policy, self.refresh_scope_retried)
     }
 
     /// Goes on to a full authorization.

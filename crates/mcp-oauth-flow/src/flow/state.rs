@@ -110,6 +110,7 @@
 //! | `ExpectRefreshClient` | the registration the tokens were issued to | `ExpectRefreshToken` | `Send` (refresh) |
 //! | `ExpectRefreshClient` | none | *after refresh* | |
 //! | `ExpectRefreshToken` | tokens | `Finished` | `Complete` (refreshed) |
+//! | `ExpectRefreshToken` | `invalid_scope` under `RefreshScope::RetryWithout`, first time | *refresh* | (the refresh again, without `scope`) |
 //! | `ExpectRefreshToken` | grant refused | *after refresh* | `DropTokens` |
 //! | `ExpectRefreshToken` | client refused | *after refresh* | `DropTokens`, `DropClient` if registered |
 //! | `ExpectRefreshToken` | 5xx, 429, network | `Finished` | `Failed` |

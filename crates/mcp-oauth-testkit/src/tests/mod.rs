@@ -5,4 +5,5 @@ mod client;
 mod discovery;
 mod dpop;
 mod flows;
+mod imitations;
 mod quirks;
