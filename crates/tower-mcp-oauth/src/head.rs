@@ -31,13 +31,19 @@ pub(crate) struct SentHead {
 impl SentHead {
     /// Keeps what is needed to send `parts` again (the body is kept elsewhere).
     pub(crate) fn keep(parts: &Parts) -> Self {
-        Self {
+        let mut head = Self {
             method: parts.method.clone(),
             version: parts.version,
             extensions: parts.extensions.clone(),
-            packed: Packed::pack(&parts.uri, &parts.headers),
+            packed: Packed::Inline {
+                len: 0,
+                bytes: [0; INLINE],
+            },
             proved: None,
-        }
+        };
+        // Packed in place: the buffer is not copied from a builder into the head.
+        head.packed.pack(&parts.uri, &parts.headers);
+        head
     }
 
     /// Records the `Authorization` value and the `DPoP` proof the layer is about to set on the
@@ -93,46 +99,17 @@ const RECORD_HEAD: usize = 3;
 const MAX_VALUE: usize = 0x7FFF;
 
 impl Packed {
-    fn pack(uri: &Uri, headers: &HeaderMap) -> Self {
-        let text = uri_text(uri);
-        let uri_len = text.iter().map(|part| part.len()).sum::<usize>();
-        let mut len = 1 + uri_len;
-        let mut fits = uri_len <= usize::from(u8::MAX);
-        for (name, value) in headers {
-            let (name, value) = (name.as_str().len(), value.len());
-            fits &= name <= usize::from(u8::MAX) && value <= MAX_VALUE;
-            len += RECORD_HEAD + name + value;
+    /// Packs `uri` and `headers` into `self`, inline when they fit, else as a plain copy.
+    fn pack(&mut self, uri: &Uri, headers: &HeaderMap) {
+        if let Self::Inline { len, bytes } = self {
+            let mut out = Writer { bytes, at: 0 };
+            if out.records(uri, headers).is_some() {
+                // `at <= INLINE` fits in a `u8`.
+                *len = out.at as u8;
+                return;
+            }
         }
-        if !fits || len > INLINE {
-            return Self::Copied(Box::new((uri.clone(), headers.clone())));
-        }
-        let mut bytes = [0; INLINE];
-        // Lengths checked above: the casts cannot truncate.
-        bytes[0] = uri_len as u8;
-        let mut at = 1;
-        for part in text {
-            bytes[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        for (name, value) in headers {
-            let (name, sensitive, value) = (
-                name.as_str().as_bytes(),
-                value.is_sensitive(),
-                value.as_bytes(),
-            );
-            let value_len = value.len() as u16 | u16::from(sensitive) << 15;
-            bytes[at] = name.len() as u8;
-            bytes[at + 1..at + 3].copy_from_slice(&value_len.to_le_bytes());
-            at += RECORD_HEAD;
-            bytes[at..at + name.len()].copy_from_slice(name);
-            at += name.len();
-            bytes[at..at + value.len()].copy_from_slice(value);
-            at += value.len();
-        }
-        Self::Inline {
-            len: len as u8,
-            bytes,
-        }
+        *self = Self::Copied(Box::new((uri.clone(), headers.clone())));
     }
 
     /// The URI's text and the header records after it.
@@ -184,6 +161,80 @@ impl Packed {
             }
         }
         (uri, headers)
+    }
+}
+
+/// Writes records into the inline buffer in one pass; `None` as soon as something does not
+/// fit (the caller then copies the head the plain way).
+struct Writer<'a> {
+    bytes: &'a mut [u8; INLINE],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn records(&mut self, uri: &Uri, headers: &HeaderMap) -> Option<()> {
+        let text = uri_text(uri);
+        let uri_len = text.iter().map(|part| part.len()).sum::<usize>();
+        self.put(&[u8::try_from(uri_len).ok()?])?;
+        for part in text {
+            self.put(part)?;
+        }
+        for (name, value) in headers {
+            let name = name.as_str().as_bytes();
+            let name_len = u8::try_from(name.len()).ok()?;
+            let value_len = u16::try_from(value.len())
+                .ok()
+                .filter(|&len| usize::from(len) <= MAX_VALUE)?;
+            let value_len = value_len | u16::from(value.is_sensitive()) << 15;
+            let [low, high] = value_len.to_le_bytes();
+            self.put_record_head([name_len, low, high])?;
+            self.put(name)?;
+            self.put(value.as_bytes())?;
+        }
+        Some(())
+    }
+
+    fn put_record_head(&mut self, head: [u8; RECORD_HEAD]) -> Option<()> {
+        let end = self.at + RECORD_HEAD;
+        self.bytes.get_mut(self.at..end)?.copy_from_slice(&head);
+        self.at = end;
+        Some(())
+    }
+
+    fn put(&mut self, src: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(src.len())?;
+        copy_short(self.bytes.get_mut(self.at..end)?, src);
+        self.at = end;
+        Some(())
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short pieces of a request head (header names, most
+/// values): two overlapping fixed-size copies, which compile to a few moves, where a slice copy
+/// of unknown length is a call to `memcpy` costing more than the bytes it copies.
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    debug_assert_eq!(dst.len(), n);
+    match n {
+        0 => {}
+        1 => dst[0] = src[0],
+        2..4 => {
+            dst[..2].copy_from_slice(&src[..2]);
+            dst[n - 2..].copy_from_slice(&src[n - 2..]);
+        }
+        4..8 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        }
+        8..=16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+        17..=32 => {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..].copy_from_slice(&src[n - 16..]);
+        }
+        _ => dst.copy_from_slice(src),
     }
 }
 
@@ -335,13 +386,28 @@ mod tests {
     }
 
     #[test]
+    fn short_copies_copy_every_byte_at_every_length() {
+        let src: Vec<u8> = (1..=80).collect();
+        for n in 0..=src.len() {
+            let mut dst = vec![0; n];
+            copy_short(&mut dst, &src[..n]);
+            assert_eq!(dst, &src[..n], "{n}");
+        }
+    }
+
+    #[test]
     fn a_truncated_buffer_yields_the_whole_records_only() {
         let request = parts(
             http::Request::get("http://127.0.0.1/mcp")
                 .header("accept", "a")
                 .header("x-custom", "bc"),
         );
-        let Packed::Inline { len, bytes } = Packed::pack(&request.uri, &request.headers) else {
+        let mut packed = Packed::Inline {
+            len: 0,
+            bytes: [0; INLINE],
+        };
+        packed.pack(&request.uri, &request.headers);
+        let Packed::Inline { len, bytes } = packed else {
             panic!("inline");
         };
         let truncated = Packed::Inline {
