@@ -123,6 +123,7 @@ mod recovery;
 mod resolve;
 mod servers;
 mod service;
+mod shared;
 mod state;
 mod status;
 mod store;

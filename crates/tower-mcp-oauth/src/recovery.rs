@@ -25,6 +25,7 @@ use crate::dpop::{resource::attach, token::rejected};
 use crate::head::SentHead;
 use crate::markers::{AuthorizationFailed, BodyNotReplayable};
 use crate::need::Need;
+use crate::shared::Shared;
 use crate::state::LayerState;
 use crate::stored::adopt_stored;
 
@@ -126,8 +127,8 @@ where
 }
 
 pub(crate) struct RetryContext<S, B> {
-    pub(crate) inner: S,
-    pub(crate) state: Arc<LayerState>,
+    /// The layer's state and the spare service a retry is sent through.
+    pub(crate) shared: Arc<Shared<S>>,
     /// The request's head as sent, unpacked only if it is sent again.
     pub(crate) head: SentHead,
     pub(crate) prepared: Prepared<B>,
@@ -141,7 +142,10 @@ impl<S, B> RetryContext<S, B> {
     /// Remembers the nonce an answer to a proved request brings.
     pub(crate) fn note_answer(&self, headers: &HeaderMap) {
         if self.proved {
-            self.state.dpop.note_response(&self.head.uri(), headers);
+            self.shared
+                .state
+                .dpop
+                .note_response(&self.head.uri(), headers);
         }
     }
 }
@@ -257,8 +261,7 @@ where
         .await
         .map_err(|e| send_error(&head.uri(), e))?;
     let context = RetryContext {
-        inner,
-        state,
+        shared: Arc::new(Shared::with_spare(state, inner)),
         head,
         prepared,
         sent,
@@ -286,13 +289,19 @@ where
     RB: ResponseBody,
 {
     let RetryContext {
-        inner,
-        state,
+        shared,
         head,
         prepared,
         sent,
         proved: _,
     } = context;
+    let state = Arc::clone(&shared.state);
+    let Some(inner) = shared.spare() else {
+        return Err(Error::new(
+            ErrorKind::InvalidTransition,
+            "no inner service was kept for the retry",
+        ));
+    };
     let mut parts = RetryParts::from_sent(head);
     // A proof without the resource's nonce: the same request once more with it, no new token
     // (RFC 9449 §9). What that answers is then handled like a first answer.

@@ -16,6 +16,7 @@ use crate::client::transport_error;
 use crate::future::ResponseFuture;
 use crate::head::SentHead;
 use crate::recovery::{first_contact, refresh_then_send, RetryContext};
+use crate::shared::Shared;
 use crate::state::LayerState;
 
 /// The service [`OAuthLayer`](crate::OAuthLayer) produces. See the layer for what it does.
@@ -117,7 +118,8 @@ use crate::state::LayerState;
 /// ```
 pub struct OAuthService<S> {
     inner: S,
-    state: Arc<LayerState>,
+    /// The layer's state and the spare service retries go through, shared with every future.
+    shared: Arc<Shared<S>>,
     /// This service's reads of the tokens held (a clone reads on its own).
     sessions: Reader,
 }
@@ -126,7 +128,7 @@ impl<S: Clone> Clone for OAuthService<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            state: Arc::clone(&self.state),
+            shared: Arc::clone(&self.shared),
             sessions: self.sessions.clone(),
         }
     }
@@ -145,9 +147,22 @@ impl<S> OAuthService<S> {
         let sessions = state.cache.reader();
         Self {
             inner,
-            state,
+            shared: Arc::new(Shared::new(state)),
             sessions,
         }
+    }
+
+    /// A clone of the inner service for a slow path, with the reservation `poll_ready` made
+    /// given back: the reserved service is swapped out and dropped, so no `Buffer` slot or
+    /// `ConcurrencyLimit` permit is held while a flow runs (tower-service docs, "Be careful
+    /// when cloning inner services").
+    fn unreserved(&mut self) -> S
+    where
+        S: Clone,
+    {
+        let clone = self.inner.clone();
+        drop(std::mem::replace(&mut self.inner, clone));
+        self.inner.clone()
     }
 
     /// The inner service.
@@ -217,7 +232,7 @@ impl<S> OAuthService<S> {
     /// # });
     /// ```
     pub fn flows_started(&self) -> u64 {
-        self.state.flights.started()
+        self.shared.state.flights.started()
     }
 }
 
@@ -241,30 +256,26 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // The ready service goes into the future; a clone stays for the next call
-        // (tower-service docs, "Be careful when cloning inner services").
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-
+        let state = &self.shared.state;
         // Outside the servers the layer is limited to: untouched, no store, no flow.
-        if let Some(servers) = &self.state.servers {
+        if let Some(servers) = &state.servers {
             if !servers.covers(request.uri()) {
                 let uri = request.uri().clone();
-                let future = inner.call(request.map(OAuthBody::passthrough));
+                let future = self.inner.call(request.map(OAuthBody::passthrough));
                 return ResponseFuture::passthrough(future, uri);
             }
         }
         let (mut parts, body) = request.into_parts();
-        let clock = &self.state.clock;
+        let clock = &state.clock;
         let mut proved = false;
-        let (sent, head) = match self.sessions.lookup(&parts.uri, || clock()) {
+        // The caller's head is kept before the layer adds its headers (those are kept as
+        // values), straight into the variable the future takes it from.
+        let mut head = SentHead::keep(&parts);
+        let sent = match self.sessions.lookup(&parts.uri, || clock()) {
             Lookup::Fresh(header, sent, dpop) => {
-                // The caller's head is kept before the layer adds its headers: they are kept
-                // as values, so a typical request is kept without an allocation.
-                let mut head = SentHead::keep(&parts);
                 // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
                 let proof = dpop.and_then(|tokens| {
-                    let dpop = &self.state.dpop;
+                    let dpop = &state.dpop;
                     dpop.resource_proof(&tokens, &parts.method, &parts.uri, clock())
                 });
                 if let Some(proof) = proof {
@@ -273,33 +284,32 @@ where
                     proved = true;
                 }
                 parts.headers.insert(AUTHORIZATION, header);
-                (sent, head)
+                sent
             }
-            Lookup::Missing if !self.state.cache.origin_checked(&parts.uri) => {
+            // The slow paths below keep the head their own way; the copy above was wasted on
+            // them, once per origin or per refresh.
+            Lookup::Missing if !state.cache.origin_checked(&parts.uri) => {
                 // The first request to this origin: look in the store first (once).
-                let unreserved = inner.clone();
-                drop(inner);
-                let future = first_contact(Arc::clone(&self.state), unreserved, parts, body);
+                let state = Arc::clone(state);
+                let future = first_contact(state, self.unreserved(), parts, body);
                 return ResponseFuture::recovering(Box::pin(future));
             }
-            Lookup::Missing => (Sent::default(), SentHead::keep(&parts)),
+            Lookup::Missing => Sent::default(),
             Lookup::Stale(sent) => {
-                // Refresh first. The reserved service is released (a clone is sent through
+                // Refresh first, with the reservation given back (a clone is sent through
                 // `Oneshot` later), so no Buffer slot or permit is held during the refresh.
-                let unreserved = inner.clone();
-                drop(inner);
-                let future =
-                    refresh_then_send(Arc::clone(&self.state), unreserved, parts, body, sent);
+                let state = Arc::clone(state);
+                let future = refresh_then_send(state, self.unreserved(), parts, body, sent);
                 return ResponseFuture::recovering(Box::pin(future));
             }
         };
-        let (body, prepared) = prepare(body, self.state.max_replay_bytes);
-        let future = inner.call(http::Request::from_parts(parts, body));
+        let (body, prepared) = prepare(body, state.max_replay_bytes);
+        self.shared.keep_spare(&self.inner);
+        let future = self.inner.call(http::Request::from_parts(parts, body));
         ResponseFuture::new(
             future,
             RetryContext {
-                inner,
-                state: Arc::clone(&self.state),
+                shared: Arc::clone(&self.shared),
                 head,
                 prepared,
                 sent,
