@@ -12,6 +12,7 @@
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::request::Parts;
+use http::uri::Scheme;
 use http::{Extensions, HeaderMap, Method, Uri, Version};
 use mcp_oauth_flow::dpop::DPOP;
 
@@ -245,11 +246,17 @@ fn uri_text(uri: &Uri) -> [&[u8]; 4] {
     let path = uri
         .path_and_query()
         .map_or(&b""[..], |p| p.as_str().as_bytes());
-    match (uri.scheme_str(), uri.authority()) {
-        (Some("https"), Some(authority)) => [b"https://", authority.as_str().as_bytes(), path, b""],
-        (Some("http"), Some(authority)) => [b"http://", authority.as_str().as_bytes(), path, b""],
+    // `Scheme`'s own comparison is a tag compare for the standard schemes; its text would be a
+    // string compare.
+    match (uri.scheme(), uri.authority()) {
+        (Some(scheme), Some(authority)) if *scheme == Scheme::HTTPS => {
+            [b"https://", authority.as_str().as_bytes(), path, b""]
+        }
+        (Some(scheme), Some(authority)) if *scheme == Scheme::HTTP => {
+            [b"http://", authority.as_str().as_bytes(), path, b""]
+        }
         (Some(scheme), Some(authority)) => [
-            scheme.as_bytes(),
+            scheme.as_str().as_bytes(),
             b"://",
             authority.as_str().as_bytes(),
             path,
