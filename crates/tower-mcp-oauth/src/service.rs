@@ -144,11 +144,10 @@ impl<S: std::fmt::Debug> std::fmt::Debug for OAuthService<S> {
 
 impl<S> OAuthService<S> {
     pub(crate) fn new(inner: S, state: Arc<LayerState>) -> Self {
-        let sessions = state.cache.reader();
         Self {
             inner,
             shared: Arc::new(Shared::new(state)),
-            sessions,
+            sessions: Reader::default(),
         }
     }
 
@@ -271,7 +270,7 @@ where
         // The caller's head is kept before the layer adds its headers (those are kept as
         // values), straight into the variable the future takes it from.
         let mut head = SentHead::keep(&parts);
-        let sent = match self.sessions.lookup(&parts.uri, || clock()) {
+        let sent = match self.sessions.lookup(&state.cache, &parts.uri, || clock()) {
             Lookup::Fresh(header, sent, dpop) => {
                 // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
                 let proof = dpop.and_then(|tokens| {
