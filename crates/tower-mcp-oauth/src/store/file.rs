@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::file_safety;
 use super::memory::lock as lock_std;
-use super::{matches, ready, Replaced, StoreLock, TokenStore};
+use super::{matches, ready, LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 /// A [`TokenStore`] on disk: tokens survive restarts and are shared by every process that
@@ -51,6 +51,14 @@ use crate::BoxFuture;
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
+}
+
+/// The last flow's record for one server (`status-<name>.json`); it holds no secret, but is
+/// written like the credentials (owner only, atomically).
+#[derive(Serialize, Deserialize)]
+struct StatusFile {
+    server: String,
+    last_flow: LastFlow,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,6 +151,10 @@ impl FileStore {
 
     fn tokens_path(&self, resource: &str) -> PathBuf {
         self.dir.join(file_name("tokens", resource, "json"))
+    }
+
+    fn status_path(&self, server: &str) -> PathBuf {
+        self.dir.join(file_name("status", server, "json"))
     }
 
     fn client_path(&self, issuer: &str) -> PathBuf {
@@ -344,6 +356,31 @@ impl TokenStore for FileStore {
             };
             Ok(StoreLock::new((file, in_process)))
         })
+    }
+
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a LastFlow,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let file = StatusFile {
+            server: server.to_owned(),
+            last_flow: record.clone(),
+        };
+        ready(
+            serde_json::to_vec_pretty(&file)
+                .map_err(|e| Error::new(ErrorKind::Store, format!("cannot encode a status: {e}")))
+                .and_then(|bytes| Self::write_atomic(&self.status_path(server), &bytes)),
+        )
+    }
+
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
+        let file: Result<Option<StatusFile>, Error> = Self::read(&self.status_path(server));
+        // A hash collision of two servers' file names is read as nothing, never as the other's.
+        ready(file.map(|f| f.filter(|f| f.server == server).map(|f| f.last_flow)))
     }
 }
 
