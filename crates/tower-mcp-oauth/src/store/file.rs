@@ -505,6 +505,56 @@ mod tests {
             .unwrap();
     }
 
+    #[tokio::test]
+    async fn the_last_flow_is_kept_per_server_owner_only() {
+        use crate::store::{LastError, LastFlow};
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let failed = LastFlow::Failed(LastError::new(ErrorKind::Timeout, "no answer", at));
+        store.save_last_flow("https://rs/a", &failed).await.unwrap();
+        // Another handle (another process) reads it back whole.
+        let again = FileStore::new(dir.path()).unwrap();
+        assert_eq!(
+            again.load_last_flow("https://rs/a").await.unwrap(),
+            Some(failed)
+        );
+        assert!(again
+            .load_last_flow("https://rs/b")
+            .await
+            .unwrap()
+            .is_none());
+        let succeeded = LastFlow::Succeeded { at };
+        again
+            .save_last_flow("https://rs/a", &succeeded)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load_last_flow("https://rs/a").await.unwrap(),
+            Some(succeeded)
+        );
+        // A file holding another server's record (a name collision) is not this server's.
+        std::fs::copy(
+            store.status_path("https://rs/a"),
+            store.status_path("https://rs/c"),
+        )
+        .unwrap();
+        assert!(store
+            .load_last_flow("https://rs/c")
+            .await
+            .unwrap()
+            .is_none());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.status_path("https://rs/a"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
     #[test]
     fn file_names_are_stable_and_safe() {
         let a = file_name("tokens", "https://mcp.example.com/mcp", "json");
