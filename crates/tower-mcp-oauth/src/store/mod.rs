@@ -195,6 +195,19 @@ pub trait TokenStore: Send + Sync + 'static {
     /// without query, as [`OAuthLayer::status`](crate::OAuthLayer::status) is asked for it),
     /// so that a status page in another process, or in the next run, shows it. The record
     /// holds no secret. The default keeps nothing: the layer then remembers it in memory only.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use tower_mcp_oauth::{ErrorKind, LastError, LastFlow, MemoryStore, TokenStore};
+    /// # tokio_test::block_on(async {
+    /// let store = MemoryStore::new();
+    /// let failed = LastFlow::Failed(LastError::new(ErrorKind::Timeout, "no answer", SystemTime::now()));
+    /// store.save_last_flow("https://mcp.example.com/a", &failed).await.unwrap();
+    /// assert_eq!(store.load_last_flow("https://mcp.example.com/a").await.unwrap(), Some(failed));
+    /// // Per server: another on the same origin has its own.
+    /// assert!(store.load_last_flow("https://mcp.example.com/b").await.unwrap().is_none());
+    /// # });
+    /// ```
     fn save_last_flow<'a>(
         &'a self,
         server: &'a str,
