@@ -70,6 +70,11 @@ where
                             "the authorization flow panicked and was abandoned",
                         ))
                     });
+                // Kept for the status (per server, in the store too) before the flow leaves
+                // the map, so a caller that sees it gone finds its record.
+                if let Some(server) = crate::flight::server_key(&uri) {
+                    crate::outcomes::record(&state, &server, &result).await;
+                }
                 state.flights.finish(&key, id, &result, state.now());
                 result
             })

@@ -20,7 +20,7 @@ pub(crate) struct Run {
     pub(crate) outcome: FlowOutcome,
     /// Whether the flow dropped the tokens it started from (a refused refresh).
     pub(crate) dropped_tokens: bool,
-    /// The origin's logouts when the flow started: its tokens are installed only if none
+    /// The logouts when the flow started: its tokens are installed only if none
     /// happened since (a logout wins over a flow running meanwhile).
     pub(crate) generation: LogoutGeneration,
 }
@@ -57,7 +57,7 @@ pub(crate) async fn run(
     lock: &mut Option<StoreLock>,
 ) -> Result<Run, Error> {
     let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
-    let generation = state.flights.logout_generation(key);
+    let generation = state.flights.logout_generation(start.server_url.as_str());
     // Every sub-request of the flow, and of its authorizer, is bounded on its own.
     let client = match &state.timer {
         Some(timer) => client.with_timeout(state.limits.request_timeout, Arc::clone(timer)),
@@ -75,7 +75,7 @@ pub(crate) async fn run(
         .await?;
     // Logged out of during the flow (a user at the consent page for minutes, say): its tokens
     // are dropped here, before anything is stored.
-    generation.check(&state.flights)?;
+    generation.check(&state.flights, Some(outcome.protected_resource.as_str()))?;
     Ok(Run {
         outcome,
         dropped_tokens,

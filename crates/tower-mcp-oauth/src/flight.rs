@@ -17,14 +17,15 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::{FutureExt, Shared};
 use http::Uri;
-use mcp_oauth_flow::{Error, ErrorKind};
+use mcp_oauth_flow::{discovery::server_url_from_uri, Error, ErrorKind};
 
 use crate::store::memory::lock;
+use crate::store::LastFlow;
 use crate::BoxFuture;
 
 /// The single-flight key: the request's origin. One flow per origin at a time; a caller whose
-/// need the finished flow did not meet runs its own next. Logouts, last errors and the status
-/// are kept under the same key.
+/// need the finished flow did not meet runs its own next. Logouts and last flows are kept per
+/// MCP server instead ([`server_key`]): two servers on one origin are two statuses.
 pub(crate) fn flight_key(uri: &Uri) -> String {
     format!(
         "{}://{}",
@@ -32,6 +33,24 @@ pub(crate) fn flight_key(uri: &Uri) -> String {
         uri.authority().map(|a| a.as_str()).unwrap_or("")
     )
     .to_ascii_lowercase()
+}
+
+/// The MCP server a request is for: its URL without query or fragment (as
+/// [`server_url_from_uri`] gives it). Last flows and logouts are kept under it, so a logout of
+/// `https://host/a` never touches a login for `https://host/b`.
+pub(crate) fn server_key(uri: &Uri) -> Option<String> {
+    server_url_from_uri(uri).ok().map(String::from)
+}
+
+/// Whether a logout of `logged_out` (a server URL or a resource identifier) reaches the server
+/// `server`: the same URL, or a path prefix of it at a segment boundary (a resource that covers
+/// it, RFC 9728 §3.3 as MCP relaxes it: a token for the whole origin is logged out of for
+/// every server it served).
+fn logout_reaches(logged_out: &str, server: &str) -> bool {
+    let Some(rest) = server.strip_prefix(logged_out) else {
+        return false;
+    };
+    rest.is_empty() || logged_out.ends_with('/') || rest.starts_with('/')
 }
 
 pub(crate) type FlightFuture = Shared<BoxFuture<'static, Result<(), Error>>>;
@@ -47,11 +66,14 @@ pub(crate) struct Flights {
     failures: Mutex<HashMap<String, (SystemTime, Error)>>,
     step_ups: Mutex<HashMap<(String, String), u32>>,
     authorizations: Mutex<HashMap<String, VecDeque<SystemTime>>>,
-    /// Each origin's last flow error and when, until a flow succeeds (see `status.rs`); one
-    /// entry per origin the layer ran a flow for, like `failures`, but kept past the backoff.
-    last_errors: Mutex<HashMap<String, (SystemTime, Error)>>,
-    /// Logouts per origin: a flow installs its tokens only if none happened since it started.
-    logouts: Mutex<HashMap<String, u64>>,
+    /// How each MCP server's last flow ended (see `status.rs`), by [`server_key`]; one entry
+    /// per server the layer ran a flow for. The store keeps the same record for other
+    /// processes (`outcomes.rs`).
+    last_flows: Mutex<HashMap<String, LastFlow>>,
+    /// Logouts: each logged-out server URL or resource with the number of the last logout of
+    /// it. A flow installs its tokens only if no logout that reaches its server or its
+    /// resource happened since it started.
+    logouts: Mutex<Logouts>,
     next_id: AtomicU64,
     started: AtomicU64,
 }
@@ -102,7 +124,6 @@ impl Flights {
                 }
             }
         }
-        self.record_outcome(key, result, now);
         let mut map = lock(&self.inflight);
         if map.get(key).is_some_and(|f| f.id == id) {
             map.remove(key);
@@ -121,37 +142,33 @@ impl Flights {
         (now.duration_since(*at).unwrap_or_default() < backoff).then(|| error.clone())
     }
 
-    /// Keeps `key`'s last flow error for the status (a success clears it). Called for every
-    /// flow of the layer when it ends, and by a web login's own flows.
-    pub(crate) fn record_outcome(&self, key: &str, result: &Result<(), Error>, now: SystemTime) {
-        let mut last = lock(&self.last_errors);
-        match result {
-            Ok(()) => {
-                last.remove(key);
-            }
-            Err(e) => {
-                last.insert(key.to_owned(), (now, e.clone()));
-            }
-        }
+    /// Keeps how the last flow for the server `server` ended, for the status. Called for
+    /// every flow of the layer when it ends, and by a web login's own flows.
+    pub(crate) fn record_outcome(&self, server: &str, record: LastFlow) {
+        lock(&self.last_flows).insert(server.to_owned(), record);
     }
 
-    /// The last error of a flow for `key` and when it happened, unless a flow succeeded since.
-    pub(crate) fn last_error(&self, key: &str) -> Option<(SystemTime, Error)> {
-        lock(&self.last_errors).get(key).cloned()
+    /// How the last flow for `server` this process ran ended.
+    pub(crate) fn last_flow(&self, server: &str) -> Option<LastFlow> {
+        lock(&self.last_flows).get(server).cloned()
     }
 
-    /// How many logouts `key` has seen: a flow notes it when it starts, and installs its tokens
-    /// only if it is unchanged (see [`LogoutGeneration`]).
-    pub(crate) fn logout_generation(&self, key: &str) -> LogoutGeneration {
+    /// The logouts so far, noted by a flow for `server` when it starts: it installs its tokens
+    /// only if no logout that reaches it happened since (see [`LogoutGeneration`]).
+    pub(crate) fn logout_generation(&self, server: &str) -> LogoutGeneration {
         LogoutGeneration {
-            key: key.to_owned(),
-            seen: lock(&self.logouts).get(key).copied().unwrap_or(0),
+            server: server.to_owned(),
+            seen: lock(&self.logouts).count,
         }
     }
 
-    /// A logout of `key` begins: every flow running for it loses the right to install tokens.
-    pub(crate) fn logging_out(&self, key: &str) {
-        *lock(&self.logouts).entry(key.to_owned()).or_insert(0) += 1;
+    /// A logout of `url` (a server URL, or the resource its tokens were stored under) begins:
+    /// every flow running for a server it reaches loses the right to install tokens.
+    pub(crate) fn logging_out(&self, url: &str) {
+        let mut logouts = lock(&self.logouts);
+        logouts.count += 1;
+        let count = logouts.count;
+        logouts.latest.insert(url.to_owned(), count);
     }
 
     /// Counts a step-up for `scope` at `key`; refuses once `max` were made without success.
@@ -212,26 +229,40 @@ impl Flights {
     }
 }
 
-/// The logouts of an origin a flow saw when it started.
+/// Every logout so far: how many, and the number of the last one of each URL.
+#[derive(Default)]
+struct Logouts {
+    count: u64,
+    latest: HashMap<String, u64>,
+}
+
+/// The logouts a flow for one server saw when it started.
 #[derive(Clone, Debug)]
 pub(crate) struct LogoutGeneration {
-    key: String,
+    server: String,
     seen: u64,
 }
 
 impl LogoutGeneration {
-    /// `Err(LoggedOut)` if the origin was logged out of since the flow started: its tokens
-    /// must not be installed, or a logout racing a flow would be undone by it.
-    pub(crate) fn check(&self, flights: &Flights) -> Result<(), Error> {
-        let now = lock(&flights.logouts).get(&self.key).copied().unwrap_or(0);
-        if now == self.seen {
+    /// `Err(LoggedOut)` if the flow's server, or the resource its tokens are for, was logged
+    /// out of since the flow started: its tokens must not be installed, or a logout racing a
+    /// flow would be undone by it. A logout of another server on the same origin is not its.
+    pub(crate) fn check(&self, flights: &Flights, resource: Option<&str>) -> Result<(), Error> {
+        let logouts = lock(&flights.logouts);
+        if logouts.count == self.seen {
+            return Ok(());
+        }
+        let reached = logouts.latest.iter().any(|(url, &at)| {
+            at > self.seen && (logout_reaches(url, &self.server) || resource == Some(url.as_str()))
+        });
+        if !reached {
             return Ok(());
         }
         Err(Error::new(
             ErrorKind::LoggedOut,
             format!(
                 "{} was logged out of while this authorization ran; its tokens were discarded",
-                self.key
+                self.server
             ),
         ))
     }
@@ -276,41 +307,92 @@ mod tests {
     fn the_last_error_outlives_the_backoff_until_a_success() {
         let flights = Flights::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
-        flights.finish("k", 0, &Err(Error::new(ErrorKind::Transport, "down")), t0);
+        let failed = Err(Error::new(ErrorKind::Transport, "down"));
+        flights.finish("k", 0, &failed, t0);
+        flights.record_outcome("k", LastFlow::of(&failed, t0));
         assert!(flights
             .recent_failure("k", t0 + Duration::from_secs(60), Duration::from_secs(1))
             .is_none());
-        let (at, error) = flights.last_error("k").unwrap();
-        assert_eq!((at, error.kind()), (t0, ErrorKind::Transport));
-        assert!(flights.last_error("other").is_none());
+        let last = flights.last_flow("k").unwrap();
+        let error = last.error().unwrap();
+        assert_eq!((error.at, error.kind), (t0, ErrorKind::Transport));
+        assert!(flights.last_flow("other").is_none());
         flights.finish("k", 1, &Ok(()), t0);
-        assert!(flights.last_error("k").is_none());
+        flights.record_outcome("k", LastFlow::of(&Ok(()), t0));
+        assert!(flights.last_flow("k").unwrap().error().is_none());
     }
 
     #[test]
     fn a_logout_voids_the_generation_of_flows_already_running() {
         let flights = Flights::default();
-        let before = flights.logout_generation("k");
-        before.check(&flights).unwrap();
-        flights.logging_out("other");
-        before.check(&flights).unwrap();
-        flights.logging_out("k");
+        let before = flights.logout_generation("https://h/k");
+        before.check(&flights, None).unwrap();
+        flights.logging_out("https://h/other");
+        before.check(&flights, None).unwrap();
+        flights.logging_out("https://h/k");
         assert_eq!(
-            before.check(&flights).unwrap_err().kind(),
+            before.check(&flights, None).unwrap_err().kind(),
             ErrorKind::LoggedOut
         );
-        flights.logout_generation("k").check(&flights).unwrap();
+        flights
+            .logout_generation("https://h/k")
+            .check(&flights, None)
+            .unwrap();
         // Its error is the status's last error, but not a backoff for the next caller.
         let t0 = SystemTime::UNIX_EPOCH;
-        let overruled = before.check(&flights);
-        flights.finish("k", 0, &overruled, t0);
+        let overruled = before.check(&flights, None);
+        flights.finish("https://h/k", 0, &overruled, t0);
+        flights.record_outcome("https://h/k", LastFlow::of(&overruled, t0));
         assert!(flights
-            .recent_failure("k", t0, Duration::from_secs(1))
+            .recent_failure("https://h/k", t0, Duration::from_secs(1))
             .is_none());
         assert_eq!(
-            flights.last_error("k").unwrap().1.kind(),
+            flights
+                .last_flow("https://h/k")
+                .unwrap()
+                .error()
+                .unwrap()
+                .kind,
             ErrorKind::LoggedOut
         );
+    }
+
+    #[test]
+    fn a_logout_reaches_its_server_its_resource_and_servers_below_it_only() {
+        let flights = Flights::default();
+        let a = flights.logout_generation("https://h/a");
+        let b = flights.logout_generation("https://h/b");
+        let ab = flights.logout_generation("https://h/ab");
+        let below = flights.logout_generation("https://h/a/sse");
+        flights.logging_out("https://h/a");
+        assert!(a.check(&flights, None).is_err());
+        assert!(below.check(&flights, None).is_err());
+        assert!(
+            b.check(&flights, None).is_ok(),
+            "another server, same origin"
+        );
+        assert!(
+            ab.check(&flights, None).is_ok(),
+            "not at a segment boundary"
+        );
+        // The resource a flow's tokens are for: logged out of through another server URL.
+        let c = flights.logout_generation("https://h/c");
+        flights.logging_out("https://h/shared");
+        assert!(c.check(&flights, Some("https://h/shared")).is_err());
+        assert!(c.check(&flights, Some("https://h/c")).is_ok());
+        // A token for the whole origin serves every server on it.
+        flights.logging_out("https://h/");
+        assert!(b.check(&flights, None).is_err());
+    }
+
+    #[test]
+    fn logout_reaches_at_segment_boundaries() {
+        assert!(logout_reaches("https://h/a", "https://h/a"));
+        assert!(logout_reaches("https://h/a", "https://h/a/b"));
+        assert!(logout_reaches("https://h/", "https://h/b"));
+        assert!(!logout_reaches("https://h/a", "https://h/ab"));
+        assert!(!logout_reaches("https://h/a/b", "https://h/a"));
+        assert!(!logout_reaches("https://h:1/a", "https://h:12/a"));
     }
 
     #[test]

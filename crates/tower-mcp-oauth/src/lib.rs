@@ -119,6 +119,7 @@ mod logout;
 mod markers;
 mod need;
 mod origins;
+mod outcomes;
 mod recovery;
 mod resolve;
 mod servers;
@@ -161,8 +162,8 @@ pub use resolve::TokioResolver;
 pub use servers::McpServers;
 pub use service::OAuthService;
 pub use state::{DEFAULT_CONSENT_TIMEOUT, DEFAULT_FLOW_DEADLINE, DEFAULT_REQUEST_TIMEOUT};
-pub use status::{LastError, ServerStatus};
-pub use store::{FileStore, MemoryStore, Replaced, StoreLock, TokenStore};
+pub use status::ServerStatus;
+pub use store::{FileStore, LastError, LastFlow, MemoryStore, Replaced, StoreLock, TokenStore};
 pub use timer::Timer;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

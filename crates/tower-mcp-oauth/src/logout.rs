@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::client::HttpClient;
 use crate::driver::random_secrets;
-use crate::flight::flight_key;
+use crate::flight::server_key;
 use crate::state::LayerState;
 use crate::store::Replaced;
 use crate::stored::find_stored;
@@ -82,8 +82,11 @@ pub(crate) async fn logout(
                 format!("logout needs the MCP server's absolute URL, not {server_url:?}"),
             )
         })?;
-    // First: a flow running for this origin now may not install its tokens after the wipe.
-    state.flights.logging_out(&flight_key(&uri));
+    // First: a flow running for this server now may not install its tokens after the wipe.
+    // Other servers on the same origin are left alone.
+    if let Some(server) = server_key(&uri) {
+        state.flights.logging_out(&server);
+    }
     let held = match state.cache.session(&uri) {
         Some(session) => Some(((*session.tokens).clone(), session.resource.clone())),
         None => find_stored(state, &uri).await?,
@@ -104,6 +107,8 @@ pub(crate) async fn logout(
             Error::new(ErrorKind::InvalidRequestUri, format!("{server_url:?}: {e}"))
         })?,
     );
+    // And every flow whose tokens are for the same resource (reached through another URL).
+    state.flights.logging_out(resource.as_str());
     let revocations = revoke_all(state, &tokens, client).await;
     forget(state, &resource).await?;
     Ok(Logout {

@@ -11,8 +11,10 @@ use mcp_oauth_flow::{
 };
 use url::Url;
 
-use crate::flight::flight_key;
+use crate::flight::server_key;
 use crate::layer::OAuthLayer;
+use crate::outcomes::last_flow;
+use crate::store::LastError;
 use crate::stored::find_stored;
 
 /// The state of one MCP server as this layer (or one user of a
@@ -47,21 +49,11 @@ pub struct ServerStatus {
     pub expires_at: Option<SystemTime>,
     /// Whether a refresh token is held.
     pub has_refresh_token: bool,
-    /// The last authorization flow for this server's origin that failed, unless one succeeded
-    /// since.
+    /// How the last authorization flow for this server (its URL, not its origin) failed,
+    /// unless the last one succeeded. Kept in the token store too, so another process sharing
+    /// it, or the next run, shows it (with a store that keeps it: see
+    /// [`TokenStore::save_last_flow`](crate::TokenStore::save_last_flow)).
     pub last_error: Option<LastError>,
-}
-
-/// A flow's failure as a [`ServerStatus`] shows it.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct LastError {
-    /// What went wrong, as one actionable cause.
-    pub kind: ErrorKind,
-    /// The error's message (it names URLs and reasons, never a secret).
-    pub message: String,
-    /// When the flow ended with it.
-    pub at: SystemTime,
 }
 
 impl ServerStatus {
@@ -71,14 +63,9 @@ impl ServerStatus {
     /// [`is_spent`](mcp_oauth_flow::token::is_spent)).
     pub(crate) fn of(
         held: Option<(&TokenSet, &Url)>,
-        last_error: Option<(SystemTime, Error)>,
+        last_error: Option<LastError>,
         now: SystemTime,
     ) -> Self {
-        let last_error = last_error.map(|(at, error)| LastError {
-            kind: error.kind(),
-            message: error.to_string(),
-            at,
-        });
         match held {
             None => Self {
                 connected: false,
@@ -103,10 +90,15 @@ impl ServerStatus {
 }
 
 impl OAuthLayer {
-    /// The status of the MCP server at `server_url`: the tokens this layer holds for it (in
-    /// memory, else in its store: a new process reports what an earlier one stored, without a
-    /// request or a login) and the last failed flow for its origin. Reads only; never starts a
-    /// flow.
+    /// The status of the MCP server at `server_url`: the tokens its store holds for it and
+    /// how the last flow for it ended. Reads only; never starts a flow.
+    ///
+    /// The store is the truth: the tokens are read from it every time, never from this
+    /// layer's cache, so a new process reports what an earlier one stored, and every process
+    /// sharing a store (a [`FileStore`](crate::FileStore), a Redis store) reports a logout or
+    /// a refresh another one made. (With the default in-memory store the cache and the store
+    /// hold the same tokens; tokens a store refused to keep, which is logged, do not show.) The
+    /// last error is the later of what this process remembers and what the store keeps.
     ///
     /// `Err` only when `server_url` is not absolute or the store fails.
     ///
@@ -146,14 +138,16 @@ impl OAuthLayer {
                 )
             })?;
         let state = &self.state;
-        let held = match state.cache.session(&uri) {
-            Some(session) => Some(((*session.tokens).clone(), session.resource.clone())),
-            None => find_stored(state, &uri).await?,
+        // The store, never this process's cache: another process sharing it may have logged
+        // out (or refreshed) since this one cached its tokens.
+        let held = find_stored(state, &uri).await?;
+        let last = match server_key(&uri) {
+            Some(server) => last_flow(state, &server).await?,
+            None => None,
         };
-        let last_error = state.flights.last_error(&flight_key(&uri));
         Ok(ServerStatus::of(
             held.as_ref().map(|(t, r)| (t, r)),
-            last_error,
+            last.and_then(|flow| flow.error().cloned()),
             state.now(),
         ))
     }
@@ -191,7 +185,7 @@ mod tests {
     #[test]
     fn the_last_error_keeps_its_kind_message_and_time() {
         let error = Error::new(ErrorKind::TokenRejected, "invalid_grant");
-        let status = ServerStatus::of(None, Some((t(7), error)), t(9));
+        let status = ServerStatus::of(None, Some(LastError::of(&error, t(7))), t(9));
         let last = status.last_error.unwrap();
         assert_eq!((last.kind, last.at), (ErrorKind::TokenRejected, t(7)));
         assert!(last.message.contains("invalid_grant"));

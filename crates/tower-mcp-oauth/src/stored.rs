@@ -147,7 +147,7 @@ pub(crate) async fn reread(
 /// hold, and installs whichever tokens won. `held` is what the flow started from;
 /// `run.dropped_tokens` says whether it dropped them (a refused refresh).
 ///
-/// A logout of the origin since the flow started wins: nothing is written
+/// A logout of the server (or of the resource) since the flow started wins: nothing is written
 /// ([`ErrorKind::LoggedOut`](mcp_oauth_flow::ErrorKind::LoggedOut)), and a logout that
 /// began while the tokens were being written has them removed again here, since its own wipe
 /// may have run before the write landed.
@@ -161,10 +161,10 @@ pub(crate) async fn write_back(
         dropped_tokens,
         generation,
     } = run;
-    generation.check(&state.flights)?;
     let resource = outcome.protected_resource.clone();
+    generation.check(&state.flights, Some(resource.as_str()))?;
     let installed = write_and_install(state, outcome, held, dropped_tokens).await;
-    if let Err(e) = generation.check(&state.flights) {
+    if let Err(e) = generation.check(&state.flights, Some(resource.as_str())) {
         debug!(%resource, "logged out while the tokens were written; removing them");
         state.cache.remove(&resource);
         if let Err(e) = state

@@ -9,8 +9,9 @@ use tower_mcp_oauth::{HeadlessAuthorizer, OAuthLayer, ServerStatus};
 use crate::{client_config, open_store, ConnectError, Console, Options};
 
 /// Reads the status of `options.url` from the store and prints it to `console.out`, one
-/// `name: value` line each. A fresh process has run no flow, so no last error is held; the
-/// line appears only when there is one.
+/// `name: value` line each. The last error is the one the store kept from an earlier run (it
+/// is written when a flow fails and cleared when one succeeds); the line appears only when
+/// there is one.
 ///
 /// ```
 /// use std::sync::Arc;

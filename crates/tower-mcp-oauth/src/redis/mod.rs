@@ -29,7 +29,7 @@ use ::redis::{Cmd, RedisError};
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error, ErrorKind};
 use serde::de::DeserializeOwned;
 
-use crate::store::{Replaced, StoreLock, TokenStore};
+use crate::store::{LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 use codec::{decode, encode};
@@ -63,6 +63,7 @@ pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(45);
 const TOKENS: &str = "tokens";
 const CLIENT: &str = "client";
 const LOCK: &str = "lock";
+const STATUS: &str = "status";
 
 /// A [`TokenStore`] in Redis, for a fleet of processes that share one login per protected
 /// resource.
@@ -465,6 +466,25 @@ impl TokenStore for RedisStore {
                 Box::pin(lease.release_now())
             }))
         })
+    }
+
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a LastFlow,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let cmd = Cmd::set(self.key(STATUS, server), encode(record)?);
+            self.query(cmd, || format!("cannot store the status of {server}"))
+                .await
+        })
+    }
+
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
+        Box::pin(self.get(STATUS, server))
     }
 }
 

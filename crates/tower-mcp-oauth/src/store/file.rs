@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::file_safety;
 use super::memory::lock as lock_std;
-use super::{matches, ready, Replaced, StoreLock, TokenStore};
+use super::{matches, ready, LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 /// A [`TokenStore`] on disk: tokens survive restarts and are shared by every process that
@@ -51,6 +51,14 @@ use crate::BoxFuture;
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
+}
+
+/// The last flow's record for one server (`status-<name>.json`); it holds no secret, but is
+/// written like the credentials (owner only, atomically).
+#[derive(Serialize, Deserialize)]
+struct StatusFile {
+    server: String,
+    last_flow: LastFlow,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,6 +151,10 @@ impl FileStore {
 
     fn tokens_path(&self, resource: &str) -> PathBuf {
         self.dir.join(file_name("tokens", resource, "json"))
+    }
+
+    fn status_path(&self, server: &str) -> PathBuf {
+        self.dir.join(file_name("status", server, "json"))
     }
 
     fn client_path(&self, issuer: &str) -> PathBuf {
@@ -345,6 +357,31 @@ impl TokenStore for FileStore {
             Ok(StoreLock::new((file, in_process)))
         })
     }
+
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a LastFlow,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let file = StatusFile {
+            server: server.to_owned(),
+            last_flow: record.clone(),
+        };
+        ready(
+            serde_json::to_vec_pretty(&file)
+                .map_err(|e| Error::new(ErrorKind::Store, format!("cannot encode a status: {e}")))
+                .and_then(|bytes| Self::write_atomic(&self.status_path(server), &bytes)),
+        )
+    }
+
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
+        let file: Result<Option<StatusFile>, Error> = Self::read(&self.status_path(server));
+        // A hash collision of two servers' file names is read as nothing, never as the other's.
+        ready(file.map(|f| f.filter(|f| f.server == server).map(|f| f.last_flow)))
+    }
 }
 
 #[cfg(test)]
@@ -466,6 +503,56 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_last_flow_is_kept_per_server_owner_only() {
+        use crate::store::{LastError, LastFlow};
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let failed = LastFlow::Failed(LastError::new(ErrorKind::Timeout, "no answer", at));
+        store.save_last_flow("https://rs/a", &failed).await.unwrap();
+        // Another handle (another process) reads it back whole.
+        let again = FileStore::new(dir.path()).unwrap();
+        assert_eq!(
+            again.load_last_flow("https://rs/a").await.unwrap(),
+            Some(failed)
+        );
+        assert!(again
+            .load_last_flow("https://rs/b")
+            .await
+            .unwrap()
+            .is_none());
+        let succeeded = LastFlow::Succeeded { at };
+        again
+            .save_last_flow("https://rs/a", &succeeded)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load_last_flow("https://rs/a").await.unwrap(),
+            Some(succeeded)
+        );
+        // A file holding another server's record (a name collision) is not this server's.
+        std::fs::copy(
+            store.status_path("https://rs/a"),
+            store.status_path("https://rs/c"),
+        )
+        .unwrap();
+        assert!(store
+            .load_last_flow("https://rs/c")
+            .await
+            .unwrap()
+            .is_none());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.status_path("https://rs/a"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures_util::lock::Mutex as AsyncMutex;
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error};
 
-use super::{matches, ready, Replaced, StoreLock, TokenStore};
+use super::{matches, ready, LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 /// The in-memory [`TokenStore`], the default. Everything is lost when the process ends.
@@ -37,6 +37,7 @@ pub struct MemoryStore {
     tokens: Mutex<HashMap<String, TokenSet>>,
     clients: Mutex<HashMap<String, ClientRegistration>>,
     locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    last_flows: Mutex<HashMap<String, LastFlow>>,
 }
 
 impl MemoryStore {
@@ -110,5 +111,21 @@ impl TokenStore for MemoryStore {
     fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
         let mutex = Arc::clone(lock(&self.locks).entry(resource.to_owned()).or_default());
         Box::pin(async move { Ok(StoreLock::new(mutex.lock_owned().await)) })
+    }
+
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a LastFlow,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        lock(&self.last_flows).insert(server.to_owned(), record.clone());
+        ready(Ok(()))
+    }
+
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
+        ready(Ok(lock(&self.last_flows).get(server).cloned()))
     }
 }

@@ -3,9 +3,11 @@
 
 mod file;
 mod file_safety;
+mod last_flow;
 pub(crate) mod memory;
 
 pub use file::FileStore;
+pub use last_flow::{LastError, LastFlow};
 pub use memory::MemoryStore;
 
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error};
@@ -188,6 +190,42 @@ pub trait TokenStore: Send + Sync + 'static {
         let _ = resource;
         Box::pin(std::future::ready(Ok(StoreLock::none())))
     }
+
+    /// Keeps how the last authorization flow for the MCP server `server` ended (its URL
+    /// without query, as [`OAuthLayer::status`](crate::OAuthLayer::status) is asked for it),
+    /// so that a status page in another process, or in the next run, shows it. The record
+    /// holds no secret. The default keeps nothing: the layer then remembers it in memory only.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use tower_mcp_oauth::{ErrorKind, LastError, LastFlow, MemoryStore, TokenStore};
+    /// # tokio_test::block_on(async {
+    /// let store = MemoryStore::new();
+    /// let failed = LastFlow::Failed(LastError::new(ErrorKind::Timeout, "no answer", SystemTime::now()));
+    /// store.save_last_flow("https://mcp.example.com/a", &failed).await.unwrap();
+    /// assert_eq!(store.load_last_flow("https://mcp.example.com/a").await.unwrap(), Some(failed));
+    /// // Per server: another on the same origin has its own.
+    /// assert!(store.load_last_flow("https://mcp.example.com/b").await.unwrap().is_none());
+    /// # });
+    /// ```
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a LastFlow,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = (server, record);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The record [`save_last_flow`](Self::save_last_flow) kept for `server`. The default
+    /// has none.
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
+        let _ = server;
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }
 
 #[allow(dead_code)]
@@ -257,6 +295,21 @@ impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
     // Forwarded too: the default would take no lock at all for a store that has one.
     fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
         (**self).lock(resource)
+    }
+
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a LastFlow,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).save_last_flow(server, record)
+    }
+
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
+        (**self).load_last_flow(server)
     }
 }
 

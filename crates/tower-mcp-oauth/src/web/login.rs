@@ -279,7 +279,11 @@ impl WebLogin {
             (self.clock)(),
         )?;
         let driven = drive(&mut flow, &self.io()).await;
-        match driven.inspect_err(|e| self.record_error(user, &server_url, e))? {
+        if let Err(e) = &driven {
+            self.record_outcome(user, &server_url, &Err(e.clone()))
+                .await;
+        }
+        match driven? {
             Step::Authorize(request) => {
                 let Some(authorization) = flow.pending_authorization() else {
                     return Err(Error::new(
@@ -370,7 +374,11 @@ impl WebLogin {
         let mut flow = Flow::resume(Arc::clone(&self.config), login.into_authorization(), now)?;
         flow.handle_authorization_response_at(response, now);
         let driven = drive(&mut flow, &self.io()).await;
-        let outcome = match driven.inspect_err(|e| self.record_error(user, &server_url, e))? {
+        if let Err(e) = &driven {
+            self.record_outcome(user, &server_url, &Err(e.clone()))
+                .await;
+        }
+        let outcome = match driven? {
             Step::Complete(outcome) => outcome,
             Step::Authorize(_) => {
                 return Err(Error::new(
@@ -383,6 +391,7 @@ impl WebLogin {
         self.user_store(user)
             .save_tokens(outcome.protected_resource.as_str(), &outcome.tokens)
             .await?;
+        self.record_outcome(user, &server_url, &Ok(())).await;
         // The user's cached layer may hold older tokens, or a recent "must connect" failure:
         // the next `layer_for` starts afresh and adopts the stored tokens.
         self.layers.remove(user);

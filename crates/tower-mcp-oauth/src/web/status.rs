@@ -6,13 +6,14 @@ use mcp_oauth_flow::Error;
 use url::Url;
 
 use super::login::WebLogin;
-use crate::flight::flight_key;
+use crate::flight::server_key;
 use crate::status::ServerStatus;
 
 impl WebLogin {
     /// `user`'s status for the MCP server at `server_url`: whether they hold a usable token
     /// for it, from which issuer, with which scopes until when, and the last failed login or
-    /// request flow for its origin (see [`ServerStatus`]). Reads the app's store; starts
+    /// request flow for that server (see [`ServerStatus`]). Reads the app's store (so every
+    /// process sharing it gives the same answer, a logout in another one included); starts
     /// nothing. Users are kept apart: another user's tokens or errors never show.
     ///
     /// ```
@@ -30,18 +31,25 @@ impl WebLogin {
         self.layer_for(user).status(server_url).await
     }
 
-    /// Records that a web login flow of `user` for `server_url` failed with `error`, where
-    /// [`status`](Self::status) finds it. A completed login clears it (the user's layer is
-    /// made afresh).
-    pub(super) fn record_error(&self, user: &str, server_url: &Url, error: &Error) {
-        let Ok(uri) = server_url.as_str().parse::<Uri>() else {
+    /// Records how a web login flow of `user` for `server_url` ended, where
+    /// [`status`](Self::status) finds it: in the user's layer and in the app's store (per
+    /// user), so every process of the app shows it.
+    pub(super) async fn record_outcome(
+        &self,
+        user: &str,
+        server_url: &Url,
+        result: &Result<(), Error>,
+    ) {
+        let Some(server) = server_url
+            .as_str()
+            .parse::<Uri>()
+            .ok()
+            .as_ref()
+            .and_then(server_key)
+        else {
             return;
         };
         let layer = self.layer_for(user);
-        let now = layer.state.now();
-        layer
-            .state
-            .flights
-            .record_outcome(&flight_key(&uri), &Err(error.clone()), now);
+        crate::outcomes::record(&layer.state, &server, result).await;
     }
 }

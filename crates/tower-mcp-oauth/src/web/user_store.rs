@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error};
 
-use crate::store::{Replaced, StoreLock, TokenStore};
+use crate::store::{LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 /// One user's view of a [`TokenStore`] shared by every user of a web app.
@@ -130,5 +130,21 @@ impl TokenStore for UserTokenStore {
         // Per user as well: two users refreshing their own tokens for one resource never wait
         // on each other.
         Box::pin(async move { self.inner.lock(&self.key(resource)).await })
+    }
+
+    // Per user like tokens: one user's failed login never shows on another's status.
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a LastFlow,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { self.inner.save_last_flow(&self.key(server), record).await })
+    }
+
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
+        Box::pin(async move { self.inner.load_last_flow(&self.key(server)).await })
     }
 }

@@ -1,0 +1,135 @@
+//! How each MCP server's last flow ended, for [`status`](crate::OAuthLayer::status): kept in
+//! memory and in the token store, so a status page in another process sharing the store, or in
+//! the next run, shows the same last error.
+
+use mcp_oauth_flow::Error;
+use tracing::warn;
+
+use crate::state::LayerState;
+use crate::store::LastFlow;
+
+/// Records how a flow for `server` ended. A failure is always written to the store; a success
+/// only when the store holds a failure to clear, so a refresh costs no store write. A store
+/// that cannot keep it is logged, never the flow's error: the record is for a status page.
+pub(crate) async fn record(state: &LayerState, server: &str, result: &Result<(), Error>) {
+    let record = LastFlow::of(result, state.now());
+    state.flights.record_outcome(server, record.clone());
+    let clears_a_failure = || async {
+        matches!(
+            state.store.load_last_flow(server).await,
+            Ok(Some(LastFlow::Failed(_))) | Err(_)
+        )
+    };
+    if result.is_err() || clears_a_failure().await {
+        if let Err(e) = state.store.save_last_flow(server, &record).await {
+            warn!(error = %e, %server, "could not store how the flow ended");
+        }
+    }
+}
+
+/// How the last flow for `server` ended: the later of what this process remembers and what
+/// the store holds (another process, or an earlier run, may have written it).
+pub(crate) async fn last_flow(state: &LayerState, server: &str) -> Result<Option<LastFlow>, Error> {
+    let stored = state.store.load_last_flow(server).await?;
+    Ok(LastFlow::newest(stored, state.flights.last_flow(server)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mcp_oauth_flow::client::ClientRegistration;
+    use mcp_oauth_flow::token::TokenSet;
+    use mcp_oauth_flow::ErrorKind;
+
+    use super::*;
+    use crate::store::{MemoryStore, Replaced, TokenStore};
+    use crate::{BoxFuture, ClientConfig, HeadlessAuthorizer, OAuthLayer};
+
+    /// A third-party store written before `save_last_flow` existed: only the required methods.
+    struct Older(MemoryStore);
+
+    impl TokenStore for Older {
+        fn load_tokens<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+            self.0.load_tokens(r)
+        }
+        fn save_tokens<'a>(
+            &'a self,
+            r: &'a str,
+            t: &'a TokenSet,
+        ) -> BoxFuture<'a, Result<(), Error>> {
+            self.0.save_tokens(r, t)
+        }
+        fn compare_and_swap_tokens<'a>(
+            &'a self,
+            r: &'a str,
+            c: Option<&'a TokenSet>,
+            n: Option<&'a TokenSet>,
+        ) -> BoxFuture<'a, Result<Replaced, Error>> {
+            self.0.compare_and_swap_tokens(r, c, n)
+        }
+        fn load_client<'a>(
+            &'a self,
+            i: &'a str,
+        ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>> {
+            self.0.load_client(i)
+        }
+        fn save_client<'a>(
+            &'a self,
+            c: &'a ClientRegistration,
+        ) -> BoxFuture<'a, Result<(), Error>> {
+            self.0.save_client(c)
+        }
+        fn remove_client<'a>(&'a self, i: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+            self.0.remove_client(i)
+        }
+    }
+
+    fn layer(store: impl TokenStore) -> OAuthLayer {
+        OAuthLayer::new(
+            ClientConfig::new("http://127.0.0.1:1/cb"),
+            HeadlessAuthorizer::new(),
+        )
+        .token_store(store)
+    }
+
+    #[tokio::test]
+    async fn a_store_that_keeps_nothing_still_shows_this_processes_error() {
+        let layer = layer(Older(MemoryStore::new()));
+        let failed = Err(Error::new(ErrorKind::Timeout, "no answer"));
+        record(&layer.state, "https://h/mcp", &failed).await;
+        let last = last_flow(&layer.state, "https://h/mcp").await.unwrap();
+        assert_eq!(last.unwrap().error().unwrap().kind, ErrorKind::Timeout);
+    }
+
+    #[tokio::test]
+    async fn a_success_writes_only_to_clear_a_stored_failure() {
+        let store = Arc::new(MemoryStore::new());
+        let layer = layer(Arc::clone(&store));
+        record(&layer.state, "https://h/mcp", &Ok(())).await;
+        assert!(
+            store
+                .load_last_flow("https://h/mcp")
+                .await
+                .unwrap()
+                .is_none(),
+            "nothing to clear"
+        );
+        let failed = Err(Error::new(ErrorKind::Timeout, "no answer"));
+        record(&layer.state, "https://h/mcp", &failed).await;
+        assert!(store
+            .load_last_flow("https://h/mcp")
+            .await
+            .unwrap()
+            .unwrap()
+            .error()
+            .is_some());
+        record(&layer.state, "https://h/mcp", &Ok(())).await;
+        let cleared = store
+            .load_last_flow("https://h/mcp")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(cleared.error().is_none());
+    }
+}
