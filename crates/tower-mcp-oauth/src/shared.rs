@@ -13,6 +13,11 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use crate::state::LayerState;
 
 /// The layer's state and a spare inner service, shared by a service's clones and futures.
+///
+/// Aligned to a cache line so that the `Arc`'s reference counts, which every request on every
+/// thread writes, do not share a line with the fields every request reads: threads calling
+/// clones of one service at once would otherwise miss the cache on each read.
+#[repr(align(64))]
 pub(crate) struct Shared<S> {
     pub(crate) state: Arc<LayerState>,
     /// Behind a `Mutex` so that `Shared` is `Sync` for any `Send` service (a `BoxCloneService`
