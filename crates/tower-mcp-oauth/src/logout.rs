@@ -1,7 +1,6 @@
 //! Logout: revoke a server's tokens at the authorization server (RFC 7009), then wipe them
 //! from the cache and the store, whatever the revocation's fate.
 
-use http::Uri;
 use mcp_oauth_flow::discovery::{authorization_server_metadata_urls, AuthorizationServerMetadata};
 use mcp_oauth_flow::revocation::{
     check_revocation_response, no_revocation_endpoint, revocation_client, revocation_order,
@@ -16,6 +15,7 @@ use url::Url;
 use crate::client::HttpClient;
 use crate::driver::random_secrets;
 use crate::flight::server_key;
+use crate::servers::absolute_server_uri;
 use crate::state::LayerState;
 use crate::store::Replaced;
 use crate::stored::find_stored;
@@ -72,16 +72,7 @@ pub(crate) async fn logout(
     server_url: &str,
     client: &HttpClient,
 ) -> Result<Logout, Error> {
-    let uri: Uri = server_url
-        .parse()
-        .ok()
-        .filter(|u: &Uri| u.scheme().is_some() && u.authority().is_some())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidRequestUri,
-                format!("logout needs the MCP server's absolute URL, not {server_url:?}"),
-            )
-        })?;
+    let uri = absolute_server_uri(server_url, "logout")?;
     // First: a flow running for this server now may not install its tokens after the wipe.
     // Other servers on the same origin are left alone.
     if let Some(server) = server_key(&uri) {

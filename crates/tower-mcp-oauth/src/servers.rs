@@ -170,6 +170,21 @@ impl Prefix {
     }
 }
 
+/// `server_url` as an absolute URI (scheme and authority), or an `InvalidRequestUri` error
+/// saying that `what` (a logout, the status) needs one.
+pub(crate) fn absolute_server_uri(server_url: &str, what: &str) -> Result<Uri, Error> {
+    server_url
+        .parse()
+        .ok()
+        .filter(|u: &Uri| u.scheme().is_some() && u.authority().is_some())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidRequestUri,
+                format!("{what} needs the MCP server's absolute URL, not {server_url:?}"),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

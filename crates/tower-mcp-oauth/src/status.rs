@@ -3,17 +3,17 @@
 
 use std::time::SystemTime;
 
-use http::Uri;
 use mcp_oauth_flow::{
     authorization::Scopes,
     token::{is_spent, TokenSet},
-    Error, ErrorKind,
+    Error,
 };
 use url::Url;
 
 use crate::flight::server_key;
 use crate::layer::OAuthLayer;
 use crate::outcomes::last_flow;
+use crate::servers::absolute_server_uri;
 use crate::store::LastError;
 use crate::stored::find_stored;
 
@@ -127,16 +127,7 @@ impl OAuthLayer {
     /// # });
     /// ```
     pub async fn status(&self, server_url: &str) -> Result<ServerStatus, Error> {
-        let uri: Uri = server_url
-            .parse()
-            .ok()
-            .filter(|u: &Uri| u.scheme().is_some() && u.authority().is_some())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidRequestUri,
-                    format!("the status needs the MCP server's absolute URL, not {server_url:?}"),
-                )
-            })?;
+        let uri = absolute_server_uri(server_url, "the status")?;
         let state = &self.state;
         // The store, never this process's cache: another process sharing it may have logged
         // out (or refreshed) since this one cached its tokens.
@@ -159,6 +150,7 @@ mod tests {
 
     use mcp_oauth_flow::secrets::RefreshToken;
     use mcp_oauth_flow::token::TokenType;
+    use mcp_oauth_flow::ErrorKind;
 
     use super::*;
 
