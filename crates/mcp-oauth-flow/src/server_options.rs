@@ -296,6 +296,15 @@ impl ServerOptions {
         self
     }
 
+    /// Compatibility switch: read the `scope` of a token response as comma-separated, as
+    /// GitHub writes it (`repo,gist`), instead of space-delimited (RFC 6749 §3.3), so the
+    /// granted scopes (in the status, and restated on a refresh) are the ones issued.
+    /// Default: `false`.
+    pub fn comma_separated_scope(mut self, on: bool) -> Self {
+        self.compat.comma_separated_scope = on;
+        self
+    }
+
     /// The compatibility switches.
     pub fn compat(&self) -> &Compat {
         &self.compat

@@ -34,9 +34,16 @@ pub enum Imitation {
     /// Google: a refresh token only for `access_type=offline` with `prompt=consent`.
     Google,
     /// GitHub: the token response is form-encoded unless the request accepts
-    /// `application/json`, and errors are answered with `200 OK`.
+    /// `application/json`, errors are answered with `200 OK`, and the granted `scope` is
+    /// comma-separated (`repo,gist`, where RFC 6749 §3.3 has spaces). A refresh carrying a
+    /// `scope` with a comma in it is refused with `invalid_scope`: GitHub documents no `scope`
+    /// on a refresh and none of its scope names holds a comma, so such a value names a scope it
+    /// never issued (RFC 6749 §6). Refresh tokens follow the kit's rules, as for a GitHub App
+    /// with expiring user tokens (a GitHub OAuth app issues none).
     GitHub,
-    /// Okta and Keycloak: a refresh token only for `offline_access`.
+    /// Okta: a refresh token only for `offline_access`. Keycloak differs and is not imitated:
+    /// it issues a refresh token bound to the browser session anyway, and `offline_access`
+    /// gets an offline token that outlives that session.
     OfflineAccessScope,
     /// Salesforce: a refresh carrying `scope` is refused with `invalid_scope`.
     Salesforce,
@@ -58,6 +65,17 @@ pub(crate) fn refuse(
             Some(bad_request(
                 "invalid_request",
                 "AADSTS900144: The request body must contain the following parameter: 'scope'.",
+            ))
+        }
+        Imitation::GitHub
+            if refresh
+                && request
+                    .form_param("scope")
+                    .is_some_and(|s| s.split(' ').any(|s| s.contains(','))) =>
+        {
+            Some(bad_request(
+                "invalid_scope",
+                "the requested scope names a scope that was never granted",
             ))
         }
         Imitation::Salesforce if refresh && request.form_param("scope").is_some() => {
@@ -117,7 +135,8 @@ pub(crate) fn token_audience(
 }
 
 /// The token endpoint's answer as the imitated server would shape it: GitHub answers errors
-/// with `200 OK`, and form-encoded unless asked for JSON.
+/// with `200 OK`, joins the granted scopes with commas, and answers form-encoded unless asked
+/// for JSON.
 pub(crate) fn shape(
     imitation: Option<&Imitation>,
     request: &RecordedRequest,
@@ -136,12 +155,16 @@ pub(crate) fn shape(
     if parts.status.is_client_error() {
         parts.status = StatusCode::OK;
     }
-    if wants_json {
-        return HttpResponse::from_parts(parts, Full::new(body));
-    }
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(&body) else {
         return HttpResponse::from_parts(parts, Full::new(body));
     };
+    if let Some(Value::String(scope)) = fields.get_mut("scope") {
+        *scope = comma_joined(scope);
+    }
+    if wants_json {
+        let body = Bytes::from(Value::Object(fields).to_string());
+        return HttpResponse::from_parts(parts, Full::new(body));
+    }
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     for (name, value) in &fields {
         match value {
@@ -157,6 +180,11 @@ pub(crate) fn shape(
         "application/x-www-form-urlencoded",
     );
     shaped
+}
+
+/// Space-delimited scopes (RFC 6749 §3.3) written GitHub's way, joined with commas.
+fn comma_joined(scope: &str) -> String {
+    scope.split_whitespace().collect::<Vec<_>>().join(",")
 }
 
 /// The bytes of a `Full` body (one frame, always ready).
@@ -216,6 +244,12 @@ mod tests {
             issues_refresh_token(Some(&Imitation::GitHub), None, &[]),
             None
         );
+    }
+
+    #[test]
+    fn github_joins_scopes_with_commas() {
+        assert_eq!(comma_joined("repo  gist"), "repo,gist");
+        assert_eq!(comma_joined(""), "");
     }
 
     #[test]
