@@ -58,8 +58,3 @@ async fn status_before_and_after_a_login_and_a_logout() {
     assert_eq!(code, 0);
     assert_eq!(line(&out, "connected"), Some("no"), "{out:#?}");
 }
-
-#[test]
-fn the_usage_names_the_flag() {
-    assert!(connect::USAGE.contains("[--status]"));
-}
