@@ -35,16 +35,21 @@ pub enum Imitation {
     Google,
     /// GitHub: the token response is form-encoded unless the request accepts
     /// `application/json`, errors are answered with `200 OK`, and the granted `scope` is
-    /// comma-separated (`repo,gist`, where RFC 6749 §3.3 has spaces). A refresh carrying a
-    /// `scope` with a comma in it is refused with `invalid_scope`: GitHub documents no `scope`
-    /// on a refresh and none of its scope names holds a comma, so such a value names a scope it
-    /// never issued (RFC 6749 §6). Refresh tokens follow the kit's rules, as for a GitHub App
-    /// with expiring user tokens (a GitHub OAuth app issues none).
+    /// comma-separated (`repo,gist`, where RFC 6749 §3.3 has spaces). GitHub documents no
+    /// `scope` on a refresh; one restating `repo,gist` names a scope never granted, which the
+    /// kit refuses with `invalid_scope` as RFC 6749 §6 says. Refresh tokens follow the kit's
+    /// rules, as for a GitHub App with expiring user tokens (a GitHub OAuth app issues none).
     GitHub,
-    /// Okta: a refresh token only for `offline_access`. Keycloak differs and is not imitated:
-    /// it issues a refresh token bound to the browser session anyway, and `offline_access`
-    /// gets an offline token that outlives that session.
+    /// Okta: a refresh token only for `offline_access`.
     OfflineAccessScope,
+    /// Keycloak: a refresh token always, but without `offline_access` it is bound to the
+    /// user's browser session: once [`Testkit::end_sessions`] ends it (a logout at Keycloak,
+    /// or its idle timeout) the refresh is refused with `invalid_grant` (Keycloak's description
+    /// is `Session not active`).
+    /// With `offline_access` it is an offline token, which outlives the session.
+    ///
+    /// [`Testkit::end_sessions`]: crate::Testkit::end_sessions
+    Keycloak,
     /// Salesforce: a refresh carrying `scope` is refused with `invalid_scope`.
     Salesforce,
 }
@@ -65,17 +70,6 @@ pub(crate) fn refuse(
             Some(bad_request(
                 "invalid_request",
                 "AADSTS900144: The request body must contain the following parameter: 'scope'.",
-            ))
-        }
-        Imitation::GitHub
-            if refresh
-                && request
-                    .form_param("scope")
-                    .is_some_and(|s| s.split(' ').any(|s| s.contains(','))) =>
-        {
-            Some(bad_request(
-                "invalid_scope",
-                "the requested scope names a scope that was never granted",
             ))
         }
         Imitation::Salesforce if refresh && request.form_param("scope").is_some() => {
@@ -113,8 +107,16 @@ pub(crate) fn issues_refresh_token(
             param("access_type") == Some("offline")
                 && param("prompt").is_some_and(|p| p.split_whitespace().any(|p| p == "consent")),
         ),
+        Imitation::Keycloak => Some(true),
         Imitation::GitHub | Imitation::Salesforce => None,
     }
+}
+
+/// Whether a refresh token granted for `scope` ends with the browser session: under Keycloak,
+/// one granted without `offline_access` (an offline token outlives it).
+pub(crate) fn ends_with_session(imitation: Option<&Imitation>, scope: Option<&str>) -> bool {
+    imitation == Some(&Imitation::Keycloak)
+        && !scope.is_some_and(|s| s.split_whitespace().any(|s| s == "offline_access"))
 }
 
 /// The audience of the access token the imitated server issues for a code whose
@@ -244,6 +246,11 @@ mod tests {
             issues_refresh_token(Some(&Imitation::GitHub), None, &[]),
             None
         );
+        let keycloak = Some(&Imitation::Keycloak);
+        assert_eq!(issues_refresh_token(keycloak, Some("a"), &[]), Some(true));
+        assert!(ends_with_session(keycloak, Some("a")));
+        assert!(!ends_with_session(keycloak, Some("a offline_access")));
+        assert!(!ends_with_session(okta, Some("a")));
     }
 
     #[test]
