@@ -313,7 +313,8 @@ async fn keycloak_refreshes_after_the_browser_session_only_with_an_offline_token
     // Keycloak issues a refresh token either way, so a required one does not tell them apart;
     // without offline_access it dies with the browser session, and the user logs in again.
     // (options, logins)
-    let cases: [(Option<fn(&Testkit) -> ServerOptions>, usize); 3] = [
+    type Fix = Option<fn(&Testkit) -> ServerOptions>;
+    let cases: [(Fix, usize); 3] = [
         (None, 2),
         (Some(|k| options(k).preset(Preset::Keycloak)), 1),
         (Some(|k| options(k).request_offline_access(true)), 1),
