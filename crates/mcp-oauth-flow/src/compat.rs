@@ -47,6 +47,7 @@ pub struct Compat {
     pub(crate) refresh_scope: RefreshScope,
     pub(crate) google_offline_access: bool,
     pub(crate) request_offline_access: bool,
+    pub(crate) comma_separated_scope: bool,
 }
 
 impl Compat {
@@ -73,6 +74,11 @@ impl Compat {
     /// See [`ServerOptions::request_offline_access`](crate::server::ServerOptions::request_offline_access).
     pub fn request_offline_access(&self) -> bool {
         self.request_offline_access
+    }
+
+    /// See [`ServerOptions::comma_separated_scope`](crate::server::ServerOptions::comma_separated_scope).
+    pub fn comma_separated_scope(&self) -> bool {
+        self.comma_separated_scope
     }
 }
 
@@ -215,6 +221,40 @@ pub(crate) fn oauth_error_code(error: &Error) -> Option<&str> {
     error.oauth_error().map(|e| e.error.as_str())
 }
 
+/// The granted scope of a token response under `comma_separated_scope`: each scope split at
+/// commas. RFC 6749 §3.3 delimits scopes with spaces (a comma may even occur inside one), but
+/// GitHub answers `scope=repo,gist`; read as RFC 6749 says, that is the single scope
+/// `repo,gist`, which the status would show and a refresh would restate as a scope GitHub
+/// never issued. Off, the scope is returned as parsed.
+///
+/// ```
+/// use mcp_oauth_flow::{authorization::Scopes, server::granted_scope};
+/// let github = Some(Scopes::parse("repo,gist"));
+/// assert_eq!(granted_scope(github.clone(), true), Some(Scopes::parse("repo gist")));
+/// assert_eq!(granted_scope(github.clone(), false), github);
+/// assert_eq!(granted_scope(Some(Scopes::parse("")), true), Some(Scopes::parse("")));
+/// assert_eq!(granted_scope(None, true), None);
+/// ```
+pub fn granted_scope(scope: Option<Scopes>, comma_separated: bool) -> Option<Scopes> {
+    let scope = scope?;
+    if !comma_separated || !scope.iter().any(|s| s.contains(',')) {
+        return Some(scope);
+    }
+    debug!(
+        switch = "comma_separated_scope",
+        parameter = "scope",
+        "compatibility switch split a granted scope at commas"
+    );
+    Some(
+        scope
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect(),
+    )
+}
+
 /// The scopes of a user's authorization (code or device grant) under
 /// `request_offline_access`: `offline_access` added even when the server's metadata does not
 /// list it, which the flow otherwise requires (SEP-2207). Okta, Keycloak, Auth0 and Entra ID
@@ -264,6 +304,7 @@ mod tests {
             refresh_scope: RefreshScope::Never,
             google_offline_access: true,
             request_offline_access: true,
+            comma_separated_scope: true,
         };
         let names = |edits: Vec<Edit>| -> Vec<(&str, &str, Option<String>)> {
             edits

@@ -162,8 +162,8 @@ pub mod authorization {
 /// ```
 pub mod server {
     pub use crate::compat::{
-        refresh_sends_scope, retries_refresh_without_scope, with_offline_access_scope, Compat,
-        RefreshScope,
+        granted_scope, refresh_sends_scope, retries_refresh_without_scope,
+        with_offline_access_scope, Compat, RefreshScope,
     };
     pub use crate::preset::Preset;
     pub use crate::server_options::{

@@ -13,7 +13,7 @@ use crate::server_options::ServerOptions;
 /// | `EntraId` | omit `resource` (AADSTS9010010), ask for `offline_access`, scope on refresh |
 /// | `Auth0 { audience }` | `audience` on the authorization and token requests, ask for `offline_access` |
 /// | `Google` | `access_type=offline` + `prompt=consent` |
-/// | `GitHub` | no `scope` on refresh |
+/// | `GitHub` | no `scope` on refresh, granted scope read comma-separated |
 /// | `Okta`, `Keycloak` | ask for `offline_access` |
 ///
 /// ```
@@ -33,6 +33,7 @@ use crate::server_options::ServerOptions;
 ///
 /// let github = ServerOptions::for_issuer("https://github.com/login/oauth").preset(Preset::GitHub);
 /// assert_eq!(github.compat().refresh_scope(), RefreshScope::Never);
+/// assert!(github.compat().comma_separated_scope());
 ///
 /// for preset in [Preset::Okta, Preset::Keycloak] {
 ///     let c = preset.apply(ServerOptions::for_issuer("https://idp.example.com")).compat().clone();
@@ -55,8 +56,9 @@ pub enum Preset {
     /// Google: a refresh token only for `access_type=offline`, and after the first consent
     /// only with `prompt=consent` again.
     Google,
-    /// GitHub (OAuth and GitHub Apps): its refresh request takes no `scope`, and the scope it
-    /// grants is comma-separated, so restating it would name a scope it never issued. (It has
+    /// GitHub (OAuth and GitHub Apps): its refresh request takes no `scope` (GitHub documents
+    /// only `client_id`, `client_secret`, `grant_type` and `refresh_token`), and the scope it
+    /// grants is comma-separated (`repo,gist`), so it is read that way. (It has
     /// no dynamic registration: configure a pre-registered client. JSON answers and errors in
     /// `200` answers are handled for every server.)
     GitHub,
@@ -103,7 +105,9 @@ impl Preset {
                 .refresh_scope(RefreshScope::Always),
             Self::Auth0 { audience } => options.audience(audience).request_offline_access(true),
             Self::Google => options.google_offline_access(true),
-            Self::GitHub => options.refresh_scope(RefreshScope::Never),
+            Self::GitHub => options
+                .refresh_scope(RefreshScope::Never)
+                .comma_separated_scope(true),
             Self::Okta | Self::Keycloak => options.request_offline_access(true),
         }
     }

@@ -17,9 +17,12 @@ use crate::scope::{Scopes, OFFLINE_ACCESS};
 
 /// Parameters that carry the flow's security or its identity and so cannot be configured: the
 /// CSRF `state` (RFC 6749 §10.12), PKCE (RFC 7636 §4.3, §4.5), the redirect and the client
-/// (RFC 6749 §4.1.1, §4.1.3), the grant and what proves it (§4.1.3, §6), client authentication
-/// (§2.3.1, RFC 7523 §2.2), and the DPoP key binding (RFC 9449 §10).
-pub const PROTECTED_PARAMETERS: [&str; 14] = [
+/// (RFC 6749 §4.1.1, §4.1.3), the grant and what proves it (§4.1.3, §6; the device code,
+/// RFC 8628 §3.4, since token parameters reach device polls too; the assertion, RFC 7523 §2.1;
+/// the exchanged tokens, RFC 8693 §2.1), client authentication (§2.3.1, RFC 7523 §2.2), a
+/// request object or its reference, which replaces the whole authorization request (RFC 9101
+/// §5, RFC 9126 §4), and the DPoP key binding (RFC 9449 §10).
+pub const PROTECTED_PARAMETERS: [&str; 20] = [
     "state",
     "code_challenge",
     "code_challenge_method",
@@ -33,6 +36,12 @@ pub const PROTECTED_PARAMETERS: [&str; 14] = [
     "client_secret",
     "client_assertion",
     "client_assertion_type",
+    "device_code",
+    "assertion",
+    "subject_token",
+    "actor_token",
+    "request",
+    "request_uri",
     "dpop_jkt",
 ];
 
@@ -296,6 +305,15 @@ impl ServerOptions {
         self
     }
 
+    /// Compatibility switch: read the `scope` of a token response as comma-separated, as
+    /// GitHub writes it (`repo,gist`), instead of space-delimited (RFC 6749 §3.3), so the
+    /// granted scopes (in the status, and restated on a refresh) are the ones issued.
+    /// Default: `false`.
+    pub fn comma_separated_scope(mut self, on: bool) -> Self {
+        self.compat.comma_separated_scope = on;
+        self
+    }
+
     /// The compatibility switches.
     pub fn compat(&self) -> &Compat {
         &self.compat
@@ -530,6 +548,31 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn what_proves_a_grant_or_replaces_the_request_is_protected() {
+        // Token parameters reach device polls and assertion grants; a request object replaces
+        // the whole authorization request. None may be set or removed, on either request.
+        for name in [
+            "device_code",
+            "assertion",
+            "subject_token",
+            "actor_token",
+            "request",
+            "request_uri",
+            "client_assertion",
+            "client_assertion_type",
+        ] {
+            assert!(is_protected_parameter(name), "{name}");
+            let options = ServerOptions::for_issuer("https://as");
+            let error = options.clone().token_param(name, "x").unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::ProtectedParameter, "{name}");
+            assert!(options.clone().authorization_param(name, "x").is_err());
+            assert!(options.clone().remove_token_param(name).is_err());
+        }
+        assert!(!is_protected_parameter("device_name"));
+        assert!(!is_protected_parameter("requested_token_type"));
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum Step {
     /// A request to the MCP endpoint that carries a token: the request retried after
     /// authorization, and every request after it.
     ResourceRequest,
+    /// A token revocation request (RFC 7009), made at logout. Not part of a login, so not in
+    /// [`Step::ALL`].
+    Revocation,
 }
 
 impl Step {
@@ -79,6 +82,7 @@ impl Step {
                     && path == MCP_PATH
                     && request.headers.contains_key(http::header::AUTHORIZATION)
             }
+            Step::Revocation => path == site.revoke_path && request.role == site.endpoint_role,
         }
     }
 }

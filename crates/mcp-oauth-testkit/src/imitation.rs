@@ -34,10 +34,22 @@ pub enum Imitation {
     /// Google: a refresh token only for `access_type=offline` with `prompt=consent`.
     Google,
     /// GitHub: the token response is form-encoded unless the request accepts
-    /// `application/json`, and errors are answered with `200 OK`.
+    /// `application/json`, errors are answered with `200 OK`, and the granted `scope` is
+    /// comma-separated (`repo,gist`, where RFC 6749 §3.3 has spaces). GitHub documents no
+    /// `scope` on a refresh; one restating `repo,gist` names a scope never granted, which the
+    /// kit refuses with `invalid_scope` as RFC 6749 §6 says. Refresh tokens follow the kit's
+    /// rules, as for a GitHub App with expiring user tokens (a GitHub OAuth app issues none).
     GitHub,
-    /// Okta and Keycloak: a refresh token only for `offline_access`.
+    /// Okta: a refresh token only for `offline_access`.
     OfflineAccessScope,
+    /// Keycloak: a refresh token always, but without `offline_access` it is bound to the
+    /// user's browser session: once [`Testkit::end_sessions`] ends it (a logout at Keycloak,
+    /// or its idle timeout) the refresh is refused with `invalid_grant` (Keycloak's description
+    /// is `Session not active`).
+    /// With `offline_access` it is an offline token, which outlives the session.
+    ///
+    /// [`Testkit::end_sessions`]: crate::Testkit::end_sessions
+    Keycloak,
     /// Salesforce: a refresh carrying `scope` is refused with `invalid_scope`.
     Salesforce,
 }
@@ -95,8 +107,16 @@ pub(crate) fn issues_refresh_token(
             param("access_type") == Some("offline")
                 && param("prompt").is_some_and(|p| p.split_whitespace().any(|p| p == "consent")),
         ),
+        Imitation::Keycloak => Some(true),
         Imitation::GitHub | Imitation::Salesforce => None,
     }
+}
+
+/// Whether a refresh token granted for `scope` ends with the browser session: under Keycloak,
+/// one granted without `offline_access` (an offline token outlives it).
+pub(crate) fn ends_with_session(imitation: Option<&Imitation>, scope: Option<&str>) -> bool {
+    imitation == Some(&Imitation::Keycloak)
+        && !scope.is_some_and(|s| s.split_whitespace().any(|s| s == "offline_access"))
 }
 
 /// The audience of the access token the imitated server issues for a code whose
@@ -117,7 +137,8 @@ pub(crate) fn token_audience(
 }
 
 /// The token endpoint's answer as the imitated server would shape it: GitHub answers errors
-/// with `200 OK`, and form-encoded unless asked for JSON.
+/// with `200 OK`, joins the granted scopes with commas, and answers form-encoded unless asked
+/// for JSON.
 pub(crate) fn shape(
     imitation: Option<&Imitation>,
     request: &RecordedRequest,
@@ -136,12 +157,16 @@ pub(crate) fn shape(
     if parts.status.is_client_error() {
         parts.status = StatusCode::OK;
     }
-    if wants_json {
-        return HttpResponse::from_parts(parts, Full::new(body));
-    }
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(&body) else {
         return HttpResponse::from_parts(parts, Full::new(body));
     };
+    if let Some(Value::String(scope)) = fields.get_mut("scope") {
+        *scope = comma_joined(scope);
+    }
+    if wants_json {
+        let body = Bytes::from(Value::Object(fields).to_string());
+        return HttpResponse::from_parts(parts, Full::new(body));
+    }
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     for (name, value) in &fields {
         match value {
@@ -157,6 +182,11 @@ pub(crate) fn shape(
         "application/x-www-form-urlencoded",
     );
     shaped
+}
+
+/// Space-delimited scopes (RFC 6749 §3.3) written GitHub's way, joined with commas.
+fn comma_joined(scope: &str) -> String {
+    scope.split_whitespace().collect::<Vec<_>>().join(",")
 }
 
 /// The bytes of a `Full` body (one frame, always ready).
@@ -216,6 +246,17 @@ mod tests {
             issues_refresh_token(Some(&Imitation::GitHub), None, &[]),
             None
         );
+        let keycloak = Some(&Imitation::Keycloak);
+        assert_eq!(issues_refresh_token(keycloak, Some("a"), &[]), Some(true));
+        assert!(ends_with_session(keycloak, Some("a")));
+        assert!(!ends_with_session(keycloak, Some("a offline_access")));
+        assert!(!ends_with_session(okta, Some("a")));
+    }
+
+    #[test]
+    fn github_joins_scopes_with_commas() {
+        assert_eq!(comma_joined("repo  gist"), "repo,gist");
+        assert_eq!(comma_joined(""), "");
     }
 
     #[test]

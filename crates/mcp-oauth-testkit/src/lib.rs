@@ -11,7 +11,7 @@
 //!
 //! Where the discovery documents live is chosen by [`DiscoveryLayout`]; the other
 //! [`TestkitConfig`] switches reproduce quirks of real servers, and [`Imitation`] whole servers
-//! where they depart from the specifications (Entra ID, Auth0, Google, GitHub, Okta/Keycloak,
+//! where they depart from the specifications (Entra ID, Auth0, Google, GitHub, Okta, Keycloak,
 //! Salesforce). Every request to either server
 //! is recorded ([`Testkit::requests`]) before it is answered, and [`Testkit::set_override`]
 //! replaces any path's answer with a [`CannedResponse`].

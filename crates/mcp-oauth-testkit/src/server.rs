@@ -155,6 +155,18 @@ impl Testkit {
             .any(|r| step.matches(&self.shared.site, r))
     }
 
+    /// Ends the user's browser session at the authorization server (a logout there, or its
+    /// idle timeout). Under [`Imitation::Keycloak`](crate::Imitation::Keycloak) the refresh
+    /// tokens bound to it are gone: presenting one is `invalid_grant`. Elsewhere (the kit's
+    /// tokens outlive sessions) nothing changes.
+    pub fn end_sessions(&self) {
+        let imitation = self.shared.config.imitate.as_ref();
+        let mut state = self.shared.lock();
+        state.refresh_tokens.retain(|_, token| {
+            !crate::imitation::ends_with_session(imitation, token.scope.as_deref())
+        });
+    }
+
     /// Removes every injected fault.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();

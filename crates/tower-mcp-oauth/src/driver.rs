@@ -241,6 +241,8 @@ async fn drive(
                     refreshed = outcome.refreshed,
                     "tokens obtained"
                 );
+                // What was tried on the way, as after a failure: a server passed over shows.
+                debug!("discovery report:\n{}", outcome.report);
                 return Ok((*outcome, dropped_tokens));
             }
             Action::Failed(error) => {

@@ -18,7 +18,8 @@ impl OAuthLayer {
     ///
     /// Default: every listed server, in the listed order, until one's metadata validates
     /// (is found, names the issuer it was fetched for, and has the required fields). Client
-    /// registrations and tokens are kept per issuer whichever is used.
+    /// registrations are kept per issuer and tokens per protected resource (naming the issuer
+    /// that granted them), whichever is used.
     ///
     /// ```
     /// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer};

@@ -54,6 +54,8 @@ async fn the_first_server_broken_the_second_is_used() {
     assert_eq!(tokens.issuer(), kit.issuer());
     assert!(store.load_client(&kit.issuer()).await.unwrap().is_some());
     assert!(store.load_client(&first.issuer()).await.unwrap().is_none());
+    // The report of this flow, naming the server passed over and why, is checked in
+    // authorization_servers_report.rs (it reads the log, so it needs a binary of its own).
 }
 
 #[tokio::test]

@@ -283,7 +283,8 @@ fn rebind(options: ServerOptions, kit: &Testkit) -> ServerOptions {
         .omit_resource(c.omit_resource())
         .refresh_scope(c.refresh_scope())
         .google_offline_access(c.google_offline_access())
-        .request_offline_access(c.request_offline_access());
+        .request_offline_access(c.request_offline_access())
+        .comma_separated_scope(c.comma_separated_scope());
     if let Some(audience) = c.audience() {
         fresh = fresh.audience(audience);
     }
@@ -301,28 +302,114 @@ async fn google_issues_a_refresh_token_with_the_switch_or_the_preset() {
 }
 
 #[tokio::test]
-async fn okta_and_keycloak_issue_a_refresh_token_with_the_switch_or_the_preset() {
+async fn okta_issues_a_refresh_token_with_the_switch_or_the_preset() {
     let imitation = Imitation::OfflineAccessScope;
     refresh_token_needs(imitation.clone(), anywhere().request_offline_access(true)).await;
-    refresh_token_needs(imitation.clone(), anywhere().preset(Preset::Okta)).await;
-    refresh_token_needs(imitation, anywhere().preset(Preset::Keycloak)).await;
+    refresh_token_needs(imitation, anywhere().preset(Preset::Okta)).await;
 }
 
 #[tokio::test]
-async fn the_github_preset_refreshes_without_scope() {
-    // GitHub answers form-encoded unless asked for JSON, which every token request is: with
-    // or without the preset the login works. The preset only leaves scope off the refresh,
-    // which GitHub's refresh request does not take.
-    for (preset, scope_sent) in [(false, true), (true, false)] {
-        let kit = kit(Imitation::GitHub).await;
+async fn keycloak_refreshes_after_the_browser_session_only_with_an_offline_token() {
+    // Keycloak issues a refresh token either way, so a required one does not tell them apart;
+    // without offline_access it dies with the browser session, and the user logs in again.
+    // (options, logins)
+    type Fix = Option<fn(&Testkit) -> ServerOptions>;
+    let cases: [(Fix, usize); 3] = [
+        (None, 2),
+        (Some(|k| options(k).preset(Preset::Keycloak)), 1),
+        (Some(|k| options(k).request_offline_access(true)), 1),
+    ];
+    for (fix, logins) in cases {
+        let kit = kit(Imitation::Keycloak).await;
         let clock = TestClock::default();
-        let o = preset.then(|| options(&kit).preset(Preset::GitHub));
-        let svc = layer(o, &clock, Arc::new(MemoryStore::new()));
+        let store = Arc::new(MemoryStore::new());
+        let o = fix.map_or_else(|| options(&kit), |f| f(&kit));
+        let svc = layer(
+            Some(o.require_refresh_token(true)),
+            &clock,
+            Arc::clone(&store),
+        );
         assert_eq!(outcome(&svc, &kit).await.unwrap(), 200);
+        assert!(has_refresh_token(&store, &kit).await);
+        kit.end_sessions();
         clock.set(3590);
         assert_eq!(outcome(&svc, &kit).await.unwrap(), 200);
+        assert_eq!(grants(&kit, "refresh_token").len(), 1);
+        assert_eq!(
+            count(&kit, "/authorize"),
+            logins,
+            "offline: {}",
+            fix.is_some()
+        );
+    }
+}
+
+/// The scopes held for `kit`'s server, as the store has them.
+async fn scopes_held(store: &MemoryStore, kit: &Testkit) -> Vec<String> {
+    let tokens = store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .unwrap();
+    let scopes = tokens.scopes().cloned().unwrap_or_default();
+    scopes.iter().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn github_needs_the_preset_or_the_comma_switch_to_refresh_silently() {
+    // GitHub grants `mcp,read`. Read as RFC 6749 §3.3 says, that is one scope named
+    // "mcp,read"; restated on the refresh, GitHub refuses it (invalid_scope, in a 200) and the
+    // user must log in again. The preset reads the scope comma-separated and sends none on the
+    // refresh; the comma switch alone restates the two scopes it really granted.
+    let github = |kit: &Testkit| options(kit).preset(Preset::GitHub);
+    let comma = |kit: &Testkit| options(kit).comma_separated_scope(true);
+    let none = |_: &Testkit| -> Option<ServerOptions> { None };
+    type Case<'a> = (
+        &'a str,
+        Box<dyn Fn(&Testkit) -> Option<ServerOptions>>,
+        Option<&'a str>,
+        usize,
+        &'a [&'a str],
+    );
+    // (name, options, scope on the first refresh, logins, scopes held after the login)
+    let cases: [Case; 3] = [
+        ("none", Box::new(none), Some("mcp,read"), 2, &["mcp,read"]),
+        (
+            "preset",
+            Box::new(move |k| Some(github(k))),
+            None,
+            1,
+            &["mcp", "read"],
+        ),
+        (
+            "comma",
+            Box::new(move |k| Some(comma(k))),
+            Some("mcp read"),
+            1,
+            &["mcp", "read"],
+        ),
+    ];
+    for (name, options, refresh_scope, logins, held) in cases {
+        let kit = Testkit::start(
+            TestkitConfig::default()
+                .imitate(Imitation::GitHub)
+                .prm_scopes_supported(["mcp", "read"]),
+        )
+        .await
+        .unwrap();
+        let clock = TestClock::default();
+        let store = Arc::new(MemoryStore::new());
+        let svc = layer(options(&kit), &clock, Arc::clone(&store));
+        assert_eq!(outcome(&svc, &kit).await.unwrap(), 200, "{name}");
+        assert_eq!(scopes_held(&store, &kit).await, held, "{name}");
+        clock.set(3590);
+        assert_eq!(outcome(&svc, &kit).await.unwrap(), 200, "{name}");
         let refresh = &grants(&kit, "refresh_token")[0];
-        assert_eq!(refresh.form_param("scope").is_some(), scope_sent);
-        assert_eq!(count(&kit, "/authorize"), 1);
+        assert_eq!(
+            refresh.form_param("scope").as_deref(),
+            refresh_scope,
+            "{name}"
+        );
+        assert_eq!(count(&kit, "/authorize"), logins, "{name}");
     }
 }

@@ -1,22 +1,24 @@
 //! Logout with revocation (RFC 7009) over loopback TCP: the refresh token and then the access
 //! token are revoked at the authorization server; with no revocation endpoint, or one that
-//! refuses, the failure is reported; every time the local state is wiped and the next request
-//! authorizes again.
+//! refuses, or one lost on the network, the failure is reported; every time the local state is
+//! wiped and the next request authorizes again. `WebLogin::logout` does it for one user only.
 
 mod support;
 
 use std::sync::Arc;
 
+use mcp_oauth_testkit::fault::{Fault, Step};
 use mcp_oauth_testkit::{CannedResponse, ServerRole, Testkit, TestkitConfig};
 use serde_json::json;
 use tower::ServiceExt;
+use tower_mcp_oauth::web::WebLogin;
 use tower_mcp_oauth::{
     ClientConfig, ErrorKind, HeadlessAuthorizer, HttpClient, MemoryStore, OAuthLayer, RevokedToken,
     TokenStore, DEFAULT_MAX_RESPONSE_BYTES,
 };
 
-use support::http_client;
 use support::lifecycle::{call, count, last_bearer, service, REDIRECT};
+use support::{http_client, jsonrpc};
 
 struct Connected {
     kit: Testkit,
@@ -145,4 +147,123 @@ async fn nothing_held_is_nothing_to_do() {
     assert!(kit.requests().is_empty());
     let err = layer.logout("/mcp", &client).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequestUri);
+}
+
+#[tokio::test]
+async fn a_revocation_lost_on_the_network_is_reported_and_the_tokens_are_still_forgotten() {
+    let c = connected(TestkitConfig::default().revocation(true)).await;
+    // The revocation endpoint closes every connection without an answer.
+    c.kit.inject_fault(Step::Revocation, Fault::ConnectionReset);
+    let logout = c
+        .layer
+        .logout(&c.kit.resource_url(), &c.client)
+        .await
+        .unwrap();
+    assert!(!logout.all_revoked(), "{logout:?}");
+    let kinds: Vec<RevokedToken> = logout.revocations.iter().map(|r| r.token).collect();
+    assert_eq!(kinds, [RevokedToken::Refresh, RevokedToken::Access]);
+    for revocation in &logout.revocations {
+        let error = revocation.result.as_ref().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Transport, "{error:#}");
+    }
+    // Both revocations were attempted (and recorded) before the connection dropped.
+    assert_eq!(count(&c.kit, "/revoke"), 2);
+    c.kit.clear_faults();
+    next_request_authorizes_again(&c).await;
+}
+
+/// Logs `user` in through `login` (the testkit approves at once).
+async fn web_login(login: &WebLogin, user: &str, kit: &Testkit) {
+    let started = login.start(user, &kit.resource_url()).await.unwrap();
+    let request = http::Request::get(started.as_str())
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let response = web_client().send(request).await.unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()[http::header::LOCATION].to_str().unwrap();
+    let query = location.split_once('?').unwrap().1.to_owned();
+    login.complete(user, &query).await.unwrap();
+}
+
+fn web_client() -> HttpClient {
+    HttpClient::from_service(http_client(), DEFAULT_MAX_RESPONSE_BYTES)
+}
+
+/// One MCP call as `user` through `login`'s layer for them.
+async fn web_call(
+    login: &WebLogin,
+    user: &str,
+    kit: &Testkit,
+) -> Result<u16, tower_mcp_oauth::Error> {
+    let svc = service(login.layer_for(user));
+    svc.oneshot(jsonrpc(&kit.resource_url(), 1, "tools/list", json!({})))
+        .await
+        .map(|r| r.status().as_u16())
+}
+
+#[tokio::test]
+async fn a_web_logout_revokes_one_users_tokens_and_leaves_the_others() {
+    let kit = Testkit::start(TestkitConfig::default().revocation(true))
+        .await
+        .unwrap();
+    let login = WebLogin::new(ClientConfig::new(REDIRECT), web_client());
+    web_login(&login, "alice", &kit).await;
+    web_login(&login, "bob", &kit).await;
+    assert_eq!(web_call(&login, "alice", &kit).await.unwrap(), 200);
+    let url = kit.resource_url();
+    let alices = login
+        .user_store("alice")
+        .load_tokens(&url)
+        .await
+        .unwrap()
+        .unwrap();
+    let bobs = login
+        .user_store("bob")
+        .load_tokens(&url)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let logout = login.logout("alice", &url).await.unwrap();
+    assert!(logout.all_revoked(), "{logout:?}");
+    // Alice's refresh token first, then her access token, and nothing of Bob's.
+    let revoked: Vec<(Option<String>, Option<String>)> = kit
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/revoke")
+        .map(|r| (r.form_param("token_type_hint"), r.form_param("token")))
+        .collect();
+    assert_eq!(
+        revoked,
+        [
+            (
+                Some("refresh_token".into()),
+                alices.refresh_token().map(|t| t.secret().clone())
+            ),
+            (
+                Some("access_token".into()),
+                Some(alices.access_token().secret().clone())
+            ),
+        ]
+    );
+
+    // Alice must log in again; Bob's tokens and calls are untouched.
+    assert!(login
+        .user_store("alice")
+        .load_tokens(&url)
+        .await
+        .unwrap()
+        .is_none());
+    let error = web_call(&login, "alice", &kit).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InteractionRequired, "{error:#}");
+    let kept = login
+        .user_store("bob")
+        .load_tokens(&url)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.access_token().secret(), bobs.access_token().secret());
+    assert_eq!(web_call(&login, "bob", &kit).await.unwrap(), 200);
+    web_login(&login, "alice", &kit).await;
+    assert_eq!(web_call(&login, "alice", &kit).await.unwrap(), 200);
 }

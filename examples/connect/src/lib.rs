@@ -52,7 +52,7 @@ use tower_mcp_oauth::{
 pub use client::{https_client, HttpsClient};
 pub use logout::logout;
 pub use mcp::{Tool, PROTOCOL_VERSION};
-pub use options::{default_store_dir, Options, UsageError, USAGE};
+pub use options::{default_store_dir, Options, UsageError, HELP, USAGE};
 pub use status::status;
 
 /// The `client_name` the example registers with.
@@ -369,7 +369,7 @@ fn client_config(options: &Options, redirect_uri: &str) -> Result<ClientConfig, 
 pub async fn cli(args: impl IntoIterator<Item = String>, console: Arc<dyn Console>) -> u8 {
     let args: Vec<String> = args.into_iter().collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        console.out(USAGE);
+        HELP.lines().for_each(|l| console.out(l));
         return 0;
     }
     let options = match Options::parse(args) {

@@ -3,8 +3,10 @@
 //! ```text
 //! cargo run -p connect -- <mcp-url> [--no-browser] [--port N] [--localhost]
 //!     [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS]
-//!     [--authorize-param K=V]... [--token-param K=V]... [--require-refresh-token] [--logout]
-//!     [--status] [--request-timeout SECS] [--preset NAME [--audience A]]
+//!     [--authorize-param K=V]... [--token-param K=V]... [--require-refresh-token]
+//!     [--refresh-scope always|never|retry] [--logout [--forget-client]] [--status]
+//!     [--request-timeout SECS] [--device] [--preset NAME [--audience A]]
+//! cargo run -p connect -- --help   # each flag with one line on what it does
 //! cargo run -p connect        # no URL: against the in-process testkit, twice
 //! ```
 //!
@@ -17,10 +19,14 @@
 //! `--preset NAME` sets the compatibility switches a well-known authorization server needs:
 //! `entra` (no `resource`, `offline_access`, scope on refresh), `auth0` (its `audience`, from
 //! `--audience A` or `--token-param audience=A`, and `offline_access`), `google`
-//! (`access_type=offline` with `prompt=consent`), `github` (no scope on refresh), `okta` and
-//! `keycloak` (`offline_access`); `--audience A` alone sends Auth0's `audience`.
+//! (`access_type=offline` with `prompt=consent`), `github` (no scope on refresh, scopes read
+//! comma-separated), `okta` and `keycloak` (`offline_access`); `--audience A` alone sends
+//! Auth0's `audience`. `--refresh-scope` says what a refresh does with `scope`: `always`
+//! (the default), `never` (Salesforce refuses it), or `retry` (send it, and on `invalid_scope`
+//! once more without); it overrides a preset's choice.
 //! `--logout` revokes the stored refresh and access tokens at the authorization server (RFC
-//! 7009), forgets them, prints what was revoked, and exits 0 once they are gone locally.
+//! 7009), forgets them, prints what was revoked, and exits 0 once they are gone locally; with
+//! `--forget-client` it also forgets the client registration kept for that issuer.
 //! `--status` prints what the store holds for the server (connected or not, issuer, scopes,
 //! when the access token expires, whether a refresh token is held), without a browser or a
 //! request, and exits 0.

@@ -5,19 +5,60 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tower_mcp_oauth::{Error, ErrorKind, Preset, ServerOptions};
+use tower_mcp_oauth::{Error, ErrorKind, Preset, RefreshScope, ServerOptions};
+
+// The usage line, as a literal that `HELP` can start with.
+macro_rules! usage {
+    () => {
+        "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
+                         [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
+                         [--authorize-param K=V]... [--token-param K=V]... \
+                         [--require-refresh-token] [--refresh-scope always|never|retry] \
+                         [--logout [--forget-client]] [--status] \
+                         [--request-timeout SECS] [--device] \
+                         [--preset entra|auth0|google|github|okta|keycloak] [--audience A]"
+    };
+}
 
 /// The usage line printed on a command-line error.
 ///
 /// ```
 /// assert!(connect::USAGE.starts_with("usage: connect <mcp-url>"));
 /// ```
-pub const USAGE: &str = "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
-                         [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
-                         [--authorize-param K=V]... [--token-param K=V]... \
-                         [--require-refresh-token] [--logout] [--status] \
-                         [--request-timeout SECS] [--device] \
-                         [--preset entra|auth0|google|github|okta|keycloak] [--audience A]";
+pub const USAGE: &str = usage!();
+
+/// What `--help` prints: [`USAGE`], then each flag with one line on what it does.
+///
+/// ```
+/// assert!(connect::HELP.starts_with(connect::USAGE));
+/// assert!(connect::HELP.lines().any(|l| l.trim_start().starts_with("--refresh-scope")));
+/// ```
+pub const HELP: &str = concat!(
+    usage!(),
+    "
+
+Log in to an MCP server (OAuth 2.1), keep the tokens, and list its tools.
+
+  --no-browser               print the authorization URL without opening a browser
+  --port N                   port of the loopback redirect receiver (default: any free one)
+  --localhost                name the redirect URI http://localhost:… instead of 127.0.0.1
+  --client-id ID             use a client registered out of band instead of registering
+  --client-secret S          that client's secret (visible in the process list)
+  --store DIR                where tokens and registrations are kept (default: XDG state dir)
+  --timeout SECS             how long to wait for the browser or device approval (default 300)
+  --authorize-param K=V      add K=V to the authorization request; K= removes a default one
+  --token-param K=V          add K=V to token and refresh requests; K= removes a default one
+  --require-refresh-token    fail the login (storing nothing) when no refresh token is issued
+  --refresh-scope POLICY     scope on a refresh: always (default), never, retry (once without)
+  --logout                   revoke the stored tokens at the server, forget them, exit 0
+  --forget-client            with --logout: also forget the client registration for the issuer
+  --status                   print what is stored for the server; no browser, no request
+  --request-timeout SECS     limit on each request of the authorization flow (default 30)
+  --device                   log in with the device authorization grant (RFC 8628)
+  --preset NAME              compatibility switches of a well-known authorization server
+  --audience A               send Auth0's audience=A in the authorization and token requests
+  -h, --help                 print this help"
+);
 
 /// What to connect to and how to log in.
 ///
@@ -61,6 +102,12 @@ pub struct Options {
     pub token_params: Vec<(String, Option<String>)>,
     /// Fail the login when the server issues no refresh token (`--require-refresh-token`).
     pub require_refresh_token: bool,
+    /// What a refresh does with `scope` (`--refresh-scope always|never|retry`); `None`: the
+    /// preset's choice, else [`RefreshScope::Always`]. Applied after `--preset`.
+    pub refresh_scope: Option<RefreshScope>,
+    /// With `--logout`, also forget the client registration kept for the server's issuer
+    /// (`--forget-client`), so the next login registers afresh.
+    pub forget_client: bool,
     /// Revoke the tokens stored for the server and forget them instead of connecting
     /// (`--logout`).
     pub logout: bool,
@@ -99,6 +146,8 @@ impl fmt::Debug for Options {
             .field("authorize_params", &self.authorize_params)
             .field("token_params", &self.token_params)
             .field("require_refresh_token", &self.require_refresh_token)
+            .field("refresh_scope", &self.refresh_scope)
+            .field("forget_client", &self.forget_client)
             .field("logout", &self.logout)
             .field("status", &self.status)
             .field("request_timeout", &self.request_timeout)
@@ -149,6 +198,8 @@ impl Options {
             authorize_params: Vec::new(),
             token_params: Vec::new(),
             require_refresh_token: false,
+            refresh_scope: None,
+            forget_client: false,
             logout: false,
             status: false,
             request_timeout: tower_mcp_oauth::DEFAULT_REQUEST_TIMEOUT,
@@ -188,6 +239,7 @@ impl Options {
             && !self.require_refresh_token
             && self.preset.is_none()
             && self.audience.is_none()
+            && self.refresh_scope.is_none()
         {
             return Ok(None);
         }
@@ -198,6 +250,9 @@ impl Options {
         }
         if let Some(audience) = &self.audience {
             server = server.audience(audience);
+        }
+        if let Some(policy) = self.refresh_scope {
+            server = server.refresh_scope(policy);
         }
         for (name, value) in &self.authorize_params {
             server = match value {
@@ -240,6 +295,10 @@ impl Options {
                     .token_params
                     .push(parameter(&value("--token-param")?, "--token-param")?),
                 "--require-refresh-token" => options.require_refresh_token = true,
+                "--refresh-scope" => {
+                    options.refresh_scope = Some(refresh_scope(&value("--refresh-scope")?)?)
+                }
+                "--forget-client" => options.forget_client = true,
                 "--logout" => options.logout = true,
                 "--status" => options.status = true,
                 "--device" => options.device = true,
@@ -269,6 +328,9 @@ impl Options {
             }
         }
         options.url = url.ok_or_else(|| UsageError("the MCP server URL is missing".into()))?;
+        if options.forget_client && !options.logout {
+            return Err(UsageError("--forget-client needs --logout".into()));
+        }
         if options.client_secret.is_some() && options.client_id.is_none() {
             return Err(UsageError("--client-secret needs --client-id".into()));
         }
@@ -305,6 +367,18 @@ fn preset_problem(name: &str) -> String {
             "unknown --preset {name:?}; one of {}",
             Preset::NAMES.join(", ")
         )
+    }
+}
+
+/// The policy `--refresh-scope` names.
+fn refresh_scope(name: &str) -> Result<RefreshScope, UsageError> {
+    match name {
+        "always" => Ok(RefreshScope::Always),
+        "never" => Ok(RefreshScope::Never),
+        "retry" => Ok(RefreshScope::RetryWithout),
+        _ => Err(UsageError(format!(
+            "--refresh-scope takes always, never or retry, not {name:?}"
+        ))),
     }
 }
 

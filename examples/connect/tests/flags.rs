@@ -86,3 +86,38 @@ async fn a_protected_parameter_is_a_usage_error() {
     assert_eq!(code, 2);
     assert!(err[0].contains("redirect_uri"), "{err:?}");
 }
+
+#[tokio::test]
+async fn refresh_scope_retry_lets_a_salesforce_like_server_refresh_silently() {
+    // Salesforce refuses a refresh that carries scope (invalid_scope); by default the second
+    // run would have to log in again. With --refresh-scope retry it refreshes without scope.
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .imitate(mcp_oauth_testkit::Imitation::Salesforce)
+            .prm_scopes_supported(["mcp"])
+            .token_lifetime_secs(3),
+    )
+    .await
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let url = kit.resource_url();
+    let mut args = store_args(&url, &store);
+    args.extend(["--refresh-scope", "retry"]);
+    let mut run = Run::start(&args);
+    get(&approve(&run.next_url().await).await).await;
+    let (code, _, err) = run.finish().await;
+    assert_eq!(code, 0, "{err:#?}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(3700)).await;
+    let (code, out, err) = Run::start(&args).finish().await;
+    assert_eq!(code, 0, "{err:#?}");
+    assert_eq!(out, ["test-tool\tAnswers \"test\"."], "{err:#?}");
+    let scopes: Vec<Option<String>> = kit
+        .requests()
+        .iter()
+        .filter(|r| r.form_param("grant_type").as_deref() == Some("refresh_token"))
+        .map(|r| r.form_param("scope"))
+        .collect();
+    assert_eq!(scopes, [Some("mcp".to_owned()), None]);
+    assert_eq!(count(&kit, "/authorize"), 1, "no second login");
+}

@@ -70,3 +70,36 @@ async fn without_a_revocation_endpoint_logout_still_forgets_and_says_so() {
     login(&args).await;
     assert_eq!(count(&kit, "/authorize"), 2);
 }
+
+#[tokio::test]
+async fn forget_client_also_drops_the_registration_so_the_next_login_registers_again() {
+    let kit = Testkit::start(TestkitConfig::default().revocation(true))
+        .await
+        .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let url = kit.resource_url();
+    let args = store_args(&url, &store);
+    login(&args).await;
+    assert_eq!(count(&kit, "/register"), 1);
+
+    // A plain logout keeps the registration: the next login reuses it.
+    let mut logout_args = args.clone();
+    logout_args.push("--logout");
+    assert_eq!(Run::start(&logout_args).finish().await.0, 0);
+    login(&args).await;
+    assert_eq!(count(&kit, "/register"), 1);
+
+    logout_args.push("--forget-client");
+    let (code, _, err) = Run::start(&logout_args).finish().await;
+    assert_eq!(code, 0, "{err:#?}");
+    assert!(
+        err.contains(&format!(
+            "Forgot the client registration at {}.",
+            kit.issuer()
+        )),
+        "{err:#?}"
+    );
+    login(&args).await;
+    assert_eq!(count(&kit, "/register"), 2, "registered afresh");
+    assert_eq!(count(&kit, "/authorize"), 3);
+}

@@ -99,8 +99,3 @@ async fn status_shows_the_last_error_of_an_earlier_run() {
         "cleared by the success: {out:#?}"
     );
 }
-
-#[test]
-fn the_usage_names_the_flag() {
-    assert!(connect::USAGE.contains("[--status]"));
-}

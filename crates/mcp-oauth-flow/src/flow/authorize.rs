@@ -443,6 +443,14 @@ impl Flow {
             &s.server.meta.issuer,
             s.resource.protected_resource.as_str(),
         )?;
+        let mut parsed = parsed;
+        parsed.scope = crate::compat::granted_scope(
+            parsed.scope,
+            s.server
+                .options
+                .as_ref()
+                .is_some_and(|o| o.compat().comma_separated_scope()),
+        );
         let tokens = TokenSet::from_response(
             parsed,
             now,

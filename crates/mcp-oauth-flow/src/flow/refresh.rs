@@ -185,12 +185,21 @@ impl Flow {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         match parse_token_response(status, content_type, response.body()) {
-            Ok(parsed) => {
+            Ok(mut parsed) => {
                 self.report.push(
                     Purpose::Token,
                     &endpoint,
                     Some(status.as_u16()),
                     "refreshed",
+                );
+                let options = select_server_options(
+                    &self.config.servers,
+                    &ctx.server_url,
+                    Some(held.tokens.issuer()),
+                );
+                parsed.scope = crate::compat::granted_scope(
+                    parsed.scope,
+                    options.is_some_and(|o| o.compat().comma_separated_scope()),
                 );
                 let tokens = merge_refreshed(&held.tokens, parsed, now);
                 let discovered = match &after {

@@ -157,7 +157,7 @@ async fn google_issues_a_refresh_token_only_for_offline_access_type_with_consent
 }
 
 #[tokio::test]
-async fn okta_and_keycloak_issue_a_refresh_token_only_for_offline_access() {
+async fn okta_issues_a_refresh_token_only_for_offline_access() {
     let kit = kit(Imitation::OfflineAccessScope).await;
     let client = register(&kit, "client_secret_basic").await;
     for (scope, refresh) in [("mcp", false), ("mcp offline_access", true)] {
@@ -233,6 +233,17 @@ async fn github_answers_form_encoded_unless_asked_for_json_and_errors_with_200()
     let json = exchange_json(&kit, &client, &c).await;
     assert_eq!(json.status, 200);
     assert!(json.json()["access_token"].is_string());
+
+    // The granted scope comes back comma-separated, in JSON and in the form.
+    let c = code(&kit, &client, &[("scope", "repo gist")]).await;
+    let json = exchange_json(&kit, &client, &c).await;
+    assert_eq!(json.json()["scope"], "repo,gist");
+    let c = code(&kit, &client, &[("scope", "repo gist")]).await;
+    let form = exchange(&kit, &client, &c, &[]).await;
+    let scope = url::form_urlencoded::parse(&form.body)
+        .into_owned()
+        .find(|(k, _)| k == "scope");
+    assert_eq!(scope.map(|(_, v)| v).as_deref(), Some("repo,gist"));
 }
 
 async fn exchange_json(kit: &Testkit, client: &TestClient, code: &str) -> Reply {
