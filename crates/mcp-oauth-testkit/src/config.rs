@@ -441,7 +441,8 @@ impl DpopConfig {
 /// What the device codes of a testkit do, when the test does not decide by hand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceOutcome {
-    /// Stay pending until [`Testkit::approve_user_code`] or [`Testkit::deny_user_code`].
+    /// Stay pending until [`Testkit::approve_user_code`](crate::Testkit::approve_user_code) or
+    /// [`Testkit::deny_user_code`](crate::Testkit::deny_user_code).
     Manual,
     /// Approve after this many polls answered pending (or `slow_down`).
     ApproveAfter(u32),
