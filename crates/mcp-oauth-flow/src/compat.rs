@@ -295,6 +295,44 @@ mod tests {
     }
 
     #[test]
+    fn each_getter_reads_its_own_switch() {
+        use crate::server::ServerOptions;
+        let off = ServerOptions::for_issuer("https://as.example.com");
+        let off = off.compat();
+        assert!(!off.omit_resource());
+        assert_eq!(off.audience(), None);
+        assert!(!off.google_offline_access());
+        assert!(!off.request_offline_access());
+        assert!(!off.comma_separated_scope());
+        let each = |options: ServerOptions| options.compat().clone();
+        let base = || ServerOptions::for_issuer("https://as.example.com");
+        let on = each(base().omit_resource(true));
+        assert!(on.omit_resource() && !on.google_offline_access());
+        assert_eq!(each(base().audience("api://x")).audience(), Some("api://x"));
+        let on = each(base().google_offline_access(true));
+        assert!(on.google_offline_access() && !on.request_offline_access());
+        let on = each(base().request_offline_access(true));
+        assert!(on.request_offline_access() && !on.comma_separated_scope());
+        let on = each(base().comma_separated_scope(true));
+        assert!(on.comma_separated_scope() && !on.omit_resource());
+    }
+
+    #[test]
+    fn a_granted_scope_is_split_at_commas_only_when_switched_on_and_needed() {
+        let github = || Some(Scopes::parse("repo,gist read:org"));
+        assert_eq!(
+            granted_scope(github(), true),
+            Some(Scopes::parse("repo gist read:org"))
+        );
+        assert_eq!(granted_scope(github(), false), github());
+        // Nothing to split: returned as it came, whichever the switch.
+        let plain = Some(Scopes::parse("repo gist"));
+        assert_eq!(granted_scope(plain.clone(), true), plain);
+        assert_eq!(granted_scope(None, true), None);
+        assert_eq!(granted_scope(None, false), None);
+    }
+
+    #[test]
     fn every_switch_edits_only_its_own_parameters() {
         assert!(authorization_edits(&Compat::default()).is_empty());
         assert!(token_edits(&Compat::default()).is_empty());
