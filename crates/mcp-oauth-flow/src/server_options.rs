@@ -576,6 +576,39 @@ mod tests {
     }
 
     #[test]
+    fn each_getter_reads_what_its_builder_set() {
+        let defaults = ServerOptions::for_issuer("https://as.example.com");
+        assert!(defaults.authorization_params().is_empty());
+        assert!(defaults.token_params().is_empty());
+        // prompt=consent with offline_access is on unless turned off (OIDC Core §11).
+        assert!(defaults.offline_consent());
+        assert!(!defaults.refresh_token_required());
+
+        let set = ServerOptions::for_issuer("https://as.example.com")
+            .authorization_param("access_type", "offline")
+            .unwrap()
+            .token_param("audience", "api://x")
+            .unwrap()
+            .prompt_consent_for_offline_access(false)
+            .require_refresh_token(true);
+        let entries = |p: &ExtraParams| {
+            p.entries()
+                .map(|(k, v)| (k.to_owned(), v.map(str::to_owned)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            entries(set.authorization_params()),
+            [("access_type".to_owned(), Some("offline".to_owned()))]
+        );
+        assert_eq!(
+            entries(set.token_params()),
+            [("audience".to_owned(), Some("api://x".to_owned()))]
+        );
+        assert!(!set.offline_consent());
+        assert!(set.refresh_token_required());
+    }
+
+    #[test]
     fn every_protected_parameter_is_refused_and_others_are_not() {
         for name in PROTECTED_PARAMETERS {
             let set = ExtraParams::default().set(name, "x").unwrap_err();
