@@ -16,8 +16,9 @@ use crate::error::{Error, ErrorKind, OAuthErrorResponse};
 use crate::metadata::AuthorizationServerMetadata;
 use crate::scope::Scopes;
 
-/// The `grant_type` of the device access token request (RFC 8628 §3.4).
-pub const DEVICE_CODE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+// The token request module writes the grant, so the name lives there; it is public here, where
+// a reader of the device grant looks for it.
+pub use crate::token_response::DEVICE_CODE_GRANT_TYPE;
 
 /// The polling interval when the server names none (RFC 8628 §3.2: "If no value is provided,
 /// clients MUST use 5 as the default").

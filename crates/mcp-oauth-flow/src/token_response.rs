@@ -13,6 +13,9 @@ use crate::error::{Error, ErrorKind, OAuthErrorResponse};
 use crate::scope::Scopes;
 use crate::token_set::{TokenSet, TokenType};
 
+/// The `grant_type` of the device access token request (RFC 8628 §3.4).
+pub const DEVICE_CODE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
 /// The grant a token request uses.
 pub enum Grant<'a> {
     /// RFC 6749 §4.1.3, with the PKCE verifier of RFC 7636 §4.5.
@@ -99,7 +102,7 @@ pub fn token_request(
             }
         }
         Grant::DeviceCode { device_code } => {
-            form.push(("grant_type", crate::device::DEVICE_CODE_GRANT_TYPE.into()));
+            form.push(("grant_type", DEVICE_CODE_GRANT_TYPE.into()));
             form.push(("device_code", device_code.into()));
         }
     }
