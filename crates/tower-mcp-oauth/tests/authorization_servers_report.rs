@@ -6,8 +6,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use support::logs::capture;
+
+use std::sync::Arc;
 
 use mcp_oauth_testkit::fault::{Fault, Step};
 use mcp_oauth_testkit::{Testkit, TestkitConfig};
@@ -15,29 +16,9 @@ use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer,
 
 use support::lifecycle::{call, service, REDIRECT};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn the_report_of_a_success_lists_the_server_passed_over_and_why() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture(tracing::Level::DEBUG);
 
     // The MCP server lists `first` (whose metadata is not JSON), then its own issuer.
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
@@ -54,7 +35,7 @@ async fn the_report_of_a_success_lists_the_server_passed_over_and_why() {
     let tokens = store.load_tokens(&kit.resource_url()).await.unwrap();
     assert_eq!(tokens.unwrap().issuer(), kit.issuer());
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let report = logs
         .split("discovery report:")
         .nth(1)

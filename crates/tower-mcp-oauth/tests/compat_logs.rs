@@ -4,8 +4,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use support::logs::capture;
+
+use std::sync::Arc;
 
 use mcp_oauth_testkit::{Imitation, Testkit, TestkitConfig};
 use serde_json::json;
@@ -16,29 +17,9 @@ use tower_mcp_oauth::{
 
 use support::lifecycle::{service, TestClock, REDIRECT};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn each_switch_says_at_debug_what_it_changed_and_nothing_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture(tracing::Level::DEBUG);
 
     let kit = Testkit::start(
         TestkitConfig::default()
@@ -81,7 +62,7 @@ async fn each_switch_says_at_debug_what_it_changed_and_nothing_secret() {
         .count();
     assert_eq!(refreshes, 2);
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     for (switch, parameter) in [
         ("omit_resource", "resource"),
         ("audience", "audience"),

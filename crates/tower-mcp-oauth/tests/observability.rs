@@ -4,8 +4,9 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use support::logs::capture;
+
+use std::sync::Arc;
 
 use mcp_oauth_testkit::{Testkit, TestkitConfig};
 use serde_json::json;
@@ -13,29 +14,9 @@ use support::{http_client, jsonrpc};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer, TokenStore};
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn flow_steps_are_traced_and_no_secret_is_logged() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture(tracing::Level::TRACE);
 
     // A confidential client (client_secret_post) so there is a client secret to leak.
     let kit = Testkit::start(
@@ -64,7 +45,7 @@ async fn flow_steps_are_traced_and_no_secret_is_logged() {
         .unwrap();
     assert_eq!(response.status(), 200);
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     // Every step, with its URL.
     for needle in [
         "oauth_flow",

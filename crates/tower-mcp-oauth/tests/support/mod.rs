@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub(crate) mod lifecycle;
+pub(crate) mod logs;
 
 use bytes::Bytes;
 use http_body_util::Full;
