@@ -63,15 +63,15 @@ impl AuthorizationRequest {
         mut self,
         options: Option<&crate::server_options::ServerOptions>,
     ) -> Self {
-        crate::server_options::apply_switches_to_query(&mut self.url, options);
+        crate::server_requests::apply_switches_to_query(&mut self.url, options);
         self
     }
 
     /// The request with `extra` applied to its query (see
     /// [`ExtraParams::apply`](crate::server::ExtraParams::apply)); the protected parameters
     /// cannot be among them.
-    pub(crate) fn with_extra_params(mut self, extra: &crate::server_options::ExtraParams) -> Self {
-        crate::server_options::apply_to_query(&mut self.url, extra);
+    pub(crate) fn with_extra_params(mut self, extra: &crate::extra_params::ExtraParams) -> Self {
+        crate::server_requests::apply_to_query(&mut self.url, extra);
         self
     }
 

@@ -140,6 +140,21 @@ pub(crate) fn token_edits(compat: &Compat) -> Vec<Edit> {
     edits
 }
 
+/// Sets `name` to `value` among a request's parameters, or removes it (`None`): a set parameter
+/// replaces the first value of that name in place (and drops any other), or is appended.
+/// Everything else keeps its order. What both the switches and the configured parameters do.
+pub(crate) fn replace_param(pairs: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
+    let at = pairs.iter().position(|(n, _)| n == name);
+    pairs.retain(|(n, _)| n != name);
+    if let Some(value) = value {
+        let entry = (name.to_owned(), value.to_owned());
+        match at {
+            Some(i) => pairs.insert(i.min(pairs.len()), entry),
+            None => pairs.push(entry),
+        }
+    }
+}
+
 /// Applies `edits` to the parameters of a request (`request` names it in the log), each as
 /// [`ExtraParams::apply`](crate::server::ExtraParams::apply) would, logging every edit that
 /// changed something.
@@ -150,15 +165,7 @@ pub(crate) fn apply_edits(
 ) -> Vec<(String, String)> {
     for e in edits {
         let before = pairs.clone();
-        let at = pairs.iter().position(|(n, _)| n == e.name);
-        pairs.retain(|(n, _)| n != e.name);
-        if let Some(value) = &e.value {
-            let entry = (e.name.to_owned(), value.clone());
-            match at {
-                Some(i) => pairs.insert(i.min(pairs.len()), entry),
-                None => pairs.push(entry),
-            }
-        }
+        replace_param(&mut pairs, e.name, e.value.as_deref());
         if pairs != before {
             let change = if e.value.is_some() { "set" } else { "removed" };
             debug!(

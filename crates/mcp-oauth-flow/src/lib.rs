@@ -55,6 +55,7 @@ mod config;
 pub mod device;
 pub mod dpop;
 mod error;
+mod extra_params;
 mod flow;
 mod jwt;
 mod metadata;
@@ -68,6 +69,7 @@ mod resource;
 pub mod revocation;
 mod scope;
 mod server_options;
+mod server_requests;
 mod token_exchange;
 mod token_life;
 mod token_response;
@@ -165,10 +167,10 @@ pub mod server {
         granted_scope, refresh_sends_scope, retries_refresh_without_scope,
         with_offline_access_scope, Compat, RefreshScope,
     };
+    pub use crate::extra_params::{is_protected_parameter, ExtraParams, PROTECTED_PARAMETERS};
     pub use crate::preset::Preset;
     pub use crate::server_options::{
-        is_protected_parameter, offline_access_prompt, select_server_options, ExtraParams,
-        ServerMatch, ServerOptions, PROTECTED_PARAMETERS,
+        offline_access_prompt, select_server_options, ServerMatch, ServerOptions,
     };
 }
 

@@ -9,135 +9,12 @@
 
 use url::Url;
 
-use crate::compat::{apply_edits, authorization_edits, token_edits, Compat, RefreshScope};
+use crate::compat::{Compat, RefreshScope};
 use crate::error::{Error, ErrorKind};
+use crate::extra_params::ExtraParams;
 use crate::metadata::issuer_matches;
 use crate::resource::resource_covers;
 use crate::scope::{Scopes, OFFLINE_ACCESS};
-
-/// Parameters that carry the flow's security or its identity and so cannot be configured: the
-/// CSRF `state` (RFC 6749 §10.12), PKCE (RFC 7636 §4.3, §4.5), the redirect and the client
-/// (RFC 6749 §4.1.1, §4.1.3), the grant and what proves it (§4.1.3, §6; the device code,
-/// RFC 8628 §3.4, since token parameters reach device polls too; the assertion, RFC 7523 §2.1;
-/// the exchanged tokens, RFC 8693 §2.1), client authentication (§2.3.1, RFC 7523 §2.2), a
-/// request object or its reference, which replaces the whole authorization request (RFC 9101
-/// §5, RFC 9126 §4), and the DPoP key binding (RFC 9449 §10).
-pub const PROTECTED_PARAMETERS: [&str; 20] = [
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-    "redirect_uri",
-    "client_id",
-    "response_type",
-    "code",
-    "code_verifier",
-    "grant_type",
-    "refresh_token",
-    "client_secret",
-    "client_assertion",
-    "client_assertion_type",
-    "device_code",
-    "assertion",
-    "subject_token",
-    "actor_token",
-    "request",
-    "request_uri",
-    "dpop_jkt",
-];
-
-/// Whether `name` is one of the [`PROTECTED_PARAMETERS`] (compared exactly: OAuth parameter
-/// names are case-sensitive, RFC 6749 §3.1, so `State` is another parameter).
-pub fn is_protected_parameter(name: &str) -> bool {
-    PROTECTED_PARAMETERS.contains(&name)
-}
-
-/// Extra parameters for one kind of request, in the order they were configured: each sets a
-/// parameter (replacing the value the flow would send) or removes one the flow sends by default.
-///
-/// ```
-/// use mcp_oauth_flow::server::ExtraParams;
-/// let params = ExtraParams::default().set("audience", "api").unwrap().remove("resource").unwrap();
-/// let sent = params.apply(vec![("resource".into(), "https://mcp".into()), ("scope".into(), "a".into())]);
-/// assert_eq!(sent, [("scope".to_string(), "a".to_string()), ("audience".into(), "api".into())]);
-/// assert!(ExtraParams::default().set("state", "x").is_err());
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExtraParams {
-    /// `None` removes the parameter.
-    entries: Vec<(String, Option<String>)>,
-}
-
-impl ExtraParams {
-    /// Sends `name=value`, replacing any value the flow would send for `name`.
-    ///
-    /// Fails with [`ErrorKind::ProtectedParameter`] for an empty name or one of the
-    /// [`PROTECTED_PARAMETERS`].
-    pub fn set(self, name: impl Into<String>, value: impl Into<String>) -> Result<Self, Error> {
-        self.with(name.into(), Some(value.into()))
-    }
-
-    /// Never sends `name`, even when the flow would (the RFC 8707 `resource`, say).
-    ///
-    /// Fails like [`set`](Self::set).
-    pub fn remove(self, name: impl Into<String>) -> Result<Self, Error> {
-        self.with(name.into(), None)
-    }
-
-    fn with(mut self, name: String, value: Option<String>) -> Result<Self, Error> {
-        check_configurable(&name)?;
-        self.entries.retain(|(n, _)| *n != name);
-        self.entries.push((name, value));
-        Ok(self)
-    }
-
-    /// Whether nothing is configured.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Each configured parameter: its name, and its value or `None` for a removal.
-    pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
-    }
-
-    /// The parameters of a request after these are applied: a set parameter replaces the
-    /// first value of that name in place (and drops any other), or is appended; a removed one
-    /// is dropped. Everything else keeps its order.
-    pub fn apply(&self, mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
-        for (name, value) in &self.entries {
-            let at = pairs.iter().position(|(n, _)| n == name);
-            pairs.retain(|(n, _)| n != name);
-            if let Some(value) = value {
-                let entry = (name.clone(), value.clone());
-                match at {
-                    Some(i) => pairs.insert(i.min(pairs.len()), entry),
-                    None => pairs.push(entry),
-                }
-            }
-        }
-        pairs
-    }
-}
-
-/// Refuses a parameter name that cannot be configured.
-fn check_configurable(name: &str) -> Result<(), Error> {
-    if name.is_empty() {
-        return Err(Error::new(
-            ErrorKind::ProtectedParameter,
-            "an extra parameter needs a name",
-        ));
-    }
-    if is_protected_parameter(name) {
-        return Err(Error::new(
-            ErrorKind::ProtectedParameter,
-            format!(
-                "the parameter {name} carries the flow's security and is always set by the flow; \
-                 it cannot be configured"
-            ),
-        ));
-    }
-    Ok(())
-}
 
 /// Which servers a [`ServerOptions`] is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -446,134 +323,10 @@ pub(crate) fn check_refresh_token(
     ))
 }
 
-/// Applies `extra` to the query of `url`, keeping every other pair in order.
-pub(crate) fn apply_to_query(url: &mut Url, extra: &ExtraParams) {
-    if extra.is_empty() {
-        return;
-    }
-    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    let pairs = extra.apply(pairs);
-    url.set_query(None);
-    if !pairs.is_empty() {
-        url.query_pairs_mut().extend_pairs(pairs);
-    }
-}
-
-/// A token request with the compatibility switches of `options`, then its token parameters
-/// (which win), applied to its form body.
-pub(crate) fn with_token_params(
-    request: http::Request<bytes::Bytes>,
-    options: Option<&ServerOptions>,
-) -> http::Request<bytes::Bytes> {
-    let Some(options) = options else {
-        return request;
-    };
-    let request = edit_form(request, &token_edits(&options.compat), "token");
-    apply_to_form(request, &options.token_params)
-}
-
-/// A device authorization request (RFC 8628 §3.1) with the switches that concern it: like the
-/// authorization request it stands for, it names the resource and Auth0's `audience`, so
-/// `omit_resource` and `audience` apply (the configured token parameters do not).
-pub(crate) fn with_device_switches(
-    request: http::Request<bytes::Bytes>,
-    options: Option<&ServerOptions>,
-) -> http::Request<bytes::Bytes> {
-    match options {
-        Some(options) => edit_form(
-            request,
-            &token_edits(&options.compat),
-            "device_authorization",
-        ),
-        None => request,
-    }
-}
-
-/// Applies switch `edits` to a form-encoded request body.
-fn edit_form(
-    request: http::Request<bytes::Bytes>,
-    edits: &[crate::compat::Edit],
-    what: &'static str,
-) -> http::Request<bytes::Bytes> {
-    if edits.is_empty() {
-        return request;
-    }
-    let (parts, body) = request.into_parts();
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(apply_edits(pairs, edits, what))
-        .finish();
-    http::Request::from_parts(parts, bytes::Bytes::from(body))
-}
-
-/// Applies the compatibility switches of `options` to an authorization request's URL (before
-/// the configured parameters, which win).
-pub(crate) fn apply_switches_to_query(url: &mut Url, options: Option<&ServerOptions>) {
-    let Some(edits) = options
-        .map(|o| authorization_edits(&o.compat))
-        .filter(|e| !e.is_empty())
-    else {
-        return;
-    };
-    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    let pairs = apply_edits(pairs, &edits, "authorization");
-    url.set_query(None);
-    if !pairs.is_empty() {
-        url.query_pairs_mut().extend_pairs(pairs);
-    }
-}
-
-/// Applies `extra` to a form-encoded request body (a token request's).
-pub(crate) fn apply_to_form(
-    request: http::Request<bytes::Bytes>,
-    extra: &ExtraParams,
-) -> http::Request<bytes::Bytes> {
-    if extra.is_empty() {
-        return request;
-    }
-    let (parts, body) = request.into_parts();
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(extra.apply(pairs))
-        .finish();
-    http::Request::from_parts(parts, bytes::Bytes::from(body))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn what_proves_a_grant_or_replaces_the_request_is_protected() {
-        // Token parameters reach device polls and assertion grants; a request object replaces
-        // the whole authorization request. None may be set or removed, on either request.
-        for name in [
-            "device_code",
-            "assertion",
-            "subject_token",
-            "actor_token",
-            "request",
-            "request_uri",
-            "client_assertion",
-            "client_assertion_type",
-        ] {
-            assert!(is_protected_parameter(name), "{name}");
-            let options = ServerOptions::for_issuer("https://as");
-            let error = options.clone().token_param(name, "x").unwrap_err();
-            assert_eq!(error.kind(), ErrorKind::ProtectedParameter, "{name}");
-            assert!(options.clone().authorization_param(name, "x").is_err());
-            assert!(options.clone().remove_token_param(name).is_err());
-        }
-        assert!(!is_protected_parameter("device_name"));
-        assert!(!is_protected_parameter("requested_token_type"));
-    }
+    use crate::extra_params::{is_protected_parameter, PROTECTED_PARAMETERS};
 
     #[test]
     fn each_getter_reads_what_its_builder_set() {
@@ -609,6 +362,31 @@ mod tests {
     }
 
     #[test]
+    fn what_proves_a_grant_or_replaces_the_request_is_protected() {
+        // Token parameters reach device polls and assertion grants; a request object replaces
+        // the whole authorization request. None may be set or removed, on either request.
+        for name in [
+            "device_code",
+            "assertion",
+            "subject_token",
+            "actor_token",
+            "request",
+            "request_uri",
+            "client_assertion",
+            "client_assertion_type",
+        ] {
+            assert!(is_protected_parameter(name), "{name}");
+            let options = ServerOptions::for_issuer("https://as");
+            let error = options.clone().token_param(name, "x").unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::ProtectedParameter, "{name}");
+            assert!(options.clone().authorization_param(name, "x").is_err());
+            assert!(options.clone().remove_token_param(name).is_err());
+        }
+        assert!(!is_protected_parameter("device_name"));
+        assert!(!is_protected_parameter("requested_token_type"));
+    }
+
+    #[test]
     fn every_protected_parameter_is_refused_and_others_are_not() {
         for name in PROTECTED_PARAMETERS {
             let set = ExtraParams::default().set(name, "x").unwrap_err();
@@ -639,43 +417,6 @@ mod tests {
     }
 
     #[test]
-    fn apply_replaces_in_place_appends_and_removes() {
-        let extra = ExtraParams::default()
-            .set("scope", "b")
-            .unwrap()
-            .set("audience", "api")
-            .unwrap()
-            .remove("resource")
-            .unwrap();
-        let out = extra.apply(pairs(&[
-            ("grant_type", "x"),
-            ("scope", "a"),
-            ("resource", "r"),
-            ("scope", "dup"),
-            ("resource", "r2"),
-        ]));
-        assert_eq!(
-            out,
-            pairs(&[("grant_type", "x"), ("scope", "b"), ("audience", "api")])
-        );
-        // Configuring a name again replaces the earlier setting.
-        let again = ExtraParams::default()
-            .remove("resource")
-            .unwrap()
-            .set("resource", "mine")
-            .unwrap();
-        assert_eq!(again.entries().count(), 1);
-        assert_eq!(
-            again.apply(pairs(&[("resource", "r")])),
-            pairs(&[("resource", "mine")])
-        );
-        assert_eq!(
-            ExtraParams::default().apply(pairs(&[("a", "1")])),
-            pairs(&[("a", "1")])
-        );
-    }
-
-    #[test]
     fn the_server_url_wins_the_most_specific_first_then_the_issuer() {
         let all = [
             ServerOptions::for_issuer("https://as.example.com"),
@@ -700,62 +441,6 @@ mod tests {
             None
         );
         assert!(ServerOptions::for_server("not a url").is_err());
-    }
-
-    #[test]
-    fn queries_and_forms_are_rewritten_only_when_configured() {
-        let extra = ExtraParams::default()
-            .set("prompt", "login")
-            .unwrap()
-            .remove("resource")
-            .unwrap();
-        let mut url =
-            Url::parse("https://as/authorize?tenant=1&resource=r&prompt=consent").unwrap();
-        apply_to_query(&mut url, &extra);
-        assert_eq!(url.as_str(), "https://as/authorize?tenant=1&prompt=login");
-        let mut untouched = Url::parse("https://as/authorize?a=%20b").unwrap();
-        apply_to_query(&mut untouched, &ExtraParams::default());
-        assert_eq!(untouched.as_str(), "https://as/authorize?a=%20b");
-
-        let request = http::Request::post("https://as/token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(bytes::Bytes::from("grant_type=refresh_token&resource=r"))
-            .unwrap();
-        let extra = ExtraParams::default()
-            .set("audience", "a b")
-            .unwrap()
-            .remove("resource")
-            .unwrap();
-        let out = apply_to_form(request, &extra);
-        assert_eq!(out.uri(), "https://as/token");
-        assert_eq!(
-            out.headers()["content-type"],
-            "application/x-www-form-urlencoded"
-        );
-        assert_eq!(&out.body()[..], b"grant_type=refresh_token&audience=a+b");
-    }
-
-    #[test]
-    fn switches_reach_token_and_device_forms_and_configured_params_win() {
-        let form = |body: &'static str| {
-            http::Request::post("https://as/x")
-                .body(bytes::Bytes::from(body))
-                .unwrap()
-        };
-        let options = ServerOptions::for_issuer("i")
-            .omit_resource(true)
-            .audience("api")
-            .token_param("audience", "mine")
-            .unwrap();
-        let token = with_token_params(form("grant_type=g&resource=r"), Some(&options));
-        assert_eq!(&token.body()[..], b"grant_type=g&audience=mine");
-        let device = with_device_switches(form("client_id=c&resource=r"), Some(&options));
-        assert_eq!(&device.body()[..], b"client_id=c&audience=api");
-        let untouched = with_device_switches(form("resource=r"), None);
-        assert_eq!(&untouched.body()[..], b"resource=r");
-        let mut url = Url::parse("https://as/authorize?resource=r&scope=s").unwrap();
-        apply_switches_to_query(&mut url, Some(&options));
-        assert_eq!(url.as_str(), "https://as/authorize?scope=s&audience=api");
     }
 
     #[test]

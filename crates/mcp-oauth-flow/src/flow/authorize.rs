@@ -25,9 +25,8 @@ use crate::registration::{
     registration_auth_method, registration_request_body, ClientRegistration, ClientSource,
 };
 use crate::report::Purpose;
-use crate::server_options::{
-    authorization_extras, check_refresh_token, select_server_options, with_token_params,
-};
+use crate::server_options::{authorization_extras, check_refresh_token, select_server_options};
+use crate::server_requests::with_token_params;
 use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::token_set::TokenSet;
 use crate::url_policy::{parse_secure_url, unusable_url};

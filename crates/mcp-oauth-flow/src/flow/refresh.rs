@@ -17,7 +17,8 @@ use crate::error::Error;
 use crate::refresh::{classify_refresh_failure, merge_refreshed, RefreshFailure};
 use crate::registration::ClientRegistration;
 use crate::report::Purpose;
-use crate::server_options::{select_server_options, with_token_params, ServerOptions};
+use crate::server_options::{select_server_options, ServerOptions};
+use crate::server_requests::with_token_params;
 use crate::token_response::{parse_token_response, token_request, Grant};
 use crate::url_policy::parse_secure_url;
 
