@@ -99,7 +99,7 @@ pub(crate) enum Lookup {
 #[derive(Default)]
 pub(crate) struct Cache {
     /// Per origin, its sessions, most specific resource first.
-    sessions: ArcSwap<OriginTable<Session>>,
+    pub(crate) sessions: ArcSwap<OriginTable<Session>>,
     next_epoch: AtomicU64,
     /// Origins whose stored tokens were already looked for, so the store is read once per
     /// origin, before the first request, not before every one.
@@ -148,7 +148,7 @@ fn covers_at(resource: &Url, origin: &Origin<'_>, path: &str) -> bool {
 
 /// What to send with a request to `uri`, from one snapshot of the sessions. Never a token for
 /// another origin. `now` is called only when the token has an expiry.
-fn lookup_in(
+pub(crate) fn lookup_in(
     sessions: &OriginTable<Session>,
     uri: &Uri,
     now: impl FnOnce() -> SystemTime,
@@ -173,65 +173,6 @@ fn lookup_in(
         Lookup::Fresh(session.header.clone(), sent, session.dpop_tokens())
     } else {
         Lookup::Missing
-    }
-}
-
-/// One service's handle on the sessions. A service called again and again (behind a `Buffer`,
-/// or driven with `&mut`) keeps the snapshot it last read, and a read only checks (one relaxed
-/// load, no read-modify-write) that the cache has not swapped in another since: `ArcSwap::load`
-/// protects each read with atomic writes of its own, which on the hot path cost more than the
-/// lookup itself. A clone starts empty and reads through `ArcSwap::load` until its second
-/// request: callers that clone the service for every request (`clone().oneshot(..)`) would
-/// otherwise pay two reference counts shared by every thread, per clone, for a snapshot used
-/// once.
-///
-/// The price: a service that stops sending keeps the snapshot it last read (tokens since
-/// replaced or logged out included) until its next request or until it is dropped. It never
-/// sends them: every request reads the current snapshot first.
-#[derive(Default)]
-pub(crate) struct Reader {
-    snapshot: Option<arc_swap::Cache<Sessions, Arc<OriginTable<Session>>>>,
-    /// Requests read without a snapshot (at most one).
-    reads: u8,
-}
-
-impl Clone for Reader {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-/// The cache's sessions, owned: what [`Reader`] keeps its snapshot of.
-#[derive(Clone)]
-struct Sessions(Arc<Cache>);
-
-impl std::ops::Deref for Sessions {
-    type Target = ArcSwap<OriginTable<Session>>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0.sessions
-    }
-}
-
-impl Reader {
-    /// What to send with a request to `uri` (see [`Cache::lookup`]), from `cache`.
-    pub(crate) fn lookup(
-        &mut self,
-        cache: &Arc<Cache>,
-        uri: &Uri,
-        now: impl FnOnce() -> SystemTime,
-    ) -> Lookup {
-        if self.snapshot.is_none() {
-            if self.reads == 0 {
-                self.reads = 1;
-                return lookup_in(&cache.sessions.load(), uri, now);
-            }
-            self.snapshot = Some(arc_swap::Cache::new(Sessions(Arc::clone(cache))));
-        }
-        match &mut self.snapshot {
-            Some(snapshot) => lookup_in(snapshot.load(), uri, now),
-            None => lookup_in(&cache.sessions.load(), uri, now),
-        }
     }
 }
 
@@ -448,32 +389,6 @@ mod tests {
         let header = fresh(cache.lookup(&uri("http://localhost:3000/mcp"), now)).unwrap();
         assert!(header.is_sensitive());
         assert!(fresh(cache.lookup(&uri("http://localhost:4000/mcp"), now)).is_none());
-    }
-
-    #[test]
-    fn a_reader_sees_every_token_installed_and_a_clone_starts_without_a_snapshot() {
-        let cache = Arc::new(Cache::default());
-        let mcp = Url::parse("http://localhost:3000/mcp").unwrap();
-        let at = |token: &str| TokenSet::new(token, TokenType::Bearer, "i", "c");
-        cache.install(mcp.clone(), at("t1"), None);
-        let request = uri("http://localhost:3000/mcp");
-        let read = |reader: &mut Reader| fresh(reader.lookup(&cache, &request, SystemTime::now));
-
-        let mut reader = Reader::default();
-        // The first read goes through `ArcSwap::load`; the second keeps a snapshot.
-        assert_eq!(read(&mut reader).unwrap(), "Bearer t1");
-        assert!(reader.snapshot.is_none());
-        assert_eq!(read(&mut reader).unwrap(), "Bearer t1");
-        assert!(reader.snapshot.is_some());
-        // A token installed since is seen at the next read, snapshot or not.
-        cache.install(mcp.clone(), at("t2"), None);
-        assert_eq!(read(&mut reader).unwrap(), "Bearer t2");
-        let mut clone = reader.clone();
-        assert!(clone.snapshot.is_none());
-        assert_eq!(read(&mut clone).unwrap(), "Bearer t2");
-        cache.remove(&mcp);
-        assert!(read(&mut reader).is_none());
-        assert!(read(&mut clone).is_none());
     }
 
     /// A DPoP token's session hands its tokens to the hot path; a bearer one (even with a key,

@@ -120,6 +120,7 @@ mod markers;
 mod need;
 mod origins;
 mod outcomes;
+mod reader;
 mod recovery;
 mod resolve;
 mod servers;

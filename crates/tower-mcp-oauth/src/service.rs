@@ -11,10 +11,11 @@ use mcp_oauth_flow::{BoxError, Error};
 use tower_service::Service;
 
 use crate::body::{prepare, OAuthBody};
-use crate::cache::{Lookup, Reader, Sent};
+use crate::cache::{Lookup, Sent};
 use crate::client::transport_error;
 use crate::future::ResponseFuture;
 use crate::head::SentHead;
+use crate::reader::Reader;
 use crate::recovery::{first_contact, refresh_then_send, RetryContext};
 use crate::shared::Shared;
 use crate::state::LayerState;
