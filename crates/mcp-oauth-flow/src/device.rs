@@ -18,7 +18,7 @@ use crate::scope::Scopes;
 
 // The token request module writes the grant, so the name lives there; it is public here, where
 // a reader of the device grant looks for it.
-pub use crate::token_response::DEVICE_CODE_GRANT_TYPE;
+pub use crate::token_request::DEVICE_CODE_GRANT_TYPE;
 
 /// The polling interval when the server names none (RFC 8628 §3.2: "If no value is provided,
 /// clients MUST use 5 as the default").
@@ -102,7 +102,7 @@ pub fn device_authorization_request(
     if let Some(resource) = resource {
         form.push(("resource", resource.into()));
     }
-    crate::token_response::form_post(endpoint, form, client)
+    crate::token_request::form_post(endpoint, form, client)
 }
 
 /// What the user must be shown (RFC 8628 §3.3): where to go, and the code to enter there.

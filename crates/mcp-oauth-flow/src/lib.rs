@@ -72,6 +72,7 @@ mod server_options;
 mod server_requests;
 mod token_exchange;
 mod token_life;
+mod token_request;
 mod token_response;
 mod token_set;
 pub mod url_policy;
@@ -189,7 +190,8 @@ pub mod token {
         classify_refresh_failure, merge_refreshed, RefreshFailure, RefreshPolicy,
     };
     pub use crate::token_life::is_spent;
-    pub use crate::token_response::{parse_token_response, token_request, Grant, TokenResponse};
+    pub use crate::token_request::{token_request, Grant};
+    pub use crate::token_response::{parse_token_response, TokenResponse};
     pub use crate::token_set::{TokenSet, TokenType};
 }
 

@@ -17,7 +17,7 @@ use crate::client_auth::{ClientAuthMethod, ClientCredentials};
 use crate::error::{Error, ErrorKind};
 use crate::report::Purpose;
 use crate::token_exchange::{parse_token_exchange_response, token_exchange_request};
-use crate::token_response::{token_request, Grant};
+use crate::token_request::{token_request, Grant};
 use crate::url_policy::parse_secure_url;
 
 impl Flow {

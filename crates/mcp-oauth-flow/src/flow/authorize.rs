@@ -27,7 +27,8 @@ use crate::registration::{
 use crate::report::Purpose;
 use crate::server_options::{authorization_extras, check_refresh_token, select_server_options};
 use crate::server_requests::with_token_params;
-use crate::token_response::{parse_token_response, token_request, Grant};
+use crate::token_request::{token_request, Grant};
+use crate::token_response::parse_token_response;
 use crate::token_set::TokenSet;
 use crate::url_policy::{parse_secure_url, unusable_url};
 

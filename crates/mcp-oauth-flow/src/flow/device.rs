@@ -21,7 +21,8 @@ use crate::device::{
 use crate::error::{Error, ErrorKind};
 use crate::report::Purpose;
 use crate::server_requests::{with_device_switches, with_token_params};
-use crate::token_response::{parse_token_response, token_request, Grant};
+use crate::token_request::{token_request, Grant};
+use crate::token_response::parse_token_response;
 use crate::url_policy::parse_secure_url;
 
 impl Flow {

@@ -19,7 +19,8 @@ use crate::registration::ClientRegistration;
 use crate::report::Purpose;
 use crate::server_options::{select_server_options, ServerOptions};
 use crate::server_requests::with_token_params;
-use crate::token_response::{parse_token_response, token_request, Grant};
+use crate::token_request::{token_request, Grant};
+use crate::token_response::parse_token_response;
 use crate::url_policy::parse_secure_url;
 
 impl Flow {
