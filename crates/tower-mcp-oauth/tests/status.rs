@@ -16,11 +16,11 @@ use tokio::sync::Notify;
 use tower::ServiceExt;
 use tower_mcp_oauth::web::WebLogin;
 use tower_mcp_oauth::{
-    AuthorizationRequest, AuthorizationResponse, Authorizer, BoxFuture, ClientConfig, Error,
-    ErrorKind, HeadlessAuthorizer, HttpClient, MemoryStore, OAuthLayer, Scopes, TokenStore,
-    DEFAULT_MAX_RESPONSE_BYTES,
+    ClientConfig, ErrorKind, HeadlessAuthorizer, HttpClient, MemoryStore, OAuthLayer, Scopes,
+    TokenStore, DEFAULT_MAX_RESPONSE_BYTES,
 };
 
+use support::consent::HeldConsent;
 use support::lifecycle::{call, layer, service, TestClock, REDIRECT};
 use support::{http_client, jsonrpc};
 
@@ -156,27 +156,6 @@ async fn web_login_status_per_user() {
 
     login.logout("alice", &url).await.unwrap();
     assert!(!login.status("alice", &url).await.unwrap().connected);
-}
-
-/// Approves like the headless authorizer, but only once the test lets it.
-struct HeldConsent {
-    reached: Arc<Notify>,
-    release: Arc<Notify>,
-}
-
-impl Authorizer for HeldConsent {
-    fn authorize(
-        &self,
-        request: AuthorizationRequest,
-        client: HttpClient,
-    ) -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
-        let (reached, release) = (Arc::clone(&self.reached), Arc::clone(&self.release));
-        Box::pin(async move {
-            reached.notify_one();
-            release.notified().await;
-            HeadlessAuthorizer::new().authorize(request, client).await
-        })
-    }
 }
 
 /// note-9: a flow running while `logout` runs must not install its tokens after the wipe.

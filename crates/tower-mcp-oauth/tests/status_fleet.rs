@@ -22,11 +22,11 @@ use tower::ServiceExt;
 use tower_mcp_oauth::redis::RedisStore;
 use tower_mcp_oauth::web::WebLogin;
 use tower_mcp_oauth::{
-    AuthorizationRequest, AuthorizationResponse, Authorizer, BoxFuture, ClientConfig, Error,
-    ErrorKind, HeadlessAuthorizer, HttpClient, MemoryStore, OAuthLayer, TokenStore,
+    ClientConfig, ErrorKind, HttpClient, MemoryStore, OAuthLayer, TokenStore,
     DEFAULT_MAX_RESPONSE_BYTES,
 };
 
+use support::consent::HeldConsent;
 use support::lifecycle::{call, grants, last_bearer, layer, service, TestClock, REDIRECT};
 use support::{http_client, jsonrpc};
 
@@ -37,27 +37,6 @@ fn client() -> HttpClient {
 /// A layer of its own ("a process") on a store shared with others.
 fn process(clock: &TestClock, store: Arc<dyn TokenStore>) -> OAuthLayer {
     layer(clock).token_store(store)
-}
-
-/// Approves like the headless authorizer, but only once the test lets it.
-struct HeldConsent {
-    reached: Arc<Notify>,
-    release: Arc<Notify>,
-}
-
-impl Authorizer for HeldConsent {
-    fn authorize(
-        &self,
-        request: AuthorizationRequest,
-        client: HttpClient,
-    ) -> BoxFuture<'static, Result<AuthorizationResponse, Error>> {
-        let (reached, release) = (Arc::clone(&self.reached), Arc::clone(&self.release));
-        Box::pin(async move {
-            reached.notify_one();
-            release.notified().await;
-            HeadlessAuthorizer::new().authorize(request, client).await
-        })
-    }
 }
 
 /// A logout of `https://host/other` while a login for `https://host/mcp` waits at the consent

@@ -6,6 +6,7 @@
 //! found without a `#[path]`) and uses its own subset.
 #![allow(dead_code, unused_imports)]
 
+pub(crate) mod consent;
 pub(crate) mod lifecycle;
 pub(crate) mod logs;
 
