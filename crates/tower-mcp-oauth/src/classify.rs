@@ -29,6 +29,14 @@ pub(crate) enum Verdict {
     },
 }
 
+/// Whether a response with `status` may ask for (more) authorization at all: only a `401`
+/// (RFC 6750 §3.1 `invalid_token`, RFC 9110 §15.5.2) or a `403` (`insufficient_scope`) can;
+/// every other answer is passed on without reading its headers.
+#[inline]
+pub(crate) fn may_need_authorization(status: StatusCode) -> bool {
+    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+}
+
 /// Why a response asks for (more) authorization, if it does.
 pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Verdict {
     match status {
@@ -177,5 +185,20 @@ mod tests {
                 "{status} {challenges:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_status_prefilter_never_hides_a_verdict() {
+        // Headers that would ask for a flow or a step-up under a 401 or a 403.
+        let asking = headers(&[r#"Bearer error="insufficient_scope", scope="admin""#]);
+        for code in 100..=599 {
+            let status = StatusCode::from_u16(code).unwrap();
+            let verdict = needs_authorization(status, &asking);
+            if !may_need_authorization(status) {
+                assert!(matches!(verdict, Verdict::PassOn), "{code}: {verdict:?}");
+            }
+        }
+        assert!(may_need_authorization(StatusCode::UNAUTHORIZED));
+        assert!(may_need_authorization(StatusCode::FORBIDDEN));
     }
 }

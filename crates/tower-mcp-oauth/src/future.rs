@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::body::OAuthBody;
-use crate::classify::{needs_authorization, Verdict};
+use crate::classify::{may_need_authorization, needs_authorization, Verdict};
 use crate::client::send_error;
 use crate::recovery::{recover, RetryContext};
 use crate::BoxFuture;
@@ -152,7 +152,13 @@ where
                         Sending::Passthrough(_) => return Poll::Ready(Ok(response)),
                         Sending::Nothing => panic!("`ResponseFuture` polled after completion"),
                     };
-                    let verdict = needs_authorization(response.status(), response.headers());
+                    // Nearly every answer is neither a 401 nor a 403: it passes on without
+                    // a verdict built, matched and dropped.
+                    let verdict = if may_need_authorization(response.status()) {
+                        needs_authorization(response.status(), response.headers())
+                    } else {
+                        Verdict::PassOn
+                    };
                     if let Verdict::PassOn = verdict {
                         retry.note_answer(response.headers());
                         return Poll::Ready(Ok(response));
