@@ -136,6 +136,31 @@ impl<'a> Origin<'a> {
         self.port
     }
 
+    /// `:port` when the port is not the scheme's default (RFC 3986 §6.2.3: the normal form
+    /// omits a default port), as the resource URL and nearly every request write it.
+    pub(crate) fn port_text(&self) -> Option<PortText> {
+        let port = self.port?;
+        if Some(port) == default_port(self.scheme) {
+            return None;
+        }
+        let mut text = PortText {
+            bytes: [b':'; 6],
+            len: 1,
+        };
+        let digits = if port == 0 {
+            1
+        } else {
+            port.ilog10() as usize + 1
+        };
+        let mut rest = port;
+        for at in (1..=digits).rev() {
+            text.bytes[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        text.len = 1 + digits as u8;
+        Some(text)
+    }
+
     /// Whether `self` and `other` are the same origin (RFC 6454 §5: scheme, host and port
     /// equal; scheme and host compared ignoring ASCII case, as RFC 3986 §6.2.2.1 says).
     pub(crate) fn same(&self, other: &Origin<'_>) -> bool {
@@ -146,20 +171,43 @@ impl<'a> Origin<'a> {
     }
 }
 
-/// An origin kept in a table (the store was searched for it, say), lowercased once.
+/// `:` and a port's decimal digits, on the stack.
+pub(crate) struct PortText {
+    bytes: [u8; 6],
+    len: u8,
+}
+
+impl PortText {
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits and `:` are written.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+/// An origin kept in a table (the store was searched for it, say), lowercased once, with its
+/// authority as a request to it is normally written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct OwnedOrigin {
     scheme: Box<str>,
     host: Box<str>,
     port: Option<u16>,
+    /// `host`, or `host:port` when the port is not the scheme's default (see
+    /// [`Origin::port_text`]): the table's key is a hash of it.
+    authority: Box<str>,
 }
 
 impl OwnedOrigin {
     pub(crate) fn new(origin: Origin<'_>) -> Self {
+        let host = origin.host.to_ascii_lowercase();
+        let mut authority = host.clone();
+        if let Some(port) = origin.port_text() {
+            authority.push_str(port.as_str());
+        }
         Self {
             scheme: origin.scheme.to_ascii_lowercase().into(),
-            host: origin.host.to_ascii_lowercase().into(),
+            host: host.into(),
             port: origin.port,
+            authority: authority.into(),
         }
     }
 
@@ -170,6 +218,43 @@ impl OwnedOrigin {
             port: self.port,
         }
     }
+
+    /// Whether a request written with `scheme` and `authority` goes to this origin because it
+    /// writes them as this origin does (ASCII case aside). `false` says nothing: the request
+    /// may write the same origin another way (userinfo, an explicit default port).
+    #[inline]
+    pub(crate) fn is_written_as(&self, scheme: &str, authority: &str) -> bool {
+        same_text(&self.authority, authority) && same_text(&self.scheme, scheme)
+    }
+}
+
+/// `a == b` ignoring ASCII case, for the short strings of an origin: the exact comparison
+/// first, eight bytes at a time and without a call to `memcmp` (requests are mostly written in
+/// lowercase), then byte by byte with case folded.
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (words_a, words_b) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (rest_a, rest_b) = (words_a.remainder(), words_b.remainder());
+    let mut diff = 0;
+    for (x, y) in words_a.zip(words_b) {
+        diff |= word(x) ^ word(y);
+    }
+    for (x, y) in rest_a.iter().zip(rest_b) {
+        diff |= u64::from(x ^ y);
+    }
+    diff == 0 || a.eq_ignore_ascii_case(b)
+}
+
+/// Eight bytes as one word.
+#[inline]
+fn word(bytes: &[u8]) -> u64 {
+    let mut le = [0; 8];
+    le.copy_from_slice(bytes);
+    u64::from_le_bytes(le)
 }
 
 /// How a table turns an origin into its key.
@@ -245,15 +330,48 @@ fn feed(mut hash: u64, (k0, k1): (u64, u64), bytes: &[u8]) -> u64 {
     hash
 }
 
-/// The key of an origin: its port and the lengths of its scheme and host, then the scheme's and
-/// the host's bytes, ASCII case folded; the lengths keep `ab` + `c` apart from `a` + `bc`.
-fn origin_key(keys: (u64, u64), origin: Origin<'_>) -> u64 {
-    let (scheme, host) = (origin.scheme.as_bytes(), origin.host.as_bytes());
-    let port = origin.port.map_or(0, |p| 0x1_0000 | u64::from(p));
-    let lengths = (scheme.len() as u64) << 17 ^ (host.len() as u64) << 32;
-    let hash = feed(port ^ lengths, keys, scheme);
-    let hash = feed(hash, keys, host);
+/// Mixes the concatenation of `parts` into `hash` exactly as [`feed`] mixes it in one piece: a
+/// byte at a time, for the slow path that has the authority in pieces.
+fn feed_parts(mut hash: u64, (k0, k1): (u64, u64), parts: &[&[u8]]) -> u64 {
+    let (mut word, mut filled) = (0_u64, 0);
+    for &b in parts.iter().flat_map(|part| part.iter()) {
+        word |= u64::from(b | 0x20) << (8 * filled);
+        filled += 1;
+        if filled == 8 {
+            hash = fold(word ^ k0, hash ^ k1);
+            (word, filled) = (0, 0);
+        }
+    }
+    if filled > 0 {
+        hash = fold(word ^ k0, hash ^ k1);
+    }
+    hash
+}
+
+/// The key of an origin written as `scheme` and `authority` (`host` or `host:port`, the port
+/// only when it is not the default): the two lengths, then the scheme's and the authority's
+/// bytes, ASCII case folded; the lengths keep `ab` + `c` apart from `a` + `bc`.
+fn written_key(keys: (u64, u64), scheme: &[u8], authority: &[&[u8]]) -> u64 {
+    let authority_len: usize = authority.iter().map(|part| part.len()).sum();
+    let lengths = (scheme.len() as u64) << 17 ^ (authority_len as u64) << 32;
+    let hash = feed(lengths, keys, scheme);
+    let hash = match authority {
+        [one] => feed(hash, keys, one),
+        parts => feed_parts(hash, keys, parts),
+    };
     fold(hash ^ keys.0, keys.1 ^ 0x9E37_79B9_7F4A_7C15)
+}
+
+/// The key of an origin: that of its authority as normally written (see [`Origin::port_text`]),
+/// so that a request written so finds its bucket without taking its authority apart.
+fn origin_key(keys: (u64, u64), origin: Origin<'_>) -> u64 {
+    let port = origin.port_text();
+    let port = port.as_ref().map_or("", PortText::as_str);
+    written_key(
+        keys,
+        origin.scheme.as_bytes(),
+        &[origin.host.as_bytes(), port.as_bytes()],
+    )
 }
 
 /// An immutable map from origins to the entries held for them (most specific first, as the
@@ -303,7 +421,61 @@ impl<T> OriginTable<T> {
     /// The entries of `origin`'s bucket (possibly sharing it with another origin: the caller
     /// checks each one), without allocating or locking.
     pub(crate) fn bucket(&self, origin: Origin<'_>) -> &[T] {
-        self.buckets.get(&self.key(origin)).map_or(&[], |b| b)
+        self.at(self.key(origin))
+    }
+
+    fn at(&self, key: u64) -> &[T] {
+        self.buckets.get(&key).map_or(&[], |b| b)
+    }
+
+    /// The first entry for `uri`'s origin that `wanted` accepts, in bucket order
+    /// (`origin_of` says each entry's origin); `None` for a relative URI.
+    ///
+    /// A request almost always writes its authority as its resource URL does (`host` or
+    /// `host:port`, no userinfo, no default port): then the bucket is found by hashing the
+    /// authority as it is, without taking it apart, and an entry is recognised by comparing
+    /// the text. Only a request written otherwise is parsed (RFC 6454 §4) and looked up again.
+    pub(crate) fn find_for_request<'a>(
+        &'a self,
+        uri: &Uri,
+        origin_of: impl Fn(&T) -> &OwnedOrigin,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Option<&'a T> {
+        let scheme = uri.scheme_str()?;
+        let authority = uri.authority()?.as_str();
+        let mut written_so = false;
+        for entry in self.at(self.written_key(scheme, authority)) {
+            if origin_of(entry).is_written_as(scheme, authority) {
+                if wanted(entry) {
+                    return Some(entry);
+                }
+                written_so = true;
+            }
+        }
+        if written_so {
+            // Every entry of the request's origin is in that bucket.
+            return None;
+        }
+        let origin = Origin::of_uri(uri)?;
+        // Written as normal already: the bucket above was the origin's, and held none of it.
+        let port = origin.port_text();
+        let normal_len = origin.host.len() + port.as_ref().map_or(0, |p| p.as_str().len());
+        if normal_len == authority.len() {
+            return None;
+        }
+        self.bucket(origin)
+            .iter()
+            .find(|entry| origin_of(entry).as_origin().same(&origin) && wanted(entry))
+    }
+
+    fn written_key(&self, scheme: &str, authority: &str) -> u64 {
+        match self.keys {
+            Keys::Random(k0, k1) => {
+                written_key((k0, k1), scheme.as_bytes(), &[authority.as_bytes()])
+            }
+            #[cfg(test)]
+            Keys::Colliding => 0,
+        }
     }
 
     /// A copy of the table with `origin`'s bucket replaced by what `edit` makes of it; an empty
@@ -516,7 +688,6 @@ mod tests {
         for other in [
             key("http", "a.example", Some(443)),
             key("https", "a.example", Some(444)),
-            key("https", "a.example", None),
             key("https", "a.exampl", Some(443)),
             key("https", "b.example", Some(443)),
             // Every byte counts, in both the whole words and the rest.
@@ -529,6 +700,112 @@ mod tests {
         // The same bytes split differently between scheme and host.
         assert_ne!(key("ab", "c", None), key("a", "bc", None));
         assert_ne!(key("https", "x", Some(0)), key("https", "x", None));
+        // No port and the default one are written alike, so they share a key: the bucket's
+        // own test (`Origin::same`) tells them apart.
+        assert_eq!(key("https", "a.example", None), base);
+    }
+
+    #[test]
+    fn texts_are_the_same_only_when_every_byte_is_ignoring_case() {
+        let text = "abcdefghijklmnopqrstu";
+        for n in 0..=text.len() {
+            let a = &text[..n];
+            assert!(same_text(a, a));
+            assert!(same_text(a, &a.to_ascii_uppercase()));
+            assert!(!same_text(a, &text[..n.saturating_sub(1)]) || n == 0);
+            for at in 0..n {
+                let mut other = a.as_bytes().to_vec();
+                other[at] = b'-';
+                assert!(
+                    !same_text(a, std::str::from_utf8(&other).unwrap()),
+                    "{n} {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_origin_and_its_authority_as_written_share_a_key() {
+        let table = OriginTable::<()>::default();
+        for (scheme, host, port, written) in [
+            ("https", "a.example", Some(443), "a.example"),
+            ("HTTPS", "A.example", Some(443), "a.EXAMPLE"),
+            ("http", "a.example", Some(80), "a.example"),
+            ("http", "localhost", Some(3000), "localhost:3000"),
+            ("http", "localhost", Some(0), "localhost:0"),
+            ("http", "localhost", Some(65535), "localhost:65535"),
+            ("https", "a.example", Some(80), "a.example:80"),
+            ("http", "[::1]", Some(8080), "[::1]:8080"),
+            ("ws", "a.example", Some(80), "a.example:80"),
+            ("ws", "a.example", None, "a.example"),
+            (
+                "https",
+                "a-host-name-longer-than-a-few-words.example.com",
+                Some(8443),
+                "a-host-name-longer-than-a-few-words.example.com:8443",
+            ),
+        ] {
+            let origin = Origin::new(scheme, host, port);
+            assert_eq!(
+                table.key(origin),
+                table.written_key(scheme, written),
+                "{scheme} {written}"
+            );
+            assert!(OwnedOrigin::new(origin).is_written_as(scheme, written));
+        }
+        assert_ne!(
+            table.written_key("http", "localhost:3000"),
+            table.written_key("http", "localhost:3001")
+        );
+    }
+
+    #[test]
+    fn a_request_finds_its_bucket_however_it_writes_its_authority() {
+        for base in [OriginTable::default(), OriginTable::colliding()] {
+            let held = [
+                "http://localhost:3000/",
+                "https://a.example/",
+                "http://[::1]/",
+            ];
+            let table = held.iter().fold(base, |table, r| {
+                let origin = OwnedOrigin::new(Origin::of_url(&url(r)).unwrap());
+                table.with_bucket(origin.as_origin(), |b| {
+                    let mut next = b.to_vec();
+                    next.push(origin.clone());
+                    next
+                })
+            });
+            let origin_of = |request: &str| {
+                let request = uri(request);
+                let found = table.find_for_request(&request, |o| o, |_| true)?;
+                Some(found.authority.to_string())
+            };
+            let at = |a: &str| Some(a.to_owned());
+            assert_eq!(origin_of("http://localhost:3000/mcp"), at("localhost:3000"));
+            assert_eq!(origin_of("http://LocalHost:3000/"), at("localhost:3000"));
+            assert_eq!(origin_of("https://a.example/x"), at("a.example"));
+            assert_eq!(origin_of("http://[::1]/"), at("[::1]"));
+            // Written otherwise: parsed, and found all the same.
+            assert_eq!(
+                origin_of("http://u:p@localhost:3000/"),
+                at("localhost:3000")
+            );
+            assert_eq!(origin_of("http://localhost:03000/"), at("localhost:3000"));
+            assert_eq!(origin_of("https://a.example:443/"), at("a.example"));
+            assert_eq!(origin_of("http://[::1]:80/"), at("[::1]"));
+            // Not held, however written.
+            for other in [
+                "http://localhost:3001/",
+                "http://localhost/",
+                "https://a.example:8443/",
+                "http://a.example/",
+                "https://b.example/",
+                "http://u@localhost:3001/",
+                "/relative",
+            ] {
+                assert_eq!(origin_of(other), None, "{other}");
+            }
+        }
     }
 
     #[test]
