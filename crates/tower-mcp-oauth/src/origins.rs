@@ -380,6 +380,9 @@ fn origin_key(keys: (u64, u64), origin: Origin<'_>) -> u64 {
 pub(crate) struct OriginTable<T> {
     keys: Keys,
     buckets: HashMap<u64, Arc<[T]>, BuildHasherDefault<Prehashed>>,
+    /// The only bucket, when there is exactly one: a client of one MCP server (the common
+    /// case) finds its entries without hashing. Whatever its origin, it holds every entry.
+    sole: Option<Arc<[T]>>,
 }
 
 impl<T> Default for OriginTable<T> {
@@ -387,6 +390,7 @@ impl<T> Default for OriginTable<T> {
         Self {
             keys: Keys::random(),
             buckets: HashMap::default(),
+            sole: None,
         }
     }
 }
@@ -396,6 +400,7 @@ impl<T> Clone for OriginTable<T> {
         Self {
             keys: self.keys.clone(),
             buckets: self.buckets.clone(),
+            sole: self.sole.clone(),
         }
     }
 }
@@ -407,6 +412,7 @@ impl<T> OriginTable<T> {
         Self {
             keys: Keys::Colliding,
             buckets: HashMap::default(),
+            sole: None,
         }
     }
 
@@ -433,8 +439,9 @@ impl<T> OriginTable<T> {
     ///
     /// A request almost always writes its authority as its resource URL does (`host` or
     /// `host:port`, no userinfo, no default port): then the bucket is found by hashing the
-    /// authority as it is, without taking it apart, and an entry is recognised by comparing
-    /// the text. Only a request written otherwise is parsed (RFC 6454 §4) and looked up again.
+    /// authority as it is (or is the only one), without taking it apart, and an entry is
+    /// recognised by comparing the text. Only a request written otherwise is parsed (RFC 6454
+    /// §4) and looked up again.
     pub(crate) fn find_for_request<'a>(
         &'a self,
         uri: &Uri,
@@ -443,8 +450,12 @@ impl<T> OriginTable<T> {
     ) -> Option<&'a T> {
         let scheme = uri.scheme_str()?;
         let authority = uri.authority()?.as_str();
+        let bucket = match &self.sole {
+            Some(sole) => sole,
+            None => self.at(self.written_key(scheme, authority)),
+        };
         let mut written_so = false;
-        for entry in self.at(self.written_key(scheme, authority)) {
+        for entry in bucket {
             if origin_of(entry).is_written_as(scheme, authority) {
                 if wanted(entry) {
                     return Some(entry);
@@ -453,7 +464,7 @@ impl<T> OriginTable<T> {
             }
         }
         if written_so {
-            // Every entry of the request's origin is in that bucket.
+            // Every entry of the request's origin is in that bucket (the sole one holds all).
             return None;
         }
         let origin = Origin::of_uri(uri)?;
@@ -493,6 +504,10 @@ impl<T> OriginTable<T> {
         } else {
             next.buckets.insert(key, bucket.into());
         }
+        next.sole = match next.buckets.len() {
+            1 => next.buckets.values().next().cloned(),
+            _ => None,
+        };
         next
     }
 
@@ -663,6 +678,16 @@ mod tests {
             b.iter().filter(|u| **u != one).cloned().collect()
         });
         assert_eq!((fewer.len(), fewer.buckets.len()), (999, 999));
+        assert!(table.sole.is_none());
+        // Down to one origin, its bucket is the sole one; emptied, none.
+        let two = ["https://s1.example/mcp", "https://s2.example/mcp"];
+        let (s1, s2) = (url(two[0]), url(two[1]));
+        let one_left = table_of(OriginTable::default(), &two)
+            .with_bucket(Origin::of_url(&s2).unwrap(), |_| Vec::new());
+        assert_eq!(one_left.sole.as_deref(), Some(&[s1.clone()][..]));
+        let none_left = one_left.with_bucket(Origin::of_url(&s1).unwrap(), |_| Vec::new());
+        assert!(none_left.sole.is_none());
+        assert_eq!(found(&none_left, two[0]), None);
         assert_eq!(found(&fewer, "https://s7.example/mcp"), None);
         // The copy left the original as it was.
         assert!(found(&table, "https://s7.example/mcp").is_some());
@@ -759,6 +784,21 @@ mod tests {
         );
     }
 
+    /// A table of the origins of `resources`, each its own entry.
+    fn table_of_origins(
+        base: OriginTable<OwnedOrigin>,
+        resources: &[&str],
+    ) -> OriginTable<OwnedOrigin> {
+        resources.iter().fold(base, |table, r| {
+            let origin = OwnedOrigin::new(Origin::of_url(&url(r)).unwrap());
+            table.with_bucket(origin.as_origin(), |b| {
+                let mut next = b.to_vec();
+                next.push(origin.clone());
+                next
+            })
+        })
+    }
+
     #[test]
     fn a_request_finds_its_bucket_however_it_writes_its_authority() {
         for base in [OriginTable::default(), OriginTable::colliding()] {
@@ -767,14 +807,26 @@ mod tests {
                 "https://a.example/",
                 "http://[::1]/",
             ];
-            let table = held.iter().fold(base, |table, r| {
-                let origin = OwnedOrigin::new(Origin::of_url(&url(r)).unwrap());
-                table.with_bucket(origin.as_origin(), |b| {
-                    let mut next = b.to_vec();
-                    next.push(origin.clone());
-                    next
-                })
-            });
+            // Requests against a table of one origin: its only bucket.
+            let sole = table_of_origins(base.clone(), &held[..1]);
+            assert!(sole.sole.is_some());
+            for (request, found) in [
+                ("http://localhost:3000/mcp", true),
+                ("http://LOCALHOST:3000/", true),
+                ("http://u@localhost:3000/", true),
+                ("http://localhost:03000/", true),
+                ("http://localhost:3001/", false),
+                ("http://u@localhost:3001/", false),
+                ("https://a.example/", false),
+                ("https://a.example:443/", false),
+            ] {
+                let request = uri(request);
+                let hit = sole.find_for_request(&request, |o| o, |_| true);
+                assert_eq!(hit.is_some(), found, "{request}");
+            }
+            let table = table_of_origins(base, &held);
+            // Three origins: three buckets, or one when they collide.
+            assert_eq!(table.sole.is_some(), table.buckets.len() == 1);
             let origin_of = |request: &str| {
                 let request = uri(request);
                 let found = table.find_for_request(&request, |o| o, |_| true)?;
