@@ -154,11 +154,11 @@ where
                     };
                     // Nearly every answer is neither a 401 nor a 403: it passes on without
                     // a verdict built, matched and dropped.
-                    let verdict = if may_need_authorization(response.status()) {
-                        needs_authorization(response.status(), response.headers())
-                    } else {
-                        Verdict::PassOn
-                    };
+                    if !may_need_authorization(response.status()) {
+                        retry.note_answer(response.headers());
+                        return Poll::Ready(Ok(response));
+                    }
+                    let verdict = needs_authorization(response.status(), response.headers());
                     if let Verdict::PassOn = verdict {
                         retry.note_answer(response.headers());
                         return Poll::Ready(Ok(response));

@@ -12,7 +12,6 @@
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::request::Parts;
-use http::uri::Scheme;
 use http::{Extensions, HeaderMap, Method, Uri, Version};
 use mcp_oauth_flow::dpop::DPOP;
 
@@ -240,23 +239,16 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
 }
 
 /// A URI's text in parts, as its `Display` writes it and `Uri::try_from` reads it back: the
-/// absolute form `scheme://authority/path?query` (the scheme and its `://` in one part for
-/// `http` and `https`), or the authority form, or the origin form.
+/// absolute form `scheme://authority/path?query`, or the authority form, or the origin form.
 fn uri_text(uri: &Uri) -> [&[u8]; 4] {
     let path = uri
         .path_and_query()
         .map_or(&b""[..], |p| p.as_str().as_bytes());
-    // `Scheme`'s own comparison is a tag compare for the standard schemes; its text would be a
-    // string compare.
-    match (uri.scheme(), uri.authority()) {
-        (Some(scheme), Some(authority)) if *scheme == Scheme::HTTPS => {
-            [b"https://", authority.as_str().as_bytes(), path, b""]
-        }
-        (Some(scheme), Some(authority)) if *scheme == Scheme::HTTP => {
-            [b"http://", authority.as_str().as_bytes(), path, b""]
-        }
+    // The scheme's text, not a comparison with `Scheme::HTTPS`: for the standard schemes it is
+    // a static string, and comparing costs more than copying its four or five bytes.
+    match (uri.scheme_str(), uri.authority()) {
         (Some(scheme), Some(authority)) => [
-            scheme.as_str().as_bytes(),
+            scheme.as_bytes(),
             b"://",
             authority.as_str().as_bytes(),
             path,
