@@ -6,14 +6,17 @@
 //! allocations for the map and one more for each header whose bytes were not shared yet
 //! (`Bytes` allocates its shared form on the first clone): six for a typical MCP request, and
 //! most of the layer's cost over a bare client. So the caller's headers are packed as bytes into
-//! a buffer inside the head (on the heap only when they are large), the layer's own
-//! `Authorization` and `DPoP` values are kept as they are (the first a reference count, the
-//! second made for this request anyway), and the map is rebuilt only when a retry needs it.
+//! a buffer recycled per thread ([`HeadBuffer`]; a plain copy only when they are large), the
+//! layer's own `Authorization` and `DPoP` values are kept as they are (the first a reference
+//! count, the second made for this request anyway), and the map is rebuilt only when a retry
+//! needs it.
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::request::Parts;
 use http::{Extensions, HeaderMap, Method, Uri, Version};
 use mcp_oauth_flow::dpop::DPOP;
+
+use crate::head_buffer::{HeadBuffer, INLINE};
 
 /// The head of a request as it was sent: method, version, extensions, the URI and the caller's
 /// headers packed, and the headers the layer set on a proved request. No `Debug`: it holds
@@ -37,7 +40,7 @@ impl SentHead {
             extensions: parts.extensions.clone(),
             packed: Packed::Inline {
                 len: 0,
-                bytes: [0; INLINE],
+                bytes: HeadBuffer::take(),
             },
             proved: None,
         };
@@ -77,17 +80,13 @@ impl SentHead {
     }
 }
 
-/// Bytes kept inside the head: a typical MCP request's URI and own headers (`Content-Type`,
-/// `Accept`, `MCP-Protocol-Version`, `Mcp-Session-Id`) take about 200.
-const INLINE: usize = 232;
-
 /// The URI and the caller's headers.
 // The inline variant is large on purpose: it is what spares the hot path an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Packed {
     /// `[URI length][URI]` then the header records `[name length][value length, 15 bits;
     /// sensitive, 1 bit][name][value]` (the value length little-endian), `len` bytes in all.
-    Inline { len: u8, bytes: [u8; INLINE] },
+    Inline { len: u8, bytes: HeadBuffer },
     /// Too large for the head, or a part too long for the compact lengths: a plain copy, with
     /// the allocations that costs.
     Copied(Box<(Uri, HeaderMap)>),
@@ -403,12 +402,13 @@ mod tests {
         );
         let mut packed = Packed::Inline {
             len: 0,
-            bytes: [0; INLINE],
+            bytes: HeadBuffer::take(),
         };
         packed.pack(&request.uri, &request.headers);
         let Packed::Inline { len, bytes } = packed else {
             panic!("inline");
         };
+        let raw: [u8; INLINE] = *bytes;
         let truncated = Packed::Inline {
             len: len - 1,
             bytes,
@@ -419,7 +419,10 @@ mod tests {
         assert_eq!(headers.len(), 1);
         assert_eq!(headers["accept"], "a");
         // Cut inside the URI: nothing usable, and no panic.
-        let cut = Packed::Inline { len: 6, bytes };
+        let cut = Packed::Inline {
+            len: 6,
+            bytes: HeadBuffer::from(raw),
+        };
         assert_eq!(cut.uri(), Uri::default());
         assert!(cut.unpack().1.is_empty());
     }

@@ -111,6 +111,7 @@ mod driver;
 mod flight;
 mod future;
 mod head;
+mod head_buffer;
 mod layer;
 mod layer_addresses;
 mod layer_chooser;
