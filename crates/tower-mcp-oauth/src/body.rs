@@ -167,7 +167,7 @@ where
             Kind::Bytes(bytes) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Other(other) => match &**other {
                 Other::Passthrough(body) => body.size_hint(),
-                Other::Replay(body) => body.shared.size_hint.clone(),
+                Other::Replay(body) => body.shared.size_hint,
                 Other::Failed(_) => SizeHint::default(),
             },
         }
