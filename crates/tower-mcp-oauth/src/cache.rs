@@ -67,6 +67,7 @@ impl Scope {
 
     /// Whether `path`, on this scope's origin, is inside it: under its prefix at a segment
     /// boundary.
+    #[inline]
     fn covers_path(&self, path: &str) -> bool {
         if self.prefix.is_empty() {
             return true;
@@ -106,6 +107,7 @@ pub(crate) struct Cache {
 
 /// The session of `sessions` covering `uri`: the first in its origin's bucket, which is ordered
 /// most specific first.
+#[inline(always)]
 fn find<'a>(sessions: &'a OriginTable<Session>, uri: &Uri) -> Option<&'a Session> {
     let path = uri.path();
     sessions.find_for_request(uri, |s| &s.scope.origin, |s| s.scope.covers_path(path))
@@ -143,6 +145,7 @@ fn covers_at(resource: &Url, origin: &Origin<'_>, path: &str) -> bool {
 
 /// What to send with a request to `uri`, from one snapshot of the sessions. Never a token for
 /// another origin. `now` is called only when the token has an expiry.
+#[inline(always)]
 pub(crate) fn lookup_in(
     sessions: &OriginTable<Session>,
     uri: &Uri,

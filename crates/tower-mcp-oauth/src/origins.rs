@@ -442,6 +442,7 @@ impl<T> OriginTable<T> {
     /// authority as it is (or is the only one), without taking it apart, and an entry is
     /// recognised by comparing the text. Only a request written otherwise is parsed (RFC 6454
     /// §4) and looked up again.
+    #[inline(always)]
     pub(crate) fn find_for_request<'a>(
         &'a self,
         uri: &Uri,
@@ -467,6 +468,21 @@ impl<T> OriginTable<T> {
             // Every entry of the request's origin is in that bucket (the sole one holds all).
             return None;
         }
+        self.find_parsed(uri, authority, origin_of, wanted)
+    }
+
+    /// [`find_for_request`](Self::find_for_request) for a request whose authority is not
+    /// written as its resource's: taken apart, and looked up again. Kept out of line, so that
+    /// the hot path stays small.
+    #[cold]
+    #[inline(never)]
+    fn find_parsed<'a>(
+        &'a self,
+        uri: &Uri,
+        authority: &str,
+        origin_of: impl Fn(&T) -> &OwnedOrigin,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Option<&'a T> {
         let origin = Origin::of_uri(uri)?;
         // Written as normal already: the bucket above was the origin's, and held none of it.
         let port = origin.port_text();
