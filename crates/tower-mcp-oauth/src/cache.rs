@@ -15,7 +15,7 @@ use http::{HeaderValue, Uri};
 use mcp_oauth_flow::token::TokenSet;
 use url::Url;
 
-use crate::origins::{Origin, OriginTable, OwnedOrigin};
+use crate::origins::{same_bytes, Origin, OriginTable, OwnedOrigin};
 
 /// One protected resource's current tokens.
 #[derive(Clone)]
@@ -72,9 +72,12 @@ impl Scope {
         if self.prefix.is_empty() {
             return true;
         }
-        match path.strip_prefix(&*self.prefix) {
-            Some(rest) => rest.is_empty() || rest.starts_with('/'),
-            None => false,
+        let (path, prefix) = (path.as_bytes(), self.prefix.as_bytes());
+        match path.split_at_checked(prefix.len()) {
+            Some((head, rest)) if same_bytes(head, prefix) => {
+                rest.first().is_none_or(|&b| b == b'/')
+            }
+            _ => false,
         }
     }
 }

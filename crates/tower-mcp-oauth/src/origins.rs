@@ -229,32 +229,57 @@ impl OwnedOrigin {
 }
 
 /// `a == b` ignoring ASCII case, for the short strings of an origin: the exact comparison
-/// first, eight bytes at a time and without a call to `memcmp` (requests are mostly written in
-/// lowercase), then byte by byte with case folded.
+/// first ([`same_bytes`]: requests are mostly written in lowercase), then byte by byte with case
+/// folded.
 #[inline]
 fn same_text(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
+    same_bytes(a, b) || a.eq_ignore_ascii_case(b)
+}
+
+/// `a == b` for the short byte strings of the hot path (a scheme, an authority, a path prefix),
+/// without a call to `memcmp`, which costs more than the bytes it compares: overlapping loads
+/// of four or eight bytes cover any length past three, so there is no byte loop.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let (words_a, words_b) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (rest_a, rest_b) = (words_a.remainder(), words_b.remainder());
-    let mut diff = 0;
-    for (x, y) in words_a.zip(words_b) {
-        diff |= word(x) ^ word(y);
-    }
-    for (x, y) in rest_a.iter().zip(rest_b) {
-        diff |= u64::from(x ^ y);
-    }
-    diff == 0 || a.eq_ignore_ascii_case(b)
+    let diff = match n {
+        0 => 0,
+        // Bytes 0, n/2 and n-1 cover every position of one to three.
+        1..4 => {
+            let pick =
+                |s: &[u8]| u32::from(s[0]) | u32::from(s[n / 2]) << 8 | u32::from(s[n - 1]) << 16;
+            pick(a) ^ pick(b)
+        }
+        4..8 => (half(a, 0) ^ half(b, 0)) | (half(a, n - 4) ^ half(b, n - 4)),
+        _ => {
+            let mut diff = word(&a[n - 8..]) ^ word(&b[n - 8..]);
+            for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+                diff |= word(x) ^ word(y);
+            }
+            return diff == 0;
+        }
+    };
+    diff == 0
 }
 
 /// Eight bytes as one word.
 #[inline]
 fn word(bytes: &[u8]) -> u64 {
     let mut le = [0; 8];
-    le.copy_from_slice(bytes);
+    le.copy_from_slice(&bytes[..8]);
     u64::from_le_bytes(le)
+}
+
+/// Four bytes from `at`, as one word.
+#[inline]
+fn half(bytes: &[u8], at: usize) -> u32 {
+    let mut le = [0; 4];
+    le.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(le)
 }
 
 /// How a table turns an origin into its key.
@@ -744,6 +769,23 @@ mod tests {
         // No port and the default one are written alike, so they share a key: the bucket's
         // own test (`Origin::same`) tells them apart.
         assert_eq!(key("https", "a.example", None), base);
+    }
+
+    #[test]
+    fn bytes_are_the_same_only_when_every_byte_is() {
+        let text: Vec<u8> = (1..=40).collect();
+        for n in 0..=text.len() {
+            let a = &text[..n];
+            assert!(same_bytes(a, &a.to_vec()));
+            if n > 0 {
+                assert!(!same_bytes(a, &text[..n - 1]));
+            }
+            for at in 0..n {
+                let mut other = a.to_vec();
+                other[at] ^= 0x80;
+                assert!(!same_bytes(a, &other), "{n} {at}");
+            }
+        }
     }
 
     #[test]
