@@ -199,44 +199,64 @@ impl<B> Prepared<B> {
     }
 }
 
-/// Wraps the caller's body for the first attempt.
-pub(crate) fn prepare<B>(mut body: B, max_replay_bytes: usize) -> (OAuthBody<B>, Prepared<B>)
+/// What reading a body's first frame up front found.
+enum First<B> {
+    /// No bytes at all.
+    Empty,
+    /// The whole body, in one frame: a body already in memory (`Full`, `String`, `Bytes`).
+    Whole(Bytes),
+    /// Its first chunk, and the body to read the rest from.
+    Partial(Bytes, B),
+    /// The body failed, or sent trailers before its data.
+    Failed(BoxError),
+    /// Not read: its size is not known, or it was not ready.
+    Unread(B),
+}
+
+/// Reads the first frame of a body that says its exact size: one in memory yields everything
+/// on its first poll. Taking it now makes a replay a refcount and hands hyper a body it knows
+/// the end of. Polling with a no-op waker is harmless: a body that is not ready registers the
+/// real waker when the connection polls it.
+fn read_first<B>(mut body: B) -> First<B>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
     if body.is_end_stream() || body.size_hint().exact() == Some(0) {
-        return (OAuthBody::empty(), Prepared::Empty);
+        return First::Empty;
     }
-    let hint = body.size_hint();
-    if hint.lower() > max_replay_bytes as u64 {
+    if body.size_hint().exact().is_none() {
+        return First::Unread(body);
+    }
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(None) => First::Empty,
+        Poll::Ready(Some(Err(e))) => First::Failed(e.into()),
+        Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+            Ok(data) if body.is_end_stream() => First::Whole(data),
+            Ok(data) => First::Partial(data, body),
+            Err(_) => First::Failed("request body sent trailers before its data".into()),
+        },
+        Poll::Pending => First::Unread(body),
+    }
+}
+
+/// Wraps the caller's body for the first attempt.
+pub(crate) fn prepare<B>(body: B, max_replay_bytes: usize) -> (OAuthBody<B>, Prepared<B>)
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    if body.size_hint().lower() > max_replay_bytes as u64 {
         return (OAuthBody::passthrough(body), Prepared::NotReplayable);
     }
-    // A body already in memory (`Full`, `String`, `Bytes`) yields everything on its first
-    // poll. Taking it now makes the replay a refcount and hands hyper a body it knows the end
-    // of. Polling with a no-op waker is harmless: a body that is not ready registers the real
-    // waker when the connection polls it.
-    let mut first = None;
-    if hint.exact().is_some() {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(None) => return (OAuthBody::empty(), Prepared::Empty),
-            Poll::Ready(Some(Err(e))) => {
-                return (OAuthBody::failed(e.into()), Prepared::NotReplayable)
-            }
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) if body.is_end_stream() => {
-                    return (OAuthBody::full(data.clone()), Prepared::Bytes(data));
-                }
-                Ok(data) => first = Some(data),
-                Err(_) => {
-                    let error = "request body sent trailers before its data".into();
-                    return (OAuthBody::failed(error), Prepared::NotReplayable);
-                }
-            },
-            Poll::Pending => {}
-        }
-    }
+    let (body, first) = match read_first(body) {
+        First::Empty => return (OAuthBody::empty(), Prepared::Empty),
+        First::Whole(data) => return (OAuthBody::full(data.clone()), Prepared::Bytes(data)),
+        First::Failed(error) => return (OAuthBody::failed(error), Prepared::NotReplayable),
+        First::Partial(data, body) => (body, Some(data)),
+        First::Unread(body) => (body, None),
+    };
     let replay = ReplayBody::new(body, max_replay_bytes, first);
     let handle = ReplayBody {
         shared: Arc::clone(&replay.shared),
@@ -245,6 +265,24 @@ where
         is_replay: false,
     };
     (OAuthBody::replay(handle), Prepared::Replayable(replay))
+}
+
+/// Wraps the body of a request the layer passes on untouched (outside its servers): a body in
+/// memory is taken as on the hot path, so it costs no allocation; any other is sent as it is,
+/// boxed.
+pub(crate) fn pass_on<B>(body: B) -> OAuthBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    match read_first(body) {
+        First::Empty => OAuthBody::empty(),
+        First::Whole(data) => OAuthBody::full(data),
+        First::Failed(error) => OAuthBody::failed(error),
+        // Nothing is kept for a replay: the cap of 0 drops every chunk after the first.
+        First::Partial(data, body) => OAuthBody::replay(ReplayBody::new(body, 0, Some(data))),
+        First::Unread(body) => OAuthBody::passthrough(body),
+    }
 }
 
 struct ReplayState<B> {
@@ -519,6 +557,27 @@ mod tests {
         fn is_end_stream(&self) -> bool {
             self.0.is_empty()
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_passed_on_is_boxed_only_when_it_is_not_in_memory() {
+        let full = pass_on(Full::new(Bytes::from_static(b"{}")));
+        assert_eq!(format!("{full:?}"), r#"OAuthBody { kind: "Full" }"#);
+        assert_eq!(full.size_hint().exact(), Some(2));
+        assert_eq!(collect(full).await.unwrap(), "{}");
+        let empty = pass_on(Full::new(Bytes::new()));
+        assert!(empty.is_end_stream());
+        // Streamed, size unknown: sent as it is.
+        let streamed = pass_on(chunks(&["ab", "cd"]));
+        assert_eq!(
+            format!("{streamed:?}"),
+            r#"OAuthBody { kind: "Passthrough" }"#
+        );
+        assert_eq!(collect(streamed).await.unwrap(), "abcd");
+        // A known size in several frames: the first taken, the rest read after it.
+        let sized = pass_on(Sized(["ab", "cd", "ef"].into_iter().collect(), 6));
+        assert_eq!(sized.size_hint().exact(), Some(6));
+        assert_eq!(collect(sized).await.unwrap(), "abcdef");
     }
 
     #[test]

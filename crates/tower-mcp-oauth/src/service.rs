@@ -10,7 +10,7 @@ use mcp_oauth_flow::dpop::DPOP;
 use mcp_oauth_flow::{BoxError, Error};
 use tower_service::Service;
 
-use crate::body::{prepare, OAuthBody};
+use crate::body::{pass_on, prepare, OAuthBody};
 use crate::cache::{Lookup, Sent};
 use crate::client::transport_error;
 use crate::future::ResponseFuture;
@@ -261,7 +261,7 @@ where
         if let Some(servers) = &state.servers {
             if !servers.covers(request.uri()) {
                 let uri = request.uri().clone();
-                let future = self.inner.call(request.map(OAuthBody::passthrough));
+                let future = self.inner.call(request.map(pass_on));
                 return ResponseFuture::passthrough(future, uri);
             }
         }

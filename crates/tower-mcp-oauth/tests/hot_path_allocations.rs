@@ -1,7 +1,8 @@
 //! The hot path (a request with a valid token) allocates no more with the layer limited to its
 //! MCP servers (`only_for`) and with the time limits configured than without: the scope check
-//! compares the URI in place, and no timer is started. Counted with stats_alloc's counting allocator,
-//! so this file holds one test (the count is process-wide).
+//! compares the URI in place, and no timer is started; and a request outside those servers
+//! allocates no more than without the layer. Counted with stats_alloc's counting allocator, so
+//! this file holds one test (the count is process-wide).
 
 use std::alloc::System;
 use std::sync::Arc;
@@ -71,4 +72,61 @@ async fn the_scope_check_and_the_time_limits_add_no_allocation_to_the_hot_path()
         .flow_deadline(Duration::from_secs(10));
     let limited = allocations_per_request(limited, 200).await;
     assert_eq!(limited, plain, "allocations per request");
+    // A request outside the servers is passed on: its body in memory costs no box.
+    let (passed_on, bare) = passed_on_and_bare().await;
+    assert_eq!(passed_on, bare, "allocations per request passed on");
+}
+
+/// Allocations per request of `n` POSTs with a body in memory through `call`, after a warm-up.
+async fn allocations_of<F, Fut>(call: F, n: usize) -> usize
+where
+    F: Fn(http::Request<Full<Bytes>>) -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let request = || {
+        http::Request::post("http://127.0.0.1:1/other")
+            .body(Full::new(Bytes::from_static(br#"{"jsonrpc":"2.0"}"#)))
+            .unwrap()
+    };
+    for _ in 0..3 {
+        call(request()).await;
+    }
+    let requests: Vec<_> = (0..n).map(|_| request()).collect();
+    let region = Region::new(GLOBAL);
+    for request in requests {
+        assert_eq!(call(request).await, 200);
+    }
+    let change = region.change();
+    (change.allocations + change.reallocations) / n
+}
+
+/// Allocations per request passed on outside the layer's servers, and the same bare.
+async fn passed_on_and_bare() -> (usize, usize) {
+    async fn answer<B>(
+        _: http::Request<B>,
+    ) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+        Ok(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+    }
+    let bare = service_fn(answer::<Full<Bytes>>);
+    let bare = allocations_of(
+        |req| {
+            let bare = bare.clone();
+            async move { bare.oneshot(req).await.unwrap().status().as_u16() }
+        },
+        200,
+    )
+    .await;
+    let layered = layer()
+        .await
+        .only_for(McpServers::prefixes(["http://127.0.0.1:1/mcp"]).unwrap())
+        .layer(service_fn(answer::<OAuthBody<Full<Bytes>>>));
+    let layered = allocations_of(
+        |req| {
+            let layered = layered.clone();
+            async move { layered.oneshot(req).await.unwrap().status().as_u16() }
+        },
+        200,
+    )
+    .await;
+    (layered, bare)
 }
