@@ -81,8 +81,6 @@ impl SentHead {
 }
 
 /// The URI and the caller's headers.
-// The inline variant is large on purpose: it is what spares the hot path an allocation.
-#[allow(clippy::large_enum_variant)]
 enum Packed {
     /// `[URI length][URI]` then the header records `[name length][value length, 15 bits;
     /// sensitive, 1 bit][name][value]` (the value length little-endian), `len` bytes in all.

@@ -67,7 +67,10 @@ impl DerefMut for HeadBuffer {
 impl Drop for HeadBuffer {
     #[inline]
     fn drop(&mut self) {
-        if let Some(bytes) = self.0.take() {
+        if let Some(mut bytes) = self.0.take() {
+            // Cleared before it waits in the pool: it held a request's URI and the caller's
+            // headers (a cookie, a session id), which should not outlive the request.
+            bytes.fill(0);
             // On a thread being torn down, or with the pool full, the buffer is freed.
             let _ = SPARE.try_with(|pool| {
                 let mut pool = pool.borrow_mut();
@@ -97,6 +100,15 @@ mod tests {
         let again = HeadBuffer::take();
         assert_eq!(again.as_ptr(), address);
         assert_eq!(spare(), before);
+    }
+
+    #[test]
+    fn a_buffer_waits_in_the_pool_cleared() {
+        let mut buffer = HeadBuffer::take();
+        buffer.fill(0xA5);
+        drop(buffer);
+        let again = HeadBuffer::take();
+        assert!(again.iter().all(|&b| b == 0));
     }
 
     #[test]
