@@ -109,10 +109,7 @@ async fn passed_on_and_bare() -> (usize, usize) {
     }
     let bare = service_fn(answer::<Full<Bytes>>);
     let bare = allocations_of(
-        |req| {
-            let bare = bare.clone();
-            async move { bare.oneshot(req).await.unwrap().status().as_u16() }
-        },
+        |req| async move { bare.oneshot(req).await.unwrap().status().as_u16() },
         200,
     )
     .await;
