@@ -873,6 +873,9 @@ mod tests {
                 "http://localhost:3000/",
                 "https://a.example/",
                 "http://[::1]/",
+                // Host 4 bytes, port text 3: a request with 5 bytes of userinfo is 12 bytes
+                // long, as long as 4 × 3, and must still be parsed and found.
+                "http://abcd:99/",
             ];
             // Requests against a table of one origin: its only bucket.
             let sole = table_of_origins(base.clone(), &held[..1]);
@@ -912,6 +915,7 @@ mod tests {
             assert_eq!(origin_of("http://localhost:03000/"), at("localhost:3000"));
             assert_eq!(origin_of("https://a.example:443/"), at("a.example"));
             assert_eq!(origin_of("http://[::1]:80/"), at("[::1]"));
+            assert_eq!(origin_of("http://uuuu@abcd:99/"), at("abcd:99"));
             // Not held, however written.
             for other in [
                 "http://localhost:3001/",
