@@ -184,6 +184,11 @@ impl Shuffler {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// A number below `n` (not zero).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
     /// Shuffles `items` in place (Fisher-Yates).
     ///
     /// ```

@@ -226,6 +226,23 @@ const BATCH: usize = 2_000;
 /// Rounds of the interleaved measurement.
 const ROUNDS: usize = 1_000;
 
+/// How many stack positions, 64 bytes apart, the interleaved batches are spread over: 4 KiB and
+/// more.
+const STACK_SHIFTS: u64 = 80;
+
+/// Runs `f` `depth` frames of 64 bytes deeper in the stack.
+#[inline(never)]
+fn at_depth(depth: usize, f: &mut dyn FnMut() -> f64) -> f64 {
+    let pad = black_box([0_u8; 64]);
+    let ns = if depth == 0 {
+        f()
+    } else {
+        at_depth(depth - 1, f)
+    };
+    black_box(&pad);
+    ns
+}
+
 /// (a) interleaved: each round runs a batch of each contestant in a shuffled order; the ratios
 /// are taken within the round, so drift between rounds cancels.
 fn interleaved_trivial() {
@@ -287,7 +304,11 @@ fn interleaved_trivial() {
         shuffler.shuffle(&mut order);
         let mut ns = [0.0; 3];
         for who in order {
-            ns[who] = batch(who);
+            // Each batch at a stack address of its own: where the stack falls against the heap
+            // (4 KiB aliasing of loads and stores) moves a contestant's time by several per
+            // cent, and would otherwise be fixed for a whole run.
+            let depth = shuffler.below(STACK_SHIFTS) as usize;
+            ns[who] = at_depth(depth, &mut || batch(who));
         }
         if std::env::var_os("HOT_PATH_DEBUG").is_some() {
             eprintln!("ns {:.0} {:.0} {:.0}", ns[0], ns[1], ns[2]);
