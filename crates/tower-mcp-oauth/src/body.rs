@@ -15,6 +15,8 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use mcp_oauth_flow::BoxError;
 
+use crate::head_buffer::{HeadBuffer, INLINE};
+
 /// The body type the layer hands to the inner service.
 ///
 /// The inner service must accept `Request<OAuthBody<B>>` where `B` is the caller's body type,
@@ -179,8 +181,15 @@ where
 pub(crate) enum Prepared<B> {
     /// No body: replaying it is free.
     Empty,
-    /// The whole body was in memory (a `Full`, a `String`): replaying it is a refcount.
+    /// The whole body was in memory (a `Full`, a `String`) and its bytes are shared already
+    /// (static, or held elsewhere too): replaying it is a refcount.
     Bytes(Bytes),
+    /// The whole body was in memory, small, and its buffer held by nothing else: its bytes are
+    /// copied (`len` of them) rather than shared. Sharing a buffer made at run time (a `Vec`
+    /// turned into `Bytes`, as a JSON body is) allocates its reference count on the first
+    /// clone, or costs two atomic operations; a copy of a JSON-RPC request of a few hundred
+    /// bytes into a recycled buffer costs neither.
+    Copied { len: u8, bytes: HeadBuffer },
     /// Larger than the cap by its own size hint: sent as is, never replayed.
     NotReplayable,
     /// Kept while streaming, up to the cap.
@@ -193,6 +202,10 @@ impl<B> Prepared<B> {
         match self {
             Prepared::Empty => Some(OAuthBody::empty()),
             Prepared::Bytes(bytes) => Some(OAuthBody::full(bytes.clone())),
+            Prepared::Copied { len, bytes } => {
+                let copy = Bytes::copy_from_slice(&bytes[..usize::from(*len)]);
+                Some(OAuthBody::full(copy))
+            }
             Prepared::NotReplayable => None,
             Prepared::Replayable(body) => body.try_replay().map(OAuthBody::replay),
         }
@@ -241,6 +254,22 @@ where
     }
 }
 
+/// What a replay of a whole in-memory body keeps: a copy of a small one whose buffer nothing
+/// else holds, the shared bytes otherwise (see [`Prepared::Copied`]).
+fn keep_whole<B>(data: &Bytes) -> Prepared<B> {
+    // `is_unique` is false for static bytes (a clone is free) and for bytes already shared;
+    // asked only of a body small enough to copy (`INLINE` fits in a `u8`).
+    if data.len() <= INLINE && data.is_unique() {
+        let mut bytes = HeadBuffer::take();
+        bytes[..data.len()].copy_from_slice(data);
+        return Prepared::Copied {
+            len: data.len() as u8,
+            bytes,
+        };
+    }
+    Prepared::Bytes(data.clone())
+}
+
 /// Wraps the caller's body for the first attempt.
 pub(crate) fn prepare<B>(body: B, max_replay_bytes: usize) -> (OAuthBody<B>, Prepared<B>)
 where
@@ -252,7 +281,10 @@ where
     }
     let (body, first) = match read_first(body) {
         First::Empty => return (OAuthBody::empty(), Prepared::Empty),
-        First::Whole(data) => return (OAuthBody::full(data.clone()), Prepared::Bytes(data)),
+        First::Whole(data) => {
+            let kept = keep_whole(&data);
+            return (OAuthBody::full(data), kept);
+        }
         First::Failed(error) => return (OAuthBody::failed(error), Prepared::NotReplayable),
         First::Partial(data, body) => (body, Some(data)),
         First::Unread(body) => (body, None),
@@ -578,6 +610,26 @@ mod tests {
         let sized = pass_on(Sized(["ab", "cd", "ef"].into_iter().collect(), 6));
         assert_eq!(sized.size_hint().exact(), Some(6));
         assert_eq!(collect(sized).await.unwrap(), "abcdef");
+    }
+
+    #[tokio::test]
+    async fn a_small_body_made_at_run_time_is_copied_for_the_replay_and_others_shared() {
+        let json = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let kept = |body: Bytes| prepare(Full::new(body), 1 << 20).1;
+        // Made at run time, held by nothing else: copied.
+        let prepared = kept(Bytes::from(json.to_vec()));
+        assert!(matches!(prepared, Prepared::Copied { len, .. } if usize::from(len) == json.len()));
+        assert_eq!(
+            collect(prepared.replay().unwrap()).await.unwrap(),
+            &json[..]
+        );
+        // Static, shared elsewhere, or larger than the buffer: shared.
+        assert!(matches!(kept(Bytes::from_static(json)), Prepared::Bytes(_)));
+        let shared = Bytes::from(json.to_vec());
+        let _elsewhere = shared.clone();
+        assert!(matches!(kept(shared), Prepared::Bytes(_)));
+        let large = Bytes::from(vec![b'x'; INLINE + 1]);
+        assert!(matches!(kept(large), Prepared::Bytes(_)));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! [`HeadBuffer`]: the bytes a kept request head is packed into, recycled per thread.
+//! [`HeadBuffer`]: the bytes a kept request head is packed into (and a small request body
+//! copied into, see `body::Prepared::Copied`), recycled per thread.
 //!
 //! Every request's future carries its packed head until the answer comes (for the retry after
 //! a `401`), and a future is moved several times on its way to the executor and inside it
@@ -16,6 +17,8 @@ use std::ops::{Deref, DerefMut};
 /// Bytes a head is packed into: a typical MCP request's URI and own headers (`Content-Type`,
 /// `Accept`, `MCP-Protocol-Version`, `Mcp-Session-Id`) take about 200.
 pub(crate) const INLINE: usize = 232;
+// The packer and the body's copy keep lengths up to `INLINE` in a `u8`.
+const _: () = assert!(INLINE <= u8::MAX as usize);
 
 /// How many spare buffers a thread keeps: as many as requests it commonly has in flight and
 /// completes at once, about 15 KB at most.
