@@ -142,26 +142,7 @@ fn bench_servers(c: &mut Criterion) {
     let mut group = c.benchmark_group("servers");
     group.measurement_time(Duration::from_secs(3));
     for held in [1usize, 100, 10_000] {
-        let store = MemoryStore::new();
-        for i in 0..held {
-            store
-                .save_tokens(&server_url(i), &tokens())
-                .now_or_never()
-                .unwrap()
-                .unwrap();
-        }
-        let layer = OAuthLayer::new(
-            ClientConfig::new("http://127.0.0.1:1/cb"),
-            HeadlessAuthorizer::new(),
-        )
-        .token_store(store);
-        let mut service = layer.layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
-        // Every server's token adopted: the layer holds `held` sessions.
-        for i in 0..held {
-            send(&mut service, &server_url(i));
-        }
-        // One server in the middle of the insertion order: a scan would reach it halfway.
-        let target = server_url(held / 2);
+        let (mut service, target) = layer_holding(held);
         group.bench_with_input(BenchmarkId::from_parameter(held), &target, |b, url| {
             b.iter(|| send(&mut service, url))
         });
