@@ -15,7 +15,8 @@ use http::{HeaderValue, Uri};
 use mcp_oauth_flow::token::TokenSet;
 use url::Url;
 
-use crate::origins::{same_bytes, Origin, OriginTable, OwnedOrigin};
+use crate::origin::{same_bytes, Origin, OwnedOrigin};
+use crate::origins::OriginTable;
 
 /// One protected resource's current tokens.
 #[derive(Clone)]

@@ -119,6 +119,8 @@ mod layer_scope;
 mod logout;
 mod markers;
 mod need;
+mod origin;
+mod origin_hash;
 mod origins;
 mod outcomes;
 mod reader;
