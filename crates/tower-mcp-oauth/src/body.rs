@@ -1,21 +1,16 @@
 //! The request body the inner service receives: the caller's body, made replayable for the one
-//! retry after a `401`, or a body of the layer's own sub-requests.
-//!
-//! Replay follows the linkerd model: no `B: Clone`, no buffering up front. While the first
-//! attempt streams, each chunk is kept (a refcounted `Bytes` clone, no copy) up to a byte cap;
-//! a replay yields the kept chunks and then, if the first attempt stopped early because the
-//! server answered before reading everything, goes on reading the original body.
+//! retry after a `401` (decided once, up front: [`prepare`]), or a body of the layer's own
+//! sub-requests. A streamed body is kept while it streams by [`ReplayBody`] (`replay.rs`).
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use mcp_oauth_flow::BoxError;
 
 use crate::head_buffer::{HeadBuffer, INLINE};
+use crate::replay::ReplayBody;
 
 /// The body type the layer hands to the inner service.
 ///
@@ -169,7 +164,7 @@ where
             Kind::Bytes(bytes) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Other(other) => match &**other {
                 Other::Passthrough(body) => body.size_hint(),
-                Other::Replay(body) => body.shared.size_hint,
+                Other::Replay(body) => body.size_hint(),
                 Other::Failed(_) => SizeHint::default(),
             },
         }
@@ -290,13 +285,10 @@ where
         First::Unread(body) => (body, None),
     };
     let replay = ReplayBody::new(body, max_replay_bytes, first);
-    let handle = ReplayBody {
-        shared: Arc::clone(&replay.shared),
-        pos: 0,
-        trailers_sent: false,
-        is_replay: false,
-    };
-    (OAuthBody::replay(handle), Prepared::Replayable(replay))
+    (
+        OAuthBody::replay(replay.first_attempt()),
+        Prepared::Replayable(replay),
+    )
 }
 
 /// Wraps the body of a request the layer passes on untouched (outside its servers): a body in
@@ -314,171 +306,6 @@ where
         // Nothing is kept for a replay: the cap of 0 drops every chunk after the first.
         First::Partial(data, body) => OAuthBody::replay(ReplayBody::new(body, 0, Some(data))),
         First::Unread(body) => OAuthBody::passthrough(body),
-    }
-}
-
-struct ReplayState<B> {
-    body: Option<B>,
-    chunks: Vec<Bytes>,
-    len: usize,
-    max: usize,
-    capped: bool,
-    failed: bool,
-    done: bool,
-    trailers: Option<HeaderMap>,
-}
-
-/// What the first attempt's handle and the replay's share: the size hint, fixed when the body
-/// was wrapped, and the state the two take turns with.
-struct Replay<B> {
-    size_hint: SizeHint,
-    state: Mutex<ReplayState<B>>,
-}
-
-/// A body that keeps what it streams so it can be sent again. Small (the size hint lives in
-/// the shared part), so that [`Kind`] stays the size of a `Full<Bytes>`.
-pub(crate) struct ReplayBody<B> {
-    shared: Arc<Replay<B>>,
-    /// How many kept chunks this handle has yielded.
-    pos: usize,
-    trailers_sent: bool,
-    is_replay: bool,
-}
-
-impl<B: Body> ReplayBody<B> {
-    /// A replayable body; `first` is a chunk already read from it.
-    fn new(body: B, max: usize, first: Option<Bytes>) -> Self {
-        let mut size_hint = body.size_hint();
-        let len = first.as_ref().map_or(0, Bytes::len);
-        if let Some(exact) = size_hint.exact() {
-            size_hint.set_exact(exact + len as u64);
-        }
-        Self {
-            shared: Arc::new(Replay {
-                size_hint,
-                state: Mutex::new(ReplayState {
-                    body: Some(body),
-                    chunks: first.into_iter().collect(),
-                    len,
-                    max,
-                    capped: false,
-                    failed: false,
-                    done: false,
-                    trailers: None,
-                }),
-            }),
-            pos: 0,
-            trailers_sent: false,
-            is_replay: false,
-        }
-    }
-}
-
-impl<B> ReplayBody<B> {
-    fn lock(&self) -> MutexGuard<'_, ReplayState<B>> {
-        // A poisoned lock only means another handle panicked mid-poll; the state is still
-        // consistent (every mutation is a single assignment).
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A new handle that yields the body from the start, unless the cap was exceeded or the
-    /// body failed.
-    fn try_replay(&self) -> Option<Self> {
-        let state = self.lock();
-        if state.capped || state.failed {
-            return None;
-        }
-        drop(state);
-        Some(Self {
-            shared: Arc::clone(&self.shared),
-            pos: 0,
-            trailers_sent: false,
-            is_replay: true,
-        })
-    }
-
-    fn is_end_stream(&self) -> bool {
-        let state = self.lock();
-        state.done
-            && (state.capped || self.pos >= state.chunks.len())
-            && (self.trailers_sent || state.trailers.is_none())
-    }
-}
-
-impl<B> ReplayBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let shared = Arc::clone(&self.shared);
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        if !state.capped && self.pos < state.chunks.len() {
-            let chunk = state.chunks[self.pos].clone();
-            self.pos += 1;
-            return Poll::Ready(Some(Ok(Frame::data(chunk))));
-        }
-        if state.capped && self.is_replay {
-            return Poll::Ready(Some(Err(
-                "request body exceeded the replay buffer during a retry".into(),
-            )));
-        }
-        if state.done {
-            if !self.trailers_sent {
-                self.trailers_sent = true;
-                if let Some(trailers) = state.trailers.clone() {
-                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                }
-            }
-            return Poll::Ready(None);
-        }
-        let Some(body) = state.body.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(body).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
-                state.done = true;
-                state.body = None;
-                self.trailers_sent = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(e))) => {
-                state.failed = true;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(Some(Ok(frame))) => {
-                let frame = match frame.into_data() {
-                    Ok(data) => {
-                        if state.body.as_ref().is_some_and(B::is_end_stream) {
-                            // Known finished: say so now, so the connection need not poll again.
-                            state.done = true;
-                            state.body = None;
-                        }
-                        if !state.capped {
-                            state.len += data.len();
-                            if state.len > state.max {
-                                state.capped = true;
-                                state.chunks = Vec::new();
-                            } else {
-                                state.chunks.push(data.clone());
-                                self.pos = state.chunks.len();
-                            }
-                        }
-                        Frame::data(data)
-                    }
-                    Err(frame) => match frame.into_trailers() {
-                        Ok(trailers) => {
-                            state.trailers = Some(trailers.clone());
-                            self.trailers_sent = true;
-                            Frame::trailers(trailers)
-                        }
-                        Err(other) => other,
-                    },
-                };
-                Poll::Ready(Some(Ok(frame)))
-            }
-        }
     }
 }
 

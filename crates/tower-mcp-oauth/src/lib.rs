@@ -125,6 +125,7 @@ mod origins;
 mod outcomes;
 mod reader;
 mod recovery;
+mod replay;
 mod resolve;
 mod servers;
 mod service;
