@@ -1,0 +1,211 @@
+//! Ownership, expiry and replay of web logins.
+
+use super::*;
+
+#[tokio::test]
+async fn a_completed_login_stores_tokens_for_that_user_only() {
+    let fake = Fake::new(3600);
+    let (login, _, store) = setup_with_store(&fake);
+    let url = login.start("alice", MCP).await.unwrap();
+    assert!(url.as_str().starts_with(&format!("{AS}/authorize?")));
+    assert_eq!(login.pending_logins(), 1);
+
+    let connection = login
+        .complete("alice", &format!("?{}", approve(&url, "c1")))
+        .await
+        .unwrap();
+    assert_eq!(connection.protected_resource.as_str(), MCP);
+    assert_eq!(connection.server_url.as_str(), MCP);
+    assert_eq!(connection.issuer, AS);
+    assert_eq!(login.pending_logins(), 0);
+    assert_eq!(tokens_of(&login, "alice").await.as_deref(), Some("at-c1"));
+    assert_eq!(tokens_of(&login, "bob").await, None);
+    // Never under the bare resource, where a plain layer on the same store would find it.
+    assert!(store.load_tokens(MCP).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn another_users_callback_is_refused_and_consumes_nothing() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    let alice_url = login.start("alice", MCP).await.unwrap();
+    let bob_url = login.start("bob", MCP).await.unwrap();
+    let alices_callback = approve(&alice_url, "c1");
+
+    let err = login.complete("bob", &alices_callback).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StateMismatch);
+    assert_eq!(
+        fake.count("POST /token"),
+        0,
+        "no code exchange for a foreign callback"
+    );
+    assert_eq!(tokens_of(&login, "alice").await, None);
+    assert_eq!(tokens_of(&login, "bob").await, None);
+    assert_eq!(login.pending_logins(), 2, "both logins still wait");
+
+    // Both users still complete their own logins.
+    login.complete("alice", &alices_callback).await.unwrap();
+    login
+        .complete("bob", &approve(&bob_url, "c2"))
+        .await
+        .unwrap();
+    assert_eq!(tokens_of(&login, "alice").await.as_deref(), Some("at-c1"));
+    assert_eq!(tokens_of(&login, "bob").await.as_deref(), Some("at-c2"));
+}
+
+#[tokio::test]
+async fn a_replayed_callback_is_refused() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    let url = login.start("alice", MCP).await.unwrap();
+    let callback = approve(&url, "c1");
+    login.complete("alice", &callback).await.unwrap();
+    let err = login.complete("alice", &callback).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StateMismatch);
+    assert_eq!(fake.count("POST /token"), 1);
+}
+
+#[tokio::test]
+async fn a_refused_or_failed_login_is_consumed_too() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    let url = login.start("alice", MCP).await.unwrap();
+    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1;
+    let denied = format!("error=access_denied&state={state}&iss={AS}");
+    let err = login.complete("alice", &denied).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AuthorizationDenied);
+    let err = login
+        .complete("alice", &approve(&url, "c1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StateMismatch);
+    assert_eq!(fake.count("POST /token"), 0);
+}
+
+#[tokio::test]
+async fn an_expired_login_is_refused_and_purged() {
+    let fake = Fake::new(3600);
+    let (login, now) = setup(&fake);
+    let url = login.start("alice", MCP).await.unwrap();
+    let kept = login.start("alice", MCP).await.unwrap();
+
+    // Just before the deadline the login is still there.
+    *now.lock().unwrap() += DEFAULT_PENDING_TTL - Duration::from_secs(1);
+    login
+        .complete("alice", &approve(&kept, "c0"))
+        .await
+        .unwrap();
+    *now.lock().unwrap() += Duration::from_secs(1);
+    let err = login
+        .complete("alice", &approve(&url, "c1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StateMismatch);
+    assert_eq!(login.pending_logins(), 0, "purged");
+    assert_eq!(fake.count("POST /token"), 1);
+
+    // Another user's start purges what expired meanwhile.
+    login.start("alice", MCP).await.unwrap();
+    *now.lock().unwrap() += DEFAULT_PENDING_TTL;
+    login.start("bob", MCP).await.unwrap();
+    assert_eq!(login.pending_logins(), 1);
+}
+
+#[tokio::test]
+async fn a_shorter_ttl_is_honoured() {
+    let fake = Fake::new(3600);
+    let (login, now) = setup(&fake);
+    let login = login.pending_ttl(Duration::from_secs(30));
+    let url = login.start("alice", MCP).await.unwrap();
+    *now.lock().unwrap() += Duration::from_secs(30);
+    let err = login
+        .complete("alice", &approve(&url, "c1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StateMismatch);
+}
+
+#[tokio::test]
+async fn callbacks_without_or_with_an_unknown_state_are_refused() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    let url = login.start("alice", MCP).await.unwrap();
+    for query in ["code=c1", "code=c1&state=", "code=c1&state=guess", ""] {
+        let err = login.complete("alice", query).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::StateMismatch, "{query:?}");
+    }
+    assert_eq!(login.pending_logins(), 1);
+    login.complete("alice", &approve(&url, "c1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn one_user_may_have_a_few_logins_in_flight() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    let mut urls = Vec::new();
+    for _ in 0..=MAX_PENDING_PER_USER {
+        urls.push(login.start("alice", MCP).await.unwrap());
+    }
+    assert_eq!(login.pending_logins(), MAX_PENDING_PER_USER);
+    // The oldest was pushed out; the others complete in any order.
+    let err = login
+        .complete("alice", &approve(&urls[0], "c0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StateMismatch);
+    login
+        .complete("alice", &approve(&urls[2], "c2"))
+        .await
+        .unwrap();
+    login
+        .complete("alice", &approve(&urls[1], "c1"))
+        .await
+        .unwrap();
+    assert_eq!(tokens_of(&login, "alice").await.as_deref(), Some("at-c1"));
+}
+
+#[tokio::test]
+async fn registrations_belong_to_the_app() {
+    let fake = Fake::new(3600);
+    let (login, _, store) = setup_with_store(&fake);
+    for user in ["alice", "bob", "carol"] {
+        let url = login.start(user, MCP).await.unwrap();
+        login.complete(user, &approve(&url, user)).await.unwrap();
+    }
+    assert_eq!(fake.count("POST /register"), 1);
+    assert!(store.load_client(AS).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_insecure_server_url_is_refused_before_any_request() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    let err = login
+        .start("alice", "http://mcp.example.com/mcp")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InsecureUrl);
+    assert!(fake.log.lock().unwrap().is_empty());
+    assert_eq!(login.pending_logins(), 0);
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_debug_and_errors() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    let url = login.start("alice", MCP).await.unwrap();
+    let state = url
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(!format!("{login:?}").contains(&state));
+    let err = login
+        .complete("mallory", &approve(&url, "c1"))
+        .await
+        .unwrap_err();
+    assert!(!format!("{err} {err:?}").contains(&state));
+    let connection = login.complete("alice", &approve(&url, "c1")).await.unwrap();
+    assert!(!format!("{connection:?}").contains("at-c1"));
+}

@@ -1,0 +1,180 @@
+//! Each user's layer: their own token, refresh and connect errors.
+
+use super::*;
+
+type McpService = tower::util::BoxCloneService<
+    http::Request<OAuthBody<Full<Bytes>>>,
+    http::Response<Full<Bytes>>,
+    std::convert::Infallible,
+>;
+
+/// The fake behind a tower service, as the per-user layers wrap it.
+fn mcp_service(fake: &Arc<Fake>) -> McpService {
+    let fake = Arc::clone(fake);
+    McpService::new(service_fn(
+        move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+            let fake = Arc::clone(&fake);
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                let response = fake.handle(http::Request::from_parts(parts, body));
+                Ok(response.map(Full::new))
+            }
+        },
+    ))
+}
+
+fn mcp_call() -> http::Request<Full<Bytes>> {
+    http::Request::post(MCP)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        )))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_users_layer_carries_their_own_token() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    for (user, code) in [("alice", "ca"), ("bob", "cb")] {
+        let url = login.start(user, MCP).await.unwrap();
+        login.complete(user, &approve(&url, code)).await.unwrap();
+    }
+    for user in ["alice", "bob", "alice"] {
+        let service = ServiceBuilder::new()
+            .layer(login.layer_for(user))
+            .service(mcp_service(&fake));
+        let response = service.oneshot(mcp_call()).await.unwrap();
+        assert_eq!(response.status(), 200, "{user}");
+    }
+    let bearers = fake.bearers();
+    // Each fresh layer finds the stored token before its first request; the cached one sends it
+    // at once.
+    assert_eq!(bearers, ["at-ca", "at-cb", "at-ca"]);
+}
+
+#[tokio::test]
+async fn a_user_who_never_connected_is_told_to_connect() {
+    let fake = Fake::new(3600);
+    let (login, now) = setup(&fake);
+    let service = ServiceBuilder::new()
+        .layer(login.layer_for("bob"))
+        .service(mcp_service(&fake));
+    for _ in 0..12 {
+        // More flows than the default authorization budget (past the failure backoff each
+        // time): still "connect", never a limit error.
+        *now.lock().unwrap() += Duration::from_secs(2);
+        let err = service.clone().oneshot(mcp_call()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InteractionRequired);
+        // Refused before discovery: it names the MCP server, not an issuer it never looked up.
+        assert_eq!(ConnectRequired::find(&err).unwrap().issuer(), MCP);
+        assert!(err.to_string().contains("must connect"));
+    }
+    // ...and an unconnected user's calls cost no discovery traffic at all.
+    assert_eq!(
+        fake.count("GET /.well-known/oauth-protected-resource/mcp"),
+        0
+    );
+    assert_eq!(fake.count("GET /authorize"), 0);
+    assert_eq!(fake.count("POST /token"), 0);
+}
+
+#[tokio::test]
+async fn connecting_clears_a_recent_connect_failure() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    let layer = login.layer_for("alice");
+    let err = ServiceBuilder::new()
+        .layer(layer)
+        .service(mcp_service(&fake))
+        .oneshot(mcp_call())
+        .await
+        .unwrap_err();
+    assert!(ConnectRequired::find(&err).is_some());
+    let url = login.start("alice", MCP).await.unwrap();
+    login.complete("alice", &approve(&url, "c1")).await.unwrap();
+    // Within the failure backoff of the old layer: the new one does not repeat its error.
+    let response = ServiceBuilder::new()
+        .layer(login.layer_for("alice"))
+        .service(mcp_service(&fake))
+        .oneshot(mcp_call())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_users_layer_refreshes_their_token_in_their_own_slot() {
+    let fake = Fake::new(3600);
+    let (login, now) = setup(&fake);
+    for (user, code) in [("alice", "ca"), ("bob", "cb")] {
+        let url = login.start(user, MCP).await.unwrap();
+        login.complete(user, &approve(&url, code)).await.unwrap();
+    }
+    let alice = ServiceBuilder::new()
+        .layer(login.layer_for("alice"))
+        .service(mcp_service(&fake));
+    alice.clone().oneshot(mcp_call()).await.unwrap();
+    *now.lock().unwrap() += Duration::from_secs(3600);
+    let response = alice.oneshot(mcp_call()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(fake.bearers().last().map(String::as_str), Some("at-r1"));
+    assert_eq!(tokens_of(&login, "alice").await.as_deref(), Some("at-r1"));
+    assert_eq!(tokens_of(&login, "bob").await.as_deref(), Some("at-cb"));
+}
+
+#[tokio::test]
+async fn server_options_shape_the_web_login_authorization_request() {
+    let fake = Fake::new(3600);
+    let f = Arc::clone(&fake);
+    let client = HttpClient::from_fn(move |req| {
+        let response = f.handle(req);
+        async move { Ok(response) }
+    });
+    let options = crate::ServerOptions::for_server(MCP)
+        .unwrap()
+        .authorization_param("access_type", "offline")
+        .unwrap()
+        .remove_authorization_param("resource")
+        .unwrap();
+    let login = WebLogin::new(ClientConfig::new(REDIRECT).server(options), client);
+    let url = login.start("alice", MCP).await.unwrap();
+    let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    assert_eq!(
+        names,
+        [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "code_challenge",
+            "code_challenge_method",
+            "state",
+            "access_type"
+        ]
+    );
+    let connection = login.complete("alice", &approve(&url, "c1")).await.unwrap();
+    assert_eq!(connection.issuer, AS);
+}
+
+/// A config with an assertion grant is refused by name: a web login is a user at a browser,
+/// and the assertion source lives on an `OAuthLayer`.
+#[tokio::test]
+async fn an_assertion_grant_config_is_refused_with_the_reason() {
+    let fake = Fake::new(3600);
+    let f = Arc::clone(&fake);
+    let client = HttpClient::from_fn(move |req| {
+        let response = f.handle(req);
+        async move { Ok(response) }
+    });
+    let config = ClientConfig::new(REDIRECT)
+        .assertion_grant(mcp_oauth_flow::grants::AssertionGrant::WorkloadIdentity);
+    let login = WebLogin::new(config, client);
+    let err = login.start("alice", MCP).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::GrantNotSupported, "{err:#}");
+    assert!(err.to_string().contains("WebLogin"), "{err}");
+}
