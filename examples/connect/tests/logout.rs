@@ -4,7 +4,7 @@
 mod support;
 
 use mcp_oauth_testkit::{Testkit, TestkitConfig};
-use support::{approve, count, get, store_args, Run};
+use support::{approve, count, get, revoking_kit, store_args, Run};
 
 async fn login(args: &[&str]) {
     let mut run = Run::start(args);
@@ -15,10 +15,7 @@ async fn login(args: &[&str]) {
 
 #[tokio::test]
 async fn logout_revokes_both_tokens_and_the_next_run_logs_in_again() {
-    let kit = Testkit::start(TestkitConfig::default().revocation(true))
-        .await
-        .unwrap();
-    let store = tempfile::tempdir().unwrap();
+    let (kit, store) = revoking_kit().await;
     let url = kit.resource_url();
     let args = store_args(&url, &store);
     login(&args).await;
@@ -73,10 +70,7 @@ async fn without_a_revocation_endpoint_logout_still_forgets_and_says_so() {
 
 #[tokio::test]
 async fn forget_client_also_drops_the_registration_so_the_next_login_registers_again() {
-    let kit = Testkit::start(TestkitConfig::default().revocation(true))
-        .await
-        .unwrap();
-    let store = tempfile::tempdir().unwrap();
+    let (kit, store) = revoking_kit().await;
     let url = kit.resource_url();
     let args = store_args(&url, &store);
     login(&args).await;

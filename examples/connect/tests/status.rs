@@ -7,7 +7,7 @@ mod support;
 
 use mcp_oauth_testkit::fault::{Fault, Step};
 use mcp_oauth_testkit::{Testkit, TestkitConfig};
-use support::{approve, get, store_args, Run};
+use support::{approve, get, revoking_kit, store_args, Run};
 
 fn line<'a>(out: &'a [String], name: &str) -> Option<&'a str> {
     out.iter()
@@ -16,10 +16,7 @@ fn line<'a>(out: &'a [String], name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn status_before_and_after_a_login_and_a_logout() {
-    let kit = Testkit::start(TestkitConfig::default().revocation(true))
-        .await
-        .unwrap();
-    let store = tempfile::tempdir().unwrap();
+    let (kit, store) = revoking_kit().await;
     let url = kit.resource_url();
     let args = store_args(&url, &store);
     let mut status_args = args.clone();

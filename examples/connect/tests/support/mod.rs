@@ -118,6 +118,14 @@ pub(crate) fn count(kit: &Testkit, suffix: &str) -> usize {
         .count()
 }
 
+/// A testkit whose authorization server has a revocation endpoint (RFC 7009), and an empty
+/// directory for the connect run's store.
+pub(crate) async fn revoking_kit() -> (Testkit, tempfile::TempDir) {
+    let config = mcp_oauth_testkit::TestkitConfig::default().revocation(true);
+    let kit = Testkit::start(config).await.unwrap();
+    (kit, tempfile::tempdir().unwrap())
+}
+
 pub(crate) fn store_args<'a>(url: &'a str, store: &'a tempfile::TempDir) -> Vec<&'a str> {
     vec![
         url,
