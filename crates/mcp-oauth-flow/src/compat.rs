@@ -290,16 +290,18 @@ pub fn with_offline_access_scope(scopes: Option<Scopes>, on: bool) -> Option<Sco
     })
 }
 
+/// Parameter pairs from string slices: the tests of the modules that rewrite them.
+#[cfg(test)]
+pub(crate) fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn each_getter_reads_its_own_switch() {

@@ -123,13 +123,7 @@ fn check_configurable(name: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::compat::pairs;
 
     #[test]
     fn apply_replaces_in_place_appends_and_removes() {
