@@ -230,10 +230,11 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    if body.is_end_stream() || body.size_hint().exact() == Some(0) {
+    let exact = body.size_hint().exact();
+    if body.is_end_stream() || exact == Some(0) {
         return First::Empty;
     }
-    if body.size_hint().exact().is_none() {
+    if exact.is_none() {
         return First::Unread(body);
     }
     let mut cx = Context::from_waker(std::task::Waker::noop());
