@@ -14,8 +14,17 @@
 //!   client's pool is filled with 64 connections (a wave the server holds until all 64 arrived),
 //!   so no measured wave pays for a new connection.
 //!
+//! Then the same measurement again with a control in the layered client's place: a second bare
+//! client, its own pool and connections, making the same calls. Its ratio is 1 but for the
+//! bench's own error, so it says how far from 1 a ratio of this run can be told apart (a single
+//! run of 60 rounds of 200 calls, this bench's first form, could not tell 1.005 from 1.015).
+//! The control runs on its own, after, rather than as a third contestant in the same rounds:
+//! with more calls of other clients between two of the layer's, its code and data are further
+//! from the core when it runs (in two three-way runs the layer measured 1.025x and 1.029x,
+//! against 1.014x-1.021x two-way on the same build).
+//!
 //! `cargo bench --bench end_to_end` (`ROUNDS`, `CALLS`, `WAVES` in the environment change the
-//! defaults: 60 rounds, 200 calls and 16 waves per contestant per round).
+//! defaults: 150 rounds, 400 calls and 16 waves per contestant per round).
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -50,12 +59,17 @@ fn setting(name: &str, default: usize) -> usize {
 enum Contestant {
     Bare,
     Layered,
+    /// The control: a second bare client.
+    BareAgain,
 }
+
+/// A measurement's two contestants: the bare client and the one compared with it.
+type Pair = [Contestant; 2];
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter this bench does not take.
-    let rounds = setting("ROUNDS", 60);
-    let calls = setting("CALLS", 200);
+    let rounds = setting("ROUNDS", 150);
+    let calls = setting("CALLS", 400);
     let waves = setting("WAVES", 16);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -88,6 +102,7 @@ fn main() {
         )
         .service(Client::builder(TokioExecutor::new()).build_http());
     let bare = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let bare_again = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
 
     // One call of either contestant; the bare caller adds the bearer itself, so both send the
     // same request.
@@ -100,12 +115,18 @@ fn main() {
                     .insert(FILL_HEADER, http::HeaderValue::from_static("1"));
             }
             let (bare, layered, header) = (bare.clone(), layered.clone(), header.clone());
+            let bare_again = bare_again.clone();
             async move {
                 let response = match who {
-                    Contestant::Bare => {
+                    Contestant::Bare | Contestant::BareAgain => {
                         req.headers_mut()
                             .insert(http::header::AUTHORIZATION, header);
-                        bare.request(req).await.unwrap().map(|b| b.boxed())
+                        let client = if who == Contestant::Bare {
+                            bare
+                        } else {
+                            bare_again
+                        };
+                        client.request(req).await.unwrap().map(|b| b.boxed())
                     }
                     Contestant::Layered => layered.oneshot(req).await.unwrap().map(|b| b.boxed()),
                 };
@@ -118,71 +139,72 @@ fn main() {
     // The layer's first call adopts the stored token; then both warm up.
     rt.block_on(async {
         for _ in 0..500 {
-            call(Contestant::Layered, false).await;
-            call(Contestant::Bare, false).await;
+            for who in [Contestant::Layered, Contestant::Bare, Contestant::BareAgain] {
+                call(who, false).await;
+            }
         }
         // Fill each pool with WAVE connections: the server holds a fill wave until all of it
         // arrived, so the wave cannot run on fewer connections.
-        for who in [Contestant::Bare, Contestant::Layered] {
+        for who in [Contestant::Bare, Contestant::Layered, Contestant::BareAgain] {
             join_all((0..WAVE).map(|_| call(who, true))).await;
         }
     });
 
     let mut shuffler = Shuffler::new(RandomState::new().hash_one(Instant::now()));
-    let mut order = |per_side: usize| {
-        let mut order: Vec<Contestant> = std::iter::repeat_n(Contestant::Bare, per_side)
-            .chain(std::iter::repeat_n(Contestant::Layered, per_side))
-            .collect();
-        shuffler.shuffle(&mut order);
-        order
-    };
-
-    let mut sequential = Vec::with_capacity(rounds);
-    let mut concurrent = Vec::with_capacity(rounds);
-    let (mut seq_sum, mut conc_sum) = ([Duration::ZERO; 2], [Duration::ZERO; 2]);
-    // The ratio of the two contestants' median times in one round.
-    let ratio = |times: &mut [Vec<f64>; 2]| {
-        let [bare, layered] = times;
-        quartiles(layered).1 / quartiles(bare).1
-    };
-    for _ in 0..rounds {
-        let seq_order = order(calls);
-        let conc_order = order(waves);
-        let (mut seq, mut conc) = rt.block_on(async {
-            let mut seq: [Vec<f64>; 2] = Default::default();
-            for who in seq_order {
-                let start = Instant::now();
-                call(who, false).await;
-                seq[who as usize].push(start.elapsed().as_secs_f64());
+    // Runs `rounds` rounds of `pair` interleaved; per measurement (sequential, concurrent), the
+    // ratios of each round's median times and the time each contestant took in all.
+    let mut measure = |pair: Pair| {
+        let mut order = |per_side: usize| {
+            let mut order: Vec<usize> = (0..2)
+                .flat_map(|i| std::iter::repeat_n(i, per_side))
+                .collect();
+            shuffler.shuffle(&mut order);
+            order
+        };
+        let (mut ratios, mut sums) = ([vec![], vec![]], [[Duration::ZERO; 2]; 2]);
+        for _ in 0..rounds {
+            let (seq_order, conc_order) = (order(calls), order(waves));
+            let times: [[Vec<f64>; 2]; 2] = rt.block_on(async {
+                let mut times: [[Vec<f64>; 2]; 2] = Default::default();
+                for i in seq_order {
+                    let start = Instant::now();
+                    call(pair[i], false).await;
+                    times[0][i].push(start.elapsed().as_secs_f64());
+                }
+                for i in conc_order {
+                    let start = Instant::now();
+                    join_all((0..WAVE).map(|_| call(pair[i], false))).await;
+                    times[1][i].push(start.elapsed().as_secs_f64());
+                }
+                times
+            });
+            for (m, [mut first, mut second]) in times.into_iter().enumerate() {
+                sums[m][0] += Duration::from_secs_f64(first.iter().sum());
+                sums[m][1] += Duration::from_secs_f64(second.iter().sum());
+                ratios[m].push(quartiles(&mut second).1 / quartiles(&mut first).1);
             }
-            let mut conc: [Vec<f64>; 2] = Default::default();
-            for who in conc_order {
-                let start = Instant::now();
-                join_all((0..WAVE).map(|_| call(who, false))).await;
-                conc[who as usize].push(start.elapsed().as_secs_f64());
-            }
-            (seq, conc)
-        });
-        for i in 0..2 {
-            seq_sum[i] += Duration::from_secs_f64(seq[i].iter().sum());
-            conc_sum[i] += Duration::from_secs_f64(conc[i].iter().sum());
         }
-        sequential.push(ratio(&mut seq));
-        concurrent.push(ratio(&mut conc));
-    }
+        (ratios, sums)
+    };
+    let (mut layered_ratios, sums) = measure([Contestant::Bare, Contestant::Layered]);
+    let (mut control_ratios, _) = measure([Contestant::Bare, Contestant::BareAgain]);
 
-    let report = |name: &str, ratios: &mut [f64], sums: [Duration; 2], per_side: usize| {
-        let (p25, median, p75) = quartiles(ratios);
+    for (m, name) in ["sequential", "concurrent"].into_iter().enumerate() {
+        let per_side = [calls, waves][m];
         let per = |d: Duration| d.as_secs_f64() * 1e6 / (rounds * per_side) as f64;
+        let unit = if m == 0 { "call" } else { "wave of 64" };
+        let (p25, median, p75) = quartiles(&mut layered_ratios[m]);
         println!(
             "RATIO end_to_end/{name}: layered / bare = {median:.3}x (25th-75th: {p25:.3}-{p75:.3}; \
-             {rounds} rounds; mean {:.2} vs {:.2} us per {}; target <= 1.01x: {})",
-            per(sums[1]),
-            per(sums[0]),
-            if name == "sequential" { "call" } else { "wave of 64" },
+             {rounds} rounds; mean {:.2} vs {:.2} us per {unit}; target <= 1.01x: {})",
+            per(sums[m][1]),
+            per(sums[m][0]),
             if median <= 1.01 { "met" } else { "NOT met" },
         );
-    };
-    report("sequential", &mut sequential, seq_sum, calls);
-    report("concurrent", &mut concurrent, conc_sum, waves);
+        let (p25, median, p75) = quartiles(&mut control_ratios[m]);
+        println!(
+            "RATIO end_to_end/{name}: control, bare again / bare = {median:.3}x (25th-75th: \
+             {p25:.3}-{p75:.3}): the bench's own error, 1.000 if it had none",
+        );
+    }
 }
