@@ -35,8 +35,10 @@ pub(crate) struct Session {
     /// once here, so the hot path of a bearer token tests a bool.
     dpop: bool,
     /// `resource` as [`covers_at`] compares it, taken apart once here rather than on every
-    /// request.
-    scope: Arc<Scope>,
+    /// request. Inline, not behind an `Arc`: the hot path reads it right after the session,
+    /// and a pointer more to follow is a fetch more from afar (cloning a session, which then
+    /// copies its texts, happens on the slow paths only).
+    scope: Scope,
 }
 
 impl Session {
@@ -47,6 +49,7 @@ impl Session {
 }
 
 /// A resource URL's origin and path prefix, lowercased and trimmed once.
+#[derive(Clone)]
 struct Scope {
     origin: OwnedOrigin,
     /// The path without its trailing `/` (empty for the whole origin).
@@ -232,7 +235,7 @@ impl Cache {
             refresh_at,
             epoch,
             dpop,
-            scope: Arc::new(scope),
+            scope,
         };
         let Some(origin) = Origin::of_url(&session.resource) else {
             return epoch;

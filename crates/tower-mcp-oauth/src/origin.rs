@@ -168,41 +168,64 @@ impl PortText {
 
 /// An origin kept in a table (the store was searched for it, say), lowercased once, with its
 /// authority as a request to it is normally written.
+///
+/// Its texts are one allocation, the scheme then `host[:port]`: the hot path compares a
+/// request's scheme and authority with them, usually after the request before has left them
+/// in another core's cache, and each pointer followed then costs a fetch from afar.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct OwnedOrigin {
-    scheme: Box<str>,
-    host: Box<str>,
+    /// The scheme, then the authority in normal form: `host`, or `host:port` when the port is
+    /// not the scheme's default (see [`Origin::port_text`]); the table's key is a hash of the
+    /// authority.
+    text: Box<str>,
+    /// Where the host starts in `text`.
+    host_start: u32,
+    /// Where the host ends in `text`.
+    host_end: u32,
     port: Option<u16>,
-    /// `host`, or `host:port` when the port is not the scheme's default (see
-    /// [`Origin::port_text`]): the table's key is a hash of it.
-    authority: Box<str>,
 }
 
 impl OwnedOrigin {
     pub(crate) fn new(origin: Origin<'_>) -> Self {
-        let host = origin.host.to_ascii_lowercase();
-        let mut authority = host.clone();
+        let mut text = origin.scheme.to_ascii_lowercase();
+        let host_start = text.len();
+        text.push_str(&origin.host.to_ascii_lowercase());
+        let host_end = text.len();
         if let Some(port) = origin.port_text() {
-            authority.push_str(port.as_str());
+            text.push_str(port.as_str());
         }
+        // A URL's parts are far shorter than 4 GiB; past it, the texts read back empty.
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Self {
-            scheme: origin.scheme.to_ascii_lowercase().into(),
-            host: host.into(),
+            host_start: at(host_start),
+            host_end: at(host_end),
+            text: text.into(),
             port: origin.port,
-            authority: authority.into(),
         }
+    }
+
+    /// The scheme and the authority, as bytes (the hot path compares them as such).
+    #[inline]
+    fn scheme_and_authority(&self) -> (&[u8], &[u8]) {
+        self.text
+            .as_bytes()
+            .split_at_checked(self.host_start as usize)
+            .unwrap_or_default()
     }
 
     /// The authority in normal form.
     #[cfg(test)]
     pub(crate) fn authority(&self) -> &str {
-        &self.authority
+        self.text
+            .get(self.host_start as usize..)
+            .unwrap_or_default()
     }
 
     pub(crate) fn as_origin(&self) -> Origin<'_> {
+        let (start, end) = (self.host_start as usize, self.host_end as usize);
         Origin {
-            scheme: &self.scheme,
-            host: &self.host,
+            scheme: self.text.get(..start).unwrap_or_default(),
+            host: self.text.get(start..end).unwrap_or_default(),
             port: self.port,
         }
     }
@@ -212,7 +235,8 @@ impl OwnedOrigin {
     /// may write the same origin another way (userinfo, an explicit default port).
     #[inline]
     pub(crate) fn is_written_as(&self, scheme: &str, authority: &str) -> bool {
-        same_text(&self.authority, authority) && same_text(&self.scheme, scheme)
+        let (own_scheme, own_authority) = self.scheme_and_authority();
+        same_text(own_authority, authority.as_bytes()) && same_text(own_scheme, scheme.as_bytes())
     }
 }
 
@@ -220,8 +244,7 @@ impl OwnedOrigin {
 /// first ([`same_bytes`]: requests are mostly written in lowercase), then byte by byte with case
 /// folded.
 #[inline]
-fn same_text(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+fn same_text(a: &[u8], b: &[u8]) -> bool {
     same_bytes(a, b) || a.eq_ignore_ascii_case(b)
 }
 
@@ -323,17 +346,14 @@ mod tests {
     fn texts_are_the_same_only_when_every_byte_is_ignoring_case() {
         let text = "abcdefghijklmnopqrstu";
         for n in 0..=text.len() {
-            let a = &text[..n];
+            let a = &text.as_bytes()[..n];
             assert!(same_text(a, a));
             assert!(same_text(a, &a.to_ascii_uppercase()));
-            assert!(!same_text(a, &text[..n.saturating_sub(1)]) || n == 0);
+            assert!(!same_text(a, &a[..n.saturating_sub(1)]) || n == 0);
             for at in 0..n {
-                let mut other = a.as_bytes().to_vec();
+                let mut other = a.to_vec();
                 other[at] = b'-';
-                assert!(
-                    !same_text(a, std::str::from_utf8(&other).unwrap()),
-                    "{n} {at}"
-                );
+                assert!(!same_text(a, &other), "{n} {at}");
             }
         }
     }
