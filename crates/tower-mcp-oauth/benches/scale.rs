@@ -6,9 +6,9 @@
 //! - `web_users`: the web API (`WebLogin::layer_for`, then the call) with 1 or 10,000 users
 //!   connected, calling as one of them.
 //!
-//! Both print the ratio of the largest to the smallest; flat means within 1.05x. The servers are
-//! also measured interleaved (`-- interleaved` runs only that), whose ratios hold still where
-//! criterion's drift.
+//! Both print the ratio of the largest to the smallest; flat means within 1.05x. Both are also
+//! measured interleaved (`-- interleaved` runs only that), whose ratios hold still where
+//! criterion's drift (web users measured 0.87x to 1.10x by criterion alone, for one build).
 //!
 //! `cargo bench --bench scale`
 
@@ -96,46 +96,107 @@ fn layer_holding(
 const BATCH: usize = 2_000;
 const ROUNDS: usize = 300;
 
-/// The same three layers measured interleaved, as `hot_path`'s (a) is: each round a batch of each
-/// in a freshly shuffled order, the ratios taken within the round, their median over the rounds.
-/// Criterion's one-after-the-other runs drift on a shared machine by more than the difference
-/// this looks for.
-fn interleaved_servers() {
-    let mut layers: Vec<_> = [1usize, 100, 10_000].map(layer_holding).into();
+/// One contestant of an interleaved measurement: runs `n` calls.
+type Contestant<'a> = Box<dyn FnMut(usize) + 'a>;
+
+/// Measures `contestants` interleaved, as `hot_path`'s (a) is: each round a batch of each in a
+/// freshly shuffled order, the ratios to the first taken within the round, their median over
+/// the rounds. Criterion's one-after-the-other runs drift on a shared machine by more than the
+/// difference this looks for.
+fn interleaved(what: &str, names: &[&str], mut contestants: Vec<Contestant<'_>>) {
     let mut shuffler = bench::Shuffler::new(std::hash::BuildHasher::hash_one(
         &std::collections::hash_map::RandomState::new(),
         std::time::Instant::now(),
     ));
     let mut batch = |who: usize| {
-        let (service, url) = &mut layers[who];
         let start = std::time::Instant::now();
-        for _ in 0..BATCH {
-            send(service, url);
-        }
+        contestants[who](BATCH);
         start.elapsed().as_nanos() as f64 / BATCH as f64
     };
-    for who in 0..3 {
+    let count = names.len();
+    for who in 0..count {
         batch(who);
     }
-    let (mut hundred, mut ten_thousand) = (vec![], vec![]);
+    let mut ratios = vec![vec![]; count];
     for _ in 0..ROUNDS {
-        let mut order = [0, 1, 2];
+        let mut order: Vec<usize> = (0..count).collect();
         shuffler.shuffle(&mut order);
-        let mut ns = [0.0; 3];
+        let mut ns = vec![0.0; count];
         for who in order {
             ns[who] = batch(who);
         }
-        hundred.push(ns[1] / ns[0]);
-        ten_thousand.push(ns[2] / ns[0]);
+        for who in 1..count {
+            ratios[who].push(ns[who] / ns[0]);
+        }
     }
-    for (name, ratios) in [("100", &mut hundred), ("10000", &mut ten_thousand)] {
-        let (p25, median, p75) = bench::quartiles(ratios);
+    for who in 1..count {
+        let (p25, median, p75) = bench::quartiles(&mut ratios[who]);
         let verdict = if median <= 1.05 { "met" } else { "NOT met" };
         println!(
-            "RATIO servers interleaved: {name} / 1 = {median:.3}x (p25 {p25:.3}x, p75 {p75:.3}x; \
-             {ROUNDS} rounds of {BATCH} calls each; target <= 1.05x: {verdict})"
+            "RATIO {what} interleaved: {} / {} = {median:.3}x (p25 {p25:.3}x, p75 {p75:.3}x; \
+             {ROUNDS} rounds of {BATCH} calls each; target <= 1.05x: {verdict})",
+            names[who], names[0],
         );
     }
+}
+
+/// One layer holding 1, 100 and 10,000 servers, interleaved.
+fn interleaved_servers() {
+    let contestants = [1usize, 100, 10_000].map(|held| {
+        let (mut service, url) = layer_holding(held);
+        Box::new(move |n: usize| {
+            for _ in 0..n {
+                send(&mut service, &url);
+            }
+        }) as Contestant<'_>
+    });
+    interleaved("servers", &["1", "100", "10000"], contestants.into());
+}
+
+/// A web login with `users` users connected to one server, and the name of the one in the
+/// middle.
+fn web_login_with(users: usize) -> (WebLogin, String) {
+    let url = server_url(0);
+    let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    let login = WebLogin::new(ClientConfig::new("https://app.bench/callback"), client)
+        .token_store(MemoryStore::new());
+    let name = |i: usize| format!("user-{i}");
+    for i in 0..users {
+        login
+            .user_store(&name(i))
+            .save_tokens(&url, &tokens())
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        let mut service = login
+            .layer_for(&name(i))
+            .layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
+        send(&mut service, &url);
+    }
+    (login, name(users / 2))
+}
+
+/// What a web app does per request: find the user's layer, wrap its client, call.
+fn send_as(login: &WebLogin, user: &str, url: &str) {
+    let mut service = login
+        .layer_for(user)
+        .layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
+    send(&mut service, url)
+}
+
+/// A web login with 1 and with 10,000 users, interleaved.
+fn interleaved_web_users() {
+    let url = server_url(0);
+    let contestants = [1usize, 10_000].map(|users| {
+        let (login, user) = web_login_with(users);
+        let url = url.clone();
+        Box::new(move |n: usize| {
+            for _ in 0..n {
+                send_as(&login, &user, &url);
+            }
+        }) as Contestant<'_>
+    });
+    interleaved("web_users", &["1", "10000"], contestants.into());
 }
 
 fn bench_servers(c: &mut Criterion) {
@@ -155,32 +216,9 @@ fn bench_web_users(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(3));
     let url = server_url(0);
     for users in [1usize, 10_000] {
-        let store = MemoryStore::new();
-        let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
-        let login = WebLogin::new(ClientConfig::new("https://app.bench/callback"), client)
-            .token_store(store);
-        let name = |i: usize| format!("user-{i}");
-        for i in 0..users {
-            login
-                .user_store(&name(i))
-                .save_tokens(&url, &tokens())
-                .now_or_never()
-                .unwrap()
-                .unwrap();
-            let mut service = login
-                .layer_for(&name(i))
-                .layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
-            send(&mut service, &url);
-        }
-        let user = name(users / 2);
+        let (login, user) = web_login_with(users);
         group.bench_with_input(BenchmarkId::from_parameter(users), &user, |b, user| {
-            b.iter(|| {
-                // What a web app does per request: find the user's layer, wrap its client, call.
-                let mut service = login
-                    .layer_for(user)
-                    .layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
-                send(&mut service, &url)
-            })
+            b.iter(|| send_as(&login, user, &url))
         });
     }
     group.finish();
@@ -189,14 +227,16 @@ fn bench_web_users(c: &mut Criterion) {
 criterion_group!(benches, bench_servers, bench_web_users);
 
 fn main() {
-    // `cargo bench --bench scale -- interleaved` runs only this.
+    // `cargo bench --bench scale -- interleaved` runs only these.
     if std::env::args().any(|arg| arg == "interleaved") {
         interleaved_servers();
+        interleaved_web_users();
         return;
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
     interleaved_servers();
+    interleaved_web_users();
     bench::print_ratio("servers", "1", "100", Some(1.05));
     bench::print_ratio("servers", "1", "10000", Some(1.05));
     bench::print_ratio("web_users", "1", "10000", Some(1.05));
