@@ -143,17 +143,20 @@ fn main() {
                 call(who, false).await;
             }
         }
-        // Fill each pool with WAVE connections: the server holds a fill wave until all of it
-        // arrived, so the wave cannot run on fewer connections.
-        for who in [Contestant::Bare, Contestant::Layered, Contestant::BareAgain] {
-            join_all((0..WAVE).map(|_| call(who, true))).await;
-        }
     });
 
     let mut shuffler = Shuffler::new(RandomState::new().hash_one(Instant::now()));
     // Runs `rounds` rounds of `pair` interleaved; per measurement (sequential, concurrent), the
     // ratios of each round's median times and the time each contestant took in all.
     let mut measure = |pair: Pair| {
+        // Fill each pool with WAVE connections: the server holds a fill wave until all of it
+        // arrived, so the wave cannot run on fewer connections. Again before each measurement:
+        // a pool idle through the one before could have let its connections time out.
+        rt.block_on(async {
+            for who in pair {
+                join_all((0..WAVE).map(|_| call(who, true))).await;
+            }
+        });
         let mut order = |per_side: usize| {
             let mut order: Vec<usize> = (0..2)
                 .flat_map(|i| std::iter::repeat_n(i, per_side))

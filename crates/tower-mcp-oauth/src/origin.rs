@@ -172,7 +172,7 @@ impl PortText {
 /// Its texts are one allocation, the scheme then `host[:port]`: the hot path compares a
 /// request's scheme and authority with them, usually after the request before has left them
 /// in another core's cache, and each pointer followed then costs a fetch from afar.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct OwnedOrigin {
     /// The scheme, then the authority in normal form: `host`, or `host:port` when the port is
     /// not the scheme's default (see [`Origin::port_text`]); the table's key is a hash of the
@@ -183,6 +183,17 @@ pub(crate) struct OwnedOrigin {
     /// Where the host ends in `text`.
     host_end: u32,
     port: Option<u16>,
+}
+
+impl std::fmt::Debug for OwnedOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origin = self.as_origin();
+        f.debug_struct("OwnedOrigin")
+            .field("scheme", &origin.scheme)
+            .field("host", &origin.host)
+            .field("port", &origin.port)
+            .finish()
+    }
 }
 
 impl OwnedOrigin {
