@@ -37,10 +37,11 @@ use mcp_oauth_testkit::scripted;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
-use tower_mcp_oauth::{
-    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, RefreshPolicy, TokenSet,
-    TokenStore, TokenType,
-};
+use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer, RefreshPolicy};
+
+#[path = "support/setup.rs"]
+mod setup;
+use setup::{bench_tokens, layer_over, store_holding};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -49,15 +50,6 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const N: usize = 10_000;
 /// Callers in a storm.
 const STORM: usize = 1000;
-
-fn tokens() -> TokenSet {
-    TokenSet::new(
-        "bench-token",
-        TokenType::Bearer,
-        "https://as.bench",
-        "client",
-    )
-}
 
 /// Bytes held now, net of everything freed. (`stats_alloc` adds a reallocation's growth to
 /// `bytes_allocated`, its shrinking to `bytes_deallocated`, and both again to
@@ -94,14 +86,6 @@ where
     assert_eq!(black_box(resp).status(), 200);
 }
 
-fn layer(store: MemoryStore) -> OAuthLayer {
-    OAuthLayer::new(
-        ClientConfig::new("http://localhost:3000/callback"),
-        HeadlessAuthorizer::new(),
-    )
-    .token_store(store)
-}
-
 fn print_allocs(name: &str, rows: &[(&str, (f64, f64))]) {
     let cells: Vec<String> = rows
         .iter()
@@ -117,7 +101,7 @@ fn print_allocs(name: &str, rows: &[(&str, (f64, f64))]) {
 }
 
 fn per_request_trivial() {
-    let header = tokens().authorization_value();
+    let header = bench_tokens().authorization_value();
     let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
     let bare_figure = per_call(|| send(&mut bare, request(Some(&header))));
 
@@ -129,13 +113,8 @@ fn per_request_trivial() {
         .service(tower::service_fn(trivial::<Full<Bytes>>));
     let floor_figure = per_call(|| send(&mut floor, request(None)));
 
-    let store = MemoryStore::new();
-    store
-        .save_tokens(URL, &tokens())
-        .now_or_never()
-        .unwrap()
-        .unwrap();
-    let mut layered = layer(store).layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
+    let store = store_holding(&bench_tokens(), [URL]);
+    let mut layered = layer_over(store).layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
     let layered_figure = per_call(|| send(&mut layered, request(None)));
     print_allocs(
         "trivial",
@@ -154,15 +133,10 @@ fn per_request_loopback() {
         .unwrap();
     let addr = rt.block_on(minimal_server(1));
     let url = format!("http://{addr}/mcp");
-    let header = tokens().authorization_value();
+    let header = bench_tokens().authorization_value();
     let bare = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let store = MemoryStore::new();
-    store
-        .save_tokens(&url, &tokens())
-        .now_or_never()
-        .unwrap()
-        .unwrap();
-    let layered = layer(store).layer(Client::builder(TokioExecutor::new()).build_http());
+    let store = store_holding(&bench_tokens(), [url.as_str()]);
+    let layered = layer_over(store).layer(Client::builder(TokioExecutor::new()).build_http());
 
     let bare_figure = per_call(|| {
         let mut req = hot_path_request_to(&url, None);
@@ -190,19 +164,14 @@ fn per_request_loopback() {
 
 fn held_per_origin(origins: usize) {
     let url = |i: usize| format!("http://mcp-{i}.bench/mcp");
+    // The URLs are made before counting: only what the store keeps counts.
+    let urls: Vec<String> = (0..origins).map(url).collect();
     let before = held();
-    let store = MemoryStore::new();
-    for i in 0..origins {
-        store
-            .save_tokens(&url(i), &tokens())
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-    }
+    let store = store_holding(&bench_tokens(), urls.iter().map(String::as_str));
     let store_bytes = held() - before;
 
     let before = held();
-    let mut service = layer(store).layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
+    let mut service = layer_over(store).layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
     let empty_layer = held() - before;
     for i in 0..origins {
         send(&mut service, hot_path_request_to(&url(i), None));

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -41,9 +40,9 @@ use mcp_oauth_testkit::bench::{
     hot_path_request_to as request, minimal_server, quartiles, Shuffler, FILL_HEADER,
 };
 use tower::{ServiceBuilder, ServiceExt};
-use tower_mcp_oauth::{
-    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer, TokenSet, TokenStore, TokenType,
-};
+#[path = "support/setup.rs"]
+mod setup;
+use setup::{bench_tokens, layer_over, store_holding};
 
 /// Calls in flight in the concurrent measurement.
 const WAVE: usize = 64;
@@ -79,27 +78,10 @@ fn main() {
     let addr = rt.block_on(minimal_server(WAVE));
     let url: Arc<str> = format!("http://{addr}/mcp").into();
 
-    let tokens = TokenSet::new(
-        "bench-token",
-        TokenType::Bearer,
-        "https://as.bench",
-        "client",
-    );
+    let tokens = bench_tokens();
     let header = tokens.authorization_value();
-    let store = MemoryStore::new();
-    store
-        .save_tokens(&url, &tokens)
-        .now_or_never()
-        .unwrap()
-        .unwrap();
     let layered = ServiceBuilder::new()
-        .layer(
-            OAuthLayer::new(
-                ClientConfig::new("http://localhost:3000/callback"),
-                HeadlessAuthorizer::new(),
-            )
-            .token_store(store),
-        )
+        .layer(layer_over(store_holding(&tokens, [&*url])))
         .service(Client::builder(TokioExecutor::new()).build_http());
     let bare = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let bare_again = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();

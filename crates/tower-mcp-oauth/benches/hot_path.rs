@@ -18,7 +18,6 @@
 //! `cargo bench --bench hot_path`
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
@@ -27,14 +26,15 @@ use http_body_util::{Empty, Full};
 use mcp_oauth_testkit::bench;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
-use tower_mcp_oauth::{
-    ClientConfig, DpopKey, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet,
-    TokenStore, TokenType,
-};
+use tower_mcp_oauth::{DpopKey, OAuthBody, TokenSet, TokenType};
 
 use mcp_oauth_testkit::bench::{
     hot_path_request as request, trivial_resource as trivial, HOT_PATH_URL as URL,
 };
+
+#[path = "support/setup.rs"]
+mod setup;
+use setup::{bench_tokens, layer_over, store_holding};
 
 /// The layer over the trivial service, warmed so that it holds a valid token (DPoP-bound when
 /// `dpop`), and the header the bare side sends itself.
@@ -51,29 +51,14 @@ fn warmed_layer(
     http::HeaderValue,
 ) {
     // A token waiting in the store: the first request adopts it, then every call is the hot path.
-    let store = Arc::new(MemoryStore::new());
     let tokens = if dpop {
         let key = DpopKey::from_entropy([7; 32]).unwrap();
         TokenSet::new("bench-token", TokenType::DPoP, "https://as.bench", "client")
             .with_dpop_key(Some(key))
     } else {
-        TokenSet::new(
-            "bench-token",
-            TokenType::Bearer,
-            "https://as.bench",
-            "client",
-        )
+        bench_tokens()
     };
-    store
-        .save_tokens(URL, &tokens)
-        .now_or_never()
-        .unwrap()
-        .unwrap();
-    let layer = OAuthLayer::new(
-        ClientConfig::new("http://127.0.0.1:1/cb"),
-        HeadlessAuthorizer::new(),
-    )
-    .token_store(store.clone() as Arc<dyn TokenStore>);
+    let layer = layer_over(store_holding(&tokens, [URL]));
     let mut layered = ServiceBuilder::new()
         .layer(layer)
         .service(tower::service_fn(

@@ -22,23 +22,15 @@ use http_body_util::Full;
 use mcp_oauth_testkit::bench::{self, hot_path_request_to as request, trivial_resource as trivial};
 use tower::{Layer, Service, ServiceExt};
 use tower_mcp_oauth::web::WebLogin;
-use tower_mcp_oauth::{
-    ClientConfig, HeadlessAuthorizer, HttpClient, MemoryStore, OAuthBody, OAuthLayer, TokenSet,
-    TokenStore, TokenType,
-};
+use tower_mcp_oauth::{ClientConfig, HttpClient, MemoryStore, OAuthBody, TokenStore};
 
 fn server_url(i: usize) -> String {
     format!("http://mcp-{i}.bench/mcp")
 }
 
-fn tokens() -> TokenSet {
-    TokenSet::new(
-        "bench-token",
-        TokenType::Bearer,
-        "https://as.bench",
-        "client",
-    )
-}
+#[path = "support/setup.rs"]
+mod setup;
+use setup::{bench_tokens as tokens, layer_over, store_holding};
 
 /// Sends one request through `service` and checks it carried a token.
 fn send<S>(service: &mut S, url: &str)
@@ -72,20 +64,9 @@ fn layer_holding(
     >,
     String,
 ) {
-    let store = MemoryStore::new();
-    for i in 0..held {
-        store
-            .save_tokens(&server_url(i), &tokens())
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-    }
-    let layer = OAuthLayer::new(
-        ClientConfig::new("http://127.0.0.1:1/cb"),
-        HeadlessAuthorizer::new(),
-    )
-    .token_store(store);
-    let mut service = layer.layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
+    let urls: Vec<String> = (0..held).map(server_url).collect();
+    let store = store_holding(&tokens(), urls.iter().map(String::as_str));
+    let mut service = layer_over(store).layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
     for i in 0..held {
         send(&mut service, &server_url(i));
     }

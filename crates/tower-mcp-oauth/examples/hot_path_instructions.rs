@@ -20,25 +20,21 @@ use futures_util::FutureExt;
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
-use tower_mcp_oauth::{
-    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
-    TokenType,
-};
+use tower_mcp_oauth::OAuthBody;
 
 use mcp_oauth_testkit::bench::{
     hot_path_request as request, trivial_resource as trivial, HOT_PATH_URL as URL,
 };
 
+#[path = "../benches/support/setup.rs"]
+mod setup;
+use setup::{bench_tokens, layer_over, store_holding};
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().expect("bare|floor|layered");
     let n: usize = args.next().expect("N").parse().unwrap();
-    let tokens = TokenSet::new(
-        "bench-token",
-        TokenType::Bearer,
-        "https://as.bench",
-        "client",
-    );
+    let tokens = bench_tokens();
     let header = tokens.authorization_value();
     match which.as_str() {
         "bare" => {
@@ -77,17 +73,7 @@ fn main() {
             }
         }
         "layered" => {
-            let store = MemoryStore::new();
-            store
-                .save_tokens(URL, &tokens)
-                .now_or_never()
-                .unwrap()
-                .unwrap();
-            let layer = OAuthLayer::new(
-                ClientConfig::new("http://127.0.0.1:1/cb"),
-                HeadlessAuthorizer::new(),
-            )
-            .token_store(store);
+            let layer = layer_over(store_holding(&tokens, [URL]));
             let mut layered = ServiceBuilder::new()
                 .layer(layer)
                 .service(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));

@@ -14,15 +14,14 @@
 use std::hint::black_box;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mcp_oauth_testkit::bench::{hot_path_request_to as request, minimal_server};
 use tower::{Layer, ServiceExt};
-use tower_mcp_oauth::{
-    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer, TokenSet, TokenStore, TokenType,
-};
+#[path = "../benches/support/setup.rs"]
+mod setup;
+use setup::{bench_tokens, layer_over, store_holding};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -34,12 +33,7 @@ fn main() {
         .expect("a runtime");
     let addr = rt.block_on(minimal_server(1));
     let url = format!("http://{addr}/mcp");
-    let tokens = TokenSet::new(
-        "bench-token",
-        TokenType::Bearer,
-        "https://as.bench",
-        "client",
-    );
+    let tokens = bench_tokens();
     let header = tokens.authorization_value();
     match which.as_str() {
         "bare" => {
@@ -59,18 +53,8 @@ fn main() {
             });
         }
         "layered" => {
-            let store = MemoryStore::new();
-            store
-                .save_tokens(&url, &tokens)
-                .now_or_never()
-                .unwrap()
-                .unwrap();
-            let layered = OAuthLayer::new(
-                ClientConfig::new("http://localhost:3000/callback"),
-                HeadlessAuthorizer::new(),
-            )
-            .token_store(store)
-            .layer(Client::builder(TokioExecutor::new()).build_http());
+            let layered = layer_over(store_holding(&tokens, [url.as_str()]))
+                .layer(Client::builder(TokioExecutor::new()).build_http());
             rt.block_on(async {
                 for _ in 0..n + 100 {
                     let response = layered.clone().oneshot(request(&url, None)).await.unwrap();

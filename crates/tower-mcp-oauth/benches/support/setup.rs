@@ -1,0 +1,49 @@
+//! The set-up the benchmarks and the instruction-count examples share: the bearer token every
+//! contestant sends, a store already holding it, and the layer over that store. Included by
+//! path (`#[path = ...] mod setup;`): the testkit, where the other bench helpers live, sits below
+//! this crate and cannot name its types.
+
+// Each includer uses some of these.
+#![allow(dead_code)]
+
+use futures_util::FutureExt;
+use tower_mcp_oauth::{
+    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer, TokenSet, TokenStore, TokenType,
+};
+
+/// The bearer token of every measurement (no expiry: it is never refreshed mid-run).
+pub(crate) fn bench_tokens() -> TokenSet {
+    TokenSet::new(
+        "bench-token",
+        TokenType::Bearer,
+        "https://as.bench",
+        "client",
+    )
+}
+
+/// A memory store holding `tokens` for each of `urls`.
+pub(crate) fn store_holding<'a>(
+    tokens: &TokenSet,
+    urls: impl IntoIterator<Item = &'a str>,
+) -> MemoryStore {
+    let store = MemoryStore::new();
+    for url in urls {
+        // In memory: the save completes at once.
+        store
+            .save_tokens(url, tokens)
+            .now_or_never()
+            .expect("a memory store does not wait")
+            .expect("a memory store saves");
+    }
+    store
+}
+
+/// A layer over `store`, whose first request to a server adopts the token held for it. Its
+/// authorizer never runs: every server it is sent to has a token.
+pub(crate) fn layer_over(store: impl TokenStore) -> OAuthLayer {
+    OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(store)
+}
