@@ -354,6 +354,16 @@ mod tests {
     }
 
     #[test]
+    fn an_owned_origin_shows_its_parts_apart() {
+        let origin = OwnedOrigin::new(Origin::new("HTTPS", "MCP.Example.com", Some(8443)));
+        assert_eq!(origin.authority(), "mcp.example.com:8443");
+        assert_eq!(
+            format!("{origin:?}"),
+            r#"OwnedOrigin { scheme: "https", host: "mcp.example.com", port: Some(8443) }"#
+        );
+    }
+
+    #[test]
     fn texts_are_the_same_only_when_every_byte_is_ignoring_case() {
         let text = "abcdefghijklmnopqrstu";
         for n in 0..=text.len() {
