@@ -169,8 +169,7 @@ async fn registrations_belong_to_the_app() {
     let fake = Fake::new(3600);
     let (login, _, store) = setup_with_store(&fake);
     for user in ["alice", "bob", "carol"] {
-        let url = login.start(user, MCP).await.unwrap();
-        login.complete(user, &approve(&url, user)).await.unwrap();
+        log_in(&login, user, user).await;
     }
     assert_eq!(fake.count("POST /register"), 1);
     assert!(store.load_client(AS).await.unwrap().is_some());

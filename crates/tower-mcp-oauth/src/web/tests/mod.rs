@@ -184,6 +184,12 @@ fn approve(url: &Url, code: &str) -> String {
         .finish()
 }
 
+/// Logs `user` in: starts the login and completes it with `code`, as the browser would.
+async fn log_in(login: &WebLogin, user: &str, code: &str) {
+    let url = login.start(user, MCP).await.unwrap();
+    login.complete(user, &approve(&url, code)).await.unwrap();
+}
+
 async fn tokens_of(login: &WebLogin, user: &str) -> Option<String> {
     login
         .user_store(user)

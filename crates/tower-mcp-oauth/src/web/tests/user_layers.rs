@@ -42,8 +42,7 @@ async fn each_users_layer_carries_their_own_token() {
     let fake = Fake::new(3600);
     let (login, _) = setup(&fake);
     for (user, code) in [("alice", "ca"), ("bob", "cb")] {
-        let url = login.start(user, MCP).await.unwrap();
-        login.complete(user, &approve(&url, code)).await.unwrap();
+        log_in(&login, user, code).await;
     }
     for user in ["alice", "bob", "alice"] {
         let service = ServiceBuilder::new()
@@ -96,8 +95,7 @@ async fn connecting_clears_a_recent_connect_failure() {
         .await
         .unwrap_err();
     assert!(ConnectRequired::find(&err).is_some());
-    let url = login.start("alice", MCP).await.unwrap();
-    login.complete("alice", &approve(&url, "c1")).await.unwrap();
+    log_in(&login, "alice", "c1").await;
     // Within the failure backoff of the old layer: the new one does not repeat its error.
     let response = ServiceBuilder::new()
         .layer(login.layer_for("alice"))
@@ -113,8 +111,7 @@ async fn a_users_layer_refreshes_their_token_in_their_own_slot() {
     let fake = Fake::new(3600);
     let (login, now) = setup(&fake);
     for (user, code) in [("alice", "ca"), ("bob", "cb")] {
-        let url = login.start(user, MCP).await.unwrap();
-        login.complete(user, &approve(&url, code)).await.unwrap();
+        log_in(&login, user, code).await;
     }
     let alice = ServiceBuilder::new()
         .layer(login.layer_for("alice"))
