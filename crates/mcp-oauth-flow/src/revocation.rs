@@ -16,7 +16,7 @@ use url::Url;
 use crate::client_auth::{ClientAuthMethod, ClientCredentials};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind, OAuthErrorResponse};
-use crate::flow::rules;
+use crate::flow::held_rules;
 use crate::registration::ClientRegistration;
 use crate::token_set::TokenSet;
 
@@ -101,8 +101,8 @@ pub fn revocation_client(
     now: SystemTime,
     jti: &str,
 ) -> Result<Option<ClientCredentials>, Error> {
-    if let Some(client) = rules::refresh_pre_registered(&config.pre_registered, tokens) {
-        let method = rules::refresh_auth_method(
+    if let Some(client) = held_rules::refresh_pre_registered(&config.pre_registered, tokens) {
+        let method = held_rules::refresh_auth_method(
             tokens.client_auth(),
             client.auth_method.map(ClientAuthMethod::as_str),
             client.client_secret.is_some(),
@@ -121,7 +121,7 @@ pub fn revocation_client(
             assertion,
         }));
     }
-    if rules::refreshes_as_public(tokens, config.client_metadata_document.as_deref()) {
+    if held_rules::refreshes_as_public(tokens, config.client_metadata_document.as_deref()) {
         return Ok(Some(ClientCredentials {
             client_id: tokens.client_id().to_owned(),
             client_secret: None,
@@ -129,13 +129,13 @@ pub fn revocation_client(
             assertion: None,
         }));
     }
-    let Some(reg) = stored.filter(|reg| rules::refresh_client_usable(reg, tokens)) else {
+    let Some(reg) = stored.filter(|reg| held_rules::refresh_client_usable(reg, tokens)) else {
         return Ok(None);
     };
     Ok(Some(ClientCredentials {
         client_id: reg.client_id.clone(),
         client_secret: reg.client_secret.clone(),
-        method: rules::refresh_auth_method(
+        method: held_rules::refresh_auth_method(
             tokens.client_auth(),
             reg.token_endpoint_auth_method.as_deref(),
             reg.client_secret.is_some(),

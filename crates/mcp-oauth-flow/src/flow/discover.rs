@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use super::choose::{self, Candidates};
 use super::probe::{Fetched, Probe};
 use super::state::{After, Context, ExpectAuthServerMetadata, ExpectResourceMetadata, Resource};
-use super::{rules, Flow, State, Trigger};
+use super::{held_rules, Flow, State, Trigger};
 use crate::error::{Error, ErrorKind};
 use crate::metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
 use crate::report::Purpose;
@@ -89,7 +89,7 @@ impl Flow {
                 let ExpectResourceMetadata { ctx, held, .. } = s;
                 let held = held.filter(|h| {
                     servers.order.iter().any(|issuer| {
-                        rules::keeps_held_tokens(ctx.trigger, h.tokens.issuer(), issuer)
+                        held_rules::keeps_held_tokens(ctx.trigger, h.tokens.issuer(), issuer)
                     })
                 });
                 let resource = Resource {
@@ -100,7 +100,7 @@ impl Flow {
                 match held {
                     Some(held)
                         if ctx.trigger == Trigger::Unauthorized
-                            && rules::refreshable(&held.tokens) =>
+                            && held_rules::refreshable(&held.tokens) =>
                     {
                         let after = After::AuthServer { resource, servers };
                         self.start_refresh(ctx, held, after, now)

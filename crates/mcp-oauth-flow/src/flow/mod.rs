@@ -44,6 +44,7 @@ mod police;
 mod probe;
 mod refresh;
 // Shared with revocation, which picks the client the same way a refresh does.
+pub(crate) mod held_rules;
 pub(crate) mod rules;
 mod state;
 
@@ -359,7 +360,9 @@ impl Flow {
             protected_resource: start.protected_resource,
         });
         let next = match held {
-            Some(held) if ctx.trigger == Trigger::Expiring && rules::refreshable(&held.tokens) => {
+            Some(held)
+                if ctx.trigger == Trigger::Expiring && held_rules::refreshable(&held.tokens) =>
+            {
                 flow.start_refresh(ctx, held, After::Discover, now)
             }
             held => flow.begin_discovery(ctx, held),

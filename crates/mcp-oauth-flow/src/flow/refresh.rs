@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 
-use super::rules;
+use super::held_rules;
 use super::state::{After, Context, ExpectRefreshClient, ExpectRefreshToken, Held};
 use super::{Action, Flow, FlowOutcome, State, SubRequest};
 use crate::client_assertion::sign_for_server;
@@ -33,8 +33,10 @@ impl Flow {
         now: SystemTime,
     ) -> Result<State, Error> {
         let config = Arc::clone(&self.config);
-        if let Some(client) = rules::refresh_pre_registered(&config.pre_registered, &held.tokens) {
-            let method = rules::refresh_auth_method(
+        if let Some(client) =
+            held_rules::refresh_pre_registered(&config.pre_registered, &held.tokens)
+        {
+            let method = held_rules::refresh_auth_method(
                 held.tokens.client_auth(),
                 client.auth_method.map(ClientAuthMethod::as_str),
                 client.client_secret.is_some(),
@@ -68,7 +70,8 @@ impl Flow {
             };
             return self.send_refresh(ctx, held, after, creds, false);
         }
-        if rules::refreshes_as_public(&held.tokens, config.client_metadata_document.as_deref()) {
+        if held_rules::refreshes_as_public(&held.tokens, config.client_metadata_document.as_deref())
+        {
             let creds = ClientCredentials {
                 client_id: held.tokens.client_id().to_owned(),
                 client_secret: None,
@@ -93,12 +96,13 @@ impl Flow {
         stored: Option<ClientRegistration>,
     ) -> Result<State, Error> {
         let ExpectRefreshClient { ctx, held, after } = s;
-        let Some(reg) = stored.filter(|reg| rules::refresh_client_usable(reg, &held.tokens)) else {
+        let Some(reg) = stored.filter(|reg| held_rules::refresh_client_usable(reg, &held.tokens))
+        else {
             // The tokens belong to a client this store no longer has: they cannot be refreshed,
             // so authorize again (the tokens are replaced when that succeeds).
             return self.after_refresh(ctx, after);
         };
-        let method = rules::refresh_auth_method(
+        let method = held_rules::refresh_auth_method(
             held.tokens.client_auth(),
             reg.token_endpoint_auth_method.as_deref(),
             reg.client_secret.is_some(),
@@ -208,7 +212,7 @@ impl Flow {
                     After::AuthServer { resource, .. } => Some(&resource.protected_resource),
                     After::Discover => None,
                 };
-                let protected_resource = rules::refreshed_protected_resource(
+                let protected_resource = held_rules::refreshed_protected_resource(
                     held.protected_resource.as_ref(),
                     discovered,
                     &tokens,
