@@ -15,8 +15,11 @@ use http::{HeaderValue, Uri};
 use mcp_oauth_flow::token::TokenSet;
 use url::Url;
 
-use crate::origin::{same_bytes, Origin, OwnedOrigin};
+use crate::origin::{Origin, OwnedOrigin};
 use crate::origins::OriginTable;
+#[cfg(test)]
+use crate::scope::covers;
+use crate::scope::Scope;
 
 /// One protected resource's current tokens.
 #[derive(Clone)]
@@ -34,7 +37,7 @@ pub(crate) struct Session {
     /// Whether requests must prove possession of the tokens' DPoP key (RFC 9449 §7.1); decided
     /// once here, so the hot path of a bearer token tests a bool.
     dpop: bool,
-    /// `resource` as [`covers_at`] compares it, taken apart once here rather than on every
+    /// `resource` as [`covers`](crate::scope::covers) compares it, taken apart once here rather than on every
     /// request. Inline, not behind an `Arc`: the hot path reads it right after the session,
     /// and a pointer more to follow is a fetch more from afar (cloning a session, which then
     /// copies its texts, happens on the slow paths only).
@@ -45,44 +48,6 @@ impl Session {
     /// The tokens, when each request must carry a DPoP proof for them.
     fn dpop_tokens(&self) -> Option<Arc<TokenSet>> {
         self.dpop.then(|| Arc::clone(&self.tokens))
-    }
-}
-
-/// A resource URL's origin and path prefix, lowercased and trimmed once.
-#[derive(Clone)]
-struct Scope {
-    origin: OwnedOrigin,
-    /// The path without its trailing `/` (empty for the whole origin).
-    prefix: Box<str>,
-}
-
-impl Scope {
-    fn new(resource: &Url) -> Option<Self> {
-        let origin = Origin::new(
-            resource.scheme(),
-            resource.host_str()?,
-            resource.port_or_known_default(),
-        );
-        Some(Self {
-            origin: OwnedOrigin::new(origin),
-            prefix: resource.path().trim_end_matches('/').into(),
-        })
-    }
-
-    /// Whether `path`, on this scope's origin, is inside it: under its prefix at a segment
-    /// boundary.
-    #[inline]
-    fn covers_path(&self, path: &str) -> bool {
-        if self.prefix.is_empty() {
-            return true;
-        }
-        let (path, prefix) = (path.as_bytes(), self.prefix.as_bytes());
-        match path.split_at_checked(prefix.len()) {
-            Some((head, rest)) if same_bytes(head, prefix) => {
-                rest.first().is_none_or(|&b| b == b'/')
-            }
-            _ => false,
-        }
     }
 }
 
@@ -117,37 +82,7 @@ pub(crate) struct Cache {
 #[inline(always)]
 fn find<'a>(sessions: &'a OriginTable<Session>, uri: &Uri) -> Option<&'a Session> {
     let path = uri.path();
-    sessions.find_for_request(uri, |s| &s.scope.origin, |s| s.scope.covers_path(path))
-}
-
-/// Whether `uri` is covered by `resource` (same origin, path prefix at a segment boundary),
-/// compared without allocating.
-pub(crate) fn covers(resource: &Url, uri: &Uri) -> bool {
-    Origin::of_uri(uri).is_some_and(|origin| covers_at(resource, &origin, uri.path()))
-}
-
-/// [`covers`] for a request whose origin was already taken apart. The hot path's lookup
-/// ([`find`]) is the same test with the resource taken apart once; a unit test holds the two
-/// together.
-fn covers_at(resource: &Url, origin: &Origin<'_>, path: &str) -> bool {
-    if !origin.scheme().eq_ignore_ascii_case(resource.scheme()) {
-        return false;
-    }
-    match resource.host_str() {
-        Some(r) if origin.host().eq_ignore_ascii_case(r) => {}
-        _ => return false,
-    }
-    if origin.port() != resource.port_or_known_default() {
-        return false;
-    }
-    let prefix = resource.path().trim_end_matches('/');
-    if prefix.is_empty() {
-        return true;
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
+    sessions.find_for_request(uri, |s| s.scope.origin(), |s| s.scope.covers_path(path))
 }
 
 /// What to send with a request to `uri`, from one snapshot of the sessions. Never a token for
@@ -324,20 +259,6 @@ mod tests {
             Lookup::Fresh(h, _, _) => Some(h),
             _ => None,
         }
-    }
-
-    #[test]
-    fn coverage_is_origin_and_path_prefix() {
-        let r = Url::parse("http://localhost:3000/mcp").unwrap();
-        assert!(covers(&r, &uri("http://localhost:3000/mcp")));
-        assert!(covers(&r, &uri("http://LOCALHOST:3000/mcp/sub?x=1")));
-        assert!(!covers(&r, &uri("http://localhost:3000/mcpx")));
-        assert!(!covers(&r, &uri("http://localhost:3001/mcp")));
-        assert!(!covers(&r, &uri("https://localhost:3000/mcp")));
-        assert!(!covers(&r, &uri("/mcp")));
-        let root = Url::parse("https://example.com").unwrap();
-        assert!(covers(&root, &uri("https://example.com:443/anything")));
-        assert!(!covers(&root, &uri("https://example.com.evil.net/")));
     }
 
     #[test]

@@ -88,7 +88,7 @@ impl<'a> Origin<'a> {
     }
 
     /// The origin of a resource URL; `None` when it has no host. Its port is the one `url`
-    /// knows for its scheme, as `cache::covers` compares it, so that a request `covers` accepts
+    /// knows for its scheme, as `scope::covers` compares it, so that a request `covers` accepts
     /// lands in the resource's bucket whatever the scheme.
     pub(crate) fn of_url(url: &'a Url) -> Option<Self> {
         Some(Self {

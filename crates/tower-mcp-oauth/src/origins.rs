@@ -211,7 +211,7 @@ mod tests {
         table
             .bucket(origin)
             .iter()
-            .find(|r| crate::cache::covers(r, &request))
+            .find(|r| crate::scope::covers(r, &request))
             .map(|r| r.to_string())
     }
 

@@ -19,8 +19,8 @@ use mcp_oauth_flow::{
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::cache::covers;
 use crate::need::Need;
+use crate::scope::covers;
 use crate::state::LayerState;
 use crate::store::Replaced;
 
