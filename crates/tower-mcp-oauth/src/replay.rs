@@ -33,7 +33,7 @@ struct Replay<B> {
 }
 
 /// A body that keeps what it streams so it can be sent again. Small (the size hint lives in
-/// the shared part), so that [`Kind`] stays the size of a `Full<Bytes>`.
+/// the shared part), so that the body's `Kind` (in `body.rs`) stays the size of a `Full<Bytes>`.
 pub(crate) struct ReplayBody<B> {
     shared: Arc<Replay<B>>,
     /// How many kept chunks this handle has yielded.
