@@ -256,22 +256,25 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let state = &self.shared.state;
+        let shared = &*self.shared;
         // Outside the servers the layer is limited to: untouched, no store, no flow.
-        if let Some(servers) = &state.servers {
-            if !servers.covers(request.uri()) {
-                let uri = request.uri().clone();
-                let future = self.inner.call(request.map(pass_on));
-                return ResponseFuture::passthrough(future, uri);
+        if shared.limited {
+            if let Some(servers) = &shared.state.servers {
+                if !servers.covers(request.uri()) {
+                    let uri = request.uri().clone();
+                    let future = self.inner.call(request.map(pass_on));
+                    return ResponseFuture::passthrough(future, uri);
+                }
             }
         }
+        let state = &shared.state;
         let (mut parts, body) = request.into_parts();
-        let clock = &state.clock;
+        let clock = &shared.clock;
         let mut proved = false;
         // The caller's head is kept before the layer adds its headers (those are kept as
         // values), straight into the variable the future takes it from.
         let mut head = SentHead::keep(&parts);
-        let sent = match self.sessions.lookup(&state.cache, &parts.uri, || clock()) {
+        let sent = match self.sessions.lookup(&shared.cache, &parts.uri, || clock()) {
             Lookup::Fresh(header, sent, dpop) => {
                 // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
                 let proof = dpop.and_then(|tokens| {
@@ -303,7 +306,7 @@ where
                 return ResponseFuture::recovering(Box::pin(future));
             }
         };
-        let (body, prepared) = prepare(body, state.max_replay_bytes);
+        let (body, prepared) = prepare(body, shared.max_replay_bytes);
         self.shared.keep_spare(&self.inner);
         let future = self.inner.call(http::Request::from_parts(parts, body));
         ResponseFuture::new(
