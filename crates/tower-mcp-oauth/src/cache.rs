@@ -172,9 +172,7 @@ impl Cache {
             dpop,
             scope,
         };
-        let Some(origin) = Origin::of_url(&session.resource) else {
-            return epoch;
-        };
+        let origin = session.scope.origin().as_origin();
         self.sessions.rcu(|current| {
             current.with_bucket(origin, |bucket| {
                 let mut next: Vec<Session> = bucket

@@ -46,6 +46,7 @@ impl HeadBuffer {
     }
 }
 
+#[cfg(test)]
 impl From<[u8; INLINE]> for HeadBuffer {
     fn from(bytes: [u8; INLINE]) -> Self {
         Self(Some(Box::new(bytes)))

@@ -23,13 +23,8 @@ impl Scope {
     }
 
     pub(crate) fn new(resource: &Url) -> Option<Self> {
-        let origin = Origin::new(
-            resource.scheme(),
-            resource.host_str()?,
-            resource.port_or_known_default(),
-        );
         Some(Self {
-            origin: OwnedOrigin::new(origin),
+            origin: OwnedOrigin::new(Origin::of_url(resource)?),
             prefix: resource.path().trim_end_matches('/').into(),
         })
     }

@@ -45,7 +45,7 @@ mod probe;
 mod refresh;
 // Shared with revocation, which picks the client the same way a refresh does.
 pub(crate) mod held_rules;
-pub(crate) mod rules;
+mod rules;
 mod state;
 
 pub use pending::{PendingAuthorization, PENDING_AUTHORIZATION_VERSION};
