@@ -224,13 +224,14 @@ enum First<B> {
 /// Reads the first frame of a body that says its exact size: one in memory yields everything
 /// on its first poll. Taking it now makes a replay a refcount and hands hyper a body it knows
 /// the end of. Polling with a no-op waker is harmless: a body that is not ready registers the
-/// real waker when the connection polls it.
-fn read_first<B>(mut body: B) -> First<B>
+/// real waker when the connection polls it. `hint` is the body's size hint, which the caller
+/// has asked for already.
+fn read_first<B>(mut body: B, hint: SizeHint) -> First<B>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    let exact = body.size_hint().exact();
+    let exact = hint.exact();
     if body.is_end_stream() || exact == Some(0) {
         return First::Empty;
     }
@@ -272,10 +273,11 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    if body.size_hint().lower() > max_replay_bytes as u64 {
+    let hint = body.size_hint();
+    if hint.lower() > max_replay_bytes as u64 {
         return (OAuthBody::passthrough(body), Prepared::NotReplayable);
     }
-    let (body, first) = match read_first(body) {
+    let (body, first) = match read_first(body, hint) {
         First::Empty => return (OAuthBody::empty(), Prepared::Empty),
         First::Whole(data) => {
             let kept = keep_whole(&data);
@@ -300,7 +302,8 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    match read_first(body) {
+    let hint = body.size_hint();
+    match read_first(body, hint) {
         First::Empty => OAuthBody::empty(),
         First::Whole(data) => OAuthBody::full(data),
         First::Failed(error) => OAuthBody::failed(error),
