@@ -177,6 +177,15 @@ impl Shuffler {
         })
     }
 
+    /// A generator seeded afresh for each run (the clock, hashed with a random key), so that
+    /// no two runs share an order.
+    pub fn per_run() -> Self {
+        use std::hash::BuildHasher;
+        let seed =
+            std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+        Self::new(seed)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -204,6 +213,66 @@ impl Shuffler {
             items.swap(i, j);
         }
     }
+}
+
+/// Runs contestants interleaved: a warm-up batch of each, then `rounds` rounds of one batch of
+/// each in a freshly shuffled order. `batch(who, shuffler)` runs contestant `who`'s batch and
+/// returns its time per call (the shuffler is there for anything else a batch draws at
+/// random). Returns, per round, each contestant's time: a ratio taken within a round meets one
+/// state of the machine, so its drift between rounds cancels.
+///
+/// ```
+/// let mut calls = [0; 2];
+/// let rounds = mcp_oauth_testkit::bench::interleaved_rounds(2, 5, |who, _| {
+///     calls[who] += 1;
+///     who as f64 + 1.0
+/// });
+/// assert_eq!(rounds.len(), 5);
+/// assert!(rounds.iter().all(|ns| ns == &[1.0, 2.0]));
+/// assert_eq!(calls, [6, 6]); // the warm-up batch, then one per round
+/// ```
+pub fn interleaved_rounds(
+    contestants: usize,
+    rounds: usize,
+    mut batch: impl FnMut(usize, &mut Shuffler) -> f64,
+) -> Vec<Vec<f64>> {
+    let mut shuffler = Shuffler::per_run();
+    for who in 0..contestants {
+        batch(who, &mut shuffler);
+    }
+    (0..rounds)
+        .map(|_| {
+            let mut order: Vec<usize> = (0..contestants).collect();
+            shuffler.shuffle(&mut order);
+            let mut ns = vec![0.0; contestants];
+            for who in order {
+                ns[who] = batch(who, &mut shuffler);
+            }
+            ns
+        })
+        .collect()
+}
+
+/// Prints the median of `ratios` (one per round of an interleaved measurement) with its
+/// quartiles, as `RATIO {what} interleaved: {name} = ...`, and whether it meets `target`.
+pub fn print_interleaved(
+    what: &str,
+    name: &str,
+    ratios: &mut [f64],
+    per_round: &str,
+    target: Option<f64>,
+) {
+    let (p25, median, p75) = quartiles(ratios);
+    let verdict = match target {
+        Some(t) if median <= t => format!("; target <= {t:.2}x: met"),
+        Some(t) => format!("; target <= {t:.2}x: NOT met"),
+        None => String::new(),
+    };
+    println!(
+        "RATIO {what} interleaved: {name} = {median:.3}x (p25 {p25:.3}x, p75 {p75:.3}x; \
+         {} rounds of {per_round}{verdict})",
+        ratios.len()
+    );
 }
 
 /// The 25th, 50th and 75th percentiles of `values` (nearest rank; sorts them).

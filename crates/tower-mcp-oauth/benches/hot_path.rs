@@ -274,27 +274,15 @@ fn interleaved_trivial() {
         }
         start.elapsed().as_nanos() as f64 / BATCH as f64
     };
-    let seed = std::hash::BuildHasher::hash_one(
-        &std::collections::hash_map::RandomState::new(),
-        std::time::Instant::now(),
-    );
-    let mut shuffler = bench::Shuffler::new(seed);
-    // Warm-up: one round, not counted.
-    for who in 0..3 {
-        batch(who);
-    }
+    let rounds = bench::interleaved_rounds(3, ROUNDS, |who, shuffler| {
+        // Each batch at a stack address of its own: where the stack falls against the heap
+        // (4 KiB aliasing of loads and stores) moves a contestant's time by several per cent,
+        // and would otherwise be fixed for a whole run.
+        let depth = shuffler.below(STACK_SHIFTS) as usize;
+        at_depth(depth, &mut || batch(who))
+    });
     let (mut over_floor, mut over_bare, mut floor_over_bare) = (vec![], vec![], vec![]);
-    for _ in 0..ROUNDS {
-        let mut order = [0, 1, 2];
-        shuffler.shuffle(&mut order);
-        let mut ns = [0.0; 3];
-        for who in order {
-            // Each batch at a stack address of its own: where the stack falls against the heap
-            // (4 KiB aliasing of loads and stores) moves a contestant's time by several per
-            // cent, and would otherwise be fixed for a whole run.
-            let depth = shuffler.below(STACK_SHIFTS) as usize;
-            ns[who] = at_depth(depth, &mut || batch(who));
-        }
+    for ns in rounds {
         if std::env::var_os("HOT_PATH_DEBUG").is_some() {
             eprintln!("ns {:.0} {:.0} {:.0}", ns[0], ns[1], ns[2]);
         }
@@ -302,16 +290,9 @@ fn interleaved_trivial() {
         over_bare.push(ns[2] / ns[0]);
         floor_over_bare.push(ns[1] / ns[0]);
     }
+    let per_round = format!("{BATCH} calls each");
     let report = |name: &str, ratios: &mut Vec<f64>, target: Option<f64>| {
-        let (p25, median, p75) = bench::quartiles(ratios);
-        let verdict = match target {
-            Some(t) if median <= t => format!("; target <= {t:.2}x: met"),
-            Some(t) => format!("; target <= {t:.2}x: NOT met"),
-            None => String::new(),
-        };
-        println!(
-            "RATIO trivial interleaved: {name} = {median:.3}x (p25 {p25:.3}x, p75 {p75:.3}x; {ROUNDS} rounds of {BATCH} calls each{verdict})"
-        );
+        bench::print_interleaved("trivial", name, ratios, &per_round, target);
     };
     report("floor / bare", &mut floor_over_bare, None);
     report("layered / floor", &mut over_floor, Some(1.25));

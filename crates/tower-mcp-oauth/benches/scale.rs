@@ -85,39 +85,16 @@ type Contestant<'a> = Box<dyn FnMut(usize) + 'a>;
 /// the rounds. Criterion's one-after-the-other runs drift on a shared machine by more than the
 /// difference this looks for.
 fn interleaved(what: &str, names: &[&str], mut contestants: Vec<Contestant<'_>>) {
-    let mut shuffler = bench::Shuffler::new(std::hash::BuildHasher::hash_one(
-        &std::collections::hash_map::RandomState::new(),
-        std::time::Instant::now(),
-    ));
-    let mut batch = |who: usize| {
+    let rounds = bench::interleaved_rounds(names.len(), ROUNDS, |who, _| {
         let start = std::time::Instant::now();
         contestants[who](BATCH);
         start.elapsed().as_nanos() as f64 / BATCH as f64
-    };
-    let count = names.len();
-    for who in 0..count {
-        batch(who);
-    }
-    let mut ratios = vec![vec![]; count];
-    for _ in 0..ROUNDS {
-        let mut order: Vec<usize> = (0..count).collect();
-        shuffler.shuffle(&mut order);
-        let mut ns = vec![0.0; count];
-        for who in order {
-            ns[who] = batch(who);
-        }
-        for who in 1..count {
-            ratios[who].push(ns[who] / ns[0]);
-        }
-    }
-    for who in 1..count {
-        let (p25, median, p75) = bench::quartiles(&mut ratios[who]);
-        let verdict = if median <= 1.05 { "met" } else { "NOT met" };
-        println!(
-            "RATIO {what} interleaved: {} / {} = {median:.3}x (p25 {p25:.3}x, p75 {p75:.3}x; \
-             {ROUNDS} rounds of {BATCH} calls each; target <= 1.05x: {verdict})",
-            names[who], names[0],
-        );
+    });
+    let per_round = format!("{BATCH} calls each");
+    for who in 1..names.len() {
+        let mut ratios: Vec<f64> = rounds.iter().map(|ns| ns[who] / ns[0]).collect();
+        let name = format!("{} / {}", names[who], names[0]);
+        bench::print_interleaved(what, &name, &mut ratios, &per_round, Some(1.05));
     }
 }
 
