@@ -14,7 +14,7 @@ use tower_service::Service;
 use crate::body::OAuthBody;
 use crate::classify::{may_need_authorization, needs_authorization, Verdict};
 use crate::client::send_error;
-use crate::recovery::{recover, RetryContext};
+use crate::recovery::{start_recovery, RetryContext};
 use crate::BoxFuture;
 
 pin_project! {
@@ -135,7 +135,7 @@ where
     // Inlined into the caller's poll (`Oneshot`'s, a task's): the response, well over a hundred
     // bytes, is then written where the caller keeps it rather than returned through a copy;
     // over loopback that is 215 instructions of the layer's 2,266 per request.
-    #[inline]
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
@@ -171,7 +171,7 @@ where
                     else {
                         unreachable!("matched as `Retry` above");
                     };
-                    let future = Box::pin(recover(context, response, verdict));
+                    let future = start_recovery(context, response, verdict);
                     this.state.set(State::Recovering { future });
                 }
                 StateProj::Recovering { future } => return future.as_mut().poll(cx),

@@ -28,6 +28,7 @@ use crate::need::Need;
 use crate::shared::Shared;
 use crate::state::LayerState;
 use crate::stored::adopt_stored;
+use crate::BoxFuture;
 
 /// What is needed to send the request again: everything but the body, which
 /// [`Prepared`] keeps.
@@ -148,6 +149,64 @@ impl<S, B> RetryContext<S, B> {
                 .note_response(&self.head.uri(), headers);
         }
     }
+}
+
+// The slow paths' futures are several kilobytes each. Built and boxed where they are chosen (in
+// `OAuthService::call`, or in `ResponseFuture::poll`, which is inlined into its caller's), the
+// caller's frame reserves room for them on every request, the hot path's included: call's frame
+// was 12.5 KB, with a probe write on each of its pages, and the inner service's frames ran
+// kilobytes deeper than the bare client's, over stack lines and pages no bare call touches.
+// So each is started in a frame of its own, which only a slow path enters.
+
+/// [`first_contact`], boxed in its own frame (see above).
+#[cold]
+#[inline(never)]
+pub(crate) fn start_first_contact<S, B, RB>(
+    state: Arc<LayerState>,
+    inner: S,
+    parts: http::request::Parts,
+    body: B,
+) -> BoxFuture<'static, Result<http::Response<RB>, Error>>
+where
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
+{
+    Box::pin(first_contact(state, inner, parts, body))
+}
+
+/// [`refresh_then_send`], boxed in its own frame (see above).
+#[cold]
+#[inline(never)]
+pub(crate) fn start_refresh_then_send<S, B, RB>(
+    state: Arc<LayerState>,
+    inner: S,
+    parts: http::request::Parts,
+    body: B,
+    sent: Sent,
+) -> BoxFuture<'static, Result<http::Response<RB>, Error>>
+where
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
+{
+    Box::pin(refresh_then_send(state, inner, parts, body, sent))
+}
+
+/// [`recover`], boxed in its own frame (see above).
+#[cold]
+#[inline(never)]
+pub(crate) fn start_recovery<S, B, RB>(
+    context: RetryContext<S, B>,
+    first: http::Response<RB>,
+    verdict: Verdict,
+) -> BoxFuture<'static, Result<http::Response<RB>, Error>>
+where
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
+{
+    Box::pin(recover(context, first, verdict))
 }
 
 /// Sends the first request to an origin: adopts stored tokens (an earlier run's, another

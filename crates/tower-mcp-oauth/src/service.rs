@@ -16,7 +16,7 @@ use crate::client::transport_error;
 use crate::future::ResponseFuture;
 use crate::head::SentHead;
 use crate::reader::Reader;
-use crate::recovery::{first_contact, refresh_then_send, RetryContext};
+use crate::recovery::{start_first_contact, start_refresh_then_send, RetryContext};
 use crate::shared::Shared;
 use crate::state::LayerState;
 
@@ -294,16 +294,16 @@ where
             Lookup::Missing if !state.cache.origin_checked(&parts.uri) => {
                 // The first request to this origin: look in the store first (once).
                 let state = Arc::clone(state);
-                let future = first_contact(state, self.unreserved(), parts, body);
-                return ResponseFuture::recovering(Box::pin(future));
+                let future = start_first_contact(state, self.unreserved(), parts, body);
+                return ResponseFuture::recovering(future);
             }
             Lookup::Missing => Sent::default(),
             Lookup::Stale(sent) => {
                 // Refresh first, with the reservation given back (a clone is sent through
                 // `Oneshot` later), so no Buffer slot or permit is held during the refresh.
                 let state = Arc::clone(state);
-                let future = refresh_then_send(state, self.unreserved(), parts, body, sent);
-                return ResponseFuture::recovering(Box::pin(future));
+                let future = start_refresh_then_send(state, self.unreserved(), parts, body, sent);
+                return ResponseFuture::recovering(future);
             }
         };
         let (body, prepared) = prepare(body, shared.max_replay_bytes);
