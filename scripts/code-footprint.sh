@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The code a call runs, counted in 64-byte lines: hyper-util's `Client` bare and under the layer
+# over loopback (the `loopback_instructions` example, the server's code included), under
+# `valgrind --tool=callgrind --dump-instr=yes`. A line counts when the instructions in it ran at
+# least once per call on average over N calls (the warm-up's 100 included in the run, not in N).
+#
+# Why lines and not instructions: a loopback call runs far more code than a core's L1
+# instruction cache holds, so each call fetches its code again, a line at a time; the lines the
+# layer adds are what its calls wait for, more than the instructions it adds. Deterministic for
+# a build (unlike timings), though a change anywhere moves where functions fall against line
+# boundaries by a few lines.
+#
+#   scripts/code-footprint.sh [N] [TOP]
+#
+# prints the lines per call for each side, their difference, and the TOP functions whose lines
+# differ most (20 by default). Needs valgrind and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-3000}
+TOP=${2:-20}
+cargo build -q --release -p tower-mcp-oauth --example loopback_instructions
+BIN=target/release/examples/loopback_instructions
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+for side in bare layered; do
+    valgrind --tool=callgrind --dump-instr=yes --compress-pos=no --compress-strings=no \
+        --callgrind-out-file="$OUT/$side" "$BIN" "$side" "$N" >/dev/null 2>&1
+done
+python3 - "$OUT" "$N" "$TOP" <<'EOF'
+import collections, re, sys
+
+out, n, top = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+def lines(path):
+    """Per 64-byte line of code run at least n times: the functions with instructions in it."""
+    cost, owner = collections.Counter(), {}
+    obj = fn = None
+    call_follows = False
+    for line in open(path):
+        if line.startswith("ob="):
+            obj = line[3:].strip()
+        elif line.startswith("fn="):
+            fn = line[3:].strip()
+        elif line.startswith("calls="):
+            # The next cost line is the call's inclusive cost, not the instruction's own.
+            call_follows = True
+        else:
+            m = re.match(r"^(0x[0-9a-f]+)\s+\d+\s+(\d+)", line)
+            if m:
+                if call_follows:
+                    call_follows = False
+                    continue
+                at = (obj, int(m.group(1), 16))
+                cost[at] += int(m.group(2))
+                owner[at] = fn
+    hot = collections.defaultdict(set)
+    for (obj, address), ran in cost.items():
+        if ran >= n:
+            hot[(obj, address >> 6)].add(owner[(obj, address)])
+    per_function = collections.Counter()
+    for functions in hot.values():
+        for f in functions:
+            per_function[f] += 1 / len(functions)
+    return len(hot), per_function
+
+bare, bare_fns = lines(f"{out}/bare")
+layered, layered_fns = lines(f"{out}/layered")
+print(f"code lines run per call: bare {bare}, layered {layered}, "
+      f"difference {layered - bare} ({(layered - bare) * 64} bytes)")
+names = set(bare_fns) | set(layered_fns)
+rows = sorted(names, key=lambda f: -abs(layered_fns[f] - bare_fns[f]))[:top]
+print(f"{'layered - bare':>14} {'layered':>8} {'bare':>6}  function")
+for f in rows:
+    print(f"{layered_fns[f] - bare_fns[f]:14.1f} {layered_fns[f]:8.1f} {bare_fns[f]:6.1f}  {f[:150]}")
+EOF
