@@ -11,7 +11,7 @@
 //! count, the second made for this request anyway), and the map is rebuilt only when a retry
 //! needs it.
 
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::request::Parts;
 use http::{Extensions, HeaderMap, Method, Uri, Version};
 use mcp_oauth_flow::dpop::DPOP;
@@ -82,8 +82,9 @@ impl SentHead {
 
 /// The URI and the caller's headers.
 enum Packed {
-    /// `[URI length][URI]` then the header records `[name length][value length, 15 bits;
-    /// sensitive, 1 bit][name][value]` (the value length little-endian), `len` bytes in all.
+    /// `[URI length][URI]` then the header records `[name length, or a known name's number
+    /// (see [`NAMED_FROM`])][value length, 15 bits; sensitive, 1 bit][name][value]` (the value
+    /// length little-endian; no name text for a known name), `len` bytes in all.
     Inline { len: u8, bytes: HeadBuffer },
     /// Too large for the head, or a part too long for the compact lengths: a plain copy, with
     /// the allocations that costs.
@@ -92,6 +93,16 @@ enum Packed {
 
 /// Bytes of a record before its name and value.
 const RECORD_HEAD: usize = 3;
+/// Names a record gives by number rather than by text: standard ones MCP requests carry.
+/// Telling one apart is a compare of two small enums; writing its text out takes a call to
+/// `http`'s name table and a copy (about 25 instructions a header).
+const KNOWN: [HeaderName; KNOWN_COUNT] = [CONTENT_TYPE, ACCEPT, AUTHORIZATION, USER_AGENT];
+const KNOWN_COUNT: usize = 4;
+/// A record's first byte: below this, the length of its name written out; `NAMED_FROM + i`,
+/// the name `KNOWN[i]`, with no text.
+const NAMED_FROM: u8 = (256 - KNOWN_COUNT) as u8;
+// A name too long to be written out does not fit the inline buffer anyway.
+const _: () = assert!(INLINE < NAMED_FROM as usize);
 /// The longest value a record can hold (15 bits).
 const MAX_VALUE: usize = 0x7FFF;
 
@@ -138,10 +149,13 @@ impl Packed {
         let uri = Uri::try_from(uri).unwrap_or_default();
         let mut headers = HeaderMap::new();
         while rest.len() >= RECORD_HEAD {
-            let name_len = usize::from(rest[0]);
             let value_len = u16::from_le_bytes([rest[1], rest[2]]);
             let sensitive = value_len >> 15 == 1;
             let value_len = usize::from(value_len & 0x7FFF);
+            let (known, name_len) = match rest[0].checked_sub(NAMED_FROM) {
+                Some(i) => (KNOWN.get(usize::from(i)), 0),
+                None => (None, usize::from(rest[0])),
+            };
             let Some((name, tail)) = rest[RECORD_HEAD..].split_at_checked(name_len) else {
                 break;
             };
@@ -150,9 +164,8 @@ impl Packed {
             };
             rest = tail;
             // Both were a valid name and value when packed; the checks cannot fail.
-            if let (Ok(name), Ok(mut value)) =
-                (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-            {
+            let name = known.map_or_else(|| HeaderName::from_bytes(name), |n| Ok(n.clone()));
+            if let (Ok(name), Ok(mut value)) = (name, HeaderValue::from_bytes(value)) {
                 value.set_sensitive(sensitive);
                 headers.append(name, value);
             }
@@ -177,8 +190,16 @@ impl Writer<'_> {
             self.put(part)?;
         }
         for (name, value) in headers {
-            let name = name.as_str().as_bytes();
-            let name_len = u8::try_from(name.len()).ok()?;
+            let known = KNOWN.iter().position(|k| k == name);
+            let name = match known {
+                Some(_) => &[][..],
+                None => name.as_str().as_bytes(),
+            };
+            let name_len = match known {
+                // `i < KNOWN_COUNT`: no overflow.
+                Some(i) => NAMED_FROM + i as u8,
+                None => u8::try_from(name.len()).ok().filter(|&n| n < NAMED_FROM)?,
+            };
             let value_len = u16::try_from(value.len())
                 .ok()
                 .filter(|&len| usize::from(len) <= MAX_VALUE)?;
@@ -363,6 +384,50 @@ mod tests {
             assert_eq!(head.uri(), large.uri);
             assert_eq!(head.unpack().3, large.headers);
         }
+    }
+
+    #[test]
+    fn known_names_go_by_number_and_come_back_with_their_values_in_order() {
+        // Each known name, then a name written out, then two known names again (an empty
+        // value, a sensitive one); and the same head with each known name replaced by one of
+        // the same length that is not known.
+        let build = |names: &[HeaderName]| {
+            let mut secret = HeaderValue::from_static("Bearer caller");
+            secret.set_sensitive(true);
+            let mut request = http::Request::get("http://mcp.example/mcp");
+            for (i, name) in names.iter().enumerate() {
+                request = request.header(name, format!("v{i}"));
+            }
+            let request = request
+                .header("x-between", "b")
+                .header(&names[1], "")
+                .header(&names[2], secret);
+            parts(request)
+        };
+        let packed_len = |head: &SentHead| match &head.packed {
+            Packed::Inline { len, .. } => usize::from(*len),
+            Packed::Copied(_) => panic!("a small head is packed inline"),
+        };
+        let unknown: Vec<HeaderName> = KNOWN
+            .iter()
+            .map(|n| HeaderName::from_bytes("x".repeat(n.as_str().len()).as_bytes()).unwrap())
+            .collect();
+        let (request, written_out) = (build(&KNOWN), build(&unknown));
+        let (head, other) = (SentHead::keep(&request), SentHead::keep(&written_out));
+        // Six records of known names hold no text.
+        let names: usize = KNOWN.iter().map(|n| n.as_str().len()).sum::<usize>()
+            + KNOWN[1].as_str().len()
+            + KNOWN[2].as_str().len();
+        assert_eq!(packed_len(&head) + names, packed_len(&other));
+
+        let headers = head.unpack().3;
+        assert_eq!(headers, request.headers);
+        assert_eq!(other.unpack().3, written_out.headers);
+        let authorizations: Vec<_> = headers.get_all(AUTHORIZATION).iter().collect();
+        assert_eq!(authorizations, ["v2", "Bearer caller"]);
+        assert!(authorizations[1].is_sensitive());
+        let accepts: Vec<_> = headers.get_all(KNOWN[1].clone()).iter().collect();
+        assert_eq!(accepts, ["v1", ""]);
     }
 
     #[test]
