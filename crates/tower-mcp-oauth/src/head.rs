@@ -227,13 +227,15 @@ impl Writer<'_> {
     }
 }
 
-/// `dst.copy_from_slice(src)` for the short pieces of a request head (header names, most
-/// values): two overlapping fixed-size copies, which compile to a few moves, where a slice copy
-/// of unknown length is a call to `memcpy` costing more than the bytes it copies. The length
-/// is tested as a tree, shortest path for the common lengths of a head's pieces (8 to 32:
-/// authorities, names, most values), not as a chain of every class in turn.
+/// `dst.copy_from_slice(src)` for the short pieces of a request head (the URI's parts, most
+/// values, names not known by number): two overlapping fixed-size copies, which compile to a
+/// few moves, where a slice copy of unknown length is a call to `memcpy` costing more than the
+/// bytes it copies. The length is tested as a tree, shortest path for the common lengths of a
+/// head's pieces (8 to 32: authorities, names, most values), not as a chain of every class in
+/// turn.
 fn copy_short(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
+    debug_assert_eq!(dst.len(), n);
     // Tells the compiler `dst` is `n` long, so the slices below need no bounds checks of their
     // own.
     let dst = &mut dst[..n];
