@@ -101,7 +101,7 @@ const KNOWN_COUNT: usize = 4;
 /// A record's first byte: below this, the length of its name written out; `NAMED_FROM + i`,
 /// the name `KNOWN[i]`, with no text.
 const NAMED_FROM: u8 = (256 - KNOWN_COUNT) as u8;
-// A name too long to be written out does not fit the inline buffer anyway.
+// A name whose length would read as a known name's number does not fit the inline buffer.
 const _: () = assert!(INLINE < NAMED_FROM as usize);
 /// The longest value a record can hold (15 bits).
 const MAX_VALUE: usize = 0x7FFF;
@@ -198,7 +198,10 @@ impl Writer<'_> {
             let name_len = match known {
                 // `i < KNOWN_COUNT`: no overflow.
                 Some(i) => NAMED_FROM + i as u8,
-                None => u8::try_from(name.len()).ok().filter(|&n| n < NAMED_FROM)?,
+                // A length of `NAMED_FROM` or more would read as a known name, but such a
+                // name does not fit the buffer (asserted with `NAMED_FROM`): `put` fails below
+                // and the head is copied instead.
+                None => u8::try_from(name.len()).ok()?,
             };
             let value_len = u16::try_from(value.len())
                 .ok()
@@ -372,13 +375,18 @@ mod tests {
     fn small_heads_stay_inline_and_large_ones_are_copied() {
         let small = SentHead::keep(&parts(mcp_request()));
         assert!(matches!(small.packed, Packed::Inline { .. }));
-        // Too large in all, a value past 15 bits, a name past 255 bytes, a URI past 255 bytes.
+        // Too large in all, a value past 15 bits, a name past 255 bytes, names whose length
+        // would read as a known name's number, a URI past 255 bytes.
         let long_name = "x".repeat(300);
+        let [numbered_first, numbered_last] =
+            [NAMED_FROM, u8::MAX].map(|n| "y".repeat(usize::from(n)));
         let long_uri = format!("https://mcp.example.com/{}", "p".repeat(300));
         for large in [
             parts(mcp_request().header("x-large", "x".repeat(INLINE).as_str())),
             parts(mcp_request().header("x-huge", "x".repeat(MAX_VALUE + 1).as_str())),
             parts(mcp_request().header(long_name.as_str(), "v")),
+            parts(http::Request::get("/").header(numbered_first.as_str(), "v")),
+            parts(http::Request::get("/").header(numbered_last.as_str(), "v")),
             parts(http::Request::get(long_uri.as_str())),
         ] {
             let head = SentHead::keep(&large);
