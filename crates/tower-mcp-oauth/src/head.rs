@@ -190,18 +190,16 @@ impl Writer<'_> {
             self.put(part)?;
         }
         for (name, value) in headers {
-            let known = KNOWN.iter().position(|k| k == name);
-            let name = match known {
-                Some(_) => &[][..],
-                None => name.as_str().as_bytes(),
-            };
-            let name_len = match known {
+            let (name_len, name) = match KNOWN.iter().position(|k| k == name) {
                 // `i < KNOWN_COUNT`: no overflow.
-                Some(i) => NAMED_FROM + i as u8,
+                Some(i) => (NAMED_FROM + i as u8, &[][..]),
                 // A length of `NAMED_FROM` or more would read as a known name, but such a
                 // name does not fit the buffer (asserted with `NAMED_FROM`): `put` fails below
                 // and the head is copied instead.
-                None => u8::try_from(name.len()).ok()?,
+                None => {
+                    let name = name.as_str().as_bytes();
+                    (u8::try_from(name.len()).ok()?, name)
+                }
             };
             let value_len = u16::try_from(value.len())
                 .ok()
