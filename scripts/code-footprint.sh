@@ -14,7 +14,8 @@
 #   scripts/code-footprint.sh [N] [TOP]
 #
 # prints the lines per call for each side, their difference, and the TOP functions whose lines
-# differ most (20 by default). Needs valgrind and python3.
+# differ most (20 by default). `SIDES="bare-shared layered-shared"` compares the two sent through
+# a shared reference instead of cloned per call (see the example). Needs valgrind and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-3000}
@@ -23,7 +24,9 @@ cargo build -q --release -p tower-mcp-oauth --example loopback_instructions
 BIN=target/release/examples/loopback_instructions
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-for side in bare layered; do
+SIDES=${SIDES:-bare layered}
+read -r BARE LAYERED <<<"$SIDES"
+for side in $SIDES; do
     # The cost lines are then `address line cost`, whatever VALGRIND_OPTS says.
     if ! valgrind --tool=callgrind --dump-instr=yes --dump-line=yes --compress-pos=no \
         --compress-strings=no --callgrind-out-file="$OUT/$side" "$BIN" "$side" "$N" \
@@ -32,7 +35,7 @@ for side in bare layered; do
         exit 1
     fi
 done
-python3 - "$OUT" "$N" "$TOP" <<'EOF'
+python3 - "$OUT" "$N" "$TOP" "$BARE" "$LAYERED" <<'EOF'
 import collections, re, sys
 
 out, n, top = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -69,8 +72,8 @@ def lines(path):
             per_function[f] += 1 / len(functions)
     return len(hot), per_function
 
-bare, bare_fns = lines(f"{out}/bare")
-layered, layered_fns = lines(f"{out}/layered")
+bare, bare_fns = lines(f"{out}/{sys.argv[4]}")
+layered, layered_fns = lines(f"{out}/{sys.argv[5]}")
 print(f"code lines run per call: bare {bare}, layered {layered}, "
       f"difference {layered - bare} ({(layered - bare) * 64} bytes)")
 names = set(bare_fns) | set(layered_fns)

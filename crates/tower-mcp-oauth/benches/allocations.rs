@@ -156,9 +156,22 @@ fn per_request_loopback() {
             black_box(resp.into_body().collect().await.unwrap());
         })
     });
+    // Shared: sent through `&service`, no clone per request.
+    let shared_figure = per_call(|| {
+        let req = hot_path_request_to(&url, None);
+        rt.block_on(async {
+            let resp = (&layered).oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            black_box(resp.into_body().collect().await.unwrap());
+        })
+    });
     print_allocs(
         "loopback",
-        &[("bare", bare_figure), ("layered", layered_figure)],
+        &[
+            ("bare", bare_figure),
+            ("layered, cloned per request", layered_figure),
+            ("layered, through `&service`", shared_figure),
+        ],
     );
 }
 

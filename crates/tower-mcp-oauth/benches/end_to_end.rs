@@ -26,6 +26,7 @@
 //! `cargo bench --bench end_to_end` (`ROUNDS`, `CALLS`, `WAVES` in the environment change the
 //! defaults: 150 rounds, 400 calls and 16 waves per contestant per round).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,10 +55,16 @@ fn setting(name: &str, default: usize) -> usize {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Contestant {
+    /// hyper-util's `Client`, sent through as its users do: `client.request(req)`.
     Bare,
+    /// The layered client, shared: `(&service).oneshot(req)`, no clone per call.
     Layered,
-    /// The control: a second bare client.
+    /// The control: a second bare client, its own pool.
     BareAgain,
+    /// Both cloned per call, as callers of a service they do not share do (`oneshot` takes
+    /// the service): `client.clone().request(req)`, and `service.clone().oneshot(req)`.
+    BareCloned,
+    LayeredCloned,
 }
 
 /// The client a call goes through: a bare one (the caller adds the header) or the layered one.
@@ -92,6 +99,7 @@ fn main() {
 
     // One call of either contestant; the bare caller adds the bearer itself, so both send the
     // same request.
+    let (bare, bare_again, layered) = (&bare, &bare_again, &layered);
     let call = {
         let (url, header) = (Arc::clone(&url), header.clone());
         move |who: Contestant, fill: bool| {
@@ -100,12 +108,14 @@ fn main() {
                 req.headers_mut()
                     .insert(FILL_HEADER, http::HeaderValue::from_static("1"));
             }
-            // Only the client that makes the call is cloned for it (a clone is part of the call
-            // for each side: `oneshot` takes the service).
+            // The cloned contestants clone the client that makes the call for it (the clone is
+            // part of the call); the others send through a shared reference.
             let caller = match who {
-                Contestant::Bare => Caller::Bare(bare.clone()),
-                Contestant::BareAgain => Caller::Bare(bare_again.clone()),
-                Contestant::Layered => Caller::Layered(layered.clone()),
+                Contestant::Bare => Caller::Bare(Cow::Borrowed(bare)),
+                Contestant::BareAgain => Caller::Bare(Cow::Borrowed(bare_again)),
+                Contestant::BareCloned => Caller::Bare(Cow::Owned(bare.clone())),
+                Contestant::Layered => Caller::Layered(Cow::Borrowed(layered)),
+                Contestant::LayeredCloned => Caller::Layered(Cow::Owned(layered.clone())),
             };
             let header = header.clone();
             async move {
@@ -115,7 +125,10 @@ fn main() {
                             .insert(http::header::AUTHORIZATION, header);
                         client.request(req).await.unwrap().map(|b| b.boxed())
                     }
-                    Caller::Layered(layered) => {
+                    Caller::Layered(Cow::Borrowed(layered)) => {
+                        layered.oneshot(req).await.unwrap().map(|b| b.boxed())
+                    }
+                    Caller::Layered(Cow::Owned(layered)) => {
                         layered.oneshot(req).await.unwrap().map(|b| b.boxed())
                     }
                 };
@@ -128,7 +141,13 @@ fn main() {
     // The layer's first call adopts the stored token; then both warm up.
     rt.block_on(async {
         for _ in 0..500 {
-            for who in [Contestant::Layered, Contestant::Bare, Contestant::BareAgain] {
+            for who in [
+                Contestant::Layered,
+                Contestant::Bare,
+                Contestant::BareAgain,
+                Contestant::LayeredCloned,
+                Contestant::BareCloned,
+            ] {
                 call(who, false).await;
             }
         }
@@ -178,21 +197,33 @@ fn main() {
         }
         (ratios, sums)
     };
-    let (mut layered_ratios, sums) = measure([Contestant::Bare, Contestant::Layered]);
+    let (mut shared_ratios, shared_sums) = measure([Contestant::Bare, Contestant::Layered]);
+    let (mut cloned_ratios, cloned_sums) =
+        measure([Contestant::BareCloned, Contestant::LayeredCloned]);
     let (mut control_ratios, _) = measure([Contestant::Bare, Contestant::BareAgain]);
 
     for (m, name) in ["sequential", "concurrent"].into_iter().enumerate() {
         let per_side = [calls, waves][m];
         let per = |d: Duration| d.as_secs_f64() * 1e6 / (rounds * per_side) as f64;
         let unit = if m == 0 { "call" } else { "wave of 64" };
-        let (p25, median, p75) = quartiles(&mut layered_ratios[m]);
-        println!(
-            "RATIO end_to_end/{name}: layered / bare = {median:.3}x (25th-75th: {p25:.3}-{p75:.3}; \
-             {rounds} rounds; mean {:.2} vs {:.2} us per {unit}; target <= 1.01x: {})",
-            per(sums[m][1]),
-            per(sums[m][0]),
-            if median <= 1.01 { "met" } else { "NOT met" },
-        );
+        for (how, ratios, sums) in [
+            (
+                "shared, `(&service).oneshot` vs `client.request`",
+                &mut shared_ratios,
+                &shared_sums,
+            ),
+            ("each cloned per call", &mut cloned_ratios, &cloned_sums),
+        ] {
+            let (p25, median, p75) = quartiles(&mut ratios[m]);
+            println!(
+                "RATIO end_to_end/{name}: layered / bare = {median:.3}x ({how}; 25th-75th: \
+                 {p25:.3}-{p75:.3}; {rounds} rounds; mean {:.2} vs {:.2} us per {unit}; target \
+                 <= 1.01x: {})",
+                per(sums[m][1]),
+                per(sums[m][0]),
+                if median <= 1.01 { "met" } else { "NOT met" },
+            );
+        }
         let (p25, median, p75) = quartiles(&mut control_ratios[m]);
         println!(
             "RATIO end_to_end/{name}: control, bare again / bare = {median:.3}x (25th-75th: \

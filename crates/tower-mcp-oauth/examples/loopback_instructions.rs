@@ -5,8 +5,12 @@
 //!
 //! ```text
 //! cargo build --release -p tower-mcp-oauth --example loopback_instructions
-//! valgrind --tool=callgrind target/release/examples/loopback_instructions bare|layered N
+//! valgrind --tool=callgrind target/release/examples/loopback_instructions CONTESTANT N
 //! ```
+//!
+//! `bare` and `layered` clone the client for each call (`client.clone().request(..)`,
+//! `service.clone().oneshot(..)`); `bare-shared` and `layered-shared` send through a shared
+//! reference (`client.request(..)`, `(&service).oneshot(..)`).
 //!
 //! sends N calls after a warm-up; the difference between the counts for two values of N,
 //! divided by the difference of the Ns, is the per-call count with the set-up taken out.
@@ -25,7 +29,7 @@ use setup::{bench_tokens, layer_over, store_holding};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let which = args.next().expect("bare|layered");
+    let which = args.next().expect("bare|layered|bare-shared|layered-shared");
     let n: usize = args.next().expect("N").parse().expect("a number");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,6 +62,27 @@ fn main() {
             rt.block_on(async {
                 for _ in 0..n + 100 {
                     let response = layered.clone().oneshot(request(&url, None)).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    black_box(response.into_body().collect().await.unwrap());
+                }
+            });
+        }
+        "bare-shared" => {
+            let bare = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            rt.block_on(async {
+                for _ in 0..n + 100 {
+                    let response = bare.request(request(&url, Some(&header))).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    black_box(response.into_body().collect().await.unwrap());
+                }
+            });
+        }
+        "layered-shared" => {
+            let layered = layer_over(store_holding(&tokens, [url.as_str()]))
+                .layer(Client::builder(TokioExecutor::new()).build_http());
+            rt.block_on(async {
+                for _ in 0..n + 100 {
+                    let response = (&layered).oneshot(request(&url, None)).await.unwrap();
                     assert_eq!(response.status(), 200);
                     black_box(response.into_body().collect().await.unwrap());
                 }

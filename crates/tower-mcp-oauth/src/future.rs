@@ -59,12 +59,12 @@ pin_project! {
     /// assert_eq!(service.flows_started(), 1);
     /// # });
     /// ```
-    pub struct ResponseFuture<S, B>
+    pub struct ResponseFuture<S, B, F = <S as Service<http::Request<OAuthBody<B>>>>::Future>
     where
         S: Service<http::Request<OAuthBody<B>>>,
     {
         #[pin]
-        state: State<S::Future, S::Response>,
+        state: State<F, S::Response>,
         context: Sending<S, B>,
     }
 }
@@ -92,11 +92,11 @@ pin_project! {
     }
 }
 
-impl<S, B> ResponseFuture<S, B>
+impl<S, B, F> ResponseFuture<S, B, F>
 where
     S: Service<http::Request<OAuthBody<B>>>,
 {
-    pub(crate) fn new(future: S::Future, context: RetryContext<S, B>) -> Self {
+    pub(crate) fn new(future: F, context: RetryContext<S, B>) -> Self {
         Self {
             state: State::Sending { future },
             context: Sending::Retry(context),
@@ -104,7 +104,7 @@ where
     }
 
     /// A request the layer does not act on: the inner service's answer, whatever it is.
-    pub(crate) fn passthrough(future: S::Future, uri: http::Uri) -> Self {
+    pub(crate) fn passthrough(future: F, uri: http::Uri) -> Self {
         Self {
             state: State::Sending { future },
             context: Sending::Passthrough(uri),
@@ -119,11 +119,13 @@ where
     }
 }
 
-impl<S, B, RB> Future for ResponseFuture<S, B>
+impl<S, B, RB, F, E> Future for ResponseFuture<S, B, F>
 where
     S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
+    F: Future<Output = Result<http::Response<RB>, E>>,
+    E: Into<BoxError>,
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<BoxError>,
     RB: Body + Send + 'static,

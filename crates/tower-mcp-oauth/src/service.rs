@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
+use http::Uri;
 use http_body::Body;
 use mcp_oauth_flow::dpop::DPOP;
 use mcp_oauth_flow::{BoxError, Error};
@@ -256,70 +258,235 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let shared = &*self.shared;
-        // Outside the servers the layer is limited to: untouched, no store, no flow.
-        if shared.limited {
-            if let Some(servers) = &shared.state.servers {
-                if !servers.covers(request.uri()) {
-                    let uri = request.uri().clone();
-                    let future = self.inner.call(request.map(pass_on));
-                    return ResponseFuture::passthrough(future, uri);
-                }
+        route(self, request)
+    }
+}
+
+/// A shared `OAuthService` is a service too, as hyper-util's `&Client` is: callers that hold
+/// one (in an `Arc`, a `static`, a struct they lend out) send through `&service` without a
+/// clone per request. It needs `&S` to be a service (hyper-util's `Client` is); retries and
+/// flows go through clones of `S`.
+///
+/// Every call reads the tokens through the layer's shared snapshot (a clone keeps one of its
+/// own from its second request on, see `Reader`), and `poll_ready` is `&S`'s.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use tower::{Layer, ServiceExt};
+/// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer, OAuthService};
+///
+/// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new());
+/// let client = Client::builder(TokioExecutor::new()).build_http();
+/// let service: OAuthService<_> = layer.layer(client);
+/// # tokio_test::block_on(async {
+/// // Nothing listens on port 1: the request fails, through `&service`, as it would through a clone.
+/// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+/// let error = (&service).oneshot(request).await.unwrap_err();
+/// assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::Transport);
+/// # });
+/// ```
+impl<'a, S, B, RB> Service<http::Request<B>> for &'a OAuthService<S>
+where
+    S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    &'a S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>>,
+    <&'a S as Service<http::Request<OAuthBody<B>>>>::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    type Response = http::Response<RB>;
+    type Error = Error;
+    type Future = ResponseFuture<S, B, <&'a S as Service<http::Request<OAuthBody<B>>>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let mut inner = &self.inner;
+        inner.poll_ready(cx).map_err(transport_error)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        route(self, request)
+    }
+}
+
+impl<'a, S, B> Route<S, B> for &'a OAuthService<S>
+where
+    S: Clone,
+    &'a S: Service<http::Request<OAuthBody<B>>>,
+{
+    type Sender = &'a S;
+
+    #[inline(always)]
+    fn shared(&self) -> &Arc<Shared<S>> {
+        &self.shared
+    }
+
+    #[inline(always)]
+    fn lookup(&mut self, uri: &Uri, now: impl FnOnce() -> SystemTime) -> Lookup {
+        self.shared.cache.lookup(uri, now)
+    }
+
+    #[inline(always)]
+    fn send(
+        &mut self,
+        request: http::Request<OAuthBody<B>>,
+        spare: bool,
+    ) -> <&'a S as Service<http::Request<OAuthBody<B>>>>::Future {
+        if spare {
+            self.shared.keep_spare(&self.inner);
+        }
+        let mut inner: &'a S = &self.inner;
+        inner.call(request)
+    }
+
+    fn detached(&mut self) -> S {
+        // A reference holds no reservation to give back.
+        self.inner.clone()
+    }
+}
+
+/// The future of the service a [`Route`] sends through.
+type SenderFuture<R, S, B> =
+    <<R as Route<S, B>>::Sender as Service<http::Request<OAuthBody<B>>>>::Future;
+
+/// How a call reaches the inner service: through the service's own (`OAuthService`), or
+/// through a reference to it (`&OAuthService`, as hyper-util's `&Client`). [`route`] is the
+/// one hot path; this is what differs between the two.
+pub(crate) trait Route<S, B> {
+    /// What the request is sent through: `S`, or `&S`.
+    type Sender: Service<http::Request<OAuthBody<B>>>;
+
+    fn shared(&self) -> &Arc<Shared<S>>;
+
+    /// What to send with a request to `uri` (see `Cache::lookup`).
+    fn lookup(&mut self, uri: &Uri, now: impl FnOnce() -> SystemTime) -> Lookup;
+
+    /// Sends `request`; first keeps a clone of the inner service for retries if `spare`.
+    fn send(
+        &mut self,
+        request: http::Request<OAuthBody<B>>,
+        spare: bool,
+    ) -> <Self::Sender as Service<http::Request<OAuthBody<B>>>>::Future;
+
+    /// An inner service of the slow path's own, holding no reservation.
+    fn detached(&mut self) -> S;
+}
+
+impl<S, B> Route<S, B> for OAuthService<S>
+where
+    S: Service<http::Request<OAuthBody<B>>> + Clone,
+{
+    type Sender = S;
+
+    #[inline(always)]
+    fn shared(&self) -> &Arc<Shared<S>> {
+        &self.shared
+    }
+
+    #[inline(always)]
+    fn lookup(&mut self, uri: &Uri, now: impl FnOnce() -> SystemTime) -> Lookup {
+        self.sessions.lookup(&self.shared.cache, uri, now)
+    }
+
+    #[inline(always)]
+    fn send(&mut self, request: http::Request<OAuthBody<B>>, spare: bool) -> S::Future {
+        if spare {
+            self.shared.keep_spare(&self.inner);
+        }
+        self.inner.call(request)
+    }
+
+    fn detached(&mut self) -> S {
+        self.unreserved()
+    }
+}
+
+/// The layer's hot path, for both [`Route`]s: looks the token up, adds it, keeps the head for a
+/// retry, and sends; the slow paths (first contact, refresh) start boxed futures of their own.
+#[inline(always)]
+pub(crate) fn route<R, S, B, RB>(
+    this: &mut R,
+    request: http::Request<B>,
+) -> ResponseFuture<S, B, SenderFuture<R, S, B>>
+where
+    R: Route<S, B>,
+    S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+    RB: Body + Send + 'static,
+    RB::Data: Send,
+    RB::Error: Into<BoxError>,
+{
+    let shared = Arc::clone(this.shared());
+    // Outside the servers the layer is limited to: untouched, no store, no flow.
+    if shared.limited {
+        if let Some(servers) = &shared.state.servers {
+            if !servers.covers(request.uri()) {
+                let uri = request.uri().clone();
+                let future = this.send(request.map(pass_on), false);
+                return ResponseFuture::passthrough(future, uri);
             }
         }
-        let state = &shared.state;
-        let (mut parts, body) = request.into_parts();
-        let clock = &shared.clock;
-        let mut proved = false;
-        // The caller's head is kept before the layer adds its headers (those are kept as
-        // values), straight into the variable the future takes it from.
-        let mut head = SentHead::keep(&parts);
-        let sent = match self.sessions.lookup(&shared.cache, &parts.uri, || clock()) {
-            Lookup::Fresh(header, sent, dpop) => {
-                // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
-                let proof = dpop.and_then(|tokens| {
-                    let dpop = &state.dpop;
-                    dpop.resource_proof(&tokens, &parts.method, &parts.uri, clock())
-                });
-                if let Some(proof) = proof {
-                    parts.headers.insert(DPOP, proof.clone());
-                    head.set_by_layer(header.clone(), proof);
-                    proved = true;
-                }
-                parts.headers.insert(AUTHORIZATION, header);
-                sent
-            }
-            // The slow paths below keep the head their own way; the copy above was wasted on
-            // them, once per origin or per refresh.
-            Lookup::Missing if !state.cache.origin_checked(&parts.uri) => {
-                // The first request to this origin: look in the store first (once).
-                let state = Arc::clone(state);
-                let future = start_first_contact(state, self.unreserved(), parts, body);
-                return ResponseFuture::recovering(future);
-            }
-            Lookup::Missing => Sent::default(),
-            Lookup::Stale(sent) => {
-                // Refresh first, with the reservation given back (a clone is sent through
-                // `Oneshot` later), so no Buffer slot or permit is held during the refresh.
-                let state = Arc::clone(state);
-                let future = start_refresh_then_send(state, self.unreserved(), parts, body, sent);
-                return ResponseFuture::recovering(future);
-            }
-        };
-        let (body, prepared) = prepare(body, shared.max_replay_bytes);
-        self.shared.keep_spare(&self.inner);
-        let future = self.inner.call(http::Request::from_parts(parts, body));
-        ResponseFuture::new(
-            future,
-            RetryContext {
-                shared: Arc::clone(&self.shared),
-                head,
-                prepared,
-                sent,
-                proved,
-            },
-        )
     }
+    let state = &shared.state;
+    let (mut parts, body) = request.into_parts();
+    let clock = &shared.clock;
+    let mut proved = false;
+    // The caller's head is kept before the layer adds its headers (those are kept as
+    // values), straight into the variable the future takes it from.
+    let mut head = SentHead::keep(&parts);
+    let sent = match this.lookup(&parts.uri, || clock()) {
+        Lookup::Fresh(header, sent, dpop) => {
+            // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
+            let proof = dpop.and_then(|tokens| {
+                let dpop = &state.dpop;
+                dpop.resource_proof(&tokens, &parts.method, &parts.uri, clock())
+            });
+            if let Some(proof) = proof {
+                parts.headers.insert(DPOP, proof.clone());
+                head.set_by_layer(header.clone(), proof);
+                proved = true;
+            }
+            parts.headers.insert(AUTHORIZATION, header);
+            sent
+        }
+        // The slow paths below keep the head their own way; the copy above was wasted on
+        // them, once per origin or per refresh.
+        Lookup::Missing if !state.cache.origin_checked(&parts.uri) => {
+            // The first request to this origin: look in the store first (once).
+            let state = Arc::clone(state);
+            let future = start_first_contact(state, this.detached(), parts, body);
+            return ResponseFuture::recovering(future);
+        }
+        Lookup::Missing => Sent::default(),
+        Lookup::Stale(sent) => {
+            // Refresh first, with the reservation given back (a clone is sent through
+            // `Oneshot` later), so no Buffer slot or permit is held during the refresh.
+            let state = Arc::clone(state);
+            let future = start_refresh_then_send(state, this.detached(), parts, body, sent);
+            return ResponseFuture::recovering(future);
+        }
+    };
+    let (body, prepared) = prepare(body, shared.max_replay_bytes);
+    let future = this.send(http::Request::from_parts(parts, body), true);
+    ResponseFuture::new(
+        future,
+        RetryContext {
+            shared,
+            head,
+            prepared,
+            sent,
+            proved,
+        },
+    )
 }
 
 #[cfg(test)]
