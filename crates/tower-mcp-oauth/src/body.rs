@@ -268,6 +268,8 @@ fn keep_whole<B>(data: &Bytes) -> Prepared<B> {
 }
 
 /// Wraps the caller's body for the first attempt.
+// Into the hot path, with its neighbours: see `service::route`.
+#[inline(always)]
 pub(crate) fn prepare<B>(body: B, max_replay_bytes: usize) -> (OAuthBody<B>, Prepared<B>)
 where
     B: Body<Data = Bytes> + Unpin,

@@ -33,6 +33,8 @@ pub(crate) struct SentHead {
 
 impl SentHead {
     /// Keeps what is needed to send `parts` again (the body is kept elsewhere).
+    // Into the hot path, with its neighbours: see `service::route`.
+    #[inline(always)]
     pub(crate) fn keep(parts: &Parts) -> Self {
         let mut head = Self {
             method: parts.method.clone(),

@@ -409,6 +409,12 @@ where
 
 /// The layer's hot path, for both [`Route`]s: looks the token up, adds it, keeps the head for a
 /// retry, and sends; the slow paths (first contact, refresh) start boxed futures of their own.
+// The lookup, the head's keeping and the body's wrapping are inlined here (`#[inline(always)]`
+// on each): a call over loopback runs more code than the core's L1 instruction cache holds, so
+// the layer's code is fetched again on every call, and in one function its hot lines lie
+// together, where the fetches stream, rather than in four places of the binary. Measured
+// alternated: end to end, sequential, 1.0115x against 1.0145x (median of six runs each); the
+// head's packing itself stays out of line (inlined too, it cost 270 more instructions).
 #[inline(always)]
 pub(crate) fn route<R, S, B, RB>(
     this: &mut R,
