@@ -41,7 +41,7 @@ use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer, R
 
 #[path = "support/setup.rs"]
 mod setup;
-use setup::{bench_tokens, layer_over, store_holding};
+use setup::{bench_tokens, layer_over, send_now, store_holding};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -81,9 +81,8 @@ where
     S: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    let fut = service.ready().now_or_never().unwrap().unwrap().call(req);
-    let resp = fut.now_or_never().expect("answered at once").unwrap();
-    assert_eq!(black_box(resp).status(), 200);
+    let response = send_now(service, req);
+    assert_eq!(black_box(response).status(), 200);
 }
 
 fn print_allocs(name: &str, rows: &[(&str, (f64, f64))]) {

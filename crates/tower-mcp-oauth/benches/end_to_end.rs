@@ -38,7 +38,7 @@ use hyper_util::rt::TokioExecutor;
 use mcp_oauth_testkit::bench::{
     hot_path_request_to as request, minimal_server, quartiles, Shuffler, FILL_HEADER,
 };
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 #[path = "support/setup.rs"]
 mod setup;
 use setup::{bench_tokens, layer_over, store_holding};
@@ -57,7 +57,8 @@ fn setting(name: &str, default: usize) -> usize {
 enum Contestant {
     /// hyper-util's `Client`, sent through as its users do: `client.request(req)`.
     Bare,
-    /// The layered client, shared: `(&service).oneshot(req)`, no clone per call.
+    /// The layered client, shared: tower's `ready` then `call` on `&service`, no clone per
+    /// call, no `Oneshot`.
     Layered,
     /// The control: a second bare client, its own pool.
     BareAgain,
@@ -125,8 +126,9 @@ fn main() {
                             .insert(http::header::AUTHORIZATION, header);
                         client.request(req).await.unwrap().map(|b| b.boxed())
                     }
-                    Caller::Layered(Cow::Borrowed(layered)) => {
-                        layered.oneshot(req).await.unwrap().map(|b| b.boxed())
+                    Caller::Layered(Cow::Borrowed(mut layered)) => {
+                        let ready = layered.ready().await.unwrap();
+                        ready.call(req).await.unwrap().map(|b| b.boxed())
                     }
                     Caller::Layered(Cow::Owned(layered)) => {
                         layered.oneshot(req).await.unwrap().map(|b| b.boxed())

@@ -34,7 +34,7 @@ use mcp_oauth_testkit::bench::{
 
 #[path = "support/setup.rs"]
 mod setup;
-use setup::{bench_tokens, layer_over, store_holding};
+use setup::{bench_tokens, layer_over, send_now, store_holding};
 
 /// The layer over the trivial service, warmed so that it holds a valid token (DPoP-bound when
 /// `dpop`), and the header the bare side sends itself.
@@ -96,46 +96,26 @@ fn bench_trivial(c: &mut Criterion) {
     let mut group = c.benchmark_group("trivial");
     group.bench_function("bare", |b| {
         b.iter(|| {
-            let fut = bare
-                .ready()
-                .now_or_never()
-                .unwrap()
-                .unwrap()
-                .call(request(Some(&header)));
-            black_box(fut.now_or_never().unwrap().unwrap())
+            let response = send_now(&mut bare, request(Some(&header)));
+            black_box(response)
         })
     });
     group.bench_function("floor", |b| {
         b.iter(|| {
-            let fut = floor
-                .ready()
-                .now_or_never()
-                .unwrap()
-                .unwrap()
-                .call(request(None));
-            black_box(fut.now_or_never().unwrap().unwrap())
+            let response = send_now(&mut floor, request(None));
+            black_box(response)
         })
     });
     group.bench_function("layered", |b| {
         b.iter(|| {
-            let fut = layered
-                .ready()
-                .now_or_never()
-                .unwrap()
-                .unwrap()
-                .call(request(None));
-            black_box(fut.now_or_never().unwrap().unwrap())
+            let response = send_now(&mut layered, request(None));
+            black_box(response)
         })
     });
     group.bench_function("layered_dpop", |b| {
         b.iter(|| {
-            let fut = layered_dpop
-                .ready()
-                .now_or_never()
-                .unwrap()
-                .unwrap()
-                .call(request(None));
-            let response = fut.now_or_never().unwrap().unwrap();
+            let response = send_now(&mut layered_dpop, request(None));
+            let response = response;
             black_box(response)
         })
     });
@@ -160,13 +140,8 @@ fn bench_parallel(c: &mut Criterion) {
                         let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
                         for _ in 0..iters {
                             for _ in 0..PER_THREAD {
-                                let fut = bare
-                                    .ready()
-                                    .now_or_never()
-                                    .unwrap()
-                                    .unwrap()
-                                    .call(request(Some(&header)));
-                                black_box(fut.now_or_never().unwrap().unwrap());
+                                let response = send_now(&mut bare, request(Some(&header)));
+                                black_box(response);
                             }
                         }
                     });
@@ -184,13 +159,8 @@ fn bench_parallel(c: &mut Criterion) {
                     scope.spawn(move || {
                         for _ in 0..iters {
                             for _ in 0..PER_THREAD {
-                                let fut = svc
-                                    .ready()
-                                    .now_or_never()
-                                    .unwrap()
-                                    .unwrap()
-                                    .call(request(None));
-                                black_box(fut.now_or_never().unwrap().unwrap());
+                                let response = send_now(&mut svc, request(None));
+                                black_box(response);
                             }
                         }
                     });
@@ -242,13 +212,8 @@ where
 {
     let start = std::time::Instant::now();
     for _ in 0..BATCH {
-        let fut = service
-            .ready()
-            .now_or_never()
-            .unwrap()
-            .unwrap()
-            .call(request());
-        black_box(fut.now_or_never().unwrap().unwrap());
+        let response = send_now(service, request());
+        black_box(response);
     }
     start.elapsed().as_nanos() as f64 / BATCH as f64
 }

@@ -20,7 +20,7 @@ use criterion::{criterion_group, BenchmarkId, Criterion};
 use futures_util::FutureExt;
 use http_body_util::Full;
 use mcp_oauth_testkit::bench::{self, hot_path_request_to as request, trivial_resource as trivial};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 use tower_mcp_oauth::web::WebLogin;
 use tower_mcp_oauth::{ClientConfig, HttpClient, MemoryStore, OAuthBody, TokenStore};
 
@@ -30,7 +30,7 @@ fn server_url(i: usize) -> String {
 
 #[path = "support/setup.rs"]
 mod setup;
-use setup::{bench_tokens as tokens, layer_over, store_holding};
+use setup::{bench_tokens as tokens, layer_over, send_now, store_holding};
 
 /// Sends one request through `service` and checks it carried a token.
 fn send<S>(service: &mut S, url: &str)
@@ -41,15 +41,9 @@ where
         Error = tower_mcp_oauth::Error,
     >,
 {
-    let fut = service
-        .ready()
-        .now_or_never()
-        .unwrap()
-        .unwrap()
-        .call(request(url, None));
+    let response = send_now(service, request(url, None));
     // A first call adopts the stored token (the store is in memory: it completes at once).
-    let resp = fut.now_or_never().expect("no waiting").unwrap();
-    assert_eq!(black_box(resp).status(), 200);
+    assert_eq!(black_box(response).status(), 200);
 }
 
 /// A layer holding tokens for `held` servers, every one adopted, and the URL of the one in the

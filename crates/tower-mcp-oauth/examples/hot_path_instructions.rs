@@ -28,7 +28,7 @@ use mcp_oauth_testkit::bench::{
 
 #[path = "../benches/support/setup.rs"]
 mod setup;
-use setup::{bench_tokens, layer_over, store_holding};
+use setup::{bench_tokens, layer_over, send_now, store_holding};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -40,16 +40,8 @@ fn main() {
         "bare" => {
             let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
             for _ in 0..n {
-                let fut = bare
-                    .ready()
-                    .now_or_never()
-                    .unwrap()
-                    .unwrap()
-                    .call(request(Some(&header)));
-                assert_eq!(
-                    black_box(fut.now_or_never().unwrap().unwrap()).status(),
-                    200
-                );
+                let response = send_now(&mut bare, request(Some(&header)));
+                assert_eq!(black_box(response).status(), 200);
             }
         }
         "floor" => {
@@ -60,16 +52,8 @@ fn main() {
                 ))
                 .service(tower::service_fn(trivial::<Full<Bytes>>));
             for _ in 0..n {
-                let fut = floor
-                    .ready()
-                    .now_or_never()
-                    .unwrap()
-                    .unwrap()
-                    .call(request(None));
-                assert_eq!(
-                    black_box(fut.now_or_never().unwrap().unwrap()).status(),
-                    200
-                );
+                let response = send_now(&mut floor, request(None));
+                assert_eq!(black_box(response).status(), 200);
             }
         }
         "layered" => {
@@ -90,16 +74,8 @@ fn main() {
                 .call(request(None));
             assert_eq!(rt.block_on(warm).unwrap().status(), 200);
             for _ in 0..n {
-                let fut = layered
-                    .ready()
-                    .now_or_never()
-                    .unwrap()
-                    .unwrap()
-                    .call(request(None));
-                assert_eq!(
-                    black_box(fut.now_or_never().unwrap().unwrap()).status(),
-                    200
-                );
+                let response = send_now(&mut layered, request(None));
+                assert_eq!(black_box(response).status(), 200);
             }
         }
         other => panic!("unknown {other}"),

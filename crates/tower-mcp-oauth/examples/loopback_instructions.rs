@@ -10,7 +10,7 @@
 //!
 //! `bare` and `layered` clone the client for each call (`client.clone().request(..)`,
 //! `service.clone().oneshot(..)`); `bare-shared` and `layered-shared` send through a shared
-//! reference (`client.request(..)`, `(&service).oneshot(..)`).
+//! reference (`client.request(..)`, and `ready` then `call` on `&service`).
 //!
 //! sends N calls after a warm-up; the difference between the counts for two values of N,
 //! divided by the difference of the Ns, is the per-call count with the set-up taken out.
@@ -22,14 +22,16 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use mcp_oauth_testkit::bench::{hot_path_request_to as request, minimal_server};
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 #[path = "../benches/support/setup.rs"]
 mod setup;
 use setup::{bench_tokens, layer_over, store_holding};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let which = args.next().expect("bare|layered|bare-shared|layered-shared");
+    let which = args
+        .next()
+        .expect("bare|layered|bare-shared|layered-shared");
     let n: usize = args.next().expect("N").parse().expect("a number");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -82,7 +84,10 @@ fn main() {
                 .layer(Client::builder(TokioExecutor::new()).build_http());
             rt.block_on(async {
                 for _ in 0..n + 100 {
-                    let response = (&layered).oneshot(request(&url, None)).await.unwrap();
+                    // tower's own pattern, on a shared reference: no clone, no `Oneshot`.
+                    let mut service = &layered;
+                    let ready = service.ready().await.unwrap();
+                    let response = ready.call(request(&url, None)).await.unwrap();
                     assert_eq!(response.status(), 200);
                     black_box(response.into_body().collect().await.unwrap());
                 }

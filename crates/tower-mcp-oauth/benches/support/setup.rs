@@ -11,6 +11,23 @@ use tower_mcp_oauth::{
     ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer, TokenSet, TokenStore, TokenType,
 };
 
+/// One request through a service that answers at once (every benchmark's trivial resource):
+/// made ready, called, its future polled once. Inlined, so a timed loop around it runs the same
+/// code as one written out.
+#[inline(always)]
+pub(crate) fn send_now<S, R>(service: &mut S, request: R) -> S::Response
+where
+    S: tower::Service<R>,
+    S::Error: std::fmt::Debug,
+{
+    let future = tower::ServiceExt::ready(service)
+        .now_or_never()
+        .expect("ready at once")
+        .unwrap()
+        .call(request);
+    future.now_or_never().expect("answered at once").unwrap()
+}
+
 /// The bearer token of every measurement (no expiry: it is never refreshed mid-run).
 pub(crate) fn bench_tokens() -> TokenSet {
     TokenSet::new(
