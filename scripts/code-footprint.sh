@@ -20,12 +20,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-3000}
 TOP=${2:-20}
+SIDES=${SIDES:-bare layered}
+read -r BARE LAYERED EXTRA <<<"$SIDES"
+if [ -z "$LAYERED" ] || [ -n "$EXTRA" ]; then
+    echo "SIDES must name two contestants of the example, the baseline first: got '$SIDES'" >&2
+    exit 2
+fi
 cargo build -q --release -p tower-mcp-oauth --example loopback_instructions
 BIN=target/release/examples/loopback_instructions
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-SIDES=${SIDES:-bare layered}
-read -r BARE LAYERED <<<"$SIDES"
 for side in $SIDES; do
     # The cost lines are then `address line cost`, whatever VALGRIND_OPTS says.
     if ! valgrind --tool=callgrind --dump-instr=yes --dump-line=yes --compress-pos=no \

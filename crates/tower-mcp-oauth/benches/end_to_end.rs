@@ -9,12 +9,19 @@
 //! that round's figure (a median, so a call the scheduler preempted does not swing it), and the
 //! report is the median ratio over many rounds with its 25th-75th percentiles.
 //!
+//! Each side sends as its users would, in two conventions, each its own measurement:
+//!
+//! - shared: `client.request(req)` on one bare client, and tower's `ready` then `call` on
+//!   `&service`, one layered service shared by every call (no clone, no `Oneshot`);
+//! - cloned per call: `client.clone().request(req)`, and `service.clone().oneshot(req)`, as
+//!   callers that own no shared service write it.
+//!
 //! - `sequential`: one call at a time, interleaved call by call;
 //! - `concurrent`: waves of 64 calls in flight, interleaved wave by wave. Before measuring, each
 //!   client's pool is filled with 64 connections (a wave the server holds until all 64 arrived),
 //!   so no measured wave pays for a new connection.
 //!
-//! Then the same measurement again with a control in the layered client's place: a second bare
+//! Then the shared measurement again with a control in the layered client's place: a second bare
 //! client, its own pool and connections, making the same calls. Its ratio is 1 but for the
 //! bench's own error, so it says how far from 1 a ratio of this run can be told apart (a single
 //! run of 60 rounds of 200 calls, this bench's first form, could not tell 1.005 from 1.015).
@@ -140,7 +147,7 @@ fn main() {
         }
     };
 
-    // The layer's first call adopts the stored token; then both warm up.
+    // The layer's first call adopts the stored token; then every contestant warms up.
     rt.block_on(async {
         for _ in 0..500 {
             for who in [
@@ -210,7 +217,7 @@ fn main() {
         let unit = if m == 0 { "call" } else { "wave of 64" };
         for (how, ratios, sums) in [
             (
-                "shared, `(&service).oneshot` vs `client.request`",
+                "shared: `ready`, `call` on `&service` vs `client.request`",
                 &mut shared_ratios,
                 &shared_sums,
             ),

@@ -115,7 +115,6 @@ fn bench_trivial(c: &mut Criterion) {
     group.bench_function("layered_dpop", |b| {
         b.iter(|| {
             let response = send_now(&mut layered_dpop, request(None));
-            let response = response;
             black_box(response)
         })
     });

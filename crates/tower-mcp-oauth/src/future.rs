@@ -18,9 +18,13 @@ use crate::recovery::{start_recovery, RetryContext};
 use crate::BoxFuture;
 
 pin_project! {
-    /// The response future of [`OAuthService`](crate::OAuthService): the first attempt, then
-    /// (on a `401`, or a `403` with `insufficient_scope`) the flow and one retry. It resolves
-    /// to the response of the last attempt, or to the flow's [`Error`].
+    /// The response future of [`OAuthService`](crate::OAuthService) and of a shared
+    /// `&OAuthService`: the first attempt, then (on a `401`, or a `403` with
+    /// `insufficient_scope`) the flow and one retry. It resolves to the response of the last
+    /// attempt, or to the flow's [`Error`].
+    ///
+    /// `S` is the inner service, `B` the caller's body type, and `F` the first attempt's future:
+    /// `S::Future` by default, `<&S as Service>::Future` when sent through `&OAuthService`.
     ///
     /// ```
     /// # use bytes::Bytes;

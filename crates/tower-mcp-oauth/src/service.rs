@@ -15,6 +15,7 @@ use mcp_oauth_flow::{BoxError, Error};
 use tower_service::Service;
 
 use crate::body::{pass_on, prepare, OAuthBody};
+use crate::bounds::{CallerBody, InnerService, ResponseBody};
 use crate::cache::{Lookup, Sent};
 use crate::client::transport_error;
 use crate::future::ResponseFuture;
@@ -269,25 +270,66 @@ where
 /// clone per request. It needs `&S` to be a service (hyper-util's `Client` is); retries and
 /// flows go through clones of `S`.
 ///
-/// Every call reads the tokens through the layer's shared snapshot (a clone keeps one of its
-/// own from its second request on, see `Reader`), and `poll_ready` is `&S`'s.
+/// Every call reads the tokens through the layer's shared snapshot (a clone of the service
+/// keeps a snapshot of its own from its second request on), and `poll_ready` is `&S`'s.
 ///
 /// ```
-/// use bytes::Bytes;
-/// use http_body_util::Full;
-/// use hyper_util::client::legacy::Client;
-/// use hyper_util::rt::TokioExecutor;
-/// use tower::{Layer, ServiceExt};
-/// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthLayer, OAuthService};
+/// # use std::convert::Infallible;
+/// # use std::future::{ready, Ready};
+/// # use std::task::{Context, Poll};
+/// # use bytes::Bytes;
+/// # use http_body_util::Full;
+/// # use tower_mcp_oauth::OAuthBody;
+/// # type Request = http::Request<OAuthBody<Full<Bytes>>>;
+/// # type Response = http::Response<Full<Bytes>>;
+/// # /// A client that is a service both owned and shared, as hyper-util's `Client` is; it
+/// # /// answers with the `Authorization` it was sent and which form sent it.
+/// # #[derive(Clone)]
+/// # struct Client;
+/// # fn answer(req: Request, via: &'static str) -> Ready<Result<Response, Infallible>> {
+/// #     let seen = req.headers().get("authorization").cloned();
+/// #     let mut response = http::Response::new(Full::new(Bytes::new()));
+/// #     response.headers_mut().insert("x-via", http::HeaderValue::from_static(via));
+/// #     if let Some(seen) = seen { response.headers_mut().insert("x-seen", seen); }
+/// #     ready(Ok(response))
+/// # }
+/// # impl tower::Service<Request> for Client {
+/// #     type Response = Response; type Error = Infallible; type Future = Ready<Result<Response, Infallible>>;
+/// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> { Poll::Ready(Ok(())) }
+/// #     fn call(&mut self, req: Request) -> Self::Future { answer(req, "clone") }
+/// # }
+/// # impl tower::Service<Request> for &Client {
+/// #     type Response = Response; type Error = Infallible; type Future = Ready<Result<Response, Infallible>>;
+/// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> { Poll::Ready(Ok(())) }
+/// #     fn call(&mut self, req: Request) -> Self::Future { answer(req, "reference") }
+/// # }
+/// use std::sync::Arc;
+/// use tower::{Layer, Service, ServiceExt};
+/// use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer, TokenSet, TokenStore, TokenType};
 ///
-/// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new());
-/// let client = Client::builder(TokioExecutor::new()).build_http();
-/// let service: OAuthService<_> = layer.layer(client);
 /// # tokio_test::block_on(async {
-/// // Nothing listens on port 1: the request fails, through `&service`, as it would through a clone.
-/// let request = http::Request::get("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
-/// let error = (&service).oneshot(request).await.unwrap_err();
-/// assert_eq!(error.kind(), tower_mcp_oauth::ErrorKind::Transport);
+/// let url = "http://127.0.0.1:3000/mcp";
+/// let store = MemoryStore::new();
+/// let tokens = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:9000", "client-1");
+/// store.save_tokens(url, &tokens).await.unwrap();
+/// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
+///     .token_store(store);
+/// // One service for every caller: no clone of it per request.
+/// let service = Arc::new(layer.layer(Client));
+/// let request = || http::Request::post(url).body(Full::new(Bytes::new())).unwrap();
+///
+/// // The first request to the server adopts the stored token (through a clone of the client,
+/// // as every slow path goes)...
+/// let mut shared = &*service;
+/// let first = shared.ready().await.unwrap().call(request()).await.unwrap();
+/// assert_eq!(first.headers()["x-seen"], "Bearer at-1");
+/// // ...and the next ones send through `&Client`, the token added.
+/// let next = shared.ready().await.unwrap().call(request()).await.unwrap();
+/// assert_eq!(next.headers()["x-via"], "reference");
+/// assert_eq!(next.headers()["x-seen"], "Bearer at-1");
+/// // `oneshot` works on the reference too.
+/// let again = (&*service).oneshot(request()).await.unwrap();
+/// assert_eq!(again.headers()["x-via"], "reference");
 /// # });
 /// ```
 impl<'a, S, B, RB> Service<http::Request<B>> for &'a OAuthService<S>
@@ -439,11 +481,12 @@ where
 /// The layer's hot path, for both [`Route`]s: looks the token up, adds it, keeps the head for a
 /// retry, and sends; the slow paths (first contact, refresh) start boxed futures of their own.
 // The lookup, the head's keeping and the body's wrapping are inlined here (`#[inline(always)]`
-// on each): a call over loopback runs more code than the core's L1 instruction cache holds, so
+// on `Cache::lookup`, `SentHead::keep` and `prepare`): a call over loopback runs more code than the core's L1 instruction cache holds, so
 // the layer's code is fetched again on every call, and in one function its hot lines lie
 // together, where the fetches stream, rather than in four places of the binary. Measured
-// alternated: end to end, sequential, 1.0115x against 1.0145x (median of six runs each); the
-// head's packing itself stays out of line (inlined too, it cost 270 more instructions).
+// alternated: end to end, sequential, 1.0115x against 1.015x (median of six runs each); the
+// head's packing itself stays out of line (inlined too, it cost 270 more instructions). The
+// owned service reads through `Reader::lookup`, which the compiler inlines on its own.
 #[inline(always)]
 pub(crate) fn route<R, S, B, RB>(
     this: &mut R,
@@ -451,26 +494,28 @@ pub(crate) fn route<R, S, B, RB>(
 ) -> ResponseFuture<S, B, SenderFuture<R, S, B>>
 where
     R: Route<S, B>,
-    S: Service<http::Request<OAuthBody<B>>, Response = http::Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Unpin + Send + 'static,
-    B::Error: Into<BoxError>,
-    RB: Body + Send + 'static,
-    RB::Data: Send,
-    RB::Error: Into<BoxError>,
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
 {
-    let shared = Arc::clone(this.shared());
     // Outside the servers the layer is limited to: untouched, no store, no flow.
-    if shared.limited {
-        if let Some(servers) = &shared.state.servers {
-            if !servers.covers(request.uri()) {
-                let uri = request.uri().clone();
-                let future = this.send(request.map(pass_on), false);
-                return ResponseFuture::passthrough(future, uri);
-            }
-        }
+    let outside = {
+        let shared = this.shared();
+        shared.limited
+            && shared
+                .state
+                .servers
+                .as_ref()
+                .is_some_and(|servers| !servers.covers(request.uri()))
+    };
+    if outside {
+        let uri = request.uri().clone();
+        let future = this.send(request.map(pass_on), false);
+        return ResponseFuture::passthrough(future, uri);
     }
+    // Its own reference for the future; borrowed from `this`, it would keep `this` from the
+    // lookup and the send below.
+    let shared = Arc::clone(this.shared());
     let state = &shared.state;
     let (mut parts, body) = request.into_parts();
     let clock = &shared.clock;
@@ -497,8 +542,8 @@ where
         }
         Lookup::Missing => Sent::default(),
         Lookup::Stale(sent) => {
-            // Refresh first, with the reservation given back (a clone is sent through
-            // `Oneshot` later), so no Buffer slot or permit is held during the refresh.
+            // Refresh first, through a service of the slow path's own (an owned service gives
+            // its reservation back), so no Buffer slot or permit is held during the refresh.
             let state = Arc::clone(state);
             let future = start_refresh_then_send(state, this.detached(), parts, body, sent);
             return ResponseFuture::recovering(future);
@@ -520,6 +565,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::task::{Context, Poll};
+
     use bytes::Bytes;
     use http_body_util::Full;
     use mcp_oauth_flow::{ClientConfig, ErrorKind};
@@ -527,6 +574,65 @@ mod tests {
     use tower_layer::Layer;
 
     use crate::{HeadlessAuthorizer, OAuthBody, OAuthLayer};
+
+    /// An inner service, owned or shared, that is never ready: it failed.
+    #[derive(Clone)]
+    struct Broken;
+
+    type Request = http::Request<OAuthBody<Full<Bytes>>>;
+    type Answer = std::future::Ready<Result<http::Response<Full<Bytes>>, std::io::Error>>;
+
+    fn broken() -> std::io::Error {
+        std::io::Error::other("connection pool closed")
+    }
+
+    impl tower_service::Service<Request> for Broken {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = std::io::Error;
+        type Future = Answer;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+            Poll::Ready(Err(broken()))
+        }
+        fn call(&mut self, _: Request) -> Answer {
+            unreachable!("never ready")
+        }
+    }
+
+    impl tower_service::Service<Request> for &Broken {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = std::io::Error;
+        type Future = Answer;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+            Poll::Ready(Err(broken()))
+        }
+        fn call(&mut self, _: Request) -> Answer {
+            unreachable!("never ready")
+        }
+    }
+
+    #[tokio::test]
+    async fn readiness_is_the_inner_services_owned_or_shared() {
+        let layer = OAuthLayer::new(
+            ClientConfig::new("http://127.0.0.1:1/cb"),
+            HeadlessAuthorizer::new(),
+        );
+        let mut service = layer.layer(Broken);
+        let mut shared = &service.clone();
+        let error = ServiceExt::<http::Request<Full<Bytes>>>::ready(&mut shared)
+            .await
+            .err()
+            .expect("`&S` was not ready");
+        assert_eq!(error.kind(), ErrorKind::Transport, "{error:#}");
+        assert!(
+            format!("{error:#}").contains("connection pool closed"),
+            "{error:#}"
+        );
+        let error = ServiceExt::<http::Request<Full<Bytes>>>::ready(&mut service)
+            .await
+            .err()
+            .expect("`S` was not ready");
+        assert_eq!(error.kind(), ErrorKind::Transport, "{error:#}");
+    }
 
     #[tokio::test]
     async fn a_401_to_a_relative_uri_is_an_invalid_request_uri() {

@@ -2,7 +2,8 @@
 //! (an `Arc`, a `static`) sends through a reference, with no clone per request, and gets
 //! everything a clone gets: the flow on the first request, the token on the next ones, the
 //! recovery and the retry after a `401`, one flow for many callers at once, requests outside
-//! the layer's servers passed on untouched. Over real loopback HTTP against the testkit.
+//! the layer's servers passed on untouched, a token due for refresh refreshed first. Over real
+//! loopback HTTP against the testkit.
 
 mod support;
 
@@ -11,8 +12,9 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use mcp_oauth_testkit::{RecordedRequest, Testkit, TestkitConfig};
 use serde_json::json;
+use support::lifecycle::{self, TestClock};
 use support::{http_client, jsonrpc, HttpClient};
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, McpServers, OAuthLayer, OAuthService};
 
 fn layer() -> OAuthLayer {
@@ -96,14 +98,53 @@ async fn a_401_on_the_hot_path_of_a_reference_is_recovered_and_the_body_sent_aga
 async fn callers_sharing_one_reference_share_one_flow() {
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
     let service = Arc::new(layer().layer(http_client()));
+    // Sixteen tasks, on both worker threads, each sending through the one service.
     let calls = (0..16).map(|_| {
         let (service, request) = (Arc::clone(&service), tools_list(&kit));
-        async move { (&*service).oneshot(request).await.unwrap().status() }
+        tokio::spawn(async move { (&*service).oneshot(request).await.unwrap().status() })
     });
-    let statuses = join_all(calls).await;
+    let statuses: Vec<_> = join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(service.flows_started(), 1);
     assert_eq!(grants(&kit), ["authorization_code"]);
+}
+
+#[tokio::test]
+async fn a_token_due_for_refresh_is_refreshed_before_a_request_through_a_reference() {
+    let kit = Testkit::start(TestkitConfig::default().token_lifetime_secs(3600))
+        .await
+        .unwrap();
+    let clock = TestClock::default();
+    let service = lifecycle::service(lifecycle::layer(&clock));
+    assert_eq!(
+        (&service).oneshot(tools_list(&kit)).await.unwrap().status(),
+        200
+    );
+    let first = mcp_requests(&kit).last().unwrap().bearer();
+
+    // Past the refresh point (expiry - 60 s), before expiry: `&service` refreshes first (through
+    // a clone of the client: a reference holds no reservation) and sends with the new token.
+    clock.set(3545);
+    kit.clear_requests();
+    let mut shared = &service;
+    let response = shared
+        .ready()
+        .await
+        .unwrap()
+        .call(tools_list(&kit))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let paths: Vec<_> = kit.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/token", "/mcp"]);
+    assert_eq!(grants(&kit), ["refresh_token"]);
+    let sent = mcp_requests(&kit)[0].bearer();
+    assert!(sent.is_some());
+    assert_ne!(sent, first);
 }
 
 #[tokio::test]
