@@ -226,3 +226,41 @@ async fn a_predicate_limits_the_layer_too() {
     assert_eq!(service.clone().oneshot(mcp).await.unwrap().status(), 200);
     assert_eq!(service.flows_started(), 1);
 }
+
+#[tokio::test]
+async fn a_server_that_wants_no_token_has_the_store_read_once_not_per_request() {
+    // A server the layer covers that answers without asking for a token: the first request
+    // looks in the store (an earlier run may have left tokens), the next ones know there are
+    // none and send at once.
+    let store = Arc::new(Recording::default());
+    let open = service_fn(|_req: Req| async {
+        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"{}"))))
+    });
+    let layer = OAuthLayer::new(
+        ClientConfig::new("http://127.0.0.1:1/cb"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(Arc::clone(&store));
+    let service = layer.layer(BoxCloneService::new(open));
+    let request = || {
+        http::Request::post(format!("{RS}/mcp"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    };
+    let loads = |store: &Recording| {
+        let calls = store.calls();
+        calls
+            .iter()
+            .filter(|c| c.starts_with("load_tokens"))
+            .count()
+    };
+    let first = service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let after_first = loads(&store);
+    assert!(after_first > 0, "the first request looks in the store");
+    for _ in 0..2 {
+        let response = service.clone().oneshot(request()).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(loads(&store), after_first, "{:?}", store.calls());
+}
