@@ -30,6 +30,10 @@ use crate::state::LayerState;
 /// `poll_ready` only delegates to the inner service: it never waits on a flow, so it never
 /// holds a `Buffer` slot or a `ConcurrencyLimit` permit while a user is at the browser.
 ///
+/// Clone it per request (`service.clone().oneshot(request)`), or share one and send through
+/// `&service` when `&S` is a service, as hyper-util's `&Client` is: no clone of the service per
+/// request (see the `Service` impl for `&OAuthService`).
+///
 /// # Failures: one rule
 ///
 /// **The server's response is never thrown away.** Whenever the server answered the caller's
