@@ -268,7 +268,7 @@ fn keep_whole<B>(data: &Bytes) -> Prepared<B> {
 }
 
 /// Wraps the caller's body for the first attempt.
-// Into the hot path, with its neighbours: see `service::route`.
+// Into the hot path, with its neighbours: see `route::route`.
 #[inline(always)]
 pub(crate) fn prepare<B>(body: B, max_replay_bytes: usize) -> (OAuthBody<B>, Prepared<B>)
 where

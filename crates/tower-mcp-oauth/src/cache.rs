@@ -119,7 +119,7 @@ pub(crate) fn lookup_in(
 impl Cache {
     /// What to send with a request to `uri`. Never a token for another origin. `now` is called
     /// only when the token has an expiry.
-    // Into the hot path, with its neighbours: see `service::route`.
+    // Into the hot path, with its neighbours: see `route::route`.
     #[inline(always)]
     pub(crate) fn lookup(&self, uri: &Uri, now: impl FnOnce() -> SystemTime) -> Lookup {
         lookup_in(&self.sessions.load(), uri, now)

@@ -33,7 +33,7 @@ pub(crate) struct SentHead {
 
 impl SentHead {
     /// Keeps what is needed to send `parts` again (the body is kept elsewhere).
-    // Into the hot path, with its neighbours: see `service::route`.
+    // Into the hot path, with its neighbours: see `route::route`.
     #[inline(always)]
     pub(crate) fn keep(parts: &Parts) -> Self {
         let mut head = Self {

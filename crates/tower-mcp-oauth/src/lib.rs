@@ -127,6 +127,7 @@ mod reader;
 mod recovery;
 mod replay;
 mod resolve;
+mod route;
 mod scope;
 mod servers;
 mod service;

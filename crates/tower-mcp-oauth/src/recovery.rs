@@ -152,7 +152,7 @@ impl<S, B> RetryContext<S, B> {
 }
 
 // The slow paths' futures are several kilobytes each. Built and boxed where they are chosen (in
-// `service::route`, or in `ResponseFuture::poll`, which is inlined into its caller's), the
+// `route::route`, or in `ResponseFuture::poll`, which is inlined into its caller's), the
 // caller's frame reserves room for them on every request, the hot path's included: call's frame
 // was 12.5 KB, with a probe write on each of its pages, and the inner service's frames ran
 // kilobytes deeper than the bare client's, over stack lines and pages no bare call touches.
