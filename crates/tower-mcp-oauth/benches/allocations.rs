@@ -155,11 +155,13 @@ fn per_request_loopback() {
             black_box(resp.into_body().collect().await.unwrap());
         })
     });
-    // Shared: sent through `&service`, no clone per request.
+    // Shared: `ready` then `call` on `&service`, no clone per request (the end-to-end bench's
+    // shared form).
     let shared_figure = per_call(|| {
         let req = hot_path_request_to(&url, None);
         rt.block_on(async {
-            let resp = (&layered).oneshot(req).await.unwrap();
+            let mut shared = &layered;
+            let resp = shared.ready().await.unwrap().call(req).await.unwrap();
             assert_eq!(resp.status(), 200);
             black_box(resp.into_body().collect().await.unwrap());
         })
