@@ -197,18 +197,36 @@ fn at_depth(depth: usize, f: &mut dyn FnMut() -> f64) -> f64 {
     ns
 }
 
-/// Nanoseconds per call over a batch of [`BATCH`] calls of `service`. A function of its own for
-/// each contestant (never inlined into the round's loop): with the three loops in one function,
-/// a change to the layer's code moved the floor's loop within it, and the floor's time with it
-/// (527 -> 505 ns per call between two builds that differed only in the layer). Apart, a
-/// contestant's loop keeps its own layout; its address can still move by a multiple of 16 bytes
-/// with the code before it, which measured within 2% for the floor across this change's builds.
+/// How many copies of each contestant's batch loop the interleaved measurement spreads its
+/// rounds over, each with its loop further into its code than the one before.
+const PLACEMENTS: usize = 8;
+/// Padding steps (see [`pad`]) between one copy's loop and the next's.
+const PLACE_STEPS: usize = 8;
+
+/// Nanoseconds per call over a batch of [`BATCH`] calls of `service`, in the copy of the loop
+/// numbered `PLACE`.
+///
+/// Where a loop falls in the binary moves its time: with the three contestants' loops in one
+/// function, a change to the layer's code moved the floor's loop, and the floor's time with it
+/// (527 -> 505 ns a call between two builds that differed only in the layer); in functions of
+/// their own, moving the layer's code into another file still moved the floor by 3% (521-540
+/// against 536-557 ns), and (a) from about 1.20x to 1.26x, with the layer's own time unchanged.
+/// A single placement measures a build's luck as much as its code (Mytkowicz et al., "Producing
+/// Wrong Data Without Doing Anything Obviously Wrong!", ASPLOS 2009). So each contestant runs in
+/// [`PLACEMENTS`] copies of this function (one per `PLACE`, each its own monomorphised code with
+/// what the compiler inlines of the contestant: the request's making, the send, the drops; the
+/// functions left out of line, such as the layer's `call`, are shared by the copies), the loop
+/// in each shifted by code of a length growing with `PLACE` run before it ([`pad`]), and each
+/// round draws a copy at random for each contestant: the ratios are then over the placements,
+/// not over one of them.
 #[inline(never)]
-fn timed_batch<S>(service: &mut S, request: impl Fn() -> http::Request<Full<Bytes>>) -> f64
+fn timed_batch<S, R, const PLACE: usize>(service: &mut S, request: &R) -> f64
 where
     S: Service<http::Request<Full<Bytes>>>,
     S::Error: std::fmt::Debug,
+    R: Fn() -> http::Request<Full<Bytes>>,
 {
+    pad::<PLACE>();
     let start = std::time::Instant::now();
     for _ in 0..BATCH {
         let response = send_now(service, request());
@@ -217,8 +235,47 @@ where
     start.elapsed().as_nanos() as f64 / BATCH as f64
 }
 
-/// (a) interleaved: each round runs a batch of each contestant in a shuffled order; the ratios
-/// are taken within the round, so drift between rounds cancels.
+/// Code of a length growing with `PLACE`, run once before a batch's loop (a few stores, nothing
+/// the loop reads), shifting the loop within its function. The workspace forbids `unsafe`, so
+/// this is not an `asm!` padding of exact length: each step is a `black_box` of a constant
+/// (a store: 9 bytes of code on x86-64) and the loop's head is then aligned to 16 bytes, so
+/// the copies' loops fall at offsets a few steps apart.
+#[inline(always)]
+fn pad<const PLACE: usize>() {
+    macro_rules! steps {
+        ($($k:literal)*) => {$(
+            if PLACE * PLACE_STEPS > $k {
+                black_box($k as u64);
+            }
+        )*};
+    }
+    steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31
+           32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55);
+}
+const _: () = assert!((PLACEMENTS - 1) * PLACE_STEPS <= 56);
+
+/// The [`PLACEMENTS`] copies of [`timed_batch`] for one contestant.
+fn placements<S, R>() -> [fn(&mut S, &R) -> f64; PLACEMENTS]
+where
+    S: Service<http::Request<Full<Bytes>>>,
+    S::Error: std::fmt::Debug,
+    R: Fn() -> http::Request<Full<Bytes>>,
+{
+    [
+        timed_batch::<S, R, 0>,
+        timed_batch::<S, R, 1>,
+        timed_batch::<S, R, 2>,
+        timed_batch::<S, R, 3>,
+        timed_batch::<S, R, 4>,
+        timed_batch::<S, R, 5>,
+        timed_batch::<S, R, 6>,
+        timed_batch::<S, R, 7>,
+    ]
+}
+
+/// (a) interleaved: each round runs a batch of each contestant in a shuffled order, each in a
+/// placement of its loop drawn at random; the ratios are taken within the round, so drift
+/// between rounds cancels.
 fn interleaved_trivial() {
     let (mut layered, header) = warmed_layer(false);
     let mut bare = tower::service_fn(trivial::<Full<Bytes>>);
@@ -228,17 +285,28 @@ fn interleaved_trivial() {
             header.clone(),
         ))
         .service(tower::service_fn(trivial::<Full<Bytes>>));
-    let mut batch = |who: usize| match who {
-        0 => timed_batch(&mut bare, || request(Some(&header))),
-        1 => timed_batch(&mut floor, || request(None)),
-        _ => timed_batch(&mut layered, || request(None)),
-    };
+    let bare_request = || request(Some(&header));
+    let plain_request = || request(None);
+    let (bare_at, floor_at, layered_at) = (
+        placements::<_, _>(),
+        placements::<_, _>(),
+        placements::<_, _>(),
+    );
+    // Each contestant's time per placement, to show how far placement alone moves it.
+    let mut by_place = vec![vec![Vec::new(); PLACEMENTS]; 3];
     let rounds = bench::interleaved_rounds(3, ROUNDS, |who, shuffler| {
-        // Each batch at a stack address of its own: where the stack falls against the heap
+        let place = shuffler.below(PLACEMENTS as u64) as usize;
+        // Each batch at a stack address of its own too: where the stack falls against the heap
         // (4 KiB aliasing of loads and stores) moves a contestant's time by several per cent,
         // and would otherwise be fixed for a whole run.
         let depth = shuffler.below(STACK_SHIFTS) as usize;
-        at_depth(depth, &mut || batch(who))
+        let ns = at_depth(depth, &mut || match who {
+            0 => bare_at[place](&mut bare, &bare_request),
+            1 => floor_at[place](&mut floor, &plain_request),
+            _ => layered_at[place](&mut layered, &plain_request),
+        });
+        by_place[who][place].push(ns);
+        ns
     });
     let (mut over_floor, mut over_bare, mut floor_over_bare) = (vec![], vec![], vec![]);
     for ns in rounds {
@@ -249,13 +317,27 @@ fn interleaved_trivial() {
         over_bare.push(ns[2] / ns[0]);
         floor_over_bare.push(ns[1] / ns[0]);
     }
-    let per_round = format!("{BATCH} calls each");
+    let per_round = format!("{BATCH} calls each, {PLACEMENTS} placements");
     let report = |name: &str, ratios: &mut Vec<f64>, target: Option<f64>| {
         bench::print_interleaved("trivial", name, ratios, &per_round, target);
     };
     report("floor / bare", &mut floor_over_bare, None);
     report("layered / floor", &mut over_floor, Some(1.25));
     report("layered / bare", &mut over_bare, None);
+    // The spread placement alone gives: each contestant's median time in each of its copies.
+    for (name, places) in ["bare", "floor", "layered"].iter().zip(&mut by_place) {
+        let medians: Vec<String> = places
+            .iter_mut()
+            .map(|times| match times.is_empty() {
+                true => "-".to_owned(),
+                false => format!("{:.0}", bench::quartiles(times).1),
+            })
+            .collect();
+        println!(
+            "PLACEMENTS trivial {name}: median ns a call by placement: {}",
+            medians.join(" ")
+        );
+    }
 }
 
 fn main() {
