@@ -21,34 +21,75 @@ use crate::head_buffer::{HeadBuffer, INLINE};
 /// The head of a request as it was sent: method, version, extensions, the URI and the caller's
 /// headers packed, and the headers the layer set on a proved request. No `Debug`: it holds
 /// credentials.
+// Small on purpose: it rides in every request's future, and the future is moved a few times on
+// its way to the executor. At 128 bytes or less the compiler moves a future with a few vector
+// moves; past that, with a call to `memcpy` each time. So what few requests have (a method
+// other than the standard ones, the layer's DPoP headers) is boxed, and a standard method is
+// one byte.
 pub(crate) struct SentHead {
-    method: Method,
+    /// The method's number in [`STANDARD_METHODS`]; past its end, the method is in `rare`.
+    method: u8,
     version: Version,
+    /// Whether the request carried a DPoP proof (RFC 9449 §7.1).
+    proved: bool,
     extensions: Extensions,
     packed: Packed,
-    /// The `Authorization` and `DPoP` values of a proved request (see
-    /// [`set_by_layer`](Self::set_by_layer)); boxed, as a proof costs far more than a box.
-    proved: Option<Box<(HeaderValue, HeaderValue)>>,
+    rare: Option<Box<Rare>>,
 }
+
+/// What only a few heads keep.
+#[derive(Default)]
+struct Rare {
+    /// A method not in [`STANDARD_METHODS`].
+    method: Option<Method>,
+    /// The `Authorization` and `DPoP` values of a proved request (see
+    /// [`set_by_layer`](SentHead::set_by_layer)).
+    set_by_layer: Option<(HeaderValue, HeaderValue)>,
+}
+
+/// The methods a head keeps as a number, most used by MCP first (`POST` for every message,
+/// `GET` for the event stream, `DELETE` to end a session): finding one is a compare of two
+/// small enums each.
+const STANDARD_METHODS: [Method; 9] = [
+    Method::POST,
+    Method::GET,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::PUT,
+    Method::PATCH,
+    Method::TRACE,
+    Method::CONNECT,
+];
 
 impl SentHead {
     /// Keeps what is needed to send `parts` again (the body is kept elsewhere).
     // Into the hot path, with its neighbours: see `route::route`.
     #[inline(always)]
     pub(crate) fn keep(parts: &Parts) -> Self {
+        let method = STANDARD_METHODS.iter().position(|m| *m == parts.method);
         let mut head = Self {
-            method: parts.method.clone(),
+            // Fewer than 256 methods: no truncation.
+            method: method.unwrap_or(STANDARD_METHODS.len()) as u8,
             version: parts.version,
+            proved: false,
             extensions: parts.extensions.clone(),
             packed: Packed::Inline {
                 len: 0,
                 bytes: HeadBuffer::take(),
             },
-            proved: None,
+            rare: None,
         };
+        if method.is_none() {
+            head.rare_mut().method = Some(parts.method.clone());
+        }
         // Packed in place: the buffer is not copied from a builder into the head.
         head.packed.pack(&parts.uri, &parts.headers);
         head
+    }
+
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
     }
 
     /// Records the `Authorization` value and the `DPoP` proof the layer is about to set on the
@@ -60,7 +101,20 @@ impl SentHead {
     /// request is only ever sent again with a token the recovery sets, so nothing is kept for
     /// it: not even a reference count on the hot path.
     pub(crate) fn set_by_layer(&mut self, authorization: HeaderValue, proof: HeaderValue) {
-        self.proved = Some(Box::new((authorization, proof)));
+        self.rare_mut().set_by_layer = Some((authorization, proof));
+        self.proved = true;
+    }
+
+    /// Records that the request carried a DPoP proof of its own making (one the slow path set
+    /// before [`keep`](Self::keep) copied its headers).
+    pub(crate) fn carried_proof(&mut self) {
+        self.proved = true;
+    }
+
+    /// Whether the request carried a DPoP proof: then a `DPoP-Nonce` its answer brings is
+    /// remembered for the next proof (RFC 9449 §8.2, §9).
+    pub(crate) fn proved(&self) -> bool {
+        self.proved
     }
 
     /// Where the request went (parsed again from its text: only a failure or a DPoP answer
@@ -73,12 +127,16 @@ impl SentHead {
     /// `Authorization` of a bearer request, which the recovery replaces before sending).
     pub(crate) fn unpack(self) -> (Method, Uri, Version, HeaderMap, Extensions) {
         let (uri, mut headers) = self.packed.unpack();
-        if let Some(proved) = self.proved {
-            let (authorization, proof) = *proved;
+        let rare = self.rare.map(|rare| *rare).unwrap_or_default();
+        if let Some((authorization, proof)) = rare.set_by_layer {
             headers.insert(DPOP, proof);
             headers.insert(AUTHORIZATION, authorization);
         }
-        (self.method, uri, self.version, headers, self.extensions)
+        let method = match STANDARD_METHODS.get(usize::from(self.method)) {
+            Some(method) => method.clone(),
+            None => rare.method.unwrap_or_default(),
+        };
+        (method, uri, self.version, headers, self.extensions)
     }
 }
 
@@ -329,6 +387,31 @@ mod tests {
     }
 
     #[test]
+    fn every_method_comes_back_the_same() {
+        let extension = Method::from_bytes(b"MKCALENDAR").unwrap();
+        let long = Method::from_bytes("X".repeat(40).as_bytes()).unwrap();
+        for method in STANDARD_METHODS.iter().chain([&extension, &long]) {
+            let original = parts(mcp_request().method(method.clone()));
+            let head = SentHead::keep(&original);
+            // A standard method is a number; only another one needs the rare box.
+            assert_eq!(
+                head.rare.is_some(),
+                !STANDARD_METHODS.contains(method),
+                "{method}"
+            );
+            let (kept, _, _, headers, _) = head.unpack();
+            assert_eq!(&kept, method);
+            assert_eq!(headers, original.headers);
+        }
+    }
+
+    #[test]
+    fn a_head_is_small_enough_to_move_without_memcpy() {
+        // Every request's future carries one: see the note on `SentHead`.
+        assert!(std::mem::size_of::<SentHead>() <= 40);
+    }
+
+    #[test]
     fn every_form_of_uri_comes_back_equal() {
         for text in [
             "https://mcp.example.com/mcp?x=1&y=%20",
@@ -365,7 +448,9 @@ mod tests {
         sent.headers.insert(DPOP, proof.clone());
 
         let mut head = SentHead::keep(&original);
+        assert!(!head.proved());
         head.set_by_layer(ours, proof);
+        assert!(head.proved());
         let headers = head.unpack().3;
         assert_eq!(headers, sent.headers);
         assert_eq!(headers.get_all(AUTHORIZATION).iter().count(), 1);

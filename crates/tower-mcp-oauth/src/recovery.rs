@@ -134,15 +134,13 @@ pub(crate) struct RetryContext<S, B> {
     pub(crate) head: SentHead,
     pub(crate) prepared: Prepared<B>,
     pub(crate) sent: Sent,
-    /// Whether the request carried a DPoP proof: then a `DPoP-Nonce` its answer brings is
-    /// remembered for the next proof (RFC 9449 §8.2, §9). A bearer request never looks.
-    pub(crate) proved: bool,
 }
 
 impl<S, B> RetryContext<S, B> {
     /// Remembers the nonce an answer to a proved request brings.
     pub(crate) fn note_answer(&self, headers: &HeaderMap) {
-        if self.proved {
+        // A bearer request never looks.
+        if self.head.proved() {
             self.shared
                 .state
                 .dpop
@@ -312,8 +310,10 @@ where
     RB: ResponseBody,
 {
     let (body, prepared) = prepare(body, state.max_replay_bytes);
-    let head = SentHead::keep(&parts);
-    let proved = parts.headers.contains_key(DPOP);
+    let mut head = SentHead::keep(&parts);
+    if parts.headers.contains_key(DPOP) {
+        head.carried_proof();
+    }
     let response = inner
         .clone()
         .oneshot(http::Request::from_parts(parts, body))
@@ -324,7 +324,6 @@ where
         head,
         prepared,
         sent,
-        proved,
     };
     match needs_authorization(response.status(), response.headers()) {
         Verdict::PassOn => {
@@ -352,7 +351,6 @@ where
         head,
         prepared,
         sent,
-        proved: _,
     } = context;
     let state = Arc::clone(&shared.state);
     let Some(inner) = shared.spare() else {

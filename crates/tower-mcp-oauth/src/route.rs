@@ -94,7 +94,6 @@ where
     let state = &shared.state;
     let (mut parts, body) = request.into_parts();
     let clock = &shared.clock;
-    let mut proved = false;
     // The caller's head is kept before the layer adds its headers (those are kept as
     // values), straight into the variable the future takes it from.
     let mut head = SentHead::keep(&parts);
@@ -102,7 +101,7 @@ where
         Lookup::Fresh(header, sent, dpop) => {
             // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
             if let Some(tokens) = dpop {
-                proved = prove(state, &tokens, &mut parts, &mut head, &header, clock());
+                prove(state, &tokens, &mut parts, &mut head, &header, clock());
             }
             parts.headers.insert(AUTHORIZATION, header);
             sent
@@ -135,14 +134,13 @@ where
             head,
             prepared,
             sent,
-            proved,
         },
     )
 }
 
 /// Sets a fresh DPoP proof (RFC 9449 §7.1) on a request presenting DPoP-bound `tokens` with
-/// `authorization`, and keeps both for a retry; whether it did (`false` only when no proof
-/// could be signed, see `resource_proof`).
+/// `authorization`, and keeps both for a retry (none when no proof could be signed, see
+/// `resource_proof`).
 ///
 /// Out of line and cold: the hot path is a bearer token's, and this branch, written in `route`,
 /// put a kilobyte of code no bearer request runs between the lines each of them runs.
@@ -155,14 +153,13 @@ fn prove(
     head: &mut SentHead,
     authorization: &HeaderValue,
     now: SystemTime,
-) -> bool {
+) {
     let Some(proof) = state
         .dpop
         .resource_proof(tokens, &parts.method, &parts.uri, now)
     else {
-        return false;
+        return;
     };
     parts.headers.insert(DPOP, proof.clone());
     head.set_by_layer(authorization.clone(), proof);
-    true
 }

@@ -161,3 +161,25 @@ async fn a_request_outside_the_layers_servers_passes_through_a_reference_untouch
     assert_eq!(mcp_requests(&kit).len(), 1);
     assert!(grants(&kit).is_empty());
 }
+
+/// A request's future rides through the caller's `async` blocks and the executor, moved at
+/// each step: at 128 bytes or less the compiler moves it with a few vector moves, past that with
+/// a call to `memcpy` each time (see the note on the crate's `SentHead`). Both forms over
+/// hyper-util's client stay within it.
+#[tokio::test]
+async fn a_requests_future_is_small_enough_to_move_without_memcpy() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let mut service: OAuthService<HttpClient> = layer().layer(http_client());
+    let owned = service.call(tools_list(&kit));
+    let shared = (&service).call(tools_list(&kit));
+    assert!(
+        std::mem::size_of_val(&owned) <= 128,
+        "{}",
+        std::mem::size_of_val(&owned)
+    );
+    assert!(
+        std::mem::size_of_val(&shared) <= 128,
+        "{}",
+        std::mem::size_of_val(&shared)
+    );
+}
