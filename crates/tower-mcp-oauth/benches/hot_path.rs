@@ -10,7 +10,9 @@
 //! - (a) interleaved: bare, floor and layered in batches of calls, in a freshly shuffled order
 //!   each round, over many rounds: the median ratio and its quartiles. Criterion measures one
 //!   side after the other, and on a busy machine its ratios drift by more than the layer costs;
-//!   within a round the three sides meet the same machine.
+//!   within a round the three sides meet the same machine. Each batch runs in one of several
+//!   copies of its loop, drawn at random, so that no contestant's figure is that of one
+//!   placement of its code (see `timed_batch`).
 //!
 //! The end-to-end comparison over loopback (b) is `benches/end_to_end.rs`: criterion runs one
 //! side after the other, and the machine's drift between them is larger than the difference.
