@@ -12,7 +12,7 @@
 //!   side after the other, and on a busy machine its ratios drift by more than the layer costs;
 //!   within a round the three sides meet the same machine. Each batch runs in one of several
 //!   copies of its loop, drawn at random, so that no contestant's figure is that of one
-//!   placement of its code (see `timed_batch`).
+//!   placement of its loop and what the compiler inlines into it (see `timed_batch`).
 //!
 //! The end-to-end comparison over loopback (b) is `benches/end_to_end.rs`: criterion runs one
 //! side after the other, and the machine's drift between them is larger than the difference.
@@ -212,15 +212,16 @@ const PLACE_STEPS: usize = 8;
 /// function, a change to the layer's code moved the floor's loop, and the floor's time with it
 /// (527 -> 505 ns a call between two builds that differed only in the layer); in functions of
 /// their own, moving the layer's code into another file still moved the floor by 3% (521-540
-/// against 536-557 ns), and (a) from about 1.20x to 1.26x, with the layer's own time unchanged.
+/// against 536-557 ns, the builds alternated within one session), and (a) from about 1.20x to
+/// 1.26x, with the layer's own time unchanged.
 /// A single placement measures a build's luck as much as its code (Mytkowicz et al., "Producing
 /// Wrong Data Without Doing Anything Obviously Wrong!", ASPLOS 2009). So each contestant runs in
 /// [`PLACEMENTS`] copies of this function (one per `PLACE`, each its own monomorphised code with
 /// what the compiler inlines of the contestant: the request's making, the send, the drops; the
 /// functions left out of line, such as the layer's `call`, are shared by the copies), the loop
 /// in each shifted by code of a length growing with `PLACE` run before it ([`pad`]), and each
-/// round draws a copy at random for each contestant: the ratios are then over the placements,
-/// not over one of them.
+/// round draws a copy at random for each contestant: the ratios are then over the loops'
+/// placements, not over one of them.
 #[inline(never)]
 fn timed_batch<S, R, const PLACE: usize>(service: &mut S, request: &R) -> f64
 where
@@ -237,11 +238,13 @@ where
     start.elapsed().as_nanos() as f64 / BATCH as f64
 }
 
-/// Code of a length growing with `PLACE`, run once before a batch's loop (a few stores, nothing
-/// the loop reads), shifting the loop within its function. The workspace forbids `unsafe`, so
-/// this is not an `asm!` padding of exact length: each step is a `black_box` of a constant
-/// (a store: 9 bytes of code on x86-64) and the loop's head is then aligned to 16 bytes, so
-/// the copies' loops fall at offsets a few steps apart.
+/// Code of a length growing with `PLACE`, run once before a batch's loop (`PLACE *
+/// PLACE_STEPS` stores, nothing the loop reads), shifting the loop within its function. The
+/// workspace forbids `unsafe`, so this is not an `asm!` padding of exact length: each step is a
+/// `black_box` of a constant, a store to the stack (9 bytes of code, `movq $k, d8(%rsp)`, in
+/// the x86-64 build measured), so copies are about 72 bytes apart before the loop's head is
+/// aligned to 16: over the eight copies the loop starts at each 16-byte offset of a 64-byte
+/// line about twice, relative to its function's start.
 #[inline(always)]
 fn pad<const PLACE: usize>() {
     macro_rules! steps {
@@ -289,13 +292,11 @@ fn interleaved_trivial() {
         .service(tower::service_fn(trivial::<Full<Bytes>>));
     let bare_request = || request(Some(&header));
     let plain_request = || request(None);
-    let (bare_at, floor_at, layered_at) = (
-        placements::<_, _>(),
-        placements::<_, _>(),
-        placements::<_, _>(),
-    );
-    // Each contestant's time per placement, to show how far placement alone moves it.
+    let (bare_at, floor_at, layered_at) = (placements(), placements(), placements());
+    // Each contestant's time per placement, to show how far placement alone moves it; not its
+    // warm-up batch (the first), which `interleaved_rounds` runs before the rounds.
     let mut by_place = vec![vec![Vec::new(); PLACEMENTS]; 3];
+    let mut warmed = [false; 3];
     let rounds = bench::interleaved_rounds(3, ROUNDS, |who, shuffler| {
         let place = shuffler.below(PLACEMENTS as u64) as usize;
         // Each batch at a stack address of its own too: where the stack falls against the heap
@@ -307,7 +308,9 @@ fn interleaved_trivial() {
             1 => floor_at[place](&mut floor, &plain_request),
             _ => layered_at[place](&mut layered, &plain_request),
         });
-        by_place[who][place].push(ns);
+        if std::mem::replace(&mut warmed[who], true) {
+            by_place[who][place].push(ns);
+        }
         ns
     });
     let (mut over_floor, mut over_bare, mut floor_over_bare) = (vec![], vec![], vec![]);
@@ -330,9 +333,12 @@ fn interleaved_trivial() {
     for (name, places) in ["bare", "floor", "layered"].iter().zip(&mut by_place) {
         let medians: Vec<String> = places
             .iter_mut()
-            .map(|times| match times.is_empty() {
-                true => "-".to_owned(),
-                false => format!("{:.0}", bench::quartiles(times).1),
+            .map(|times| {
+                if times.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0}", bench::quartiles(times).1)
+                }
             })
             .collect();
         println!(
