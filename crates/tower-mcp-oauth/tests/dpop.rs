@@ -251,10 +251,12 @@ async fn a_server_without_dpop_is_not_offered_it_unless_asked() {
     assert!(last.bearer().is_some() && !last.headers.contains_key("dpop"));
 }
 
-/// RFC 9449 §9: a resource may hand out the next nonce with any answer. A layer that notes it
-/// is challenged once, not on every request, by a server whose nonce changes each time.
-#[tokio::test]
-async fn a_nonce_sent_with_a_success_is_used_for_the_next_proof() {
+/// Three requests with a DPoP-bound token from the store, against a resource that hands out a
+/// new nonce with every success and challenges (RFC 9449 §9) a proof without the one it handed
+/// out last; when `first_needs_nonce` is false, the first proof needs none. The first request
+/// reads the store and is sent by the slow path, the next ones by the hot path. Returns the
+/// requests the resource accepted and the challenges it issued.
+async fn against_a_nonce_per_answer(first_needs_nonce: bool) -> (u32, u32) {
     use std::sync::{Arc, Mutex};
 
     use bytes::Bytes;
@@ -271,7 +273,7 @@ async fn a_nonce_sent_with_a_success_is_used_for_the_next_proof() {
         TokenSet::new("at", TokenType::DPoP, "http://127.0.0.1:2", "c").with_dpop_key(Some(key));
     store.save_tokens(URL, &tokens).await.unwrap();
 
-    // (current nonce number, challenges issued)
+    // (nonce number handed out last, 0 before any; challenges issued)
     let server_state = Arc::new(Mutex::new((0u32, 0u32)));
     let seen = Arc::clone(&server_state);
     let server = tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
@@ -281,7 +283,9 @@ async fn a_nonce_sent_with_a_success_is_used_for_the_next_proof() {
             let claims = decode(jwt.split('.').nth(1).unwrap());
             let mut state = state.lock().unwrap();
             let current = format!("n{}", state.0);
-            let response = if claims["nonce"] == current.as_str() {
+            let accepted =
+                (!first_needs_nonce && state.0 == 0) || claims["nonce"] == current.as_str();
+            let response = if accepted {
                 state.0 += 1;
                 http::Response::builder()
                     .status(200)
@@ -308,73 +312,29 @@ async fn a_nonce_sent_with_a_success_is_used_for_the_next_proof() {
             .unwrap();
         assert_eq!(svc.clone().oneshot(request).await.unwrap().status(), 200);
     }
-    let (accepted, challenges) = *server_state.lock().unwrap();
+    let counts = *server_state.lock().unwrap();
+    counts
+}
+
+/// RFC 9449 §9: a resource may hand out the next nonce with any answer. A layer that notes it
+/// is challenged once, not on every request, by a server whose nonce changes each time.
+#[tokio::test]
+async fn a_nonce_sent_with_a_success_is_used_for_the_next_proof() {
     assert_eq!(
-        (accepted, challenges),
+        against_a_nonce_per_answer(true).await,
         (3, 1),
         "challenged on the first request only"
     );
 }
 
-/// The same at the very first request, which reads the store and is sent by the slow path (its
-/// proof made there, not on the hot path): a nonce its success brings is used for the next
-/// proof, so a server that asks for nonces only from then on never has to challenge.
+/// The same when the first success already brings a nonce: that request was sent by the slow
+/// path (the store read at the first request), which made its proof there, not on the hot
+/// path; the nonce is used for the next proof all the same, so the resource never challenges.
 #[tokio::test]
 async fn a_nonce_sent_with_the_first_success_is_used_for_the_next_proof() {
-    use std::sync::{Arc, Mutex};
-
-    use bytes::Bytes;
-    use http_body_util::Full;
-    use tower::ServiceBuilder;
-    use tower_mcp_oauth::{
-        ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenType,
-    };
-
-    const URL: &str = "http://127.0.0.1:1/mcp";
-    let store = Arc::new(MemoryStore::new());
-    let key = DpopKey::from_entropy([9; 32]).unwrap();
-    let tokens =
-        TokenSet::new("at", TokenType::DPoP, "http://127.0.0.1:2", "c").with_dpop_key(Some(key));
-    store.save_tokens(URL, &tokens).await.unwrap();
-
-    // (nonce number handed out last, 0 before any; challenges issued)
-    let server_state = Arc::new(Mutex::new((0u32, 0u32)));
-    let seen = Arc::clone(&server_state);
-    let server = tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
-        let state = Arc::clone(&seen);
-        async move {
-            let jwt = req.headers()["dpop"].to_str().unwrap();
-            let claims = decode(jwt.split('.').nth(1).unwrap());
-            let mut state = state.lock().unwrap();
-            // The first proof needs no nonce; each later one the nonce handed out last.
-            let accepted = state.0 == 0 || claims["nonce"] == format!("n{}", state.0).as_str();
-            let response = if accepted {
-                state.0 += 1;
-                http::Response::builder()
-                    .status(200)
-                    .header("dpop-nonce", format!("n{}", state.0))
-            } else {
-                state.1 += 1;
-                http::Response::builder()
-                    .status(401)
-                    .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
-                    .header("dpop-nonce", format!("n{}", state.0))
-            };
-            Ok::<_, std::convert::Infallible>(response.body(Full::new(Bytes::new())).unwrap())
-        }
-    });
-    let layer = OAuthLayer::new(
-        ClientConfig::new("http://127.0.0.1:1/cb"),
-        HeadlessAuthorizer::new(),
-    )
-    .token_store(Arc::clone(&store));
-    let svc = ServiceBuilder::new().layer(layer).service(server);
-    for _ in 0..3 {
-        let request = http::Request::post(URL)
-            .body(Full::new(Bytes::from("{}")))
-            .unwrap();
-        assert_eq!(svc.clone().oneshot(request).await.unwrap().status(), 200);
-    }
-    let (accepted, challenges) = *server_state.lock().unwrap();
-    assert_eq!((accepted, challenges), (3, 0), "never challenged");
+    assert_eq!(
+        against_a_nonce_per_answer(false).await,
+        (3, 0),
+        "never challenged"
+    );
 }
