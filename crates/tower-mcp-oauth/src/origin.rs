@@ -33,16 +33,18 @@ fn default_port(scheme: &str) -> Option<u16> {
 fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
     let bytes = authority.as_bytes();
     // The host starts after the last `@` (userinfo may hold `:` but not `@`, RFC 3986 §3.2.1);
-    // the port follows the last `:` after any `]` (an IP literal holds colons).
-    let (mut start, mut colon, mut bracket) = (0, None, false);
+    // the port follows the last `:`. An IP literal holds colons: with a port, the last colon is
+    // the one after its `]`; without, the last is inside it, and what follows it ends in `]`,
+    // which is no port (`parse_port` refuses it). `http` has validated the authority, so no
+    // other text puts a colon there.
+    let (mut start, mut colon) = (0, None);
     for (i, &b) in bytes.iter().enumerate().rev() {
         match b {
             b'@' => {
                 start = i + 1;
                 break;
             }
-            b']' => bracket = true,
-            b':' if colon.is_none() && !bracket => colon = Some(i),
+            b':' if colon.is_none() => colon = Some(i),
             _ => {}
         }
     }
@@ -327,6 +329,12 @@ mod tests {
             "http://host:0080/",
             "http://host:99999/",
             "http://[::1]:/",
+            "http://[::]/",
+            "http://[::]:80/",
+            "http://u:p@[2001:db8::7]:8443/",
+            "http://u@[2001:db8::7]/",
+            "http://[::ffff:192.0.2.1]:65535/",
+            "http://[::1]:0/",
         ] {
             let u = uri(s);
             let (host, port) = split_authority(u.authority().unwrap().as_str()).unwrap();
