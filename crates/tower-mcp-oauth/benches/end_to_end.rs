@@ -30,8 +30,16 @@
 //! from the core when it runs (in two three-way runs the layer measured 1.025x and 1.029x,
 //! against 1.014x-1.021x two-way on the same build).
 //!
-//! `cargo bench --bench end_to_end` (`ROUNDS`, `CALLS`, `WAVES` in the environment change the
-//! defaults: 150 rounds, 400 calls and 16 waves per contestant per round).
+//! The rounds are spread over several processes of this bench, run one after the other, and
+//! pooled: where a process's stack, heap and connections fall is fixed for its life and moves
+//! its ratios by about as much as the bar is wide (one process's median of 150 rounds read
+//! 1.006x, the next 1.011x, the next 1.009x; four times the rounds in one process did not
+//! narrow that), so a figure from one process is partly that process's luck. The report gives
+//! the pooled median and each process's own.
+//!
+//! `cargo bench --bench end_to_end` (`ROUNDS`, `PROCESSES`, `CALLS`, `WAVES` in the environment
+//! change the defaults: 300 rounds in all over 3 processes, 400 calls and 16 waves per
+//! contestant per round; `PROCESSES=1` measures in the bench's own process).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -84,11 +92,143 @@ enum Caller<B, L> {
 /// A measurement's two contestants: the bare client and the one compared with it.
 type Pair = [Contestant; 2];
 
+/// What one process measured: per form (shared, cloned, control) and measurement (sequential,
+/// concurrent), each round's ratio, and the time each side took in all.
+struct Measured {
+    ratios: [[Vec<f64>; 2]; 3],
+    sums: [[[Duration; 2]; 2]; 3],
+}
+
+/// The forms measured, in the order of [`Measured`]'s arrays, as the report names them.
+const FORMS: [&str; 3] = [
+    "shared: `ready`, `call` on `&service` vs `client.request`",
+    "each cloned per call",
+    "control",
+];
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter this bench does not take.
-    let rounds = setting("ROUNDS", 150);
+    let processes = setting("PROCESSES", 3).max(1);
+    let rounds = setting("ROUNDS", 300);
     let calls = setting("CALLS", 400);
     let waves = setting("WAVES", 16);
+    if std::env::var_os(CHILD).is_some() {
+        // One of the processes below: its rounds, for the parent to pool.
+        print_for_parent(&run_here(rounds, calls, waves));
+        return;
+    }
+    if processes == 1 {
+        report(&[run_here(rounds, calls, waves)], rounds, calls, waves);
+        return;
+    }
+    let per_process = rounds.div_ceil(processes);
+    let measured: Vec<Measured> = (0..processes)
+        .map(|_| {
+            let output = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(std::env::args().skip(1))
+                .env(CHILD, "1")
+                .env("ROUNDS", per_process.to_string())
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "a measuring process failed");
+            read_from_child(&String::from_utf8(output.stdout).unwrap())
+        })
+        .collect();
+    report(&measured, per_process * processes, calls, waves);
+}
+
+/// Set in the environment of the processes [`main`] runs.
+const CHILD: &str = "END_TO_END_CHILD";
+
+/// The rounds of one process, a line per form and measurement: `ROUNDS form m bare-seconds
+/// layered-seconds ratio...`.
+fn print_for_parent(measured: &Measured) {
+    for form in 0..3 {
+        for m in 0..2 {
+            let [bare, layered] = measured.sums[form][m];
+            let ratios: Vec<String> = measured.ratios[form][m]
+                .iter()
+                .map(|r| r.to_string())
+                .collect();
+            println!(
+                "ROUNDS {form} {m} {} {} {}",
+                bare.as_secs_f64(),
+                layered.as_secs_f64(),
+                ratios.join(" ")
+            );
+        }
+    }
+}
+
+fn read_from_child(text: &str) -> Measured {
+    let mut measured = Measured {
+        ratios: Default::default(),
+        sums: [[[Duration::ZERO; 2]; 2]; 3],
+    };
+    for line in text.lines().filter_map(|l| l.strip_prefix("ROUNDS ")) {
+        let mut fields = line.split(' ');
+        let mut next = || fields.next().expect("a field");
+        let (form, m): (usize, usize) = (next().parse().unwrap(), next().parse().unwrap());
+        let bare = Duration::from_secs_f64(next().parse().unwrap());
+        let layered = Duration::from_secs_f64(next().parse().unwrap());
+        measured.sums[form][m] = [bare, layered];
+        measured.ratios[form][m] = fields.map(|r| r.parse().unwrap()).collect();
+    }
+    measured
+}
+
+/// Prints each measurement's ratio over the rounds of every process pooled (its median and
+/// quartiles), and each process's own median beside it.
+fn report(measured: &[Measured], rounds: usize, calls: usize, waves: usize) {
+    for (m, name) in ["sequential", "concurrent"].into_iter().enumerate() {
+        let per_side = [calls, waves][m];
+        let unit = if m == 0 { "call" } else { "wave of 64" };
+        for (form, how) in FORMS.into_iter().enumerate() {
+            let mut pooled: Vec<f64> = measured
+                .iter()
+                .flat_map(|p| p.ratios[form][m].iter().copied())
+                .collect();
+            let (p25, median, p75) = quartiles(&mut pooled);
+            let each: Vec<String> = measured
+                .iter()
+                .map(|p| format!("{:.3}", quartiles(&mut p.ratios[form][m].clone()).1))
+                .collect();
+            let processes = measured.len();
+            let each = format!(
+                "{rounds} rounds over {processes} processes, each: {}",
+                each.join(" ")
+            );
+            if form == 2 {
+                println!(
+                    "RATIO end_to_end/{name}: control, bare again / bare = {median:.3}x \
+                     (25th-75th: {p25:.3}-{p75:.3}; {each}): the bench's own error, 1.000 if \
+                     it had none",
+                );
+                continue;
+            }
+            let total = |side: usize| -> f64 {
+                measured
+                    .iter()
+                    .map(|p| p.sums[form][m][side].as_secs_f64())
+                    .sum::<f64>()
+                    * 1e6
+                    / (rounds * per_side) as f64
+            };
+            println!(
+                "RATIO end_to_end/{name}: layered / bare = {median:.3}x ({how}; 25th-75th: \
+                 {p25:.3}-{p75:.3}; {each}; mean {:.2} vs {:.2} us per {unit}; target <= \
+                 1.01x: {})",
+                total(1),
+                total(0),
+                if median <= 1.01 { "met" } else { "NOT met" },
+            );
+        }
+    }
+}
+
+/// Runs every measurement in this process: `rounds` rounds of each.
+fn run_here(rounds: usize, calls: usize, waves: usize) -> Measured {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -206,37 +346,11 @@ fn main() {
         }
         (ratios, sums)
     };
-    let (mut shared_ratios, shared_sums) = measure([Contestant::Bare, Contestant::Layered]);
-    let (mut cloned_ratios, cloned_sums) =
-        measure([Contestant::BareCloned, Contestant::LayeredCloned]);
-    let (mut control_ratios, _) = measure([Contestant::Bare, Contestant::BareAgain]);
-
-    for (m, name) in ["sequential", "concurrent"].into_iter().enumerate() {
-        let per_side = [calls, waves][m];
-        let per = |d: Duration| d.as_secs_f64() * 1e6 / (rounds * per_side) as f64;
-        let unit = if m == 0 { "call" } else { "wave of 64" };
-        for (how, ratios, sums) in [
-            (
-                "shared: `ready`, `call` on `&service` vs `client.request`",
-                &mut shared_ratios,
-                &shared_sums,
-            ),
-            ("each cloned per call", &mut cloned_ratios, &cloned_sums),
-        ] {
-            let (p25, median, p75) = quartiles(&mut ratios[m]);
-            println!(
-                "RATIO end_to_end/{name}: layered / bare = {median:.3}x ({how}; 25th-75th: \
-                 {p25:.3}-{p75:.3}; {rounds} rounds; mean {:.2} vs {:.2} us per {unit}; target \
-                 <= 1.01x: {})",
-                per(sums[m][1]),
-                per(sums[m][0]),
-                if median <= 1.01 { "met" } else { "NOT met" },
-            );
-        }
-        let (p25, median, p75) = quartiles(&mut control_ratios[m]);
-        println!(
-            "RATIO end_to_end/{name}: control, bare again / bare = {median:.3}x (25th-75th: \
-             {p25:.3}-{p75:.3}): the bench's own error, 1.000 if it had none",
-        );
+    let (shared_ratios, shared_sums) = measure([Contestant::Bare, Contestant::Layered]);
+    let (cloned_ratios, cloned_sums) = measure([Contestant::BareCloned, Contestant::LayeredCloned]);
+    let (control_ratios, control_sums) = measure([Contestant::Bare, Contestant::BareAgain]);
+    Measured {
+        ratios: [shared_ratios, cloned_ratios, control_ratios],
+        sums: [shared_sums, cloned_sums, control_sums],
     }
 }
