@@ -32,9 +32,9 @@
 //!
 //! The rounds are spread over several processes of this bench, run one after the other, and
 //! pooled: where a process's stack, heap and connections fall is fixed for its life and moves
-//! its ratios by about as much as the bar is wide (one process's median of 150 rounds read
-//! 1.006x, the next 1.011x, the next 1.009x; four times the rounds in one process did not
-//! narrow that), so a figure from one process is partly that process's luck. The report gives
+//! its ratios by about as much as the bar is wide (three processes of one build, 600 rounds
+//! each, read 1.006x, 1.011x and 1.009x: four times the 150 rounds one process ran before did
+//! not narrow that), so a figure from one process is partly that process's luck. The report gives
 //! the pooled median and each process's own.
 //!
 //! `cargo bench --bench end_to_end` (`ROUNDS`, `PROCESSES`, `CALLS`, `WAVES` in the environment
@@ -194,11 +194,13 @@ fn report(measured: &[Measured], rounds: usize, calls: usize, waves: usize) {
                 .iter()
                 .map(|p| format!("{:.3}", quartiles(&mut p.ratios[form][m].clone()).1))
                 .collect();
-            let processes = measured.len();
-            let each = format!(
-                "{rounds} rounds over {processes} processes, each: {}",
-                each.join(" ")
-            );
+            let each = match measured.len() {
+                1 => format!("{rounds} rounds in one process"),
+                processes => format!(
+                    "{rounds} rounds over {processes} processes, each: {}",
+                    each.join(" ")
+                ),
+            };
             if form == 2 {
                 println!(
                     "RATIO end_to_end/{name}: control, bare again / bare = {median:.3}x \
