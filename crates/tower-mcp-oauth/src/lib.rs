@@ -123,6 +123,7 @@ mod origin;
 mod origin_hash;
 mod origins;
 mod outcomes;
+mod packed;
 mod reader;
 mod recovery;
 mod replay;
