@@ -36,7 +36,7 @@ use mcp_oauth_testkit::bench::{
 
 #[path = "support/setup.rs"]
 mod setup;
-use setup::{bench_tokens, layer_over, send_now, store_holding};
+use setup::{bench_tokens, expiring, layer_over, send_now, store_holding};
 
 /// The layer over the trivial service, warmed so that it holds a valid token (DPoP-bound when
 /// `dpop`), and the header the bare side sends itself.
@@ -55,8 +55,13 @@ fn warmed_layer(
     // A token waiting in the store: the first request adopts it, then every call is the hot path.
     let tokens = if dpop {
         let key = DpopKey::from_entropy([7; 32]).unwrap();
-        TokenSet::new("bench-token", TokenType::DPoP, "https://as.bench", "client")
-            .with_dpop_key(Some(key))
+        expiring(TokenSet::new(
+            "bench-token",
+            TokenType::DPoP,
+            "https://as.bench",
+            "client",
+        ))
+        .with_dpop_key(Some(key))
     } else {
         bench_tokens()
     };
