@@ -9,9 +9,10 @@ use mcp_oauth_flow::{Action, Error, ErrorKind, Flow, FlowOutcome, FlowSecrets, F
 use tracing::{debug, debug_span, info_span, warn, Instrument};
 
 use crate::client::HttpClient;
+use crate::clock::Clock;
 use crate::dpop::{self, DpopState};
 use crate::flight::LogoutGeneration;
-use crate::state::{Clock, LayerState};
+use crate::state::LayerState;
 use crate::store::{StoreLock, TokenStore};
 use crate::timer::{human, within};
 
@@ -97,7 +98,7 @@ async fn drive(
         Arc::clone(&state.config),
         start,
         random_secrets()?,
-        (state.clock)(),
+        state.clock.now(),
     );
     // The non-interactive part of the flow shares one deadline; the consent wait is not
     // counted, it has its own bound below.
@@ -232,7 +233,7 @@ async fn drive(
                     Some(source) => source.assertion(&request).await,
                     None => Err(crate::assertion::no_source()),
                 };
-                flow.handle_assertion(assertion, (state.clock)());
+                flow.handle_assertion(assertion, state.clock.now());
             }
             Action::Complete(outcome) => {
                 debug!(
@@ -291,7 +292,7 @@ pub(crate) async fn next_decision(
                 );
                 let purpose = sub.purpose;
                 let (sent, key) =
-                    dpop::token::send_sub_request(client, dpop, flow, sub, || clock())
+                    dpop::token::send_sub_request(client, dpop, flow, sub, || clock.now())
                         .instrument(span.clone())
                         .await;
                 if purpose == Purpose::Token {
@@ -300,7 +301,7 @@ pub(crate) async fn next_decision(
                 match sent {
                     Ok(response) => {
                         span.in_scope(|| debug!(status = response.status().as_u16(), "response"));
-                        flow.handle_response(response, clock());
+                        flow.handle_response(response, clock.now());
                     }
                     Err(e) => {
                         span.in_scope(|| debug!(error = %e, "failed"));

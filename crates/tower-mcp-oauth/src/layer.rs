@@ -9,6 +9,7 @@ use tower_layer::Layer;
 
 use crate::assertion::AssertionSource;
 use crate::authorize::Authorizer;
+use crate::clock::Clock;
 use crate::dpop::{Dpop, DpopState};
 use crate::service::OAuthService;
 use crate::state::LayerState;
@@ -493,7 +494,15 @@ impl OAuthLayer {
     /// # });
     /// ```
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.state_mut().clock = Arc::new(clock);
+        self.state_mut().clock = Clock::given(clock);
+        self
+    }
+
+    /// Reads time from `clock`, the system's or a given one, as another part of the crate
+    /// does (the web API's per-user layers): the system's stays the system's, whose
+    /// per-request expiry check reads the coarse clock (see `clock::coarse_now`).
+    pub(crate) fn shared_clock(mut self, clock: Clock) -> Self {
+        self.state_mut().clock = clock;
         self
     }
 

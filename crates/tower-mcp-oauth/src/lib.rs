@@ -105,6 +105,7 @@ mod bounds;
 mod cache;
 mod classify;
 mod client;
+mod clock;
 mod device;
 mod dpop;
 mod driver;

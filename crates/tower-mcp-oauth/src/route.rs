@@ -97,11 +97,11 @@ where
     // The caller's head is kept before the layer adds its headers (those are kept as
     // values), straight into the variable the future takes it from.
     let mut head = SentHead::keep(&parts);
-    let sent = match this.lookup(&parts.uri, || clock()) {
+    let sent = match this.lookup(&parts.uri, || clock.now_coarse()) {
         Lookup::Fresh(header, sent, dpop) => {
             // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
             if let Some(tokens) = dpop {
-                prove(state, &tokens, &mut parts, &mut head, &header, clock());
+                prove(state, &tokens, &mut parts, &mut head, &header, clock.now());
             }
             parts.headers.insert(AUTHORIZATION, header);
             sent

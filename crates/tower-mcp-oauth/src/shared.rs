@@ -11,7 +11,8 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::cache::Cache;
-use crate::state::{Clock, LayerState};
+use crate::clock::Clock;
+use crate::state::LayerState;
 
 /// The layer's state and a spare inner service, shared by a service's clones and futures.
 ///
@@ -26,7 +27,7 @@ use crate::state::{Clock, LayerState};
 pub(crate) struct Shared<S> {
     /// The tokens held (`state.cache`).
     pub(crate) cache: Arc<Cache>,
-    /// `state.clock`, asked when the token has an expiry.
+    /// `state.clock`, asked (coarsely) when the token has an expiry.
     pub(crate) clock: Clock,
     /// `state.max_replay_bytes`.
     pub(crate) max_replay_bytes: usize,
@@ -44,7 +45,7 @@ impl<S> Shared<S> {
     pub(crate) fn new(state: Arc<LayerState>) -> Self {
         Self {
             cache: Arc::clone(&state.cache),
-            clock: Arc::clone(&state.clock),
+            clock: state.clock.clone(),
             max_replay_bytes: state.max_replay_bytes,
             limited: state.servers.is_some(),
             state,

@@ -35,8 +35,7 @@ pub const DEFAULT_FLOW_DEADLINE: Duration = Duration::from_secs(120);
 /// loopback receiver's 5 minutes ends it first): 10 min.
 pub const DEFAULT_CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The layer's source of wall-clock time (tests pass a controllable one).
-pub(crate) type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+use crate::clock::Clock;
 
 /// Runs a future to completion in the background (`tokio::spawn`, say).
 pub(crate) type Spawn = Arc<dyn Fn(crate::BoxFuture<'static, ()>) + Send + Sync>;
@@ -114,7 +113,7 @@ impl LayerState {
             store: Arc::new(MemoryStore::new()),
             cache: Arc::new(Cache::default()),
             flights: Arc::new(Flights::default()),
-            clock: Arc::new(SystemTime::now),
+            clock: Clock::system(),
             refresh_policy: RefreshPolicy::default(),
             limits: Limits::default(),
             max_replay_bytes: DEFAULT_MAX_REPLAY_BYTES,
@@ -131,7 +130,7 @@ impl LayerState {
 
     /// The current time, from the configured clock.
     pub(crate) fn now(&self) -> SystemTime {
-        (self.clock)()
+        self.clock.now()
     }
 
     /// When to refresh `tokens`, with a random jitter sample so a fleet spreads out.

@@ -20,10 +20,10 @@ fn refused(path: &Path, why: &str) -> Error {
     )
 }
 
-/// The user this process runs as (effective uid), through rustix's safe wrapper.
+/// The user this process runs as (effective uid), through nix's safe wrapper.
 #[cfg(unix)]
 fn this_user() -> u32 {
-    rustix::process::geteuid().as_raw()
+    nix::unistd::geteuid().as_raw()
 }
 
 /// The store directory must belong to this user and be writable by no one else.

@@ -14,9 +14,9 @@ use mcp_oauth_flow::{
 use tracing::debug;
 
 use crate::client::HttpClient;
+use crate::clock::Clock;
 use crate::dpop::DpopState;
 use crate::driver::next_decision;
-use crate::state::Clock;
 use crate::store::TokenStore;
 
 /// Where a drive stopped.

@@ -19,8 +19,8 @@ use super::pending_store::{PendingLogin, PendingLoginStore, PENDING_LOGIN_VERSIO
 use super::user_layers::UserLayers;
 use super::user_store::UserTokenStore;
 use crate::client::HttpClient;
+use crate::clock::Clock;
 use crate::layer::OAuthLayer;
-use crate::state::Clock;
 use crate::store::{MemoryStore, TokenStore};
 
 /// How long a started login waits for its callback by default: the layer's
@@ -124,12 +124,12 @@ impl WebLogin {
     /// # });
     /// ```
     pub fn new(config: ClientConfig, client: HttpClient) -> Self {
-        let clock: Clock = Arc::new(SystemTime::now);
+        let clock = Clock::system();
         Self {
             config: Arc::new(config),
             client,
             store: Arc::new(MemoryStore::new()),
-            pending: Arc::new(MemoryPendingLogins::new().with_shared_clock(Arc::clone(&clock))),
+            pending: Arc::new(MemoryPendingLogins::new().with_shared_clock(clock.clone())),
             pending_is_default: true,
             pending_ttl: DEFAULT_PENDING_TTL,
             layers: UserLayers::default(),
@@ -220,10 +220,10 @@ impl WebLogin {
     /// # let _ = login;
     /// ```
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Clock::given(clock);
         if self.pending_is_default {
             self.pending =
-                Arc::new(MemoryPendingLogins::new().with_shared_clock(Arc::clone(&self.clock)));
+                Arc::new(MemoryPendingLogins::new().with_shared_clock(self.clock.clone()));
         }
         self
     }
@@ -276,7 +276,7 @@ impl WebLogin {
         let mut flow = new_flow(
             &self.config,
             FlowStart::new(server_url.clone()),
-            (self.clock)(),
+            self.clock.now(),
         )?;
         let driven = drive(&mut flow, &self.io()).await;
         if let Err(e) = &driven {
@@ -292,7 +292,7 @@ impl WebLogin {
                     ));
                 };
                 // The time-to-live runs from the moment the URL is handed out.
-                let expires_at = (self.clock)() + self.pending_ttl;
+                let expires_at = self.clock.now() + self.pending_ttl;
                 let login = PendingLogin::new(authorization, expires_at);
                 self.pending
                     .put(user, request.state().secret(), &login, self.pending_ttl)
@@ -353,7 +353,7 @@ impl WebLogin {
                 ),
             ));
         };
-        let now = (self.clock)();
+        let now = self.clock.now();
         if now >= login.expires_at() {
             return Err(Error::new(
                 ErrorKind::StateMismatch,
@@ -442,10 +442,9 @@ impl WebLogin {
     /// ```
     pub fn layer_for(&self, user: &str) -> OAuthLayer {
         self.layers.get_or_insert_with(user, || {
-            let clock = Arc::clone(&self.clock);
             OAuthLayer::new((*self.config).clone(), MustConnect)
                 .token_store(self.user_store(user))
-                .clock(move || clock())
+                .shared_clock(self.clock.clone())
                 .dpop(self.dpop.settings.clone())
                 // The budget stops a layer from prompting a user over and over; this
                 // layer never prompts, and its "must connect" answer must not turn into an

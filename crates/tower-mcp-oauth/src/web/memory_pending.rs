@@ -2,13 +2,13 @@
 //! user, for a limited time, each taken at most once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use mcp_oauth_flow::{authorization::constant_time_eq, Error};
 
 use super::pending_store::{PendingLogin, PendingLoginStore};
-use crate::state::Clock;
+use crate::clock::Clock;
 use crate::store::ready;
 use crate::BoxFuture;
 
@@ -76,7 +76,7 @@ impl MemoryPendingLogins {
     /// An empty store on the system clock.
     pub fn new() -> Self {
         Self {
-            clock: Arc::new(SystemTime::now),
+            clock: Clock::system(),
             max_logins: DEFAULT_MAX_PENDING_LOGINS,
             by_user: Mutex::new(HashMap::new()),
         }
@@ -95,7 +95,7 @@ impl MemoryPendingLogins {
     /// # let _ = store;
     /// ```
     pub fn clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = Clock::given(clock);
         self
     }
 
@@ -129,7 +129,7 @@ impl MemoryPendingLogins {
     }
 
     fn insert(&self, user: &str, state: &str, login: &PendingLogin, ttl: Duration) {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let mut map = self.map();
         purge(&mut map, now);
         let list = map.entry(user.to_owned()).or_default();
@@ -149,7 +149,7 @@ impl MemoryPendingLogins {
 
     fn remove(&self, user: &str, state: &str) -> Option<PendingLogin> {
         let mut map = self.map();
-        purge(&mut map, (self.clock)());
+        purge(&mut map, self.clock.now());
         let list = map.get_mut(user)?;
         let index = list
             .iter()
@@ -223,6 +223,8 @@ fn drop_closest_to_expiry(map: &mut HashMap<String, Vec<Entry>>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     type Now = Arc<Mutex<SystemTime>>;
