@@ -456,7 +456,11 @@ impl OAuthLayer {
         self
     }
 
-    /// The clock used for expiry and backoff. Default: [`SystemTime::now`].
+    /// The clock used for expiry and backoff. Default: the system's, [`SystemTime::now`],
+    /// except for the check every request with an expiring token makes, which reads the
+    /// system's coarse clock where there is one (Linux's `CLOCK_REALTIME_COARSE`: at most a
+    /// scheduler tick, 1-10 ms, behind, for about a fifth of the cost). A clock given here is
+    /// read for everything, that check included, once per such request: keep it cheap.
     ///
     /// ```
     /// use std::sync::Arc;
