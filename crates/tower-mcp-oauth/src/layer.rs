@@ -505,7 +505,8 @@ impl OAuthLayer {
     /// Reads time from `clock`, the system's or a given one, as another part of the crate
     /// does (the web API's per-user layers): the system's stays the system's, whose
     /// per-request expiry check reads the coarse clock (see `clock::coarse_now`).
-    pub(crate) fn shared_clock(mut self, clock: Clock) -> Self {
+    #[cfg(feature = "web")]
+    pub(crate) fn with_shared_clock(mut self, clock: Clock) -> Self {
         self.state_mut().clock = clock;
         self
     }

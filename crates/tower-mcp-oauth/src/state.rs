@@ -17,6 +17,7 @@ use mcp_oauth_flow::{
 use crate::assertion::AssertionSource;
 use crate::authorize::Authorizer;
 use crate::cache::Cache;
+use crate::clock::Clock;
 use crate::dpop::DpopState;
 use crate::flight::Flights;
 use crate::servers::McpServers;
@@ -34,8 +35,6 @@ pub const DEFAULT_FLOW_DEADLINE: Duration = Duration::from_secs(120);
 /// Default bound on one consent wait, a backstop behind the authorizer's own timeout (the
 /// loopback receiver's 5 minutes ends it first): 10 min.
 pub const DEFAULT_CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
-
-use crate::clock::Clock;
 
 /// Runs a future to completion in the background (`tokio::spawn`, say).
 pub(crate) type Spawn = Arc<dyn Fn(crate::BoxFuture<'static, ()>) + Send + Sync>;

@@ -30,8 +30,9 @@ where
 
 /// The bearer token of every measurement. It expires, as nearly every real token does (an
 /// hour from now, a common lifetime), so each request pays for the expiry check the way real
-/// callers do: a token with no expiry skips the clock. The refresh comes minutes before the
-/// end of the hour, well after any run ends: it is never refreshed mid-run.
+/// callers do: a token with no expiry skips the clock. The refresh comes 48-60 s before the
+/// end of the hour (`RefreshPolicy`'s default skew, less its jitter), long after any run
+/// ends: it is never refreshed mid-run.
 pub(crate) fn bench_tokens() -> TokenSet {
     expiring(TokenSet::new(
         "bench-token",

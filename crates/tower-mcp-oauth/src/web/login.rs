@@ -207,7 +207,9 @@ impl WebLogin {
     }
 
     /// The clock for pending-login expiry and, in the layers of [`layer_for`](Self::layer_for),
-    /// token expiry. Default: [`SystemTime::now`].
+    /// token expiry. Default: the system's, read as [`OAuthLayer::clock`] describes (its
+    /// coarse copy for the check every request with an expiring token makes). A clock given
+    /// here is read for everything.
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
@@ -444,7 +446,7 @@ impl WebLogin {
         self.layers.get_or_insert_with(user, || {
             OAuthLayer::new((*self.config).clone(), MustConnect)
                 .token_store(self.user_store(user))
-                .shared_clock(self.clock.clone())
+                .with_shared_clock(self.clock.clone())
                 .dpop(self.dpop.settings.clone())
                 // The budget stops a layer from prompting a user over and over; this
                 // layer never prompts, and its "must connect" answer must not turn into an
