@@ -181,3 +181,54 @@ fn futures_and_services_are_send() {
     assert_send::<tower_mcp_oauth::ResponseFuture<mock::Mock<Req, Resp>, Full<Bytes>>>();
     assert_send::<tower_mcp_oauth::OAuthService<mock::Mock<Req, Resp>>>();
 }
+
+/// Sends `url` through `service` while the mock fails the send: the caller's error.
+async fn failed_send(
+    service: tower_mcp_oauth::OAuthService<mock::Mock<Req, Resp>>,
+    handle: &mut mock::Handle<Req, Resp>,
+    url: &str,
+) -> tower_mcp_oauth::Error {
+    let call = tokio::spawn(
+        service.oneshot(
+            http::Request::post(url)
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap(),
+        ),
+    );
+    let (req, send) = handle.next_request().await.unwrap();
+    assert_eq!(req.uri(), url);
+    send.send_error("connection refused");
+    call.await.unwrap().unwrap_err()
+}
+
+#[tokio::test]
+async fn a_send_the_inner_service_fails_is_a_transport_error_naming_where_it_went() {
+    use tower_mcp_oauth::{ErrorKind, McpServers, MemoryStore, TokenSet, TokenStore, TokenType};
+    let (mock, mut handle) = mock::pair::<Req, Resp>();
+    handle.allow(100);
+    let url = "http://127.0.0.1:1/mcp";
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let tokens = TokenSet::new("at", TokenType::Bearer, "http://127.0.0.1:2", "client");
+    store.save_tokens(url, &tokens).await.unwrap();
+    let service = layer()
+        .token_store(store)
+        .only_for(McpServers::prefixes([url]).unwrap())
+        .layer(mock);
+    // The first request adopts the stored token (a slow path); the second is the hot path's,
+    // with the head kept for a retry: its error names the URL from the kept head.
+    for _ in 0..2 {
+        let error = failed_send(service.clone(), &mut handle, url).await;
+        assert_eq!(error.kind(), ErrorKind::Transport, "{error:#}");
+        assert!(error.to_string().contains(url), "{error}");
+        assert!(
+            format!("{error:#}").contains("connection refused"),
+            "{error:#}"
+        );
+    }
+    // Outside the layer's servers the request is passed through, and so is its failure, typed
+    // the same way.
+    let outside = "http://127.0.0.1:3/elsewhere?q=1";
+    let error = failed_send(service.clone(), &mut handle, outside).await;
+    assert_eq!(error.kind(), ErrorKind::Transport, "{error:#}");
+    assert!(error.to_string().contains(outside), "{error}");
+}
