@@ -64,13 +64,16 @@ fn coarse_now() -> SystemTime {
 
     use nix::time::{clock_gettime, ClockId};
 
-    // The clock missing (a kernel before 2.6.32), before 1970, or a nanosecond field out of
-    // range (none happens): the precise clock.
+    // The clock missing (a kernel before 2.6.32), a time before 1970 or past what `SystemTime`
+    // holds (none happens): the precise clock. (`Duration::new` carries whole seconds out of
+    // the nanoseconds, and cannot overflow from an `i64` of seconds.)
     let Ok(now) = clock_gettime(ClockId::CLOCK_REALTIME_COARSE) else {
         return SystemTime::now();
     };
     match (u64::try_from(now.tv_sec()), u32::try_from(now.tv_nsec())) {
-        (Ok(secs), Ok(nanos)) if nanos < 1_000_000_000 => UNIX_EPOCH + Duration::new(secs, nanos),
+        (Ok(secs), Ok(nanos)) => UNIX_EPOCH
+            .checked_add(Duration::new(secs, nanos))
+            .unwrap_or_else(SystemTime::now),
         _ => SystemTime::now(),
     }
 }
@@ -103,6 +106,20 @@ mod tests {
             let behind = before.duration_since(coarse).unwrap_or_default();
             assert!(behind < Duration::from_millis(100), "{behind:?} behind");
         }
+    }
+
+    /// What tells the coarse copy from the precise clock: it stands still between ticks (a
+    /// read takes nanoseconds, a tick lasts milliseconds), where the precise clock, read to
+    /// the nanosecond, moves between any two reads.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_coarse_clock_stands_still_between_ticks() {
+        let reads: Vec<SystemTime> = (0..1000).map(|_| coarse_now()).collect();
+        let repeats = reads.windows(2).filter(|pair| pair[0] == pair[1]).count();
+        assert!(
+            repeats > 900,
+            "only {repeats} of 999 reads repeated the one before"
+        );
     }
 
     #[test]
