@@ -64,16 +64,17 @@ fn coarse_now() -> SystemTime {
 
     use nix::time::{clock_gettime, ClockId};
 
-    // The clock missing (a kernel before 2.6.32), a time before 1970 or past what `SystemTime`
-    // holds (none happens): the precise clock. (`Duration::new` carries whole seconds out of
-    // the nanoseconds, and cannot overflow from an `i64` of seconds.)
+    // The clock missing (a kernel before 2.6.32), before 1970, or a nanosecond field out of
+    // range (none happens): the precise clock.
     let Ok(now) = clock_gettime(ClockId::CLOCK_REALTIME_COARSE) else {
         return SystemTime::now();
     };
     match (u64::try_from(now.tv_sec()), u32::try_from(now.tv_nsec())) {
-        (Ok(secs), Ok(nanos)) => UNIX_EPOCH
-            .checked_add(Duration::new(secs, nanos))
-            .unwrap_or_else(SystemTime::now),
+        // The guard changes no answer (`Duration::new` would carry whole seconds out of the
+        // nanoseconds), but it tells the compiler there is nothing to carry, and that the sum
+        // cannot overflow (`SystemTime` holds every `i64` of seconds): without it, and with a
+        // checked sum in place of `+`, (a) measured about 2% slower, alternated four times.
+        (Ok(secs), Ok(nanos)) if nanos < 1_000_000_000 => UNIX_EPOCH + Duration::new(secs, nanos),
         _ => SystemTime::now(),
     }
 }
