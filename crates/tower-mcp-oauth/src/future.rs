@@ -148,8 +148,8 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Sending { future } => {
-                    // Matched, not `map_err` and `?`: each of those moves the response (over
-                    // a hundred bytes) into a result of its own, a `memcpy` call each time.
+                    // Matched, not `map_err` and `?`: those moved the response (over a hundred
+                    // bytes) through results of their own, one `memcpy` call more.
                     let response = match ready!(future.poll(cx)) {
                         Ok(response) => response,
                         Err(e) => return Poll::Ready(Err(transport_error(this.context, e))),

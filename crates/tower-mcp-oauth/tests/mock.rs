@@ -182,12 +182,13 @@ fn futures_and_services_are_send() {
     assert_send::<tower_mcp_oauth::OAuthService<mock::Mock<Req, Resp>>>();
 }
 
-/// Sends `url` through `service` while the mock fails the send: the caller's error.
+/// Sends `url` through `service` while the mock fails the send: the `Authorization` the request
+/// carried, and the caller's error.
 async fn failed_send(
     service: tower_mcp_oauth::OAuthService<mock::Mock<Req, Resp>>,
     handle: &mut mock::Handle<Req, Resp>,
     url: &str,
-) -> tower_mcp_oauth::Error {
+) -> (Option<http::HeaderValue>, tower_mcp_oauth::Error) {
     let call = tokio::spawn(
         service.oneshot(
             http::Request::post(url)
@@ -195,10 +196,16 @@ async fn failed_send(
                 .unwrap(),
         ),
     );
-    let (req, send) = handle.next_request().await.unwrap();
+    // Bounded: a layer that failed before sending would otherwise leave the test waiting.
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), handle.next_request());
+    let (req, send) = next
+        .await
+        .expect("the request reaches the inner service")
+        .unwrap();
     assert_eq!(req.uri(), url);
+    let authorization = req.headers().get("authorization").cloned();
     send.send_error("connection refused");
-    call.await.unwrap().unwrap_err()
+    (authorization, call.await.unwrap().unwrap_err())
 }
 
 #[tokio::test]
@@ -217,7 +224,12 @@ async fn a_send_the_inner_service_fails_is_a_transport_error_naming_where_it_wen
     // The first request adopts the stored token (a slow path); the second is the hot path's,
     // with the head kept for a retry: its error names the URL from the kept head.
     for _ in 0..2 {
-        let error = failed_send(service.clone(), &mut handle, url).await;
+        let (authorization, error) = failed_send(service.clone(), &mut handle, url).await;
+        assert_eq!(
+            authorization.unwrap(),
+            "Bearer at",
+            "the stored token was adopted"
+        );
         assert_eq!(error.kind(), ErrorKind::Transport, "{error:#}");
         assert!(error.to_string().contains(url), "{error}");
         assert!(
@@ -228,7 +240,8 @@ async fn a_send_the_inner_service_fails_is_a_transport_error_naming_where_it_wen
     // Outside the layer's servers the request is passed through, and so is its failure, typed
     // the same way.
     let outside = "http://127.0.0.1:3/elsewhere?q=1";
-    let error = failed_send(service.clone(), &mut handle, outside).await;
+    let (authorization, error) = failed_send(service.clone(), &mut handle, outside).await;
+    assert_eq!(authorization, None, "no token outside the layer's servers");
     assert_eq!(error.kind(), ErrorKind::Transport, "{error:#}");
     assert!(error.to_string().contains(outside), "{error}");
 }
