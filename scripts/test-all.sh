@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: the workspace's unit, integration and doc tests, then the official MCP
-# conformance harness (both pinned versions, each scenario on its own). Works on a fresh
-# checkout: the harness and its Node 22 are installed into .cache/ by the scripts it calls.
+# Runs every test: the workspace's unit, integration and doc tests, the hot path's instruction
+# budgets, then the official MCP conformance harness (both pinned versions, each scenario on its
+# own). Works on a fresh checkout: the harness and its Node 22 are installed into .cache/, and
+# Debian's redis-server and valgrind when missing, by the scripts it calls.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -10,4 +11,8 @@ if [ -x scripts/ensure-redis.sh ]; then scripts/ensure-redis.sh; fi
 cargo test --workspace
 # The fuzzers' committed corpus, replayed through the same checks on stable (fuzz/src/lib.rs).
 cargo test --manifest-path fuzz/Cargo.toml
+# What a request with a valid token costs through the layer, counted under callgrind against
+# its baselines, and checked against ceilings (not timed: the counts hold still on a busy
+# machine).
+scripts/instruction-budget.sh
 scripts/conformance.sh
