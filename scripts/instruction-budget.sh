@@ -26,6 +26,8 @@
 #
 # Needs valgrind (installed when missing, as the test command's other tools are).
 set -euo pipefail
+# A failure inside `$(...)` (a run that failed under valgrind) stops the script too.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 scripts/ensure-command.sh valgrind valgrind >/dev/null
@@ -46,7 +48,14 @@ count() {
         echo "instruction-budget: '$*' failed under valgrind" >&2
         exit 1
     }
-    sed -n 's/.*Collected : \([0-9]*\).*/\1/p' <<<"$out"
+    local collected
+    collected=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' <<<"$out")
+    if [ -z "$collected" ]; then
+        echo "$out" >&2
+        echo "instruction-budget: no instruction count in callgrind's report for '$*'" >&2
+        exit 1
+    fi
+    echo "$collected"
 }
 
 # Instructions a request: BINARY CONTESTANT.
