@@ -17,7 +17,9 @@
 # differ most (20 by default). `SIDES="bare-shared layered-shared"` compares the two sent through
 # a shared reference instead of cloned per call (see the example). Needs valgrind and python3.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
+source scripts/lib/release-example.sh
 N=${1:-3000}
 TOP=${2:-20}
 SIDES=${SIDES:-bare layered}
@@ -26,8 +28,7 @@ if [ -z "$LAYERED" ] || [ -n "$EXTRA" ]; then
     echo "SIDES must name two contestants of the example, the baseline first: got '$SIDES'" >&2
     exit 2
 fi
-cargo build -q --release -p tower-mcp-oauth --example loopback_instructions
-BIN=target/release/examples/loopback_instructions
+BIN=$(release_example loopback_instructions)
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 for side in $SIDES; do

@@ -17,7 +17,8 @@ command=$1
 package=$2
 
 if command -v "$command" >/dev/null 2>&1; then
-    echo "ensure-command: found $(command -v "$command"); nothing to install"
+    # The version goes in the log: a package too old for the tests shows there.
+    echo "ensure-command: found $(command -v "$command") ($("$command" --version 2>&1 | head -n 1)); nothing to install"
     exit 0
 fi
 
@@ -37,12 +38,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 echo "ensure-command: $command is not on PATH; installing Debian's $package package"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update </dev/null
-"${sudo[@]}" apt-get install -y --no-install-recommends "$package" </dev/null
+# Through `env`: sudo would drop an exported variable.
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    "$package" </dev/null
 
 if ! command -v "$command" >/dev/null 2>&1; then
     echo "ensure-command: the $package package installed, but $command is still not on PATH" >&2
     exit 1
 fi
-echo "ensure-command: installed $(command -v "$command")"
+echo "ensure-command: installed $(command -v "$command") ($("$command" --version 2>&1 | head -n 1))"
