@@ -12,60 +12,20 @@
 //!
 //! `cargo bench --bench scale`
 
-use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use futures_util::FutureExt;
 use http_body_util::Full;
-use mcp_oauth_testkit::bench::{self, hot_path_request_to as request, trivial_resource as trivial};
-use tower::{Layer, Service};
+use mcp_oauth_testkit::bench::{self, trivial_resource as trivial};
+use tower::Layer;
 use tower_mcp_oauth::web::WebLogin;
 use tower_mcp_oauth::{ClientConfig, HttpClient, MemoryStore, OAuthBody, TokenStore};
 
-fn server_url(i: usize) -> String {
-    format!("http://mcp-{i}.bench/mcp")
-}
-
 #[path = "support/setup.rs"]
 mod setup;
-use setup::{bench_tokens as tokens, layer_over, send_now, store_holding};
-
-/// Sends one request through `service` and checks it carried a token.
-fn send<S>(service: &mut S, url: &str)
-where
-    S: Service<
-        http::Request<Full<Bytes>>,
-        Response = http::Response<http_body_util::Empty<Bytes>>,
-        Error = tower_mcp_oauth::Error,
-    >,
-{
-    let response = send_now(service, request(url, None));
-    // A first call adopts the stored token (the store is in memory: it completes at once).
-    assert_eq!(black_box(response).status(), 200);
-}
-
-/// A layer holding tokens for `held` servers, every one adopted, and the URL of the one in the
-/// middle of the insertion order (a scan would reach it halfway).
-fn layer_holding(
-    held: usize,
-) -> (
-    impl Service<
-        http::Request<Full<Bytes>>,
-        Response = http::Response<http_body_util::Empty<Bytes>>,
-        Error = tower_mcp_oauth::Error,
-    >,
-    String,
-) {
-    let urls: Vec<String> = (0..held).map(server_url).collect();
-    let store = store_holding(&tokens(), urls.iter().map(String::as_str));
-    let mut service = layer_over(store).layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
-    for i in 0..held {
-        send(&mut service, &server_url(i));
-    }
-    (service, server_url(held / 2))
-}
+use setup::{bench_tokens as tokens, layer_holding, send_held as send, server_url};
 
 /// Calls per batch and rounds of the interleaved measurement.
 const BATCH: usize = 2_000;

@@ -1,11 +1,12 @@
 //! Instructions per request with a valid token, for `valgrind --tool=callgrind`: the same
 //! trivial inner service bare (the caller adds the header itself), under tower-http's
 //! `SetRequestHeader` adding the same static bearer (the floor of any auth layer), and under
-//! the layer.
+//! the layer; and the layer holding tokens for many servers (`held-10000`) against one
+//! (`held-1`).
 //!
 //! ```text
 //! cargo build --release -p tower-mcp-oauth --example hot_path_instructions
-//! valgrind --tool=callgrind target/release/examples/hot_path_instructions bare|floor|layered N
+//! valgrind --tool=callgrind target/release/examples/hot_path_instructions bare|floor|layered|held-1|held-10000 N
 //! ```
 //!
 //! sends N requests; the difference between the counts for two values of N, divided by the
@@ -28,11 +29,11 @@ use mcp_oauth_testkit::bench::{
 
 #[path = "../benches/support/setup.rs"]
 mod setup;
-use setup::{bench_tokens, layer_over, send_now, store_holding};
+use setup::{bench_tokens, layer_holding, layer_over, send_held, send_now, store_holding};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let which = args.next().expect("bare|floor|layered");
+    let which = args.next().expect("bare|floor|layered|held-<servers>");
     let n: usize = args.next().expect("N").parse().unwrap();
     let tokens = bench_tokens();
     let header = tokens.authorization_value();
@@ -76,6 +77,15 @@ fn main() {
             for _ in 0..n {
                 let response = send_now(&mut layered, request(None));
                 assert_eq!(black_box(response).status(), 200);
+            }
+        }
+        // The layer holding tokens for 1 or for 10,000 servers (each adopted first), calling
+        // the one in the middle: the lookup's cost must not grow with the number held.
+        held if held.starts_with("held-") => {
+            let held: usize = held["held-".len()..].parse().expect("held-<servers>");
+            let (mut service, url) = layer_holding(held);
+            for _ in 0..n {
+                send_held(&mut service, &url);
             }
         }
         other => panic!("unknown {other}"),

@@ -6,9 +6,16 @@
 // Each includer uses some of these.
 #![allow(dead_code)]
 
+use std::hint::black_box;
+
+use bytes::Bytes;
 use futures_util::FutureExt;
+use http_body_util::Full;
+use mcp_oauth_testkit::bench::{hot_path_request_to, trivial_resource};
+use tower::{Layer, Service};
 use tower_mcp_oauth::{
-    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthLayer, TokenSet, TokenStore, TokenType,
+    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
+    TokenType,
 };
 
 /// One request through a service that answers at once (every benchmark's trivial resource):
@@ -75,4 +82,46 @@ pub(crate) fn layer_over(store: impl TokenStore) -> OAuthLayer {
         HeadlessAuthorizer::new(),
     )
     .token_store(store)
+}
+
+/// The URL of the `i`th of the MCP servers a layer holds tokens for (one origin each).
+pub(crate) fn server_url(i: usize) -> String {
+    format!("http://mcp-{i}.bench/mcp")
+}
+
+/// Sends one request through `service` and checks it carried a token.
+pub(crate) fn send_held<S>(service: &mut S, url: &str)
+where
+    S: Service<
+        http::Request<Full<Bytes>>,
+        Response = http::Response<http_body_util::Empty<Bytes>>,
+        Error = tower_mcp_oauth::Error,
+    >,
+{
+    let response = send_now(service, hot_path_request_to(url, None));
+    // A first call adopts the stored token (the store is in memory: it completes at once).
+    assert_eq!(black_box(response).status(), 200);
+}
+
+/// A layer holding tokens for `held` servers, every one adopted, and the URL of the one in the
+/// middle of the insertion order (a scan would reach it halfway).
+pub(crate) fn layer_holding(
+    held: usize,
+) -> (
+    impl Service<
+        http::Request<Full<Bytes>>,
+        Response = http::Response<http_body_util::Empty<Bytes>>,
+        Error = tower_mcp_oauth::Error,
+    >,
+    String,
+) {
+    let urls: Vec<String> = (0..held).map(server_url).collect();
+    let store = store_holding(&bench_tokens(), urls.iter().map(String::as_str));
+    let mut service = layer_over(store).layer(tower::service_fn(
+        trivial_resource::<OAuthBody<Full<Bytes>>>,
+    ));
+    for i in 0..held {
+        send_held(&mut service, &server_url(i));
+    }
+    (service, server_url(held / 2))
 }
