@@ -9,7 +9,8 @@
 # instruction cache holds, so each call fetches its code again, a line at a time; the lines the
 # layer adds are what its calls wait for, more than the instructions it adds. Deterministic for
 # a build (unlike timings), though a change anywhere moves where functions fall against line
-# boundaries by a few lines.
+# boundaries by a few lines. The build counted is the plain release build
+# (scripts/lib/release-example.sh): no line tables, whatever CARGO_PROFILE_RELEASE_DEBUG says.
 #
 #   scripts/code-footprint.sh [N] [TOP]
 #
@@ -32,8 +33,9 @@ BIN=$(release_example loopback_instructions)
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 for side in $SIDES; do
-    # The cost lines are then `address line cost`, whatever VALGRIND_OPTS says.
-    if ! valgrind --tool=callgrind --dump-instr=yes --dump-line=yes --compress-pos=no \
+    # The cost lines are then `address line cost`; VALGRIND_OPTS is not read, so nothing
+    # changes what is counted.
+    if ! env -u VALGRIND_OPTS valgrind --tool=callgrind --dump-instr=yes --dump-line=yes --compress-pos=no \
         --compress-strings=no --callgrind-out-file="$OUT/$side" "$BIN" "$side" "$N" \
         >"$OUT/$side.log" 2>&1; then
         cat "$OUT/$side.log" >&2

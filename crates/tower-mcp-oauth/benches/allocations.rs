@@ -200,8 +200,8 @@ fn main() {
     held_per_origin(1_000);
     held_per_origin(10_000);
 
-    let (one, many) = storm::held_after_storms_of(1, STORM, held);
+    let (one, many, in_flight) = storm::held_after_storms_of(1, STORM, held);
     println!("HELD storm of 1: {one:?}");
-    println!("HELD storm of {STORM}: {many:?}");
+    println!("HELD storm of {STORM} ({in_flight} requests in flight at once): {many:?}");
     assert_eq!(one, many, "bytes held after a storm grew with its callers");
 }

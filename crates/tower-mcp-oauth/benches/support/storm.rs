@@ -18,25 +18,38 @@ use tower::{Layer, Service, ServiceExt};
 use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer, RefreshPolicy};
 
 /// What storms of `one` and of `many` callers each leave held, from a fresh layer each, for each
-/// kind of storm (no token: one flow for all; a valid token; an expired one: one refresh).
-/// Equal when the layer keeps nothing per caller. `held` reads the bytes the process holds.
+/// kind of storm (no token: one flow for all; a valid token; an expired one: one refresh), and
+/// the most requests the server had in flight at once in the storm of `many` with a valid
+/// token (all of them, when the storm is one). The two are equal when the layer keeps nothing
+/// per caller. `held` reads the bytes the process holds.
 pub(crate) fn held_after_storms_of(
     one: usize,
     many: usize,
     held: fn() -> isize,
-) -> (StormBytes, StormBytes) {
-    // A storm of each size first, on layers thrown away: whatever the process sets up once
-    // (the runtime's thread-locals, the allocator's own tables) is not counted against either.
-    storms(many, held);
+) -> (StormBytes, StormBytes, usize) {
+    // Storms first on layers thrown away, so that what a thread sets up once (its arc-swap
+    // node, its pool of head buffers) is not counted against either size. Of 128 callers, not
+    // `many`: a pool bounded at 64 buffers a thread is full after it, and one that was not
+    // bounded would grow in the storm of `many` and fail the comparison, where a warm-up as
+    // large as the storm would have filled it beforehand.
+    storms(WARM_UP, held);
     storms(one, held);
-    (storms(one, held), storms(many, held))
+    let (one, _) = storms(one, held);
+    let (many, most_in_flight) = storms(many, held);
+    (one, many, most_in_flight)
 }
 
+/// Callers in the warm-up storm: twice the head buffers a thread keeps.
+const WARM_UP: usize = 128;
+
 /// The scripted servers of `mcp_oauth_testkit::scripted`, answering after one yield so that a
-/// storm's callers are all in flight before the flow ends; counts the token requests.
+/// storm's callers are all in flight before the flow ends; counts the token requests, and the
+/// most requests in flight at once.
 #[derive(Clone)]
 struct Scripted {
     token_requests: Arc<AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
+    most_in_flight: Arc<AtomicUsize>,
 }
 
 impl Service<http::Request<OAuthBody<Full<Bytes>>>> for Scripted {
@@ -53,8 +66,12 @@ impl Service<http::Request<OAuthBody<Full<Bytes>>>> for Scripted {
 
     fn call(&mut self, req: http::Request<OAuthBody<Full<Bytes>>>) -> Self::Future {
         let token_requests = Arc::clone(&self.token_requests);
+        let in_flight = Arc::clone(&self.in_flight);
+        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
         Box::pin(async move {
             tokio::task::yield_now().await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
             if let Some(response) = scripted::flow_response(&req) {
                 return Ok(response);
             }
@@ -101,8 +118,11 @@ fn on_own_runtime(storm: impl std::future::Future<Output = ()>) {
     rt.block_on(storm);
 }
 
-fn storms(callers: usize, held: fn() -> isize) -> StormBytes {
+/// The bytes each kind of storm of `callers` leaves held, and the most requests in flight at
+/// once in the storm with a valid token.
+fn storms(callers: usize, held: fn() -> isize) -> (StormBytes, usize) {
     let token_requests = Arc::new(AtomicUsize::new(0));
+    let most_in_flight = Arc::new(AtomicUsize::new(0));
     let offset = Arc::new(AtomicU64::new(0));
     let clock = Arc::clone(&offset);
     let service = OAuthLayer::new(
@@ -113,6 +133,8 @@ fn storms(callers: usize, held: fn() -> isize) -> StormBytes {
     .clock(move || SystemTime::now() + Duration::from_secs(clock.load(Ordering::SeqCst)))
     .layer(Scripted {
         token_requests: Arc::clone(&token_requests),
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        most_in_flight: Arc::clone(&most_in_flight),
     });
     let url = format!("{}/mcp", scripted::RS);
     let bytes = |expect_token_requests: usize| {
@@ -135,12 +157,15 @@ fn storms(callers: usize, held: fn() -> isize) -> StormBytes {
         held() - before
     };
     let no_token = bytes(1);
+    most_in_flight.store(0, Ordering::SeqCst);
     let valid_token = bytes(1);
+    let concurrent = most_in_flight.load(Ordering::SeqCst);
     offset.store(3700, Ordering::SeqCst);
     let expired_token = bytes(2);
-    StormBytes {
+    let held = StormBytes {
         no_token,
         valid_token,
         expired_token,
-    }
+    };
+    (held, concurrent)
 }
