@@ -13,9 +13,9 @@
 # CPU, is about 250 of them), so the ceilings of the three comparisons with a baseline leave
 # about 200 instructions a request of room over this project's figures: a change costing less
 # passes, one costing several hundred does not. The fourth, servers held, compares the layer
-# with itself, so a build moves both sides together; its ceiling is issue 11's 1.05x. The measured figures, and what the ceilings caught when tried, are in the README's
-# Benchmarks section. A ceiling should rise only with a reason written in the commit that
-# raises it.
+# with itself, so a build moves both sides together; its ceiling is issue 11's 1.05x. The
+# measured figures, and what the ceilings caught when tried, are in the README's Benchmarks
+# section. A ceiling should rise only with a reason written in the commit that raises it.
 #
 #   scripts/instruction-budget.sh
 #
