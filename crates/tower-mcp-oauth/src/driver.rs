@@ -98,7 +98,7 @@ async fn drive(
         Arc::clone(&state.config),
         start,
         random_secrets()?,
-        state.clock.now(),
+        state.now(),
     );
     // The non-interactive part of the flow shares one deadline; the consent wait is not
     // counted, it has its own bound below.
@@ -233,7 +233,7 @@ async fn drive(
                     Some(source) => source.assertion(&request).await,
                     None => Err(crate::assertion::no_source()),
                 };
-                flow.handle_assertion(assertion, state.clock.now());
+                flow.handle_assertion(assertion, state.now());
             }
             Action::Complete(outcome) => {
                 debug!(
