@@ -46,12 +46,9 @@ const N: usize = 10_000;
 /// Callers in a storm.
 const STORM: usize = 1000;
 
-/// Bytes held now, net of everything freed. (`stats_alloc` adds a reallocation's growth to
-/// `bytes_allocated`, its shrinking to `bytes_deallocated`, and both again to
-/// `bytes_reallocated`: that one is left out, or a grown `Vec` would count twice.)
+/// Bytes held now, net of everything freed (see `storm::held`).
 fn held() -> isize {
-    let s = GLOBAL.stats();
-    s.bytes_allocated as isize - s.bytes_deallocated as isize
+    storm::held(GLOBAL)
 }
 
 /// Allocations (and reallocations) per call of `one`, over `N` calls after `N` warm-up calls.
@@ -200,7 +197,7 @@ fn main() {
     held_per_origin(1_000);
     held_per_origin(10_000);
 
-    let (one, many, in_flight) = storm::held_after_storms_of(1, STORM, held);
+    let (one, many, in_flight) = storm::held_after_storms_of(1, STORM, GLOBAL);
     println!("HELD storm of 1: {one:?}");
     println!("HELD storm of {STORM} ({in_flight} requests in flight at once): {many:?}");
     assert_eq!(one, many, "bytes held after a storm grew with its callers");

@@ -19,15 +19,8 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// Callers in the large storm.
 const STORM: usize = 1000;
 
-/// Bytes held now, net of everything freed (a reallocation's growth and shrinking are in these
-/// two already; `bytes_reallocated` would count them twice).
-fn held() -> isize {
-    let stats = GLOBAL.stats();
-    stats.bytes_allocated as isize - stats.bytes_deallocated as isize
-}
-
 fn main() {
-    let (one, many, in_flight) = storm::held_after_storms_of(1, STORM, held);
+    let (one, many, in_flight) = storm::held_after_storms_of(1, STORM, GLOBAL);
     // A storm whose callers ran one after another would prove nothing.
     assert_eq!(
         in_flight, STORM,

@@ -1,8 +1,9 @@
 //! Storms of concurrent callers on a fresh layer, and the bytes each leaves held: shared by
 //! the `allocations` bench, which prints them, and `tests/storm_memory.rs`, which holds the
-//! layer to them in the test command. The caller counts the bytes (`held`), through the
-//! counting global allocator its own binary installs.
+//! layer to them in the test command. Each binary installs its own counting global allocator
+//! and hands it here.
 
+use std::alloc::System;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use futures_util::FutureExt;
 use http_body_util::Full;
 use mcp_oauth_testkit::bench::hot_path_request_to;
 use mcp_oauth_testkit::scripted;
+use stats_alloc::StatsAlloc;
 use tower::{Layer, Service, ServiceExt};
 use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer, RefreshPolicy};
 
@@ -21,22 +23,30 @@ use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer, R
 /// kind of storm (no token: one flow for all; a valid token; an expired one: one refresh), and
 /// the most requests the server had in flight at once in the storm of `many` with a valid
 /// token (all of them, when the storm is one). The two are equal when the layer keeps nothing
-/// per caller. `held` reads the bytes the process holds.
+/// per caller. `counter` is the binary's counting global allocator.
 pub(crate) fn held_after_storms_of(
     one: usize,
     many: usize,
-    held: fn() -> isize,
+    counter: &StatsAlloc<System>,
 ) -> (StormBytes, StormBytes, usize) {
     // Storms first on layers thrown away, so that what a thread sets up once (its arc-swap
     // node, its pool of head buffers) is not counted against either size. Of 128 callers, not
     // `many`: a pool bounded at 64 buffers a thread is full after it, and one that was not
     // bounded would grow in the storm of `many` and fail the comparison, where a warm-up as
     // large as the storm would have filled it beforehand.
-    storms(WARM_UP, held);
-    storms(one, held);
-    let (one, _) = storms(one, held);
-    let (many, most_in_flight) = storms(many, held);
+    storms(WARM_UP, counter);
+    storms(one, counter);
+    let (one, _) = storms(one, counter);
+    let (many, most_in_flight) = storms(many, counter);
     (one, many, most_in_flight)
+}
+
+/// Bytes `counter` has seen held, net of everything freed. (`stats_alloc` adds a
+/// reallocation's growth to `bytes_allocated`, its shrinking to `bytes_deallocated`, and both
+/// again to `bytes_reallocated`: that one is left out, or a grown `Vec` would count twice.)
+pub(crate) fn held(counter: &StatsAlloc<System>) -> isize {
+    let stats = counter.stats();
+    stats.bytes_allocated as isize - stats.bytes_deallocated as isize
 }
 
 /// Callers in the warm-up storm: twice the head buffers a thread keeps.
@@ -120,7 +130,7 @@ fn on_own_runtime(storm: impl std::future::Future<Output = ()>) {
 
 /// The bytes each kind of storm of `callers` leaves held, and the most requests in flight at
 /// once in the storm with a valid token.
-fn storms(callers: usize, held: fn() -> isize) -> (StormBytes, usize) {
+fn storms(callers: usize, counter: &StatsAlloc<System>) -> (StormBytes, usize) {
     let token_requests = Arc::new(AtomicUsize::new(0));
     let most_in_flight = Arc::new(AtomicUsize::new(0));
     let offset = Arc::new(AtomicU64::new(0));
@@ -138,7 +148,7 @@ fn storms(callers: usize, held: fn() -> isize) -> (StormBytes, usize) {
     });
     let url = format!("{}/mcp", scripted::RS);
     let bytes = |expect_token_requests: usize| {
-        let before = held();
+        let before = held(counter);
         on_own_runtime(
             join_all((0..callers).map(|_| {
                 let req = hot_path_request_to(&url, None);
@@ -154,7 +164,7 @@ fn storms(callers: usize, held: fn() -> isize) -> (StormBytes, usize) {
             expect_token_requests,
             "one flow for the whole storm"
         );
-        held() - before
+        held(counter) - before
     };
     let no_token = bytes(1);
     most_in_flight.store(0, Ordering::SeqCst);
