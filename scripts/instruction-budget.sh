@@ -54,16 +54,24 @@ count() {
 }
 
 # Instructions a request: BINARY CONTESTANT. A count that does not grow with the requests
-# measured nothing, and a ratio of it would pass any ceiling.
+# measured nothing, and a ratio of it would pass any ceiling. Measured ROUNDS times and the
+# median taken, so that one run disturbed by something outside the program (a count of one run
+# moving by millions is a few hundred a request) neither fails nor passes a check alone; every
+# reading goes to the log, so a failure in CI shows whether the runs agreed.
+ROUNDS=3
 per_request() {
-    local low high
-    low=$(count "$1" "$2" "$LOW")
-    high=$(count "$1" "$2" "$HIGH")
-    if [ "$high" -le "$low" ]; then
-        echo "instruction-budget: '$1 $2' counted $low for $LOW requests and $high for $HIGH" >&2
-        exit 1
-    fi
-    echo $(((high - low) / (HIGH - LOW)))
+    local low high readings=()
+    for _ in $(seq "$ROUNDS"); do
+        low=$(count "$1" "$2" "$LOW")
+        high=$(count "$1" "$2" "$HIGH")
+        if [ "$high" -le "$low" ]; then
+            echo "instruction-budget: '$1 $2' counted $low for $LOW requests and $high for $HIGH" >&2
+            exit 1
+        fi
+        readings+=($(((high - low) / (HIGH - LOW))))
+    done
+    echo "  $2: ${readings[*]}" >&2
+    printf '%s\n' "${readings[@]}" | sort -n | sed -n "$(((ROUNDS + 1) / 2))p"
 }
 
 failed=0
@@ -82,7 +90,9 @@ check() {
     fi
 }
 
-echo "instructions a request with a valid token ($(valgrind --version), layered vs baseline):"
+# The host, since the loopback counts are not the same on every machine (below).
+echo "host: $(uname -r), $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+echo "instructions a request with a valid token ($(valgrind --version), layered vs baseline, median of $ROUNDS):"
 # (a): the trivial inner service, the layer over tower-http's `SetRequestHeader` adding the same
 # static bearer, the floor any auth layer pays.
 check "(a) trivial service, over the floor" "$hot_path" floor layered 1.235
@@ -92,9 +102,17 @@ check "(a) trivial service, over the floor" "$hot_path" floor layered 1.235
 # is searched without hashing the origin).
 check "(a) 10,000 servers held, over one" "$hot_path" held-1 held-10000 1.05
 # hyper-util's `Client` over loopback (the server's instructions in both): one service shared
-# through `&service`, and both cloned per call (`service.clone().oneshot`).
-check "loopback, shared" "$loopback" bare-shared layered-shared 1.031
-check "loopback, cloned per call" "$loopback" bare layered 1.043
+# through `&service`, and both cloned per call (`service.clone().oneshot`). The comparisons over
+# a trivial service read the same on CI's machine as on the machine that set their ceilings,
+# to the instruction; over loopback, CI read the bare shared client 443 instructions a request
+# lower (51,136 against 51,577-51,596 here, the same commit, build path, toolchain and
+# valgrind; the layered side within 10), which no environment, load or network namespace
+# reproduced here. So these two ceilings allow the baseline to read 450 lower than here and
+# keep about 200 of room over this machine's figures: (layered + 200) / (bare - 450), from
+# 52,999 vs 51,579 shared and 53,733 vs 51,742 cloned. A change dearer by several hundred
+# instructions a request still fails the (a) check above, which is exact across machines.
+check "loopback, shared" "$loopback" bare-shared layered-shared 1.041
+check "loopback, cloned per call" "$loopback" bare layered 1.052
 
 if [ "$failed" -ne 0 ]; then
     echo "instruction-budget: over a ceiling; scripts/code-footprint.sh and the README's Benchmarks section show where a request's cost goes" >&2
