@@ -14,18 +14,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{criterion_group, BenchmarkId, Criterion};
-use futures_util::FutureExt;
-use http_body_util::Full;
-use mcp_oauth_testkit::bench::{self, trivial_resource as trivial};
-use tower::Layer;
-use tower_mcp_oauth::web::WebLogin;
-use tower_mcp_oauth::{ClientConfig, HttpClient, MemoryStore, OAuthBody, TokenStore};
+use mcp_oauth_testkit::bench;
 
 #[path = "support/setup.rs"]
 mod setup;
-use setup::{bench_tokens as tokens, layer_holding, send_held as send, server_url};
+use setup::{layer_holding, send_as, send_held as send, server_url, web_login_with};
 
 /// Calls per batch and rounds of the interleaved measurement.
 const BATCH: usize = 2_000;
@@ -63,37 +57,6 @@ fn interleaved_servers() {
         }) as Contestant<'_>
     });
     interleaved("servers", &["1", "100", "10000"], contestants.into());
-}
-
-/// A web login with `users` users connected to one server, and the name of the one in the
-/// middle.
-fn web_login_with(users: usize) -> (WebLogin, String) {
-    let url = server_url(0);
-    let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
-    let login = WebLogin::new(ClientConfig::new("https://app.bench/callback"), client)
-        .token_store(MemoryStore::new());
-    let name = |i: usize| format!("user-{i}");
-    for i in 0..users {
-        login
-            .user_store(&name(i))
-            .save_tokens(&url, &tokens())
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-        let mut service = login
-            .layer_for(&name(i))
-            .layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
-        send(&mut service, &url);
-    }
-    (login, name(users / 2))
-}
-
-/// What a web app does per request: find the user's layer, wrap its client, call.
-fn send_as(login: &WebLogin, user: &str, url: &str) {
-    let mut service = login
-        .layer_for(user)
-        .layer(tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>));
-    send(&mut service, url)
 }
 
 /// A web login with 1 and with 10,000 users, interleaved.

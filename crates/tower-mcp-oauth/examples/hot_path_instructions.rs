@@ -1,12 +1,14 @@
 //! Instructions per request with a valid token, for `valgrind --tool=callgrind`: the same
 //! trivial inner service bare (the caller adds the header itself), under tower-http's
 //! `SetRequestHeader` adding the same static bearer (the floor of any auth layer), and under
-//! the layer; and the layer holding tokens for many servers (`held-10000`) against one
-//! (`held-1`).
+//! the layer; the layer holding tokens for many servers (`held-10000`) against one
+//! (`held-1`); a service made per request over the same layer (`per-request`, against
+//! `layered`'s one service); and the web API's per-request pattern with many users connected
+//! (`web-10000`) against one (`web-1`).
 //!
 //! ```text
 //! cargo build --release -p tower-mcp-oauth --example hot_path_instructions
-//! valgrind --tool=callgrind target/release/examples/hot_path_instructions bare|floor|layered|held-1|held-10000 N
+//! valgrind --tool=callgrind target/release/examples/hot_path_instructions CONTESTANT N
 //! ```
 //!
 //! sends N requests; the difference between the counts for two values of N, divided by the
@@ -19,7 +21,7 @@ use std::hint::black_box;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http_body_util::Full;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
 use tower_mcp_oauth::OAuthBody;
 
@@ -29,11 +31,16 @@ use mcp_oauth_testkit::bench::{
 
 #[path = "../benches/support/setup.rs"]
 mod setup;
-use setup::{bench_tokens, layer_holding, layer_over, send_held, send_now, store_holding};
+use setup::{
+    bench_tokens, layer_holding, layer_over, send_as, send_held, send_now, server_url,
+    store_holding, web_login_with,
+};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let which = args.next().expect("bare|floor|layered|held-<servers>");
+    let which = args
+        .next()
+        .expect("bare|floor|layered|per-request|held-<servers>|web-<users>");
     let n: usize = args.next().expect("N").parse().unwrap();
     let tokens = bench_tokens();
     let header = tokens.authorization_value();
@@ -77,6 +84,28 @@ fn main() {
             for _ in 0..n {
                 let response = send_now(&mut layered, request(None));
                 assert_eq!(black_box(response).status(), 200);
+            }
+        }
+        // A service made for each request over one layer (a web app's handler makes one per
+        // request: `layer_for(user).layer(client)`), against `layered`'s one service.
+        "per-request" => {
+            let layer = layer_over(store_holding(&tokens, [URL]));
+            let trivial = || tower::service_fn(trivial::<OAuthBody<Full<Bytes>>>);
+            // The first request adopts the stored token into the layer's cache, which every
+            // service made from the layer shares.
+            send_held(&mut layer.layer(trivial()), URL);
+            for _ in 0..n {
+                send_held(&mut layer.layer(trivial()), URL);
+            }
+        }
+        // The web API as a handler uses it (`layer_for(user)`, a service made, a call), with 1
+        // or 10,000 users connected, calling as the one in the middle.
+        web if web.starts_with("web-") => {
+            let users: usize = web["web-".len()..].parse().expect("web-<users>");
+            let (login, user) = web_login_with(users);
+            let url = server_url(0);
+            for _ in 0..n {
+                send_as(&login, &user, &url);
             }
         }
         // The layer holding tokens for 1 or for 10,000 servers (each adopted first), calling

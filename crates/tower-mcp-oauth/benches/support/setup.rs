@@ -13,9 +13,10 @@ use futures_util::FutureExt;
 use http_body_util::Full;
 use mcp_oauth_testkit::bench::{hot_path_request_to, trivial_resource};
 use tower::{Layer, Service};
+use tower_mcp_oauth::web::WebLogin;
 use tower_mcp_oauth::{
-    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
-    TokenType,
+    ClientConfig, HeadlessAuthorizer, HttpClient, MemoryStore, OAuthBody, OAuthLayer, TokenSet,
+    TokenStore, TokenType,
 };
 
 /// One request through a service that answers at once (every benchmark's trivial resource):
@@ -126,4 +127,33 @@ pub(crate) fn layer_holding(
         send_held(&mut service, &server_url(i));
     }
     (service, server_url(held / 2))
+}
+
+/// A web login with `users` users connected to one server (`server_url(0)`), each user's token
+/// adopted by a first call, and the name of the user in the middle.
+pub(crate) fn web_login_with(users: usize) -> (WebLogin, String) {
+    let url = server_url(0);
+    let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    let login = WebLogin::new(ClientConfig::new("https://app.bench/callback"), client)
+        .token_store(MemoryStore::new());
+    let name = |i: usize| format!("user-{i}");
+    for i in 0..users {
+        login
+            .user_store(&name(i))
+            .save_tokens(&url, &bench_tokens())
+            .now_or_never()
+            .expect("a memory store does not wait")
+            .expect("a memory store saves");
+        send_as(&login, &name(i), &url);
+    }
+    (login, name(users / 2))
+}
+
+/// What a web app's handler does per request: finds the user's layer, wraps its client in a
+/// service made for this request, calls.
+pub(crate) fn send_as(login: &WebLogin, user: &str, url: &str) {
+    let mut service = login.layer_for(user).layer(tower::service_fn(
+        trivial_resource::<OAuthBody<Full<Bytes>>>,
+    ));
+    send_held(&mut service, url)
 }
