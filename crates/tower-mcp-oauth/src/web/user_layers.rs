@@ -4,23 +4,26 @@
 //! A web app looks a user's layer up on every request it makes for them. The map is split in
 //! [`SHARDS`] immutable shards, each swapped whole on a write (`arc-swap`, copy-on-write): a
 //! lookup is a hash, an atomic load and a probe, and a new user copies only one shard's index
-//! (a 64th of the users, and the values are `Arc`s), not the whole map. Both the shard choice
-//! and the maps hash with SipHash keyed at random (std's `RandomState`), so user names an
-//! attacker picks cannot pile up in one shard or bucket.
+//! (a 64th of the users, and the values are `Arc`s), not the whole map. One hash of the name
+//! picks both the shard (bits 32-37) and the bucket in it (the table's own bits: the low ones
+//! and the top seven), SipHash keyed at random (std's `RandomState`), so user names an
+//! attacker picks cannot pile up in one shard or bucket. (Two hashes, one for the shard and one
+//! inside std's `HashMap`, were about 150 instructions of a web request's 7,400.)
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use hashbrown::HashTable;
 
 use crate::layer::OAuthLayer;
 
 /// How many shards the users are spread over.
 const SHARDS: usize = 64;
 
-type Shard = HashMap<Arc<str>, OAuthLayer>;
+/// A shard's users and their layers, found by the hash [`UserLayers::hash`] gives.
+type Shard = HashTable<(Arc<str>, OAuthLayer)>;
 
 /// Each user's [`OAuthLayer`], shared by every [`WebLogin::layer_for`](super::WebLogin::layer_for)
 /// call for that user.
@@ -39,9 +42,16 @@ impl Default for UserLayers {
 }
 
 impl UserLayers {
-    fn shard(&self, user: &str) -> &ArcSwap<Shard> {
-        // The modulo of a keyed 64-bit hash: uniform enough over 64 shards.
-        &self.shards[(self.keys.hash_one(user) % SHARDS as u64) as usize]
+    /// The keyed hash of a user's name.
+    fn hash(&self, user: &str) -> u64 {
+        self.keys.hash_one(user)
+    }
+
+    /// The shard of a name hashed to `hash`: bits the table does not use to place an entry
+    /// (hashbrown takes the low bits for the bucket and the top seven for its tags), so that
+    /// the names of one shard still spread over its buckets.
+    fn shard(&self, hash: u64) -> &ArcSwap<Shard> {
+        &self.shards[((hash >> 32) % SHARDS as u64) as usize]
     }
 
     /// `user`'s layer, made by `make` (called at most once) if they have none. Two callers
@@ -51,23 +61,31 @@ impl UserLayers {
         user: &str,
         make: impl FnOnce() -> OAuthLayer,
     ) -> OAuthLayer {
-        let shard = self.shard(user);
-        if let Some(layer) = shard.load().get(user) {
-            return layer.clone();
+        let hash = self.hash(user);
+        let shard = self.shard(hash);
+        let found = |current: &Shard| {
+            current
+                .find(hash, |(name, _)| **name == *user)
+                .map(|(_, layer)| layer.clone())
+        };
+        if let Some(layer) = found(&shard.load()) {
+            return layer;
         }
         let mut make = Some(make);
         let mut made: Option<OAuthLayer> = None;
         let mut chosen: Option<OAuthLayer> = None;
         shard.rcu(|current| {
-            if let Some(existing) = current.get(user) {
-                chosen = Some(existing.clone());
+            if let Some(existing) = found(current) {
+                chosen = Some(existing);
                 return Arc::clone(current);
             }
             let layer = made
                 .get_or_insert_with(|| make.take().map_or_else(|| unreachable!(), |f| f()))
                 .clone();
             let mut next = Shard::clone(current);
-            next.insert(Arc::from(user), layer.clone());
+            next.insert_unique(hash, (Arc::from(user), layer.clone()), |(name, _)| {
+                self.hash(name)
+            });
             chosen = Some(layer);
             Arc::new(next)
         });
@@ -77,13 +95,17 @@ impl UserLayers {
 
     /// Forgets `user`'s layer: the next lookup makes a new one.
     pub(super) fn remove(&self, user: &str) {
-        let shard = self.shard(user);
-        if !shard.load().contains_key(user) {
+        let hash = self.hash(user);
+        let shard = self.shard(hash);
+        let named = |(name, _): &(Arc<str>, OAuthLayer)| **name == *user;
+        if shard.load().find(hash, named).is_none() {
             return;
         }
         shard.rcu(|current| {
             let mut next = Shard::clone(current);
-            next.remove(user);
+            if let Ok(entry) = next.find_entry(hash, named) {
+                entry.remove();
+            }
             next
         });
     }
