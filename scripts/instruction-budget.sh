@@ -112,8 +112,9 @@ check "(a) 10,000 servers held, over one" "$hot_path" held-1 held-10000 1.05
 # (`layer_for(user).layer(client)`), against one service for all: what making and dropping a
 # service costs (the shared state's allocation, the spare inner service's clone at its first
 # request). The layer's state was once allocated aligned to a cache line, which glibc serves
-# with `posix_memalign` at about 510 instructions more a service (7,329 against 6,816, 1.138x);
-# the ceiling leaves about 200 of room over today's 6,816 vs 6,439 and fails that.
+# with `posix_memalign` at about 510 instructions more a service (7,329 against 6,439, 1.138x;
+# 487 over the padded 6,842 vs 6,444); the ceiling leaves about 180 of room over today's
+# figure and fails that.
 check "(a) a service made per request, over one" "$hot_path" layered per-request 1.09
 # hyper-util's `Client` over loopback (the server's instructions in both): one service shared
 # through `&service`, and both cloned per call (`service.clone().oneshot`). The comparisons over

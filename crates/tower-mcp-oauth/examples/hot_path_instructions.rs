@@ -98,8 +98,8 @@ fn main() {
                 send_held(&mut layer.layer(trivial()), URL);
             }
         }
-        // The web API as a handler uses it (`layer_for(user)`, a service made, a call), with 1
-        // or 10,000 users connected, calling as the one in the middle.
+        // The web API's per-request pattern (`layer_for(user)`, a service made over the trivial
+        // service, a call), with 1 or 10,000 users connected, calling as the one in the middle.
         web if web.starts_with("web-") => {
             let users: usize = web["web-".len()..].parse().expect("web-<users>");
             let (login, user) = web_login_with(users);
