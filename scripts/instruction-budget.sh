@@ -113,7 +113,7 @@ check "(a) 10,000 servers held, over one" "$hot_path" held-1 held-10000 1.05
 # service costs (the shared state's allocation, the spare inner service's clone at its first
 # request). The layer's state was once allocated aligned to a cache line, which glibc serves
 # with `posix_memalign` at about 510 instructions more a service (7,329 against 6,439, 1.138x;
-# 487 over the padded 6,842 vs 6,444); the ceiling leaves about 180 of room over today's
+# 483 over the padded 6,846 vs 6,445); the ceiling leaves about 180 of room over today's
 # figure and fails that.
 check "(a) a service made per request, over one" "$hot_path" layered per-request 1.09
 # hyper-util's `Client` over loopback (the server's instructions in both): one service shared

@@ -33,7 +33,7 @@ pub(crate) const COUNTS_PADDING: usize = 64 - std::mem::align_of::<usize>();
 /// blocks. Not `align(64)`, which did the same at a price: an allocation aligned past 16 bytes is
 /// glibc's `posix_memalign`, which carves the block out of a larger one and frees the rest:
 /// about 510 instructions more for every service made (a service made per request over the
-/// trivial service: 7,329 instructions a request aligned, 6,842 padded, 6,444 with one service
+/// trivial service: 7,329 instructions a request aligned, 6,846 padded, 6,445 with one service
 /// for all; `scripts/instruction-budget.sh` holds it). A web app's handler makes one per
 /// request (`layer_for(user).layer(client)`).
 ///
@@ -58,6 +58,11 @@ pub(crate) struct Shared<S> {
     /// Behind a `Mutex` so that `Shared` is `Sync` for any `Send` service (a `BoxCloneService`
     /// is not `Sync`); locked only to clone it for a retry.
     spare: OnceLock<Mutex<S>>,
+    /// Every request reads whether the spare is kept, from the `OnceLock`'s state, which may
+    /// lie at the struct's end: this keeps the allocation the allocator places next (whose
+    /// bytes other threads may write on every request of theirs) off that line. See
+    /// [`COUNTS_PADDING`] for why this many bytes.
+    _off_the_next: [u8; COUNTS_PADDING],
 }
 
 impl<S> Shared<S> {
@@ -72,6 +77,7 @@ impl<S> Shared<S> {
             limited: state.servers.is_some(),
             state,
             spare: OnceLock::new(),
+            _off_the_next: [0; COUNTS_PADDING],
         }
     }
 
