@@ -13,8 +13,8 @@
 # for the CPU, is about 250 of them), so (a)'s ceiling leaves about 200 instructions a request
 # of room over this project's figures: a change costing less passes, one costing several
 # hundred does not. Another machine read one loopback baseline 443 lower (below), so the two
-# loopback ceilings leave about 700 here. The fourth check, servers held, compares the layer
-# with itself, so a build moves both sides together; its ceiling is issue 11's 1.05x. The
+# loopback ceilings leave about 700 here. The check of servers held compares the layer with
+# itself, so a build moves both sides together; its ceiling is issue 11's 1.05x. The
 # measured figures, and what the ceilings caught when tried, are in the README's Benchmarks
 # section. A ceiling should rise only with a reason written in the commit that raises it.
 #

@@ -37,9 +37,9 @@ pub(crate) const COUNTS_PADDING: usize = 64 - std::mem::align_of::<usize>();
 /// for all; `scripts/instruction-budget.sh` holds it). A web app's handler makes one per
 /// request (`layer_for(user).layer(client)`).
 ///
-/// The fields a request with a valid token reads come first after the padding, copied out of the state, so that
-/// no pointer is followed to reach them: after the network round trip of the request before,
-/// their line is often in another core's cache. (Wherever the allocation falls, they span at
+/// The fields a request with a valid token reads come first after the padding, copied out of
+/// the state, so that no pointer is followed to reach them: after the network round trip of the
+/// request before, their line is often in another core's cache. (Wherever the allocation falls, they span at
 /// most two lines; with an inner service of a few dozen bytes or more, as any HTTP client is,
 /// no other allocation's bytes share those lines.)
 #[repr(C)]

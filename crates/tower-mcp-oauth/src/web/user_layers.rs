@@ -25,6 +25,11 @@ const SHARDS: usize = 64;
 /// A shard's users and their layers, found by the hash [`UserLayers::hash`] gives.
 type Shard = HashTable<(Arc<str>, OAuthLayer)>;
 
+/// Whether a shard's entry is `user`'s.
+fn named(user: &str) -> impl Fn(&(Arc<str>, OAuthLayer)) -> bool + '_ {
+    move |(name, _)| **name == *user
+}
+
 /// Each user's [`OAuthLayer`], shared by every [`WebLogin::layer_for`](super::WebLogin::layer_for)
 /// call for that user.
 pub(super) struct UserLayers {
@@ -65,7 +70,7 @@ impl UserLayers {
         let shard = self.shard(hash);
         let found = |current: &Shard| {
             current
-                .find(hash, |(name, _)| **name == *user)
+                .find(hash, named(user))
                 .map(|(_, layer)| layer.clone())
         };
         if let Some(layer) = found(&shard.load()) {
@@ -97,20 +102,19 @@ impl UserLayers {
     pub(super) fn remove(&self, user: &str) {
         let hash = self.hash(user);
         let shard = self.shard(hash);
-        let named = |(name, _): &(Arc<str>, OAuthLayer)| **name == *user;
-        if shard.load().find(hash, named).is_none() {
+        if shard.load().find(hash, named(user)).is_none() {
             return;
         }
         shard.rcu(|current| {
-            // Gone already (another caller removed it): nothing to copy.
-            if current.find(hash, named).is_none() {
-                return Arc::clone(current);
-            }
             let mut next = Shard::clone(current);
-            if let Ok(entry) = next.find_entry(hash, named) {
-                entry.remove();
+            match next.find_entry(hash, named(user)) {
+                Ok(entry) => {
+                    entry.remove();
+                    Arc::new(next)
+                }
+                // Gone already (another caller removed it): the shard stays as it is.
+                Err(_) => Arc::clone(current),
             }
-            Arc::new(next)
         });
     }
 
