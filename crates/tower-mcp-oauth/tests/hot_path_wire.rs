@@ -1,0 +1,400 @@
+//! With a valid token, the layer puts on the wire what the bare client puts there with the
+//! header added by hand: the same bytes, in as many writes to the socket. The layer's body
+//! wrapper reports the caller's size, so hyper frames the body as it would have (a
+//! `Content-Length`, or chunks for a stream), and nothing the layer keeps for its retry changes
+//! the request it sends. Recorded at the socket, below hyper-util's `Client`, for each kind of
+//! body the layer keeps in its own way, in both calling forms (a shared `&service`, a clone per
+//! call), and for a request outside the servers a layer is limited to.
+//!
+//! The write count is the part a timing cannot see and a user would: each write is a system
+//! call, and hyper's framing of a body it cannot size is a chunk header per frame.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Body, Frame};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mcp_oauth_testkit::bench::minimal_server;
+use tokio::net::TcpStream;
+use tower::{Layer, ServiceExt};
+use tower_mcp_oauth::{
+    ClientConfig, HeadlessAuthorizer, McpServers, MemoryStore, OAuthLayer, TokenSet, TokenStore,
+    TokenType,
+};
+
+/// What one connection wrote, write by write.
+type Writes = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// A connection to the test's server that records every write hyper makes to it.
+struct Recorded {
+    io: TokioIo<TcpStream>,
+    writes: Writes,
+}
+
+impl hyper::rt::Read for Recorded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Recorded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
+        self.writes.lock().unwrap().push(buf[..written].to_vec());
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs))?;
+        let mut bytes: Vec<u8> = bufs.iter().flat_map(|buf| buf.iter().copied()).collect();
+        bytes.truncate(written);
+        self.writes.lock().unwrap().push(bytes);
+        Poll::Ready(Ok(written))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Connection for Recorded {
+    fn connected(&self) -> Connected {
+        self.io.inner().connected()
+    }
+}
+
+/// Connects to the test's server with connections that record their writes.
+#[derive(Clone)]
+struct Recording {
+    addr: SocketAddr,
+    writes: Writes,
+}
+
+impl tower::Service<http::Uri> for Recording {
+    type Response = Recorded;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = io::Result<Recorded>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let (addr, writes) = (self.addr, Arc::clone(&self.writes));
+        Box::pin(async move {
+            let stream = TcpStream::connect(addr).await?;
+            // As the testkit's server sets it: a write is a segment, not batched by Nagle.
+            stream.set_nodelay(true)?;
+            Ok(Recorded {
+                io: TokioIo::new(stream),
+                writes,
+            })
+        })
+    }
+}
+
+/// hyper-util's `Client` over connections to `addr` that record their writes into the result.
+fn recording_client<B>(addr: SocketAddr) -> (Client<Recording, B>, Writes)
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let writes = Writes::default();
+    let connector = Recording {
+        addr,
+        writes: Arc::clone(&writes),
+    };
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    (client, writes)
+}
+
+/// A token the server accepts (any does), expiring in an hour like a real one.
+fn tokens() -> TokenSet {
+    TokenSet::new("wire-token", TokenType::Bearer, "http://127.0.0.1:2", "c")
+        .with_expires_at(Some(SystemTime::now() + Duration::from_secs(3600)))
+}
+
+/// A layer whose store holds [`tokens`] for `url`.
+async fn layer_holding(url: &str) -> OAuthLayer {
+    let store = MemoryStore::new();
+    store.save_tokens(url, &tokens()).await.unwrap();
+    OAuthLayer::new(
+        ClientConfig::new("http://127.0.0.1:1/cb"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(store)
+}
+
+/// How the layered service is called.
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    /// `ready` and `call` on `&service`.
+    Shared,
+    /// `service.clone().oneshot(..)`.
+    Cloned,
+}
+
+/// The writes of the second of two requests made by `make`: the first opens the connection
+/// (and, through the layer, adopts the stored token); the second is the hot path.
+async fn second_request_writes<F, Fut>(writes: &Writes, mut send: F) -> Vec<Vec<u8>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    assert_eq!(send().await, 200);
+    let before = writes.lock().unwrap().len();
+    assert_eq!(send().await, 200);
+    let writes = writes.lock().unwrap();
+    assert!(writes.len() > before, "the second request wrote nothing");
+    writes[before..].to_vec()
+}
+
+/// The bare client's writes for `make`'s request with `authorization` added by hand, and the
+/// layer's (in `form`) for the same request without it, over connections to one server.
+async fn bare_and_layered<B>(
+    make: impl Fn() -> http::Request<B>,
+    authorization: Option<http::HeaderValue>,
+    layer: OAuthLayer,
+    form: Form,
+    addr: SocketAddr,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>)
+where
+    B: Body<Data = Bytes> + Unpin + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (bare, bare_writes) = recording_client::<B>(addr);
+    let bare_wire = second_request_writes(&bare_writes, || {
+        let mut request = make();
+        if let Some(value) = &authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value.clone());
+        }
+        let response = bare.request(request);
+        async move { drain(response.await.unwrap()).await }
+    })
+    .await;
+
+    let (inner, layered_writes) = recording_client(addr);
+    let service = layer.layer(inner);
+    let layered_wire = second_request_writes(&layered_writes, || {
+        let request = make();
+        let service = &service;
+        async move {
+            let response = match form {
+                Form::Shared => service.oneshot(request).await,
+                Form::Cloned => service.clone().oneshot(request).await,
+            };
+            drain(response.unwrap()).await
+        }
+    })
+    .await;
+    (bare_wire, layered_wire)
+}
+
+/// The response's status, its body read to the end (so the connection is free for the next).
+async fn drain<B: Body>(response: http::Response<B>) -> u16
+where
+    B::Error: std::fmt::Debug,
+{
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+/// A request as an MCP client sends it after `initialize`: headers and a JSON body made at run
+/// time (the layer copies such a small body for its replay).
+fn tools_list(url: &str) -> http::Request<Full<Bytes>> {
+    http::Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", format!("{:032x}", 0x5eed_u128))
+        .body(Full::new(Bytes::from(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_vec(),
+        )))
+        .unwrap()
+}
+
+/// Two frames, no size: hyper sends it in chunks, and the layer keeps it while it streams.
+type Streamed = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<FrameResult>>>;
+type FrameResult = Result<Frame<Bytes>, Infallible>;
+
+fn streamed(url: &str) -> http::Request<Streamed> {
+    let frames: Vec<FrameResult> = vec![
+        Ok(Frame::data(Bytes::from_static(br#"{"jsonrpc":"2.0","#))),
+        Ok(Frame::data(Bytes::from_static(
+            br#""id":1,"method":"ping"}"#,
+        ))),
+    ];
+    http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .unwrap()
+}
+
+async fn server() -> (SocketAddr, String) {
+    let addr = minimal_server(1).await;
+    (addr, format!("http://{addr}/mcp"))
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_made_at_run_time_goes_out_as_the_bare_clients() {
+    let (addr, url) = server().await;
+    for form in [Form::Shared, Form::Cloned] {
+        let authorization = Some(tokens().authorization_value());
+        let layer = layer_holding(&url).await;
+        let (bare, layered) =
+            bare_and_layered(|| tools_list(&url), authorization, layer, form, addr).await;
+        assert_eq!(layered, bare, "{form:?}");
+        // What is compared is a request that carried the token, framed by its length.
+        let sent = String::from_utf8(bare.concat()).unwrap();
+        assert!(
+            sent.contains("authorization: Bearer wire-token\r\n"),
+            "{sent}"
+        );
+        assert!(sent.contains("content-length: 46\r\n"), "{sent}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_a_static_body_and_one_with_none_go_out_as_the_bare_clients() {
+    let (addr, url) = server().await;
+    let with_static = || {
+        http::Request::post(url.as_str())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            )))
+            .unwrap()
+    };
+    // The GET a client opens its event stream with: no body at all.
+    let without = || {
+        http::Request::get(url.as_str())
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    for form in [Form::Shared, Form::Cloned] {
+        let authorization = Some(tokens().authorization_value());
+        let layer = layer_holding(&url).await;
+        let (bare, layered) =
+            bare_and_layered(with_static, authorization.clone(), layer, form, addr).await;
+        assert_eq!(layered, bare, "static body, {form:?}");
+
+        let layer = layer_holding(&url).await;
+        let (bare, layered) = bare_and_layered(without, authorization, layer, form, addr).await;
+        assert_eq!(layered, bare, "no body, {form:?}");
+        let sent = String::from_utf8(bare.concat()).unwrap();
+        assert!(sent.starts_with("GET /mcp HTTP/1.1\r\n"), "{sent}");
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_body_goes_out_in_the_same_chunks_and_writes() {
+    let (addr, url) = server().await;
+    for form in [Form::Shared, Form::Cloned] {
+        let authorization = Some(tokens().authorization_value());
+        let layer = layer_holding(&url).await;
+        let (bare, layered) =
+            bare_and_layered(|| streamed(&url), authorization, layer, form, addr).await;
+        assert_eq!(layered, bare, "{form:?}");
+        let sent = String::from_utf8(bare.concat()).unwrap();
+        assert!(sent.contains("transfer-encoding: chunked\r\n"), "{sent}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_replay_cap_goes_out_as_the_bare_clients() {
+    let (addr, url) = server().await;
+    for form in [Form::Shared, Form::Cloned] {
+        let authorization = Some(tokens().authorization_value());
+        // A cap below the body's size: sent as it is, never kept.
+        let layer = layer_holding(&url).await.max_replay_bytes(8);
+        let (bare, layered) =
+            bare_and_layered(|| tools_list(&url), authorization, layer, form, addr).await;
+        assert_eq!(layered, bare, "{form:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_outside_the_layers_servers_goes_out_as_the_bare_clients_without_a_token() {
+    let (addr, url) = server().await;
+    for form in [Form::Shared, Form::Cloned] {
+        let elsewhere = McpServers::prefixes([format!("http://{addr}/elsewhere")]).unwrap();
+        let layer = layer_holding(&url).await.only_for(elsewhere);
+        // Outside the servers nothing is added: the server answers 401, which passes on as it
+        // is, so the bare side sends no token either and both see the same answer.
+        let (bare, layered) = bare_and_layered_unauthorized(&url, layer, form, addr).await;
+        assert_eq!(layered, bare, "{form:?}");
+        let sent = String::from_utf8(bare.concat()).unwrap();
+        assert!(!sent.contains("authorization"), "{sent}");
+    }
+}
+
+/// [`bare_and_layered`] for requests the server answers `401` (no token on either side).
+async fn bare_and_layered_unauthorized(
+    url: &str,
+    layer: OAuthLayer,
+    form: Form,
+    addr: SocketAddr,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (bare, bare_writes) = recording_client::<Full<Bytes>>(addr);
+    let send_bare = || {
+        let response = bare.request(tools_list(url));
+        async move { drain(response.await.unwrap()).await }
+    };
+    assert_eq!(send_bare().await, 401);
+    let before = bare_writes.lock().unwrap().len();
+    assert_eq!(send_bare().await, 401);
+    let bare_wire = bare_writes.lock().unwrap()[before..].to_vec();
+
+    let (inner, layered_writes) = recording_client(addr);
+    let service = layer.layer(inner);
+    let send_layered = || {
+        let service = &service;
+        async move {
+            let response = match form {
+                Form::Shared => service.oneshot(tools_list(url)).await,
+                Form::Cloned => service.clone().oneshot(tools_list(url)).await,
+            };
+            drain(response.unwrap()).await
+        }
+    };
+    assert_eq!(send_layered().await, 401);
+    let before = layered_writes.lock().unwrap().len();
+    assert_eq!(send_layered().await, 401);
+    let layered_wire = layered_writes.lock().unwrap()[before..].to_vec();
+    assert_eq!(service.flows_started(), 0);
+    (bare_wire, layered_wire)
+}
