@@ -146,6 +146,15 @@ mod tests {
             let first_read = block + value + fields;
             assert!(first_read / 64 > last_count_byte / 64, "block at {block}");
         }
+        // And no more padding than that takes: a word less, and a block at some word of a line
+        // has its first field on the counts' line (each word more is a word more per service).
+        let less = fields - word;
+        assert!(
+            (0..64)
+                .step_by(word)
+                .any(|block| (block + value + less) / 64 == (block + 2 * word - 1) / 64),
+            "{fields} bytes before the fields: more than they need"
+        );
 
         let state = state();
         let mut offsets = std::collections::BTreeSet::new();
