@@ -1,7 +1,9 @@
 //! One contestant of the end-to-end bench alone in its process, on the bench's runtime (two
 //! worker threads, the calls made from the thread that blocks on them), for the counters that
 //! need a process of their own: the kernel's per-process counts of context switches, wake-ups
-//! and system calls, and callgrind's count per thread.
+//! and system calls, and callgrind's count per thread (which, on this runtime, moves by hundreds
+//! of instructions a call between runs: its threads spin and park as valgrind schedules them;
+//! `loopback_instructions` counts on a current-thread runtime, to within a few).
 //!
 //! ```text
 //! cargo build --release -p tower-mcp-oauth --example loopback_alone
@@ -17,7 +19,9 @@
 //! shared form of `benches/end_to_end.rs`. It sends N calls one at a time, or N waves of
 //! `WAVE` calls in flight, after a warm-up that fills the pool with 64 connections. The
 //! difference between two values of N, divided by the difference of the calls, is the
-//! per-call figure with the set-up taken out. Timings from it mean little (a process's luck
+//! per-call figure with the set-up taken out. The counts are the process's, the in-process
+//! server's share included (of each call's two `writev` and two `recvfrom`, one is the
+//! server's), as in the bench. Timings from it mean little (a process's luck
 //! moves them by several percent, which is why the bench interleaves its contestants); counts
 //! do not drift.
 
@@ -47,6 +51,8 @@ fn main() {
     };
     let n: usize = args.next().expect("N").parse().expect("a number");
     let wave: usize = args.next().map_or(1, |w| w.parse().expect("a number"));
+    // More in flight than the pool holds would open connections while counting.
+    assert!(wave <= POOL, "at most {POOL} calls in flight");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,23 +66,28 @@ fn main() {
     let service = layer_over(store_holding(&tokens, [url.as_str()]))
         .layer(Client::builder(TokioExecutor::new()).build_http());
 
-    // One call, as the bench's shared form makes it.
+    // One call, as the bench's shared form makes it: the request, and the bare caller's clone of
+    // the header, made before the call's future; the rest in it.
     let call = |fill: bool| {
-        let (bare, service, url, header) = (&bare, &service, &url, &header);
+        let mut req = request(&url, None);
+        if fill {
+            req.headers_mut()
+                .insert(FILL_HEADER, http::HeaderValue::from_static("1"));
+        }
+        let header = (!layered).then(|| header.clone());
+        let (bare, service) = (&bare, &service);
         async move {
-            let mut req = request(url, None);
-            if fill {
-                req.headers_mut()
-                    .insert(FILL_HEADER, http::HeaderValue::from_static("1"));
-            }
-            let response = if layered {
-                let mut service = service;
-                let ready = service.ready().await.unwrap();
-                ready.call(req).await.unwrap().map(|b| b.boxed())
-            } else {
-                req.headers_mut()
-                    .insert(http::header::AUTHORIZATION, header.clone());
-                bare.request(req).await.unwrap().map(|b| b.boxed())
+            let response = match header {
+                None => {
+                    let mut service = service;
+                    let ready = service.ready().await.unwrap();
+                    ready.call(req).await.unwrap().map(|b| b.boxed())
+                }
+                Some(header) => {
+                    req.headers_mut()
+                        .insert(http::header::AUTHORIZATION, header);
+                    bare.request(req).await.unwrap().map(|b| b.boxed())
+                }
             };
             assert_eq!(response.status(), 200);
             black_box(response.into_body().collect().await.unwrap().to_bytes());
