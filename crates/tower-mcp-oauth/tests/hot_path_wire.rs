@@ -329,28 +329,52 @@ fn bearer() -> Option<http::HeaderValue> {
     Some(token("wire-token").authorization_value())
 }
 
-#[tokio::test]
-async fn a_request_with_a_body_made_at_run_time_goes_out_as_the_bare_clients() {
-    let (addr, url) = server().await;
+/// Sends `make`'s request bare (with `authorization` added by hand) and through a layer
+/// holding a token for `url` (as `configure` sets it up), in each calling form, each answered
+/// `status`; asserts the layer's writes are the bare client's, and returns the bare client's.
+async fn same_on_the_wire<B>(
+    (addr, url): (SocketAddr, &str),
+    make: impl Fn() -> http::Request<B>,
+    authorization: Option<http::HeaderValue>,
+    configure: impl Fn(OAuthLayer) -> OAuthLayer,
+    status: u16,
+) -> Vec<Vec<u8>>
+where
+    B: Body<Data = Bytes> + Unpin + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut sent = Vec::new();
     for form in [Form::Shared, Form::Cloned] {
-        let layered = layer_holding(&url).await;
+        let layer = configure(layer_holding(url).await);
         let (bare, layered) =
-            bare_and_layered(|| tools_list(&url), bearer(), layered, form, addr, 200).await;
+            bare_and_layered(&make, authorization.clone(), layer, form, addr, status).await;
         assert_eq!(layered, bare, "{form:?}");
-        // What is compared is a request that carried the token, framed by its length, in one
-        // write.
-        let sent = String::from_utf8(bare.concat()).unwrap();
-        assert!(
-            sent.contains("authorization: Bearer wire-token\r\n"),
-            "{sent}"
-        );
-        assert!(sent.contains("content-length: 46\r\n"), "{sent}");
-        assert_eq!(bare.len(), 1, "{sent}");
+        sent = bare;
     }
+    sent
+}
+
+/// The writes as one text, for the checks of what was compared.
+fn text(writes: &[Vec<u8>]) -> String {
+    String::from_utf8(writes.concat()).unwrap()
 }
 
 #[tokio::test]
-async fn a_request_with_a_static_body_and_one_with_none_go_out_as_the_bare_clients() {
+async fn a_request_with_a_body_made_at_run_time_goes_out_as_the_bare_clients() {
+    let (addr, url) = server().await;
+    let writes = same_on_the_wire((addr, &url), || tools_list(&url), bearer(), |l| l, 200).await;
+    // What is compared is a request that carried the token, framed by its length, in one write.
+    let sent = text(&writes);
+    assert!(
+        sent.contains("authorization: Bearer wire-token\r\n"),
+        "{sent}"
+    );
+    assert!(sent.contains("content-length: 46\r\n"), "{sent}");
+    assert_eq!(writes.len(), 1, "{sent}");
+}
+
+#[tokio::test]
+async fn a_request_with_a_static_body_goes_out_as_the_bare_clients() {
     let (addr, url) = server().await;
     let with_static = || {
         http::Request::post(url.as_str())
@@ -360,79 +384,58 @@ async fn a_request_with_a_static_body_and_one_with_none_go_out_as_the_bare_clien
             )))
             .unwrap()
     };
-    // The GET a client opens its event stream with: no body at all. Had the layer's body hidden
-    // its end, hyper would add a `content-length: 0`.
+    let sent = text(&same_on_the_wire((addr, &url), with_static, bearer(), |l| l, 200).await);
+    assert!(sent.contains("content-length: 40\r\n"), "{sent}");
+}
+
+#[tokio::test]
+async fn a_request_with_no_body_goes_out_as_the_bare_clients() {
+    let (addr, url) = server().await;
+    // The GET a client opens its event stream with. Had the layer's body hidden its end, hyper
+    // would add a `content-length: 0`.
     let without = || {
         http::Request::get(url.as_str())
             .header("accept", "text/event-stream")
             .body(Full::new(Bytes::new()))
             .unwrap()
     };
-    for form in [Form::Shared, Form::Cloned] {
-        let layered = layer_holding(&url).await;
-        let (bare, layered) =
-            bare_and_layered(with_static, bearer(), layered, form, addr, 200).await;
-        assert_eq!(layered, bare, "static body, {form:?}");
-
-        let layered = layer_holding(&url).await;
-        let (bare, layered) = bare_and_layered(without, bearer(), layered, form, addr, 200).await;
-        assert_eq!(layered, bare, "no body, {form:?}");
-        let sent = String::from_utf8(bare.concat()).unwrap();
-        assert!(sent.starts_with("GET /mcp HTTP/1.1\r\n"), "{sent}");
-        assert!(!sent.contains("content-length"), "{sent}");
-    }
+    let sent = text(&same_on_the_wire((addr, &url), without, bearer(), |l| l, 200).await);
+    assert!(sent.starts_with("GET /mcp HTTP/1.1\r\n"), "{sent}");
+    assert!(!sent.contains("content-length"), "{sent}");
 }
 
 #[tokio::test]
 async fn a_streamed_body_goes_out_in_the_same_chunks_and_writes() {
     let (addr, url) = server().await;
-    for form in [Form::Shared, Form::Cloned] {
-        let layered = layer_holding(&url).await;
-        let (bare, layered) =
-            bare_and_layered(|| streamed(&url), bearer(), layered, form, addr, 200).await;
-        assert_eq!(layered, bare, "{form:?}");
-        let sent = String::from_utf8(bare.concat()).unwrap();
-        assert!(sent.contains("transfer-encoding: chunked\r\n"), "{sent}");
-    }
+    let sent = text(&same_on_the_wire((addr, &url), || streamed(&url), bearer(), |l| l, 200).await);
+    assert!(sent.contains("transfer-encoding: chunked\r\n"), "{sent}");
 }
 
 #[tokio::test]
 async fn a_sized_body_in_several_frames_goes_out_as_the_bare_clients() {
     let (addr, url) = server().await;
-    for form in [Form::Shared, Form::Cloned] {
-        let layered = layer_holding(&url).await;
-        let (bare, layered) =
-            bare_and_layered(|| sized_in_frames(&url), bearer(), layered, form, addr, 200).await;
-        assert_eq!(layered, bare, "{form:?}");
-        let sent = String::from_utf8(bare.concat()).unwrap();
-        assert!(sent.contains("content-length: 40\r\n"), "{sent}");
-    }
+    let make = || sized_in_frames(&url);
+    let sent = text(&same_on_the_wire((addr, &url), make, bearer(), |l| l, 200).await);
+    assert!(sent.contains("content-length: 40\r\n"), "{sent}");
 }
 
 #[tokio::test]
 async fn a_body_over_the_replay_cap_goes_out_as_the_bare_clients() {
     let (addr, url) = server().await;
-    for form in [Form::Shared, Form::Cloned] {
-        // A cap below the body's size: sent as it is, never kept.
-        let layered = layer_holding(&url).await.max_replay_bytes(8);
-        let (bare, layered) =
-            bare_and_layered(|| tools_list(&url), bearer(), layered, form, addr, 200).await;
-        assert_eq!(layered, bare, "{form:?}");
-    }
+    // A cap below the body's size: sent as it is, never kept.
+    let capped = |layer: OAuthLayer| layer.max_replay_bytes(8);
+    let sent =
+        text(&same_on_the_wire((addr, &url), || tools_list(&url), bearer(), capped, 200).await);
+    assert!(sent.contains("content-length: 46\r\n"), "{sent}");
 }
 
 #[tokio::test]
 async fn a_request_outside_the_layers_servers_goes_out_as_the_bare_clients_without_a_token() {
     let (addr, url) = server().await;
-    for form in [Form::Shared, Form::Cloned] {
-        let elsewhere = McpServers::prefixes([format!("http://{addr}/elsewhere")]).unwrap();
-        let layered = layer_holding(&url).await.only_for(elsewhere);
-        // Outside the servers nothing is added: the server answers 401, which passes on as it
-        // is, and the bare side sends no token either.
-        let (bare, layered) =
-            bare_and_layered(|| tools_list(&url), None, layered, form, addr, 401).await;
-        assert_eq!(layered, bare, "{form:?}");
-        let sent = String::from_utf8(bare.concat()).unwrap();
-        assert!(!sent.contains("authorization"), "{sent}");
-    }
+    let elsewhere = McpServers::prefixes([format!("http://{addr}/elsewhere")]).unwrap();
+    let limited = |layer: OAuthLayer| layer.only_for(elsewhere.clone());
+    // Outside the servers nothing is added: the server answers 401, which passes on as it is,
+    // and the bare side sends no token either.
+    let sent = text(&same_on_the_wire((addr, &url), || tools_list(&url), None, limited, 401).await);
+    assert!(!sent.contains("authorization"), "{sent}");
 }
