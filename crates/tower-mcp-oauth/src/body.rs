@@ -378,6 +378,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_retry_that_reads_past_the_cap_sends_the_whole_body() {
+        // The server answered after the first chunk; the retry reads on from the kept chunk
+        // past the cap. It is the body's last use unless another replay is asked for, so it
+        // streams to the end, and no replay is offered after it.
+        let (mut body, prepared) = prepare(chunks(&["ab", "cd", "ef", "gh"]), 4);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "ab");
+        drop(body);
+        let retry = prepared.replay().unwrap();
+        assert_eq!(collect(retry).await.unwrap(), "abcdefgh");
+        assert!(prepared.replay().is_none());
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_only_the_attempt_that_read_on_goes_on() {
+        // The first attempt is still being sent (its connection polls it) when the retry
+        // reads past the cap: the chunks the first attempt would read next went to the
+        // retry, so it fails rather than send a body with a hole in it.
+        let (mut body, prepared) = prepare(chunks(&["ab", "cd", "ef", "gh"]), 4);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "ab");
+        let retry = prepared.replay().unwrap();
+        assert_eq!(collect(retry).await.unwrap(), "abcdefgh");
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert!(error.to_string().contains("replay buffer"), "{error}");
+        // A replay that had fallen behind when another one capped the body fails the same
+        // way: the chunks it had yet to send are gone.
+        let (mut body, prepared) = prepare(chunks(&["ab", "cd", "ef"]), 4);
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        let (mut ahead, mut behind) = (prepared.replay().unwrap(), prepared.replay().unwrap());
+        let mut sent = Vec::new();
+        while let Some(frame) = ahead.frame().await {
+            sent.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(sent, b"abcdef");
+        assert!(behind.frame().await.unwrap().is_err());
+    }
+
+    #[tokio::test]
     async fn over_the_cap_is_not_replayable() {
         let (body, prepared) = prepare(chunks(&["abcd", "efgh"]), 6);
         assert_eq!(collect(body).await.unwrap(), "abcdefgh");

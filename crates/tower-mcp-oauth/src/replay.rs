@@ -3,7 +3,10 @@
 //! Replay follows the linkerd model: no `B: Clone`, no buffering up front. While the first
 //! attempt streams, each chunk is kept (a refcounted `Bytes` clone, no copy) up to a byte cap;
 //! a replay yields the kept chunks and then, if the first attempt stopped early because the
-//! server answered before reading everything, goes on reading the original body.
+//! server answered before reading everything, goes on reading the original body. A replay that
+//! reads past the cap keeps nothing more and sends the rest (no replay can follow it); only
+//! the attempt that went past the cap reads on, as the chunks any other had yet to send are
+//! gone.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,7 +42,9 @@ pub(crate) struct ReplayBody<B> {
     /// How many kept chunks this handle has yielded.
     pos: usize,
     trailers_sent: bool,
-    is_replay: bool,
+    /// This handle read the body past the cap: the kept chunks were dropped then, so it is the
+    /// one handle that reads on; any other would find its next chunks gone.
+    reads_on: bool,
 }
 
 impl<B: Body> ReplayBody<B> {
@@ -66,7 +71,7 @@ impl<B: Body> ReplayBody<B> {
             }),
             pos: 0,
             trailers_sent: false,
-            is_replay: false,
+            reads_on: false,
         }
     }
 }
@@ -78,7 +83,7 @@ impl<B> ReplayBody<B> {
             shared: Arc::clone(&self.shared),
             pos: 0,
             trailers_sent: false,
-            is_replay: false,
+            reads_on: false,
         }
     }
 
@@ -105,15 +110,20 @@ impl<B> ReplayBody<B> {
             shared: Arc::clone(&self.shared),
             pos: 0,
             trailers_sent: false,
-            is_replay: true,
+            reads_on: false,
         })
     }
 
     pub(crate) fn is_end_stream(&self) -> bool {
         let state = self.lock();
-        state.done
-            && (state.capped || self.pos >= state.chunks.len())
-            && (self.trailers_sent || state.trailers.is_none())
+        // Past the cap, a handle other than the one reading on is not at its end: its next
+        // chunks are gone, and polling it says so.
+        let at_end = if state.capped {
+            self.reads_on
+        } else {
+            self.pos >= state.chunks.len()
+        };
+        state.done && at_end && (self.trailers_sent || state.trailers.is_none())
     }
 }
 
@@ -133,9 +143,12 @@ where
             self.pos += 1;
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
-        if state.capped && self.is_replay {
+        if state.capped && !self.reads_on {
+            // Another attempt read the body past the cap: the chunks this one had yet to send
+            // were dropped then, or went to that attempt. Sending on would leave a hole.
             return Poll::Ready(Some(Err(
-                "request body exceeded the replay buffer during a retry".into(),
+                "request body exceeded the replay buffer while another attempt was sending it"
+                    .into(),
             )));
         }
         if state.done {
@@ -173,8 +186,10 @@ where
                         if !state.capped {
                             state.len += data.len();
                             if state.len > state.max {
+                                // No replay after this one; this attempt sends the rest.
                                 state.capped = true;
                                 state.chunks = Vec::new();
+                                self.reads_on = true;
                             } else {
                                 state.chunks.push(data.clone());
                                 self.pos = state.chunks.len();

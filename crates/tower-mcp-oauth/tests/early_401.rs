@@ -15,7 +15,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mcp_oauth_testkit::{Testkit, TestkitConfig};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+use tower_mcp_oauth::{
+    ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer, DEFAULT_MAX_REPLAY_BYTES,
+};
 
 /// A request body that arrives in chunks over time, with no size known up front.
 struct Trickle(tokio::sync::mpsc::Receiver<Bytes>);
@@ -74,16 +76,20 @@ async fn resource(issuer: String) -> String {
     base
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_body_the_server_did_not_read_is_replayed_whole() {
+/// Sends "hello " and then, after the server has answered `401`, "world", through a layer
+/// that keeps at most `max_replay_bytes` for the retry; the response and the testkit.
+async fn send_trickle(max_replay_bytes: usize) -> (http::Response<hyper::body::Incoming>, Testkit) {
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
     let rs = resource(kit.issuer()).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<OAuthBody<Trickle>>();
     let service = ServiceBuilder::new()
-        .layer(OAuthLayer::new(
-            ClientConfig::new("http://localhost:3000/callback"),
-            HeadlessAuthorizer::new(),
-        ))
+        .layer(
+            OAuthLayer::new(
+                ClientConfig::new("http://localhost:3000/callback"),
+                HeadlessAuthorizer::new(),
+            )
+            .max_replay_bytes(max_replay_bytes),
+        )
         .service(client);
 
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -101,6 +107,12 @@ async fn a_body_the_server_did_not_read_is_replayed_whole() {
         .expect("the layer stalled")
         .unwrap();
     rest.await.unwrap();
+    (response, kit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_server_did_not_read_is_replayed_whole() {
+    let (response, kit) = send_trickle(DEFAULT_MAX_REPLAY_BYTES).await;
     assert_eq!(response.status(), 200);
     let echoed = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(echoed, "hello world", "the retry carried the whole body");
@@ -108,4 +120,14 @@ async fn a_body_the_server_did_not_read_is_replayed_whole() {
         kit.requests().iter().filter(|r| r.path == "/token").count(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_reads_past_the_replay_cap_sends_the_rest() {
+    // "hello " fits the cap of 8 bytes and is kept; "world" takes the retry past it. The retry
+    // is the body's last use, so it sends the rest rather than fail part-way.
+    let (response, _kit) = send_trickle(8).await;
+    assert_eq!(response.status(), 200);
+    let echoed = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(echoed, "hello world", "the retry carried the whole body");
 }
