@@ -350,6 +350,93 @@ mod tests {
         Chunks(parts.iter().copied().collect())
     }
 
+    /// A body of two data frames and trailers, with no size hint.
+    struct WithTrailers(std::collections::VecDeque<Frame<Bytes>>);
+
+    impl Body for WithTrailers {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    fn with_trailers() -> WithTrailers {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-checksum", http::HeaderValue::from_static("abcd"));
+        WithTrailers(
+            [
+                Frame::data(Bytes::from_static(b"ab")),
+                Frame::data(Bytes::from_static(b"cd")),
+                Frame::trailers(trailers),
+            ]
+            .into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_replay_sends_the_trailers_the_first_attempt_sent() {
+        let (mut body, prepared) = prepare(with_trailers(), 64);
+        // As hyper sends a body: frame by frame, and no poll after the trailers.
+        for _ in 0..2 {
+            assert!(body.frame().await.unwrap().unwrap().is_data());
+        }
+        let trailers = body
+            .frame()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_trailers()
+            .unwrap();
+        assert_eq!(trailers["x-checksum"], "abcd");
+        assert!(body.is_end_stream());
+        for _ in 0..2 {
+            let again = prepared.replay().unwrap().collect().await.unwrap();
+            assert_eq!(again.trailers().unwrap()["x-checksum"], "abcd");
+            assert_eq!(again.to_bytes(), "abcd");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replay_is_at_its_end_once_it_sent_every_kept_frame() {
+        let (body, prepared) = prepare(chunks(&["ab", "cd"]), 64);
+        assert!(!body.is_end_stream());
+        assert_eq!(collect(body).await.unwrap(), "abcd");
+        let mut again = prepared.replay().unwrap();
+        for chunk in ["ab", "cd"] {
+            assert!(!again.is_end_stream(), "before {chunk}");
+            assert_eq!(
+                again.frame().await.unwrap().unwrap().into_data().unwrap(),
+                chunk
+            );
+        }
+        assert!(again.is_end_stream());
+        // With trailers kept, not before they are sent.
+        let (body, prepared) = prepare(with_trailers(), 64);
+        collect(body).await.unwrap();
+        let mut again = prepared.replay().unwrap();
+        again.frame().await.unwrap().unwrap();
+        again.frame().await.unwrap().unwrap();
+        assert!(!again.is_end_stream());
+        assert!(again.frame().await.unwrap().unwrap().is_trailers());
+        assert!(again.is_end_stream());
+        // Past the cap: the attempt that read on is at its end when the body is; another
+        // attempt is not (its next chunks are gone, and polling it says so).
+        let (mut body, prepared) = prepare(chunks(&["ab", "cd", "ef"]), 4);
+        body.frame().await.unwrap().unwrap();
+        let mut retry = prepared.replay().unwrap();
+        let mut sent = Vec::new();
+        while let Some(frame) = retry.frame().await {
+            sent.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(sent, b"abcdef");
+        assert!(retry.is_end_stream());
+        assert!(!body.is_end_stream());
+    }
+
     #[tokio::test]
     async fn empty_bodies_are_free_to_replay() {
         let (body, prepared) = prepare(http_body_util::Empty::<Bytes>::new(), 16);

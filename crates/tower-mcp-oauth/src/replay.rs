@@ -199,7 +199,12 @@ where
                     }
                     Err(frame) => match frame.into_trailers() {
                         Ok(trailers) => {
+                            // Trailers end a body (`http_body::Frame`): a sender stops here,
+                            // without polling for the end, so the end is recorded now, and a
+                            // replay sends them after the kept chunks.
                             state.trailers = Some(trailers.clone());
+                            state.done = true;
+                            state.body = None;
                             self.trailers_sent = true;
                             Frame::trailers(trailers)
                         }
