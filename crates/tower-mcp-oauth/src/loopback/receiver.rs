@@ -48,7 +48,10 @@ pub enum LoopbackHost {
     /// `[::1]`.
     Ipv6,
     /// The name `localhost`, for clients registered with it. Listens on `127.0.0.1` and, when
-    /// it can, on `[::1]` with the same port, since a browser may resolve either.
+    /// the machine has IPv6 loopback, on `[::1]` with the same port, since a browser may
+    /// resolve either. A port another process holds on `[::1]` is refused (that process would
+    /// get the authorization response): an ephemeral one is chosen again, a fixed one fails
+    /// to bind.
     Localhost,
 }
 
@@ -159,7 +162,8 @@ impl LoopbackBuilder {
     /// receiver is dropped.
     ///
     /// Fails with [`ErrorKind::InvalidRedirectUri`] if the path is not absolute, and with
-    /// [`ErrorKind::CallbackListener`] if the port is taken.
+    /// [`ErrorKind::CallbackListener`] if the port is taken (for `localhost`, on either
+    /// `127.0.0.1` or `[::1]`).
     pub async fn bind(self) -> Result<LoopbackReceiver, Error> {
         if !self.path.starts_with('/') || self.path.contains(['?', '#']) {
             return Err(Error::new(
@@ -175,19 +179,7 @@ impl LoopbackBuilder {
             LoopbackHost::Ipv6 => (IpAddr::V6(Ipv6Addr::LOCALHOST), "[::1]"),
             LoopbackHost::Localhost => (IpAddr::V4(Ipv4Addr::LOCALHOST), "localhost"),
         };
-        let primary = listen(SocketAddr::new(primary_ip, self.port)).await?;
-        let local_addr = primary
-            .local_addr()
-            .map_err(|e| bind_error(SocketAddr::new(primary_ip, self.port), e))?;
-        let mut listeners = vec![primary];
-        if self.host == LoopbackHost::Localhost {
-            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), local_addr.port());
-            match listen(v6).await {
-                Ok(listener) => listeners.push(listener),
-                // No IPv6, or the port is taken there: browsers fall back to 127.0.0.1.
-                Err(e) => debug!(error = %e, "loopback receiver listens on IPv4 only"),
-            }
-        }
+        let (listeners, local_addr) = self.listeners(primary_ip).await?;
         let redirect_uri = format!("http://{name}:{}{}", local_addr.port(), self.path);
         let waiters = Arc::new(Waiters::default());
         let route = Arc::new(Route {
@@ -211,6 +203,57 @@ impl LoopbackBuilder {
                 tasks,
             }),
         })
+    }
+}
+
+/// How many ephemeral ports `localhost` tries before giving up, when the port the system gave
+/// on 127.0.0.1 is another process's on `[::1]`.
+const LOCALHOST_PORT_TRIES: usize = 8;
+
+impl LoopbackBuilder {
+    /// The listeners for the redirect URI, and the address of the first.
+    ///
+    /// For `localhost`, the same port on `[::1]` too: a browser may resolve the name to either
+    /// family, and tries `::1` first on most systems. A machine without IPv6 loopback gets the
+    /// IPv4 listener alone (the browser's `::1` attempt is refused and it falls back). But if
+    /// another process listens on `[::1]` at that port, the browser would hand the
+    /// authorization response (code and state) to it (RFC 8252 §8.3): an ephemeral port is
+    /// chosen again, and a fixed one is a [`ErrorKind::CallbackListener`] error.
+    async fn listeners(&self, primary_ip: IpAddr) -> Result<(Vec<TcpListener>, SocketAddr), Error> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let primary = listen(SocketAddr::new(primary_ip, self.port)).await?;
+            let local_addr = primary
+                .local_addr()
+                .map_err(|e| bind_error(SocketAddr::new(primary_ip, self.port), e))?;
+            if self.host != LoopbackHost::Localhost {
+                return Ok((vec![primary], local_addr));
+            }
+            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), local_addr.port());
+            match TcpListener::bind(v6).await {
+                Ok(listener) => return Ok((vec![primary, listener], local_addr)),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    if self.port == 0 && tries < LOCALHOST_PORT_TRIES {
+                        continue;
+                    }
+                    return Err(Error::new(
+                        ErrorKind::CallbackListener,
+                        format!(
+                            "another process listens on {v6}, where a browser resolving \
+                             localhost would deliver the authorization response"
+                        ),
+                    )
+                    .with_source(e));
+                }
+                Err(e) => {
+                    // No IPv6 loopback: the browser's attempt on ::1 is refused, and it falls
+                    // back to 127.0.0.1.
+                    debug!(error = %e, "loopback receiver listens on IPv4 only");
+                    return Ok((vec![primary], local_addr));
+                }
+            }
+        }
     }
 }
 

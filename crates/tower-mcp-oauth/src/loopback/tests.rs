@@ -177,6 +177,50 @@ async fn ipv6_and_localhost_hosts() {
 }
 
 #[tokio::test]
+async fn localhost_refuses_a_port_another_process_holds_on_ipv6() {
+    // Another listener on [::1] at the port: a browser resolving localhost would reach it
+    // first and hand it the code and state.
+    let Ok(squatter) = std::net::TcpListener::bind("[::1]:0") else {
+        // No IPv6 loopback here (some sandboxes), so nothing can listen there: a fixed port
+        // binds on IPv4 alone, and the browser's refused ::1 attempt falls back to it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (named, _) = receiver(
+            LoopbackReceiver::builder()
+                .host(LoopbackHost::Localhost)
+                .port(port),
+        )
+        .await;
+        assert_eq!(named.local_addr().port(), port);
+        return;
+    };
+    let port = squatter.local_addr().unwrap().port();
+    let taken = LoopbackReceiver::builder()
+        .host(LoopbackHost::Localhost)
+        .port(port)
+        .bind()
+        .await
+        .err()
+        .expect("a receiver whose [::1] side is another's");
+    assert_eq!(taken.kind(), ErrorKind::CallbackListener, "{taken}");
+    assert!(taken.to_string().contains("another process"), "{taken}");
+    // The IPv4 side is given back with the error: the same port binds there now.
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("127.0.0.1 released");
+    drop(squatter);
+    // Free on both: the same fixed port works.
+    let (named, _) = receiver(
+        LoopbackReceiver::builder()
+            .host(LoopbackHost::Localhost)
+            .port(port),
+    )
+    .await;
+    assert_eq!(named.local_addr().port(), port);
+}
+
+#[tokio::test]
 async fn the_right_state_completes_the_flow() {
     let (receiver, announced) = receiver(LoopbackReceiver::builder()).await;
     let waiting = start(&receiver, "the-state").await;
