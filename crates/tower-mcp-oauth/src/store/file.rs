@@ -168,10 +168,18 @@ impl FileStore {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| io_error("cannot read", path, e))?;
+        // The serde error's text is left out: it may quote part of the file, which may be a
+        // token; its category and position are enough to find the problem (as Redis's codec).
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             Error::new(
                 ErrorKind::Store,
-                format!("{} is not a valid store file: {e}", path.display()),
+                format!(
+                    "{} is not a valid store file ({:?} error at line {}, column {})",
+                    path.display(),
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
             )
         })
     }
@@ -431,6 +439,37 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_file_that_does_not_parse_is_a_store_error_that_quotes_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        let url = "https://rs/mcp";
+        store.save_tokens(url, &tokens("a")).await.unwrap();
+        // A secret where the file's reader expects a number (a downgrade that changed a
+        // field's form): serde's own message would quote it.
+        let path = store.tokens_path(url);
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        fn first_number(v: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
+            match v {
+                serde_json::Value::Number(_) => Some(v),
+                serde_json::Value::Object(map) => map.values_mut().find_map(first_number),
+                serde_json::Value::Array(items) => items.iter_mut().find_map(first_number),
+                _ => None,
+            }
+        }
+        let number = first_number(&mut json).expect("a numeric field");
+        *number = serde_json::Value::String("rt-hunter2".into());
+        std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        let error = store.load_tokens(url).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Store, "{error:#}");
+        assert!(
+            !format!("{error:#} {error:?}").contains("hunter2"),
+            "{error:#}"
+        );
+        assert!(error.to_string().contains("line 1, column"), "{error:#}");
     }
 
     #[tokio::test]
