@@ -505,6 +505,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_of_exactly_the_cap_is_replayable() {
+        let (body, prepared) = prepare(chunks(&["ab", "cd"]), 4);
+        assert_eq!(collect(body).await.unwrap(), "abcd");
+        assert_eq!(collect(prepared.replay().unwrap()).await.unwrap(), "abcd");
+    }
+
+    #[tokio::test]
     async fn over_the_cap_is_not_replayable() {
         let (body, prepared) = prepare(chunks(&["abcd", "efgh"]), 6);
         assert_eq!(collect(body).await.unwrap(), "abcdefgh");
