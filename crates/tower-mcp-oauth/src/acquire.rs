@@ -96,12 +96,10 @@ where
             // A flow this caller ran may have been granted fewer scopes than it asked for: the
             // new token is used anyway, the resource decides, and the step-up bound keeps a
             // server that never grants them from making the layer ask forever.
+            // The header of the session in hand: looked up again, a logout in between could
+            // have removed it.
             Some(s) if s.epoch > sent.epoch && (started || need.met_by(&s.tokens)) => {
-                return Ok(state
-                    .cache
-                    .header(uri)
-                    .map(|(h, _)| h)
-                    .expect("session present"))
+                return Ok(s.authorization().clone())
             }
             // Joined a flow run for another need: run ours next.
             _ if !started => continue,

@@ -45,6 +45,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The `Authorization` value its requests carry.
+    pub(crate) fn authorization(&self) -> &HeaderValue {
+        &self.header
+    }
+
     /// The tokens, when each request must carry a DPoP proof for them.
     fn dpop_tokens(&self) -> Option<Arc<TokenSet>> {
         self.dpop.then(|| Arc::clone(&self.tokens))
