@@ -298,6 +298,9 @@ mod tests {
             "http://[::1]:08080/mcp",
             "http://localhost:/mcp",
             "http://127.0.0.1:/x",
+            // Below the prefix by its bytes, out of it once a server removes dot-segments.
+            "https://example.com/a/b/../../x",
+            "http://localhost:3000/mcp/%2E%2e/admin",
             "/mcp",
         ];
         let mut agreed = 0;
