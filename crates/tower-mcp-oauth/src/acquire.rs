@@ -14,6 +14,7 @@ use crate::bounds::{InnerService, ResponseBody};
 use crate::cache::Sent;
 use crate::client::HttpClient;
 use crate::driver;
+use crate::flight::LogoutGeneration;
 use crate::need::Need;
 use crate::state::LayerState;
 use crate::store::StoreLock;
@@ -121,6 +122,12 @@ async fn run_flight(
     need: Need,
     sent: Sent,
 ) -> Result<(), Error> {
+    // The logouts so far, taken before the tokens the flow starts from are read: a logout
+    // that runs while this flow waits (for the store's lock, its reads, the user) comes after
+    // it, and overrules what the flow gets.
+    let generation = state
+        .flights
+        .logout_generation(server_url_from_uri(uri)?.as_str());
     let now = state.now();
     // The flow that served this need may have finished between the caller's check and this
     // flow's start: then there is nothing left to do.
@@ -157,7 +164,7 @@ async fn run_flight(
         (Some((_, resource)), true) => Some(state.store.lock(resource.as_str()).await?),
         _ => None,
     };
-    let result = under_lock(state, client, uri, need, held, &mut lock).await;
+    let result = under_lock(state, client, uri, need, held, generation, &mut lock).await;
     // Given back as soon as the work is done, and waited for: a process that exits right
     // after a refresh must not leave the others waiting out a lease.
     if let Some(lock) = lock.take() {
@@ -174,6 +181,7 @@ async fn under_lock(
     uri: &Uri,
     need: Need,
     held: Option<Held>,
+    generation: LogoutGeneration,
     lock: &mut Option<StoreLock>,
 ) -> Result<(), Error> {
     let held = match held {
@@ -208,6 +216,6 @@ async fn under_lock(
         .challenge(need.challenge())
         .trigger(need.trigger())
         .held(held_tokens, resource);
-    let run = driver::run(state, client, start, &flight_key(uri), lock).await?;
+    let run = driver::run(state, client, start, generation, &flight_key(uri), lock).await?;
     stored::write_back(state, run, held).await
 }

@@ -47,6 +47,9 @@ pub(crate) fn random_secrets() -> Result<FlowSecrets, Error> {
 /// `oauth_request` span (purpose, method, URL). URLs are discovery and endpoint URLs only; the
 /// authorization request is logged through its redacting `Debug`, never with its query.
 ///
+/// `generation` is the logouts the caller saw before it read the tokens the flow starts from:
+/// a logout since then overrules the flow's tokens.
+///
 /// `lock` is the store's refresh lock when the flow starts from a refresh: it is released as
 /// soon as the refresh is refused for good, so the authorization that follows (a user at a
 /// browser, for minutes) does not keep other callers and processes waiting.
@@ -54,11 +57,11 @@ pub(crate) async fn run(
     state: &LayerState,
     client: HttpClient,
     start: FlowStart,
+    generation: LogoutGeneration,
     key: &str,
     lock: &mut Option<StoreLock>,
 ) -> Result<Run, Error> {
     let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
-    let generation = state.flights.logout_generation(start.server_url.as_str());
     // Every sub-request of the flow, and of its authorizer, is bounded on its own.
     let client = match &state.timer {
         Some(timer) => client.with_timeout(state.limits.request_timeout, Arc::clone(timer)),

@@ -14,7 +14,7 @@ use http::Uri;
 use mcp_oauth_flow::{
     discovery::server_url_from_uri,
     token::{is_spent, TokenSet},
-    Error, FlowOutcome,
+    Error, ErrorKind, FlowOutcome,
 };
 use tracing::{debug, warn};
 use url::Url;
@@ -163,7 +163,7 @@ pub(crate) async fn write_back(
     } = run;
     let resource = outcome.protected_resource.clone();
     generation.check(&state.flights, Some(resource.as_str()))?;
-    let installed = write_and_install(state, outcome, held, dropped_tokens).await;
+    let installed = write_and_install(state, outcome, held, dropped_tokens).await?;
     if let Err(e) = generation.check(&state.flights, Some(resource.as_str())) {
         debug!(%resource, "logged out while the tokens were written; removing them");
         state.cache.remove(&resource);
@@ -180,13 +180,14 @@ pub(crate) async fn write_back(
 }
 
 /// The write of [`write_back`]; returns the tokens installed (the flow's, or a refresh race's
-/// winner's).
+/// winner's), or [`ErrorKind::LoggedOut`] when a refresh finds its tokens removed from the
+/// store.
 async fn write_and_install(
     state: &LayerState,
     outcome: FlowOutcome,
     held: Option<Held>,
     dropped_tokens: bool,
-) -> TokenSet {
+) -> Result<TokenSet, Error> {
     let store = &state.store;
     let key = outcome.protected_resource.as_str().to_owned();
     let (held_tokens, resource) = match held {
@@ -213,7 +214,23 @@ async fn write_and_install(
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
             install(state, outcome.protected_resource, (*winner).clone());
-            return *winner;
+            return Ok(*winner);
+        }
+        // The tokens the refresh started from were removed while it ran: a logout, in this
+        // process after the flow's generation was taken, or in another sharing the store. A
+        // refresh only renews a login, so it does not bring one back; the new tokens are
+        // dropped (not revoked: the logout revoked the grant they came from, where the server
+        // can).
+        Ok(Replaced::Conflict(None)) if outcome.refreshed => {
+            debug!(resource = %key, "the stored tokens were removed during the refresh");
+            state.cache.remove(&outcome.protected_resource);
+            return Err(Error::new(
+                ErrorKind::LoggedOut,
+                format!(
+                    "the tokens for {key} were removed from the store (a logout) while they were \
+                     being refreshed; the refreshed tokens were discarded"
+                ),
+            ));
         }
         Ok(_) => {
             // A new authorization is what the user just approved: it wins.
@@ -224,5 +241,5 @@ async fn write_and_install(
         Err(e) => warn!(error = %e, "could not store tokens; they are kept in memory"),
     }
     install(state, outcome.protected_resource, outcome.tokens.clone());
-    outcome.tokens
+    Ok(outcome.tokens)
 }

@@ -13,7 +13,10 @@ use mcp_oauth_testkit::{CannedResponse, ServerRole, Testkit, TestkitConfig};
 use serde_json::json;
 use support::{http_client, jsonrpc, HttpClient};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_mcp_oauth::{ClientConfig, ErrorKind, FileStore, OAuthLayer, OAuthService, TokenStore};
+use tower_mcp_oauth::{
+    BoxFuture, ClientConfig, ClientRegistration, ErrorKind, FileStore, OAuthLayer, OAuthService,
+    Replaced, StoreLock, TokenSet, TokenStore, DEFAULT_MAX_RESPONSE_BYTES,
+};
 
 use support::lifecycle::*;
 
@@ -416,4 +419,138 @@ async fn with_an_executor_an_abandoned_refresh_still_finishes() {
         .expect("the refresh lock is still held");
     lock.unwrap().release().await;
     assert_eq!(grants(&kit, "refresh_token").len(), 1);
+}
+
+fn logout_client() -> tower_mcp_oauth::HttpClient {
+    tower_mcp_oauth::HttpClient::from_service(http_client(), DEFAULT_MAX_RESPONSE_BYTES)
+}
+
+/// A shared store that says when a caller asks for its refresh lock.
+struct LockWatch {
+    store: Arc<tower_mcp_oauth::MemoryStore>,
+    asked: Arc<tokio::sync::Notify>,
+}
+
+impl TokenStore for LockWatch {
+    fn load_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, tower_mcp_oauth::Error>> {
+        self.store.load_tokens(resource)
+    }
+    fn save_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        tokens: &'a TokenSet,
+    ) -> BoxFuture<'a, Result<(), tower_mcp_oauth::Error>> {
+        self.store.save_tokens(resource, tokens)
+    }
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Replaced, tower_mcp_oauth::Error>> {
+        self.store.compare_and_swap_tokens(resource, current, new)
+    }
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRegistration>, tower_mcp_oauth::Error>> {
+        self.store.load_client(issuer)
+    }
+    fn save_client<'a>(
+        &'a self,
+        registration: &'a ClientRegistration,
+    ) -> BoxFuture<'a, Result<(), tower_mcp_oauth::Error>> {
+        self.store.save_client(registration)
+    }
+    fn remove_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<(), tower_mcp_oauth::Error>> {
+        self.store.remove_client(issuer)
+    }
+    fn lock<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<StoreLock, tower_mcp_oauth::Error>> {
+        self.asked.notify_one();
+        self.store.lock(resource)
+    }
+}
+
+/// A logged-in layer over a shared store, its refresh due, and the store's refresh lock held
+/// by the test (as another process would hold it): the next call's refresh waits for it.
+struct RefreshWaiting {
+    layer: OAuthLayer,
+    store: Arc<tower_mcp_oauth::MemoryStore>,
+    pending: tokio::task::JoinHandle<Result<http::StatusCode, tower_mcp_oauth::Error>>,
+    lock: StoreLock,
+}
+
+impl RefreshWaiting {
+    async fn start(kit: &Testkit, clock: &TestClock) -> Self {
+        let store = Arc::new(tower_mcp_oauth::MemoryStore::new());
+        let asked = Arc::new(tokio::sync::Notify::new());
+        let watch = LockWatch {
+            store: Arc::clone(&store),
+            asked: Arc::clone(&asked),
+        };
+        let layer = layer(clock).token_store(watch);
+        let svc = service(layer.clone());
+        assert_eq!(call(&svc, kit, "tools/list").await.status(), 200);
+        let lock = store.lock(&kit.resource_url()).await.unwrap();
+        clock.set(3550);
+        let pending = tokio::spawn({
+            let url = kit.resource_url();
+            async move {
+                svc.oneshot(jsonrpc(&url, 1, "tools/list", json!({})))
+                    .await
+                    .map(|r| r.status())
+            }
+        });
+        asked.notified().await;
+        Self {
+            layer,
+            store,
+            pending,
+            lock,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_while_a_refresh_waits_for_the_lock_is_not_undone() {
+    let kit = Testkit::start(TestkitConfig::default().token_lifetime_secs(3600))
+        .await
+        .unwrap();
+    let clock = TestClock::default();
+    let waiting = RefreshWaiting::start(&kit, &clock).await;
+    let url = kit.resource_url();
+    waiting.layer.logout(&url, &logout_client()).await.unwrap();
+    waiting.lock.release().await;
+    let err = waiting.pending.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LoggedOut, "{err}");
+    assert!(waiting.store.load_tokens(&url).await.unwrap().is_none());
+    assert!(!waiting.layer.status(&url).await.unwrap().connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_in_another_process_while_a_refresh_waits_is_not_undone() {
+    let kit = Testkit::start(TestkitConfig::default().token_lifetime_secs(3600))
+        .await
+        .unwrap();
+    let clock = TestClock::default();
+    let waiting = RefreshWaiting::start(&kit, &clock).await;
+    let url = kit.resource_url();
+    // Another process on the same store logs out: it holds no session, it finds the stored one.
+    let elsewhere = layer(&clock).token_store(Arc::clone(&waiting.store));
+    let logout = elsewhere.logout(&url, &logout_client()).await.unwrap();
+    assert!(logout.resource.is_some(), "the stored tokens were found");
+    waiting.lock.release().await;
+    let err = waiting.pending.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LoggedOut, "{err}");
+    assert!(waiting.store.load_tokens(&url).await.unwrap().is_none());
+    assert!(!waiting.layer.status(&url).await.unwrap().connected);
 }
