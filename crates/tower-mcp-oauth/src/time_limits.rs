@@ -137,4 +137,10 @@ impl OAuthLayer {
         self.state_mut().timer = Some(Arc::new(timer));
         self
     }
+
+    /// The timer as the web API keeps it (`None`: limits not enforced), for its users' layers.
+    pub(crate) fn timer_option(mut self, timer: Option<Arc<dyn Timer>>) -> Self {
+        self.state_mut().timer = timer;
+        self
+    }
 }

@@ -198,3 +198,26 @@ async fn a_logout_during_a_running_flow_wins() {
     assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
     assert!(layer.status(&url).await.unwrap().connected);
 }
+
+/// A web login's calls are bounded like the layer's flows: a token endpoint that never
+/// answers ends `complete` with a Timeout naming the limit, recorded in the user's status.
+#[tokio::test]
+async fn a_web_login_whose_token_endpoint_stalls_times_out() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let login = WebLogin::new(ClientConfig::new(REDIRECT), client())
+        .request_timeout(Duration::from_millis(300))
+        .flow_deadline(Duration::from_secs(5));
+    let url = kit.resource_url();
+    let started = login.start("alice", &url).await.unwrap();
+    let callback = approve(&started).await;
+    kit.inject_fault(Step::Token, Fault::Stall);
+    let err = tokio::time::timeout(Duration::from_secs(10), login.complete("alice", &callback))
+        .await
+        .expect("complete was not bounded")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("within 300 ms"), "{err}");
+    let status = login.status("alice", &url).await.unwrap();
+    assert!(!status.connected);
+    assert_eq!(status.last_error.unwrap().kind, ErrorKind::Timeout);
+}

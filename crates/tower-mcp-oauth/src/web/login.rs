@@ -22,6 +22,7 @@ use crate::client::HttpClient;
 use crate::clock::Clock;
 use crate::layer::OAuthLayer;
 use crate::store::{MemoryStore, TokenStore};
+use crate::timer::{human, within, Timer};
 
 /// How long a started login waits for its callback by default: the layer's
 /// [`DEFAULT_CONSENT_TIMEOUT`](crate::DEFAULT_CONSENT_TIMEOUT), 10 minutes, the lifetime
@@ -68,6 +69,11 @@ pub struct WebLogin {
     /// DPoP with the defaults: offered when the server advertises it; the key is stored with
     /// each user's tokens, so the user's layer proves with it.
     dpop: Arc<crate::dpop::DpopState>,
+    /// The bound of each sub-request of `start` and `complete`, and of each call's whole drive.
+    request_timeout: Duration,
+    flow_deadline: Duration,
+    /// What the limits run on; `None` (no `tokio` feature, no timer given): not enforced.
+    timer: Option<Arc<dyn Timer>>,
 }
 
 impl std::fmt::Debug for WebLogin {
@@ -135,7 +141,86 @@ impl WebLogin {
             layers: UserLayers::default(),
             clock,
             dpop: Arc::default(),
+            request_timeout: crate::DEFAULT_REQUEST_TIMEOUT,
+            flow_deadline: crate::DEFAULT_FLOW_DEADLINE,
+            timer: crate::timer::default_timer(),
         }
+    }
+
+    /// The time one sub-request of [`start`](Self::start) or [`complete`](Self::complete) may
+    /// take (discovery, registration, the token request), from sending it to the last byte of
+    /// its body; past it the call fails with [`ErrorKind::Timeout`] naming the URL and the
+    /// limit. The users' own layers ([`layer_for`](Self::layer_for)) bound their refreshes the
+    /// same way. Default: [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT) (30 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, HttpClient};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // An MCP server that accepts the connection and never answers.
+    /// let stalled = HttpClient::from_fn(|_req| std::future::pending());
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), stalled)
+    ///     .request_timeout(Duration::from_secs(5));
+    /// let error = login.start("alice", "https://mcp.example.com/mcp").await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Timeout);
+    /// assert!(error.to_string().contains("within 5 s"), "{error}");
+    /// # }
+    /// ```
+    pub fn request_timeout(mut self, limit: Duration) -> Self {
+        self.request_timeout = limit;
+        self
+    }
+
+    /// The time one call of [`start`](Self::start) or [`complete`](Self::complete) may take
+    /// in all, every sub-request and store access (the user's time at the authorization server
+    /// is between the two calls, so it is not counted); past it the call fails with
+    /// [`ErrorKind::Timeout`] naming the server and the limit. Default:
+    /// [`DEFAULT_FLOW_DEADLINE`](crate::DEFAULT_FLOW_DEADLINE) (2 minutes).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, HttpClient};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // Every answer takes 4 s and is a 404: each is within the request timeout, together
+    /// // they pass the deadline.
+    /// let slow = HttpClient::from_fn(|_req| async {
+    ///     tokio::time::sleep(Duration::from_secs(4)).await;
+    ///     Ok(http::Response::builder().status(404).body(Bytes::new()).unwrap())
+    /// });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), slow)
+    ///     .request_timeout(Duration::from_secs(5))
+    ///     .flow_deadline(Duration::from_secs(6));
+    /// let error = login.start("alice", "https://mcp.example.com/mcp").await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Timeout);
+    /// assert!(error.to_string().contains("within its 6 s deadline"), "{error}");
+    /// # }
+    /// ```
+    pub fn flow_deadline(mut self, limit: Duration) -> Self {
+        self.flow_deadline = limit;
+        self
+    }
+
+    /// The timer the time limits run on, for the logins and the users' layers. Default:
+    /// [`TokioTimer`](crate::TokioTimer) with the `tokio` feature (on by default); without
+    /// it, none, and the limits are not enforced until one is set.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient, TokioTimer};
+    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .timer(TokioTimer);
+    /// # let _ = login;
+    /// ```
+    pub fn timer(mut self, timer: impl Timer) -> Self {
+        self.timer = Some(Arc::new(timer));
+        self
     }
 
     /// Keeps every user's tokens (under [`UserTokenStore`] keys) and the app's registrations
@@ -280,7 +365,7 @@ impl WebLogin {
             FlowStart::new(server_url.clone()),
             self.clock.now(),
         )?;
-        let driven = drive(&mut flow, &self.io()).await;
+        let driven = self.drive_bounded(&mut flow, &server_url).await;
         if let Err(e) = &driven {
             self.record_outcome(user, &server_url, &Err(e.clone()))
                 .await;
@@ -375,7 +460,7 @@ impl WebLogin {
         let server_url = login.server_url().clone();
         let mut flow = Flow::resume(Arc::clone(&self.config), login.into_authorization(), now)?;
         flow.handle_authorization_response_at(response, now);
-        let driven = drive(&mut flow, &self.io()).await;
+        let driven = self.drive_bounded(&mut flow, &server_url).await;
         if let Err(e) = &driven {
             self.record_outcome(user, &server_url, &Err(e.clone()))
                 .await;
@@ -452,6 +537,9 @@ impl WebLogin {
                 // layer never prompts, and its "must connect" answer must not turn into an
                 // AuthorizationLimit error for a user who keeps coming back unconnected.
                 .authorization_budget(u32::MAX, Duration::ZERO)
+                .request_timeout(self.request_timeout)
+                .flow_deadline(self.flow_deadline)
+                .timer_option(self.timer.clone())
         })
     }
 
@@ -531,12 +619,33 @@ impl WebLogin {
         self.layer_for(user).logout(server_url, &self.client).await
     }
 
-    fn io(&self) -> Io<'_> {
-        Io {
-            client: &self.client,
+    /// Drives `flow` until it needs the user or ends, each sub-request within the request
+    /// timeout and the whole within the flow deadline.
+    async fn drive_bounded(&self, flow: &mut Flow, server_url: &Url) -> Result<Step, Error> {
+        let timer = self.timer.as_deref();
+        let client = match &self.timer {
+            Some(timer) => self
+                .client
+                .clone()
+                .with_timeout(self.request_timeout, Arc::clone(timer)),
+            None => self.client.clone(),
+        };
+        let io = Io {
+            client: &client,
             store: &*self.store,
             clock: &self.clock,
             dpop: &self.dpop,
-        }
+        };
+        within(timer, self.flow_deadline, drive(flow, &io))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the login for {server_url} did not finish within its {} deadline",
+                        human(self.flow_deadline)
+                    ),
+                ))
+            })
     }
 }
