@@ -203,8 +203,7 @@ async fn localhost_refuses_a_port_another_process_holds_on_ipv6() {
         .port(port)
         .bind()
         .await
-        .err()
-        .expect("a receiver whose [::1] side is another's");
+        .expect_err("a receiver whose [::1] side is another's");
     assert_eq!(taken.kind(), ErrorKind::CallbackListener, "{taken}");
     assert!(taken.to_string().contains("another process"), "{taken}");
     // The IPv4 side is given back with the error: the same port binds there now.
