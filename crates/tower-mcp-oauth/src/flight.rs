@@ -23,6 +23,11 @@ use crate::store::memory::lock;
 use crate::store::LastFlow;
 use crate::BoxFuture;
 
+/// How many different sets of scopes one origin may have step-ups outstanding for (asked,
+/// not yet followed by a success): bounds the memory a server naming new scopes in every
+/// challenge could make the layer keep.
+const MAX_OUTSTANDING_STEP_UPS: usize = 16;
+
 /// The single-flight key: the request's origin. One flow per origin at a time; a caller whose
 /// need the finished flow did not meet runs its own next. Logouts and last flows are kept per
 /// MCP server instead ([`server_key`]): two servers on one origin are two statuses.
@@ -174,7 +179,22 @@ impl Flights {
     /// Counts a step-up for `scope` at `key`; refuses once `max` were made without success.
     pub(crate) fn try_step_up(&self, key: &str, scope: &str, max: u32) -> Result<(), Error> {
         let mut map = lock(&self.step_ups);
-        let count = map.entry((key.to_owned(), scope.to_owned())).or_insert(0);
+        let entry = (key.to_owned(), scope.to_owned());
+        // The scopes come from the server's challenge: one that names new ones every time
+        // would add an entry per flow, for ever. A server with this many step-ups outstanding
+        // (none of them followed by a success) gets no new one.
+        if !map.contains_key(&entry)
+            && map.keys().filter(|(k, _)| k == key).count() >= MAX_OUTSTANDING_STEP_UPS
+        {
+            return Err(Error::new(
+                ErrorKind::StepUpLimit,
+                format!(
+                    "{key} asked for {MAX_OUTSTANDING_STEP_UPS} different sets of scopes \
+                     without accepting any it was given; not asking for more"
+                ),
+            ));
+        }
+        let count = map.entry(entry).or_insert(0);
         if *count >= max {
             return Err(Error::new(
                 ErrorKind::StepUpLimit,
@@ -188,6 +208,8 @@ impl Flights {
     }
 
     /// A request succeeded after a step-up for `scope`: the need is met.
+    ///
+    /// (The count it clears is one of at most [`MAX_OUTSTANDING_STEP_UPS`] per origin.)
     pub(crate) fn step_up_succeeded(&self, key: &str, scope: &str) {
         lock(&self.step_ups).remove(&(key.to_owned(), scope.to_owned()));
     }
@@ -408,6 +430,23 @@ mod tests {
         flights.try_step_up("k", "write", 3).unwrap();
         flights.step_up_succeeded("k", "admin");
         flights.try_step_up("k", "admin", 3).unwrap();
+    }
+
+    #[test]
+    fn a_server_naming_new_scopes_every_time_is_bounded() {
+        let flights = Flights::default();
+        for i in 0..MAX_OUTSTANDING_STEP_UPS {
+            flights.try_step_up("k", &format!("s{i}"), 3).unwrap();
+        }
+        let refused = flights.try_step_up("k", "one-more", 3).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::StepUpLimit);
+        assert_eq!(lock(&flights.step_ups).len(), MAX_OUTSTANDING_STEP_UPS);
+        // A need already counted is counted on, another origin has its own room, and a
+        // success makes room again.
+        flights.try_step_up("k", "s0", 3).unwrap();
+        flights.try_step_up("other", "one-more", 3).unwrap();
+        flights.step_up_succeeded("k", "s1");
+        flights.try_step_up("k", "one-more", 3).unwrap();
     }
 
     #[test]
