@@ -1,5 +1,5 @@
 //! The refresh lease of a [`RedisStore`]: taken with `SET NX PX` and a bounded, jittered
-//! backoff, released by a compare-and-delete script.
+//! backoff, renewed while its holder lives, released by a compare-and-delete script.
 
 use std::time::Duration;
 
@@ -7,10 +7,11 @@ use ::redis::aio::ConnectionManager;
 use ::redis::RedisError;
 use mcp_oauth_flow::{Error, ErrorKind};
 use tokio::runtime::Handle;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::scripts::RELEASE;
+use super::scripts::{RELEASE, RENEW};
 use super::{redis_error, RedisStore, LOCK};
 
 /// The first pause between two attempts to take a held lease; it doubles up to
@@ -26,11 +27,12 @@ impl RedisStore {
         // Returned once the SET succeeds; dropped on any other way out, which deletes the key
         // only if it holds this lease's token. After an error that matters: the SET may have
         // been applied with only its reply lost, and must not block the fleet for a whole TTL.
-        let lease = Lease {
+        let mut lease = Lease {
             conn: self.conn.clone(),
             key: self.key(LOCK, resource),
             token: lease_token()?,
             runtime,
+            renewal: None,
         };
         let ttl_ms = u64::try_from(self.lock_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut set = ::redis::cmd("SET");
@@ -44,7 +46,10 @@ impl RedisStore {
         let mut attempt = 0u32;
         loop {
             match set.query_async::<Option<String>>(&mut conn).await {
-                Ok(Some(_)) => return Ok(lease),
+                Ok(Some(_)) => {
+                    lease.renewal = Some(lease.renew_every(self.lock_ttl));
+                    return Ok(lease);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     return Err(redis_error(
@@ -83,11 +88,60 @@ pub(super) struct Lease {
     /// The runtime the lease was taken on: `Drop` is synchronous, so the release (one round trip)
     /// is spawned there. If that runtime is gone, the TTL frees the lease.
     runtime: Handle,
+    /// The task that keeps the lease alive while it is held (see [`Lease::renew_every`]).
+    renewal: Option<AbortHandle>,
 }
 
 impl Lease {
+    /// Extends the lease to `ttl` again every third of it, for as long as it is held: a
+    /// refresh may take longer than the TTL (the layer allows each token request 30 s, a DPoP
+    /// nonce challenge makes two, and the flow deadline is 2 minutes), and a lease that expired
+    /// under its holder lets another process send the same refresh token, which a server with
+    /// reuse detection answers by revoking the grant (RFC 6749 §10.4, RFC 9700 §4.14.2). The
+    /// TTL keeps its job: a crashed holder renews nothing, and its lease expires within it.
+    fn renew_every(&self, ttl: Duration) -> AbortHandle {
+        let (mut conn, key, token) = (self.conn.clone(), self.key.clone(), self.token.clone());
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let every = (ttl / 3).max(Duration::from_millis(1));
+        self.runtime
+            .spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let renewed: Result<i64, RedisError> = RENEW
+                        .key(&key)
+                        .arg(&token)
+                        .arg(ttl_ms)
+                        .invoke_async(&mut conn)
+                        .await;
+                    match renewed {
+                        Ok(1) => {}
+                        Ok(_) => {
+                            warn!(%key, "a refresh lease expired while it was held; not renewing it");
+                            return;
+                        }
+                        // The next renewal may get through; the TTL still runs meanwhile.
+                        Err(e) => warn!(%key, error = %e, "could not renew a refresh lease"),
+                    }
+                }
+            })
+            .abort_handle()
+    }
+
+    /// A holder that dies without releasing: no renewal and no release, so the lease lives
+    /// out its TTL.
+    #[cfg(test)]
+    pub(super) fn crash(mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        std::mem::forget(self);
+    }
+
     /// Releases the lease now and waits for the answer.
     pub(super) async fn release_now(mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
         let mut conn = self.conn.clone();
         let key = std::mem::take(&mut self.key);
         let token = std::mem::take(&mut self.token);
@@ -99,6 +153,9 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
         if self.key.is_empty() {
             // Already released by `release_now`.
             return;

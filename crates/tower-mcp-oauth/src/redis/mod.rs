@@ -80,7 +80,9 @@ const STATUS: &str = "status";
 /// - [`compare_and_swap_tokens`](TokenStore::compare_and_swap_tokens) is one Lua script, atomic
 ///   in Redis.
 /// - [`lock`](TokenStore::lock) is a lease: `SET {prefix}:lock:{resource} <random> NX PX <ttl>`,
-///   retried with a bounded backoff until [`lock_wait`](Self::lock_wait) runs out. Dropping the
+///   retried with a bounded backoff until [`lock_wait`](Self::lock_wait) runs out, and renewed
+///   every third of its TTL while held (a compare-and-`PEXPIRE` script), so a refresh slower
+///   than the TTL keeps it. Dropping the
 ///   guard deletes the lease if it is still this holder's (a compare-and-delete script, spawned
 ///   on the runtime that took the lease, since `Drop` cannot wait); a crashed holder's lease,
 ///   or that of a process whose runtime ended before the release ran, expires after
@@ -256,10 +258,11 @@ impl RedisStore {
     /// How long a refresh lease lives if its holder never releases it (default
     /// [`DEFAULT_LOCK_TTL`], at least 1 ms).
     ///
-    /// Make it longer than the slowest token request you tolerate: a holder that overruns its
-    /// lease lets another process refresh with the same refresh token. The compare-and-swap
-    /// still keeps the store right (the second writer adopts the first one's tokens), but a
-    /// server with reuse detection may already have revoked the grant (RFC 6749 §10.4).
+    /// A holder renews its lease every third of the TTL for as long as it holds it, so a
+    /// refresh slower than the TTL keeps the lease; the TTL is how long a holder that crashed
+    /// (or lost its connection to Redis) keeps the others waiting. Without the renewal, an
+    /// expired lease would let another process refresh with the same refresh token, which a
+    /// server with reuse detection answers by revoking the grant (RFC 6749 §10.4).
     ///
     /// ```no_run
     /// use std::time::Duration;

@@ -59,3 +59,16 @@ return 0
 "#,
     )
 });
+
+/// Extends a lease only if it is still ours. KEYS[1]: the lease key, ARGV[1]: our lease token,
+/// ARGV[2]: the new time-to-live in milliseconds. Returns 1 if extended, 0 if not ours.
+pub(super) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"#,
+    )
+});

@@ -278,8 +278,8 @@ async fn a_crashed_holders_lease_expires_after_its_ttl() {
     let lease = crashed.acquire(RESOURCE).await.unwrap();
     let pttl: i64 = raw(&crashed, ::redis::cmd("PTTL").arg(&lease.key)).await;
     assert!((1..=300).contains(&pttl), "{pttl}");
-    // A crash: the guard is never dropped, so the lease is never released.
-    std::mem::forget(lease);
+    // A crash: the guard is never dropped, so the lease is neither renewed nor released.
+    lease.crash();
 
     let _guard = tokio::time::timeout(Duration::from_secs(5), survivor.lock(RESOURCE))
         .await
@@ -287,6 +287,26 @@ async fn a_crashed_holders_lease_expires_after_its_ttl() {
         .unwrap();
     // Not before the TTL (less Redis's millisecond rounding).
     assert!(taken.elapsed() >= Duration::from_millis(295));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lease_outlives_its_ttl_until_released() {
+    let server = RedisServer::start();
+    let holder = connect(&server).await.lock_ttl(Duration::from_millis(300));
+    let other = connect(&server).await.lock_wait(Duration::from_millis(100));
+    let guard = holder.lock(RESOURCE).await.unwrap();
+    // Three TTLs later, a refresh still running: the lease is still its holder's.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let err = other.lock(RESOURCE).await.unwrap_err();
+    assert!(err.to_string().contains("still held"), "{err}");
+    let key = format!("{DEFAULT_PREFIX}:lock:{RESOURCE}");
+    let pttl: i64 = raw(&holder, ::redis::cmd("PTTL").arg(&key)).await;
+    assert!((1..=300).contains(&pttl), "{pttl}");
+    guard.release().await;
+    let _taken = tokio::time::timeout(Duration::from_secs(5), other.lock(RESOURCE))
+        .await
+        .expect("the released lease was taken")
+        .unwrap();
 }
 
 #[tokio::test]
