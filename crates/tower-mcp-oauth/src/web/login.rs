@@ -205,6 +205,38 @@ impl WebLogin {
         self
     }
 
+    /// How many users' layers (their token caches, single-flight refreshes, failure backoff)
+    /// are kept in memory, about: past it, a new user's layer replaces another user's.
+    /// Nothing is lost with it (the tokens are in the store, and the user's next request makes
+    /// a layer that adopts them), so the bound costs a store read for a user who comes back,
+    /// and keeps an app that makes up an id per anonymous visitor from keeping a layer for
+    /// each forever. Default: 65,536.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient, TokenSet, TokenStore, TokenType};
+    /// # tokio_test::block_on(async {
+    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .max_cached_users(1);
+    /// let url = "https://mcp.example.com/mcp";
+    /// let tokens = TokenSet::new("at-alice", TokenType::Bearer, "https://as.example.com", "c");
+    /// login.user_store("alice").save_tokens(url, &tokens).await.unwrap();
+    /// let _alice = login.layer_for("alice");
+    /// // Room for one layer a shard: a flood of other users replaces alice's...
+    /// for i in 0..1_000 {
+    ///     let _ = login.layer_for(&format!("visitor-{i}"));
+    /// }
+    /// // ...and her next layer finds her tokens in the store.
+    /// assert!(login.layer_for("alice").status(url).await.unwrap().connected);
+    /// # });
+    /// ```
+    pub fn max_cached_users(mut self, users: usize) -> Self {
+        self.layers = UserLayers::with_capacity(users);
+        self
+    }
+
     /// The timer the time limits run on, for the logins and the users' layers. Default:
     /// [`TokioTimer`](crate::TokioTimer) with the `tokio` feature (on by default); without
     /// it, none, and the limits are not enforced until one is set.

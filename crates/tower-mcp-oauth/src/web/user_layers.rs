@@ -9,6 +9,9 @@
 //! and the top seven), SipHash keyed at random (std's `RandomState`), so user names an
 //! attacker picks cannot pile up in one shard or bucket. (Two hashes, one for the shard and one
 //! inside std's `HashMap`, were about 160 instructions of a web request's 7,400: 7,391 -> 7,227.)
+//!
+//! It keeps at most a set number of users (1,024 a shard by default): a new user past it
+//! replaces one, whose tokens stay in the store for their next layer to adopt.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -21,6 +24,10 @@ use crate::layer::OAuthLayer;
 
 /// How many shards the users are spread over.
 const SHARDS: usize = 64;
+
+/// How many users' layers are kept by default: 1,024 a shard. See
+/// [`WebLogin::max_cached_users`](super::WebLogin::max_cached_users).
+pub(super) const DEFAULT_MAX_CACHED_USERS: usize = SHARDS * 1024;
 
 /// A shard's users and their layers, found by the hash [`UserLayers::hash`] gives.
 type Shard = HashTable<(Arc<str>, OAuthLayer)>;
@@ -35,18 +42,26 @@ fn named(user: &str) -> impl Fn(&(Arc<str>, OAuthLayer)) -> bool + '_ {
 pub(super) struct UserLayers {
     keys: RandomState,
     shards: Box<[ArcSwap<Shard>]>,
+    /// The most users a shard keeps; a new one past it replaces one of them.
+    per_shard: usize,
 }
 
 impl Default for UserLayers {
     fn default() -> Self {
-        Self {
-            keys: RandomState::new(),
-            shards: (0..SHARDS).map(|_| ArcSwap::default()).collect(),
-        }
+        Self::with_capacity(DEFAULT_MAX_CACHED_USERS)
     }
 }
 
 impl UserLayers {
+    /// A map that keeps about `users` layers (a 64th of them per shard, at least one).
+    pub(super) fn with_capacity(users: usize) -> Self {
+        Self {
+            keys: RandomState::new(),
+            shards: (0..SHARDS).map(|_| ArcSwap::default()).collect(),
+            per_shard: users.div_ceil(SHARDS).max(1),
+        }
+    }
+
     /// The keyed hash of a user's name.
     fn hash(&self, user: &str) -> u64 {
         self.keys.hash_one(user)
@@ -88,6 +103,9 @@ impl UserLayers {
                 .get_or_insert_with(|| make.take().map_or_else(|| unreachable!(), |f| f()))
                 .clone();
             let mut next = Shard::clone(current);
+            if next.len() >= self.per_shard {
+                self.evict_one(&mut next, hash);
+            }
             next.insert_unique(hash, (Arc::from(user), layer.clone()), |(name, _)| {
                 self.hash(name)
             });
@@ -96,6 +114,20 @@ impl UserLayers {
         });
         // `rcu` ran the closure at least once, and its last run is what was stored.
         chosen.unwrap_or_else(|| unreachable!())
+    }
+
+    /// Makes room in a full shard: drops the layer of one user, picked by the new user's
+    /// `hash` (as good as random, and keyed: no one can aim it at a given user). Nothing is
+    /// lost with it: the user's tokens are in the store, and their next lookup makes a layer
+    /// that adopts them; a service still holding the old layer goes on with it.
+    fn evict_one(&self, shard: &mut Shard, hash: u64) {
+        let at = (hash as usize) % shard.len();
+        let Some(victim) = shard.iter().nth(at).map(|(name, _)| Arc::clone(name)) else {
+            return;
+        };
+        if let Ok(entry) = shard.find_entry(self.hash(&victim), named(&victim)) {
+            entry.remove();
+        }
     }
 
     /// Forgets `user`'s layer: the next lookup makes a new one.
@@ -184,6 +216,31 @@ mod tests {
         let sizes: Vec<usize> = users.shards.iter().map(|s| s.load().len()).collect();
         // 156 per shard on average; keyed hashing keeps every shard near it.
         assert!(sizes.iter().all(|&n| (80..260).contains(&n)), "{sizes:?}");
+    }
+
+    #[test]
+    fn past_its_capacity_a_shard_replaces_a_user() {
+        // One user a shard: 64 in all at most, however many come.
+        let users = UserLayers::with_capacity(SHARDS);
+        let first = layer();
+        for i in 0..1_000 {
+            let l = first.clone();
+            users.get_or_insert_with(&format!("anonymous-{i}"), move || l);
+        }
+        assert!(users.len() <= SHARDS, "{}", users.len());
+        // The last user made is there.
+        let mut made = false;
+        users.get_or_insert_with("anonymous-999", || {
+            made = true;
+            layer()
+        });
+        assert!(!made);
+        // Under the capacity nothing is replaced.
+        let roomy = UserLayers::with_capacity(10_000);
+        for i in 0..1_000 {
+            roomy.get_or_insert_with(&format!("user-{i}"), layer);
+        }
+        assert_eq!(roomy.len(), 1_000);
     }
 
     #[test]
