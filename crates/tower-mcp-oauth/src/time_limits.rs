@@ -139,6 +139,7 @@ impl OAuthLayer {
     }
 
     /// The timer as the web API keeps it (`None`: limits not enforced), for its users' layers.
+    #[cfg(feature = "web")]
     pub(crate) fn timer_option(mut self, timer: Option<Arc<dyn Timer>>) -> Self {
         self.state_mut().timer = timer;
         self
