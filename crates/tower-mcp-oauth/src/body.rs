@@ -504,6 +504,60 @@ mod tests {
         assert!(behind.frame().await.unwrap().is_err());
     }
 
+    /// A body fed through a channel, which (as most do) wakes only the last task that polled
+    /// it.
+    struct Fed(tokio::sync::mpsc::UnboundedReceiver<&'static str>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|s| s.map(|s| Ok(Frame::data(Bytes::from_static(s.as_bytes())))))
+        }
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn every_handle_waiting_on_the_body_is_woken_when_it_yields() {
+        use std::sync::{atomic::Ordering, Arc};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (mut first, prepared) = prepare(Fed(rx), 64);
+        let mut retry = prepared.replay().unwrap();
+        let (a, b) = (Arc::new(Count(0.into())), Arc::new(Count(0.into())));
+        let (wa, wb) = (Arc::clone(&a).into(), Arc::clone(&b).into());
+        let poll = |body: &mut OAuthBody<Fed>, waker: &std::task::Waker| {
+            Pin::new(body).poll_frame(&mut Context::from_waker(waker))
+        };
+        // Both attempts wait on the caller's body; the channel keeps only the retry's waker.
+        assert!(poll(&mut first, &wa).is_pending());
+        assert!(poll(&mut retry, &wb).is_pending());
+        tx.send("ab").unwrap();
+        assert_eq!(b.0.load(Ordering::SeqCst), 1);
+        let Poll::Ready(Some(Ok(frame))) = poll(&mut retry, &wb) else {
+            panic!("the retry read the chunk")
+        };
+        assert_eq!(frame.into_data().unwrap(), "ab");
+        // The first attempt's task is woken too, and finds the chunk kept for it.
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+        let Poll::Ready(Some(Ok(frame))) = poll(&mut first, &wa) else {
+            panic!("the first attempt got the kept chunk")
+        };
+        assert_eq!(frame.into_data().unwrap(), "ab");
+    }
+
     #[tokio::test]
     async fn a_body_of_exactly_the_cap_is_replayable() {
         let (body, prepared) = prepare(chunks(&["ab", "cd"]), 4);

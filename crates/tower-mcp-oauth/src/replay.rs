@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -26,6 +26,8 @@ struct ReplayState<B> {
     failed: bool,
     done: bool,
     trailers: Option<HeaderMap>,
+    /// The tasks of the handles waiting on the caller's body, woken when it yields.
+    waiting: Vec<Waker>,
 }
 
 /// What the first attempt's handle and the replay's share: the size hint, fixed when the body
@@ -67,6 +69,7 @@ impl<B: Body> ReplayBody<B> {
                     failed: false,
                     done: false,
                     trailers: None,
+                    waiting: Vec::new(),
                 }),
             }),
             pos: 0,
@@ -163,7 +166,33 @@ where
         let Some(body) = state.body.as_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(body).poll_frame(cx) {
+        let polled = Pin::new(body).poll_frame(cx);
+        if polled.is_pending() {
+            // The caller's body wakes the last task that polled it; the other handle's task
+            // (the first attempt's connection, still sending, or a replay) is woken from here
+            // when a frame or the end comes, to take it from the kept chunks.
+            if !state.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                state.waiting.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        let waiting = std::mem::take(&mut state.waiting);
+        let polled = self.take(&mut state, polled);
+        drop(state);
+        for waker in waiting {
+            waker.wake();
+        }
+        polled
+    }
+
+    /// Records what the caller's body yielded (anything but `Pending`) in the shared state,
+    /// and hands it on.
+    fn take(
+        &mut self,
+        state: &mut ReplayState<B>,
+        polled: Poll<Option<Result<Frame<Bytes>, B::Error>>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 state.done = true;
