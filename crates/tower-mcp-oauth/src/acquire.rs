@@ -14,13 +14,16 @@ use crate::bounds::{InnerService, ResponseBody};
 use crate::cache::Sent;
 use crate::client::HttpClient;
 use crate::driver;
-use crate::flight::LogoutGeneration;
+use crate::flight::{Joined, LogoutGeneration};
 use crate::need::Need;
 use crate::state::LayerState;
 use crate::store::StoreLock;
 use crate::stored::{self, Held, Start};
 
 pub(crate) use crate::flight::flight_key;
+
+/// The most rounds [`obtain`] waits for flows on its origin before giving up.
+const MAX_ROUNDS: usize = 8;
 
 /// A header for `uri` that meets `need`, newer than what the request was `sent` with.
 pub(crate) async fn obtain<S, B, RB>(
@@ -36,7 +39,13 @@ where
     RB: ResponseBody,
 {
     let key = flight_key(uri);
-    for _ in 0..2 {
+    // Failures and their backoff are the server's; the flight is the origin's (see
+    // `flight_key`).
+    let server = crate::flight::server_key(uri).unwrap_or_else(|| key.clone());
+    // Each round either ends or waits for a flow on this origin to end: another server's, or
+    // one run for another need of this server. Servers an origin has flows running for at once
+    // are few; the bound only keeps a bug from looping.
+    for _ in 0..MAX_ROUNDS {
         let now = state.now();
         // Someone else already got a newer token: use it, no flow.
         if let Some(header) = state.cache.newer(uri, sent, now) {
@@ -48,16 +57,17 @@ where
                 return Ok(header);
             }
         }
-        if let Some(error) = state
-            .flights
-            .recent_failure(&key, now, state.limits.failure_backoff)
+        if let Some(error) =
+            state
+                .flights
+                .recent_failure(&server, now, state.limits.failure_backoff)
         {
             return Err(error);
         }
-        let (flight, started) = state.flights.join_or_start(&key, |id| {
+        let (flight, joined) = state.flights.join_or_start(&key, &server, |id| {
             let state = Arc::clone(state);
             let client = HttpClient::from_service(inner.clone(), state.max_response_bytes);
-            let (uri, need, key) = (uri.clone(), need.clone(), key.clone());
+            let (uri, need, key, server) = (uri.clone(), need.clone(), key.clone(), server.clone());
             Box::pin(async move {
                 // A panic (a bug, or input no check foresaw) must not leave a poisoned flow in
                 // the map that every later caller of this origin would join: it ends as an
@@ -76,10 +86,13 @@ where
                 if let Some(server) = crate::flight::server_key(&uri) {
                     crate::outcomes::record(&state, &server, &result).await;
                 }
-                state.flights.finish(&key, id, &result, state.now());
+                state
+                    .flights
+                    .finish(&key, &server, id, &result, state.now());
                 result
             })
         });
+        let started = joined == Joined::Started;
         if started {
             if let Some(spawn) = &state.spawn {
                 // Driven to its end on the executor whatever happens to its waiters: a refresh
@@ -91,7 +104,13 @@ where
                 }));
             }
         }
-        flight.await?;
+        match flight.await {
+            Ok(()) => {}
+            // Another server's flow failed: that says nothing of this server's, which runs
+            // next.
+            Err(_) if joined == Joined::OtherServer => continue,
+            Err(e) => return Err(e),
+        }
         let session = state.cache.session(uri);
         match session {
             // A flow this caller ran may have been granted fewer scopes than it asked for: the

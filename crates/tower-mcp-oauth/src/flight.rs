@@ -28,9 +28,12 @@ use crate::BoxFuture;
 /// challenge could make the layer keep.
 const MAX_OUTSTANDING_STEP_UPS: usize = 16;
 
-/// The single-flight key: the request's origin. One flow per origin at a time; a caller whose
-/// need the finished flow did not meet runs its own next. Logouts and last flows are kept per
-/// MCP server instead ([`server_key`]): two servers on one origin are two statuses.
+/// The single-flight key: the request's origin. One flow per origin at a time (before
+/// discovery, which server's resource covers which paths is not known, and two flows for one
+/// resource would ask the user twice); a caller whose need the finished flow did not meet runs
+/// its own next. Failures (their backoff), logouts and last flows are kept per MCP server
+/// instead ([`server_key`]): two servers on one origin are two statuses, and one's failing
+/// authorization server does not refuse the other.
 pub(crate) fn flight_key(uri: &Uri) -> String {
     format!(
         "{}://{}",
@@ -63,6 +66,19 @@ pub(crate) type FlightFuture = Shared<BoxFuture<'static, Result<(), Error>>>;
 struct Inflight {
     id: u64,
     future: FlightFuture,
+    /// The MCP server the flow runs for ([`server_key`]).
+    server: String,
+}
+
+/// How a caller came by its flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Joined {
+    /// It started the flow.
+    Started,
+    /// It joined a flow for the same server.
+    SameServer,
+    /// It joined the flow of another server on its origin.
+    OtherServer,
 }
 
 #[derive(Default)]
@@ -84,16 +100,22 @@ pub(crate) struct Flights {
 }
 
 impl Flights {
-    /// Joins the flow running for `key`, or starts the one `make` builds (given its id).
-    /// Returns the future and whether this caller started it.
+    /// Joins the flow running for `key`, or starts the one `make` builds (given its id) for
+    /// the MCP server `server`. Returns the future and how this caller came by it.
     pub(crate) fn join_or_start(
         &self,
         key: &str,
+        server: &str,
         make: impl FnOnce(u64) -> BoxFuture<'static, Result<(), Error>>,
-    ) -> (FlightFuture, bool) {
+    ) -> (FlightFuture, Joined) {
         let mut map = lock(&self.inflight);
         if let Some(running) = map.get(key) {
-            return (running.future.clone(), false);
+            let joined = if running.server == server {
+                Joined::SameServer
+            } else {
+                Joined::OtherServer
+            };
+            return (running.future.clone(), joined);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let future = make(id).shared();
@@ -102,14 +124,23 @@ impl Flights {
             Inflight {
                 id,
                 future: future.clone(),
+                server: server.to_owned(),
             },
         );
         self.started.fetch_add(1, Ordering::Relaxed);
-        (future, true)
+        (future, Joined::Started)
     }
 
-    /// Called by a flow when it ends: forgets it and, on failure, starts the backoff.
-    pub(crate) fn finish(&self, key: &str, id: u64, result: &Result<(), Error>, now: SystemTime) {
+    /// Called by a flow for `server` when it ends: forgets it (as `key`'s flight) and, on
+    /// failure, starts the server's backoff.
+    pub(crate) fn finish(
+        &self,
+        key: &str,
+        server: &str,
+        id: u64,
+        result: &Result<(), Error>,
+        now: SystemTime,
+    ) {
         // The failure is recorded before the flow leaves the map, so a caller arriving in
         // between sees either the running flow or its error, never neither (which would start
         // a second flow and skip the backoff).
@@ -119,13 +150,13 @@ impl Flights {
                 // A flow overruled by a logout says nothing about the server: the user who
                 // connects again right away must not be handed its error by the backoff.
                 Err(e) if e.kind() == ErrorKind::LoggedOut => {
-                    failures.remove(key);
+                    failures.remove(server);
                 }
                 Ok(()) => {
-                    failures.remove(key);
+                    failures.remove(server);
                 }
                 Err(e) => {
-                    failures.insert(key.to_owned(), (now, e.clone()));
+                    failures.insert(server.to_owned(), (now, e.clone()));
                 }
             }
         }
@@ -135,15 +166,15 @@ impl Flights {
         }
     }
 
-    /// The error of a flow for `key` that failed less than `backoff` ago.
+    /// The error of a flow for the MCP server `server` that failed less than `backoff` ago.
     pub(crate) fn recent_failure(
         &self,
-        key: &str,
+        server: &str,
         now: SystemTime,
         backoff: Duration,
     ) -> Option<Error> {
         let failures = lock(&self.failures);
-        let (at, error) = failures.get(key)?;
+        let (at, error) = failures.get(server)?;
         (now.duration_since(*at).unwrap_or_default() < backoff).then(|| error.clone())
     }
 
@@ -300,29 +331,39 @@ mod tests {
     #[tokio::test]
     async fn second_caller_joins_the_first() {
         let flights = Flights::default();
-        let (a, started_a) = flights.join_or_start("k", |_| Box::pin(async { Ok(()) }));
-        let (b, started_b) = flights.join_or_start("k", |_| unreachable!("must join"));
-        assert!(started_a && !started_b);
+        let (a, joined_a) = flights.join_or_start("k", "k/a", |_| Box::pin(async { Ok(()) }));
+        let (b, joined_b) = flights.join_or_start("k", "k/a", |_| unreachable!("must join"));
+        let (c, joined_c) = flights.join_or_start("k", "k/c", |_| unreachable!("must join"));
+        assert_eq!(
+            [joined_a, joined_b, joined_c],
+            [Joined::Started, Joined::SameServer, Joined::OtherServer]
+        );
         a.await.unwrap();
         b.await.unwrap();
+        c.await.unwrap();
         assert_eq!(flights.started(), 1);
     }
 
     #[test]
     fn finish_clears_and_backoff_expires() {
         let flights = Flights::default();
-        let (_f, _) = flights.join_or_start("k", |_| Box::pin(async { Ok(()) }));
+        let (_f, _) = flights.join_or_start("k", "k/a", |_| Box::pin(async { Ok(()) }));
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
-        flights.finish("k", 0, &Err(Error::new(ErrorKind::Transport, "down")), t0);
+        let down = Err(Error::new(ErrorKind::Transport, "down"));
+        flights.finish("k", "k/a", 0, &down, t0);
         assert!(lock(&flights.inflight).is_empty());
         let backoff = Duration::from_secs(1);
         assert_eq!(
-            flights.recent_failure("k", t0, backoff).unwrap().kind(),
+            flights.recent_failure("k/a", t0, backoff).unwrap().kind(),
             ErrorKind::Transport
         );
-        assert!(flights.recent_failure("k", t0 + backoff, backoff).is_none());
-        flights.finish("k", 1, &Ok(()), t0);
-        assert!(flights.recent_failure("k", t0, backoff).is_none());
+        // Another server on the origin is not held back.
+        assert!(flights.recent_failure("k/b", t0, backoff).is_none());
+        assert!(flights
+            .recent_failure("k/a", t0 + backoff, backoff)
+            .is_none());
+        flights.finish("k", "k/a", 1, &Ok(()), t0);
+        assert!(flights.recent_failure("k/a", t0, backoff).is_none());
     }
 
     #[test]
@@ -330,7 +371,7 @@ mod tests {
         let flights = Flights::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         let failed = Err(Error::new(ErrorKind::Transport, "down"));
-        flights.finish("k", 0, &failed, t0);
+        flights.finish("k", "k", 0, &failed, t0);
         flights.record_outcome("k", LastFlow::of(&failed, t0));
         assert!(flights
             .recent_failure("k", t0 + Duration::from_secs(60), Duration::from_secs(1))
@@ -339,7 +380,7 @@ mod tests {
         let error = last.error().unwrap();
         assert_eq!((error.at, error.kind), (t0, ErrorKind::Transport));
         assert!(flights.last_flow("other").is_none());
-        flights.finish("k", 1, &Ok(()), t0);
+        flights.finish("k", "k", 1, &Ok(()), t0);
         flights.record_outcome("k", LastFlow::of(&Ok(()), t0));
         assert!(flights.last_flow("k").unwrap().error().is_none());
     }
@@ -363,7 +404,7 @@ mod tests {
         // Its error is the status's last error, but not a backoff for the next caller.
         let t0 = SystemTime::UNIX_EPOCH;
         let overruled = before.check(&flights, None);
-        flights.finish("https://h/k", 0, &overruled, t0);
+        flights.finish("https://h", "https://h/k", 0, &overruled, t0);
         flights.record_outcome("https://h/k", LastFlow::of(&overruled, t0));
         assert!(flights
             .recent_failure("https://h/k", t0, Duration::from_secs(1))

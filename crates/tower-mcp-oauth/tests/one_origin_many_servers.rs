@@ -1,0 +1,166 @@
+//! Several MCP servers on one origin (a gateway: `/a/mcp`, `/b/mcp`, `/c/mcp`), each with an
+//! authorization server of its own. Flows on one origin run one at a time, but each server's
+//! failure is its own: one server's failing authorization server neither hands its error to a
+//! caller of another server that joined its flow, nor holds the other back for the failure
+//! backoff; and however many servers wait their turn, each gets its own flow.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use mcp_oauth_testkit::scripted::json;
+use serde_json::json;
+use tower::{service_fn, util::BoxCloneService, Layer, ServiceExt};
+use tower_mcp_oauth::{ClientConfig, ErrorKind, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+
+type Req = http::Request<OAuthBody<Full<Bytes>>>;
+type Server = BoxCloneService<Req, http::Response<Full<Bytes>>, Infallible>;
+
+const GATEWAY: &str = "http://127.0.0.1:1";
+const REDIRECT: &str = "http://localhost:3000/callback";
+
+/// The server's letter of an authorization server's port (`127.0.0.1:2` is `a`'s).
+fn letter_of_port(port: u16) -> char {
+    char::from(b'a' + u8::try_from(port - 2).unwrap())
+}
+
+/// The gateway's servers and their authorization servers (`a` at port 2, `b` at 3, `c` at 4).
+/// Each token request takes `token_delay`; `failing`'s token endpoint answers 500.
+fn gateway(failing: Option<char>, token_delay: Duration) -> Server {
+    BoxCloneService::new(service_fn(move |req: Req| async move {
+        let port = req.uri().port_u16().unwrap_or(80);
+        let path = req.uri().path().to_owned();
+        if port == 1 {
+            // The gateway: `/{x}/mcp` wants `Bearer at-{x}`.
+            if let Some(x) = path.strip_prefix("/.well-known/oauth-protected-resource/") {
+                let x = x.trim_end_matches("/mcp");
+                let issuer = format!("http://127.0.0.1:{}", 2 + u16::from(x.as_bytes()[0] - b'a'));
+                return Ok(json(
+                    200,
+                    json!({"resource": format!("{GATEWAY}/{x}/mcp"), "authorization_servers": [issuer]}),
+                ));
+            }
+            let x = path
+                .trim_start_matches('/')
+                .trim_end_matches("/mcp")
+                .to_owned();
+            let wanted = format!("Bearer at-{x}");
+            if req
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v == wanted.as_str())
+            {
+                return Ok(json(200, json!({"server": x})));
+            }
+            let metadata = format!("{GATEWAY}/.well-known/oauth-protected-resource/{x}/mcp");
+            return Ok(http::Response::builder()
+                .status(401)
+                .header(
+                    "www-authenticate",
+                    format!(r#"Bearer resource_metadata="{metadata}""#),
+                )
+                .body(Full::new(Bytes::new()))
+                .unwrap());
+        }
+        // An authorization server.
+        let issuer = format!("http://127.0.0.1:{port}");
+        let x = letter_of_port(port);
+        Ok(match path.as_str() {
+            "/.well-known/oauth-authorization-server" => json(
+                200,
+                json!({
+                    "issuer": issuer,
+                    "authorization_endpoint": format!("{issuer}/authorize"),
+                    "token_endpoint": format!("{issuer}/token"),
+                    "registration_endpoint": format!("{issuer}/register"),
+                    "code_challenge_methods_supported": ["S256"],
+                }),
+            ),
+            "/register" => json(201, json!({"client_id": "c"})),
+            "/authorize" => {
+                let url = url::Url::parse(&req.uri().to_string()).unwrap();
+                let state = url
+                    .query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .unwrap()
+                    .1
+                    .into_owned();
+                http::Response::builder()
+                    .status(302)
+                    .header("location", format!("{REDIRECT}?code=c&state={state}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            }
+            "/token" => {
+                tokio::time::sleep(token_delay).await;
+                if failing == Some(x) {
+                    json(500, json!({}))
+                } else {
+                    json(
+                        200,
+                        json!({"access_token": format!("at-{x}"), "token_type": "Bearer"}),
+                    )
+                }
+            }
+            _ => json(404, json!({})),
+        })
+    }))
+}
+
+fn request(x: char) -> http::Request<Full<Bytes>> {
+    http::Request::post(format!("{GATEWAY}/{x}/mcp"))
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
+}
+
+fn layer() -> OAuthLayer {
+    OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+}
+
+#[tokio::test]
+async fn one_servers_failure_does_not_hold_back_another_on_its_origin() {
+    let service = layer()
+        .failure_backoff(Duration::from_secs(600))
+        .layer(gateway(Some('a'), Duration::ZERO));
+    let error = service.clone().oneshot(request('a')).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UnexpectedStatus, "{error:#}");
+    // `a` is backed off...
+    let again = service.clone().oneshot(request('a')).await.unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::UnexpectedStatus, "{again:#}");
+    assert_eq!(service.flows_started(), 1);
+    // ...`b` is not.
+    let b = service.clone().oneshot(request('b')).await.unwrap();
+    assert_eq!(b.status(), 200);
+    assert_eq!(service.flows_started(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_joined_another_servers_failing_flow_runs_its_own() {
+    let service = layer()
+        .failure_backoff(Duration::from_secs(600))
+        .layer(gateway(Some('a'), Duration::from_millis(300)));
+    let a = tokio::spawn(service.clone().oneshot(request('a')));
+    // `b` arrives while `a`'s flow waits for its token endpoint, and joins it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = tokio::spawn(service.clone().oneshot(request('b')));
+    let a_error = a.await.unwrap().unwrap_err();
+    assert_eq!(a_error.kind(), ErrorKind::UnexpectedStatus, "{a_error:#}");
+    let b = b.await.unwrap().expect("b's own flow, not a's error");
+    assert_eq!(b.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_at_once_on_one_origin_each_get_a_flow() {
+    let service = layer().layer(gateway(None, Duration::from_millis(200)));
+    let calls: Vec<_> = ['a', 'b', 'c']
+        .into_iter()
+        .map(|x| tokio::spawn(service.clone().oneshot(request(x))))
+        .collect();
+    for (x, call) in ['a', 'b', 'c'].into_iter().zip(calls) {
+        let response = call.await.unwrap().unwrap_or_else(|e| panic!("{x}: {e:#}"));
+        assert_eq!(response.status(), 200, "{x}");
+    }
+    assert_eq!(service.flows_started(), 3);
+}
