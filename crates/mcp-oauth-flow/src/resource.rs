@@ -35,6 +35,12 @@ pub fn server_url_from_uri(uri: &http::Uri) -> Result<Url, Error> {
     })?;
     url.set_query(None);
     url.set_fragment(None);
+    // A resource identifier names no user (RFC 8707 §2 takes an absolute URI without a
+    // fragment, and MCP's canonical server URI is scheme, host, port and path): credentials a
+    // caller put in the URL must not go to the authorization server as part of the `resource`,
+    // nor into the keys, logs and errors the server URL names.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
     Ok(url)
 }
 
@@ -171,5 +177,11 @@ mod tests {
         );
         let rel: http::Uri = "/mcp".parse().unwrap();
         assert!(server_url_from_uri(&rel).is_err());
+        // Credentials in the URL are no part of the server's name.
+        let with_user: http::Uri = "https://user:pw@mcp.example.com/mcp".parse().unwrap();
+        assert_eq!(
+            server_url_from_uri(&with_user).unwrap().as_str(),
+            "https://mcp.example.com/mcp"
+        );
     }
 }

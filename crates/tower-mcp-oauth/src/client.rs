@@ -170,12 +170,7 @@ impl HttpClient {
 /// The URL of a sub-request as it may appear in errors and logs: without the query, where an
 /// authorization request carries `state` and the PKCE challenge.
 fn loggable_url(uri: &http::Uri) -> String {
-    format!(
-        "{}://{}{}",
-        uri.scheme_str().unwrap_or("http"),
-        uri.authority().map_or("", |a| a.as_str()),
-        uri.path()
-    )
+    crate::origin::loggable(uri)
 }
 
 fn transport(url: &str, e: BoxError) -> Error {
@@ -213,7 +208,10 @@ pub(crate) fn transport_error(e: impl Into<BoxError>) -> Error {
 pub(crate) fn send_error(uri: &http::Uri, e: impl Into<BoxError>) -> Error {
     Error::new(
         ErrorKind::Transport,
-        format!("sending the request to {uri} failed"),
+        format!(
+            "sending the request to {} failed",
+            crate::origin::loggable(uri)
+        ),
     )
     .with_source(e)
 }

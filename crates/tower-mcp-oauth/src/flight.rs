@@ -38,7 +38,7 @@ pub(crate) fn flight_key(uri: &Uri) -> String {
     format!(
         "{}://{}",
         uri.scheme_str().unwrap_or("http"),
-        uri.authority().map(|a| a.as_str()).unwrap_or("")
+        crate::origin::authority_text(uri)
     )
     .to_ascii_lowercase()
 }

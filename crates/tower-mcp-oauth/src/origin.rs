@@ -306,12 +306,44 @@ fn half(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(le)
 }
 
+/// The authority of `uri` as written, less any userinfo (`user:password@`, RFC 3986 §3.2.1):
+/// for keys and for the text of logs and errors, which must carry no credential a caller put
+/// in a URL.
+pub(crate) fn authority_text(uri: &Uri) -> &str {
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host_port)| host_port)
+}
+
+/// `scheme://host:port/path` of `uri`, for logs and error messages: no userinfo, no query
+/// (either may hold a credential).
+pub(crate) fn loggable(uri: &Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("http"),
+        authority_text(uri),
+        uri.path()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn uri(s: &str) -> Uri {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn loggable_text_carries_no_userinfo_and_no_query() {
+        assert_eq!(
+            loggable(&uri("https://user:hunter2@MCP.example.com:8443/mcp?key=k")),
+            "https://MCP.example.com:8443/mcp"
+        );
+        assert_eq!(authority_text(&uri("http://a@b@host/")), "host");
+        assert_eq!(authority_text(&uri("http://[::1]:8080/x")), "[::1]:8080");
+        assert_eq!(authority_text(&uri("/relative")), "");
     }
 
     #[test]

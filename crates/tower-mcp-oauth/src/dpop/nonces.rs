@@ -17,7 +17,8 @@ pub(super) struct Nonces {
 
 /// `scheme://authority`, lowercased: the key nonces are kept under.
 fn origin(uri: &Uri) -> Option<String> {
-    let (scheme, authority) = (uri.scheme_str()?, uri.authority()?);
+    let (scheme, _) = (uri.scheme_str()?, uri.authority()?);
+    let authority = crate::origin::authority_text(uri);
     Some(format!("{scheme}://{authority}").to_ascii_lowercase())
 }
 
