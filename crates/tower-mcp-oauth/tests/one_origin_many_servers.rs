@@ -5,7 +5,6 @@
 //! backoff; and however many servers wait their turn, each gets its own flow.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
