@@ -16,7 +16,7 @@ use tower::ServiceExt;
 use tracing::warn;
 
 use crate::acquire::{flight_key, obtain};
-use crate::body::{prepare, Prepared};
+use crate::body::{prepare, OAuthBody, Prepared};
 use crate::bounds::{CallerBody, InnerService, ResponseBody};
 use crate::cache::{Lookup, Sent};
 use crate::classify::{needs_authorization, Verdict};
@@ -80,27 +80,37 @@ impl RetryParts {
     }
 }
 
-/// Sends the request again with a replay of its body (`None`: the body cannot be replayed).
-/// When the resource asks for a DPoP nonce (RFC 9449 §9) and the request carried a proof, it
-/// is sent with a fresh proof carrying the nonce, at most `nonce_retries` times more; a nonce
-/// challenge past that is a [`DpopRejected`](mcp_oauth_flow::ErrorKind::DpopRejected) error.
+/// Sends the request again with `body` (a replay of its body the caller took). When the
+/// resource asks for a DPoP nonce (RFC 9449 §9) and the request carried a proof, it is sent
+/// with a fresh proof carrying the nonce and another replay, at most `nonce_retries` times
+/// more; a nonce challenge past that is a
+/// [`DpopRejected`](mcp_oauth_flow::ErrorKind::DpopRejected) error, and a body that cannot be
+/// replayed once more leaves the last challenge as the answer.
 async fn send_again<S, B, RB>(
     inner: S,
     state: &LayerState,
     parts: &mut RetryParts,
     prepared: &Prepared<B>,
+    body: OAuthBody<B>,
     mut nonce_retries: u8,
-) -> Result<Option<http::Response<RB>>, Error>
+) -> Result<http::Response<RB>, Error>
 where
     S: InnerService<B, RB>,
     B: CallerBody,
     RB: ResponseBody,
 {
-    // A body that cannot be replayed again: the challenge is the answer.
+    // The first send's body was taken by the caller, where it decided to send again; a body
+    // that cannot be replayed once more after that: the last challenge is the answer.
+    let mut body = Some(body);
     let mut last = None;
     loop {
-        let Some(body) = prepared.replay() else {
-            return Ok(last);
+        let Some(body) = body.take().or_else(|| prepared.replay()) else {
+            return last.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidTransition,
+                    "no request body to send again",
+                )
+            });
         };
         let proved = parts.headers.contains_key(DPOP);
         let response = inner
@@ -109,11 +119,11 @@ where
             .await
             .map_err(|e| send_error(&parts.uri, e))?;
         if !proved {
-            return Ok(Some(response));
+            return Ok(response);
         }
         state.dpop.note_response(&parts.uri, response.headers());
         if resource_nonce_challenge(response.status(), response.headers()).is_none() {
-            return Ok(Some(response));
+            return Ok(response);
         }
         if nonce_retries == 0 {
             return Err(rejected(&parts.uri));
@@ -368,17 +378,14 @@ where
             if let Some(header) = parts.headers.get(AUTHORIZATION).cloned() {
                 parts.authorize(&state, header);
             }
-            match send_again(inner.clone(), &state, &mut parts, &prepared, 0).await? {
-                Some(again) => {
-                    let verdict = needs_authorization(again.status(), again.headers());
-                    (again, verdict)
-                }
-                None => {
-                    let mut first = first;
-                    first.extensions_mut().insert(BodyNotReplayable::new());
-                    return Ok(first);
-                }
-            }
+            let Some(body) = prepared.replay() else {
+                let mut first = first;
+                first.extensions_mut().insert(BodyNotReplayable::new());
+                return Ok(first);
+            };
+            let again = send_again(inner.clone(), &state, &mut parts, &prepared, body, 0).await?;
+            let verdict = needs_authorization(again.status(), again.headers());
+            (again, verdict)
         }
         verdict => (first, verdict),
     };
@@ -406,22 +413,20 @@ where
         }
         Err(e) => return Err(e),
     };
-    if prepared.replay().is_none() {
+    // Taken once, here: checked here and taken again later, a first attempt still sending
+    // the body past the replay cap in between would leave the retry with nothing to send,
+    // and the `401` (with its marker) would be lost.
+    let Some(body) = prepared.replay() else {
         let mut first = first;
         first.extensions_mut().insert(BodyNotReplayable::new());
         return Ok(first);
-    }
+    };
     // The first response's body is not read: dropping it may cost its pooled connection, a
     // price paid once per flow.
     drop(first);
     parts.authorize(&state, header);
     // A new DPoP token's first request may meet the resource's nonce challenge: one more try.
-    let Some(response) = send_again(inner, &state, &mut parts, &prepared, 1).await? else {
-        return Err(mcp_oauth_flow::Error::new(
-            mcp_oauth_flow::ErrorKind::InvalidTransition,
-            "the request body could not be replayed after all",
-        ));
-    };
+    let response = send_again(inner, &state, &mut parts, &prepared, body, 1).await?;
     if let Some(scope) = scope {
         if response.status() != StatusCode::FORBIDDEN {
             state.flights.step_up_succeeded(&key, &scope);
