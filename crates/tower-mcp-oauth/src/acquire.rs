@@ -19,6 +19,7 @@ use crate::need::Need;
 use crate::state::LayerState;
 use crate::store::StoreLock;
 use crate::stored::{self, Held, Start};
+use crate::timer::{human, within};
 
 pub(crate) use crate::flight::flight_key;
 
@@ -169,10 +170,12 @@ async fn run_flight(
     let held: Option<Held> = match session {
         Some(s) => Some(((*s.tokens).clone(), s.resource.clone())),
         // Nothing in memory: tokens from an earlier run may be in the store.
-        None => match stored::start_from(state, uri, &need, now).await? {
-            Start::Adopted => return Ok(()),
-            Start::From(held) => held,
-        },
+        None => {
+            match store_step(state, "read", stored::start_from(state, uri, &need, now)).await? {
+                Start::Adopted => return Ok(()),
+                Start::From(held) => held,
+            }
+        }
     };
 
     let refreshing = held
@@ -180,7 +183,14 @@ async fn run_flight(
         .is_some_and(|(t, _)| t.refresh_token().is_some())
         && !matches!(need, Need::InsufficientScope(_));
     let mut lock = match (&held, refreshing) {
-        (Some((_, resource)), true) => Some(state.store.lock(resource.as_str()).await?),
+        (Some((_, resource)), true) => Some(
+            store_step(
+                state,
+                "give its refresh lock",
+                state.store.lock(resource.as_str()),
+            )
+            .await?,
+        ),
         _ => None,
     };
     let result = under_lock(state, client, uri, need, held, generation, &mut lock).await;
@@ -204,7 +214,13 @@ async fn under_lock(
     lock: &mut Option<StoreLock>,
 ) -> Result<(), Error> {
     let held = match held {
-        Some(held) => match stored::reread(state, &need, held, state.now()).await? {
+        Some(held) => match store_step(
+            state,
+            "read",
+            stored::reread(state, &need, held, state.now()),
+        )
+        .await?
+        {
             Start::Adopted => return Ok(()),
             Start::From(held) => held,
         },
@@ -237,4 +253,29 @@ async fn under_lock(
         .held(held_tokens, resource);
     let run = driver::run(state, client, start, generation, &flight_key(uri), lock).await?;
     stored::write_back(state, run, held).await
+}
+
+/// A store access a flight makes before its flow runs (a read, the refresh lock), bounded by
+/// the flow deadline: a store that stopped answering, or a file lock kept by a process that
+/// hangs, fails the flight with [`ErrorKind::Timeout`] instead of holding every caller of the
+/// origin for ever. (A store's own wait for its lock, as the Redis store's `lock_wait`, is
+/// usually shorter.)
+async fn store_step<T>(
+    state: &LayerState,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let deadline = state.limits.flow_deadline;
+    within(state.timer.as_deref(), deadline, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the token store did not {what} within the flow's {} deadline",
+                    human(deadline)
+                ),
+            )
+            .mark_transient())
+        })
 }

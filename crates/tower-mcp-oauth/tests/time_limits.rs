@@ -310,3 +310,79 @@ async fn a_request_with_a_valid_token_starts_no_timer() {
     assert_eq!(timer.0.load(Ordering::SeqCst), after_flow);
     assert_eq!(service.flows_started(), 1);
 }
+
+/// A store whose refresh lock is never given: a file lock a hung process keeps.
+struct StuckLock(MemoryStore);
+
+impl TokenStore for StuckLock {
+    fn load_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        self.0.load_tokens(resource)
+    }
+    fn save_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        tokens: &'a TokenSet,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.0.save_tokens(resource, tokens)
+    }
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<tower_mcp_oauth::Replaced, Error>> {
+        self.0.compare_and_swap_tokens(resource, current, new)
+    }
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<tower_mcp_oauth::ClientRegistration>, Error>> {
+        self.0.load_client(issuer)
+    }
+    fn save_client<'a>(
+        &'a self,
+        registration: &'a tower_mcp_oauth::ClientRegistration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.0.save_client(registration)
+    }
+    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        self.0.remove_client(issuer)
+    }
+    fn lock<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<tower_mcp_oauth::StoreLock, Error>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_lock_never_given_times_out_at_the_flow_deadline() {
+    let faulty = Arc::new(AtomicBool::new(false));
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let store = StuckLock(MemoryStore::new());
+    let expired = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c")
+        .with_expires_at(Some(SystemTime::now() - Duration::from_secs(60)))
+        .with_refresh_token(Some(RefreshToken::new("rt-1".into())));
+    store
+        .save_tokens(&format!("{RS}/mcp"), &expired)
+        .await
+        .unwrap();
+    let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .token_store(store)
+        .flow_deadline(Duration::from_secs(10))
+        .layer(server(Fault::StallToken, faulty, tokens.clone()));
+    let error = service.oneshot(request()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    assert!(
+        error
+            .to_string()
+            .contains("refresh lock within the flow's 10 s deadline"),
+        "{error}"
+    );
+    assert_eq!(
+        tokens.load(Ordering::SeqCst),
+        0,
+        "no refresh without the lock"
+    );
+}
