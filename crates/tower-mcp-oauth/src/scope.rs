@@ -39,9 +39,12 @@ impl Scope {
         }
         let (path, prefix) = (path.as_bytes(), self.prefix.as_bytes());
         match path.split_at_checked(prefix.len()) {
-            Some((head, rest)) if same_bytes(head, prefix) => {
-                rest.first().is_none_or(|&b| b == b'/') && !may_climb(rest)
-            }
+            // The endpoint itself (nothing below the prefix) costs no scan.
+            Some((head, rest)) if same_bytes(head, prefix) => match rest.first() {
+                None => true,
+                Some(b'/') => !may_climb(rest),
+                Some(_) => false,
+            },
             _ => false,
         }
     }
