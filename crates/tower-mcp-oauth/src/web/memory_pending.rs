@@ -1,8 +1,8 @@
 //! [`MemoryPendingLogins`]: logins waiting for their callback in this process's memory, per
 //! user, for a limited time, each taken at most once.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use mcp_oauth_flow::{authorization::constant_time_eq, Error};
@@ -28,6 +28,79 @@ struct Entry {
     state: String,
     login: PendingLogin,
     deadline: SystemTime,
+    /// Its place in [`Logins::by_deadline`], with `deadline` and the user.
+    seq: u64,
+}
+
+/// The logins, per user, and the same logins ordered by deadline: a put or take finds what
+/// expired, and what is closest to expiry, without going over every login (a flood of `start`
+/// calls fills the store to its bound, and each call held the lock for a scan of all of it).
+#[derive(Default)]
+struct Logins {
+    by_user: HashMap<Arc<str>, Vec<Entry>>,
+    by_deadline: BTreeSet<(SystemTime, u64, Arc<str>)>,
+    total: usize,
+    next_seq: u64,
+}
+
+impl Logins {
+    /// Drops the logins whose deadline has come, and users left with none. A clock that went
+    /// backwards makes a login younger, not expired.
+    fn purge(&mut self, now: SystemTime) {
+        while let Some(first) = self.by_deadline.first() {
+            if now < first.0 {
+                break;
+            }
+            if let Some((_, seq, user)) = self.by_deadline.pop_first() {
+                self.take_entry(&user, |e| e.seq == seq);
+            }
+        }
+    }
+
+    /// Removes `user`'s first entry that `which` picks from the per-user lists (not from the
+    /// deadline index), keeping the count.
+    fn take_entry(&mut self, user: &str, which: impl Fn(&Entry) -> bool) -> Option<Entry> {
+        let list = self.by_user.get_mut(user)?;
+        let index = list.iter().position(which)?;
+        let entry = list.remove(index);
+        if list.is_empty() {
+            self.by_user.remove(user);
+        }
+        self.total -= 1;
+        Some(entry)
+    }
+
+    /// Removes `user`'s first entry that `which` picks, from both.
+    fn remove_entry(&mut self, user: &str, which: impl Fn(&Entry) -> bool) -> Option<Entry> {
+        let entry = self.take_entry(user, which)?;
+        let user: Arc<str> = Arc::from(user);
+        self.by_deadline.remove(&(entry.deadline, entry.seq, user));
+        Some(entry)
+    }
+
+    fn push(&mut self, user: &str, state: &str, login: &PendingLogin, deadline: SystemTime) {
+        let user = match self.by_user.get_key_value(user) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(user),
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_deadline.insert((deadline, seq, Arc::clone(&user)));
+        self.by_user.entry(user).or_default().push(Entry {
+            state: state.to_owned(),
+            login: login.clone(),
+            deadline,
+            seq,
+        });
+        self.total += 1;
+    }
+
+    /// Drops the login closest to expiry.
+    fn drop_closest_to_expiry(&mut self) {
+        if let Some((_, seq, user)) = self.by_deadline.pop_first() {
+            self.take_entry(&user, |e| e.seq == seq);
+        }
+    }
 }
 
 /// The default [`PendingLoginStore`] of a [`WebLogin`](super::WebLogin): this process's
@@ -53,7 +126,7 @@ struct Entry {
 pub struct MemoryPendingLogins {
     clock: Clock,
     max_logins: usize,
-    by_user: Mutex<HashMap<String, Vec<Entry>>>,
+    logins: Mutex<Logins>,
 }
 
 impl std::fmt::Debug for MemoryPendingLogins {
@@ -78,7 +151,7 @@ impl MemoryPendingLogins {
         Self {
             clock: Clock::system(),
             max_logins: DEFAULT_MAX_PENDING_LOGINS,
-            by_user: Mutex::new(HashMap::new()),
+            logins: Mutex::default(),
         }
     }
 
@@ -118,46 +191,37 @@ impl MemoryPendingLogins {
         self
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Vec<Entry>>> {
-        // Every mutation is a push, a remove or a retain: a poisoned map is still consistent.
-        self.by_user.lock().unwrap_or_else(|e| e.into_inner())
+    fn logins(&self) -> MutexGuard<'_, Logins> {
+        // Every mutation keeps the two views and the count together before it returns: a
+        // poisoned lock (a panic elsewhere while it was held) still guards a consistent state.
+        self.logins.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many logins are held (expired ones included until the next put or take).
     fn waiting(&self) -> usize {
-        self.map().values().map(Vec::len).sum()
+        self.logins().total
     }
 
     fn insert(&self, user: &str, state: &str, login: &PendingLogin, ttl: Duration) {
         let now = self.clock.now();
-        let mut map = self.map();
-        purge(&mut map, now);
-        let list = map.entry(user.to_owned()).or_default();
-        if list.len() >= MAX_PENDING_PER_USER {
-            list.remove(0);
+        let mut logins = self.logins();
+        logins.purge(now);
+        if logins.by_user.get(user).map_or(0, Vec::len) >= MAX_PENDING_PER_USER {
+            // The user's oldest login.
+            logins.remove_entry(user, |_| true);
         }
-        list.push(Entry {
-            state: state.to_owned(),
-            login: login.clone(),
-            deadline: now.checked_add(ttl).unwrap_or(now),
-        });
-        let total: usize = map.values().map(Vec::len).sum();
-        if total > self.max_logins {
-            drop_closest_to_expiry(&mut map);
+        logins.push(user, state, login, now.checked_add(ttl).unwrap_or(now));
+        if logins.total > self.max_logins {
+            logins.drop_closest_to_expiry();
         }
     }
 
     fn remove(&self, user: &str, state: &str) -> Option<PendingLogin> {
-        let mut map = self.map();
-        purge(&mut map, self.clock.now());
-        let list = map.get_mut(user)?;
-        let index = list
-            .iter()
-            .position(|e| constant_time_eq(e.state.as_bytes(), state.as_bytes()))?;
-        let entry = list.remove(index);
-        if list.is_empty() {
-            map.remove(user);
-        }
+        let mut logins = self.logins();
+        logins.purge(self.clock.now());
+        let entry = logins.remove_entry(user, |e| {
+            constant_time_eq(e.state.as_bytes(), state.as_bytes())
+        })?;
         Some(entry.login)
     }
 }
@@ -183,41 +247,13 @@ impl PendingLoginStore for MemoryPendingLogins {
     }
 
     fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        self.map().remove(user);
+        let mut logins = self.logins();
+        while logins.remove_entry(user, |_| true).is_some() {}
         ready(Ok(()))
     }
 
     fn count(&self) -> Option<usize> {
         Some(self.waiting())
-    }
-}
-
-/// Drops the logins whose deadline has come, and users left with none. A clock that went
-/// backwards makes a login younger, not expired.
-fn purge(map: &mut HashMap<String, Vec<Entry>>, now: SystemTime) {
-    map.retain(|_, list| {
-        list.retain(|e| now < e.deadline);
-        !list.is_empty()
-    });
-}
-
-fn drop_closest_to_expiry(map: &mut HashMap<String, Vec<Entry>>) {
-    let closest = map
-        .iter()
-        .flat_map(|(user, list)| {
-            list.iter()
-                .enumerate()
-                .map(move |(i, e)| (e.deadline, user, i))
-        })
-        .min()
-        .map(|(_, user, i)| (user.clone(), i));
-    if let Some((user, index)) = closest {
-        if let Some(list) = map.get_mut(&user) {
-            list.remove(index);
-            if list.is_empty() {
-                map.remove(&user);
-            }
-        }
     }
 }
 
@@ -361,6 +397,50 @@ mod tests {
             "closest to expiry"
         );
         assert!(store.take("u3", "s").await.unwrap().is_some());
+    }
+
+    /// Both views and the count agree.
+    fn consistent(store: &MemoryPendingLogins) {
+        let logins = store.logins();
+        let listed: usize = logins.by_user.values().map(Vec::len).sum();
+        assert_eq!(listed, logins.total);
+        assert_eq!(logins.by_deadline.len(), logins.total);
+        for (deadline, seq, user) in &logins.by_deadline {
+            let entry = logins.by_user[user].iter().find(|e| e.seq == *seq).unwrap();
+            assert_eq!(entry.deadline, *deadline);
+        }
+        assert!(logins.by_user.values().all(|list| !list.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn the_deadline_index_follows_every_put_take_purge_and_drop() {
+        let (store, now) = store();
+        let store = store.max_logins(50);
+        // Users, states and lifetimes in a fixed mix: per-user overflow, expiry, the overall
+        // bound and takes all happen.
+        for i in 0u64..400 {
+            let user = format!("u{}", i % 13);
+            let ttl = Duration::from_secs(1 + (i * 7919) % 50);
+            store
+                .put(&user, &format!("s{i}"), &login("https://a.example/"), ttl)
+                .await
+                .unwrap();
+            if i % 3 == 0 {
+                store.take(&user, &format!("s{}", i / 2)).await.unwrap();
+            }
+            if i % 5 == 0 {
+                *now.lock().unwrap() += Duration::from_secs(1);
+            }
+            if i % 97 == 0 {
+                store.forget_user("u3").await.unwrap();
+            }
+            consistent(&store);
+            assert!(store.count().unwrap() <= 50);
+        }
+        *now.lock().unwrap() += Duration::from_secs(100);
+        store.take("nobody", "s").await.unwrap();
+        consistent(&store);
+        assert_eq!(store.count(), Some(0), "all expired");
     }
 
     #[tokio::test]
