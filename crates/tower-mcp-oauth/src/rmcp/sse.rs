@@ -86,7 +86,10 @@ impl EventLimit {
                     }
                 }
             }
-            if self.event > self.max {
+            // A comment is dropped once its line ends, but the parser holds the line until
+            // then: a comment line is bounded on its own, or one that never ends would grow
+            // the parser's buffer for ever.
+            if self.event > self.max || (self.comment && self.line > self.max) {
                 return false;
             }
         }
@@ -202,7 +205,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_limit_is_per_event_and_ignores_comments() {
-        let keep_alives = ": keep-alive, a long comment line\n".repeat(4);
+        // Comments longer than the limit in all, each line within it.
+        let keep_alives = ": keep-alive\n".repeat(4);
         let frames = [keep_alives.as_str(), "data: 12345\n\n", "data: 67890\n\n"];
         let events = events(body(&frames), 12).await;
         let data: Vec<_> = events
@@ -210,6 +214,16 @@ mod tests {
             .map(|e| e.as_ref().unwrap().data.clone().unwrap())
             .collect();
         assert_eq!(data, ["12345", "67890"]);
+    }
+
+    #[test]
+    fn a_comment_line_that_never_ends_is_bounded() {
+        let mut limit = EventLimit::new(10);
+        assert!(limit.observe(b": 12345678"), "ten bytes: at the limit");
+        assert!(!limit.observe(b"9"), "the parser would hold it all");
+        // Ended within the limit, a comment counts for nothing.
+        let mut limit = EventLimit::new(10);
+        assert!(limit.observe(b": 12345678\n: 12345678\ndata: 123\n"));
     }
 
     #[test]
