@@ -27,6 +27,12 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// What `slow_down` adds to the interval, for this and every later poll (RFC 8628 §3.5).
 pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 
+/// The longest device code lifetime and polling interval taken as the server says them (a
+/// day): RFC 8628 §3.2 gives no bound, and a lifetime of `u64::MAX` seconds would overflow
+/// the time it ends at. A code lives minutes in practice, and the consent timeout ends the
+/// wait long before a day.
+pub const MAX_DEVICE_SECONDS: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The device authorization endpoint the server advertises (RFC 8628 §4), or, when it
 /// advertises none, an [`ErrorKind::GrantNotSupported`] that says what to change: the
 /// application chose the device grant, so there is no fallback to the browser.
@@ -271,10 +277,12 @@ pub fn parse_device_authorization_response(
         .transpose()?;
     let expires_in = seconds("expires_in")?
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| invalid("device authorization response has no usable expires_in"))?;
+        .ok_or_else(|| invalid("device authorization response has no usable expires_in"))?
+        .min(MAX_DEVICE_SECONDS);
     let interval = seconds("interval")?
         .filter(|d| !d.is_zero())
-        .unwrap_or(DEFAULT_INTERVAL);
+        .unwrap_or(DEFAULT_INTERVAL)
+        .min(MAX_DEVICE_SECONDS);
     Ok(DeviceAuthorization {
         device_code,
         user: UserCode {
@@ -323,7 +331,7 @@ pub fn poll_verdict(refusal: Error, interval: Duration) -> PollVerdict {
     let code = refusal.oauth_error().map(|e| e.error.clone());
     match code.as_deref() {
         Some("authorization_pending") => PollVerdict::Wait(interval),
-        Some("slow_down") => PollVerdict::Wait(interval + SLOW_DOWN_STEP),
+        Some("slow_down") => PollVerdict::Wait(interval.saturating_add(SLOW_DOWN_STEP)),
         Some("access_denied") => PollVerdict::Stop(retyped(
             refusal,
             ErrorKind::AuthorizationDenied,
@@ -394,6 +402,24 @@ mod tests {
         url::form_urlencoded::parse(req.body())
             .into_owned()
             .collect()
+    }
+
+    /// §3.2 bounds neither number: a lifetime or interval of `u64::MAX` seconds is read as a
+    /// day, and nothing after it overflows.
+    #[test]
+    fn absurd_lifetimes_and_intervals_are_read_as_a_day() {
+        let body = br#"{"device_code":"d","user_code":"u","verification_uri":"https://as.example.com/device","expires_in":18446744073709551615,"interval":"18446744073709551615"}"#;
+        let auth = parse_device_authorization_response(StatusCode::OK, body).unwrap();
+        assert_eq!(auth.user.expires_in, MAX_DEVICE_SECONDS);
+        assert_eq!(auth.interval, MAX_DEVICE_SECONDS);
+        let _ends = std::time::SystemTime::now() + auth.user.expires_in;
+        let refusal =
+            parse_token_response(StatusCode::BAD_REQUEST, None, br#"{"error":"slow_down"}"#)
+                .unwrap_err();
+        assert!(matches!(
+            poll_verdict(refusal, Duration::MAX),
+            PollVerdict::Wait(Duration::MAX)
+        ));
     }
 
     /// §3.1: scope and client identity in a form POST; RFC 8707 `resource` alongside.
