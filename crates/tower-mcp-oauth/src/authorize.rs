@@ -230,6 +230,12 @@ enum Hop {
     Follow(Url),
 }
 
+/// The authorization endpoint `url` is a request to, without its query (the request's
+/// `state`, PKCE challenge and client), for error messages.
+fn endpoint(url: &Url) -> &str {
+    &url[..url::Position::AfterPath]
+}
+
 /// Fetches `url` without following its redirect, and says where it leads.
 ///
 /// - a redirect back to the redirect URI is the authorization response;
@@ -252,14 +258,20 @@ async fn authorization_hop(
     if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
         return Err(Error::new(
             ErrorKind::UnexpectedStatus,
-            format!("the authorization endpoint {url} answered {status}"),
+            format!(
+                "the authorization endpoint {} answered {status}",
+                endpoint(url)
+            ),
         )
         .with_status(status));
     }
     if status.is_client_error() {
         return Err(Error::new(
             ErrorKind::AuthorizationDenied,
-            format!("the authorization endpoint {url} refused the request with {status}"),
+            format!(
+                "the authorization endpoint {} refused the request with {status}",
+                endpoint(url)
+            ),
         )
         .with_status(status));
     }

@@ -319,3 +319,22 @@ async fn a_failed_authorization_request_does_not_leak_state_into_the_error() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn an_authorization_endpoint_that_answers_an_error_does_not_get_state_into_it() {
+    for (status, kind) in [
+        (500, ErrorKind::UnexpectedStatus),
+        (400, ErrorKind::AuthorizationDenied),
+    ] {
+        let s = setup(TestkitConfig::default()).await;
+        s.as_override("/authorize", CannedResponse::json(status, json!({})));
+        let err = s.call_error().await;
+        assert_eq!(err.kind(), kind, "{err:#}");
+        let shown = format!("{err} {err:#} {err:?}");
+        assert!(shown.contains("/authorize"), "{shown}");
+        assert!(
+            !shown.contains("state=") && !shown.contains("code_challenge="),
+            "{shown}"
+        );
+    }
+}

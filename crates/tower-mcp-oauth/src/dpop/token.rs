@@ -64,7 +64,7 @@ pub(crate) async fn send(
                 format!(
                     "{} refused the DPoP proof (invalid_dpop_proof); check the clock (proofs are \
                      dated) or turn DPoP off for this server",
-                    parts.uri
+                    crate::origin::loggable(&parts.uri)
                 ),
             ));
         }
@@ -85,8 +85,9 @@ pub(crate) fn rejected(uri: &http::Uri) -> Error {
     Error::new(
         ErrorKind::DpopRejected,
         format!(
-            "{uri} refused the DPoP proof again after one retry with the nonce it asked for; \
-             check the clock (proofs are dated) or turn DPoP off for this server"
+            "{} refused the DPoP proof again after one retry with the nonce it asked for; \
+             check the clock (proofs are dated) or turn DPoP off for this server",
+            crate::origin::loggable(uri)
         ),
     )
 }
