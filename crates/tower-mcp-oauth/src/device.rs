@@ -49,6 +49,9 @@ where
 /// let text = StderrPrompt::text(&code);
 /// assert!(text.contains("https://example.com/device") && text.contains("WDJB-MJHT"));
 /// assert!(text.contains("15 min"));
+/// // What the server sent reaches the terminal without escape sequences.
+/// let hostile = UserCode::new("AB\x1b[2KCD", "https://example.com/device", None, Duration::from_secs(900));
+/// assert!(!StderrPrompt::text(&hostile).contains('\x1b'));
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StderrPrompt;
@@ -59,13 +62,31 @@ impl StderrPrompt {
         let minutes = code.expires_in.as_secs().div_ceil(60);
         let mut text = format!(
             "To authorize, open {} on any device and enter the code {} (valid for {minutes} min).",
-            code.verification_uri, code.user_code
+            printable(&code.verification_uri),
+            printable(&code.user_code)
         );
         if let Some(complete) = &code.verification_uri_complete {
-            text.push_str(&format!("\nOr open {complete} directly."));
+            text.push_str(&format!("\nOr open {} directly.", printable(complete)));
         }
         text
     }
+}
+
+/// The authorization server's text as it may reach a terminal: control characters (escape
+/// sequences that move the cursor, retitle the window or make a link show another address)
+/// and the invisible characters that reorder or hide text (bidirectional overrides, zero-width
+/// marks) each become U+FFFD. A code and a web address need none of them.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let hidden = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
+            if c.is_control() || hidden {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 impl DeviceCodePrompt for StderrPrompt {
