@@ -310,11 +310,15 @@ pub(crate) fn sign_for_server(
     )
 }
 
-/// [`sign_for_server`] for the server `meta` describes: its issuer and its list of accepted
+/// [`sign_for_server`] for the server `meta` describes, whose issuer the client's credentials
+/// are bound to is `issuer` (the flow's `client_issuer`: on the MCP 2025-03-26 path, where the
+/// metadata's own `issuer` was checked against nothing, the server's origin, so an assertion
+/// is never addressed to an issuer the server merely claims), with its list of accepted
 /// algorithms, for a request to `endpoint`.
 pub(crate) fn sign_for_metadata(
     key: &ClientKey,
     client_id: &str,
+    issuer: &str,
     meta: &crate::metadata::AuthorizationServerMetadata,
     endpoint: &url::Url,
     now: SystemTime,
@@ -323,7 +327,7 @@ pub(crate) fn sign_for_metadata(
     sign_for_server(
         key,
         client_id,
-        &meta.issuer,
+        issuer,
         endpoint.as_str(),
         meta.token_endpoint_auth_signing_alg_values_supported
             .as_deref(),

@@ -38,7 +38,10 @@ impl Flow {
         self.out
             .push_back(Action::ObtainAssertion(AssertionRequest {
                 kind,
-                issuer: server.meta.issuer.clone(),
+                // The issuer the credentials are bound to: on the 2025-03-26 path, the
+                // server's origin rather than an issuer its metadata merely claims (a source
+                // minting a token for the issuer it is given would mint one for the victim).
+                issuer: server.client_issuer.clone(),
                 resource: resource.resource.clone(),
             }));
         Ok(State::ExpectAssertion(Box::new(ExpectAssertion {
@@ -74,7 +77,7 @@ impl Flow {
             &endpoint,
             &idp,
             &assertion,
-            &server.meta.issuer,
+            &server.client_issuer,
             resource.resource.as_deref(),
             server.scopes.as_ref(),
         )?;
@@ -149,6 +152,7 @@ impl Flow {
                         Some(sign_for_metadata(
                             key,
                             &client.client_id,
+                            &server.client_issuer,
                             &server.meta,
                             &endpoint,
                             now,

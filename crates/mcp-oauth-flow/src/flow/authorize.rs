@@ -51,8 +51,10 @@ impl Flow {
         // With resource metadata, the issuer was checked against the one it named.
         let client_issuer =
             rules::client_issuer(&meta.issuer, resource.resource.is_some(), &ctx.server_url);
+        // Options set for an issuer go to the issuer the credentials are bound to, never to
+        // one a 2025-03-26 server's metadata merely claims.
         let options =
-            select_server_options(&self.config.servers, &ctx.server_url, Some(&meta.issuer))
+            select_server_options(&self.config.servers, &ctx.server_url, Some(&client_issuer))
                 .cloned();
         let mut server = AuthServer {
             meta,
@@ -171,6 +173,7 @@ impl Flow {
                 sign_for_metadata(
                     key,
                     &client.client_id,
+                    &server.client_issuer,
                     &server.meta,
                     &endpoint,
                     now,
@@ -381,6 +384,7 @@ impl Flow {
             client.assertion = Some(sign_for_metadata(
                 key,
                 &client.client_id,
+                &s.server.client_issuer,
                 meta,
                 &endpoint,
                 now,

@@ -211,6 +211,7 @@ impl Flow {
         client.assertion = Some(sign_for_metadata(
             key,
             &client.client_id,
+            &server.client_issuer,
             &server.meta,
             endpoint,
             now,

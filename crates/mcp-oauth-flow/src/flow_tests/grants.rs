@@ -294,3 +294,44 @@ fn an_expired_id_token_is_not_exchanged() {
     assert_eq!(run.failed(), ErrorKind::AssertionExpired);
     assert!(!run.sent.iter().any(|s| s.starts_with("POST")));
 }
+
+#[test]
+fn a_legacy_server_claiming_another_issuer_is_not_given_an_assertion_for_it() {
+    // MCP 2025-03-26: no resource metadata, authorization server metadata at the server's own
+    // origin claiming a victim's issuer, with a token endpoint of its own. The assertion source
+    // is asked for a token for the issuer the credentials are bound to, the server's origin:
+    // one minted for the victim would be posted to the server and replayable at the victim.
+    let victim = "https://login.victim.example";
+    let mut meta = as_meta(victim);
+    meta["grant_types_supported"] = json!([JWT_BEARER_GRANT_TYPE]);
+    meta["token_endpoint"] = format!("{RS}/token").into();
+    meta.as_object_mut()
+        .unwrap()
+        .remove("registration_endpoint");
+    let net = Net::default()
+        .json(
+            &format!("{RS}/.well-known/oauth-authorization-server"),
+            200,
+            meta,
+        )
+        .json(&format!("{RS}/token"), 200, json!({"access_token": "a"}))
+        .assertion(&workload_token());
+    let run = run_with(
+        workload_config(),
+        start(Some("Bearer")),
+        &net,
+        Consent::Raw(String::new()),
+        None,
+    );
+    let asked: Vec<&String> = run
+        .sent
+        .iter()
+        .filter(|s| s.starts_with("ASSERTION"))
+        .collect();
+    assert_eq!(asked, [&format!("ASSERTION WorkloadIdentity for {RS}")]);
+    assert!(
+        run.sent.iter().all(|s| !s.contains(victim)),
+        "{:?}",
+        run.sent
+    );
+}
