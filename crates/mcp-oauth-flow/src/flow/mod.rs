@@ -199,12 +199,45 @@ impl FlowStart {
 }
 
 /// An HTTP request the driver must send for the flow, tagged with why.
-#[derive(Debug)]
+///
+/// `Debug` shows the purpose, the method, the URL without its query and the body's length:
+/// the body of a token request holds the code and its verifier, a refresh token, a client
+/// secret or assertion, and its headers the client's credentials.
+///
+/// ```
+/// use bytes::Bytes;
+/// use mcp_oauth_flow::{discovery::Purpose, SubRequest};
+/// let request = http::Request::post("https://as.example.com/token?x=1")
+///     .header("authorization", "Basic Y2xpZW50OnNlY3JldA==")
+///     .body(Bytes::from_static(b"grant_type=refresh_token&refresh_token=rt-secret"))
+///     .unwrap();
+/// let shown = format!("{:?}", SubRequest { purpose: Purpose::Token, request });
+/// assert!(shown.contains("https://as.example.com/token") && shown.contains("POST"));
+/// assert!(!shown.contains("rt-secret") && !shown.contains("Y2xp") && !shown.contains("x=1"));
+/// ```
 pub struct SubRequest {
     /// Why the request is made.
     pub purpose: Purpose,
     /// The request. Its body is complete; the URI is absolute.
     pub request: http::Request<Bytes>,
+}
+
+impl std::fmt::Debug for SubRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uri = self.request.uri();
+        let url = format!(
+            "{}://{}{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.host().unwrap_or(""),
+            uri.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ) + uri.path();
+        f.debug_struct("SubRequest")
+            .field("purpose", &self.purpose)
+            .field("method", self.request.method())
+            .field("url", &url)
+            .field("body_bytes", &self.request.body().len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the flow produced when it finished.
