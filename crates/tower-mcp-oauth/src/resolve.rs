@@ -9,7 +9,10 @@
 //! sub-request to a host name is preceded by a lookup whose addresses must all pass
 //! [`UrlPolicy::check_resolved`], judged against the addresses of the MCP server itself (a
 //! server that resolves to `10.1.2.3` may send the client to a name that resolves to
-//! `10.1.2.4`), every time, so a name that changes its answer is caught when it does.
+//! `10.1.2.4`), every time, so a name that changes its answer is caught when it does. The
+//! server's own addresses are those of its first lookup in the flow: a server name that
+//! changed its answer to a private address would otherwise vouch for the private network
+//! just when the flow is sent there.
 //!
 //! The inner HTTP client resolves the name again when it connects: the check narrows the
 //! window, and an application that wants it closed makes its connector use the same resolver
@@ -92,6 +95,11 @@ struct Guard {
     resolver: Option<Arc<dyn Resolver>>,
     /// The MCP server the requests are made for.
     server: Url,
+    /// The addresses of the server's name as first looked up in this flow: what the server
+    /// may vouch for is fixed then. Looked up afresh before each request, a name the server's
+    /// owner controls could answer a private address just when the flow is sent to one of its
+    /// neighbours.
+    server_seen: std::sync::OnceLock<Vec<IpAddr>>,
 }
 
 /// `client`, with every request's URL checked by `policy` against `server` before it is sent,
@@ -108,6 +116,7 @@ pub(crate) fn guarded(
         policy,
         resolver,
         server,
+        server_seen: std::sync::OnceLock::new(),
     });
     HttpClient::from_fn(move |request| {
         let (guard, client) = (Arc::clone(&guard), client.clone());
@@ -144,14 +153,27 @@ impl Guard {
                 format!("sub-request to {host} is refused: the name resolved to no address"),
             ));
         }
-        let server = self.server_addresses(resolver.as_ref()).await?;
+        // A request to the server's own name: its answer is the server's, looked up once.
+        let server = if self.server.host_str() == Some(host) {
+            self.server_seen.get_or_init(|| addresses.clone()).clone()
+        } else {
+            self.server_addresses(resolver.as_ref()).await?
+        };
         self.policy
             .check_resolved(&url, &addresses, &server, "sub-request")
     }
 
     /// The MCP server's addresses: its IP literal, a loopback address for a loopback name, or
-    /// what its name resolves to now.
+    /// what its name resolved to the first time this flow looked it up.
     async fn server_addresses(&self, resolver: &dyn Resolver) -> Result<Vec<IpAddr>, Error> {
+        if let Some(seen) = self.server_seen.get() {
+            return Ok(seen.clone());
+        }
+        let found = self.look_up_server(resolver).await?;
+        Ok(self.server_seen.get_or_init(|| found).clone())
+    }
+
+    async fn look_up_server(&self, resolver: &dyn Resolver) -> Result<Vec<IpAddr>, Error> {
         Ok(match self.server.host() {
             Some(Host::Ipv4(ip)) => vec![ip.into()],
             Some(Host::Ipv6(ip)) => vec![ip.into()],

@@ -262,6 +262,29 @@ async fn a_name_that_rebinds_is_caught_when_it_does() {
 }
 
 #[tokio::test]
+async fn a_server_name_that_rebinds_does_not_vouch_for_the_private_network() {
+    // The server's name is public when the flow first looks it up, then answers a private
+    // address, as its neighbour's name does: the registration is refused, as the server is
+    // what its first answer said.
+    let table = Arc::new(
+        Table::default()
+            .with("mcp.example.com", &["93.184.216.34", "10.0.0.7"])
+            .with("as.example.com", &["203.0.114.1", "10.0.0.8"]),
+    );
+    let layer = layer().resolve_with(Shared(Arc::clone(&table)));
+    let (result, seen) = call(
+        layer,
+        "https://mcp.example.com",
+        "https://as.example.com",
+        None,
+    )
+    .await;
+    let error = refused(result);
+    assert!(error.contains("10.0.0.8"), "{error}");
+    assert!(seen.iter().all(|u| !u.ends_with("/register")), "{seen:?}");
+}
+
+#[tokio::test]
 async fn names_of_a_private_server_may_lead_to_its_network() {
     let table = Table::default()
         .with("mcp.internal", &["10.1.2.3"])
