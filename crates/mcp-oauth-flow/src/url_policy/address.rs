@@ -88,7 +88,8 @@ impl AddressClass {
 
 /// The class of an IP address. IPv6 addresses that embed an IPv4 one (IPv4-mapped
 /// `::ffff:0:0/96`, RFC 4291 §2.5.5.2; IPv4-compatible `::/96`, §2.5.5.1; NAT64
-/// `64:ff9b::/96`, RFC 6052 §2.1; 6to4 `2002::/16`, RFC 3056 §2) are judged by the IPv4
+/// `64:ff9b::/96`, RFC 6052 §2.1, and the local-use `64:ff9b:1::/48`, RFC 8215; 6to4
+/// `2002::/16`, RFC 3056 §2; Teredo `2001::/32`, RFC 4380 §4) are judged by the IPv4
 /// address they carry, since that is where the packets go.
 pub fn classify_ip(ip: IpAddr) -> AddressClass {
     match ip {
@@ -131,6 +132,10 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
     match s {
         [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0, 0, _, _] => return classify_v4(low_v4),
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => return classify_v4(low_v4),
+        // The local-use NAT64 prefix (RFC 8215), read as its common /96 form (RFC 6052 §2.2).
+        [0x64, 0xff9b, 1, ..] => return classify_v4(low_v4),
+        // Teredo (RFC 4380 §4): the client's IPv4 address, inverted, in the low 32 bits.
+        [0x2001, 0, ..] => return classify_v4(Ipv4Addr::from(!u32::from(low_v4))),
         [0x2002, hi, lo, ..] => {
             let embedded = Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
             return classify_v4(embedded);
@@ -433,6 +438,12 @@ mod tests {
             ("64:ff9b::808:808", Public),
             ("2002:c0a8:0101::1", Private),
             ("2002:0808:0808::1", Public),
+            ("64:ff9b:1::a9fe:a9fe", CloudMetadata),
+            ("64:ff9b:1::a00:7", Private),
+            ("64:ff9b:1::808:808", Public),
+            // Teredo: the client's address inverted, 10.0.0.7 here, then 8.8.8.8.
+            ("2001:0:4136:e378:8000:63bf:f5ff:fff8", Private),
+            ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", Public),
         ] {
             assert_eq!(class(ip), expected, "{ip}");
         }
