@@ -218,7 +218,12 @@ impl Flow {
             server,
         } = s;
         let usable = stored.filter(|reg| {
-            rules::stored_client_usable(reg, &server.client_issuer, &self.config.redirect_uri)
+            rules::stored_client_usable(
+                reg,
+                &server.client_issuer,
+                &self.config.redirect_uri,
+                self.last_now,
+            )
         });
         if let Some(reg) = usable {
             let creds = registered_credentials(&reg, &server.meta);
@@ -413,6 +418,18 @@ impl Flow {
         })))
     }
 
+    /// Whether `client_id` came from a dynamic registration stored for `server` (neither a
+    /// pre-registered client nor a client ID metadata document).
+    fn registered_client(&self, client_id: &str, server: &AuthServer) -> bool {
+        let pre_registered = self
+            .config
+            .pre_registered
+            .iter()
+            .any(|c| c.client_id == client_id && c.is_for(&server.client_issuer));
+        let document = self.config.client_metadata_document.as_deref() == Some(client_id);
+        !client_id.is_empty() && !pre_registered && !document
+    }
+
     pub(super) fn on_token(
         &mut self,
         s: ExpectToken,
@@ -425,15 +442,28 @@ impl Flow {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        let parsed =
-            parse_token_response(status, content_type, response.body()).inspect_err(|e| {
+        let parsed = match parse_token_response(status, content_type, response.body()) {
+            Ok(parsed) => parsed,
+            Err(e) => {
                 self.report.push(
                     Purpose::Token,
                     &endpoint,
                     Some(status.as_u16()),
                     e.to_string(),
                 );
-            })?;
+                // A registration the server no longer knows (RFC 6749 §5.2 invalid_client):
+                // dropped, so the next authorization registers again rather than ask the user
+                // to consent for a client the token endpoint refuses. A pre-registered client
+                // is the application's to fix, and is kept.
+                let refused = e.oauth_error().is_some_and(|o| o.error == "invalid_client");
+                if refused && self.registered_client(&s.client.client_id, &s.server) {
+                    self.out.push_back(Action::DropClient {
+                        issuer: s.server.client_issuer.clone(),
+                    });
+                }
+                return Err(e);
+            }
+        };
         self.report.push(
             Purpose::Token,
             &endpoint,

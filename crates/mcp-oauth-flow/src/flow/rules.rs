@@ -3,6 +3,8 @@
 //! rule it applies; `authorize` and the other transitions only sequence them. The rules for
 //! tokens already held (refresh, revocation, a moved resource) are in `held_rules`.
 
+use std::time::SystemTime;
+
 use url::Url;
 
 use crate::client_auth::{negotiate_client_auth, ClientAuthMethod};
@@ -128,14 +130,25 @@ pub(super) fn client_credentials_method(
 }
 
 /// Whether a stored registration may be used: it belongs to the server that issued it
-/// (SEP-2352), and allows our redirect URI (RFC 7591 §2; a loopback redirect on another port
-/// still matches, RFC 8252 §7.3). A registration that lists no redirect URI allows any.
+/// (SEP-2352), allows our redirect URI (RFC 7591 §2; a loopback redirect on another port
+/// still matches, RFC 8252 §7.3; a registration that lists no redirect URI allows any), and
+/// its secret has not expired (RFC 7591 §3.2.1 `client_secret_expires_at`, seconds since the
+/// epoch, 0 for never): an expired one would be refused at the token endpoint after the user
+/// consented, so the client registers again instead.
 pub(super) fn stored_client_usable(
     reg: &ClientRegistration,
     client_issuer: &str,
     redirect_uri: &str,
+    now: SystemTime,
 ) -> bool {
-    reg.issuer == client_issuer
+    let secret_valid = match reg.client_secret_expires_at {
+        None | Some(0) => true,
+        Some(at) => now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .is_ok_and(|now| now.as_secs() < at),
+    };
+    secret_valid
+        && reg.issuer == client_issuer
         && (reg.redirect_uris.is_empty()
             || reg
                 .redirect_uris
@@ -337,29 +350,42 @@ pub(super) mod tests {
             reg
         };
         let redirect = "http://127.0.0.1:8080/callback";
-        assert!(stored_client_usable(&reg(AS, &[]), AS, redirect));
-        assert!(stored_client_usable(&reg(AS, &[redirect]), AS, redirect));
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let usable = |reg: &ClientRegistration, issuer: &str, redirect: &str| {
+            stored_client_usable(reg, issuer, redirect, now)
+        };
+        assert!(usable(&reg(AS, &[]), AS, redirect));
+        assert!(usable(&reg(AS, &[redirect]), AS, redirect));
         // Another loopback port is the same redirect (RFC 8252 §7.3).
-        assert!(stored_client_usable(
+        assert!(usable(
             &reg(AS, &["http://127.0.0.1:9999/callback"]),
             AS,
             redirect
         ));
-        assert!(!stored_client_usable(
+        assert!(!usable(
             &reg(AS, &["https://app.example.com/cb"]),
             AS,
             redirect
         ));
-        assert!(!stored_client_usable(
+        assert!(!usable(
             &reg("https://other.example.com", &[]),
             AS,
             redirect
         ));
-        assert!(!stored_client_usable(
+        assert!(!usable(
             &reg("https://other.example.com", &[redirect]),
             AS,
             redirect
         ));
+        // A secret that expired (RFC 7591 §3.2.1) is no use; 0 is never.
+        let expiring = |at: u64| {
+            let mut reg = reg(AS, &[]);
+            reg.client_secret_expires_at = Some(at);
+            reg
+        };
+        assert!(!usable(&expiring(1_000), AS, redirect));
+        assert!(usable(&expiring(1_001), AS, redirect));
+        assert!(usable(&expiring(0), AS, redirect));
     }
 
     #[test]

@@ -41,6 +41,7 @@
 //!      │               │                      ▼                                        │
 //!      │               │                  ExpectToken ◀────────────────────────────────┘
 //!      │               │                      │ tokens: Complete
+//!      │               │                      │ invalid_client: Failed (+ DropClient)
 //!      ▼               ▼                      ▼
 //!   _refresh_ (RFC 6749 §6)               Finished ◀── Failed: any error, in any state
 //!      │ public or pre-registered ───────────────┐
@@ -104,6 +105,7 @@
 //! | `ExpectAuthorizationResponse` | code; state and `iss` check out | `ExpectToken` | `Send` (token) |
 //! | `ExpectAuthorizationResponse` | error, state or `iss` mismatch | `Finished` | `Failed` |
 //! | `ExpectToken` | tokens | `Finished` | `Complete` |
+//! | `ExpectToken` | `invalid_client` | `Finished` | `DropClient` if registered, `Failed` |
 //! | `ExpectToken` | error | `Finished` | `Failed` |
 //! | *refresh* | public or pre-registered client | `ExpectRefreshToken` | `Send` (refresh) |
 //! | *refresh* | otherwise | `ExpectRefreshClient` | `LoadClient` |

@@ -273,3 +273,57 @@ fn a_machine_only_server_without_client_credentials_configured_is_a_clear_error(
     assert_eq!(run.failed(), ErrorKind::NoClientIdentity);
     assert!(run.authorize_url.is_none());
 }
+
+#[test]
+fn a_registration_the_token_endpoint_refuses_is_dropped_and_one_whose_secret_expired_is_not_used() {
+    let stored = ClientRegistration {
+        issuer: AS.into(),
+        client_id: "forgotten".into(),
+        client_secret: None,
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("none".into()),
+        redirect_uris: vec![],
+    };
+    // The server forgot the registration: the code exchange is refused with invalid_client.
+    let net = std_net().json(
+        &format!("{AS}/token"),
+        401,
+        json!({"error": "invalid_client"}),
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        Some(stored.clone()),
+    );
+    assert_eq!(run.failed(), ErrorKind::TokenRejected);
+    assert_eq!(run.dropped, [format!("client {AS}")]);
+    // A pre-registered client is the application's: kept.
+    let cfg = config().pre_registered(PreRegisteredClient::new("app-client").for_issuer(AS));
+    let run = run_with(
+        cfg,
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::TokenRejected);
+    assert!(run.dropped.is_empty(), "{:?}", run.dropped);
+    // A secret that expired (RFC 7591 §3.2.1): the client registers again.
+    let expired = ClientRegistration {
+        client_secret_expires_at: Some(1),
+        ..stored
+    };
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        Some(expired),
+    );
+    assert_eq!(
+        run.authorize_param("client_id").as_deref(),
+        Some("dcr-client")
+    );
+}
