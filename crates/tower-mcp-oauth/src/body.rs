@@ -558,6 +558,49 @@ mod tests {
         assert_eq!(frame.into_data().unwrap(), "ab");
     }
 
+    #[test]
+    fn a_dropped_attempt_hands_the_wait_on_to_the_others() {
+        use std::sync::{atomic::Ordering, Arc};
+        let (_tx, rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+        let (mut first, prepared) = prepare(Fed(rx), 64);
+        let mut retry = prepared.replay().unwrap();
+        let (a, b) = (Arc::new(Count(0.into())), Arc::new(Count(0.into())));
+        let (wa, wb) = (Arc::clone(&a).into(), Arc::clone(&b).into());
+        let poll = |body: &mut OAuthBody<Fed>, waker: &std::task::Waker| {
+            Pin::new(body).poll_frame(&mut Context::from_waker(waker))
+        };
+        assert!(poll(&mut retry, &wa).is_pending());
+        // The first attempt polls last: the channel holds its waker alone.
+        assert!(poll(&mut first, &wb).is_pending());
+        // Its connection closes: the retry's task is woken to take the wait over.
+        drop(first);
+        assert_eq!(a.0.load(Ordering::SeqCst), 1);
+    }
+
+    /// A body whose first poll fails, and that ends after that, as many streams do.
+    struct FailsThenEnds(bool);
+
+    impl Body for FailsThenEnds {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let failed = std::mem::replace(&mut self.0, true);
+            Poll::Ready((!failed).then(|| Err(std::io::Error::other("connection reset"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn after_the_body_failed_no_attempt_sends_it_as_complete() {
+        let (mut first, prepared) = prepare(FailsThenEnds(false), 64);
+        let mut retry = prepared.replay().unwrap();
+        assert!(first.frame().await.unwrap().is_err());
+        // The body now says it ended; the retry must not send what it has as the whole body.
+        assert!(retry.frame().await.unwrap().is_err());
+    }
+
     #[tokio::test]
     async fn a_body_of_exactly_the_cap_is_replayable() {
         let (body, prepared) = prepare(chunks(&["ab", "cd"]), 4);

@@ -130,6 +130,20 @@ impl<B> ReplayBody<B> {
     }
 }
 
+/// A handle dropped while the caller's body may hold its task's waker (its connection closed)
+/// wakes the others waiting, so that one of them polls the body and takes over the wait.
+impl<B> Drop for ReplayBody<B> {
+    fn drop(&mut self) {
+        let waiting = {
+            let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut state.waiting)
+        };
+        for waker in waiting {
+            waker.wake();
+        }
+    }
+}
+
 impl<B> ReplayBody<B>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -145,6 +159,13 @@ where
             let chunk = state.chunks[self.pos].clone();
             self.pos += 1;
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if state.failed {
+            // The caller's body failed under another attempt: what it yields after an error
+            // (often its end) would make this attempt's body look complete when it is cut off.
+            return Poll::Ready(Some(Err(
+                "the request body failed while another attempt was sending it".into(),
+            )));
         }
         if state.capped && !self.reads_on {
             // Another attempt read the body past the cap: the chunks this one had yet to send
