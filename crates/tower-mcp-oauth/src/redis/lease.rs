@@ -18,6 +18,10 @@ use super::{redis_error, RedisStore, LOCK};
 /// [`LEASE_POLL_MAX`]. A refresh is one token request, so most waits are short.
 const LEASE_POLL_FIRST: Duration = Duration::from_millis(5);
 const LEASE_POLL_MAX: Duration = Duration::from_millis(200);
+/// The longest a holder keeps its lease by renewing it: past the layer's flow deadline (2
+/// minutes by default) with room, so a live refresh keeps it, and a holder stuck for good
+/// gives it back.
+const MAX_HOLD: Duration = Duration::from_secs(5 * 60);
 
 impl RedisStore {
     pub(super) async fn acquire(&self, resource: &str) -> Result<Lease, Error> {
@@ -93,7 +97,8 @@ pub(super) struct Lease {
 }
 
 impl Lease {
-    /// Extends the lease to `ttl` again every third of it, for as long as it is held: a
+    /// Extends the lease to `ttl` again every third of it, for as long as it is held (at most
+    /// [`MAX_HOLD`]): a
     /// refresh may take longer than the TTL (the layer allows each token request 30 s, a DPoP
     /// nonce challenge makes two, and the flow deadline is 2 minutes), and a lease that expired
     /// under its holder lets another process send the same refresh token, which a server with
@@ -103,10 +108,18 @@ impl Lease {
         let (mut conn, key, token) = (self.conn.clone(), self.key.clone(), self.token.clone());
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let every = (ttl / 3).max(Duration::from_millis(1));
+        // A holder that is alive but never polled again (a flight whose callers were all
+        // cancelled) must not keep the lease for as long as the process lives: renewals stop
+        // after MAX_HOLD, and the lease then expires within its TTL.
+        let stop_at = Instant::now() + MAX_HOLD.max(ttl);
         self.runtime
             .spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
+                    if Instant::now() >= stop_at {
+                        warn!(%key, "a refresh lease was held past its longest hold; not renewing it");
+                        return;
+                    }
                     let renewed: Result<i64, RedisError> = RENEW
                         .key(&key)
                         .arg(&token)
