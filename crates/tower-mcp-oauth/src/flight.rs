@@ -97,6 +97,9 @@ pub(crate) struct Flights {
     logouts: Mutex<Logouts>,
     next_id: AtomicU64,
     started: AtomicU64,
+    /// Resources whose tokens this process holds but could not store (the store failed when
+    /// they were written): a refresh of them meeting an empty store is not a logout.
+    unstored: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Flights {
@@ -182,6 +185,21 @@ impl Flights {
     /// every flow of the layer when it ends, and by a web login's own flows.
     pub(crate) fn record_outcome(&self, server: &str, record: LastFlow) {
         lock(&self.last_flows).insert(server.to_owned(), record);
+    }
+
+    /// Records whether the tokens of `resource` reached the store.
+    pub(crate) fn stored(&self, resource: &str, stored: bool) {
+        let mut unstored = lock(&self.unstored);
+        if stored {
+            unstored.remove(resource);
+        } else {
+            unstored.insert(resource.to_owned());
+        }
+    }
+
+    /// Whether the tokens of `resource` this process holds never reached the store.
+    pub(crate) fn unstored(&self, resource: &str) -> bool {
+        lock(&self.unstored).contains(resource)
     }
 
     /// How the last flow for `server` this process ran ended.

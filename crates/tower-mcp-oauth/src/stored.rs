@@ -210,7 +210,7 @@ async fn write_and_install(
         .compare_and_swap_tokens(&key, expected.as_ref(), Some(&outcome.tokens))
         .await
     {
-        Ok(Replaced::Swapped) => {}
+        Ok(Replaced::Swapped) => state.flights.stored(&key, true),
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
             install(state, outcome.protected_resource, (*winner).clone());
@@ -221,7 +221,9 @@ async fn write_and_install(
         // refresh only renews a login, so it does not bring one back; the new tokens are
         // dropped (not revoked: the logout revoked the grant they came from, where the server
         // can).
-        Ok(Replaced::Conflict(None)) if outcome.refreshed => {
+        // (Tokens that never reached the store, because it failed when they were written, are
+        // not a logout when the store holds none: they are written now, below.)
+        Ok(Replaced::Conflict(None)) if outcome.refreshed && !state.flights.unstored(&key) => {
             debug!(resource = %key, "the stored tokens were removed during the refresh");
             state.cache.remove(&outcome.protected_resource);
             return Err(Error::new(
@@ -234,11 +236,16 @@ async fn write_and_install(
         }
         Ok(_) => {
             // A new authorization is what the user just approved: it wins.
-            if let Err(e) = store.save_tokens(&key, &outcome.tokens).await {
+            let saved = store.save_tokens(&key, &outcome.tokens).await;
+            if let Err(e) = &saved {
                 warn!(error = %e, "could not store tokens; they are kept in memory");
             }
+            state.flights.stored(&key, saved.is_ok());
         }
-        Err(e) => warn!(error = %e, "could not store tokens; they are kept in memory"),
+        Err(e) => {
+            warn!(error = %e, "could not store tokens; they are kept in memory");
+            state.flights.stored(&key, false);
+        }
     }
     install(state, outcome.protected_resource, outcome.tokens.clone());
     Ok(outcome.tokens)

@@ -554,3 +554,94 @@ async fn a_logout_in_another_process_while_a_refresh_waits_is_not_undone() {
     assert!(waiting.store.load_tokens(&url).await.unwrap().is_none());
     assert!(!waiting.layer.status(&url).await.unwrap().connected);
 }
+
+/// A shared store that refuses every write while `down` is set.
+struct Flaky {
+    store: Arc<tower_mcp_oauth::MemoryStore>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Flaky {
+    fn refused(&self) -> Option<tower_mcp_oauth::Error> {
+        self.down
+            .load(Ordering::SeqCst)
+            .then(|| tower_mcp_oauth::Error::new(ErrorKind::Store, "the store is down"))
+    }
+}
+
+impl TokenStore for Flaky {
+    fn load_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, tower_mcp_oauth::Error>> {
+        self.store.load_tokens(resource)
+    }
+    fn save_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        tokens: &'a TokenSet,
+    ) -> BoxFuture<'a, Result<(), tower_mcp_oauth::Error>> {
+        match self.refused() {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.store.save_tokens(resource, tokens),
+        }
+    }
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        resource: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Replaced, tower_mcp_oauth::Error>> {
+        match self.refused() {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.store.compare_and_swap_tokens(resource, current, new),
+        }
+    }
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRegistration>, tower_mcp_oauth::Error>> {
+        self.store.load_client(issuer)
+    }
+    fn save_client<'a>(
+        &'a self,
+        registration: &'a ClientRegistration,
+    ) -> BoxFuture<'a, Result<(), tower_mcp_oauth::Error>> {
+        self.store.save_client(registration)
+    }
+    fn remove_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<(), tower_mcp_oauth::Error>> {
+        self.store.remove_client(issuer)
+    }
+}
+
+#[tokio::test]
+async fn a_login_the_store_could_not_keep_is_refreshed_not_taken_for_a_logout() {
+    let kit = Testkit::start(TestkitConfig::default().token_lifetime_secs(3600))
+        .await
+        .unwrap();
+    let clock = TestClock::default();
+    let store = Arc::new(tower_mcp_oauth::MemoryStore::new());
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flaky = Flaky {
+        store: Arc::clone(&store),
+        down: Arc::clone(&down),
+    };
+    let svc = service(layer(&clock).token_store(flaky));
+    // The login is kept in memory only: the store was down when it was written.
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert!(store
+        .load_tokens(&kit.resource_url())
+        .await
+        .unwrap()
+        .is_none());
+    // The store is back; the refresh finds it empty, which is no logout here.
+    down.store(false, Ordering::SeqCst);
+    clock.set(3550);
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    assert_eq!(grants(&kit, "refresh_token").len(), 1);
+    let stored = store.load_tokens(&kit.resource_url()).await.unwrap();
+    assert!(stored.is_some(), "the refreshed tokens are stored now");
+}
