@@ -1,5 +1,5 @@
 //! [`HeadBuffer`]: the bytes a kept request head is packed into (and a small request body
-//! copied into, see `body::Prepared::Copied`), recycled per thread.
+//! copied into, see `prepare::Prepared::Copied`), recycled per thread.
 //!
 //! Every request's future carries its packed head until the answer comes (for the retry after
 //! a `401`), and a future is moved several times on its way to the executor and inside it

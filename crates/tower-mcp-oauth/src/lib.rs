@@ -125,6 +125,7 @@ mod origin_hash;
 mod origins;
 mod outcomes;
 mod packed;
+mod prepare;
 mod reader;
 mod recovery;
 mod replay;

@@ -16,7 +16,7 @@ use tower::ServiceExt;
 use tracing::warn;
 
 use crate::acquire::{flight_key, obtain};
-use crate::body::{prepare, OAuthBody, Prepared};
+use crate::body::OAuthBody;
 use crate::bounds::{CallerBody, InnerService, ResponseBody};
 use crate::cache::{Lookup, Sent};
 use crate::classify::{needs_authorization, Verdict};
@@ -25,6 +25,7 @@ use crate::dpop::{resource::attach, token::rejected};
 use crate::head::SentHead;
 use crate::markers::{AuthorizationFailed, BodyNotReplayable};
 use crate::need::Need;
+use crate::prepare::{prepare, Prepared};
 use crate::shared::Shared;
 use crate::state::LayerState;
 use crate::stored::adopt_stored;

@@ -11,11 +11,12 @@ use mcp_oauth_flow::dpop::DPOP;
 use mcp_oauth_flow::token::TokenSet;
 use tower_service::Service;
 
-use crate::body::{pass_on, prepare, OAuthBody};
+use crate::body::OAuthBody;
 use crate::bounds::{CallerBody, InnerService, ResponseBody};
 use crate::cache::{Lookup, Sent};
 use crate::future::ResponseFuture;
 use crate::head::SentHead;
+use crate::prepare::{pass_on, prepare};
 use crate::recovery::{start_first_contact, start_refresh_then_send, RetryContext};
 use crate::shared::Shared;
 use crate::state::LayerState;
