@@ -110,7 +110,7 @@ impl HttpClient {
         Self {
             send: Arc::new(move |req: http::Request<Bytes>| {
                 let svc = service.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let url = loggable_url(req.uri());
+                let url = crate::origin::loggable(req.uri());
                 Box::pin(async move {
                     let response = svc
                         .oneshot(req.map(OAuthBody::full))
@@ -149,7 +149,7 @@ impl HttpClient {
         let inner = self.send;
         Self {
             send: Arc::new(move |req: http::Request<Bytes>| {
-                let url = loggable_url(req.uri());
+                let url = crate::origin::loggable(req.uri());
                 let exchange = inner(req);
                 let timer = Arc::clone(&timer);
                 Box::pin(async move {
@@ -165,14 +165,19 @@ impl HttpClient {
             }),
         }
     }
+
+    /// [`with_timeout`](Self::with_timeout) on `timer` when there is one (none: the limits
+    /// are not enforced, as the layer's are not without a timer).
+    pub(crate) fn bounded_by(self, limit: Duration, timer: Option<&Arc<dyn Timer>>) -> Self {
+        match timer {
+            Some(timer) => self.with_timeout(limit, Arc::clone(timer)),
+            None => self,
+        }
+    }
 }
 
 /// The URL of a sub-request as it may appear in errors and logs: without the query, where an
 /// authorization request carries `state` and the PKCE challenge.
-fn loggable_url(uri: &http::Uri) -> String {
-    crate::origin::loggable(uri)
-}
-
 fn transport(url: &str, e: BoxError) -> Error {
     Error::new(ErrorKind::Transport, format!("request to {url} failed")).with_source(e)
 }

@@ -63,10 +63,7 @@ pub(crate) async fn run(
 ) -> Result<Run, Error> {
     let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
     // Every sub-request of the flow, and of its authorizer, is bounded on its own.
-    let client = match &state.timer {
-        Some(timer) => client.with_timeout(state.limits.request_timeout, Arc::clone(timer)),
-        None => client,
-    };
+    let client = client.bounded_by(state.limits.request_timeout, state.timer.as_ref());
     // Every request judged by the address policy, and by what its name resolves to.
     let client = crate::resolve::guarded(
         client,

@@ -655,13 +655,10 @@ impl WebLogin {
     /// timeout and the whole within the flow deadline.
     async fn drive_bounded(&self, flow: &mut Flow, server_url: &Url) -> Result<Step, Error> {
         let timer = self.timer.as_deref();
-        let client = match &self.timer {
-            Some(timer) => self
-                .client
-                .clone()
-                .with_timeout(self.request_timeout, Arc::clone(timer)),
-            None => self.client.clone(),
-        };
+        let client = self
+            .client
+            .clone()
+            .bounded_by(self.request_timeout, self.timer.as_ref());
         let io = Io {
             client: &client,
             store: &*self.store,
