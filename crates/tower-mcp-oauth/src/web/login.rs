@@ -13,7 +13,7 @@ use tracing::debug;
 use url::Url;
 
 use super::connect_required::MustConnect;
-use super::drive::{drive, new_flow, Io, Step};
+use super::drive::{new_flow, Step};
 use super::memory_pending::MemoryPendingLogins;
 use super::pending_store::{PendingLogin, PendingLoginStore, PENDING_LOGIN_VERSION};
 use super::user_layers::UserLayers;
@@ -22,7 +22,7 @@ use crate::client::HttpClient;
 use crate::clock::Clock;
 use crate::layer::OAuthLayer;
 use crate::store::{MemoryStore, TokenStore};
-use crate::timer::{human, within, Timer};
+use crate::timer::Timer;
 
 /// How long a started login waits for its callback by default: the layer's
 /// [`DEFAULT_CONSENT_TIMEOUT`](crate::DEFAULT_CONSENT_TIMEOUT), 10 minutes, the lifetime
@@ -56,24 +56,24 @@ pub const DEFAULT_PENDING_TTL: Duration = crate::DEFAULT_CONSENT_TIMEOUT;
 /// ```
 pub struct WebLogin {
     config: Arc<ClientConfig>,
-    client: HttpClient,
-    store: Arc<dyn TokenStore>,
+    pub(super) client: HttpClient,
+    pub(super) store: Arc<dyn TokenStore>,
     pending: Arc<dyn PendingLoginStore>,
     /// Whether `pending` is the memory store `new` made, which follows [`Self::clock`].
     pending_is_default: bool,
     pending_ttl: Duration,
     /// One layer per user, so a user's token cache, single-flight refresh and failure backoff
     /// survive between the app's requests; found without a lock however many users there are.
-    layers: UserLayers,
-    clock: Clock,
+    pub(super) layers: UserLayers,
+    pub(super) clock: Clock,
     /// DPoP with the defaults: offered when the server advertises it; the key is stored with
     /// each user's tokens, so the user's layer proves with it.
-    dpop: Arc<crate::dpop::DpopState>,
+    pub(super) dpop: Arc<crate::dpop::DpopState>,
     /// The bound of each sub-request of `start` and `complete`, and of each call's whole drive.
-    request_timeout: Duration,
-    flow_deadline: Duration,
+    pub(super) request_timeout: Duration,
+    pub(super) flow_deadline: Duration,
     /// What the limits run on; `None` (no `tokio` feature, no timer given): not enforced.
-    timer: Option<Arc<dyn Timer>>,
+    pub(super) timer: Option<Arc<dyn Timer>>,
 }
 
 impl std::fmt::Debug for WebLogin {
@@ -145,114 +145,6 @@ impl WebLogin {
             flow_deadline: crate::DEFAULT_FLOW_DEADLINE,
             timer: crate::timer::default_timer(),
         }
-    }
-
-    /// The time one sub-request of [`start`](Self::start) or [`complete`](Self::complete) may
-    /// take (discovery, registration, the token request), from sending it to the last byte of
-    /// its body; past it the call fails with [`ErrorKind::Timeout`] naming the URL and the
-    /// limit. The users' own layers ([`layer_for`](Self::layer_for)) bound their refreshes the
-    /// same way. Default: [`DEFAULT_REQUEST_TIMEOUT`](crate::DEFAULT_REQUEST_TIMEOUT) (30 s).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, HttpClient};
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() {
-    /// // An MCP server that accepts the connection and never answers.
-    /// let stalled = HttpClient::from_fn(|_req| std::future::pending());
-    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), stalled)
-    ///     .request_timeout(Duration::from_secs(5));
-    /// let error = login.start("alice", "https://mcp.example.com/mcp").await.unwrap_err();
-    /// assert_eq!(error.kind(), ErrorKind::Timeout);
-    /// assert!(error.to_string().contains("within 5 s"), "{error}");
-    /// # }
-    /// ```
-    pub fn request_timeout(mut self, limit: Duration) -> Self {
-        self.request_timeout = limit;
-        self
-    }
-
-    /// The time one call of [`start`](Self::start) or [`complete`](Self::complete) may take
-    /// in all, every sub-request and store access (the user's time at the authorization server
-    /// is between the two calls, so it is not counted); past it the call fails with
-    /// [`ErrorKind::Timeout`] naming the server and the limit. Default:
-    /// [`DEFAULT_FLOW_DEADLINE`](crate::DEFAULT_FLOW_DEADLINE) (2 minutes).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use bytes::Bytes;
-    /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, ErrorKind, HttpClient};
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() {
-    /// // Every answer takes 4 s and is a 404: each is within the request timeout, together
-    /// // they pass the deadline.
-    /// let slow = HttpClient::from_fn(|_req| async {
-    ///     tokio::time::sleep(Duration::from_secs(4)).await;
-    ///     Ok(http::Response::builder().status(404).body(Bytes::new()).unwrap())
-    /// });
-    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), slow)
-    ///     .request_timeout(Duration::from_secs(5))
-    ///     .flow_deadline(Duration::from_secs(6));
-    /// let error = login.start("alice", "https://mcp.example.com/mcp").await.unwrap_err();
-    /// assert_eq!(error.kind(), ErrorKind::Timeout);
-    /// assert!(error.to_string().contains("within its 6 s deadline"), "{error}");
-    /// # }
-    /// ```
-    pub fn flow_deadline(mut self, limit: Duration) -> Self {
-        self.flow_deadline = limit;
-        self
-    }
-
-    /// How many users' layers (their token caches, single-flight refreshes, failure backoff)
-    /// are kept in memory, about: past it, a new user's layer replaces another user's.
-    /// Nothing is lost with it (the tokens are in the store, and the user's next request makes
-    /// a layer that adopts them), so the bound costs a store read for a user who comes back,
-    /// and keeps an app that makes up an id per anonymous visitor from keeping a layer for
-    /// each forever. Default: 65,536.
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, HttpClient, TokenSet, TokenStore, TokenType};
-    /// # tokio_test::block_on(async {
-    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
-    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
-    ///     .max_cached_users(1);
-    /// let url = "https://mcp.example.com/mcp";
-    /// let tokens = TokenSet::new("at-alice", TokenType::Bearer, "https://as.example.com", "c");
-    /// login.user_store("alice").save_tokens(url, &tokens).await.unwrap();
-    /// let _alice = login.layer_for("alice");
-    /// // Room for one layer a shard: a flood of other users replaces alice's...
-    /// for i in 0..1_000 {
-    ///     let _ = login.layer_for(&format!("visitor-{i}"));
-    /// }
-    /// // ...and her next layer finds her tokens in the store.
-    /// assert!(login.layer_for("alice").status(url).await.unwrap().connected);
-    /// # });
-    /// ```
-    pub fn max_cached_users(mut self, users: usize) -> Self {
-        self.layers = UserLayers::with_capacity(users);
-        self
-    }
-
-    /// The timer the time limits run on, for the logins and the users' layers. Default:
-    /// [`TokioTimer`](crate::TokioTimer) with the `tokio` feature (on by default); without
-    /// it, none, and the limits are not enforced until one is set.
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use tower_mcp_oauth::web::WebLogin;
-    /// use tower_mcp_oauth::{ClientConfig, HttpClient, TokioTimer};
-    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
-    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
-    ///     .timer(TokioTimer);
-    /// # let _ = login;
-    /// ```
-    pub fn timer(mut self, timer: impl Timer) -> Self {
-        self.timer = Some(Arc::new(timer));
-        self
     }
 
     /// Keeps every user's tokens (under [`UserTokenStore`] keys) and the app's registrations
@@ -649,32 +541,5 @@ impl WebLogin {
     /// ```
     pub async fn logout(&self, user: &str, server_url: &str) -> Result<crate::Logout, Error> {
         self.layer_for(user).logout(server_url, &self.client).await
-    }
-
-    /// Drives `flow` until it needs the user or ends, each sub-request within the request
-    /// timeout and the whole within the flow deadline.
-    async fn drive_bounded(&self, flow: &mut Flow, server_url: &Url) -> Result<Step, Error> {
-        let timer = self.timer.as_deref();
-        let client = self
-            .client
-            .clone()
-            .bounded_by(self.request_timeout, self.timer.as_ref());
-        let io = Io {
-            client: &client,
-            store: &*self.store,
-            clock: &self.clock,
-            dpop: &self.dpop,
-        };
-        within(timer, self.flow_deadline, drive(flow, &io))
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "the login for {server_url} did not finish within its {} deadline",
-                        human(self.flow_deadline)
-                    ),
-                ))
-            })
     }
 }

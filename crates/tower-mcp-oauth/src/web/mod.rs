@@ -64,6 +64,7 @@
 mod connect_required;
 mod drive;
 mod login;
+mod login_limits;
 mod memory_pending;
 mod pending_store;
 mod status;
