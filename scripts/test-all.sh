@@ -6,6 +6,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+# One run builds everything once: incremental caches (4.4 GB of a fresh debug build) buy it
+# nothing and cost a CI machine disk it may not have. Set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # Services some tests run for real (a Redis server on loopback), installed when missing.
 if [ -x scripts/ensure-redis.sh ]; then scripts/ensure-redis.sh; fi
 cargo test --workspace
