@@ -19,7 +19,7 @@ use crate::need::Need;
 use crate::state::LayerState;
 use crate::store::StoreLock;
 use crate::stored::{self, Held, Start};
-use crate::timer::{human, within};
+use crate::timer::{human, Deadline};
 
 pub(crate) use crate::flight::flight_key;
 
@@ -149,6 +149,8 @@ async fn run_flight(
         .flights
         .logout_generation(server_url_from_uri(uri)?.as_str());
     let now = state.now();
+    // One deadline for the flight's store steps and its flow together.
+    let mut deadline = Deadline::new(state.timer.as_deref(), state.limits.flow_deadline);
     // The flow that served this need may have finished between the caller's check and this
     // flow's start: then there is nothing left to do.
     let session = state.cache.session(uri);
@@ -171,7 +173,8 @@ async fn run_flight(
         Some(s) => Some(((*s.tokens).clone(), s.resource.clone())),
         // Nothing in memory: tokens from an earlier run may be in the store.
         None => {
-            match store_step(state, "read", stored::start_from(state, uri, &need, now)).await? {
+            let read = stored::start_from(state, uri, &need, now);
+            match store_step(&mut deadline, "read", read).await? {
                 Start::Adopted => return Ok(()),
                 Start::From(held) => held,
             }
@@ -182,10 +185,10 @@ async fn run_flight(
         .as_ref()
         .is_some_and(|(t, _)| t.refresh_token().is_some())
         && !matches!(need, Need::InsufficientScope(_));
-    let mut lock = match (&held, refreshing) {
+    let lock = match (&held, refreshing) {
         (Some((_, resource)), true) => Some(
             store_step(
-                state,
+                &mut deadline,
                 "give its refresh lock",
                 state.store.lock(resource.as_str()),
             )
@@ -193,13 +196,21 @@ async fn run_flight(
         ),
         _ => None,
     };
-    let result = under_lock(state, client, uri, need, held, generation, &mut lock).await;
+    let mut holding = Holding { lock, deadline };
+    let result = under_lock(state, client, uri, need, held, generation, &mut holding).await;
     // Given back as soon as the work is done, and waited for: a process that exits right
     // after a refresh must not leave the others waiting out a lease.
-    if let Some(lock) = lock.take() {
+    if let Some(lock) = holding.lock.take() {
         lock.release().await;
     }
     result
+}
+
+/// What a flight holds while it works: the store's refresh lock, if it took one, and the
+/// deadline its store steps and its flow share.
+struct Holding<'t> {
+    lock: Option<StoreLock>,
+    deadline: Deadline<'t>,
 }
 
 /// The part of a flight that runs under the refresh lock (if one was taken): adopt what is
@@ -211,11 +222,12 @@ async fn under_lock(
     need: Need,
     held: Option<Held>,
     generation: LogoutGeneration,
-    lock: &mut Option<StoreLock>,
+    holding: &mut Holding<'_>,
 ) -> Result<(), Error> {
+    let Holding { lock, deadline } = holding;
     let held = match held {
         Some(held) => match store_step(
-            state,
+            deadline,
             "read",
             stored::reread(state, &need, held, state.now()),
         )
@@ -251,31 +263,31 @@ async fn under_lock(
         .challenge(need.challenge())
         .trigger(need.trigger())
         .held(held_tokens, resource);
-    let run = driver::run(state, client, start, generation, &flight_key(uri), lock).await?;
+    let key = flight_key(uri);
+    let run = driver::run(state, client, start, generation, &key, lock, deadline).await?;
     stored::write_back(state, run, held).await
 }
 
-/// A store access a flight makes before its flow runs (a read, the refresh lock), bounded by
-/// the flow deadline: a store that stopped answering, or a file lock kept by a process that
-/// hangs, fails the flight with [`ErrorKind::Timeout`] instead of holding every caller of the
-/// origin for ever. (A store's own wait for its lock, as the Redis store's `lock_wait`, is
-/// usually shorter.)
+/// A store access a flight makes before its flow runs (a read, the refresh lock), within the
+/// flight's deadline (which the flow then shares): a store that stopped answering, or a file
+/// lock kept by a process that hangs, fails the flight with [`ErrorKind::Timeout`] instead of
+/// holding every caller of the origin for ever, and slow steps add up to one deadline, not one
+/// each. (A store's own wait for its lock, as the Redis store's `lock_wait`, is usually
+/// shorter.)
 async fn store_step<T>(
-    state: &LayerState,
+    deadline: &mut Deadline<'_>,
     what: &str,
     work: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
-    let deadline = state.limits.flow_deadline;
-    within(state.timer.as_deref(), deadline, work)
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "the token store did not {what} within the flow's {} deadline",
-                    human(deadline)
-                ),
-            )
-            .mark_transient())
-        })
+    let limit = deadline.limit();
+    deadline.run(work).await.unwrap_or_else(|_| {
+        Err(Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "the token store did not {what} within the flow's {} deadline",
+                human(limit)
+            ),
+        )
+        .mark_transient())
+    })
 }

@@ -14,7 +14,7 @@ use crate::dpop::{self, DpopState};
 use crate::flight::LogoutGeneration;
 use crate::state::LayerState;
 use crate::store::{StoreLock, TokenStore};
-use crate::timer::{human, within};
+use crate::timer::{human, within, Deadline};
 
 /// The result of a successful run.
 pub(crate) struct Run {
@@ -60,6 +60,7 @@ pub(crate) async fn run(
     generation: LogoutGeneration,
     key: &str,
     lock: &mut Option<StoreLock>,
+    deadline: &mut Deadline<'_>,
 ) -> Result<Run, Error> {
     let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
     // Every sub-request of the flow, and of its authorizer, is bounded on its own.
@@ -71,7 +72,7 @@ pub(crate) async fn run(
         state.resolver.clone(),
         start.server_url.clone(),
     );
-    let (outcome, dropped_tokens) = drive(state, client, start, key, lock)
+    let (outcome, dropped_tokens) = drive(state, client, start, key, lock, deadline)
         .instrument(span)
         .await?;
     // Logged out of during the flow (a user at the consent page for minutes, say): its tokens
@@ -90,6 +91,7 @@ async fn drive(
     start: FlowStart,
     key: &str,
     lock: &mut Option<StoreLock>,
+    deadline: &mut Deadline<'_>,
 ) -> Result<(FlowOutcome, bool), Error> {
     let held = start.held.clone();
     let held_resource = start.protected_resource.clone();
@@ -100,26 +102,20 @@ async fn drive(
         random_secrets()?,
         state.now(),
     );
-    // The non-interactive part of the flow shares one deadline; the consent wait is not
-    // counted, it has its own bound below.
+    // The non-interactive part of the flow shares the flight's deadline (what the store steps
+    // before it left); the consent wait is not counted, it has its own bound below.
     let timer = state.timer.as_deref();
-    let deadline = state.limits.flow_deadline;
-    let mut spent = std::time::Duration::ZERO;
     let mut device_waits = crate::device::DeviceWaits::new();
     loop {
-        let stretch_started = timer.map(|t| t.now());
-        let decision = match within(
-            timer,
-            deadline.saturating_sub(spent),
-            next_decision(
+        let decision = match deadline
+            .run(next_decision(
                 &mut flow,
                 &client,
                 state.store.as_ref(),
                 &state.clock,
                 &state.dpop,
-            ),
-        )
-        .await
+            ))
+            .await
         {
             Ok(decision) => decision?,
             Err(_) => {
@@ -130,15 +126,12 @@ async fn drive(
                     format!(
                         "the authorization flow for {key} did not finish within its {} deadline \
                          (consent time not counted)",
-                        human(deadline)
+                        human(deadline.limit())
                     ),
                 ));
                 continue;
             }
         };
-        if let (Some(timer), Some(started)) = (timer, stretch_started) {
-            spent += timer.now().saturating_duration_since(started);
-        }
         match decision {
             Action::DropTokens => {
                 dropped_tokens = true;

@@ -120,6 +120,43 @@ pub(crate) async fn within<F: Future>(
     }
 }
 
+/// One deadline shared by the steps of a flight: each step is bounded by what the steps
+/// before it left, so a flight's non-interactive work (its store reads, its wait for the
+/// refresh lock, the flow's sub-requests) ends within the deadline in all, not each step
+/// within a deadline of its own. Waits the deadline does not count (a user's consent) are run
+/// outside it.
+pub(crate) struct Deadline<'t> {
+    timer: Option<&'t dyn Timer>,
+    limit: Duration,
+    spent: Duration,
+}
+
+impl<'t> Deadline<'t> {
+    /// A deadline of `limit` on `timer`'s clock, nothing spent yet; without a timer, no bound.
+    pub(crate) fn new(timer: Option<&'t dyn Timer>, limit: Duration) -> Self {
+        Self {
+            timer,
+            limit,
+            spent: Duration::ZERO,
+        }
+    }
+
+    /// The whole deadline, for messages.
+    pub(crate) fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// Runs `work` within what is left of the deadline, and counts the time it took.
+    pub(crate) async fn run<F: Future>(&mut self, work: F) -> Result<F::Output, Elapsed> {
+        let started = self.timer.map(|t| t.now());
+        let output = within(self.timer, self.limit.saturating_sub(self.spent), work).await;
+        if let (Some(timer), Some(started)) = (self.timer, started) {
+            self.spent += timer.now().saturating_duration_since(started);
+        }
+        output
+    }
+}
+
 /// A limit as people read it: `30 s`, `1.5 s`, `250 ms`.
 pub(crate) fn human(limit: Duration) -> String {
     if limit < Duration::from_secs(1) {
@@ -160,6 +197,28 @@ mod tests {
             within(None, Duration::from_millis(1), slow).await,
             Ok("done")
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_bounds_its_steps_together_not_each_on_its_own() {
+        let timer = TokioTimer;
+        let mut deadline = Deadline::new(Some(&timer), Duration::from_secs(10));
+        let step = |secs| tokio::time::sleep(Duration::from_secs(secs));
+        let before = timer.now();
+        // Each step alone is within the deadline; the third is cut at what the first two left.
+        assert_eq!(deadline.run(step(4)).await, Ok(()));
+        assert_eq!(deadline.run(step(4)).await, Ok(()));
+        assert_eq!(deadline.run(step(4)).await, Err(Elapsed));
+        assert_eq!(timer.now() - before, Duration::from_secs(10));
+        // Spent: anything more fails at once.
+        assert_eq!(deadline.run(step(1)).await, Err(Elapsed));
+        assert_eq!(timer.now() - before, Duration::from_secs(10));
+        // Time outside the deadline's steps is not counted.
+        let mut deadline = Deadline::new(Some(&timer), Duration::from_secs(10));
+        assert_eq!(deadline.run(step(6)).await, Ok(()));
+        step(60).await;
+        assert_eq!(deadline.run(step(3)).await, Ok(()));
+        assert_eq!(deadline.limit(), Duration::from_secs(10));
     }
 
     #[test]

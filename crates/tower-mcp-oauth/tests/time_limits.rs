@@ -311,22 +311,40 @@ async fn a_request_with_a_valid_token_starts_no_timer() {
     assert_eq!(service.flows_started(), 1);
 }
 
-/// A store whose refresh lock is never given: a file lock a hung process keeps.
-struct StuckLock(MemoryStore);
+/// A slow store: each read takes `read`, and the refresh lock is given after `lock`, or never
+/// (a file lock a hung process keeps).
+struct SlowStore {
+    inner: MemoryStore,
+    read: Duration,
+    lock: Option<Duration>,
+}
 
-impl TokenStore for StuckLock {
+impl SlowStore {
+    fn stuck_lock() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            read: Duration::ZERO,
+            lock: None,
+        }
+    }
+}
+
+impl TokenStore for SlowStore {
     fn load_tokens<'a>(
         &'a self,
         resource: &'a str,
     ) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
-        self.0.load_tokens(resource)
+        Box::pin(async move {
+            tokio::time::sleep(self.read).await;
+            self.inner.load_tokens(resource).await
+        })
     }
     fn save_tokens<'a>(
         &'a self,
         resource: &'a str,
         tokens: &'a TokenSet,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        self.0.save_tokens(resource, tokens)
+        self.inner.save_tokens(resource, tokens)
     }
     fn compare_and_swap_tokens<'a>(
         &'a self,
@@ -334,38 +352,53 @@ impl TokenStore for StuckLock {
         current: Option<&'a TokenSet>,
         new: Option<&'a TokenSet>,
     ) -> BoxFuture<'a, Result<tower_mcp_oauth::Replaced, Error>> {
-        self.0.compare_and_swap_tokens(resource, current, new)
+        self.inner.compare_and_swap_tokens(resource, current, new)
     }
     fn load_client<'a>(
         &'a self,
         issuer: &'a str,
     ) -> BoxFuture<'a, Result<Option<tower_mcp_oauth::ClientRegistration>, Error>> {
-        self.0.load_client(issuer)
+        self.inner.load_client(issuer)
     }
     fn save_client<'a>(
         &'a self,
         registration: &'a tower_mcp_oauth::ClientRegistration,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        self.0.save_client(registration)
+        self.inner.save_client(registration)
     }
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        self.0.remove_client(issuer)
+        self.inner.remove_client(issuer)
     }
-    fn lock<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<tower_mcp_oauth::StoreLock, Error>> {
-        Box::pin(std::future::pending())
+    fn lock<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<tower_mcp_oauth::StoreLock, Error>> {
+        Box::pin(async move {
+            match self.lock {
+                Some(wait) => {
+                    tokio::time::sleep(wait).await;
+                    self.inner.lock(resource).await
+                }
+                None => std::future::pending().await,
+            }
+        })
     }
+}
+
+/// An expired token with a refresh token, for the server at `RS`.
+fn expired() -> TokenSet {
+    TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c")
+        .with_expires_at(Some(SystemTime::now() - Duration::from_secs(60)))
+        .with_refresh_token(Some(RefreshToken::new("rt-1".into())))
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_refresh_lock_never_given_times_out_at_the_flow_deadline() {
     let faulty = Arc::new(AtomicBool::new(false));
     let tokens = Arc::new(AtomicUsize::new(0));
-    let store = StuckLock(MemoryStore::new());
-    let expired = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c")
-        .with_expires_at(Some(SystemTime::now() - Duration::from_secs(60)))
-        .with_refresh_token(Some(RefreshToken::new("rt-1".into())));
+    let store = SlowStore::stuck_lock();
     store
-        .save_tokens(&format!("{RS}/mcp"), &expired)
+        .save_tokens(&format!("{RS}/mcp"), &expired())
         .await
         .unwrap();
     let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
@@ -384,5 +417,42 @@ async fn a_refresh_lock_never_given_times_out_at_the_flow_deadline() {
         tokens.load(Ordering::SeqCst),
         0,
         "no refresh without the lock"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_store_steps_and_the_flow_share_one_deadline() {
+    let faulty = Arc::new(AtomicBool::new(false));
+    let tokens = Arc::new(AtomicUsize::new(0));
+    // Each store step alone is within the 10 s deadline. The first contact reads the token
+    // (6 s, before any flight); the refresh's flight waits 6 s for the lock, and its reread
+    // under the lock passes the deadline, with no time left for the refresh.
+    let store = SlowStore {
+        inner: MemoryStore::new(),
+        read: Duration::from_secs(6),
+        lock: Some(Duration::from_secs(6)),
+    };
+    store
+        .save_tokens(&format!("{RS}/mcp"), &expired())
+        .await
+        .unwrap();
+    let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .token_store(store)
+        .flow_deadline(Duration::from_secs(10))
+        .layer(server(Fault::StallToken, faulty, tokens.clone()));
+    let started = tokio::time::Instant::now();
+    let error = service.oneshot(request()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    assert!(
+        error
+            .to_string()
+            .contains("the token store did not read within the flow's 10 s deadline"),
+        "{error}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(6 + 10));
+    assert_eq!(
+        tokens.load(Ordering::SeqCst),
+        0,
+        "no time was left for a refresh"
     );
 }
