@@ -11,8 +11,8 @@ use futures_util::lock::Mutex as AsyncMutex;
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
-use super::file_safety;
 use super::memory::lock as lock_std;
+use super::{file_lock, file_safety};
 use super::{matches, ready, LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
@@ -344,24 +344,11 @@ impl TokenStore for FileStore {
         Box::pin(async move {
             let (path, file) = self.lock_file(resource, "lock")?;
             let in_process = process_lock(&path).lock_owned().await;
-            // The file lock may be held by another process for a whole refresh: wait for it on
-            // a helper thread, never on the executor.
-            let file = match file.try_lock() {
-                Ok(()) => file,
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    let (tx, rx) = futures_channel::oneshot::channel();
-                    std::thread::spawn(move || {
-                        let result = file.lock().map(|()| file);
-                        let _ = tx.send(result);
-                    });
-                    rx.await
-                        .map_err(|_| Error::new(ErrorKind::Store, "lock thread vanished"))?
-                        .map_err(|e| io_error("cannot lock", &path, e))?
-                }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(io_error("cannot lock", &path, e))
-                }
-            };
+            // The file lock may be held by another process for a whole refresh: waited for
+            // off the executor, and no longer once this future is dropped.
+            let file = file_lock::lock_exclusive(file)
+                .await
+                .map_err(|e| io_error("cannot lock", &path, e))?;
             Ok(StoreLock::new((file, in_process)))
         })
     }

@@ -2,6 +2,7 @@
 //! implementations.
 
 mod file;
+mod file_lock;
 mod file_safety;
 mod last_flow;
 pub(crate) mod memory;
