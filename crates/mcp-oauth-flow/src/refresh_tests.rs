@@ -180,7 +180,9 @@ fn invalid_client_drops_a_registration_but_never_a_pre_registered_client() {
         .starts_with("Basic "));
     flow.handle_response(response(401, json!({"error": "invalid_client"})), now());
     assert!(matches!(flow.poll_action(), Some(Action::DropTokens)));
-    assert!(matches!(flow.poll_action(), Some(Action::DropClient { issuer }) if issuer == AS));
+    assert!(
+        matches!(flow.poll_action(), Some(Action::DropClient { issuer, client_id }) if issuer == AS && client_id == "client-1")
+    );
 
     // A pre-registered client: its secret comes from the configuration; nothing is dropped
     // but the tokens.

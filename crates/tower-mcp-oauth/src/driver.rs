@@ -314,9 +314,11 @@ pub(crate) async fn next_decision(
                     warn!(error = %e, "could not store the client registration");
                 }
             }
-            Action::DropClient { issuer } => {
+            Action::DropClient { issuer, client_id } => {
                 debug!(%issuer, "client refused; dropping its registration");
-                if let Err(e) = store.remove_client(&issuer).await {
+                // Only if it is still the refused client: a user or process sharing the store
+                // may have registered anew since.
+                if let Err(e) = store.remove_refused_client(&issuer, &client_id).await {
                     warn!(error = %e, "could not drop the refused registration");
                 }
             }

@@ -459,6 +459,7 @@ impl Flow {
                 if refused && self.registered_client(&s.client.client_id, &s.server) {
                     self.out.push_back(Action::DropClient {
                         issuer: s.server.client_issuer.clone(),
+                        client_id: s.client.client_id.clone(),
                     });
                 }
                 return Err(e);

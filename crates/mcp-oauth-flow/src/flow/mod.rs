@@ -274,11 +274,15 @@ pub enum Action {
     /// No input is expected back; the flow goes on to a new authorization.
     DropTokens,
     /// The authorization server no longer knows the dynamically registered client of `issuer`
-    /// (`invalid_client`): forget the registration so the flow can register again.
+    /// (`invalid_client`): forget the registration so the flow can register again, but only
+    /// if the one stored is still `client_id`: another user or process sharing the store may
+    /// already have registered anew, and that registration is not the refused one.
     /// Pre-registered clients are never dropped.
     DropClient {
         /// The issuer the registration belongs to.
         issuer: String,
+        /// The client the authorization server refused.
+        client_id: String,
     },
     /// Get the assertion the configured [`AssertionGrant`](crate::grants::AssertionGrant) needs
     /// from the application (read the platform's token file afresh, call its closure) and feed

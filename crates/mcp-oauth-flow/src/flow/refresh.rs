@@ -68,7 +68,7 @@ impl Flow {
                 method,
                 assertion,
             };
-            return self.send_refresh(ctx, held, after, creds, false);
+            return self.send_refresh(ctx, held, after, creds, None);
         }
         if held_rules::refreshes_as_public(&held.tokens, config.client_metadata_document.as_deref())
         {
@@ -78,7 +78,7 @@ impl Flow {
                 method: ClientAuthMethod::None,
                 assertion: None,
             };
-            return self.send_refresh(ctx, held, after, creds, false);
+            return self.send_refresh(ctx, held, after, creds, None);
         }
         self.out.push_back(Action::LoadClient {
             issuer: held.tokens.issuer().to_owned(),
@@ -114,7 +114,8 @@ impl Flow {
             method,
             assertion: None,
         };
-        self.send_refresh(ctx, held, after, creds, true)
+        let registered = Some(creds.client_id.clone());
+        self.send_refresh(ctx, held, after, creds, registered)
     }
 
     fn send_refresh(
@@ -123,7 +124,7 @@ impl Flow {
         held: Held,
         after: After,
         creds: ClientCredentials,
-        registered: bool,
+        registered: Option<String>,
     ) -> Result<State, Error> {
         let tokens = &held.tokens;
         let endpoint = parse_secure_url(
@@ -260,9 +261,12 @@ impl Flow {
                     RefreshFailure::Transient => Err(error),
                     failure => {
                         self.out.push_back(Action::DropTokens);
-                        if failure == RefreshFailure::ClientRejected && registered {
+                        if let (RefreshFailure::ClientRejected, Some(client_id)) =
+                            (failure, registered)
+                        {
                             self.out.push_back(Action::DropClient {
                                 issuer: held.tokens.issuer().to_owned(),
+                                client_id,
                             });
                         }
                         self.after_refresh(ctx, after)

@@ -295,8 +295,10 @@ pub(super) struct ExpectRefreshToken {
     pub(super) ctx: Context,
     pub(super) held: Held,
     pub(super) after: After,
-    /// Whether the client came from a dynamic registration (which `invalid_client` drops).
-    pub(super) registered: bool,
+    /// The client id of the dynamic registration the refresh authenticated with (which
+    /// `invalid_client` drops, if the store still holds it); `None` for a pre-registered or
+    /// public client.
+    pub(super) registered: Option<String>,
 }
 
 /// The flow's state: one variant per `Expect*` struct, and `Finished`.

@@ -298,7 +298,7 @@ fn a_registration_the_token_endpoint_refuses_is_dropped_and_one_whose_secret_exp
         Some(stored.clone()),
     );
     assert_eq!(run.failed(), ErrorKind::TokenRejected);
-    assert_eq!(run.dropped, [format!("client {AS}")]);
+    assert_eq!(run.dropped, [format!("client {AS} {}", stored.client_id)]);
     // A pre-registered client is the application's: kept.
     let cfg = config().pre_registered(PreRegisteredClient::new("app-client").for_issuer(AS));
     let run = run_with(

@@ -220,7 +220,9 @@ fn run_with(
             }
             Action::SaveClient(reg) => run.saved.push(reg),
             Action::DropTokens => run.dropped.push("tokens".into()),
-            Action::DropClient { issuer } => run.dropped.push(format!("client {issuer}")),
+            Action::DropClient { issuer, client_id } => {
+                run.dropped.push(format!("client {issuer} {client_id}"))
+            }
             Action::ObtainAssertion(req) => {
                 run.sent
                     .push(format!("ASSERTION {:?} for {}", req.kind, req.issuer));

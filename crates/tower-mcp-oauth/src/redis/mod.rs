@@ -33,7 +33,7 @@ use crate::store::{LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 use codec::{decode, encode};
-use scripts::{COMPARE_AND_SWAP, RELEASE};
+use scripts::{COMPARE_AND_SWAP, RELEASE, REMOVE_REFUSED_CLIENT};
 
 /// The key prefix of a [`RedisStore`] unless [`RedisStore::prefix`] sets another.
 ///
@@ -458,6 +458,23 @@ impl TokenStore for RedisStore {
             })
             .await
             .map(drop)
+        })
+    }
+
+    fn remove_refused_client<'a>(
+        &'a self,
+        issuer: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            REMOVE_REFUSED_CLIENT
+                .key(self.key(CLIENT, issuer))
+                .arg(client_id)
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map(drop)
+                .map_err(|e| redis_error(format!("cannot remove the registration for {issuer}"), e))
         })
     }
 

@@ -47,6 +47,23 @@ return {'swapped'}
     )
 });
 
+/// Deletes a registration only if it is still the refused client: another process may have
+/// registered anew since. KEYS[1]: the registration key, ARGV[1]: the refused client id.
+/// Returns 1 if deleted, 0 if not (nothing stored, another client, or not JSON: kept).
+pub(super) static REMOVE_REFUSED_CLIENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local stored = redis.call('GET', KEYS[1])
+if not stored then return 0 end
+local ok, registration = pcall(cjson.decode, stored)
+if ok and type(registration) == 'table' and registration['client_id'] == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#,
+    )
+});
+
 /// Deletes a lease only if it is still ours: after our lease expired, someone else's lease may
 /// sit under the same key. KEYS[1]: the lease key, ARGV[1]: our lease token.
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {

@@ -103,6 +103,22 @@ async fn tokens_and_registrations_round_trip_as_json_under_prefixed_keys() {
 }
 
 #[tokio::test]
+async fn a_refused_client_is_removed_only_while_it_is_the_one_stored() {
+    let server = RedisServer::start();
+    let store = connect(&server).await.prefix("app-a");
+    crate::store::contract::removes_only_the_refused_client(&store).await;
+    // Not JSON: kept, not an error.
+    let key = "app-a:client:https://as.example.com";
+    let () = raw(&store, &Cmd::set(key, "not json")).await;
+    store
+        .remove_refused_client("https://as.example.com", "new")
+        .await
+        .unwrap();
+    let kept: String = raw(&store, &Cmd::get(key)).await;
+    assert_eq!(kept, "not json");
+}
+
+#[tokio::test]
 async fn compare_and_swap_replaces_only_the_expected_tokens() {
     let server = RedisServer::start();
     let store = connect(&server).await;

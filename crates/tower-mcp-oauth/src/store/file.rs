@@ -248,6 +248,15 @@ impl FileStore {
         }
     }
 
+    /// The short exclusive lock over `issuer`'s registration, held while the returned file is
+    /// open (microseconds: taken inline, as the tokens' compare-and-swap lock).
+    fn client_lock(&self, issuer: &str) -> Result<File, Error> {
+        let (_, file) = self.lock_file(issuer, "client-cas")?;
+        file.lock()
+            .map_err(|e| Error::new(ErrorKind::Store, format!("cannot lock: {e}")))?;
+        Ok(file)
+    }
+
     /// Opens (creating) a lock file.
     fn lock_file(&self, resource: &str, kind: &str) -> Result<(PathBuf, File), Error> {
         let path = self.dir.join(file_name("tokens", resource, kind));
@@ -327,17 +336,37 @@ impl TokenStore for FileStore {
         registration: &'a ClientRegistration,
     ) -> BoxFuture<'a, Result<(), Error>> {
         let path = self.client_path(&registration.issuer);
-        ready(
-            serde_json::to_vec_pretty(registration)
-                .map_err(|e| {
-                    Error::new(ErrorKind::Store, format!("cannot encode registration: {e}"))
-                })
-                .and_then(|bytes| Self::write_atomic(&path, &bytes)),
-        )
+        ready((|| {
+            let bytes = serde_json::to_vec_pretty(registration).map_err(|e| {
+                Error::new(ErrorKind::Store, format!("cannot encode registration: {e}"))
+            })?;
+            // Under the lock `remove_refused_client` takes, so that it never removes a
+            // registration written after its read.
+            let _lock = self.client_lock(&registration.issuer)?;
+            Self::write_atomic(&path, &bytes)
+        })())
     }
 
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         ready(Self::remove(&self.client_path(issuer)))
+    }
+
+    fn remove_refused_client<'a>(
+        &'a self,
+        issuer: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        ready((|| {
+            // Under a short lock of its own, as the tokens' compare-and-swap: another process
+            // cannot register between the read and the removal.
+            let _lock = self.client_lock(issuer)?;
+            let path = self.client_path(issuer);
+            let stored: Option<ClientRegistration> = Self::read(&path)?;
+            if stored.is_some_and(|r| r.issuer == issuer && r.client_id == client_id) {
+                Self::remove(&path)?;
+            }
+            Ok(())
+        })())
     }
 
     fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
@@ -514,6 +543,13 @@ mod tests {
             Replaced::Swapped
         ));
         assert!(one.load_tokens("r").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_is_removed_only_while_it_is_the_one_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path()).unwrap();
+        crate::store::contract::removes_only_the_refused_client(&store).await;
     }
 
     #[tokio::test]

@@ -108,6 +108,21 @@ impl TokenStore for MemoryStore {
         ready(Ok(()))
     }
 
+    fn remove_refused_client<'a>(
+        &'a self,
+        issuer: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let mut clients = lock(&self.clients);
+        if clients
+            .get(issuer)
+            .is_some_and(|r| r.client_id == client_id)
+        {
+            clients.remove(issuer);
+        }
+        ready(Ok(()))
+    }
+
     fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
         let mutex = Arc::clone(lock(&self.locks).entry(resource.to_owned()).or_default());
         Box::pin(async move { Ok(StoreLock::new(mutex.lock_owned().await)) })
@@ -127,5 +142,15 @@ impl TokenStore for MemoryStore {
         server: &'a str,
     ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
         ready(Ok(lock(&self.last_flows).get(server).cloned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_client_is_removed_only_while_it_is_the_one_stored() {
+        crate::store::contract::removes_only_the_refused_client(&MemoryStore::new()).await;
     }
 }

@@ -1,6 +1,8 @@
 //! Where tokens and client registrations are kept: the [`TokenStore`] trait and its built-in
 //! implementations.
 
+#[cfg(test)]
+pub(crate) mod contract;
 mod file;
 mod file_lock;
 mod file_safety;
@@ -182,8 +184,51 @@ pub trait TokenStore: Send + Sync + 'static {
         registration: &'a ClientRegistration,
     ) -> BoxFuture<'a, Result<(), Error>>;
 
-    /// Forgets the registration of `issuer` (the server said `invalid_client`).
+    /// Forgets the registration of `issuer`, whatever it is.
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Forgets the registration of `issuer` only if it is still the client `client_id`, which
+    /// the authorization server refused (`invalid_client`, RFC 6749 §5.2): another user or
+    /// process sharing the store may have registered anew since, and that registration is
+    /// kept. The layer calls this, never [`remove_client`](Self::remove_client).
+    ///
+    /// The default reads, compares and removes, and another process can write in between;
+    /// [`MemoryStore`](crate::MemoryStore), [`FileStore`](crate::FileStore) and the Redis store
+    /// do it atomically, and a shared store of your own should too.
+    ///
+    /// ```
+    /// use tower_mcp_oauth::{ClientRegistration, MemoryStore, TokenStore};
+    /// # tokio_test::block_on(async {
+    /// let store = MemoryStore::new();
+    /// let registration = |client_id: &str| ClientRegistration {
+    ///     issuer: "https://as.example.com".into(),
+    ///     client_id: client_id.into(),
+    ///     client_secret: None,
+    ///     client_secret_expires_at: None,
+    ///     token_endpoint_auth_method: Some("none".into()),
+    ///     redirect_uris: vec![],
+    /// };
+    /// // Another process registered again after this one's client was refused.
+    /// store.save_client(&registration("new")).await.unwrap();
+    /// store.remove_refused_client("https://as.example.com", "old").await.unwrap();
+    /// let kept = store.load_client("https://as.example.com").await.unwrap().unwrap();
+    /// assert_eq!(kept.client_id, "new");
+    /// store.remove_refused_client("https://as.example.com", "new").await.unwrap();
+    /// assert!(store.load_client("https://as.example.com").await.unwrap().is_none());
+    /// # });
+    /// ```
+    fn remove_refused_client<'a>(
+        &'a self,
+        issuer: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            match self.load_client(issuer).await? {
+                Some(stored) if stored.client_id == client_id => self.remove_client(issuer).await,
+                _ => Ok(()),
+            }
+        })
+    }
 
     /// Takes the refresh lock of `resource`, waiting while another holder (a task, or another
     /// process for shared stores) has it. The default guards nothing.
@@ -291,6 +336,15 @@ impl<T: TokenStore + ?Sized> TokenStore for std::sync::Arc<T> {
 
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         (**self).remove_client(issuer)
+    }
+
+    // Forwarded too: the default is not atomic for a store that is.
+    fn remove_refused_client<'a>(
+        &'a self,
+        issuer: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        (**self).remove_refused_client(issuer, client_id)
     }
 
     // Forwarded too: the default would take no lock at all for a store that has one.

@@ -126,6 +126,16 @@ impl TokenStore for UserTokenStore {
         self.inner.remove_client(issuer)
     }
 
+    // Users share registrations: one user's refused client must not drop the one another
+    // user registered since.
+    fn remove_refused_client<'a>(
+        &'a self,
+        issuer: &'a str,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.remove_refused_client(issuer, client_id)
+    }
+
     fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
         // Per user as well: two users refreshing their own tokens for one resource never wait
         // on each other.
