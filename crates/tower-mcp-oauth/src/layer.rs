@@ -188,6 +188,12 @@ impl OAuthLayer {
         Arc::ptr_eq(&self.state, &other.state)
     }
 
+    /// How many hold this layer's state: its clones, the services made from it, and the
+    /// requests and flows in flight through them.
+    pub(crate) fn holders(&self) -> usize {
+        Arc::strong_count(&self.state)
+    }
+
     pub(crate) fn state_mut(&mut self) -> &mut LayerState {
         Arc::make_mut(&mut self.state)
     }

@@ -72,11 +72,13 @@ impl WebLogin {
     }
 
     /// How many users' layers (their token caches, single-flight refreshes, failure backoff)
-    /// are kept in memory, about: past it, a new user's layer replaces another user's.
-    /// Nothing is lost with it (the tokens are in the store, and the user's next request makes
-    /// a layer that adopts them), so the bound costs a store read for a user who comes back,
-    /// and keeps an app that makes up an id per anonymous visitor from keeping a layer for
-    /// each forever. Default: 65,536.
+    /// are kept in memory, about: past it, a new user's layer replaces another user's that
+    /// nothing else holds. Nothing is lost with it (the tokens are in the store, and the user's
+    /// next request makes a layer that adopts them), so the bound costs a store read for a
+    /// user who comes back, and keeps an app that makes up an id per anonymous visitor from
+    /// keeping a layer for each forever. A layer the app still holds (a service it keeps for
+    /// the user, a request in flight) is never replaced, so that a logout reaches its cache.
+    /// Default: 65,536.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -89,8 +91,10 @@ impl WebLogin {
     /// let url = "https://mcp.example.com/mcp";
     /// let tokens = TokenSet::new("at-alice", TokenType::Bearer, "https://as.example.com", "c");
     /// login.user_store("alice").save_tokens(url, &tokens).await.unwrap();
-    /// let _alice = login.layer_for("alice");
-    /// // Room for one layer a shard: a flood of other users replaces alice's...
+    /// let alice = login.layer_for("alice");
+    /// drop(alice);
+    /// // Room for one layer a shard: a flood of other users replaces alice's, which nothing
+    /// // holds any more...
     /// for i in 0..1_000 {
     ///     let _ = login.layer_for(&format!("visitor-{i}"));
     /// }

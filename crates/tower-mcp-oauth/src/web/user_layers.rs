@@ -10,8 +10,11 @@
 //! attacker picks cannot pile up in one shard or bucket. (Two hashes, one for the shard and one
 //! inside std's `HashMap`, were about 160 instructions of a web request's 7,400: 7,391 -> 7,227.)
 //!
-//! It keeps at most a set number of users (1,024 a shard by default): a new user past it
-//! replaces one, whose tokens stay in the store for their next layer to adopt.
+//! It keeps at most a set number of users (1,024 a shard by default) whose layers nothing else
+//! holds: a new user past it replaces one of those, whose tokens stay in the store for their
+//! next layer to adopt. A layer still held (by a service the app keeps, a request in flight)
+//! is never replaced: it lives on anyway, and only through this map can a logout reach its
+//! token cache, which would otherwise go on sending the logged-out user's access token.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -120,9 +123,19 @@ impl UserLayers {
     /// `hash` (as good as random, and keyed: no one can aim it at a given user). Nothing is
     /// lost with it: the user's tokens are in the store, and their next lookup makes a layer
     /// that adopts them; a service still holding the old layer goes on with it.
+    /// Removes from `shard` (a copy of the current one, so its layers are held twice by the
+    /// map) a user whose layer nothing else holds, searching from a place `hash` picks; if
+    /// every layer is held, none, and the shard grows past its bound by what the app holds.
     fn evict_one(&self, shard: &mut Shard, hash: u64) {
         let at = (hash as usize) % shard.len();
-        let Some(victim) = shard.iter().nth(at).map(|(name, _)| Arc::clone(name)) else {
+        let unheld = |(_, layer): &&(Arc<str>, OAuthLayer)| layer.holders() <= 2;
+        let victim = shard
+            .iter()
+            .skip(at)
+            .find(unheld)
+            .or_else(|| shard.iter().take(at).find(unheld))
+            .map(|(name, _)| Arc::clone(name));
+        let Some(victim) = victim else {
             return;
         };
         if let Ok(entry) = shard.find_entry(self.hash(&victim), named(&victim)) {
@@ -222,10 +235,8 @@ mod tests {
     fn past_its_capacity_a_shard_replaces_a_user() {
         // One user a shard: 64 in all at most, however many come.
         let users = UserLayers::with_capacity(SHARDS);
-        let first = layer();
         for i in 0..1_000 {
-            let l = first.clone();
-            users.get_or_insert_with(&format!("anonymous-{i}"), move || l);
+            users.get_or_insert_with(&format!("anonymous-{i}"), layer);
         }
         assert!(users.len() <= SHARDS, "{}", users.len());
         // The last user made is there.
@@ -241,6 +252,37 @@ mod tests {
             roomy.get_or_insert_with(&format!("user-{i}"), layer);
         }
         assert_eq!(roomy.len(), 1_000);
+    }
+
+    #[test]
+    fn a_layer_still_held_is_never_replaced_so_a_logout_reaches_it() {
+        let users = UserLayers::with_capacity(SHARDS);
+        // Alice's service holds her layer (a clone of it stands for the service).
+        let service = users.get_or_insert_with("alice", layer);
+        for i in 0..1_000 {
+            users.get_or_insert_with(&format!("anonymous-{i}"), layer);
+        }
+        // Still hers: the layer a logout finds is the one her service sends through.
+        let mut made = false;
+        let found = users.get_or_insert_with("alice", || {
+            made = true;
+            layer()
+        });
+        assert!(!made);
+        assert!(same(&found, &service));
+        // Only the held layer is past the bound.
+        assert!(users.len() <= SHARDS + 1, "{}", users.len());
+        // Once nothing holds it, it can be replaced like any other.
+        drop((found, service));
+        for i in 1_000..3_000 {
+            users.get_or_insert_with(&format!("anonymous-{i}"), layer);
+        }
+        let mut made = false;
+        users.get_or_insert_with("alice", || {
+            made = true;
+            layer()
+        });
+        assert!(made);
     }
 
     #[test]

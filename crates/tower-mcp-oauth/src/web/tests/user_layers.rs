@@ -175,3 +175,27 @@ async fn an_assertion_grant_config_is_refused_with_the_reason() {
     assert_eq!(err.kind(), ErrorKind::GrantNotSupported, "{err:#}");
     assert!(err.to_string().contains("WebLogin"), "{err}");
 }
+
+#[tokio::test]
+async fn a_logout_reaches_the_layer_a_kept_service_sends_through_after_a_flood_of_users() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    // Room for one layer a shard.
+    let login = login.max_cached_users(1);
+    log_in(&login, "alice", "ca").await;
+    // The app keeps alice's service (her MCP session), which caches her token.
+    let service = ServiceBuilder::new()
+        .layer(login.layer_for("alice"))
+        .service(mcp_service(&fake));
+    let response = service.clone().oneshot(mcp_call()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // Anonymous visitors, many more than the bound.
+    for i in 0..1_000 {
+        drop(login.layer_for(&format!("visitor-{i}")));
+    }
+    login.logout("alice", MCP).await.unwrap();
+    // The kept service's cache was cleared: it no longer sends the logged-out token.
+    let err = service.oneshot(mcp_call()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InteractionRequired, "{err:#}");
+    assert_eq!(fake.bearers(), ["at-ca"]);
+}
