@@ -1,0 +1,223 @@
+//! The file store's tests.
+
+use super::*;
+use mcp_oauth_flow::{secrets::RefreshToken, token::TokenType};
+use std::time::{Duration, UNIX_EPOCH};
+
+fn tokens(at: &str) -> TokenSet {
+    TokenSet::new(at, TokenType::Bearer, "https://as", "c")
+        .with_refresh_token(Some(RefreshToken::new(format!("rt-{at}"))))
+        .with_expires_at(Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000)))
+}
+
+#[tokio::test]
+async fn round_trip_with_absolute_expiry_and_owner_only_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path().join("s")).unwrap();
+    store
+        .save_tokens("https://rs/mcp", &tokens("a"))
+        .await
+        .unwrap();
+    let back = FileStore::new(dir.path().join("s"))
+        .unwrap()
+        .load_tokens("https://rs/mcp")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.access_token().secret(), "a");
+    assert_eq!(
+        back.expires_at(),
+        Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000))
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store.tokens_path("https://rs/mcp"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = std::fs::metadata(store.dir()).unwrap().permissions().mode();
+        assert_eq!(dmode & 0o777, 0o700);
+    }
+    assert!(store
+        .load_tokens("https://rs/other")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_file_that_does_not_parse_is_a_store_error_that_quotes_none_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let url = "https://rs/mcp";
+    store.save_tokens(url, &tokens("a")).await.unwrap();
+    // A secret where the file's reader expects a number (a downgrade that changed a
+    // field's form): serde's own message would quote it.
+    let path = store.tokens_path(url);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    fn first_number(v: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
+        match v {
+            serde_json::Value::Number(_) => Some(v),
+            serde_json::Value::Object(map) => map.values_mut().find_map(first_number),
+            serde_json::Value::Array(items) => items.iter_mut().find_map(first_number),
+            _ => None,
+        }
+    }
+    let number = first_number(&mut json).expect("a numeric field");
+    *number = serde_json::Value::String("rt-hunter2".into());
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let error = store.load_tokens(url).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Store, "{error:#}");
+    assert!(
+        !format!("{error:#} {error:?}").contains("hunter2"),
+        "{error:#}"
+    );
+    assert!(error.to_string().contains("line 1, column"), "{error:#}");
+}
+
+#[tokio::test]
+async fn a_crash_mid_write_leaves_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    store
+        .save_tokens("https://rs/mcp", &tokens("a"))
+        .await
+        .unwrap();
+    // A writer that died before its rename leaves only a stray temporary file.
+    let stray = store
+        .tokens_path("https://rs/mcp")
+        .with_extension("tmp-999-0");
+    std::fs::write(&stray, b"{\"resource\": \"https://rs/mcp\", \"tok").unwrap();
+    let back = store.load_tokens("https://rs/mcp").await.unwrap().unwrap();
+    assert_eq!(back.access_token().secret(), "a");
+    // A corrupt store file is a typed error, not a panic.
+    std::fs::write(store.tokens_path("https://rs/mcp"), b"{not json").unwrap();
+    assert_eq!(
+        store
+            .load_tokens("https://rs/mcp")
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Store
+    );
+}
+
+#[tokio::test]
+async fn compare_and_swap_across_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = FileStore::new(dir.path()).unwrap();
+    let two = FileStore::new(dir.path()).unwrap();
+    let (a, b, c) = (tokens("a"), tokens("b"), tokens("c"));
+    one.save_tokens("r", &a).await.unwrap();
+    assert!(matches!(
+        one.compare_and_swap_tokens("r", Some(&a), Some(&b))
+            .await
+            .unwrap(),
+        Replaced::Swapped
+    ));
+    match two
+        .compare_and_swap_tokens("r", Some(&a), Some(&c))
+        .await
+        .unwrap()
+    {
+        Replaced::Conflict(Some(winner)) => assert_eq!(winner.access_token().secret(), "b"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        two.compare_and_swap_tokens("r", Some(&b), None)
+            .await
+            .unwrap(),
+        Replaced::Swapped
+    ));
+    assert!(one.load_tokens("r").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_refused_client_is_removed_only_while_it_is_the_one_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    crate::store::contract::removes_only_the_refused_client(&store).await;
+}
+
+#[tokio::test]
+async fn lock_excludes_other_handles_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = FileStore::new(dir.path()).unwrap();
+    let two = FileStore::new(dir.path()).unwrap();
+    let guard = one.lock("r").await.unwrap();
+    let mut waiting = tokio_test::task::spawn(two.lock("r"));
+    tokio_test::assert_pending!(waiting.poll());
+    drop(guard);
+    let _second = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_last_flow_is_kept_per_server_owner_only() {
+    use crate::store::{LastError, LastFlow};
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let failed = LastFlow::Failed(LastError::new(ErrorKind::Timeout, "no answer", at));
+    store.save_last_flow("https://rs/a", &failed).await.unwrap();
+    // Another handle (another process) reads it back whole.
+    let again = FileStore::new(dir.path()).unwrap();
+    assert_eq!(
+        again.load_last_flow("https://rs/a").await.unwrap(),
+        Some(failed)
+    );
+    assert!(again
+        .load_last_flow("https://rs/b")
+        .await
+        .unwrap()
+        .is_none());
+    let succeeded = LastFlow::Succeeded { at };
+    again
+        .save_last_flow("https://rs/a", &succeeded)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_last_flow("https://rs/a").await.unwrap(),
+        Some(succeeded)
+    );
+    // A file holding another server's record (a name collision) is not this server's.
+    std::fs::copy(
+        store.status_path("https://rs/a"),
+        store.status_path("https://rs/c"),
+    )
+    .unwrap();
+    assert!(store
+        .load_last_flow("https://rs/c")
+        .await
+        .unwrap()
+        .is_none());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store.status_path("https://rs/a"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn file_names_are_stable_and_safe() {
+    let a = file_name("tokens", "https://mcp.example.com/mcp", "json");
+    assert_eq!(
+        a,
+        file_name("tokens", "https://mcp.example.com/mcp", "json")
+    );
+    assert!(a.starts_with("tokens-mcp.example.com_mcp-"));
+    assert!(!file_name("tokens", "https://x/../../etc", "json").contains('/'));
+    assert_ne!(
+        a,
+        file_name("tokens", "https://mcp.example.com/mcq", "json")
+    );
+}
