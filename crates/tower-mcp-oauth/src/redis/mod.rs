@@ -60,6 +60,15 @@ pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
 /// ```
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(45);
 
+/// How long a record of how a server's last flow ended lives in Redis (30 days): a status page
+/// reads it, and an app that makes up a user id per anonymous visitor writes one per visitor,
+/// so records nobody renews must not pile up for ever. See [`RedisStore::status_ttl`].
+///
+/// ```
+/// assert_eq!(tower_mcp_oauth::redis::DEFAULT_STATUS_TTL.as_secs(), 30 * 24 * 3600);
+/// ```
+pub const DEFAULT_STATUS_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
 const TOKENS: &str = "tokens";
 const CLIENT: &str = "client";
 const LOCK: &str = "lock";
@@ -77,8 +86,12 @@ const STATUS: &str = "status";
 ///   the `state`) for their time-to-live, set with `PX`, and are taken with `GETDEL` (Redis 6.2
 ///   or later), so each is used once across the fleet. See
 ///   [`WebLogin::pending_login_store`](crate::web::WebLogin::pending_login_store).
-/// - [`compare_and_swap_tokens`](TokenStore::compare_and_swap_tokens) is one Lua script, atomic
-///   in Redis.
+/// - How a server's last flow ended (for [`OAuthLayer::status`](crate::OAuthLayer::status))
+///   lives under `{prefix}:status:{server}` for [`status_ttl`](Self::status_ttl) after its
+///   last write.
+/// - [`compare_and_swap_tokens`](TokenStore::compare_and_swap_tokens) and
+///   [`remove_refused_client`](TokenStore::remove_refused_client) are Lua scripts, atomic in
+///   Redis.
 /// - [`lock`](TokenStore::lock) is a lease: `SET {prefix}:lock:{resource} <random> NX PX <ttl>`,
 ///   retried with a bounded backoff until [`lock_wait`](Self::lock_wait) runs out, and renewed
 ///   every third of its TTL while held (a compare-and-`PEXPIRE` script), so a refresh slower
@@ -115,6 +128,7 @@ pub struct RedisStore {
     prefix: String,
     lock_ttl: Duration,
     lock_wait: Duration,
+    status_ttl: Duration,
 }
 
 impl fmt::Debug for RedisStore {
@@ -124,6 +138,7 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .field("lock_ttl", &self.lock_ttl)
             .field("lock_wait", &self.lock_wait)
+            .field("status_ttl", &self.status_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -235,6 +250,7 @@ impl RedisStore {
             prefix: DEFAULT_PREFIX.to_owned(),
             lock_ttl: DEFAULT_LOCK_TTL,
             lock_wait: DEFAULT_LOCK_WAIT,
+            status_ttl: DEFAULT_STATUS_TTL,
         }
     }
 
@@ -252,6 +268,27 @@ impl RedisStore {
     /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a record of how a server's last flow ended lives after its last write (default
+    /// [`DEFAULT_STATUS_TTL`], at least 1 ms). Past it, a status page shows what the layer
+    /// knows in memory (nothing, in a new process) rather than the old record; the tokens are
+    /// not affected.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// # async fn run() -> Result<(), tower_mcp_oauth::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379/")
+    ///     .await?
+    ///     .status_ttl(Duration::from_secs(7 * 24 * 3600));
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn status_ttl(mut self, ttl: Duration) -> Self {
+        self.status_ttl = ttl.max(Duration::from_millis(1));
         self
     }
 
@@ -494,7 +531,8 @@ impl TokenStore for RedisStore {
         record: &'a LastFlow,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let cmd = Cmd::set(self.key(STATUS, server), encode(record)?);
+            let ttl = u64::try_from(self.status_ttl.as_millis()).unwrap_or(u64::MAX);
+            let cmd = Cmd::pset_ex(self.key(STATUS, server), encode(record)?, ttl);
             self.query(cmd, || format!("cannot store the status of {server}"))
                 .await
         })

@@ -397,3 +397,28 @@ async fn neither_debug_nor_errors_show_the_password() {
     assert_eq!(err.kind(), ErrorKind::Store);
     assert!(!format!("{err} {err:?}").contains("hunter2"), "{err}");
 }
+
+#[tokio::test]
+async fn a_status_record_lives_for_its_ttl_after_each_write() {
+    use crate::store::{LastError, LastFlow};
+    let server = RedisServer::start();
+    let store = connect(&server).await.prefix("app-a");
+    let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let failed = LastFlow::Failed(LastError::new(ErrorKind::Timeout, "no answer", at));
+    let key = &Cmd::pttl(format!("app-a:status:{RESOURCE}"));
+    store.save_last_flow(RESOURCE, &failed).await.unwrap();
+    assert_eq!(store.load_last_flow(RESOURCE).await.unwrap(), Some(failed));
+    let ttl: i64 = raw(&store, key).await;
+    let thirty_days = 30 * 24 * 3600 * 1000;
+    assert!((thirty_days - 60_000..=thirty_days).contains(&ttl), "{ttl}");
+    // A shorter one, set by the application, and renewed by each write.
+    let store = store.status_ttl(Duration::from_secs(2));
+    store
+        .save_last_flow(RESOURCE, &LastFlow::Succeeded { at })
+        .await
+        .unwrap();
+    let ttl: i64 = raw(&store, key).await;
+    assert!((1..=2_000).contains(&ttl), "{ttl}");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(store.load_last_flow(RESOURCE).await.unwrap(), None);
+}
