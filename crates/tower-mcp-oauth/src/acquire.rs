@@ -23,8 +23,15 @@ use crate::timer::{human, Deadline};
 
 pub(crate) use crate::flight::flight_key;
 
-/// The most rounds [`obtain`] waits for flows on its origin before giving up.
+/// The most rounds [`obtain`] runs for its own server (its own flows, and flows it joined for
+/// another need of the same server) before giving up: a bound that only keeps a bug from
+/// looping.
 const MAX_ROUNDS: usize = 8;
+/// The most flows of other servers on its origin [`obtain`] waits through. Each is a whole
+/// flow that ends (the flow deadline, the consent timeout), and a gateway's servers may all
+/// need one at once (a client connecting to each at start): the bound is a gateway's size,
+/// not a handful.
+const MAX_OTHER_SERVERS_WAITED: usize = 1024;
 
 /// A header for `uri` that meets `need`, newer than what the request was `sent` with.
 pub(crate) async fn obtain<S, B, RB>(
@@ -43,10 +50,11 @@ where
     // Failures and their backoff are the server's; the flight is the origin's (see
     // `flight_key`).
     let server = crate::flight::server_key(uri).unwrap_or_else(|| key.clone());
-    // Each round either ends or waits for a flow on this origin to end: another server's, or
-    // one run for another need of this server. Servers an origin has flows running for at once
-    // are few; the bound only keeps a bug from looping.
-    for _ in 0..MAX_ROUNDS {
+    // Each round either ends or waits for a flow on this origin to end: another server's
+    // (counted apart: a gateway's many servers queue on one origin), or one run for another
+    // need of this server.
+    let (mut rounds, mut other_servers_waited) = (0, 0);
+    while rounds < MAX_ROUNDS && other_servers_waited < MAX_OTHER_SERVERS_WAITED {
         let now = state.now();
         // Someone else already got a newer token: use it, no flow.
         if let Some(header) = state.cache.newer(uri, sent, now) {
@@ -93,6 +101,11 @@ where
                 result
             })
         });
+        if joined == Joined::OtherServer {
+            other_servers_waited += 1;
+        } else {
+            rounds += 1;
+        }
         let started = joined == Joined::Started;
         if started {
             if let Some(spawn) = &state.spawn {

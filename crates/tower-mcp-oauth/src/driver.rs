@@ -94,6 +94,10 @@ async fn drive(
     deadline: &mut Deadline<'_>,
 ) -> Result<(FlowOutcome, bool), Error> {
     let held = start.held.clone();
+    // Interactive authorizations are budgeted per MCP server: a gateway's servers on one
+    // origin each need their own consent, and only one that keeps refusing fresh tokens
+    // must stop asking.
+    let server = String::from(start.server_url.as_str());
     let held_resource = start.protected_resource.clone();
     let mut dropped_tokens = false;
     let mut flow = Flow::new(
@@ -157,7 +161,7 @@ async fn drive(
                 }
                 let limits = &state.limits;
                 if let Err(e) = state.flights.spend_authorization(
-                    key,
+                    &server,
                     state.now(),
                     limits.authorization_budget,
                     limits.budget_window,
@@ -196,7 +200,7 @@ async fn drive(
                 }
                 let limits = &state.limits;
                 if let Err(e) = state.flights.spend_authorization(
-                    key,
+                    &server,
                     state.now(),
                     limits.authorization_budget,
                     limits.budget_window,

@@ -8,7 +8,7 @@
 //!
 //! Alongside: the short backoff after a failed flow (its waiters and the callers right after
 //! see the same error), the step-up limit per need, and the budget of interactive
-//! authorizations per origin.
+//! authorizations per MCP server.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

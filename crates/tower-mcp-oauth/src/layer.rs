@@ -364,9 +364,10 @@ impl OAuthLayer {
         self
     }
 
-    /// At most `count` interactive authorizations per origin within `window`; past that a flow
-    /// fails with [`ErrorKind::AuthorizationLimit`](crate::ErrorKind::AuthorizationLimit)
-    /// instead of asking the user again. Refreshes do not count. Default: 10 per 10 minutes.
+    /// At most `count` interactive authorizations per MCP server within `window`; past that a
+    /// flow fails with [`ErrorKind::AuthorizationLimit`](crate::ErrorKind::AuthorizationLimit)
+    /// instead of asking the user again. Refreshes do not count. Per server, not per origin: a
+    /// gateway's servers on one origin each get their own consent. Default: 10 per 10 minutes.
     ///
     /// ```
     /// # use bytes::Bytes;

@@ -46,7 +46,7 @@ pub(crate) struct Limits {
     pub(crate) failure_backoff: Duration,
     /// Authorizations for the same missing scopes before a `403` is handed back.
     pub(crate) step_up_attempts: u32,
-    /// Interactive authorizations allowed per origin within `budget_window`.
+    /// Interactive authorizations allowed per MCP server within `budget_window`.
     pub(crate) authorization_budget: u32,
     pub(crate) budget_window: Duration,
     /// One sub-request, its body included.

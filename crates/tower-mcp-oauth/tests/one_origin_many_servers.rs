@@ -163,3 +163,20 @@ async fn three_servers_at_once_on_one_origin_each_get_a_flow() {
     }
     assert_eq!(service.flows_started(), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn twelve_servers_at_once_on_one_origin_each_get_a_flow() {
+    // A gateway's client connecting to all its servers at start: the flows run one after
+    // another on the origin, and the last caller waits through eleven of others' flows.
+    let servers: Vec<char> = ('a'..='l').collect();
+    let service = layer().layer(gateway(None, Duration::from_millis(200)));
+    let calls: Vec<_> = servers
+        .iter()
+        .map(|&x| tokio::spawn(service.clone().oneshot(request(x))))
+        .collect();
+    for (x, call) in servers.iter().zip(calls) {
+        let response = call.await.unwrap().unwrap_or_else(|e| panic!("{x}: {e:#}"));
+        assert_eq!(response.status(), 200, "{x}");
+    }
+    assert_eq!(service.flows_started(), 12);
+}
