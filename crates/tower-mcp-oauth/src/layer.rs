@@ -190,6 +190,7 @@ impl OAuthLayer {
 
     /// How many hold this layer's state: its clones, the services made from it, and the
     /// requests and flows in flight through them.
+    #[cfg(feature = "web")]
     pub(crate) fn holders(&self) -> usize {
         Arc::strong_count(&self.state)
     }

@@ -77,7 +77,7 @@ impl WebLogin {
     /// next request makes a layer that adopts them), so the bound costs a store read for a
     /// user who comes back, and keeps an app that makes up an id per anonymous visitor from
     /// keeping a layer for each forever. A layer the app still holds (a service it keeps for
-    /// the user, a request in flight) is never replaced, so that a logout reaches its cache.
+    /// the user, a request in flight) is not replaced, so that a logout reaches its cache.
     /// Default: 65,536.
     ///
     /// ```

@@ -10,11 +10,14 @@
 //! attacker picks cannot pile up in one shard or bucket. (Two hashes, one for the shard and one
 //! inside std's `HashMap`, were about 160 instructions of a web request's 7,400: 7,391 -> 7,227.)
 //!
-//! It keeps at most a set number of users (1,024 a shard by default) whose layers nothing else
-//! holds: a new user past it replaces one of those, whose tokens stay in the store for their
-//! next layer to adopt. A layer still held (by a service the app keeps, a request in flight)
-//! is never replaced: it lives on anyway, and only through this map can a logout reach its
-//! token cache, which would otherwise go on sending the logged-out user's access token.
+//! It keeps at most a set number of users (1,024 a shard by default): a new user past it
+//! replaces one whose layer nothing else holds, and that user's tokens stay in the store for
+//! their next layer to adopt. A layer still held (by a service the app keeps, a request in
+//! flight) is not replaced: it lives on anyway, and only through this map can a logout reach
+//! its token cache, which would otherwise go on sending the logged-out user's access token.
+//! Past the bound by held layers only, a shard comes back to it as they are let go. (A lookup
+//! racing the replacement can still be handed the layer being replaced: a window of a few
+//! instructions, not the rule.)
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -32,12 +35,15 @@ const SHARDS: usize = 64;
 /// [`WebLogin::max_cached_users`](super::WebLogin::max_cached_users).
 pub(super) const DEFAULT_MAX_CACHED_USERS: usize = SHARDS * 1024;
 
-/// A shard's users and their layers, found by the hash [`UserLayers::hash`] gives.
-type Shard = HashTable<(Arc<str>, OAuthLayer)>;
+/// A shard's users and their layers, found by the hash [`UserLayers::hash`] gives. Each entry
+/// is shared by the copies of the shard a write makes (copy-on-write), so copying a shard
+/// leaves every layer held once by the map, whatever the copies: a layer held more than once
+/// is held outside it.
+type Shard = HashTable<Arc<(Arc<str>, OAuthLayer)>>;
 
 /// Whether a shard's entry is `user`'s.
-fn named(user: &str) -> impl Fn(&(Arc<str>, OAuthLayer)) -> bool + '_ {
-    move |(name, _)| **name == *user
+fn named(user: &str) -> impl Fn(&Arc<(Arc<str>, OAuthLayer)>) -> bool + '_ {
+    move |entry| *entry.0 == *user
 }
 
 /// Each user's [`OAuthLayer`], shared by every [`WebLogin::layer_for`](super::WebLogin::layer_for)
@@ -86,11 +92,7 @@ impl UserLayers {
     ) -> OAuthLayer {
         let hash = self.hash(user);
         let shard = self.shard(hash);
-        let found = |current: &Shard| {
-            current
-                .find(hash, named(user))
-                .map(|(_, layer)| layer.clone())
-        };
+        let found = |current: &Shard| current.find(hash, named(user)).map(|entry| entry.1.clone());
         if let Some(layer) = found(&shard.load()) {
             return layer;
         }
@@ -106,11 +108,11 @@ impl UserLayers {
                 .get_or_insert_with(|| make.take().map_or_else(|| unreachable!(), |f| f()))
                 .clone();
             let mut next = Shard::clone(current);
-            if next.len() >= self.per_shard {
-                self.evict_one(&mut next, hash);
-            }
-            next.insert_unique(hash, (Arc::from(user), layer.clone()), |(name, _)| {
-                self.hash(name)
+            // A loop, not one: a shard past its bound (every layer was held) comes back to it
+            // as soon as layers are let go.
+            while next.len() >= self.per_shard && self.evict_one(&mut next, hash) {}
+            next.insert_unique(hash, Arc::new((Arc::from(user), layer.clone())), |entry| {
+                self.hash(&entry.0)
             });
             chosen = Some(layer);
             Arc::new(next)
@@ -119,27 +121,31 @@ impl UserLayers {
         chosen.unwrap_or_else(|| unreachable!())
     }
 
-    /// Makes room in a full shard: drops the layer of one user, picked by the new user's
-    /// `hash` (as good as random, and keyed: no one can aim it at a given user). Nothing is
-    /// lost with it: the user's tokens are in the store, and their next lookup makes a layer
-    /// that adopts them; a service still holding the old layer goes on with it.
-    /// Removes from `shard` (a copy of the current one, so its layers are held twice by the
-    /// map) a user whose layer nothing else holds, searching from a place `hash` picks; if
-    /// every layer is held, none, and the shard grows past its bound by what the app holds.
-    fn evict_one(&self, shard: &mut Shard, hash: u64) {
+    /// Makes room in a full shard: drops the layer of one user whose layer nothing outside the
+    /// map holds (no clone, service, request or flow), searching from a place the new user's
+    /// `hash` picks (as good as random, and keyed: no one can aim it at a given user). Nothing
+    /// is lost with it: the user's tokens are in the store, and their next lookup makes a
+    /// layer that adopts them. A held layer is kept: it lives on anyway, and only through this
+    /// map does a logout reach its cache. Whether one was dropped: if every layer is held,
+    /// none, and the shard is past its bound by what the app holds.
+    fn evict_one(&self, shard: &mut Shard, hash: u64) -> bool {
         let at = (hash as usize) % shard.len();
-        let unheld = |(_, layer): &&(Arc<str>, OAuthLayer)| layer.holders() <= 2;
+        let unheld = |entry: &&Arc<(Arc<str>, OAuthLayer)>| entry.1.holders() == 1;
         let victim = shard
             .iter()
             .skip(at)
             .find(unheld)
             .or_else(|| shard.iter().take(at).find(unheld))
-            .map(|(name, _)| Arc::clone(name));
+            .map(|entry| Arc::clone(&entry.0));
         let Some(victim) = victim else {
-            return;
+            return false;
         };
-        if let Ok(entry) = shard.find_entry(self.hash(&victim), named(&victim)) {
-            entry.remove();
+        match shard.find_entry(self.hash(&victim), named(&victim)) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -283,6 +289,21 @@ mod tests {
             layer()
         });
         assert!(made);
+    }
+
+    #[test]
+    fn a_shard_past_its_bound_by_held_layers_comes_back_once_they_are_let_go() {
+        let users = UserLayers::with_capacity(SHARDS);
+        let held: Vec<OAuthLayer> = (0..640)
+            .map(|i| users.get_or_insert_with(&format!("active-{i}"), layer))
+            .collect();
+        // Every layer held: none replaced.
+        assert_eq!(users.len(), 640);
+        drop(held);
+        for i in 0..1_000 {
+            users.get_or_insert_with(&format!("anonymous-{i}"), layer);
+        }
+        assert!(users.len() <= SHARDS, "{}", users.len());
     }
 
     #[test]
