@@ -188,7 +188,13 @@ async fn drive(
                     ))
                 });
                 match consent {
-                    Ok(response) => flow.handle_authorization_response_at(response, state.now()),
+                    Ok(response) => {
+                        // The user's answer starts a new stretch: the code exchange gets the
+                        // whole deadline, not what the store steps and discovery left before
+                        // the user spent minutes at the consent page.
+                        deadline.restart();
+                        flow.handle_authorization_response_at(response, state.now())
+                    }
                     Err(e) => flow.fail(e),
                 }
             }

@@ -121,10 +121,11 @@ pub(crate) async fn within<F: Future>(
 }
 
 /// One deadline shared by the steps of a flight: each step is bounded by what the steps
-/// before it left, so a flight's non-interactive work (its store reads, its wait for the
-/// refresh lock, the flow's sub-requests) ends within the deadline in all, not each step
-/// within a deadline of its own. Waits the deadline does not count (a user's consent) are run
-/// outside it.
+/// before it left, so a flight's store reads, its wait for the refresh lock and the flow's
+/// sub-requests end within the deadline together, not each step within a deadline of its own.
+/// Waits it does not count (a user's consent) run outside it, and the user's answer starts it
+/// over ([`restart`](Self::restart)). The writes after the flow (its tokens, the lock's
+/// release) are not bounded by it.
 pub(crate) struct Deadline<'t> {
     timer: Option<&'t dyn Timer>,
     limit: Duration,
@@ -139,6 +140,11 @@ impl<'t> Deadline<'t> {
             limit,
             spent: Duration::ZERO,
         }
+    }
+
+    /// Starts the deadline over: what was spent no longer counts.
+    pub(crate) fn restart(&mut self) {
+        self.spent = Duration::ZERO;
     }
 
     /// The whole deadline, for messages.

@@ -456,3 +456,39 @@ async fn slow_store_steps_and_the_flow_share_one_deadline() {
         "no time was left for a refresh"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_users_answer_starts_the_deadline_over_for_the_code_exchange() {
+    // Discovery takes 9 s of the 10 s deadline; after the user's answer, the code exchange
+    // takes 3 s: within a deadline of its own, never cut by what discovery spent.
+    let server = BoxCloneService::new(service_fn(|req: Req| async move {
+        let path = req.uri().path().to_owned();
+        if path == "/prm" {
+            tokio::time::sleep(Duration::from_secs(9)).await;
+        }
+        if path == "/token" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            return Ok::<_, Infallible>(full(json(
+                200,
+                json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600}),
+            )));
+        }
+        if let Some(response) = flow_response(&req) {
+            return Ok(full(response));
+        }
+        let authorized = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v == "Bearer at-1");
+        Ok(full(if authorized {
+            json(200, json!({"ok": true}))
+        } else {
+            unauthorized()
+        }))
+    }));
+    let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .flow_deadline(Duration::from_secs(10))
+        .layer(server);
+    let response = service.oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+}
