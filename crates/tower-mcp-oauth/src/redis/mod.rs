@@ -272,7 +272,8 @@ impl RedisStore {
     }
 
     /// How long a record of how a server's last flow ended lives after its last write (default
-    /// [`DEFAULT_STATUS_TTL`], at least 1 ms). Past it, a status page shows what the layer
+    /// [`DEFAULT_STATUS_TTL`]; at least 1 ms, at most a hundred years, as Redis refuses an
+    /// expiry past its clock's range: `Duration::MAX` means "as long as it can"). Past it, a status page shows what the layer
     /// knows in memory (nothing, in a new process) rather than the old record; the tokens are
     /// not affected.
     ///
@@ -288,7 +289,8 @@ impl RedisStore {
     /// # }
     /// ```
     pub fn status_ttl(mut self, ttl: Duration) -> Self {
-        self.status_ttl = ttl.max(Duration::from_millis(1));
+        const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        self.status_ttl = ttl.clamp(Duration::from_millis(1), LONGEST);
         self
     }
 

@@ -421,4 +421,12 @@ async fn a_status_record_lives_for_its_ttl_after_each_write() {
     assert!((1..=2_000).contains(&ttl), "{ttl}");
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     assert_eq!(store.load_last_flow(RESOURCE).await.unwrap(), None);
+    // "For ever": as long as Redis takes (a hundred years), not an error on every write.
+    let store = store.status_ttl(Duration::MAX);
+    store
+        .save_last_flow(RESOURCE, &LastFlow::Succeeded { at })
+        .await
+        .unwrap();
+    let ttl: i64 = raw(&store, key).await;
+    assert!(ttl > 99 * 365 * 24 * 3600 * 1000, "{ttl}");
 }
