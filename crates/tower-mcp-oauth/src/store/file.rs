@@ -249,12 +249,13 @@ impl FileStore {
     }
 
     /// The short exclusive lock over `issuer`'s registration, held while the returned file is
-    /// open (microseconds: taken inline, as the tokens' compare-and-swap lock).
-    fn client_lock(&self, issuer: &str) -> Result<File, Error> {
-        let (_, file) = self.lock_file(issuer, "client-cas")?;
-        file.lock()
-            .map_err(|e| Error::new(ErrorKind::Store, format!("cannot lock: {e}")))?;
-        Ok(file)
+    /// open: microseconds for a live holder, waited for off the executor (a holder stopped
+    /// while holding it must not hang a runtime thread).
+    async fn client_lock(&self, issuer: &str) -> Result<File, Error> {
+        let (path, file) = self.lock_file(issuer, "client-cas")?;
+        file_lock::lock_exclusive(file)
+            .await
+            .map_err(|e| io_error("cannot lock", &path, e))
     }
 
     /// Opens (creating) a lock file.
@@ -305,12 +306,14 @@ impl TokenStore for FileStore {
         current: Option<&'a TokenSet>,
         new: Option<&'a TokenSet>,
     ) -> BoxFuture<'a, Result<Replaced, Error>> {
-        ready((|| {
+        Box::pin(async move {
             // A short exclusive lock of its own makes read-compare-write atomic across
-            // processes; it is held for microseconds, so taking it inline is fine.
-            let (_, file) = self.lock_file(resource, "cas")?;
-            file.lock()
-                .map_err(|e| Error::new(ErrorKind::Store, format!("cannot lock: {e}")))?;
+            // processes. Held for microseconds by a live process, but one stopped while holding
+            // it would hang a blocking wait: waited for off the executor (see `file_lock`).
+            let (path, file) = self.lock_file(resource, "cas")?;
+            let file = file_lock::lock_exclusive(file)
+                .await
+                .map_err(|e| io_error("cannot lock", &path, e))?;
             let stored = self.load_tokens_now(resource)?;
             let outcome = if matches(stored.as_ref(), current) {
                 self.save_tokens_now(resource, new)?;
@@ -320,7 +323,7 @@ impl TokenStore for FileStore {
             };
             drop(file);
             Ok(outcome)
-        })())
+        })
     }
 
     fn load_client<'a>(
@@ -336,15 +339,15 @@ impl TokenStore for FileStore {
         registration: &'a ClientRegistration,
     ) -> BoxFuture<'a, Result<(), Error>> {
         let path = self.client_path(&registration.issuer);
-        ready((|| {
+        Box::pin(async move {
             let bytes = serde_json::to_vec_pretty(registration).map_err(|e| {
                 Error::new(ErrorKind::Store, format!("cannot encode registration: {e}"))
             })?;
             // Under the lock `remove_refused_client` takes, so that it never removes a
             // registration written after its read.
-            let _lock = self.client_lock(&registration.issuer)?;
+            let _lock = self.client_lock(&registration.issuer).await?;
             Self::write_atomic(&path, &bytes)
-        })())
+        })
     }
 
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
@@ -356,17 +359,17 @@ impl TokenStore for FileStore {
         issuer: &'a str,
         client_id: &'a str,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        ready((|| {
+        Box::pin(async move {
             // Under a short lock of its own, as the tokens' compare-and-swap: another process
             // cannot register between the read and the removal.
-            let _lock = self.client_lock(issuer)?;
+            let _lock = self.client_lock(issuer).await?;
             let path = self.client_path(issuer);
             let stored: Option<ClientRegistration> = Self::read(&path)?;
             if stored.is_some_and(|r| r.issuer == issuer && r.client_id == client_id) {
                 Self::remove(&path)?;
             }
             Ok(())
-        })())
+        })
     }
 
     fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {

@@ -221,3 +221,41 @@ fn file_names_are_stable_and_safe() {
         file_name("tokens", "https://mcp.example.com/mcq", "json")
     );
 }
+
+#[test]
+fn a_registration_write_waits_for_a_stopped_holder_off_the_executor() {
+    use mcp_oauth_flow::client::ClientRegistration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    // Another process stopped while holding the registration's lock.
+    let (_, holder) = store.lock_file("https://as", "client-cas").unwrap();
+    holder.lock().unwrap();
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let registration = ClientRegistration {
+            issuer: "https://as".into(),
+            client_id: "c".into(),
+            client_secret: None,
+            client_secret_expires_at: None,
+            token_endpoint_auth_method: Some("none".into()),
+            redirect_uris: vec![],
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        // The runtime's one thread stays free: the caller's own timeout fires.
+        let timed_out = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(100), store.save_client(&registration))
+                .await
+                .is_err()
+        });
+        let _ = done.send(timed_out);
+    });
+    assert_eq!(
+        ended.recv_timeout(Duration::from_secs(5)),
+        Ok(true),
+        "the write blocked its runtime's thread"
+    );
+    drop(holder);
+}
