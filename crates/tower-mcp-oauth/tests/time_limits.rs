@@ -392,20 +392,28 @@ fn expired() -> TokenSet {
         .with_refresh_token(Some(RefreshToken::new("rt-1".into())))
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_refresh_lock_never_given_times_out_at_the_flow_deadline() {
-    let faulty = Arc::new(AtomicBool::new(false));
+/// Sends a request whose stored token is expired and refreshable, through `store` and a
+/// 10 s flow deadline (the token endpoint would answer at once): the error, the time it took
+/// and how many token requests were made.
+async fn refresh_through(store: SlowStore) -> (Error, Duration, usize) {
     let tokens = Arc::new(AtomicUsize::new(0));
-    let store = SlowStore::stuck_lock();
     store
         .save_tokens(&format!("{RS}/mcp"), &expired())
         .await
         .unwrap();
+    let healthy = Arc::new(AtomicBool::new(false));
     let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
         .token_store(store)
         .flow_deadline(Duration::from_secs(10))
-        .layer(server(Fault::StallToken, faulty, tokens.clone()));
+        .layer(server(Fault::StallToken, healthy, tokens.clone()));
+    let started = tokio::time::Instant::now();
     let error = service.oneshot(request()).await.unwrap_err();
+    (error, started.elapsed(), tokens.load(Ordering::SeqCst))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_lock_never_given_times_out_at_the_flow_deadline() {
+    let (error, _, token_requests) = refresh_through(SlowStore::stuck_lock()).await;
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
     assert!(
         error
@@ -413,35 +421,20 @@ async fn a_refresh_lock_never_given_times_out_at_the_flow_deadline() {
             .contains("refresh lock within the flow's 10 s deadline"),
         "{error}"
     );
-    assert_eq!(
-        tokens.load(Ordering::SeqCst),
-        0,
-        "no refresh without the lock"
-    );
+    assert_eq!(token_requests, 0, "no refresh without the lock");
 }
 
 #[tokio::test(start_paused = true)]
 async fn slow_store_steps_and_the_flow_share_one_deadline() {
-    let faulty = Arc::new(AtomicBool::new(false));
-    let tokens = Arc::new(AtomicUsize::new(0));
     // Each store step alone is within the 10 s deadline. The first contact reads the token
     // (6 s, before any flight); the refresh's flight waits 6 s for the lock, and its reread
     // under the lock passes the deadline, with no time left for the refresh.
-    let store = SlowStore {
+    let (error, took, token_requests) = refresh_through(SlowStore {
         inner: MemoryStore::new(),
         read: Duration::from_secs(6),
         lock: Some(Duration::from_secs(6)),
-    };
-    store
-        .save_tokens(&format!("{RS}/mcp"), &expired())
-        .await
-        .unwrap();
-    let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
-        .token_store(store)
-        .flow_deadline(Duration::from_secs(10))
-        .layer(server(Fault::StallToken, faulty, tokens.clone()));
-    let started = tokio::time::Instant::now();
-    let error = service.oneshot(request()).await.unwrap_err();
+    })
+    .await;
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
     assert!(
         error
@@ -449,12 +442,8 @@ async fn slow_store_steps_and_the_flow_share_one_deadline() {
             .contains("the token store did not read within the flow's 10 s deadline"),
         "{error}"
     );
-    assert_eq!(started.elapsed(), Duration::from_secs(6 + 10));
-    assert_eq!(
-        tokens.load(Ordering::SeqCst),
-        0,
-        "no time was left for a refresh"
-    );
+    assert_eq!(took, Duration::from_secs(6 + 10));
+    assert_eq!(token_requests, 0, "no time was left for a refresh");
 }
 
 #[tokio::test(start_paused = true)]
