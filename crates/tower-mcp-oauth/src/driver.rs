@@ -232,8 +232,27 @@ async fn drive(
             }
             Action::ObtainAssertion(request) => {
                 debug!(kind = ?request.kind, issuer = %request.issuer, "obtaining the assertion");
+                // The application's source (a file, a closure, a metadata service) is part of
+                // the flow's non-interactive work: a source that never answers ends at the
+                // deadline like a stalled sub-request.
                 let assertion = match &state.assertions {
-                    Some(source) => source.assertion(&request).await,
+                    Some(source) => {
+                        let limit = deadline.limit();
+                        deadline
+                            .run(source.assertion(&request))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(Error::new(
+                                    ErrorKind::Timeout,
+                                    format!(
+                                        "the assertion source did not answer within the flow's \
+                                         {} deadline",
+                                        human(limit)
+                                    ),
+                                )
+                                .mark_transient())
+                            })
+                    }
                     None => Err(crate::assertion::no_source()),
                 };
                 flow.handle_assertion(assertion, state.now());

@@ -221,3 +221,31 @@ async fn a_keyed_client_signs_its_code_exchange_and_its_refresh_with_rs256() {
         grants[1].form_param("client_assertion")
     );
 }
+
+#[tokio::test]
+async fn an_assertion_source_that_never_answers_ends_at_the_flow_deadline() {
+    use tower_mcp_oauth::{AssertionSource, BoxFuture};
+    /// A cloud metadata service that accepts the request and never answers.
+    struct Silent;
+    impl AssertionSource for Silent {
+        fn assertion(
+            &self,
+            _: &AssertionRequest,
+        ) -> BoxFuture<'static, Result<String, tower_mcp_oauth::Error>> {
+            Box::pin(std::future::pending())
+        }
+    }
+    let kit = Testkit::start(TestkitConfig::default().assertion_issuer_key(issuer_key().1))
+        .await
+        .unwrap();
+    let layer = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .workload_identity(Silent)
+        .flow_deadline(Duration::from_millis(300));
+    let outcome = tokio::time::timeout(Duration::from_secs(10), call(&service(layer), &kit)).await;
+    let err = outcome
+        .expect("the flow deadline ended the wait")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:#}");
+    assert!(err.is_transient());
+    assert!(token_requests(&kit).is_empty());
+}
