@@ -121,8 +121,8 @@ pub(crate) async fn within<F: Future>(
 }
 
 /// One deadline shared by the steps of a flight: each step is bounded by what the steps
-/// before it left, so a flight's store reads, its wait for the refresh lock and the flow's
-/// sub-requests end within the deadline together, not each step within a deadline of its own.
+/// before it left, so a flight's store reads, its wait for the refresh lock, the flow's
+/// sub-requests and its wait for an assertion source end within the deadline together, not each step within a deadline of its own.
 /// Waits it does not count (a user's consent) run outside it, and the user's answer starts it
 /// over ([`restart`](Self::restart)). The writes after the flow (its tokens, the lock's
 /// release) are not bounded by it.
