@@ -171,32 +171,10 @@ mod tests {
         Ok(body.collect().await?.to_bytes())
     }
 
-    /// A body that yields its parts one frame at a time, with no size hint.
-    struct Chunks(std::collections::VecDeque<&'static str>);
+    /// A body that yields its frames one at a time, with no size hint.
+    struct Frames(std::collections::VecDeque<Frame<Bytes>>);
 
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(
-                self.0
-                    .pop_front()
-                    .map(|s| Ok(Frame::data(Bytes::from_static(s.as_bytes())))),
-            )
-        }
-    }
-
-    fn chunks(parts: &[&'static str]) -> Chunks {
-        Chunks(parts.iter().copied().collect())
-    }
-
-    /// A body of two data frames and trailers, with no size hint.
-    struct WithTrailers(std::collections::VecDeque<Frame<Bytes>>);
-
-    impl Body for WithTrailers {
+    impl Body for Frames {
         type Data = Bytes;
         type Error = std::convert::Infallible;
         fn poll_frame(
@@ -207,10 +185,21 @@ mod tests {
         }
     }
 
-    fn with_trailers() -> WithTrailers {
+    /// A body of one data frame per part.
+    fn chunks(parts: &[&'static str]) -> Frames {
+        Frames(
+            parts
+                .iter()
+                .map(|s| Frame::data(Bytes::from_static(s.as_bytes())))
+                .collect(),
+        )
+    }
+
+    /// A body of two data frames and trailers.
+    fn with_trailers() -> Frames {
         let mut trailers = http::HeaderMap::new();
         trailers.insert("x-checksum", http::HeaderValue::from_static("abcd"));
-        WithTrailers(
+        Frames(
             [
                 Frame::data(Bytes::from_static(b"ab")),
                 Frame::data(Bytes::from_static(b"cd")),
