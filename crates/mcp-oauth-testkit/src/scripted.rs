@@ -45,13 +45,22 @@ pub fn flow_response<B>(req: &http::Request<B>) -> Option<Resp> {
             200,
             json!({"resource": format!("{RS}/mcp"), "authorization_servers": [AS]}),
         ),
+        _ => return authorization_server(AS, req),
+    })
+}
+
+/// The answer of the auto-approving authorization server `issuer` to a metadata,
+/// registration or authorization request, or `None` for any other path (`/token`, which each
+/// test answers itself). For tests with several authorization servers, each at its own origin.
+pub fn authorization_server<B>(issuer: &str, req: &http::Request<B>) -> Option<Resp> {
+    Some(match req.uri().path() {
         "/.well-known/oauth-authorization-server" => json(
             200,
             json!({
-                "issuer": AS,
-                "authorization_endpoint": format!("{AS}/authorize"),
-                "token_endpoint": format!("{AS}/token"),
-                "registration_endpoint": format!("{AS}/register"),
+                "issuer": issuer,
+                "authorization_endpoint": format!("{issuer}/authorize"),
+                "token_endpoint": format!("{issuer}/token"),
+                "registration_endpoint": format!("{issuer}/register"),
                 "code_challenge_methods_supported": ["S256"],
             }),
         ),

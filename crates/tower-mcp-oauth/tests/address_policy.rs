@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use mcp_oauth_testkit::scripted::{json, Resp};
+use mcp_oauth_testkit::scripted::{authorization_server, json, Resp};
 use serde_json::json;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_mcp_oauth::{
@@ -48,30 +48,10 @@ fn answer(req: &Req, rs: &str, issuer: &str, challenge_metadata: &str) -> Resp {
             json!({"resource": format!("{rs}/mcp"), "authorization_servers": [issuer]}),
         );
     }
+    if let Some(response) = authorization_server(issuer, req) {
+        return response;
+    }
     match path {
-        "/.well-known/oauth-authorization-server" => json(
-            200,
-            json!({
-                "issuer": issuer,
-                "authorization_endpoint": format!("{issuer}/authorize"),
-                "token_endpoint": format!("{issuer}/token"),
-                "registration_endpoint": format!("{issuer}/register"),
-                "code_challenge_methods_supported": ["S256"],
-            }),
-        ),
-        "/register" => json(201, json!({"client_id": "c"})),
-        "/authorize" => {
-            let url = url::Url::parse(&uri).unwrap();
-            let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1;
-            http::Response::builder()
-                .status(302)
-                .header(
-                    "location",
-                    format!("http://localhost:3000/callback?code=c&state={state}"),
-                )
-                .body(Full::new(Bytes::new()))
-                .unwrap()
-        }
         "/token" => json(200, json!({"access_token": "at", "token_type": "Bearer"})),
         _ => json(404, json!({})),
     }

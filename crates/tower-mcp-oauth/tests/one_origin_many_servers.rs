@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use mcp_oauth_testkit::scripted::json;
+use mcp_oauth_testkit::scripted::{authorization_server, json};
 use serde_json::json;
 use tower::{service_fn, util::BoxCloneService, Layer, ServiceExt};
 use tower_mcp_oauth::{ClientConfig, ErrorKind, HeadlessAuthorizer, OAuthBody, OAuthLayer};
@@ -66,32 +66,10 @@ fn gateway(failing: Option<char>, token_delay: Duration) -> Server {
         // An authorization server.
         let issuer = format!("http://127.0.0.1:{port}");
         let x = letter_of_port(port);
+        if let Some(response) = authorization_server(&issuer, &req) {
+            return Ok(response);
+        }
         Ok(match path.as_str() {
-            "/.well-known/oauth-authorization-server" => json(
-                200,
-                json!({
-                    "issuer": issuer,
-                    "authorization_endpoint": format!("{issuer}/authorize"),
-                    "token_endpoint": format!("{issuer}/token"),
-                    "registration_endpoint": format!("{issuer}/register"),
-                    "code_challenge_methods_supported": ["S256"],
-                }),
-            ),
-            "/register" => json(201, json!({"client_id": "c"})),
-            "/authorize" => {
-                let url = url::Url::parse(&req.uri().to_string()).unwrap();
-                let state = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "state")
-                    .unwrap()
-                    .1
-                    .into_owned();
-                http::Response::builder()
-                    .status(302)
-                    .header("location", format!("{REDIRECT}?code=c&state={state}"))
-                    .body(Full::new(Bytes::new()))
-                    .unwrap()
-            }
             "/token" => {
                 tokio::time::sleep(token_delay).await;
                 if failing == Some(x) {
