@@ -19,7 +19,7 @@ use crate::need::Need;
 use crate::state::LayerState;
 use crate::store::StoreLock;
 use crate::stored::{self, Held, Start};
-use crate::timer::{human, Deadline};
+use crate::timer::Deadline;
 
 pub(crate) use crate::flight::flight_key;
 
@@ -187,7 +187,7 @@ async fn run_flight(
         // Nothing in memory: tokens from an earlier run may be in the store.
         None => {
             let read = stored::start_from(state, uri, &need, now);
-            match store_step(&mut deadline, "read", read).await? {
+            match deadline.step("the token store did not read", read).await? {
                 Start::Adopted => return Ok(()),
                 Start::From(held) => held,
             }
@@ -200,12 +200,12 @@ async fn run_flight(
         && !matches!(need, Need::InsufficientScope(_));
     let lock = match (&held, refreshing) {
         (Some((_, resource)), true) => Some(
-            store_step(
-                &mut deadline,
-                "give its refresh lock",
-                state.store.lock(resource.as_str()),
-            )
-            .await?,
+            deadline
+                .step(
+                    "the token store did not give its refresh lock",
+                    state.store.lock(resource.as_str()),
+                )
+                .await?,
         ),
         _ => None,
     };
@@ -239,12 +239,12 @@ async fn under_lock(
 ) -> Result<(), Error> {
     let Holding { lock, deadline } = holding;
     let held = match held {
-        Some(held) => match store_step(
-            deadline,
-            "read",
-            stored::reread(state, &need, held, state.now()),
-        )
-        .await?
+        Some(held) => match deadline
+            .step(
+                "the token store did not read",
+                stored::reread(state, &need, held, state.now()),
+            )
+            .await?
         {
             Start::Adopted => return Ok(()),
             Start::From(held) => held,
@@ -279,28 +279,4 @@ async fn under_lock(
     let key = flight_key(uri);
     let run = driver::run(state, client, start, generation, &key, lock, deadline).await?;
     stored::write_back(state, run, held).await
-}
-
-/// A store access a flight makes before its flow runs (a read, the refresh lock), within the
-/// flight's deadline (which the flow then shares): a store that stopped answering, or a file
-/// lock kept by a process that hangs, fails the flight with [`ErrorKind::Timeout`] instead of
-/// holding every caller of the origin for ever, and slow steps add up to one deadline, not one
-/// each. (A store's own wait for its lock, as the Redis store's `lock_wait`, is usually
-/// shorter.)
-async fn store_step<T>(
-    deadline: &mut Deadline<'_>,
-    what: &str,
-    work: impl std::future::Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    let limit = deadline.limit();
-    deadline.run(work).await.unwrap_or_else(|_| {
-        Err(Error::new(
-            ErrorKind::Timeout,
-            format!(
-                "the token store did not {what} within the flow's {} deadline",
-                human(limit)
-            ),
-        )
-        .mark_transient())
-    })
 }

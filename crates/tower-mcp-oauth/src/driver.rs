@@ -237,21 +237,8 @@ async fn drive(
                 // deadline like a stalled sub-request.
                 let assertion = match &state.assertions {
                     Some(source) => {
-                        let limit = deadline.limit();
-                        deadline
-                            .run(source.assertion(&request))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(Error::new(
-                                    ErrorKind::Timeout,
-                                    format!(
-                                        "the assertion source did not answer within the flow's \
-                                         {} deadline",
-                                        human(limit)
-                                    ),
-                                )
-                                .mark_transient())
-                            })
+                        let missed = "the assertion source did not answer";
+                        deadline.step(missed, source.assertion(&request)).await
                     }
                     None => Err(crate::assertion::no_source()),
                 };

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{select, Either};
+use mcp_oauth_flow::{Error, ErrorKind};
 
 use crate::BoxFuture;
 
@@ -150,6 +151,26 @@ impl<'t> Deadline<'t> {
     /// The whole deadline, for messages.
     pub(crate) fn limit(&self) -> Duration {
         self.limit
+    }
+
+    /// Runs a step of the flight that can fail (a store access, the application's assertion
+    /// source) within what is left of the deadline: past it, a transient
+    /// [`ErrorKind::Timeout`] that says "`missed` within the flow's deadline" (`missed`: "the
+    /// token store did not read"), so a store that stopped answering or a source that never
+    /// does fails the flight instead of holding every caller of the origin for ever.
+    pub(crate) async fn step<T>(
+        &mut self,
+        missed: &str,
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let limit = self.limit;
+        self.run(work).await.unwrap_or_else(|_| {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{missed} within the flow's {} deadline", human(limit)),
+            )
+            .mark_transient())
+        })
     }
 
     /// Runs `work` within what is left of the deadline, and counts the time it took.
