@@ -248,11 +248,12 @@ impl FileStore {
         }
     }
 
-    /// The short exclusive lock over `issuer`'s registration, held while the returned file is
-    /// open: microseconds for a live holder, waited for off the executor (a holder stopped
-    /// while holding it must not hang a runtime thread).
-    async fn client_lock(&self, issuer: &str) -> Result<File, Error> {
-        let (path, file) = self.lock_file(issuer, "client-cas")?;
+    /// A short exclusive lock (`kind` of `key`: "cas" of a resource's tokens, "client-cas" of
+    /// an issuer's registration), held while the returned file is open: microseconds for a
+    /// live holder, waited for off the executor (a holder stopped while holding it must not
+    /// hang a runtime thread).
+    async fn short_lock(&self, key: &str, kind: &str) -> Result<File, Error> {
+        let (path, file) = self.lock_file(key, kind)?;
         file_lock::lock_exclusive(file)
             .await
             .map_err(|e| io_error("cannot lock", &path, e))
@@ -310,10 +311,7 @@ impl TokenStore for FileStore {
             // A short exclusive lock of its own makes read-compare-write atomic across
             // processes. Held for microseconds by a live process, but one stopped while holding
             // it would hang a blocking wait: waited for off the executor (see `file_lock`).
-            let (path, file) = self.lock_file(resource, "cas")?;
-            let file = file_lock::lock_exclusive(file)
-                .await
-                .map_err(|e| io_error("cannot lock", &path, e))?;
+            let file = self.short_lock(resource, "cas").await?;
             let stored = self.load_tokens_now(resource)?;
             let outcome = if matches(stored.as_ref(), current) {
                 self.save_tokens_now(resource, new)?;
@@ -345,7 +343,7 @@ impl TokenStore for FileStore {
             })?;
             // Under the lock `remove_refused_client` takes, so that it never removes a
             // registration written after its read.
-            let _lock = self.client_lock(&registration.issuer).await?;
+            let _lock = self.short_lock(&registration.issuer, "client-cas").await?;
             Self::write_atomic(&path, &bytes)
         })
     }
@@ -362,7 +360,7 @@ impl TokenStore for FileStore {
         Box::pin(async move {
             // Under a short lock of its own, as the tokens' compare-and-swap: another process
             // cannot register between the read and the removal.
-            let _lock = self.client_lock(issuer).await?;
+            let _lock = self.short_lock(issuer, "client-cas").await?;
             let path = self.client_path(issuer);
             let stored: Option<ClientRegistration> = Self::read(&path)?;
             if stored.is_some_and(|r| r.issuer == issuer && r.client_id == client_id) {
