@@ -140,21 +140,24 @@ impl Lease {
             .abort_handle()
     }
 
+    /// Stops the renewals (if they run): the lease is being released, or its holder died.
+    fn stop_renewing(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+    }
+
     /// A holder that dies without releasing: no renewal and no release, so the lease lives
     /// out its TTL.
     #[cfg(test)]
     pub(super) fn crash(mut self) {
-        if let Some(renewal) = self.renewal.take() {
-            renewal.abort();
-        }
+        self.stop_renewing();
         std::mem::forget(self);
     }
 
     /// Releases the lease now and waits for the answer.
     pub(super) async fn release_now(mut self) {
-        if let Some(renewal) = self.renewal.take() {
-            renewal.abort();
-        }
+        self.stop_renewing();
         let mut conn = self.conn.clone();
         let key = std::mem::take(&mut self.key);
         let token = std::mem::take(&mut self.token);
@@ -166,9 +169,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(renewal) = self.renewal.take() {
-            renewal.abort();
-        }
+        self.stop_renewing();
         if self.key.is_empty() {
             // Already released by `release_now`.
             return;

@@ -47,13 +47,8 @@ impl Logins {
     /// Drops the logins whose deadline has come, and users left with none. A clock that went
     /// backwards makes a login younger, not expired.
     fn purge(&mut self, now: SystemTime) {
-        while let Some(first) = self.by_deadline.first() {
-            if now < first.0 {
-                break;
-            }
-            if let Some((_, seq, user)) = self.by_deadline.pop_first() {
-                self.take_entry(&user, |e| e.seq == seq);
-            }
+        while self.by_deadline.first().is_some_and(|first| first.0 <= now) {
+            self.drop_closest_to_expiry();
         }
     }
 
