@@ -39,14 +39,20 @@ impl Scope {
         }
         let (path, prefix) = (path.as_bytes(), self.prefix.as_bytes());
         match path.split_at_checked(prefix.len()) {
-            // The endpoint itself (nothing below the prefix) costs no scan.
-            Some((head, rest)) if same_bytes(head, prefix) => match rest.first() {
-                None => true,
-                Some(b'/') => !may_climb(rest),
-                Some(_) => false,
-            },
+            Some((head, rest)) if same_bytes(head, prefix) => stays_below(rest),
             _ => false,
         }
+    }
+}
+
+/// Whether `rest`, what follows a resource's path prefix in a request's path, keeps the request
+/// under the prefix: nothing (the endpoint itself, which costs no scan), or more segments at a
+/// segment boundary, none of which may climb back out ([`may_climb`]).
+fn stays_below(rest: &[u8]) -> bool {
+    match rest.first() {
+        None => true,
+        Some(b'/') => !may_climb(rest),
+        Some(_) => false,
     }
 }
 
@@ -126,7 +132,7 @@ fn covers_at(resource: &Url, origin: &Origin<'_>, path: &str) -> bool {
         return true;
     }
     match path.strip_prefix(prefix) {
-        Some(rest) => (rest.is_empty() || rest.starts_with('/')) && !may_climb(rest.as_bytes()),
+        Some(rest) => stays_below(rest.as_bytes()),
         None => false,
     }
 }
