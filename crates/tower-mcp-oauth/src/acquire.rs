@@ -78,10 +78,14 @@ where
             let client = HttpClient::from_service(inner.clone(), state.max_response_bytes);
             let (uri, need, key, server) = (uri.clone(), need.clone(), key.clone(), server.clone());
             Box::pin(async move {
+                // The writes after the flow get a stretch of the flow deadline of their own
+                // (see `Deadline`), counted only while they run.
+                let mut writes = state.deadline();
                 // A panic (a bug, or input no check foresaw) must not leave a poisoned flow in
                 // the map that every later caller of this origin would join: it ends as an
                 // error like any other failure.
-                let result = AssertUnwindSafe(run_flight(&state, client, &uri, need, sent))
+                let flight = run_flight(&state, client, &uri, need, sent, &mut writes);
+                let result = AssertUnwindSafe(flight)
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| {
@@ -93,7 +97,7 @@ where
                 // Kept for the status (per server, in the store too) before the flow leaves
                 // the map, so a caller that sees it gone finds its record.
                 if let Some(server) = crate::flight::server_key(&uri) {
-                    crate::outcomes::record(&state, &server, &result).await;
+                    crate::outcomes::record(&state, &server, &result, &mut writes).await;
                 }
                 state
                     .flights
@@ -148,12 +152,16 @@ where
 
 /// One flow: under the store's lock when refreshing, adopting tokens someone else already
 /// stored, then the sans-IO flow, then a compare-and-swap write (see [`crate::stored`]).
-async fn run_flight(
-    state: &Arc<LayerState>,
+///
+/// The store steps before the flow share the flow's deadline; its writes and the lock's
+/// release run within `writes`.
+async fn run_flight<'s>(
+    state: &'s Arc<LayerState>,
     client: HttpClient,
     uri: &Uri,
     need: Need,
     sent: Sent,
+    writes: &mut Deadline<'s>,
 ) -> Result<(), Error> {
     // The logouts so far, taken before the tokens the flow starts from are read: a logout
     // that runs while this flow waits (for the store's lock, its reads, the user) comes after
@@ -163,7 +171,7 @@ async fn run_flight(
         .logout_generation(server_url_from_uri(uri)?.as_str());
     let now = state.now();
     // One deadline for the flight's store steps and its flow together.
-    let mut deadline = Deadline::new(state.timer.as_deref(), state.limits.flow_deadline);
+    let mut deadline = state.deadline();
     // The flow that served this need may have finished between the caller's check and this
     // flow's start: then there is nothing left to do.
     let session = state.cache.session(uri);
@@ -209,21 +217,26 @@ async fn run_flight(
         ),
         _ => None,
     };
-    let mut holding = Holding { lock, deadline };
+    let mut holding = Holding {
+        lock,
+        deadline,
+        writes,
+    };
     let result = under_lock(state, client, uri, need, held, generation, &mut holding).await;
     // Given back as soon as the work is done, and waited for: a process that exits right
     // after a refresh must not leave the others waiting out a lease.
     if let Some(lock) = holding.lock.take() {
-        lock.release().await;
+        driver::release(lock, holding.writes).await;
     }
     result
 }
 
-/// What a flight holds while it works: the store's refresh lock, if it took one, and the
-/// deadline its store steps and its flow share.
-struct Holding<'t> {
+/// What a flight holds while it works: the store's refresh lock, if it took one, the deadline
+/// its store steps and its flow share, and the one of the writes after the flow.
+struct Holding<'t, 'w> {
     lock: Option<StoreLock>,
     deadline: Deadline<'t>,
+    writes: &'w mut Deadline<'t>,
 }
 
 /// The part of a flight that runs under the refresh lock (if one was taken): adopt what is
@@ -235,9 +248,13 @@ async fn under_lock(
     need: Need,
     held: Option<Held>,
     generation: LogoutGeneration,
-    holding: &mut Holding<'_>,
+    holding: &mut Holding<'_, '_>,
 ) -> Result<(), Error> {
-    let Holding { lock, deadline } = holding;
+    let Holding {
+        lock,
+        deadline,
+        writes,
+    } = holding;
     let held = match held {
         Some(held) => match deadline
             .step(
@@ -278,5 +295,5 @@ async fn under_lock(
         .held(held_tokens, resource);
     let key = flight_key(uri);
     let run = driver::run(state, client, start, generation, &key, lock, deadline).await?;
-    stored::write_back(state, run, held).await
+    stored::write_back(state, run, held, writes).await
 }

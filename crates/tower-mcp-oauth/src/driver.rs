@@ -142,22 +142,23 @@ async fn drive(
                 if let Some(resource) = &held_resource {
                     debug!(resource = %resource, "refresh refused for good; dropping the tokens");
                     state.cache.remove(resource);
-                    if let Err(e) = state
-                        .store
-                        .compare_and_swap_tokens(resource.as_str(), held.as_ref(), None)
-                        .await
-                    {
+                    let drop =
+                        state
+                            .store
+                            .compare_and_swap_tokens(resource.as_str(), held.as_ref(), None);
+                    let missed = "the token store did not drop the refused tokens";
+                    if let Err(e) = deadline.step(missed, drop).await {
                         warn!(error = %e, "could not drop the refused tokens from the store");
                     }
                 }
                 if let Some(lock) = lock.take() {
-                    lock.release().await;
+                    release(lock, deadline).await;
                 }
             }
             Action::Authorize(request) => {
                 // Consent can take minutes; whatever the refresh lock guarded is over by now.
                 if let Some(lock) = lock.take() {
-                    lock.release().await;
+                    release(lock, deadline).await;
                 }
                 let limits = &state.limits;
                 if let Err(e) = state.flights.spend_authorization(
@@ -202,7 +203,7 @@ async fn drive(
                 // The user approves elsewhere, for minutes: as with consent in a browser, the
                 // refresh lock is released and the authorization budget spent.
                 if let Some(lock) = lock.take() {
-                    lock.release().await;
+                    release(lock, deadline).await;
                 }
                 let limits = &state.limits;
                 if let Err(e) = state.flights.spend_authorization(
@@ -348,5 +349,19 @@ pub(crate) async fn next_decision(
             }
             other => return Ok(other),
         }
+    }
+}
+
+/// Gives the store's refresh lock back within `within` (what is left of a deadline). A store
+/// that does not answer in time keeps the lock until its own bound (a lease's expiry; a
+/// guard's drop gives it back at once): waiting longer would hold this flight's callers for a
+/// lock the flow no longer needs.
+pub(crate) async fn release(lock: StoreLock, within: &mut Deadline<'_>) {
+    if within.run(lock.release()).await.is_err() {
+        warn!(
+            "the token store did not release its refresh lock within the flow's {} deadline; \
+             it is dropped",
+            human(within.limit())
+        );
     }
 }

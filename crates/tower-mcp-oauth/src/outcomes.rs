@@ -7,21 +7,38 @@ use tracing::warn;
 
 use crate::state::LayerState;
 use crate::store::LastFlow;
+use crate::timer::Deadline;
 
 /// Records how a flow for `server` ended. A failure is always written to the store; a success
 /// only when the store holds a failure to clear, so a refresh costs no store write. A store
 /// that cannot keep it is logged, never the flow's error: the record is for a status page.
-pub(crate) async fn record(state: &LayerState, server: &str, result: &Result<(), Error>) {
+pub(crate) async fn record(
+    state: &LayerState,
+    server: &str,
+    result: &Result<(), Error>,
+    writes: &mut Deadline<'_>,
+) {
     let record = LastFlow::of(result, state.now());
     state.flights.record_outcome(server, record.clone());
-    let clears_a_failure = || async {
-        matches!(
-            state.store.load_last_flow(server).await,
+    // Unread in time: written anyway, if time is left.
+    let clears_a_failure = match result {
+        Err(_) => true,
+        Ok(()) => matches!(
+            writes
+                .step(
+                    "the token store did not read the status",
+                    state.store.load_last_flow(server)
+                )
+                .await,
             Ok(Some(LastFlow::Failed(_))) | Err(_)
-        )
+        ),
     };
-    if result.is_err() || clears_a_failure().await {
-        if let Err(e) = state.store.save_last_flow(server, &record).await {
+    if clears_a_failure {
+        let save = state.store.save_last_flow(server, &record);
+        if let Err(e) = writes
+            .step("the token store did not write the status", save)
+            .await
+        {
             warn!(error = %e, %server, "could not store how the flow ended");
         }
     }
@@ -97,7 +114,13 @@ mod tests {
     async fn a_store_that_keeps_nothing_still_shows_this_processes_error() {
         let layer = layer(Older(MemoryStore::new()));
         let failed = Err(Error::new(ErrorKind::Timeout, "no answer"));
-        record(&layer.state, "https://h/mcp", &failed).await;
+        record(
+            &layer.state,
+            "https://h/mcp",
+            &failed,
+            &mut layer.state.deadline(),
+        )
+        .await;
         let last = last_flow(&layer.state, "https://h/mcp").await.unwrap();
         assert_eq!(last.unwrap().error().unwrap().kind, ErrorKind::Timeout);
     }
@@ -106,7 +129,13 @@ mod tests {
     async fn a_success_writes_only_to_clear_a_stored_failure() {
         let store = Arc::new(MemoryStore::new());
         let layer = layer(Arc::clone(&store));
-        record(&layer.state, "https://h/mcp", &Ok(())).await;
+        record(
+            &layer.state,
+            "https://h/mcp",
+            &Ok(()),
+            &mut layer.state.deadline(),
+        )
+        .await;
         assert!(
             store
                 .load_last_flow("https://h/mcp")
@@ -116,7 +145,13 @@ mod tests {
             "nothing to clear"
         );
         let failed = Err(Error::new(ErrorKind::Timeout, "no answer"));
-        record(&layer.state, "https://h/mcp", &failed).await;
+        record(
+            &layer.state,
+            "https://h/mcp",
+            &failed,
+            &mut layer.state.deadline(),
+        )
+        .await;
         assert!(store
             .load_last_flow("https://h/mcp")
             .await
@@ -124,7 +159,13 @@ mod tests {
             .unwrap()
             .error()
             .is_some());
-        record(&layer.state, "https://h/mcp", &Ok(())).await;
+        record(
+            &layer.state,
+            "https://h/mcp",
+            &Ok(()),
+            &mut layer.state.deadline(),
+        )
+        .await;
         let cleared = store
             .load_last_flow("https://h/mcp")
             .await

@@ -127,6 +127,13 @@ impl LayerState {
         }
     }
 
+    /// A stretch of the flow deadline on the layer's timer, nothing spent yet: one for a
+    /// flight's store steps and flow, and one for the writes after it (see
+    /// [`Deadline`](crate::timer::Deadline)).
+    pub(crate) fn deadline(&self) -> crate::timer::Deadline<'_> {
+        crate::timer::Deadline::new(self.timer.as_deref(), self.limits.flow_deadline)
+    }
+
     /// The current time, from the configured clock.
     pub(crate) fn now(&self) -> SystemTime {
         self.clock.now()

@@ -23,6 +23,13 @@ use crate::need::Need;
 use crate::scope::covers;
 use crate::state::LayerState;
 use crate::store::Replaced;
+use crate::timer::Deadline;
+
+/// What a write after the flow says when the store did not answer within its deadline (see
+/// [`Deadline::step`]).
+const NOT_WRITTEN: &str = "the token store did not write the tokens";
+/// The same for the read that tells a write what the store should still hold.
+const NOT_READ: &str = "the token store did not read";
 
 /// Tokens a flow starts from, with the resource they are stored under.
 pub(crate) type Held = (TokenSet, Url);
@@ -151,10 +158,15 @@ pub(crate) async fn reread(
 /// ([`ErrorKind::LoggedOut`](mcp_oauth_flow::ErrorKind::LoggedOut)), and a logout that
 /// began while the tokens were being written has them removed again here, since its own wipe
 /// may have run before the write landed.
+///
+/// Each store access runs within `writes`. A store that does not answer in time is a store
+/// that failed: the tokens are kept in memory (and written at the next flow), as when a write
+/// fails; a call holding tokens is never made to wait on the store for ever.
 pub(crate) async fn write_back(
     state: &LayerState,
     run: crate::driver::Run,
     held: Option<Held>,
+    writes: &mut Deadline<'_>,
 ) -> Result<(), Error> {
     let crate::driver::Run {
         outcome,
@@ -163,15 +175,14 @@ pub(crate) async fn write_back(
     } = run;
     let resource = outcome.protected_resource.clone();
     generation.check(&state.flights, Some(resource.as_str()))?;
-    let installed = write_and_install(state, outcome, held, dropped_tokens).await?;
+    let installed = write_and_install(state, outcome, held, dropped_tokens, writes).await?;
     if let Err(e) = generation.check(&state.flights, Some(resource.as_str())) {
         debug!(%resource, "logged out while the tokens were written; removing them");
         state.cache.remove(&resource);
-        if let Err(e) = state
+        let remove = state
             .store
-            .compare_and_swap_tokens(resource.as_str(), Some(&installed), None)
-            .await
-        {
+            .compare_and_swap_tokens(resource.as_str(), Some(&installed), None);
+        if let Err(e) = writes.step(NOT_WRITTEN, remove).await {
             warn!(error = %e, "could not remove the tokens a logout overtook");
         }
         return Err(e);
@@ -187,6 +198,7 @@ async fn write_and_install(
     outcome: FlowOutcome,
     held: Option<Held>,
     dropped_tokens: bool,
+    writes: &mut Deadline<'_>,
 ) -> Result<TokenSet, Error> {
     let store = &state.store;
     let key = outcome.protected_resource.as_str().to_owned();
@@ -197,8 +209,8 @@ async fn write_and_install(
     // What the store should still hold: the tokens this flow started from, unless it dropped
     // them, or they were stored under another resource.
     let expected = if dropped_tokens || resource.as_ref().map(Url::as_str) != Some(key.as_str()) {
-        store
-            .load_tokens(&key)
+        writes
+            .step(NOT_READ, store.load_tokens(&key))
             .await
             .ok()
             .flatten()
@@ -206,10 +218,8 @@ async fn write_and_install(
     } else {
         held_tokens
     };
-    match store
-        .compare_and_swap_tokens(&key, expected.as_ref(), Some(&outcome.tokens))
-        .await
-    {
+    let swap = store.compare_and_swap_tokens(&key, expected.as_ref(), Some(&outcome.tokens));
+    match writes.step(NOT_WRITTEN, swap).await {
         Ok(Replaced::Swapped) => state.flights.stored(&key, true),
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
@@ -236,7 +246,9 @@ async fn write_and_install(
         }
         Ok(_) => {
             // A new authorization is what the user just approved: it wins.
-            let saved = store.save_tokens(&key, &outcome.tokens).await;
+            let saved = writes
+                .step(NOT_WRITTEN, store.save_tokens(&key, &outcome.tokens))
+                .await;
             if let Err(e) = &saved {
                 warn!(error = %e, "could not store tokens; they are kept in memory");
             }

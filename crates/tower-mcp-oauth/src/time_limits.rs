@@ -49,6 +49,10 @@ impl OAuthLayer {
     /// store access, but not the wait for the user's consent (bounded by the authorizer, and
     /// by [`consent_timeout`](Self::consent_timeout)). Past it the flow fails with
     /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) naming the server and the limit.
+    /// The store writes after a flow that got tokens (the tokens, the refresh lock's release,
+    /// the flow's record for [`status`](Self::status)) get the same time again: a store that
+    /// does not answer within it is a store that failed, the tokens are used from memory and
+    /// written at the next flow.
     /// Default: [`DEFAULT_FLOW_DEADLINE`](crate::DEFAULT_FLOW_DEADLINE) (2 minutes).
     ///
     /// ```

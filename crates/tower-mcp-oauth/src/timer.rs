@@ -123,10 +123,15 @@ pub(crate) async fn within<F: Future>(
 
 /// One deadline shared by the steps of a flight: each step is bounded by what the steps
 /// before it left, so a flight's store reads, its wait for the refresh lock, the flow's
-/// sub-requests and its wait for an assertion source end within the deadline together, not each step within a deadline of its own.
-/// Waits it does not count (a user's consent) run outside it, and the user's answer starts it
-/// over ([`restart`](Self::restart)). The writes after the flow (its tokens, the lock's
-/// release) are not bounded by it.
+/// sub-requests and its wait for an assertion source end within the deadline together, not
+/// each step within a deadline of its own. Waits it does not count (a user's consent) run
+/// outside it, and the user's answer starts it over ([`restart`](Self::restart)).
+///
+/// The writes after the flow (its tokens, the refresh lock's release, the record of how it
+/// ended) share a second deadline of the same length: tokens in hand, a rotated refresh token
+/// among them, are not given up for want of the time the flow left, and a store that stopped
+/// answering still ends the call. Only the time spent in a deadline's steps counts, so that
+/// one is made with the flight and spends nothing until the flow is done.
 pub(crate) struct Deadline<'t> {
     timer: Option<&'t dyn Timer>,
     limit: Duration,

@@ -317,6 +317,9 @@ struct SlowStore {
     inner: MemoryStore,
     read: Duration,
     lock: Option<Duration>,
+    /// Every write (tokens, the flow's record, the lock's release) and the record's read
+    /// never answer.
+    stall_writes: bool,
 }
 
 impl SlowStore {
@@ -325,7 +328,16 @@ impl SlowStore {
             inner: MemoryStore::new(),
             read: Duration::ZERO,
             lock: None,
+            stall_writes: false,
         }
+    }
+
+    /// Waits for ever if writes stall, else runs `write`.
+    async fn write<T>(&self, write: BoxFuture<'_, Result<T, Error>>) -> Result<T, Error> {
+        if self.stall_writes {
+            std::future::pending::<()>().await;
+        }
+        write.await
     }
 }
 
@@ -344,7 +356,7 @@ impl TokenStore for SlowStore {
         resource: &'a str,
         tokens: &'a TokenSet,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        self.inner.save_tokens(resource, tokens)
+        Box::pin(self.write(self.inner.save_tokens(resource, tokens)))
     }
     fn compare_and_swap_tokens<'a>(
         &'a self,
@@ -352,7 +364,7 @@ impl TokenStore for SlowStore {
         current: Option<&'a TokenSet>,
         new: Option<&'a TokenSet>,
     ) -> BoxFuture<'a, Result<tower_mcp_oauth::Replaced, Error>> {
-        self.inner.compare_and_swap_tokens(resource, current, new)
+        Box::pin(self.write(self.inner.compare_and_swap_tokens(resource, current, new)))
     }
     fn load_client<'a>(
         &'a self,
@@ -374,14 +386,37 @@ impl TokenStore for SlowStore {
         resource: &'a str,
     ) -> BoxFuture<'a, Result<tower_mcp_oauth::StoreLock, Error>> {
         Box::pin(async move {
-            match self.lock {
+            let held = match self.lock {
                 Some(wait) => {
                     tokio::time::sleep(wait).await;
-                    self.inner.lock(resource).await
+                    self.inner.lock(resource).await?
                 }
                 None => std::future::pending().await,
+            };
+            if !self.stall_writes {
+                return Ok(held);
             }
+            // Given, but its release never answers (a lease's store gone quiet).
+            Ok(tower_mcp_oauth::StoreLock::with_release(move || {
+                Box::pin(async move {
+                    std::future::pending::<()>().await;
+                    drop(held);
+                })
+            }))
         })
+    }
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a tower_mcp_oauth::LastFlow,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.write(self.inner.save_last_flow(server, record)))
+    }
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> BoxFuture<'a, Result<Option<tower_mcp_oauth::LastFlow>, Error>> {
+        Box::pin(self.write(self.inner.load_last_flow(server)))
     }
 }
 
@@ -433,6 +468,7 @@ async fn slow_store_steps_and_the_flow_share_one_deadline() {
         inner: MemoryStore::new(),
         read: Duration::from_secs(6),
         lock: Some(Duration::from_secs(6)),
+        stall_writes: false,
     })
     .await;
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
@@ -444,6 +480,51 @@ async fn slow_store_steps_and_the_flow_share_one_deadline() {
     );
     assert_eq!(took, Duration::from_secs(6 + 10));
     assert_eq!(token_requests, 0, "no time was left for a refresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_stops_answering_after_a_refresh_ends_the_call_and_the_tokens_are_kept() {
+    // The refresh gets its tokens; then the store answers no write (the tokens, the flow's
+    // record) and never releases its lock. The call ends one more 10 s deadline later, with
+    // the refreshed token; the next call uses it from memory, with no second refresh.
+    let store = SlowStore {
+        inner: MemoryStore::new(),
+        read: Duration::ZERO,
+        lock: Some(Duration::ZERO),
+        stall_writes: true,
+    };
+    let resource = format!("{RS}/mcp");
+    // Refreshed where they were issued, as a public client: no discovery, no registration.
+    let public = mcp_oauth_flow::client::ClientAuthMethod::None;
+    let tokens =
+        expired().with_token_endpoint(Some("http://127.0.0.1:2/token".into()), Some(public));
+    store.inner.save_tokens(&resource, &tokens).await.unwrap();
+    let token_requests = Arc::new(AtomicUsize::new(0));
+    let healthy = Arc::new(AtomicBool::new(false));
+    let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .token_store(store)
+        .flow_deadline(Duration::from_secs(10))
+        .layer(server(Fault::StallToken, healthy, token_requests.clone()));
+    let started = tokio::time::Instant::now();
+    let call = tokio::time::timeout(
+        Duration::from_secs(3600),
+        service.clone().oneshot(request()),
+    );
+    let response = call
+        .await
+        .expect("the call waited on the store for an hour")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The tokens' write takes the whole second deadline; the release and the record, past it,
+    // are cut at once.
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    assert_eq!(token_requests.load(Ordering::SeqCst), 1);
+
+    let started = tokio::time::Instant::now();
+    let response = service.oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(token_requests.load(Ordering::SeqCst), 1, "refreshed once");
 }
 
 #[tokio::test(start_paused = true)]

@@ -291,7 +291,7 @@ impl WebLogin {
         )?;
         let driven = self.drive_bounded(&mut flow, &server_url).await;
         if let Err(e) = &driven {
-            self.record_outcome(user, &server_url, &Err(e.clone()))
+            self.record_outcome(user, &server_url, &Err(e.clone()), &mut self.writes())
                 .await;
         }
         match driven? {
@@ -386,7 +386,7 @@ impl WebLogin {
         flow.handle_authorization_response_at(response, now);
         let driven = self.drive_bounded(&mut flow, &server_url).await;
         if let Err(e) = &driven {
-            self.record_outcome(user, &server_url, &Err(e.clone()))
+            self.record_outcome(user, &server_url, &Err(e.clone()), &mut self.writes())
                 .await;
         }
         let outcome = match driven? {
@@ -399,10 +399,16 @@ impl WebLogin {
             }
         };
         // A new authorization is what the user just approved: it replaces whatever was stored.
-        self.user_store(user)
-            .save_tokens(outcome.protected_resource.as_str(), &outcome.tokens)
+        // Within the writes' deadline, as a flight's: a store that stopped answering fails the
+        // callback rather than holding it for ever.
+        let user_store = self.user_store(user);
+        let save = user_store.save_tokens(outcome.protected_resource.as_str(), &outcome.tokens);
+        let mut writes = self.writes();
+        writes
+            .step("the token store did not write the tokens", save)
             .await?;
-        self.record_outcome(user, &server_url, &Ok(())).await;
+        self.record_outcome(user, &server_url, &Ok(()), &mut writes)
+            .await;
         // The user's cached layer may hold older tokens, or a recent "must connect" failure:
         // the next `layer_for` starts afresh and adopts the stored tokens.
         self.layers.remove(user);

@@ -10,7 +10,7 @@ use url::Url;
 use super::drive::{drive, Io, Step};
 use super::login::WebLogin;
 use super::user_layers::UserLayers;
-use crate::timer::{human, within, Timer};
+use crate::timer::{human, within, Deadline, Timer};
 
 impl WebLogin {
     /// The time one sub-request of [`start`](Self::start) or [`complete`](Self::complete) may
@@ -42,7 +42,10 @@ impl WebLogin {
     /// The time one call of [`start`](Self::start) or [`complete`](Self::complete) may take
     /// in all, every sub-request and store access (the user's time at the authorization server
     /// is between the two calls, so it is not counted); past it the call fails with
-    /// [`ErrorKind::Timeout`] naming the server and the limit. Default:
+    /// [`ErrorKind::Timeout`] naming the server and the limit. The store writes after a
+    /// completed login (the user's tokens, the status record) get the same time again; a
+    /// store that does not answer within it fails the callback with a transient
+    /// [`ErrorKind::Timeout`]. Default:
     /// [`DEFAULT_FLOW_DEADLINE`](crate::DEFAULT_FLOW_DEADLINE) (2 minutes).
     ///
     /// ```
@@ -123,6 +126,13 @@ impl WebLogin {
     pub fn timer(mut self, timer: impl Timer) -> Self {
         self.timer = Some(Arc::new(timer));
         self
+    }
+
+    /// The deadline of the store writes after a call's flow (the user's tokens, the status
+    /// record): the flow deadline again, as for a layer's flights (see
+    /// [`Deadline`](crate::timer::Deadline)).
+    pub(super) fn writes(&self) -> Deadline<'_> {
+        Deadline::new(self.timer.as_deref(), self.flow_deadline)
     }
 
     /// Drives `flow` until it needs the user or ends, each sub-request within the request

@@ -8,6 +8,7 @@ use url::Url;
 use super::login::WebLogin;
 use crate::flight::server_key;
 use crate::status::ServerStatus;
+use crate::timer::Deadline;
 
 impl WebLogin {
     /// `user`'s status for the MCP server at `server_url`: whether they hold a usable token
@@ -39,6 +40,7 @@ impl WebLogin {
         user: &str,
         server_url: &Url,
         result: &Result<(), Error>,
+        writes: &mut Deadline<'_>,
     ) {
         let Some(server) = server_url
             .as_str()
@@ -50,6 +52,6 @@ impl WebLogin {
             return;
         };
         let layer = self.layer_for(user);
-        crate::outcomes::record(&layer.state, &server, result).await;
+        crate::outcomes::record(&layer.state, &server, result, writes).await;
     }
 }

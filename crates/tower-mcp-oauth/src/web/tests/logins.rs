@@ -1,6 +1,8 @@
 //! Ownership, expiry and replay of web logins.
 
 use super::*;
+use crate::store::Replaced;
+use crate::{BoxFuture, ClientRegistration, Error, StoreLock, TokenSet};
 
 #[tokio::test]
 async fn a_completed_login_stores_tokens_for_that_user_only() {
@@ -207,4 +209,61 @@ async fn secrets_stay_out_of_debug_and_errors() {
     assert!(!format!("{err} {err:?}").contains(&state));
     let connection = login.complete("alice", &approve(&url, "c1")).await.unwrap();
     assert!(!format!("{connection:?}").contains("at-c1"));
+}
+
+/// A store whose writes of tokens never answer; the rest is a memory store's.
+struct TokensNeverWritten(MemoryStore);
+
+impl TokenStore for TokensNeverWritten {
+    fn load_tokens<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        self.0.load_tokens(r)
+    }
+    fn save_tokens<'a>(&'a self, _: &'a str, _: &'a TokenSet) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(std::future::pending())
+    }
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        _: &'a str,
+        _: Option<&'a TokenSet>,
+        _: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Replaced, Error>> {
+        Box::pin(std::future::pending())
+    }
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>> {
+        self.0.load_client(issuer)
+    }
+    fn save_client<'a>(&'a self, r: &'a ClientRegistration) -> BoxFuture<'a, Result<(), Error>> {
+        self.0.save_client(r)
+    }
+    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        self.0.remove_client(issuer)
+    }
+    fn lock<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
+        self.0.lock(r)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_never_writes_the_tokens_fails_the_callback_at_the_deadline() {
+    let fake = Fake::new(3600);
+    let (login, _, _) = setup_over(&fake, Arc::new(TokensNeverWritten(MemoryStore::new())));
+    let login = login.flow_deadline(Duration::from_secs(10));
+    let url = login.start("alice", MCP).await.unwrap();
+    let callback = approve(&url, "c1");
+    let started = tokio::time::Instant::now();
+    let complete = login.complete("alice", &callback);
+    let error = tokio::time::timeout(Duration::from_secs(3600), complete)
+        .await
+        .expect("the callback waited on the store for an hour")
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    assert!(error.is_transient());
+    assert_eq!(
+        error.to_string(),
+        "the token store did not write the tokens within the flow's 10 s deadline"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
 }

@@ -154,7 +154,14 @@ fn setup(fake: &Arc<Fake>) -> (WebLogin, Clock) {
 }
 
 fn setup_with_store(fake: &Arc<Fake>) -> (WebLogin, Clock, Arc<dyn TokenStore>) {
-    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    setup_over(fake, Arc::new(MemoryStore::new()))
+}
+
+/// A login over `fake` keeping its tokens in `store`.
+fn setup_over(
+    fake: &Arc<Fake>,
+    store: Arc<dyn TokenStore>,
+) -> (WebLogin, Clock, Arc<dyn TokenStore>) {
     let now: Clock = Arc::new(Mutex::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
     let f = Arc::clone(fake);
     let client = HttpClient::from_fn(move |req| {
