@@ -519,13 +519,16 @@ impl OAuthLayer {
         self
     }
 
-    /// Logs out of the MCP server at `server_url`: revokes the refresh token, then the access
-    /// token, at the authorization server's `revocation_endpoint` (RFC 7009) with the client's
-    /// authentication, sending through `client`; then removes them from this layer's cache and
-    /// its store, so the next request authorizes afresh. A failed or impossible revocation (no
-    /// endpoint, a network error, an error response) is reported in the [`Logout`](crate::Logout)
-    /// while the tokens are forgotten all the same. The client registration is kept: remove it
-    /// with [`TokenStore::remove_client`](crate::TokenStore::remove_client) if wanted.
+    /// Logs out of the MCP server at `server_url`: removes its tokens from this layer's cache
+    /// and its store, so the next request authorizes afresh; then revokes the refresh token and
+    /// the access token at the authorization server's `revocation_endpoint` (RFC 7009) with the
+    /// client's authentication, sending through `client`. A failed or impossible revocation (no
+    /// endpoint, a network error, an error response, a server that does not answer in time) is
+    /// reported in the [`Logout`](crate::Logout) while the tokens are forgotten all the same,
+    /// even if the caller drops the logout before it ends. The store steps and the requests
+    /// share one [`flow_deadline`](Self::flow_deadline), each request within the
+    /// [`request_timeout`](Self::request_timeout) too. The client registration is kept: remove
+    /// it with [`TokenStore::remove_client`](crate::TokenStore::remove_client) if wanted.
     ///
     /// `Err` only when `server_url` is not absolute or the store fails.
     ///

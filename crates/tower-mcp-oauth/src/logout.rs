@@ -1,5 +1,5 @@
-//! Logout: revoke a server's tokens at the authorization server (RFC 7009), then wipe them
-//! from the cache and the store, whatever the revocation's fate.
+//! Logout: wipe a server's tokens from the cache and the store, then revoke them at the
+//! authorization server (RFC 7009), whatever the revocation's fate.
 
 use mcp_oauth_flow::discovery::{authorization_server_metadata_urls, AuthorizationServerMetadata};
 use mcp_oauth_flow::revocation::{
@@ -19,6 +19,7 @@ use crate::servers::absolute_server_uri;
 use crate::state::LayerState;
 use crate::store::Replaced;
 use crate::stored::find_stored;
+use crate::timer::Deadline;
 
 /// What [`OAuthLayer::logout`](crate::OAuthLayer::logout) did. The local state is gone
 /// whenever it is returned; each revocation says whether the authorization server confirmed it.
@@ -65,8 +66,13 @@ pub struct Revocation {
     pub result: Result<(), Error>,
 }
 
-/// Revokes the tokens held for `server_url`, then forgets them. `Err` only when `server_url`
-/// is unusable or the store could not forget them.
+/// Forgets the tokens held for `server_url`, then revokes them. `Err` only when `server_url`
+/// is unusable or the store could not forget them (the revocations are still sent).
+///
+/// Forgotten first: the revocation needs only the tokens in hand, and a logout its caller cuts
+/// short (a timeout of its own), or one whose authorization server stalls, must not leave the
+/// tokens in use. The store steps and the revocation's requests share one deadline (the flow
+/// deadline), each request within the request timeout too.
 pub(crate) async fn logout(
     state: &LayerState,
     server_url: &str,
@@ -78,9 +84,13 @@ pub(crate) async fn logout(
     if let Some(server) = server_key(&uri) {
         state.flights.logging_out(&server);
     }
+    let mut deadline = state.deadline();
     let held = match state.cache.session(&uri) {
         Some(session) => Some(((*session.tokens).clone(), session.resource.clone())),
-        None => find_stored(state, &uri).await?,
+        None => {
+            let read = find_stored(state, &uri);
+            deadline.step("the token store did not read", read).await?
+        }
     };
     let Some((tokens, resource)) = held else {
         return Ok(Logout {
@@ -89,19 +99,28 @@ pub(crate) async fn logout(
             revocations: Vec::new(),
         });
     };
-    // The revocation endpoint comes from metadata: judged like every URL a flow fetches.
-    let client = &crate::resolve::guarded(
+    let server = Url::parse(server_url)
+        .map_err(|e| Error::new(ErrorKind::InvalidRequestUri, format!("{server_url:?}: {e}")))?;
+    // And every flow whose tokens are for the same resource (reached through another URL).
+    state.flights.logging_out(resource.as_str());
+    // Out of the cache before the first await; out of the store next.
+    let forgotten = deadline
+        .step(
+            "the token store did not forget the tokens",
+            forget(state, &resource),
+        )
+        .await;
+    // The revocation endpoint comes from metadata: judged like every URL a flow fetches, and
+    // each request (its name's lookup included) bounded like a flow's.
+    let client = crate::resolve::guarded(
         client.clone(),
         std::sync::Arc::clone(&state.config.url_policy),
         state.resolver.clone(),
-        Url::parse(server_url).map_err(|e| {
-            Error::new(ErrorKind::InvalidRequestUri, format!("{server_url:?}: {e}"))
-        })?,
-    );
-    // And every flow whose tokens are for the same resource (reached through another URL).
-    state.flights.logging_out(resource.as_str());
-    let revocations = revoke_all(state, &tokens, client).await;
-    forget(state, &resource).await?;
+        server,
+    )
+    .bounded_by(state.limits.request_timeout, state.timer.as_ref());
+    let revocations = revoke_all(state, &tokens, &client, &mut deadline).await;
+    forgotten?;
     Ok(Logout {
         resource: Some(resource),
         issuer: Some(tokens.issuer().to_owned()),
@@ -109,10 +128,17 @@ pub(crate) async fn logout(
     })
 }
 
-/// Revokes each token in order; a failure to start (no endpoint, no client) is each one's.
-async fn revoke_all(state: &LayerState, tokens: &TokenSet, client: &HttpClient) -> Vec<Revocation> {
+/// Revokes each token in order, within `deadline`; a failure to start (no endpoint, no
+/// client) is each one's.
+async fn revoke_all(
+    state: &LayerState,
+    tokens: &TokenSet,
+    client: &HttpClient,
+    deadline: &mut Deadline<'_>,
+) -> Vec<Revocation> {
     let order = revocation_order(tokens);
-    let prepared = match prepare(state, tokens, client).await {
+    let missed = "the revocation endpoint and client were not found";
+    let prepared = match deadline.step(missed, prepare(state, tokens, client)).await {
         Ok(prepared) => prepared,
         Err(e) => {
             debug!(error = %e, "no revocation possible");
@@ -129,10 +155,13 @@ async fn revoke_all(state: &LayerState, tokens: &TokenSet, client: &HttpClient) 
     let mut out = Vec::with_capacity(order.len());
     for token in &order {
         let result = match revocation_request(&endpoint, token, &credentials) {
-            Ok(request) => match client.send(request).await {
-                Ok(response) => check_revocation_response(response.status(), response.body()),
-                Err(e) => Err(e),
-            },
+            Ok(request) => {
+                let sent = client.send(request);
+                match deadline.step("the revocation did not finish", sent).await {
+                    Ok(response) => check_revocation_response(response.status(), response.body()),
+                    Err(e) => Err(e),
+                }
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = &result {

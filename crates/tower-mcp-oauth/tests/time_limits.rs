@@ -562,3 +562,51 @@ async fn the_users_answer_starts_the_deadline_over_for_the_code_exchange() {
     let response = service.oneshot(request()).await.unwrap();
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_logout_whose_revocation_never_answers_forgets_first_and_ends_at_the_request_timeout() {
+    let url = "https://mcp.example.com/mcp";
+    let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "app")
+        .with_refresh_token(Some(RefreshToken::new("rt".into())))
+        .with_token_endpoint(
+            Some("https://as.example.com/token".into()),
+            Some(mcp_oauth_flow::client::ClientAuthMethod::None),
+        );
+    let store = Arc::new(MemoryStore::new());
+    let layer = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .token_store(Arc::clone(&store) as Arc<dyn TokenStore>)
+        .request_timeout(Duration::from_secs(5));
+    // The authorization server serves its metadata; its revocation endpoint never answers.
+    let client = HttpClient::from_fn(|req| async move {
+        if req.uri().path() == "/revoke" {
+            std::future::pending::<()>().await;
+        }
+        let metadata = json!({
+            "issuer": "https://as.example.com",
+            "authorization_endpoint": "https://as.example.com/authorize",
+            "token_endpoint": "https://as.example.com/token",
+            "revocation_endpoint": "https://as.example.com/revoke"});
+        Ok(http::Response::new(Bytes::from(metadata.to_string())))
+    });
+
+    // The app gives up on the logout after a second: the tokens are gone already.
+    store.save_tokens(url, &tokens).await.unwrap();
+    let cut = tokio::time::timeout(Duration::from_secs(1), layer.logout(url, &client)).await;
+    assert!(cut.is_err(), "the revocation cannot have answered");
+    assert!(store.load_tokens(url).await.unwrap().is_none());
+
+    // Left to run, it ends on its own: each revocation cut at the request timeout.
+    store.save_tokens(url, &tokens).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let logout = tokio::time::timeout(Duration::from_secs(3600), layer.logout(url, &client))
+        .await
+        .expect("the logout waited an hour")
+        .unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(5 + 5));
+    assert_eq!(logout.revocations.len(), 2);
+    for revocation in &logout.revocations {
+        let error = revocation.result.as_ref().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    }
+    assert!(store.load_tokens(url).await.unwrap().is_none());
+}
