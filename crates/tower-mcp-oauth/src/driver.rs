@@ -63,15 +63,16 @@ pub(crate) async fn run(
     deadline: &mut Deadline<'_>,
 ) -> Result<Run, Error> {
     let span = info_span!("oauth_flow", origin = key, trigger = ?start.trigger);
-    // Every sub-request of the flow, and of its authorizer, is bounded on its own.
-    let client = client.bounded_by(state.limits.request_timeout, state.timer.as_ref());
-    // Every request judged by the address policy, and by what its name resolves to.
+    // Every request judged by the address policy, and by what its name resolves to; every
+    // sub-request of the flow, and of its authorizer, bounded on its own, its name's lookup
+    // included (a resolver that never answers fails the request, not the whole flow later).
     let client = crate::resolve::guarded(
         client,
         Arc::clone(&state.config.url_policy),
         state.resolver.clone(),
         start.server_url.clone(),
-    );
+    )
+    .bounded_by(state.limits.request_timeout, state.timer.as_ref());
     let (outcome, dropped_tokens) = drive(state, client, start, key, lock, deadline)
         .instrument(span)
         .await?;

@@ -273,3 +273,41 @@ async fn names_of_a_private_server_may_lead_to_its_network() {
     let (result, seen) = call(layer, "https://mcp.internal", "https://as.internal", None).await;
     assert_eq!(result.unwrap(), 200, "{seen:#?}");
 }
+
+/// A resolver that never answers (a DNS server gone quiet).
+#[derive(Debug)]
+struct Silent;
+
+impl Resolver for Silent {
+    fn resolve<'a>(&'a self, _: &'a str, _: u16) -> BoxFuture<'a, Result<Vec<IpAddr>, Error>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lookup_that_never_answers_counts_against_the_request_timeout() {
+    // The lookup is part of the sub-request: cut at the 5 s request timeout, never left to
+    // the minute of the flow deadline (nor, in an authorizer's requests, to the consent
+    // timeout).
+    let layer = layer()
+        .resolve_with(Silent)
+        .request_timeout(std::time::Duration::from_secs(5))
+        .flow_deadline(std::time::Duration::from_secs(60));
+    let started = tokio::time::Instant::now();
+    let (result, seen) = call(
+        layer,
+        "https://mcp.example.com",
+        "https://as.example.com",
+        None,
+    )
+    .await;
+    let error = result.expect_err("no lookup answered");
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    assert!(error.to_string().contains("within 5 s"), "{error}");
+    assert_eq!(
+        seen,
+        ["https://mcp.example.com/mcp"],
+        "nothing past the lookups"
+    );
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(5));
+}
