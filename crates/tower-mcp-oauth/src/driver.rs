@@ -228,7 +228,13 @@ async fn drive(
                     .sleep(timer, wait, state.limits.consent_timeout, key)
                     .await
                 {
-                    Ok(()) => flow.handle_poll_due(state.now()),
+                    Ok(()) => {
+                        // Each poll follows a wait for the user, as the code exchange follows
+                        // consent: it gets the whole deadline, so a slow token endpoint polled
+                        // through ten minutes of the user's time does not end the flow.
+                        deadline.restart();
+                        flow.handle_poll_due(state.now())
+                    }
                     Err(e) => flow.fail(e),
                 }
             }

@@ -178,7 +178,10 @@ impl<'t> Deadline<'t> {
         })
     }
 
-    /// Runs `work` within what is left of the deadline, and counts the time it took.
+    /// Runs `work` within what is left of the deadline, and counts the time it took. The work
+    /// is polled before the limit is checked, so a step that is ready at once completes even
+    /// on a spent deadline: the flow's driver relies on it to collect the failure it just
+    /// handed the flow (the next turn yields it without waiting on anything).
     pub(crate) async fn run<F: Future>(&mut self, work: F) -> Result<F::Output, Elapsed> {
         let started = self.timer.map(|t| t.now());
         let output = within(self.timer, self.limit.saturating_sub(self.spent), work).await;

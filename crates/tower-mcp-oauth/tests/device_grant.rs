@@ -248,3 +248,35 @@ async fn a_server_without_the_device_endpoint_is_grant_not_supported() {
         || r.path == DEVICE_AUTHORIZATION_PATH));
     assert!(shown.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn slow_polls_through_the_users_wait_do_not_add_up_to_the_flow_deadline() {
+    // Each poll takes 2 s on the layer's clock, and the user approves after three pending ones:
+    // 8 s of polling in all, past the 5 s flow deadline, but each poll follows a wait for the
+    // user and gets the deadline afresh, as the code exchange does after consent.
+    let kit = kit(DeviceConfig::default().outcome(DeviceOutcome::ApproveAfter(3))).await;
+    let (timer, shown) = (FastTimer::default(), Shown::default());
+    let layer = layer(&timer, &shown, |_| {}).flow_deadline(Duration::from_secs(5));
+    let (client, ahead) = (http_client(), Arc::clone(&timer.ahead));
+    let slow_token_endpoint = tower::service_fn(move |req: http::Request<_>| {
+        let slow = req.uri().path() == "/token";
+        if slow {
+            *ahead.lock().unwrap() += Duration::from_secs(2);
+        }
+        let client = client.clone();
+        async move {
+            if slow {
+                // Long enough, in real time, to lose a race against a deadline already spent.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            client.oneshot(req).await
+        }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service(slow_token_endpoint);
+    let request = jsonrpc(&kit.resource_url(), 1, "tools/list", json!({}));
+    let response = svc.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(polls(&kit).len(), 4, "three pending, then tokens");
+}
