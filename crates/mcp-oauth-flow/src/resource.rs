@@ -17,20 +17,23 @@ pub fn server_url_from_uri(uri: &http::Uri) -> Result<Url, Error> {
     let scheme = uri.scheme_str().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidRequestUri,
-            format!("request URI {uri} is not absolute; the layer needs absolute URIs"),
+            format!(
+                "request URI {} is not absolute; the layer needs absolute URIs",
+                shown(uri)
+            ),
         )
     })?;
     let authority = uri.authority().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidRequestUri,
-            format!("request URI {uri} has no authority"),
+            format!("request URI {} has no authority", shown(uri)),
         )
     })?;
     let raw = format!("{scheme}://{authority}{}", uri.path());
     let mut url = Url::parse(&raw).map_err(|e| {
         Error::new(
             ErrorKind::InvalidRequestUri,
-            format!("request URI {uri} is not a URL: {e}"),
+            format!("request URI {} is not a URL: {e}", shown(uri)),
         )
     })?;
     url.set_query(None);
@@ -85,7 +88,10 @@ pub fn check_resource(resource: &str, server: &Url) -> Result<Url, Error> {
     let parsed = Url::parse(resource).map_err(|e| {
         Error::new(
             ErrorKind::InvalidResourceMetadata,
-            format!("resource {resource:?} is not an absolute URI: {e}"),
+            format!(
+                "resource {:?} is not an absolute URI: {e}",
+                crate::url_policy::shown_url(resource)
+            ),
         )
     })?;
     if parsed.fragment().is_some() {
@@ -105,9 +111,34 @@ pub fn check_resource(resource: &str, server: &Url) -> Result<Url, Error> {
     Ok(parsed)
 }
 
+/// A request URI as errors may show it (see [`shown_url`](crate::url_policy::shown_url)).
+fn shown(uri: &http::Uri) -> String {
+    crate::url_policy::shown_url(&uri.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_request_uri_is_shown_without_userinfo_or_query() {
+        // Accepted by `http`, refused by `url` (an IPv4 part past 255), and not absolute.
+        for (raw, shown) in [
+            (
+                "http://user:pw@999.1.1.1:8080/mcp?api_key=K",
+                "http://999.1.1.1:8080/mcp",
+            ),
+            ("/mcp?api_key=K", "/mcp"),
+        ] {
+            let uri: http::Uri = raw.parse().unwrap();
+            let error = server_url_from_uri(&uri).unwrap_err();
+            let text = format!("{error} {error:?}");
+            assert!(text.contains(shown), "{text}");
+            for secret in ["user", "pw", "api_key"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+    }
 
     fn url(s: &str) -> Url {
         Url::parse(s).unwrap()

@@ -73,12 +73,19 @@ impl ServerOptions {
     /// Options for the MCP server at `url` (and below it). Fails with
     /// [`ErrorKind::InvalidRequestUri`] when `url` is not an absolute URL.
     pub fn for_server(url: &str) -> Result<Self, Error> {
-        let url = Url::parse(url).map_err(|e| {
+        let mut url = Url::parse(url).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidRequestUri,
-                format!("server options need the MCP server's absolute URL, not {url:?}: {e}"),
+                format!(
+                    "server options need the MCP server's absolute URL, not {:?}: {e}",
+                    crate::url_policy::shown_url(url)
+                ),
             )
         })?;
+        // A server is named by scheme, host, port and path (as requests are matched): user
+        // information would match no request, and would show in the options' `Debug`.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
         Ok(Self::new(ServerMatch::McpServer(url)))
     }
 
@@ -327,6 +334,24 @@ pub(crate) fn check_refresh_token(
 mod tests {
     use super::*;
     use crate::extra_params::{is_protected_parameter, PROTECTED_PARAMETERS};
+
+    #[test]
+    fn a_server_named_with_credentials_keeps_none_of_them() {
+        let named = "https://alice-login:hunter2@mcp.example.com/mcp";
+        let options = ServerOptions::for_server(named).unwrap();
+        let shown = format!("{options:?}");
+        assert!(shown.contains("mcp.example.com"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("alice-login"),
+            "{shown}"
+        );
+        let err = ServerOptions::for_server("https://alice-login:hunter2@exa mple.com/?key=k")
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        for secret in ["hunter2", "alice-login", "key=k"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
 
     #[test]
     fn each_getter_reads_what_its_builder_set() {

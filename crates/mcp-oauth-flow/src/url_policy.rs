@@ -52,12 +52,37 @@ pub fn is_loopback_host(url: &Url) -> bool {
 /// `Url` would accept, and no legitimate metadata or endpoint URL comes close.
 pub const MAX_URL_LEN: usize = 8 * 1024;
 
+/// A URL's text as errors and logs may show it: no user information and no query or
+/// fragment (either may carry a credential: `https://user:password@host`, `?api_key=`), at
+/// most 200 characters. Works on any text, a URL or not.
+///
+/// ```
+/// use mcp_oauth_flow::url_policy::shown_url;
+/// assert_eq!(shown_url("https://user:pw@mcp.example.com:8443/mcp?key=k#f"), "https://mcp.example.com:8443/mcp");
+/// assert_eq!(shown_url("not a url?x=1"), "not a url");
+/// ```
+pub fn shown_url(raw: &str) -> String {
+    let raw = raw.find(['?', '#']).map_or(raw, |end| &raw[..end]);
+    let shown = match raw.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            // Userinfo cannot hold a raw `@`: the host is what follows the last one.
+            let host = authority.rsplit('@').next().unwrap_or("");
+            format!("{scheme}://{host}{path}")
+        }
+        None => raw.to_owned(),
+    };
+    shown.chars().take(200).collect()
+}
+
 /// The error for a URL that cannot be an HTTP request target.
 pub(crate) fn unusable_url(url: &str, e: impl std::fmt::Display) -> Error {
-    let shown: String = url.chars().take(200).collect();
     Error::new(
         ErrorKind::InsecureUrl,
-        format!("{shown:?} cannot be used as an HTTP request URI: {e}"),
+        format!(
+            "{:?} cannot be used as an HTTP request URI: {e}",
+            shown_url(url)
+        ),
     )
 }
 
@@ -93,7 +118,7 @@ pub fn parse_secure_url(raw: &str, what: &str) -> Result<Url, Error> {
     let url = Url::parse(raw).map_err(|e| {
         Error::new(
             ErrorKind::InsecureUrl,
-            format!("{what} {raw:?} is not an absolute URL: {e}"),
+            format!("{what} {:?} is not an absolute URL: {e}", shown_url(raw)),
         )
     })?;
     check_secure_url(&url, what)?;
@@ -116,7 +141,10 @@ pub fn check_secure_url(url: &Url, what: &str) -> Result<(), Error> {
     } else {
         Err(Error::new(
             ErrorKind::InsecureUrl,
-            format!("{what} {url} must use https (plain http is allowed only to a loopback host)"),
+            format!(
+                "{what} {} must use https (plain http is allowed only to a loopback host)",
+                shown_url(url.as_str())
+            ),
         ))
     }
 }
@@ -171,6 +199,29 @@ mod tests {
         assert!(!secure("http://[::2]/"));
         assert!(!secure("ftp://localhost/x"));
         assert!(!secure("javascript:alert(1)"));
+    }
+
+    #[test]
+    fn refused_urls_are_shown_without_userinfo_or_query() {
+        for (raw, what) in [
+            (
+                "http://user:pw@as.example.com/token?key=k",
+                "token_endpoint",
+            ),
+            ("https://user:pw@as.exa mple.com/token?key=k", "issuer"),
+        ] {
+            let err = parse_secure_url(raw, what).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains(what), "{shown}");
+            for secret in ["pw", "key=k"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        let err = unusable_url("https://user:pw@h/x?key=k", "bad");
+        assert!(
+            !err.to_string().contains("pw") && !err.to_string().contains("key=k"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -305,7 +305,7 @@ pub(crate) async fn next_decision(
                     "oauth_request",
                     purpose = %sub.purpose,
                     method = %sub.request.method(),
-                    url = %sub.request.uri(),
+                    url = %crate::origin::loggable(sub.request.uri()),
                 );
                 let purpose = sub.purpose;
                 let (sent, key) =

@@ -7,7 +7,7 @@ use mcp_oauth_flow::revocation::{
     revocation_request, RevokedToken,
 };
 use mcp_oauth_flow::token::TokenSet;
-use mcp_oauth_flow::url_policy::parse_secure_url;
+use mcp_oauth_flow::url_policy::{parse_secure_url, shown_url};
 use mcp_oauth_flow::{Error, ErrorKind};
 use tracing::{debug, warn};
 use url::Url;
@@ -99,8 +99,12 @@ pub(crate) async fn logout(
             revocations: Vec::new(),
         });
     };
-    let server = Url::parse(server_url)
-        .map_err(|e| Error::new(ErrorKind::InvalidRequestUri, format!("{server_url:?}: {e}")))?;
+    let server = Url::parse(server_url).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidRequestUri,
+            format!("{:?}: {e}", shown_url(server_url)),
+        )
+    })?;
     // And every flow whose tokens are for the same resource (reached through another URL).
     state.flights.logging_out(resource.as_str());
     // Out of the cache before the first await; out of the store next.

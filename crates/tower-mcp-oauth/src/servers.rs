@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::Uri;
+use mcp_oauth_flow::url_policy::shown_url;
 use mcp_oauth_flow::{Error, ErrorKind};
 use url::Url;
 
@@ -126,7 +127,7 @@ fn parse_prefix(text: &str) -> Result<Prefix, Error> {
     let invalid = |why: &str| {
         Error::new(
             ErrorKind::InvalidRequestUri,
-            format!("{text:?} cannot name MCP servers: {why}"),
+            format!("{:?} cannot name MCP servers: {why}", shown_url(text)),
         )
     };
     let url = Url::parse(text).map_err(|e| invalid(&format!("not an absolute URL ({e})")))?;
@@ -180,7 +181,10 @@ pub(crate) fn absolute_server_uri(server_url: &str, what: &str) -> Result<Uri, E
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidRequestUri,
-                format!("{what} needs the MCP server's absolute URL, not {server_url:?}"),
+                format!(
+                    "{what} needs the MCP server's absolute URL, not {:?}",
+                    shown_url(server_url)
+                ),
             )
         })
 }
@@ -188,6 +192,21 @@ pub(crate) fn absolute_server_uri(server_url: &str, what: &str) -> Result<Uri, E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_server_url_is_shown_without_its_credentials() {
+        for bad in [
+            "https://user:pw@mcp.example.com/",
+            "https://mcp.example.com/?key=k",
+        ] {
+            let err = McpServers::prefixes([bad]).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains("mcp.example.com"), "{shown}");
+            assert!(!shown.contains("pw") && !shown.contains("key=k"), "{shown}");
+        }
+        let err = absolute_server_uri("/mcp?key=k", "a logout").unwrap_err();
+        assert!(!err.to_string().contains("key=k"), "{err}");
+    }
 
     fn covers(prefixes: &[&str], uri: &str) -> bool {
         McpServers::prefixes(prefixes)
@@ -253,7 +272,8 @@ mod tests {
         ] {
             let error = McpServers::prefixes([bad]).err().unwrap();
             assert_eq!(error.kind(), ErrorKind::InvalidRequestUri, "{bad}");
-            assert!(error.to_string().contains(bad), "{error}");
+            // Named as shown in errors: without user information, query or fragment.
+            assert!(error.to_string().contains(&shown_url(bad)), "{error}");
         }
     }
 

@@ -281,9 +281,13 @@ impl WebLogin {
     /// ```
     pub async fn start(&self, user: &str, server_url: &str) -> Result<Url, Error> {
         let mut server_url = parse_secure_url(server_url, "MCP server URL")?;
-        // A resource identifier has no query or fragment (RFC 8707 §2).
+        // A resource identifier has no query or fragment (RFC 8707 §2), and names no user:
+        // credentials in the URL would go to the authorization server as the `resource`, and
+        // into the user's status and the errors that name the server.
         server_url.set_query(None);
         server_url.set_fragment(None);
+        let _ = server_url.set_username("");
+        let _ = server_url.set_password(None);
         let mut flow = new_flow(
             &self.config,
             FlowStart::new(server_url.clone()),

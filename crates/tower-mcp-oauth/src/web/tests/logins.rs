@@ -178,6 +178,30 @@ async fn registrations_belong_to_the_app() {
 }
 
 #[tokio::test]
+async fn credentials_in_the_server_url_go_nowhere() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    // Refused: shown without them.
+    let err = login
+        .start("alice", "http://user:pw@mcp.example.com/mcp?key=k")
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("pw") && !shown.contains("key=k"), "{shown}");
+    // Accepted: the login is for the server, and no request or status carries them.
+    let url = login
+        .start("alice", "https://user:pw@mcp.example.com/mcp")
+        .await
+        .unwrap();
+    assert!(!url.as_str().contains("pw"), "{url}");
+    let connection = login.complete("alice", &approve(&url, "c1")).await.unwrap();
+    assert_eq!(connection.server_url.as_str(), MCP);
+    let log = fake.log.lock().unwrap().join("\n");
+    assert!(!log.contains("pw"), "{log}");
+    assert_eq!(tokens_of(&login, "alice").await.as_deref(), Some("at-c1"));
+}
+
+#[tokio::test]
 async fn an_insecure_server_url_is_refused_before_any_request() {
     let fake = Fake::new(3600);
     let (login, _) = setup(&fake);
