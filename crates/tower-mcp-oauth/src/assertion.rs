@@ -90,11 +90,11 @@ impl AssertionSource for EnvAssertion {
                     what(request)
                 ),
             )),
-            Err(e) => Err(Error::new(
+            // Not the `VarError` as a source: its text quotes the value, the assertion itself.
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::new(
                 ErrorKind::AssertionUnavailable,
-                format!("environment variable {} is not text", self.variable),
-            )
-            .with_source(e)),
+                format!("environment variable {} is not UTF-8 text", self.variable),
+            )),
         };
         Box::pin(std::future::ready(result))
     }
@@ -190,6 +190,25 @@ mod tests {
             typed.assertion(&request).await.unwrap_err().kind(),
             ErrorKind::AssertionExpired
         );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_variable_that_is_not_text_is_refused_without_quoting_it() {
+        use std::os::unix::ffi::OsStrExt;
+        // A token with one byte that is not UTF-8.
+        let value = std::ffi::OsStr::from_bytes(b"eyJ-secret-token-\xff");
+        let name = "TOWER_MCP_OAUTH_TEST_NOT_UTF8_ASSERTION";
+        std::env::set_var(name, value);
+        let err = EnvAssertion::new(name)
+            .assertion(&AssertionRequest::workload("https://as", None))
+            .await
+            .unwrap_err();
+        std::env::remove_var(name);
+        assert_eq!(err.kind(), ErrorKind::AssertionUnavailable);
+        let shown = format!("{err} {err:#} {err:?}");
+        assert!(shown.contains(name), "{shown}");
+        assert!(!shown.contains("secret-token"), "{shown}");
     }
 
     #[tokio::test]
