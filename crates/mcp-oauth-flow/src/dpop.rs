@@ -198,7 +198,7 @@ impl<'de> Deserialize<'de> for DpopKey {
 /// assert_eq!(claims["nonce"], "n1");
 /// assert!(claims.get("ath").is_none()); // no token: a token request
 /// ```
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Proof<'a> {
     method: &'a Method,
     url: &'a str,
@@ -207,6 +207,25 @@ pub struct Proof<'a> {
     nonce: Option<&'a str>,
     access_token: Option<&'a str>,
     extra: Option<&'a Map<String, Value>>,
+}
+
+/// Shows what the proof says, never the access token it hashes (only whether there is one),
+/// nor the URL's query and fragment.
+impl std::fmt::Debug for Proof<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proof")
+            .field("method", self.method)
+            .field("htu", &htu(self.url))
+            .field("iat", &self.iat)
+            .field("jti", &self.jti)
+            .field("nonce", &self.nonce)
+            .field("access_token", &self.access_token.map(|_| "[redacted]"))
+            .field(
+                "extra_claims",
+                &self.extra.map(|m| m.keys().collect::<Vec<_>>()),
+            )
+            .finish()
+    }
 }
 
 impl<'a> Proof<'a> {
@@ -371,6 +390,28 @@ mod tests {
         URL_SAFE_NO_PAD
             .decode(jwt.split('.').nth(i).unwrap())
             .unwrap()
+    }
+
+    #[test]
+    fn a_proofs_debug_shows_no_token_and_no_query() {
+        let iat = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let method = Method::GET;
+        let mut extra = Map::new();
+        extra.insert("client_note".into(), "claim-value".into());
+        let proof = Proof::new(
+            &method,
+            "https://mcp.example.com/mcp?key=q-secret",
+            iat,
+            "j1",
+        )
+        .access_token(Some("at-secret"))
+        .extra_claims(Some(&extra));
+        let shown = format!("{proof:?}");
+        assert!(shown.contains("https://mcp.example.com/mcp"), "{shown}");
+        assert!(shown.contains("client_note"), "{shown}");
+        for secret in ["at-secret", "q-secret", "claim-value"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 
     /// The proof is verified with the public key the proof itself carries, as a server does.

@@ -75,7 +75,7 @@ impl DpopState {
         getrandom::getrandom(&mut jti).map_err(no_randomness)?;
         let jti: String = jti.iter().map(|b| format!("{b:02x}")).collect();
         let nonce = self.nonces.get(uri);
-        let url = uri.to_string();
+        let url = target_uri(uri);
         let extra = self
             .settings
             .claims
@@ -116,4 +116,35 @@ fn no_randomness(e: getrandom::Error) -> Error {
         ErrorKind::Transport,
         format!("no randomness available: {e}"),
     )
+}
+
+/// The request's target URI as the server sees it (RFC 9110 §7.1), the proof's `htu` before
+/// its query is dropped: scheme, host, port and path. Not the user information a caller may
+/// have put in the URL: an `http(s)` sender must not send it (RFC 9110 §4.2.4), so it is not
+/// in the URI the server checks the proof against, and a proof is read by whoever reads the
+/// request.
+fn target_uri(uri: &Uri) -> String {
+    let host = uri
+        .authority()
+        .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""));
+    let path = uri.path_and_query().map_or("", |p| p.as_str());
+    match uri.scheme_str() {
+        Some(scheme) => format!("{scheme}://{host}{path}"),
+        None => format!("{host}{path}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_uri_carries_no_user_information() {
+        let uri: Uri = "https://user:pw@mcp.example.com:8443/mcp?x=1"
+            .parse()
+            .unwrap();
+        assert_eq!(target_uri(&uri), "https://mcp.example.com:8443/mcp?x=1");
+        let plain: Uri = "http://127.0.0.1:3000/mcp".parse().unwrap();
+        assert_eq!(target_uri(&plain), plain.to_string());
+    }
 }
