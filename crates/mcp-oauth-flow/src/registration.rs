@@ -286,10 +286,17 @@ pub fn parse_registration_response(
         }
         return Err(err);
     }
+    // serde's text may quote a value of the response, the client secret among them: its
+    // category and position say enough.
     let wire = wire.map_err(|e| {
         Error::new(
             ErrorKind::RegistrationFailed,
-            format!("registration response is not valid JSON: {e}"),
+            format!(
+                "registration response is not valid ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
         )
     })?;
     let client_id = wire.client_id.filter(|c| !c.is_empty()).ok_or_else(|| {
@@ -315,6 +322,23 @@ pub fn parse_registration_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_registration_quotes_none_of_its_values() {
+        // `client_id` of the wrong type: serde's text would quote the secret beside it.
+        let body = br#"{"client_id": true, "client_secret": "cs-secret-value", "x": 7}"#;
+        let wrong_secret = br#"{"client_id": "c", "client_secret": 123456789}"#;
+        for body in [&body[..], &wrong_secret[..]] {
+            let err = parse_registration_response(http::StatusCode::CREATED, body, "https://as")
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::RegistrationFailed);
+            let shown = format!("{err} {err:?}");
+            assert!(shown.contains("line 1"), "{shown}");
+            for secret in ["cs-secret-value", "123456789"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+    }
 
     #[test]
     fn a_redirect_from_the_registration_endpoint_is_not_followed() {
