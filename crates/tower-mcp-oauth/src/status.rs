@@ -100,7 +100,9 @@ impl OAuthLayer {
     /// hold the same tokens; tokens a store refused to keep, which is logged, do not show.) The
     /// last error is the later of what this process remembers and what the store keeps.
     ///
-    /// `Err` only when `server_url` is not absolute or the store fails.
+    /// `Err` only when `server_url` is not absolute or the store fails; a store that does not
+    /// answer within the [`flow_deadline`](Self::flow_deadline) fails it with a transient
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -131,9 +133,19 @@ impl OAuthLayer {
         let state = &self.state;
         // The store, never this process's cache: another process sharing it may have logged
         // out (or refreshed) since this one cached its tokens.
-        let held = find_stored(state, &uri).await?;
+        // Both reads within one flow deadline: a status page never waits on a store that
+        // stopped answering.
+        let mut deadline = state.deadline();
+        let held = deadline
+            .step("the token store did not read", find_stored(state, &uri))
+            .await?;
         let last = match server_key(&uri) {
-            Some(server) => last_flow(state, &server).await?,
+            Some(server) => {
+                let read = last_flow(state, &server);
+                deadline
+                    .step("the token store did not read the status", read)
+                    .await?
+            }
             None => None,
         };
         Ok(ServerStatus::of(

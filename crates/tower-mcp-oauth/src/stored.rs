@@ -82,14 +82,16 @@ pub(crate) async fn find_stored(state: &LayerState, uri: &Uri) -> Result<Option<
 /// Before the first request to an origin: adopts tokens an earlier run (or another process)
 /// left in the store, so a restarted client sends its first request with a token instead of
 /// paying a `401` round trip. Store errors are logged, not returned: the request then goes out
-/// without a token and the usual `401` path takes over.
+/// without a token and the usual `401` path takes over. So is a store that does not answer
+/// within the flow deadline: the first request to an origin never waits on it longer.
 pub(crate) async fn adopt_stored(state: &LayerState, uri: &Uri) {
     // Marked first: callers racing in meanwhile simply go the 401 way.
     state.cache.mark_origin_checked(uri);
     if state.cache.session(uri).is_some() {
         return;
     }
-    match find_stored(state, uri).await {
+    let read = find_stored(state, uri);
+    match state.deadline().step(NOT_READ, read).await {
         // Spent tokens are no token: the request goes without one, and its 401 starts a flow
         // from them (`start_from`), which authorizes afresh.
         Ok(Some((stored, resource))) if is_spent(&stored, state.now()) => {

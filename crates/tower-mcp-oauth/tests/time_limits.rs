@@ -610,3 +610,46 @@ async fn a_logout_whose_revocation_never_answers_forgets_first_and_ends_at_the_r
     }
     assert!(store.load_tokens(url).await.unwrap().is_none());
 }
+
+/// A store whose reads never answer (a year each) and whose writes stall too.
+fn unreadable_store() -> SlowStore {
+    SlowStore {
+        inner: MemoryStore::new(),
+        read: Duration::from_secs(365 * 24 * 3600),
+        lock: None,
+        stall_writes: true,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_request_and_the_status_do_not_wait_on_a_store_that_never_answers() {
+    let token_requests = Arc::new(AtomicUsize::new(0));
+    let layer = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .token_store(unreadable_store())
+        .flow_deadline(Duration::from_secs(10));
+    let service = layer.clone().layer(server(
+        Fault::StallToken,
+        Arc::new(AtomicBool::new(false)),
+        token_requests.clone(),
+    ));
+    // The first request's look in the store gives up after 10 s and sends without a token;
+    // the 401's flow reads the store again and fails at its own 10 s deadline, and its failure
+    // is not recorded in the store within the writes' 10 s.
+    let started = tokio::time::Instant::now();
+    let call = tokio::time::timeout(Duration::from_secs(3600), service.oneshot(request()));
+    let error = call.await.expect("the call waited an hour").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    assert_eq!(started.elapsed(), Duration::from_secs(10 + 10 + 10));
+    assert_eq!(token_requests.load(Ordering::SeqCst), 0);
+
+    let server_url = format!("{RS}/mcp");
+    let started = tokio::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(3600), layer.status(&server_url));
+    let error = status
+        .await
+        .expect("the status waited an hour")
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    assert!(error.is_transient());
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}

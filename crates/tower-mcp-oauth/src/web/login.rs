@@ -295,8 +295,13 @@ impl WebLogin {
         )?;
         let driven = self.drive_bounded(&mut flow, &server_url).await;
         if let Err(e) = &driven {
-            self.record_outcome(user, &server_url, &Err(e.clone()), &mut self.writes())
-                .await;
+            self.record_outcome(
+                user,
+                &server_url,
+                &Err(e.clone()),
+                &mut self.store_deadline(),
+            )
+            .await;
         }
         match driven? {
             Step::Authorize(request) => {
@@ -309,8 +314,11 @@ impl WebLogin {
                 // The time-to-live runs from the moment the URL is handed out.
                 let expires_at = self.clock.now() + self.pending_ttl;
                 let login = PendingLogin::new(authorization, expires_at);
-                self.pending
-                    .put(user, request.state().secret(), &login, self.pending_ttl)
+                let put =
+                    self.pending
+                        .put(user, request.state().secret(), &login, self.pending_ttl);
+                self.store_deadline()
+                    .step("the pending-login store did not keep the login", put)
                     .await?;
                 Ok(request.url().clone())
             }
@@ -358,7 +366,9 @@ impl WebLogin {
             ));
         };
         // The messages name neither the state nor the user: both end up in logs.
-        let Some(login) = self.pending.take(user, state).await? else {
+        let take = self.pending.take(user, state);
+        let missed = "the pending-login store did not answer";
+        let Some(login) = self.store_deadline().step(missed, take).await? else {
             return Err(Error::new(
                 ErrorKind::StateMismatch,
                 format!(
@@ -390,8 +400,13 @@ impl WebLogin {
         flow.handle_authorization_response_at(response, now);
         let driven = self.drive_bounded(&mut flow, &server_url).await;
         if let Err(e) = &driven {
-            self.record_outcome(user, &server_url, &Err(e.clone()), &mut self.writes())
-                .await;
+            self.record_outcome(
+                user,
+                &server_url,
+                &Err(e.clone()),
+                &mut self.store_deadline(),
+            )
+            .await;
         }
         let outcome = match driven? {
             Step::Complete(outcome) => outcome,
@@ -407,7 +422,7 @@ impl WebLogin {
         // callback rather than holding it for ever.
         let user_store = self.user_store(user);
         let save = user_store.save_tokens(outcome.protected_resource.as_str(), &outcome.tokens);
-        let mut writes = self.writes();
+        let mut writes = self.store_deadline();
         writes
             .step("the token store did not write the tokens", save)
             .await?;
@@ -498,7 +513,8 @@ impl WebLogin {
     /// Forgets `user`'s pending logins (in the
     /// [`pending_login_store`](Self::pending_login_store)) and the layer this process holds
     /// for them, e.g. when they sign out of the app. Their stored tokens stay: drop them
-    /// through [`user_store`](Self::user_store). Fails with the store's error.
+    /// through [`user_store`](Self::user_store). Fails with the store's error, or with a
+    /// transient [`ErrorKind::Timeout`] when it does not answer within the flow deadline.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -513,7 +529,10 @@ impl WebLogin {
     /// ```
     pub async fn forget_user(&self, user: &str) -> Result<(), Error> {
         self.layers.remove(user);
-        self.pending.forget_user(user).await
+        let forget = self.pending.forget_user(user);
+        self.store_deadline()
+            .step("the pending-login store did not forget the user", forget)
+            .await
     }
 
     /// How many logins wait for their callback, over all users (expired ones until the next

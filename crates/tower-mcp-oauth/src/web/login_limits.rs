@@ -42,9 +42,10 @@ impl WebLogin {
     /// The time one call of [`start`](Self::start) or [`complete`](Self::complete) may take
     /// in all, every sub-request and store access (the user's time at the authorization server
     /// is between the two calls, so it is not counted); past it the call fails with
-    /// [`ErrorKind::Timeout`] naming the server and the limit. The store writes after a
-    /// completed login (the user's tokens, the status record) get the same time again; a
-    /// store that does not answer within it fails the callback with a transient
+    /// [`ErrorKind::Timeout`] naming the server and the limit. The store steps outside the
+    /// flow (the pending login kept by `start` and taken by `complete`, the user's tokens and
+    /// the status record written after a completed login) get the same time again; a store
+    /// that does not answer within it fails the call with a transient
     /// [`ErrorKind::Timeout`]. Default:
     /// [`DEFAULT_FLOW_DEADLINE`](crate::DEFAULT_FLOW_DEADLINE) (2 minutes).
     ///
@@ -128,10 +129,10 @@ impl WebLogin {
         self
     }
 
-    /// The deadline of the store writes after a call's flow (the user's tokens, the status
-    /// record): the flow deadline again, as for a layer's flights (see
-    /// [`Deadline`](crate::timer::Deadline)).
-    pub(super) fn writes(&self) -> Deadline<'_> {
+    /// A deadline of the flow deadline's length for a call's store steps outside its flow:
+    /// the pending login kept or taken, the user's tokens and the status record written after
+    /// it (as for a layer's flights, see [`Deadline`](crate::timer::Deadline)).
+    pub(super) fn store_deadline(&self) -> Deadline<'_> {
         Deadline::new(self.timer.as_deref(), self.flow_deadline)
     }
 

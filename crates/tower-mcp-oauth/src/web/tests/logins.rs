@@ -291,3 +291,53 @@ async fn a_store_that_never_writes_the_tokens_fails_the_callback_at_the_deadline
     );
     assert_eq!(started.elapsed(), Duration::from_secs(10));
 }
+
+/// A pending-login store that never answers.
+struct SilentPending;
+
+impl PendingLoginStore for SilentPending {
+    fn put<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: &'a PendingLogin,
+        _: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(std::future::pending())
+    }
+    fn take<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PendingLogin>, Error>> {
+        Box::pin(std::future::pending())
+    }
+    fn forget_user<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_login_store_that_never_answers_fails_each_call_at_the_deadline() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    let login = login
+        .pending_login_store(SilentPending)
+        .flow_deadline(Duration::from_secs(10));
+    let hour = Duration::from_secs(3600);
+    let started = tokio::time::Instant::now();
+    let start = tokio::time::timeout(hour, login.start("alice", MCP)).await;
+    let error = start.expect("start waited an hour").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    assert!(error.is_transient());
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+
+    let callback = "code=c1&state=s1";
+    let complete = tokio::time::timeout(hour, login.complete("alice", callback)).await;
+    let error = complete.expect("complete waited an hour").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    let forget = tokio::time::timeout(hour, login.forget_user("alice")).await;
+    let error = forget.expect("forget_user waited an hour").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+}
