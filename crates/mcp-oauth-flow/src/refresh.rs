@@ -114,8 +114,8 @@ pub fn merge_refreshed(old: &TokenSet, response: TokenResponse, now: SystemTime)
 pub enum RefreshFailure {
     /// The grant is gone (`invalid_grant`, RFC 6749 §5.2): drop the tokens and authorize again.
     GrantRejected,
-    /// The client is unknown or its credentials are wrong (`invalid_client`): drop the tokens
-    /// and, if the client was registered dynamically, the registration too.
+    /// The client is unknown or its credentials are wrong (an explicit `invalid_client`): drop
+    /// the tokens and, if the client was registered dynamically, the registration too.
     ClientRejected,
     /// A network error, a 5xx, a 429, or anything else that may pass: keep every credential.
     Transient,
@@ -132,15 +132,32 @@ pub enum RefreshFailure {
 /// assert_eq!(classify_refresh_failure(&down), RefreshFailure::Transient);
 /// ```
 pub fn classify_refresh_failure(error: &Error) -> RefreshFailure {
+    // RFC 6749 §5.2 answers a refused request with 400 (401 for the client's authentication):
+    // a 5xx or a 429 is the server's own trouble whatever its body says (Entra's
+    // `temporarily_unavailable`, a `server_error` on a database fault, a vendor's code on a
+    // rate limit), so nothing it says drops a credential.
+    if error
+        .status()
+        .is_some_and(|s| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS)
+    {
+        return RefreshFailure::Transient;
+    }
     match error.oauth_error().map(|o| o.error.as_str()) {
         Some("invalid_grant") => RefreshFailure::GrantRejected,
-        Some("invalid_client" | "unauthorized_client") => RefreshFailure::ClientRejected,
+        // Only `invalid_client` says the client itself is unknown or badly authenticated.
+        Some("invalid_client") => RefreshFailure::ClientRejected,
+        // `unauthorized_client`: the client is known, and may not use this grant (§5.2); its
+        // registration still serves a new authorization. A bare 401 (no error code: a proxy's
+        // page as likely as the client's authentication) is read the same way: the tokens go,
+        // the registration stays; a client that is really refused hears `invalid_client` at
+        // the code exchange.
+        Some("unauthorized_client") => RefreshFailure::GrantRejected,
         _ if error.kind() == ErrorKind::TokenRejected
             && error
                 .status()
                 .is_some_and(|s| s == http::StatusCode::UNAUTHORIZED) =>
         {
-            RefreshFailure::ClientRejected
+            RefreshFailure::GrantRejected
         }
         _ if error.kind() == ErrorKind::TokenRejected && error.oauth_error().is_some() => {
             // invalid_request, invalid_scope, unsupported_grant_type: the refresh cannot work
@@ -269,8 +286,19 @@ mod tests {
             Error::new(ErrorKind::TokenRejected, "401").with_status(http::StatusCode::UNAUTHORIZED);
         assert_eq!(
             classify_refresh_failure(&unauthorized),
-            RefreshFailure::ClientRejected
+            RefreshFailure::GrantRejected
         );
+        // A 5xx or 429 keeps every credential, whatever error code its body carries.
+        for status in [503, 500, 429] {
+            let status = http::StatusCode::from_u16(status).unwrap();
+            for code in ["invalid_grant", "invalid_client", "temporarily_unavailable"] {
+                assert_eq!(
+                    classify_refresh_failure(&oauth(code).with_status(status)),
+                    RefreshFailure::Transient,
+                    "{code} on {status}"
+                );
+            }
+        }
         // The OAuth code decides before the status: `invalid_grant` on a 401 is the grant, not
         // the client (dropping a registration for it would force a new one for nothing).
         let with_status = |code: &str, status: http::StatusCode| oauth(code).with_status(status);
@@ -290,7 +318,7 @@ mod tests {
         );
         assert_eq!(
             classify_refresh_failure(&oauth("unauthorized_client")),
-            RefreshFailure::ClientRejected
+            RefreshFailure::GrantRejected
         );
         // A rejection with neither an OAuth code nor a 401 may pass.
         assert_eq!(

@@ -56,6 +56,17 @@ pub fn parse_token_response(
                 .and_then(|(_, v)| v.clone())
         })
     };
+    // A 5xx or 429 is the server's trouble whatever the body says (RFC 6749 §5.2 answers a
+    // refused request with 400, or 401): read before the body's `error`, so that no code in it
+    // (`temporarily_unavailable`, `server_error`, even `invalid_grant` from a failing backend)
+    // drops a credential. Transient: the same request may pass later.
+    if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+        return Err(Error::new(
+            ErrorKind::UnexpectedStatus,
+            format!("token endpoint answered {status}"),
+        )
+        .with_status(status));
+    }
     if let Some(error) = get("error").filter(|e| !e.is_empty()) {
         return Err(Error::new(
             ErrorKind::TokenRejected,
@@ -74,14 +85,11 @@ pub fn parse_token_response(
         ));
     }
     if !status.is_success() {
-        let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
-            ErrorKind::UnexpectedStatus
-        } else {
-            ErrorKind::TokenRejected
-        };
-        return Err(
-            Error::new(kind, format!("token endpoint answered {status}")).with_status(status),
-        );
+        return Err(Error::new(
+            ErrorKind::TokenRejected,
+            format!("token endpoint answered {status}"),
+        )
+        .with_status(status));
     }
     let fields = fields?;
     let get = |name: &str| -> Option<String> {
@@ -129,12 +137,11 @@ type Fields = Vec<(String, Option<String>)>;
 /// Flattens a JSON object or a form body into name/value pairs (JSON numbers and booleans as
 /// text, `null` as absent).
 fn read_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields, Error> {
-    let is_form = content_type.is_some_and(|ct| {
-        ct.split(';').next().is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-    });
+    let media = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(str::trim);
+    let is_form =
+        media.is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !is_form {
         match serde_json::from_slice::<serde_json::Value>(body) {
             Ok(serde_json::Value::Object(map)) => {
@@ -156,6 +163,12 @@ fn read_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields, Error>
             }
             Err(_) => {}
         }
+    }
+    // Read as a form only when it says so, or says nothing (GitHub without `Accept`): an HTML
+    // page (a gateway's sign-in, a captive portal) with `error=` in a link is no OAuth error,
+    // and read as one it would drop the tokens.
+    if !is_form && media.is_some_and(|m| !m.is_empty()) {
+        return Err(invalid("token response is neither JSON nor form-encoded"));
     }
     let text = std::str::from_utf8(body).map_err(|_| invalid("token response is not UTF-8"))?;
     if !text.contains('=') {
@@ -371,6 +384,25 @@ mod tests {
                 .kind(),
             ErrorKind::InvalidTokenResponse
         );
+        // A 5xx or 429 stays the server's trouble whatever `error` its body names, and carries
+        // no OAuth error for a caller to read as a refusal.
+        for (status, body) in [
+            (503, r#"{"error":"temporarily_unavailable"}"#),
+            (500, r#"{"error":"server_error"}"#),
+            (502, r#"{"error":"invalid_grant"}"#),
+            (429, r#"{"error":"slow_down"}"#),
+        ] {
+            let status = http::StatusCode::from_u16(status).unwrap();
+            let err = parse_token_response(status, Some("application/json"), body.as_bytes())
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{body}");
+            assert!(err.oauth_error().is_none(), "{body}");
+        }
+        // An HTML page is no form, whatever links it holds.
+        let page = b"<a href=\"/login?next=1&error=session_expired\">sign in</a>";
+        let err = parse_token_response(http::StatusCode::OK, Some("text/html"), page).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidTokenResponse);
+        assert!(err.oauth_error().is_none());
     }
 
     #[test]

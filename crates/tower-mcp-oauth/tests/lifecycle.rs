@@ -198,6 +198,54 @@ async fn a_transient_token_endpoint_failure_keeps_every_credential() {
 }
 
 #[tokio::test]
+async fn a_5xx_or_429_naming_an_oauth_error_keeps_every_credential() {
+    // Entra answers 503 `temporarily_unavailable`, a backend on a database fault 500
+    // `server_error`, a gateway may put any code on a 502 or a 429: none of them is the
+    // server refusing the grant or the client.
+    for (status, error) in [
+        (503, "temporarily_unavailable"),
+        (500, "server_error"),
+        (502, "invalid_grant"),
+        (429, "invalid_client"),
+    ] {
+        let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FileStore::new(dir.path()).unwrap());
+        let clock = TestClock::default();
+        let svc = service(layer(&clock).token_store(store.clone() as Arc<dyn TokenStore>));
+        assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+        let before = store
+            .load_tokens(&kit.resource_url())
+            .await
+            .unwrap()
+            .unwrap();
+        kit.set_override(
+            ServerRole::Authorization,
+            "/token",
+            CannedResponse::json(status, json!({"error": error})),
+        );
+        // Past expiry: the refresh meets the error.
+        clock.set(3700);
+        let err = svc
+            .clone()
+            .oneshot(jsonrpc(&kit.resource_url(), 1, "tools/list", json!({})))
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{status} {error}: {err:#}");
+        let kept = store.load_tokens(&kit.resource_url()).await.unwrap();
+        assert!(
+            kept.is_some_and(|kept| kept.same_tokens(&before)),
+            "{status} {error}: the tokens were dropped"
+        );
+        assert!(store.load_client(&kit.issuer()).await.unwrap().is_some());
+        // Back up: the next call refreshes with the same refresh token, no new consent.
+        kit.clear_overrides();
+        assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+        assert_eq!(count(&kit, "/authorize"), 1, "{status} {error}");
+    }
+}
+
+#[tokio::test]
 async fn invalid_grant_drops_the_tokens_and_authorizes_again() {
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
