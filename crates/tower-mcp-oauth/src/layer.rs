@@ -525,9 +525,9 @@ impl OAuthLayer {
     /// client's authentication, sending through `client`. A failed or impossible revocation (no
     /// endpoint, a network error, an error response, a server that does not answer in time) is
     /// reported in the [`Logout`](crate::Logout) while the tokens are forgotten all the same,
-    /// even if the caller drops the logout before it ends. The store steps and the requests
-    /// share one [`flow_deadline`](Self::flow_deadline), each request within the
-    /// [`request_timeout`](Self::request_timeout) too. The client registration is kept: remove
+    /// even if the caller drops the logout during the revocation. The store steps have one
+    /// [`flow_deadline`](Self::flow_deadline) and the revocations another, each request within
+    /// the [`request_timeout`](Self::request_timeout) too. The client registration is kept: remove
     /// it with [`TokenStore::remove_client`](crate::TokenStore::remove_client) if wanted.
     ///
     /// `Err` only when `server_url` is not absolute or the store fails.

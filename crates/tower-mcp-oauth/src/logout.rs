@@ -62,7 +62,9 @@ pub struct Revocation {
     pub token: RevokedToken,
     /// `Ok` when the server confirmed it; else why not:
     /// [`RevocationUnsupported`](ErrorKind::RevocationUnsupported) (no endpoint),
-    /// [`RevocationRefused`](ErrorKind::RevocationRefused), a transport error or a `5xx`.
+    /// [`RevocationRefused`](ErrorKind::RevocationRefused), a transport error, a `5xx`, or a
+    /// [`Timeout`](ErrorKind::Timeout) (the request timeout, or the flow deadline of the
+    /// revocations).
     pub result: Result<(), Error>,
 }
 
@@ -70,9 +72,9 @@ pub struct Revocation {
 /// is unusable or the store could not forget them (the revocations are still sent).
 ///
 /// Forgotten first: the revocation needs only the tokens in hand, and a logout its caller cuts
-/// short (a timeout of its own), or one whose authorization server stalls, must not leave the
-/// tokens in use. The store steps and the revocation's requests share one deadline (the flow
-/// deadline), each request within the request timeout too.
+/// short during the revocation (a timeout of its own), or one whose authorization server
+/// stalls, must not leave the tokens in use. The store steps have one flow deadline and the
+/// revocation's requests another, each request within the request timeout too.
 pub(crate) async fn logout(
     state: &LayerState,
     server_url: &str,
@@ -123,7 +125,9 @@ pub(crate) async fn logout(
         server,
     )
     .bounded_by(state.limits.request_timeout, state.timer.as_ref());
-    let revocations = revoke_all(state, &tokens, &client, &mut deadline).await;
+    // A deadline of their own: a store that used up the first must not cost the revocations,
+    // the one part of a logout that reaches the authorization server.
+    let revocations = revoke_all(state, &tokens, &client, &mut state.deadline()).await;
     forgotten?;
     Ok(Logout {
         resource: Some(resource),

@@ -653,3 +653,55 @@ async fn the_first_request_and_the_status_do_not_wait_on_a_store_that_never_answ
     assert!(error.is_transient());
     assert_eq!(started.elapsed(), Duration::from_secs(10));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_logout_over_a_store_that_stalls_still_revokes_the_tokens() {
+    let url = "https://mcp.example.com/mcp";
+    let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "app")
+        .with_refresh_token(Some(RefreshToken::new("rt".into())))
+        .with_token_endpoint(
+            Some("https://as.example.com/token".into()),
+            Some(mcp_oauth_flow::client::ClientAuthMethod::None),
+        );
+    // Reads answer; the write that forgets the tokens never does.
+    let store = SlowStore {
+        inner: MemoryStore::new(),
+        read: Duration::ZERO,
+        lock: Some(Duration::ZERO),
+        stall_writes: true,
+    };
+    store.inner.save_tokens(url, &tokens).await.unwrap();
+    let layer = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .token_store(store)
+        .flow_deadline(Duration::from_secs(10));
+    let revoked = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&revoked);
+    let client = HttpClient::from_fn(move |req| {
+        let seen = Arc::clone(&seen);
+        async move {
+            // A round trip takes time: work that would answer at once could still win a race
+            // against a spent deadline.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if req.uri().path() == "/revoke" {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            let metadata = json!({
+                "issuer": "https://as.example.com",
+                "authorization_endpoint": "https://as.example.com/authorize",
+                "token_endpoint": "https://as.example.com/token",
+                "revocation_endpoint": "https://as.example.com/revoke"});
+            Ok(http::Response::new(Bytes::from(metadata.to_string())))
+        }
+    });
+    let started = tokio::time::Instant::now();
+    let logout = tokio::time::timeout(Duration::from_secs(3600), layer.logout(url, &client))
+        .await
+        .expect("the logout waited an hour");
+    // The store's failure is the logout's error, after its 10 s; both tokens were revoked
+    // anyway, within a deadline of their own.
+    let error = logout.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
+    // The store's 10 s, then three round trips (metadata, two revocations).
+    assert_eq!(started.elapsed(), Duration::from_millis(10_000 + 3 * 5));
+    assert_eq!(revoked.load(Ordering::SeqCst), 2);
+}

@@ -552,8 +552,8 @@ impl WebLogin {
         self.pending.count().unwrap_or(0)
     }
 
-    /// Logs `user` out of the MCP server at `server_url`: revokes their tokens there (RFC
-    /// 7009) through the app's client and forgets them, as
+    /// Logs `user` out of the MCP server at `server_url`: forgets their tokens, then revokes
+    /// them there (RFC 7009) through the app's client, as
     /// [`OAuthLayer::logout`](crate::OAuthLayer::logout) does. The app's client registration
     /// is kept. The user's next request to that server needs a new login.
     ///
