@@ -54,25 +54,72 @@ pub const MAX_URL_LEN: usize = 8 * 1024;
 
 /// A URL's text as errors and logs may show it: no user information and no query or
 /// fragment (either may carry a credential: `https://user:password@host`, `?api_key=`), at
-/// most 200 characters. Works on any text, a URL or not.
+/// most 200 characters. Works on any text, a URL or not, with or without a scheme; text it
+/// cannot tell apart errs towards hiding (an `@` in a query before the first `/` is read as
+/// the end of user information).
 ///
 /// ```
 /// use mcp_oauth_flow::url_policy::shown_url;
 /// assert_eq!(shown_url("https://user:pw@mcp.example.com:8443/mcp?key=k#f"), "https://mcp.example.com:8443/mcp");
+/// assert_eq!(shown_url("alice:s3cret@mcp.example.com/mcp"), "mcp.example.com/mcp");
+/// assert_eq!(shown_url("https://user:a/b?c@as.example.com/token"), "https://as.example.com/token");
 /// assert_eq!(shown_url("not a url?x=1"), "not a url");
 /// ```
 pub fn shown_url(raw: &str) -> String {
-    let raw = raw.find(['?', '#']).map_or(raw, |end| &raw[..end]);
-    let shown = match raw.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            // Userinfo cannot hold a raw `@`: the host is what follows the last one.
-            let host = authority.rsplit('@').next().unwrap_or("");
-            format!("{scheme}://{host}{path}")
+    let (scheme, rest) = split_scheme(raw);
+    // User information ends at the last `@` of the authority. Looked for before the query is
+    // cut (a password may hold `?` or `#`), and past the first `/` when what comes before it
+    // is no host (a password may hold `/` too).
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let after_userinfo = match authority.rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => {
+            let cut = without_query(rest);
+            let host = &cut[..cut.find('/').unwrap_or(cut.len())];
+            match cut.rfind('@') {
+                Some(at) if !plain_host(host) => &rest[at + 1..],
+                _ => rest,
+            }
         }
-        None => raw.to_owned(),
     };
+    let shown = format!("{scheme}{}", without_query(after_userinfo));
     shown.chars().take(200).collect()
+}
+
+/// `raw`'s scheme with its `://` (or a leading `//`), and the rest; no scheme when the text
+/// before `://` is not one (RFC 3986 §3.1: a letter, then letters, digits, `+`, `-`, `.`).
+fn split_scheme(raw: &str) -> (&str, &str) {
+    if let Some(at) = raw.find("://") {
+        let scheme = &raw[..at];
+        let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if valid {
+            return raw.split_at(at + 3);
+        }
+    }
+    if raw.starts_with("//") {
+        return raw.split_at(2);
+    }
+    ("", raw)
+}
+
+fn without_query(text: &str) -> &str {
+    text.find(['?', '#']).map_or(text, |end| &text[..end])
+}
+
+/// Whether `authority` is a host and maybe a port, nothing that could be user information:
+/// a bracketed IPv6 literal or a name or address without `:`, then `:` and digits or nothing.
+fn plain_host(authority: &str) -> bool {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        Some(_) if authority.ends_with(']') => authority,
+        Some(_) => return false,
+        None => authority,
+    };
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    bracketed || !host.contains([':', '@', '[', ']', ' '])
 }
 
 /// The error for a URL that cannot be an HTTP request target.
@@ -199,6 +246,43 @@ mod tests {
         assert!(!secure("http://[::2]/"));
         assert!(!secure("ftp://localhost/x"));
         assert!(!secure("javascript:alert(1)"));
+    }
+
+    #[test]
+    fn shown_urls_hide_user_information_however_it_is_written() {
+        for (raw, shown) in [
+            (
+                "https://user:pw@mcp.example.com:8443/mcp?key=k#f",
+                "https://mcp.example.com:8443/mcp",
+            ),
+            ("alice:s3cret@mcp.example.com/mcp", "mcp.example.com/mcp"),
+            ("//user:pw@host/mcp", "//host/mcp"),
+            ("user:pw@host:8080", "host:8080"),
+            (
+                "https://user:ab/cd@as.example.com/token",
+                "https://as.example.com/token",
+            ),
+            ("https://user:pa?ss@host/x", "https://host/x"),
+            ("https://user:pa#ss@host/x", "https://host/x"),
+            ("https://[::1]:8080/mcp?x=1", "https://[::1]:8080/mcp"),
+            (
+                "https://[fe80::1%25eth0]/mcp",
+                "https://[fe80::1%25eth0]/mcp",
+            ),
+            ("https://host/users/@me?x=1", "https://host/users/@me"),
+            ("https://host/?q=a@b", "https://host/"),
+            ("alice:pw@host/x?r=https://y", "host/x"),
+            ("https://hôst.example/ü?x", "https://hôst.example/ü"),
+            ("not a url?x=1", "not a url"),
+        ] {
+            assert_eq!(shown_url(raw), shown, "{raw}");
+        }
+        assert_eq!(
+            shown_url(&format!("https://h/{}", "p".repeat(500)))
+                .chars()
+                .count(),
+            200
+        );
     }
 
     #[test]
