@@ -178,7 +178,11 @@ impl Flights {
     ) -> Option<Error> {
         let failures = lock(&self.failures);
         let (at, error) = failures.get(server)?;
-        (now.duration_since(*at).unwrap_or_default() < backoff).then(|| error.clone())
+        // A failure dated after `now` (the wall clock stepped back since) is past: read as
+        // "0 s ago" it would hold the backoff until the clock caught up again, an hour for an
+        // hour's step.
+        let recent = now.duration_since(*at).is_ok_and(|ago| ago < backoff);
+        recent.then(|| error.clone())
     }
 
     /// Keeps how the last flow for the server `server` ended, for the status. Called for
@@ -274,9 +278,10 @@ impl Flights {
     ) -> Result<(), Error> {
         let mut map = lock(&self.authorizations);
         let recent = map.entry(key.to_owned()).or_default();
+        // Dated after `now` (the clock stepped back): out of the window, as above.
         while recent
             .front()
-            .is_some_and(|t| now.duration_since(*t).unwrap_or_default() >= window)
+            .is_some_and(|t| now.duration_since(*t).map_or(true, |ago| ago >= window))
         {
             recent.pop_front();
         }
@@ -382,6 +387,26 @@ mod tests {
             .is_none());
         flights.finish("k", "k/a", 1, &Ok(()), t0);
         assert!(flights.recent_failure("k/a", t0, backoff).is_none());
+    }
+
+    #[test]
+    fn a_clock_stepped_back_ends_the_backoff_and_the_budget_window() {
+        let flights = Flights::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        let an_hour_back = t0 - Duration::from_secs(3600);
+        let down = Err(Error::new(ErrorKind::Transport, "down"));
+        flights.finish("k", "k/a", 0, &down, t0);
+        let backoff = Duration::from_secs(30);
+        assert!(flights.recent_failure("k/a", t0, backoff).is_some());
+        assert!(flights
+            .recent_failure("k/a", an_hour_back, backoff)
+            .is_none());
+        let window = Duration::from_secs(600);
+        flights.spend_authorization("k/a", t0, 1, window).unwrap();
+        assert!(flights.spend_authorization("k/a", t0, 1, window).is_err());
+        flights
+            .spend_authorization("k/a", an_hour_back, 1, window)
+            .unwrap();
     }
 
     #[test]
