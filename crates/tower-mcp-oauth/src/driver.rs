@@ -147,19 +147,21 @@ async fn drive(
                         state
                             .store
                             .compare_and_swap_tokens(resource.as_str(), held.as_ref(), None);
+                    // Within a deadline of its own, as the writes after a flow: refused tokens
+                    // left in the store are refused again for every process that reads them.
                     let missed = "the token store did not drop the refused tokens";
-                    if let Err(e) = deadline.step(missed, drop).await {
+                    if let Err(e) = state.deadline().step(missed, drop).await {
                         warn!(error = %e, "could not drop the refused tokens from the store");
                     }
                 }
                 if let Some(lock) = lock.take() {
-                    release(lock, deadline).await;
+                    release(lock, &mut state.deadline()).await;
                 }
             }
             Action::Authorize(request) => {
                 // Consent can take minutes; whatever the refresh lock guarded is over by now.
                 if let Some(lock) = lock.take() {
-                    release(lock, deadline).await;
+                    release(lock, &mut state.deadline()).await;
                 }
                 let limits = &state.limits;
                 if let Err(e) = state.flights.spend_authorization(
@@ -204,7 +206,7 @@ async fn drive(
                 // The user approves elsewhere, for minutes: as with consent in a browser, the
                 // refresh lock is released and the authorization budget spent.
                 if let Some(lock) = lock.take() {
-                    release(lock, deadline).await;
+                    release(lock, &mut state.deadline()).await;
                 }
                 let limits = &state.limits;
                 if let Err(e) = state.flights.spend_authorization(
@@ -359,7 +361,9 @@ pub(crate) async fn next_decision(
     }
 }
 
-/// Gives the store's refresh lock back within `within` (what is left of a deadline). A store
+/// Gives the store's refresh lock back within `within` (a deadline of its own, or the writes'
+/// after a flow: never what a long flow left, which would hold a lease through the user's
+/// consent until it expires). A store
 /// that does not answer in time keeps the lock until its own bound (a lease's expiry; a
 /// guard's drop gives it back at once): waiting longer would hold this flight's callers for a
 /// lock the flow no longer needs.

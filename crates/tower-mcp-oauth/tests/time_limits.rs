@@ -705,3 +705,108 @@ async fn a_logout_over_a_store_that_stalls_still_revokes_the_tokens() {
     assert_eq!(started.elapsed(), Duration::from_millis(10_000 + 3 * 5));
     assert_eq!(revoked.load(Ordering::SeqCst), 2);
 }
+
+/// A memory store whose refresh lock takes 1 s to give back, and says when it did.
+struct SlowRelease {
+    inner: MemoryStore,
+    released: Arc<AtomicBool>,
+}
+
+impl TokenStore for SlowRelease {
+    fn load_tokens<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        self.inner.load_tokens(r)
+    }
+    fn save_tokens<'a>(&'a self, r: &'a str, t: &'a TokenSet) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.save_tokens(r, t)
+    }
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        r: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<tower_mcp_oauth::Replaced, Error>> {
+        self.inner.compare_and_swap_tokens(r, current, new)
+    }
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<tower_mcp_oauth::ClientRegistration>, Error>> {
+        self.inner.load_client(issuer)
+    }
+    fn save_client<'a>(
+        &'a self,
+        registration: &'a tower_mcp_oauth::ClientRegistration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.save_client(registration)
+    }
+    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.remove_client(issuer)
+    }
+    fn lock<'a>(
+        &'a self,
+        resource: &'a str,
+    ) -> BoxFuture<'a, Result<tower_mcp_oauth::StoreLock, Error>> {
+        let released = Arc::clone(&self.released);
+        Box::pin(async move {
+            let held = self.inner.lock(resource).await?;
+            Ok(tower_mcp_oauth::StoreLock::with_release(move || {
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    drop(held);
+                    released.store(true, Ordering::SeqCst);
+                })
+            }))
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lock_is_given_back_before_consent_even_when_the_refusal_came_late() {
+    // The refresh is refused after 9.5 s of the 10 s deadline; the lock (1 s to give back) is
+    // released before the new authorization within a deadline of its own, not the 0.5 s left.
+    let released = Arc::new(AtomicBool::new(false));
+    let store = SlowRelease {
+        inner: MemoryStore::new(),
+        released: Arc::clone(&released),
+    };
+    let public = mcp_oauth_flow::client::ClientAuthMethod::None;
+    let tokens =
+        expired().with_token_endpoint(Some("http://127.0.0.1:2/token".into()), Some(public));
+    store
+        .inner
+        .save_tokens(&format!("{RS}/mcp"), &tokens)
+        .await
+        .unwrap();
+    let server = BoxCloneService::new(service_fn(|req: Req| async move {
+        if req.uri().path() == "/token" {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            if String::from_utf8_lossy(&body).contains("grant_type=refresh_token") {
+                tokio::time::sleep(Duration::from_millis(9500)).await;
+                return Ok::<_, Infallible>(full(json(400, json!({"error": "invalid_grant"}))));
+            }
+            return Ok(full(json(
+                200,
+                json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600}),
+            )));
+        }
+        if let Some(response) = flow_response(&req) {
+            return Ok(full(response));
+        }
+        let authorized = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v == "Bearer at-1");
+        Ok(full(if authorized {
+            json(200, json!({"ok": true}))
+        } else {
+            unauthorized()
+        }))
+    }));
+    let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .token_store(store)
+        .flow_deadline(Duration::from_secs(10))
+        .layer(server);
+    let response = service.oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(released.load(Ordering::SeqCst), "the release was cut short");
+}
