@@ -423,9 +423,24 @@ impl WebLogin {
         let user_store = self.user_store(user);
         let save = user_store.save_tokens(outcome.protected_resource.as_str(), &outcome.tokens);
         let mut writes = self.store_deadline();
-        writes
+        let saved = writes
             .step("the token store did not write the tokens", save)
-            .await?;
+            .await;
+        if let Err(e) = saved {
+            // The code is spent and the login taken: the same callback cannot pass again,
+            // whatever the store's trouble, so the error is not transient. Recorded, so the
+            // user's status says why.
+            let e = Error::new(
+                ErrorKind::Store,
+                format!(
+                    "{}; the login's tokens were not kept: start the login again",
+                    e.message()
+                ),
+            );
+            self.record_outcome(user, &server_url, &Err(e.clone()), &mut writes)
+                .await;
+            return Err(e);
+        }
         self.record_outcome(user, &server_url, &Ok(()), &mut writes)
             .await;
         // The user's cached layer may hold older tokens, or a recent "must connect" failure:

@@ -283,13 +283,18 @@ async fn a_store_that_never_writes_the_tokens_fails_the_callback_at_the_deadline
         .await
         .expect("the callback waited on the store for an hour")
         .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
-    assert!(error.is_transient());
+    // Not transient: the code is spent, the same callback cannot pass again.
+    assert_eq!(error.kind(), ErrorKind::Store, "{error:#}");
+    assert!(!error.is_transient());
     assert_eq!(
-        error.to_string(),
-        "the token store did not write the tokens within the flow's 10 s deadline"
+        error.message(),
+        "the token store did not write the tokens within the flow's 10 s deadline; the \
+         login's tokens were not kept: start the login again"
     );
     assert_eq!(started.elapsed(), Duration::from_secs(10));
+    // The user's status says why.
+    let status = login.status("alice", MCP).await.unwrap();
+    assert_eq!(status.last_error.map(|e| e.kind), Some(ErrorKind::Store));
 }
 
 /// A pending-login store that never answers.
