@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::{FutureExt, Shared};
 use http::Uri;
-use mcp_oauth_flow::{discovery::server_url_from_uri, Error, ErrorKind};
+use mcp_oauth_flow::{discovery::server_url_from_uri, token::TokenSet, Error, ErrorKind};
 
 use crate::store::memory::lock;
 use crate::store::LastFlow;
@@ -97,9 +97,10 @@ pub(crate) struct Flights {
     logouts: Mutex<Logouts>,
     next_id: AtomicU64,
     started: AtomicU64,
-    /// Resources whose tokens this process holds but could not store (the store failed when
-    /// they were written): a refresh of them meeting an empty store is not a logout.
-    unstored: Mutex<std::collections::HashSet<String>>,
+    /// Resources whose tokens this process holds but could not store (the store failed, or
+    /// did not answer, when they were written), each with what the store held then as far as
+    /// this process knows (`None`: nothing). See [`store_behind`](Self::store_behind).
+    behind: Mutex<HashMap<String, Option<TokenSet>>>,
 }
 
 impl Flights {
@@ -191,19 +192,26 @@ impl Flights {
         lock(&self.last_flows).insert(server.to_owned(), record);
     }
 
-    /// Records whether the tokens of `resource` reached the store.
-    pub(crate) fn stored(&self, resource: &str, stored: bool) {
-        let mut unstored = lock(&self.unstored);
-        if stored {
-            unstored.remove(resource);
+    /// Records a write of `resource`'s tokens: landed, or failed while the store held
+    /// `held`. From the first failure on, until a write lands, the store is taken to hold what
+    /// it held then.
+    pub(crate) fn wrote(&self, resource: &str, held: Option<&TokenSet>, landed: bool) {
+        let mut behind = lock(&self.behind);
+        if landed {
+            behind.remove(resource);
         } else {
-            unstored.insert(resource.to_owned());
+            behind
+                .entry(resource.to_owned())
+                .or_insert_with(|| held.cloned());
         }
     }
 
-    /// Whether the tokens of `resource` this process holds never reached the store.
-    pub(crate) fn unstored(&self, resource: &str) -> bool {
-        lock(&self.unstored).contains(resource)
+    /// What the store holds for `resource` while it is behind the tokens this process holds
+    /// (a write of them failed): `None` when it is not behind, `Some(None)` when it held
+    /// nothing. Its tokens then carry a refresh token this process already spent: a refresh
+    /// starts from the tokens in memory, and its write is compared with these.
+    pub(crate) fn store_behind(&self, resource: &str) -> Option<Option<TokenSet>> {
+        lock(&self.behind).get(resource).cloned()
     }
 
     /// How the last flow for `server` this process ran ended.

@@ -142,6 +142,16 @@ pub(crate) async fn reread(
     if stored.same_tokens(&tokens) {
         return Ok(Start::From(Some((tokens, resource))));
     }
+    // The store is behind the tokens in memory (a write of them failed) and still holds what
+    // it held then: those are older, their refresh token spent by the refresh that made ours
+    // (sent again, it would be refused, or get the grant revoked as a reuse).
+    let behind = state.flights.store_behind(resource.as_str());
+    if behind
+        .flatten()
+        .is_some_and(|older| older.same_tokens(&stored))
+    {
+        return Ok(Start::From(Some((tokens, resource))));
+    }
     let usable = !stored.is_expired(now, Duration::ZERO) && need.met_by(&stored);
     let due = matches!(need, Need::Expiring) && state.refresh_due(&stored, now);
     if usable && !due {
@@ -210,7 +220,8 @@ async fn write_and_install(
     };
     // What the store should still hold: the tokens this flow started from, unless it dropped
     // them, or they were stored under another resource.
-    let expected = if dropped_tokens || resource.as_ref().map(Url::as_str) != Some(key.as_str()) {
+    let mut expected = if dropped_tokens || resource.as_ref().map(Url::as_str) != Some(key.as_str())
+    {
         writes
             .step(NOT_READ, store.load_tokens(&key))
             .await
@@ -220,9 +231,26 @@ async fn write_and_install(
     } else {
         held_tokens
     };
+    // A store behind the tokens in memory (an earlier write of them failed) may still hold
+    // what it held then rather than what this flow started from: the write is compared with
+    // what it holds if it is that, else a refresh of the tokens in memory would lose to the
+    // store's older ones and install them, their refresh token spent.
+    let behind = state.flights.store_behind(&key);
+    if let Some(older) = &behind {
+        if let Ok(now_stored) = writes.step(NOT_READ, store.load_tokens(&key)).await {
+            let still_behind = match (&now_stored, older) {
+                (Some(stored), Some(older)) => stored.same_tokens(older),
+                (None, None) => true,
+                _ => false,
+            };
+            if still_behind {
+                expected = now_stored;
+            }
+        }
+    }
     let swap = store.compare_and_swap_tokens(&key, expected.as_ref(), Some(&outcome.tokens));
     match writes.step(NOT_WRITTEN, swap).await {
-        Ok(Replaced::Swapped) => state.flights.stored(&key, true),
+        Ok(Replaced::Swapped) => state.flights.wrote(&key, None, true),
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
             install(state, outcome.protected_resource, (*winner).clone());
@@ -233,9 +261,10 @@ async fn write_and_install(
         // refresh only renews a login, so it does not bring one back; the new tokens are
         // dropped (not revoked: the logout revoked the grant they came from, where the server
         // can).
-        // (Tokens that never reached the store, because it failed when they were written, are
-        // not a logout when the store holds none: they are written now, below.)
-        Ok(Replaced::Conflict(None)) if outcome.refreshed && !state.flights.unstored(&key) => {
+        // (Tokens that never reached a store that held none, because it failed when they were
+        // written, are not a logout when the store still holds none: they are written now,
+        // below.)
+        Ok(Replaced::Conflict(None)) if outcome.refreshed && !matches!(behind, Some(None)) => {
             debug!(resource = %key, "the stored tokens were removed during the refresh");
             state.cache.remove(&outcome.protected_resource);
             return Err(Error::new(
@@ -246,7 +275,7 @@ async fn write_and_install(
                 ),
             ));
         }
-        Ok(_) => {
+        Ok(conflict) => {
             // A new authorization is what the user just approved: it wins.
             let saved = writes
                 .step(NOT_WRITTEN, store.save_tokens(&key, &outcome.tokens))
@@ -254,11 +283,16 @@ async fn write_and_install(
             if let Err(e) = &saved {
                 warn!(error = %e, "could not store tokens; they are kept in memory");
             }
-            state.flights.stored(&key, saved.is_ok());
+            // What the store holds if the save did not land: what the swap found there.
+            let found = match conflict {
+                Replaced::Conflict(found) => found.map(|found| *found),
+                _ => expected,
+            };
+            state.flights.wrote(&key, found.as_ref(), saved.is_ok());
         }
         Err(e) => {
             warn!(error = %e, "could not store tokens; they are kept in memory");
-            state.flights.stored(&key, false);
+            state.flights.wrote(&key, expected.as_ref(), false);
         }
     }
     install(state, outcome.protected_resource, outcome.tokens.clone());

@@ -1,0 +1,195 @@
+//! A store that missed a write: the refreshed tokens live only in memory, and the store still
+//! holds the ones they were refreshed from, whose refresh token the server has rotated away.
+//! The next refresh must start from the tokens in memory (sending the spent refresh token
+//! again is refused, or revokes the whole grant where the server detects reuse), and its write
+//! must land on the store's older tokens rather than lose a "race" to them.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use mcp_oauth_flow::client::ClientAuthMethod;
+use mcp_oauth_flow::secrets::RefreshToken;
+use mcp_oauth_testkit::scripted::{flow_response, json, unauthorized, RS};
+use serde_json::json;
+use tower::{service_fn, util::BoxCloneService, Layer, ServiceExt};
+use tower_mcp_oauth::{
+    BoxFuture, ClientConfig, ClientRegistration, Error, ErrorKind, HeadlessAuthorizer, MemoryStore,
+    OAuthBody, OAuthLayer, Replaced, StoreLock, TokenSet, TokenStore, TokenType,
+};
+
+type Req = http::Request<OAuthBody<Full<Bytes>>>;
+
+/// A memory store whose next token write fails when `fail_next` is set.
+struct MissesAWrite {
+    inner: MemoryStore,
+    fail_next: AtomicBool,
+}
+
+impl MissesAWrite {
+    fn fails(&self) -> Result<(), Error> {
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Store, "the store is down"));
+        }
+        Ok(())
+    }
+}
+
+impl TokenStore for MissesAWrite {
+    fn load_tokens<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        self.inner.load_tokens(r)
+    }
+    fn save_tokens<'a>(&'a self, r: &'a str, t: &'a TokenSet) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            self.fails()?;
+            self.inner.save_tokens(r, t).await
+        })
+    }
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        r: &'a str,
+        current: Option<&'a TokenSet>,
+        new: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Replaced, Error>> {
+        Box::pin(async move {
+            self.fails()?;
+            self.inner.compare_and_swap_tokens(r, current, new).await
+        })
+    }
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>> {
+        self.inner.load_client(issuer)
+    }
+    fn save_client<'a>(&'a self, r: &'a ClientRegistration) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.save_client(r)
+    }
+    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        self.inner.remove_client(issuer)
+    }
+    fn lock<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
+        self.inner.lock(r)
+    }
+}
+
+/// The authorization server's rotating grant: refresh token `rt-n` gets `at-(n+1)` and
+/// `rt-(n+1)`; any refresh token but the latest is refused (`invalid_grant`). The resource
+/// accepts the latest access token only. Every refresh token sent is noted.
+#[derive(Default)]
+struct Grant {
+    latest: Mutex<u32>,
+    sent: Mutex<Vec<String>>,
+    /// The resource turns every token away until the next refresh (the access token revoked
+    /// on the server's side).
+    turn_away: AtomicBool,
+}
+
+fn server(grant: Arc<Grant>) -> BoxCloneService<Req, http::Response<Full<Bytes>>, Infallible> {
+    BoxCloneService::new(service_fn(move |req: Req| {
+        let grant = Arc::clone(&grant);
+        async move {
+            if req.uri().path() == "/token" {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let form: Vec<(String, String)> = url::form_urlencoded::parse(&body)
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                let sent = form
+                    .iter()
+                    .find(|(k, _)| k == "refresh_token")
+                    .map(|(_, v)| v.clone())
+                    .expect("only refreshes in this test");
+                grant.sent.lock().unwrap().push(sent.clone());
+                let mut latest = grant.latest.lock().unwrap();
+                if sent != format!("rt-{latest}") {
+                    return Ok::<_, Infallible>(json(400, json!({"error": "invalid_grant"})));
+                }
+                *latest += 1;
+                grant.turn_away.store(false, Ordering::SeqCst);
+                return Ok(json(
+                    200,
+                    json!({"access_token": format!("at-{latest}"), "refresh_token": format!("rt-{latest}"),
+                           "token_type": "Bearer", "expires_in": 3600}),
+                ));
+            }
+            if let Some(response) = flow_response(&req) {
+                return Ok(response);
+            }
+            let latest = format!("Bearer at-{}", grant.latest.lock().unwrap());
+            let current = !grant.turn_away.load(Ordering::SeqCst)
+                && req
+                    .headers()
+                    .get("authorization")
+                    .is_some_and(|v| v == &latest);
+            Ok(if current {
+                json(200, json!({"ok": true}))
+            } else {
+                unauthorized()
+            })
+        }
+    }))
+}
+
+fn request() -> http::Request<Full<Bytes>> {
+    http::Request::get(format!("{RS}/mcp"))
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn after_a_missed_write_the_next_refresh_starts_from_the_tokens_in_memory() {
+    let resource = format!("{RS}/mcp");
+    let store = Arc::new(MissesAWrite {
+        inner: MemoryStore::new(),
+        fail_next: AtomicBool::new(false),
+    });
+    // From an earlier run: expired, refreshable where they were issued, as a public client.
+    let first = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c")
+        .with_expires_at(Some(SystemTime::now() - Duration::from_secs(60)))
+        .with_refresh_token(Some(RefreshToken::new("rt-1".into())))
+        .with_token_endpoint(
+            Some("http://127.0.0.1:2/token".into()),
+            Some(ClientAuthMethod::None),
+        );
+    store.inner.save_tokens(&resource, &first).await.unwrap();
+    let grant = Arc::new(Grant {
+        latest: Mutex::new(1),
+        ..Grant::default()
+    });
+    let service = OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(Arc::clone(&store) as Arc<dyn TokenStore>)
+    .failure_backoff(Duration::ZERO)
+    .layer(server(Arc::clone(&grant)));
+
+    // The refresh rt-1 -> rt-2 succeeds; its write to the store fails.
+    store.fail_next.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
+    assert_eq!(
+        stored.access_token().secret(),
+        "at-1",
+        "the write was missed"
+    );
+
+    // The resource turns the token away: the next refresh sends rt-2, never the spent rt-1
+    // the store still holds, and its tokens reach the store (their write lands on the store's
+    // older tokens rather than lose to them).
+    grant.turn_away.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(*grant.sent.lock().unwrap(), ["rt-1", "rt-2"]);
+    let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
+    assert_eq!(stored.access_token().secret(), "at-3");
+    assert_eq!(stored.refresh_token().unwrap().secret(), "rt-3");
+}
