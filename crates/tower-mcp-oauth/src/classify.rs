@@ -52,7 +52,12 @@ pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Ve
                 None if all.is_empty() => Verdict::Unauthorized(None),
                 None => Verdict::PassOn,
             },
-            Err(e) => Verdict::Malformed(e),
+            // A challenge of ours that cannot be read is the server's fault, typed. One of
+            // another scheme that cannot (`Basic realm=My Realm`, unquoted) says nothing to the
+            // layer: like a readable one, it is not ours to answer, and the 401 goes to the
+            // caller as the server sent it.
+            Err(e) if names_an_oauth_scheme(headers) => Verdict::Malformed(e),
+            Err(_) => Verdict::PassOn,
         },
         // RFC 6750 §3.1: only `insufficient_scope` asks for a new authorization; any other 403
         // (and one whose challenge cannot be read) is the resource's final word.
@@ -65,6 +70,19 @@ pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Ve
         },
         _ => Verdict::PassOn,
     }
+}
+
+/// Whether a `WWW-Authenticate` header may hold a `Bearer` (RFC 6750 §3) or `DPoP` (RFC 9449
+/// §7.1) challenge: a comma-separated piece that starts with either scheme's name (a piece
+/// of auth-params starts with a parameter name and `=` instead).
+fn names_an_oauth_scheme(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|piece| piece.split_whitespace().next())
+        .any(|word| word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("dpop"))
 }
 
 #[cfg(test)]
@@ -144,6 +162,15 @@ mod tests {
             (401, &[r#"Basic realm="x""#], ("pass", None)),
             (401, &[], ("flow", None)),
             (401, &[MALFORMED], ("malformed", None)),
+            (401, &[r#"DPoP algs="ES256"#], ("malformed", None)),
+            (
+                401,
+                &[r#"Basic realm="x", Bearer scope="a"#],
+                ("malformed", None),
+            ),
+            // Not ours, readable or not: the server's 401 goes to the caller.
+            (401, &["Basic realm=My Realm"], ("pass", None)),
+            (401, &["Negotiate ===, x"], ("pass", None)),
             (403, &[MALFORMED], ("pass", None)),
             (
                 403,
