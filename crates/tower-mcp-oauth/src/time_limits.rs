@@ -45,13 +45,15 @@ impl OAuthLayer {
         self
     }
 
-    /// The time the non-interactive part of one flow may take in all: every sub-request and
-    /// store access, but not the wait for the user's consent (bounded by the authorizer, and
-    /// by [`consent_timeout`](Self::consent_timeout)). Past it the flow fails with
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) naming the server and the limit.
-    /// The store writes after a flow that got tokens (the tokens, the refresh lock's release,
-    /// the flow's record for [`status`](Self::status)) get the same time again: a store that
-    /// does not answer within it is a store that failed, the tokens are used from memory and
+    /// The time the non-interactive part of one flow may take: every sub-request and store
+    /// access, but not the wait for the user's consent (bounded by the authorizer, and by
+    /// [`consent_timeout`](Self::consent_timeout)). The user's answer starts it over, and so
+    /// does each poll of a device login (each follows a wait for the user). Past it the flow
+    /// fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) naming the server and the
+    /// limit. The store writes after a flow, whatever its end (the tokens, the refresh lock's
+    /// release, the flow's record for [`status`](Self::status)), get the same time again, as do
+    /// the lock's release before a consent and the drop of refused tokens: a store that does
+    /// not answer within it is a store that failed, and the tokens are used from memory and
     /// written at the next flow.
     /// Default: [`DEFAULT_FLOW_DEADLINE`](crate::DEFAULT_FLOW_DEADLINE) (2 minutes).
     ///
