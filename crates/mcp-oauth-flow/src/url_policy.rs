@@ -67,25 +67,33 @@ pub const MAX_URL_LEN: usize = 8 * 1024;
 /// ```
 pub fn shown_url(raw: &str) -> String {
     let (scheme, rest) = split_scheme(raw);
-    // User information ends at the last `@` of the authority. Looked for before the query is
-    // cut (a password may hold `?` or `#`), and past the first `/` when what comes before it
-    // is no host (a password may hold `/` too).
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let after_userinfo = match authority.rfind('@') {
-        Some(at) => &rest[at + 1..],
-        None => {
-            let cut = without_query(rest);
-            let host = &cut[..cut.find('/').unwrap_or(cut.len())];
-            match cut.rfind('@') {
-                Some(at) if !plain_host(host) => &rest[at + 1..],
-                _ => rest,
-            }
-        }
-    };
-    let shown = format!("{scheme}{}", without_query(after_userinfo));
+    let shown = format!("{scheme}{}", without_query(&rest[userinfo_end(rest)..]));
     shown.chars().take(200).collect()
 }
 
+/// Where the user information of `rest` (a URL after its scheme) ends: past its last `@`, or
+/// 0 when it has none. User information may not hold `/`, `?`, `#` or `@` unencoded (RFC 3986
+/// §3.2.1), but a sloppy one does, and it is what must not show: when the text cannot be told
+/// apart, this errs towards hiding.
+fn userinfo_end(rest: &str) -> usize {
+    let after = |at: usize| at + 1;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    // `user:pw@host`, a password holding `?` or `#` included.
+    if let Some(at) = authority.rfind('@') {
+        return after(at);
+    }
+    let cut = without_query(rest);
+    let host = &cut[..cut.find('/').unwrap_or(cut.len())];
+    match plain_host(host) {
+        // `host/users/@me`: an `@` past a plain host is data.
+        Some(false) => 0,
+        // `user:123/456@host`: a port, or a password of digits and `/`? Hidden if an `@`
+        // follows in the path.
+        Some(true) => cut.rfind('@').map_or(0, after),
+        // `user:a/b?c@host`: no host before the first `/`, so a password holding it.
+        None => rest.rfind('@').map_or(0, after),
+    }
+}
 /// `raw`'s scheme with its `://` (or a leading `//`), and the rest; no scheme when the text
 /// before `://` is not one (RFC 3986 §3.1: a letter, then letters, digits, `+`, `-`, `.`).
 fn split_scheme(raw: &str) -> (&str, &str) {
@@ -109,17 +117,20 @@ fn without_query(text: &str) -> &str {
     text.find(['?', '#']).map_or(text, |end| &text[..end])
 }
 
-/// Whether `authority` is a host and maybe a port, nothing that could be user information:
-/// a bracketed IPv6 literal or a name or address without `:`, then `:` and digits or nothing.
-fn plain_host(authority: &str) -> bool {
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        Some(_) if authority.ends_with(']') => authority,
-        Some(_) => return false,
-        None => authority,
+/// Whether `authority` is a plain host, nothing that could be user information: `Some(false)`
+/// for a name or address alone, `Some(true)` with a port (`:` and digits), `None` for anything
+/// else (a `:` not followed by digits, an empty port, a space, a bracket out of place).
+fn plain_host(authority: &str) -> Option<bool> {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (host, true)
+        }
+        Some(_) if authority.starts_with('[') && authority.ends_with(']') => (authority, false),
+        Some(_) => return None,
+        None => (authority, false),
     };
     let bracketed = host.starts_with('[') && host.ends_with(']');
-    bracketed || !host.contains([':', '@', '[', ']', ' '])
+    (bracketed || !host.contains([':', '@', '[', ']', ' '])).then_some(port)
 }
 
 /// The error for a URL that cannot be an HTTP request target.
@@ -274,6 +285,14 @@ mod tests {
             ("alice:pw@host/x?r=https://y", "host/x"),
             ("https://hôst.example/ü?x", "https://hôst.example/ü"),
             ("not a url?x=1", "not a url"),
+            ("https://user:p?x/y@host/mcp", "https://host/mcp"),
+            (
+                "https://user:a/b?c@as.example.com/token",
+                "https://as.example.com/token",
+            ),
+            ("https://user:123/456@host/x", "https://host/x"),
+            ("https:/user:pw@h", "h"),
+            ("https://host:8443/x?email=a@b", "https://host:8443/x"),
         ] {
             assert_eq!(shown_url(raw), shown, "{raw}");
         }
