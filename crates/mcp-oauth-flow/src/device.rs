@@ -328,6 +328,15 @@ pub enum PollVerdict {
 /// assert!(matches!(poll_verdict(refusal, Duration::from_secs(5)), PollVerdict::Wait(d) if d.as_secs() == 10));
 /// ```
 pub fn poll_verdict(refusal: Error, interval: Duration) -> PollVerdict {
+    // A 5xx or 429 (a `429` with `slow_down`, a gateway's `503`) is the server's trouble, not
+    // the user's answer (RFC 6749 §5.2 answers with 400): wait longer, as `slow_down` asks,
+    // and poll again; the code's lifetime and the consent timeout still end the wait.
+    if refusal
+        .status()
+        .is_some_and(|s| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS)
+    {
+        return PollVerdict::Wait(interval.saturating_add(SLOW_DOWN_STEP));
+    }
     let code = refusal.oauth_error().map(|e| e.error.clone());
     match code.as_deref() {
         Some("authorization_pending") => PollVerdict::Wait(interval),
@@ -555,6 +564,19 @@ mod tests {
             poll_verdict(refusal("slow_down"), Duration::from_secs(7)),
             PollVerdict::Wait(d) if d == Duration::from_secs(12)
         ));
+        // The server's trouble, whatever its body says: wait longer, do not stop.
+        for (status, body) in [
+            (429, r#"{"error":"slow_down"}"#),
+            (503, r#"{"error":"temporarily_unavailable"}"#),
+            (502, "bad gateway"),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let refusal = parse_token_response(status, None, body.as_bytes()).unwrap_err();
+            assert!(
+                matches!(poll_verdict(refusal, Duration::from_secs(7)), PollVerdict::Wait(d) if d == Duration::from_secs(12)),
+                "{status} {body}"
+            );
+        }
         let PollVerdict::Stop(denied) = poll_verdict(refusal("access_denied"), five) else {
             panic!("access_denied must stop");
         };
