@@ -164,11 +164,18 @@ fn read_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields, Error>
             Err(_) => {}
         }
     }
-    // Read as a form only when it says so, or says nothing (GitHub without `Accept`): an HTML
-    // page (a gateway's sign-in, a captive portal) with `error=` in a link is no OAuth error,
-    // and read as one it would drop the tokens.
-    if !is_form && media.is_some_and(|m| !m.is_empty()) {
-        return Err(invalid("token response is neither JSON nor form-encoded"));
+    // Never a page as a form: an HTML page (a gateway's sign-in, a captive portal) with
+    // `error=` in a link is no OAuth error, and read as one it would drop the tokens. Other
+    // types are read as a form if they are one (`text/plain` from older servers, GitHub's
+    // form without `Accept`).
+    let markup = media.is_some_and(|m| {
+        let m = m.to_ascii_lowercase();
+        m.contains("html") || m.contains("xml")
+    });
+    if !is_form && markup {
+        return Err(invalid(
+            "token response is a page, neither JSON nor form-encoded",
+        ));
     }
     let text = std::str::from_utf8(body).map_err(|_| invalid("token response is not UTF-8"))?;
     if !text.contains('=') {
@@ -398,6 +405,10 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{body}");
             assert!(err.oauth_error().is_none(), "{body}");
         }
+        // A form sent as text/plain (older servers) is still read.
+        let plain = b"access_token=a&token_type=bearer";
+        let ok = parse_token_response(http::StatusCode::OK, Some("text/plain"), plain).unwrap();
+        assert_eq!(ok.access_token.secret(), "a");
         // An HTML page is no form, whatever links it holds.
         let page = b"<a href=\"/login?next=1&error=session_expired\">sign in</a>";
         let err = parse_token_response(http::StatusCode::OK, Some("text/html"), page).unwrap_err();
