@@ -455,7 +455,14 @@ impl Flow {
                 // dropped, so the next authorization registers again rather than ask the user
                 // to consent for a client the token endpoint refuses. A pre-registered client
                 // is the application's to fix, and is kept.
-                let refused = e.oauth_error().is_some_and(|o| o.error == "invalid_client");
+                // A bare 401 is read the same way here (RFC 6749 §5.2: the client's failed
+                // authentication is a 401): the user has just consented, so kept, the
+                // registration would ask them again for nothing at every authorization.
+                let bare_401 = e.oauth_error().is_none()
+                    && e.kind() == ErrorKind::TokenRejected
+                    && e.status() == Some(http::StatusCode::UNAUTHORIZED);
+                let refused =
+                    bare_401 || e.oauth_error().is_some_and(|o| o.error == "invalid_client");
                 if refused && self.registered_client(&s.client.client_id, &s.server) {
                     self.out.push_back(Action::DropClient {
                         issuer: s.server.client_issuer.clone(),

@@ -299,6 +299,33 @@ fn a_registration_the_token_endpoint_refuses_is_dropped_and_one_whose_secret_exp
     );
     assert_eq!(run.failed(), ErrorKind::TokenRejected);
     assert_eq!(run.dropped, [format!("client {AS} {}", stored.client_id)]);
+    // A bare 401 (no error code) is the client's authentication failing too: dropped, or
+    // every authorization would ask for consent and fail again.
+    let bare = std_net().json(&format!("{AS}/token"), 401, json!({}));
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &bare,
+        Consent::Approve(None),
+        Some(stored.clone()),
+    );
+    assert_eq!(run.failed(), ErrorKind::TokenRejected);
+    assert_eq!(run.dropped, [format!("client {AS} {}", stored.client_id)]);
+    // A 5xx naming invalid_client is the server's trouble: kept.
+    let down = std_net().json(
+        &format!("{AS}/token"),
+        503,
+        json!({"error": "invalid_client"}),
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &down,
+        Consent::Approve(None),
+        Some(stored.clone()),
+    );
+    assert_eq!(run.failed(), ErrorKind::UnexpectedStatus);
+    assert!(run.dropped.is_empty(), "{:?}", run.dropped);
     // A pre-registered client is the application's: kept.
     let cfg = config().pre_registered(PreRegisteredClient::new("app-client").for_issuer(AS));
     let run = run_with(
