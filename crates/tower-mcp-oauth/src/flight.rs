@@ -206,6 +206,12 @@ impl Flights {
         }
     }
 
+    /// Forgets that the store was behind for `resource`: the tokens this process holds are
+    /// the store's again (it adopted them, or a logout removed both).
+    pub(crate) fn store_caught_up(&self, resource: &str) {
+        lock(&self.behind).remove(resource);
+    }
+
     /// What the store holds for `resource` while it is behind the tokens this process holds
     /// (a write of them failed): `None` when it is not behind, `Some(None)` when it held
     /// nothing. Its tokens then carry a refresh token this process already spent: a refresh

@@ -252,6 +252,8 @@ async fn fetch_metadata(
 /// then: another holder may have refreshed them meanwhile).
 async fn forget(state: &LayerState, resource: &Url) -> Result<(), Error> {
     state.cache.remove(resource);
+    // Whatever the store was behind is gone with the tokens.
+    state.flights.store_caught_up(resource.as_str());
     let key = resource.as_str();
     for _ in 0..3 {
         let current = state.store.load_tokens(key).await?;

@@ -152,6 +152,8 @@ pub(crate) async fn reread(
     {
         return Ok(Start::From(Some((tokens, resource))));
     }
+    // Someone else's tokens: the memory's are superseded, whatever the store was behind.
+    state.flights.store_caught_up(resource.as_str());
     let usable = !stored.is_expired(now, Duration::ZERO) && need.met_by(&stored);
     let due = matches!(need, Need::Expiring) && state.refresh_due(&stored, now);
     if usable && !due {
@@ -253,6 +255,7 @@ async fn write_and_install(
         Ok(Replaced::Swapped) => state.flights.wrote(&key, None, true),
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
+            state.flights.store_caught_up(&key);
             install(state, outcome.protected_resource, (*winner).clone());
             return Ok(*winner);
         }

@@ -17,8 +17,8 @@ use mcp_oauth_testkit::scripted::{flow_response, json, unauthorized, RS};
 use serde_json::json;
 use tower::{service_fn, util::BoxCloneService, Layer, ServiceExt};
 use tower_mcp_oauth::{
-    BoxFuture, ClientConfig, ClientRegistration, Error, ErrorKind, HeadlessAuthorizer, MemoryStore,
-    OAuthBody, OAuthLayer, Replaced, StoreLock, TokenSet, TokenStore, TokenType,
+    BoxFuture, ClientConfig, ClientRegistration, Error, ErrorKind, HeadlessAuthorizer, HttpClient,
+    MemoryStore, OAuthBody, OAuthLayer, Replaced, StoreLock, TokenSet, TokenStore, TokenType,
 };
 
 type Req = http::Request<OAuthBody<Full<Bytes>>>;
@@ -100,12 +100,14 @@ fn server(grant: Arc<Grant>) -> BoxCloneService<Req, http::Response<Full<Bytes>>
                 let sent = form
                     .iter()
                     .find(|(k, _)| k == "refresh_token")
-                    .map(|(_, v)| v.clone())
-                    .expect("only refreshes in this test");
-                grant.sent.lock().unwrap().push(sent.clone());
+                    .map(|(_, v)| v.clone());
                 let mut latest = grant.latest.lock().unwrap();
-                if sent != format!("rt-{latest}") {
-                    return Ok::<_, Infallible>(json(400, json!({"error": "invalid_grant"})));
+                // A code exchange starts a new grant; a refresh must send the latest token.
+                if let Some(sent) = sent {
+                    grant.sent.lock().unwrap().push(sent.clone());
+                    if sent != format!("rt-{latest}") {
+                        return Ok::<_, Infallible>(json(400, json!({"error": "invalid_grant"})));
+                    }
                 }
                 *latest += 1;
                 grant.turn_away.store(false, Ordering::SeqCst);
@@ -137,6 +139,74 @@ fn request() -> http::Request<Full<Bytes>> {
     http::Request::get(format!("{RS}/mcp"))
         .body(Full::default())
         .unwrap()
+}
+
+/// Tokens from an earlier run: expired, refreshable where they were issued, as a public
+/// client, with refresh token `rt-1`.
+fn first_tokens() -> TokenSet {
+    TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c")
+        .with_expires_at(Some(SystemTime::now() - Duration::from_secs(60)))
+        .with_refresh_token(Some(RefreshToken::new("rt-1".into())))
+        .with_token_endpoint(
+            Some("http://127.0.0.1:2/token".into()),
+            Some(ClientAuthMethod::None),
+        )
+}
+
+#[tokio::test]
+async fn a_logout_forgets_that_the_store_was_behind() {
+    let resource = format!("{RS}/mcp");
+    let store = Arc::new(MissesAWrite {
+        inner: MemoryStore::new(),
+        fail_next: AtomicBool::new(false),
+    });
+    store
+        .inner
+        .save_tokens(&resource, &first_tokens())
+        .await
+        .unwrap();
+    let grant = Arc::new(Grant {
+        latest: Mutex::new(1),
+        ..Grant::default()
+    });
+    let layer = OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(Arc::clone(&store) as Arc<dyn TokenStore>)
+    .failure_backoff(Duration::ZERO);
+    let service = layer.clone().layer(server(Arc::clone(&grant)));
+    // A refresh whose write is missed: the store is behind, holding rt-1.
+    store.fail_next.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    // Logged out (no revocation endpoint: forgotten all the same).
+    let client = HttpClient::from_fn(|_req| async {
+        let metadata = json!({"issuer": "http://127.0.0.1:2",
+            "authorization_endpoint": "http://127.0.0.1:2/authorize",
+            "token_endpoint": "http://127.0.0.1:2/token"});
+        Ok(http::Response::new(Bytes::from(metadata.to_string())))
+    });
+    layer.logout(&resource, &client).await.unwrap();
+    assert!(store.inner.load_tokens(&resource).await.unwrap().is_none());
+    // A new login whose write is missed too: the store, empty, is behind again.
+    store.fail_next.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert!(store.inner.load_tokens(&resource).await.unwrap().is_none());
+    // Its refresh meets the empty store: the tokens never reached it, no logout removed them,
+    // and the refreshed ones are written.
+    grant.turn_away.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
+    assert_eq!(stored.access_token().secret(), "at-4");
 }
 
 #[tokio::test]
