@@ -76,13 +76,18 @@ pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Ve
 /// §7.1) challenge: a comma-separated piece that starts with either scheme's name (a piece
 /// of auth-params starts with a parameter name and `=` instead).
 fn names_an_oauth_scheme(headers: &HeaderMap) -> bool {
+    // Read lossily: a value with bytes past ASCII (a UTF-8 `error_description`) is still ours.
     headers
         .get_all(http::header::WWW_AUTHENTICATE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|piece| piece.split_whitespace().next())
-        .any(|word| word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("dpop"))
+        .any(|value| {
+            String::from_utf8_lossy(value.as_bytes())
+                .split(',')
+                .filter_map(|piece| piece.split_whitespace().next())
+                .any(|word| {
+                    word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("dpop")
+                })
+        })
 }
 
 #[cfg(test)]
@@ -145,6 +150,20 @@ mod tests {
         assert!(matches!(
             needs_authorization(StatusCode::FORBIDDEN, &map),
             Verdict::PassOn
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_bearer_challenge_with_bytes_past_ascii_is_still_ours() {
+        let mut map = HeaderMap::new();
+        let value = "Bearer error_description=\"caf\u{e9}".as_bytes();
+        map.append(
+            WWW_AUTHENTICATE,
+            http::HeaderValue::from_bytes(value).unwrap(),
+        );
+        assert!(matches!(
+            needs_authorization(StatusCode::UNAUTHORIZED, &map),
+            Verdict::Malformed(_)
         ));
     }
 

@@ -437,7 +437,9 @@ impl WebLogin {
                     e.message()
                 ),
             );
-            self.record_outcome(user, &server_url, &Err(e.clone()), &mut writes)
+            // A deadline of its own: the save that failed may have spent the writes'.
+            let mut record = self.store_deadline();
+            self.record_outcome(user, &server_url, &Err(e.clone()), &mut record)
                 .await;
             return Err(e);
         }
