@@ -140,14 +140,40 @@ async fn a_rotated_refresh_token_is_never_sent_twice_across_two_store_handles() 
     assert_eq!(count(&kit, "/authorize"), 1);
 }
 
-#[tokio::test]
-async fn a_transient_token_endpoint_failure_keeps_every_credential() {
+/// A layer logged in once against a fresh testkit, its tokens in a `FileStore`.
+struct LoggedIn {
+    kit: Testkit,
+    store: Arc<FileStore>,
+    clock: TestClock,
+    svc: OAuthService<HttpClient>,
+    _dir: tempfile::TempDir,
+}
+
+async fn logged_in_on_a_file_store() -> LoggedIn {
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileStore::new(dir.path()).unwrap());
     let clock = TestClock::default();
     let svc = service(layer(&clock).token_store(store.clone() as Arc<dyn TokenStore>));
     assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    LoggedIn {
+        kit,
+        store,
+        clock,
+        svc,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn a_transient_token_endpoint_failure_keeps_every_credential() {
+    let LoggedIn {
+        kit,
+        store,
+        clock,
+        svc,
+        _dir,
+    } = logged_in_on_a_file_store().await;
     let before = store
         .load_tokens(&kit.resource_url())
         .await
@@ -208,12 +234,13 @@ async fn a_5xx_or_429_naming_an_oauth_error_keeps_every_credential() {
         (502, "invalid_grant"),
         (429, "invalid_client"),
     ] {
-        let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(FileStore::new(dir.path()).unwrap());
-        let clock = TestClock::default();
-        let svc = service(layer(&clock).token_store(store.clone() as Arc<dyn TokenStore>));
-        assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+        let LoggedIn {
+            kit,
+            store,
+            clock,
+            svc,
+            _dir,
+        } = logged_in_on_a_file_store().await;
         let before = store
             .load_tokens(&kit.resource_url())
             .await
@@ -247,12 +274,13 @@ async fn a_5xx_or_429_naming_an_oauth_error_keeps_every_credential() {
 
 #[tokio::test]
 async fn invalid_grant_drops_the_tokens_and_authorizes_again() {
-    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FileStore::new(dir.path()).unwrap());
-    let clock = TestClock::default();
-    let svc = service(layer(&clock).token_store(store.clone() as Arc<dyn TokenStore>));
-    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let LoggedIn {
+        kit,
+        store,
+        svc,
+        _dir,
+        ..
+    } = logged_in_on_a_file_store().await;
     kit.revoke_all_tokens();
     kit.set_override(
         ServerRole::Authorization,

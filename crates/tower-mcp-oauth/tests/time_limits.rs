@@ -320,15 +320,26 @@ struct SlowStore {
     /// Every write (tokens, the flow's record, the lock's release) and the record's read
     /// never answer.
     stall_writes: bool,
+    /// The lock takes 1 s to give back, and says here when it did.
+    slow_release: Option<Arc<AtomicBool>>,
 }
 
 impl SlowStore {
-    fn stuck_lock() -> Self {
+    /// Answers everything at once.
+    fn prompt() -> Self {
         Self {
             inner: MemoryStore::new(),
             read: Duration::ZERO,
-            lock: None,
+            lock: Some(Duration::ZERO),
             stall_writes: false,
+            slow_release: None,
+        }
+    }
+
+    fn stuck_lock() -> Self {
+        Self {
+            lock: None,
+            ..Self::prompt()
         }
     }
 
@@ -393,14 +404,23 @@ impl TokenStore for SlowStore {
                 }
                 None => std::future::pending().await,
             };
-            if !self.stall_writes {
-                return Ok(held);
+            if self.stall_writes {
+                // Given, but its release never answers (a lease's store gone quiet).
+                return Ok(tower_mcp_oauth::StoreLock::with_release(move || {
+                    Box::pin(async move {
+                        std::future::pending::<()>().await;
+                        drop(held);
+                    })
+                }));
             }
-            // Given, but its release never answers (a lease's store gone quiet).
+            let Some(released) = self.slow_release.clone() else {
+                return Ok(held);
+            };
             Ok(tower_mcp_oauth::StoreLock::with_release(move || {
                 Box::pin(async move {
-                    std::future::pending::<()>().await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     drop(held);
+                    released.store(true, Ordering::SeqCst);
                 })
             }))
         })
@@ -465,10 +485,9 @@ async fn slow_store_steps_and_the_flow_share_one_deadline() {
     // (6 s, before any flight); the refresh's flight waits 6 s for the lock, and its reread
     // under the lock passes the deadline, with no time left for the refresh.
     let (error, took, token_requests) = refresh_through(SlowStore {
-        inner: MemoryStore::new(),
         read: Duration::from_secs(6),
         lock: Some(Duration::from_secs(6)),
-        stall_writes: false,
+        ..SlowStore::prompt()
     })
     .await;
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
@@ -488,10 +507,8 @@ async fn a_store_that_stops_answering_after_a_refresh_ends_the_call_and_the_toke
     // record) and never releases its lock. The call ends one more 10 s deadline later, with
     // the refreshed token; the next call uses it from memory, with no second refresh.
     let store = SlowStore {
-        inner: MemoryStore::new(),
-        read: Duration::ZERO,
-        lock: Some(Duration::ZERO),
         stall_writes: true,
+        ..SlowStore::prompt()
     };
     let resource = format!("{RS}/mcp");
     // Refreshed where they were issued, as a public client: no discovery, no registration.
@@ -614,10 +631,10 @@ async fn a_logout_whose_revocation_never_answers_forgets_first_and_ends_at_the_r
 /// A store whose reads never answer (a year each) and whose writes stall too.
 fn unreadable_store() -> SlowStore {
     SlowStore {
-        inner: MemoryStore::new(),
         read: Duration::from_secs(365 * 24 * 3600),
         lock: None,
         stall_writes: true,
+        ..SlowStore::prompt()
     }
 }
 
@@ -665,10 +682,8 @@ async fn a_logout_over_a_store_that_stalls_still_revokes_the_tokens() {
         );
     // Reads answer; the write that forgets the tokens never does.
     let store = SlowStore {
-        inner: MemoryStore::new(),
-        read: Duration::ZERO,
-        lock: Some(Duration::ZERO),
         stall_writes: true,
+        ..SlowStore::prompt()
     };
     store.inner.save_tokens(url, &tokens).await.unwrap();
     let layer = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
@@ -706,68 +721,14 @@ async fn a_logout_over_a_store_that_stalls_still_revokes_the_tokens() {
     assert_eq!(revoked.load(Ordering::SeqCst), 2);
 }
 
-/// A memory store whose refresh lock takes 1 s to give back, and says when it did.
-struct SlowRelease {
-    inner: MemoryStore,
-    released: Arc<AtomicBool>,
-}
-
-impl TokenStore for SlowRelease {
-    fn load_tokens<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
-        self.inner.load_tokens(r)
-    }
-    fn save_tokens<'a>(&'a self, r: &'a str, t: &'a TokenSet) -> BoxFuture<'a, Result<(), Error>> {
-        self.inner.save_tokens(r, t)
-    }
-    fn compare_and_swap_tokens<'a>(
-        &'a self,
-        r: &'a str,
-        current: Option<&'a TokenSet>,
-        new: Option<&'a TokenSet>,
-    ) -> BoxFuture<'a, Result<tower_mcp_oauth::Replaced, Error>> {
-        self.inner.compare_and_swap_tokens(r, current, new)
-    }
-    fn load_client<'a>(
-        &'a self,
-        issuer: &'a str,
-    ) -> BoxFuture<'a, Result<Option<tower_mcp_oauth::ClientRegistration>, Error>> {
-        self.inner.load_client(issuer)
-    }
-    fn save_client<'a>(
-        &'a self,
-        registration: &'a tower_mcp_oauth::ClientRegistration,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        self.inner.save_client(registration)
-    }
-    fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        self.inner.remove_client(issuer)
-    }
-    fn lock<'a>(
-        &'a self,
-        resource: &'a str,
-    ) -> BoxFuture<'a, Result<tower_mcp_oauth::StoreLock, Error>> {
-        let released = Arc::clone(&self.released);
-        Box::pin(async move {
-            let held = self.inner.lock(resource).await?;
-            Ok(tower_mcp_oauth::StoreLock::with_release(move || {
-                Box::pin(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    drop(held);
-                    released.store(true, Ordering::SeqCst);
-                })
-            }))
-        })
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn the_lock_is_given_back_before_consent_even_when_the_refusal_came_late() {
     // The refresh is refused after 9.5 s of the 10 s deadline; the lock (1 s to give back) is
     // released before the new authorization within a deadline of its own, not the 0.5 s left.
     let released = Arc::new(AtomicBool::new(false));
-    let store = SlowRelease {
-        inner: MemoryStore::new(),
-        released: Arc::clone(&released),
+    let store = SlowStore {
+        slow_release: Some(Arc::clone(&released)),
+        ..SlowStore::prompt()
     };
     let public = mcp_oauth_flow::client::ClientAuthMethod::None;
     let tokens =
