@@ -54,45 +54,50 @@ pub const MAX_URL_LEN: usize = 8 * 1024;
 
 /// A URL's text as errors and logs may show it: no user information and no query or
 /// fragment (either may carry a credential: `https://user:password@host`, `?api_key=`), at
-/// most 200 characters. Works on any text, a URL or not, with or without a scheme; text it
-/// cannot tell apart errs towards hiding (an `@` in a query before the first `/` is read as
-/// the end of user information).
+/// most 200 characters. Works on any text, a URL or not, with or without a scheme. User
+/// information written as RFC 3986 §3.2.1 allows (no unencoded `/`, `?`, `#` or `@`) is
+/// dropped; where an `@` could end a sloppy one (a password holding `/`, a path holding
+/// `@`) the text up to it is hidden as `…@`, erring towards hiding.
 ///
 /// ```
 /// use mcp_oauth_flow::url_policy::shown_url;
 /// assert_eq!(shown_url("https://user:pw@mcp.example.com:8443/mcp?key=k#f"), "https://mcp.example.com:8443/mcp");
 /// assert_eq!(shown_url("alice:s3cret@mcp.example.com/mcp"), "mcp.example.com/mcp");
-/// assert_eq!(shown_url("https://user:a/b?c@as.example.com/token"), "https://as.example.com/token");
+/// assert_eq!(shown_url("https://user:a/b?c@as.example.com/token"), "https://…@as.example.com/token");
 /// assert_eq!(shown_url("not a url?x=1"), "not a url");
 /// ```
 pub fn shown_url(raw: &str) -> String {
     let (scheme, rest) = split_scheme(raw);
-    let shown = format!("{scheme}{}", without_query(&rest[userinfo_end(rest)..]));
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let shown = match authority.rfind('@') {
+        // `user:pw@host`, a password holding `?` or `#` included.
+        Some(at) => format!("{scheme}{}", without_query(&rest[at + 1..])),
+        None => match sloppy_userinfo_end(rest) {
+            Some(end) => format!("{scheme}…@{}", without_query(&rest[end..])),
+            None => format!("{scheme}{}", without_query(rest)),
+        },
+    };
     shown.chars().take(200).collect()
 }
 
-/// Where the user information of `rest` (a URL after its scheme) ends: past its last `@`, or
-/// 0 when it has none. User information may not hold `/`, `?`, `#` or `@` unencoded (RFC 3986
-/// §3.2.1), but a sloppy one does, and it is what must not show: when the text cannot be told
-/// apart, this errs towards hiding.
-fn userinfo_end(rest: &str) -> usize {
+/// Where user information written against RFC 3986 §3.2.1 may end in `rest` (a URL after its
+/// scheme, whose authority holds no `@`): past an `@` in the path (`user:123/456@host`, a
+/// token holding `/`, or a path's own `@`), past an `@` after a `?` or `#` that comes before
+/// the first `/` (`user:p?w/x@host`), or past the last `@` when no plain host starts the
+/// text (`user:a/b?c@host`). `None`: nothing that could be user information.
+fn sloppy_userinfo_end(rest: &str) -> Option<usize> {
     let after = |at: usize| at + 1;
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    // `user:pw@host`, a password holding `?` or `#` included.
-    if let Some(at) = authority.rfind('@') {
-        return after(at);
-    }
     let cut = without_query(rest);
-    let host = &cut[..cut.find('/').unwrap_or(cut.len())];
-    match plain_host(host) {
-        // `host/users/@me`: an `@` past a plain host is data.
-        Some(false) => 0,
-        // `user:123/456@host`: a port, or a password of digits and `/`? Hidden if an `@`
-        // follows in the path.
-        Some(true) => cut.rfind('@').map_or(0, after),
-        // `user:a/b?c@host`: no host before the first `/`, so a password holding it.
-        None => rest.rfind('@').map_or(0, after),
+    if let Some(at) = cut.rfind('@') {
+        return Some(after(at));
     }
+    let slash = rest.find('/').unwrap_or(rest.len());
+    let query_before_slash = rest.find(['?', '#']).is_some_and(|q| q < slash);
+    let host = &cut[..cut.find('/').unwrap_or(cut.len())];
+    if query_before_slash || !plain_host(host) {
+        return rest.rfind('@').map(after);
+    }
+    None
 }
 /// `raw`'s scheme with its `://` (or a leading `//`), and the rest; no scheme when the text
 /// before `://` is not one (RFC 3986 §3.1: a letter, then letters, digits, `+`, `-`, `.`).
@@ -117,20 +122,17 @@ fn without_query(text: &str) -> &str {
     text.find(['?', '#']).map_or(text, |end| &text[..end])
 }
 
-/// Whether `authority` is a plain host, nothing that could be user information: `Some(false)`
-/// for a name or address alone, `Some(true)` with a port (`:` and digits), `None` for anything
-/// else (a `:` not followed by digits, an empty port, a space, a bracket out of place).
-fn plain_host(authority: &str) -> Option<bool> {
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-            (host, true)
-        }
-        Some(_) if authority.starts_with('[') && authority.ends_with(']') => (authority, false),
-        Some(_) => return None,
-        None => (authority, false),
+/// Whether `authority` is a plain host: a name or address, or a bracketed IPv6 literal, then
+/// maybe `:` and digits; nothing that could be user information.
+fn plain_host(authority: &str) -> bool {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        Some(_) if authority.starts_with('[') && authority.ends_with(']') => authority,
+        Some(_) => return false,
+        None => authority,
     };
     let bracketed = host.starts_with('[') && host.ends_with(']');
-    (bracketed || !host.contains([':', '@', '[', ']', ' '])).then_some(port)
+    bracketed || !host.contains([':', '@', '[', ']', ' '])
 }
 
 /// The error for a URL that cannot be an HTTP request target.
@@ -271,7 +273,7 @@ mod tests {
             ("user:pw@host:8080", "host:8080"),
             (
                 "https://user:ab/cd@as.example.com/token",
-                "https://as.example.com/token",
+                "https://…@as.example.com/token",
             ),
             ("https://user:pa?ss@host/x", "https://host/x"),
             ("https://user:pa#ss@host/x", "https://host/x"),
@@ -280,18 +282,20 @@ mod tests {
                 "https://[fe80::1%25eth0]/mcp",
                 "https://[fe80::1%25eth0]/mcp",
             ),
-            ("https://host/users/@me?x=1", "https://host/users/@me"),
+            ("https://host/users/@me?x=1", "https://…@me"),
             ("https://host/?q=a@b", "https://host/"),
             ("alice:pw@host/x?r=https://y", "host/x"),
             ("https://hôst.example/ü?x", "https://hôst.example/ü"),
             ("not a url?x=1", "not a url"),
-            ("https://user:p?x/y@host/mcp", "https://host/mcp"),
+            ("https://user:p?x/y@host/mcp", "https://…@host/mcp"),
             (
                 "https://user:a/b?c@as.example.com/token",
-                "https://as.example.com/token",
+                "https://…@as.example.com/token",
             ),
-            ("https://user:123/456@host/x", "https://host/x"),
-            ("https:/user:pw@h", "h"),
+            ("https://user:123/456@host/x", "https://…@host/x"),
+            ("https://admin:2024?pw/x@host/mcp", "https://…@host/mcp"),
+            ("https://AbC+d/eF==@host/x", "https://…@host/x"),
+            ("https:/user:pw@h", "…@h"),
             ("https://host:8443/x?email=a@b", "https://host:8443/x"),
         ] {
             assert_eq!(shown_url(raw), shown, "{raw}");
