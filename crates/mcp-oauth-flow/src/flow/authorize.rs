@@ -455,14 +455,20 @@ impl Flow {
                 // dropped, so the next authorization registers again rather than ask the user
                 // to consent for a client the token endpoint refuses. A pre-registered client
                 // is the application's to fix, and is kept.
-                // A bare 401 is read the same way here (RFC 6749 §5.2: the client's failed
-                // authentication is a 401): the user has just consented, so kept, the
-                // registration would ask them again for nothing at every authorization.
-                let bare_401 = e.oauth_error().is_none()
+                // So is a 401 without an error code that challenges the client's
+                // authentication (RFC 6749 §5.2: a failed HTTP authentication of the client is
+                // a 401 with `WWW-Authenticate`): kept, the registration would ask the user to
+                // consent again for nothing at every authorization. A 401 page without a
+                // challenge (a gateway's, a WAF's) says nothing of the client, and a
+                // registration every user of the issuer shares is not dropped for it.
+                let challenged_401 = e.oauth_error().is_none()
                     && e.kind() == ErrorKind::TokenRejected
-                    && e.status() == Some(http::StatusCode::UNAUTHORIZED);
+                    && e.status() == Some(http::StatusCode::UNAUTHORIZED)
+                    && response
+                        .headers()
+                        .contains_key(http::header::WWW_AUTHENTICATE);
                 let refused =
-                    bare_401 || e.oauth_error().is_some_and(|o| o.error == "invalid_client");
+                    challenged_401 || e.oauth_error().is_some_and(|o| o.error == "invalid_client");
                 if refused && self.registered_client(&s.client.client_id, &s.server) {
                     self.out.push_back(Action::DropClient {
                         issuer: s.server.client_issuer.clone(),

@@ -299,9 +299,11 @@ fn a_registration_the_token_endpoint_refuses_is_dropped_and_one_whose_secret_exp
     );
     assert_eq!(run.failed(), ErrorKind::TokenRejected);
     assert_eq!(run.dropped, [format!("client {AS} {}", stored.client_id)]);
-    // A bare 401 (no error code) is the client's authentication failing too: dropped, or
-    // every authorization would ask for consent and fail again.
-    let bare = std_net().json(&format!("{AS}/token"), 401, json!({}));
+    // A 401 with no error code that challenges the client's authentication is that
+    // authentication failing too: dropped, or every authorization would ask for consent and
+    // fail again.
+    let challenge = vec![("www-authenticate", r#"Basic realm="as""#.to_owned())];
+    let bare = std_net().raw(&format!("{AS}/token"), 401, challenge, "");
     let run = run_with(
         config(),
         start(Some(&challenge_with_prm())),
@@ -311,6 +313,19 @@ fn a_registration_the_token_endpoint_refuses_is_dropped_and_one_whose_secret_exp
     );
     assert_eq!(run.failed(), ErrorKind::TokenRejected);
     assert_eq!(run.dropped, [format!("client {AS} {}", stored.client_id)]);
+    // A 401 page without a challenge (a gateway's) says nothing of the client: kept, as every
+    // user of the issuer shares it.
+    let page = vec![("content-type", "text/html".to_owned())];
+    let gateway = std_net().raw(&format!("{AS}/token"), 401, page, "<h1>Unauthorized</h1>");
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &gateway,
+        Consent::Approve(None),
+        Some(stored.clone()),
+    );
+    assert_eq!(run.failed(), ErrorKind::TokenRejected);
+    assert!(run.dropped.is_empty(), "{:?}", run.dropped);
     // A 5xx naming invalid_client is the server's trouble: kept.
     let down = std_net().json(
         &format!("{AS}/token"),
