@@ -192,17 +192,16 @@ impl Flights {
         lock(&self.last_flows).insert(server.to_owned(), record);
     }
 
-    /// Records a write of `resource`'s tokens: landed, or failed while the store held
-    /// `held`. From the first failure on, until a write lands, the store is taken to hold what
-    /// it held then.
+    /// Records a write of `resource`'s tokens: landed, or failed while the store held `held`
+    /// (what the write was compared with, the latest the layer knows of the store), which the
+    /// store is then taken to hold until a write lands or the tokens in memory are the
+    /// store's again.
     pub(crate) fn wrote(&self, resource: &str, held: Option<&TokenSet>, landed: bool) {
         let mut behind = lock(&self.behind);
         if landed {
             behind.remove(resource);
         } else {
-            behind
-                .entry(resource.to_owned())
-                .or_insert_with(|| held.cloned());
+            behind.insert(resource.to_owned(), held.cloned());
         }
     }
 

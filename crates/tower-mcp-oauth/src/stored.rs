@@ -140,6 +140,9 @@ pub(crate) async fn reread(
         return Ok(Start::From(Some((tokens, resource))));
     };
     if stored.same_tokens(&tokens) {
+        // The store holds the tokens in memory (a write that failed, or seemed to, landed):
+        // it is not behind.
+        state.flights.store_caught_up(resource.as_str());
         return Ok(Start::From(Some((tokens, resource))));
     }
     // The store is behind the tokens in memory (a write of them failed) and still holds what

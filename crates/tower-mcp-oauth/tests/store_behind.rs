@@ -23,18 +23,35 @@ use tower_mcp_oauth::{
 
 type Req = http::Request<OAuthBody<Full<Bytes>>>;
 
-/// A memory store whose next token write fails when `fail_next` is set.
+/// A memory store whose next token write fails when `fail_next` is set, or lands and then
+/// reports a failure (a reply lost after the write) when `lose_next_reply` is.
 struct MissesAWrite {
     inner: MemoryStore,
     fail_next: AtomicBool,
+    lose_next_reply: AtomicBool,
 }
 
 impl MissesAWrite {
+    fn new() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            fail_next: AtomicBool::new(false),
+            lose_next_reply: AtomicBool::new(false),
+        }
+    }
+
     fn fails(&self) -> Result<(), Error> {
         if self.fail_next.swap(false, Ordering::SeqCst) {
             return Err(Error::new(ErrorKind::Store, "the store is down"));
         }
         Ok(())
+    }
+
+    fn reply<T>(&self, landed: Result<T, Error>) -> Result<T, Error> {
+        if self.lose_next_reply.swap(false, Ordering::SeqCst) {
+            return Err(Error::new(ErrorKind::Store, "the reply was lost"));
+        }
+        landed
     }
 }
 
@@ -56,7 +73,8 @@ impl TokenStore for MissesAWrite {
     ) -> BoxFuture<'a, Result<Replaced, Error>> {
         Box::pin(async move {
             self.fails()?;
-            self.inner.compare_and_swap_tokens(r, current, new).await
+            let landed = self.inner.compare_and_swap_tokens(r, current, new).await;
+            self.reply(landed)
         })
     }
     fn load_client<'a>(
@@ -156,10 +174,7 @@ fn first_tokens() -> TokenSet {
 #[tokio::test]
 async fn a_logout_forgets_that_the_store_was_behind() {
     let resource = format!("{RS}/mcp");
-    let store = Arc::new(MissesAWrite {
-        inner: MemoryStore::new(),
-        fail_next: AtomicBool::new(false),
-    });
+    let store = Arc::new(MissesAWrite::new());
     store
         .inner
         .save_tokens(&resource, &first_tokens())
@@ -212,10 +227,7 @@ async fn a_logout_forgets_that_the_store_was_behind() {
 #[tokio::test]
 async fn after_a_missed_write_the_next_refresh_starts_from_the_tokens_in_memory() {
     let resource = format!("{RS}/mcp");
-    let store = Arc::new(MissesAWrite {
-        inner: MemoryStore::new(),
-        fail_next: AtomicBool::new(false),
-    });
+    let store = Arc::new(MissesAWrite::new());
     // From an earlier run: expired, refreshable where they were issued, as a public client.
     let first = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c")
         .with_expires_at(Some(SystemTime::now() - Duration::from_secs(60)))
@@ -262,4 +274,48 @@ async fn after_a_missed_write_the_next_refresh_starts_from_the_tokens_in_memory(
     let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
     assert_eq!(stored.access_token().secret(), "at-3");
     assert_eq!(stored.refresh_token().unwrap().secret(), "rt-3");
+}
+
+#[tokio::test]
+async fn a_write_that_landed_though_it_seemed_to_fail_leaves_no_stale_memory() {
+    let resource = format!("{RS}/mcp");
+    let store = Arc::new(MissesAWrite::new());
+    store
+        .inner
+        .save_tokens(&resource, &first_tokens())
+        .await
+        .unwrap();
+    let grant = Arc::new(Grant {
+        latest: Mutex::new(1),
+        ..Grant::default()
+    });
+    let service = OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(Arc::clone(&store) as Arc<dyn TokenStore>)
+    .failure_backoff(Duration::ZERO)
+    .layer(server(Arc::clone(&grant)));
+    // rt-1 -> rt-2: the write lands, its reply is lost.
+    store.lose_next_reply.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    // rt-2 -> rt-3: the store holds rt-2 (so it was not behind); this write really fails.
+    grant.turn_away.store(true, Ordering::SeqCst);
+    store.fail_next.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    // rt-3 -> rt-4: from memory, not the store's spent rt-2, and written over it.
+    grant.turn_away.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(*grant.sent.lock().unwrap(), ["rt-1", "rt-2", "rt-3"]);
+    let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
+    assert_eq!(stored.access_token().secret(), "at-4");
 }
