@@ -178,6 +178,15 @@ fn read_fields(content_type: Option<&str>, body: &[u8]) -> Result<Fields, Error>
         ));
     }
     let text = std::str::from_utf8(body).map_err(|_| invalid("token response is not UTF-8"))?;
+    // Not declared a form, it must look like one: a form encodes spaces and never holds
+    // markup, so a page sent as `text/plain` (or with no type) is no form either.
+    if !is_form
+        && text
+            .trim()
+            .contains(|c: char| c.is_whitespace() || c == '<')
+    {
+        return Err(invalid("token response is neither JSON nor form-encoded"));
+    }
     if !text.contains('=') {
         return Err(invalid("token response is neither JSON nor form-encoded"));
     }
@@ -404,6 +413,12 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{body}");
             assert!(err.oauth_error().is_none(), "{body}");
+        }
+        // A page sent as text/plain, or with no type, is no form either.
+        let page = b"Session expired. <a href=\"/login?next=1&error=session_expired\">sign in</a>";
+        for content_type in [Some("text/plain"), None] {
+            let err = parse_token_response(http::StatusCode::OK, content_type, page).unwrap_err();
+            assert!(err.oauth_error().is_none(), "{content_type:?}");
         }
         // A form sent as text/plain (older servers) is still read.
         let plain = b"access_token=a&token_type=bearer";
