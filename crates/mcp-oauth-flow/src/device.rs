@@ -317,9 +317,10 @@ pub enum PollVerdict {
 }
 
 /// Reads a polling refusal (RFC 8628 §3.5): `authorization_pending` waits `interval` again;
-/// `slow_down` waits 5 s longer, from now on; `access_denied` is the user's refusal
-/// ([`ErrorKind::AuthorizationDenied`]); `expired_token` is [`ErrorKind::DeviceCodeExpired`];
-/// anything else stays the token endpoint's error it was.
+/// `slow_down`, or a 5xx or 429 whatever its body, waits 5 s longer, from now on;
+/// `access_denied` is the user's refusal ([`ErrorKind::AuthorizationDenied`]);
+/// `expired_token` is [`ErrorKind::DeviceCodeExpired`]; anything else stays the token
+/// endpoint's error it was.
 ///
 /// ```
 /// use std::time::Duration;

@@ -149,8 +149,8 @@ pub fn classify_refresh_failure(error: &Error) -> RefreshFailure {
         // `unauthorized_client`: the client is known, and may not use this grant (§5.2); its
         // registration still serves a new authorization. A bare 401 (no error code: a proxy's
         // page as likely as the client's authentication) is read the same way: the tokens go,
-        // the registration stays; a client that is really refused hears `invalid_client` at
-        // the code exchange.
+        // the registration stays; a client that is really refused hears `invalid_client` (or a
+        // 401 challenging its authentication) at the code exchange, which drops it.
         Some("unauthorized_client") => RefreshFailure::GrantRejected,
         _ if error.kind() == ErrorKind::TokenRejected
             && error

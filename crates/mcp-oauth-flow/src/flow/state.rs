@@ -41,7 +41,7 @@
 //!      │               │                      ▼                                        │
 //!      │               │                  ExpectToken ◀────────────────────────────────┘
 //!      │               │                      │ tokens: Complete
-//!      │               │                      │ invalid_client: Failed (+ DropClient)
+//!      │               │                      │ invalid_client, challenged 401: Failed (+ DropClient)
 //!      ▼               ▼                      ▼
 //!   _refresh_ (RFC 6749 §6)               Finished ◀── Failed: any error, in any state
 //!      │ public or pre-registered ───────────────┐
@@ -49,7 +49,7 @@
 //!      ▼                                         ▼
 //!   ExpectRefreshClient ── the tokens' client ─▶ ExpectRefreshToken ── tokens: Complete(refreshed)
 //!      │ none                                    │ 5xx, 429, network: Failed, all kept
-//!      │                                         │ invalid_grant: DropTokens
+//!      │                                         │ invalid_grant, unauthorized_client, bare 401: DropTokens
 //!      │                                         │ invalid_client: DropTokens (+ DropClient)
 //!      ▼                                         ▼
 //!   _after refresh_ ─▶ ExpectResourceMetadata if the refresh was proactive,
@@ -90,6 +90,7 @@
 //! | `ExpectDeviceToken` | `authorization_pending` | `ExpectPollDue` | `PollAfter` (`interval`) |
 //! | `ExpectDeviceToken` | `slow_down` | `ExpectPollDue` | `PollAfter` (`interval` + 5 s, kept) |
 //! | `ExpectDeviceToken` | `access_denied` / `expired_token` | `Finished` | `Failed` (`AuthorizationDenied` / `DeviceCodeExpired`) |
+//! | `ExpectDeviceToken` | a 5xx or 429, whatever its body | `ExpectPollDue` | `PollAfter` (`interval` + 5 s, kept) |
 //! | `ExpectDeviceToken` | any other error | `Finished` | `Failed` (as `ExpectToken`) |
 //! | *authorize* | client_credentials only, confidential client for this AS | `ExpectToken` | `Send` (token) |
 //! | *authorize* | client_credentials only, no such client | `Finished` | `Failed` |
@@ -105,7 +106,7 @@
 //! | `ExpectAuthorizationResponse` | code; state and `iss` check out | `ExpectToken` | `Send` (token) |
 //! | `ExpectAuthorizationResponse` | error, state or `iss` mismatch | `Finished` | `Failed` |
 //! | `ExpectToken` | tokens | `Finished` | `Complete` |
-//! | `ExpectToken` | `invalid_client` | `Finished` | `DropClient` if registered, `Failed` |
+//! | `ExpectToken` | `invalid_client`, or a 401 challenging the client's authentication | `Finished` | `DropClient` if registered, `Failed` |
 //! | `ExpectToken` | error | `Finished` | `Failed` |
 //! | *refresh* | public or pre-registered client | `ExpectRefreshToken` | `Send` (refresh) |
 //! | *refresh* | otherwise | `ExpectRefreshClient` | `LoadClient` |
