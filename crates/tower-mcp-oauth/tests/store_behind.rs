@@ -171,8 +171,15 @@ fn first_tokens() -> TokenSet {
         )
 }
 
-#[tokio::test]
-async fn a_logout_forgets_that_the_store_was_behind() {
+/// A store holding `first_tokens` for the resource, and a grant whose latest refresh token is
+/// `rt-1`.
+struct Rig {
+    resource: String,
+    store: Arc<MissesAWrite>,
+    grant: Arc<Grant>,
+}
+
+async fn rig() -> Rig {
     let resource = format!("{RS}/mcp");
     let store = Arc::new(MissesAWrite::new());
     store
@@ -184,12 +191,32 @@ async fn a_logout_forgets_that_the_store_was_behind() {
         latest: Mutex::new(1),
         ..Grant::default()
     });
-    let layer = OAuthLayer::new(
+    Rig {
+        resource,
+        store,
+        grant,
+    }
+}
+
+/// The layer of these tests over `store`: no failure backoff, so the next call is the very
+/// next one.
+fn layer(store: &Arc<MissesAWrite>) -> OAuthLayer {
+    OAuthLayer::new(
         ClientConfig::new("http://localhost:3000/callback"),
         HeadlessAuthorizer::new(),
     )
-    .token_store(Arc::clone(&store) as Arc<dyn TokenStore>)
-    .failure_backoff(Duration::ZERO);
+    .token_store(Arc::clone(store) as Arc<dyn TokenStore>)
+    .failure_backoff(Duration::ZERO)
+}
+
+#[tokio::test]
+async fn a_logout_forgets_that_the_store_was_behind() {
+    let Rig {
+        resource,
+        store,
+        grant,
+    } = rig().await;
+    let layer = layer(&store);
     let service = layer.clone().layer(server(Arc::clone(&grant)));
     // A refresh whose write is missed: the store is behind, holding rt-1.
     store.fail_next.store(true, Ordering::SeqCst);
@@ -226,28 +253,12 @@ async fn a_logout_forgets_that_the_store_was_behind() {
 
 #[tokio::test]
 async fn after_a_missed_write_the_next_refresh_starts_from_the_tokens_in_memory() {
-    let resource = format!("{RS}/mcp");
-    let store = Arc::new(MissesAWrite::new());
-    // From an earlier run: expired, refreshable where they were issued, as a public client.
-    let first = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c")
-        .with_expires_at(Some(SystemTime::now() - Duration::from_secs(60)))
-        .with_refresh_token(Some(RefreshToken::new("rt-1".into())))
-        .with_token_endpoint(
-            Some("http://127.0.0.1:2/token".into()),
-            Some(ClientAuthMethod::None),
-        );
-    store.inner.save_tokens(&resource, &first).await.unwrap();
-    let grant = Arc::new(Grant {
-        latest: Mutex::new(1),
-        ..Grant::default()
-    });
-    let service = OAuthLayer::new(
-        ClientConfig::new("http://localhost:3000/callback"),
-        HeadlessAuthorizer::new(),
-    )
-    .token_store(Arc::clone(&store) as Arc<dyn TokenStore>)
-    .failure_backoff(Duration::ZERO)
-    .layer(server(Arc::clone(&grant)));
+    let Rig {
+        resource,
+        store,
+        grant,
+    } = rig().await;
+    let service = layer(&store).layer(server(Arc::clone(&grant)));
 
     // The refresh rt-1 -> rt-2 succeeds; its write to the store fails.
     store.fail_next.store(true, Ordering::SeqCst);
@@ -278,24 +289,12 @@ async fn after_a_missed_write_the_next_refresh_starts_from_the_tokens_in_memory(
 
 #[tokio::test]
 async fn a_write_that_landed_though_it_seemed_to_fail_leaves_no_stale_memory() {
-    let resource = format!("{RS}/mcp");
-    let store = Arc::new(MissesAWrite::new());
-    store
-        .inner
-        .save_tokens(&resource, &first_tokens())
-        .await
-        .unwrap();
-    let grant = Arc::new(Grant {
-        latest: Mutex::new(1),
-        ..Grant::default()
-    });
-    let service = OAuthLayer::new(
-        ClientConfig::new("http://localhost:3000/callback"),
-        HeadlessAuthorizer::new(),
-    )
-    .token_store(Arc::clone(&store) as Arc<dyn TokenStore>)
-    .failure_backoff(Duration::ZERO)
-    .layer(server(Arc::clone(&grant)));
+    let Rig {
+        resource,
+        store,
+        grant,
+    } = rig().await;
+    let service = layer(&store).layer(server(Arc::clone(&grant)));
     // rt-1 -> rt-2: the write lands, its reply is lost.
     store.lose_next_reply.store(true, Ordering::SeqCst);
     assert_eq!(

@@ -295,13 +295,7 @@ impl WebLogin {
         )?;
         let driven = self.drive_bounded(&mut flow, &server_url).await;
         if let Err(e) = &driven {
-            self.record_outcome(
-                user,
-                &server_url,
-                &Err(e.clone()),
-                &mut self.store_deadline(),
-            )
-            .await;
+            self.record_failure(user, &server_url, e).await;
         }
         match driven? {
             Step::Authorize(request) => {
@@ -400,13 +394,7 @@ impl WebLogin {
         flow.handle_authorization_response_at(response, now);
         let driven = self.drive_bounded(&mut flow, &server_url).await;
         if let Err(e) = &driven {
-            self.record_outcome(
-                user,
-                &server_url,
-                &Err(e.clone()),
-                &mut self.store_deadline(),
-            )
-            .await;
+            self.record_failure(user, &server_url, e).await;
         }
         let outcome = match driven? {
             Step::Complete(outcome) => outcome,
@@ -438,9 +426,7 @@ impl WebLogin {
                 ),
             );
             // A deadline of its own: the save that failed may have spent the writes'.
-            let mut record = self.store_deadline();
-            self.record_outcome(user, &server_url, &Err(e.clone()), &mut record)
-                .await;
+            self.record_failure(user, &server_url, &e).await;
             return Err(e);
         }
         self.record_outcome(user, &server_url, &Ok(()), &mut writes)

@@ -32,6 +32,14 @@ impl WebLogin {
         self.layer_for(user).status(server_url).await
     }
 
+    /// Records that a web login of `user` for `server_url` failed with `error` (see
+    /// [`record_outcome`](Self::record_outcome)), within a store deadline of its own.
+    pub(super) async fn record_failure(&self, user: &str, server_url: &Url, error: &Error) {
+        let mut deadline = self.store_deadline();
+        self.record_outcome(user, server_url, &Err(error.clone()), &mut deadline)
+            .await;
+    }
+
     /// Records how a web login flow of `user` for `server_url` ended, where
     /// [`status`](Self::status) finds it: in the user's layer and in the app's store (per
     /// user), so every process of the app shows it.
