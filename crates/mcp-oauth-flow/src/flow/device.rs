@@ -106,12 +106,27 @@ impl Flow {
             device_code: auth.device_code,
             interval: auth.interval,
             expires_at,
+            trouble: None,
         })))
     }
 
     /// RFC 8628 §3.4: the interval has passed; poll, unless the code has run out (§3.2).
     pub(super) fn on_poll_due(&mut self, s: DevicePoll, now: SystemTime) -> Result<State, Error> {
-        check_device_code_alive(now, s.expires_at)?;
+        if let Err(expired) = check_device_code_alive(now, s.expires_at) {
+            // Not the user's lateness when the server failed the last poll: its trouble is the
+            // cause, transient (a new login may pass).
+            return Err(match s.trouble {
+                Some(status) => Error::new(
+                    ErrorKind::UnexpectedStatus,
+                    format!(
+                        "the device code expired while the token endpoint answered {status} to \
+                         the polls"
+                    ),
+                )
+                .with_status(status),
+                None => expired,
+            });
+        }
         let endpoint = parse_secure_url(
             s.server.meta.token_endpoint.as_deref().unwrap_or_default(),
             "token_endpoint",
@@ -164,11 +179,26 @@ impl Flow {
                 now,
             );
         };
+        let trouble = refusal
+            .status()
+            .filter(|s| s.is_server_error() || *s == http::StatusCode::TOO_MANY_REQUESTS);
+        let shown = refusal.to_string();
         match poll_verdict(refusal, s.interval) {
-            // Pending polls are not reported: a ten-minute wait would fill the report.
+            // Pending polls are not reported: a ten-minute wait would fill the report. The
+            // server's trouble is, once each time it starts, so a login that then runs out of
+            // time says why.
             PollVerdict::Wait(interval) => {
-                self.out.push_back(Action::PollAfter(interval));
                 let mut s = s;
+                if let (Some(status), None) = (trouble, s.trouble) {
+                    self.report.push(
+                        Purpose::Token,
+                        s.server.meta.token_endpoint.as_deref().unwrap_or_default(),
+                        Some(status.as_u16()),
+                        shown,
+                    );
+                }
+                s.trouble = trouble;
+                self.out.push_back(Action::PollAfter(interval));
                 s.interval = interval;
                 Ok(State::ExpectPollDue(Box::new(s)))
             }

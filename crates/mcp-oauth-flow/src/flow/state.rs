@@ -85,12 +85,12 @@
 //! | `ExpectDeviceAuthorization` | device code | `ExpectPollDue` | `ShowUserCode`, `PollAfter` (`interval`) |
 //! | `ExpectDeviceAuthorization` | error, bad response | `Finished` | `Failed` |
 //! | `ExpectPollDue` | poll due, code alive | `ExpectDeviceToken` | `Send` (device_code grant, §3.4) |
-//! | `ExpectPollDue` | poll due, code's `expires_in` passed | `Finished` | `Failed` (`DeviceCodeExpired`) |
+//! | `ExpectPollDue` | poll due, code's `expires_in` passed | `Finished` | `Failed` (`DeviceCodeExpired`; `UnexpectedStatus` if the last poll met a 5xx or 429) |
 //! | `ExpectDeviceToken` | tokens | `Finished` | `Complete` |
 //! | `ExpectDeviceToken` | `authorization_pending` | `ExpectPollDue` | `PollAfter` (`interval`) |
 //! | `ExpectDeviceToken` | `slow_down` | `ExpectPollDue` | `PollAfter` (`interval` + 5 s, kept) |
 //! | `ExpectDeviceToken` | `access_denied` / `expired_token` | `Finished` | `Failed` (`AuthorizationDenied` / `DeviceCodeExpired`) |
-//! | `ExpectDeviceToken` | a 5xx or 429, whatever its body | `ExpectPollDue` | `PollAfter` (`interval` + 5 s, kept) |
+//! | `ExpectDeviceToken` | a 5xx or 429, whatever its body | `ExpectPollDue` | `PollAfter` (`interval` + 5 s, kept; reported when it begins) |
 //! | `ExpectDeviceToken` | any other error | `Finished` | `Failed` (as `ExpectToken`) |
 //! | *authorize* | client_credentials only, confidential client for this AS | `ExpectToken` | `Send` (token) |
 //! | *authorize* | client_credentials only, no such client | `Finished` | `Failed` |
@@ -271,6 +271,9 @@ pub(super) struct DevicePoll {
     pub(super) interval: std::time::Duration,
     /// When the code's `expires_in` runs out.
     pub(super) expires_at: std::time::SystemTime,
+    /// The status of the server's own trouble (a 5xx or 429) at the last poll, if it had
+    /// some: the polls wait it out, and if the code runs out meanwhile, that is the error.
+    pub(super) trouble: Option<http::StatusCode>,
 }
 
 /// Where the flow goes when a refresh cannot be made or is refused.

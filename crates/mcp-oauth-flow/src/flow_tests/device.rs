@@ -88,10 +88,11 @@ fn drive(config: ClientConfig, net: &Net, polls: Vec<Value>, late: Duration) -> 
                 run.steps.push(format!("{} {uri}", sub.request.method()));
                 let response = if uri == format!("{AS}/token") {
                     let body = polls.pop_front().expect("a poll the test did not script");
-                    let status = if body.get("error").is_some() {
-                        400
-                    } else {
-                        200
+                    // `{"status": n}` scripts the server's own trouble; an `error` is a 400.
+                    let status = match body.get("status").and_then(Value::as_u64) {
+                        Some(status) => status as u16,
+                        None if body.get("error").is_some() => 400,
+                        None => 200,
                     };
                     http::Response::builder()
                         .status(status)
@@ -412,4 +413,46 @@ fn a_verification_uri_on_a_forbidden_address_is_never_shown() {
         run.steps
     );
     assert!(run.shown.is_none(), "the user was shown the code");
+}
+
+/// A token endpoint failing (5xx, 429) is waited out, 5 s longer each time, and reported
+/// once; when the code runs out meanwhile, the server's trouble is the error, not the user's
+/// lateness.
+#[test]
+fn a_failing_token_endpoint_is_waited_out_and_named_when_the_code_runs_out() {
+    let failing = || json!({"status": 500});
+    let run = drive(
+        device_config(),
+        &device_net(device_meta()),
+        vec![
+            pending(),
+            failing(),
+            json!({"status": 429}),
+            failing(),
+            failing(),
+            failing(),
+        ],
+        Duration::ZERO,
+    );
+    let waits: Vec<&String> = run.steps.iter().filter(|s| s.starts_with("WAIT")).collect();
+    assert_eq!(
+        waits,
+        ["WAIT 2", "WAIT 2", "WAIT 7", "WAIT 12", "WAIT 17", "WAIT 22"]
+    );
+    let error = run.failed();
+    assert_eq!(error.kind(), ErrorKind::UnexpectedStatus, "{error}");
+    assert!(error.is_transient());
+    assert_eq!(
+        error.status(),
+        Some(http::StatusCode::INTERNAL_SERVER_ERROR)
+    );
+    assert!(error.to_string().contains("answered 500"), "{error}");
+    // Reported once, when the trouble began, not at every poll.
+    let report = error.report().unwrap();
+    let troubled: Vec<_> = report
+        .steps()
+        .iter()
+        .filter(|s| s.status == Some(500))
+        .collect();
+    assert_eq!(troubled.len(), 1, "{report}");
 }
