@@ -9,6 +9,7 @@
 pub(crate) mod consent;
 pub(crate) mod lifecycle;
 pub(crate) mod logs;
+pub(crate) mod stalls;
 
 use bytes::Bytes;
 use http_body_util::Full;
