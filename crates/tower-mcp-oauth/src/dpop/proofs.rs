@@ -124,9 +124,7 @@ fn no_randomness(e: getrandom::Error) -> Error {
 /// in the URI the server checks the proof against, and a proof is read by whoever reads the
 /// request.
 fn target_uri(uri: &Uri) -> String {
-    let host = uri
-        .authority()
-        .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""));
+    let host = crate::origin::authority_text(uri);
     let path = uri.path_and_query().map_or("", |p| p.as_str());
     match uri.scheme_str() {
         Some(scheme) => format!("{scheme}://{host}{path}"),
