@@ -195,7 +195,7 @@ async fn run_flight<'s>(
         // Nothing in memory: tokens from an earlier run may be in the store.
         None => {
             let read = stored::start_from(state, uri, &need, now);
-            match deadline.step("the token store did not read", read).await? {
+            match deadline.step(crate::stored::NOT_READ, read).await? {
                 Start::Adopted => return Ok(()),
                 Start::From(held) => held,
             }
@@ -258,7 +258,7 @@ async fn under_lock(
     let held = match held {
         Some(held) => match deadline
             .step(
-                "the token store did not read",
+                crate::stored::NOT_READ,
                 stored::reread(state, &need, held, state.now()),
             )
             .await?

@@ -91,7 +91,7 @@ pub(crate) async fn logout(
         Some(session) => Some(((*session.tokens).clone(), session.resource.clone())),
         None => {
             let read = find_stored(state, &uri);
-            deadline.step("the token store did not read", read).await?
+            deadline.step(crate::stored::NOT_READ, read).await?
         }
     };
     let Some((tokens, resource)) = held else {

@@ -9,6 +9,10 @@ use crate::state::LayerState;
 use crate::store::LastFlow;
 use crate::timer::Deadline;
 
+/// What a read of the last flow's record says when the store did not answer within its
+/// deadline: here, and for a status.
+pub(crate) const NOT_READ_STATUS: &str = "the token store did not read the status";
+
 /// Records how a flow for `server` ended. A failure is always written to the store; a success
 /// only when the store holds a failure to clear, so a refresh costs no store write. A store
 /// that cannot keep it is logged, never the flow's error: the record is for a status page.
@@ -25,10 +29,7 @@ pub(crate) async fn record(
         Err(_) => true,
         Ok(()) => matches!(
             writes
-                .step(
-                    "the token store did not read the status",
-                    state.store.load_last_flow(server)
-                )
+                .step(NOT_READ_STATUS, state.store.load_last_flow(server))
                 .await,
             Ok(Some(LastFlow::Failed(_))) | Err(_)
         ),
@@ -110,17 +111,22 @@ mod tests {
         .token_store(store)
     }
 
+    /// Records how a flow for `https://h/mcp` ended, within a deadline of its own.
+    async fn record_server_h(layer: &OAuthLayer, result: &Result<(), Error>) {
+        record(
+            &layer.state,
+            "https://h/mcp",
+            result,
+            &mut layer.state.deadline(),
+        )
+        .await;
+    }
+
     #[tokio::test]
     async fn a_store_that_keeps_nothing_still_shows_this_processes_error() {
         let layer = layer(Older(MemoryStore::new()));
         let failed = Err(Error::new(ErrorKind::Timeout, "no answer"));
-        record(
-            &layer.state,
-            "https://h/mcp",
-            &failed,
-            &mut layer.state.deadline(),
-        )
-        .await;
+        record_server_h(&layer, &failed).await;
         let last = last_flow(&layer.state, "https://h/mcp").await.unwrap();
         assert_eq!(last.unwrap().error().unwrap().kind, ErrorKind::Timeout);
     }
@@ -129,13 +135,7 @@ mod tests {
     async fn a_success_writes_only_to_clear_a_stored_failure() {
         let store = Arc::new(MemoryStore::new());
         let layer = layer(Arc::clone(&store));
-        record(
-            &layer.state,
-            "https://h/mcp",
-            &Ok(()),
-            &mut layer.state.deadline(),
-        )
-        .await;
+        record_server_h(&layer, &Ok(())).await;
         assert!(
             store
                 .load_last_flow("https://h/mcp")
@@ -145,13 +145,7 @@ mod tests {
             "nothing to clear"
         );
         let failed = Err(Error::new(ErrorKind::Timeout, "no answer"));
-        record(
-            &layer.state,
-            "https://h/mcp",
-            &failed,
-            &mut layer.state.deadline(),
-        )
-        .await;
+        record_server_h(&layer, &failed).await;
         assert!(store
             .load_last_flow("https://h/mcp")
             .await
@@ -159,13 +153,7 @@ mod tests {
             .unwrap()
             .error()
             .is_some());
-        record(
-            &layer.state,
-            "https://h/mcp",
-            &Ok(()),
-            &mut layer.state.deadline(),
-        )
-        .await;
+        record_server_h(&layer, &Ok(())).await;
         let cleared = store
             .load_last_flow("https://h/mcp")
             .await

@@ -137,13 +137,13 @@ impl OAuthLayer {
         // stopped answering.
         let mut deadline = state.deadline();
         let held = deadline
-            .step("the token store did not read", find_stored(state, &uri))
+            .step(crate::stored::NOT_READ, find_stored(state, &uri))
             .await?;
         let last = match server_key(&uri) {
             Some(server) => {
                 let read = last_flow(state, &server);
                 deadline
-                    .step("the token store did not read the status", read)
+                    .step(crate::outcomes::NOT_READ_STATUS, read)
                     .await?
             }
             None => None,

@@ -25,11 +25,12 @@ use crate::state::LayerState;
 use crate::store::Replaced;
 use crate::timer::Deadline;
 
-/// What a write after the flow says when the store did not answer within its deadline (see
-/// [`Deadline::step`]).
-const NOT_WRITTEN: &str = "the token store did not write the tokens";
-/// The same for the read that tells a write what the store should still hold.
-const NOT_READ: &str = "the token store did not read";
+/// What a write of tokens says when the store did not answer within its deadline (see
+/// [`Deadline::step`]): after a flow, and after a web login.
+pub(crate) const NOT_WRITTEN: &str = "the token store did not write the tokens";
+/// The same for a read of tokens: before and under the lock of a flight, before a first
+/// request, for a write, a logout or a status.
+pub(crate) const NOT_READ: &str = "the token store did not read";
 
 /// Tokens a flow starts from, with the resource they are stored under.
 pub(crate) type Held = (TokenSet, Url);
@@ -224,33 +225,36 @@ async fn write_and_install(
         None => (None, None),
     };
     // What the store should still hold: the tokens this flow started from, unless it dropped
-    // them, or they were stored under another resource.
-    let mut expected = if dropped_tokens || resource.as_ref().map(Url::as_str) != Some(key.as_str())
-    {
-        writes
-            .step(NOT_READ, store.load_tokens(&key))
-            .await
-            .ok()
+    // them, or they were stored under another resource (then what it holds now). A store behind
+    // the tokens in memory (an earlier write of them failed) may still hold what it held then
+    // rather than what this flow started from: the write is compared with what it holds if it
+    // is that, else a refresh of the tokens in memory would lose to the store's older ones and
+    // install them, their refresh token spent. Either case reads the store, once.
+    let started_elsewhere =
+        dropped_tokens || resource.as_ref().map(Url::as_str) != Some(key.as_str());
+    let behind = state.flights.store_behind(&key);
+    let now_stored = if started_elsewhere || behind.is_some() {
+        Some(writes.step(NOT_READ, store.load_tokens(&key)).await)
+    } else {
+        None
+    };
+    let mut expected = if started_elsewhere {
+        now_stored
+            .clone()
+            .and_then(Result::ok)
             .flatten()
             .filter(|_| !dropped_tokens)
     } else {
         held_tokens
     };
-    // A store behind the tokens in memory (an earlier write of them failed) may still hold
-    // what it held then rather than what this flow started from: the write is compared with
-    // what it holds if it is that, else a refresh of the tokens in memory would lose to the
-    // store's older ones and install them, their refresh token spent.
-    let behind = state.flights.store_behind(&key);
-    if let Some(older) = &behind {
-        if let Ok(now_stored) = writes.step(NOT_READ, store.load_tokens(&key)).await {
-            let still_behind = match (&now_stored, older) {
-                (Some(stored), Some(older)) => stored.same_tokens(older),
-                (None, None) => true,
-                _ => false,
-            };
-            if still_behind {
-                expected = now_stored;
-            }
+    if let (Some(older), Some(Ok(now_stored))) = (&behind, now_stored) {
+        let still_behind = match (&now_stored, older) {
+            (Some(stored), Some(older)) => stored.same_tokens(older),
+            (None, None) => true,
+            _ => false,
+        };
+        if still_behind {
+            expected = now_stored;
         }
     }
     let swap = store.compare_and_swap_tokens(&key, expected.as_ref(), Some(&outcome.tokens));

@@ -411,9 +411,7 @@ impl WebLogin {
         let user_store = self.user_store(user);
         let save = user_store.save_tokens(outcome.protected_resource.as_str(), &outcome.tokens);
         let mut writes = self.store_deadline();
-        let saved = writes
-            .step("the token store did not write the tokens", save)
-            .await;
+        let saved = writes.step(crate::stored::NOT_WRITTEN, save).await;
         if let Err(e) = saved {
             // The code is spent and the login taken: the same callback cannot pass again,
             // whatever the store's trouble, so the error is not transient. Recorded, so the
