@@ -192,21 +192,16 @@ impl Flights {
         lock(&self.last_flows).insert(server.to_owned(), record);
     }
 
-    /// Records a write of `resource`'s tokens: landed, or failed while the store held `held`
-    /// (what the write was compared with, the latest the layer knows of the store), which the
-    /// store is then taken to hold until a write lands or the tokens in memory are the
-    /// store's again.
-    pub(crate) fn wrote(&self, resource: &str, held: Option<&TokenSet>, landed: bool) {
-        let mut behind = lock(&self.behind);
-        if landed {
-            behind.remove(resource);
-        } else {
-            behind.insert(resource.to_owned(), held.cloned());
-        }
+    /// Records that a write of `resource`'s tokens failed while the store held `held` (what
+    /// the write was compared with, the latest the layer knows of the store), which the store
+    /// is then taken to hold until [`store_caught_up`](Self::store_caught_up).
+    pub(crate) fn write_failed(&self, resource: &str, held: Option<&TokenSet>) {
+        lock(&self.behind).insert(resource.to_owned(), held.cloned());
     }
 
     /// Forgets that the store was behind for `resource`: the tokens this process holds are
-    /// the store's again (it adopted them, or a logout removed both).
+    /// the store's again (a write of them landed, it adopted the store's, or a logout removed
+    /// both).
     pub(crate) fn store_caught_up(&self, resource: &str) {
         lock(&self.behind).remove(resource);
     }

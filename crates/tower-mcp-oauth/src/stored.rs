@@ -259,7 +259,7 @@ async fn write_and_install(
     }
     let swap = store.compare_and_swap_tokens(&key, expected.as_ref(), Some(&outcome.tokens));
     match writes.step(NOT_WRITTEN, swap).await {
-        Ok(Replaced::Swapped) => state.flights.wrote(&key, None, true),
+        Ok(Replaced::Swapped) => state.flights.store_caught_up(&key),
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
             state.flights.store_caught_up(&key);
@@ -290,19 +290,22 @@ async fn write_and_install(
             let saved = writes
                 .step(NOT_WRITTEN, store.save_tokens(&key, &outcome.tokens))
                 .await;
-            if let Err(e) = &saved {
-                warn!(error = %e, "could not store tokens; they are kept in memory");
+            match saved {
+                Ok(()) => state.flights.store_caught_up(&key),
+                Err(e) => {
+                    warn!(error = %e, "could not store tokens; they are kept in memory");
+                    // What the store holds, the save not having landed: what the swap found.
+                    let found = match conflict {
+                        Replaced::Conflict(found) => found.map(|found| *found),
+                        _ => expected,
+                    };
+                    state.flights.write_failed(&key, found.as_ref());
+                }
             }
-            // What the store holds if the save did not land: what the swap found there.
-            let found = match conflict {
-                Replaced::Conflict(found) => found.map(|found| *found),
-                _ => expected,
-            };
-            state.flights.wrote(&key, found.as_ref(), saved.is_ok());
         }
         Err(e) => {
             warn!(error = %e, "could not store tokens; they are kept in memory");
-            state.flights.wrote(&key, expected.as_ref(), false);
+            state.flights.write_failed(&key, expected.as_ref());
         }
     }
     install(state, outcome.protected_resource, outcome.tokens.clone());
