@@ -11,9 +11,10 @@ use futures_util::lock::Mutex as AsyncMutex;
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use super::disk::Disk;
 use super::memory::lock as lock_std;
 use super::{file_lock, file_safety};
-use super::{matches, ready, LastFlow, Replaced, StoreLock, TokenStore};
+use super::{matches, LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 /// A [`TokenStore`] on disk: tokens survive restarts and are shared by every process that
@@ -32,8 +33,11 @@ use crate::BoxFuture;
 /// - [`lock`](TokenStore::lock) is an advisory file lock (plus an in-process lock), so two
 ///   processes, or two store handles in one process, never send the same refresh token twice.
 ///
-/// The file operations are small and synchronous; the lock wait runs on a helper thread so it
-/// never blocks an async executor.
+/// The file work (opens, reads, writes, syncs) runs on a thread of the store's own, started
+/// at its first use and ended with its last handle, and the lock waits on helper threads: none
+/// of it blocks an executor's thread, so a disk that stops answering (a network mount that
+/// went away) is a store that does not answer, which the layer's deadlines bound, not a runtime
+/// that hangs.
 ///
 /// ```
 /// use tower_mcp_oauth::{FileStore, TokenStore};
@@ -48,8 +52,23 @@ use crate::BoxFuture;
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// # });
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FileStore {
+    files: Arc<Files>,
+    disk: Arc<Disk>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore")
+            .field("dir", &self.files.dir)
+            .finish()
+    }
+}
+
+/// The store's directory and what it does there, synchronously: on the store's disk thread
+/// ([`Disk`]), never on a caller's.
+struct Files {
     dir: PathBuf,
 }
 
@@ -141,14 +160,43 @@ impl FileStore {
         let meta = std::fs::metadata(&dir)
             .map_err(|e| io_error("cannot inspect the token store directory", &dir, e))?;
         file_safety::check_store_dir(&dir, &meta)?;
-        Ok(Self { dir })
+        Ok(Self {
+            files: Arc::new(Files { dir }),
+            disk: Arc::default(),
+        })
     }
 
     /// The directory the store writes to.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.files.dir
     }
 
+    /// Runs `work` on the store's files, on its disk thread.
+    async fn on_disk<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Files) -> Result<T, Error> + Send + 'static,
+    {
+        let files = Arc::clone(&self.files);
+        self.disk.run(move || work(&files)).await
+    }
+
+    /// A short exclusive lock (`kind` of `key`: "cas" of a resource's tokens, "client-cas" of
+    /// an issuer's registration), held while the returned file is open: microseconds for a
+    /// live holder, waited for off the executor (a holder stopped while holding it must not
+    /// hang a runtime thread).
+    async fn short_lock(&self, key: &str, kind: &'static str) -> Result<File, Error> {
+        let key = key.to_owned();
+        let (path, file) = self
+            .on_disk(move |files| files.lock_file(&key, kind))
+            .await?;
+        file_lock::lock_exclusive(file)
+            .await
+            .map_err(|e| io_error("cannot lock", &path, e))
+    }
+}
+
+impl Files {
     fn tokens_path(&self, resource: &str) -> PathBuf {
         self.dir.join(file_name("tokens", resource, "json"))
     }
@@ -248,17 +296,6 @@ impl FileStore {
         }
     }
 
-    /// A short exclusive lock (`kind` of `key`: "cas" of a resource's tokens, "client-cas" of
-    /// an issuer's registration), held while the returned file is open: microseconds for a
-    /// live holder, waited for off the executor (a holder stopped while holding it must not
-    /// hang a runtime thread).
-    async fn short_lock(&self, key: &str, kind: &str) -> Result<File, Error> {
-        let (path, file) = self.lock_file(key, kind)?;
-        file_lock::lock_exclusive(file)
-            .await
-            .map_err(|e| io_error("cannot lock", &path, e))
-    }
-
     /// Opens (creating) a lock file.
     fn lock_file(&self, resource: &str, kind: &str) -> Result<(PathBuf, File), Error> {
         let path = self.dir.join(file_name("tokens", resource, kind));
@@ -290,7 +327,8 @@ impl TokenStore for FileStore {
         &'a self,
         resource: &'a str,
     ) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
-        ready(self.load_tokens_now(resource))
+        let resource = resource.to_owned();
+        Box::pin(self.on_disk(move |files| files.load_tokens_now(&resource)))
     }
 
     fn save_tokens<'a>(
@@ -298,7 +336,8 @@ impl TokenStore for FileStore {
         resource: &'a str,
         tokens: &'a TokenSet,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        ready(self.save_tokens_now(resource, Some(tokens)))
+        let (resource, tokens) = (resource.to_owned(), tokens.clone());
+        Box::pin(self.on_disk(move |files| files.save_tokens_now(&resource, Some(&tokens))))
     }
 
     fn compare_and_swap_tokens<'a>(
@@ -311,16 +350,22 @@ impl TokenStore for FileStore {
             // A short exclusive lock of its own makes read-compare-write atomic across
             // processes. Held for microseconds by a live process, but one stopped while holding
             // it would hang a blocking wait: waited for off the executor (see `file_lock`).
-            let file = self.short_lock(resource, "cas").await?;
-            let stored = self.load_tokens_now(resource)?;
-            let outcome = if matches(stored.as_ref(), current) {
-                self.save_tokens_now(resource, new)?;
-                Replaced::Swapped
-            } else {
-                Replaced::Conflict(stored.map(Box::new))
-            };
-            drop(file);
-            Ok(outcome)
+            let lock = self.short_lock(resource, "cas").await?;
+            let (resource, current, new) = (resource.to_owned(), current.cloned(), new.cloned());
+            // The lock goes with the work: released when it is done, or when it is skipped
+            // because this caller gave up first.
+            self.on_disk(move |files| {
+                let stored = files.load_tokens_now(&resource)?;
+                let outcome = if matches(stored.as_ref(), current.as_ref()) {
+                    files.save_tokens_now(&resource, new.as_ref())?;
+                    Replaced::Swapped
+                } else {
+                    Replaced::Conflict(stored.map(Box::new))
+                };
+                drop(lock);
+                Ok(outcome)
+            })
+            .await
         })
     }
 
@@ -328,28 +373,37 @@ impl TokenStore for FileStore {
         &'a self,
         issuer: &'a str,
     ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>> {
-        let reg: Result<Option<ClientRegistration>, Error> = Self::read(&self.client_path(issuer));
-        ready(reg.map(|r| r.filter(|r| r.issuer == issuer)))
+        let issuer = issuer.to_owned();
+        Box::pin(self.on_disk(move |files| {
+            let reg: Option<ClientRegistration> = Files::read(&files.client_path(&issuer))?;
+            Ok(reg.filter(|r| r.issuer == issuer))
+        }))
     }
 
     fn save_client<'a>(
         &'a self,
         registration: &'a ClientRegistration,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        let path = self.client_path(&registration.issuer);
         Box::pin(async move {
             let bytes = serde_json::to_vec_pretty(registration).map_err(|e| {
                 Error::new(ErrorKind::Store, format!("cannot encode registration: {e}"))
             })?;
             // Under the lock `remove_refused_client` takes, so that it never removes a
             // registration written after its read.
-            let _lock = self.short_lock(&registration.issuer, "client-cas").await?;
-            Self::write_atomic(&path, &bytes)
+            let lock = self.short_lock(&registration.issuer, "client-cas").await?;
+            let issuer = registration.issuer.clone();
+            self.on_disk(move |files| {
+                let written = Files::write_atomic(&files.client_path(&issuer), &bytes);
+                drop(lock);
+                written
+            })
+            .await
         })
     }
 
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        ready(Self::remove(&self.client_path(issuer)))
+        let issuer = issuer.to_owned();
+        Box::pin(self.on_disk(move |files| Files::remove(&files.client_path(&issuer))))
     }
 
     fn remove_refused_client<'a>(
@@ -360,19 +414,27 @@ impl TokenStore for FileStore {
         Box::pin(async move {
             // Under a short lock of its own, as the tokens' compare-and-swap: another process
             // cannot register between the read and the removal.
-            let _lock = self.short_lock(issuer, "client-cas").await?;
-            let path = self.client_path(issuer);
-            let stored: Option<ClientRegistration> = Self::read(&path)?;
-            if stored.is_some_and(|r| r.issuer == issuer && r.client_id == client_id) {
-                Self::remove(&path)?;
-            }
-            Ok(())
+            let lock = self.short_lock(issuer, "client-cas").await?;
+            let (issuer, client_id) = (issuer.to_owned(), client_id.to_owned());
+            self.on_disk(move |files| {
+                let path = files.client_path(&issuer);
+                let stored: Option<ClientRegistration> = Files::read(&path)?;
+                if stored.is_some_and(|r| r.issuer == issuer && r.client_id == client_id) {
+                    Files::remove(&path)?;
+                }
+                drop(lock);
+                Ok(())
+            })
+            .await
         })
     }
 
     fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
         Box::pin(async move {
-            let (path, file) = self.lock_file(resource, "lock")?;
+            let key = resource.to_owned();
+            let (path, file) = self
+                .on_disk(move |files| files.lock_file(&key, "lock"))
+                .await?;
             let in_process = process_lock(&path).lock_owned().await;
             // The file lock may be held by another process for a whole refresh: waited for
             // off the executor, and no longer once this future is dropped.
@@ -392,20 +454,25 @@ impl TokenStore for FileStore {
             server: server.to_owned(),
             last_flow: record.clone(),
         };
-        ready(
-            serde_json::to_vec_pretty(&file)
-                .map_err(|e| Error::new(ErrorKind::Store, format!("cannot encode a status: {e}")))
-                .and_then(|bytes| Self::write_atomic(&self.status_path(server), &bytes)),
-        )
+        Box::pin(self.on_disk(move |files| {
+            let bytes = serde_json::to_vec_pretty(&file).map_err(|e| {
+                Error::new(ErrorKind::Store, format!("cannot encode a status: {e}"))
+            })?;
+            Files::write_atomic(&files.status_path(&file.server), &bytes)
+        }))
     }
 
     fn load_last_flow<'a>(
         &'a self,
         server: &'a str,
     ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
-        let file: Result<Option<StatusFile>, Error> = Self::read(&self.status_path(server));
-        // A hash collision of two servers' file names is read as nothing, never as the other's.
-        ready(file.map(|f| f.filter(|f| f.server == server).map(|f| f.last_flow)))
+        let server = server.to_owned();
+        Box::pin(self.on_disk(move |files| {
+            let file: Option<StatusFile> = Files::read(&files.status_path(&server))?;
+            // A hash collision of two servers' file names is read as nothing, never as the
+            // other's.
+            Ok(file.filter(|f| f.server == server).map(|f| f.last_flow))
+        }))
     }
 }
 

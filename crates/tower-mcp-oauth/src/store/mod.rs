@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 pub(crate) mod contract;
+mod disk;
 mod file;
 mod file_lock;
 mod file_safety;

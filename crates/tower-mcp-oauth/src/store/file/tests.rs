@@ -32,7 +32,7 @@ async fn round_trip_with_absolute_expiry_and_owner_only_mode() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(store.tokens_path("https://rs/mcp"))
+        let mode = std::fs::metadata(store.files.tokens_path("https://rs/mcp"))
             .unwrap()
             .permissions()
             .mode();
@@ -55,7 +55,7 @@ async fn a_file_that_does_not_parse_is_a_store_error_that_quotes_none_of_it() {
     store.save_tokens(url, &tokens("a")).await.unwrap();
     // A secret where the file's reader expects a number (a downgrade that changed a
     // field's form): serde's own message would quote it.
-    let path = store.tokens_path(url);
+    let path = store.files.tokens_path(url);
     let mut json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     fn first_number(v: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
@@ -88,13 +88,14 @@ async fn a_crash_mid_write_leaves_the_old_file() {
         .unwrap();
     // A writer that died before its rename leaves only a stray temporary file.
     let stray = store
+        .files
         .tokens_path("https://rs/mcp")
         .with_extension("tmp-999-0");
     std::fs::write(&stray, b"{\"resource\": \"https://rs/mcp\", \"tok").unwrap();
     let back = store.load_tokens("https://rs/mcp").await.unwrap().unwrap();
     assert_eq!(back.access_token().secret(), "a");
     // A corrupt store file is a typed error, not a panic.
-    std::fs::write(store.tokens_path("https://rs/mcp"), b"{not json").unwrap();
+    std::fs::write(store.files.tokens_path("https://rs/mcp"), b"{not json").unwrap();
     assert_eq!(
         store
             .load_tokens("https://rs/mcp")
@@ -187,8 +188,8 @@ async fn the_last_flow_is_kept_per_server_owner_only() {
     );
     // A file holding another server's record (a name collision) is not this server's.
     std::fs::copy(
-        store.status_path("https://rs/a"),
-        store.status_path("https://rs/c"),
+        store.files.status_path("https://rs/a"),
+        store.files.status_path("https://rs/c"),
     )
     .unwrap();
     assert!(store
@@ -199,7 +200,7 @@ async fn the_last_flow_is_kept_per_server_owner_only() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(store.status_path("https://rs/a"))
+        let mode = std::fs::metadata(store.files.status_path("https://rs/a"))
             .unwrap()
             .permissions()
             .mode();
@@ -228,7 +229,7 @@ fn a_registration_write_waits_for_a_stopped_holder_off_the_executor() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path()).unwrap();
     // Another process stopped while holding the registration's lock.
-    let (_, holder) = store.lock_file("https://as", "client-cas").unwrap();
+    let (_, holder) = store.files.lock_file("https://as", "client-cas").unwrap();
     holder.lock().unwrap();
     let (done, ended) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -258,4 +259,72 @@ fn a_registration_write_waits_for_a_stopped_holder_off_the_executor() {
         "the write blocked its runtime's thread"
     );
     drop(holder);
+}
+
+/// A disk that stops answering (a network mount gone away), played by work that blocks the
+/// store's disk thread until told: every file system call after it waits behind it, as behind
+/// a hung `read`.
+#[test]
+fn a_disk_that_stops_answering_holds_no_runtime_thread_and_loses_no_later_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let url = "https://rs/mcp";
+    let (resume, stalled) = std::sync::mpsc::channel::<()>();
+    let (answered, answers) = std::sync::mpsc::channel();
+    let (done, ended) = std::sync::mpsc::channel();
+    let hung = store.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (began, beginning) = futures_channel::oneshot::channel();
+            let stall = hung.on_disk(move |_| {
+                let _ = began.send(());
+                let _ = stalled.recv();
+                Ok(())
+            });
+            let mut stall = std::pin::pin!(stall);
+            // Polled once, the stall's work is on the disk thread.
+            assert!(futures_util::poll!(stall.as_mut()).is_pending());
+            beginning.await.unwrap();
+            // The runtime's one thread stays free: each caller's own timeout fires.
+            let short = Duration::from_millis(100);
+            let read = tokio::time::timeout(short, hung.load_tokens(url)).await;
+            let written = tokio::time::timeout(short, hung.save_tokens(url, &tokens("late"))).await;
+            let swapped = tokio::time::timeout(
+                short,
+                hung.compare_and_swap_tokens(url, None, Some(&tokens("late"))),
+            )
+            .await;
+            let _ = answered.send((read.is_err(), written.is_err(), swapped.is_err()));
+            stall.await.unwrap();
+            // The disk answers again: the calls whose callers left were never made (no late
+            // write lands over what the layer did since), and the store works.
+            let after = hung.load_tokens(url).await.unwrap();
+            hung.save_tokens(url, &tokens("a")).await.unwrap();
+            let back = hung.load_tokens(url).await.unwrap().unwrap();
+            let _ = done.send((after.is_none(), back.access_token().secret() == "a"));
+        });
+    });
+    let (read, written, swapped) = answers
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the store's file work blocked its runtime's thread");
+    assert!(
+        read && written && swapped,
+        "a call answered from a hung disk"
+    );
+    resume.send(()).unwrap();
+    let (nothing_late, works) = ended.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(nothing_late, "a write whose caller had left landed");
+    assert!(works);
+    // The compare-and-swap gave its lock back with the work it did not do.
+    assert!(store
+        .files
+        .lock_file(url, "cas")
+        .unwrap()
+        .1
+        .try_lock()
+        .is_ok());
 }
