@@ -200,6 +200,7 @@ impl Flow {
             request,
         });
         Ok(State::ExpectJwtBearerToken(Box::new(ExpectToken {
+            unsaved: None,
             resource,
             server,
             client: creds,

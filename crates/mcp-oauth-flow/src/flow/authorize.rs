@@ -115,7 +115,7 @@ impl Flow {
                     method,
                     assertion: None,
                 };
-                self.request_authorization(secrets, resource, server, creds)
+                self.request_authorization(secrets, resource, server, creds, None)
             }
             ClientSource::MetadataDocument(url) => {
                 let creds = ClientCredentials {
@@ -124,7 +124,7 @@ impl Flow {
                     method: ClientAuthMethod::None,
                     assertion: None,
                 };
-                self.request_authorization(secrets, resource, server, creds)
+                self.request_authorization(secrets, resource, server, creds, None)
             }
             ClientSource::StoredOrRegister => {
                 self.out.push_back(Action::LoadClient {
@@ -204,6 +204,7 @@ impl Flow {
             resource,
             server,
             client: creds,
+            unsaved: None,
         })))
     }
 
@@ -217,6 +218,9 @@ impl Flow {
             resource,
             server,
         } = s;
+        let replaces_one_in_use = stored.as_ref().is_some_and(|reg| {
+            rules::replaces_registration_in_use(reg, &server.client_issuer, self.last_now)
+        });
         let usable = stored.filter(|reg| {
             rules::stored_client_usable(
                 reg,
@@ -227,7 +231,7 @@ impl Flow {
         });
         if let Some(reg) = usable {
             let creds = registered_credentials(&reg, &server.meta);
-            return self.request_authorization(secrets, resource, server, creds);
+            return self.request_authorization(secrets, resource, server, creds, None);
         }
         let Some(endpoint) = server.meta.registration_endpoint.as_deref() else {
             return Err(Error::new(
@@ -270,6 +274,7 @@ impl Flow {
             secrets,
             resource,
             server,
+            replaces_one_in_use,
         })))
     }
 
@@ -282,6 +287,7 @@ impl Flow {
             secrets,
             resource,
             server,
+            replaces_one_in_use,
         } = s;
         let endpoint = server
             .meta
@@ -305,8 +311,15 @@ impl Flow {
             format!("registered client {}", reg.client_id),
         );
         let creds = registered_credentials(&reg, &server.meta);
-        self.out.push_back(Action::SaveClient(reg));
-        self.request_authorization(secrets, resource, server, creds)
+        // Saved now, so that a login abandoned at consent still reuses it next time; but not
+        // over a registration another application still uses, which only tokens replace.
+        let unsaved = if replaces_one_in_use {
+            Some(Box::new(reg))
+        } else {
+            self.out.push_back(Action::SaveClient(reg));
+            None
+        };
+        self.request_authorization(secrets, resource, server, creds, unsaved)
     }
 
     fn request_authorization(
@@ -315,9 +328,10 @@ impl Flow {
         resource: Resource,
         server: AuthServer,
         client: ClientCredentials,
+        unsaved: Option<Box<ClientRegistration>>,
     ) -> Result<State, Error> {
         if self.config.device_authorization {
-            return self.device_authorization(secrets, resource, server, client);
+            return self.device_authorization(secrets, resource, server, client, unsaved);
         }
         let endpoint = parse_secure_url(
             server
@@ -349,6 +363,7 @@ impl Flow {
                 resource,
                 server,
                 client,
+                unsaved,
             },
         )))
     }
@@ -415,6 +430,7 @@ impl Flow {
             resource: s.resource,
             server: s.server,
             client,
+            unsaved: s.unsaved,
         })))
     }
 
@@ -508,6 +524,11 @@ impl Flow {
             s.resource.resource.as_deref(),
         )
         .with_token_endpoint(Some(endpoint), Some(s.client.method));
+        // The registration that got them takes the store's slot for the issuer now (see
+        // `ExpectToken::unsaved`): its tokens cannot refresh without it.
+        if let Some(registration) = s.unsaved {
+            self.out.push_back(Action::SaveClient(*registration));
+        }
         self.out.push_back(Action::Complete(Box::new(FlowOutcome {
             tokens,
             protected_resource: s.resource.protected_resource,

@@ -19,6 +19,7 @@ use crate::device::{
     parse_device_authorization_response, poll_verdict, PollVerdict,
 };
 use crate::error::{Error, ErrorKind};
+use crate::registration::ClientRegistration;
 use crate::report::Purpose;
 use crate::server_requests::{with_device_switches, with_token_params};
 use crate::token_request::{token_request, Grant};
@@ -34,6 +35,7 @@ impl Flow {
         resource: Resource,
         server: AuthServer,
         client: ClientCredentials,
+        unsaved: Option<Box<ClientRegistration>>,
     ) -> Result<State, Error> {
         let endpoint = device_authorization_endpoint(&server.meta)?;
         let now = self.last_now;
@@ -55,6 +57,7 @@ impl Flow {
                 resource,
                 server,
                 client,
+                unsaved,
             },
         )))
     }
@@ -97,12 +100,14 @@ impl Flow {
             resource,
             server,
             client,
+            unsaved,
         } = s;
         Ok(State::ExpectPollDue(Box::new(DevicePoll {
             secrets,
             resource,
             server,
             client,
+            unsaved,
             device_code: auth.device_code,
             interval: auth.interval,
             expires_at,
@@ -167,6 +172,7 @@ impl Flow {
                 resource,
                 server,
                 client,
+                unsaved,
                 ..
             } = s;
             return self.on_token(
@@ -174,6 +180,7 @@ impl Flow {
                     resource,
                     server,
                     client,
+                    unsaved,
                 },
                 response,
                 now,

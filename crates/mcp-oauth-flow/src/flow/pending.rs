@@ -21,6 +21,7 @@ use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind};
 use crate::metadata::AuthorizationServerMetadata;
 use crate::pkce::Pkce;
+use crate::registration::ClientRegistration;
 use crate::report::DiscoveryReport;
 use crate::scope::Scopes;
 use crate::server_options::select_server_options;
@@ -75,6 +76,11 @@ pub struct PendingAuthorization {
     client_id: String,
     client_secret: Option<String>,
     client_auth_method: ClientAuthMethod,
+    /// The flow's new registration when it is saved only with the tokens it gets (see
+    /// `rules::replaces_registration_in_use`); absent from records that have none, and from
+    /// those of builds before it, which this one reads the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registration: Option<ClientRegistration>,
 }
 
 impl std::fmt::Debug for PendingAuthorization {
@@ -128,6 +134,7 @@ impl Flow {
             client_id: s.client.client_id.clone(),
             client_secret: s.client.client_secret.as_ref().map(|c| c.secret().clone()),
             client_auth_method: s.client.method,
+            registration: s.unsaved.as_deref().cloned(),
         })
     }
 
@@ -184,6 +191,7 @@ impl Flow {
                 method: pending.client_auth_method,
                 assertion: None,
             },
+            unsaved: pending.registration.map(Box::new),
         };
         Ok(Self {
             config,
@@ -263,6 +271,14 @@ mod tests {
             client_id: "app".into(),
             client_secret: Some("the-client-secret".into()),
             client_auth_method: ClientAuthMethod::ClientSecretBasic,
+            registration: Some(ClientRegistration {
+                issuer: "https://as.example.com".into(),
+                client_id: "app".into(),
+                client_secret: Some(ClientSecret::new("the-client-secret".into())),
+                client_secret_expires_at: None,
+                token_endpoint_auth_method: Some("client_secret_basic".into()),
+                redirect_uris: vec!["https://app.example.com/callback".into()],
+            }),
         }
     }
 
@@ -275,6 +291,17 @@ mod tests {
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
         assert_eq!(back.state(), "the-state");
         assert_eq!(back.issuer(), "https://as.example.com");
+    }
+
+    /// A record written before the registration it may carry was part of it reads the same.
+    #[test]
+    fn a_record_without_a_registration_reads_as_having_none() {
+        let mut json = serde_json::to_value(record()).unwrap();
+        json.as_object_mut().unwrap().remove("registration");
+        let back: PendingAuthorization = serde_json::from_value(json).unwrap();
+        assert!(back.registration.is_none());
+        let written = serde_json::to_value(&back).unwrap();
+        assert!(written.get("registration").is_none(), "{written}");
     }
 
     #[test]

@@ -129,6 +129,33 @@ pub(super) fn client_credentials_method(
     }
 }
 
+/// Whether a new registration would replace, in the store's one slot per issuer, a stored one
+/// that another application may still use: of the same issuer, its secret alive, so that only
+/// its redirect URI kept this client from it (two applications sharing a store, or one whose
+/// redirect URI changed). The new one is then saved only once it has got tokens: a login
+/// abandoned at consent, or refused, leaves the other application's registration (and, for a
+/// confidential client, its refresh) as it was. An expired or foreign one is replaced at once,
+/// and so a login abandoned at consent reuses the new one next time instead of registering
+/// again.
+pub(super) fn replaces_registration_in_use(
+    stored: &ClientRegistration,
+    client_issuer: &str,
+    now: SystemTime,
+) -> bool {
+    stored.issuer == client_issuer && secret_valid(stored, now)
+}
+
+/// Whether a registration's secret is still valid (RFC 7591 §3.2.1 `client_secret_expires_at`:
+/// seconds since the epoch, 0 for never).
+fn secret_valid(reg: &ClientRegistration, now: SystemTime) -> bool {
+    match reg.client_secret_expires_at {
+        None | Some(0) => true,
+        Some(at) => now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .is_ok_and(|now| now.as_secs() < at),
+    }
+}
+
 /// Whether a stored registration may be used: it belongs to the server that issued it
 /// (SEP-2352), allows our redirect URI (RFC 7591 §2; a loopback redirect on another port
 /// still matches, RFC 8252 §7.3; a registration that lists no redirect URI allows any), and
@@ -141,13 +168,7 @@ pub(super) fn stored_client_usable(
     redirect_uri: &str,
     now: SystemTime,
 ) -> bool {
-    let secret_valid = match reg.client_secret_expires_at {
-        None | Some(0) => true,
-        Some(at) => now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .is_ok_and(|now| now.as_secs() < at),
-    };
-    secret_valid
+    secret_valid(reg, now)
         && reg.issuer == client_issuer
         && (reg.redirect_uris.is_empty()
             || reg

@@ -35,12 +35,12 @@
 //!      │               │      │ none: register (RFC 7591)                     │        │
 //!      │               │      ▼                                               │        │
 //!      │               │  ExpectRegistration ── registered: SaveClient ───────┤        │
-//!      │               │                                                      ▼        │
+//!      │               │       (replacing one in use: saved at Complete)      ▼        │
 //!      │               │                  ExpectAuthorizationResponse (Authorize)      │
 //!      │               │                      │ state, RFC 9207 iss checked            │
 //!      │               │                      ▼                                        │
 //!      │               │                  ExpectToken ◀────────────────────────────────┘
-//!      │               │                      │ tokens: Complete
+//!      │               │                      │ tokens: [SaveClient,] Complete
 //!      │               │                      │ invalid_client, challenged 401: Failed (+ DropClient)
 //!      ▼               ▼                      ▼
 //!   _refresh_ (RFC 6749 §6)               Finished ◀── Failed: any error, in any state
@@ -86,7 +86,7 @@
 //! | `ExpectDeviceAuthorization` | error, bad response | `Finished` | `Failed` |
 //! | `ExpectPollDue` | poll due, code alive | `ExpectDeviceToken` | `Send` (device_code grant, §3.4) |
 //! | `ExpectPollDue` | poll due, code's `expires_in` passed | `Finished` | `Failed` (`DeviceCodeExpired`; `UnexpectedStatus` if the last poll met a 5xx or 429) |
-//! | `ExpectDeviceToken` | tokens | `Finished` | `Complete` |
+//! | `ExpectDeviceToken` | tokens | `Finished` | as `ExpectToken` |
 //! | `ExpectDeviceToken` | `authorization_pending` | `ExpectPollDue` | `PollAfter` (`interval`) |
 //! | `ExpectDeviceToken` | `slow_down` | `ExpectPollDue` | `PollAfter` (`interval` + 5 s, kept) |
 //! | `ExpectDeviceToken` | `access_denied` / `expired_token` | `Finished` | `Failed` (`AuthorizationDenied` / `DeviceCodeExpired`) |
@@ -100,12 +100,13 @@
 //! | `ExpectStoredClient` | a registration for this AS and redirect URI | `ExpectAuthorizationResponse` | `Authorize` |
 //! | `ExpectStoredClient` | none, registration endpoint | `ExpectRegistration` | `Send` (register) |
 //! | `ExpectStoredClient` | none, no registration endpoint | `Finished` | `Failed` |
-//! | `ExpectRegistration` | registered | `ExpectAuthorizationResponse` | `SaveClient`, `Authorize` |
+//! | `ExpectRegistration` | registered, the store's registration for the issuer none, expired or another issuer's | `ExpectAuthorizationResponse` | `SaveClient`, `Authorize` |
+//! | `ExpectRegistration` | registered, replacing one in use (same issuer, alive, another redirect URI) | `ExpectAuthorizationResponse` | `Authorize` (the registration kept until tokens) |
 //! | `ExpectRegistration` | refused | `Finished` | `Failed` |
 //! | *resume* (`Flow::resume`, another process) | a `PendingAuthorization` of this version and redirect URI | `ExpectAuthorizationResponse` | |
 //! | `ExpectAuthorizationResponse` | code; state and `iss` check out | `ExpectToken` | `Send` (token) |
 //! | `ExpectAuthorizationResponse` | error, state or `iss` mismatch | `Finished` | `Failed` |
-//! | `ExpectToken` | tokens | `Finished` | `Complete` |
+//! | `ExpectToken` | tokens | `Finished` | `SaveClient` if the registration was kept until tokens, `Complete` |
 //! | `ExpectToken` | `invalid_client`, or a 401 challenging the client's authentication | `Finished` | `DropClient` if registered, `Failed` |
 //! | `ExpectToken` | error | `Finished` | `Failed` |
 //! | *refresh* | public or pre-registered client | `ExpectRefreshToken` | `Send` (refresh) |
@@ -133,6 +134,7 @@ use super::{FlowSecrets, Trigger};
 use crate::client_auth::ClientCredentials;
 use crate::error::Error;
 use crate::metadata::AuthorizationServerMetadata;
+use crate::registration::ClientRegistration;
 use crate::scope::Scopes;
 use crate::server_options::ServerOptions;
 use crate::token_set::TokenSet;
@@ -217,6 +219,9 @@ pub(super) struct ExpectRegistration {
     pub(super) secrets: FlowSecrets,
     pub(super) resource: Resource,
     pub(super) server: AuthServer,
+    /// Whether the new registration would replace one the store holds and another
+    /// application still uses (`rules::replaces_registration_in_use`).
+    pub(super) replaces_one_in_use: bool,
 }
 
 /// Waiting for the parameters of the redirect back from the authorization endpoint.
@@ -225,6 +230,9 @@ pub(super) struct ExpectAuthorizationResponse {
     pub(super) resource: Resource,
     pub(super) server: AuthServer,
     pub(super) client: ClientCredentials,
+    /// A registration made in this flow that would replace one the store holds for another
+    /// redirect URI: saved only with the tokens it got (`rules::replaces_registration_in_use`).
+    pub(super) unsaved: Option<Box<ClientRegistration>>,
 }
 
 /// Waiting for the token endpoint's answer to an authorization-code or client-credentials
@@ -233,6 +241,9 @@ pub(super) struct ExpectToken {
     pub(super) resource: Resource,
     pub(super) server: AuthServer,
     pub(super) client: ClientCredentials,
+    /// A registration made in this flow that would replace one the store holds for another
+    /// redirect URI: saved only with the tokens it got (`rules::replaces_registration_in_use`).
+    pub(super) unsaved: Option<Box<ClientRegistration>>,
 }
 
 /// Waiting for the application's assertion (`ObtainAssertion`): a workload identity token or
@@ -256,6 +267,9 @@ pub(super) struct ExpectDeviceAuthorization {
     pub(super) resource: Resource,
     pub(super) server: AuthServer,
     pub(super) client: ClientCredentials,
+    /// A registration made in this flow that would replace one the store holds for another
+    /// redirect URI: saved only with the tokens it got (`rules::replaces_registration_in_use`).
+    pub(super) unsaved: Option<Box<ClientRegistration>>,
 }
 
 /// A device code being polled for (RFC 8628 §3.4, §3.5): waiting for the driver to say the
@@ -265,6 +279,9 @@ pub(super) struct DevicePoll {
     pub(super) resource: Resource,
     pub(super) server: AuthServer,
     pub(super) client: ClientCredentials,
+    /// A registration made in this flow that would replace one the store holds for another
+    /// redirect URI: saved only with the tokens it got (`rules::replaces_registration_in_use`).
+    pub(super) unsaved: Option<Box<ClientRegistration>>,
     /// The credential each poll presents; never shown.
     pub(super) device_code: String,
     /// The current interval: the server's, plus 5 s for every `slow_down`.

@@ -123,6 +123,84 @@ fn stored_client_is_reused_only_for_its_issuer() {
     );
 }
 
+/// The store keeps one registration per issuer. One that another application still uses (its
+/// redirect URI is not ours, its secret alive) is replaced only by a registration that got
+/// tokens; an expired one at once, so a login abandoned at consent reuses the new one.
+#[test]
+fn a_registration_in_use_elsewhere_is_replaced_only_once_the_new_one_got_tokens() {
+    let others = ClientRegistration {
+        issuer: AS.into(),
+        client_id: "other-app".into(),
+        client_secret: Some(oauth2::ClientSecret::new("other-secret".into())),
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("client_secret_basic".into()),
+        redirect_uris: vec!["https://other.example.com/callback".into()],
+    };
+    let token_request = format!("POST {AS}/token");
+    // Approved: saved after the token request, never before consent.
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        Some(others.clone()),
+    );
+    run.outcome();
+    assert_eq!(
+        run.authorize_param("client_id").as_deref(),
+        Some("dcr-client")
+    );
+    assert_eq!(run.saved.len(), 1);
+    assert_eq!(run.saved[0].client_id, "dcr-client");
+    assert_eq!(run.saved_after, [Some(token_request.clone())]);
+    // Refused at consent, or by the token endpoint: the other application's stays.
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        refused_consent(),
+        Some(others.clone()),
+    );
+    assert_eq!(run.failed(), ErrorKind::AuthorizationDenied);
+    assert!(run.saved.is_empty(), "{:?}", run.saved_after);
+    let net = std_net().json(
+        &format!("{AS}/token"),
+        400,
+        json!({"error": "invalid_grant"}),
+    );
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        Some(others.clone()),
+    );
+    assert_eq!(run.failed(), ErrorKind::TokenRejected);
+    assert!(run.saved.is_empty());
+
+    // Its secret expired, or nothing stored: saved as soon as it is made, before consent.
+    let expired = ClientRegistration {
+        client_secret_expires_at: Some(1_600_000_000),
+        ..others
+    };
+    for stored in [Some(expired), None] {
+        let run = run_with(
+            config(),
+            start(Some(&challenge_with_prm())),
+            &std_net(),
+            refused_consent(),
+            stored,
+        );
+        assert_eq!(run.failed(), ErrorKind::AuthorizationDenied);
+        assert_eq!(run.saved.len(), 1);
+        assert_eq!(run.saved_after, [Some(format!("POST {AS}/register"))]);
+    }
+}
+
+fn refused_consent() -> Consent {
+    Consent::Raw("error=access_denied&state={state}".into())
+}
+
 #[test]
 fn a_registration_from_an_earlier_loopback_port_is_reused() {
     // RFC 8252 §7.3: the port of a loopback IP redirect may change from run to run.

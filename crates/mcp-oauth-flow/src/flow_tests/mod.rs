@@ -122,6 +122,8 @@ struct Run {
     auth: Vec<Option<String>>,
     authorize_url: Option<url::Url>,
     saved: Vec<ClientRegistration>,
+    /// For each of `saved`, the entry of `sent` it came after (`None`: before any).
+    saved_after: Vec<Option<String>>,
     loaded: Vec<String>,
     dropped: Vec<String>,
 }
@@ -180,6 +182,7 @@ fn run_with(
         auth: vec![],
         authorize_url: None,
         saved: vec![],
+        saved_after: vec![],
         loaded: vec![],
         dropped: vec![],
     };
@@ -218,7 +221,10 @@ fn run_with(
                 run.loaded.push(issuer);
                 flow.handle_stored_client(stored.clone());
             }
-            Action::SaveClient(reg) => run.saved.push(reg),
+            Action::SaveClient(reg) => {
+                run.saved.push(reg);
+                run.saved_after.push(run.sent.last().cloned());
+            }
             Action::DropTokens => run.dropped.push("tokens".into()),
             Action::DropClient { issuer, client_id } => {
                 run.dropped.push(format!("client {issuer} {client_id}"))

@@ -6,6 +6,17 @@ use super::*;
 /// Runs a flow until it asks for consent and returns it with the authorization URL. Every
 /// sub-request is answered from `net`; a stored-client lookup finds nothing.
 fn until_consent(config: &Arc<ClientConfig>, net: &Net) -> (Flow, url::Url) {
+    until_consent_with(config, net, None)
+}
+
+/// As [`until_consent`], the stored-client lookup finding `stored`; no registration may be
+/// saved before consent.
+fn until_consent_with(
+    config: &Arc<ClientConfig>,
+    net: &Net,
+    stored: Option<ClientRegistration>,
+) -> (Flow, url::Url) {
+    let saves = stored.is_none();
     let mut flow = Flow::new(
         Arc::clone(config),
         start(None),
@@ -15,8 +26,8 @@ fn until_consent(config: &Arc<ClientConfig>, net: &Net) -> (Flow, url::Url) {
     loop {
         match flow.poll_action() {
             Some(Action::Send(sub)) => flow.handle_response(net.answer(&sub.request), now()),
-            Some(Action::LoadClient { .. }) => flow.handle_stored_client(None),
-            Some(Action::SaveClient(_)) => {}
+            Some(Action::LoadClient { .. }) => flow.handle_stored_client(stored.clone()),
+            Some(Action::SaveClient(_)) if saves => {}
             Some(Action::Authorize(request)) => return (flow, request.url().clone()),
             other => panic!("unexpected {other:?}"),
         }
@@ -73,6 +84,39 @@ fn a_resumed_flow_exchanges_the_code_with_the_original_verifier() {
     assert_eq!(outcome.tokens.access_token().secret(), "at-1");
     assert_eq!(outcome.tokens.issuer(), AS);
     assert_eq!(outcome.protected_resource.as_str(), format!("{RS}/mcp"));
+}
+
+/// A registration saved only with its tokens (it replaces one another application uses)
+/// travels with the record: the process that gets the tokens saves it.
+#[test]
+fn a_registration_saved_with_its_tokens_is_saved_by_the_resuming_process() {
+    let config = Arc::new(config());
+    let others = ClientRegistration {
+        issuer: AS.into(),
+        client_id: "other-app".into(),
+        client_secret: None,
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("none".into()),
+        redirect_uris: vec!["https://other.example.com/callback".into()],
+    };
+    let (flow, url) = until_consent_with(&config, &std_net(), Some(others));
+    let json = serde_json::to_string(&flow.pending_authorization().unwrap()).unwrap();
+    drop(flow);
+
+    let pending: PendingAuthorization = serde_json::from_str(&json).unwrap();
+    let mut resumed = Flow::resume(Arc::clone(&config), pending, now()).unwrap();
+    let query = format!("code=the-code&state={}&iss={AS}", param(&url, "state"));
+    resumed.handle_authorization_response_at(AuthorizationResponse::from_query(&query), now());
+    let Some(Action::Send(sub)) = resumed.poll_action() else {
+        panic!("no token request")
+    };
+    resumed.handle_response(std_net().answer(&sub.request), now());
+    let Some(Action::SaveClient(saved)) = resumed.poll_action() else {
+        panic!("the registration was not saved with its tokens")
+    };
+    assert_eq!(saved.client_id, "dcr-client");
+    assert_eq!(saved.issuer, AS);
+    assert!(matches!(resumed.poll_action(), Some(Action::Complete(_))));
 }
 
 /// The callback is checked by the resumed flow exactly as by the original: a wrong `state`
