@@ -45,7 +45,8 @@ impl Disk {
             if !tx.is_canceled() {
                 let _ = tx.send(work());
             }
-        }))?;
+        }))
+        .map_err(|(_, e)| e)?;
         rx.await.unwrap_or_else(|_| {
             Err(Error::new(
                 ErrorKind::Store,
@@ -55,8 +56,18 @@ impl Disk {
         })
     }
 
-    /// Hands `job` to the thread, starting it first if it has not started (or has ended).
-    fn send(&self, job: Job) -> Result<(), Error> {
+    /// Runs `work` on the store's thread without waiting for it: a lock's release, whose close
+    /// of the lock file is a call to the file system like any other. Run here if the thread
+    /// cannot be started.
+    pub(super) fn detach(&self, work: impl FnOnce() + Send + 'static) {
+        if let Err((job, _)) = self.send(Box::new(work)) {
+            job();
+        }
+    }
+
+    /// Hands `job` to the thread, starting it first if it has not started (or has ended); the
+    /// job back if the thread cannot be started.
+    fn send(&self, job: Job) -> Result<(), (Job, Error)> {
         let mut jobs = lock_std(&self.jobs);
         let job = match jobs.as_ref() {
             Some(sender) => match sender.send(job) {
@@ -68,7 +79,7 @@ impl Disk {
             None => job,
         };
         let (sender, receiver) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let started = std::thread::Builder::new()
             .name("tower-mcp-oauth-file-store".into())
             .spawn(move || {
                 // Ends when the store's last handle drops the sender. A job that panics loses
@@ -84,7 +95,10 @@ impl Disk {
                 )
                 .with_source(e)
                 .mark_transient()
-            })?;
+            });
+        if let Err(e) = started {
+            return Err((job, e));
+        }
         // A fresh receiver is alive: the send cannot fail.
         let _ = sender.send(job);
         *jobs = Some(sender);

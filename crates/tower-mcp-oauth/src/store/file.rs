@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use futures_util::lock::Mutex as AsyncMutex;
+use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
@@ -187,10 +187,13 @@ impl FileStore {
     /// hang a runtime thread).
     async fn short_lock(&self, key: &str, kind: &'static str) -> Result<File, Error> {
         let key = key.to_owned();
-        let (path, file) = self
-            .on_disk(move |files| files.lock_file(&key, kind))
+        let (path, file, taken) = self
+            .on_disk(move |files| files.try_lock(&key, kind))
             .await?;
-        file_lock::lock_exclusive(file)
+        if taken {
+            return Ok(file);
+        }
+        file_lock::wait_for(file)
             .await
             .map_err(|e| io_error("cannot lock", &path, e))
     }
@@ -296,6 +299,14 @@ impl Files {
         }
     }
 
+    /// Opens (creating) the lock file `kind` of `key` and tries its lock once: `true` when
+    /// taken.
+    fn try_lock(&self, key: &str, kind: &str) -> Result<(PathBuf, File, bool), Error> {
+        let (path, file) = self.lock_file(key, kind)?;
+        let taken = file_lock::try_lock(&file).map_err(|e| io_error("cannot lock", &path, e))?;
+        Ok((path, file, taken))
+    }
+
     /// Opens (creating) a lock file.
     fn lock_file(&self, resource: &str, kind: &str) -> Result<(PathBuf, File), Error> {
         let path = self.dir.join(file_name("tokens", resource, kind));
@@ -311,6 +322,43 @@ impl Files {
             .open(&path)
             .map_err(|e| io_error("cannot open lock file", &path, e))?;
         Ok((path, file))
+    }
+}
+
+/// A refresh lock a [`FileStore`] holds: the lock file, and the in-process lock beside it.
+/// Both are given back on the store's disk thread, the file first: closing a locked file is a
+/// call to the file system (on a network mount, an unlock sent to its server), which must not
+/// hold an executor's thread either. Released and waited for (`StoreLock::release`), or
+/// dropped and left to the disk thread.
+struct HeldLock {
+    held: Option<(File, OwnedMutexGuard<()>)>,
+    disk: Arc<Disk>,
+}
+
+impl HeldLock {
+    async fn release(mut self) {
+        if let Some((file, in_process)) = self.held.take() {
+            // Given back even if this wait is cut short: the work owns both.
+            let _ = self
+                .disk
+                .run(move || {
+                    drop(file);
+                    drop(in_process);
+                    Ok(())
+                })
+                .await;
+        }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        if let Some((file, in_process)) = self.held.take() {
+            self.disk.detach(move || {
+                drop(file);
+                drop(in_process);
+            });
+        }
     }
 }
 
@@ -438,10 +486,23 @@ impl TokenStore for FileStore {
             let in_process = process_lock(&path).lock_owned().await;
             // The file lock may be held by another process for a whole refresh: waited for
             // off the executor, and no longer once this future is dropped.
-            let file = file_lock::lock_exclusive(file)
-                .await
-                .map_err(|e| io_error("cannot lock", &path, e))?;
-            Ok(StoreLock::new((file, in_process)))
+            let (file, taken) = self
+                .on_disk(move |_| {
+                    let taken = file_lock::try_lock(&file);
+                    Ok((file, taken))
+                })
+                .await?;
+            let file = match taken {
+                Ok(true) => Ok(file),
+                Ok(false) => file_lock::wait_for(file).await,
+                Err(e) => Err(e),
+            }
+            .map_err(|e| io_error("cannot lock", &path, e))?;
+            let held = HeldLock {
+                held: Some((file, in_process)),
+                disk: Arc::clone(&self.disk),
+            };
+            Ok(StoreLock::with_release(move || Box::pin(held.release())))
         })
     }
 

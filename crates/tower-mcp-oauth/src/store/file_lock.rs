@@ -20,17 +20,32 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(25);
 
 /// Takes the exclusive lock of `file`, waiting on a helper thread while another process holds
 /// it. Dropping the future ends the wait within [`LONGEST_PAUSE`].
+#[cfg(test)]
 pub(super) async fn lock_exclusive(file: File) -> io::Result<File> {
+    if try_lock(&file)? {
+        return Ok(file);
+    }
+    wait_for(file).await
+}
+
+/// Tries the exclusive lock of `file` once: `false` while another holder has it. A call to
+/// the file system (on a network mount, to its server): the file store makes it on its disk
+/// thread.
+pub(super) fn try_lock(file: &File) -> io::Result<bool> {
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => {
-            let (tx, rx) = oneshot::channel();
-            std::thread::spawn(move || wait(file, tx));
-            rx.await
-                .unwrap_or_else(|_| Err(io::Error::other("the lock's waiting thread vanished")))
-        }
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
         Err(TryLockError::Error(e)) => Err(e),
     }
+}
+
+/// Waits on a helper thread until the lock of `file`, which another holder had at the last
+/// try, is taken. Dropping the future ends the wait within [`LONGEST_PAUSE`].
+pub(super) async fn wait_for(file: File) -> io::Result<File> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || wait(file, tx));
+    rx.await
+        .unwrap_or_else(|_| Err(io::Error::other("the lock's waiting thread vanished")))
 }
 
 /// Tries the lock until it is taken, fails, or `tx`'s receiver is gone (the caller gave up:

@@ -319,12 +319,43 @@ fn a_disk_that_stops_answering_holds_no_runtime_thread_and_loses_no_later_write(
     let (nothing_late, works) = ended.recv_timeout(Duration::from_secs(5)).unwrap();
     assert!(nothing_late, "a write whose caller had left landed");
     assert!(works);
-    // The compare-and-swap gave its lock back with the work it did not do.
-    assert!(store
-        .files
-        .lock_file(url, "cas")
-        .unwrap()
-        .1
-        .try_lock()
-        .is_ok());
+}
+
+/// A compare-and-swap whose caller leaves after it took its lock, while its work waits behind
+/// a disk that stopped answering: the lock goes with the work, given back when the disk
+/// thread reaches it and skips it, and nothing is written.
+#[tokio::test]
+async fn a_compare_and_swap_whose_caller_left_gives_its_lock_back_with_the_skipped_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let url = "https://rs/mcp";
+    let late = tokens("late");
+    let mut swap = Box::pin(store.compare_and_swap_tokens(url, None, Some(&late)));
+    // Its first step (open the lock file, try the lock) goes to the disk thread...
+    assert!(futures_util::poll!(swap.as_mut()).is_pending());
+    // ...and the disk stops answering right after it.
+    let (began, beginning) = futures_channel::oneshot::channel();
+    let (resume, stalled) = std::sync::mpsc::channel::<()>();
+    let mut stall = Box::pin(store.on_disk(move |_| {
+        let _ = began.send(());
+        let _ = stalled.recv();
+        Ok(())
+    }));
+    assert!(futures_util::poll!(stall.as_mut()).is_pending());
+    beginning.await.unwrap();
+    // The swap takes its lock and queues its read-compare-write behind the stall.
+    assert!(futures_util::poll!(swap.as_mut()).is_pending());
+    let other = || store.files.lock_file(url, "cas").unwrap().1;
+    assert!(
+        other().try_lock().is_err(),
+        "the swap does not hold its lock"
+    );
+    drop(swap);
+    resume.send(()).unwrap();
+    stall.await.unwrap();
+    assert!(
+        store.load_tokens(url).await.unwrap().is_none(),
+        "skipped work wrote"
+    );
+    assert!(other().try_lock().is_ok(), "the lock was not given back");
 }
