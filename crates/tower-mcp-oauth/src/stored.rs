@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use http::Uri;
 use mcp_oauth_flow::{
+    client::ClientRegistration,
     discovery::server_url_from_uri,
     token::{is_spent, TokenSet},
     Error, ErrorKind, FlowOutcome,
@@ -22,7 +23,7 @@ use url::Url;
 use crate::need::Need;
 use crate::scope::covers;
 use crate::state::LayerState;
-use crate::store::Replaced;
+use crate::store::{Replaced, TokenStore};
 use crate::timer::Deadline;
 
 /// What a write of tokens says when the store did not answer within its deadline (see
@@ -187,11 +188,12 @@ pub(crate) async fn write_back(
     writes: &mut Deadline<'_>,
 ) -> Result<(), Error> {
     let crate::driver::Run {
-        outcome,
+        mut outcome,
         dropped_tokens,
         generation,
     } = run;
     let resource = outcome.protected_resource.clone();
+    let registration = outcome.registration.take();
     generation.check(&state.flights, Some(resource.as_str()))?;
     let installed = write_and_install(state, outcome, held, dropped_tokens, writes).await?;
     if let Err(e) = generation.check(&state.flights, Some(resource.as_str())) {
@@ -205,7 +207,25 @@ pub(crate) async fn write_back(
         }
         return Err(e);
     }
+    if let Some(registration) = registration {
+        save_registration(state.store.as_ref(), &registration, writes).await;
+    }
     Ok(())
+}
+
+/// Stores the client registration a flow handed over with the tokens it got
+/// ([`FlowOutcome::registration`]), now that they are kept: within the writes' deadline, and a
+/// failure only costs its reuse (and, for a confidential client, the tokens' refresh), not the
+/// tokens in hand.
+pub(crate) async fn save_registration(
+    store: &dyn TokenStore,
+    registration: &ClientRegistration,
+    writes: &mut Deadline<'_>,
+) {
+    let save = store.save_client(registration);
+    if let Err(e) = writes.step(NOT_WRITTEN, save).await {
+        warn!(error = %e, issuer = %registration.issuer, "could not store the client registration");
+    }
 }
 
 /// The write of [`write_back`]; returns the tokens installed (the flow's, or a refresh race's

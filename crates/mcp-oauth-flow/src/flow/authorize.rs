@@ -524,17 +524,14 @@ impl Flow {
             s.resource.resource.as_deref(),
         )
         .with_token_endpoint(Some(endpoint), Some(s.client.method));
-        // The registration that got them takes the store's slot for the issuer now (see
-        // `ExpectToken::unsaved`): its tokens cannot refresh without it.
-        if let Some(registration) = s.unsaved {
-            self.out.push_back(Action::SaveClient(*registration));
-        }
         self.out.push_back(Action::Complete(Box::new(FlowOutcome {
             tokens,
             protected_resource: s.resource.protected_resource,
             authorization_server: Some(s.server.meta),
             refreshed: false,
             report: std::mem::take(&mut self.report),
+            // Stored by the driver with the tokens, if it keeps them (see `ExpectToken::unsaved`).
+            registration: s.unsaved.map(|registration| *registration),
         })));
         Ok(State::Finished)
     }

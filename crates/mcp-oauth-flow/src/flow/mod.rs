@@ -254,6 +254,14 @@ pub struct FlowOutcome {
     pub refreshed: bool,
     /// Everything that was tried on the way.
     pub report: DiscoveryReport,
+    /// The client registration made in this flow, when it is stored only with the tokens it
+    /// got rather than as [`Action::SaveClient`] when it was made: it would replace one that
+    /// another application sharing the store still uses (same issuer, its secret alive,
+    /// another redirect URI), and a login that fails, is abandoned, or whose tokens are not
+    /// kept (a logout overtook it) must leave that one as it was. A driver that keeps the
+    /// tokens stores it too, after them; without it, tokens of a confidential client cannot
+    /// be refreshed.
+    pub registration: Option<ClientRegistration>,
 }
 
 /// What the driver must do next.

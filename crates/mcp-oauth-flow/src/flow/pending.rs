@@ -76,9 +76,12 @@ pub struct PendingAuthorization {
     client_id: String,
     client_secret: Option<String>,
     client_auth_method: ClientAuthMethod,
-    /// The flow's new registration when it is saved only with the tokens it gets (see
-    /// `rules::replaces_registration_in_use`); absent from records that have none, and from
-    /// those of builds before it, which this one reads the same.
+    /// The flow's new registration when it is stored only with the tokens it gets (see
+    /// `FlowOutcome::registration`); absent from records that have none, and from those of
+    /// builds before it, which this one reads the same. A build before it reads a record
+    /// holding one without it (the version is the same): in a fleet mid-upgrade, a login
+    /// completed there keeps its tokens but not the registration, which costs a confidential
+    /// client its refresh, never a public one's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     registration: Option<ClientRegistration>,
 }

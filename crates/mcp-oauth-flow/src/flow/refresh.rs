@@ -225,6 +225,7 @@ impl Flow {
                     authorization_server: None,
                     refreshed: true,
                     report: std::mem::take(&mut self.report),
+                    registration: None,
                 })));
                 Ok(State::Finished)
             }

@@ -137,6 +137,10 @@ pub(super) fn client_credentials_method(
 /// confidential client, its refresh) as it was. An expired or foreign one is replaced at once,
 /// and so a login abandoned at consent reuses the new one next time instead of registering
 /// again.
+///
+/// The price: logins of this application that start before the first of them gets its tokens
+/// each register (none finds a registration of its own yet), and the last to finish keeps the
+/// slot, as any logins racing for one slot would; the logins after it reuse that one.
 pub(super) fn replaces_registration_in_use(
     stored: &ClientRegistration,
     client_issuer: &str,

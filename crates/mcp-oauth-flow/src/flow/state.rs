@@ -35,12 +35,12 @@
 //!      │               │      │ none: register (RFC 7591)                     │        │
 //!      │               │      ▼                                               │        │
 //!      │               │  ExpectRegistration ── registered: SaveClient ───────┤        │
-//!      │               │       (replacing one in use: saved at Complete)      ▼        │
+//!      │               │       (replacing one in use: in Complete)            ▼        │
 //!      │               │                  ExpectAuthorizationResponse (Authorize)      │
 //!      │               │                      │ state, RFC 9207 iss checked            │
 //!      │               │                      ▼                                        │
 //!      │               │                  ExpectToken ◀────────────────────────────────┘
-//!      │               │                      │ tokens: [SaveClient,] Complete
+//!      │               │                      │ tokens: Complete (+ registration kept)
 //!      │               │                      │ invalid_client, challenged 401: Failed (+ DropClient)
 //!      ▼               ▼                      ▼
 //!   _refresh_ (RFC 6749 §6)               Finished ◀── Failed: any error, in any state
@@ -106,7 +106,7 @@
 //! | *resume* (`Flow::resume`, another process) | a `PendingAuthorization` of this version and redirect URI | `ExpectAuthorizationResponse` | |
 //! | `ExpectAuthorizationResponse` | code; state and `iss` check out | `ExpectToken` | `Send` (token) |
 //! | `ExpectAuthorizationResponse` | error, state or `iss` mismatch | `Finished` | `Failed` |
-//! | `ExpectToken` | tokens | `Finished` | `SaveClient` if the registration was kept until tokens, `Complete` |
+//! | `ExpectToken` | tokens | `Finished` | `Complete` (with the registration kept until tokens, if any) |
 //! | `ExpectToken` | `invalid_client`, or a 401 challenging the client's authentication | `Finished` | `DropClient` if registered, `Failed` |
 //! | `ExpectToken` | error | `Finished` | `Failed` |
 //! | *refresh* | public or pre-registered client | `ExpectRefreshToken` | `Send` (refresh) |
@@ -231,7 +231,8 @@ pub(super) struct ExpectAuthorizationResponse {
     pub(super) server: AuthServer,
     pub(super) client: ClientCredentials,
     /// A registration made in this flow that would replace one the store holds for another
-    /// redirect URI: saved only with the tokens it got (`rules::replaces_registration_in_use`).
+    /// redirect URI: handed over with the tokens it gets, in `FlowOutcome::registration`,
+    /// never stored before (`rules::replaces_registration_in_use`).
     pub(super) unsaved: Option<Box<ClientRegistration>>,
 }
 
@@ -242,7 +243,8 @@ pub(super) struct ExpectToken {
     pub(super) server: AuthServer,
     pub(super) client: ClientCredentials,
     /// A registration made in this flow that would replace one the store holds for another
-    /// redirect URI: saved only with the tokens it got (`rules::replaces_registration_in_use`).
+    /// redirect URI: handed over with the tokens it gets, in `FlowOutcome::registration`,
+    /// never stored before (`rules::replaces_registration_in_use`).
     pub(super) unsaved: Option<Box<ClientRegistration>>,
 }
 
@@ -268,7 +270,8 @@ pub(super) struct ExpectDeviceAuthorization {
     pub(super) server: AuthServer,
     pub(super) client: ClientCredentials,
     /// A registration made in this flow that would replace one the store holds for another
-    /// redirect URI: saved only with the tokens it got (`rules::replaces_registration_in_use`).
+    /// redirect URI: handed over with the tokens it gets, in `FlowOutcome::registration`,
+    /// never stored before (`rules::replaces_registration_in_use`).
     pub(super) unsaved: Option<Box<ClientRegistration>>,
 }
 
@@ -280,7 +283,8 @@ pub(super) struct DevicePoll {
     pub(super) server: AuthServer,
     pub(super) client: ClientCredentials,
     /// A registration made in this flow that would replace one the store holds for another
-    /// redirect URI: saved only with the tokens it got (`rules::replaces_registration_in_use`).
+    /// redirect URI: handed over with the tokens it gets, in `FlowOutcome::registration`,
+    /// never stored before (`rules::replaces_registration_in_use`).
     pub(super) unsaved: Option<Box<ClientRegistration>>,
     /// The credential each poll presents; never shown.
     pub(super) device_code: String,

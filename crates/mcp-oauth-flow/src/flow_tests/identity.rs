@@ -125,7 +125,8 @@ fn stored_client_is_reused_only_for_its_issuer() {
 
 /// The store keeps one registration per issuer. One that another application still uses (its
 /// redirect URI is not ours, its secret alive) is replaced only by a registration that got
-/// tokens; an expired one at once, so a login abandoned at consent reuses the new one.
+/// tokens: handed to the driver with them, never saved before; an expired one is replaced at
+/// once, so a login abandoned at consent reuses the new one.
 #[test]
 fn a_registration_in_use_elsewhere_is_replaced_only_once_the_new_one_got_tokens() {
     let others = ClientRegistration {
@@ -136,8 +137,7 @@ fn a_registration_in_use_elsewhere_is_replaced_only_once_the_new_one_got_tokens(
         token_endpoint_auth_method: Some("client_secret_basic".into()),
         redirect_uris: vec!["https://other.example.com/callback".into()],
     };
-    let token_request = format!("POST {AS}/token");
-    // Approved: saved after the token request, never before consent.
+    // Approved: handed over with the tokens, never saved before.
     let run = run_with(
         config(),
         start(Some(&challenge_with_prm())),
@@ -145,14 +145,15 @@ fn a_registration_in_use_elsewhere_is_replaced_only_once_the_new_one_got_tokens(
         Consent::Approve(None),
         Some(others.clone()),
     );
-    run.outcome();
     assert_eq!(
         run.authorize_param("client_id").as_deref(),
         Some("dcr-client")
     );
-    assert_eq!(run.saved.len(), 1);
-    assert_eq!(run.saved[0].client_id, "dcr-client");
-    assert_eq!(run.saved_after, [Some(token_request.clone())]);
+    assert!(run.saved.is_empty(), "{:?}", run.saved_after);
+    let handed = run.outcome().registration.as_ref().unwrap();
+    assert_eq!(handed.client_id, "dcr-client");
+    assert_eq!(handed.issuer, AS);
+    assert_eq!(run.outcome().tokens.client_id(), "dcr-client");
     // Refused at consent, or by the token endpoint: the other application's stays.
     let run = run_with(
         config(),
@@ -195,6 +196,16 @@ fn a_registration_in_use_elsewhere_is_replaced_only_once_the_new_one_got_tokens(
         assert_eq!(run.saved.len(), 1);
         assert_eq!(run.saved_after, [Some(format!("POST {AS}/register"))]);
     }
+    // And a flow that saved it hands nothing over.
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &std_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.saved.len(), 1);
+    assert!(run.outcome().registration.is_none());
 }
 
 fn refused_consent() -> Consent {

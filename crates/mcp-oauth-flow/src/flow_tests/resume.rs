@@ -86,8 +86,8 @@ fn a_resumed_flow_exchanges_the_code_with_the_original_verifier() {
     assert_eq!(outcome.protected_resource.as_str(), format!("{RS}/mcp"));
 }
 
-/// A registration saved only with its tokens (it replaces one another application uses)
-/// travels with the record: the process that gets the tokens saves it.
+/// A registration kept until it gets tokens (it replaces one another application uses)
+/// travels with the record: the process that gets the tokens is handed it with them.
 #[test]
 fn a_registration_saved_with_its_tokens_is_saved_by_the_resuming_process() {
     let config = Arc::new(config());
@@ -111,12 +111,14 @@ fn a_registration_saved_with_its_tokens_is_saved_by_the_resuming_process() {
         panic!("no token request")
     };
     resumed.handle_response(std_net().answer(&sub.request), now());
-    let Some(Action::SaveClient(saved)) = resumed.poll_action() else {
-        panic!("the registration was not saved with its tokens")
+    let Some(Action::Complete(outcome)) = resumed.poll_action() else {
+        panic!("not completed")
     };
-    assert_eq!(saved.client_id, "dcr-client");
-    assert_eq!(saved.issuer, AS);
-    assert!(matches!(resumed.poll_action(), Some(Action::Complete(_))));
+    let handed = outcome
+        .registration
+        .expect("the registration was not handed over");
+    assert_eq!(handed.client_id, "dcr-client");
+    assert_eq!(handed.issuer, AS);
 }
 
 /// The callback is checked by the resumed flow exactly as by the original: a wrong `state`

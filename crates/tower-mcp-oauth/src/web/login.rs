@@ -427,6 +427,11 @@ impl WebLogin {
             self.record_failure(user, &server_url, &e).await;
             return Err(e);
         }
+        // The client the tokens were issued to, if the flow kept its registration until now
+        // (it replaces one another application sharing the store uses).
+        if let Some(registration) = &outcome.registration {
+            crate::stored::save_registration(&user_store, registration, &mut writes).await;
+        }
         self.record_outcome(user, &server_url, &Ok(()), &mut writes)
             .await;
         // The user's cached layer may hold older tokens, or a recent "must connect" failure:

@@ -177,6 +177,31 @@ async fn registrations_belong_to_the_app() {
     assert!(store.load_client(AS).await.unwrap().is_some());
 }
 
+/// Another application on the same store holds the issuer's registration (its own redirect
+/// URI): the app registers its own, which takes the slot with the first login's tokens, and
+/// a login abandoned at consent before that leaves the other's as it was.
+#[tokio::test]
+async fn a_registration_another_app_uses_is_replaced_with_the_first_tokens() {
+    let fake = Fake::new(3600);
+    let (login, _, store) = setup_with_store(&fake);
+    let others = ClientRegistration {
+        issuer: AS.into(),
+        client_id: "other-app".into(),
+        client_secret: None,
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("none".into()),
+        redirect_uris: vec!["https://other.example.com/callback".into()],
+    };
+    store.save_client(&others).await.unwrap();
+    let stored = || async { store.load_client(AS).await.unwrap().unwrap().client_id };
+    // Alice never comes back from the consent page.
+    login.start("alice", MCP).await.unwrap();
+    assert_eq!(stored().await, "other-app");
+    log_in(&login, "bob", "b").await;
+    assert_eq!(stored().await, "app");
+    assert_eq!(tokens_of(&login, "bob").await.as_deref(), Some("at-b"));
+}
+
 #[tokio::test]
 async fn credentials_in_the_server_url_go_nowhere() {
     let fake = Fake::new(3600);
