@@ -37,6 +37,30 @@ pub fn unauthorized() -> Resp {
         .unwrap()
 }
 
+/// The MCP endpoint's answer: `{"ok": true}` to a request bearing `Bearer {token}`, the
+/// [`unauthorized`] challenge to any other.
+///
+/// ```
+/// use mcp_oauth_testkit::scripted::resource;
+/// let request = |authorization: &str| {
+///     http::Request::post("http://127.0.0.1:1/mcp").header("authorization", authorization).body(()).unwrap()
+/// };
+/// assert_eq!(resource(&request("Bearer at-1"), "at-1").status(), 200);
+/// assert_eq!(resource(&request("Bearer at-2"), "at-1").status(), 401);
+/// ```
+pub fn resource<B>(req: &http::Request<B>, token: &str) -> Resp {
+    let bearer = format!("Bearer {token}");
+    let authorized = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes() == bearer.as_bytes());
+    if authorized {
+        json(200, json!({"ok": true}))
+    } else {
+        unauthorized()
+    }
+}
+
 /// The answer to a discovery, registration or authorization request, or `None` for any other
 /// path (`/mcp`, `/token`).
 pub fn flow_response<B>(req: &http::Request<B>) -> Option<Resp> {

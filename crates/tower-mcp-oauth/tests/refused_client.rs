@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use mcp_oauth_flow::secrets::{ClientSecret, RefreshToken};
-use mcp_oauth_testkit::scripted::{flow_response, json, unauthorized, AS, RS};
+use mcp_oauth_testkit::scripted::{flow_response, json, resource, AS, RS};
 use serde_json::json;
 use tower::{service_fn, util::BoxCloneService, Layer, ServiceExt};
 use tower_mcp_oauth::{
@@ -101,15 +101,7 @@ fn server() -> BoxCloneService<Req, http::Response<Full<Bytes>>, Infallible> {
         if let Some(response) = flow_response(&req) {
             return Ok(response);
         }
-        let authorized = req
-            .headers()
-            .get("authorization")
-            .is_some_and(|v| v == "Bearer at-1");
-        Ok(if authorized {
-            json(200, json!({"ok": true}))
-        } else {
-            unauthorized()
-        })
+        Ok(resource(&req, "at-1"))
     }))
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use mcp_oauth_flow::secrets::ClientSecret;
-use mcp_oauth_testkit::scripted::{flow_response, json, unauthorized, AS, RS};
+use mcp_oauth_testkit::scripted::{flow_response, json, resource, AS, RS};
 use serde_json::json;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_mcp_oauth::{
@@ -50,15 +50,7 @@ async fn a_registration_another_application_uses_is_replaced_only_by_one_that_go
                 if let Some(response) = flow_response(&req) {
                     return Ok(response);
                 }
-                let authorized = req
-                    .headers()
-                    .get("authorization")
-                    .is_some_and(|v| v == "Bearer at-1");
-                Ok(if authorized {
-                    json(200, json!({"ok": true}))
-                } else {
-                    unauthorized()
-                })
+                Ok(resource(&req, "at-1"))
             }
         }
     });

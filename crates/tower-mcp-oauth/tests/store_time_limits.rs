@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use mcp_oauth_testkit::scripted::{flow_response, json, unauthorized, RS};
+use mcp_oauth_testkit::scripted::{flow_response, json, resource, RS};
 use serde_json::json;
 use tower::{service_fn, util::BoxCloneService, Layer, ServiceExt};
 use tower_mcp_oauth::{ClientConfig, Error, ErrorKind, HeadlessAuthorizer, OAuthLayer, TokenStore};
@@ -175,15 +175,7 @@ async fn the_lock_is_given_back_before_consent_even_when_the_refusal_came_late()
         if let Some(response) = flow_response(&req) {
             return Ok(full(response));
         }
-        let authorized = req
-            .headers()
-            .get("authorization")
-            .is_some_and(|v| v == "Bearer at-1");
-        Ok(full(if authorized {
-            json(200, json!({"ok": true}))
-        } else {
-            unauthorized()
-        }))
+        Ok(full(resource(&req, "at-1")))
     }));
     let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
         .token_store(store)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mcp_oauth_flow::secrets::RefreshToken;
-use mcp_oauth_testkit::scripted::{flow_response, json, unauthorized, RS};
+use mcp_oauth_testkit::scripted::{flow_response, json, resource, RS};
 use serde_json::json;
 use tower::{service_fn, util::BoxCloneService, Layer, ServiceExt};
 use tower_mcp_oauth::{
@@ -242,15 +242,7 @@ async fn the_users_answer_starts_the_deadline_over_for_the_code_exchange() {
         if let Some(response) = flow_response(&req) {
             return Ok(full(response));
         }
-        let authorized = req
-            .headers()
-            .get("authorization")
-            .is_some_and(|v| v == "Bearer at-1");
-        Ok(full(if authorized {
-            json(200, json!({"ok": true}))
-        } else {
-            unauthorized()
-        }))
+        Ok(full(resource(&req, "at-1")))
     }));
     let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
         .flow_deadline(Duration::from_secs(10))
