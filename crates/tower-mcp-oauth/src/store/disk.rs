@@ -23,6 +23,16 @@ use super::memory::lock as lock_std;
 /// A piece of file work, with the way back to its caller.
 type Job = Box<dyn FnOnce() + Send>;
 
+thread_local! {
+    /// Whether this thread is a store's disk thread.
+    static DISK_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the caller runs on a store's disk thread, where file work may block.
+pub(super) fn on_disk_thread() -> bool {
+    DISK_THREAD.with(std::cell::Cell::get)
+}
+
 /// The thread a store does its file work on (see the module's docs).
 #[derive(Default)]
 pub(super) struct Disk {
@@ -84,6 +94,7 @@ impl Disk {
             .spawn(move || {
                 // Ends when the store's last handle drops the sender. A job that panics loses
                 // its answer (its caller gets an error), not the thread.
+                DISK_THREAD.with(|on| on.set(true));
                 for job in receiver {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                 }

@@ -11,7 +11,7 @@ use futures_util::lock::{Mutex as AsyncMutex, OwnedMutexGuard};
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
-use super::disk::Disk;
+use super::disk::{self, Disk};
 use super::memory::lock as lock_std;
 use super::{file_lock, file_safety};
 use super::{matches, LastFlow, Replaced, StoreLock, TokenStore};
@@ -181,19 +181,23 @@ impl FileStore {
         self.disk.run(move || work(&files)).await
     }
 
-    /// A short exclusive lock (`kind` of `key`: "cas" of a resource's tokens, "client-cas" of
-    /// an issuer's registration), held while the returned file is open: microseconds for a
-    /// live holder, waited for off the executor (a holder stopped while holding it must not
-    /// hang a runtime thread).
-    async fn short_lock(&self, key: &str, kind: &'static str) -> Result<File, Error> {
+    /// An exclusive lock (`kind` of `key`: "cas" of a resource's tokens, "client-cas" of an
+    /// issuer's registration, "lock" the refresh lock of a resource), held while the returned
+    /// file is open: opened and tried on the disk thread, and if another holder has it, waited
+    /// for off the executor (a holder stopped while holding it must not hang a runtime thread).
+    async fn short_lock(&self, key: &str, kind: &'static str) -> Result<LockFile, Error> {
         let key = key.to_owned();
+        let disk = Arc::clone(&self.disk);
         let (path, file, taken) = self
-            .on_disk(move |files| files.try_lock(&key, kind))
+            .on_disk(move |files| {
+                let (path, file, taken) = files.try_lock(&key, kind)?;
+                Ok((path, LockFile::new(file, disk), taken))
+            })
             .await?;
         if taken {
             return Ok(file);
         }
-        file_lock::wait_for(file)
+        file.wait_for()
             .await
             .map_err(|e| io_error("cannot lock", &path, e))
     }
@@ -307,9 +311,14 @@ impl Files {
         Ok((path, file, taken))
     }
 
+    /// The path of the lock file `kind` of `key`.
+    fn lock_path(&self, key: &str, kind: &str) -> PathBuf {
+        self.dir.join(file_name("tokens", key, kind))
+    }
+
     /// Opens (creating) a lock file.
     fn lock_file(&self, resource: &str, kind: &str) -> Result<(PathBuf, File), Error> {
-        let path = self.dir.join(file_name("tokens", resource, kind));
+        let path = self.lock_path(resource, kind);
         file_safety::refuse_symlink(&path)?;
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
@@ -325,13 +334,51 @@ impl Files {
     }
 }
 
+/// An open lock file, locked or not: closed on a disk thread wherever it is dropped (a caller
+/// that gave up, an answer nobody took), since closing a locked file is a call to the file
+/// system (on a network mount, an unlock sent to its server) that must not hold an executor's
+/// thread either. Dropped on a disk thread (work done or skipped there), it closes at once.
+struct LockFile {
+    file: Option<File>,
+    disk: Arc<Disk>,
+}
+
+impl LockFile {
+    fn new(file: File, disk: Arc<Disk>) -> Self {
+        Self {
+            file: Some(file),
+            disk,
+        }
+    }
+
+    /// Waits off the executor until the lock, which another holder had at the last try, is
+    /// taken (see [`file_lock::wait_for`]).
+    async fn wait_for(mut self) -> std::io::Result<Self> {
+        let Some(file) = self.file.take() else {
+            return Err(std::io::Error::other("the lock file was already closed"));
+        };
+        let file = file_lock::wait_for(file).await?;
+        Ok(Self::new(file, Arc::clone(&self.disk)))
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            if disk::on_disk_thread() {
+                drop(file);
+            } else {
+                self.disk.detach(move || drop(file));
+            }
+        }
+    }
+}
+
 /// A refresh lock a [`FileStore`] holds: the lock file, and the in-process lock beside it.
-/// Both are given back on the store's disk thread, the file first: closing a locked file is a
-/// call to the file system (on a network mount, an unlock sent to its server), which must not
-/// hold an executor's thread either. Released and waited for (`StoreLock::release`), or
-/// dropped and left to the disk thread.
+/// Both are given back on the store's disk thread, the file first. Released and waited for
+/// (`StoreLock::release`), or dropped and left to the disk thread.
 struct HeldLock {
-    held: Option<(File, OwnedMutexGuard<()>)>,
+    held: Option<(LockFile, OwnedMutexGuard<()>)>,
     disk: Arc<Disk>,
 }
 
@@ -479,25 +526,13 @@ impl TokenStore for FileStore {
 
     fn lock<'a>(&'a self, resource: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
         Box::pin(async move {
-            let key = resource.to_owned();
-            let (path, file) = self
-                .on_disk(move |files| files.lock_file(&key, "lock"))
-                .await?;
-            let in_process = process_lock(&path).lock_owned().await;
-            // The file lock may be held by another process for a whole refresh: waited for
-            // off the executor, and no longer once this future is dropped.
-            let (file, taken) = self
-                .on_disk(move |_| {
-                    let taken = file_lock::try_lock(&file);
-                    Ok((file, taken))
-                })
-                .await?;
-            let file = match taken {
-                Ok(true) => Ok(file),
-                Ok(false) => file_lock::wait_for(file).await,
-                Err(e) => Err(e),
-            }
-            .map_err(|e| io_error("cannot lock", &path, e))?;
+            // The in-process lock first (no file opened while waiting for it), then the file's,
+            // which another process may hold for a whole refresh: waited for off the
+            // executor, and no longer once this future is dropped.
+            let in_process = process_lock(&self.files.lock_path(resource, "lock"))
+                .lock_owned()
+                .await;
+            let file = self.short_lock(resource, "lock").await?;
             let held = HeldLock {
                 held: Some((file, in_process)),
                 disk: Arc::clone(&self.disk),

@@ -158,6 +158,33 @@ async fn lock_excludes_other_handles_until_dropped() {
         .unwrap();
 }
 
+/// A refresh lock released and waited for is given back, the file's and the in-process
+/// lock, by the time the release returns: another handle takes it at once; one whose release
+/// is cut short is given back all the same.
+#[tokio::test]
+async fn a_released_lock_is_given_back_before_the_release_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = FileStore::new(dir.path()).unwrap();
+    let two = FileStore::new(dir.path()).unwrap();
+    let file = || two.files.lock_file("r", "lock").unwrap().1;
+    one.lock("r").await.unwrap().release().await;
+    assert!(file().try_lock().is_ok(), "the file lock is still held");
+    let again = tokio_test::task::spawn(two.lock("r")).await.unwrap();
+    assert!(
+        file().try_lock().is_err(),
+        "the second holder has no file lock"
+    );
+
+    // A release whose wait is cut at once still gives the lock back.
+    let mut release = tokio_test::task::spawn(again.release());
+    let _ = release.poll();
+    drop(release);
+    let _third = tokio::time::timeout(Duration::from_secs(5), one.lock("r"))
+        .await
+        .expect("a release cut short kept the lock")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn the_last_flow_is_kept_per_server_owner_only() {
     use crate::store::{LastError, LastFlow};
@@ -351,6 +378,11 @@ async fn a_compare_and_swap_whose_caller_left_gives_its_lock_back_with_the_skipp
         "the swap does not hold its lock"
     );
     drop(swap);
+    // Its caller gone, the lock stays with the queued work, not closed on this thread.
+    assert!(
+        other().try_lock().is_err(),
+        "the lock was let go before its work"
+    );
     resume.send(()).unwrap();
     stall.await.unwrap();
     assert!(
