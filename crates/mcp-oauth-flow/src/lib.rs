@@ -24,6 +24,8 @@
 //!         match flow.poll_action().expect("the flow always has an action or is finished") {
 //!             Action::Send(sub) => flow.handle_response(send(sub.request), SystemTime::now()),
 //!             Action::LoadClient { .. } => flow.handle_stored_client(None),
+//!             // Store it under its issuer (a store is where tokens are kept, see
+//!             // `Action::LoadClient`); a `Complete` may carry one more, stored with its tokens.
 //!             Action::SaveClient(_registration) => {}
 //!             Action::Authorize(request) => {
 //!                 // Open request.url() in a browser; here the server refuses.

@@ -29,6 +29,8 @@ use crate::timer::Deadline;
 /// What a write of tokens says when the store did not answer within its deadline (see
 /// [`Deadline::step`]): after a flow, and after a web login.
 pub(crate) const NOT_WRITTEN: &str = "the token store did not write the tokens";
+/// What a store that misses the write of a client registration did not do.
+const REGISTRATION_NOT_WRITTEN: &str = "the token store did not write the client registration";
 /// The same for a read of tokens: before and under the lock of a flight, before a first
 /// request, for a write, a logout or a status.
 pub(crate) const NOT_READ: &str = "the token store did not read";
@@ -208,22 +210,22 @@ pub(crate) async fn write_back(
         return Err(e);
     }
     if let Some(registration) = registration {
-        save_registration(state.store.as_ref(), &registration, writes).await;
+        save_registration(state.store.as_ref(), &registration, &mut state.deadline()).await;
     }
     Ok(())
 }
 
 /// Stores the client registration a flow handed over with the tokens it got
-/// ([`FlowOutcome::registration`]), now that they are kept: within the writes' deadline, and a
-/// failure only costs its reuse (and, for a confidential client, the tokens' refresh), not the
-/// tokens in hand.
+/// ([`FlowOutcome::registration`]), now that they are kept: within `deadline`, one of its own
+/// (the tokens' writes may have spent theirs), and a failure only costs its reuse (and, for a
+/// confidential client, the tokens' refresh), not the tokens in hand.
 pub(crate) async fn save_registration(
     store: &dyn TokenStore,
     registration: &ClientRegistration,
-    writes: &mut Deadline<'_>,
+    deadline: &mut Deadline<'_>,
 ) {
     let save = store.save_client(registration);
-    if let Err(e) = writes.step(NOT_WRITTEN, save).await {
+    if let Err(e) = deadline.step(REGISTRATION_NOT_WRITTEN, save).await {
         warn!(error = %e, issuer = %registration.issuer, "could not store the client registration");
     }
 }

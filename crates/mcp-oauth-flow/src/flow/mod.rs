@@ -304,7 +304,9 @@ pub enum Action {
     PollAfter(std::time::Duration),
     /// Get the user's consent and feed the response to [`Flow::handle_authorization_response`].
     Authorize(AuthorizationRequest),
-    /// The flow succeeded.
+    /// The flow succeeded. A driver that keeps the tokens stores them, and then
+    /// [`FlowOutcome::registration`] if there is one (without it, a confidential client's
+    /// tokens cannot be refreshed); one that discards them discards it too.
     Complete(Box<FlowOutcome>),
     /// The flow failed. Nothing that was stored before it should be dropped because of it.
     Failed(Error),

@@ -430,7 +430,8 @@ impl WebLogin {
         // The client the tokens were issued to, if the flow kept its registration until now
         // (it replaces one another application sharing the store uses).
         if let Some(registration) = &outcome.registration {
-            crate::stored::save_registration(&user_store, registration, &mut writes).await;
+            let mut deadline = self.store_deadline();
+            crate::stored::save_registration(&user_store, registration, &mut deadline).await;
         }
         self.record_outcome(user, &server_url, &Ok(()), &mut writes)
             .await;
