@@ -179,12 +179,17 @@ fn a_registration_in_use_elsewhere_is_replaced_only_once_the_new_one_got_tokens(
     assert_eq!(run.failed(), ErrorKind::TokenRejected);
     assert!(run.saved.is_empty());
 
-    // Its secret expired, or nothing stored: saved as soon as it is made, before consent.
+    // Its secret expired, another issuer's (a file name's hash collision), or nothing
+    // stored: saved as soon as it is made, before consent.
     let expired = ClientRegistration {
         client_secret_expires_at: Some(1_600_000_000),
+        ..others.clone()
+    };
+    let foreign = ClientRegistration {
+        issuer: "https://other-issuer.example.com".into(),
         ..others
     };
-    for stored in [Some(expired), None] {
+    for stored in [Some(expired), Some(foreign), None] {
         let run = run_with(
             config(),
             start(Some(&challenge_with_prm())),
