@@ -167,7 +167,13 @@ impl Prefix {
             && uri
                 .path()
                 .strip_prefix(self.path.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                .is_some_and(|rest| {
+                    (rest.is_empty() || rest.starts_with('/'))
+                        // Under the prefix by its bytes, but not to a server that resolves
+                        // dot-segments (RFC 3986 §5.2.4): `/mcp/../admin` is `/admin`. A
+                        // prefix of a whole origin has nothing to climb out of.
+                        && (self.path.is_empty() || !crate::scope::may_climb(rest.as_bytes()))
+                })
     }
 }
 
@@ -246,6 +252,18 @@ mod tests {
         }
         assert!(covers(&["http://[::1]:8080/mcp"], "http://[::1]:8080/mcp"));
         assert!(covers(&["http://example.com:80/"], "http://example.com/a"));
+        // Dot-segments that climb out of the prefix, plain or encoded, are not under it.
+        let prefix = ["http://127.0.0.1:3000/mcp"];
+        for escape in ["/mcp/../admin", "/mcp/%2e%2e/admin", "/mcp/x/../../admin"] {
+            let uri = format!("http://127.0.0.1:3000{escape}");
+            assert!(!covers(&prefix, &uri), "{uri}");
+        }
+        assert!(covers(&prefix, "http://127.0.0.1:3000/mcp/v1.2/x"));
+        // A whole origin has nothing to climb out of.
+        assert!(covers(
+            &["http://127.0.0.1:3000"],
+            "http://127.0.0.1:3000/a/../b"
+        ));
     }
 
     #[test]
