@@ -186,6 +186,13 @@ impl Flights {
         recent.then(|| error.clone())
     }
 
+    /// Forgets the failure of the last flow for the MCP server `server`: it no longer holds
+    /// callers back (a login completed elsewhere since).
+    #[cfg(feature = "web")]
+    pub(crate) fn forget_failure(&self, server: &str) {
+        lock(&self.failures).remove(server);
+    }
+
     /// Keeps how the last flow for the server `server` ended, for the status. Called for
     /// every flow of the layer when it ends, and by a web login's own flows.
     pub(crate) fn record_outcome(&self, server: &str, record: LastFlow) {

@@ -188,11 +188,29 @@ impl OAuthLayer {
         Arc::ptr_eq(&self.state, &other.state)
     }
 
-    /// How many hold this layer's state: its clones, the services made from it, and the
-    /// requests and flows in flight through them.
+    /// How many hold this layer's token cache: its clones, the services made from it, the
+    /// requests and flows in flight through them, and the layers a builder call made from a
+    /// clone of it (`layer_for(user).max_replay_bytes(..)` copies the settings, and shares the
+    /// cache a logout must reach).
     #[cfg(feature = "web")]
     pub(crate) fn holders(&self) -> usize {
-        Arc::strong_count(&self.state)
+        // The state's holders, plus the cache's other than this state (forks, services).
+        Arc::strong_count(&self.state) + Arc::strong_count(&self.state.cache) - 1
+    }
+
+    /// A web login for this layer's user completed, while a service the app keeps holds the
+    /// layer: the new tokens for `resource` are installed now (the layer would otherwise go on
+    /// sending the ones it holds), and the last failure for `server` (a "must connect") is
+    /// forgotten.
+    #[cfg(feature = "web")]
+    pub(crate) fn adopt_login(
+        &self,
+        server: &url::Url,
+        resource: url::Url,
+        tokens: mcp_oauth_flow::token::TokenSet,
+    ) {
+        crate::stored::install(&self.state, resource, tokens);
+        self.state.flights.forget_failure(server.as_str());
     }
 
     pub(crate) fn state_mut(&mut self) -> &mut LayerState {

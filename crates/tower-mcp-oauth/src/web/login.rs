@@ -436,8 +436,16 @@ impl WebLogin {
         self.record_outcome(user, &server_url, &Ok(()), &mut writes)
             .await;
         // The user's cached layer may hold older tokens, or a recent "must connect" failure:
-        // the next `layer_for` starts afresh and adopts the stored tokens.
-        self.layers.remove(user);
+        // the next `layer_for` starts afresh and adopts the stored tokens; a layer a service
+        // the app keeps still holds takes the new tokens now instead (dropped from the map, it
+        // would go on sending the old ones, out of reach of a logout).
+        if let Some(held) = self.layers.remove_unless_held(user) {
+            held.adopt_login(
+                &server_url,
+                outcome.protected_resource.clone(),
+                outcome.tokens.clone(),
+            );
+        }
         debug!(resource = %outcome.protected_resource, issuer = outcome.tokens.issuer(), "web login completed");
         Ok(Connection {
             server_url,
@@ -519,8 +527,9 @@ impl WebLogin {
 
     /// Forgets `user`'s pending logins (in the
     /// [`pending_login_store`](Self::pending_login_store)) and the layer this process holds
-    /// for them, e.g. when they sign out of the app. Their stored tokens stay: drop them
-    /// through [`user_store`](Self::user_store). Fails with the store's error, or with a
+    /// for them, e.g. when they sign out of the app; a layer a service the app keeps still
+    /// holds stays, so that a [`logout`](Self::logout) reaches it. Their stored tokens stay:
+    /// drop them through [`user_store`](Self::user_store), or log them out. Fails with the store's error, or with a
     /// transient [`ErrorKind::Timeout`] when it does not answer within the flow deadline.
     ///
     /// ```
@@ -535,7 +544,8 @@ impl WebLogin {
     /// # });
     /// ```
     pub async fn forget_user(&self, user: &str) -> Result<(), Error> {
-        self.layers.remove(user);
+        // A layer a service the app keeps still holds stays, so that a logout reaches it.
+        self.layers.remove_unless_held(user);
         let forget = self.pending.forget_user(user);
         self.store_deadline()
             .step("the pending-login store did not forget the user", forget)

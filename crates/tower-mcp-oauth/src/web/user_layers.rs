@@ -149,16 +149,22 @@ impl UserLayers {
         }
     }
 
-    /// Forgets `user`'s layer: the next lookup makes a new one.
-    pub(super) fn remove(&self, user: &str) {
+    /// Forgets `user`'s layer, so the next lookup makes a new one, unless something else holds
+    /// it (a service the app keeps): that one is kept, and returned, since only through this
+    /// map can a logout reach its token cache.
+    pub(super) fn remove_unless_held(&self, user: &str) -> Option<OAuthLayer> {
         let hash = self.hash(user);
         let shard = self.shard(hash);
-        if shard.load().find(hash, named(user)).is_none() {
-            return;
-        }
+        shard.load().find(hash, named(user))?;
+        let mut held = None;
         shard.rcu(|current| {
+            held = None;
             let mut next = Shard::clone(current);
             match next.find_entry(hash, named(user)) {
+                Ok(entry) if entry.get().1.holders() > 1 => {
+                    held = Some(entry.get().1.clone());
+                    Arc::clone(current)
+                }
                 Ok(entry) => {
                     entry.remove();
                     Arc::new(next)
@@ -167,6 +173,7 @@ impl UserLayers {
                 Err(_) => Arc::clone(current),
             }
         });
+        held
     }
 
     /// How many users hold a layer.
@@ -215,11 +222,21 @@ mod tests {
         assert!(!same(&a1, &upper));
         assert_eq!(users.len(), 3);
 
-        users.remove("alice");
-        users.remove("nobody");
+        // Held elsewhere, a layer stays (a logout must reach it), and is handed back.
+        let held = users
+            .remove_unless_held("alice")
+            .expect("alice's layer is held");
+        assert!(same(&a1, &held));
+        assert!(users.remove_unless_held("nobody").is_none());
+        assert_eq!(users.len(), 3);
+        drop((a1, a2, held));
+        assert!(users.remove_unless_held("alice").is_none());
         assert_eq!(users.len(), 2);
-        let a3 = users.get_or_insert_with("alice", layer);
-        assert!(!same(&a1, &a3));
+        users.get_or_insert_with("alice", || {
+            calls += 1;
+            layer()
+        });
+        assert_eq!(calls, 2, "a layer let go was not forgotten");
         assert!(same(&b, &users.get_or_insert_with("bob", layer)));
     }
 

@@ -183,19 +183,60 @@ async fn a_logout_reaches_the_layer_a_kept_service_sends_through_after_a_flood_o
     // Room for one layer a shard.
     let login = login.max_cached_users(1);
     log_in(&login, "alice", "ca").await;
-    // The app keeps alice's service (her MCP session), which caches her token.
-    let service = ServiceBuilder::new()
+    log_in(&login, "bob", "cb").await;
+    // The app keeps alice's and bob's services (their MCP sessions), which cache their tokens;
+    // bob's layer was set up further first (a copy of its settings, sharing its cache).
+    let alice = ServiceBuilder::new()
         .layer(login.layer_for("alice"))
         .service(mcp_service(&fake));
-    let response = service.clone().oneshot(mcp_call()).await.unwrap();
-    assert_eq!(response.status(), 200);
+    let bob = ServiceBuilder::new()
+        .layer(login.layer_for("bob").max_replay_bytes(1 << 16))
+        .service(mcp_service(&fake));
+    for service in [&alice, &bob] {
+        let response = service.clone().oneshot(mcp_call()).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
     // Anonymous visitors, many more than the bound.
     for i in 0..1_000 {
         drop(login.layer_for(&format!("visitor-{i}")));
     }
     login.logout("alice", MCP).await.unwrap();
-    // The kept service's cache was cleared: it no longer sends the logged-out token.
-    let err = service.oneshot(mcp_call()).await.unwrap_err();
+    login.logout("bob", MCP).await.unwrap();
+    // The kept services' caches were cleared: they no longer send the logged-out tokens.
+    for service in [alice, bob] {
+        let err = service.oneshot(mcp_call()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InteractionRequired, "{err:#}");
+    }
+    assert_eq!(fake.bearers(), ["at-ca", "at-cb"]);
+}
+
+/// A user who connects again, or whom the app forgets (signed out of the app), while the app
+/// keeps a service built on their layer: the layer stays where a logout reaches it, and after a
+/// new login it sends the new token, not the one it held.
+#[tokio::test]
+async fn a_kept_service_follows_a_new_login_and_a_logout_after_forget_user() {
+    let fake = Fake::new(3600);
+    let (login, _) = setup(&fake);
+    log_in(&login, "alice", "ca").await;
+    let kept = ServiceBuilder::new()
+        .layer(login.layer_for("alice"))
+        .service(mcp_service(&fake));
+    assert_eq!(
+        kept.clone().oneshot(mcp_call()).await.unwrap().status(),
+        200
+    );
+    // Alice connects again: the kept service sends her new token from its next call on.
+    log_in(&login, "alice", "cb").await;
+    assert_eq!(
+        kept.clone().oneshot(mcp_call()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(fake.bearers(), ["at-ca", "at-cb"]);
+    // The app forgets her (she signed out of it), then logs her out of the server: the kept
+    // service's cache is reached all the same.
+    login.forget_user("alice").await.unwrap();
+    login.logout("alice", MCP).await.unwrap();
+    let err = kept.oneshot(mcp_call()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InteractionRequired, "{err:#}");
-    assert_eq!(fake.bearers(), ["at-ca"]);
+    assert_eq!(fake.bearers(), ["at-ca", "at-cb"]);
 }
