@@ -68,6 +68,12 @@ impl SentHead {
     // Into the hot path, with its neighbours: see `route::route`.
     #[inline(always)]
     pub(crate) fn keep(parts: &Parts) -> Self {
+        Self::keep_noting_host(parts).0
+    }
+
+    /// [`keep`](Self::keep), and whether `parts` hold a `Host` header (which packing sees).
+    #[inline(always)]
+    pub(crate) fn keep_noting_host(parts: &Parts) -> (Self, bool) {
         let method = STANDARD_METHODS.iter().position(|m| *m == parts.method);
         let mut head = Self {
             // Fewer than 256 methods: no truncation.
@@ -82,8 +88,8 @@ impl SentHead {
             head.keep_other_method(&parts.method);
         }
         // Packed in place: the buffer is not copied from a builder into the head.
-        head.packed.pack(&parts.uri, &parts.headers);
-        head
+        let host = head.packed.pack(&parts.uri, &parts.headers);
+        (head, host)
     }
 
     /// Boxes a method past [`STANDARD_METHODS`]: out of line, so that the hot path's lines

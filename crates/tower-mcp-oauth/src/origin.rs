@@ -306,6 +306,36 @@ fn half(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(le)
 }
 
+/// Whether a request's `Host` header names the authority of its URI `uri` (RFC 9110 §7.2: a
+/// client's `Host` is the target URI's authority, less userinfo; host compared ignoring case,
+/// a default port written or not): only then may the token chosen for the URI's origin go
+/// with it. A `Host` naming another (a gateway that copies an incoming request's headers, a
+/// fronted domain) steers the request, past a shared ingress, to a server the token was not
+/// issued for (RFC 6750 §5.2, RFC 8707); one that is no authority at all is not the URI's
+/// either. A relative URI has no authority to compare, and no token is chosen for it.
+#[cold]
+#[inline(never)]
+pub(crate) fn host_header_matches(uri: &Uri, host: &http::HeaderValue) -> bool {
+    let Some(target) = Origin::of_uri(uri) else {
+        return true;
+    };
+    let Ok(authority) = http::uri::Authority::try_from(host.as_bytes()) else {
+        return false;
+    };
+    if authority.as_str().contains('@') {
+        return false;
+    }
+    let Some((named_host, port)) = split_authority(authority.as_str()) else {
+        return false;
+    };
+    let named = Origin {
+        scheme: target.scheme,
+        host: named_host,
+        port: port.or_else(|| default_port(target.scheme)),
+    };
+    named.same(&target)
+}
+
 /// The authority of `uri` as written, less any userinfo (`user:password@`, RFC 3986 §3.2.1):
 /// for keys and for the text of logs and errors, which must carry no credential a caller put
 /// in a URL.
@@ -344,6 +374,44 @@ mod tests {
         assert_eq!(authority_text(&uri("http://a@b@host/")), "host");
         assert_eq!(authority_text(&uri("http://[::1]:8080/x")), "[::1]:8080");
         assert_eq!(authority_text(&uri("/relative")), "");
+    }
+
+    #[test]
+    fn a_host_header_matches_only_the_uris_own_authority() {
+        let matches = |target: &str, host: &str| {
+            host_header_matches(&uri(target), &http::HeaderValue::from_str(host).unwrap())
+        };
+        let target = "https://mcp.example.com/mcp";
+        for same in [
+            "mcp.example.com",
+            "MCP.Example.COM",
+            "mcp.example.com:443",
+            "mcp.example.com:",
+        ] {
+            assert!(matches(target, same), "{same}");
+        }
+        for other in [
+            "tenant-b.example.net",
+            "mcp.example.com:8443",
+            "mcp.example.com.",
+            "user@mcp.example.com",
+            "mcp.example.com/mcp",
+            "",
+            "mcp.example.com evil",
+        ] {
+            assert!(!matches(target, other), "{other:?}");
+        }
+        assert!(matches("http://127.0.0.1:3000/mcp", "127.0.0.1:3000"));
+        assert!(!matches("http://127.0.0.1:3000/mcp", "127.0.0.1"));
+        assert!(matches("http://[::1]:8080/mcp", "[::1]:8080"));
+        assert!(matches("http://mcp.example.com/mcp", "mcp.example.com:80"));
+        // The URI's userinfo is not part of what Host names.
+        assert!(matches(
+            "https://u:p@mcp.example.com/mcp",
+            "mcp.example.com"
+        ));
+        // A relative URI gets no token: nothing to compare.
+        assert!(matches("/mcp", "anything.example.com"));
     }
 
     #[test]

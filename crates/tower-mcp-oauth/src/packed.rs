@@ -7,7 +7,9 @@
 //! typical MCP request. Packed, they cost a copy of their bytes into a buffer recycled per
 //! thread; a head too large for it is copied the plain way.
 
-use http::header::{HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT,
+};
 use http::{HeaderMap, Uri};
 
 use crate::head_buffer::{HeadBuffer, INLINE};
@@ -28,8 +30,13 @@ const RECORD_HEAD: usize = 3;
 /// Names a record gives by number rather than by text: standard ones MCP requests carry.
 /// Telling one apart is a compare of two small enums; writing its text out takes a call to
 /// `http`'s name table and a copy (about 25 instructions a header).
-const KNOWN: [HeaderName; KNOWN_COUNT] = [CONTENT_TYPE, ACCEPT, AUTHORIZATION, USER_AGENT];
-const KNOWN_COUNT: usize = 4;
+/// `Host` is among them so that packing, which compares every header with these anyway, tells
+/// the hot path whether the caller set one (see `route`) without a lookup of its own (about 90
+/// instructions a request).
+const KNOWN: [HeaderName; KNOWN_COUNT] = [CONTENT_TYPE, ACCEPT, AUTHORIZATION, USER_AGENT, HOST];
+const KNOWN_COUNT: usize = 5;
+/// `HOST`'s place in [`KNOWN`].
+const HOST_AT: usize = 4;
 /// A record's first byte: below this, the length of its name written out; `NAMED_FROM + i`,
 /// the name `KNOWN[i]`, with no text.
 const NAMED_FROM: u8 = (256 - KNOWN_COUNT) as u8;
@@ -50,16 +57,22 @@ impl Packed {
     }
 
     /// Packs `uri` and `headers` into `self`, inline when they fit, else as a plain copy.
-    pub(crate) fn pack(&mut self, uri: &Uri, headers: &HeaderMap) {
+    /// Returns whether `headers` hold a `Host`.
+    pub(crate) fn pack(&mut self, uri: &Uri, headers: &HeaderMap) -> bool {
         if let Self::Inline { len, bytes } = self {
-            let mut out = Writer { bytes, at: 0 };
+            let mut out = Writer {
+                bytes,
+                at: 0,
+                host: false,
+            };
             if out.records(uri, headers).is_some() {
                 // `at <= INLINE` fits in a `u8`.
                 *len = out.at as u8;
-                return;
+                return out.host;
             }
         }
         *self = Self::Copied(Box::new((uri.clone(), headers.clone())));
+        headers.contains_key(HOST)
     }
 
     /// The URI's text and the header records after it.
@@ -123,6 +136,8 @@ impl Packed {
 struct Writer<'a> {
     bytes: &'a mut [u8; INLINE],
     at: usize,
+    /// Whether a `Host` header was written.
+    host: bool,
 }
 
 impl Writer<'_> {
@@ -136,7 +151,10 @@ impl Writer<'_> {
         for (name, value) in headers {
             let (name_len, name) = match KNOWN.iter().position(|k| k == name) {
                 // `i < KNOWN_COUNT`: no overflow.
-                Some(i) => (NAMED_FROM + i as u8, &[][..]),
+                Some(i) => {
+                    self.host |= i == HOST_AT;
+                    (NAMED_FROM + i as u8, &[][..])
+                }
                 // A length of `NAMED_FROM` or more would read as a known name, but such a
                 // name does not fit the buffer (asserted with `NAMED_FROM`): `put` fails below
                 // and the head is copied instead.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, HOST};
 use http::request::Parts;
 use http::{HeaderValue, Uri};
 use mcp_oauth_flow::dpop::DPOP;
@@ -16,6 +16,7 @@ use crate::bounds::{CallerBody, InnerService, ResponseBody};
 use crate::cache::{Lookup, Sent};
 use crate::future::ResponseFuture;
 use crate::head::SentHead;
+use crate::origin::host_header_matches;
 use crate::prepare::{pass_on, prepare};
 use crate::recovery::{start_first_contact, start_refresh_then_send, RetryContext};
 use crate::shared::Shared;
@@ -97,7 +98,14 @@ where
     let clock = &shared.clock;
     // The caller's head is kept before the layer adds its headers (those are kept as
     // values), straight into the variable the future takes it from.
-    let mut head = SentHead::keep(&parts);
+    let (mut head, names_a_host) = SentHead::keep_noting_host(&parts);
+    // Steered by its `Host` header to another authority than its URI's: untouched as well.
+    if names_a_host && steered_elsewhere(&parts) {
+        let request = http::Request::from_parts(parts, body);
+        let uri = request.uri().clone();
+        let future = this.send(request.map(pass_on));
+        return ResponseFuture::passthrough(future, uri);
+    }
     let sent = match this.lookup(&parts.uri, || clock.now_coarse()) {
         Lookup::Fresh(header, sent, dpop) => {
             // A bearer token costs nothing more; a DPoP-bound one gets its fresh proof.
@@ -137,6 +145,18 @@ where
             sent,
         },
     )
+}
+
+/// Whether the request's `Host` header names another authority than its URI (see
+/// `origin::host_header_matches`). Out of line: a caller rarely sets `Host` (hyper-util writes
+/// it from the URI).
+#[cold]
+#[inline(never)]
+fn steered_elsewhere(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(HOST)
+        .is_some_and(|host| !host_header_matches(&parts.uri, host))
 }
 
 /// Sets a fresh DPoP proof (RFC 9449 §7.1) on a request presenting DPoP-bound `tokens` with

@@ -1,0 +1,88 @@
+//! A request whose `Host` header names another authority than its URI (a gateway copying an
+//! incoming request's headers, a fronted domain) is steered by it, past a shared ingress, to
+//! another server: the layer sends it untouched, with no token and no flow on its `401`.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use mcp_oauth_testkit::scripted::{flow_response, resource, RS};
+use tower::{service_fn, Layer, ServiceExt};
+use tower_mcp_oauth::{
+    ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
+    TokenType,
+};
+
+type Req = http::Request<OAuthBody<Full<Bytes>>>;
+/// What the server side saw of one request: its path, `Host` and `Authorization`.
+type Seen = (String, Option<String>, Option<String>);
+
+#[tokio::test]
+async fn a_request_steered_elsewhere_by_its_host_header_goes_without_the_token() {
+    let url = format!("{RS}/mcp");
+    let store = MemoryStore::new();
+    let tokens = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c");
+    store.save_tokens(&url, &tokens).await.unwrap();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let server = service_fn({
+        let seen = Arc::clone(&seen);
+        move |req: Req| {
+            let header = |name| {
+                req.headers()
+                    .get(name)
+                    .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
+            };
+            let entry = (
+                req.uri().path().to_owned(),
+                header(http::header::HOST),
+                header(http::header::AUTHORIZATION),
+            );
+            seen.lock().unwrap().push(entry);
+            let response = flow_response(&req).unwrap_or_else(|| resource(&req, "at-1"));
+            async move { Ok::<_, Infallible>(response) }
+        }
+    });
+    let service = OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(store)
+    .layer(server);
+    let send = |host: Option<&str>| {
+        let mut request = http::Request::post(&url);
+        if let Some(host) = host {
+            request = request.header(http::header::HOST, host);
+        }
+        // A head too large to pack in place is kept another way; the `Host` rule is the same.
+        if host.is_some_and(|h| h.starts_with("big.")) {
+            request = request.header("x-large", "x".repeat(4096));
+        }
+        service
+            .clone()
+            .oneshot(request.body(Full::new(Bytes::new())).unwrap())
+    };
+
+    // Its own authority, however written, or none: the token goes.
+    for host in [None, Some("127.0.0.1:1"), Some("127.0.0.1:01")] {
+        assert_eq!(send(host).await.unwrap().status(), 200, "{host:?}");
+    }
+    // Another: untouched, and its 401 is passed on with no flow behind it.
+    for host in ["tenant-b.example.net", "big.example.net"] {
+        let response = send(Some(host)).await.unwrap();
+        assert_eq!(response.status(), 401, "{host}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    let bearer = Some("Bearer at-1".to_owned());
+    let host = |h: &str| Some(h.to_owned());
+    assert_eq!(
+        seen,
+        [
+            ("/mcp".to_owned(), None, bearer.clone()),
+            ("/mcp".to_owned(), host("127.0.0.1:1"), bearer.clone()),
+            ("/mcp".to_owned(), host("127.0.0.1:01"), bearer),
+            ("/mcp".to_owned(), host("tenant-b.example.net"), None),
+            ("/mcp".to_owned(), host("big.example.net"), None),
+        ]
+    );
+}
