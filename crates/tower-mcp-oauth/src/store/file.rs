@@ -498,7 +498,16 @@ impl TokenStore for FileStore {
 
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         let issuer = issuer.to_owned();
-        Box::pin(self.on_disk(move |files| Files::remove(&files.client_path(&issuer))))
+        Box::pin(self.on_disk(move |files| {
+            // Only if the file is this issuer's: another issuer whose name hashes to the same
+            // file name keeps its registration (as `load_client` never reads it as this one's).
+            // An unreadable file under this issuer's name goes with it.
+            let path = files.client_path(&issuer);
+            match Files::read::<ClientRegistration>(&path) {
+                Ok(Some(other)) if other.issuer != issuer => Ok(()),
+                _ => Files::remove(&path),
+            }
+        }))
     }
 
     fn remove_refused_client<'a>(

@@ -143,6 +143,38 @@ async fn a_refused_client_is_removed_only_while_it_is_the_one_stored() {
     crate::store::contract::removes_only_the_refused_client(&store).await;
 }
 
+/// Two issuers whose names hash to one file name: removing one's registration leaves the
+/// other's, which `load_client` never reads as the first's either.
+#[tokio::test]
+async fn a_registration_under_a_colliding_name_is_not_removed_for_another_issuer() {
+    use mcp_oauth_flow::client::ClientRegistration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let theirs = ClientRegistration {
+        issuer: "https://other-issuer".into(),
+        client_id: "theirs".into(),
+        client_secret: None,
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("none".into()),
+        redirect_uris: vec![],
+    };
+    // Written where "https://as" would be: a collision, played by writing it there.
+    let path = store.files.client_path("https://as");
+    std::fs::write(&path, serde_json::to_vec(&theirs).unwrap()).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    assert!(store.load_client("https://as").await.unwrap().is_none());
+    store.remove_client("https://as").await.unwrap();
+    assert!(path.exists(), "another issuer's registration was removed");
+    // Its own, or an unreadable file under its name, is removed.
+    std::fs::write(&path, b"{not json").unwrap();
+    store.remove_client("https://as").await.unwrap();
+    assert!(!path.exists());
+}
+
 #[tokio::test]
 async fn lock_excludes_other_handles_until_dropped() {
     let dir = tempfile::tempdir().unwrap();
