@@ -153,10 +153,13 @@ where
 #[cold]
 #[inline(never)]
 fn steered_elsewhere(parts: &Parts) -> bool {
-    parts
-        .headers
-        .get(HOST)
-        .is_some_and(|host| !host_header_matches(&parts.uri, host))
+    // Every value: a second `Host` (a gateway appending a copied one) is written out too, and
+    // a lenient proxy may route by it.
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) => !host_header_matches(&parts.uri, host),
+        _ => true,
+    }
 }
 
 /// Sets a fresh DPoP proof (RFC 9449 §7.1) on a request presenting DPoP-bound `tokens` with

@@ -72,6 +72,14 @@ async fn a_request_steered_elsewhere_by_its_host_header_goes_without_the_token()
         let response = send(Some(host)).await.unwrap();
         assert_eq!(response.status(), 401, "{host}");
     }
+    // Two: its own first, another after (a gateway appending a copied one).
+    let request = http::Request::post(&url)
+        .header(http::header::HOST, "127.0.0.1:1")
+        .header(http::header::HOST, "tenant-b.example.net")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 401);
     let seen = seen.lock().unwrap().clone();
     let bearer = Some("Bearer at-1".to_owned());
     let host = |h: &str| Some(h.to_owned());
@@ -83,6 +91,7 @@ async fn a_request_steered_elsewhere_by_its_host_header_goes_without_the_token()
             ("/mcp".to_owned(), host("127.0.0.1:01"), bearer),
             ("/mcp".to_owned(), host("tenant-b.example.net"), None),
             ("/mcp".to_owned(), host("big.example.net"), None),
+            ("/mcp".to_owned(), host("127.0.0.1:1"), None),
         ]
     );
 }
