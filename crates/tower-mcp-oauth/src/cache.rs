@@ -226,6 +226,34 @@ impl Cache {
         });
     }
 
+    /// The tokens held for exactly `resource`, if any.
+    pub(crate) fn tokens_of(&self, resource: &Url) -> Option<Arc<TokenSet>> {
+        let origin = Origin::of_url(resource)?;
+        self.sessions
+            .load()
+            .bucket(origin)
+            .iter()
+            .find(|s| &s.resource == resource)
+            .map(|s| Arc::clone(&s.tokens))
+    }
+
+    /// Forgets the tokens of `resource` only while they are `tokens` (a refresh of them was
+    /// refused for good): others installed meanwhile (a login completed elsewhere) stay.
+    pub(crate) fn remove_if_holding(&self, resource: &Url, tokens: &TokenSet) {
+        let Some(origin) = Origin::of_url(resource) else {
+            return;
+        };
+        self.sessions.rcu(|current| {
+            current.with_bucket(origin, |bucket| {
+                bucket
+                    .iter()
+                    .filter(|s| &s.resource != resource || !s.tokens.same_tokens(tokens))
+                    .cloned()
+                    .collect()
+            })
+        });
+    }
+
     /// Forgets the tokens of a resource (a refresh was refused for good).
     pub(crate) fn remove(&self, resource: &Url) {
         let Some(origin) = Origin::of_url(resource) else {

@@ -142,7 +142,12 @@ async fn drive(
                 dropped_tokens = true;
                 if let Some(resource) = &held_resource {
                     debug!(resource = %resource, "refresh refused for good; dropping the tokens");
-                    state.cache.remove(resource);
+                    // Only the refused ones: tokens installed since (a web login completed
+                    // while this refresh ran, `OAuthLayer::adopt_login`) stay.
+                    match &held {
+                        Some(refused) => state.cache.remove_if_holding(resource, refused),
+                        None => state.cache.remove(resource),
+                    }
                     let drop =
                         state
                             .store

@@ -209,6 +209,8 @@ impl OAuthLayer {
         resource: url::Url,
         tokens: mcp_oauth_flow::token::TokenSet,
     ) {
+        // The store holds them (the login saved them): no write of this layer's is pending.
+        self.state.flights.store_caught_up(resource.as_str());
         crate::stored::install(&self.state, resource, tokens);
         self.state.flights.forget_failure(server.as_str());
     }

@@ -246,6 +246,8 @@ async fn write_and_install(
         Some((t, r)) => (Some(t), Some(r)),
         None => (None, None),
     };
+    // What the cache held when the flow started, for a refresh's install below.
+    let started_from = outcome.refreshed.then(|| held_tokens.clone()).flatten();
     // What the store should still hold: the tokens this flow started from, unless it dropped
     // them, or they were stored under another resource (then what it holds now). A store behind
     // the tokens in memory (an earlier write of them failed) may still hold what it held then
@@ -328,6 +330,15 @@ async fn write_and_install(
         Err(e) => {
             warn!(error = %e, "could not store tokens; they are kept in memory");
             state.flights.write_failed(&key, expected.as_ref());
+        }
+    }
+    // A refresh renews the tokens it started from: if the cache took others meanwhile (a web
+    // login completed while it ran, `OAuthLayer::adopt_login`), those are newer, and stay.
+    if let Some(started_from) = &started_from {
+        let current = state.cache.tokens_of(&outcome.protected_resource);
+        if let Some(current) = current.filter(|c| !c.same_tokens(started_from)) {
+            debug!(resource = %key, "the cache took other tokens during the refresh; keeping them");
+            return Ok((*current).clone());
         }
     }
     install(state, outcome.protected_resource, outcome.tokens.clone());

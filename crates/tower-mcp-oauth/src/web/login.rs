@@ -436,9 +436,10 @@ impl WebLogin {
         self.record_outcome(user, &server_url, &Ok(()), &mut writes)
             .await;
         // The user's cached layer may hold older tokens, or a recent "must connect" failure:
-        // the next `layer_for` starts afresh and adopts the stored tokens; a layer a service
-        // the app keeps still holds takes the new tokens now instead (dropped from the map, it
-        // would go on sending the old ones, out of reach of a logout).
+        // unheld, it is forgotten and the next `layer_for` adopts the stored tokens; one a
+        // service the app keeps still holds stays, and takes the new tokens now (dropped from
+        // the map, it would go on sending the old ones, out of reach of a logout). So does one
+        // a lookup took as it was being forgotten.
         if let Some(held) = self.layers.remove_unless_held(user) {
             held.adopt_login(
                 &server_url,
@@ -457,7 +458,8 @@ impl WebLogin {
 
     /// The layer for `user`'s MCP calls: it sends their tokens, refreshes them when due, and
     /// shares one store with every other user. All layers returned for one user share one
-    /// token cache until the user completes a new login.
+    /// token cache; after a new login, one that a service the app keeps still holds takes the
+    /// new tokens, and one nothing holds is replaced by a fresh one.
     ///
     /// It never starts a login: when the user has no usable token (never connected, or the
     /// grant was revoked) the call fails with [`ErrorKind::InteractionRequired`] carrying

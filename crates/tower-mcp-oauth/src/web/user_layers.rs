@@ -150,8 +150,9 @@ impl UserLayers {
     }
 
     /// Forgets `user`'s layer, so the next lookup makes a new one, unless something else holds
-    /// it (a service the app keeps): that one is kept, and returned, since only through this
-    /// map can a logout reach its token cache.
+    /// it (a service the app keeps): that one is kept, since only through this map can a logout
+    /// reach its token cache. Returns the layer that was there, kept or not (a lookup racing
+    /// the removal may have taken the removed one).
     pub(super) fn remove_unless_held(&self, user: &str) -> Option<OAuthLayer> {
         let hash = self.hash(user);
         let shard = self.shard(hash);
@@ -166,6 +167,7 @@ impl UserLayers {
                     Arc::clone(current)
                 }
                 Ok(entry) => {
+                    held = Some(entry.get().1.clone());
                     entry.remove();
                     Arc::new(next)
                 }
@@ -230,8 +232,10 @@ mod tests {
         assert!(users.remove_unless_held("nobody").is_none());
         assert_eq!(users.len(), 3);
         drop((a1, a2, held));
-        assert!(users.remove_unless_held("alice").is_none());
+        // Let go, it is forgotten (and handed back once more, for a caller that raced it).
+        assert!(users.remove_unless_held("alice").is_some());
         assert_eq!(users.len(), 2);
+        assert!(users.remove_unless_held("alice").is_none());
         users.get_or_insert_with("alice", || {
             calls += 1;
             layer()

@@ -31,6 +31,8 @@ struct Fake {
     valid: Mutex<HashSet<String>>,
     refreshes: AtomicU32,
     lifetime: u64,
+    /// Whether refreshes are refused (`invalid_grant`).
+    refuse_refreshes: std::sync::atomic::AtomicBool,
 }
 
 impl Fake {
@@ -40,6 +42,7 @@ impl Fake {
             valid: Mutex::default(),
             refreshes: AtomicU32::new(0),
             lifetime,
+            refuse_refreshes: Default::default(),
         })
     }
 
@@ -111,6 +114,9 @@ impl Fake {
                 Some("authorization_code") => {
                     let code = param("code").unwrap_or_default();
                     self.tokens(format!("at-{code}"), format!("rt-{code}"))
+                }
+                Some("refresh_token") if self.refuse_refreshes.load(Ordering::SeqCst) => {
+                    (400, json!({"error": "invalid_grant"}))
                 }
                 Some("refresh_token") => {
                     let n = self.refreshes.fetch_add(1, Ordering::Relaxed) + 1;

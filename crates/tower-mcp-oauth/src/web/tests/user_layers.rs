@@ -240,3 +240,160 @@ async fn a_kept_service_follows_a_new_login_and_a_logout_after_forget_user() {
     assert_eq!(err.kind(), ErrorKind::InteractionRequired, "{err:#}");
     assert_eq!(fake.bearers(), ["at-ca", "at-cb"]);
 }
+
+/// A refresh the kept layer started before the user connected again ends after the new login
+/// installed its tokens: refused, it drops only the tokens it tried to renew, and the kept
+/// service goes on with the new ones.
+#[tokio::test]
+async fn a_refresh_refused_after_a_new_login_leaves_the_new_tokens() {
+    let fake = Fake::new(3600);
+    let (login, clock) = setup(&fake);
+    log_in(&login, "alice", "ca").await;
+    // The kept service's refreshes wait at a gate the test opens.
+    let (reached, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let inner = mcp_service(&fake);
+    let gated = McpService::new(service_fn({
+        let (reached, release) = (Arc::clone(&reached), Arc::clone(&release));
+        move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+            let (reached, release, inner) =
+                (Arc::clone(&reached), Arc::clone(&release), inner.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                if body.windows(22).any(|w| w == b"grant_type=refresh_tok") {
+                    reached.notify_one();
+                    release.notified().await;
+                }
+                let req = http::Request::from_parts(parts, OAuthBody::passthrough(Full::new(body)));
+                inner.oneshot(req).await
+            }
+        }
+    }));
+    let kept = ServiceBuilder::new()
+        .layer(login.layer_for("alice"))
+        .service(gated);
+    assert_eq!(
+        kept.clone().oneshot(mcp_call()).await.unwrap().status(),
+        200
+    );
+    // An hour on, the token is due: the kept service's next call refreshes it, and the
+    // server will refuse the refresh.
+    *clock.lock().unwrap() += Duration::from_secs(3600);
+    fake.refuse_refreshes.store(true, Ordering::SeqCst);
+    let call = tokio::spawn(kept.clone().oneshot(mcp_call()));
+    reached.notified().await;
+    // Meanwhile alice connects again.
+    log_in(&login, "alice", "cb").await;
+    release.notify_one();
+    let _ = call.await.unwrap();
+    // The refused refresh dropped nothing but the tokens it tried: the kept service sends the
+    // new ones.
+    let response = kept.oneshot(mcp_call()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(fake.bearers().last().map(String::as_str), Some("at-cb"));
+}
+
+/// A store whose next compare-and-swap, once armed, lands and then waits at a gate before it
+/// answers: a refresh whose write reached the store and whose install has not happened yet.
+struct GatedSwap {
+    inner: crate::MemoryStore,
+    armed: std::sync::atomic::AtomicBool,
+    reached: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl TokenStore for GatedSwap {
+    fn load_tokens<'a>(
+        &'a self,
+        r: &'a str,
+    ) -> crate::BoxFuture<'a, Result<Option<crate::TokenSet>, crate::Error>> {
+        self.inner.load_tokens(r)
+    }
+    fn save_tokens<'a>(
+        &'a self,
+        r: &'a str,
+        t: &'a crate::TokenSet,
+    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
+        self.inner.save_tokens(r, t)
+    }
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        r: &'a str,
+        current: Option<&'a crate::TokenSet>,
+        new: Option<&'a crate::TokenSet>,
+    ) -> crate::BoxFuture<'a, Result<crate::store::Replaced, crate::Error>> {
+        Box::pin(async move {
+            let swapped = self.inner.compare_and_swap_tokens(r, current, new).await;
+            if self.armed.swap(false, Ordering::SeqCst) {
+                self.reached.notify_one();
+                self.release.notified().await;
+            }
+            swapped
+        })
+    }
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> crate::BoxFuture<'a, Result<Option<crate::ClientRegistration>, crate::Error>> {
+        self.inner.load_client(issuer)
+    }
+    fn save_client<'a>(
+        &'a self,
+        r: &'a crate::ClientRegistration,
+    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
+        self.inner.save_client(r)
+    }
+    fn remove_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
+        self.inner.remove_client(issuer)
+    }
+    fn lock<'a>(
+        &'a self,
+        r: &'a str,
+    ) -> crate::BoxFuture<'a, Result<crate::StoreLock, crate::Error>> {
+        self.inner.lock(r)
+    }
+}
+
+/// A refresh the kept layer started before the user connected again writes its tokens to the
+/// store and then, after the new login installed its own, comes to install them: the new
+/// login's stay in the cache (the store holds them too).
+#[tokio::test]
+async fn a_refresh_that_installs_after_a_new_login_leaves_the_new_tokens() {
+    let fake = Fake::new(3600);
+    let store = Arc::new(GatedSwap {
+        inner: crate::MemoryStore::new(),
+        armed: Default::default(),
+        reached: Default::default(),
+        release: Default::default(),
+    });
+    let (login, clock, _) = setup_over(&fake, Arc::clone(&store) as Arc<dyn TokenStore>);
+    log_in(&login, "alice", "ca").await;
+    let kept = ServiceBuilder::new()
+        .layer(login.layer_for("alice"))
+        .service(mcp_service(&fake));
+    assert_eq!(
+        kept.clone().oneshot(mcp_call()).await.unwrap().status(),
+        200
+    );
+    *clock.lock().unwrap() += Duration::from_secs(3600);
+    store.armed.store(true, Ordering::SeqCst);
+    let call = tokio::spawn(kept.clone().oneshot(mcp_call()));
+    store.reached.notified().await;
+    // The refresh's tokens are in the store; alice connects again before they are installed.
+    log_in(&login, "alice", "cb").await;
+    store.release.notify_one();
+    let _ = call.await.unwrap();
+    let response = kept.oneshot(mcp_call()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(fake.bearers().last().map(String::as_str), Some("at-cb"));
+}
