@@ -240,22 +240,16 @@ impl Cache {
     /// Forgets the tokens of `resource` only while they are `tokens` (a refresh of them was
     /// refused for good): others installed meanwhile (a login completed elsewhere) stay.
     pub(crate) fn remove_if_holding(&self, resource: &Url, tokens: &TokenSet) {
-        let Some(origin) = Origin::of_url(resource) else {
-            return;
-        };
-        self.sessions.rcu(|current| {
-            current.with_bucket(origin, |bucket| {
-                bucket
-                    .iter()
-                    .filter(|s| &s.resource != resource || !s.tokens.same_tokens(tokens))
-                    .cloned()
-                    .collect()
-            })
-        });
+        self.remove_where(resource, |held| held.same_tokens(tokens));
     }
 
     /// Forgets the tokens of a resource (a refresh was refused for good).
     pub(crate) fn remove(&self, resource: &Url) {
+        self.remove_where(resource, |_| true);
+    }
+
+    /// Forgets the session of `resource` if its tokens are `doomed`.
+    fn remove_where(&self, resource: &Url, doomed: impl Fn(&TokenSet) -> bool) {
         let Some(origin) = Origin::of_url(resource) else {
             return;
         };
@@ -263,7 +257,7 @@ impl Cache {
             current.with_bucket(origin, |bucket| {
                 bucket
                     .iter()
-                    .filter(|s| &s.resource != resource)
+                    .filter(|s| &s.resource != resource || !doomed(&s.tokens))
                     .cloned()
                     .collect()
             })

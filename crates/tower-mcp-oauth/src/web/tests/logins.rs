@@ -184,15 +184,7 @@ async fn registrations_belong_to_the_app() {
 async fn a_registration_another_app_uses_is_replaced_with_the_first_tokens() {
     let fake = Fake::new(3600);
     let (login, _, store) = setup_with_store(&fake);
-    let others = ClientRegistration {
-        issuer: AS.into(),
-        client_id: "other-app".into(),
-        client_secret: None,
-        client_secret_expires_at: None,
-        token_endpoint_auth_method: Some("none".into()),
-        redirect_uris: vec!["https://other.example.com/callback".into()],
-    };
-    store.save_client(&others).await.unwrap();
+    store.save_client(&other_apps_registration()).await.unwrap();
     let stored = || async { store.load_client(AS).await.unwrap().unwrap().client_id };
     // Alice never comes back from the consent page.
     login.start("alice", MCP).await.unwrap();
@@ -322,21 +314,25 @@ async fn a_store_that_never_writes_the_tokens_fails_the_callback_at_the_deadline
     assert_eq!(status.last_error.map(|e| e.kind), Some(ErrorKind::Store));
 }
 
-/// A web login whose tokens the store does not keep leaves the registration another app uses
-/// as it was: the new one would be kept for tokens nobody has.
-#[tokio::test(start_paused = true)]
-async fn a_login_whose_tokens_were_not_kept_leaves_the_other_apps_registration() {
-    let fake = Fake::new(3600);
-    let (login, _, store) = setup_over(&fake, Arc::new(TokensNeverWritten(MemoryStore::new())));
-    let others = ClientRegistration {
+/// The issuer's registration of another application sharing the store (its own redirect URI).
+fn other_apps_registration() -> ClientRegistration {
+    ClientRegistration {
         issuer: AS.into(),
         client_id: "other-app".into(),
         client_secret: None,
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
         redirect_uris: vec!["https://other.example.com/callback".into()],
-    };
-    store.save_client(&others).await.unwrap();
+    }
+}
+
+/// A web login whose tokens the store does not keep leaves the registration another app uses
+/// as it was: the new one would be kept for tokens nobody has.
+#[tokio::test(start_paused = true)]
+async fn a_login_whose_tokens_were_not_kept_leaves_the_other_apps_registration() {
+    let fake = Fake::new(3600);
+    let (login, _, store) = setup_over(&fake, Arc::new(TokensNeverWritten(MemoryStore::new())));
+    store.save_client(&other_apps_registration()).await.unwrap();
     let login = login.flow_deadline(Duration::from_secs(10));
     let url = login.start("alice", MCP).await.unwrap();
     let error = login
