@@ -181,40 +181,13 @@ impl OAuthLayer {
         self
     }
 
-    /// The settings, to change one: in place while this layer is the only holder of its state.
     /// Whether `self` and `other` share one state (token cache, flows): clones of one layer.
     #[cfg(test)]
     pub(crate) fn shares_state_with(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.state, &other.state)
     }
 
-    /// How many hold this layer's token cache: its clones, the services made from it, the
-    /// requests and flows in flight through them, and the layers a builder call made from a
-    /// clone of it (`layer_for(user).max_replay_bytes(..)` copies the settings, and shares the
-    /// cache a logout must reach).
-    #[cfg(feature = "web")]
-    pub(crate) fn holders(&self) -> usize {
-        // The state's holders, plus the cache's other than this state (forks, services).
-        Arc::strong_count(&self.state) + Arc::strong_count(&self.state.cache) - 1
-    }
-
-    /// A web login for this layer's user completed, while a service the app keeps holds the
-    /// layer: the new tokens for `resource` are installed now (the layer would otherwise go on
-    /// sending the ones it holds), and the last failure for `server` (a "must connect") is
-    /// forgotten.
-    #[cfg(feature = "web")]
-    pub(crate) fn adopt_login(
-        &self,
-        server: &url::Url,
-        resource: url::Url,
-        tokens: mcp_oauth_flow::token::TokenSet,
-    ) {
-        // The store holds them (the login saved them): no write of this layer's is pending.
-        self.state.flights.store_caught_up(resource.as_str());
-        crate::stored::install(&self.state, resource, tokens);
-        self.state.flights.forget_failure(server.as_str());
-    }
-
+    /// The settings, to change one: in place while this layer is the only holder of its state.
     pub(crate) fn state_mut(&mut self) -> &mut LayerState {
         Arc::make_mut(&mut self.state)
     }
@@ -533,62 +506,6 @@ impl OAuthLayer {
     /// Reads time from `clock`, the system's or a given one, as another part of the crate
     /// does (the web API's per-user layers): the system's stays the system's, whose
     /// per-request expiry check reads the coarse clock (see `clock::coarse_now`).
-    #[cfg(feature = "web")]
-    pub(crate) fn with_shared_clock(mut self, clock: Clock) -> Self {
-        self.state_mut().clock = clock;
-        self
-    }
-
-    /// Logs out of the MCP server at `server_url`: removes its tokens from this layer's cache
-    /// and its store, so the next request authorizes afresh; then revokes the refresh token and
-    /// the access token at the authorization server's `revocation_endpoint` (RFC 7009) with the
-    /// client's authentication, sending through `client`. A failed or impossible revocation (no
-    /// endpoint, a network error, an error response, a server that does not answer in time) is
-    /// reported in the [`Logout`](crate::Logout) while the tokens are forgotten all the same,
-    /// even if the caller drops the logout during the revocation. The store steps have one
-    /// [`flow_deadline`](Self::flow_deadline) and the revocations another, each request within
-    /// the [`request_timeout`](Self::request_timeout) too. The client registration is kept: remove
-    /// it with [`TokenStore::remove_client`](crate::TokenStore::remove_client) if wanted.
-    ///
-    /// `Err` only when `server_url` is not absolute or the store fails.
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use serde_json::json;
-    /// use tower_mcp_oauth::{ClientAuthMethod, ClientConfig, HeadlessAuthorizer, HttpClient, MemoryStore, OAuthLayer, TokenSet, TokenStore, TokenType};
-    /// # tokio_test::block_on(async {
-    /// let store = std::sync::Arc::new(MemoryStore::new());
-    /// let tokens = TokenSet::new("at", TokenType::Bearer, "https://as.example.com", "app")
-    ///     .with_token_endpoint(Some("https://as.example.com/token".into()), Some(ClientAuthMethod::None));
-    /// store.save_tokens("https://mcp.example.com/mcp", &tokens).await.unwrap();
-    /// let layer = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:1/cb"), HeadlessAuthorizer::new())
-    ///     .token_store(store.clone());
-    /// // The authorization server: its metadata, and a revocation endpoint that accepts.
-    /// let client = HttpClient::from_fn(|req| async move {
-    ///     let body = match req.uri().path() {
-    ///         "/.well-known/oauth-authorization-server" => json!({
-    ///             "issuer": "https://as.example.com",
-    ///             "authorization_endpoint": "https://as.example.com/authorize",
-    ///             "token_endpoint": "https://as.example.com/token",
-    ///             "revocation_endpoint": "https://as.example.com/revoke"}).to_string(),
-    ///         _ => String::new(),
-    ///     };
-    ///     Ok(http::Response::new(Bytes::from(body)))
-    /// });
-    /// let logout = layer.logout("https://mcp.example.com/mcp", &client).await.unwrap();
-    /// assert!(logout.all_revoked());
-    /// assert_eq!(logout.issuer.as_deref(), Some("https://as.example.com"));
-    /// assert!(store.load_tokens("https://mcp.example.com/mcp").await.unwrap().is_none());
-    /// # });
-    /// ```
-    pub async fn logout(
-        &self,
-        server_url: &str,
-        client: &crate::HttpClient,
-    ) -> Result<crate::Logout, mcp_oauth_flow::Error> {
-        crate::logout::logout(&self.state, server_url, client).await
-    }
-
     /// Sets when and with which key the layer binds tokens with DPoP (RFC 9449); see [`Dpop`].
     /// Default: [`Dpop::new()`], DPoP whenever the authorization server advertises ES256, with
     /// a key the layer generates when it first needs one.

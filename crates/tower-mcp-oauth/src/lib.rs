@@ -116,7 +116,10 @@ mod head_buffer;
 mod layer;
 mod layer_addresses;
 mod layer_chooser;
+mod layer_logout;
 mod layer_scope;
+#[cfg(feature = "web")]
+mod layer_web;
 mod logout;
 mod markers;
 mod need;
