@@ -86,9 +86,7 @@ where
                 .is_some_and(|servers| !servers.covers(request.uri()))
     };
     if outside {
-        let uri = request.uri().clone();
-        let future = this.send(request.map(pass_on));
-        return ResponseFuture::passthrough(future, uri);
+        return untouched(this, request);
     }
     // Its own reference for the future; borrowed from `this`, it would keep `this` from the
     // lookup and the send below.
@@ -101,10 +99,7 @@ where
     let (mut head, names_a_host) = SentHead::keep_noting_host(&parts);
     // Steered by its `Host` header to another authority than its URI's: untouched as well.
     if names_a_host && steered_elsewhere(&parts) {
-        let request = http::Request::from_parts(parts, body);
-        let uri = request.uri().clone();
-        let future = this.send(request.map(pass_on));
-        return ResponseFuture::passthrough(future, uri);
+        return untouched(this, http::Request::from_parts(parts, body));
     }
     let sent = match this.lookup(&parts.uri, || clock.now_coarse()) {
         Lookup::Fresh(header, sent, dpop) => {
@@ -145,6 +140,25 @@ where
             sent,
         },
     )
+}
+
+/// Sends `request` as the caller made it: no token, no store, no flow on its `401` (outside
+/// the servers the layer is limited to, or steered elsewhere by its `Host`). Out of line, as
+/// the few requests that take it are.
+#[cold]
+#[inline(never)]
+fn untouched<R, S, B>(
+    this: &mut R,
+    request: http::Request<B>,
+) -> ResponseFuture<S, B, SenderFuture<R, S, B>>
+where
+    R: Route<S, B>,
+    S: Service<http::Request<OAuthBody<B>>>,
+    B: CallerBody,
+{
+    let uri = request.uri().clone();
+    let future = this.send(request.map(pass_on));
+    ResponseFuture::passthrough(future, uri)
 }
 
 /// Whether the request's `Host` header names another authority than its URI (see

@@ -531,8 +531,9 @@ impl WebLogin {
     /// [`pending_login_store`](Self::pending_login_store)) and the layer this process holds
     /// for them, e.g. when they sign out of the app; a layer a service the app keeps still
     /// holds stays, so that a [`logout`](Self::logout) reaches it. Their stored tokens stay:
-    /// drop them through [`user_store`](Self::user_store), or log them out. Fails with the store's error, or with a
-    /// transient [`ErrorKind::Timeout`] when it does not answer within the flow deadline.
+    /// drop them through [`user_store`](Self::user_store), or log them out. Fails with the
+    /// store's error, or with a transient [`ErrorKind::Timeout`] when it does not answer within
+    /// the flow deadline.
     ///
     /// ```
     /// use bytes::Bytes;
