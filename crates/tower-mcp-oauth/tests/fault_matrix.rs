@@ -23,12 +23,16 @@ use tower_mcp_oauth::{
 
 const REDIRECT: &str = "http://localhost:3000/callback";
 
-/// Each sub-request's time limit here (the layer's default is 30 s): a stall costs this.
-const REQUEST_TIMEOUT: Duration = Duration::from_millis(400);
+/// Each sub-request's time limit here (the layer's default is 30 s): a stall costs this. It
+/// bounds the steps before the faulted one too, which answer at once on an idle machine: at
+/// 400 ms, a run of the whole workspace's tests on 2 loaded cores once ended a case before its
+/// faulted step ("the step was never reached"), most likely one of those steps timing out.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long the test waits for the caller's own request to a stalled resource: the layer
 /// bounds its own sub-requests, never the caller's request (an outer `Timeout` does that).
-const CALLER_PATIENCE: Duration = Duration::from_secs(2);
+/// Longer than the few request timeouts a stalled sub-request is allowed (see `TimedOut`).
+const CALLER_PATIENCE: Duration = Duration::from_millis(4_500);
 
 struct Case {
     kit: Testkit,
