@@ -16,6 +16,7 @@ use super::memory::lock as lock_std;
 use super::{file_lock, file_safety};
 use super::{matches, LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
+use slots::file_name;
 
 /// A [`TokenStore`] on disk: tokens survive restarts and are shared by every process that
 /// points at the same directory.
@@ -66,11 +67,21 @@ impl std::fmt::Debug for FileStore {
     }
 }
 
+mod slots;
+
 /// The store's directory and what it does there, synchronously: on the store's disk thread
 /// ([`Disk`]), never on a caller's.
 struct Files {
     dir: PathBuf,
+    /// The name a key's record is written under when no other key's holds it: [`file_name`].
+    /// The tests give one under which every key's name is the same.
+    name: fn(&str, &str, &str) -> String,
 }
+
+/// The prefixes of the three kinds of record file (see [`slots`]).
+const TOKENS: &str = "tokens";
+const STATUS: &str = "status";
+const CLIENT: &str = "client";
 
 /// The last flow's record for one server (`status-<name>.json`); it holds no secret, but is
 /// written like the credentials (owner only, atomically).
@@ -102,30 +113,6 @@ pub(super) fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     } else {
         error
     }
-}
-
-/// A file name for a key: readable, and unique through a stable hash (FNV-1a; std's hasher is
-/// not stable across releases).
-fn file_name(prefix: &str, key: &str, ext: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let readable: String = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(60)
-        .collect();
-    format!("{prefix}-{readable}-{hash:016x}.{ext}")
 }
 
 impl FileStore {
@@ -161,7 +148,10 @@ impl FileStore {
             .map_err(|e| io_error("cannot inspect the token store directory", &dir, e))?;
         file_safety::check_store_dir(&dir, &meta)?;
         Ok(Self {
-            files: Arc::new(Files { dir }),
+            files: Arc::new(Files {
+                dir,
+                name: file_name,
+            }),
             disk: Arc::default(),
         })
     }
@@ -204,16 +194,19 @@ impl FileStore {
 }
 
 impl Files {
+    #[cfg(test)]
     fn tokens_path(&self, resource: &str) -> PathBuf {
-        self.dir.join(file_name("tokens", resource, "json"))
+        self.own_path(TOKENS, resource)
     }
 
+    #[cfg(test)]
     fn status_path(&self, server: &str) -> PathBuf {
-        self.dir.join(file_name("status", server, "json"))
+        self.own_path(STATUS, server)
     }
 
+    #[cfg(test)]
     fn client_path(&self, issuer: &str) -> PathBuf {
-        self.dir.join(file_name("client", issuer, "json"))
+        self.own_path(CLIENT, issuer)
     }
 
     fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
@@ -282,12 +275,11 @@ impl Files {
     }
 
     fn load_tokens_now(&self, resource: &str) -> Result<Option<TokenSet>, Error> {
-        let file: Option<TokensFile> = Self::read(&self.tokens_path(resource))?;
-        Ok(file.filter(|f| f.resource == resource).map(|f| f.tokens))
+        let file: Option<TokensFile> = self.read_record(TOKENS, resource)?;
+        Ok(file.map(|f| f.tokens))
     }
 
     fn save_tokens_now(&self, resource: &str, tokens: Option<&TokenSet>) -> Result<(), Error> {
-        let path = self.tokens_path(resource);
         match tokens {
             Some(tokens) => {
                 let file = TokensFile {
@@ -297,9 +289,9 @@ impl Files {
                 let bytes = serde_json::to_vec_pretty(&file).map_err(|e| {
                     Error::new(ErrorKind::Store, format!("cannot encode tokens: {e}"))
                 })?;
-                Self::write_atomic(&path, &bytes)
+                self.write_record::<TokensFile>(TOKENS, resource, &bytes)
             }
-            None => Self::remove(&path),
+            None => self.remove_record::<TokensFile>(TOKENS, resource),
         }
     }
 
@@ -313,7 +305,7 @@ impl Files {
 
     /// The path of the lock file `kind` of `key`.
     fn lock_path(&self, key: &str, kind: &str) -> PathBuf {
-        self.dir.join(file_name("tokens", key, kind))
+        self.dir.join((self.name)(TOKENS, key, kind))
     }
 
     /// Opens (creating) a lock file.
@@ -431,8 +423,19 @@ impl TokenStore for FileStore {
         resource: &'a str,
         tokens: &'a TokenSet,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        let (resource, tokens) = (resource.to_owned(), tokens.clone());
-        Box::pin(self.on_disk(move |files| files.save_tokens_now(&resource, Some(&tokens))))
+        Box::pin(async move {
+            // Under the compare-and-swap's lock: a swap never writes over a save made between
+            // its read and its write, and two keys whose names collide (see `slots`) never
+            // both find the name free and write it.
+            let lock = self.short_lock(resource, "cas").await?;
+            let (resource, tokens) = (resource.to_owned(), tokens.clone());
+            self.on_disk(move |files| {
+                let saved = files.save_tokens_now(&resource, Some(&tokens));
+                drop(lock);
+                saved
+            })
+            .await
+        })
     }
 
     fn compare_and_swap_tokens<'a>(
@@ -469,10 +472,9 @@ impl TokenStore for FileStore {
         issuer: &'a str,
     ) -> BoxFuture<'a, Result<Option<ClientRegistration>, Error>> {
         let issuer = issuer.to_owned();
-        Box::pin(self.on_disk(move |files| {
-            let reg: Option<ClientRegistration> = Files::read(&files.client_path(&issuer))?;
-            Ok(reg.filter(|r| r.issuer == issuer))
-        }))
+        Box::pin(
+            self.on_disk(move |files| files.read_record::<ClientRegistration>(CLIENT, &issuer)),
+        )
     }
 
     fn save_client<'a>(
@@ -488,7 +490,7 @@ impl TokenStore for FileStore {
             let lock = self.short_lock(&registration.issuer, "client-cas").await?;
             let issuer = registration.issuer.clone();
             self.on_disk(move |files| {
-                let written = Files::write_atomic(&files.client_path(&issuer), &bytes);
+                let written = files.write_record::<ClientRegistration>(CLIENT, &issuer, &bytes);
                 drop(lock);
                 written
             })
@@ -498,16 +500,11 @@ impl TokenStore for FileStore {
 
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         let issuer = issuer.to_owned();
-        Box::pin(self.on_disk(move |files| {
-            // Only if the file is this issuer's: another issuer whose name hashes to the same
-            // file name keeps its registration (as `load_client` never reads it as this one's).
-            // An unreadable file under this issuer's name goes with it.
-            let path = files.client_path(&issuer);
-            match Files::read::<ClientRegistration>(&path) {
-                Ok(Some(other)) if other.issuer != issuer => Ok(()),
-                _ => Files::remove(&path),
-            }
-        }))
+        // Only this issuer's: another issuer whose name hashes to the same file name keeps its
+        // registration. An unreadable file under this issuer's name goes with it.
+        Box::pin(
+            self.on_disk(move |files| files.remove_record::<ClientRegistration>(CLIENT, &issuer)),
+        )
     }
 
     fn remove_refused_client<'a>(
@@ -521,10 +518,9 @@ impl TokenStore for FileStore {
             let lock = self.short_lock(issuer, "client-cas").await?;
             let (issuer, client_id) = (issuer.to_owned(), client_id.to_owned());
             self.on_disk(move |files| {
-                let path = files.client_path(&issuer);
-                let stored: Option<ClientRegistration> = Files::read(&path)?;
-                if stored.is_some_and(|r| r.issuer == issuer && r.client_id == client_id) {
-                    Files::remove(&path)?;
+                let stored: Option<ClientRegistration> = files.read_record(CLIENT, &issuer)?;
+                if stored.is_some_and(|r| r.client_id == client_id) {
+                    files.remove_record::<ClientRegistration>(CLIENT, &issuer)?;
                 }
                 drop(lock);
                 Ok(())
@@ -563,7 +559,7 @@ impl TokenStore for FileStore {
             let bytes = serde_json::to_vec_pretty(&file).map_err(|e| {
                 Error::new(ErrorKind::Store, format!("cannot encode a status: {e}"))
             })?;
-            Files::write_atomic(&files.status_path(&file.server), &bytes)
+            files.write_record::<StatusFile>(STATUS, &file.server, &bytes)
         }))
     }
 
@@ -573,10 +569,8 @@ impl TokenStore for FileStore {
     ) -> BoxFuture<'a, Result<Option<LastFlow>, Error>> {
         let server = server.to_owned();
         Box::pin(self.on_disk(move |files| {
-            let file: Option<StatusFile> = Files::read(&files.status_path(&server))?;
-            // A hash collision of two servers' file names is read as nothing, never as the
-            // other's.
-            Ok(file.filter(|f| f.server == server).map(|f| f.last_flow))
+            let file: Option<StatusFile> = files.read_record(STATUS, &server)?;
+            Ok(file.map(|f| f.last_flow))
         }))
     }
 }

@@ -268,21 +268,6 @@ async fn the_last_flow_is_kept_per_server_owner_only() {
 }
 
 #[test]
-fn file_names_are_stable_and_safe() {
-    let a = file_name("tokens", "https://mcp.example.com/mcp", "json");
-    assert_eq!(
-        a,
-        file_name("tokens", "https://mcp.example.com/mcp", "json")
-    );
-    assert!(a.starts_with("tokens-mcp.example.com_mcp-"));
-    assert!(!file_name("tokens", "https://x/../../etc", "json").contains('/'));
-    assert_ne!(
-        a,
-        file_name("tokens", "https://mcp.example.com/mcq", "json")
-    );
-}
-
-#[test]
 fn a_registration_write_waits_for_a_stopped_holder_off_the_executor() {
     use mcp_oauth_flow::client::ClientRegistration;
     let dir = tempfile::tempdir().unwrap();
@@ -422,4 +407,150 @@ async fn a_compare_and_swap_whose_caller_left_gives_its_lock_back_with_the_skipp
         "skipped work wrote"
     );
     assert!(other().try_lock().is_ok(), "the lock was not given back");
+}
+
+/// A store in `dir` under which every key's own file name is the same: two keys' names
+/// colliding, as a key chosen to hash like another's would (see `slots`).
+fn colliding_store(dir: &Path) -> FileStore {
+    FileStore {
+        files: Arc::new(Files {
+            dir: dir.to_owned(),
+            name: |prefix, _key, ext| format!("{prefix}-same.{ext}"),
+        }),
+        disk: Arc::default(),
+    }
+}
+
+#[tokio::test]
+async fn keys_whose_names_collide_never_write_over_or_remove_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = colliding_store(dir.path());
+    let (alice, mallory) = (
+        "user:5:alice|https://rs/mcp",
+        "user:7:mallory|https://rs/mcp",
+    );
+    let load = |key| {
+        let store = store.clone();
+        async move {
+            store
+                .load_tokens(key)
+                .await
+                .unwrap()
+                .map(|t| t.access_token().secret().clone())
+        }
+    };
+    store.save_tokens(alice, &tokens("a1")).await.unwrap();
+    // The second key finds its name taken: kept beside, not over, the first.
+    store.save_tokens(mallory, &tokens("m1")).await.unwrap();
+    assert_eq!(load(alice).await.as_deref(), Some("a1"));
+    assert_eq!(load(mallory).await.as_deref(), Some("m1"));
+    // Swapped, and removed by a logout, the second key's record leaves the first one's alone.
+    let swapped = store
+        .compare_and_swap_tokens(mallory, Some(&tokens("m1")), Some(&tokens("m2")))
+        .await
+        .unwrap();
+    assert!(matches!(swapped, Replaced::Swapped));
+    assert_eq!(load(mallory).await.as_deref(), Some("m2"));
+    store
+        .compare_and_swap_tokens(mallory, Some(&tokens("m2")), None)
+        .await
+        .unwrap();
+    assert_eq!(load(mallory).await, None);
+    assert_eq!(load(alice).await.as_deref(), Some("a1"));
+
+    // Written while the name was taken, a record is still found once the name is free...
+    store.save_tokens(mallory, &tokens("m3")).await.unwrap();
+    store
+        .compare_and_swap_tokens(alice, Some(&tokens("a1")), None)
+        .await
+        .unwrap();
+    assert_eq!(load(mallory).await.as_deref(), Some("m3"));
+    // ...and goes home at its next write, leaving no copy beside: an earlier build's logout,
+    // which removes the file under the name only, leaves nothing to be read in its place.
+    store.save_tokens(mallory, &tokens("m4")).await.unwrap();
+    let home = store.files.own_path(TOKENS, mallory);
+    let record: TokensFile = Files::read(&home).unwrap().unwrap();
+    assert_eq!(record.resource, mallory);
+    std::fs::remove_file(&home).unwrap();
+    assert_eq!(load(mallory).await, None);
+    store.save_tokens(alice, &tokens("a2")).await.unwrap();
+    assert_eq!(load(mallory).await, None);
+    assert_eq!(load(alice).await.as_deref(), Some("a2"));
+    // One file for the one record left, under the name.
+    let files: Vec<_> = std::fs::read_dir(store.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert_eq!(files, ["tokens-same.json"]);
+}
+
+#[tokio::test]
+async fn registrations_and_statuses_whose_names_collide_are_each_kept() {
+    use crate::store::LastFlow;
+    use mcp_oauth_flow::client::ClientRegistration;
+    let dir = tempfile::tempdir().unwrap();
+    let store = colliding_store(dir.path());
+    let registration = |issuer: &str, id: &str| ClientRegistration {
+        issuer: issuer.into(),
+        client_id: id.into(),
+        client_secret: None,
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("none".into()),
+        redirect_uris: vec![],
+    };
+    let client_id = |issuer| {
+        let store = store.clone();
+        async move {
+            store
+                .load_client(issuer)
+                .await
+                .unwrap()
+                .map(|r| r.client_id)
+        }
+    };
+    store
+        .save_client(&registration("https://as", "ours"))
+        .await
+        .unwrap();
+    store
+        .save_client(&registration("https://as.evil", "theirs"))
+        .await
+        .unwrap();
+    assert_eq!(client_id("https://as").await.as_deref(), Some("ours"));
+    assert_eq!(
+        client_id("https://as.evil").await.as_deref(),
+        Some("theirs")
+    );
+    // A refused client, and a removal, reach only their own issuer's registration.
+    store
+        .remove_refused_client("https://as.evil", "theirs")
+        .await
+        .unwrap();
+    assert_eq!(client_id("https://as.evil").await, None);
+    store
+        .save_client(&registration("https://as.evil", "theirs"))
+        .await
+        .unwrap();
+    store.remove_client("https://as.evil").await.unwrap();
+    assert_eq!(client_id("https://as.evil").await, None);
+    assert_eq!(client_id("https://as").await.as_deref(), Some("ours"));
+
+    let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    store
+        .save_last_flow("https://rs/a", &LastFlow::Succeeded { at })
+        .await
+        .unwrap();
+    let later = LastFlow::Succeeded {
+        at: at + Duration::from_secs(1),
+    };
+    store.save_last_flow("https://rs/b", &later).await.unwrap();
+    assert_eq!(
+        store.load_last_flow("https://rs/a").await.unwrap(),
+        Some(LastFlow::Succeeded { at })
+    );
+    assert_eq!(
+        store.load_last_flow("https://rs/b").await.unwrap(),
+        Some(later)
+    );
 }
