@@ -9,12 +9,20 @@
 //! that round's figure (a median, so a call the scheduler preempted does not swing it), and the
 //! report is the median ratio over many rounds with its 25th-75th percentiles.
 //!
-//! Each side sends as its users would, in two conventions, each its own measurement:
+//! Each side sends as its users would, in three conventions, each its own measurement:
 //!
 //! - shared: `client.request(req)` on one bare client, and tower's `ready` then `call` on
 //!   `&service`, one layered service shared by every call (no clone, no `Oneshot`);
 //! - cloned per call: `client.clone().request(req)`, and `service.clone().oneshot(req)`, as
-//!   callers that own no shared service write it.
+//!   callers that own no shared service write it;
+//! - the same caller code with and without the layer: `client.clone().oneshot(req)` and
+//!   `service.clone().oneshot(req)`, as code generic over tower services calls either. The
+//!   form above charges the layered side with tower's `Oneshot` (the service and the request,
+//!   592 bytes over hyper-util's `Client`, moved into it and taken apart at its first poll),
+//!   which the bare side's `request` skips; here both sides pay it.
+//!
+//! And, with no layer at all, `client.clone().oneshot(req)` against `client.clone().request(req)`:
+//! what `Oneshot` itself costs (reported, not a target).
 //!
 //! - `sequential`: one call at a time, interleaved call by call;
 //! - `concurrent`: waves of 64 calls in flight, interleaved wave by wave. Before measuring, each
@@ -81,29 +89,44 @@ enum Contestant {
     /// the service): `client.clone().request(req)`, and `service.clone().oneshot(req)`.
     BareCloned,
     LayeredCloned,
+    /// The bare client called through tower's `Oneshot` as the layered one is:
+    /// `client.clone().oneshot(req)`, the same caller code as `LayeredCloned` without the layer.
+    BareOneshot,
 }
 
 /// The client a call goes through: a bare one, with the header its caller adds, or the layered
 /// one (which adds its own: a layered caller holds no copy of the header).
 enum Caller<B, L> {
     Bare(B, http::HeaderValue),
+    /// The bare client, taken by `oneshot`.
+    BareOneshot(B, http::HeaderValue),
     Layered(L),
 }
 
 /// A measurement's two contestants: the bare client and the one compared with it.
 type Pair = [Contestant; 2];
 
-/// What one process measured: per form (shared, cloned, control) and measurement (sequential,
-/// concurrent), each round's ratio, and the time each side took in all.
+/// What one process measured: per form (shared, cloned, both through `Oneshot`, `Oneshot` alone,
+/// control) and measurement (sequential, concurrent), each round's ratio, and the time each side
+/// took in all.
 struct Measured {
-    ratios: [[Vec<f64>; 2]; 3],
-    sums: [[[Duration; 2]; 2]; 3],
+    ratios: [[Vec<f64>; 2]; FORM_COUNT],
+    sums: [[[Duration; 2]; 2]; FORM_COUNT],
 }
 
+const FORM_COUNT: usize = 5;
+/// The place in [`FORMS`] of tower's `Oneshot` measured alone, with no layer.
+const ONESHOT_ALONE: usize = 3;
+/// The control's place in [`FORMS`].
+const CONTROL: usize = 4;
+
 /// The forms measured, in the order of [`Measured`]'s arrays, as the report names them.
-const FORMS: [&str; 3] = [
+const FORMS: [&str; FORM_COUNT] = [
     "shared: `ready`, `call` on `&service` vs `client.request`",
-    "each cloned per call",
+    "each cloned per call: `service.clone().oneshot` vs `client.clone().request`",
+    "the same caller code with and without the layer: `service.clone().oneshot` vs \
+     `client.clone().oneshot`",
+    "tower's `Oneshot` alone, no layer: `client.clone().oneshot` vs `client.clone().request`",
     "control",
 ];
 
@@ -145,7 +168,7 @@ const CHILD: &str = "END_TO_END_CHILD";
 /// The rounds of one process, a line per form and measurement: `ROUNDS form m bare-seconds
 /// layered-seconds ratio...`.
 fn print_for_parent(measured: &Measured) {
-    for form in 0..3 {
+    for form in 0..FORM_COUNT {
         for m in 0..2 {
             let [bare, layered] = measured.sums[form][m];
             let ratios: Vec<String> = measured.ratios[form][m]
@@ -165,7 +188,7 @@ fn print_for_parent(measured: &Measured) {
 fn read_from_child(text: &str) -> Measured {
     let mut measured = Measured {
         ratios: Default::default(),
-        sums: [[[Duration::ZERO; 2]; 2]; 3],
+        sums: [[[Duration::ZERO; 2]; 2]; FORM_COUNT],
     };
     for line in text.lines().filter_map(|l| l.strip_prefix("ROUNDS ")) {
         let mut fields = line.split(' ');
@@ -202,7 +225,14 @@ fn report(measured: &[Measured], rounds: usize, calls: usize, waves: usize) {
                     each.join(" ")
                 ),
             };
-            if form == 2 {
+            if form == ONESHOT_ALONE {
+                println!(
+                    "RATIO end_to_end/{name}: {how} = {median:.3}x (25th-75th: {p25:.3}-{p75:.3}; \
+                     {each}): what the cloned form's bare side does not pay, not a target",
+                );
+                continue;
+            }
+            if form == CONTROL {
                 println!(
                     "RATIO end_to_end/{name}: control, bare again / bare = {median:.3}x \
                      (25th-75th: {p25:.3}-{p75:.3}; {each}): the bench's own error, 1.000 if \
@@ -267,6 +297,9 @@ fn run_here(rounds: usize, calls: usize, waves: usize) -> Measured {
                 Contestant::Bare => Caller::Bare(Cow::Borrowed(bare), header.clone()),
                 Contestant::BareAgain => Caller::Bare(Cow::Borrowed(bare_again), header.clone()),
                 Contestant::BareCloned => Caller::Bare(Cow::Owned(bare.clone()), header.clone()),
+                Contestant::BareOneshot => {
+                    Caller::BareOneshot(Cow::Owned(bare.clone()), header.clone())
+                }
                 Contestant::Layered => Caller::Layered(Cow::Borrowed(layered)),
                 Contestant::LayeredCloned => Caller::Layered(Cow::Owned(layered.clone())),
             };
@@ -276,6 +309,16 @@ fn run_here(rounds: usize, calls: usize, waves: usize) -> Measured {
                         req.headers_mut()
                             .insert(http::header::AUTHORIZATION, header);
                         client.request(req).await.unwrap().map(|b| b.boxed())
+                    }
+                    Caller::BareOneshot(client, header) => {
+                        req.headers_mut()
+                            .insert(http::header::AUTHORIZATION, header);
+                        client
+                            .into_owned()
+                            .oneshot(req)
+                            .await
+                            .unwrap()
+                            .map(|b| b.boxed())
                     }
                     Caller::Layered(Cow::Borrowed(mut layered)) => {
                         let ready = layered.ready().await.unwrap();
@@ -300,6 +343,7 @@ fn run_here(rounds: usize, calls: usize, waves: usize) -> Measured {
                 Contestant::BareAgain,
                 Contestant::LayeredCloned,
                 Contestant::BareCloned,
+                Contestant::BareOneshot,
             ] {
                 call(who, false).await;
             }
@@ -352,9 +396,24 @@ fn run_here(rounds: usize, calls: usize, waves: usize) -> Measured {
     };
     let (shared_ratios, shared_sums) = measure([Contestant::Bare, Contestant::Layered]);
     let (cloned_ratios, cloned_sums) = measure([Contestant::BareCloned, Contestant::LayeredCloned]);
+    let (oneshot_ratios, oneshot_sums) =
+        measure([Contestant::BareOneshot, Contestant::LayeredCloned]);
+    let (alone_ratios, alone_sums) = measure([Contestant::BareCloned, Contestant::BareOneshot]);
     let (control_ratios, control_sums) = measure([Contestant::Bare, Contestant::BareAgain]);
     Measured {
-        ratios: [shared_ratios, cloned_ratios, control_ratios],
-        sums: [shared_sums, cloned_sums, control_sums],
+        ratios: [
+            shared_ratios,
+            cloned_ratios,
+            oneshot_ratios,
+            alone_ratios,
+            control_ratios,
+        ],
+        sums: [
+            shared_sums,
+            cloned_sums,
+            oneshot_sums,
+            alone_sums,
+            control_sums,
+        ],
     }
 }
