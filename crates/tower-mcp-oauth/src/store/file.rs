@@ -22,7 +22,9 @@ use slots::file_name;
 /// points at the same directory.
 ///
 /// - One JSON file per protected resource (`tokens-<name>.json`) and per issuer
-///   (`client-<name>.json`), readable by the owner only (mode `0600`, directory `0700`).
+///   (`client-<name>.json`), readable by the owner only (mode `0600`, directory `0700`). Each
+///   file records its key; a key whose file name another key's record holds (names collide
+///   only when a key was chosen to) is kept in a file of its own beside it, not over it.
 /// - Nothing on disk is trusted that this user did not write: a directory owned by another
 ///   user or writable by group or others is refused at [`new`](Self::new), and a credential or
 ///   lock file that is a symbolic link or belongs to another user is refused when used
@@ -172,7 +174,8 @@ impl FileStore {
     }
 
     /// An exclusive lock (`kind` of `key`: "cas" of a resource's tokens, "client-cas" of an
-    /// issuer's registration, "lock" the refresh lock of a resource), held while the returned
+    /// issuer's registration, "status-cas" of a server's status, "lock" the refresh lock of a
+    /// resource; named as the key's record is, so keys whose names collide share it), held while the returned
     /// file is open: opened and tried on the disk thread, and if another holder has it, waited
     /// for off the executor (a holder stopped while holding it must not hang a runtime thread).
     async fn short_lock(&self, key: &str, kind: &'static str) -> Result<LockFile, Error> {
@@ -426,7 +429,8 @@ impl TokenStore for FileStore {
         Box::pin(async move {
             // Under the compare-and-swap's lock: a swap never writes over a save made between
             // its read and its write, and two keys whose names collide (see `slots`) never
-            // both find the name free and write it.
+            // both find the name free and write it. (Between processes of this build: an
+            // earlier one saves without it.)
             let lock = self.short_lock(resource, "cas").await?;
             let (resource, tokens) = (resource.to_owned(), tokens.clone());
             self.on_disk(move |files| {
@@ -499,12 +503,20 @@ impl TokenStore for FileStore {
     }
 
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
-        let issuer = issuer.to_owned();
-        // Only this issuer's: another issuer whose name hashes to the same file name keeps its
-        // registration. An unreadable file under this issuer's name goes with it.
-        Box::pin(
-            self.on_disk(move |files| files.remove_record::<ClientRegistration>(CLIENT, &issuer)),
-        )
+        Box::pin(async move {
+            // Only this issuer's: another issuer whose name hashes to the same file name keeps
+            // its registration (under the lock `save_client` takes, so that the file it reads
+            // as this issuer's is the one it removes). An unreadable file under this issuer's
+            // name goes with it.
+            let lock = self.short_lock(issuer, "client-cas").await?;
+            let issuer = issuer.to_owned();
+            self.on_disk(move |files| {
+                let removed = files.remove_record::<ClientRegistration>(CLIENT, &issuer);
+                drop(lock);
+                removed
+            })
+            .await
+        })
     }
 
     fn remove_refused_client<'a>(
@@ -551,16 +563,24 @@ impl TokenStore for FileStore {
         server: &'a str,
         record: &'a LastFlow,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        let file = StatusFile {
-            server: server.to_owned(),
-            last_flow: record.clone(),
-        };
-        Box::pin(self.on_disk(move |files| {
+        Box::pin(async move {
+            let file = StatusFile {
+                server: server.to_owned(),
+                last_flow: record.clone(),
+            };
             let bytes = serde_json::to_vec_pretty(&file).map_err(|e| {
                 Error::new(ErrorKind::Store, format!("cannot encode a status: {e}"))
             })?;
-            files.write_record::<StatusFile>(STATUS, &file.server, &bytes)
-        }))
+            // Under a short lock, which servers whose file names collide share: two never both
+            // find the name free and write it (see `slots`).
+            let lock = self.short_lock(server, "status-cas").await?;
+            self.on_disk(move |files| {
+                let written = files.write_record::<StatusFile>(STATUS, &file.server, &bytes);
+                drop(lock);
+                written
+            })
+            .await
+        })
     }
 
     fn load_last_flow<'a>(

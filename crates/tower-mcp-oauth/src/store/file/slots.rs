@@ -7,13 +7,17 @@
 //! [`UserTokenStore`](crate::web::UserTokenStore) key holds the user's name), a user who could
 //! pick a name whose key shares another's first characters and hashes like it would have
 //! written over that user's tokens, or removed them with a logout. Every file records its key,
-//! so such a file was never read as the other's; now it is never written over or removed
-//! either. A key whose name another key's record holds is kept under a name made from the
-//! key's SHA-256 (FIPS 180-4), which no chosen key collides with. Every key whose name is free,
-//! which is every key not chosen to collide, keeps the name it had: a directory written by an
-//! earlier build reads as before, and an earlier build's processes sharing the directory see
-//! the same files.
-
+//! so such a file was never read as the other's; now this build never writes over or removes
+//! it either. A key whose name another key's record holds is kept under a name made from the
+//! key's SHA-256 (FIPS 180-4), which no chosen key collides with. Writes decide where a record
+//! goes under a lock that keys whose names collide share, so two of them never both find the
+//! name free.
+//!
+//! Every key whose name is free, which is every key not chosen to collide, keeps the name it
+//! had: a directory written by an earlier build reads as before, and an earlier build's
+//! processes sharing the directory read and write the same files. What they cannot do is see
+//! an overflow file: against a colliding key they write over and remove by name, as they always
+//! did, and a record this build keeps beside its name is invisible to them.
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -99,22 +103,21 @@ impl Files {
         self.dir.join((self.name)(prefix, key, "json"))
     }
 
-    fn overflow_path(&self, prefix: &str, key: &str) -> PathBuf {
+    pub(super) fn overflow_path(&self, prefix: &str, key: &str) -> PathBuf {
         self.dir.join(overflow_name(prefix, key))
     }
 
-    /// The record of `key`: its own file's when that holds it, else its overflow file's.
+    /// The record of `key` (see [`find`]).
     pub(super) fn read_record<T: Keyed>(
         &self,
         prefix: &str,
         key: &str,
     ) -> Result<Option<T>, Error> {
-        match Self::read::<T>(&self.own_path(prefix, key))? {
-            Some(record) if record.key() == key => Ok(Some(record)),
-            // Another key's, or none: a record written while its name was taken is in its
-            // overflow file (and stays there after the other key's record is removed).
-            _ => Ok(Self::read::<T>(&self.overflow_path(prefix, key))?.filter(|r| r.key() == key)),
-        }
+        let (own, overflow) = (self.own_path(prefix, key), self.overflow_path(prefix, key));
+        find(key, |place| match place {
+            Place::Own => Self::read(&own),
+            Place::Overflow => Self::read(&overflow),
+        })
     }
 
     /// Writes `bytes`, the record of `key`, to its own file unless another key's record holds
@@ -138,17 +141,132 @@ impl Files {
 
     /// Removes the record of `key`, wherever it is, and never another key's.
     pub(super) fn remove_record<T: Keyed>(&self, prefix: &str, key: &str) -> Result<(), Error> {
+        // The copy beside first: stopped between the two, the store keeps the newest record
+        // (under the name) rather than an older one coming back from beside it.
+        Self::remove(&self.overflow_path(prefix, key))?;
         let own = self.own_path(prefix, key);
         if !taken_by_another::<T>(&own, key) {
             Self::remove(&own)?;
         }
-        Self::remove(&self.overflow_path(prefix, key))
+        Ok(())
     }
+}
+
+/// One of the two files a key's record may be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    /// The file named for the key ([`file_name`]).
+    Own,
+    /// The key's overflow file ([`overflow_name`]).
+    Overflow,
+}
+
+/// The record of `key`, from what `read` finds in each place: its own file's when that holds
+/// it, else its overflow file's. Reads take no lock, so a record may move home (written under
+/// its name, then its overflow copy removed, by another handle or process) between the two
+/// reads: found in neither, the name is read again, and a record that moved is found there.
+/// An unreadable file under the name is an error only when the record is not beside it.
+fn find<T: Keyed>(
+    key: &str,
+    mut read: impl FnMut(Place) -> Result<Option<T>, Error>,
+) -> Result<Option<T>, Error> {
+    let own = match read(Place::Own) {
+        Ok(Some(record)) if record.key() == key => return Ok(Some(record)),
+        other => other,
+    };
+    if let Some(record) = read(Place::Overflow)?.filter(|r| r.key() == key) {
+        return Ok(Some(record));
+    }
+    own?;
+    Ok(read(Place::Own)?.filter(|r| r.key() == key))
 }
 
 #[cfg(test)]
 mod tests {
+    use mcp_oauth_flow::ErrorKind;
+    use serde::Deserialize;
+
     use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Record {
+        key: String,
+        value: u32,
+    }
+
+    impl Keyed for Record {
+        fn key(&self) -> &str {
+            &self.key
+        }
+    }
+
+    fn record(key: &str, value: u32) -> Option<Record> {
+        Some(Record {
+            key: key.into(),
+            value,
+        })
+    }
+
+    /// `find` over a script of what each read sees, in order; the places it read.
+    fn find_in(
+        script: Vec<(Place, Result<Option<Record>, Error>)>,
+    ) -> (Result<Option<Record>, Error>, Vec<Place>) {
+        let mut script = script.into_iter();
+        let mut read = Vec::new();
+        let found = find("k", |place| {
+            read.push(place);
+            let (expected, seen) = script.next().expect("no read past the script");
+            assert_eq!(place, expected);
+            seen
+        });
+        (found, read)
+    }
+
+    #[test]
+    fn a_record_is_found_under_its_name_first_then_beside_it() {
+        use Place::*;
+        // Under its name: a copy beside (left by a stop between a move's two steps) is not
+        // even read.
+        let (found, read) = find_in(vec![(Own, Ok(record("k", 2)))]);
+        assert_eq!(found.unwrap(), record("k", 2));
+        assert_eq!(read, [Own]);
+        // Another key's under the name: its own beside it.
+        let (found, _) = find_in(vec![
+            (Own, Ok(record("other", 1))),
+            (Overflow, Ok(record("k", 3))),
+        ]);
+        assert_eq!(found.unwrap(), record("k", 3));
+        // An unreadable file under the name does not hide the record beside it...
+        let unreadable = || Err(Error::new(ErrorKind::Store, "not a valid store file"));
+        let (found, _) = find_in(vec![(Own, unreadable()), (Overflow, Ok(record("k", 4)))]);
+        assert_eq!(found.unwrap(), record("k", 4));
+        // ...and is the answer when the record is nowhere else.
+        let (found, _) = find_in(vec![(Own, unreadable()), (Overflow, Ok(None))]);
+        assert_eq!(found.unwrap_err().kind(), ErrorKind::Store);
+    }
+
+    #[test]
+    fn a_record_moving_home_between_the_reads_is_found() {
+        use Place::*;
+        // Not under the name, then no longer beside it: it was moved home in between.
+        let (found, read) = find_in(vec![
+            (Own, Ok(record("other", 1))),
+            (Overflow, Ok(None)),
+            (Own, Ok(record("k", 5))),
+        ]);
+        assert_eq!(found.unwrap(), record("k", 5));
+        assert_eq!(read, [Own, Overflow, Own]);
+        // Nowhere, and still not under the name: not stored.
+        let (found, _) = find_in(vec![(Own, Ok(None)), (Overflow, Ok(None)), (Own, Ok(None))]);
+        assert_eq!(found.unwrap(), None);
+        // Another key's record is never taken for this one's, wherever it lies.
+        let (found, _) = find_in(vec![
+            (Own, Ok(record("other", 1))),
+            (Overflow, Ok(record("other", 2))),
+            (Own, Ok(record("other", 3))),
+        ]);
+        assert_eq!(found.unwrap(), None);
+    }
 
     #[test]
     fn names_are_stable_readable_and_safe() {

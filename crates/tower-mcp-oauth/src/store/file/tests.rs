@@ -493,11 +493,13 @@ async fn registrations_and_statuses_whose_names_collide_are_each_kept() {
     let store = colliding_store(dir.path());
     let registration = |issuer: &str, id: &str| ClientRegistration {
         issuer: issuer.into(),
-        client_id: id.into(),
+        // The same client id at both: only the issuer tells them apart (the redirect URI
+        // tells the test which one it read).
+        client_id: "c-1".into(),
         client_secret: None,
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
-        redirect_uris: vec![],
+        redirect_uris: vec![id.into()],
     };
     let client_id = |issuer| {
         let store = store.clone();
@@ -506,7 +508,7 @@ async fn registrations_and_statuses_whose_names_collide_are_each_kept() {
                 .load_client(issuer)
                 .await
                 .unwrap()
-                .map(|r| r.client_id)
+                .map(|r| r.redirect_uris[0].clone())
         }
     };
     store
@@ -524,10 +526,11 @@ async fn registrations_and_statuses_whose_names_collide_are_each_kept() {
     );
     // A refused client, and a removal, reach only their own issuer's registration.
     store
-        .remove_refused_client("https://as.evil", "theirs")
+        .remove_refused_client("https://as.evil", "c-1")
         .await
         .unwrap();
     assert_eq!(client_id("https://as.evil").await, None);
+    assert_eq!(client_id("https://as").await.as_deref(), Some("ours"));
     store
         .save_client(&registration("https://as.evil", "theirs"))
         .await
@@ -553,4 +556,115 @@ async fn registrations_and_statuses_whose_names_collide_are_each_kept() {
         store.load_last_flow("https://rs/b").await.unwrap(),
         Some(later)
     );
+    // Written again, each stays where it is and the other is left alone.
+    let latest = LastFlow::Succeeded {
+        at: at + Duration::from_secs(2),
+    };
+    store.save_last_flow("https://rs/b", &latest).await.unwrap();
+    assert_eq!(
+        store.load_last_flow("https://rs/b").await.unwrap(),
+        Some(latest)
+    );
+    assert_eq!(
+        store.load_last_flow("https://rs/a").await.unwrap(),
+        Some(LastFlow::Succeeded { at })
+    );
+}
+
+/// What a stop between the two steps of a move home leaves (the record under its name, an
+/// older copy beside it): the newer is read, and the next write or removal clears the copy.
+#[tokio::test]
+async fn a_copy_left_beside_a_record_is_never_read_and_goes_at_the_next_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = colliding_store(dir.path());
+    let key = "user:5:alice|https://rs/mcp";
+    let beside = store.files.overflow_path(TOKENS, key);
+    let leave_old_copy = || {
+        let file = TokensFile {
+            resource: key.into(),
+            tokens: tokens("old"),
+        };
+        Files::write_atomic(&beside, &serde_json::to_vec(&file).unwrap()).unwrap();
+    };
+    let load = || async {
+        store
+            .load_tokens(key)
+            .await
+            .unwrap()
+            .map(|t| t.access_token().secret().clone())
+    };
+    store.save_tokens(key, &tokens("new")).await.unwrap();
+    leave_old_copy();
+    assert_eq!(load().await.as_deref(), Some("new"));
+    store.save_tokens(key, &tokens("newer")).await.unwrap();
+    assert!(!beside.exists(), "a write left the copy beside");
+    leave_old_copy();
+    store
+        .compare_and_swap_tokens(key, Some(&tokens("newer")), None)
+        .await
+        .unwrap();
+    assert!(!beside.exists(), "a removal left the copy beside");
+    assert_eq!(load().await, None);
+}
+
+/// A plain save takes the compare-and-swap's lock: held elsewhere (another process's swap),
+/// the save waits for it, and writes once it is given back.
+#[tokio::test]
+async fn a_save_waits_for_the_compare_and_swap_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let url = "https://rs/mcp";
+    let (_, held) = store.files.lock_file(url, "cas").unwrap();
+    held.try_lock().unwrap();
+    let saving = {
+        let store = store.clone();
+        tokio::spawn(async move { store.save_tokens(url, &tokens("a")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!saving.is_finished(), "the save did not wait for the lock");
+    assert!(store.load_tokens(url).await.unwrap().is_none());
+    drop(held);
+    tokio::time::timeout(Duration::from_secs(5), saving)
+        .await
+        .expect("the save still waits after the lock was given back")
+        .unwrap()
+        .unwrap();
+    assert!(store.load_tokens(url).await.unwrap().is_some());
+}
+
+/// A status write and a registration's removal also decide where their record is under a lock
+/// that colliding keys share: each waits for it while it is held elsewhere.
+#[tokio::test]
+async fn a_status_write_and_a_client_removal_wait_for_their_locks() {
+    use crate::store::LastFlow;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for (key, kind) in [("https://rs/a", "status-cas"), ("https://as", "client-cas")] {
+        let (_, held) = store.files.lock_file(key, kind).unwrap();
+        held.try_lock().unwrap();
+        let waiting = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                if kind == "status-cas" {
+                    store.save_last_flow(key, &LastFlow::Succeeded { at }).await
+                } else {
+                    store.remove_client(key).await
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "{kind}: did not wait for the lock");
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap_or_else(|_| panic!("{kind}: still waits after the lock was given back"))
+            .unwrap()
+            .unwrap();
+    }
+    assert!(store
+        .load_last_flow("https://rs/a")
+        .await
+        .unwrap()
+        .is_some());
 }
