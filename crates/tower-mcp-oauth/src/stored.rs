@@ -230,6 +230,40 @@ pub(crate) async fn save_registration(
     }
 }
 
+/// The pauses before the second and third attempt to write a flow's tokens.
+const WRITE_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
+
+/// Compares and swaps `new` for `expected` under `key`, attempted again (twice, after
+/// [`WRITE_RETRY_PAUSES`]) when the store fails: a store's passing trouble (a reply timed out,
+/// a connection dropped and made again) must not leave a refresh's tokens in this process
+/// alone. The refresh lock is still held: once it is given back, another process sharing the
+/// store reads the tokens this refresh started from, and would send their refresh token, which
+/// the server has rotated away (refused, or, where the server detects reuse, the whole grant
+/// revoked). A write that landed though its reply was lost is found by the next attempt, as a
+/// conflict with this flow's own tokens.
+async fn swap_retrying(
+    store: &dyn TokenStore,
+    key: &str,
+    expected: Option<&TokenSet>,
+    new: &TokenSet,
+    writes: &mut Deadline<'_>,
+) -> Result<Replaced, Error> {
+    let mut pauses = WRITE_RETRY_PAUSES.into_iter();
+    loop {
+        let swap = store.compare_and_swap_tokens(key, expected, Some(new));
+        let result = writes.step(NOT_WRITTEN, swap).await;
+        let Err(e) = &result else {
+            return result;
+        };
+        // Past the deadline, another attempt could only time out again.
+        let Some(pause) = pauses.next().filter(|_| !writes.is_spent()) else {
+            return result;
+        };
+        debug!(resource = %key, error = %e, "the token store did not write the tokens; trying again");
+        writes.pause(pause).await;
+    }
+}
+
 /// The write of [`write_back`]; returns the tokens installed (the flow's, or a refresh race's
 /// winner's), or [`ErrorKind::LoggedOut`] when a refresh finds its tokens removed from the
 /// store.
@@ -281,8 +315,15 @@ async fn write_and_install(
             expected = now_stored;
         }
     }
-    let swap = store.compare_and_swap_tokens(&key, expected.as_ref(), Some(&outcome.tokens));
-    match writes.step(NOT_WRITTEN, swap).await {
+    match swap_retrying(
+        store.as_ref(),
+        &key,
+        expected.as_ref(),
+        &outcome.tokens,
+        writes,
+    )
+    .await
+    {
         Ok(Replaced::Swapped) => state.flights.store_caught_up(&key),
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");

@@ -178,6 +178,20 @@ impl<'t> Deadline<'t> {
         })
     }
 
+    /// Whether nothing is left of the deadline (never, without a timer).
+    pub(crate) fn is_spent(&self) -> bool {
+        self.timer.is_some() && self.spent >= self.limit
+    }
+
+    /// Waits `pause`, or what is left of the deadline if less, and counts it as spent.
+    /// Without a timer there is nothing to wait on: it returns at once.
+    pub(crate) async fn pause(&mut self, pause: Duration) {
+        if let Some(timer) = self.timer {
+            let left = self.limit.saturating_sub(self.spent);
+            let _ = self.run(timer.sleep(pause.min(left))).await;
+        }
+    }
+
     /// Runs `work` within what is left of the deadline, and counts the time it took. The work
     /// is polled before the limit is checked, so a step that is ready at once completes even
     /// on a spent deadline: the flow's driver relies on it to collect the failure it just

@@ -5,7 +5,7 @@
 //! must land on the store's older tokens rather than lose a "race" to them.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -23,11 +23,12 @@ use tower_mcp_oauth::{
 
 type Req = http::Request<OAuthBody<Full<Bytes>>>;
 
-/// A memory store whose next token write fails when `fail_next` is set, or lands and then
-/// reports a failure (a reply lost after the write) when `lose_next_reply` is.
+/// A memory store whose next `failing` token writes fail (every one while it is down), or
+/// whose next write lands and then reports a failure (a reply lost after the write) when
+/// `lose_next_reply` is set.
 struct MissesAWrite {
     inner: MemoryStore,
-    fail_next: AtomicBool,
+    failing: AtomicU32,
     lose_next_reply: AtomicBool,
 }
 
@@ -35,13 +36,26 @@ impl MissesAWrite {
     fn new() -> Self {
         Self {
             inner: MemoryStore::new(),
-            fail_next: AtomicBool::new(false),
+            failing: AtomicU32::new(0),
             lose_next_reply: AtomicBool::new(false),
         }
     }
 
+    /// Every token write fails until [`up`](Self::up): however often the layer tries, the
+    /// write is missed.
+    fn down(&self) {
+        self.failing.store(u32::MAX, Ordering::SeqCst);
+    }
+
+    fn up(&self) {
+        self.failing.store(0, Ordering::SeqCst);
+    }
+
     fn fails(&self) -> Result<(), Error> {
-        if self.fail_next.swap(false, Ordering::SeqCst) {
+        let failing = self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
             return Err(Error::new(ErrorKind::Store, "the store is down"));
         }
         Ok(())
@@ -219,11 +233,12 @@ async fn a_logout_forgets_that_the_store_was_behind() {
     let layer = layer(&store);
     let service = layer.clone().layer(server(Arc::clone(&grant)));
     // A refresh whose write is missed: the store is behind, holding rt-1.
-    store.fail_next.store(true, Ordering::SeqCst);
+    store.down();
     assert_eq!(
         service.clone().oneshot(request()).await.unwrap().status(),
         200
     );
+    store.up();
     // Logged out (no revocation endpoint: forgotten all the same).
     let client = HttpClient::from_fn(|_req| async {
         let metadata = json!({"issuer": "http://127.0.0.1:2",
@@ -234,11 +249,12 @@ async fn a_logout_forgets_that_the_store_was_behind() {
     layer.logout(&resource, &client).await.unwrap();
     assert!(store.inner.load_tokens(&resource).await.unwrap().is_none());
     // A new login whose write is missed too: the store, empty, is behind again.
-    store.fail_next.store(true, Ordering::SeqCst);
+    store.down();
     assert_eq!(
         service.clone().oneshot(request()).await.unwrap().status(),
         200
     );
+    store.up();
     assert!(store.inner.load_tokens(&resource).await.unwrap().is_none());
     // Its refresh meets the empty store: the tokens never reached it, no logout removed them,
     // and the refreshed ones are written.
@@ -261,11 +277,12 @@ async fn after_a_missed_write_the_next_refresh_starts_from_the_tokens_in_memory(
     let service = layer(&store).layer(server(Arc::clone(&grant)));
 
     // The refresh rt-1 -> rt-2 succeeds; its write to the store fails.
-    store.fail_next.store(true, Ordering::SeqCst);
+    store.down();
     assert_eq!(
         service.clone().oneshot(request()).await.unwrap().status(),
         200
     );
+    store.up();
     let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
     assert_eq!(
         stored.access_token().secret(),
@@ -303,11 +320,12 @@ async fn a_write_that_landed_though_it_seemed_to_fail_leaves_no_stale_memory() {
     );
     // rt-2 -> rt-3: the store holds rt-2 (so it was not behind); this write really fails.
     grant.turn_away.store(true, Ordering::SeqCst);
-    store.fail_next.store(true, Ordering::SeqCst);
+    store.down();
     assert_eq!(
         service.clone().oneshot(request()).await.unwrap().status(),
         200
     );
+    store.up();
     // rt-3 -> rt-4: from memory, not the store's spent rt-2, and written over it.
     grant.turn_away.store(true, Ordering::SeqCst);
     assert_eq!(
@@ -317,4 +335,46 @@ async fn a_write_that_landed_though_it_seemed_to_fail_leaves_no_stale_memory() {
     assert_eq!(*grant.sent.lock().unwrap(), ["rt-1", "rt-2", "rt-3"]);
     let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
     assert_eq!(stored.access_token().secret(), "at-4");
+}
+
+#[tokio::test]
+async fn a_write_that_fails_once_lands_at_the_next_attempt() {
+    let Rig {
+        resource,
+        store,
+        grant,
+    } = rig().await;
+    let service = layer(&store).layer(server(Arc::clone(&grant)));
+    // The refresh rt-1 -> rt-2 succeeds; the first attempt to write its tokens fails.
+    store.failing.store(1, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
+    assert_eq!(
+        stored.access_token().secret(),
+        "at-2",
+        "the write was not tried again"
+    );
+}
+
+/// Two processes sharing the store (two layers over it, one lock): the first refreshes, and
+/// its write fails once. Had the lock been given back with the store still holding rt-1, the
+/// second would refresh with it, which the server rotated away (refused here; the whole grant
+/// revoked where the server detects reuse). The write is tried again under the lock, so the
+/// second finds the first one's tokens.
+#[tokio::test]
+async fn a_process_sharing_the_store_never_sends_a_refresh_token_spent_by_a_missed_write() {
+    let Rig {
+        resource: _,
+        store,
+        grant,
+    } = rig().await;
+    let first = layer(&store).layer(server(Arc::clone(&grant)));
+    let second = layer(&store).layer(server(Arc::clone(&grant)));
+    store.failing.store(1, Ordering::SeqCst);
+    assert_eq!(first.oneshot(request()).await.unwrap().status(), 200);
+    assert_eq!(second.oneshot(request()).await.unwrap().status(), 200);
+    assert_eq!(*grant.sent.lock().unwrap(), ["rt-1"]);
 }
