@@ -457,6 +457,14 @@ impl OAuthLayer {
         self
     }
 
+    /// The spawner as the web API keeps it (`None`: flows run while someone waits), for its
+    /// users' layers.
+    #[cfg(feature = "web")]
+    pub(crate) fn spawn_option(mut self, spawn: Option<crate::state::Spawn>) -> Self {
+        self.state_mut().spawn = spawn;
+        self
+    }
+
     /// The clock used for expiry and backoff. Default: the system's, [`SystemTime::now`],
     /// except for the check every request with an expiring token makes, which reads the
     /// system's coarse clock where there is one (Linux's `CLOCK_REALTIME_COARSE`: at most a

@@ -74,6 +74,8 @@ pub struct WebLogin {
     pub(super) flow_deadline: Duration,
     /// What the limits run on; `None` (no `tokio` feature, no timer given): not enforced.
     pub(super) timer: Option<Arc<dyn Timer>>,
+    /// What the users' layers run their flows on ([`Self::spawn_flows_with`]).
+    spawn: Option<crate::state::Spawn>,
 }
 
 impl std::fmt::Debug for WebLogin {
@@ -144,6 +146,7 @@ impl WebLogin {
             request_timeout: crate::DEFAULT_REQUEST_TIMEOUT,
             flow_deadline: crate::DEFAULT_FLOW_DEADLINE,
             timer: crate::timer::default_timer(),
+            spawn: None,
         }
     }
 
@@ -255,6 +258,63 @@ impl WebLogin {
     /// ```
     pub fn dpop(mut self, dpop: crate::Dpop) -> Self {
         self.dpop = Arc::new(crate::dpop::DpopState::new(dpop));
+        self
+    }
+
+    /// Lets the refreshes of every user's layer ([`layer_for`](Self::layer_for)) run to their
+    /// end on an executor, even when every request waiting on one is cancelled (a browser that
+    /// went away dropped its handler): see [`OAuthLayer::spawn_flows_with`]. Without it a
+    /// refresh runs only while some request of that user waits on it, and keeps its store lock
+    /// meanwhile; with a store a fleet of processes shares, a refresh cut off after the server
+    /// rotated the refresh token must still write the new one, so give one.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use mcp_oauth_flow::client::ClientAuthMethod;
+    /// use mcp_oauth_flow::secrets::RefreshToken;
+    /// use mcp_oauth_testkit::scripted;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient, OAuthBody, TokenSet, TokenStore, TokenType};
+    /// # tokio_test::block_on(async {
+    /// # let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let spawned = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&spawned);
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .spawn_flows_with(move |flow| {
+    ///         count.fetch_add(1, Ordering::SeqCst);
+    ///         tokio::spawn(flow);
+    ///     });
+    /// // Alice connected earlier; her token is due for a refresh.
+    /// let due = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "client")
+    ///     .with_expires_at(Some(SystemTime::now() - Duration::from_secs(1)))
+    ///     .with_refresh_token(Some(RefreshToken::new("rt-1".into())))
+    ///     .with_token_endpoint(Some("http://127.0.0.1:2/token".into()), Some(ClientAuthMethod::None));
+    /// login.user_store("alice").save_tokens("http://127.0.0.1:1/mcp", &due).await.unwrap();
+    /// // The MCP server, its authorization server answering the refresh with `at-2`.
+    /// let server = tower::service_fn(|req: http::Request<OAuthBody<Full<Bytes>>>| async move {
+    ///     if let Some(response) = scripted::flow_response(&req) { return Ok(response); }
+    ///     Ok::<_, std::convert::Infallible>(match req.uri().path() {
+    ///         "/token" => scripted::json(200, serde_json::json!({"access_token": "at-2", "token_type": "Bearer"})),
+    ///         _ if req.headers().get("authorization").is_some_and(|v| v == "Bearer at-2") => scripted::json(200, serde_json::json!({})),
+    ///         _ => scripted::unauthorized(),
+    ///     })
+    /// });
+    /// let request = http::Request::post("http://127.0.0.1:1/mcp").body(Full::new(Bytes::new())).unwrap();
+    /// let response = login.layer_for("alice").layer(server).oneshot(request).await.unwrap();
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(spawned.load(Ordering::SeqCst), 1); // the refresh ran on the executor
+    /// # });
+    /// ```
+    pub fn spawn_flows_with(
+        mut self,
+        spawn: impl Fn(crate::BoxFuture<'static, ()>) + Send + Sync + 'static,
+    ) -> Self {
+        self.spawn = Some(Arc::new(spawn));
         self
     }
 
@@ -506,6 +566,7 @@ impl WebLogin {
                 .request_timeout(self.request_timeout)
                 .flow_deadline(self.flow_deadline)
                 .timer_option(self.timer.clone())
+                .spawn_option(self.spawn.clone())
         })
     }
 
