@@ -11,8 +11,8 @@
 //!
 //! With the `web` feature a [`RedisStore`] is also a
 //! [`PendingLoginStore`](crate::web::PendingLoginStore): the logins of a web app served by
-//! several processes wait in Redis between `start` and `complete`, each taken once
-//! (`GETDEL`, Redis 6.2 or later).
+//! several processes wait in Redis between `start` and `complete`, each taken once (a
+//! get-and-delete script, atomic on any Redis version).
 
 mod codec;
 mod lease;
@@ -60,6 +60,13 @@ pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
 /// ```
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(45);
 
+/// The shortest lease [`RedisStore::lock_ttl`] takes: it is renewed every third of its TTL, and
+/// a shorter one would be renewed more often than a refresh sends bytes.
+const MIN_LOCK_TTL: Duration = Duration::from_millis(100);
+/// The longest: a day. Redis refuses a `PX` past what a 64-bit count of milliseconds holds,
+/// and a crashed holder's lease keeps every other process from refreshing for its TTL.
+const MAX_LOCK_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// How long a record of how a server's last flow ended lives in Redis (30 days): a status page
 /// reads it, and an app that makes up a user id per anonymous visitor writes one per visitor,
 /// so records nobody renews must not pile up for ever. See [`RedisStore::status_ttl`].
@@ -80,11 +87,18 @@ const STATUS: &str = "status";
 /// - Tokens live under `{prefix}:tokens:{resource}` and registrations under
 ///   `{prefix}:client:{issuer}`, as the serde JSON of [`TokenSet`] and [`ClientRegistration`]
 ///   (the forms [`FileStore`](crate::FileStore) writes; expiry is an absolute time). Keys hold
-///   URLs only, never a token.
+///   URLs, and under the web API the user's id ([`UserTokenStore`](crate::web::UserTokenStore)
+///   keys), never a token.
+/// - The store is the fleet's memory of its logins: run Redis so that it keeps what it
+///   acknowledged. Token keys have no TTL; one lost (a restart without persistence, an eviction
+///   under `allkeys-*`, a failover to a replica the write had not reached) reads to every
+///   process as a logout, and a lost compare-and-swap brings back a refresh token the server has
+///   rotated away. So: persistence (AOF), `maxmemory-policy noeviction` or a `volatile-*` one,
+///   and a failover that waits for its replicas (`WAIT`) if there is one.
 /// - With the `web` feature, pending web logins live under
 ///   `{prefix}:pending:{H(user)}:{H(user, state)}` (hex SHA-256: keys name neither the user nor
-///   the `state`) for their time-to-live, set with `PX`, and are taken with `GETDEL` (Redis 6.2
-///   or later), so each is used once across the fleet. See
+///   the `state`) for their time-to-live, set with `PX`, and are taken with a get-and-delete
+///   script, so each is used once across the fleet. See
 ///   [`WebLogin::pending_login_store`](crate::web::WebLogin::pending_login_store).
 /// - How a server's last flow ended (for [`OAuthLayer::status`](crate::OAuthLayer::status))
 ///   lives under `{prefix}:status:{server}` for [`status_ttl`](Self::status_ttl) after its
@@ -295,7 +309,8 @@ impl RedisStore {
     }
 
     /// How long a refresh lease lives if its holder never releases it (default
-    /// [`DEFAULT_LOCK_TTL`], at least 1 ms).
+    /// [`DEFAULT_LOCK_TTL`]; at least 100 ms and at most a day, a value outside taken as the
+    /// nearest bound).
     ///
     /// A holder renews its lease every third of the TTL for as long as it holds it, so a
     /// refresh slower than the TTL keeps the lease; the TTL is how long a holder that crashed
@@ -315,7 +330,7 @@ impl RedisStore {
     /// # }
     /// ```
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
-        self.lock_ttl = ttl.max(Duration::from_millis(1));
+        self.lock_ttl = ttl.clamp(MIN_LOCK_TTL, MAX_LOCK_TTL);
         self
     }
 

@@ -5,8 +5,9 @@
 //!   the serde JSON of [`PendingLogin`]. The key names neither the user nor the `state` (a
 //!   secret), and the callback of one user never finds the key of another's login.
 //! - `put` is `SET key value PX ttl NX`: Redis drops the login when its time is up.
-//! - `take` is `GETDEL` (Redis 6.2 and later), one atomic command: of two processes that
-//!   receive the same callback at once, one gets the login and the other nothing.
+//! - `take` is a script that gets and deletes the key in one step (what `GETDEL` does from
+//!   Redis 6.2 on, on any version): of two processes that receive the same callback at once,
+//!   one gets the login and the other nothing.
 //! - `forget_user` scans `{prefix}:pending:{H(user)}:*` and deletes what it finds.
 //! - Unlike [`MemoryPendingLogins`](crate::web::MemoryPendingLogins), it keeps no count per
 //!   user: every login is bounded by its time-to-live alone, so rate-limit `start` in the app
@@ -21,7 +22,8 @@ use ::redis::Cmd;
 use mcp_oauth_flow::{Error, ErrorKind};
 use sha2::{Digest, Sha256};
 
-use super::RedisStore;
+use super::scripts::TAKE;
+use super::{redis_error, RedisStore};
 use crate::web::{PendingLogin, PendingLoginStore};
 use crate::BoxFuture;
 
@@ -78,12 +80,12 @@ impl RedisStore {
     }
 
     async fn take_pending(&self, user: &str, state: &str) -> Result<Option<PendingLogin>, Error> {
-        let cmd = ::redis::cmd("GETDEL")
-            .arg(self.pending_key(user, state))
-            .to_owned();
-        let raw: Option<String> = self
-            .query(cmd, || "cannot take a pending login".to_owned())
-            .await?;
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = TAKE
+            .key(self.pending_key(user, state))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("cannot take a pending login".to_owned(), e))?;
         raw.map(|json| {
             // The serde error is not attached: its text may quote the value, which holds
             // the login's secrets.

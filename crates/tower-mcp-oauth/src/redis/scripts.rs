@@ -89,3 +89,19 @@ return 0
 "#,
     )
 });
+
+/// Takes a value: returns it and deletes its key, in one step, so that of two clients taking
+/// it at once one gets it and the other nothing. `GETDEL` does this from Redis 6.2 on; a
+/// script does it on every Redis this store runs on (scripts are what its compare-and-swap
+/// needs anyway), where `GETDEL` on an older server failed every web login's callback.
+/// KEYS[1]: the key. Returns the value, or nil.
+#[cfg(feature = "web")]
+pub(super) static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('DEL', KEYS[1]) end
+return value
+"#,
+    )
+});

@@ -430,3 +430,20 @@ async fn a_status_record_lives_for_its_ttl_after_each_write() {
     let ttl: i64 = raw(&store, key).await;
     assert!(ttl > 99 * 365 * 24 * 3600 * 1000, "{ttl}");
 }
+
+/// A lease TTL outside what Redis takes (past a 64-bit count of milliseconds) or what makes a
+/// lease at all (a millisecond, renewed every third of one) is taken as the nearest bound.
+#[tokio::test]
+async fn a_lease_ttl_out_of_bounds_is_taken_as_the_nearest_bound() {
+    let server = RedisServer::start();
+    let longest = connect(&server).await.lock_ttl(Duration::MAX);
+    let lease = longest.acquire(RESOURCE).await.unwrap();
+    let pttl: i64 = raw(&longest, ::redis::cmd("PTTL").arg(&lease.key)).await;
+    assert!((86_399_000..=86_400_000).contains(&pttl), "{pttl}");
+    lease.release_now().await;
+    let shortest = connect(&server).await.lock_ttl(Duration::from_nanos(1));
+    let lease = shortest.acquire(RESOURCE).await.unwrap();
+    let pttl: i64 = raw(&shortest, ::redis::cmd("PTTL").arg(&lease.key)).await;
+    assert!((90..=100).contains(&pttl), "{pttl}");
+    lease.release_now().await;
+}
