@@ -338,3 +338,71 @@ async fn a_nonce_sent_with_the_first_success_is_used_for_the_next_proof() {
         "never challenged"
     );
 }
+
+/// One web app, two users: each login's tokens are bound to a key of its own (the one the
+/// token request proved with, stored with the tokens), so one user's stored record proves
+/// nothing for the other's tokens; and each user's layer proves with its user's key.
+#[tokio::test]
+async fn each_web_login_binds_its_tokens_to_a_key_of_its_own() {
+    use tower::Layer;
+    use tower_mcp_oauth::web::WebLogin;
+    use tower_mcp_oauth::{ClientConfig, HttpClient, DEFAULT_MAX_RESPONSE_BYTES};
+    let kit = Testkit::start(dpop_kit(DpopConfig::default()))
+        .await
+        .unwrap();
+    let client = HttpClient::from_service(support::http_client(), DEFAULT_MAX_RESPONSE_BYTES);
+    let login = WebLogin::new(ClientConfig::new("http://127.0.0.1:3000/callback"), client);
+    let mut keys = Vec::new();
+    for user in ["alice", "bob"] {
+        let authorization_url = login.start(user, &kit.resource_url()).await.unwrap();
+        let browser = support::http_client();
+        let request = http::Request::get(authorization_url.as_str())
+            .body(tower_mcp_oauth::OAuthBody::empty())
+            .unwrap();
+        let response = browser.oneshot(request).await.unwrap();
+        let location = response.headers()["location"].to_str().unwrap();
+        let query = url::Url::parse(location)
+            .unwrap()
+            .query()
+            .unwrap()
+            .to_owned();
+        login.complete(user, &query).await.unwrap();
+        let stored = login
+            .user_store(user)
+            .load_tokens(&kit.resource_url())
+            .await
+            .unwrap()
+            .expect("the user's tokens are stored");
+        let key = stored.dpop_key().expect("bound to a key, stored with them");
+        // The key the token request proved with: the one the tokens are bound to.
+        let token_request = kit
+            .requests()
+            .into_iter()
+            .filter(|r| r.role == ServerRole::Authorization && r.path == "/token")
+            .last()
+            .unwrap();
+        assert_eq!(thumbprint(&proof(&token_request).0), key.thumbprint());
+        keys.push(key.thumbprint());
+
+        // The user's layer calls the resource with a proof of that key.
+        let service = login.layer_for(user).layer(support::http_client());
+        let response = service
+            .oneshot(support::jsonrpc(
+                &kit.resource_url(),
+                1,
+                "tools/list",
+                serde_json::json!({}),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{user}");
+        let mcp = kit
+            .requests()
+            .into_iter()
+            .filter(|r| r.role == ServerRole::Resource && r.path == "/mcp")
+            .last()
+            .unwrap();
+        assert_eq!(thumbprint(&proof(&mcp).0), key.thumbprint(), "{user}");
+    }
+    assert_ne!(keys[0], keys[1], "two users' tokens bound to one key");
+}

@@ -11,7 +11,7 @@
 //! parent, the user's layer calls the MCP server with the token the child stored.
 //!
 //! The second test sends one callback to two child processes at once: the login is taken from
-//! Redis once (`GETDEL`), so one child exchanges the code and the other is refused.
+//! Redis once (a get-and-delete script), so one child exchanges the code and the other is refused.
 //!
 //! Needs `redis-server` on PATH (`scripts/ensure-redis.sh` installs it).
 

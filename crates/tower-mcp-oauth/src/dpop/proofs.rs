@@ -15,6 +15,9 @@ use super::{Dpop, DpopPolicy};
 #[derive(Default)]
 pub(crate) struct DpopState {
     pub(crate) settings: Dpop,
+    /// Whether each new authorization's tokens get a key of their own rather than the one
+    /// key generated for the layer (see [`per_login`](Self::per_login)).
+    key_per_login: bool,
     generated: OnceLock<DpopKey>,
     nonces: Nonces,
 }
@@ -27,22 +30,33 @@ impl DpopState {
         }
     }
 
-    /// The key for new tokens: the application's, or one generated once per layer.
+    /// A state whose every new authorization binds its tokens to a key generated for it (unless
+    /// the application gave one): the web API's, where one process logs in many users. With one
+    /// key for all, a store record read by someone it was not meant for (a user's tokens and
+    /// key, as stored together) would let them prove possession for every other user's tokens
+    /// they got hold of, which is what DPoP is there to stop (RFC 9449 §1).
+    #[cfg(feature = "web")]
+    pub(crate) fn per_login(settings: Dpop) -> Self {
+        Self {
+            settings,
+            key_per_login: true,
+            ..Self::default()
+        }
+    }
+
+    /// The key for new tokens: the application's, else one generated for these tokens (a
+    /// state [`per_login`](Self::per_login)), else one generated once per layer.
     fn layer_key(&self) -> Result<DpopKey, Error> {
         if let Some(key) = &self.settings.key {
             return Ok(key.clone());
         }
+        if self.key_per_login {
+            return generate_key();
+        }
         if let Some(key) = self.generated.get() {
             return Ok(key.clone());
         }
-        // A random 32-byte string is a valid scalar but for a 2^-128 chance; try again then.
-        let key = loop {
-            let mut bytes = [0u8; 32];
-            getrandom::getrandom(&mut bytes).map_err(no_randomness)?;
-            if let Ok(key) = DpopKey::from_entropy(bytes) {
-                break key;
-            }
-        };
+        let key = generate_key()?;
         Ok(self.generated.get_or_init(|| key).clone())
     }
 
@@ -107,6 +121,18 @@ impl DpopState {
     pub(crate) fn note_response(&self, uri: &Uri, headers: &http::HeaderMap) {
         if let Some(nonce) = mcp_oauth_flow::dpop::nonce_header(headers) {
             self.nonces.remember(uri, nonce);
+        }
+    }
+}
+
+/// A new ES256 key from the system's randomness.
+fn generate_key() -> Result<DpopKey, Error> {
+    // A random 32-byte string is a valid scalar but for a 2^-128 chance; try again then.
+    loop {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes).map_err(no_randomness)?;
+        if let Ok(key) = DpopKey::from_entropy(bytes) {
+            return Ok(key);
         }
     }
 }

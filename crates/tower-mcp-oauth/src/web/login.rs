@@ -66,8 +66,9 @@ pub struct WebLogin {
     /// survive between the app's requests; found without a lock however many users there are.
     pub(super) layers: UserLayers,
     pub(super) clock: Clock,
-    /// DPoP with the defaults: offered when the server advertises it; the key is stored with
-    /// each user's tokens, so the user's layer proves with it.
+    /// DPoP with the defaults: offered when the server advertises it; each login's tokens are
+    /// bound to a key generated for them (unless the app gave one), stored with them, so the
+    /// user's layer proves with it and no other user's tokens share it.
     pub(super) dpop: Arc<crate::dpop::DpopState>,
     /// The bound of each sub-request of `start` and `complete`, and of each call's whole drive.
     pub(super) request_timeout: Duration,
@@ -142,7 +143,7 @@ impl WebLogin {
             pending_ttl: DEFAULT_PENDING_TTL,
             layers: UserLayers::default(),
             clock,
-            dpop: Arc::default(),
+            dpop: Arc::new(crate::dpop::DpopState::per_login(crate::Dpop::default())),
             request_timeout: crate::DEFAULT_REQUEST_TIMEOUT,
             flow_deadline: crate::DEFAULT_FLOW_DEADLINE,
             timer: crate::timer::default_timer(),
@@ -244,8 +245,10 @@ impl WebLogin {
 
     /// DPoP (RFC 9449) for the logins and the layers of [`layer_for`](Self::layer_for); see
     /// [`Dpop`](crate::Dpop). Default: [`Dpop::new()`](crate::Dpop::new), used when the
-    /// authorization server offers it. A user's tokens are stored with the key they are bound
-    /// to, so the user's layer proves with that key.
+    /// authorization server offers it. Each login binds its tokens to a key generated for it,
+    /// unless [`Dpop::key`](crate::Dpop::key) gives the app's own: one user's stored record
+    /// (tokens and key) proves nothing for another user's tokens. A user's tokens are stored
+    /// with their key, so the user's layer proves with it.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -257,7 +260,7 @@ impl WebLogin {
     /// # let _ = login;
     /// ```
     pub fn dpop(mut self, dpop: crate::Dpop) -> Self {
-        self.dpop = Arc::new(crate::dpop::DpopState::new(dpop));
+        self.dpop = Arc::new(crate::dpop::DpopState::per_login(dpop));
         self
     }
 
