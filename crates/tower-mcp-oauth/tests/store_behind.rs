@@ -25,11 +25,16 @@ type Req = http::Request<OAuthBody<Full<Bytes>>>;
 
 /// A memory store whose next `failing` token writes fail (every one while it is down), or
 /// whose next write lands and then reports a failure (a reply lost after the write) when
-/// `lose_next_reply` is set.
+/// `lose_next_reply` is set; then, if `down_after_lost_reply` is set, it goes down, and if
+/// `after_lost_reply` holds something, that is what it holds next (another process's tokens,
+/// or nothing: a logout). Its failures are passing ones (`is_transient`), as a dropped
+/// connection's or a timed-out reply's are.
 struct MissesAWrite {
     inner: MemoryStore,
     failing: AtomicU32,
     lose_next_reply: AtomicBool,
+    down_after_lost_reply: AtomicBool,
+    after_lost_reply: Mutex<Option<Option<TokenSet>>>,
 }
 
 impl MissesAWrite {
@@ -38,6 +43,8 @@ impl MissesAWrite {
             inner: MemoryStore::new(),
             failing: AtomicU32::new(0),
             lose_next_reply: AtomicBool::new(false),
+            down_after_lost_reply: AtomicBool::new(false),
+            after_lost_reply: Mutex::new(None),
         }
     }
 
@@ -56,14 +63,29 @@ impl MissesAWrite {
             .failing
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if failing.is_ok() {
-            return Err(Error::new(ErrorKind::Store, "the store is down"));
+            return Err(Error::new(ErrorKind::Store, "the store is down").mark_transient());
         }
         Ok(())
     }
 
-    fn reply<T>(&self, landed: Result<T, Error>) -> Result<T, Error> {
+    async fn reply<T>(&self, resource: &str, landed: Result<T, Error>) -> Result<T, Error> {
         if self.lose_next_reply.swap(false, Ordering::SeqCst) {
-            return Err(Error::new(ErrorKind::Store, "the reply was lost"));
+            if self.down_after_lost_reply.swap(false, Ordering::SeqCst) {
+                self.down();
+            }
+            let next = self.after_lost_reply.lock().unwrap().take();
+            match next {
+                Some(Some(tokens)) => self.inner.save_tokens(resource, &tokens).await.unwrap(),
+                Some(None) => {
+                    let stored = self.inner.load_tokens(resource).await.unwrap();
+                    let removed =
+                        self.inner
+                            .compare_and_swap_tokens(resource, stored.as_ref(), None);
+                    removed.await.unwrap();
+                }
+                None => {}
+            }
+            return Err(Error::new(ErrorKind::Store, "the reply was lost").mark_transient());
         }
         landed
     }
@@ -88,7 +110,7 @@ impl TokenStore for MissesAWrite {
         Box::pin(async move {
             self.fails()?;
             let landed = self.inner.compare_and_swap_tokens(r, current, new).await;
-            self.reply(landed)
+            self.reply(r, landed).await
         })
     }
     fn load_client<'a>(
@@ -118,6 +140,8 @@ struct Grant {
     /// The resource turns every token away until the next refresh (the access token revoked
     /// on the server's side).
     turn_away: AtomicBool,
+    /// An access token the resource takes besides the latest (another process's login).
+    also_accepted: Mutex<Option<String>>,
 }
 
 fn server(grant: Arc<Grant>) -> BoxCloneService<Req, http::Response<Full<Bytes>>, Infallible> {
@@ -153,11 +177,17 @@ fn server(grant: Arc<Grant>) -> BoxCloneService<Req, http::Response<Full<Bytes>>
                 return Ok(response);
             }
             let latest = format!("Bearer at-{}", grant.latest.lock().unwrap());
+            let also = grant
+                .also_accepted
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|token| format!("Bearer {token}"));
             let current = !grant.turn_away.load(Ordering::SeqCst)
                 && req
                     .headers()
                     .get("authorization")
-                    .is_some_and(|v| v == &latest);
+                    .is_some_and(|v| v == &latest || also.as_ref().is_some_and(|a| v == a));
             Ok(if current {
                 json(200, json!({"ok": true}))
             } else {
@@ -312,12 +342,15 @@ async fn a_write_that_landed_though_it_seemed_to_fail_leaves_no_stale_memory() {
         grant,
     } = rig().await;
     let service = layer(&store).layer(server(Arc::clone(&grant)));
-    // rt-1 -> rt-2: the write lands, its reply is lost.
+    // rt-1 -> rt-2: the write lands, its reply is lost, and the store is down for the
+    // attempts after it.
     store.lose_next_reply.store(true, Ordering::SeqCst);
+    store.down_after_lost_reply.store(true, Ordering::SeqCst);
     assert_eq!(
         service.clone().oneshot(request()).await.unwrap().status(),
         200
     );
+    store.up();
     // rt-2 -> rt-3: the store holds rt-2 (so it was not behind); this write really fails.
     grant.turn_away.store(true, Ordering::SeqCst);
     store.down();
@@ -377,4 +410,57 @@ async fn a_process_sharing_the_store_never_sends_a_refresh_token_spent_by_a_miss
     assert_eq!(first.oneshot(request()).await.unwrap().status(), 200);
     assert_eq!(second.oneshot(request()).await.unwrap().status(), 200);
     assert_eq!(*grant.sent.lock().unwrap(), ["rt-1"]);
+}
+
+/// Another process's tokens, valid for an hour.
+fn others_tokens() -> TokenSet {
+    TokenSet::new("at-other", TokenType::Bearer, "http://127.0.0.1:2", "c")
+        .with_expires_at(Some(SystemTime::now() + Duration::from_secs(3600)))
+        .with_refresh_token(Some(RefreshToken::new("rt-other".into())))
+}
+
+/// A first login whose write landed with its reply lost; before the layer tries again,
+/// another process sharing the store replaced those tokens (it refreshed them, or logged in
+/// anew). The attempt after the failed one finds others: it adopts them, and does not write
+/// the login's over them (which would bring back a refresh token the other process may have
+/// spent).
+#[tokio::test]
+async fn a_write_found_replaced_after_a_lost_reply_is_not_written_over_the_replacement() {
+    let resource = format!("{RS}/mcp");
+    let store = Arc::new(MissesAWrite::new());
+    let grant = Arc::new(Grant {
+        latest: Mutex::new(1),
+        also_accepted: Mutex::new(Some("at-other".into())),
+        ..Grant::default()
+    });
+    store.lose_next_reply.store(true, Ordering::SeqCst);
+    *store.after_lost_reply.lock().unwrap() = Some(Some(others_tokens()));
+    let service = layer(&store).layer(server(Arc::clone(&grant)));
+    let response = service.clone().oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
+    assert_eq!(stored.access_token().secret(), "at-other");
+    // The layer sends the tokens it adopted (the login's own are no longer taken).
+    *grant.latest.lock().unwrap() += 10;
+    let response = service.oneshot(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// A refresh's write that landed with its reply lost, the tokens then removed before the next
+/// attempt (a logout elsewhere): the next attempt reads it as the logout it is, and does not
+/// write the refreshed tokens back.
+#[tokio::test]
+async fn a_write_found_removed_after_a_lost_reply_is_read_as_a_logout() {
+    let Rig {
+        resource,
+        store,
+        grant,
+    } = rig().await;
+    let service = layer(&store).layer(server(Arc::clone(&grant)));
+    // rt-1 -> rt-2, a refresh of the stored tokens: written, the reply lost, then logged out.
+    store.lose_next_reply.store(true, Ordering::SeqCst);
+    *store.after_lost_reply.lock().unwrap() = Some(None);
+    let error = service.oneshot(request()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::LoggedOut, "{error:#}");
+    assert!(store.inner.load_tokens(&resource).await.unwrap().is_none());
 }

@@ -90,11 +90,13 @@ const STATUS: &str = "status";
 ///   URLs, and under the web API the user's id ([`UserTokenStore`](crate::web::UserTokenStore)
 ///   keys), never a token.
 /// - The store is the fleet's memory of its logins: run Redis so that it keeps what it
-///   acknowledged. Token keys have no TTL; one lost (a restart without persistence, an eviction
-///   under `allkeys-*`, a failover to a replica the write had not reached) reads to every
+///   acknowledged. Token keys have no TTL; one lost (a restart without persistence, an
+///   eviction, a failover to a replica the write had not reached) reads to every
 ///   process as a logout, and a lost compare-and-swap brings back a refresh token the server has
-///   rotated away. So: persistence (AOF), `maxmemory-policy noeviction` or a `volatile-*` one,
-///   and a failover that waits for its replicas (`WAIT`) if there is one.
+///   rotated away. So: persistence (AOF), and `maxmemory-policy noeviction` (a `volatile-*`
+///   policy evicts the keys that have a TTL: a held refresh lease among them, which lets a
+///   second process refresh with the same refresh token). Replication is asynchronous: a
+///   failover may lose the last writes (`min-replicas-to-write` narrows the window).
 /// - With the `web` feature, pending web logins live under
 ///   `{prefix}:pending:{H(user)}:{H(user, state)}` (hex SHA-256: keys name neither the user nor
 ///   the `state`) for their time-to-live, set with `PX`, and are taken with a get-and-delete
