@@ -230,50 +230,42 @@ pub(crate) async fn save_registration(
     }
 }
 
-/// The pauses before the second and third attempt to write a flow's tokens (none without a
-/// timer: the attempts then follow each other at once).
+/// The pauses before the second and third attempt to write a refresh's tokens (none without
+/// a timer: the attempts then follow each other at once).
 const WRITE_RETRY_PAUSES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(250)];
 
-/// What a write of a flow's tokens found in the store.
-enum Written {
-    /// The flow's tokens are stored.
-    Swapped,
-    /// The store held other tokens than expected (`None`: none), at the write's only attempt.
-    Conflict(Option<Box<TokenSet>>),
-    /// The store held other tokens (`None`: none) at an attempt made after one that failed.
-    /// That one may have landed and been replaced or removed since (another process's refresh
-    /// of them, a logout): the flow's tokens are not written over what replaced them, which
-    /// could bring back a refresh token the server has rotated away, or undo a logout.
-    Superseded(Option<Box<TokenSet>>),
-}
-
-/// Compares and swaps `new` for `expected` under `key`, attempted again (twice, after
-/// [`WRITE_RETRY_PAUSES`]) when the store fails with a passing trouble (a reply timed out, a
-/// connection dropped and made again): such a failure must not leave a refresh's tokens in this
-/// process alone. A refresh still holds the store's refresh lock here; once it is given back,
-/// another process sharing the store reads the tokens the refresh started from and would send
-/// their refresh token, which the server has rotated away (refused, or, where the server
-/// detects reuse, the whole grant revoked). An attempt that finds this flow's own tokens
-/// stored (an earlier one landed, its reply lost) is a write done; one that finds others after
-/// a failed attempt is [`Written::Superseded`].
+/// Compares and swaps `new` for `expected` under `key`; for a refresh (`retry`), attempted
+/// again, twice, after [`WRITE_RETRY_PAUSES`], when the store fails with a passing trouble (a
+/// reply timed out, a connection dropped and made again). Such a failure must not leave a
+/// refresh's tokens in this process alone: the refresh still holds the store's refresh lock
+/// here, and once it is given back, another process sharing the store reads the tokens the
+/// refresh started from and would send their refresh token, which the server has rotated away
+/// (refused, or, where the server detects reuse, the whole grant revoked). An attempt that
+/// finds this refresh's own tokens stored (an earlier one landed, its reply lost) is a write
+/// done; one that finds others is the conflict a refresh always answers by adopting them (or,
+/// finding none, as a logout), never by writing over them.
+///
+/// A new authorization's write is attempted once: it takes no lock, and a conflict met after a
+/// failed attempt could not tell tokens that replaced its own landed write (another process's
+/// refresh of them, which it must not write over) from tokens that were there before (which a
+/// new authorization, what the user just approved, replaces).
 async fn swap_retrying(
     store: &dyn TokenStore,
     key: &str,
     expected: Option<&TokenSet>,
     new: &TokenSet,
+    retry: bool,
     writes: &mut Deadline<'_>,
-) -> Result<Written, Error> {
-    let mut pauses = WRITE_RETRY_PAUSES.into_iter();
+) -> Result<Replaced, Error> {
+    let mut pauses = WRITE_RETRY_PAUSES.into_iter().filter(|_| retry);
     let mut failed_before = false;
     loop {
         let swap = store.compare_and_swap_tokens(key, expected, Some(new));
         let e = match writes.step(NOT_WRITTEN, swap).await {
-            Ok(Replaced::Swapped) => return Ok(Written::Swapped),
-            Ok(Replaced::Conflict(found)) if !failed_before => return Ok(Written::Conflict(found)),
-            Ok(Replaced::Conflict(Some(found))) if found.same_tokens(new) => {
-                return Ok(Written::Swapped)
+            Ok(Replaced::Conflict(Some(found))) if failed_before && found.same_tokens(new) => {
+                return Ok(Replaced::Swapped)
             }
-            Ok(Replaced::Conflict(found)) => return Ok(Written::Superseded(found)),
+            Ok(replaced) => return Ok(replaced),
             Err(e) => e,
         };
         // Only a passing trouble is worth another attempt; past the deadline, one could only
@@ -284,7 +276,7 @@ async fn swap_retrying(
         let Some(pause) = pause else {
             return Err(e);
         };
-        debug!(resource = %key, error = %e, "the token store did not write the tokens; trying again");
+        debug!(resource = %key, error = %e, "the token store did not write the refreshed tokens; trying again");
         failed_before = true;
         writes.pause(pause).await;
     }
@@ -341,51 +333,45 @@ async fn write_and_install(
             expected = now_stored;
         }
     }
-    let written = swap_retrying(
+    match swap_retrying(
         store.as_ref(),
         &key,
         expected.as_ref(),
         &outcome.tokens,
+        outcome.refreshed,
         writes,
     )
-    .await;
-    // A refresh only renews the tokens it started from: finding others, it was superseded, as
-    // a write after a failed attempt is. (Tokens that never reached a store that held none,
-    // because it failed when they were written, are not a logout when the store still holds
-    // none: they are written now, below, as a new authorization's.)
-    let written = match written {
-        Ok(Written::Conflict(found))
-            if outcome.refreshed && !(found.is_none() && matches!(behind, Some(None))) =>
-        {
-            Ok(Written::Superseded(found))
-        }
-        other => other,
-    };
-    match written {
-        Ok(Written::Swapped) => state.flights.store_caught_up(&key),
-        Ok(Written::Superseded(Some(winner))) => {
-            debug!(resource = %key, "the store holds newer tokens; adopting them");
+    .await
+    {
+        Ok(Replaced::Swapped) => state.flights.store_caught_up(&key),
+        Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
+            debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
             state.flights.store_caught_up(&key);
             install(state, outcome.protected_resource, (*winner).clone());
             return Ok(*winner);
         }
-        // The tokens the flow started from, or wrote, were removed while it ran: a logout, in
-        // this process after the flow's generation was taken, or in another sharing the store.
-        // A refresh only renews a login, so it does not bring one back; the new tokens are
+        // The tokens the refresh started from were removed while it ran: a logout, in this
+        // process after the flow's generation was taken, or in another sharing the store. A
+        // refresh only renews a login, so it does not bring one back; the new tokens are
         // dropped (not revoked: the logout revoked the grant they came from, where the server
         // can).
-        Ok(Written::Superseded(None)) => {
-            debug!(resource = %key, "the stored tokens were removed while the flow wrote its own");
+        // (Tokens that never reached a store that held none, because it failed when they were
+        // written, are not a logout when the store still holds none: they are written now,
+        // below.)
+        Ok(Replaced::Conflict(None)) if outcome.refreshed && !matches!(behind, Some(None)) => {
+            debug!(resource = %key, "the stored tokens were removed during the refresh");
+            // The store and this process agree again: neither holds tokens.
+            state.flights.store_caught_up(&key);
             state.cache.remove(&outcome.protected_resource);
             return Err(Error::new(
                 ErrorKind::LoggedOut,
                 format!(
-                    "the tokens for {key} were removed from the store (a logout) while this \
-                     flow wrote its own; the new tokens were discarded"
+                    "the tokens for {key} were removed from the store (a logout) while they were \
+                     being refreshed; the refreshed tokens were discarded"
                 ),
             ));
         }
-        Ok(Written::Conflict(found)) => {
+        Ok(conflict) => {
             // A new authorization is what the user just approved: it wins.
             let saved = writes
                 .step(NOT_WRITTEN, store.save_tokens(&key, &outcome.tokens))
@@ -395,7 +381,11 @@ async fn write_and_install(
                 Err(e) => {
                     warn!(error = %e, "could not store tokens; they are kept in memory");
                     // What the store holds, the save not having landed: what the swap found.
-                    state.flights.write_failed(&key, found.as_deref());
+                    let found = match conflict {
+                        Replaced::Conflict(found) => found.map(|found| *found),
+                        _ => expected,
+                    };
+                    state.flights.write_failed(&key, found.as_ref());
                 }
             }
         }

@@ -425,12 +425,19 @@ impl RedisStore {
 }
 
 fn redis_error(message: String, source: RedisError) -> Error {
-    // The server down, slow or gone mid-call may come back; a refused command, a bad URL or
-    // missing permission will not.
+    // The server down, slow or gone mid-call may come back, as may one busy for a moment:
+    // loading its data after a restart (`LOADING`), a failover under way (`MASTERDOWN`,
+    // `TRYAGAIN`, `CLUSTERDOWN`, a write that reached a demoted primary, `READONLY`), which
+    // the redis crate tells to wait and try again. A refused command, a bad URL or missing
+    // permission will not.
     let transient = source.is_io_error()
         || source.is_timeout()
         || source.is_connection_dropped()
-        || source.is_connection_refusal();
+        || source.is_connection_refusal()
+        || matches!(
+            source.retry_method(),
+            ::redis::RetryMethod::WaitAndRetry | ::redis::RetryMethod::RefreshSlotsAndRetry
+        );
     let error = Error::new(ErrorKind::Store, format!("{message}: {source}")).with_source(source);
     if transient {
         error.mark_transient()

@@ -450,3 +450,39 @@ async fn a_lease_ttl_out_of_bounds_is_taken_as_the_nearest_bound() {
     assert!((1..=100).contains(&pttl), "{pttl}");
     lease.release_now().await;
 }
+
+/// A server busy for a moment (loading its data, a failover under way) may answer the same
+/// call later: its errors are transient, as a dropped connection's are; a refused command's or
+/// a missing permission's are not.
+#[test]
+fn a_server_busy_for_a_moment_is_a_passing_error() {
+    use ::redis::{ErrorKind as RedisKind, RedisError, ServerErrorKind};
+    let error = |kind| {
+        redis_error(
+            "cannot read".into(),
+            RedisError::from((kind, "from the server")),
+        )
+    };
+    for passing in [
+        ServerErrorKind::BusyLoading,
+        ServerErrorKind::TryAgain,
+        ServerErrorKind::MasterDown,
+        ServerErrorKind::ClusterDown,
+        ServerErrorKind::ReadOnly,
+    ] {
+        assert!(
+            error(RedisKind::Server(passing)).is_transient(),
+            "{passing:?}"
+        );
+    }
+    for lasting in [
+        ServerErrorKind::ResponseError,
+        ServerErrorKind::NoPerm,
+        ServerErrorKind::NoScript,
+    ] {
+        assert!(
+            !error(RedisKind::Server(lasting)).is_transient(),
+            "{lasting:?}"
+        );
+    }
+}
