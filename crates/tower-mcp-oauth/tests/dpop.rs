@@ -347,13 +347,20 @@ async fn each_web_login_binds_its_tokens_to_a_key_of_its_own() {
     use tower::Layer;
     use tower_mcp_oauth::web::WebLogin;
     use tower_mcp_oauth::{ClientConfig, HttpClient, DEFAULT_MAX_RESPONSE_BYTES};
-    let kit = Testkit::start(dpop_kit(DpopConfig::default()))
+    // The authorization server asks for a nonce: each token request is sent twice, and both
+    // must prove with the login's one key.
+    let kit = Testkit::start(dpop_kit(DpopConfig::default().as_nonce("as-nonce")))
         .await
         .unwrap();
     let client = HttpClient::from_service(support::http_client(), DEFAULT_MAX_RESPONSE_BYTES);
     let login = WebLogin::new(ClientConfig::new("http://127.0.0.1:3000/callback"), client);
     let mut keys = Vec::new();
     for user in ["alice", "bob"] {
+        let before = kit
+            .requests()
+            .iter()
+            .filter(|r| r.role == ServerRole::Authorization && r.path == "/token")
+            .count();
         let authorization_url = login.start(user, &kit.resource_url()).await.unwrap();
         let browser = support::http_client();
         let request = http::Request::get(authorization_url.as_str())
@@ -375,13 +382,22 @@ async fn each_web_login_binds_its_tokens_to_a_key_of_its_own() {
             .expect("the user's tokens are stored");
         let key = stored.dpop_key().expect("bound to a key, stored with them");
         // The key the token request proved with: the one the tokens are bound to.
-        let token_request = kit
+        let token_requests: Vec<_> = kit
             .requests()
             .into_iter()
             .filter(|r| r.role == ServerRole::Authorization && r.path == "/token")
-            .last()
-            .unwrap();
-        assert_eq!(thumbprint(&proof(&token_request).0), key.thumbprint());
+            .collect();
+        let this_login = &token_requests[before..];
+        // The first login meets the nonce challenge and sends again; the second has the nonce
+        // already (nonces are the origin's, shared).
+        assert_eq!(
+            this_login.len(),
+            if user == "alice" { 2 } else { 1 },
+            "{user}"
+        );
+        for request in this_login {
+            assert_eq!(thumbprint(&proof(request).0), key.thumbprint(), "{user}");
+        }
         keys.push(key.thumbprint());
 
         // The user's layer calls the resource with a proof of that key.
