@@ -4,11 +4,14 @@
 //! - A login lives under `{prefix}:pending:{H(user)}:{H(user, state)}` (`H`: hex SHA-256), as
 //!   the serde JSON of [`PendingLogin`]. The key names neither the user nor the `state` (a
 //!   secret), and the callback of one user never finds the key of another's login.
-//! - `put` is `SET key value PX ttl NX`: Redis drops the login when its time is up.
+//! - `put` sets the key with `PX ttl NX` (Redis drops the login when its time is up) and notes it
+//!   in its user's index, in one script.
 //! - `take` is a script that gets and deletes the key in one step (what `GETDEL` does from
 //!   Redis 6.2 on, on any version): of two processes that receive the same callback at once,
 //!   one gets the login and the other nothing.
-//! - `forget_user` scans `{prefix}:pending:{H(user)}:*` and deletes what it finds.
+//! - Each user's login keys are noted in a set, `{prefix}:pending-index:{H(user)}`, which lives
+//!   as long as the user's longest-lived login; `forget_user` deletes the logins it names and
+//!   the set, in one script, however many keys the database holds.
 //! - Unlike [`MemoryPendingLogins`](crate::web::MemoryPendingLogins), it keeps no count per
 //!   user: every login is bounded by its time-to-live alone, so rate-limit `start` in the app
 //!   as you would any endpoint that writes.
@@ -18,23 +21,32 @@
 
 use std::time::Duration;
 
-use ::redis::Cmd;
 use mcp_oauth_flow::{Error, ErrorKind};
 use sha2::{Digest, Sha256};
 
-use super::scripts::TAKE;
+use super::scripts::{FORGET_PENDING, PUT_PENDING, TAKE_PENDING};
 use super::{redis_error, RedisStore};
 use crate::web::{PendingLogin, PendingLoginStore};
 use crate::BoxFuture;
 
 const PENDING: &str = "pending";
-/// How many keys one `SCAN` step asks for when a user's logins are forgotten.
-const SCAN_BATCH: usize = 100;
+const PENDING_INDEX: &str = "pending-index";
 
 impl RedisStore {
     /// The key of `user`'s logins without the last part: what `forget_user` scans for.
     fn pending_user_key(&self, user: &str) -> String {
         format!("{}:{PENDING}:{}", self.prefix, hash(&[user.as_bytes()]))
+    }
+
+    /// The set of `user`'s login keys: what `forget_user` deletes, without scanning the
+    /// database (which on a Redis shared with millions of keys takes one round trip per hundred
+    /// of them).
+    fn pending_index_key(&self, user: &str) -> String {
+        format!(
+            "{}:{PENDING_INDEX}:{}",
+            self.prefix,
+            hash(&[user.as_bytes()])
+        )
     }
 
     fn pending_key(&self, user: &str, state: &str) -> String {
@@ -58,21 +70,20 @@ impl RedisStore {
         })?;
         // At least 1 ms: `PX 0` is an error in Redis.
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let cmd = ::redis::cmd("SET")
-            .arg(self.pending_key(user, state))
+        let mut conn = self.conn.clone();
+        let set: i64 = PUT_PENDING
+            .key(self.pending_key(user, state))
+            .key(self.pending_index_key(user))
             .arg(json)
-            .arg("PX")
             .arg(millis)
-            .arg("NX")
-            .to_owned();
-        let set: Option<String> = self
-            .query(cmd, || "cannot store a pending login".to_owned())
-            .await?;
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("cannot store a pending login".to_owned(), e))?;
         // `state` is 256 random bits: a login already under its key means a broken source
         // of randomness, or a caller putting one login twice. Either way, not overwritten.
         match set {
-            Some(_) => Ok(()),
-            None => Err(Error::new(
+            1 => Ok(()),
+            _ => Err(Error::new(
                 ErrorKind::Store,
                 "a pending login with this state is already stored; it is not replaced",
             )),
@@ -81,8 +92,9 @@ impl RedisStore {
 
     async fn take_pending(&self, user: &str, state: &str) -> Result<Option<PendingLogin>, Error> {
         let mut conn = self.conn.clone();
-        let raw: Option<String> = TAKE
+        let raw: Option<String> = TAKE_PENDING
             .key(self.pending_key(user, state))
+            .key(self.pending_index_key(user))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("cannot take a pending login".to_owned(), e))?;
@@ -105,30 +117,13 @@ impl RedisStore {
     }
 
     async fn forget_pending(&self, user: &str) -> Result<(), Error> {
-        let pattern = format!("{}:*", glob_escape(&self.pending_user_key(user)));
-        let mut cursor: u64 = 0;
-        loop {
-            let cmd = ::redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH)
-                .to_owned();
-            let (next, keys): (u64, Vec<String>) = self
-                .query(cmd, || "cannot list a user's pending logins".to_owned())
-                .await?;
-            if !keys.is_empty() {
-                self.query::<i64>(Cmd::del(keys), || {
-                    "cannot delete a user's pending logins".to_owned()
-                })
-                .await?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
+        let mut conn = self.conn.clone();
+        let _: i64 = FORGET_PENDING
+            .key(self.pending_index_key(user))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| redis_error("cannot delete a user's pending logins".to_owned(), e))?;
+        Ok(())
     }
 }
 
@@ -165,28 +160,9 @@ fn hash(parts: &[&[u8]]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// `raw` as a literal in a Redis `MATCH` pattern: the prefix is the application's and may hold
-/// glob characters.
-fn glob_escape(raw: &str) -> String {
-    let mut escaped = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob_characters_of_a_prefix_are_matched_literally() {
-        assert_eq!(glob_escape("app*[1]?:x"), r"app\*\[1\]\?:x");
-        assert_eq!(glob_escape("plain:pending"), "plain:pending");
-    }
 
     #[test]
     fn the_hash_separates_its_parts_by_content() {

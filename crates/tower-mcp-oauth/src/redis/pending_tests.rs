@@ -206,3 +206,58 @@ async fn a_corrupt_login_is_a_store_error_that_quotes_nothing() {
     assert_eq!(err.kind(), ErrorKind::Store);
     assert!(!format!("{err:#}").contains("verifier-secret"), "{err:#}");
 }
+
+/// Forgetting a user reads their index, not the database: with many other keys in it, no
+/// `SCAN` (one round trip per hundred keys) and no `KEYS`; the index lives as long as the
+/// user's longest login, and goes with the last one taken.
+#[tokio::test]
+async fn forgetting_a_user_reads_their_index_not_the_database() {
+    let server = RedisServer::start();
+    let store = connect(&server, "app").await;
+    let mut conn = store.conn.clone();
+    for i in 0..1_000 {
+        let _: () = Cmd::set(format!("other:{i}"), "x")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    store
+        .put("alice", "short", &login("https://a.example/"), TTL / 2)
+        .await
+        .unwrap();
+    store
+        .put("alice", "long", &login("https://a.example/"), TTL)
+        .await
+        .unwrap();
+    let index = keys(&store, "app:pending-index:*").await;
+    assert_eq!(index.len(), 1, "{index:?}");
+    let ttl_ms: i64 = Cmd::pttl(&index[0]).query_async(&mut conn).await.unwrap();
+    assert!(ttl_ms > 590_000 && ttl_ms <= 600_000, "{ttl_ms}");
+
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    store.forget_user("alice").await.unwrap();
+    let stats: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!stats.contains("cmdstat_scan:"), "{stats}");
+    assert!(!stats.contains("cmdstat_keys:"), "{stats}");
+    assert!(keys(&store, "app:*").await.is_empty());
+
+    // Taken one by one, the last login takes the index with it.
+    for state in ["s1", "s2"] {
+        store
+            .put("bob", state, &login("https://a.example/"), TTL)
+            .await
+            .unwrap();
+    }
+    for state in ["s1", "s2"] {
+        assert!(store.take("bob", state).await.unwrap().is_some());
+    }
+    assert!(keys(&store, "app:*").await.is_empty());
+}

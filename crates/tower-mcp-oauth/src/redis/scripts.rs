@@ -90,18 +90,51 @@ return 0
     )
 });
 
-/// Takes a value: returns it and deletes its key, in one step, so that of two clients taking
-/// it at once one gets it and the other nothing. `GETDEL` does this from Redis 6.2 on; a
-/// script does it on every Redis this store runs on (scripts are what its compare-and-swap
-/// needs anyway), where `GETDEL` on an older server failed every web login's callback.
-/// KEYS[1]: the key. Returns the value, or nil.
+/// Puts a pending web login unless one is stored under its key, and notes its key in its
+/// user's index, which lives as long as the user's longest-lived login.
+/// KEYS[1]: the login's key, KEYS[2]: the user's index. ARGV[1]: the login (JSON), ARGV[2]: its
+/// time to live in milliseconds. Returns 1 if stored, 0 if a login was already there.
 #[cfg(feature = "web")]
-pub(super) static TAKE: LazyLock<Script> = LazyLock::new(|| {
+pub(super) static PUT_PENDING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 0 end
+redis.call('SADD', KEYS[2], KEYS[1])
+if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"#,
+    )
+});
+
+/// Takes a pending web login: returns it and deletes its key and its entry in its user's index,
+/// in one step, so that of two clients taking it at once one gets it and the other nothing.
+/// (`GETDEL` does the first part from Redis 6.2 on; this runs on every Redis the store runs on,
+/// where `GETDEL` on an older server failed every web login's callback.)
+/// KEYS[1]: the login's key, KEYS[2]: its user's index. Returns the login, or nil.
+#[cfg(feature = "web")]
+pub(super) static TAKE_PENDING: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local value = redis.call('GET', KEYS[1])
 if value then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], KEYS[1])
 return value
+"#,
+    )
+});
+
+/// Forgets a user's pending web logins: deletes every login its index names, and the index.
+/// KEYS[1]: the user's index. Returns how many logins were named.
+#[cfg(feature = "web")]
+pub(super) static FORGET_PENDING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local logins = redis.call('SMEMBERS', KEYS[1])
+for _, login in ipairs(logins) do redis.call('DEL', login) end
+redis.call('DEL', KEYS[1])
+return #logins
 "#,
     )
 });
