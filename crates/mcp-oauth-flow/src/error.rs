@@ -182,6 +182,15 @@ impl fmt::Display for Error {
     }
 }
 
+/// Whether `code` is an OAuth `error` code as RFC 6749 writes them (§4.1.2.1, §5.2: one or
+/// more of `%x20-21 / %x23-5B / %x5D-7E`, printable ASCII but `"` and `\`).
+fn is_error_code(code: &str) -> bool {
+    !code.is_empty()
+        && code
+            .bytes()
+            .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
 impl Error {
     /// The message (or the kind, when there is none) and the server's OAuth error code.
     fn fmt_message(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -191,7 +200,14 @@ impl Error {
             f.write_str(&self.inner.message)?;
         }
         if let Some(oauth) = &self.inner.oauth {
-            write!(f, " (error={}", oauth.error)?;
+            // The code as it came when it is one RFC 6749 allows; else quoted and escaped, as
+            // the description is: a hostile server's control characters (a terminal escape, a
+            // forged log line) reach no terminal or log through this error.
+            if is_error_code(&oauth.error) {
+                write!(f, " (error={}", oauth.error)?;
+            } else {
+                write!(f, " (error={:?}", oauth.error)?;
+            }
             if let Some(desc) = &oauth.error_description {
                 write!(f, ", error_description={desc:?}")?;
             }
@@ -247,6 +263,29 @@ mod tests {
         assert!(text.starts_with("token endpoint said no"));
         assert!(text.contains("error=invalid_grant"));
         assert!(text.contains("code expired"));
+    }
+
+    #[test]
+    fn an_error_code_outside_rfc_6749s_characters_is_shown_escaped() {
+        let with = |code: &str| {
+            Error::new(ErrorKind::AuthorizationDenied, "denied")
+                .with_oauth_error(OAuthErrorResponse {
+                    error: code.into(),
+                    error_description: None,
+                })
+                .to_string()
+        };
+        // A terminal escape and a forged log line, from a hostile authorization server.
+        let shown = with("x\u{1b}]0;pwned\u{7}\nFAKE LOG LINE");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(
+            shown.contains(r#"error="x\u{1b}]0;pwned\u{7}\nFAKE LOG LINE""#),
+            "{shown}"
+        );
+        // `"` and `\` are outside too; a code as RFC 6749 writes them is shown as it is.
+        assert!(with("a\"b").contains(r#"error="a\"b""#));
+        assert!(with("access_denied").contains("(error=access_denied)"));
+        assert!(with("").contains(r#"(error="")"#));
     }
 
     #[test]

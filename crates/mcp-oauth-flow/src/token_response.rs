@@ -239,6 +239,24 @@ mod tests {
     /// A redirect from the token endpoint is an error of its own, never a rejection of the
     /// grant (which would drop a refresh token) and never followed.
     #[test]
+    fn a_refusal_with_control_characters_in_its_code_shows_none() {
+        let body = br#"{"error":"invalid_grant\n\u001b[31mFAKE","error_description":"a\nb"}"#;
+        let err = parse_token_response(
+            http::StatusCode::BAD_REQUEST,
+            Some("application/json"),
+            body,
+        )
+        .unwrap_err();
+        let shown = format!("{err} / {err:#}");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        // The code itself is kept whole for the caller to match on.
+        assert_eq!(
+            err.oauth_error().unwrap().error,
+            "invalid_grant\n\u{1b}[31mFAKE"
+        );
+    }
+
+    #[test]
     fn a_redirect_is_not_followed() {
         for status in [301, 302, 303, 307, 308] {
             let status = http::StatusCode::from_u16(status).unwrap();
