@@ -56,6 +56,27 @@ pub(super) fn issuer_mismatch() -> Page {
     )
 }
 
+/// The callback repeats one already handed to its sign-in (the tab reloaded): nothing changes.
+pub(super) fn already_received() -> Page {
+    html(
+        StatusCode::OK,
+        "Authorization already received",
+        "The application already has this authorization response. You can close this window.",
+    )
+}
+
+/// A request to the redirect path that is not the browser's navigation to it: another `Host`
+/// than the receiver's (a DNS-rebound name), or a page's subresource (an image, a script, a
+/// fetch). It reaches no sign-in.
+pub(super) fn not_a_callback(status: StatusCode) -> Page {
+    html(
+        status,
+        "Not an authorization response",
+        "This request did not come from a browser sent here by the authorization server. It was \
+         ignored.",
+    )
+}
+
 /// No sign-in is waiting for a callback.
 pub(super) fn nobody_waiting() -> Page {
     html(

@@ -174,17 +174,37 @@ impl LoopbackBuilder {
                 ),
             ));
         }
+        // The browser requests the path as a URL writes it (dot-segments removed, RFC 3986
+        // §5.2.4; anything else percent-encoded, §2.1), and the receiver routes on the exact
+        // text: a path a URL would write otherwise could never be reached, and every sign-in
+        // would wait out its timeout.
+        let written = Url::parse(&format!("http://127.0.0.1{}", self.path))
+            .map(|url| url.path().to_owned())
+            .ok();
+        if written.as_deref() != Some(self.path.as_str()) {
+            return Err(Error::new(
+                ErrorKind::InvalidRedirectUri,
+                format!(
+                    "the redirect path {:?} is not written as a URL writes it ({}): use that \
+                     form",
+                    self.path,
+                    written.as_deref().unwrap_or("not a URL path"),
+                ),
+            ));
+        }
         let (primary_ip, name) = match self.host {
             LoopbackHost::Ipv4 => (IpAddr::V4(Ipv4Addr::LOCALHOST), "127.0.0.1"),
             LoopbackHost::Ipv6 => (IpAddr::V6(Ipv6Addr::LOCALHOST), "[::1]"),
             LoopbackHost::Localhost => (IpAddr::V4(Ipv4Addr::LOCALHOST), "localhost"),
         };
         let (listeners, local_addr) = self.listeners(primary_ip).await?;
-        let redirect_uri = format!("http://{name}:{}{}", local_addr.port(), self.path);
+        let authority = format!("{name}:{}", local_addr.port());
+        let redirect_uri = format!("http://{authority}{}", self.path);
         let waiters = Arc::new(Waiters::default());
         let route = Arc::new(Route {
             path: self.path,
             redirect_uri: redirect_uri.clone(),
+            authority,
             waiters: Arc::clone(&waiters),
         });
         let tasks = listeners

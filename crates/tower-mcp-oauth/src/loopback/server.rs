@@ -5,12 +5,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Uri};
+use http::header::HOST;
+use http::{HeaderMap, Method, StatusCode, Uri};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use mcp_oauth_flow::authorization::AuthorizationResponse;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::debug;
 
@@ -20,24 +22,52 @@ use super::waiters::{Delivery, Waiters};
 /// How long one browser connection may stay open. A callback is one small request; this only
 /// bounds connections that never send one.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may take to send its request's head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once. A browser opens a few; past this many, a new one is closed at
+/// once, so that a local process opening thousands cannot spend the application's file
+/// descriptors (its MCP connections and token requests need them).
+const MAX_CONNECTIONS: usize = 32;
+/// The most a connection's request head may buffer (hyper's least; its default is about
+/// 400 KiB). A callback's head is well under a kilobyte.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 /// Where callbacks go: the redirect path and the flows waiting on it.
 pub(super) struct Route {
     pub(super) path: String,
     /// The whole redirect URI, named in the error of a flow a callback ended.
     pub(super) redirect_uri: String,
+    /// The redirect URI's `host:port`, which the browser sends as `Host`.
+    pub(super) authority: String,
     pub(super) waiters: Arc<Waiters>,
 }
 
 impl Route {
-    /// Answers one request. Only a `GET` on the redirect path can reach a flow; anything else
-    /// (a favicon request, a port scanner) gets an error page and ends nothing.
-    pub(super) fn handle(&self, method: &Method, uri: &Uri) -> Page {
+    /// Answers one request. Only the browser's `GET` navigation to the redirect path can reach
+    /// a flow; anything else (a favicon request, a port scanner, a page's image or fetch, a
+    /// DNS-rebound name) gets an error page and ends nothing.
+    pub(super) fn handle(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Page {
         if uri.path() != self.path {
             return page::not_found();
         }
         if method != Method::GET {
             return page::method_not_allowed();
+        }
+        // A browser sends the redirect URI's own `host:port`; a page whose name was rebound to
+        // 127.0.0.1 sends its own name (RFC 9110 §7.2). Answered as misdirected (§15.5.20).
+        let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+        if !host.is_some_and(|h| h.eq_ignore_ascii_case(&self.authority)) {
+            debug!("a loopback request named another host; ignored");
+            return page::not_a_callback(StatusCode::MISDIRECTED_REQUEST);
+        }
+        // The authorization server's redirect is a top-level navigation (Fetch Metadata: a
+        // `document`); a page's `<img>` or `fetch` of the URL, which any site could make, is
+        // not, and must not end the user's sign-in with a forged state. A browser too old to
+        // send the header, and a command-line client, send none.
+        let destination = headers.get("sec-fetch-dest");
+        if destination.is_some_and(|d| d != "document") {
+            debug!("a loopback request was a page's subresource; ignored");
+            return page::not_a_callback(StatusCode::BAD_REQUEST);
         }
         // RFC 6749 §4.1.2: the response parameters are in the redirect URI's query.
         let response = AuthorizationResponse::from_query(uri.query().unwrap_or(""));
@@ -54,6 +84,7 @@ impl Route {
                 debug!("a loopback callback names another issuer; its flow refuses it");
                 page::issuer_mismatch()
             }
+            Delivery::Repeated => page::already_received(),
             Delivery::Mismatch => {
                 debug!("a loopback callback's state matches no waiting flow; they were ended");
                 page::state_mismatch()
@@ -70,12 +101,18 @@ impl Route {
 /// `JoinSet`, every connection still open.
 pub(super) async fn accept_loop(listener: TcpListener, route: Arc<Route>) {
     let mut connections = JoinSet::new();
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve(stream, Arc::clone(&route)));
-                }
+                Ok((stream, _)) => match Arc::clone(&open).try_acquire_owned() {
+                    Ok(permit) => {
+                        connections.spawn(serve(stream, Arc::clone(&route), permit));
+                    }
+                    // Closed at once (dropped): the browser's callback, which comes on a
+                    // connection of its own, gets a place as soon as one ends.
+                    Err(_) => debug!("loopback connection refused: {MAX_CONNECTIONS} open"),
+                },
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     debug!(error = %e, "loopback accept failed");
@@ -88,14 +125,19 @@ pub(super) async fn accept_loop(listener: TcpListener, route: Arc<Route>) {
     }
 }
 
-async fn serve(stream: TcpStream, route: Arc<Route>) {
+/// Serves one connection, holding its place (`_permit`) among the [`MAX_CONNECTIONS`] until it
+/// ends.
+async fn serve(stream: TcpStream, route: Arc<Route>, _permit: OwnedSemaphorePermit) {
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        let page = route.handle(request.method(), request.uri());
+        let page = route.handle(request.method(), request.uri(), request.headers());
         async move { Ok::<Page, Infallible>(page) }
     });
     // No keep-alive: a browser would otherwise hold an idle connection for minutes.
     let connection = http1::Builder::new()
         .keep_alive(false)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(stream), service);
     match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
         Ok(Ok(())) => {}

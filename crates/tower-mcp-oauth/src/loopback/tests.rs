@@ -241,14 +241,16 @@ async fn the_right_state_completes_the_flow() {
     assert_eq!(response.code.unwrap().secret(), "the-code");
     assert_eq!(response.iss.as_deref(), Some("https://as.example.com"));
     assert_eq!(receiver.waiting(), 0);
-    // Exactly one callback per flow: a replay finds nobody.
+    // Exactly one callback per flow: a replay (the tab reloaded) is told it was received,
+    // and reaches nothing.
     let (status, page) = browse(&format!(
         "{}?code=the-code&state=the-state",
         receiver.redirect_uri()
     ))
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(page.contains("not waiting"), "{page}");
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("already"), "{page}");
+    assert_eq!(receiver.waiting(), 0);
 }
 
 #[tokio::test]
@@ -444,6 +446,129 @@ async fn an_idle_connection_does_not_block_the_callback() {
     let _idle = tokio::net::TcpStream::connect(receiver.local_addr())
         .await
         .unwrap();
+    let (status, _) = browse(&format!("{}?code=c&state=s", receiver.redirect_uri())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(waiting.await.unwrap().is_ok());
+}
+
+/// A GET of `url` with extra headers, as a page's subresource or a rebound name would send it.
+async fn browse_with(url: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut request = http::Request::get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(request.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+#[tokio::test]
+async fn a_pages_image_or_a_rebound_name_reaches_no_sign_in() {
+    let (receiver, _) = receiver(LoopbackReceiver::builder()).await;
+    let waiting = start(&receiver, "s").await;
+    let forged = format!("{}?code=c&state=forged", receiver.redirect_uri());
+    // `<img src=...>` on any page: a subresource, not the authorization server's redirect.
+    let (status, page) = browse_with(&forged, &[("sec-fetch-dest", "image")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("Not an authorization response"), "{page}");
+    // A page whose name was rebound to 127.0.0.1 sends its own name as `Host`; even the right
+    // state is not handed over that way.
+    let port = receiver.local_addr().port();
+    for query in ["code=c&state=forged", "code=c&state=s"] {
+        let url = format!("{}?{query}", receiver.redirect_uri());
+        let host = format!("evil.example:{port}");
+        let (status, _) = browse_with(&url, &[("host", &host)]).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{query}");
+    }
+    assert!(
+        still_waiting(&waiting).await,
+        "a forged request ended the sign-in"
+    );
+    // The browser's navigation (Fetch Metadata `document`, the receiver's own host) completes.
+    let url = format!("{}?code=c&state=s", receiver.redirect_uri());
+    let (status, _) = browse_with(&url, &[("sec-fetch-dest", "document")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(waiting.await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_reloaded_callback_tab_ends_no_other_sign_in() {
+    let (receiver, _) = receiver(LoopbackReceiver::builder()).await;
+    let first = start(&receiver, "state-a").await;
+    let callback = format!("{}?code=for-a&state=state-a", receiver.redirect_uri());
+    assert_eq!(browse(&callback).await.0, StatusCode::OK);
+    assert!(first.await.unwrap().is_ok());
+    // Another server's sign-in is waiting when the first tab is reloaded.
+    let second = start(&receiver, "state-b").await;
+    let (status, page) = browse(&callback).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("already"), "{page}");
+    assert!(
+        still_waiting(&second).await,
+        "a reload ended another sign-in"
+    );
+    // A state never handed out still ends it, as before.
+    let (status, _) = browse(&format!("{}?code=c&state=forged", receiver.redirect_uri())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = second.await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::StateMismatch);
+}
+
+#[tokio::test]
+async fn a_path_a_url_would_write_otherwise_is_refused_at_bind() {
+    for path in ["/a/../callback", "/o auth", "/回调", "/./cb"] {
+        let err = LoopbackReceiver::builder()
+            .path(path)
+            .bind()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRedirectUri, "{path}");
+        assert!(err.to_string().contains("as a URL writes it"), "{err}");
+    }
+    // Written as a URL writes it, it binds and is reached.
+    let (receiver, _) = receiver(LoopbackReceiver::builder().path("/o%20auth")).await;
+    let waiting = start(&receiver, "s").await;
+    let (status, _) = browse(&format!("{}?code=c&state=s", receiver.redirect_uri())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(waiting.await.unwrap().is_ok());
+}
+
+/// The open file descriptors of this process (Linux).
+#[cfg(target_os = "linux")]
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_flood_of_idle_connections_holds_few_descriptors_and_a_large_head_is_refused() {
+    let (receiver, _) = receiver(LoopbackReceiver::builder()).await;
+    let waiting = start(&receiver, "s").await;
+    let before = open_descriptors();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(
+            tokio::net::TcpStream::connect(receiver.local_addr())
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each idle connection is one descriptor on this (the client's) side; the receiver keeps
+    // at most its limit of the accepted ones (32), closing the rest at once.
+    let grown = open_descriptors() - before;
+    assert!(
+        grown <= 200 + 32 + 8,
+        "{grown} descriptors for 200 idle connections"
+    );
+    drop(idle);
+    // A request head past the receiver's buffer is refused before it is read whole.
+    let huge = "x".repeat(64 * 1024);
+    let (status, _) = browse_with(
+        &format!("{}?code=c&state=s", receiver.redirect_uri()),
+        &[("x-padding", &huge)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(still_waiting(&waiting).await);
     let (status, _) = browse(&format!("{}?code=c&state=s", receiver.redirect_uri())).await;
     assert_eq!(status, StatusCode::OK);
     assert!(waiting.await.unwrap().is_ok());

@@ -8,14 +8,18 @@
 //! the reference implementation of RFC 8252, ends its pending request: the browser was sent
 //! somewhere the application did not send it (a forged request, or a tab from an earlier
 //! attempt), so none of the sign-ins in progress can be trusted to finish, and the user should
-//! learn that now rather than at the timeout. No code is redeemed (RFC 6749 §10.12). The price:
-//! a web page that points an `<img>` at the loopback port can abort a sign-in, which only
-//! makes the user start again; it cannot complete one.
+//! learn that now rather than at the timeout. No code is redeemed (RFC 6749 §10.12). Only the
+//! browser's own navigation to the redirect URI counts (the server refuses a page's `<img>` or
+//! `fetch` of it, and a `Host` other than the receiver's), and a callback repeating one already
+//! handed to its flow (the tab reloaded) ends nothing. A page open in the user's browser that
+//! navigates to the loopback port can still abort a sign-in, which only makes the user start
+//! again; it cannot complete one.
 //!
 //! A callback whose `state` matches but whose `iss` names another issuer (RFC 9207 §2.4) is
 //! handed to its flow, whose check refuses it before any token request, and the browser gets
 //! an error page, not "you can close this window".
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mcp_oauth_flow::authorization::{constant_time_eq, AuthorizationResponse};
@@ -36,6 +40,9 @@ pub(super) enum Delivery {
     /// Flows were waiting, but the callback carries none of their `state` values (or none):
     /// each of them was ended with [`ErrorKind::StateMismatch`].
     Mismatch,
+    /// The callback carries the `state` of one lately handed to its flow: a reload of that
+    /// tab. Nothing changes.
+    Repeated,
     /// No flow is waiting.
     NobodyWaiting,
 }
@@ -50,7 +57,13 @@ pub(super) struct Waiters {
 struct Inner {
     next_id: u64,
     waiting: Vec<Waiter>,
+    /// The `state` of the last [`DELIVERED_KEPT`] callbacks handed to their flow, so a reload
+    /// of one is told from a forgery. Used states: a code they came with is redeemed once.
+    delivered: VecDeque<String>,
 }
+
+/// How many delivered `state` values are remembered.
+const DELIVERED_KEPT: usize = 8;
 
 struct Waiter {
     id: u64,
@@ -95,10 +108,17 @@ impl Waiters {
     /// it carries none of theirs. `redirect_uri` is named in their error.
     pub(super) fn deliver(&self, response: AuthorizationResponse, redirect_uri: &str) -> Delivery {
         let mut inner = self.lock();
+        let received = response.state.as_deref().unwrap_or("").as_bytes();
+        // Each compared in constant time, as the waiters are below.
+        let repeated = inner.delivered.iter().fold(false, |seen, state| {
+            seen | (!received.is_empty() && constant_time_eq(received, state.as_bytes()))
+        });
+        if repeated {
+            return Delivery::Repeated;
+        }
         if inner.waiting.is_empty() {
             return Delivery::NobodyWaiting;
         }
-        let received = response.state.as_deref().unwrap_or("").as_bytes();
         // Every waiter is compared, each in constant time (RFC 6749 §10.12), so neither the
         // timing of one comparison nor the number made tells a guesser anything.
         let mut found = None;
@@ -118,7 +138,15 @@ impl Waiters {
                     .iss
                     .as_deref()
                     .is_some_and(|iss| iss != waiter.issuer);
-                match waiter.tx.send(Ok(response)) {
+                let state = waiter.state;
+                let sent = waiter.tx.send(Ok(response));
+                if sent.is_ok() {
+                    if inner.delivered.len() == DELIVERED_KEPT {
+                        inner.delivered.pop_front();
+                    }
+                    inner.delivered.push_back(state);
+                }
+                match sent {
                     Ok(()) if foreign_iss => Delivery::IssuerMismatch,
                     Ok(()) => Delivery::Delivered,
                     // The flow was dropped an instant ago, before its registration was.
@@ -239,11 +267,11 @@ mod tests {
         assert_eq!(response.iss.as_deref(), Some("https://evil.example.com"));
 
         // The right issuer, or none (the flow decides whether one was required), is plain.
-        for query in [
-            "code=c&state=t&iss=https%3A%2F%2Fas.example.com",
-            "code=c&state=t",
+        for (state, query) in [
+            ("t1", "code=c&state=t1&iss=https%3A%2F%2Fas.example.com"),
+            ("t2", "code=c&state=t2"),
         ] {
-            let (_t, _rx) = waiters.register("t", ISSUER);
+            let (_t, _rx) = waiters.register(state, ISSUER);
             assert_eq!(waiters.deliver(callback(query), URI), Delivery::Delivered);
         }
     }
