@@ -39,12 +39,29 @@ pub struct ClientRegistration {
 
 /// A client the application registered with an authorization server out of band.
 ///
+/// A client with a credential (a secret or a key) is bound to the issuer that registered it
+/// ([`for_issuer`](Self::for_issuer)): the MCP server, not the application, names the
+/// authorization server a flow talks to, and a server that names one of its own would
+/// otherwise receive the credential (a mix-up, RFC 9700 §4.4). Unbound, such a client makes
+/// every flow fail with [`ErrorKind::NoClientIdentity`](crate::ErrorKind::NoClientIdentity),
+/// unless the application accepts that risk with [`any_issuer`](Self::any_issuer) (one
+/// trusted MCP server, a test rig). A public client (an identifier alone) may be unbound.
+///
 /// ```
 /// use mcp_oauth_flow::client::PreRegisteredClient;
 /// let client = PreRegisteredClient::new("my-app")
 ///     .with_secret("s3cret")
 ///     .for_issuer("https://auth.example.com");
 /// assert!(!format!("{client:?}").contains("s3cret"));
+/// assert!(client.is_for("https://auth.example.com"));
+/// assert!(!client.is_for("https://evil.example"));
+/// // A secret bound to no issuer goes to no server...
+/// let unbound = PreRegisteredClient::new("my-app").with_secret("s3cret");
+/// assert!(!unbound.is_for("https://auth.example.com"));
+/// // ...unless the application says any server may have it.
+/// assert!(unbound.any_issuer().is_for("https://evil.example"));
+/// // An identifier alone is no credential.
+/// assert!(PreRegisteredClient::new("public-app").is_for("https://auth.example.com"));
 /// ```
 #[derive(Clone, Debug)]
 pub struct PreRegisteredClient {
@@ -52,9 +69,12 @@ pub struct PreRegisteredClient {
     pub client_id: String,
     /// The client secret, if the client is confidential.
     pub client_secret: Option<ClientSecret>,
-    /// The issuer the client is registered with. `None` uses it with any server, which is only
-    /// safe when the application talks to one authorization server.
+    /// The issuer the client is registered with. `None`: a public client is used with any
+    /// server; a confidential one only if [`any_issuer`](Self::any_issuer) says so.
     pub issuer: Option<String>,
+    /// Whether a confidential client with no [`issuer`](Self::issuer) may be used with any
+    /// authorization server (see [`any_issuer`](Self::any_issuer)).
+    pub any_issuer: bool,
     /// The authentication method, if the registration fixed one.
     pub auth_method: Option<ClientAuthMethod>,
     /// The private key for `private_key_jwt`, if the client authenticates with one.
@@ -68,6 +88,7 @@ impl PreRegisteredClient {
             client_id: client_id.into(),
             client_secret: None,
             issuer: None,
+            any_issuer: false,
             auth_method: None,
             key: None,
         }
@@ -98,17 +119,36 @@ impl PreRegisteredClient {
         self
     }
 
+    /// Lets a confidential client that names no issuer be used with whichever authorization
+    /// server an MCP server names: its secret or signed assertion then goes to that server.
+    /// Only for an application that talks to MCP servers it trusts, all behind one
+    /// authorization server (a test harness). Prefer [`for_issuer`](Self::for_issuer).
+    pub fn any_issuer(mut self) -> Self {
+        self.any_issuer = true;
+        self
+    }
+
+    /// Whether this client holds a credential but names no issuer to keep it for and was not
+    /// allowed any (see the type): a configuration every flow refuses.
+    pub fn is_unbound_credential(&self) -> bool {
+        self.is_confidential() && self.issuer.is_none() && !self.any_issuer
+    }
+
     /// Fixes the token endpoint authentication method.
     pub fn with_auth_method(mut self, method: ClientAuthMethod) -> Self {
         self.auth_method = Some(method);
         self
     }
 
-    /// Whether this client may be used with the server whose metadata says `issuer`.
+    /// Whether this client may be used with the server whose metadata says `issuer`: the one
+    /// it is bound to; with no binding, any server for a public client, and for a confidential
+    /// one only if [`any_issuer`](Self::any_issuer) allows it (RFC 9700 §4.4: a credential
+    /// goes to no authorization server but its own).
     pub fn is_for(&self, issuer: &str) -> bool {
-        self.issuer
-            .as_deref()
-            .is_none_or(|mine| issuer_matches(mine, issuer))
+        match &self.issuer {
+            Some(mine) => issuer_matches(mine, issuer),
+            None => !self.is_confidential() || self.any_issuer,
+        }
     }
 }
 

@@ -350,6 +350,9 @@ fn client_config(options: &Options, redirect_uri: &str) -> Result<ClientConfig, 
             if let Some(secret) = &options.client_secret {
                 client = client.with_secret(secret);
             }
+            if let Some(issuer) = &options.issuer {
+                client = client.for_issuer(issuer);
+            }
             config.pre_registered(client)
         }
         None => config,

@@ -11,7 +11,7 @@ use tower_mcp_oauth::{Error, ErrorKind, Preset, RefreshScope, ServerOptions};
 macro_rules! usage {
     () => {
         "usage: connect <mcp-url> [--no-browser] [--port N] [--localhost] \
-                         [--client-id ID [--client-secret S]] [--store DIR] [--timeout SECS] \
+                         [--client-id ID [--client-secret S --issuer URL]] [--store DIR] [--timeout SECS] \
                          [--authorize-param K=V]... [--token-param K=V]... \
                          [--require-refresh-token] [--refresh-scope always|never|retry] \
                          [--logout [--forget-client]] [--status] \
@@ -44,6 +44,8 @@ Log in to an MCP server (OAuth 2.1), keep the tokens, and list its tools.
   --localhost                name the redirect URI http://localhost:… instead of 127.0.0.1
   --client-id ID             use a client registered out of band instead of registering
   --client-secret S          that client's secret (visible in the process list)
+  --issuer URL               the authorization server that client is registered with; its
+                             secret goes to no other (needed with --client-secret)
   --store DIR                where tokens and registrations are kept (default: XDG state dir)
   --timeout SECS             how long to wait for the browser or device approval (default 300)
   --authorize-param K=V      add K=V to the authorization request; K= removes a default one
@@ -89,6 +91,9 @@ pub struct Options {
     /// The pre-registered client's secret (`--client-secret`; visible to other local users in
     /// the process list, so prefer public clients).
     pub client_secret: Option<String>,
+    /// The issuer the pre-registered client is registered with (`--issuer`): its secret is
+    /// sent to that authorization server only, whichever one an MCP server names.
+    pub issuer: Option<String>,
     /// Where tokens and registrations are kept (`--store DIR`); `None`:
     /// [`default_store_dir`].
     pub store_dir: Option<PathBuf>,
@@ -141,6 +146,7 @@ impl fmt::Debug for Options {
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
+            .field("issuer", &self.issuer)
             .field("store_dir", &self.store_dir)
             .field("callback_timeout", &self.callback_timeout)
             .field("authorize_params", &self.authorize_params)
@@ -193,6 +199,7 @@ impl Options {
             localhost: false,
             client_id: None,
             client_secret: None,
+            issuer: None,
             store_dir: None,
             callback_timeout: tower_mcp_oauth::loopback::DEFAULT_CALLBACK_TIMEOUT,
             authorize_params: Vec::new(),
@@ -286,6 +293,7 @@ impl Options {
                 "--port" => options.port = number(&value("--port")?, "--port")?,
                 "--client-id" => options.client_id = Some(value("--client-id")?),
                 "--client-secret" => options.client_secret = Some(value("--client-secret")?),
+                "--issuer" => options.issuer = Some(value("--issuer")?),
                 "--store" => options.store_dir = Some(PathBuf::from(value("--store")?)),
                 "--authorize-param" => options.authorize_params.push(parameter(
                     &value("--authorize-param")?,
@@ -333,6 +341,18 @@ impl Options {
         }
         if options.client_secret.is_some() && options.client_id.is_none() {
             return Err(UsageError("--client-secret needs --client-id".into()));
+        }
+        if options.issuer.is_some() && options.client_id.is_none() {
+            return Err(UsageError("--issuer needs --client-id".into()));
+        }
+        // The MCP server names the authorization server: a secret bound to none would go to
+        // whichever one a hostile server names.
+        if options.client_secret.is_some() && options.issuer.is_none() {
+            return Err(UsageError(
+                "--client-secret needs --issuer (the authorization server the client is \
+                 registered with; the secret goes to no other)"
+                    .into(),
+            ));
         }
         if let Some(name) = preset {
             // Auth0's audience from --audience, else from --token-param audience=….
@@ -444,6 +464,8 @@ mod tests {
             "cli",
             "--client-secret",
             "s3cret",
+            "--issuer",
+            "https://as.example.com",
             "--store",
             "/tmp/x",
             "--timeout",
@@ -477,6 +499,7 @@ mod tests {
             ]
         );
         assert!(o.require_refresh_token);
+        assert_eq!(o.issuer.as_deref(), Some("https://as.example.com"));
         assert_eq!(o.url, "http://127.0.0.1:1/mcp");
         assert!(!o.open_browser && o.localhost);
         assert_eq!(o.port, 8976);
@@ -501,6 +524,14 @@ mod tests {
             (&["u", "--bogus"][..], "unknown option"),
             (&["u", "v"][..], "unexpected argument"),
             (&["u", "--client-secret", "s"][..], "needs --client-id"),
+            (
+                &["u", "--client-id", "c", "--client-secret", "s"][..],
+                "needs --issuer",
+            ),
+            (
+                &["u", "--issuer", "https://as.example"][..],
+                "needs --client-id",
+            ),
             (&["u", "--token-param", "resource"][..], "needs K=V"),
             (&["u", "--authorize-param", "=v"][..], "needs K=V"),
             (&["u", "--preset", "salesforce"][..], "one of entra, auth0"),

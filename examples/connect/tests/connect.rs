@@ -78,12 +78,15 @@ async fn sse_answers_and_a_pre_registered_client() {
     .unwrap();
     let store = tempfile::tempdir().unwrap();
     let url = kit.resource_url();
+    let issuer = kit.issuer();
     let mut args = store_args(&url, &store);
     args.extend([
         "--client-id",
         "connect-cli",
         "--client-secret",
         "cli-secret",
+        "--issuer",
+        &issuer,
     ]);
     let mut run = Run::start(&args);
     let authorization_url = run.next_url().await;

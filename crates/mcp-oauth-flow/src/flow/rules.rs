@@ -323,9 +323,10 @@ pub(super) mod tests {
             client_credentials_client(&clients, AS).map(|c| c.client_id.as_str()),
             Some("here")
         );
-        // An unbound confidential client serves any issuer.
-        let unbound = [PreRegisteredClient::new("any").with_secret("s")];
-        assert!(client_credentials_client(&unbound, AS).is_some());
+        // An unbound confidential client serves no issuer, unless the application allows any.
+        let unbound = PreRegisteredClient::new("any").with_secret("s");
+        assert!(client_credentials_client(std::slice::from_ref(&unbound), AS).is_none());
+        assert!(client_credentials_client(&[unbound.any_issuer()], AS).is_some());
     }
 
     #[test]

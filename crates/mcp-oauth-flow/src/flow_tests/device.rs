@@ -365,7 +365,11 @@ fn a_private_key_client_signs_every_poll_afresh() {
     meta["token_endpoint_auth_methods_supported"] = json!(["private_key_jwt"]);
     meta["token_endpoint_auth_signing_alg_values_supported"] = json!(["ES256"]);
     let config = config()
-        .pre_registered(PreRegisteredClient::new("signer").with_private_key(key))
+        .pre_registered(
+            PreRegisteredClient::new("signer")
+                .with_private_key(key)
+                .for_issuer(AS),
+        )
         .device_authorization(true);
     let run = drive(
         config,

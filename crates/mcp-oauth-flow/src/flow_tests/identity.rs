@@ -463,3 +463,37 @@ fn a_registration_the_token_endpoint_refuses_is_dropped_and_one_whose_secret_exp
         Some("dcr-client")
     );
 }
+
+/// A hostile MCP server names an authorization server of its own that offers only the
+/// client-credentials grant, which needs no user: a pre-registered secret bound to no issuer
+/// would go to it. The flow refuses the configuration before sending anything; bound, or
+/// allowed any issuer by the application, the client is used.
+#[test]
+fn a_secret_bound_to_no_issuer_goes_to_no_authorization_server() {
+    let unbound = PreRegisteredClient::new("svc").with_secret("s3cret");
+    let run = run_with(
+        config().pre_registered(unbound.clone()),
+        start(Some(&challenge_with_prm())),
+        &client_credentials_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::NoClientIdentity);
+    assert!(run.sent.is_empty(), "{:?}", run.sent);
+    let Action::Failed(error) = &run.end else {
+        unreachable!()
+    };
+    assert!(error.to_string().contains("for_issuer"), "{error}");
+    assert!(!error.to_string().contains("s3cret"), "{error}");
+
+    // Allowed any issuer, the application takes the risk, and the grant is made.
+    let run = run_with(
+        config().pre_registered(unbound.any_issuer()),
+        start(Some(&challenge_with_prm())),
+        &client_credentials_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert!(run.sent_token_request());
+    assert_eq!(run.outcome().tokens.access_token().secret(), "cc");
+}
