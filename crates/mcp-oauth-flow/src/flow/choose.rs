@@ -13,6 +13,13 @@ use crate::chooser::AuthorizationServerChooser;
 use crate::error::{Error, ErrorKind};
 use crate::url_policy::parse_secure_url;
 
+/// The most servers one flow tries. Each costs up to three metadata requests; a resource
+/// metadata document may list thousands (one of 256 KiB, the most read, holds about ten
+/// thousand), which would turn one request of the caller's into tens of thousands of the
+/// client's, to whatever hosts a hostile resource names. RFC 9728 §7.6 leaves the choice to
+/// the client; real resources list one or two.
+pub(super) const MAX_TRIED: usize = 5;
+
 /// The servers to try, in order, and the listed ones passed over before any is fetched.
 #[derive(Debug, Default)]
 pub(super) struct Candidates {
@@ -27,7 +34,7 @@ pub(super) struct Candidates {
 /// tried once. Without a chooser every usable one is tried in the listed order; a chooser
 /// reorders or keeps fewer (RFC 9728 §7.6: the client chooses), and a URL it returns that the
 /// document does not list is ignored, so a chooser cannot send the client to a server the
-/// resource never named.
+/// resource never named. At most [`MAX_TRIED`] are tried; the others are passed over.
 pub(super) fn authorization_server_candidates(
     listed: &[String],
     chooser: Option<&AuthorizationServerChooser>,
@@ -47,7 +54,7 @@ pub(super) fn authorization_server_candidates(
     }
     let Some(chooser) = chooser else {
         out.order = usable.into_iter().map(|(issuer, _)| issuer).collect();
-        return out;
+        return at_most_tried(out);
     };
     let urls: Vec<Url> = usable.iter().map(|(_, u)| u.clone()).collect();
     for chosen in chooser.choose(&urls) {
@@ -77,7 +84,23 @@ pub(super) fn authorization_server_candidates(
             ),
         ));
     }
-    out
+    at_most_tried(out)
+}
+
+/// `candidates` with at most [`MAX_TRIED`] to try, the rest passed over as one entry (not one
+/// each: the list may be long).
+fn at_most_tried(mut candidates: Candidates) -> Candidates {
+    if candidates.order.len() > MAX_TRIED {
+        let rest = candidates.order.split_off(MAX_TRIED);
+        candidates.passed_over.push((
+            format!("{} and {} more", rest[0], rest.len() - 1),
+            Error::new(
+                ErrorKind::NoUsableAuthorizationServer,
+                format!("not tried: a flow tries at most {MAX_TRIED} authorization servers"),
+            ),
+        ));
+    }
+    candidates
 }
 
 /// The error when no candidate served valid metadata. With a single server listed its own
@@ -134,6 +157,25 @@ mod tests {
         assert_eq!(c.passed_over.len(), 1);
         assert_eq!(c.passed_over[0].0, "http://plain.example.com");
         assert_eq!(c.passed_over[0].1.kind(), ErrorKind::InsecureUrl);
+    }
+
+    #[test]
+    fn at_most_five_are_tried_however_many_are_listed() {
+        let many: Vec<String> = (0..10_000)
+            .map(|i| format!("https://victim.example/a{i}"))
+            .collect();
+        let c = authorization_server_candidates(&many, None, any);
+        assert_eq!(c.order, many[..MAX_TRIED]);
+        assert_eq!(MAX_TRIED, 5);
+        assert_eq!(c.passed_over.len(), 1, "one entry for the rest");
+        assert_eq!(
+            c.passed_over[0].0,
+            "https://victim.example/a5 and 9994 more"
+        );
+        // The same through a chooser that keeps them all.
+        let chooser = AuthorizationServerChooser::new(|urls: &[Url]| urls.to_vec());
+        let c = authorization_server_candidates(&many[..7], Some(&chooser), any);
+        assert_eq!(c.order, many[..MAX_TRIED]);
     }
 
     #[test]

@@ -35,6 +35,18 @@ impl Flow {
                 if s.probe.advance() {
                     self.send(s.probe.request()?);
                     Ok(State::ExpectResourceMetadata(Box::new(s)))
+                } else if let Some(advertised) = &s.ctx.challenge_metadata {
+                    // The server's own challenge named its metadata, so it is no 2025-03-26
+                    // server: taking that path would log in without a resource indicator
+                    // (RFC 8707) and bind the tokens to the whole origin, a downgrade.
+                    Err(Error::new(
+                        ErrorKind::ResourceMetadataNotFound,
+                        format!(
+                            "the server's challenge names its resource metadata at {advertised}, \
+                             which is not there (nor at the well-known locations); not falling \
+                             back to the 2025-03-26 discovery"
+                        ),
+                    ))
                 } else {
                     // No metadata anywhere: a 2025-03-26 server.
                     self.start_legacy(s.ctx)

@@ -142,7 +142,13 @@ impl Probe {
             self.current = target.clone();
             return Ok(Fetched::Redirect);
         }
-        if status.is_client_error() && status != http::StatusCode::TOO_MANY_REQUESTS {
+        // A 4xx says the document is not at this location, but for the few that say the server
+        // is in a passing state (408 Request Timeout and 421 Misdirected Request, RFC 9110
+        // §15.5.9 and §15.5.20; 425 Too Early, RFC 8470 §5.2; 429, RFC 6585 §4): those stop
+        // the flow as a 5xx does, to be tried again, rather than send it to the next location
+        // and, past the last, down the 2025-03-26 path with no resource indicator.
+        let passing = matches!(status.as_u16(), 408 | 421 | 425 | 429);
+        if status.is_client_error() && !passing {
             report.push(
                 self.purpose,
                 &url,

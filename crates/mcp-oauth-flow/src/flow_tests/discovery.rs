@@ -529,3 +529,77 @@ fn the_report_grows_with_each_response_and_rides_on_the_failure() {
         Some(prm_url)
     );
 }
+
+/// A server whose challenge names its resource metadata is no 2025-03-26 server: when the
+/// metadata is at none of its locations, the flow fails rather than log in the old way (no
+/// resource indicator, tokens for the whole origin), even with authorization server metadata
+/// at the server's origin.
+#[test]
+fn an_advertised_resource_metadata_missing_is_no_way_down_to_the_legacy_path() {
+    let net = Net::default()
+        .json(
+            &format!("{RS}/.well-known/oauth-authorization-server"),
+            200,
+            as_meta(RS),
+        )
+        .json(&format!("{RS}/register"), 201, json!({"client_id": "c"}))
+        .json(&format!("{RS}/token"), 200, json!({"access_token": "a"}));
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(run.failed(), ErrorKind::ResourceMetadataNotFound);
+    assert!(run.authorize_url.is_none());
+    assert!(
+        run.sent
+            .iter()
+            .all(|s| s.contains("oauth-protected-resource")),
+        "{:?}",
+        run.sent
+    );
+    // Without it in the challenge, the same server is a 2025-03-26 one, as before.
+    let run = run_with(
+        config(),
+        start(Some("Bearer")),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert!(run.authorize_url.is_some(), "{:?}", run.sent);
+}
+
+/// A resource metadata location answering in a passing state (408, 421, 425, as 429 and 5xx)
+/// stops the flow, to be tried again: not "absent", which would move on and, past the last
+/// location, log in the 2025-03-26 way.
+#[test]
+fn a_passing_4xx_at_the_resource_metadata_is_no_absence() {
+    for status in [408, 421, 425, 429] {
+        let net = Net::default()
+            .json(
+                &format!("{RS}/.well-known/oauth-protected-resource/mcp"),
+                status,
+                json!({}),
+            )
+            .json(
+                &format!("{RS}/.well-known/oauth-authorization-server"),
+                200,
+                as_meta(RS),
+            );
+        let run = run_with(
+            config(),
+            start(Some("Bearer")),
+            &net,
+            Consent::Approve(None),
+            None,
+        );
+        assert_eq!(run.failed(), ErrorKind::UnexpectedStatus, "{status}");
+        let Action::Failed(error) = &run.end else {
+            unreachable!()
+        };
+        assert!(error.is_transient(), "{status}");
+        assert_eq!(run.sent.len(), 1, "{status}: {:?}", run.sent);
+    }
+}
