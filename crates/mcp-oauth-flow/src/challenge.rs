@@ -31,22 +31,48 @@ pub struct Challenge {
 impl Challenge {
     /// Parses every challenge in a set of `WWW-Authenticate` field values (a response may carry
     /// several header lines; each may hold several challenges).
+    ///
+    /// A field value that cannot be read and names neither `Bearer` nor `DPoP` (another
+    /// scheme's, `Basic realm=My Realm` unquoted) is left out when another value can be read:
+    /// the client acts on neither, and it must not hide a readable `Bearer` challenge on a line
+    /// of its own. One that may hold an OAuth challenge is an error, as is a set of which
+    /// nothing can be read. Bytes past ASCII, which RFC 9110 allows in a quoted string
+    /// (`obs-text`, §5.6.4; an ISO-8859-1 `error_description`), are read as U+FFFD.
+    ///
+    /// ```
+    /// use mcp_oauth_flow::challenge::Challenge;
+    /// let all = Challenge::parse_all([
+    ///     &b"Basic realm=My Realm"[..],
+    ///     &b"Bearer error_description=\"caf\xE9\", scope=\"a\""[..],
+    /// ]).unwrap();
+    /// assert_eq!(all.len(), 1);
+    /// assert_eq!(all[0].scope(), Some("a"));
+    /// assert_eq!(all[0].param("error_description"), Some("caf\u{FFFD}"));
+    /// // A broken line that may be an OAuth challenge is an error.
+    /// assert!(Challenge::parse_all(["Bearer scope=\"a\", scope=\"b\"", "Basic realm=\"x\""]).is_err());
+    /// ```
     pub fn parse_all<'a, I>(values: I) -> Result<Vec<Challenge>, Error>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]> + 'a,
     {
         let mut out = Vec::new();
+        let mut unreadable = None;
         for value in values {
-            let text = std::str::from_utf8(value.as_ref()).map_err(|_| {
-                Error::new(
-                    ErrorKind::InvalidChallenge,
-                    "WWW-Authenticate is not valid UTF-8",
-                )
-            })?;
-            Parser::new(text).challenges(&mut out)?;
+            let text = String::from_utf8_lossy(value.as_ref());
+            let mut these = Vec::new();
+            match Parser::new(&text).challenges(&mut these) {
+                Ok(()) => out.extend(these),
+                Err(e) if !may_name_an_oauth_scheme(&text) => {
+                    unreadable.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(out)
+        match unreadable {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
     }
 
     /// Parses the `WWW-Authenticate` headers of a response.
@@ -119,6 +145,15 @@ pub fn select_challenge(challenges: &[Challenge]) -> Option<&Challenge> {
     challenges
         .iter()
         .find(|c| c.scheme_is("bearer") || c.scheme_is("dpop"))
+}
+
+/// Whether a field value may hold a `Bearer` (RFC 6750 §3) or `DPoP` (RFC 9449 §7.1)
+/// challenge: a comma-separated piece of it starts with either scheme's name.
+fn may_name_an_oauth_scheme(value: &str) -> bool {
+    value
+        .split(',')
+        .filter_map(|piece| piece.split_whitespace().next())
+        .any(|word| word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("dpop"))
 }
 
 fn invalid(msg: impl Into<String>) -> Error {

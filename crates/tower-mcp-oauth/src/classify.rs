@@ -61,9 +61,13 @@ pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Ve
         },
         // RFC 6750 §3.1: only `insufficient_scope` asks for a new authorization; any other 403
         // (and one whose challenge cannot be read) is the resource's final word.
+        // Any OAuth challenge that says so, not only the first: a server answering a `DPoP`
+        // request may list `Bearer realm=…` before the `DPoP` challenge that asks for scope.
         StatusCode::FORBIDDEN => match Challenge::from_headers(headers) {
-            Ok(all) => select_challenge(&all)
-                .filter(|c| c.is_insufficient_scope())
+            Ok(all) => all
+                .iter()
+                .filter(|c| c.scheme_is("bearer") || c.scheme_is("dpop"))
+                .find(|c| c.is_insufficient_scope())
                 .cloned()
                 .map_or(Verdict::PassOn, Verdict::InsufficientScope),
             Err(_) => Verdict::PassOn,
@@ -167,6 +171,32 @@ mod tests {
         ));
     }
 
+    /// A broken challenge of another scheme on a line of its own hides no `Bearer` one; bytes
+    /// past ASCII in a quoted string (RFC 9110 `obs-text`) are read, not refused.
+    #[test]
+    fn a_bearer_challenge_is_read_beside_a_broken_basic_one_and_past_ascii() {
+        let mut map = headers(&[
+            "Basic realm=My Realm",
+            r#"Bearer resource_metadata="https://rs/prm", scope="a""#,
+        ]);
+        match needs_authorization(StatusCode::UNAUTHORIZED, &map) {
+            Verdict::Unauthorized(Some(c)) => {
+                assert_eq!(c.resource_metadata(), Some("https://rs/prm"))
+            }
+            other => panic!("{other:?}"),
+        }
+        map = HeaderMap::new();
+        map.append(
+            WWW_AUTHENTICATE,
+            http::HeaderValue::from_bytes(b"Bearer error_description=\"caf\xE9\", scope=\"a\"")
+                .unwrap(),
+        );
+        assert_eq!(
+            summary(&needs_authorization(StatusCode::UNAUTHORIZED, &map)),
+            ("flow+challenge", Some("a".to_owned()))
+        );
+    }
+
     #[test]
     fn classification_table() {
         const MALFORMED: &str = r#"Bearer scope="unterminated"#;
@@ -197,6 +227,12 @@ mod tests {
                 ("step-up", Some("admin write")),
             ),
             (403, &[r#"Bearer error="invalid_token""#], ("pass", None)),
+            // The challenge that asks for scope, wherever it stands.
+            (
+                403,
+                &[r#"Bearer realm="mcp", DPoP error="insufficient_scope", scope="w""#],
+                ("step-up", Some("w")),
+            ),
             (
                 401,
                 &[
