@@ -149,6 +149,7 @@ impl Flow {
                 expected_issuer: Some(issuer),
                 probe,
                 last_error: None,
+                broken_document: false,
                 servers,
             },
         )))
@@ -175,6 +176,7 @@ impl Flow {
                 expected_issuer: None,
                 probe,
                 last_error: None,
+                broken_document: false,
                 servers: Candidates::default(),
             },
         )))
@@ -201,14 +203,16 @@ impl Flow {
             Fetched::Document(body) => match AuthorizationServerMetadata::from_json(&body) {
                 Ok(meta) => Some(meta),
                 Err(e) => {
-                    // Not a metadata document at all (an HTML page, say): keep looking, and
-                    // report this if nothing better turns up.
+                    // Not a metadata document at all (an HTML page, say), or a broken one:
+                    // keep looking, and report this if nothing better turns up.
                     self.report.push(
                         Purpose::AuthorizationServerMetadata,
                         &url,
                         Some(status),
                         e.to_string(),
                     );
+                    s.broken_document |= serde_json::from_slice::<serde_json::Value>(&body)
+                        .is_ok_and(|v| v.is_object());
                     s.last_error = Some(e);
                     None
                 }
@@ -218,6 +222,14 @@ impl Flow {
             if s.probe.advance() {
                 self.send(s.probe.request()?);
                 return Ok(State::ExpectAuthServerMetadata(Box::new(s)));
+            }
+            // The server's own metadata, broken: its endpoints are not guessed (RFC 8414 §3.2:
+            // a document that does not validate is not used, and the defaults are for a server
+            // that publishes none).
+            if s.expected_issuer.is_none() && s.broken_document {
+                if let Some(error) = s.last_error.take() {
+                    return Err(error);
+                }
             }
             if s.expected_issuer.is_some() {
                 let error = s.last_error.take().unwrap_or_else(|| {

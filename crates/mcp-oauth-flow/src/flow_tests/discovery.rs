@@ -603,3 +603,44 @@ fn a_passing_4xx_at_the_resource_metadata_is_no_absence() {
         assert_eq!(run.sent.len(), 1, "{status}: {:?}", run.sent);
     }
 }
+
+/// On the 2025-03-26 path, metadata the server publishes but that does not validate is an
+/// error, not a reason to guess `/authorize`, `/token` and `/register` (which may not be its
+/// endpoints at all); a page that is no JSON document (a web app's catch-all HTML) still leaves
+/// the defaults.
+#[test]
+fn a_broken_metadata_document_is_not_replaced_by_the_legacy_defaults() {
+    let mut broken = as_meta(RS);
+    broken["code_challenge_methods_supported"] = json!("S256");
+    let net = Net::default()
+        .json(
+            &format!("{RS}/.well-known/oauth-authorization-server"),
+            200,
+            broken,
+        )
+        .json(&format!("{RS}/register"), 201, json!({"client_id": "c"}))
+        .json(&format!("{RS}/token"), 200, json!({"access_token": "a"}));
+    let run = run_with(config(), start(None), &net, Consent::Approve(None), None);
+    assert_eq!(
+        run.failed(),
+        ErrorKind::InvalidAuthorizationServerMetadata,
+        "{:?}",
+        run.sent
+    );
+    assert!(run.authorize_url.is_none());
+
+    let page = Net::default()
+        .raw(
+            &format!("{RS}/.well-known/oauth-authorization-server"),
+            200,
+            vec![("content-type", "text/html".into())],
+            "<!doctype html><html><body>app</body></html>",
+        )
+        .json(&format!("{RS}/register"), 201, json!({"client_id": "c"}))
+        .json(&format!("{RS}/token"), 200, json!({"access_token": "a"}));
+    let run = run_with(config(), start(None), &page, Consent::Approve(None), None);
+    assert_eq!(
+        run.authorize_url.map(|u| u.path().to_owned()).as_deref(),
+        Some("/authorize")
+    );
+}
