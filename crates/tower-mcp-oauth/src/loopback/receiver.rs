@@ -161,7 +161,9 @@ impl LoopbackBuilder {
     /// time driver); the listener then runs on that runtime until the last clone of the
     /// receiver is dropped.
     ///
-    /// Fails with [`ErrorKind::InvalidRedirectUri`] if the path is not absolute, and with
+    /// Fails with [`ErrorKind::InvalidRedirectUri`] if the path is not absolute or not written
+    /// as a URL writes it (`/a/../cb`, `/o auth`: a browser would ask for `/cb`, `/o%20auth`,
+    /// and never reach the receiver), and with
     /// [`ErrorKind::CallbackListener`] if the port is taken (for `localhost`, on either
     /// `127.0.0.1` or `[::1]`).
     pub async fn bind(self) -> Result<LoopbackReceiver, Error> {
@@ -198,13 +200,14 @@ impl LoopbackBuilder {
             LoopbackHost::Localhost => (IpAddr::V4(Ipv4Addr::LOCALHOST), "localhost"),
         };
         let (listeners, local_addr) = self.listeners(primary_ip).await?;
-        let authority = format!("{name}:{}", local_addr.port());
-        let redirect_uri = format!("http://{authority}{}", self.path);
+        let redirect_uri = format!("http://{name}:{}{}", local_addr.port(), self.path);
         let waiters = Arc::new(Waiters::default());
         let route = Arc::new(Route {
             path: self.path,
             redirect_uri: redirect_uri.clone(),
-            authority,
+            host: name.to_owned(),
+            port: local_addr.port(),
+            open: Arc::new(tokio::sync::Semaphore::new(super::server::MAX_CONNECTIONS)),
             waiters: Arc::clone(&waiters),
         });
         let tasks = listeners
@@ -304,9 +307,14 @@ fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
 /// A callback whose `state` matches no waiting flow (a forged request, or a stale tab; an
 /// `error=` response without the right `state` too) gets an error page and **ends the waiting
 /// flows at once** with [`ErrorKind::StateMismatch`], as AppAuth does: no code is redeemed, and
-/// the user learns what happened now, not at the timeout. A callback with the right `state` but
-/// an `iss` naming another issuer gets an error page too, and its flow refuses it with
-/// [`ErrorKind::IssuerParameterMismatch`] before any token request.
+/// the user learns what happened now, not at the timeout. Only the browser's own navigation
+/// counts: a request whose `Host` is not the receiver's (a DNS-rebound name) is answered 421,
+/// one a page makes for an image or a script (Fetch Metadata) 400, and neither ends anything;
+/// the reload of one of the last eight callbacks handed to their flow is told it was received.
+/// A callback with the right `state` but an `iss` naming another issuer gets an error page too,
+/// and its flow refuses it with [`ErrorKind::IssuerParameterMismatch`] before any token
+/// request. At most 32 connections are served at once (the next wait in the kernel's queue),
+/// each with a 64 KiB request head sent within 10 s.
 ///
 /// The whole round trip, with the test playing the browser:
 ///

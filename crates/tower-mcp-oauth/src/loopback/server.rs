@@ -24,25 +24,44 @@ use super::waiters::{Delivery, Waiters};
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection may take to send its request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once. A browser opens a few; past this many, a new one is closed at
-/// once, so that a local process opening thousands cannot spend the application's file
-/// descriptors (its MCP connections and token requests need them).
-const MAX_CONNECTIONS: usize = 32;
-/// The most a connection's request head may buffer (hyper's least; its default is about
-/// 400 KiB). A callback's head is well under a kilobyte.
-const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Connections served at once, over all of the receiver's listeners. A browser opens a few;
+/// past this many, the next waits in the kernel's accept queue until one ends (a head must
+/// come within [`HEADER_READ_TIMEOUT`]), so that a local process opening thousands cannot
+/// spend the application's file descriptors (its MCP connections and token requests need them).
+pub(super) const MAX_CONNECTIONS: usize = 32;
+/// The most a connection's request head may buffer (hyper's default is about 400 KiB). A
+/// callback's own head is small, but the browser adds every cookie any local development
+/// server set for `localhost` or `127.0.0.1` (cookies ignore the port: session cookies of a
+/// few KiB each), a long code and the client hints; Node.js raised its own 8 KiB limit to
+/// 16 KiB for the same reason.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Where callbacks go: the redirect path and the flows waiting on it.
 pub(super) struct Route {
     pub(super) path: String,
     /// The whole redirect URI, named in the error of a flow a callback ended.
     pub(super) redirect_uri: String,
-    /// The redirect URI's `host:port`, which the browser sends as `Host`.
-    pub(super) authority: String,
+    /// The redirect URI's host (`127.0.0.1`, `[::1]`, `localhost`) and port, which the browser
+    /// sends as `Host` (the port left out when it is 80).
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// Places for connections served at once, shared by the receiver's listeners.
+    pub(super) open: Arc<Semaphore>,
     pub(super) waiters: Arc<Waiters>,
 }
 
 impl Route {
+    /// Whether a `Host` header names this receiver: its host, ignoring case (RFC 9110 §4.2.3),
+    /// and its port, which is left out when it is the scheme's default, 80 (§7.2).
+    fn is_own_host(&self, value: &str) -> bool {
+        let (host, port) = match value.rsplit_once(':') {
+            // A colon after the last `]` (or in a name) starts the port.
+            Some((host, port)) if !port.contains(']') => (host, port.parse::<u16>().ok()),
+            _ => (value, Some(80)),
+        };
+        host.eq_ignore_ascii_case(&self.host) && port == Some(self.port)
+    }
+
     /// Answers one request. Only the browser's `GET` navigation to the redirect path can reach
     /// a flow; anything else (a favicon request, a port scanner, a page's image or fetch, a
     /// DNS-rebound name) gets an error page and ends nothing.
@@ -56,7 +75,7 @@ impl Route {
         // A browser sends the redirect URI's own `host:port`; a page whose name was rebound to
         // 127.0.0.1 sends its own name (RFC 9110 §7.2). Answered as misdirected (§15.5.20).
         let host = headers.get(HOST).and_then(|h| h.to_str().ok());
-        if !host.is_some_and(|h| h.eq_ignore_ascii_case(&self.authority)) {
+        if !host.is_some_and(|h| self.is_own_host(h)) {
             debug!("a loopback request named another host; ignored");
             return page::not_a_callback(StatusCode::MISDIRECTED_REQUEST);
         }
@@ -101,26 +120,27 @@ impl Route {
 /// `JoinSet`, every connection still open.
 pub(super) async fn accept_loop(listener: TcpListener, route: Arc<Route>) {
     let mut connections = JoinSet::new();
-    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match Arc::clone(&open).try_acquire_owned() {
-                    Ok(permit) => {
+            // Reap finished connections first, so the set does not grow.
+            biased;
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            // A place first, then the connection: past the limit, connections wait in the
+            // kernel's accept queue (the browser's callback among them) rather than being
+            // accepted and closed.
+            permit = Arc::clone(&route.open).acquire_owned() => {
+                let Ok(permit) = permit else { return };
+                match listener.accept().await {
+                    Ok((stream, _)) => {
                         connections.spawn(serve(stream, Arc::clone(&route), permit));
                     }
-                    // Closed at once (dropped): the browser's callback, which comes on a
-                    // connection of its own, gets a place as soon as one ends.
-                    Err(_) => debug!("loopback connection refused: {MAX_CONNECTIONS} open"),
-                },
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    debug!(error = %e, "loopback accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        debug!(error = %e, "loopback accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
-            },
-            // Reap finished connections so the set does not grow.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
         }
     }
 }

@@ -544,7 +544,9 @@ async fn a_flood_of_idle_connections_holds_few_descriptors_and_a_large_head_is_r
     let waiting = start(&receiver, "s").await;
     let before = open_descriptors();
     let mut idle = Vec::new();
-    for _ in 0..200 {
+    // Fewer than the limit and the kernel's queue (128) hold together: past them, connecting
+    // waits on SYN retransmissions, seconds each.
+    for _ in 0..120 {
         idle.push(
             tokio::net::TcpStream::connect(receiver.local_addr())
                 .await
@@ -552,16 +554,15 @@ async fn a_flood_of_idle_connections_holds_few_descriptors_and_a_large_head_is_r
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // Each idle connection is one descriptor on this (the client's) side; the receiver keeps
-    // at most its limit of the accepted ones (32), closing the rest at once.
+    // Each idle connection is one descriptor on this (the client's) side; the receiver accepts
+    // at most its limit (32), the rest waiting in the kernel's queue: about 152 in all, where
+    // accepting every one made 240. (The count is the process's: tests running beside this
+    // one open a few of their own, hence the room.)
     let grown = open_descriptors() - before;
-    assert!(
-        grown <= 200 + 32 + 8,
-        "{grown} descriptors for 200 idle connections"
-    );
+    assert!(grown < 200, "{grown} descriptors for 120 idle connections");
     drop(idle);
     // A request head past the receiver's buffer is refused before it is read whole.
-    let huge = "x".repeat(64 * 1024);
+    let huge = "x".repeat(128 * 1024);
     let (status, _) = browse_with(
         &format!("{}?code=c&state=s", receiver.redirect_uri()),
         &[("x-padding", &huge)],
@@ -572,4 +573,73 @@ async fn a_flood_of_idle_connections_holds_few_descriptors_and_a_large_head_is_r
     let (status, _) = browse(&format!("{}?code=c&state=s", receiver.redirect_uri())).await;
     assert_eq!(status, StatusCode::OK);
     assert!(waiting.await.unwrap().is_ok());
+}
+
+/// With every place held by idle connections, the browser's callback waits in the kernel's
+/// queue (it is not accepted and closed) and is served once a place frees.
+#[tokio::test]
+async fn a_callback_waits_for_a_place_rather_than_being_closed() {
+    let (receiver, _) = receiver(LoopbackReceiver::builder()).await;
+    let waiting = start(&receiver, "s").await;
+    let mut idle = Vec::new();
+    for _ in 0..super::server::MAX_CONNECTIONS {
+        idle.push(
+            tokio::net::TcpStream::connect(receiver.local_addr())
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let url = format!("{}?code=c&state=s", receiver.redirect_uri());
+    let callback = tokio::spawn(async move { browse(&url).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!callback.is_finished(), "served past the limit");
+    drop(idle);
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), callback)
+        .await
+        .expect("the callback was not served once places freed")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(waiting.await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_receiver_on_port_80_takes_the_host_the_browser_sends_without_it() {
+    // Port 80 may need privileges here; the rule itself is what is checked.
+    use super::server::Route;
+    use super::waiters::Waiters;
+    let route = |host: &str, port| Route {
+        path: "/cb".into(),
+        redirect_uri: "http://localhost/cb".into(),
+        host: host.into(),
+        port,
+        open: Arc::new(tokio::sync::Semaphore::new(1)),
+        waiters: Arc::new(Waiters::default()),
+    };
+    let answer = |route: &Route, host: &str| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, host.parse().unwrap());
+        route
+            .handle(
+                &http::Method::GET,
+                &"/cb?code=c&state=s".parse().unwrap(),
+                &headers,
+            )
+            .status()
+    };
+    let on_80 = route("localhost", 80);
+    // Nobody waits: a page that names the receiver says so (400); one for another host is 421.
+    assert_eq!(answer(&on_80, "localhost"), StatusCode::BAD_REQUEST);
+    assert_eq!(answer(&on_80, "LOCALHOST:80"), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer(&on_80, "localhost:8080"),
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    assert_eq!(
+        answer(&on_80, "evil.example"),
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    let v6 = route("[::1]", 8080);
+    assert_eq!(answer(&v6, "[::1]:8080"), StatusCode::BAD_REQUEST);
+    assert_eq!(answer(&v6, "[::1]"), StatusCode::MISDIRECTED_REQUEST);
 }
