@@ -35,6 +35,8 @@ impl Flow {
                 if s.probe.advance() {
                     self.send(s.probe.request()?);
                     Ok(State::ExpectResourceMetadata(Box::new(s)))
+                } else if let Some(passing) = s.probe.passing.take() {
+                    Err(passing)
                 } else if let Some(advertised) = &s.ctx.challenge_metadata {
                     // The server's own challenge named its metadata, so it is no 2025-03-26
                     // server: taking that path would log in without a resource indicator
@@ -149,7 +151,7 @@ impl Flow {
                 expected_issuer: Some(issuer),
                 probe,
                 last_error: None,
-                broken_document: false,
+                broken_document: None,
                 servers,
             },
         )))
@@ -176,7 +178,7 @@ impl Flow {
                 expected_issuer: None,
                 probe,
                 last_error: None,
-                broken_document: false,
+                broken_document: None,
                 servers: Candidates::default(),
             },
         )))
@@ -211,8 +213,9 @@ impl Flow {
                         Some(status),
                         e.to_string(),
                     );
-                    s.broken_document |= serde_json::from_slice::<serde_json::Value>(&body)
-                        .is_ok_and(|v| v.is_object());
+                    if s.broken_document.is_none() && names_metadata_members(&body) {
+                        s.broken_document = Some(e.clone());
+                    }
                     s.last_error = Some(e);
                     None
                 }
@@ -223,11 +226,15 @@ impl Flow {
                 self.send(s.probe.request()?);
                 return Ok(State::ExpectAuthServerMetadata(Box::new(s)));
             }
+            // A location in a passing state: this server's metadata may be there next time.
+            if let Some(passing) = s.probe.passing.take() {
+                return self.pass_over(s, passing);
+            }
             // The server's own metadata, broken: its endpoints are not guessed (RFC 8414 §3.2:
             // a document that does not validate is not used, and the defaults are for a server
             // that publishes none).
-            if s.expected_issuer.is_none() && s.broken_document {
-                if let Some(error) = s.last_error.take() {
+            if s.expected_issuer.is_none() {
+                if let Some(error) = s.broken_document.take() {
                     return Err(error);
                 }
             }
@@ -315,4 +322,23 @@ impl Flow {
         servers.passed_over.push((issuer, error));
         self.fetch_as_metadata(ctx, resource, servers)
     }
+}
+
+/// Whether `body` is a JSON object with a member RFC 8414 §2 defines: metadata, valid or not,
+/// rather than some other document a server answers every path with (an HTML page, `{}`,
+/// `{"status":"ok"}`).
+fn names_metadata_members(body: &[u8]) -> bool {
+    const MEMBERS: [&str; 6] = [
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "registration_endpoint",
+        "response_types_supported",
+        "code_challenge_methods_supported",
+    ];
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .as_ref()
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|object| MEMBERS.iter().any(|m| object.contains_key(*m)))
 }

@@ -23,6 +23,9 @@ pub(super) struct Probe {
     listed: Url,
     hops: u8,
     visited: Vec<Url>,
+    /// The error of a location that answered in a passing state (see `classify`): the walk
+    /// goes on, and if no location serves the document this, not its absence, is the answer.
+    pub(super) passing: Option<Error>,
 }
 
 pub(super) enum Fetched {
@@ -42,6 +45,7 @@ impl Probe {
             current,
             hops: 0,
             visited: Vec::new(),
+            passing: None,
         })
     }
 
@@ -144,11 +148,27 @@ impl Probe {
         }
         // A 4xx says the document is not at this location, but for the few that say the server
         // is in a passing state (408 Request Timeout and 421 Misdirected Request, RFC 9110
-        // §15.5.9 and §15.5.20; 425 Too Early, RFC 8470 §5.2; 429, RFC 6585 §4): those stop
-        // the flow as a 5xx does, to be tried again, rather than send it to the next location
-        // and, past the last, down the 2025-03-26 path with no resource indicator.
-        let passing = matches!(status.as_u16(), 408 | 421 | 425 | 429);
-        if status.is_client_error() && !passing {
+        // §15.5.9 and §15.5.20; 425 Too Early, RFC 8470 §5.2): the next location is tried, and
+        // if none serves the document the flow stops as on a 5xx, to be tried again, rather
+        // than take the document for absent (and, past the last location, go down the
+        // 2025-03-26 path with no resource indicator).
+        if matches!(status.as_u16(), 408 | 421 | 425) {
+            report.push(
+                self.purpose,
+                &url,
+                Some(status.as_u16()),
+                "passing trouble, trying the next location",
+            );
+            self.passing.get_or_insert_with(|| {
+                Error::new(
+                    ErrorKind::UnexpectedStatus,
+                    format!("{url} answered {status}; try again later"),
+                )
+                .with_status(status)
+            });
+            return Ok(Fetched::NotHere);
+        }
+        if status.is_client_error() && status != http::StatusCode::TOO_MANY_REQUESTS {
             report.push(
                 self.purpose,
                 &url,

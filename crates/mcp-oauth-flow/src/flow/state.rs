@@ -195,10 +195,10 @@ pub(super) struct ExpectAuthServerMetadata {
     pub(super) probe: Probe,
     /// Why the last candidate was not metadata, reported if none is.
     pub(super) last_error: Option<Error>,
-    /// Whether a candidate was a JSON object that is not valid metadata (rather than no JSON at
-    /// all, an HTML page): the server's metadata, broken, which the 2025-03-26 path must not
-    /// replace with default endpoints.
-    pub(super) broken_document: bool,
+    /// Why a candidate that is metadata by its fields (a JSON object with RFC 8414 members,
+    /// rather than an HTML page or an application's `{}`) did not validate: the server's
+    /// metadata, broken, which the 2025-03-26 path must not replace with default endpoints.
+    pub(super) broken_document: Option<Error>,
     /// The authorization servers still to try if this one's metadata does not validate, and
     /// those passed over so far (RFC 9728 §7.6; empty on the 2025-03-26 path).
     pub(super) servers: Candidates,

@@ -571,23 +571,18 @@ fn an_advertised_resource_metadata_missing_is_no_way_down_to_the_legacy_path() {
     assert!(run.authorize_url.is_some(), "{:?}", run.sent);
 }
 
-/// A resource metadata location answering in a passing state (408, 421, 425, as 429 and 5xx)
-/// stops the flow, to be tried again: not "absent", which would move on and, past the last
-/// location, log in the 2025-03-26 way.
+/// A resource metadata location answering in a passing state (408, 421, 425) is no absence:
+/// the other locations are tried, and if none serves the document the flow stops as on a 429
+/// or a 5xx, to be tried again, rather than log in the 2025-03-26 way.
 #[test]
 fn a_passing_4xx_at_the_resource_metadata_is_no_absence() {
+    let prm_url = format!("{RS}/.well-known/oauth-protected-resource/mcp");
     for status in [408, 421, 425, 429] {
-        let net = Net::default()
-            .json(
-                &format!("{RS}/.well-known/oauth-protected-resource/mcp"),
-                status,
-                json!({}),
-            )
-            .json(
-                &format!("{RS}/.well-known/oauth-authorization-server"),
-                200,
-                as_meta(RS),
-            );
+        let net = Net::default().json(&prm_url, status, json!({})).json(
+            &format!("{RS}/.well-known/oauth-authorization-server"),
+            200,
+            as_meta(RS),
+        );
         let run = run_with(
             config(),
             start(Some("Bearer")),
@@ -600,8 +595,26 @@ fn a_passing_4xx_at_the_resource_metadata_is_no_absence() {
             unreachable!()
         };
         assert!(error.is_transient(), "{status}");
-        assert_eq!(run.sent.len(), 1, "{status}: {:?}", run.sent);
+        assert_eq!(error.status().map(|s| s.as_u16()), Some(status));
+        // 429 stops at once; the others try the root location too, and nothing else.
+        let tried = if status == 429 { 1 } else { 2 };
+        assert_eq!(run.sent.len(), tried, "{status}: {:?}", run.sent);
+        assert!(run
+            .sent
+            .iter()
+            .all(|s| s.contains("oauth-protected-resource")));
     }
+    // The advertised location misdirected (421), the well-known one serves the document: used.
+    let net = std_net().json(&format!("{RS}/elsewhere/prm"), 421, json!({}));
+    let challenge = format!(r#"Bearer resource_metadata="{RS}/elsewhere/prm""#);
+    let run = run_with(
+        config(),
+        start(Some(&challenge)),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert!(run.authorize_url.is_some(), "{:?}", run.sent);
 }
 
 /// On the 2025-03-26 path, metadata the server publishes but that does not validate is an
@@ -643,4 +656,22 @@ fn a_broken_metadata_document_is_not_replaced_by_the_legacy_defaults() {
         run.authorize_url.map(|u| u.path().to_owned()).as_deref(),
         Some("/authorize")
     );
+    // Nor does an application's answer to every path that is JSON but no metadata.
+    for body in [json!({}), json!({"status": "ok"})] {
+        let catch_all = Net::default()
+            .json(
+                &format!("{RS}/.well-known/oauth-authorization-server"),
+                200,
+                body.clone(),
+            )
+            .json(&format!("{RS}/register"), 201, json!({"client_id": "c"}));
+        let run = run_with(
+            config(),
+            start(None),
+            &catch_all,
+            Consent::Approve(None),
+            None,
+        );
+        assert!(run.authorize_url.is_some(), "{body}: {:?}", run.sent);
+    }
 }
