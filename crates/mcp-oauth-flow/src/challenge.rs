@@ -156,6 +156,24 @@ fn may_name_an_oauth_scheme(value: &str) -> bool {
         .any(|word| word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("dpop"))
 }
 
+/// The challenge a `403` steps up on: whichever `Bearer` or `DPoP` challenge says
+/// `insufficient_scope` (RFC 6750 §3.1), not only the first OAuth one (a server answering a
+/// `DPoP` request may list `Bearer realm=…` first).
+///
+/// ```
+/// use mcp_oauth_flow::challenge::{insufficient_scope_challenge, Challenge};
+/// let all = Challenge::parse_all([r#"Bearer realm="mcp", DPoP error="insufficient_scope", scope="w""#]).unwrap();
+/// assert_eq!(insufficient_scope_challenge(&all).unwrap().scope(), Some("w"));
+/// let none = Challenge::parse_all([r#"Bearer error="invalid_token""#]).unwrap();
+/// assert!(insufficient_scope_challenge(&none).is_none());
+/// ```
+pub fn insufficient_scope_challenge(challenges: &[Challenge]) -> Option<&Challenge> {
+    challenges
+        .iter()
+        .filter(|c| c.scheme_is("bearer") || c.scheme_is("dpop"))
+        .find(|c| c.is_insufficient_scope())
+}
+
 fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidChallenge, msg)
 }

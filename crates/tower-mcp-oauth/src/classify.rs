@@ -4,7 +4,7 @@
 
 use http::{HeaderMap, StatusCode};
 use mcp_oauth_flow::{
-    challenge::{select_challenge, Challenge},
+    challenge::{insufficient_scope_challenge, select_challenge, Challenge},
     dpop::resource_nonce_challenge,
     Error,
 };
@@ -61,13 +61,8 @@ pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Ve
         },
         // RFC 6750 §3.1: only `insufficient_scope` asks for a new authorization; any other 403
         // (and one whose challenge cannot be read) is the resource's final word.
-        // Any OAuth challenge that says so, not only the first: a server answering a `DPoP`
-        // request may list `Bearer realm=…` before the `DPoP` challenge that asks for scope.
         StatusCode::FORBIDDEN => match Challenge::from_headers(headers) {
-            Ok(all) => all
-                .iter()
-                .filter(|c| c.scheme_is("bearer") || c.scheme_is("dpop"))
-                .find(|c| c.is_insufficient_scope())
+            Ok(all) => insufficient_scope_challenge(&all)
                 .cloned()
                 .map_or(Verdict::PassOn, Verdict::InsufficientScope),
             Err(_) => Verdict::PassOn,

@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use mcp_oauth_flow::{
-    challenge::{select_challenge, Challenge},
+    challenge::{insufficient_scope_challenge, select_challenge, Challenge},
     BoxError,
 };
 use tracing::warn;
@@ -51,13 +51,18 @@ pub(crate) fn auth_error<B>(response: &http::Response<B>) -> Option<HttpError> {
         let error = failed.error();
         warn!(kind = ?error.kind(), %error, "the layer did not authorize the step-up");
     }
-    let header = headers.get(WWW_AUTHENTICATE)?;
-    let Ok(header) = header.to_str() else {
-        return Some(StreamableHttpError::UnexpectedServerResponse(
-            "invalid www-authenticate header value".into(),
-        ));
-    };
-    let header = header.to_owned();
+    // Every line, read lossily: a challenge may sit on a later line than another scheme's,
+    // and a quoted string may hold bytes past ASCII (RFC 9110 `obs-text`), which rmcp's text
+    // field cannot hold as they came.
+    let lines: Vec<String> = headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .map(|line| String::from_utf8_lossy(line.as_bytes()).into_owned())
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let header = lines.join(", ");
     if status == StatusCode::UNAUTHORIZED {
         return Some(StreamableHttpError::AuthRequired(AuthRequiredError::new(
             header,
@@ -65,9 +70,11 @@ pub(crate) fn auth_error<B>(response: &http::Response<B>) -> Option<HttpError> {
     }
     // The RFC 9110 parser of the core, not a substring search: `scope=` may be quoted, may sit
     // in a later challenge, and must not be taken from another parameter's value.
-    let scope = Challenge::from_headers(headers)
-        .ok()
-        .and_then(|all| select_challenge(&all).and_then(|c| c.scope().map(str::to_owned)));
+    let scope = Challenge::from_headers(headers).ok().and_then(|all| {
+        insufficient_scope_challenge(&all)
+            .or_else(|| select_challenge(&all))
+            .and_then(|c| c.scope().map(str::to_owned))
+    });
     Some(StreamableHttpError::InsufficientScope(
         InsufficientScopeError::new(header, scope),
     ))

@@ -327,6 +327,36 @@ async fn a_refused_step_up_is_insufficient_scope_with_the_scope() {
     assert_eq!(error.get_required_scope(), Some("mcp:write mcp:read"));
 }
 
+/// rmcp sees every `WWW-Authenticate` line, read lossily: a `Bearer` challenge on a line after
+/// another scheme's, with a byte past ASCII in a quoted string, is still `AuthRequired`; a
+/// `403` takes its scope from the challenge that asks for it, wherever it stands.
+#[tokio::test]
+async fn every_challenge_line_reaches_rmcp_and_the_scope_is_the_step_up_challenges() {
+    let mut response = answer(401, &[("www-authenticate", "Basic realm=My Realm")], "").unwrap();
+    response.headers_mut().append(
+        "www-authenticate",
+        http::HeaderValue::from_bytes(b"Bearer error_description=\"caf\xE9\", scope=\"a\"")
+            .unwrap(),
+    );
+    let mock = Mock::new([Ok(response)]);
+    let error = post(&mock, ping()).await.unwrap_err();
+    let StreamableHttpError::AuthRequired(error) = error else {
+        panic!("expected AuthRequired, got {error:?}");
+    };
+    assert_eq!(
+        error.www_authenticate_header,
+        "Basic realm=My Realm, Bearer error_description=\"caf\u{FFFD}\", scope=\"a\""
+    );
+
+    let challenge = r#"Bearer realm="mcp", DPoP error="insufficient_scope", scope="w""#;
+    let mock = Mock::new([answer(403, &[("www-authenticate", challenge)], "")]);
+    let StreamableHttpError::InsufficientScope(error) = post(&mock, ping()).await.unwrap_err()
+    else {
+        panic!("expected InsufficientScope");
+    };
+    assert_eq!(error.get_required_scope(), Some("w"));
+}
+
 #[tokio::test]
 async fn a_401_without_a_challenge_keeps_its_status() {
     let mock = Mock::new([json_answer(
