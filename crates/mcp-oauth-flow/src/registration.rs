@@ -113,7 +113,9 @@ impl PreRegisteredClient {
         self
     }
 
-    /// Binds the client to one issuer.
+    /// Binds the client to one issuer: the `issuer` of its authorization server's metadata,
+    /// or, for a server that publishes none (the 2025-03-26 way), the MCP server's origin,
+    /// which credentials are then bound to (no issuer it serves is taken on trust there).
     pub fn for_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self

@@ -207,11 +207,21 @@ async fn prepare(
     let jti = random_secrets()?.state().secret().clone();
     let credentials = revocation_client(&state.config, tokens, stored.as_ref(), state.now(), &jti)?
         .ok_or_else(|| {
+            let unbound = state
+                .config
+                .pre_registered
+                .iter()
+                .any(|c| c.client_id == tokens.client_id() && c.is_unbound_credential());
+            let why = if unbound {
+                "is configured with a secret or key but no issuer (see \
+                 `PreRegisteredClient::for_issuer`)"
+            } else {
+                "is neither configured nor stored"
+            };
             Error::new(
                 ErrorKind::NoClientIdentity,
                 format!(
-                    "the client the tokens were issued to ({}) is neither configured nor stored; \
-                     they cannot be revoked",
+                    "the client the tokens were issued to ({}) {why}; they cannot be revoked",
                     tokens.client_id()
                 ),
             )
