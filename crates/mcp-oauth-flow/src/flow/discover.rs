@@ -50,8 +50,25 @@ impl Flow {
                         ),
                     ))
                 } else {
-                    // No metadata anywhere: a 2025-03-26 server.
-                    self.start_legacy(s.ctx)
+                    // No metadata anywhere: a 2025-03-26 server. A `401` to tokens of its own
+                    // (bound to its origin, as that path binds them) is answered with a
+                    // refresh first, as on the other path, not a new sign-in.
+                    let ExpectResourceMetadata { ctx, held, .. } = s;
+                    let issuer = legacy_issuer(&ctx.server_url);
+                    match held {
+                        Some(held)
+                            if ctx.trigger == Trigger::Unauthorized
+                                && held_rules::refreshable(&held.tokens)
+                                && held_rules::keeps_held_tokens(
+                                    ctx.trigger,
+                                    held.tokens.issuer(),
+                                    &issuer,
+                                ) =>
+                        {
+                            self.start_refresh(ctx, held, After::Legacy, now)
+                        }
+                        _ => self.start_legacy(ctx),
+                    }
                 }
             }
             Fetched::Document(body) => {

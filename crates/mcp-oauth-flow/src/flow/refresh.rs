@@ -211,7 +211,7 @@ impl Flow {
                 let tokens = merge_refreshed(&held.tokens, parsed, now);
                 let discovered = match &after {
                     After::AuthServer { resource, .. } => Some(&resource.protected_resource),
-                    After::Discover => None,
+                    After::Discover | After::Legacy => None,
                 };
                 let protected_resource = held_rules::refreshed_protected_resource(
                     held.protected_resource.as_ref(),
@@ -291,6 +291,7 @@ impl Flow {
             After::AuthServer { resource, servers } => {
                 self.fetch_as_metadata(ctx, resource, servers)
             }
+            After::Legacy => self.start_legacy(ctx),
         }
     }
 }

@@ -310,6 +310,8 @@ pub(super) enum After {
         resource: Resource,
         servers: Candidates,
     },
+    /// The server publishes no protected resource metadata: go on the 2025-03-26 way.
+    Legacy,
 }
 
 /// Waiting for the stored registration the held tokens were issued to.

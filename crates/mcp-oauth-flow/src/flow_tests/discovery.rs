@@ -675,3 +675,50 @@ fn a_broken_metadata_document_is_not_replaced_by_the_legacy_defaults() {
         assert!(run.authorize_url.is_some(), "{body}: {:?}", run.sent);
     }
 }
+
+/// A `401` from a 2025-03-26 server (no resource metadata) to refreshable tokens of its own is
+/// answered with a refresh, as on the other path, not a new sign-in; tokens of another issuer
+/// are not refreshed there.
+#[test]
+fn a_2025_03_26_servers_401_to_refreshable_tokens_refreshes_them() {
+    let held = |issuer: &str| {
+        TokenSet::new("at-old", TokenType::Bearer, issuer, "c")
+            .with_refresh_token(Some(RefreshToken::new("rt-1".into())))
+            .with_token_endpoint(Some(format!("{RS}/token")), Some(ClientAuthMethod::None))
+    };
+    let net = Net::default()
+        .json(
+            &format!("{RS}/token"),
+            200,
+            json!({"access_token": "at-new", "token_type": "Bearer", "refresh_token": "rt-2"}),
+        )
+        .json(&format!("{RS}/register"), 201, json!({"client_id": "c"}));
+    let run = run_with(
+        config(),
+        start(Some("Bearer")).held(Some(held(RS)), None),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.sent,
+        [
+            format!("GET {RS}/.well-known/oauth-protected-resource/mcp"),
+            format!("GET {RS}/.well-known/oauth-protected-resource"),
+            format!("POST {RS}/token"),
+        ]
+    );
+    assert_eq!(run.form(2, "grant_type").as_deref(), Some("refresh_token"));
+    assert!(run.outcome().refreshed);
+    assert_eq!(run.outcome().tokens.access_token().secret(), "at-new");
+
+    // Tokens another issuer gave: not refreshed here; a sign-in the 2025-03-26 way.
+    let run = run_with(
+        config(),
+        start(Some("Bearer")).held(Some(held("https://other.example")), None),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert!(run.authorize_url.is_some(), "{:?}", run.sent);
+}
