@@ -114,8 +114,10 @@ impl PreRegisteredClient {
     }
 
     /// Binds the client to one issuer: the `issuer` of its authorization server's metadata,
-    /// or, for a server that publishes none (the 2025-03-26 way), the MCP server's origin,
-    /// which credentials are then bound to (no issuer it serves is taken on trust there).
+    /// or, for an MCP server without protected resource metadata (the 2025-03-26 way), that
+    /// server's origin (`https://host[:port]`), whatever issuer the authorization server
+    /// metadata at that origin names (unless it names exactly the origin): on that path no
+    /// issuer a server serves is taken on trust for credentials.
     pub fn for_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self

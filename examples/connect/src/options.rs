@@ -46,8 +46,8 @@ Log in to an MCP server (OAuth 2.1), keep the tokens, and list its tools.
   --client-secret S          that client's secret (visible in the process list)
   --issuer URL               the issuer of the authorization server that client is
                              registered with (the MCP server's origin if it publishes no
-                             metadata); its secret goes to no other (needed with
-                             --client-secret)
+                             protected resource metadata); its secret goes to no other
+                             (needed with --client-secret)
   --store DIR                where tokens and registrations are kept (default: XDG state dir)
   --timeout SECS             how long to wait for the browser or device approval (default 300)
   --authorize-param K=V      add K=V to the authorization request; K= removes a default one

@@ -384,8 +384,8 @@ impl Flow {
                 format!(
                     "the pre-registered client {:?} has a secret or key but names no issuer: bind \
                      it to the authorization server that registered it with `for_issuer` (for \
-                     a server that publishes no metadata, the 2025-03-26 way, its MCP server's \
-                     origin), or allow whichever server an MCP server names with `any_issuer` \
+                     an MCP server without protected resource metadata, the 2025-03-26 way, \
+                     that server's origin), or allow whichever server an MCP server names with `any_issuer` \
                      (its credential then goes to that server)",
                     client.client_id
                 ),

@@ -63,12 +63,16 @@
 //! | *start* | challenge `resource_metadata` not a secure URL | `Finished` | `Failed` |
 //! | `ExpectResourceMetadata` | same-origin redirect | `ExpectResourceMetadata` | `Send` (target) |
 //! | `ExpectResourceMetadata` | 4xx, cross-origin redirect; candidates left | `ExpectResourceMetadata` | `Send` (next) |
-//! | `ExpectResourceMetadata` | 4xx, no candidate left | `ExpectAuthServerMetadata` (at the origin) | `Send` |
+//! | `ExpectResourceMetadata` | 4xx, no candidate left, one was 408/421/425 | `Finished` | `Failed` (transient) |
+//! | `ExpectResourceMetadata` | 4xx, no candidate left, the challenge named `resource_metadata` | `Finished` | `Failed` (`ResourceMetadataNotFound`) |
+//! | `ExpectResourceMetadata` | 4xx, no candidate left; `Unauthorized`, tokens of the origin, refreshable | *refresh* (then the 2025-03-26 way) | |
+//! | `ExpectResourceMetadata` | 4xx, no candidate left, otherwise | `ExpectAuthServerMetadata` (at the origin) | `Send` |
 //! | `ExpectResourceMetadata` | document; `Unauthorized`, tokens of that AS, refreshable | *refresh* | |
 //! | `ExpectResourceMetadata` | document, otherwise | `ExpectAuthServerMetadata` | `Send` |
 //! | `ExpectResourceMetadata` | bad document, wrong resource, 5xx, 429, loop, > 5 hops | `Finished` | `Failed` |
 //! | `ExpectAuthServerMetadata` | redirect, or a miss with candidates left | `ExpectAuthServerMetadata` | `Send` |
 //! | `ExpectAuthServerMetadata` | valid metadata, or none on the 2025-03-26 path | *authorize* | |
+//! | `ExpectAuthServerMetadata` | on the 2025-03-26 path: a document with RFC 8414 members that does not validate, or only 408/421/425 | `Finished` | `Failed` |
 //! | `ExpectAuthServerMetadata` | none, bad or wrong issuer, or no response (`handle_send_failure`); another listed server left | `ExpectAuthServerMetadata` | `Send` (its first candidate) |
 //! | `ExpectAuthServerMetadata` | none, issuer from the resource metadata; wrong issuer; no server left | `Finished` | `Failed` (several listed: `NoUsableAuthorizationServer`) |
 //! | *authorize* | assertion grant configured, AS lists jwt-bearer | `ExpectAssertion` | `ObtainAssertion` |

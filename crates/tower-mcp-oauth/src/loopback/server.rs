@@ -56,7 +56,14 @@ impl Route {
     fn is_own_host(&self, value: &str) -> bool {
         let (host, port) = match value.rsplit_once(':') {
             // A colon after the last `]` (or in a name) starts the port.
-            Some((host, port)) if !port.contains(']') => (host, port.parse::<u16>().ok()),
+            Some((host, port)) if !port.contains(']') => (
+                host,
+                // Digits only: `u16`'s parser also takes a sign.
+                port.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| port.parse::<u16>().ok())
+                    .flatten(),
+            ),
             _ => (value, Some(80)),
         };
         host.eq_ignore_ascii_case(&self.host) && port == Some(self.port)

@@ -639,6 +639,11 @@ async fn a_receiver_on_port_80_takes_the_host_the_browser_sends_without_it() {
         answer(&on_80, "evil.example"),
         StatusCode::MISDIRECTED_REQUEST
     );
+    // A port of digits only (`u16`'s parser would take a sign).
+    assert_eq!(
+        answer(&on_80, "localhost:+80"),
+        StatusCode::MISDIRECTED_REQUEST
+    );
     let v6 = route("[::1]", 8080);
     assert_eq!(answer(&v6, "[::1]:8080"), StatusCode::BAD_REQUEST);
     assert_eq!(answer(&v6, "[::1]"), StatusCode::MISDIRECTED_REQUEST);

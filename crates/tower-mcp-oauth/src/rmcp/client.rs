@@ -31,7 +31,9 @@ use super::sse::EventStream;
 /// `Accepted`, `application/json` is read whole (up to 16 MiB), `text/event-stream` is parsed
 /// while it streams, the `Mcp-Session-Id` header is handed on, and a `401`/`403` that the
 /// layer hands back (its retry was refused again, or it declined a step-up) becomes
-/// `StreamableHttpError::AuthRequired` / `InsufficientScope` with the challenge. Errors of the
+/// `StreamableHttpError::AuthRequired` / `InsufficientScope` with the challenge (every
+/// `WWW-Authenticate` line, OAuth ones first, read lossily, where rmcp's reqwest client reads
+/// the first line only and refuses bytes past ASCII). Errors of the
 /// layer itself arrive as `StreamableHttpError::Client(`[`TowerHttpError::Layer`]`)`.
 ///
 /// Leave the transport config's `auth_header` unset: the layer owns the token. A token set

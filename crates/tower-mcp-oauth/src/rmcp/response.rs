@@ -51,18 +51,26 @@ pub(crate) fn auth_error<B>(response: &http::Response<B>) -> Option<HttpError> {
         let error = failed.error();
         warn!(kind = ?error.kind(), %error, "the layer did not authorize the step-up");
     }
-    // Every line, read lossily: a challenge may sit on a later line than another scheme's,
-    // and a quoted string may hold bytes past ASCII (RFC 9110 `obs-text`), which rmcp's text
-    // field cannot hold as they came.
-    let lines: Vec<String> = headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .map(|line| String::from_utf8_lossy(line.as_bytes()).into_owned())
-        .collect();
-    if lines.is_empty() {
+    // Every line, read lossily (a quoted string may hold bytes past ASCII, RFC 9110
+    // `obs-text`, which rmcp's text field cannot hold as they came), the lines with an OAuth
+    // challenge first: rmcp's own reader takes the first `scope=` or `error=` it finds. A line
+    // of another scheme that cannot be read is left out, as the core's parser leaves it.
+    let (mut oauth, mut other) = (Vec::new(), Vec::new());
+    for line in headers.get_all(WWW_AUTHENTICATE) {
+        let text = String::from_utf8_lossy(line.as_bytes()).into_owned();
+        let is_oauth = |c: &Challenge| c.scheme_is("bearer") || c.scheme_is("dpop");
+        match Challenge::parse_all([line.as_bytes()]) {
+            Ok(all) if all.iter().any(is_oauth) => oauth.push(text),
+            Ok(_) => other.push(text),
+            Err(_) if names_an_oauth_scheme(&text) => oauth.push(text),
+            Err(_) => {}
+        }
+    }
+    if oauth.is_empty() && other.is_empty() {
         return None;
     }
-    let header = lines.join(", ");
+    oauth.append(&mut other);
+    let header = oauth.join(", ");
     if status == StatusCode::UNAUTHORIZED {
         return Some(StreamableHttpError::AuthRequired(AuthRequiredError::new(
             header,
@@ -221,4 +229,12 @@ pub(crate) fn refused_discover(
         ),
     };
     Some(ServerJsonRpcMessage::error(error, Some(request.id.clone())))
+}
+
+/// Whether a line that cannot be read may hold a `Bearer` or `DPoP` challenge: a
+/// comma-separated piece of it starts with either scheme's name.
+fn names_an_oauth_scheme(line: &str) -> bool {
+    line.split(',')
+        .filter_map(|piece| piece.split_whitespace().next())
+        .any(|word| word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("dpop"))
 }
