@@ -121,14 +121,21 @@ pub(super) fn none_usable(mut passed_over: Vec<(String, Error)>) -> Error {
         .iter()
         .map(|(issuer, e)| format!("{issuer}: {e}"))
         .collect();
-    Error::new(
+    let error = Error::new(
         ErrorKind::NoUsableAuthorizationServer,
         format!(
             "none of the {} authorization servers the resource metadata lists can be used ({})",
             passed_over.len(),
             each.join("; ")
         ),
-    )
+    );
+    // One that failed for a passing reason (a 5xx, a 421, no answer) may serve the next call:
+    // the whole is worth trying again, as that one alone would be.
+    if passed_over.iter().any(|(_, e)| e.is_transient()) {
+        error.mark_transient()
+    } else {
+        error
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +183,17 @@ mod tests {
         let chooser = AuthorizationServerChooser::new(|urls: &[Url]| urls.to_vec());
         let c = authorization_server_candidates(&many[..7], Some(&chooser), any);
         assert_eq!(c.order, many[..MAX_TRIED]);
+    }
+
+    #[test]
+    fn several_passed_over_are_transient_if_one_is() {
+        let lasting = || Error::new(ErrorKind::IssuerMismatch, "issuer is https://x");
+        let passing = Error::new(ErrorKind::UnexpectedStatus, "503").mark_transient();
+        let both = none_usable(vec![(A.into(), lasting()), (B.into(), passing)]);
+        assert_eq!(both.kind(), ErrorKind::NoUsableAuthorizationServer);
+        assert!(both.is_transient());
+        let neither = none_usable(vec![(A.into(), lasting()), (B.into(), lasting())]);
+        assert!(!neither.is_transient());
     }
 
     #[test]
