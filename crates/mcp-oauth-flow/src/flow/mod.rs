@@ -373,23 +373,8 @@ impl Flow {
             server: start.server_url.clone(),
             refresh_scope_retried: false,
         };
-        if let Some(client) = flow
-            .config
-            .pre_registered
-            .iter()
-            .find(|c| c.is_unbound_credential())
-        {
-            flow.fail(Error::new(
-                ErrorKind::NoClientIdentity,
-                format!(
-                    "the pre-registered client {:?} has a secret or key but names no issuer: bind \
-                     it to the authorization server that registered it with `for_issuer` (for \
-                     an MCP server without protected resource metadata, the 2025-03-26 way, \
-                     that server's origin), or allow whichever server an MCP server names with `any_issuer` \
-                     (its credential then goes to that server)",
-                    client.client_id
-                ),
-            ));
+        if let Some(error) = rules::unbound_credential(&flow.config.pre_registered) {
+            flow.fail(error);
             return flow;
         }
         let challenge_metadata = start

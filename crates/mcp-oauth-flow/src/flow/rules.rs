@@ -87,6 +87,24 @@ pub(super) fn choose_grant(meta: &AuthorizationServerMetadata) -> GrantChoice {
     }
 }
 
+/// Why a configuration may start no flow: a pre-registered client holds a credential but names
+/// no issuer to keep it for, and was not allowed any (see
+/// [`PreRegisteredClient::is_unbound_credential`]; RFC 9700 §4.4).
+pub(super) fn unbound_credential(pre_registered: &[PreRegisteredClient]) -> Option<Error> {
+    let client = pre_registered.iter().find(|c| c.is_unbound_credential())?;
+    Some(Error::new(
+        ErrorKind::NoClientIdentity,
+        format!(
+            "the pre-registered client {:?} has a secret or key but names no issuer: bind it to \
+             the authorization server that registered it with `for_issuer` (for an MCP server \
+             without protected resource metadata, the 2025-03-26 way, that server's origin), or \
+             allow whichever server an MCP server names with `any_issuer` (its credential then \
+             goes to that server)",
+            client.client_id
+        ),
+    ))
+}
+
 /// The client for the client-credentials grant: a pre-registered client bound to this issuer
 /// *and* confidential (RFC 6749 §4.4: "MUST only be used by confidential clients"). A secret
 /// is never sent to a server other than the one it was issued by.
