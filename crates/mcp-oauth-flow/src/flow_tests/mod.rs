@@ -9,6 +9,7 @@ mod discovery;
 mod dpop;
 mod grants;
 mod identity;
+mod legacy;
 mod resume;
 mod servers;
 
