@@ -148,8 +148,15 @@ pub fn select_challenge(challenges: &[Challenge]) -> Option<&Challenge> {
 }
 
 /// Whether a field value may hold a `Bearer` (RFC 6750 §3) or `DPoP` (RFC 9449 §7.1)
-/// challenge: a comma-separated piece of it starts with either scheme's name.
-fn may_name_an_oauth_scheme(value: &str) -> bool {
+/// challenge, readable or not: a comma-separated piece of it starts with either scheme's name
+/// (a piece of auth-params starts with a parameter name and `=` instead).
+///
+/// ```
+/// use mcp_oauth_flow::challenge::may_name_an_oauth_scheme;
+/// assert!(may_name_an_oauth_scheme(r#"Basic realm="x", Bearer scope="unterminated"#));
+/// assert!(!may_name_an_oauth_scheme("Basic realm=My Realm"));
+/// ```
+pub fn may_name_an_oauth_scheme(value: &str) -> bool {
     value
         .split(',')
         .filter_map(|piece| piece.split_whitespace().next())

@@ -4,7 +4,9 @@
 
 use http::{HeaderMap, StatusCode};
 use mcp_oauth_flow::{
-    challenge::{insufficient_scope_challenge, select_challenge, Challenge},
+    challenge::{
+        insufficient_scope_challenge, may_name_an_oauth_scheme, select_challenge, Challenge,
+    },
     dpop::resource_nonce_challenge,
     Error,
 };
@@ -71,22 +73,14 @@ pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Ve
     }
 }
 
-/// Whether a `WWW-Authenticate` header may hold a `Bearer` (RFC 6750 §3) or `DPoP` (RFC 9449
-/// §7.1) challenge: a comma-separated piece that starts with either scheme's name (a piece
-/// of auth-params starts with a parameter name and `=` instead).
+/// Whether a `WWW-Authenticate` header may hold a `Bearer` or `DPoP` challenge (see
+/// [`may_name_an_oauth_scheme`]). Read lossily: a value with bytes past ASCII (a UTF-8
+/// `error_description`) is still ours.
 fn names_an_oauth_scheme(headers: &HeaderMap) -> bool {
-    // Read lossily: a value with bytes past ASCII (a UTF-8 `error_description`) is still ours.
     headers
         .get_all(http::header::WWW_AUTHENTICATE)
         .iter()
-        .any(|value| {
-            String::from_utf8_lossy(value.as_bytes())
-                .split(',')
-                .filter_map(|piece| piece.split_whitespace().next())
-                .any(|word| {
-                    word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("dpop")
-                })
-        })
+        .any(|value| may_name_an_oauth_scheme(&String::from_utf8_lossy(value.as_bytes())))
 }
 
 #[cfg(test)]

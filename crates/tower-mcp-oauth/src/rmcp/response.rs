@@ -17,7 +17,9 @@ use http::{HeaderMap, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use mcp_oauth_flow::{
-    challenge::{insufficient_scope_challenge, select_challenge, Challenge},
+    challenge::{
+        insufficient_scope_challenge, may_name_an_oauth_scheme, select_challenge, Challenge,
+    },
     BoxError,
 };
 use tracing::warn;
@@ -62,7 +64,7 @@ pub(crate) fn auth_error<B>(response: &http::Response<B>) -> Option<HttpError> {
         match Challenge::parse_all([line.as_bytes()]) {
             Ok(all) if all.iter().any(is_oauth) => oauth.push(text),
             Ok(_) => other.push(text),
-            Err(_) if names_an_oauth_scheme(&text) => oauth.push(text),
+            Err(_) if may_name_an_oauth_scheme(&text) => oauth.push(text),
             Err(_) => {}
         }
     }
@@ -229,12 +231,4 @@ pub(crate) fn refused_discover(
         ),
     };
     Some(ServerJsonRpcMessage::error(error, Some(request.id.clone())))
-}
-
-/// Whether a line that cannot be read may hold a `Bearer` or `DPoP` challenge: a
-/// comma-separated piece of it starts with either scheme's name.
-fn names_an_oauth_scheme(line: &str) -> bool {
-    line.split(',')
-        .filter_map(|piece| piece.split_whitespace().next())
-        .any(|word| word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("dpop"))
 }
