@@ -113,6 +113,10 @@ pub struct TestkitConfig {
     pub required_scopes: Vec<String>,
     /// Scopes `tools/call` needs on top of [`required_scopes`](Self::required_scopes).
     pub tool_call_scopes: Vec<String>,
+    /// Answer a valid token that lacks a needed scope with `401 invalid_token` naming the
+    /// scopes, as some servers do, instead of RFC 6750 §3.1's `403 insufficient_scope`.
+    /// Default `false`.
+    pub insufficient_scope_as_401: bool,
     /// Issue refresh tokens with the authorization code grant. Default `true`.
     pub issue_refresh_tokens: bool,
     /// Behave like a certified OpenID provider (node `oidc-provider`) on offline access: a
@@ -185,6 +189,7 @@ impl Default for TestkitConfig {
             challenge_scope: None,
             required_scopes: Vec::new(),
             tool_call_scopes: Vec::new(),
+            insufficient_scope_as_401: false,
             issue_refresh_tokens: true,
             offline_access_needs_consent: false,
             rotate_refresh_tokens: true,
@@ -372,6 +377,12 @@ impl TestkitConfig {
         I::Item: Into<String>,
     {
         self.tool_call_scopes = strings(scopes);
+        self
+    }
+
+    /// Sets [`insufficient_scope_as_401`](Self::insufficient_scope_as_401).
+    pub fn insufficient_scope_as_401(mut self, yes: bool) -> Self {
+        self.insufficient_scope_as_401 = yes;
         self
     }
 

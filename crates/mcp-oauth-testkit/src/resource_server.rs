@@ -51,10 +51,15 @@ pub(crate) fn mcp(shared: &Arc<Shared>, request: &RecordedRequest) -> HttpRespon
     let held: Vec<&str> = granted.split_whitespace().collect();
     if needed.iter().any(|scope| !held.contains(scope)) {
         let scope = needed.join(" ");
+        let (status, error) = if config.insufficient_scope_as_401 {
+            (StatusCode::UNAUTHORIZED, "invalid_token")
+        } else {
+            (StatusCode::FORBIDDEN, "insufficient_scope")
+        };
         return challenge(
             shared,
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
+            status,
+            error,
             "the token lacks a required scope",
             Some(&scope),
         );

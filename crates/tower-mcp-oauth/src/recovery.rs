@@ -1,6 +1,7 @@
 //! The slow path: what a request goes through when the cached token is not enough. The first
 //! request to an origin (adopt stored tokens first), a request whose token is due (refresh,
-//! then send), and a `401`/`403 insufficient_scope` (one flow, one retry).
+//! then send), and a `401`/`403 insufficient_scope` (one flow, one retry; and when a refreshed
+//! token is refused for scopes it lacks, one step-up and one retry more).
 //!
 //! The hot path (a fresh token, one send) stays in [`service`](crate::OAuthService) and
 //! [`ResponseFuture`](crate::ResponseFuture); everything here runs in a boxed future.
@@ -8,7 +9,7 @@
 use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
-use http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+use http::{Extensions, HeaderMap, HeaderValue, Method, Uri, Version};
 use mcp_oauth_flow::dpop::{resource_nonce_challenge, DPOP};
 use mcp_oauth_flow::token::{classify_refresh_failure, RefreshFailure};
 use mcp_oauth_flow::{Error, ErrorKind};
@@ -19,12 +20,12 @@ use crate::acquire::{flight_key, obtain};
 use crate::body::OAuthBody;
 use crate::bounds::{CallerBody, InnerService, ResponseBody};
 use crate::cache::{Lookup, Sent};
-use crate::classify::{needs_authorization, Verdict};
+use crate::classify::{may_need_authorization, needs_authorization, Verdict};
 use crate::client::send_error;
 use crate::dpop::{resource::attach, token::rejected};
 use crate::head::SentHead;
 use crate::markers::{AuthorizationFailed, BodyNotReplayable};
-use crate::need::Need;
+use crate::need::{refresh_cannot_meet, Need};
 use crate::prepare::{prepare, Prepared};
 use crate::shared::Shared;
 use crate::state::LayerState;
@@ -390,50 +391,86 @@ where
         }
         verdict => (first, verdict),
     };
-    let (need, scope) = match verdict {
-        Verdict::PassOn => return Ok(first),
-        Verdict::Malformed(e) => return Err(e),
-        // A nonce challenge to a request without a proof is a plain `401`.
-        Verdict::DpopNonce { challenge, .. } => (Need::Unauthorized(challenge), None),
-        Verdict::Unauthorized(challenge) => (Need::Unauthorized(challenge), None),
-        Verdict::InsufficientScope(c) => {
-            let scope = c.scope().unwrap_or("").to_owned();
-            (Need::InsufficientScope(c), Some(scope))
-        }
-    };
-    let step_up = scope.is_some();
-    let key = flight_key(&parts.uri);
-    // The step-up bound is counted by the flow that authorizes (see `acquire`), not here:
-    // callers that join one step-up flow count once between them.
-    let header = match obtain(&state, inner.clone(), &parts.uri, sent, need).await {
-        Ok(header) => header,
-        Err(e) if step_up => {
-            let mut first = first;
-            first.extensions_mut().insert(AuthorizationFailed::new(e));
+    // A token the first attempt carried: `Sent::default()` is no token (epochs start at 1).
+    let carried_a_token = sent != Sent::default();
+    let (mut first, mut verdict, mut sent) = (first, verdict, sent);
+    // At most two rounds: the flow the answer asks for, then, when a `401` answered the tokens
+    // a refresh just made with scopes they lack, one step-up (see `refresh_cannot_meet`).
+    loop {
+        let (need, scope) = match verdict {
+            Verdict::PassOn => return Ok(first),
+            Verdict::Malformed(e) => return Err(e),
+            // A nonce challenge to a request without a proof is a plain `401`.
+            Verdict::DpopNonce { challenge, .. } => (Need::Unauthorized(challenge), None),
+            Verdict::Unauthorized(challenge) => (Need::Unauthorized(challenge), None),
+            Verdict::InsufficientScope(c) => {
+                let scope = c.scope().unwrap_or("").to_owned();
+                (Need::InsufficientScope(c), Some(scope))
+            }
+        };
+        let step_up = scope.is_some();
+        let key = flight_key(&parts.uri);
+        let prompts = state.flights.prompts_started();
+        // The step-up bound is counted by the flow that authorizes (see `acquire`), not here:
+        // callers that join one step-up flow count once between them.
+        let header = match obtain(&state, inner.clone(), &parts.uri, sent, need).await {
+            Ok(header) => header,
+            Err(e) if step_up => {
+                first.extensions_mut().insert(AuthorizationFailed::new(e));
+                return Ok(first);
+            }
+            Err(e) => return Err(e),
+        };
+        // Taken once per round, here: checked here and taken again later, a first attempt
+        // still sending the body past the replay cap in between would leave the retry with
+        // nothing to send, and the `401` (with its marker) would be lost.
+        let Some(body) = prepared.replay() else {
+            first.extensions_mut().insert(BodyNotReplayable::new());
             return Ok(first);
+        };
+        // The first response's body is not read: dropping it may cost its pooled connection, a
+        // price paid once per flow.
+        drop(first);
+        // The tokens the retry carries, for a second look at its answer.
+        let carried = state.cache.session(&parts.uri);
+        parts.authorize(&state, header);
+        // A new DPoP token's first request may meet the resource's nonce challenge: one more
+        // try.
+        let response = send_again(inner.clone(), &state, &mut parts, &prepared, body, 1).await?;
+        if let Some(scope) = scope {
+            if !may_need_authorization(response.status()) {
+                state.flights.step_up_succeeded(&key, &scope);
+            }
+            return Ok(response);
         }
-        Err(e) => return Err(e),
-    };
-    // Taken once, here: checked here and taken again later, a first attempt still sending
-    // the body past the replay cap in between would leave the retry with nothing to send,
-    // and the `401` (with its marker) would be lost.
-    let Some(body) = prepared.replay() else {
-        let mut first = first;
-        first.extensions_mut().insert(BodyNotReplayable::new());
-        return Ok(first);
-    };
-    // The first response's body is not read: dropping it may cost its pooled connection, a
-    // price paid once per flow.
-    drop(first);
-    parts.authorize(&state, header);
-    // A new DPoP token's first request may meet the resource's nonce challenge: one more try.
-    let response = send_again(inner, &state, &mut parts, &prepared, body, 1).await?;
-    if let Some(scope) = scope {
-        if response.status() != StatusCode::FORBIDDEN {
-            state.flights.step_up_succeeded(&key, &scope);
-        }
+        // Refreshed tokens refused again for scopes they lack: a refresh cannot add scopes, so
+        // every later request would refresh and fail the same way. Only when this round asked
+        // no one (a refresh, or tokens another caller got): a user who was just asked is not
+        // asked again within the same request.
+        let asked_no_one = state.flights.prompts_started() == prompts;
+        let escalate = match (
+            &carried,
+            needs_authorization(response.status(), response.headers()),
+        ) {
+            (Some(carried), Verdict::Unauthorized(Some(challenge)))
+                if carried_a_token
+                    && asked_no_one
+                    && refresh_cannot_meet(&challenge, &carried.tokens) =>
+            {
+                Some((
+                    Sent {
+                        epoch: carried.epoch,
+                    },
+                    challenge,
+                ))
+            }
+            _ => None,
+        };
+        let Some((carried, challenge)) = escalate else {
+            return Ok(response);
+        };
+        (first, verdict, sent) = (response, Verdict::InsufficientScope(challenge), carried);
     }
-    Ok(response)
 }
 
 #[cfg(test)]
