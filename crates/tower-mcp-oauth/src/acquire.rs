@@ -268,22 +268,24 @@ async fn under_lock(
         },
         None => None,
     };
-    if let Need::InsufficientScope(challenge) = &need {
-        // Never more than a few authorizations for the same missing scopes: a resource that
-        // keeps answering 403 must not make the layer prompt the user forever.
-        state.flights.try_step_up(
-            &flight_key(uri),
-            challenge.scope().unwrap_or(""),
-            state.limits.step_up_attempts,
-        )?;
-    }
     let server_url = server_url_from_uri(uri)?;
     let must_prompt = matches!(need, Need::InsufficientScope(_))
         || held
             .as_ref()
             .is_none_or(|(t, _)| t.refresh_token().is_none());
+    // Asked first: an authorizer that cannot prompt here (a web app's user must connect in
+    // the browser) refuses without spending one of the step-up's few attempts.
     if must_prompt {
         state.authorizer.check_prompt(&server_url)?;
+    }
+    if let Need::InsufficientScope(challenge) = &need {
+        // Never more than a few authorizations for the same missing scopes: a resource that
+        // keeps refusing them must not make the layer prompt the user forever.
+        state.flights.try_step_up(
+            &flight_key(uri),
+            challenge.scope().unwrap_or(""),
+            state.limits.step_up_attempts,
+        )?;
     }
     let (held_tokens, resource) = match &held {
         Some((t, r)) => (Some(t.clone()), Some(r.clone())),

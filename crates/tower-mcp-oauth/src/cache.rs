@@ -37,6 +37,10 @@ pub(crate) struct Session {
     /// Whether requests must prove possession of the tokens' DPoP key (RFC 9449 §7.1); decided
     /// once here, so the hot path of a bearer token tests a bool.
     dpop: bool,
+    /// Whether the tokens came from a refresh (no one was asked for them), rather than a new
+    /// authorization, the store or another process: a `401` refusing them for scopes they lack
+    /// is then worth a step-up (see `recovery::recover`).
+    pub(crate) refreshed: bool,
     /// `resource` as [`covers`](crate::scope::covers) compares it, taken apart once here rather than on every
     /// request. Inline, not behind an `Arc`: the hot path reads it right after the session,
     /// and a pointer more to follow is a fetch more from afar (cloning a session, which then
@@ -157,11 +161,25 @@ impl Cache {
     }
 
     /// Installs tokens for a resource, replacing the previous ones; returns the new epoch.
+    /// (The layer installs through [`install_from`](Self::install_from).)
+    #[cfg(test)]
     pub(crate) fn install(
         &self,
         resource: Url,
         tokens: TokenSet,
         refresh_at: Option<SystemTime>,
+    ) -> u64 {
+        self.install_from(resource, tokens, refresh_at, false)
+    }
+
+    /// Installs tokens for a resource, replacing the previous ones, saying whether they came
+    /// from a refresh; returns the new epoch.
+    pub(crate) fn install_from(
+        &self,
+        resource: Url,
+        tokens: TokenSet,
+        refresh_at: Option<SystemTime>,
+        refreshed: bool,
     ) -> u64 {
         let header = tokens.authorization_value();
         let dpop = tokens.resource_dpop_key().is_some();
@@ -177,6 +195,7 @@ impl Cache {
             refresh_at,
             epoch,
             dpop,
+            refreshed,
             scope,
         };
         let origin = session.scope.origin().as_origin();

@@ -101,9 +101,6 @@ pub(crate) struct Flights {
     /// did not answer, when they were written), each with what the store held then as far as
     /// this process knows (`None`: nothing). See [`store_behind`](Self::store_behind).
     behind: Mutex<HashMap<String, Option<TokenSet>>>,
-    /// Interactive authorizations begun, of every server: a recovery that saw it unchanged
-    /// asked no one (see `recovery::recover`).
-    prompts: AtomicU64,
 }
 
 impl Flights {
@@ -270,7 +267,7 @@ impl Flights {
             return Err(Error::new(
                 ErrorKind::StepUpLimit,
                 format!(
-                    "{key} keeps answering 403 insufficient_scope for {scope:?} after {max} authorizations; not asking again"
+                    "{key} keeps refusing tokens for lack of the scopes {scope:?} after {max} authorizations; not asking again"
                 ),
             ));
         }
@@ -314,14 +311,7 @@ impl Flights {
             ));
         }
         recent.push_back(now);
-        self.prompts.fetch_add(1, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// How many interactive authorizations (a browser consent, a device code shown) this
-    /// layer has begun, for every server: unchanged across a flow, the flow asked no one.
-    pub(crate) fn prompts_started(&self) -> u64 {
-        self.prompts.load(Ordering::Relaxed)
     }
 
     /// How many flows were started (for tests and benchmarks).

@@ -350,7 +350,8 @@ impl OAuthLayer {
     }
 
     /// How many times the layer re-authorizes for the same missing scopes before it hands the
-    /// `403` back marked [`AuthorizationFailed`](crate::AuthorizationFailed) with
+    /// `403` (or the `401` naming them, see [`AuthorizationFailed`](crate::AuthorizationFailed))
+    /// back marked [`AuthorizationFailed`](crate::AuthorizationFailed) with
     /// [`ErrorKind::StepUpLimit`](crate::ErrorKind::StepUpLimit). Default: 3. The example of
     /// [`AuthorizationFailed`](crate::AuthorizationFailed) sets it to 0.
     pub fn step_up_attempts(mut self, attempts: u32) -> Self {

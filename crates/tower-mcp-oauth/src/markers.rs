@@ -15,7 +15,9 @@ use mcp_oauth_flow::Error;
 /// Marks a `403` the layer passes on because the step-up it would have run failed or was
 /// refused by a limit ([`ErrorKind::StepUpLimit`](crate::ErrorKind::StepUpLimit),
 /// [`ErrorKind::AuthorizationLimit`](crate::ErrorKind::AuthorizationLimit)). The `403` itself is
-/// the resource's answer and is passed on untouched.
+/// the resource's answer and is passed on untouched. A `401` refusing a refreshed token for
+/// scopes it lacks (a server that answers so where RFC 6750 §3.1 has `403`) is stepped up the
+/// same way, and marked the same way when that fails.
 ///
 /// ```
 /// use bytes::Bytes;

@@ -347,7 +347,8 @@ where
 }
 
 /// Gets a token that meets the need (joining the flow for the origin, or skipping it when
-/// another caller already got a newer token), then retries once.
+/// another caller already got a newer token), then retries once; a retry whose refreshed token
+/// is refused for scopes it lacks gets one step-up and one retry more.
 pub(crate) async fn recover<S, B, RB>(
     context: RetryContext<S, B>,
     first: http::Response<RB>,
@@ -391,8 +392,6 @@ where
         }
         verdict => (first, verdict),
     };
-    // A token the first attempt carried: `Sent::default()` is no token (epochs start at 1).
-    let carried_a_token = sent != Sent::default();
     let (mut first, mut verdict, mut sent) = (first, verdict, sent);
     // At most two rounds: the flow the answer asks for, then, when a `401` answered the tokens
     // a refresh just made with scopes they lack, one step-up (see `refresh_cannot_meet`).
@@ -410,7 +409,6 @@ where
         };
         let step_up = scope.is_some();
         let key = flight_key(&parts.uri);
-        let prompts = state.flights.prompts_started();
         // The step-up bound is counted by the flow that authorizes (see `acquire`), not here:
         // callers that join one step-up flow count once between them.
         let header = match obtain(&state, inner.clone(), &parts.uri, sent, need).await {
@@ -431,8 +429,12 @@ where
         // The first response's body is not read: dropping it may cost its pooled connection, a
         // price paid once per flow.
         drop(first);
-        // The tokens the retry carries, for a second look at its answer.
-        let carried = state.cache.session(&parts.uri);
+        // The tokens the retry carries, for a second look at its answer (the session of that
+        // header: another caller may have installed newer tokens since).
+        let carried = state
+            .cache
+            .session(&parts.uri)
+            .filter(|s| s.authorization() == &header);
         parts.authorize(&state, header);
         // A new DPoP token's first request may meet the resource's nonce challenge: one more
         // try.
@@ -444,18 +446,15 @@ where
             return Ok(response);
         }
         // Refreshed tokens refused again for scopes they lack: a refresh cannot add scopes, so
-        // every later request would refresh and fail the same way. Only when this round asked
-        // no one (a refresh, or tokens another caller got): a user who was just asked is not
-        // asked again within the same request.
-        let asked_no_one = state.flights.prompts_started() == prompts;
+        // every later request would refresh and fail the same way. Only tokens of a refresh,
+        // which asked no one: after a new login granted fewer scopes than asked, the user is
+        // not asked again within the same request.
         let escalate = match (
             &carried,
             needs_authorization(response.status(), response.headers()),
         ) {
             (Some(carried), Verdict::Unauthorized(Some(challenge)))
-                if carried_a_token
-                    && asked_no_one
-                    && refresh_cannot_meet(&challenge, &carried.tokens) =>
+                if carried.refreshed && refresh_cannot_meet(&challenge, &carried.tokens) =>
             {
                 Some((
                     Sent {

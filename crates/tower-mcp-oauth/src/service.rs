@@ -38,7 +38,8 @@ use crate::state::LayerState;
 /// - `Ok(403)` marked [`AuthorizationFailed`](crate::AuthorizationFailed): the resource asked
 ///   for more scopes (`insufficient_scope`) and the step-up failed or was refused by a limit.
 ///   The `403` is the resource's answer, and [`error()`](crate::AuthorizationFailed::error)
-///   says why the layer did not get past it.
+///   says why the layer did not get past it. So is `Ok(401)` marked the same way: a refreshed
+///   token refused for scopes it lacks, whose step-up failed or was refused.
 /// - `Ok(401)` marked [`BodyNotReplayable`](crate::BodyNotReplayable): the flow ran and a token
 ///   is in place, but the request body was too large (or streamed) to send again; the caller
 ///   sends the request again itself.

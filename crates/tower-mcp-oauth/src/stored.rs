@@ -50,8 +50,15 @@ pub(crate) enum Start {
 
 /// Installs `tokens` in the cache, with the refresh point the layer's policy gives them.
 pub(crate) fn install(state: &LayerState, resource: Url, tokens: TokenSet) {
+    install_from(state, resource, tokens, false);
+}
+
+/// [`install`], saying whether the tokens came from a refresh.
+fn install_from(state: &LayerState, resource: Url, tokens: TokenSet, refreshed: bool) {
     let refresh_at = state.refresh_at(&tokens);
-    state.cache.install(resource, tokens, refresh_at);
+    state
+        .cache
+        .install_from(resource, tokens, refresh_at, refreshed);
 }
 
 /// Store keys a token for `uri` may sit under, most specific first: the URL itself and each
@@ -403,6 +410,11 @@ async fn write_and_install(
             return Ok((*current).clone());
         }
     }
-    install(state, outcome.protected_resource, outcome.tokens.clone());
+    install_from(
+        state,
+        outcome.protected_resource,
+        outcome.tokens.clone(),
+        outcome.refreshed,
+    );
     Ok(outcome.tokens)
 }

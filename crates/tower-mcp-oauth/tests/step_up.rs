@@ -248,6 +248,37 @@ async fn a_401_for_scopes_a_refresh_cannot_add_steps_up_after_the_refresh() {
     assert_eq!(count(&kit, "/authorize"), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_401s_for_missing_scopes_share_one_refresh_and_one_step_up() {
+    let kit = kit_answering_missing_scopes_with_401().await;
+    let svc = service(layer(&TestClock::default()).step_up_attempts(1));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let (svc, url) = (svc.clone(), kit.resource_url());
+            tokio::spawn(async move {
+                let req = jsonrpc(
+                    &url,
+                    i,
+                    "tools/call",
+                    json!({"name": "test-tool", "arguments": {}}),
+                );
+                let response = svc.oneshot(req).await.unwrap();
+                (
+                    response.status(),
+                    response.extensions().get::<AuthorizationFailed>().is_some(),
+                )
+            })
+        })
+        .collect();
+    for call in calls {
+        // With a limit of one step-up, ten callers joining it must not count ten.
+        assert_eq!(call.await.unwrap(), (http::StatusCode::OK, false));
+    }
+    assert_eq!(grants(&kit, "refresh_token").len(), 1);
+    assert_eq!(count(&kit, "/authorize"), 2, "the login and one step-up");
+}
+
 #[tokio::test]
 async fn a_user_just_asked_is_not_asked_again_within_the_same_request() {
     let kit = kit_answering_missing_scopes_with_401().await;
@@ -363,4 +394,68 @@ async fn a_401_for_scopes_never_granted_stops_at_the_step_up_bound() {
         .expect("marked");
     assert_eq!(failed.error().kind(), ErrorKind::StepUpLimit);
     assert_eq!(count(&kit, "/authorize"), 3, "no third step-up");
+}
+
+/// Never asks anyone: the step-up's authorization is refused before it starts.
+struct NoPrompt;
+
+impl tower_mcp_oauth::Authorizer for NoPrompt {
+    fn authorize(
+        &self,
+        _: tower_mcp_oauth::AuthorizationRequest,
+        _: tower_mcp_oauth::HttpClient,
+    ) -> tower_mcp_oauth::BoxFuture<
+        'static,
+        Result<tower_mcp_oauth::AuthorizationResponse, tower_mcp_oauth::Error>,
+    > {
+        unreachable!("check_prompt refuses first")
+    }
+
+    fn check_prompt(&self, server: &url::Url) -> Result<(), tower_mcp_oauth::Error> {
+        Err(tower_mcp_oauth::Error::new(
+            ErrorKind::InteractionRequired,
+            format!("connect {server} in the browser first"),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_step_up_no_one_can_be_asked_for_spends_none_of_its_attempts() {
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .challenge_scope("mcp:basic")
+            .required_scopes(["mcp:basic"])
+            .tool_call_scopes(["mcp:write"]),
+    )
+    .await
+    .unwrap();
+    // Signed in elsewhere (a web app's browser login); this layer cannot ask anyone.
+    let store = std::sync::Arc::new(tower_mcp_oauth::MemoryStore::new());
+    let login = service(layer(&TestClock::default()).token_store(std::sync::Arc::clone(&store)));
+    assert_eq!(call(&login, &kit, "tools/list").await.status(), 200);
+    let svc = ServiceBuilder::new()
+        .layer(
+            tower_mcp_oauth::OAuthLayer::new(
+                tower_mcp_oauth::ClientConfig::new(REDIRECT),
+                NoPrompt,
+            )
+            .token_store(store)
+            .failure_backoff(Duration::ZERO)
+            .step_up_attempts(2),
+        )
+        .service(http_client());
+    // Every 403 says the user must connect, not (after two) that the step-ups ran out.
+    for attempt in 1..=4 {
+        let response = call(&svc, &kit, "tools/call").await;
+        assert_eq!(response.status(), 403);
+        let failed = response
+            .extensions()
+            .get::<AuthorizationFailed>()
+            .expect("marked");
+        assert_eq!(
+            failed.error().kind(),
+            ErrorKind::InteractionRequired,
+            "attempt {attempt}"
+        );
+    }
 }
