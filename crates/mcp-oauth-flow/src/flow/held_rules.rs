@@ -69,19 +69,36 @@ pub(crate) fn refresh_auth_method(
     })
 }
 
+/// The `resource` a refresh asks for (RFC 8707 §2.2): the held tokens' own, so the new
+/// token has the same audience. Tokens without one were issued the 2025-03-26 way (no
+/// resource metadata then); once the server names its resource, it checks a token's audience
+/// (MCP 2025-06-18 and later: clients send `resource` on every token request), and a refresh
+/// without one would get a token it refuses again, on every request: they ask for the
+/// resource the metadata just named.
+pub(super) fn refresh_resource<'a>(held: &'a TokenSet, named: Option<&'a str>) -> Option<&'a str> {
+    held.resource().or(named)
+}
+
 /// Where refreshed tokens may be sent: where the held ones applied, else the resource the
 /// metadata just named, else the tokens' own `resource` (RFC 8707), else the server's origin
-/// (MCP 2025-03-26).
+/// (MCP 2025-03-26). Tokens that had no `resource` and now ask for the one the metadata named
+/// (see [`refresh_resource`]) go where that resource is, no longer to the whole origin their
+/// 2025-03-26 sign-in allowed.
 pub(super) fn refreshed_protected_resource(
     held_prefix: Option<&Url>,
     discovered: Option<&Url>,
-    tokens: &TokenSet,
+    held: &TokenSet,
+    refreshed: &TokenSet,
     server_url: &Url,
 ) -> Url {
+    let held_prefix = match discovered {
+        Some(_) if held.resource().is_none() && refreshed.resource().is_some() => None,
+        _ => held_prefix,
+    };
     held_prefix
         .or(discovered)
         .cloned()
-        .or_else(|| tokens.resource().and_then(|r| Url::parse(r).ok()))
+        .or_else(|| refreshed.resource().and_then(|r| Url::parse(r).ok()))
         .unwrap_or_else(|| origin_of(server_url))
 }
 
@@ -211,7 +228,7 @@ mod tests {
         let with_resource =
             tokens(AS, "c").with_resource(Some("https://mcp.example.com/res".into()));
         let bare = tokens(AS, "c");
-        let at = |h, d, t| refreshed_protected_resource(h, d, t, &server).to_string();
+        let at = |h, d, t| refreshed_protected_resource(h, d, t, t, &server).to_string();
         assert_eq!(at(Some(&held), Some(&found), &with_resource), held.as_str());
         assert_eq!(at(None, Some(&found), &with_resource), found.as_str());
         assert_eq!(
@@ -219,5 +236,31 @@ mod tests {
             "https://mcp.example.com/res"
         );
         assert_eq!(at(None, None, &bare), "https://mcp.example.com/");
+        // Tokens of the 2025-03-26 path (no `resource`, the origin as their prefix), refreshed
+        // for the resource the metadata now names: they go there only.
+        let origin = url("https://mcp.example.com/");
+        let bound = bare.clone().with_resource(Some(found.as_str().to_owned()));
+        assert_eq!(
+            refreshed_protected_resource(Some(&origin), Some(&found), &bare, &bound, &server),
+            found
+        );
+        // Refreshed the 2025-03-26 way still (no metadata now either): the origin, as before.
+        assert_eq!(
+            refreshed_protected_resource(Some(&origin), None, &bare, &bare, &server),
+            origin
+        );
+    }
+
+    #[test]
+    fn a_refresh_asks_for_the_held_resource_or_the_one_now_named() {
+        let named = "https://mcp.example.com/mcp";
+        let held = tokens(AS, "c").with_resource(Some("https://mcp.example.com/res".into()));
+        assert_eq!(
+            refresh_resource(&held, Some(named)),
+            Some("https://mcp.example.com/res")
+        );
+        let legacy = tokens(AS, "c");
+        assert_eq!(refresh_resource(&legacy, Some(named)), Some(named));
+        assert_eq!(refresh_resource(&legacy, None), None);
     }
 }

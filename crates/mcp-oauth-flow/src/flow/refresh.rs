@@ -158,7 +158,7 @@ impl Flow {
                 scopes,
             },
             &creds,
-            tokens.resource(),
+            held_rules::refresh_resource(tokens, named_resource(&after)),
         )?;
         let request = with_token_params(request, options);
         self.send(SubRequest {
@@ -208,7 +208,9 @@ impl Flow {
                     parsed.scope,
                     options.is_some_and(|o| o.compat().comma_separated_scope()),
                 );
-                let tokens = merge_refreshed(&held.tokens, parsed, now);
+                let resource = held_rules::refresh_resource(&held.tokens, named_resource(&after))
+                    .map(str::to_owned);
+                let tokens = merge_refreshed(&held.tokens, parsed, now).with_resource(resource);
                 let discovered = match &after {
                     After::AuthServer { resource, .. } => Some(&resource.protected_resource),
                     After::Discover | After::Legacy => None,
@@ -216,6 +218,7 @@ impl Flow {
                 let protected_resource = held_rules::refreshed_protected_resource(
                     held.protected_resource.as_ref(),
                     discovered,
+                    &held.tokens,
                     &tokens,
                     &ctx.server_url,
                 );
@@ -293,5 +296,14 @@ impl Flow {
             }
             After::Legacy => self.start_legacy(ctx),
         }
+    }
+}
+
+/// The `resource` the protected resource metadata just named, when the refresh follows its
+/// discovery (`None` for a proactive refresh and on the 2025-03-26 path).
+fn named_resource(after: &After) -> Option<&str> {
+    match after {
+        After::AuthServer { resource, .. } => resource.resource.as_deref(),
+        After::Discover | After::Legacy => None,
     }
 }

@@ -291,3 +291,37 @@ fn a_2025_03_26_servers_401_to_refreshable_tokens_refreshes_them() {
     );
     assert!(run.authorize_url.is_some(), "{:?}", run.sent);
 }
+
+/// Tokens signed in for the 2025-03-26 way (no `resource`, the server's whole origin) meet the
+/// same server publishing resource metadata now, and checking tokens' audience: its `401` is
+/// answered with a refresh that asks for the resource it names (RFC 8707 §2.2; without one the
+/// new token would be refused again, on every request), and the new tokens go to that
+/// resource only.
+#[test]
+fn tokens_of_the_2025_03_26_path_are_refreshed_for_the_resource_a_server_names_later() {
+    let held = TokenSet::new("at-old", TokenType::Bearer, AS, "c")
+        .with_refresh_token(Some(RefreshToken::new("rt-1".into())))
+        .with_token_endpoint(Some(format!("{AS}/token")), Some(ClientAuthMethod::None));
+    let origin = url::Url::parse(&format!("{RS}/")).unwrap();
+    let run = run_with(
+        config(),
+        start(Some(&challenge_with_prm())).held(Some(held), Some(origin)),
+        &std_net(),
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.sent,
+        [
+            format!("GET {RS}/.well-known/oauth-protected-resource/mcp"),
+            format!("POST {AS}/token"),
+        ]
+    );
+    assert_eq!(run.form(1, "grant_type").as_deref(), Some("refresh_token"));
+    let named = format!("{RS}/mcp");
+    assert_eq!(run.form(1, "resource").as_deref(), Some(named.as_str()));
+    let outcome = run.outcome();
+    assert!(outcome.refreshed);
+    assert_eq!(outcome.tokens.resource(), Some(named.as_str()));
+    assert_eq!(outcome.protected_resource.as_str(), named);
+}
