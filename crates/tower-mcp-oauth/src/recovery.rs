@@ -434,7 +434,7 @@ where
         let carried = state
             .cache
             .session(&parts.uri)
-            .filter(|s| s.authorization() == &header);
+            .filter(|s| *s.authorization() == header);
         parts.authorize(&state, header);
         // A new DPoP token's first request may meet the resource's nonce challenge: one more
         // try.
