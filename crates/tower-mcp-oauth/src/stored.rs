@@ -354,7 +354,8 @@ async fn write_and_install(
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
             state.flights.store_caught_up(&key);
-            install(state, outcome.protected_resource, (*winner).clone());
+            // Another process's refresh: tokens no one was asked for, as ours would have been.
+            install_from(state, outcome.protected_resource, (*winner).clone(), true);
             return Ok(*winner);
         }
         // The tokens the refresh started from were removed while it ran: a logout, in this
@@ -408,25 +409,6 @@ async fn write_and_install(
         if let Some(current) = current.filter(|c| !c.same_tokens(started_from)) {
             debug!(resource = %key, "the cache took other tokens during the refresh; keeping them");
             return Ok((*current).clone());
-        }
-    }
-    // Tokens of the 2025-03-26 path refreshed for the resource the server now names (see
-    // `refresh_resource` in the flow's rules) are kept under that resource: the entry for the
-    // whole origin they were refreshed from is spent (a rotated refresh token) or a copy with a
-    // wider reach (the origin's other paths would still get an audience-less token), and goes.
-    // Only while it still holds those tokens: a login stored there meanwhile stays.
-    if let (Some(old_tokens), Some(old_resource)) = (&started_from, &resource) {
-        if old_resource.as_str() != key {
-            let removed = writes
-                .step(
-                    NOT_WRITTEN,
-                    store.compare_and_swap_tokens(old_resource.as_str(), Some(old_tokens), None),
-                )
-                .await;
-            if let Err(e) = removed {
-                warn!(error = %e, resource = %old_resource, "could not remove the tokens refreshed for a narrower resource");
-            }
-            state.cache.remove_if_holding(old_resource, old_tokens);
         }
     }
     install_from(

@@ -81,24 +81,20 @@ pub(super) fn refresh_resource<'a>(held: &'a TokenSet, named: Option<&'a str>) -
 
 /// Where refreshed tokens may be sent: where the held ones applied, else the resource the
 /// metadata just named, else the tokens' own `resource` (RFC 8707), else the server's origin
-/// (MCP 2025-03-26). Tokens that had no `resource` and now ask for the one the metadata named
-/// (see [`refresh_resource`]) go where that resource is, no longer to the whole origin their
-/// 2025-03-26 sign-in allowed.
+/// (MCP 2025-03-26). Tokens of the 2025-03-26 path refreshed for the resource a server names
+/// later (see [`refresh_resource`]) stay where the held ones were kept, the origin: moving
+/// them would leave the origin's other servers that shared them without a token, and a fleet
+/// sharing a store would look for them where they no longer are.
 pub(super) fn refreshed_protected_resource(
     held_prefix: Option<&Url>,
     discovered: Option<&Url>,
-    held: &TokenSet,
-    refreshed: &TokenSet,
+    tokens: &TokenSet,
     server_url: &Url,
 ) -> Url {
-    let held_prefix = match discovered {
-        Some(_) if held.resource().is_none() && refreshed.resource().is_some() => None,
-        _ => held_prefix,
-    };
     held_prefix
         .or(discovered)
         .cloned()
-        .or_else(|| refreshed.resource().and_then(|r| Url::parse(r).ok()))
+        .or_else(|| tokens.resource().and_then(|r| Url::parse(r).ok()))
         .unwrap_or_else(|| origin_of(server_url))
 }
 
@@ -228,7 +224,7 @@ mod tests {
         let with_resource =
             tokens(AS, "c").with_resource(Some("https://mcp.example.com/res".into()));
         let bare = tokens(AS, "c");
-        let at = |h, d, t| refreshed_protected_resource(h, d, t, t, &server).to_string();
+        let at = |h, d, t| refreshed_protected_resource(h, d, t, &server).to_string();
         assert_eq!(at(Some(&held), Some(&found), &with_resource), held.as_str());
         assert_eq!(at(None, Some(&found), &with_resource), found.as_str());
         assert_eq!(
@@ -236,17 +232,12 @@ mod tests {
             "https://mcp.example.com/res"
         );
         assert_eq!(at(None, None, &bare), "https://mcp.example.com/");
-        // Tokens of the 2025-03-26 path (no `resource`, the origin as their prefix), refreshed
-        // for the resource the metadata now names: they go there only.
+        // Tokens of the 2025-03-26 path (no `resource`, the origin as their prefix) refreshed
+        // for the resource the metadata now names stay under the origin.
         let origin = url("https://mcp.example.com/");
         let bound = bare.clone().with_resource(Some(found.as_str().to_owned()));
         assert_eq!(
-            refreshed_protected_resource(Some(&origin), Some(&found), &bare, &bound, &server),
-            found
-        );
-        // Refreshed the 2025-03-26 way still (no metadata now either): the origin, as before.
-        assert_eq!(
-            refreshed_protected_resource(Some(&origin), None, &bare, &bare, &server),
+            refreshed_protected_resource(Some(&origin), Some(&found), &bound, &server),
             origin
         );
     }

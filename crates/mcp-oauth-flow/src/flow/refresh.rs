@@ -136,7 +136,8 @@ impl Flow {
             .expect("refreshable tokens have a refresh token");
         let options =
             select_server_options(&self.config.servers, &ctx.server_url, Some(tokens.issuer()));
-        // RFC 8707 §2.2: the resource again, so the new token has the same audience; the granted
+        // RFC 8707 §2.2: the resource again, so the new token has the same audience (or, for
+        // tokens that had none, the one the server names now: `refresh_resource`); the granted
         // scope again, so it keeps its reach, unless the server wants none (RefreshScope).
         let scopes = if self.refresh_sends_scope(options) {
             tokens.scopes()
@@ -218,7 +219,6 @@ impl Flow {
                 let protected_resource = held_rules::refreshed_protected_resource(
                     held.protected_resource.as_ref(),
                     discovered,
-                    &held.tokens,
                     &tokens,
                     &ctx.server_url,
                 );

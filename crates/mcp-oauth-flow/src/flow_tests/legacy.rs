@@ -295,8 +295,8 @@ fn a_2025_03_26_servers_401_to_refreshable_tokens_refreshes_them() {
 /// Tokens signed in for the 2025-03-26 way (no `resource`, the server's whole origin) meet the
 /// same server publishing resource metadata now, and checking tokens' audience: its `401` is
 /// answered with a refresh that asks for the resource it names (RFC 8707 §2.2; without one the
-/// new token would be refused again, on every request), and the new tokens go to that
-/// resource only.
+/// new token would be refused again, on every request). The new tokens stay where the held
+/// ones were kept (see `refreshed_protected_resource`).
 #[test]
 fn tokens_of_the_2025_03_26_path_are_refreshed_for_the_resource_a_server_names_later() {
     let held = TokenSet::new("at-old", TokenType::Bearer, AS, "c")
@@ -305,7 +305,7 @@ fn tokens_of_the_2025_03_26_path_are_refreshed_for_the_resource_a_server_names_l
     let origin = url::Url::parse(&format!("{RS}/")).unwrap();
     let run = run_with(
         config(),
-        start(Some(&challenge_with_prm())).held(Some(held), Some(origin)),
+        start(Some(&challenge_with_prm())).held(Some(held), Some(origin.clone())),
         &std_net(),
         Consent::Approve(None),
         None,
@@ -323,5 +323,5 @@ fn tokens_of_the_2025_03_26_path_are_refreshed_for_the_resource_a_server_names_l
     let outcome = run.outcome();
     assert!(outcome.refreshed);
     assert_eq!(outcome.tokens.resource(), Some(named.as_str()));
-    assert_eq!(outcome.protected_resource.as_str(), named);
+    assert_eq!(outcome.protected_resource, origin);
 }
