@@ -5,13 +5,13 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
-use http::{HeaderValue, Uri};
+use http::Uri;
 use mcp_oauth_flow::{
     discovery::server_url_from_uri, token::is_spent, Error, ErrorKind, FlowStart,
 };
 
 use crate::bounds::{InnerService, ResponseBody};
-use crate::cache::Sent;
+use crate::cache::{Provenance, Sent, Session};
 use crate::client::HttpClient;
 use crate::driver;
 use crate::flight::{Joined, LogoutGeneration};
@@ -33,14 +33,16 @@ const MAX_ROUNDS: usize = 8;
 /// not a handful.
 const MAX_OTHER_SERVERS_WAITED: usize = 1024;
 
-/// A header for `uri` that meets `need`, newer than what the request was `sent` with.
+/// A session for `uri` that meets `need`, newer than what the request was `sent` with: its
+/// header for the retry, and what the retry's answer is judged by (its tokens, whether a
+/// refresh made them), as one snapshot.
 pub(crate) async fn obtain<S, B, RB>(
     state: &Arc<LayerState>,
     inner: S,
     uri: &Uri,
     sent: Sent,
     need: Need,
-) -> Result<HeaderValue, Error>
+) -> Result<Session, Error>
 where
     S: InnerService<B, RB>,
     B: Send + 'static,
@@ -56,14 +58,19 @@ where
     let (mut rounds, mut other_servers_waited) = (0, 0);
     while rounds < MAX_ROUNDS && other_servers_waited < MAX_OTHER_SERVERS_WAITED {
         let now = state.now();
-        // Someone else already got a newer token: use it, no flow.
+        // Someone else already got a newer token: use it, no flow. For a step-up, also one
+        // that lacks the scopes when the user was already asked for them (a step-up for them
+        // ran, which this caller did not join in time): the answer stands for this request,
+        // and a later one that meets the same refusal asks again, within the bound.
         if let Some(header) = state.cache.newer(uri, sent, now) {
-            let meets = state
+            // The session of that header (another may have replaced it since: then the next
+            // round looks again).
+            let session = state
                 .cache
                 .session(uri)
-                .is_some_and(|s| need.met_by(&s.tokens));
-            if meets {
-                return Ok(header);
+                .filter(|s| *s.authorization() == header);
+            if let Some(s) = session.filter(|s| answers(&need, s)) {
+                return Ok(s);
             }
         }
         if let Some(error) =
@@ -133,12 +140,10 @@ where
         match session {
             // A flow this caller ran may have been granted fewer scopes than it asked for: the
             // new token is used anyway, the resource decides, and the step-up bound keeps a
-            // server that never grants them from making the layer ask forever.
-            // The header of the session in hand: looked up again, a logout in between could
-            // have removed it.
-            Some(s) if s.epoch > sent.epoch && (started || need.met_by(&s.tokens)) => {
-                return Ok(s.authorization().clone())
-            }
+            // server that never grants them from making the layer ask forever; so is a
+            // step-up it joined (see `answers`).
+            // The session in hand: looked up again, a logout in between could have removed it.
+            Some(s) if s.epoch > sent.epoch && (started || answers(&need, &s)) => return Ok(s),
             // Joined a flow run for another need: run ours next.
             _ if !started => continue,
             _ => break,
@@ -148,6 +153,19 @@ where
         ErrorKind::InvalidTransition,
         "the authorization flow finished without a token for this request",
     ))
+}
+
+/// Whether a `session` newer than a caller sent answers its `need`: its tokens meet it, or,
+/// for a step-up, they are the user's answer to a step-up for every scope it needs (one this
+/// caller joined, or one that ran while its request was on its way), even when it granted
+/// fewer: asking again at once, once per caller, would only repeat the question. A later
+/// request that meets the same refusal asks again, within the step-up bound.
+fn answers(need: &Need, session: &Session) -> bool {
+    need.met_by(&session.tokens)
+        || match (need.step_up_scopes(), &session.provenance) {
+            (Some(needed), Provenance::SteppedUp(asked)) => asked.contains_all(&needed),
+            _ => false,
+        }
 }
 
 /// One flow: under the store's lock when refreshing, adopting tokens someone else already
@@ -182,7 +200,7 @@ async fn run_flight<'s>(
             Need::Expiring => session.refresh_at.is_some_and(|at| at <= now),
             _ => {
                 session.epoch <= sent.epoch
-                    || !need.met_by(&session.tokens)
+                    || !answers(&need, session)
                     || is_spent(&session.tokens, now)
             }
         };
@@ -297,5 +315,5 @@ async fn under_lock(
         .held(held_tokens, resource);
     let key = flight_key(uri);
     let run = driver::run(state, client, start, generation, &key, lock, deadline).await?;
-    stored::write_back(state, run, held, writes).await
+    stored::write_back(state, run, held, need.step_up_scopes(), writes).await
 }

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Uri};
+use mcp_oauth_flow::authorization::Scopes;
 use mcp_oauth_flow::token::TokenSet;
 use url::Url;
 
@@ -37,10 +38,8 @@ pub(crate) struct Session {
     /// Whether requests must prove possession of the tokens' DPoP key (RFC 9449 §7.1); decided
     /// once here, so the hot path of a bearer token tests a bool.
     dpop: bool,
-    /// Whether the tokens came from a refresh (no one was asked for them), rather than a new
-    /// authorization, the store or another process: a `401` refusing them for scopes they lack
-    /// is then worth a step-up (see `recovery::recover`).
-    pub(crate) refreshed: bool,
+    /// Where the tokens came from, as far as a refusal of them is concerned.
+    pub(crate) provenance: Provenance,
     /// `resource` as [`covers`](crate::scope::covers) compares it, taken apart once here rather than on every
     /// request. Inline, not behind an `Arc`: the hot path reads it right after the session,
     /// and a pointer more to follow is a fetch more from afar (cloning a session, which then
@@ -58,6 +57,21 @@ impl Session {
     fn dpop_tokens(&self) -> Option<Arc<TokenSet>> {
         self.dpop.then(|| Arc::clone(&self.tokens))
     }
+}
+
+/// Where a session's tokens came from, as far as a `401` or `403` refusing them is concerned
+/// (see `recovery::recover` and `acquire::answers`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) enum Provenance {
+    /// A new authorization, the store, a web login: nothing to go by.
+    #[default]
+    Other,
+    /// A refresh (this process's or another's): no one was asked for them, so a `401` refusing
+    /// them for scopes they lack is worth a step-up.
+    Refreshed,
+    /// A step-up for these scopes: the user's answer to them, even when it grants fewer, for
+    /// every request that met the same refusal meanwhile.
+    SteppedUp(Arc<Scopes>),
 }
 
 /// What a request was sent with.
@@ -169,17 +183,17 @@ impl Cache {
         tokens: TokenSet,
         refresh_at: Option<SystemTime>,
     ) -> u64 {
-        self.install_from(resource, tokens, refresh_at, false)
+        self.install_from(resource, tokens, refresh_at, Provenance::Other)
     }
 
-    /// Installs tokens for a resource, replacing the previous ones, saying whether they came
-    /// from a refresh; returns the new epoch.
+    /// Installs tokens for a resource, replacing the previous ones, saying where they came
+    /// from; returns the new epoch.
     pub(crate) fn install_from(
         &self,
         resource: Url,
         tokens: TokenSet,
         refresh_at: Option<SystemTime>,
-        refreshed: bool,
+        provenance: Provenance,
     ) -> u64 {
         let header = tokens.authorization_value();
         let dpop = tokens.resource_dpop_key().is_some();
@@ -195,7 +209,7 @@ impl Cache {
             refresh_at,
             epoch,
             dpop,
-            refreshed,
+            provenance,
             scope,
         };
         let origin = session.scope.origin().as_origin();

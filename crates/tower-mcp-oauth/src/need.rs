@@ -30,6 +30,14 @@ impl Need {
         }
     }
 
+    /// For a step-up, the scopes it asks for (those challenged).
+    pub(crate) fn step_up_scopes(&self) -> Option<Scopes> {
+        match self {
+            Need::InsufficientScope(c) => Some(Scopes::parse(c.scope().unwrap_or(""))),
+            _ => None,
+        }
+    }
+
     /// Whether `tokens` meet this need (for a step-up: hold every challenged scope).
     pub(crate) fn met_by(&self, tokens: &TokenSet) -> bool {
         match self {

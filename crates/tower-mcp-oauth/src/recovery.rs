@@ -19,7 +19,7 @@ use tracing::warn;
 use crate::acquire::{flight_key, obtain};
 use crate::body::OAuthBody;
 use crate::bounds::{CallerBody, InnerService, ResponseBody};
-use crate::cache::{Lookup, Sent};
+use crate::cache::{Lookup, Provenance, Sent};
 use crate::classify::{may_need_authorization, needs_authorization, Verdict};
 use crate::client::send_error;
 use crate::dpop::{resource::attach, token::rejected};
@@ -262,7 +262,7 @@ where
     RB: ResponseBody,
 {
     let header = match obtain(&state, inner.clone(), &parts.uri, sent, Need::Expiring).await {
-        Ok(header) => Some(header),
+        Ok(session) => Some(session.authorization().clone()),
         // The refresh could not happen now, and the server said nothing about the grant:
         // every credential is kept, and the old token is used while it lasts.
         Err(e) if old_token_may_serve(&e) => match state.cache.session(&parts.uri) {
@@ -409,10 +409,11 @@ where
         };
         let step_up = scope.is_some();
         let key = flight_key(&parts.uri);
-        // The step-up bound is counted by the flow that authorizes (see `acquire`), not here:
-        // callers that join one step-up flow count once between them.
-        let header = match obtain(&state, inner.clone(), &parts.uri, sent, need).await {
-            Ok(header) => header,
+        // The tokens the retry carries, with its header in one snapshot, for a second look at
+        // its answer. The step-up bound is counted by the flow that authorizes (see `acquire`),
+        // not here: callers that join one step-up flow count once between them.
+        let carried = match obtain(&state, inner.clone(), &parts.uri, sent, need).await {
+            Ok(session) => session,
             Err(e) if step_up => {
                 first.extensions_mut().insert(AuthorizationFailed::new(e));
                 return Ok(first);
@@ -429,13 +430,7 @@ where
         // The first response's body is not read: dropping it may cost its pooled connection, a
         // price paid once per flow.
         drop(first);
-        // The tokens the retry carries, for a second look at its answer (the session of that
-        // header: another caller may have installed newer tokens since).
-        let carried = state
-            .cache
-            .session(&parts.uri)
-            .filter(|s| *s.authorization() == header);
-        parts.authorize(&state, header);
+        parts.authorize(&state, carried.authorization().clone());
         // A new DPoP token's first request may meet the resource's nonce challenge: one more
         // try.
         let response = send_again(inner.clone(), &state, &mut parts, &prepared, body, 1).await?;
@@ -449,12 +444,10 @@ where
         // every later request would refresh and fail the same way. Only tokens of a refresh,
         // which asked no one: after a new login granted fewer scopes than asked, the user is
         // not asked again within the same request.
-        let escalate = match (
-            &carried,
-            needs_authorization(response.status(), response.headers()),
-        ) {
-            (Some(carried), Verdict::Unauthorized(Some(challenge)))
-                if carried.refreshed && refresh_cannot_meet(&challenge, &carried.tokens) =>
+        let escalate = match needs_authorization(response.status(), response.headers()) {
+            Verdict::Unauthorized(Some(challenge))
+                if carried.provenance == Provenance::Refreshed
+                    && refresh_cannot_meet(&challenge, &carried.tokens) =>
             {
                 Some((
                     Sent {
@@ -465,10 +458,14 @@ where
             }
             _ => None,
         };
-        let Some((carried, challenge)) = escalate else {
+        let Some((retried_with, challenge)) = escalate else {
             return Ok(response);
         };
-        (first, verdict, sent) = (response, Verdict::InsufficientScope(challenge), carried);
+        (first, verdict, sent) = (
+            response,
+            Verdict::InsufficientScope(challenge),
+            retried_with,
+        );
     }
 }
 

@@ -8,10 +8,12 @@
 //!   from ([`write_back`]); a refresh that lost the race adopts the winner's tokens, never
 //!   overwriting a rotated refresh token.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::Uri;
 use mcp_oauth_flow::{
+    authorization::Scopes,
     client::ClientRegistration,
     discovery::server_url_from_uri,
     token::{is_spent, TokenSet},
@@ -20,6 +22,7 @@ use mcp_oauth_flow::{
 use tracing::{debug, warn};
 use url::Url;
 
+use crate::cache::Provenance;
 use crate::need::Need;
 use crate::scope::covers;
 use crate::state::LayerState;
@@ -50,15 +53,15 @@ pub(crate) enum Start {
 
 /// Installs `tokens` in the cache, with the refresh point the layer's policy gives them.
 pub(crate) fn install(state: &LayerState, resource: Url, tokens: TokenSet) {
-    install_from(state, resource, tokens, false);
+    install_from(state, resource, tokens, Provenance::Other);
 }
 
-/// [`install`], saying whether the tokens came from a refresh.
-fn install_from(state: &LayerState, resource: Url, tokens: TokenSet, refreshed: bool) {
+/// [`install`], saying where the tokens came from.
+fn install_from(state: &LayerState, resource: Url, tokens: TokenSet, provenance: Provenance) {
     let refresh_at = state.refresh_at(&tokens);
     state
         .cache
-        .install_from(resource, tokens, refresh_at, refreshed);
+        .install_from(resource, tokens, refresh_at, provenance);
 }
 
 /// Store keys a token for `uri` may sit under, most specific first: the URL itself and each
@@ -194,6 +197,7 @@ pub(crate) async fn write_back(
     state: &LayerState,
     run: crate::driver::Run,
     held: Option<Held>,
+    step_up: Option<Scopes>,
     writes: &mut Deadline<'_>,
 ) -> Result<(), Error> {
     let crate::driver::Run {
@@ -204,7 +208,13 @@ pub(crate) async fn write_back(
     let resource = outcome.protected_resource.clone();
     let registration = outcome.registration.take();
     generation.check(&state.flights, Some(resource.as_str()))?;
-    let installed = write_and_install(state, outcome, held, dropped_tokens, writes).await?;
+    let provenance = match step_up {
+        _ if outcome.refreshed => Provenance::Refreshed,
+        Some(asked) => Provenance::SteppedUp(Arc::new(asked)),
+        None => Provenance::Other,
+    };
+    let installed =
+        write_and_install(state, outcome, held, dropped_tokens, provenance, writes).await?;
     if let Err(e) = generation.check(&state.flights, Some(resource.as_str())) {
         debug!(%resource, "logged out while the tokens were written; removing them");
         state.cache.remove(&resource);
@@ -297,6 +307,7 @@ async fn write_and_install(
     outcome: FlowOutcome,
     held: Option<Held>,
     dropped_tokens: bool,
+    provenance: Provenance,
     writes: &mut Deadline<'_>,
 ) -> Result<TokenSet, Error> {
     let store = &state.store;
@@ -355,7 +366,12 @@ async fn write_and_install(
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");
             state.flights.store_caught_up(&key);
             // Another process's refresh: tokens no one was asked for, as ours would have been.
-            install_from(state, outcome.protected_resource, (*winner).clone(), true);
+            install_from(
+                state,
+                outcome.protected_resource,
+                (*winner).clone(),
+                Provenance::Refreshed,
+            );
             return Ok(*winner);
         }
         // The tokens the refresh started from were removed while it ran: a logout, in this
@@ -415,7 +431,7 @@ async fn write_and_install(
         state,
         outcome.protected_resource,
         outcome.tokens.clone(),
-        outcome.refreshed,
+        provenance,
     );
     Ok(outcome.tokens)
 }

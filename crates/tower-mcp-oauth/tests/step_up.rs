@@ -129,6 +129,92 @@ fn granting_only_basic() -> impl tower::Service<
     )
 }
 
+/// `inner`, but once armed, the next ten requests to `/mcp` are held until all ten are out:
+/// ten callers' first attempts leave together and meet the same refusal together, however the
+/// scheduler runs them (a caller whose first attempt went out after the others' flow ended
+/// would carry its tokens: a later request, not the burst a test means).
+fn holding_the_first_ten<S>(
+    inner: S,
+) -> (
+    impl tower::Service<
+            http::Request<tower_mcp_oauth::OAuthBody<support::Body>>,
+            Response = S::Response,
+            Error = S::Error,
+            Future = impl Send,
+        > + Clone
+        + Send
+        + 'static,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+)
+where
+    S: tower::Service<http::Request<tower_mcp_oauth::OAuthBody<support::Body>>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let armed = Arc::new(AtomicBool::new(false));
+    let (sent, all_out) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(tokio::sync::Barrier::new(10)),
+    );
+    let arm = Arc::clone(&armed);
+    let service = tower::service_fn(
+        move |req: http::Request<tower_mcp_oauth::OAuthBody<support::Body>>| {
+            let inner = inner.clone();
+            let first_wave = armed.load(Ordering::SeqCst)
+                && req.uri().path() == "/mcp"
+                && sent.fetch_add(1, Ordering::SeqCst) < 10;
+            let all_out = Arc::clone(&all_out);
+            async move {
+                if first_wave {
+                    all_out.wait().await;
+                }
+                inner.oneshot(req).await
+            }
+        },
+    );
+    (service, arm)
+}
+
+/// Ten `tools/call` requests at once through `svc`; their statuses and whether each is marked
+/// `AuthorizationFailed`.
+async fn ten_tool_calls<S>(svc: &S, kit: &Testkit) -> Vec<(http::StatusCode, bool)>
+where
+    S: tower::Service<
+            http::Request<support::Body>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = tower_mcp_oauth::Error,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let (svc, url) = (svc.clone(), kit.resource_url());
+            tokio::spawn(async move {
+                let req = jsonrpc(
+                    &url,
+                    i,
+                    "tools/call",
+                    json!({"name": "test-tool", "arguments": {}}),
+                );
+                let response = svc.oneshot(req).await.unwrap();
+                let marked = response.extensions().get::<AuthorizationFailed>().is_some();
+                (response.status(), marked)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for call in calls {
+        out.push(call.await.unwrap());
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_step_up_granted_fewer_scopes_still_retries_with_the_new_token() {
     // The consent step grants only mcp:basic whatever is asked (the inner client rewrites the
@@ -251,30 +337,18 @@ async fn a_401_for_scopes_a_refresh_cannot_add_steps_up_after_the_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_401s_for_missing_scopes_share_one_refresh_and_one_step_up() {
     let kit = kit_answering_missing_scopes_with_401().await;
-    let svc = service(layer(&TestClock::default()).step_up_attempts(1));
-    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
-    let calls: Vec<_> = (0..10)
-        .map(|i| {
-            let (svc, url) = (svc.clone(), kit.resource_url());
-            tokio::spawn(async move {
-                let req = jsonrpc(
-                    &url,
-                    i,
-                    "tools/call",
-                    json!({"name": "test-tool", "arguments": {}}),
-                );
-                let response = svc.oneshot(req).await.unwrap();
-                (
-                    response.status(),
-                    response.extensions().get::<AuthorizationFailed>().is_some(),
-                )
-            })
-        })
-        .collect();
-    for call in calls {
-        // With a limit of one step-up, ten callers joining it must not count ten.
-        assert_eq!(call.await.unwrap(), (http::StatusCode::OK, false));
-    }
+    let (client, arm) = holding_the_first_ten(http_client());
+    let svc = ServiceBuilder::new()
+        .layer(layer(&TestClock::default()).step_up_attempts(1))
+        .service(client);
+    let list = jsonrpc(&kit.resource_url(), 1, "tools/list", json!({}));
+    assert_eq!(svc.clone().oneshot(list).await.unwrap().status(), 200);
+    arm.store(true, std::sync::atomic::Ordering::SeqCst);
+    // With a limit of one step-up, ten callers joining it must not count ten.
+    assert_eq!(
+        ten_tool_calls(&svc, &kit).await,
+        [(http::StatusCode::OK, false); 10]
+    );
     assert_eq!(grants(&kit, "refresh_token").len(), 1);
     assert_eq!(count(&kit, "/authorize"), 2, "the login and one step-up");
 }
@@ -458,4 +532,31 @@ async fn a_step_up_no_one_can_be_asked_for_spends_none_of_its_attempts() {
             "attempt {attempt}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_403s_granted_fewer_scopes_ask_the_user_once() {
+    // Ten callers meet the same 403 together; the one step-up they share is answered with
+    // fewer scopes than asked. Each retries with that answer, whether it joined the step-up
+    // or came after it ended; none asks the user again on its own.
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .challenge_scope("mcp:basic")
+            .required_scopes(["mcp:basic"])
+            .tool_call_scopes(["mcp:write"]),
+    )
+    .await
+    .unwrap();
+    let (client, arm) = holding_the_first_ten(granting_only_basic());
+    let svc = ServiceBuilder::new()
+        .layer(layer(&TestClock::default()))
+        .service(client);
+    let list = jsonrpc(&kit.resource_url(), 1, "tools/list", json!({}));
+    assert_eq!(svc.clone().oneshot(list).await.unwrap().status(), 200);
+    arm.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        ten_tool_calls(&svc, &kit).await,
+        [(http::StatusCode::FORBIDDEN, false); 10]
+    );
+    assert_eq!(count(&kit, "/authorize"), 2, "the login and one step-up");
 }
