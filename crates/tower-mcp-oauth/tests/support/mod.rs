@@ -10,6 +10,7 @@ pub(crate) mod consent;
 pub(crate) mod lifecycle;
 pub(crate) mod logs;
 pub(crate) mod stalls;
+pub(crate) mod step_up;
 
 use bytes::Bytes;
 use http_body_util::Full;
