@@ -33,9 +33,10 @@ const MAX_ROUNDS: usize = 8;
 /// not a handful.
 const MAX_OTHER_SERVERS_WAITED: usize = 1024;
 
-/// A session for `uri` that meets `need`, newer than what the request was `sent` with: its
-/// header for the retry, and what the retry's answer is judged by (its tokens, whether a
-/// refresh made them), as one snapshot.
+/// A session for `uri` newer than what the request was `sent` with that answers `need` (see
+/// [`answers`]; after a flow this caller ran, whatever it was granted): its header for the
+/// retry, and what the retry's answer is judged by (its tokens, where they came from), as one
+/// snapshot.
 pub(crate) async fn obtain<S, B, RB>(
     state: &Arc<LayerState>,
     inner: S,
@@ -63,8 +64,8 @@ where
         // ran, which this caller did not join in time): the answer stands for this request,
         // and a later one that meets the same refusal asks again, within the bound.
         if let Some(header) = state.cache.newer(uri, sent, now) {
-            // The session of that header (another may have replaced it since: then the next
-            // round looks again).
+            // The session of that header (another may have replaced it since: then this round
+            // goes on to the flight, which finds the newest).
             let session = state
                 .cache
                 .session(uri)

@@ -54,7 +54,7 @@ impl Session {
     }
 
     /// The tokens, when each request must carry a DPoP proof for them.
-    fn dpop_tokens(&self) -> Option<Arc<TokenSet>> {
+    pub(crate) fn dpop_tokens(&self) -> Option<Arc<TokenSet>> {
         self.dpop.then(|| Arc::clone(&self.tokens))
     }
 }
@@ -162,6 +162,7 @@ impl Cache {
     }
 
     /// The current header for `uri`, if any session covers it.
+    #[cfg(test)]
     pub(crate) fn header(&self, uri: &Uri) -> Option<(HeaderValue, Sent)> {
         self.session(uri)
             .map(|s| (s.header.clone(), Sent { epoch: s.epoch }))

@@ -19,10 +19,13 @@ use tracing::warn;
 use crate::acquire::{flight_key, obtain};
 use crate::body::OAuthBody;
 use crate::bounds::{CallerBody, InnerService, ResponseBody};
-use crate::cache::{Lookup, Provenance, Sent};
+use crate::cache::{Lookup, Provenance, Sent, Session};
 use crate::classify::{may_need_authorization, needs_authorization, Verdict};
 use crate::client::send_error;
-use crate::dpop::{resource::attach, token::rejected};
+use crate::dpop::{
+    resource::{attach, attach_for},
+    token::rejected,
+};
 use crate::head::SentHead;
 use crate::markers::{AuthorizationFailed, BodyNotReplayable};
 use crate::need::{refresh_cannot_meet, Need};
@@ -53,6 +56,21 @@ impl RetryParts {
             headers,
             extensions,
         }
+    }
+
+    /// Presents `session`'s tokens from now on, with a fresh DPoP proof when they are bound.
+    fn authorize_as(&mut self, state: &LayerState, session: &Session) {
+        let header = session.authorization().clone();
+        let (method, uri) = (&self.method, &self.uri);
+        attach_for(
+            &state.dpop,
+            state.now(),
+            &mut self.headers,
+            method,
+            uri,
+            header,
+            session.dpop_tokens(),
+        );
     }
 
     /// Presents `header` from now on, with a fresh DPoP proof when its tokens are bound.
@@ -261,32 +279,34 @@ where
     B: CallerBody,
     RB: ResponseBody,
 {
-    let header = match obtain(&state, inner.clone(), &parts.uri, sent, Need::Expiring).await {
-        Ok(session) => Some(session.authorization().clone()),
+    let session = match obtain(&state, inner.clone(), &parts.uri, sent, Need::Expiring).await {
+        Ok(session) => session,
         // The refresh could not happen now, and the server said nothing about the grant:
         // every credential is kept, and the old token is used while it lasts.
         Err(e) if old_token_may_serve(&e) => match state.cache.session(&parts.uri) {
             Some(s) if !s.tokens.is_expired(state.now(), std::time::Duration::ZERO) => {
                 warn!(error = %e, "refresh failed; using the current token while it lasts");
-                state.cache.header(&parts.uri).map(|(h, _)| h)
+                s
             }
             _ => return Err(e),
         },
         Err(e) => return Err(e),
     };
-    let sent = match header {
-        Some(header) => {
-            let now = state.now();
-            let (cache, dpop) = (&state.cache, &state.dpop);
-            let (method, uri) = (&parts.method, &parts.uri);
-            attach(cache, dpop, now, &mut parts.headers, method, uri, header);
-            state
-                .cache
-                .header(&parts.uri)
-                .map(|(_, s)| s)
-                .unwrap_or_default()
-        }
-        None => Sent::default(),
+    // The header, its proof and the epoch a refusal is judged by, from the one session.
+    let (method, uri) = (&parts.method, &parts.uri);
+    let header = session.authorization().clone();
+    let tokens = session.dpop_tokens();
+    attach_for(
+        &state.dpop,
+        state.now(),
+        &mut parts.headers,
+        method,
+        uri,
+        header,
+        tokens,
+    );
+    let sent = Sent {
+        epoch: session.epoch,
     };
     send_and_recover(state, inner, parts, body, sent).await
 }
@@ -430,7 +450,7 @@ where
         // The first response's body is not read: dropping it may cost its pooled connection, a
         // price paid once per flow.
         drop(first);
-        parts.authorize(&state, carried.authorization().clone());
+        parts.authorize_as(&state, &carried);
         // A new DPoP token's first request may meet the resource's nonce challenge: one more
         // try.
         let response = send_again(inner.clone(), &state, &mut parts, &prepared, body, 1).await?;

@@ -1,6 +1,7 @@
 //! Proofs on requests to the resource (RFC 9449 §7): `Authorization: DPoP <token>` with a
 //! fresh `DPoP` proof carrying the token's hash and the origin's last nonce.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::header::AUTHORIZATION;
@@ -41,8 +42,23 @@ pub(crate) fn attach(
     uri: &Uri,
     header: HeaderValue,
 ) {
+    let tokens = cache.dpop_tokens(uri, &header);
+    attach_for(dpop, now, headers, method, uri, header, tokens);
+}
+
+/// [`attach`] for the tokens behind `header` in hand (`dpop_tokens`: those tokens when they are
+/// DPoP-bound), not looked up again: the cache may hold others by now.
+pub(crate) fn attach_for(
+    dpop: &DpopState,
+    now: SystemTime,
+    headers: &mut HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    header: HeaderValue,
+    dpop_tokens: Option<Arc<TokenSet>>,
+) {
     headers.remove(DPOP);
-    if let Some(tokens) = cache.dpop_tokens(uri, &header) {
+    if let Some(tokens) = dpop_tokens {
         if let Some(proof) = dpop.resource_proof(&tokens, method, uri, now) {
             headers.insert(DPOP, proof);
         }

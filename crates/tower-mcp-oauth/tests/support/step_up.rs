@@ -94,7 +94,10 @@ where
             let all_out = Arc::clone(&all_out);
             async move {
                 if first_wave {
-                    all_out.wait().await;
+                    // Bounded: a regression that sends fewer than ten fails, not hangs.
+                    tokio::time::timeout(std::time::Duration::from_secs(10), all_out.wait())
+                        .await
+                        .expect("ten first attempts within 10 s");
                 }
                 inner.oneshot(req).await
             }
