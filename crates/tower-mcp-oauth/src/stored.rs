@@ -65,19 +65,37 @@ fn install_from(state: &LayerState, resource: Url, tokens: TokenSet, provenance:
 }
 
 /// Store keys a token for `uri` may sit under, most specific first: the URL itself and each
-/// parent path, down to the origin.
+/// parent path, down to the origin; each path as the URL writes it, then with or without a
+/// trailing slash. Tokens are kept under their resource as the server's metadata wrote it,
+/// and `https://x/mcp/` covers a server at `https://x/mcp` (and `https://x/mcp` one at
+/// `https://x/mcp/`): a key the other spelling would miss is a login lost at every restart,
+/// and a logout that leaves the tokens stored.
 fn store_candidates(uri: &Uri) -> Vec<Url> {
     let Ok(mut url) = server_url_from_uri(uri) else {
         return Vec::new();
     };
-    let mut out = vec![url.clone()];
-    while url.path() != "/" {
-        let path = url.path().trim_end_matches('/');
-        let parent = path[..path.rfind('/').unwrap_or(0)].to_owned();
-        url.set_path(if parent.is_empty() { "/" } else { &parent });
-        out.push(url.clone());
+    let mut out = Vec::new();
+    let mut path = url.path().to_owned();
+    loop {
+        let bare = path.trim_end_matches('/');
+        if bare.is_empty() {
+            url.set_path("/");
+            out.push(url);
+            return out;
+        }
+        let slashed = format!("{bare}/");
+        let bare = bare.to_owned();
+        let (first, second) = if path.ends_with('/') {
+            (slashed, bare.clone())
+        } else {
+            (bare.clone(), slashed)
+        };
+        for spelling in [first, second] {
+            url.set_path(&spelling);
+            out.push(url.clone());
+        }
+        path = bare[..bare.rfind('/').unwrap_or(0)].to_owned();
     }
-    out
 }
 
 /// The tokens stored for `uri`: under the URL itself or the nearest parent path that covers
@@ -434,4 +452,41 @@ async fn write_and_install(
         provenance,
     );
     Ok(outcome.tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidates(uri: &str) -> Vec<String> {
+        store_candidates(&uri.parse().unwrap())
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn every_parent_path_with_and_without_its_trailing_slash() {
+        assert_eq!(
+            candidates("https://x.example/a/mcp"),
+            [
+                "https://x.example/a/mcp",
+                "https://x.example/a/mcp/",
+                "https://x.example/a",
+                "https://x.example/a/",
+                "https://x.example/",
+            ]
+        );
+        // The URL as written comes first.
+        assert_eq!(
+            candidates("https://x.example/mcp/"),
+            [
+                "https://x.example/mcp/",
+                "https://x.example/mcp",
+                "https://x.example/",
+            ]
+        );
+        assert_eq!(candidates("https://x.example/"), ["https://x.example/"]);
+        assert_eq!(candidates("https://x.example"), ["https://x.example/"]);
+    }
 }
