@@ -13,10 +13,12 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use oauth2::{AccessToken, RefreshToken};
 use url::Url;
 
+use crate::client_assertion::sign_for_server;
 use crate::client_auth::{ClientAuthMethod, ClientCredentials};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorKind, OAuthErrorResponse};
 use crate::flow::held_rules;
+use crate::metadata::AuthorizationServerMetadata;
 use crate::registration::ClientRegistration;
 use crate::token_set::TokenSet;
 
@@ -94,10 +96,16 @@ pub fn revocation_order(tokens: &TokenSet) -> Vec<TokenToRevoke> {
 /// (method `none`, or the client ID metadata document), else the `stored` registration of that
 /// issuer and identifier. `None` when none of them is the tokens' client; an error when the
 /// client's key cannot sign (an external signer that fails).
+///
+/// An assertion is for one request (RFC 7523 §3: a `jti` is used once): call this for each
+/// revocation request, with a fresh `jti`. It is signed as the token endpoint's would be
+/// (`meta`, the issuer's metadata: its token endpoint for a key that addresses it, and the
+/// algorithms it accepts).
 pub fn revocation_client(
     config: &ClientConfig,
     tokens: &TokenSet,
     stored: Option<&ClientRegistration>,
+    meta: Option<&AuthorizationServerMetadata>,
     now: SystemTime,
     jti: &str,
 ) -> Result<Option<ClientCredentials>, Error> {
@@ -112,7 +120,25 @@ pub fn revocation_client(
             .key
             .as_ref()
             .filter(|_| method == ClientAuthMethod::PrivateKeyJwt)
-            .map(|key| key.assertion(&client.client_id, tokens.issuer(), now, jti))
+            .map(|key| {
+                let token_endpoint = meta
+                    .and_then(|m| m.token_endpoint.as_deref())
+                    .or(tokens.token_endpoint())
+                    .unwrap_or_default();
+                let algs = meta.and_then(|m| {
+                    m.token_endpoint_auth_signing_alg_values_supported
+                        .as_deref()
+                });
+                sign_for_server(
+                    key,
+                    &client.client_id,
+                    tokens.issuer(),
+                    token_endpoint,
+                    algs,
+                    now,
+                    jti,
+                )
+            })
             .transpose()?;
         return Ok(Some(ClientCredentials {
             client_id: client.client_id.clone(),
@@ -278,7 +304,7 @@ mod tests {
                 .with_secret("s")
                 .for_issuer(AS),
         );
-        let pre = revocation_client(&config, &tokens("pre", None), None, now, "j")
+        let pre = revocation_client(&config, &tokens("pre", None), None, None, now, "j")
             .unwrap()
             .unwrap();
         assert_eq!(pre.client_id, "pre");
@@ -291,7 +317,7 @@ mod tests {
         );
 
         let public = tokens("dyn", Some(ClientAuthMethod::None));
-        let creds = revocation_client(&config, &public, None, now, "j")
+        let creds = revocation_client(&config, &public, None, None, now, "j")
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -301,17 +327,19 @@ mod tests {
 
         // A confidential registered client needs its stored registration, and the right one.
         let confidential = tokens("dyn", Some(ClientAuthMethod::ClientSecretPost));
-        assert!(revocation_client(&config, &confidential, None, now, "j")
-            .unwrap()
-            .is_none());
+        assert!(
+            revocation_client(&config, &confidential, None, None, now, "j")
+                .unwrap()
+                .is_none()
+        );
         let other = registration("someone-else", Some("x"));
         assert!(
-            revocation_client(&config, &confidential, Some(&other), now, "j")
+            revocation_client(&config, &confidential, Some(&other), None, now, "j")
                 .unwrap()
                 .is_none()
         );
         let mine = registration("dyn", Some("x"));
-        let creds = revocation_client(&config, &confidential, Some(&mine), now, "j")
+        let creds = revocation_client(&config, &confidential, Some(&mine), None, now, "j")
             .unwrap()
             .unwrap();
         assert_eq!(creds.method, ClientAuthMethod::ClientSecretPost);

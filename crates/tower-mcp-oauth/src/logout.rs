@@ -1,6 +1,7 @@
 //! Logout: wipe a server's tokens from the cache and the store, then revoke them at the
 //! authorization server (RFC 7009), whatever the revocation's fate.
 
+use mcp_oauth_flow::client::ClientRegistration;
 use mcp_oauth_flow::discovery::{authorization_server_metadata_urls, AuthorizationServerMetadata};
 use mcp_oauth_flow::revocation::{
     check_revocation_response, no_revocation_endpoint, revocation_client, revocation_order,
@@ -159,10 +160,13 @@ async fn revoke_all(
                 .collect();
         }
     };
-    let (endpoint, credentials) = prepared;
+    let revoker = prepared;
     let mut out = Vec::with_capacity(order.len());
     for token in &order {
-        let result = match revocation_request(&endpoint, token, &credentials) {
+        let request = revoker
+            .credentials(state, tokens)
+            .and_then(|credentials| revocation_request(&revoker.endpoint, token, &credentials));
+        let result = match request {
             Ok(request) => {
                 let sent = client.send(request);
                 match deadline.step("the revocation did not finish", sent).await {
@@ -183,13 +187,58 @@ async fn revoke_all(
     out
 }
 
+/// Where and as whom the tokens are revoked: the issuer's revocation endpoint (from its
+/// metadata, RFC 8414 §2), the metadata itself and the client's stored registration, from
+/// which each request's credentials are made.
+struct Revoker {
+    endpoint: Url,
+    meta: AuthorizationServerMetadata,
+    stored: Option<ClientRegistration>,
+}
+
+impl Revoker {
+    /// The credentials of the client the tokens were issued to, for one request: an assertion
+    /// of a `private_key_jwt` client is used once (RFC 7523 §3), so each request gets its own,
+    /// with a fresh `jti`.
+    fn credentials(
+        &self,
+        state: &LayerState,
+        tokens: &TokenSet,
+    ) -> Result<mcp_oauth_flow::client::ClientCredentials, Error> {
+        let jti = random_secrets()?.state().secret().clone();
+        let (stored, meta) = (self.stored.as_ref(), Some(&self.meta));
+        revocation_client(&state.config, tokens, stored, meta, state.now(), &jti)?.ok_or_else(
+            || {
+                let unbound = state
+                    .config
+                    .pre_registered
+                    .iter()
+                    .any(|c| c.client_id == tokens.client_id() && c.is_unbound_credential());
+                let why = if unbound {
+                    "is configured with a secret or key but no issuer (see \
+                     `PreRegisteredClient::for_issuer`)"
+                } else {
+                    "is neither configured nor stored"
+                };
+                Error::new(
+                    ErrorKind::NoClientIdentity,
+                    format!(
+                        "the client the tokens were issued to ({}) {why}; they cannot be revoked",
+                        tokens.client_id()
+                    ),
+                )
+            },
+        )
+    }
+}
+
 /// The revocation endpoint of the tokens' issuer (from its metadata, RFC 8414 §2) and the
-/// credentials of the client they were issued to.
+/// client they were issued to (checked here: no client, no request).
 async fn prepare(
     state: &LayerState,
     tokens: &TokenSet,
     client: &HttpClient,
-) -> Result<(Url, mcp_oauth_flow::client::ClientCredentials), Error> {
+) -> Result<Revoker, Error> {
     let meta = fetch_metadata(tokens.issuer(), client).await?;
     let endpoint = meta
         .revocation_endpoint
@@ -204,29 +253,13 @@ async fn prepare(
             warn!(error = %e, "could not read the client registration");
             None
         });
-    let jti = random_secrets()?.state().secret().clone();
-    let credentials = revocation_client(&state.config, tokens, stored.as_ref(), state.now(), &jti)?
-        .ok_or_else(|| {
-            let unbound = state
-                .config
-                .pre_registered
-                .iter()
-                .any(|c| c.client_id == tokens.client_id() && c.is_unbound_credential());
-            let why = if unbound {
-                "is configured with a secret or key but no issuer (see \
-                 `PreRegisteredClient::for_issuer`)"
-            } else {
-                "is neither configured nor stored"
-            };
-            Error::new(
-                ErrorKind::NoClientIdentity,
-                format!(
-                    "the client the tokens were issued to ({}) {why}; they cannot be revoked",
-                    tokens.client_id()
-                ),
-            )
-        })?;
-    Ok((endpoint, credentials))
+    let revoker = Revoker {
+        endpoint,
+        meta,
+        stored,
+    };
+    revoker.credentials(state, tokens)?;
+    Ok(revoker)
 }
 
 /// The issuer's metadata, from the first well-known candidate that serves it (RFC 8414 §3,

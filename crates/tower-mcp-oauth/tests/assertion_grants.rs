@@ -249,3 +249,49 @@ async fn an_assertion_source_that_never_answers_ends_at_the_flow_deadline() {
     assert!(err.is_transient());
     assert!(token_requests(&kit).is_empty());
 }
+
+#[tokio::test]
+async fn a_keyed_clients_logout_signs_each_revocation_afresh() {
+    // The testkit refuses a client assertion whose `jti` it has seen (RFC 7523 §3): the
+    // refresh token's revocation and the access token's each need their own.
+    let rsa_public = {
+        use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+        rsa::RsaPrivateKey::from_pkcs8_pem(RSA_PEM)
+            .unwrap()
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap()
+    };
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .preregistered_client("keyed", None)
+            .client_public_key(rsa_public)
+            .token_endpoint_auth_methods(["private_key_jwt"])
+            .revocation(true),
+    )
+    .await
+    .unwrap();
+    let config = ClientConfig::new(REDIRECT).pre_registered(
+        PreRegisteredClient::new("keyed")
+            .with_private_key(ClientKey::from_pkcs8_pem(RSA_PEM).unwrap())
+            .for_issuer(kit.issuer()),
+    );
+    let layer = OAuthLayer::new(config, HeadlessAuthorizer::new());
+    let svc = service(layer.clone());
+    assert_eq!(call(&svc, &kit).await.unwrap(), 200);
+    let client = tower_mcp_oauth::HttpClient::from_service(
+        http_client(),
+        tower_mcp_oauth::DEFAULT_MAX_RESPONSE_BYTES,
+    );
+    let logout = layer.logout(&kit.resource_url(), &client).await.unwrap();
+    assert_eq!(logout.revocations.len(), 2);
+    assert!(logout.all_revoked(), "{:?}", logout.revocations);
+    let assertions: Vec<_> = kit
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/revoke"))
+        .map(|r| r.form_param("client_assertion").unwrap())
+        .collect();
+    assert_eq!(assertions.len(), 2);
+    assert_ne!(assertions[0], assertions[1]);
+}
