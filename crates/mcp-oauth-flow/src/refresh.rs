@@ -144,6 +144,11 @@ pub fn classify_refresh_failure(error: &Error) -> RefreshFailure {
     }
     match error.oauth_error().map(|o| o.error.as_str()) {
         Some("invalid_grant") => RefreshFailure::GrantRejected,
+        // RFC 9449 §8 (`use_dpop_nonce`: send the proof again with the nonce) and §5
+        // (`invalid_dpop_proof`: the proof, not the grant, was refused): a nonce retry that
+        // did not happen (a proxy dropped `DPoP-Nonce`, another status than 400) or a proof
+        // the server could not check says nothing of the refresh token, which is kept.
+        Some("use_dpop_nonce" | "invalid_dpop_proof") => RefreshFailure::Transient,
         // Only `invalid_client` says the client itself is unknown or badly authenticated.
         Some("invalid_client") => RefreshFailure::ClientRejected,
         // `unauthorized_client`: the client is known, and may not use this grant (§5.2); its
@@ -270,6 +275,14 @@ mod tests {
             classify_refresh_failure(&oauth("invalid_scope")),
             RefreshFailure::GrantRejected
         );
+        // A DPoP proof refused, or a nonce asked for and not retried: the grant stands.
+        for code in ["use_dpop_nonce", "invalid_dpop_proof"] {
+            assert_eq!(
+                classify_refresh_failure(&oauth(code)),
+                RefreshFailure::Transient,
+                "{code}"
+            );
+        }
         assert_eq!(
             classify_refresh_failure(&Error::new(ErrorKind::Transport, "reset")),
             RefreshFailure::Transient

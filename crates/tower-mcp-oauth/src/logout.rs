@@ -271,10 +271,17 @@ async fn fetch_metadata(
     let issuer_url = parse_secure_url(issuer, "issuer")?;
     let mut last = None;
     for candidate in authorization_server_metadata_urls(&issuer_url) {
+        // A URL `url` parses is almost always a valid `http::Uri`; a stored issuer that is not
+        // (a corrupt store) is an error of this logout, not a panic.
         let request = http::Request::get(candidate.as_str())
             .header(http::header::ACCEPT, "application/json")
             .body(bytes::Bytes::new())
-            .expect("a parsed URL is a valid URI");
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidRequestUri,
+                    format!("{:?}: {e}", shown_url(candidate.as_str())),
+                )
+            })?;
         match client.send(request).await {
             Ok(response) if response.status().is_success() => {
                 let meta = AuthorizationServerMetadata::from_json(response.body())

@@ -33,6 +33,9 @@ use crate::timer::Timer;
 /// ```
 pub const DEFAULT_PENDING_TTL: Duration = crate::DEFAULT_CONSENT_TIMEOUT;
 
+/// The longest [`WebLogin::pending_ttl`].
+const MAX_PENDING_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The split start/complete authorization of a web app that connects many users to MCP
 /// servers. See the [module docs](super) for the whole picture and a runnable example.
 ///
@@ -172,7 +175,9 @@ impl WebLogin {
     }
 
     /// How long a started login waits for its callback before it is purged; a callback after
-    /// that is refused. Default: [`DEFAULT_PENDING_TTL`] (10 minutes).
+    /// that is refused. Default: [`DEFAULT_PENDING_TTL`] (10 minutes); at most a day (a
+    /// longer one is a day: no one finishes a sign-in later, and an expiry past the clock's
+    /// range would fail every login).
     ///
     /// ```
     /// use std::time::Duration;
@@ -185,7 +190,7 @@ impl WebLogin {
     /// # let _ = login;
     /// ```
     pub fn pending_ttl(mut self, ttl: Duration) -> Self {
-        self.pending_ttl = ttl;
+        self.pending_ttl = ttl.min(MAX_PENDING_TTL);
         self
     }
 

@@ -401,3 +401,17 @@ async fn a_pending_login_store_that_never_answers_fails_each_call_at_the_deadlin
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error:#}");
     assert_eq!(started.elapsed(), Duration::from_secs(30));
 }
+
+#[tokio::test]
+async fn a_pending_ttl_past_the_clocks_range_is_a_day() {
+    let fake = Fake::new(3600);
+    let (login, now) = setup(&fake);
+    // `SystemTime + Duration::MAX` panics; the login is kept for a day instead.
+    let login = login.pending_ttl(Duration::MAX);
+    let url = login.start("alice", MCP).await.unwrap();
+    *now.lock().unwrap() += Duration::from_secs(23 * 60 * 60);
+    login.complete("alice", &approve(&url, "c1")).await.unwrap();
+    let url = login.start("alice", MCP).await.unwrap();
+    *now.lock().unwrap() += Duration::from_secs(25 * 60 * 60);
+    assert!(login.complete("alice", &approve(&url, "c2")).await.is_err());
+}
