@@ -44,7 +44,8 @@ pub struct Logout {
     /// [`TokenStore::remove_client`](crate::TokenStore::remove_client) to forget the client
     /// registration too).
     pub issuer: Option<String>,
-    /// One entry per token, refresh token first.
+    /// One entry per token, refresh token first; when the store held newer tokens than this
+    /// process (another process refreshed them), theirs first, then this process's.
     pub revocations: Vec<Revocation>,
 }
 
@@ -128,7 +129,19 @@ pub(crate) async fn logout(
     .bounded_by(state.limits.request_timeout, state.timer.as_ref());
     // A deadline of their own: a store that used up the first must not cost the revocations,
     // the one part of a logout that reaches the authorization server.
-    let revocations = revoke_all(state, &tokens, &client, &mut state.deadline()).await;
+    let mut revocations_deadline = state.deadline();
+    // What the store held may be newer than what this process held (another process refreshed
+    // them, or completed a new login): those are the live ones, and revoked first. Revoking
+    // only this process's would leave the store's refresh token valid at the server, with no
+    // copy left to revoke it later (a rotated-away refresh token is merely "invalid", RFC
+    // 7009 §2.2).
+    let mut revocations = Vec::new();
+    if let Ok(Some(stored)) = &forgotten {
+        if !stored.same_tokens(&tokens) {
+            revocations = revoke_all(state, stored, &client, &mut revocations_deadline).await;
+        }
+    }
+    revocations.extend(revoke_all(state, &tokens, &client, &mut revocations_deadline).await);
     forgotten?;
     Ok(Logout {
         resource: Some(resource),
@@ -300,7 +313,8 @@ async fn fetch_metadata(
 
 /// Removes the tokens of `resource` from the cache and the store (whatever the store holds by
 /// then: another holder may have refreshed them meanwhile).
-async fn forget(state: &LayerState, resource: &Url) -> Result<(), Error> {
+/// Returns what the store held (and no longer holds).
+async fn forget(state: &LayerState, resource: &Url) -> Result<Option<TokenSet>, Error> {
     state.cache.remove(resource);
     // Whatever the store was behind is gone with the tokens.
     state.flights.store_caught_up(resource.as_str());
@@ -308,7 +322,7 @@ async fn forget(state: &LayerState, resource: &Url) -> Result<(), Error> {
     for _ in 0..3 {
         let current = state.store.load_tokens(key).await?;
         if current.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         match state
             .store
@@ -317,7 +331,7 @@ async fn forget(state: &LayerState, resource: &Url) -> Result<(), Error> {
         {
             Replaced::Swapped => {
                 debug!(%resource, "tokens forgotten");
-                return Ok(());
+                return Ok(current);
             }
             _ => continue,
         }

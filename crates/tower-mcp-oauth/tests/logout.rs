@@ -267,3 +267,43 @@ async fn a_web_logout_revokes_one_users_tokens_and_leaves_the_others() {
     web_login(&login, "alice", &kit).await;
     assert_eq!(web_call(&login, "alice", &kit).await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn a_logout_revokes_what_another_process_refreshed_too() {
+    // Two processes share a store: the first signed in and holds those tokens; the second
+    // adopted them, met a 401 and refreshed them (a new refresh token, the old one spent).
+    let c = connected(TestkitConfig::default().revocation(true)).await;
+    let other = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .token_store(Arc::clone(&c.store));
+    c.kit.revoke_all_tokens();
+    assert_eq!(
+        call(&service(other), &c.kit, "tools/list").await.status(),
+        200
+    );
+    let refreshed = c
+        .store
+        .load_tokens(&c.kit.resource_url())
+        .await
+        .unwrap()
+        .unwrap();
+    let live = refreshed.refresh_token().unwrap().secret().clone();
+
+    // The first process logs out: the store's newer refresh token is revoked as well as the
+    // tokens it held itself, the live one first.
+    let logout = c
+        .layer
+        .logout(&c.kit.resource_url(), &c.client)
+        .await
+        .unwrap();
+    assert!(logout.all_revoked(), "{:?}", logout.revocations);
+    let revoked: Vec<String> = c
+        .kit
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/revoke"))
+        .map(|r| r.form_param("token").unwrap())
+        .collect();
+    assert_eq!(revoked.first(), Some(&live), "{revoked:?}");
+    assert_eq!(revoked.len(), 4);
+    next_request_authorizes_again(&c).await;
+}
