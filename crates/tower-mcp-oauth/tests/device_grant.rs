@@ -280,3 +280,33 @@ async fn slow_polls_through_the_users_wait_do_not_add_up_to_the_flow_deadline() 
     assert_eq!(response.status(), 200);
     assert_eq!(polls(&kit).len(), 4, "three pending, then tokens");
 }
+
+#[tokio::test]
+async fn a_server_offering_dpop_gets_a_proof_on_the_device_poll() {
+    // RFC 9449 §5: every access token request is proved when the server offers DPoP, a device
+    // code poll as much as a code exchange; the tokens it gets are bound to the key.
+    let kit = Testkit::start(
+        TestkitConfig::default()
+            .device(DeviceConfig::default().outcome(DeviceOutcome::ApproveAfter(1)))
+            .dpop(mcp_oauth_testkit::DpopConfig::default()),
+    )
+    .await
+    .unwrap();
+    let (timer, shown) = (FastTimer::default(), Shown::default());
+    let svc = service(layer(&timer, &shown, |_| {}));
+    assert_eq!(call(&svc, &kit).await.unwrap(), 200);
+    let polls = polls(&kit);
+    assert!(
+        polls.iter().all(|p| p.headers.contains_key("dpop")),
+        "every poll proved"
+    );
+    let resource = kit
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/mcp")
+        .last()
+        .unwrap();
+    let authorization = resource.headers["authorization"].to_str().unwrap();
+    assert!(authorization.starts_with("DPoP "), "{authorization}");
+    assert!(resource.headers.contains_key("dpop"));
+}

@@ -8,9 +8,10 @@ use crate::dpop::{offered, DpopKey};
 
 impl Flow {
     /// Whether the authorization server this flow's token request goes to offers DPoP with
-    /// ES256 (`dpop_signing_alg_values_supported`, RFC 9449 §5.1). `false` outside a token
-    /// request, and for a refresh, which is bound (or not) by the held tokens instead (see
-    /// [`dpop_bound_key`](Self::dpop_bound_key)).
+    /// ES256 (`dpop_signing_alg_values_supported`, RFC 9449 §5.1): the code exchange, a device
+    /// code poll and a jwt-bearer grant alike (§5: every access token request, whatever its
+    /// grant). `false` outside a token request, and for a refresh, which is bound (or not) by
+    /// the held tokens instead (see [`dpop_bound_key`](Self::dpop_bound_key)).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -22,12 +23,12 @@ impl Flow {
     /// assert!(flow.dpop_bound_key().is_none());
     /// ```
     pub fn dpop_offered(&self) -> bool {
-        match &self.state {
-            State::ExpectToken(s) => {
-                offered(s.server.meta.dpop_signing_alg_values_supported.as_deref())
-            }
-            _ => false,
-        }
+        let meta = match &self.state {
+            State::ExpectToken(s) | State::ExpectJwtBearerToken(s) => &s.server.meta,
+            State::ExpectDeviceToken(s) => &s.server.meta,
+            _ => return false,
+        };
+        offered(meta.dpop_signing_alg_values_supported.as_deref())
     }
 
     /// The key the held tokens are bound to, while their refresh is on its way: the refresh
