@@ -209,6 +209,7 @@ async fn run_flight<'s>(
             return Ok(());
         }
     }
+    state.flights.count_started();
     let held: Option<Held> = match session {
         Some(s) => Some(((*s.tokens).clone(), s.resource.clone())),
         // Nothing in memory: tokens from an earlier run may be in the store.
