@@ -31,7 +31,9 @@ fn invalid(msg: impl Into<String>) -> Error {
 /// Reads a token endpoint response, tolerating what real servers send:
 ///
 /// - JSON, or `application/x-www-form-urlencoded` (GitHub without `Accept`);
-/// - `expires_in` as a number or a string; 0 or absent means "unknown";
+/// - `expires_in` as a number or a string; 0, absent, negative or not a number means
+///   "unknown" (the tokens are not thrown away for an optional member: the code is spent, and
+///   a refresh's rotated refresh token is the only one left);
 /// - `token_type` in any case; a missing `token_type` is read as `Bearer`;
 /// - an `error` member means an error response whatever the HTTP status (RFC 6749 §5.2 says 400,
 ///   GitHub answers 200).
@@ -108,18 +110,23 @@ pub fn parse_token_response(
     };
     let expires_in = match get("expires_in") {
         None => None,
-        Some(v) => {
-            let secs: f64 = v
-                .trim()
-                .parse()
-                .map_err(|_| invalid(format!("expires_in {v:?} is not a number")))?;
-            if !secs.is_finite() || secs < 0.0 {
-                return Err(invalid(format!("expires_in {v:?} is not a lifetime")));
-            }
+        Some(v) => match v.trim().parse::<f64>() {
             // Fractions are rounded down; a year is a generous upper bound for a lifetime.
-            let secs = secs.min(365.0 * 24.0 * 3600.0) as u64;
-            (secs > 0).then(|| Duration::from_secs(secs))
-        }
+            Ok(secs) if secs.is_finite() && secs > 0.0 => {
+                let secs = secs.min(365.0 * 24.0 * 3600.0) as u64;
+                (secs > 0).then(|| Duration::from_secs(secs))
+            }
+            // RFC 6749 §5.1 makes `expires_in` optional: one that is no lifetime is read as
+            // absent. Refusing the whole answer would lose tokens the server has issued (the
+            // code is spent; a rotated refresh token is the only one left).
+            _ => {
+                tracing::debug!(
+                    expires_in = %v.chars().take(32).collect::<String>(),
+                    "expires_in is not a lifetime; read as unknown"
+                );
+                None
+            }
+        },
     };
     Ok(TokenResponse {
         access_token: AccessToken::new(access_token),
@@ -317,6 +324,17 @@ mod tests {
             None
         );
 
+        // No lifetime: read as absent (unknown), the tokens kept, the rotated refresh token
+        // with them.
+        for bad in [r#""soon""#, "-5", r#""""#, r#""-1""#] {
+            let r = ok(&format!(
+                r#"{{"access_token":"a","expires_in":{bad},"refresh_token":"r2"}}"#
+            ))
+            .unwrap();
+            assert_eq!(r.expires_in, None, "{bad}");
+            assert_eq!(r.refresh_token.unwrap().secret(), "r2");
+        }
+
         let r = ok(r#"{"access_token":"a","token_type":"BEARER","expires_in":60,"refresh_token":"r","scope":"x y"}"#).unwrap();
         assert_eq!(r.token_type, TokenType::Bearer);
         assert_eq!(r.expires_in, Some(Duration::from_secs(60)));
@@ -389,14 +407,6 @@ mod tests {
         );
         assert_eq!(
             e(200, r#"{"access_token":"a","token_type":"mac"}"#),
-            ErrorKind::InvalidTokenResponse
-        );
-        assert_eq!(
-            e(200, r#"{"access_token":"a","expires_in":"soon"}"#),
-            ErrorKind::InvalidTokenResponse
-        );
-        assert_eq!(
-            e(200, r#"{"access_token":"a","expires_in":-5}"#),
             ErrorKind::InvalidTokenResponse
         );
         assert_eq!(e(200, r#"["a"]"#), ErrorKind::InvalidTokenResponse);
