@@ -176,8 +176,9 @@ async fn enterprise_managed_authorization_through_the_idp() {
     );
 }
 
-#[tokio::test]
-async fn a_keyed_client_signs_its_code_exchange_and_its_refresh_with_rs256() {
+/// A testkit (set up by `config`) whose pre-registered client `keyed` authenticates with
+/// `private_key_jwt` and the test RSA key, and the client configuration that is that client.
+async fn keyed_client(config: TestkitConfig) -> (Testkit, ClientConfig) {
     let rsa_public = {
         use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
         rsa::RsaPrivateKey::from_pkcs8_pem(RSA_PEM)
@@ -187,18 +188,24 @@ async fn a_keyed_client_signs_its_code_exchange_and_its_refresh_with_rs256() {
             .unwrap()
     };
     let kit = Testkit::start(
-        TestkitConfig::default()
+        config
             .preregistered_client("keyed", None)
             .client_public_key(rsa_public)
             .token_endpoint_auth_methods(["private_key_jwt"]),
     )
     .await
     .unwrap();
-    let config = ClientConfig::new(REDIRECT).pre_registered(
+    let client = ClientConfig::new(REDIRECT).pre_registered(
         PreRegisteredClient::new("keyed")
             .with_private_key(ClientKey::from_pkcs8_pem(RSA_PEM).unwrap())
             .for_issuer(kit.issuer()),
     );
+    (kit, client)
+}
+
+#[tokio::test]
+async fn a_keyed_client_signs_its_code_exchange_and_its_refresh_with_rs256() {
+    let (kit, config) = keyed_client(TestkitConfig::default()).await;
     let svc = service(OAuthLayer::new(config, HeadlessAuthorizer::new()));
     assert_eq!(call(&svc, &kit).await.unwrap(), 200);
     // A revoked token is refreshed, not re-authorized, and the refresh is signed too.
@@ -254,28 +261,7 @@ async fn an_assertion_source_that_never_answers_ends_at_the_flow_deadline() {
 async fn a_keyed_clients_logout_signs_each_revocation_afresh() {
     // The testkit refuses a client assertion whose `jti` it has seen (RFC 7523 §3): the
     // refresh token's revocation and the access token's each need their own.
-    let rsa_public = {
-        use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
-        rsa::RsaPrivateKey::from_pkcs8_pem(RSA_PEM)
-            .unwrap()
-            .to_public_key()
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap()
-    };
-    let kit = Testkit::start(
-        TestkitConfig::default()
-            .preregistered_client("keyed", None)
-            .client_public_key(rsa_public)
-            .token_endpoint_auth_methods(["private_key_jwt"])
-            .revocation(true),
-    )
-    .await
-    .unwrap();
-    let config = ClientConfig::new(REDIRECT).pre_registered(
-        PreRegisteredClient::new("keyed")
-            .with_private_key(ClientKey::from_pkcs8_pem(RSA_PEM).unwrap())
-            .for_issuer(kit.issuer()),
-    );
+    let (kit, config) = keyed_client(TestkitConfig::default().revocation(true)).await;
     let layer = OAuthLayer::new(config, HeadlessAuthorizer::new());
     let svc = service(layer.clone());
     assert_eq!(call(&svc, &kit).await.unwrap(), 200);
