@@ -205,7 +205,9 @@ pub fn revocation_request(
 }
 
 /// What the revocation endpoint's answer means (RFC 7009 §2.2): `200` is success, also for a
-/// token the server no longer knows ("invalid tokens do not cause an error response"); a `503`
+/// token the server no longer knows ("invalid tokens do not cause an error response"), and so
+/// is `204` (the same answer without a body, which some servers send; RFC 9110 §15.3.5); a
+/// `202` (accepted, not done) is not; a `503`
 /// (§2.2.1: "the client must assume the token still exists and may retry"), another `5xx` or a
 /// `429` may pass ([`ErrorKind::UnexpectedStatus`], transient); any other answer is a refusal
 /// ([`ErrorKind::RevocationRefused`], with the OAuth error when the body carries one).
@@ -218,7 +220,7 @@ pub fn revocation_request(
 /// assert_eq!(refused.oauth_error().unwrap().error, "unsupported_token_type");
 /// ```
 pub fn check_revocation_response(status: http::StatusCode, body: &[u8]) -> Result<(), Error> {
-    if status == http::StatusCode::OK {
+    if matches!(status, http::StatusCode::OK | http::StatusCode::NO_CONTENT) {
         return Ok(());
     }
     if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
@@ -374,6 +376,14 @@ mod tests {
     fn answers_success_transient_and_refused() {
         use http::StatusCode;
         assert!(check_revocation_response(StatusCode::OK, b"{}").is_ok());
+        assert!(check_revocation_response(StatusCode::NO_CONTENT, b"").is_ok());
+        // Accepted is not done: the token may still be valid.
+        assert_eq!(
+            check_revocation_response(StatusCode::ACCEPTED, b"")
+                .unwrap_err()
+                .kind(),
+            ErrorKind::RevocationRefused
+        );
         for status in [
             StatusCode::SERVICE_UNAVAILABLE,
             StatusCode::TOO_MANY_REQUESTS,
