@@ -8,6 +8,7 @@ use mcp_oauth_flow::token::TokenSet;
 use url::Url;
 
 use crate::clock::Clock;
+use crate::flight::LogoutGeneration;
 use crate::layer::OAuthLayer;
 
 impl OAuthLayer {
@@ -35,5 +36,33 @@ impl OAuthLayer {
     pub(crate) fn with_shared_clock(mut self, clock: Clock) -> Self {
         self.state_mut().clock = clock;
         self
+    }
+
+    /// The logouts so far, as a login for `server` running outside the layer's flows (a web
+    /// login's code exchange) sees them before it starts.
+    pub(crate) fn logout_generation(&self, server: &Url) -> LogoutGeneration {
+        self.state.flights.logout_generation(server.as_str())
+    }
+
+    /// [`LoggedOut`](mcp_oauth_flow::ErrorKind::LoggedOut) when a logout that reaches the
+    /// login's server, or `resource`, came after `generation`: it overrules the login, as it
+    /// does the layer's own flows.
+    pub(crate) fn check_logouts(
+        &self,
+        generation: &LogoutGeneration,
+        resource: &Url,
+    ) -> Result<(), mcp_oauth_flow::Error> {
+        generation.check(&self.state.flights, Some(resource.as_str()))
+    }
+
+    /// Revokes the tokens of a login a logout overruled: no one uses them, and deleted
+    /// unrevoked they would leave a live grant at the server with no copy to revoke it by.
+    pub(crate) async fn revoke_overruled(
+        &self,
+        server: &Url,
+        tokens: &TokenSet,
+        client: &crate::HttpClient,
+    ) {
+        crate::logout::revoke_overruled(&self.state, server, tokens, client).await;
     }
 }

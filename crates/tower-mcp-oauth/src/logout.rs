@@ -150,6 +150,25 @@ pub(crate) async fn logout(
     })
 }
 
+/// Revokes `tokens` a login got after a logout overruled it, through the guarded client a
+/// logout uses; failures are logged (by [`revoke_all`]), nothing more can be done about them.
+#[cfg(feature = "web")]
+pub(crate) async fn revoke_overruled(
+    state: &LayerState,
+    server: &Url,
+    tokens: &TokenSet,
+    client: &HttpClient,
+) {
+    let client = crate::resolve::guarded(
+        client.clone(),
+        std::sync::Arc::clone(&state.config.url_policy),
+        state.resolver.clone(),
+        server.clone(),
+    )
+    .bounded_by(state.limits.request_timeout, state.timer.as_ref());
+    revoke_all(state, tokens, &client, &mut state.deadline()).await;
+}
+
 /// Revokes each token in order, within `deadline`; a failure to start (no endpoint, no
 /// client) is each one's.
 async fn revoke_all(

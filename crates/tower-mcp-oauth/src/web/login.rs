@@ -458,6 +458,12 @@ impl WebLogin {
             ));
         }
         let server_url = login.server_url().clone();
+        // A logout of this server while the code is exchanged overrules the login, as it does
+        // the layer's own flows: the logouts so far are taken now. The user's layer is held
+        // meanwhile, so the logout reaches this one (a held layer is never dropped from the
+        // map).
+        let layer = self.layer_for(user);
+        let generation = layer.logout_generation(&server_url);
         let mut flow = Flow::resume(Arc::clone(&self.config), login.into_authorization(), now)?;
         flow.handle_authorization_response_at(response, now);
         let driven = self.drive_bounded(&mut flow, &server_url).await;
@@ -495,6 +501,21 @@ impl WebLogin {
             self.record_failure(user, &server_url, &e).await;
             return Err(e);
         }
+        // Logged out meanwhile: the tokens go (only while they are the ones stored: a login
+        // completed since stays), and are revoked, never having been used.
+        if let Err(e) = layer.check_logouts(&generation, &outcome.protected_resource) {
+            debug!(resource = %outcome.protected_resource, "logged out during the login; its tokens are dropped");
+            let resource = outcome.protected_resource.as_str();
+            let remove = user_store.compare_and_swap_tokens(resource, Some(&outcome.tokens), None);
+            if let Err(e) = writes.step(crate::stored::NOT_WRITTEN, remove).await {
+                tracing::warn!(error = %e, "could not remove the tokens a logout overruled");
+            }
+            layer
+                .revoke_overruled(&server_url, &outcome.tokens, &self.client)
+                .await;
+            return Err(e);
+        }
+        drop(layer);
         // The client the tokens were issued to, if the flow kept its registration until now
         // (it replaces one another application sharing the store uses).
         if let Some(registration) = &outcome.registration {

@@ -415,3 +415,50 @@ async fn a_pending_ttl_past_the_clocks_range_is_a_day() {
     *now.lock().unwrap() += Duration::from_secs(25 * 60 * 60);
     assert!(login.complete("alice", &approve(&url, "c2")).await.is_err());
 }
+
+#[tokio::test]
+async fn a_logout_during_the_code_exchange_overrules_the_login() {
+    let fake = Fake::new(3600);
+    // The code exchange waits until the test has logged the user out.
+    let (exchange_reached, logged_out) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let client = {
+        let (f, reached, out) = (
+            Arc::clone(&fake),
+            Arc::clone(&exchange_reached),
+            Arc::clone(&logged_out),
+        );
+        HttpClient::from_fn(move |req| {
+            let exchange = req.uri().path() == "/token"
+                && String::from_utf8_lossy(req.body()).contains("authorization_code");
+            let response = f.handle(req);
+            let (reached, out) = (Arc::clone(&reached), Arc::clone(&out));
+            async move {
+                if exchange {
+                    reached.notify_one();
+                    out.notified().await;
+                }
+                Ok(response)
+            }
+        })
+    };
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let login = Arc::new(
+        WebLogin::new(ClientConfig::new(REDIRECT), client).token_store(Arc::clone(&store)),
+    );
+    let url = login.start("alice", MCP).await.unwrap();
+    let completing = {
+        let (login, callback) = (Arc::clone(&login), approve(&url, "c1"));
+        tokio::spawn(async move { login.complete("alice", &callback).await })
+    };
+    exchange_reached.notified().await;
+    // Nothing stored yet: the logout has nothing to revoke, and records itself.
+    login.logout("alice", MCP).await.unwrap();
+    logged_out.notify_one();
+    let err = completing.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LoggedOut);
+    // The login's tokens are not kept.
+    assert_eq!(tokens_of(&login, "alice").await, None);
+}
