@@ -135,7 +135,12 @@ pub fn parse_token_response(
             .filter(|t| !t.is_empty())
             .map(RefreshToken::new),
         expires_in,
-        scope: get("scope").map(|s| Scopes::parse(&s)),
+        // RFC 6749 §3.3: a scope is one or more tokens; an empty one says nothing (read as
+        // absent: the scope requested, or a refresh's held one), rather than that the grant
+        // holds none, which would make a step-up's union forget the scopes held.
+        scope: get("scope")
+            .map(|s| Scopes::parse(&s))
+            .filter(|s| !s.is_empty()),
     })
 }
 
@@ -335,6 +340,11 @@ mod tests {
             assert_eq!(r.refresh_token.unwrap().secret(), "r2");
         }
 
+        // An empty scope says nothing: read as absent.
+        for empty in [r#""""#, r#""  ""#] {
+            let r = ok(&format!(r#"{{"access_token":"a","scope":{empty}}}"#)).unwrap();
+            assert_eq!(r.scope, None, "{empty}");
+        }
         let r = ok(r#"{"access_token":"a","token_type":"BEARER","expires_in":60,"refresh_token":"r","scope":"x y"}"#).unwrap();
         assert_eq!(r.token_type, TokenType::Bearer);
         assert_eq!(r.expires_in, Some(Duration::from_secs(60)));
