@@ -118,15 +118,7 @@ pub(crate) async fn logout(
             forget(state, &resource),
         )
         .await;
-    // The revocation endpoint comes from metadata: judged like every URL a flow fetches, and
-    // each request (its name's lookup included) bounded like a flow's.
-    let client = crate::resolve::guarded(
-        client.clone(),
-        std::sync::Arc::clone(&state.config.url_policy),
-        state.resolver.clone(),
-        server,
-    )
-    .bounded_by(state.limits.request_timeout, state.timer.as_ref());
+    let client = revocation_http(state, client, &server);
     // A deadline of their own: a store that used up the first must not cost the revocations,
     // the one part of a logout that reaches the authorization server.
     let mut revocations_deadline = state.deadline();
@@ -159,14 +151,21 @@ pub(crate) async fn revoke_overruled(
     tokens: &TokenSet,
     client: &HttpClient,
 ) {
-    let client = crate::resolve::guarded(
+    let client = revocation_http(state, client, server);
+    revoke_all(state, tokens, &client, &mut state.deadline()).await;
+}
+
+/// `client` as a logout's requests go through it: the revocation endpoint comes from
+/// metadata, so it is judged like every URL a flow fetches, and each request (its name's
+/// lookup included) is bounded like a flow's.
+fn revocation_http(state: &LayerState, client: &HttpClient, server: &Url) -> HttpClient {
+    crate::resolve::guarded(
         client.clone(),
         std::sync::Arc::clone(&state.config.url_policy),
         state.resolver.clone(),
         server.clone(),
     )
-    .bounded_by(state.limits.request_timeout, state.timer.as_ref());
-    revoke_all(state, tokens, &client, &mut state.deadline()).await;
+    .bounded_by(state.limits.request_timeout, state.timer.as_ref())
 }
 
 /// Revokes each token in order, within `deadline`; a failure to start (no endpoint, no
