@@ -86,8 +86,14 @@ impl RefreshPolicy {
 
 /// Builds the token set after a refresh: the new access token, the old refresh token when the
 /// server did not rotate it, the old scope when the server did not restate it (RFC 6749 §6),
-/// and everything about where the tokens come from carried over.
-pub fn merge_refreshed(old: &TokenSet, response: TokenResponse, now: SystemTime) -> TokenSet {
+/// the old token type when the server named none, and everything about where the tokens come
+/// from carried over.
+///
+/// The type: RFC 6749 §5.1 requires `token_type`, but a refresh answer without one is common,
+/// and read as `Bearer` it would send a DPoP-bound token (RFC 9449 §5 keeps a refreshed token
+/// bound to the proof's key) under the wrong scheme, refused on every request.
+pub fn merge_refreshed(old: &TokenSet, mut response: TokenResponse, now: SystemTime) -> TokenSet {
+    response.token_type = response.token_type.or(Some(old.token_type()));
     let refresh_token = response
         .refresh_token
         .clone()
@@ -253,6 +259,36 @@ mod tests {
         let merged = merge_refreshed(&old, rotated, t(100));
         assert_eq!(merged.refresh_token().unwrap().secret(), "rt-new");
         assert_eq!(merged.scopes().unwrap().to_string(), "a");
+    }
+
+    /// A refresh answer naming no `token_type` keeps the held type: DPoP-bound tokens stay
+    /// DPoP (sent as `Bearer`, every request would be refused). A type the answer names wins.
+    #[test]
+    fn merge_keeps_the_token_type_when_the_answer_names_none() {
+        let answer = |body: &[u8]| parse_token_response(http::StatusCode::OK, None, body).unwrap();
+        let bound = TokenSet::new("a", TokenType::DPoP, "i", "c");
+        let untyped = merge_refreshed(&bound, answer(br#"{"access_token":"n"}"#), t(1));
+        assert_eq!(untyped.token_type(), TokenType::DPoP);
+        assert!(untyped
+            .authorization_value()
+            .to_str()
+            .unwrap()
+            .starts_with("DPoP "));
+        let typed = br#"{"access_token":"n","token_type":"bearer"}"#;
+        assert_eq!(
+            merge_refreshed(&bound, answer(typed), t(1)).token_type(),
+            TokenType::Bearer
+        );
+        let bearer = TokenSet::new("a", TokenType::Bearer, "i", "c");
+        let dpop = br#"{"access_token":"n","token_type":"DPoP"}"#;
+        assert_eq!(
+            merge_refreshed(&bearer, answer(dpop), t(1)).token_type(),
+            TokenType::DPoP
+        );
+        assert_eq!(
+            merge_refreshed(&bearer, answer(br#"{"access_token":"n"}"#), t(1)).token_type(),
+            TokenType::Bearer
+        );
     }
 
     #[test]

@@ -14,8 +14,10 @@ use crate::token_set::{TokenSet, TokenType};
 pub struct TokenResponse {
     /// The access token.
     pub access_token: AccessToken,
-    /// The token type.
-    pub token_type: TokenType,
+    /// The token type, `None` when the response named none. RFC 6749 §5.1 requires one, but
+    /// servers omit it: a new grant reads that as `Bearer` (RFC 6750), a refresh as the type
+    /// of the tokens refreshed ([`merge_refreshed`](crate::token::merge_refreshed)).
+    pub token_type: Option<TokenType>,
     /// The refresh token, if issued.
     pub refresh_token: Option<RefreshToken>,
     /// The lifetime, if the server gave a usable one (`expires_in` of 0 is treated as unknown).
@@ -34,7 +36,7 @@ fn invalid(msg: impl Into<String>) -> Error {
 /// - `expires_in` as a number or a string; 0, absent, negative or not a number means
 ///   "unknown" (the tokens are not thrown away for an optional member: the code is spent, and
 ///   a refresh's rotated refresh token is the only one left);
-/// - `token_type` in any case; a missing `token_type` is read as `Bearer`;
+/// - `token_type` in any case; a missing one is `None` (see [`TokenResponse::token_type`]);
 /// - an `error` member means an error response whatever the HTTP status (RFC 6749 §5.2 says 400,
 ///   GitHub answers 200).
 ///
@@ -103,10 +105,20 @@ pub fn parse_token_response(
     let access_token = get("access_token")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid("token response has no access_token"))?;
+    // RFC 6749 Appendix A.12: an access token is 1*VSCHAR (%x20-7E). One with other bytes (a
+    // control character, a line break, non-ASCII) cannot go into an `Authorization` header as
+    // issued: refused here, with a cause, rather than sent as no token at all.
+    if !access_token.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(invalid(
+            "token response's access_token holds characters outside RFC 6749's VSCHAR",
+        ));
+    }
     let token_type = match get("token_type") {
-        None => TokenType::Bearer,
-        Some(t) => TokenType::from_wire(&t)
-            .ok_or_else(|| invalid(format!("token_type {t:?} is not supported")))?,
+        None => None,
+        Some(t) => Some(
+            TokenType::from_wire(&t)
+                .ok_or_else(|| invalid(format!("token_type {t:?} is not supported")))?,
+        ),
     };
     let expires_in = match get("expires_in") {
         None => None,
@@ -229,7 +241,7 @@ impl TokenSet {
         };
         TokenSet::new(
             response.access_token.secret().clone(),
-            response.token_type,
+            response.token_type.unwrap_or(TokenType::Bearer),
             issuer,
             client_id,
         )
@@ -346,13 +358,13 @@ mod tests {
             assert_eq!(r.scope, None, "{empty}");
         }
         let r = ok(r#"{"access_token":"a","token_type":"BEARER","expires_in":60,"refresh_token":"r","scope":"x y"}"#).unwrap();
-        assert_eq!(r.token_type, TokenType::Bearer);
+        assert_eq!(r.token_type, Some(TokenType::Bearer));
         assert_eq!(r.expires_in, Some(Duration::from_secs(60)));
         assert_eq!(r.refresh_token.unwrap().secret(), "r");
         assert_eq!(r.scope.unwrap().to_string(), "x y");
 
         let r = ok(r#"{"access_token":"a","expires_in":"0"}"#).unwrap();
-        assert_eq!(r.token_type, TokenType::Bearer);
+        assert_eq!(r.token_type, None);
         assert_eq!(r.expires_in, None);
 
         let r = ok(
@@ -363,7 +375,7 @@ mod tests {
         assert!(r.refresh_token.is_none());
 
         let r = ok(r#"{"access_token":"a","token_type":"DPoP"}"#).unwrap();
-        assert_eq!(r.token_type, TokenType::DPoP);
+        assert_eq!(r.token_type, Some(TokenType::DPoP));
     }
 
     #[test]
@@ -419,6 +431,13 @@ mod tests {
             e(200, r#"{"access_token":"a","token_type":"mac"}"#),
             ErrorKind::InvalidTokenResponse
         );
+        // Bytes no header can carry, and the ends of VSCHAR, which pass.
+        for bad in [r#""a\nb""#, r#""a\u0000""#, r#""caf\u00e9""#, r#""\u007f""#] {
+            let body = format!(r#"{{"access_token":{bad}}}"#);
+            assert_eq!(e(200, &body), ErrorKind::InvalidTokenResponse, "{bad}");
+        }
+        let edges = ok(r#"{"access_token":" ~a"}"#).unwrap();
+        assert_eq!(edges.access_token.secret(), " ~a");
         assert_eq!(e(200, r#"["a"]"#), ErrorKind::InvalidTokenResponse);
         assert_eq!(e(200, r#"{not json"#), ErrorKind::InvalidTokenResponse);
         assert_eq!(

@@ -427,6 +427,9 @@ pub struct DpopConfig {
     /// This server names a new nonce in every challenge and accepts no proof: for a client's
     /// give-up. Default `None`.
     pub endless_nonces: Option<ServerRole>,
+    /// Quirk: a refresh is answered with tokens bound to the proof's key but no `token_type`
+    /// (RFC 6749 §5.1 requires one; servers omit it). Default `false`.
+    pub untyped_refresh: bool,
 }
 
 impl DpopConfig {
@@ -445,6 +448,12 @@ impl DpopConfig {
     /// Sets [`endless_nonces`](Self::endless_nonces).
     pub fn endless_nonces(mut self, server: ServerRole) -> Self {
         self.endless_nonces = Some(server);
+        self
+    }
+
+    /// Sets [`untyped_refresh`](Self::untyped_refresh).
+    pub fn untyped_refresh(mut self, untyped: bool) -> Self {
+        self.untyped_refresh = untyped;
         self
     }
 }

@@ -235,14 +235,20 @@ pub(crate) fn token(shared: &Shared, request: &RecordedRequest) -> HttpResponse 
         }
     }
     let response = token_endpoint::token(shared, request);
+    // The quirk: a refresh answered with bound tokens but no `token_type`.
+    let typed = !(config.untyped_refresh
+        && request.form_param("grant_type").as_deref() == Some("refresh_token"));
     match verified {
-        Some(verified) if response.status() == StatusCode::OK => bind(shared, response, &verified),
+        Some(verified) if response.status() == StatusCode::OK => {
+            bind(shared, response, &verified, typed)
+        }
         _ => response,
     }
 }
 
-/// Binds the tokens of a successful token response to the proof's key and says `DPoP`.
-fn bind(shared: &Shared, response: HttpResponse, verified: &Verified) -> HttpResponse {
+/// Binds the tokens of a successful token response to the proof's key and says `DPoP` (or,
+/// not `typed`, names no `token_type` at all).
+fn bind(shared: &Shared, response: HttpResponse, verified: &Verified, typed: bool) -> HttpResponse {
     let (mut parts, body) = response.into_parts();
     let bytes = collect(body);
     let Some(mut fields) = serde_json::from_slice::<Value>(&bytes).ok() else {
@@ -262,7 +268,12 @@ fn bind(shared: &Shared, response: HttpResponse, verified: &Verified) -> HttpRes
             .refresh
             .insert(token.to_owned(), verified.jkt.clone());
     }
-    fields["token_type"] = "DPoP".into();
+    match fields.as_object_mut() {
+        Some(object) if !typed => {
+            object.remove("token_type");
+        }
+        _ => fields["token_type"] = "DPoP".into(),
+    }
     parts.headers.remove(http::header::CONTENT_LENGTH);
     HttpResponse::from_parts(parts, Full::new(Bytes::from(fields.to_string())))
 }

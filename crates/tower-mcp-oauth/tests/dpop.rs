@@ -159,6 +159,31 @@ async fn a_bound_refresh_token_works_after_a_restart() {
     assert_eq!(thumbprint(&proof(mcp).0), jkt);
 }
 
+/// A refresh answered with bound tokens but no `token_type` (RFC 6749 §5.1 requires one;
+/// servers omit it): the refreshed token is still sent as `DPoP` with a proof, not as `Bearer`,
+/// which the resource refuses on every request.
+#[tokio::test]
+async fn a_refresh_answer_naming_no_token_type_keeps_the_tokens_dpop() {
+    let kit = Testkit::start(
+        dpop_kit(DpopConfig::default().untyped_refresh(true)).token_lifetime_secs(20),
+    )
+    .await
+    .unwrap();
+    let clock = TestClock::default();
+    let svc = service(layer(&clock));
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+
+    kit.clear_requests();
+    clock.set(19);
+    assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
+    let paths: Vec<_> = kit.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/token", "/mcp"], "refreshed once, then accepted");
+    let mcp = &kit.requests()[1];
+    let authorization = mcp.headers["authorization"].to_str().unwrap();
+    assert!(authorization.starts_with("DPoP "), "{authorization}");
+    assert!(mcp.headers.contains_key("dpop"));
+}
+
 #[tokio::test]
 async fn a_proof_rejected_twice_is_a_typed_error() {
     for server in [ServerRole::Authorization, ServerRole::Resource] {
