@@ -6,7 +6,7 @@
 //! assert_eq!(RevokedToken::Refresh.hint(), "refresh_token");
 //! ```
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
@@ -249,6 +249,62 @@ pub fn check_revocation_response(status: http::StatusCode, body: &[u8]) -> Resul
     }
 }
 
+/// How many times one revocation is sent again after a `503` or `429`
+/// ([`revocation_retry_delay`]).
+pub const REVOCATION_RETRIES: u32 = 2;
+
+/// The longest wait a revocation's retry honours: a logout runs while its user waits, and a
+/// server asking for longer is left to the token's own expiry.
+pub const MAX_REVOCATION_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Whether, and after how long, a revocation answered `status` is sent again, after
+/// `retries_done` retries of it (a pure rule).
+///
+/// RFC 7009 §2.2.1: after a `503` "the client must assume the token still exists and may
+/// retry after a reasonable delay"; a `429` asks the same (RFC 6585 §4). Given up on, the
+/// token stays valid at the server, and a logout has already forgotten it: there is no later
+/// chance. So: up to [`REVOCATION_RETRIES`] retries, each after the `Retry-After` the server
+/// asked for in seconds (RFC 9110 §10.2.3), one second when it named none; never sooner than
+/// asked, so not at all when it asked for more than [`MAX_REVOCATION_RETRY_DELAY`] or gave a
+/// date. Any other answer is final.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderValue, StatusCode};
+/// use mcp_oauth_flow::revocation::revocation_retry_delay;
+/// let two = HeaderValue::from_static("2");
+/// assert_eq!(revocation_retry_delay(StatusCode::SERVICE_UNAVAILABLE, Some(&two), 0), Some(Duration::from_secs(2)));
+/// assert_eq!(revocation_retry_delay(StatusCode::TOO_MANY_REQUESTS, None, 1), Some(Duration::from_secs(1)));
+/// assert_eq!(revocation_retry_delay(StatusCode::SERVICE_UNAVAILABLE, None, 2), None);
+/// assert_eq!(revocation_retry_delay(StatusCode::BAD_GATEWAY, None, 0), None);
+/// ```
+pub fn revocation_retry_delay(
+    status: http::StatusCode,
+    retry_after: Option<&http::HeaderValue>,
+    retries_done: u32,
+) -> Option<Duration> {
+    let retried = matches!(
+        status,
+        http::StatusCode::SERVICE_UNAVAILABLE | http::StatusCode::TOO_MANY_REQUESTS
+    );
+    if !retried || retries_done >= REVOCATION_RETRIES {
+        return None;
+    }
+    let delay = match retry_after {
+        None => Duration::from_secs(1),
+        // delta-seconds = 1*DIGIT; an HTTP-date (or anything else) names no wait we can honour
+        // within a logout.
+        Some(value) => {
+            let text = value.to_str().ok()?.trim();
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Duration::from_secs(text.parse().unwrap_or(u64::MAX))
+        }
+    };
+    (delay <= MAX_REVOCATION_RETRY_DELAY).then_some(delay)
+}
+
 /// Why a revocation cannot be attempted: the authorization server publishes no
 /// `revocation_endpoint` (RFC 8414 §2), so the tokens stay valid at the server until they
 /// expire or the user revokes them there.
@@ -288,6 +344,51 @@ mod tests {
             "redirect_uris": [],
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_revocation_is_retried_only_after_503_or_429_and_never_sooner_than_asked() {
+        use http::{HeaderValue, StatusCode};
+        let after = |text: &'static str| HeaderValue::from_static(text);
+        let unavailable = StatusCode::SERVICE_UNAVAILABLE;
+        for status in [unavailable, StatusCode::TOO_MANY_REQUESTS] {
+            assert_eq!(
+                revocation_retry_delay(status, None, 0),
+                Some(Duration::from_secs(1))
+            );
+            for (asked, delay) in [("0", 0), ("5", 5), (" 3 ", 3), ("005", 5)] {
+                assert_eq!(
+                    revocation_retry_delay(status, Some(&after(asked)), 1),
+                    Some(Duration::from_secs(delay)),
+                    "{asked:?}"
+                );
+            }
+            // Longer than a logout waits, a date, nonsense, a number past u64: no retry.
+            for asked in [
+                "6",
+                "Wed, 21 Oct 2026 07:28:00 GMT",
+                "-1",
+                "1.5",
+                "",
+                "99999999999999999999999",
+            ] {
+                assert_eq!(
+                    revocation_retry_delay(status, Some(&after(asked)), 0),
+                    None,
+                    "{asked:?}"
+                );
+            }
+            assert_eq!(revocation_retry_delay(status, None, REVOCATION_RETRIES), None);
+        }
+        for status in [
+            StatusCode::OK,
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
+        ] {
+            assert_eq!(revocation_retry_delay(status, None, 0), None, "{status}");
+        }
     }
 
     #[test]

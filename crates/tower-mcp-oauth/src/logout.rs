@@ -5,7 +5,7 @@ use mcp_oauth_flow::client::ClientRegistration;
 use mcp_oauth_flow::discovery::{authorization_server_metadata_urls, AuthorizationServerMetadata};
 use mcp_oauth_flow::revocation::{
     check_revocation_response, no_revocation_endpoint, revocation_client, revocation_order,
-    revocation_request, RevokedToken,
+    revocation_request, revocation_retry_delay, RevokedToken, TokenToRevoke,
 };
 use mcp_oauth_flow::token::TokenSet;
 use mcp_oauth_flow::url_policy::{parse_secure_url, shown_url};
@@ -64,7 +64,9 @@ pub struct Revocation {
     pub token: RevokedToken,
     /// `Ok` when the server confirmed it; else why not:
     /// [`RevocationUnsupported`](ErrorKind::RevocationUnsupported) (no endpoint),
-    /// [`RevocationRefused`](ErrorKind::RevocationRefused), a transport error, a `5xx`, or a
+    /// [`RevocationRefused`](ErrorKind::RevocationRefused), a transport error, a `5xx` (a
+    /// `503`, like a `429`, after the retries its `Retry-After` allowed: see
+    /// [`revocation_retry_delay`](mcp_oauth_flow::revocation::revocation_retry_delay)), or a
     /// [`Timeout`](ErrorKind::Timeout) (the request timeout, or the flow deadline of the
     /// revocations).
     pub result: Result<(), Error>,
@@ -194,19 +196,7 @@ async fn revoke_all(
     let revoker = prepared;
     let mut out = Vec::with_capacity(order.len());
     for token in &order {
-        let request = revoker
-            .credentials(state, tokens)
-            .and_then(|credentials| revocation_request(&revoker.endpoint, token, &credentials));
-        let result = match request {
-            Ok(request) => {
-                let sent = client.send(request);
-                match deadline.step("the revocation did not finish", sent).await {
-                    Ok(response) => check_revocation_response(response.status(), response.body()),
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let result = revoke_one(state, &revoker, tokens, token, client, deadline).await;
         if let Err(e) = &result {
             warn!(error = %e, token = token.kind().hint(), "revocation failed");
         }
@@ -216,6 +206,48 @@ async fn revoke_all(
         });
     }
     out
+}
+
+/// Revokes one token: sent again after a `503` or `429` as
+/// [`revocation_retry_delay`] allows (a logout has forgotten the token: given up on, it stays
+/// valid at the server), each time with fresh credentials, all within `deadline`. Without a
+/// timer there is no wait to honour, and no retry.
+async fn revoke_one(
+    state: &LayerState,
+    revoker: &Revoker,
+    tokens: &TokenSet,
+    token: &TokenToRevoke,
+    client: &HttpClient,
+    deadline: &mut Deadline<'_>,
+) -> Result<(), Error> {
+    let mut retries = 0;
+    loop {
+        let credentials = revoker.credentials(state, tokens)?;
+        let request = revocation_request(&revoker.endpoint, token, &credentials)?;
+        let sent = client.send(request);
+        let response = deadline
+            .step("the revocation did not finish", sent)
+            .await?;
+        let result = check_revocation_response(response.status(), response.body());
+        let retry_after = response.headers().get(http::header::RETRY_AFTER);
+        match revocation_retry_delay(response.status(), retry_after, retries) {
+            Some(delay) if result.is_err() && state.timer.is_some() => {
+                debug!(
+                    status = %response.status(),
+                    delay_ms = delay.as_millis() as u64,
+                    token = token.kind().hint(),
+                    "revocation deferred by the server; sent again"
+                );
+                deadline.pause(delay).await;
+                if deadline.is_spent() {
+                    // No time left to send it again: the server's answer is the outcome.
+                    return result;
+                }
+                retries += 1;
+            }
+            _ => return result,
+        }
+    }
 }
 
 /// Where and as whom the tokens are revoked: the issuer's revocation endpoint (from its
