@@ -362,10 +362,18 @@ pub fn resource_nonce_challenge(status: StatusCode, headers: &http::HeaderMap) -
         .then(|| nonce_header(headers))?
 }
 
-/// The `DPoP-Nonce` header's value, if it is a usable one (RFC 9449 §8.1: `1*NQCHAR`).
+/// The longest `DPoP-Nonce` taken. RFC 9449 §8.1 sets no bound, and a nonce is kept per URL
+/// and copied into every proof sent there until the server names another: one as long as the
+/// response header allows (tens of kilobytes) would ride on every request. Real nonces are
+/// tens of bytes, an encrypted one a few hundred.
+pub const MAX_NONCE_BYTES: usize = 2048;
+
+/// The `DPoP-Nonce` header's value, if it is a usable one (RFC 9449 §8.1: `1*NQCHAR`, at most
+/// [`MAX_NONCE_BYTES`]).
 pub fn nonce_header(headers: &http::HeaderMap) -> Option<String> {
     let value = headers.get(DPOP_NONCE)?.to_str().ok()?;
     let usable = !value.is_empty()
+        && value.len() <= MAX_NONCE_BYTES
         && value
             .bytes()
             .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
@@ -527,6 +535,16 @@ mod tests {
         );
         assert_eq!(
             token_nonce_challenge(&response(400, nonce_error, Some("bad nonce"))),
+            None
+        );
+        let longest = "n".repeat(MAX_NONCE_BYTES);
+        assert_eq!(
+            token_nonce_challenge(&response(400, nonce_error, Some(&longest))),
+            Some(longest.clone())
+        );
+        let longer = format!("{longest}n");
+        assert_eq!(
+            token_nonce_challenge(&response(400, nonce_error, Some(&longer))),
             None
         );
 
