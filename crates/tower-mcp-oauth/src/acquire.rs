@@ -279,7 +279,7 @@ async fn under_lock(
         Some(held) => match deadline
             .step(
                 crate::stored::NOT_READ,
-                stored::reread(state, &need, held, state.now()),
+                stored::reread(state, &need, held, state.now(), lock.is_some()),
             )
             .await?
         {

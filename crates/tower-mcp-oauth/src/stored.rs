@@ -160,15 +160,31 @@ pub(crate) async fn start_from(
 
 /// Under the refresh lock (if one was taken): another caller, process or store handle may have
 /// changed the tokens already. Adopts them if they do the job (returns [`Start::Adopted`]), else
-/// the flow goes on from them instead of from `held`.
+/// the flow goes on from them instead of from `held`. A refresh (`refreshing`) that finds
+/// nothing stored, where nothing is known to be missing from the store, finds a logout (in
+/// another process sharing the store): [`ErrorKind::LoggedOut`], before any refresh is sent.
 pub(crate) async fn reread(
     state: &LayerState,
     need: &Need,
     held: Held,
     now: SystemTime,
+    refreshing: bool,
 ) -> Result<Start, Error> {
     let (tokens, resource) = held;
     let Some(stored) = state.store.load_tokens(resource.as_str()).await? else {
+        // Its tokens would be discarded at the write (a refresh does not bring a login back,
+        // see `write_and_install`); sent, the refresh would mint a grant no one revokes where
+        // the server has no revocation endpoint, or was revoked already.
+        if refreshing && state.flights.store_behind(resource.as_str()).is_none() {
+            state.cache.remove_if_holding(&resource, &tokens);
+            return Err(Error::new(
+                ErrorKind::LoggedOut,
+                format!(
+                    "the tokens for {resource} were removed from the store (a logout); they \
+                     were not refreshed"
+                ),
+            ));
+        }
         return Ok(Start::From(Some((tokens, resource))));
     };
     if stored.same_tokens(&tokens) {
@@ -369,7 +385,7 @@ async fn write_and_install(
             expected = now_stored;
         }
     }
-    match swap_retrying(
+    let mut swapped = swap_retrying(
         store.as_ref(),
         &key,
         expected.as_ref(),
@@ -377,8 +393,27 @@ async fn write_and_install(
         outcome.refreshed,
         writes,
     )
-    .await
-    {
+    .await;
+    // The store was behind and the read above, which would have said so, failed: the write
+    // expected the tokens in memory and found the older ones the store was behind on. They
+    // are no race's winner (their refresh token is spent, by the refresh that made the tokens
+    // this one started from): the write goes on over them.
+    if let (Ok(Replaced::Conflict(Some(found))), Some(Some(older))) = (&swapped, &behind) {
+        if outcome.refreshed && found.same_tokens(older) {
+            debug!(resource = %key, "the store still holds the tokens it was behind on; writing over them");
+            let found = (**found).clone();
+            swapped = swap_retrying(
+                store.as_ref(),
+                &key,
+                Some(&found),
+                &outcome.tokens,
+                outcome.refreshed,
+                writes,
+            )
+            .await;
+        }
+    }
+    match swapped {
         Ok(Replaced::Swapped) => state.flights.store_caught_up(&key),
         Ok(Replaced::Conflict(Some(winner))) if outcome.refreshed => {
             debug!(resource = %key, "lost a refresh race; adopting the winner's tokens");

@@ -101,8 +101,11 @@ async fn a_last_error_shows_on_its_own_server_only() {
     assert!(theirs.last_error.is_none(), "{theirs:?}");
 }
 
-/// Process B logs out: A's status says so at once (it reads the store, not its cache), and A's
-/// next request, sent with the token B revoked, gets a 401 and authorizes again.
+/// Process B logs out: A's status says so at once (it reads the store, not its cache). A's next
+/// request, sent with the token B revoked, gets a 401; the refresh it would make finds the
+/// store empty under its lock, a logout: no refresh is sent (its grant is revoked, or would be
+/// minted past the logout's revocation), and the request fails `LoggedOut`, as one racing the
+/// logout does (A cannot tell which it was). The one after it authorizes again.
 #[tokio::test]
 async fn a_logout_in_one_process_shows_in_the_others_status_and_its_next_request_reauthorizes() {
     let kit = Testkit::start(TestkitConfig::default().revocation(true))
@@ -129,6 +132,10 @@ async fn a_logout_in_one_process_shows_in_the_others_status_and_its_next_request
     assert!(!status.connected && status.issuer.is_none(), "{status:?}");
 
     let logins = grants(&kit, "authorization_code").len();
+    let request = jsonrpc(&url, 1, "tools/list", serde_json::json!({}));
+    let err = svc_a.clone().oneshot(request).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LoggedOut, "{err:#}");
+    assert!(grants(&kit, "refresh_token").is_empty());
     assert_eq!(call(&svc_a, &kit, "tools/list").await.status(), 200);
     assert_ne!(
         last_bearer(&kit).unwrap(),

@@ -5,7 +5,7 @@
 //! must land on the store's older tokens rather than lose a "race" to them.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +35,9 @@ struct MissesAWrite {
     lose_next_reply: AtomicBool,
     down_after_lost_reply: AtomicBool,
     after_lost_reply: Mutex<Option<Option<TokenSet>>>,
+    /// Token reads until one fails (that one included: 1 fails the next read); below 1, none
+    /// does.
+    read_fails_at: AtomicI64,
 }
 
 impl MissesAWrite {
@@ -45,7 +48,13 @@ impl MissesAWrite {
             lose_next_reply: AtomicBool::new(false),
             down_after_lost_reply: AtomicBool::new(false),
             after_lost_reply: Mutex::new(None),
+            read_fails_at: AtomicI64::new(0),
         }
+    }
+
+    /// The `n`th token read from now fails (a passing trouble), and only that one.
+    fn fail_read(&self, n: i64) {
+        self.read_fails_at.store(n, Ordering::SeqCst);
     }
 
     /// Every token write fails until [`up`](Self::up): however often the layer tries, the
@@ -93,6 +102,14 @@ impl MissesAWrite {
 
 impl TokenStore for MissesAWrite {
     fn load_tokens<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        let left = self
+            .read_fails_at
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n > 0).then(|| n - 1));
+        if left == Ok(1) {
+            return Box::pin(async {
+                Err(Error::new(ErrorKind::Store, "the read was lost").mark_transient())
+            });
+        }
         self.inner.load_tokens(r)
     }
     fn save_tokens<'a>(&'a self, r: &'a str, t: &'a TokenSet) -> BoxFuture<'a, Result<(), Error>> {
@@ -324,6 +341,47 @@ async fn after_a_missed_write_the_next_refresh_starts_from_the_tokens_in_memory(
     let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
     assert_eq!(stored.access_token().secret(), "at-3");
     assert_eq!(stored.refresh_token().unwrap().secret(), "rt-3");
+}
+
+/// The store is behind (it holds rt-1; memory holds rt-2), and the read that tells the write
+/// what to replace fails: the write still lands on the store's older tokens, rather than lose
+/// to them as to another process's refresh and install them, their rt-1 spent.
+#[tokio::test]
+async fn a_failed_read_before_the_write_does_not_make_the_stores_older_tokens_a_winner() {
+    let Rig {
+        resource,
+        store,
+        grant,
+    } = rig().await;
+    let service = layer(&store).layer(server(Arc::clone(&grant)));
+    store.down();
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    store.up();
+    // rt-2 -> rt-3: the read under the refresh lock works (the store still holds rt-1, behind);
+    // the one before the write fails.
+    grant.turn_away.store(true, Ordering::SeqCst);
+    store.fail_read(2);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        store.read_fails_at.load(Ordering::SeqCst),
+        0,
+        "the second read failed"
+    );
+    let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
+    assert_eq!(stored.refresh_token().unwrap().secret(), "rt-3");
+    // And the next refresh sends rt-3.
+    grant.turn_away.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(*grant.sent.lock().unwrap(), ["rt-1", "rt-2", "rt-3"]);
 }
 
 #[tokio::test]

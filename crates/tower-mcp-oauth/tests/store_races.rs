@@ -142,6 +142,9 @@ async fn a_logout_while_a_refresh_waits_for_the_lock_is_not_undone() {
     assert_eq!(err.kind(), ErrorKind::LoggedOut, "{err}");
     assert!(waiting.store.load_tokens(&url).await.unwrap().is_none());
     assert!(!waiting.layer.status(&url).await.unwrap().connected);
+    // Found under the lock, before the refresh: none was sent (it would mint a grant the
+    // logout could no longer revoke).
+    assert!(grants(&kit, "refresh_token").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,6 +162,9 @@ async fn a_logout_in_another_process_while_a_refresh_waits_is_not_undone() {
     assert_eq!(err.kind(), ErrorKind::LoggedOut, "{err}");
     assert!(waiting.store.load_tokens(&url).await.unwrap().is_none());
     assert!(!waiting.layer.status(&url).await.unwrap().connected);
+    // Found under the lock, before the refresh: none was sent (it would mint a grant the
+    // logout could no longer revoke).
+    assert!(grants(&kit, "refresh_token").is_empty());
 }
 
 #[tokio::test]
