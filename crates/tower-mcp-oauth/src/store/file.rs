@@ -236,13 +236,14 @@ impl Files {
     }
 
     /// Writes `bytes` to `path` atomically: temporary file (0600), sync, rename.
+    ///
+    /// The temporary file's name is one no other writer holds: the process id and a counter
+    /// tell this process's writes apart, and 64 random bits the processes that share an id
+    /// (containers sharing the store's volume, each app process 1; an id reused after a crash
+    /// left a temporary file behind). A name taken anyway is passed over for another, and a
+    /// file this write did not create is never removed: it may be another writer's, about to
+    /// be renamed.
     fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let tmp = path.with_extension(format!(
-            "tmp-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -250,8 +251,16 @@ impl Files {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
+        let mut attempts = 0;
+        let (mut file, tmp) = loop {
+            let tmp = Self::temporary_path(path);
+            match options.open(&tmp) {
+                Ok(file) => break (file, tmp),
+                Err(e) if e.kind() == IoErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
+                Err(e) => return Err(io_error("cannot write", path, e)),
+            }
+        };
         let result = (|| {
-            let mut file = options.open(&tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             std::fs::rename(&tmp, path)?;
@@ -267,6 +276,20 @@ impl Files {
             let _ = std::fs::remove_file(&tmp);
             io_error("cannot write", path, e)
         })
+    }
+
+    /// A fresh temporary path beside `path` (see [`write_atomic`](Self::write_atomic)).
+    fn temporary_path(path: &Path) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut random = [0u8; 8];
+        // Without randomness the process id and the counter still part most writers.
+        let _ = getrandom::getrandom(&mut random);
+        path.with_extension(format!(
+            "tmp-{}-{}-{:016x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            u64::from_le_bytes(random)
+        ))
     }
 
     fn remove(path: &Path) -> Result<(), Error> {

@@ -411,3 +411,40 @@ async fn a_compare_and_swap_whose_caller_left_gives_its_lock_back_with_the_skipp
 
 /// Keys whose file names collide, and the locks that keep their records apart.
 mod collisions;
+
+/// Temporary files left by a crashed process whose id this one has (a container's app is
+/// process 1 at every start), under the names a counter starting at 0 gives: no write meets
+/// one, and none of them is removed (each could be another live writer's, about to be renamed).
+#[tokio::test]
+async fn a_stray_temporary_file_of_the_same_process_id_neither_fails_a_write_nor_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let path = store.files.tokens_path("https://rs/mcp");
+    let strays: Vec<_> = (0..64)
+        .map(|n| path.with_extension(format!("tmp-{}-{n}", std::process::id())))
+        .collect();
+    for stray in &strays {
+        std::fs::write(stray, b"{\"partial").unwrap();
+    }
+    for n in 0..8 {
+        let access = format!("a{n}");
+        store
+            .save_tokens("https://rs/mcp", &tokens(&access))
+            .await
+            .unwrap();
+        let back = store.load_tokens("https://rs/mcp").await.unwrap().unwrap();
+        assert_eq!(back.access_token().secret(), &access);
+    }
+    assert!(strays.iter().all(|stray| stray.exists()));
+}
+
+#[test]
+fn temporary_paths_differ_and_name_the_process() {
+    let path = std::path::Path::new("/store/tokens-x.json");
+    let (a, b) = (Files::temporary_path(path), Files::temporary_path(path));
+    assert_ne!(a, b);
+    let pid = format!(".tmp-{}-", std::process::id());
+    for name in [&a, &b] {
+        assert!(name.to_string_lossy().contains(&pid), "{}", name.display());
+    }
+}
