@@ -41,8 +41,14 @@ impl OAuthLayer {
     ///     .resolve_with(TokioResolver);
     /// # let _ = layer;
     /// ```
-    pub fn resolve_with(mut self, resolver: impl Resolver) -> Self {
-        self.state_mut().resolver = Some(Arc::new(resolver));
+    pub fn resolve_with(self, resolver: impl Resolver) -> Self {
+        self.resolver_option(Some(Arc::new(resolver)))
+    }
+
+    /// [`resolve_with`](Self::resolve_with), or none: for the web API's users' layers.
+    #[cfg_attr(not(feature = "web"), allow(dead_code))]
+    pub(crate) fn resolver_option(mut self, resolver: Option<Arc<dyn Resolver>>) -> Self {
+        self.state_mut().resolver = resolver;
         self
     }
 }

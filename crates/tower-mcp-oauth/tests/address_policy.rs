@@ -311,3 +311,51 @@ async fn a_lookup_that_never_answers_counts_against_the_request_timeout() {
     );
     assert_eq!(started.elapsed(), std::time::Duration::from_secs(5));
 }
+
+/// A web app's logins check names too (`WebLogin::resolve_with`): its users type in the MCP
+/// servers to connect, and one whose metadata names an authorization server inside the app's
+/// network is refused before any request goes there. Without the resolver, the same login
+/// goes ahead (what the check adds).
+#[cfg(feature = "web")]
+#[tokio::test]
+async fn a_web_login_judges_names_by_their_addresses_too() {
+    use tower_mcp_oauth::web::WebLogin;
+    use tower_mcp_oauth::{HttpClient, DEFAULT_MAX_RESPONSE_BYTES};
+    let login = |resolver: Option<Table>| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let (rs, issuer) = ("https://mcp.example.com", "https://as.example.com");
+        let server = service_fn(move |req: Req| {
+            log.lock().unwrap().push(req.uri().to_string());
+            let response = answer(&req, rs, issuer, &format!("{rs}/prm"));
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let client = HttpClient::from_service(server, DEFAULT_MAX_RESPONSE_BYTES);
+        let login = WebLogin::new(ClientConfig::new("https://app.example.com/callback"), client);
+        let login = match resolver {
+            Some(table) => login.resolve_with(table),
+            None => login,
+        };
+        (login, seen)
+    };
+    let table = Table::default()
+        .with("mcp.example.com", &["93.184.216.34"])
+        .with("as.example.com", &["10.0.0.7"]);
+    let (guarded, seen) = login(Some(table));
+    let error = guarded
+        .start("alice", "https://mcp.example.com/mcp")
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InsecureUrl, "{error}");
+    assert!(error.to_string().contains("10.0.0.7"), "{error}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|u| !u.contains("as.example.com")),
+        "{seen:?}"
+    );
+
+    let (open, seen) = login(None);
+    let url = open.start("alice", "https://mcp.example.com/mcp").await;
+    assert!(url.is_ok(), "{url:?}");
+    assert!(seen.lock().unwrap().iter().any(|u| u.contains("as.example.com")));
+}

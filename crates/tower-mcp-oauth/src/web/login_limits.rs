@@ -144,10 +144,15 @@ impl WebLogin {
         server_url: &Url,
     ) -> Result<Step, Error> {
         let timer = self.timer.as_deref();
-        let client = self
-            .client
-            .clone()
-            .bounded_by(self.request_timeout, self.timer.as_ref());
+        // Judged like a layer's flow's sub-requests: every URL by the policy, each name's
+        // addresses too when a resolver is set; the lookup within the request's bound.
+        let client = crate::resolve::guarded(
+            self.client.clone(),
+            Arc::clone(&self.config.url_policy),
+            self.resolver.clone(),
+            server_url.clone(),
+        )
+        .bounded_by(self.request_timeout, self.timer.as_ref());
         let io = Io {
             client: &client,
             store: &*self.store,

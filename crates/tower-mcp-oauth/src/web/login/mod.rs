@@ -57,7 +57,7 @@ pub const DEFAULT_PENDING_TTL: Duration = crate::DEFAULT_CONSENT_TIMEOUT;
 /// assert_eq!(login.pending_logins(), 0);
 /// ```
 pub struct WebLogin {
-    config: Arc<ClientConfig>,
+    pub(super) config: Arc<ClientConfig>,
     pub(super) client: HttpClient,
     pub(super) store: Arc<dyn TokenStore>,
     pending: Arc<dyn PendingLoginStore>,
@@ -79,6 +79,8 @@ pub struct WebLogin {
     pub(super) timer: Option<Arc<dyn Timer>>,
     /// What the users' layers run their flows on ([`Self::spawn_flows_with`]).
     spawn: Option<crate::state::Spawn>,
+    /// Checks the addresses of the names sub-requests go to ([`Self::resolve_with`]).
+    pub(super) resolver: Option<Arc<dyn crate::Resolver>>,
 }
 
 impl std::fmt::Debug for WebLogin {
@@ -383,6 +385,7 @@ impl WebLogin {
                 .flow_deadline(self.flow_deadline)
                 .timer_option(self.timer.clone())
                 .spawn_option(self.spawn.clone())
+                .resolver_option(self.resolver.clone())
         })
     }
 

@@ -46,7 +46,30 @@ impl WebLogin {
             flow_deadline: crate::DEFAULT_FLOW_DEADLINE,
             timer: crate::timer::default_timer(),
             spawn: None,
+            resolver: None,
         }
+    }
+
+    /// Checks the addresses each host name resolves to before every sub-request to it (in
+    /// [`start`](Self::start), [`complete`](Self::complete), a logout, and the users' layers'
+    /// refreshes), with the config's `url_policy` against the MCP server's own addresses, as
+    /// [`OAuthLayer::resolve_with`](crate::OAuthLayer::resolve_with) does: a name leading to a
+    /// private or cloud-metadata address, or starting to (DNS rebinding), is refused like an
+    /// IP literal. Where users type in the MCP servers to connect, this keeps their metadata
+    /// from steering the app's requests into its own network. Default: off.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tower_mcp_oauth::web::WebLogin;
+    /// use tower_mcp_oauth::{ClientConfig, HttpClient, TokioResolver};
+    /// let client = HttpClient::from_fn(|_req| async { Ok(http::Response::new(Bytes::new())) });
+    /// let login = WebLogin::new(ClientConfig::new("https://forum.example.com/callback"), client)
+    ///     .resolve_with(TokioResolver);
+    /// # let _ = login;
+    /// ```
+    pub fn resolve_with(mut self, resolver: impl crate::Resolver) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
     }
 
     /// Keeps every user's tokens (under [`UserTokenStore`] keys) and the app's registrations
