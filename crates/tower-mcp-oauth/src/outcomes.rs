@@ -2,7 +2,7 @@
 //! memory and in the token store, so a status page in another process sharing the store, or in
 //! the next run, shows the same last error.
 
-use mcp_oauth_flow::Error;
+use mcp_oauth_flow::{Error, ErrorKind};
 use tracing::warn;
 
 use crate::state::LayerState;
@@ -13,9 +13,15 @@ use crate::timer::Deadline;
 /// deadline: here, and for a status.
 pub(crate) const NOT_READ_STATUS: &str = "the token store did not read the status";
 
-/// Records how a flow for `server` ended. A failure is always written to the store; a success
-/// only when the store holds a failure to clear, so a refresh costs no store write. A store
-/// that cannot keep it is logged, never the flow's error: the record is for a status page.
+/// Records how a flow for `server` ended. A failure is written to the store, but for a
+/// refusal to prompt ([`ErrorKind::InteractionRequired`]: the user is not connected, which
+/// the status's `connected` says already); a success only when the store holds a failure to
+/// clear, so a refresh costs no store write. A store that cannot keep it is logged, never the
+/// flow's error: the record is for a status page.
+///
+/// The refusal stays in this process's memory only: a web app's every unconnected user (an
+/// app may make up an id per anonymous visitor) meets it on each call, and a record in the
+/// store for each, kept for ever by a memory or file store, would grow without bound.
 pub(crate) async fn record(
     state: &LayerState,
     server: &str,
@@ -26,6 +32,7 @@ pub(crate) async fn record(
     state.flights.record_outcome(server, record.clone());
     // Unread in time: written anyway, if time is left.
     let clears_a_failure = match result {
+        Err(e) if e.kind() == ErrorKind::InteractionRequired => false,
         Err(_) => true,
         Ok(()) => matches!(
             writes

@@ -81,6 +81,14 @@ async fn a_user_who_never_connected_is_told_to_connect() {
     );
     assert_eq!(fake.count("GET /authorize"), 0);
     assert_eq!(fake.count("POST /token"), 0);
+    // Nor any record in the shared store (one per visitor, kept for ever, would grow without
+    // bound); the user's status says "not connected", and their layer remembers the refusal.
+    let stored = login.user_store("bob").load_last_flow(MCP).await.unwrap();
+    assert!(stored.is_none(), "{stored:?}");
+    let status = login.status("bob", MCP).await.unwrap();
+    assert!(!status.connected);
+    let remembered = status.last_error.expect("the layer's own memory");
+    assert_eq!(remembered.kind, ErrorKind::InteractionRequired);
 }
 
 #[tokio::test]
