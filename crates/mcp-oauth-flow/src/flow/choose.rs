@@ -44,6 +44,15 @@ pub(super) fn authorization_server_candidates(
     let mut usable: Vec<(String, Url)> = Vec::new();
     for issuer in listed {
         match parse_secure_url(issuer, "authorization server").and_then(|url| {
+            // RFC 8414 §2: an issuer has no query (nor fragment, which the policy refuses).
+            // Its metadata URL drops the query (§3.1), so issuers differing only by one would
+            // share a metadata document, while registrations are kept under each spelling.
+            if url.query().is_some() {
+                return Err(Error::new(
+                    ErrorKind::InvalidResourceMetadata,
+                    "an authorization server's issuer has no query (RFC 8414 §2)",
+                ));
+            }
             allowed(&url)?;
             Ok(url)
         }) {
@@ -164,6 +173,19 @@ mod tests {
         assert_eq!(c.passed_over.len(), 1);
         assert_eq!(c.passed_over[0].0, "http://plain.example.com");
         assert_eq!(c.passed_over[0].1.kind(), ErrorKind::InsecureUrl);
+    }
+
+    #[test]
+    fn an_issuer_with_a_query_is_passed_over() {
+        let with_query = "https://as.example.com/?tenant=1";
+        let c = authorization_server_candidates(&listed(&[with_query, A]), None, any);
+        assert_eq!(c.order, [A]);
+        assert_eq!(c.passed_over.len(), 1);
+        assert_eq!(c.passed_over[0].0, with_query);
+        assert_eq!(
+            c.passed_over[0].1.kind(),
+            ErrorKind::InvalidResourceMetadata
+        );
     }
 
     #[test]
