@@ -140,10 +140,12 @@ impl Guard {
         let Some(resolver) = &self.resolver else {
             return Ok(());
         };
-        // IP literals and loopback names were judged by the URL alone.
-        let (Some(Host::Domain(host)), None) = (url.host(), host_class(&url)) else {
+        // IP literals were judged by the URL alone.
+        let Some(Host::Domain(host)) = url.host() else {
             return Ok(());
         };
+        // A name with a class of its own is a loopback name (`localhost`, `*.localhost`).
+        let loopback_name = host_class(&url).is_some();
         let addresses = resolver
             .resolve(host, url.port_or_known_default().unwrap_or(443))
             .await?;
@@ -152,6 +154,21 @@ impl Guard {
                 ErrorKind::InsecureUrl,
                 format!("sub-request to {host} is refused: the name resolved to no address"),
             ));
+        }
+        if loopback_name {
+            // RFC 6761 §6.3: a localhost name is this host, which is why plain http may go to
+            // it; resolved elsewhere (a resolver without the rule, a search domain), it would
+            // carry that plain http off the host.
+            return match addresses.iter().find(|a| !a.to_canonical().is_loopback()) {
+                None => Ok(()),
+                Some(elsewhere) => Err(Error::new(
+                    ErrorKind::InsecureUrl,
+                    format!(
+                        "sub-request to {host} is refused: a localhost name resolved to \
+                         {elsewhere}, not a loopback address (RFC 6761 §6.3)"
+                    ),
+                )),
+            };
         }
         // A request to the server's own name: its answer is the server's, looked up once.
         let server = if self.server.host_str() == Some(host) {

@@ -359,3 +359,23 @@ async fn a_web_login_judges_names_by_their_addresses_too() {
     assert!(url.is_ok(), "{url:?}");
     assert!(seen.lock().unwrap().iter().any(|u| u.contains("as.example.com")));
 }
+
+/// A `*.localhost` name is loopback by its name (RFC 6761 §6.3), which is why plain http may go
+/// to it; with a resolver, it must also resolve there: one that resolves off the host (a
+/// resolver without the rule, a search domain) is refused before the request.
+#[tokio::test]
+async fn a_localhost_name_that_resolves_off_the_host_is_refused() {
+    let table = |as_address: &'static str| {
+        Table::default()
+            .with("localhost", &["127.0.0.1"])
+            .with("as.localhost", &[as_address])
+    };
+    let (rs, issuer) = ("http://localhost:3000", "http://as.localhost:9000");
+    let (result, seen) = call(layer().resolve_with(table("93.184.216.34")), rs, issuer, None).await;
+    let error = refused(result);
+    assert!(error.contains("93.184.216.34"), "{error}");
+    assert!(seen.iter().all(|u| !u.contains("as.localhost")), "{seen:?}");
+
+    let (result, _) = call(layer().resolve_with(table("127.0.0.1")), rs, issuer, None).await;
+    assert_eq!(result.unwrap(), 200);
+}
