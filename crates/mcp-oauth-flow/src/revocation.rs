@@ -378,7 +378,10 @@ mod tests {
                     "{asked:?}"
                 );
             }
-            assert_eq!(revocation_retry_delay(status, None, REVOCATION_RETRIES), None);
+            assert_eq!(
+                revocation_retry_delay(status, None, REVOCATION_RETRIES),
+                None
+            );
         }
         for status in [
             StatusCode::OK,

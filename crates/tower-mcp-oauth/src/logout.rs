@@ -225,9 +225,7 @@ async fn revoke_one(
         let credentials = revoker.credentials(state, tokens)?;
         let request = revocation_request(&revoker.endpoint, token, &credentials)?;
         let sent = client.send(request);
-        let response = deadline
-            .step("the revocation did not finish", sent)
-            .await?;
+        let response = deadline.step("the revocation did not finish", sent).await?;
         let result = check_revocation_response(response.status(), response.body());
         let retry_after = response.headers().get(http::header::RETRY_AFTER);
         match revocation_retry_delay(response.status(), retry_after, retries) {

@@ -331,7 +331,10 @@ async fn a_web_login_judges_names_by_their_addresses_too() {
             async move { Ok::<_, Infallible>(response) }
         });
         let client = HttpClient::from_service(server, DEFAULT_MAX_RESPONSE_BYTES);
-        let login = WebLogin::new(ClientConfig::new("https://app.example.com/callback"), client);
+        let login = WebLogin::new(
+            ClientConfig::new("https://app.example.com/callback"),
+            client,
+        );
         let login = match resolver {
             Some(table) => login.resolve_with(table),
             None => login,
@@ -357,7 +360,11 @@ async fn a_web_login_judges_names_by_their_addresses_too() {
     let (open, seen) = login(None);
     let url = open.start("alice", "https://mcp.example.com/mcp").await;
     assert!(url.is_ok(), "{url:?}");
-    assert!(seen.lock().unwrap().iter().any(|u| u.contains("as.example.com")));
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|u| u.contains("as.example.com")));
 }
 
 /// A `*.localhost` name is loopback by its name (RFC 6761 §6.3), which is why plain http may go
@@ -371,7 +378,13 @@ async fn a_localhost_name_that_resolves_off_the_host_is_refused() {
             .with("as.localhost", &[as_address])
     };
     let (rs, issuer) = ("http://localhost:3000", "http://as.localhost:9000");
-    let (result, seen) = call(layer().resolve_with(table("93.184.216.34")), rs, issuer, None).await;
+    let (result, seen) = call(
+        layer().resolve_with(table("93.184.216.34")),
+        rs,
+        issuer,
+        None,
+    )
+    .await;
     let error = refused(result);
     assert!(error.contains("93.184.216.34"), "{error}");
     assert!(seen.iter().all(|u| !u.contains("as.localhost")), "{seen:?}");

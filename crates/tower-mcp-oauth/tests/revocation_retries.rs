@@ -156,7 +156,10 @@ async fn no_retry_sooner_than_asked_nor_after_another_answer() {
             (StatusCode::INTERNAL_SERVER_ERROR, None),
             ErrorKind::UnexpectedStatus,
         ),
-        ((StatusCode::BAD_REQUEST, None), ErrorKind::RevocationRefused),
+        (
+            (StatusCode::BAD_REQUEST, None),
+            ErrorKind::RevocationRefused,
+        ),
     ] {
         let server = server(&[answer]);
         let (logout, arrivals) = log_out(layer(), &server).await;
@@ -182,6 +185,10 @@ async fn the_waits_stay_within_the_logouts_deadline() {
     assert_eq!(started.elapsed(), secs(3));
     for revocation in &logout.revocations {
         let error = revocation.result.as_ref().unwrap_err();
-        assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "{error:#}");
+        assert_eq!(
+            error.status(),
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+            "{error:#}"
+        );
     }
 }
