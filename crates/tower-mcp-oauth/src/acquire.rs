@@ -275,20 +275,27 @@ async fn under_lock(
         deadline,
         writes,
     } = holding;
+    let server_url = server_url_from_uri(uri)?;
     let held = match held {
         Some(held) => match deadline
             .step(
                 crate::stored::NOT_READ,
                 stored::reread(state, &need, held, state.now(), lock.is_some()),
             )
-            .await?
+            .await
         {
-            Start::Adopted => return Ok(()),
-            Start::From(held) => held,
+            Ok(Start::Adopted) => return Ok(()),
+            Ok(Start::From(held)) => held,
+            // The grant is gone from the store: an app whose users must connect in the
+            // browser hears that (a web layer's `ConnectRequired`), as for any grant gone.
+            Err(e) if e.kind() == ErrorKind::LoggedOut => {
+                state.authorizer.check_prompt(&server_url)?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         },
         None => None,
     };
-    let server_url = server_url_from_uri(uri)?;
     let must_prompt = matches!(need, Need::InsufficientScope(_))
         || held
             .as_ref()

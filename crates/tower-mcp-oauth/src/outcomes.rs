@@ -13,15 +13,17 @@ use crate::timer::Deadline;
 /// deadline: here, and for a status.
 pub(crate) const NOT_READ_STATUS: &str = "the token store did not read the status";
 
-/// Records how a flow for `server` ended. A failure is written to the store, but for a
-/// refusal to prompt ([`ErrorKind::InteractionRequired`]: the user is not connected, which
-/// the status's `connected` says already); a success only when the store holds a failure to
+/// Records how a flow for `server` ended. A failure is written to the store, but for a web
+/// layer's refusal of a user who must connect (`ConnectRequired`: the status's `connected`
+/// says it already) and a flow a logout ended ([`ErrorKind::LoggedOut`]: the logout is what
+/// happened, not a fault of the server); a success only when the store holds a failure to
 /// clear, so a refresh costs no store write. A store that cannot keep it is logged, never the
 /// flow's error: the record is for a status page.
 ///
-/// The refusal stays in this process's memory only: a web app's every unconnected user (an
-/// app may make up an id per anonymous visitor) meets it on each call, and a record in the
-/// store for each, kept for ever by a memory or file store, would grow without bound.
+/// Those two stay in this process's memory only: a web app's every unconnected user (an app
+/// may make up an id per anonymous visitor) meets the refusal on each call, and a record in
+/// the store for each, kept for ever by a memory or file store, would grow without bound; and
+/// after a logout every process that held the tokens would show it as the server's error.
 pub(crate) async fn record(
     state: &LayerState,
     server: &str,
@@ -32,7 +34,7 @@ pub(crate) async fn record(
     state.flights.record_outcome(server, record.clone());
     // Unread in time: written anyway, if time is left.
     let clears_a_failure = match result {
-        Err(e) if e.kind() == ErrorKind::InteractionRequired => false,
+        Err(e) if e.kind() == ErrorKind::LoggedOut || must_connect(e) => false,
         Err(_) => true,
         Ok(()) => matches!(
             writes
@@ -49,6 +51,19 @@ pub(crate) async fn record(
         {
             warn!(error = %e, %server, "could not store how the flow ended");
         }
+    }
+}
+
+/// Whether `error` is a web layer's refusal of a user who must connect.
+fn must_connect(error: &Error) -> bool {
+    #[cfg(feature = "web")]
+    {
+        crate::web::ConnectRequired::find(error).is_some()
+    }
+    #[cfg(not(feature = "web"))]
+    {
+        let _ = error;
+        false
     }
 }
 

@@ -175,7 +175,10 @@ pub(crate) async fn reread(
         // Its tokens would be discarded at the write (a refresh does not bring a login back,
         // see `write_and_install`); sent, the refresh would mint a grant no one revokes where
         // the server has no revocation endpoint, or was revoked already.
-        if refreshing && state.flights.store_behind(resource.as_str()).is_none() {
+        // The rule the write applies (see `write_and_install`): an empty store is a logout
+        // unless it is known to have missed the first write of these tokens.
+        let missed_the_login = matches!(state.flights.store_behind(resource.as_str()), Some(None));
+        if refreshing && !missed_the_login {
             state.cache.remove_if_holding(&resource, &tokens);
             return Err(Error::new(
                 ErrorKind::LoggedOut,

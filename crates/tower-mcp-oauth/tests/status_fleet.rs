@@ -107,7 +107,8 @@ async fn a_last_error_shows_on_its_own_server_only() {
 /// minted past the logout's revocation), and the request fails `LoggedOut`, as one racing the
 /// logout does (A cannot tell which it was). The one after it authorizes again.
 #[tokio::test]
-async fn a_logout_in_one_process_shows_in_the_others_status_and_its_next_request_reauthorizes() {
+async fn a_logout_in_one_process_shows_in_the_others_status_and_its_request_after_next_reauthorizes(
+) {
     let kit = Testkit::start(TestkitConfig::default().revocation(true))
         .await
         .unwrap();
@@ -136,6 +137,10 @@ async fn a_logout_in_one_process_shows_in_the_others_status_and_its_next_request
     let err = svc_a.clone().oneshot(request).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LoggedOut, "{err:#}");
     assert!(grants(&kit, "refresh_token").is_empty());
+    // The logout is what happened, not the server's fault: B, which ran no flow, reads no
+    // error from the store.
+    let seen_by_b = b.status(&url).await.unwrap();
+    assert!(seen_by_b.last_error.is_none(), "{seen_by_b:?}");
     assert_eq!(call(&svc_a, &kit, "tools/list").await.status(), 200);
     assert_ne!(
         last_bearer(&kit).unwrap(),

@@ -104,7 +104,9 @@ impl TokenStore for MissesAWrite {
     fn load_tokens<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
         let left = self
             .read_fails_at
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n > 0).then(|| n - 1));
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > 0).then(|| n - 1)
+            });
         if left == Ok(1) {
             return Box::pin(async {
                 Err(Error::new(ErrorKind::Store, "the read was lost").mark_transient())

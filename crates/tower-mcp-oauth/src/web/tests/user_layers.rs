@@ -405,3 +405,40 @@ async fn a_refresh_that_installs_after_a_new_login_leaves_the_new_tokens() {
     assert_eq!(response.status(), 200);
     assert_eq!(fake.bearers().last().map(String::as_str), Some("at-cb"));
 }
+
+/// A user logged out in another process while this one's layer held their tokens: its next
+/// refresh finds the store empty under the lock, sends no refresh (its grant is revoked, or
+/// would be minted past the logout's revocation), and tells the app the user must connect
+/// (`ConnectRequired`, as for any grant gone), not the logout's error. The status in the store
+/// shows no error of the server for it.
+#[tokio::test]
+async fn a_logout_in_another_process_leaves_the_user_to_connect_again() {
+    let fake = Fake::new(3600);
+    let (here, clock, store) = setup_with_store(&fake);
+    let (elsewhere, _, _) = setup_over(&fake, Arc::clone(&store));
+    let url = here.start("alice", MCP).await.unwrap();
+    here.complete("alice", &approve(&url, "c1")).await.unwrap();
+    let service = ServiceBuilder::new()
+        .layer(here.layer_for("alice"))
+        .service(mcp_service(&fake));
+    assert_eq!(
+        service.clone().oneshot(mcp_call()).await.unwrap().status(),
+        200
+    );
+
+    elsewhere.logout("alice", MCP).await.unwrap();
+    // The token is due for refresh here.
+    *clock.lock().unwrap() += Duration::from_secs(3590);
+    let err = service.oneshot(mcp_call()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InteractionRequired, "{err:#}");
+    assert!(ConnectRequired::find(&err).is_some(), "{err:#}");
+    assert_eq!(
+        fake.count("POST /token"),
+        1,
+        "the code exchange only: no refresh"
+    );
+    let status = here.status("alice", MCP).await.unwrap();
+    assert!(!status.connected);
+    let stored = here.user_store("alice").load_last_flow(MCP).await.unwrap();
+    assert!(stored.is_none(), "{stored:?}");
+}
