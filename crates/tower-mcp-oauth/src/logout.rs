@@ -65,7 +65,8 @@ pub struct Revocation {
     /// `Ok` when the server confirmed it; else why not:
     /// [`RevocationUnsupported`](ErrorKind::RevocationUnsupported) (no endpoint),
     /// [`RevocationRefused`](ErrorKind::RevocationRefused), a transport error, a `5xx` (a
-    /// `503`, like a `429`, after the retries its `Retry-After` allowed: see
+    /// `503`, like a `429`, after the retries its `Retry-After` allowed, none without a
+    /// timer: see
     /// [`revocation_retry_delay`](mcp_oauth_flow::revocation::revocation_retry_delay)), or a
     /// [`Timeout`](ErrorKind::Timeout) (the request timeout, or the flow deadline of the
     /// revocations).
@@ -172,6 +173,15 @@ fn revocation_http(state: &LayerState, client: &HttpClient, server: &Url) -> Htt
 
 /// Revokes each token in order, within `deadline`; a failure to start (no endpoint, no
 /// client) is each one's.
+///
+/// A revocation the server defers (a `503` or `429`) is sent again as
+/// [`revocation_retry_delay`] allows: a logout has forgotten the token, and given up on, it
+/// stays valid at the server. Every token's first request goes out before any wait, so a
+/// deferral of one does not hold the others back (nor leave them to a caller that gives up
+/// on the logout during the wait); then each round waits the longest wait asked of it and
+/// sends the deferred ones again, each time with fresh credentials. A wait the deadline cuts
+/// ends the retries, and a retry that gets no answer leaves the server's last answer as the
+/// outcome. Without a timer there is no wait to honour, and no retry.
 async fn revoke_all(
     state: &LayerState,
     tokens: &TokenSet,
@@ -180,7 +190,7 @@ async fn revoke_all(
 ) -> Vec<Revocation> {
     let order = revocation_order(tokens);
     let missed = "the revocation endpoint and client were not found";
-    let prepared = match deadline.step(missed, prepare(state, tokens, client)).await {
+    let revoker = match deadline.step(missed, prepare(state, tokens, client)).await {
         Ok(prepared) => prepared,
         Err(e) => {
             debug!(error = %e, "no revocation possible");
@@ -193,59 +203,65 @@ async fn revoke_all(
                 .collect();
         }
     };
-    let revoker = prepared;
     let mut out = Vec::with_capacity(order.len());
-    for token in &order {
-        let result = revoke_one(state, &revoker, tokens, token, client, deadline).await;
-        if let Err(e) = &result {
-            warn!(error = %e, token = token.kind().hint(), "revocation failed");
+    // Which of `order` the server deferred, and the wait it asked for.
+    let mut deferred = Vec::new();
+    for (i, token) in order.iter().enumerate() {
+        let attempt = revoker
+            .send(state, tokens, token, client, deadline, 0)
+            .await;
+        if let Some(delay) = attempt.deferred {
+            deferred.push((i, delay));
         }
         out.push(Revocation {
             token: token.kind(),
-            result,
+            result: attempt.result,
         });
+    }
+    let mut retries = 0;
+    while state.timer.is_some() {
+        let Some(wait) = deferred.iter().map(|(_, delay)| *delay).max() else {
+            break;
+        };
+        deadline.pause(wait).await;
+        if deadline.is_spent() {
+            // No time left to send them again: the server's answers are the outcome.
+            break;
+        }
+        retries += 1;
+        let mut still = Vec::new();
+        for (i, _) in deferred {
+            debug!(
+                token = order[i].kind().hint(),
+                "revocation deferred by the server; sent again"
+            );
+            let attempt = revoker
+                .send(state, tokens, &order[i], client, deadline, retries)
+                .await;
+            if let Some(delay) = attempt.deferred {
+                still.push((i, delay));
+            }
+            if attempt.answered {
+                out[i].result = attempt.result;
+            }
+        }
+        deferred = still;
+    }
+    for revocation in &out {
+        if let Err(e) = &revocation.result {
+            warn!(error = %e, token = revocation.token.hint(), "revocation failed");
+        }
     }
     out
 }
 
-/// Revokes one token: sent again after a `503` or `429` as
-/// [`revocation_retry_delay`] allows (a logout has forgotten the token: given up on, it stays
-/// valid at the server), each time with fresh credentials, all within `deadline`. Without a
-/// timer there is no wait to honour, and no retry.
-async fn revoke_one(
-    state: &LayerState,
-    revoker: &Revoker,
-    tokens: &TokenSet,
-    token: &TokenToRevoke,
-    client: &HttpClient,
-    deadline: &mut Deadline<'_>,
-) -> Result<(), Error> {
-    let mut retries = 0;
-    loop {
-        let credentials = revoker.credentials(state, tokens)?;
-        let request = revocation_request(&revoker.endpoint, token, &credentials)?;
-        let sent = client.send(request);
-        let response = deadline.step("the revocation did not finish", sent).await?;
-        let result = check_revocation_response(response.status(), response.body());
-        let retry_after = response.headers().get(http::header::RETRY_AFTER);
-        match revocation_retry_delay(response.status(), retry_after, retries) {
-            Some(delay) if result.is_err() && state.timer.is_some() => {
-                debug!(
-                    status = %response.status(),
-                    delay_ms = delay.as_millis() as u64,
-                    token = token.kind().hint(),
-                    "revocation deferred by the server; sent again"
-                );
-                deadline.pause(delay).await;
-                if deadline.is_spent() {
-                    // No time left to send it again: the server's answer is the outcome.
-                    return result;
-                }
-                retries += 1;
-            }
-            _ => return result,
-        }
-    }
+/// One revocation request's outcome.
+struct Attempt {
+    result: Result<(), Error>,
+    /// Whether the server answered (else the request failed or ran out of time).
+    answered: bool,
+    /// The wait before sending it again, if the server deferred it and a retry is left.
+    deferred: Option<std::time::Duration>,
 }
 
 /// Where and as whom the tokens are revoked: the issuer's revocation endpoint (from its
@@ -258,6 +274,50 @@ struct Revoker {
 }
 
 impl Revoker {
+    /// Sends the revocation of `token` once, with fresh credentials, within `deadline`;
+    /// `retries_done` of it were sent before.
+    async fn send(
+        &self,
+        state: &LayerState,
+        tokens: &TokenSet,
+        token: &TokenToRevoke,
+        client: &HttpClient,
+        deadline: &mut Deadline<'_>,
+        retries_done: u32,
+    ) -> Attempt {
+        let request = self
+            .credentials(state, tokens)
+            .and_then(|credentials| revocation_request(&self.endpoint, token, &credentials));
+        let response = match request {
+            Ok(request) => {
+                let sent = client.send(request);
+                deadline.step("the revocation did not finish", sent).await
+            }
+            Err(e) => Err(e),
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(e) => {
+                return Attempt {
+                    result: Err(e),
+                    answered: false,
+                    deferred: None,
+                }
+            }
+        };
+        let result = check_revocation_response(response.status(), response.body());
+        let retry_after = response.headers().get(http::header::RETRY_AFTER);
+        let deferred = result
+            .is_err()
+            .then(|| revocation_retry_delay(response.status(), retry_after, retries_done))
+            .flatten();
+        Attempt {
+            result,
+            answered: true,
+            deferred,
+        }
+    }
+
     /// The credentials of the client the tokens were issued to, for one request: an assertion
     /// of a `private_key_jwt` client is used once (RFC 7523 §3), so each request gets its own,
     /// with a fresh `jti`.

@@ -34,6 +34,9 @@ fn held() -> TokenSet {
 /// An answer of the revocation endpoint: a status and its `Retry-After`, if any.
 type Answer = (StatusCode, Option<&'static str>);
 
+/// Not an answer: the revocation endpoint never answers this request.
+const STALL: Answer = (StatusCode::IM_A_TEAPOT, None);
+
 /// The authorization server: its metadata, and a revocation endpoint giving `script`'s answers
 /// in turn, then `200`. Each revocation's arrival (paused time since the start) is recorded.
 struct Server {
@@ -54,6 +57,9 @@ fn server(script: &[Answer]) -> Server {
                     arrivals.lock().unwrap().push(started.elapsed());
                     let next = script.lock().unwrap().pop_front();
                     let (status, retry_after) = next.unwrap_or((StatusCode::OK, None));
+                    if (status, retry_after) == STALL {
+                        std::future::pending::<()>().await;
+                    }
                     let mut response = http::Response::new(Bytes::new());
                     *response.status_mut() = status;
                     if let Some(after) = retry_after {
@@ -103,12 +109,15 @@ async fn a_revocation_deferred_by_503_is_sent_again_after_the_wait_asked_and_don
     let server = server(&[(StatusCode::SERVICE_UNAVAILABLE, Some("2"))]);
     let (logout, arrivals) = log_out(layer(), &server).await;
     assert!(logout.all_revoked(), "{logout:?}");
-    // The refresh token's twice, two seconds apart; then the access token's at once.
-    assert_eq!(arrivals, [secs(0), secs(2), secs(2)]);
+    // Both first (the deferral holds the access token's back no more than the refresh
+    // token's), then the refresh token's again, after the two seconds asked.
+    assert_eq!(arrivals, [secs(0), secs(0), secs(2)]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_429_without_retry_after_waits_a_second_and_a_zero_wait_none() {
+    // The refresh token's: 429, then (after a second) 429 asking for no wait, then done; the
+    // access token's is done at once.
     let server = server(&[
         (StatusCode::TOO_MANY_REQUESTS, None),
         (StatusCode::OK, None),
@@ -116,7 +125,7 @@ async fn a_429_without_retry_after_waits_a_second_and_a_zero_wait_none() {
     ]);
     let (logout, arrivals) = log_out(layer(), &server).await;
     assert!(logout.all_revoked(), "{logout:?}");
-    assert_eq!(arrivals, [secs(0), secs(1), secs(1), secs(1)]);
+    assert_eq!(arrivals, [secs(0), secs(0), secs(1), secs(1)]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -126,8 +135,8 @@ async fn a_server_that_stays_unavailable_is_tried_three_times_a_token_and_report
     let (logout, arrivals) = log_out(layer(), &server).await;
     assert_eq!(
         arrivals,
-        [0, 1, 2, 2, 3, 4].map(secs),
-        "the first send and two retries, a token"
+        [0, 0, 1, 1, 2, 2].map(secs),
+        "the first sends and two rounds of retries"
     );
     assert_eq!(logout.revocations.len(), 2);
     for revocation in &logout.revocations {
@@ -178,10 +187,9 @@ async fn the_waits_stay_within_the_logouts_deadline() {
     let server = server(&[unavailable; 6]);
     let started = tokio::time::Instant::now();
     let (logout, arrivals) = log_out(layer().flow_deadline(secs(3)), &server).await;
-    // The refresh token's wait is cut at the deadline and not followed by a send: its outcome
-    // is the server's answer. The access token's request (this server answers at once) is
-    // still sent, once, and not retried either.
-    assert_eq!(arrivals, [secs(0), secs(3)]);
+    // Both are sent; the wait is cut at the deadline and not followed by a send: their
+    // outcomes are the server's answers.
+    assert_eq!(arrivals, [secs(0), secs(0)]);
     assert_eq!(started.elapsed(), secs(3));
     for revocation in &logout.revocations {
         let error = revocation.result.as_ref().unwrap_err();
@@ -191,4 +199,25 @@ async fn the_waits_stay_within_the_logouts_deadline() {
             "{error:#}"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_gets_no_answer_leaves_the_servers_answer() {
+    let server = server(&[
+        (StatusCode::SERVICE_UNAVAILABLE, Some("1")),
+        (StatusCode::OK, None),
+        STALL,
+    ]);
+    let layer = layer().request_timeout(secs(2));
+    let (logout, arrivals) = log_out(layer, &server).await;
+    assert_eq!(arrivals, [secs(0), secs(0), secs(1)]);
+    // The retry ran out of time: what the refresh token's revocation came to is still the
+    // server's 503 ("the token may still be valid"), not the retry's timeout.
+    let refresh = logout.revocations[0].result.as_ref().unwrap_err();
+    assert_eq!(
+        refresh.status(),
+        Some(StatusCode::SERVICE_UNAVAILABLE),
+        "{refresh:#}"
+    );
+    assert!(logout.revocations[1].result.is_ok());
 }
