@@ -420,7 +420,9 @@ async fn a_stray_temporary_file_of_the_same_process_id_neither_fails_a_write_nor
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path()).unwrap();
     let path = store.files.tokens_path("https://rs/mcp");
-    let strays: Vec<_> = (0..64)
+    // The old counter was shared by every write of the test binary, whose other tests run
+    // alongside: enough names that it cannot have passed them all.
+    let strays: Vec<_> = (0..2048)
         .map(|n| path.with_extension(format!("tmp-{}-{n}", std::process::id())))
         .collect();
     for stray in &strays {
