@@ -156,14 +156,20 @@ impl Lease {
     }
 
     /// Releases the lease now and waits for the answer.
+    ///
+    /// The key stays in `self` until the answer: a release cut short (the flight's deadline
+    /// drops this future before the command was sent, while the connection reconnects, say)
+    /// leaves `Drop` to send it in the background, rather than every other process waiting
+    /// out the lease's TTL.
     pub(super) async fn release_now(mut self) {
         self.stop_renewing();
         let mut conn = self.conn.clone();
-        let key = std::mem::take(&mut self.key);
-        let token = std::mem::take(&mut self.token);
-        if let Err(e) = release(&mut conn, &key, &token).await {
-            warn!(%key, error = %e, "could not release a refresh lease; it expires with its TTL");
+        if let Err(e) = release(&mut conn, &self.key, &self.token).await {
+            warn!(key = %self.key, error = %e, "could not release a refresh lease; it expires with its TTL");
         }
+        // Released (or failed, and said so): nothing for `Drop` to send.
+        self.key.clear();
+        self.token.clear();
     }
 }
 
