@@ -108,6 +108,16 @@ pub fn parse_token_exchange_response(
             .and_then(serde_json::Value::as_str)
             .map(str::to_owned)
     };
+    // A 5xx or 429 is the IdP's trouble whatever its body says (its `temporarily_unavailable`
+    // too), as at the token endpoint (see `parse_token_response`): transient, the same
+    // exchange may pass later, and no advice to check the ID token.
+    if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+        return Err(Error::new(
+            ErrorKind::UnexpectedStatus,
+            format!("the enterprise IdP's token endpoint answered {status}"),
+        )
+        .with_status(status));
+    }
     if let Some(error) = field("error").filter(|e| !e.is_empty()) {
         return Err(Error::new(
             ErrorKind::AssertionRejected,
@@ -121,13 +131,6 @@ pub fn parse_token_exchange_response(
             error,
             error_description: field("error_description"),
         }));
-    }
-    if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
-        return Err(Error::new(
-            ErrorKind::UnexpectedStatus,
-            format!("the enterprise IdP's token endpoint answered {status}"),
-        )
-        .with_status(status));
     }
     if !status.is_success() {
         return Err(Error::new(
@@ -158,6 +161,23 @@ mod tests {
         url::form_urlencoded::parse(req.body())
             .into_owned()
             .collect()
+    }
+
+    /// A 5xx or 429 stays transient whatever error its body names: no "check the ID token".
+    #[test]
+    fn the_idps_trouble_is_transient_whatever_its_body_says() {
+        let body = br#"{"error":"temporarily_unavailable"}"#;
+        for status in [
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            http::StatusCode::TOO_MANY_REQUESTS,
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+        ] {
+            let err = parse_token_exchange_response(status, body).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{status}");
+            assert!(err.is_transient(), "{status}");
+        }
+        let refused = parse_token_exchange_response(http::StatusCode::BAD_REQUEST, body);
+        assert_eq!(refused.unwrap_err().kind(), ErrorKind::AssertionRejected);
     }
 
     #[test]

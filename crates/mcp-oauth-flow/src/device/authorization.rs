@@ -213,6 +213,15 @@ pub fn parse_device_authorization_response(
             _ => None,
         }
     };
+    // A 5xx or 429 is the server's trouble whatever its body says, as at the token endpoint
+    // (see `parse_token_response`): transient, whatever `error` it names.
+    if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
+        return Err(Error::new(
+            ErrorKind::UnexpectedStatus,
+            format!("device authorization endpoint answered {status}"),
+        )
+        .with_status(status));
+    }
     if let Some(error) = text("error") {
         return Err(Error::new(
             ErrorKind::TokenRejected,
@@ -225,13 +234,8 @@ pub fn parse_device_authorization_response(
         }));
     }
     if !status.is_success() {
-        let kind = if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS {
-            ErrorKind::UnexpectedStatus
-        } else {
-            ErrorKind::TokenRejected
-        };
         return Err(Error::new(
-            kind,
+            ErrorKind::TokenRejected,
             format!("device authorization endpoint answered {status}"),
         )
         .with_status(status));
@@ -301,6 +305,23 @@ mod tests {
     use crate::client_auth::ClientAuthMethod;
     use http::header::CONTENT_TYPE;
     use http::StatusCode;
+
+    /// A 5xx or 429 stays transient whatever error its body names.
+    #[test]
+    fn the_servers_trouble_is_transient_whatever_its_body_says() {
+        let body = br#"{"error":"temporarily_unavailable"}"#;
+        for status in [
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::BAD_GATEWAY,
+        ] {
+            let err = parse_device_authorization_response(status, body).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{status}");
+            assert!(err.is_transient(), "{status}");
+        }
+        let refused = parse_device_authorization_response(StatusCode::BAD_REQUEST, body);
+        assert_eq!(refused.unwrap_err().kind(), ErrorKind::TokenRejected);
+    }
 
     fn public(client_id: &str) -> ClientCredentials {
         ClientCredentials {
