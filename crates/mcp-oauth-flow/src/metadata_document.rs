@@ -10,7 +10,10 @@ use crate::registration::application_type_for;
 /// The client ID metadata document the application serves at
 /// [`ClientConfig::client_metadata_document`] (draft-ietf-oauth-client-id-metadata-document
 /// §4.1: RFC 7591 metadata whose `client_id` is the document's own URL), for a public client
-/// (`token_endpoint_auth_method: none`) using the authorization code grant with refresh.
+/// (`token_endpoint_auth_method: none`) using the authorization code grant with refresh, and
+/// the device code grant (RFC 8628 §3.4) when the configuration uses it
+/// ([`ClientConfig::device_authorization`]): RFC 7591 §2 `grant_types` lists every grant the
+/// client uses, and a server may refuse one it does not list.
 /// `None` when no document URL is configured.
 ///
 /// ```
@@ -34,10 +37,11 @@ pub fn client_metadata_document(config: &ClientConfig) -> Option<Value> {
     document.insert("client_id".into(), json!(url));
     document.insert("client_name".into(), json!(config.client_name));
     document.insert("redirect_uris".into(), json!([config.redirect_uri]));
-    document.insert(
-        "grant_types".into(),
-        json!(["authorization_code", "refresh_token"]),
-    );
+    let mut grant_types = vec!["authorization_code", "refresh_token"];
+    if config.device_authorization {
+        grant_types.push(crate::device::DEVICE_CODE_GRANT_TYPE);
+    }
+    document.insert("grant_types".into(), json!(grant_types));
     document.insert("response_types".into(), json!(["code"]));
     document.insert("token_endpoint_auth_method".into(), json!("none"));
     document.insert("application_type".into(), json!(application_type));
@@ -65,5 +69,25 @@ mod tests {
         assert_eq!(doc["application_type"], "web");
         assert_eq!(doc["software_version"], "2.1");
         assert_eq!(doc["contacts"], json!(["a@c.example", "b@c.example"]));
+        assert_eq!(
+            doc["grant_types"],
+            json!(["authorization_code", "refresh_token"])
+        );
+    }
+
+    #[test]
+    fn a_client_that_uses_the_device_grant_lists_it() {
+        let config = ClientConfig::new("http://127.0.0.1:8976/callback")
+            .client_metadata_document("https://app.example.com/client.json")
+            .device_authorization(true);
+        let doc = client_metadata_document(&config).unwrap();
+        assert_eq!(
+            doc["grant_types"],
+            json!([
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code"
+            ])
+        );
     }
 }
