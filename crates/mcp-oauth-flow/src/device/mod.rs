@@ -15,7 +15,10 @@ pub use authorization::{
     parse_device_authorization_response, with_device_grant, DeviceAuthorization, UserCode,
     DEFAULT_INTERVAL, MAX_DEVICE_SECONDS,
 };
-pub use polling::{check_device_code_alive, poll_verdict, PollVerdict, SLOW_DOWN_STEP};
+pub use polling::{
+    after_lost_poll, check_device_code_alive, poll_verdict, PollVerdict, MAX_LOST_POLL_INTERVAL,
+    SLOW_DOWN_STEP,
+};
 
 // The token request module writes the grant, so the name lives there; it is public here, where
 // a reader of the device grant looks for it.

@@ -8,6 +8,31 @@ use crate::error::{Error, ErrorKind};
 /// What `slow_down` adds to the interval, for this and every later poll (RFC 8628 §3.5).
 pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 
+/// The longest interval a poll that got no answer backs off to ([`after_lost_poll`]): the
+/// code lives minutes, and a network that is back should be noticed within one.
+pub const MAX_LOST_POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The interval after a poll that got no answer (a connection timeout or reset: RFC 8628 §3.5,
+/// the client "MUST unilaterally reduce their polling frequency before retrying", doubling
+/// being RECOMMENDED), from the current `interval`: doubled, at most
+/// [`MAX_LOST_POLL_INTERVAL`] (never shorter than the current one), and kept from then on.
+/// The device code is not given up: the user may be approving it, and the code's own
+/// lifetime still ends the wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use mcp_oauth_flow::device::after_lost_poll;
+/// assert_eq!(after_lost_poll(Duration::from_secs(5)), Duration::from_secs(10));
+/// assert_eq!(after_lost_poll(Duration::from_secs(45)), Duration::from_secs(60));
+/// assert_eq!(after_lost_poll(Duration::from_secs(90)), Duration::from_secs(90));
+/// ```
+pub fn after_lost_poll(interval: Duration) -> Duration {
+    interval
+        .saturating_mul(2)
+        .min(MAX_LOST_POLL_INTERVAL)
+        .max(interval)
+}
+
 /// What to do with a token endpoint refusal while polling (RFC 8628 §3.5).
 #[derive(Debug)]
 #[non_exhaustive]

@@ -221,6 +221,28 @@ impl Flow {
         }
     }
 
+    /// A poll that got no answer (a connection timeout or reset) is no refusal: the device code
+    /// is kept, the user may be approving it; the next poll waits
+    /// [`after_lost_poll`](crate::device::after_lost_poll) (RFC 8628 §3.5), and the code's
+    /// lifetime still ends the wait. Each loss is reported (the interval doubles, so a dead
+    /// network reports a few, not one per poll).
+    pub(super) fn on_lost_device_poll(
+        &mut self,
+        mut s: DevicePoll,
+        error: Error,
+    ) -> Result<State, Error> {
+        self.report.push(
+            Purpose::Token,
+            s.server.meta.token_endpoint.as_deref().unwrap_or_default(),
+            None,
+            error.to_string(),
+        );
+        let interval = crate::device::after_lost_poll(s.interval);
+        self.out.push_back(Action::PollAfter(interval));
+        s.interval = interval;
+        Ok(State::ExpectPollDue(Box::new(s)))
+    }
+
     /// A `private_key_jwt` client signs a fresh assertion for every request, dated `now`, each
     /// with its own `jti` (a poll repeats for minutes; a replayed assertion would be refused).
     fn signed(

@@ -491,6 +491,11 @@ impl Flow {
                 let next = self.pass_over(*s, error);
                 self.settle(next);
             }
+            // A poll lost on the network: polled again, less often (RFC 8628 §3.5).
+            State::ExpectDeviceToken(s) if error.is_transient() => {
+                let next = self.on_lost_device_poll(*s, error);
+                self.settle(next);
+            }
             other => {
                 self.state = other;
                 self.fail(error);

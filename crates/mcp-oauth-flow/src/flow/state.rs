@@ -95,6 +95,7 @@
 //! | `ExpectDeviceToken` | `slow_down` | `ExpectPollDue` | `PollAfter` (`interval` + 5 s, kept) |
 //! | `ExpectDeviceToken` | `access_denied` / `expired_token` | `Finished` | `Failed` (`AuthorizationDenied` / `DeviceCodeExpired`) |
 //! | `ExpectDeviceToken` | a 5xx or 429, whatever its body | `ExpectPollDue` | `PollAfter` (`interval` + 5 s, kept; reported when it begins) |
+//! | `ExpectDeviceToken` | no answer (transport error, timeout: `handle_send_failure`) | `ExpectPollDue` | `PollAfter` (`interval` doubled up to 60 s, kept; reported) |
 //! | `ExpectDeviceToken` | any other error | `Finished` | `Failed` (as `ExpectToken`) |
 //! | *authorize* | client_credentials only, confidential client for this AS | `ExpectToken` | `Send` (token) |
 //! | *authorize* | client_credentials only, no such client | `Finished` | `Failed` |

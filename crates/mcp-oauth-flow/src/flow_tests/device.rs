@@ -88,6 +88,12 @@ fn drive(config: ClientConfig, net: &Net, polls: Vec<Value>, late: Duration) -> 
                 run.steps.push(format!("{} {uri}", sub.request.method()));
                 let response = if uri == format!("{AS}/token") {
                     let body = polls.pop_front().expect("a poll the test did not script");
+                    // `{"lost": true}` scripts a poll that gets no answer.
+                    if body.get("lost").is_some() {
+                        let lost = Error::new(ErrorKind::Transport, "connection reset");
+                        flow.handle_send_failure(lost);
+                        continue;
+                    }
                     // `{"status": n}` scripts the server's own trouble; an `error` is a 400.
                     let status = match body.get("status").and_then(Value::as_u64) {
                         Some(status) => status as u16,
@@ -459,4 +465,24 @@ fn a_failing_token_endpoint_is_waited_out_and_named_when_the_code_runs_out() {
         .filter(|s| s.status == Some(500))
         .collect();
     assert_eq!(troubled.len(), 1, "{report}");
+}
+
+/// A poll that gets no answer (a connection reset, a timeout) keeps the device code, the user
+/// may be approving it, and polls again less often (RFC 8628 §3.5: doubling the interval,
+/// here up to a minute), the longer interval kept; the tokens then arrive.
+#[test]
+fn a_poll_lost_on_the_network_is_polled_again_less_often() {
+    let lost = || json!({"lost": true});
+    let run = drive(
+        device_config(),
+        &device_net(device_meta()),
+        vec![pending(), lost(), pending(), lost(), tokens()],
+        Duration::ZERO,
+    );
+    let waits: Vec<&String> = run.steps.iter().filter(|s| s.starts_with("WAIT")).collect();
+    assert_eq!(waits, ["WAIT 2", "WAIT 2", "WAIT 4", "WAIT 4", "WAIT 8"]);
+    let Action::Complete(outcome) = &run.end else {
+        panic!("expected tokens, got {:?}", run.end);
+    };
+    assert_eq!(outcome.tokens.access_token().secret(), "at-device");
 }
