@@ -446,6 +446,39 @@ impl Flow {
         !client_id.is_empty() && !pre_registered && !document
     }
 
+    /// A registration the server no longer knows (RFC 6749 §5.2 `invalid_client`, at the token
+    /// endpoint or the device authorization endpoint, RFC 8628 §3.2) is dropped
+    /// ([`Action::DropClient`]), so the next authorization registers again rather than ask the
+    /// user to consent for a client the server refuses. A pre-registered client is the
+    /// application's to fix, and is kept.
+    ///
+    /// So is a 401 without an error code that challenges the client's authentication (RFC
+    /// 6749 §5.2: a failed HTTP authentication of the client is a 401 with
+    /// `WWW-Authenticate`): kept, the registration would ask the user to consent again for
+    /// nothing at every authorization. A 401 page without a challenge (a gateway's, a WAF's)
+    /// says nothing of the client, and a registration every user of the issuer shares is not
+    /// dropped for it.
+    pub(super) fn drop_refused_client(
+        &mut self,
+        e: &Error,
+        headers: &http::HeaderMap,
+        client_id: &str,
+        server: &AuthServer,
+    ) {
+        let challenged_401 = e.oauth_error().is_none()
+            && e.kind() == ErrorKind::TokenRejected
+            && e.status() == Some(http::StatusCode::UNAUTHORIZED)
+            && headers.contains_key(http::header::WWW_AUTHENTICATE);
+        let refused =
+            challenged_401 || e.oauth_error().is_some_and(|o| o.error == "invalid_client");
+        if refused && self.registered_client(client_id, server) {
+            self.out.push_back(Action::DropClient {
+                issuer: server.client_issuer.clone(),
+                client_id: client_id.to_owned(),
+            });
+        }
+    }
+
     pub(super) fn on_token(
         &mut self,
         s: ExpectToken,
@@ -467,30 +500,7 @@ impl Flow {
                     Some(status.as_u16()),
                     e.to_string(),
                 );
-                // A registration the server no longer knows (RFC 6749 §5.2 invalid_client):
-                // dropped, so the next authorization registers again rather than ask the user
-                // to consent for a client the token endpoint refuses. A pre-registered client
-                // is the application's to fix, and is kept.
-                // So is a 401 without an error code that challenges the client's
-                // authentication (RFC 6749 §5.2: a failed HTTP authentication of the client is
-                // a 401 with `WWW-Authenticate`): kept, the registration would ask the user to
-                // consent again for nothing at every authorization. A 401 page without a
-                // challenge (a gateway's, a WAF's) says nothing of the client, and a
-                // registration every user of the issuer shares is not dropped for it.
-                let challenged_401 = e.oauth_error().is_none()
-                    && e.kind() == ErrorKind::TokenRejected
-                    && e.status() == Some(http::StatusCode::UNAUTHORIZED)
-                    && response
-                        .headers()
-                        .contains_key(http::header::WWW_AUTHENTICATE);
-                let refused =
-                    challenged_401 || e.oauth_error().is_some_and(|o| o.error == "invalid_client");
-                if refused && self.registered_client(&s.client.client_id, &s.server) {
-                    self.out.push_back(Action::DropClient {
-                        issuer: s.server.client_issuer.clone(),
-                        client_id: s.client.client_id.clone(),
-                    });
-                }
+                self.drop_refused_client(&e, response.headers(), &s.client.client_id, &s.server);
                 return Err(e);
             }
         };

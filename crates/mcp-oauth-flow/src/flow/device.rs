@@ -77,15 +77,19 @@ impl Flow {
             .clone()
             .unwrap_or_default();
         let status = response.status();
-        let auth =
-            parse_device_authorization_response(status, response.body()).inspect_err(|e| {
+        let auth = match parse_device_authorization_response(status, response.body()) {
+            Ok(auth) => auth,
+            Err(e) => {
                 self.report.push(
                     Purpose::DeviceAuthorization,
                     &endpoint,
                     Some(status.as_u16()),
                     e.to_string(),
                 );
-            })?;
+                self.drop_refused_client(&e, response.headers(), &s.client.client_id, &s.server);
+                return Err(e);
+            }
+        };
         self.report.push(
             Purpose::DeviceAuthorization,
             &endpoint,
@@ -215,6 +219,12 @@ impl Flow {
                     s.server.meta.token_endpoint.as_deref().unwrap_or_default(),
                     error.status().map(|s| s.as_u16()),
                     error.to_string(),
+                );
+                self.drop_refused_client(
+                    &error,
+                    response.headers(),
+                    &s.client.client_id,
+                    &s.server,
                 );
                 Err(error)
             }

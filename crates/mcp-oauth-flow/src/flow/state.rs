@@ -87,6 +87,7 @@
 //! | *authorize* | device grant configured, AS advertises no `device_authorization_endpoint` | `Finished` | `Failed` (`GrantNotSupported`) |
 //! | *request authorization* | device grant configured (after the client identity) | `ExpectDeviceAuthorization` | `Send` (RFC 8628 §3.1) |
 //! | `ExpectDeviceAuthorization` | device code | `ExpectPollDue` | `ShowUserCode`, `PollAfter` (`interval`) |
+//! | `ExpectDeviceAuthorization` | `invalid_client`, or a 401 challenging the client's authentication | `Finished` | `DropClient` if registered, `Failed` |
 //! | `ExpectDeviceAuthorization` | error, bad response | `Finished` | `Failed` |
 //! | `ExpectPollDue` | poll due, code alive | `ExpectDeviceToken` | `Send` (device_code grant, §3.4) |
 //! | `ExpectPollDue` | poll due, code's `expires_in` passed | `Finished` | `Failed` (`DeviceCodeExpired`; `UnexpectedStatus` if the last poll met a 5xx or 429) |

@@ -112,6 +112,7 @@ fn drive(config: ClientConfig, net: &Net, polls: Vec<Value>, late: Duration) -> 
             }
             Action::LoadClient { .. } => flow.handle_stored_client(None),
             Action::SaveClient(reg) => run.steps.push(format!("SAVE {}", reg.client_id)),
+            Action::DropClient { client_id, .. } => run.steps.push(format!("DROP {client_id}")),
             Action::ShowUserCode(code) => {
                 run.steps.push(format!("SHOW {}", code.verification_uri));
                 run.shown = Some(code);
@@ -485,4 +486,58 @@ fn a_poll_lost_on_the_network_is_polled_again_less_often() {
         panic!("expected tokens, got {:?}", run.end);
     };
     assert_eq!(outcome.tokens.access_token().secret(), "at-device");
+}
+
+/// A registration the server no longer knows (`invalid_client`), met at the device
+/// authorization endpoint or at a poll, is dropped as at the token endpoint of the browser
+/// flow: kept, every later device login would load it and fail the same way.
+#[test]
+fn a_registration_the_server_refuses_is_dropped_in_device_mode_too() {
+    // A client registered dynamically (a pre-registered one is the application's to fix).
+    let registering = || config().device_authorization(true);
+    let refused = json!({"error": "invalid_client"});
+    let net = device_net(device_meta()).json(&format!("{AS}/device"), 401, refused.clone());
+    let run = drive(registering(), &net, vec![], Duration::ZERO);
+    assert_eq!(run.failed().oauth_error().unwrap().error, "invalid_client");
+    let registered = run
+        .steps
+        .iter()
+        .find_map(|s| s.strip_prefix("SAVE "))
+        .unwrap();
+    assert!(
+        run.steps.contains(&format!("DROP {registered}")),
+        "{:?}",
+        run.steps
+    );
+
+    let run = drive(
+        registering(),
+        &device_net(device_meta()),
+        vec![pending(), refused],
+        Duration::ZERO,
+    );
+    assert_eq!(run.failed().oauth_error().unwrap().error, "invalid_client");
+    let registered = run
+        .steps
+        .iter()
+        .find_map(|s| s.strip_prefix("SAVE "))
+        .unwrap();
+    assert!(
+        run.steps.contains(&format!("DROP {registered}")),
+        "{:?}",
+        run.steps
+    );
+
+    // Another refusal says nothing of the client: it is kept.
+    let net = device_net(device_meta()).json(
+        &format!("{AS}/device"),
+        400,
+        json!({"error": "unauthorized_client"}),
+    );
+    let run = drive(registering(), &net, vec![], Duration::ZERO);
+    assert!(
+        !run.steps.iter().any(|s| s.starts_with("DROP")),
+        "{:?}",
+        run.steps
+    );
 }
