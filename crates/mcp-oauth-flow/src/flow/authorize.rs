@@ -388,8 +388,8 @@ impl Flow {
         let mut client = s.client;
         if client.method == ClientAuthMethod::PrivateKeyJwt {
             // Signed when the code comes back, dated `now`: consent may have taken minutes.
-            // The state went out in the authorization request and is never reused: it is the
-            // unique `jti`.
+            // Its `jti` is the flow's next (`FlowSecrets::next_jti`), none of which repeats,
+            // across a resume too.
             let key = rules::client_key(
                 &self.config.pre_registered,
                 &client.client_id,

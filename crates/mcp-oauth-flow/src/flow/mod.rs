@@ -59,6 +59,9 @@ use state::{After, Context, ExpectResourceMetadata, Held, State};
 /// let secrets = FlowSecrets::from_entropy([1; 32], [2; 32]);
 /// assert!(!format!("{secrets:?}").contains(secrets.state().secret()));
 /// ```
+/// Where a resumed flow's assertion count starts (see [`FlowSecrets::restore`]).
+const RESUMED_ASSERTIONS_FROM: u32 = 1 << 31;
+
 #[derive(Debug)]
 pub struct FlowSecrets {
     state: CsrfToken,
@@ -83,7 +86,12 @@ impl FlowSecrets {
         Self {
             state,
             pkce,
-            assertions: std::sync::atomic::AtomicU32::new(0),
+            // A resumed flow's assertions count from the upper half: the flow it resumes may
+            // have signed some with this `state` already (a refused refresh before the
+            // consent), and counted from 0 again their `jti`s would repeat, which servers
+            // refuse within an assertion's lifetime (RFC 7523 §3, item 7). A pending record
+            // is resumed once (it is taken from its store whole).
+            assertions: std::sync::atomic::AtomicU32::new(RESUMED_ASSERTIONS_FROM),
         }
     }
 
@@ -118,6 +126,20 @@ mod secrets_tests {
 
     /// RFC 7523 §3: a server may refuse a replayed `jti`, and one flow can sign more than one
     /// assertion (a refresh refused, then the code exchange), so each gets its own.
+    /// A resumed flow signs with the `state` of the flow it resumes, which may have signed
+    /// assertions already: none of its `jti`s repeats theirs.
+    #[test]
+    fn a_resumed_flows_assertions_do_not_repeat_the_first_flows() {
+        let first = FlowSecrets::from_entropy([1; 32], [2; 32]);
+        let before: Vec<String> = (0..3).map(|_| first.next_jti()).collect();
+        let resumed = FlowSecrets::restore(
+            first.state().clone(),
+            crate::pkce::Pkce::from_entropy([2; 32]),
+        );
+        let after: Vec<String> = (0..3).map(|_| resumed.next_jti()).collect();
+        assert!(after.iter().all(|jti| !before.contains(jti)), "{after:?}");
+    }
+
     #[test]
     fn each_assertion_of_a_flow_gets_its_own_jti() {
         let secrets = FlowSecrets::from_entropy([1; 32], [2; 32]);
