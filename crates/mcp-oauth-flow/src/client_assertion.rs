@@ -97,6 +97,8 @@ pub enum AssertionAudience {
 pub struct ClientKey {
     key: Key,
     key_id: Option<String>,
+    /// The `x5t#S256` header: the key's certificate's SHA-256 thumbprint, base64url.
+    certificate_thumbprint: Option<String>,
     audience: AssertionAudience,
 }
 
@@ -135,6 +137,7 @@ impl ClientKey {
         Self {
             key,
             key_id: None,
+            certificate_thumbprint: None,
             audience: AssertionAudience::default(),
         }
     }
@@ -142,6 +145,35 @@ impl ClientKey {
     /// Sets the `kid` header (a [`JwsSigner`]'s own `kid` wins). Default: none.
     pub fn key_id(mut self, kid: impl Into<String>) -> Self {
         self.key_id = Some(kid.into());
+        self
+    }
+
+    /// Names the X.509 certificate of the key in each assertion's `x5t#S256` header (RFC 7515
+    /// §4.1.8: the base64url SHA-256 thumbprint of its DER encoding), `der` being the
+    /// certificate the authorization server holds for the client. Microsoft Entra ID finds a
+    /// certificate credential by it, and refuses an assertion without it (Entra also wants
+    /// the token endpoint as the `aud`: [`AssertionAudience::TokenEndpoint`]). Default: none.
+    ///
+    /// ```
+    /// use mcp_oauth_flow::client::{ClientKey, JwsSigner};
+    /// use mcp_oauth_flow::Error;
+    /// # struct Kms;
+    /// # impl JwsSigner for Kms {
+    /// #     fn algorithm(&self) -> &str { "RS256" }
+    /// #     fn sign(&self, _: &[u8]) -> Result<Vec<u8>, Error> { Ok(vec![1]) }
+    /// # }
+    /// use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    /// let der = b"abc"; // a certificate's DER bytes
+    /// let key = ClientKey::from_signer(Kms).x509_certificate(der);
+    /// let jwt = key.assertion("app", "https://login.example.com/token", std::time::SystemTime::now(), "jti-1").unwrap();
+    /// let header: serde_json::Value =
+    ///     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
+    /// // SHA-256("abc"), base64url.
+    /// assert_eq!(header["x5t#S256"], "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
+    /// ```
+    pub fn x509_certificate(mut self, der: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        self.certificate_thumbprint = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(der)));
         self
     }
 
@@ -244,6 +276,9 @@ impl ClientKey {
         };
         if let Some(kid) = kid {
             header["kid"] = json!(kid);
+        }
+        if let Some(thumbprint) = &self.certificate_thumbprint {
+            header["x5t#S256"] = json!(thumbprint);
         }
         let claims = json!({
             "iss": client_id,
@@ -532,6 +567,18 @@ mod tests {
         let (header, _, input, sig) = decode(&jwt);
         assert_eq!(header["kid"], "k-2");
         assert_eq!(sig, input.as_bytes()[..4]);
+        // No certificate named: no thumbprint header.
+        assert!(header.get("x5t#S256").is_none());
+        // Named: the thumbprint is signed with the rest of the header.
+        let jwt = ClientKey::from_signer(Echo)
+            .x509_certificate(b"abc")
+            .assertion("c", "https://as", now(), "j")
+            .unwrap();
+        let (header, _, _, _) = decode(&jwt);
+        assert_eq!(
+            header["x5t#S256"],
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
     }
 
     #[test]
