@@ -52,6 +52,9 @@ pub use pending::{PendingAuthorization, PENDING_AUTHORIZATION_VERSION};
 use probe::Probe;
 use state::{After, Context, ExpectResourceMetadata, Held, State};
 
+/// Where a resumed flow's assertion count starts (see [`FlowSecrets::restore`]).
+const RESUMED_ASSERTIONS_FROM: u32 = 1 << 31;
+
 /// The random values one flow needs, supplied by the driver so the core stays deterministic.
 ///
 /// ```
@@ -59,9 +62,6 @@ use state::{After, Context, ExpectResourceMetadata, Held, State};
 /// let secrets = FlowSecrets::from_entropy([1; 32], [2; 32]);
 /// assert!(!format!("{secrets:?}").contains(secrets.state().secret()));
 /// ```
-/// Where a resumed flow's assertion count starts (see [`FlowSecrets::restore`]).
-const RESUMED_ASSERTIONS_FROM: u32 = 1 << 31;
-
 #[derive(Debug)]
 pub struct FlowSecrets {
     state: CsrfToken,
