@@ -251,6 +251,27 @@ async fn run_flight<'s>(
     result
 }
 
+/// [`stored::reread`] within `deadline`; a grant gone from the store is, for an app whose users
+/// must connect in the browser, their authorizer's refusal (a web layer's `ConnectRequired`),
+/// as for any grant gone.
+async fn reread(
+    state: &LayerState,
+    need: &Need,
+    held: Held,
+    refreshing: bool,
+    server_url: &url::Url,
+    deadline: &mut Deadline<'_>,
+) -> Result<Start, Error> {
+    let read = stored::reread(state, need, held, state.now(), refreshing);
+    match deadline.step(crate::stored::NOT_READ, read).await {
+        Err(e) if e.kind() == ErrorKind::LoggedOut => {
+            state.authorizer.check_prompt(server_url)?;
+            Err(e)
+        }
+        other => other,
+    }
+}
+
 /// What a flight holds while it works: the store's refresh lock, if it took one, the deadline
 /// its store steps and its flow share, and the one of the writes after the flow.
 struct Holding<'t, 'w> {
@@ -276,25 +297,39 @@ async fn under_lock(
         writes,
     } = holding;
     let server_url = server_url_from_uri(uri)?;
+    // What the flight began from (the cache's tokens, or the store's when it held none): the
+    // re-read may start the flow from newer ones another process stored, and the cache still
+    // holding these then is no sign it took others meanwhile (see `write_back`).
+    let began_from = held.as_ref().map(|(tokens, _)| tokens.clone());
     let held = match held {
-        Some(held) => match deadline
-            .step(
-                crate::stored::NOT_READ,
-                stored::reread(state, &need, held, state.now(), lock.is_some()),
-            )
-            .await
-        {
-            Ok(Start::Adopted) => return Ok(()),
-            Ok(Start::From(held)) => held,
-            // The grant is gone from the store: an app whose users must connect in the
-            // browser hears that (a web layer's `ConnectRequired`), as for any grant gone.
-            Err(e) if e.kind() == ErrorKind::LoggedOut => {
-                state.authorizer.check_prompt(&server_url)?;
-                return Err(e);
+        Some(held) => {
+            let refreshing = lock.is_some();
+            match reread(state, &need, held, refreshing, &server_url, deadline).await? {
+                Start::Adopted => return Ok(()),
+                Start::From(held) => held,
             }
-            Err(e) => return Err(e),
-        },
+        }
         None => None,
+    };
+    // Read without the lock (the tokens the flight began from had no refresh token), the
+    // store may have held another process's tokens that do: refreshing them needs the lock as
+    // any refresh does (two processes sending one refresh token lose the grant where the
+    // server detects the reuse), and what the store holds once it is taken.
+    let refreshes = held
+        .as_ref()
+        .is_some_and(|(t, _)| t.refresh_token().is_some())
+        && !matches!(need, Need::InsufficientScope(_));
+    let held = match held {
+        Some(found) if refreshes && lock.is_none() => {
+            let taken = state.store.lock(found.1.as_str());
+            let missed = "the token store did not give its refresh lock";
+            *lock = Some(deadline.step(missed, taken).await?);
+            match reread(state, &need, found, true, &server_url, deadline).await? {
+                Start::Adopted => return Ok(()),
+                Start::From(held) => held,
+            }
+        }
+        held => held,
     };
     let must_prompt = matches!(need, Need::InsufficientScope(_))
         || held
@@ -324,5 +359,6 @@ async fn under_lock(
         .held(held_tokens, resource);
     let key = flight_key(uri);
     let run = driver::run(state, client, start, generation, &key, lock, deadline).await?;
-    stored::write_back(state, run, held, need.step_up_scopes(), writes).await
+    let step_up = need.step_up_scopes();
+    stored::write_back(state, run, held, began_from, step_up, writes).await
 }

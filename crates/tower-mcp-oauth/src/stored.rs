@@ -234,6 +234,7 @@ pub(crate) async fn write_back(
     state: &LayerState,
     run: crate::driver::Run,
     held: Option<Held>,
+    began_from: Option<TokenSet>,
     step_up: Option<Scopes>,
     writes: &mut Deadline<'_>,
 ) -> Result<(), Error> {
@@ -250,8 +251,16 @@ pub(crate) async fn write_back(
         Some(asked) => Provenance::SteppedUp(Arc::new(asked)),
         None => Provenance::Other,
     };
-    let installed =
-        write_and_install(state, outcome, held, dropped_tokens, provenance, writes).await?;
+    let installed = write_and_install(
+        state,
+        outcome,
+        held,
+        began_from,
+        dropped_tokens,
+        provenance,
+        writes,
+    )
+    .await?;
     if let Err(e) = generation.check(&state.flights, Some(resource.as_str())) {
         debug!(%resource, "logged out while the tokens were written; removing them");
         state.cache.remove(&resource);
@@ -343,6 +352,7 @@ async fn write_and_install(
     state: &LayerState,
     outcome: FlowOutcome,
     held: Option<Held>,
+    began_from: Option<TokenSet>,
     dropped_tokens: bool,
     provenance: Provenance,
     writes: &mut Deadline<'_>,
@@ -476,9 +486,14 @@ async fn write_and_install(
     }
     // A refresh renews the tokens it started from: if the cache took others meanwhile (a web
     // login completed while it ran, `OAuthLayer::adopt_login`), those are newer, and stay.
+    // The ones the flight began from are not "others": the refresh may have started from
+    // newer ones another process stored, which superseded them.
     if let Some(started_from) = &started_from {
         let current = state.cache.tokens_of(&outcome.protected_resource);
-        if let Some(current) = current.filter(|c| !c.same_tokens(started_from)) {
+        let taken_meanwhile = |c: &Arc<TokenSet>| {
+            !c.same_tokens(started_from) && !began_from.as_ref().is_some_and(|b| c.same_tokens(b))
+        };
+        if let Some(current) = current.filter(taken_meanwhile) {
             debug!(resource = %key, "the cache took other tokens during the refresh; keeping them");
             return Ok((*current).clone());
         }

@@ -38,6 +38,8 @@ struct MissesAWrite {
     /// Token reads until one fails (that one included: 1 fails the next read); below 1, none
     /// does.
     read_fails_at: AtomicI64,
+    /// How many times the refresh lock was asked for.
+    locks: AtomicU32,
 }
 
 impl MissesAWrite {
@@ -49,6 +51,7 @@ impl MissesAWrite {
             down_after_lost_reply: AtomicBool::new(false),
             after_lost_reply: Mutex::new(None),
             read_fails_at: AtomicI64::new(0),
+            locks: AtomicU32::new(0),
         }
     }
 
@@ -145,6 +148,7 @@ impl TokenStore for MissesAWrite {
         self.inner.remove_client(issuer)
     }
     fn lock<'a>(&'a self, r: &'a str) -> BoxFuture<'a, Result<StoreLock, Error>> {
+        self.locks.fetch_add(1, Ordering::SeqCst);
         self.inner.lock(r)
     }
 }
@@ -384,6 +388,58 @@ async fn a_failed_read_before_the_write_does_not_make_the_stores_older_tokens_a_
         200
     );
     assert_eq!(*grant.sent.lock().unwrap(), ["rt-1", "rt-2", "rt-3"]);
+}
+
+#[tokio::test]
+async fn a_refresh_of_another_process_tokens_is_installed_over_the_refused_ones() {
+    let Rig {
+        resource,
+        store,
+        grant,
+    } = rig().await;
+    // This process adopts at-1, which has no refresh token...
+    let unrefreshable = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c")
+        .with_expires_at(Some(SystemTime::now() + Duration::from_secs(3600)));
+    store
+        .inner
+        .save_tokens(&resource, &unrefreshable)
+        .await
+        .unwrap();
+    let service = layer(&store).layer(server(Arc::clone(&grant)));
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    // ...another process then stores tokens of its own with rt-1 (expired by now), and the
+    // resource turns at-1 away.
+    let theirs = TokenSet::new("at-theirs", TokenType::Bearer, "http://127.0.0.1:2", "c")
+        .with_expires_at(Some(SystemTime::now() - Duration::from_secs(60)))
+        .with_refresh_token(Some(RefreshToken::new("rt-1".into())))
+        .with_token_endpoint(
+            Some("http://127.0.0.1:2/token".into()),
+            Some(ClientAuthMethod::None),
+        );
+    store.inner.save_tokens(&resource, &theirs).await.unwrap();
+    grant.turn_away.store(true, Ordering::SeqCst);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(*grant.sent.lock().unwrap(), ["rt-1"]);
+    let stored = store.inner.load_tokens(&resource).await.unwrap().unwrap();
+    assert_eq!(stored.access_token().secret(), "at-2");
+    // The cache holds them too: the next request is answered at once, no flow.
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(*grant.sent.lock().unwrap(), ["rt-1"]);
+    // Found without the lock (at-1 had no refresh token), they were refreshed under it.
+    assert_eq!(
+        store.locks.load(Ordering::SeqCst),
+        1,
+        "refreshed under the lock"
+    );
 }
 
 #[tokio::test]
