@@ -68,7 +68,16 @@ pub fn token_exchange_request(
             basic = Some(value);
         }
         (Some(id), None) => form.push(("client_id", id)),
-        _ => {}
+        // A secret is only ever sent with the identifier it belongs to: sent alone (or
+        // dropped, as it was), the IdP would answer `invalid_client` with no word of why.
+        (None, Some(_)) => {
+            return Err(Error::new(
+                ErrorKind::NoClientIdentity,
+                "the enterprise IdP is configured with a client secret but no client_id \
+                 (EnterpriseIdp::client_id)",
+            ))
+        }
+        (None, None) => {}
     }
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
@@ -178,6 +187,16 @@ mod tests {
         }
         let refused = parse_token_exchange_response(http::StatusCode::BAD_REQUEST, body);
         assert_eq!(refused.unwrap_err().kind(), ErrorKind::AssertionRejected);
+    }
+
+    #[test]
+    fn a_secret_without_its_client_id_is_a_configuration_error() {
+        let idp = EnterpriseIdp::new("https://idp/token").client_secret("s");
+        let endpoint = "https://idp/token".parse().unwrap();
+        let err =
+            token_exchange_request(&endpoint, &idp, "id", "https://as", None, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NoClientIdentity);
+        assert!(err.to_string().contains("client_id"), "{err}");
     }
 
     #[test]
