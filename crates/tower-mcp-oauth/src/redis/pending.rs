@@ -10,7 +10,8 @@
 //!   Redis 6.2 on, on any version): of two processes that receive the same callback at once,
 //!   one gets the login and the other nothing.
 //! - Each user's login keys are noted in a set, `{prefix}:pending-index:{H(user)}`, which lives
-//!   as long as the user's longest-lived login; `forget_user` deletes the logins it names and
+//!   as long as the user's longest-lived login, and sheds the keys of expired logins as new
+//!   ones are put (a few checked at each put); `forget_user` deletes the logins it names and
 //!   the set, in one script, however many keys the database holds.
 //! - Unlike [`MemoryPendingLogins`](crate::web::MemoryPendingLogins), it keeps no count per
 //!   user: every login is bounded by its time-to-live alone, so rate-limit `start` in the app
@@ -76,6 +77,7 @@ impl RedisStore {
             .key(self.pending_index_key(user))
             .arg(json)
             .arg(millis)
+            .arg(super::scripts::PENDING_INDEX_PRUNED)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("cannot store a pending login".to_owned(), e))?;

@@ -261,3 +261,45 @@ async fn forgetting_a_user_reads_their_index_not_the_database() {
     }
     assert!(keys(&store, "app:*").await.is_empty());
 }
+
+/// A user who starts logins faster than they expire keeps their index alive: the keys of the
+/// logins Redis dropped leave it as new ones are put, so it holds about the live ones rather
+/// than every login ever started.
+#[tokio::test]
+async fn the_index_sheds_the_logins_that_expired() {
+    let server = RedisServer::start();
+    let store = connect(&server, "prune").await;
+    // A login that keeps the index alive throughout, as a user's steady stream of logins does.
+    store
+        .put("alice", "long", &login("https://a.example/"), TTL)
+        .await
+        .unwrap();
+    for n in 0..50 {
+        let state = format!("old-{n}");
+        store
+            .put(
+                "alice",
+                &state,
+                &login("https://a.example/"),
+                Duration::from_millis(50),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for n in 0..10 {
+        let state = format!("new-{n}");
+        store
+            .put("alice", &state, &login("https://a.example/"), TTL)
+            .await
+            .unwrap();
+    }
+    // Each put checks 16 members: at least 16 - (live ones) expired keys go each time, so ten
+    // puts shed all fifty; the eleven live ones stay.
+    let mut conn = store.conn.clone();
+    let index = keys(&store, "prune:pending-index:*").await;
+    assert_eq!(index.len(), 1, "{index:?}");
+    let members: i64 = Cmd::scard(&index[0]).query_async(&mut conn).await.unwrap();
+    assert_eq!(members, 11);
+    assert!(store.take("alice", "long").await.unwrap().is_some());
+}

@@ -94,11 +94,20 @@ return 0
 /// user's index, which lives as long as the user's longest-lived login.
 /// KEYS[1]: the login's key, KEYS[2]: the user's index. ARGV[1]: the login (JSON), ARGV[2]: its
 /// time to live in milliseconds. Returns 1 if stored, 0 if a login was already there.
+///
+/// The index drops the keys of logins whose time ran out (Redis dropped them, not the index):
+/// up to [`PENDING_INDEX_PRUNED`] of its members, picked at random, are checked at each put.
+/// A user who starts logins faster than they expire, the index always living on, would
+/// otherwise grow it for ever (and `forget_user`'s one script with it); pruned, it holds
+/// about their live logins.
 #[cfg(feature = "web")]
 pub(super) static PUT_PENDING: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if not redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 0 end
+for _, login in ipairs(redis.call('SRANDMEMBER', KEYS[2], ARGV[3])) do
+  if redis.call('EXISTS', login) == 0 then redis.call('SREM', KEYS[2], login) end
+end
 redis.call('SADD', KEYS[2], KEYS[1])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
@@ -107,6 +116,10 @@ return 1
 "#,
     )
 });
+
+/// How many members of a user's pending-login index a put checks ([`PUT_PENDING`]).
+#[cfg(feature = "web")]
+pub(super) const PENDING_INDEX_PRUNED: u32 = 16;
 
 /// Takes a pending web login: returns it and deletes its key and its entry in its user's index,
 /// in one step, so that of two clients taking it at once one gets it and the other nothing.
