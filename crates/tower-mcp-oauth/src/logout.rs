@@ -130,13 +130,14 @@ pub(crate) async fn logout(
     // only this process's would leave the store's refresh token valid at the server, with no
     // copy left to revoke it later (a rotated-away refresh token is merely "invalid", RFC
     // 7009 §2.2).
-    let mut revocations = Vec::new();
+    let mut sets = Vec::new();
     if let Ok(Some(stored)) = &forgotten {
         if !stored.same_tokens(&tokens) {
-            revocations = revoke_all(state, stored, &client, &mut revocations_deadline).await;
+            sets.push(stored);
         }
     }
-    revocations.extend(revoke_all(state, &tokens, &client, &mut revocations_deadline).await);
+    sets.push(&tokens);
+    let revocations = revoke_all(state, &sets, &client, &mut revocations_deadline).await;
     forgotten?;
     Ok(Logout {
         resource: Some(resource),
@@ -155,7 +156,7 @@ pub(crate) async fn revoke_overruled(
     client: &HttpClient,
 ) {
     let client = revocation_http(state, client, server);
-    revoke_all(state, tokens, &client, &mut state.deadline()).await;
+    revoke_all(state, &[tokens], &client, &mut state.deadline()).await;
 }
 
 /// `client` as a logout's requests go through it: the revocation endpoint comes from
@@ -171,52 +172,60 @@ fn revocation_http(state: &LayerState, client: &HttpClient, server: &Url) -> Htt
     .bounded_by(state.limits.request_timeout, state.timer.as_ref())
 }
 
-/// Revokes each token in order, within `deadline`; a failure to start (no endpoint, no
-/// client) is each one's.
+/// Revokes each token of each of `sets` in order, within `deadline`; a failure to start (no
+/// endpoint, no client) is each of its set's tokens'.
 ///
 /// A revocation the server defers (a `503` or `429`) is sent again as
 /// [`revocation_retry_delay`] allows: a logout has forgotten the token, and given up on, it
-/// stays valid at the server. Every token's first request goes out before any wait, so a
-/// deferral of one does not hold the others back (nor leave them to a caller that gives up
-/// on the logout during the wait); then each round waits the longest wait asked of it and
-/// sends the deferred ones again, each time with fresh credentials. A wait the deadline cuts
-/// ends the retries, and a retry that gets no answer leaves the server's last answer as the
-/// outcome. Without a timer there is no wait to honour, and no retry.
+/// stays valid at the server. Every token's first request, of every set, goes out before any
+/// wait, so a deferral of one does not hold the others back (nor leave them to a caller that
+/// gives up on the logout during the wait); then each round waits the longest wait asked of
+/// it and sends the deferred ones again, each time with fresh credentials. A wait the
+/// deadline cuts ends the retries, and a retry that gets no answer leaves the server's last
+/// answer as the outcome. Without a timer there is no wait to honour, and no retry.
 async fn revoke_all(
     state: &LayerState,
-    tokens: &TokenSet,
+    sets: &[&TokenSet],
     client: &HttpClient,
     deadline: &mut Deadline<'_>,
 ) -> Vec<Revocation> {
-    let order = revocation_order(tokens);
-    let missed = "the revocation endpoint and client were not found";
-    let revoker = match deadline.step(missed, prepare(state, tokens, client)).await {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            debug!(error = %e, "no revocation possible");
-            return order
-                .iter()
-                .map(|t| Revocation {
-                    token: t.kind(),
-                    result: Err(e.clone()),
-                })
-                .collect();
+    // Each request: its set, the set's revoker and the token.
+    let mut requests = Vec::new();
+    // Each token's place in the outcome, in order: failed to start, or a request.
+    let mut slots = Vec::new();
+    for (set, tokens) in sets.iter().enumerate() {
+        let order = revocation_order(tokens);
+        let missed = "the revocation endpoint and client were not found";
+        match deadline.step(missed, prepare(state, tokens, client)).await {
+            Ok(revoker) => {
+                let revoker = std::sync::Arc::new(revoker);
+                for token in order {
+                    slots.push(Slot::Request(requests.len()));
+                    requests.push((set, std::sync::Arc::clone(&revoker), token));
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "no revocation possible");
+                slots.extend(order.iter().map(|t| {
+                    Slot::Unstarted(Revocation {
+                        token: t.kind(),
+                        result: Err(e.clone()),
+                    })
+                }));
+            }
         }
-    };
-    let mut out = Vec::with_capacity(order.len());
-    // Which of `order` the server deferred, and the wait it asked for.
+    }
+    let mut outcomes = Vec::with_capacity(requests.len());
+    // Which of `requests` the server deferred, and the wait it asked for.
     let mut deferred = Vec::new();
-    for (i, token) in order.iter().enumerate() {
+    for (i, (set, revoker, token)) in requests.iter().enumerate() {
         let attempt = revoker
-            .send(state, tokens, token, client, deadline, 0)
+            .send(state, sets[*set], token, client, deadline, 0)
             .await;
         if let Some(delay) = attempt.deferred {
             deferred.push((i, delay));
         }
-        out.push(Revocation {
-            token: token.kind(),
-            result: attempt.result,
-        });
+        outcomes.push(attempt.result);
     }
     let mut retries = 0;
     while state.timer.is_some() {
@@ -231,28 +240,49 @@ async fn revoke_all(
         retries += 1;
         let mut still = Vec::new();
         for (i, _) in deferred {
+            let (set, revoker, token) = &requests[i];
             debug!(
-                token = order[i].kind().hint(),
+                token = token.kind().hint(),
                 "revocation deferred by the server; sent again"
             );
             let attempt = revoker
-                .send(state, tokens, &order[i], client, deadline, retries)
+                .send(state, sets[*set], token, client, deadline, retries)
                 .await;
             if let Some(delay) = attempt.deferred {
                 still.push((i, delay));
             }
             if attempt.answered {
-                out[i].result = attempt.result;
+                outcomes[i] = attempt.result;
             }
         }
         deferred = still;
     }
+    let mut outcomes: Vec<Option<Result<(), Error>>> = outcomes.into_iter().map(Some).collect();
+    let out: Vec<Revocation> = slots
+        .into_iter()
+        .map(|slot| match slot {
+            Slot::Unstarted(revocation) => revocation,
+            Slot::Request(i) => Revocation {
+                token: requests[i].2.kind(),
+                // Each request's outcome is taken once: its slot is its own.
+                result: outcomes[i].take().unwrap_or(Ok(())),
+            },
+        })
+        .collect();
     for revocation in &out {
         if let Err(e) = &revocation.result {
             warn!(error = %e, token = revocation.token.hint(), "revocation failed");
         }
     }
     out
+}
+
+/// A token's place among a logout's revocations.
+enum Slot {
+    /// Its revocation could not start (no endpoint, no client).
+    Unstarted(Revocation),
+    /// Its request, by its index.
+    Request(usize),
 }
 
 /// One revocation request's outcome.

@@ -42,19 +42,28 @@ const STALL: Answer = (StatusCode::IM_A_TEAPOT, None);
 struct Server {
     client: HttpClient,
     arrivals: Arc<Mutex<Vec<Duration>>>,
+    /// The token each revocation named, in the order they arrived.
+    revoked: Arc<Mutex<Vec<String>>>,
 }
 
 fn server(script: &[Answer]) -> Server {
     let script = Arc::new(Mutex::new(script.iter().copied().collect::<VecDeque<_>>()));
     let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let revoked = Arc::new(Mutex::new(Vec::new()));
     let started = tokio::time::Instant::now();
     let client = HttpClient::from_fn({
-        let arrivals = Arc::clone(&arrivals);
+        let (arrivals, revoked) = (Arc::clone(&arrivals), Arc::clone(&revoked));
         move |req| {
             let (script, arrivals) = (Arc::clone(&script), Arc::clone(&arrivals));
+            let revoked = Arc::clone(&revoked);
             async move {
                 if req.uri().path() == "/revoke" {
                     arrivals.lock().unwrap().push(started.elapsed());
+                    let token = url::form_urlencoded::parse(req.body())
+                        .find(|(k, _)| k == "token")
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default();
+                    revoked.lock().unwrap().push(token);
                     let next = script.lock().unwrap().pop_front();
                     let (status, retry_after) = next.unwrap_or((StatusCode::OK, None));
                     if (status, retry_after) == STALL {
@@ -78,7 +87,11 @@ fn server(script: &[Answer]) -> Server {
             }
         }
     });
-    Server { client, arrivals }
+    Server {
+        client,
+        arrivals,
+        revoked,
+    }
 }
 
 /// Logs out of `held()` through `server` under `layer`; the logout's result and when each
@@ -220,4 +233,51 @@ async fn a_retry_that_gets_no_answer_leaves_the_servers_answer() {
         "{refresh:#}"
     );
     assert!(logout.revocations[1].result.is_ok());
+}
+
+/// This process holds tokens another process has since refreshed: the store's newer ones are
+/// revoked first, and the server defers their refresh token. The process's own tokens are not
+/// held back behind that wait: every first request goes out, then the deferred one again.
+#[tokio::test(start_paused = true)]
+async fn the_processes_own_tokens_are_not_held_behind_a_deferral_of_the_stores() {
+    use http_body_util::Full;
+    use tower::{Layer, ServiceExt};
+    let server = server(&[(StatusCode::SERVICE_UNAVAILABLE, Some("2"))]);
+    let store = Arc::new(MemoryStore::new());
+    store.save_tokens(URL, &held()).await.unwrap();
+    let layer = layer().token_store(Arc::clone(&store) as Arc<dyn TokenStore>);
+    // A request through the layer adopts the stored tokens into its cache.
+    let resource = tower::service_fn(
+        |_req: http::Request<tower_mcp_oauth::OAuthBody<Full<Bytes>>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+        },
+    );
+    let request = http::Request::post(URL)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    layer
+        .clone()
+        .layer(resource)
+        .oneshot(request)
+        .await
+        .unwrap();
+    // Another process refreshed them.
+    let newer = TokenSet::new("at-2", TokenType::Bearer, "https://as.example.com", "app")
+        .with_refresh_token(Some(RefreshToken::new("rt-2".into())))
+        .with_token_endpoint(
+            Some("https://as.example.com/token".into()),
+            Some(mcp_oauth_flow::client::ClientAuthMethod::None),
+        );
+    store.save_tokens(URL, &newer).await.unwrap();
+
+    let logout = tokio::time::timeout(Duration::from_secs(3600), layer.logout(URL, &server.client))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(logout.all_revoked(), "{logout:?}");
+    assert_eq!(
+        *server.revoked.lock().unwrap(),
+        ["rt-2", "at-2", "rt", "at", "rt-2"]
+    );
+    assert_eq!(*server.arrivals.lock().unwrap(), [0, 0, 0, 0, 2].map(secs));
 }
