@@ -149,10 +149,12 @@ impl Guard {
         let port = url.port_or_known_default().unwrap_or(443);
         let addresses = match resolver.resolve(host, port).await {
             Ok(addresses) => addresses,
-            // A resolver that does not know a localhost name (a table of the app's hosts, a
-            // system where `*.localhost` has no answer) leaves it to the name's rule and the
-            // connector: only an answer off the host is refused, below.
-            Err(_) if loopback_name => return Ok(()),
+            // `localhost` itself is this host on every system (a hosts file says so): a
+            // resolver that does not know it (a table of the app's hosts) leaves it to the
+            // name's rule. A `*.localhost` name whose lookup fails stays a failure: the
+            // connector, looking it up itself, could be sent off the host by the very lack of
+            // the rule the check is for.
+            Err(_) if loopback_name && host.eq_ignore_ascii_case("localhost") => return Ok(()),
             Err(e) => return Err(e),
         };
         if addresses.is_empty() && loopback_name {
