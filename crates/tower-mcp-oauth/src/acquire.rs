@@ -253,18 +253,24 @@ async fn run_flight<'s>(
 
 /// [`stored::reread`] within `deadline`; a grant gone from the store is, for an app whose users
 /// must connect in the browser, their authorizer's refusal (a web layer's `ConnectRequired`),
-/// as for any grant gone.
+/// as for any grant gone. Gone, the tokens the flight `began_from` leave the cache too (the
+/// re-read removes those it was given, which may be newer ones found since).
 async fn reread(
     state: &LayerState,
     need: &Need,
     held: Held,
     refreshing: bool,
     server_url: &url::Url,
+    began_from: Option<&mcp_oauth_flow::token::TokenSet>,
     deadline: &mut Deadline<'_>,
 ) -> Result<Start, Error> {
+    let resource = held.1.clone();
     let read = stored::reread(state, need, held, state.now(), refreshing);
     match deadline.step(crate::stored::NOT_READ, read).await {
         Err(e) if e.kind() == ErrorKind::LoggedOut => {
+            if let Some(began_from) = began_from {
+                state.cache.remove_if_holding(&resource, began_from);
+            }
             state.authorizer.check_prompt(server_url)?;
             Err(e)
         }
@@ -280,7 +286,8 @@ struct Holding<'t, 'w> {
     writes: &'w mut Deadline<'t>,
 }
 
-/// The part of a flight that runs under the refresh lock (if one was taken): adopt what is
+/// The part of a flight that runs under the refresh lock (if one was taken before it, or once
+/// the re-read finds refreshable tokens the flight began without): adopt what is
 /// stored, else run the flow and write its tokens back.
 async fn under_lock(
     state: &Arc<LayerState>,
@@ -304,7 +311,17 @@ async fn under_lock(
     let held = match held {
         Some(held) => {
             let refreshing = lock.is_some();
-            match reread(state, &need, held, refreshing, &server_url, deadline).await? {
+            match reread(
+                state,
+                &need,
+                held,
+                refreshing,
+                &server_url,
+                began_from.as_ref(),
+                deadline,
+            )
+            .await?
+            {
                 Start::Adopted => return Ok(()),
                 Start::From(held) => held,
             }
@@ -324,7 +341,17 @@ async fn under_lock(
             let taken = state.store.lock(found.1.as_str());
             let missed = "the token store did not give its refresh lock";
             *lock = Some(deadline.step(missed, taken).await?);
-            match reread(state, &need, found, true, &server_url, deadline).await? {
+            match reread(
+                state,
+                &need,
+                found,
+                true,
+                &server_url,
+                began_from.as_ref(),
+                deadline,
+            )
+            .await?
+            {
                 Start::Adopted => return Ok(()),
                 Start::From(held) => held,
             }
