@@ -52,7 +52,7 @@ pub use pending::{PendingAuthorization, PENDING_AUTHORIZATION_VERSION};
 use probe::Probe;
 use state::{After, Context, ExpectResourceMetadata, Held, State};
 
-/// Where a resumed flow's assertion count starts (see [`FlowSecrets::restore`]).
+/// Where a resumed flow's assertion count starts, at the least (see [`FlowSecrets::restore`]).
 const RESUMED_ASSERTIONS_FROM: u32 = 1 << 31;
 
 /// The random values one flow needs, supplied by the driver so the core stays deterministic.
@@ -82,16 +82,24 @@ impl FlowSecrets {
     }
 
     /// The secrets of a flow resumed from a [`PendingAuthorization`]: its `state` and verifier.
-    pub(crate) fn restore(state: CsrfToken, pkce: Pkce) -> Self {
+    pub(crate) fn restore(state: CsrfToken, pkce: Pkce, now: std::time::SystemTime) -> Self {
+        // A resumed flow's assertions count from the upper half: the flow it resumes may have
+        // signed some with this `state` already (a refused refresh before the consent), and
+        // counted from 0 again their `jti`s would repeat, which servers refuse within an
+        // assertion's lifetime (RFC 7523 §3, item 7). Within the half, from the millisecond
+        // of the resume (21 bits of it, a 35-minute cycle, past any assertion's 5-minute
+        // lifetime), 1024 apart: a record resumed twice (a direct caller's retry) counts from
+        // elsewhere the second time, unless in the same millisecond. The core stays
+        // deterministic: the time is the driver's.
+        let millis = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let slot = (millis as u32) & 0x1F_FFFF;
         Self {
             state,
             pkce,
-            // A resumed flow's assertions count from the upper half: the flow it resumes may
-            // have signed some with this `state` already (a refused refresh before the
-            // consent), and counted from 0 again their `jti`s would repeat, which servers
-            // refuse within an assertion's lifetime (RFC 7523 §3, item 7). A pending record
-            // is resumed once (it is taken from its store whole).
-            assertions: std::sync::atomic::AtomicU32::new(RESUMED_ASSERTIONS_FROM),
+            assertions: std::sync::atomic::AtomicU32::new(RESUMED_ASSERTIONS_FROM | (slot << 10)),
         }
     }
 
@@ -132,12 +140,23 @@ mod secrets_tests {
     fn a_resumed_flows_assertions_do_not_repeat_the_first_flows() {
         let first = FlowSecrets::from_entropy([1; 32], [2; 32]);
         let before: Vec<String> = (0..3).map(|_| first.next_jti()).collect();
-        let resumed = FlowSecrets::restore(
-            first.state().clone(),
-            crate::pkce::Pkce::from_entropy([2; 32]),
-        );
+        let at = |ms: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        let resume = |ms| {
+            FlowSecrets::restore(
+                first.state().clone(),
+                crate::pkce::Pkce::from_entropy([2; 32]),
+                at(ms),
+            )
+        };
+        let resumed = resume(1_000);
         let after: Vec<String> = (0..3).map(|_| resumed.next_jti()).collect();
         assert!(after.iter().all(|jti| !before.contains(jti)), "{after:?}");
+        // The same record resumed again a moment later signs other ones too.
+        let again = resume(1_001);
+        let later: Vec<String> = (0..3).map(|_| again.next_jti()).collect();
+        assert!(later
+            .iter()
+            .all(|jti| !after.contains(jti) && !before.contains(jti)));
     }
 
     #[test]

@@ -173,6 +173,7 @@ impl Flow {
         let secrets = FlowSecrets::restore(
             CsrfToken::new(pending.state),
             Pkce::from_verifier(pending.code_verifier),
+            now,
         );
         let state = ExpectAuthorizationResponse {
             secrets,
