@@ -330,8 +330,9 @@ mod tests {
             "https://example.com/a/b/",
             "http://127.0.0.1/",
             "http://[::1]:8080/mcp",
-            "ws://example.com/socket",
         ];
+        // (No `ws://` resource: the URL policy admits `https` and loopback `http` only. A
+        // `ws://` request finds nothing.)
         let requests = [
             "http://localhost:3000/mcp",
             "http://LOCALHOST:3000/mcp/sub?x=1",

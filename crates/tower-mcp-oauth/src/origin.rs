@@ -77,10 +77,21 @@ fn parse_port(digits: &[u8]) -> Option<u16> {
     u16::try_from(value).ok()
 }
 
+/// The scheme of a request `uri` if it is `http` or `https` as the inner client reads it: `http`
+/// (and hyper-util's connectors, hyper-tls's and hyper-rustls's) knows those two exactly, in
+/// lowercase. A scheme set apart from a parsed URI (`Uri::builder().scheme("HTTPS")`) is
+/// another one to them, whatever its letters: hyper-tls connects it without TLS, to port 80.
+/// A token must never go there, so such a request has no origin of the layer's.
+#[inline]
+pub(crate) fn web_scheme(uri: &Uri) -> Option<&str> {
+    uri.scheme_str().filter(|s| matches!(*s, "http" | "https"))
+}
+
 impl<'a> Origin<'a> {
-    /// The origin of a request URI; `None` for a relative one (no scheme or host).
+    /// The origin of a request URI; `None` for a relative one (no scheme or host), or one whose
+    /// scheme is not `http` or `https` as the inner client reads it ([`web_scheme`]).
     pub(crate) fn of_uri(uri: &'a Uri) -> Option<Self> {
-        let scheme = uri.scheme_str()?;
+        let scheme = web_scheme(uri)?;
         let (host, port) = split_authority(uri.authority()?.as_str())?;
         Some(Self {
             scheme,
@@ -244,12 +255,13 @@ impl OwnedOrigin {
     }
 
     /// Whether a request written with `scheme` and `authority` goes to this origin because it
-    /// writes them as this origin does (ASCII case aside). `false` says nothing: the request
-    /// may write the same origin another way (userinfo, an explicit default port).
+    /// writes them as this origin does (the authority's ASCII case aside; the scheme exactly,
+    /// see [`web_scheme`]). `false` says nothing: the request may write the same origin another
+    /// way (userinfo, an explicit default port).
     #[inline]
     pub(crate) fn is_written_as(&self, scheme: &str, authority: &str) -> bool {
         let (own_scheme, own_authority) = self.scheme_and_authority();
-        same_text(own_authority, authority.as_bytes()) && same_text(own_scheme, scheme.as_bytes())
+        same_text(own_authority, authority.as_bytes()) && same_bytes(own_scheme, scheme.as_bytes())
     }
 }
 

@@ -374,7 +374,7 @@ mod tests {
         let table = OriginTable::<()>::default();
         for (scheme, host, port, written) in [
             ("https", "a.example", Some(443), "a.example"),
-            ("HTTPS", "A.example", Some(443), "a.EXAMPLE"),
+            ("https", "A.example", Some(443), "a.EXAMPLE"),
             ("http", "a.example", Some(80), "a.example"),
             ("http", "localhost", Some(3000), "localhost:3000"),
             ("http", "localhost", Some(0), "localhost:0"),
@@ -409,6 +409,9 @@ mod tests {
             table.written_key("http", "localhost:3000"),
             table.written_key("http", "localhost:3001")
         );
+        // A scheme in other letters is another scheme to the inner client (`web_scheme`).
+        let https = OwnedOrigin::new(Origin::new("https", "a.example", Some(443)));
+        assert!(!https.is_written_as("HTTPS", "a.example"));
     }
 
     /// A table of the origins of `resources`, each its own entry.

@@ -112,6 +112,13 @@ where
         }
         // The slow paths below keep the head their own way; the copy above was wasted on
         // them, once per origin or per refresh.
+        // A scheme the inner client does not read as `http`/`https` (set apart, in capitals):
+        // no token, no flow, whatever origin its letters spell.
+        Lookup::Missing
+            if parts.uri.scheme().is_some() && crate::origin::web_scheme(&parts.uri).is_none() =>
+        {
+            return untouched(this, http::Request::from_parts(parts, body));
+        }
         Lookup::Missing if !state.cache.origin_checked(&parts.uri) => {
             // The first request to this origin: look in the store first (once).
             let state = Arc::clone(state);

@@ -153,15 +153,15 @@ fn parse_prefix(text: &str) -> Result<Prefix, Error> {
 
 impl Prefix {
     fn covers(&self, uri: &Uri) -> bool {
-        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        // The scheme as the inner client reads it (`origin::web_scheme`): exactly.
+        let (Some(scheme), Some(host)) = (crate::origin::web_scheme(uri), uri.host()) else {
             return false;
         };
         let port = uri.port_u16().or(match scheme {
-            s if s.eq_ignore_ascii_case("https") => Some(443),
-            s if s.eq_ignore_ascii_case("http") => Some(80),
-            _ => None,
+            "https" => Some(443),
+            _ => Some(80),
         });
-        scheme.eq_ignore_ascii_case(&self.scheme)
+        scheme == self.scheme
             && host.eq_ignore_ascii_case(&self.host)
             && port == Some(self.port)
             && uri

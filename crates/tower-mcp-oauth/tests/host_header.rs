@@ -95,3 +95,68 @@ async fn a_request_steered_elsewhere_by_its_host_header_goes_without_the_token()
         ]
     );
 }
+
+/// A URI whose scheme was set apart in other letters (`Uri::builder().scheme("HTTPS")`) is
+/// not `https` to `http` and the connectors: hyper-tls sends it without TLS, to port 80. The
+/// layer holds a token for the origin its letters spell, and sends it no token, starts no
+/// flow, and keeps its session for the real scheme (with the store's token adopted for the
+/// URI written the usual way, then sent only there).
+#[tokio::test]
+async fn a_scheme_in_other_letters_gets_no_token() {
+    let url = format!("{RS}/mcp");
+    let store = MemoryStore::new();
+    let tokens = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c");
+    store.save_tokens(&url, &tokens).await.unwrap();
+    let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let server = service_fn({
+        let seen = Arc::clone(&seen);
+        move |req: Req| {
+            let authorization = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            seen.lock().unwrap().push((
+                req.uri().scheme_str().unwrap_or("").to_owned(),
+                authorization,
+            ));
+            let response = flow_response(&req).unwrap_or_else(|| resource(&req, "at-1"));
+            async move { Ok::<_, Infallible>(response) }
+        }
+    });
+    let service = OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(store)
+    .layer(server);
+    let odd = |scheme: &str| {
+        let parsed: http::Uri = url.parse().unwrap();
+        let uri = http::Uri::builder()
+            .scheme(scheme)
+            .authority(parsed.authority().unwrap().as_str())
+            .path_and_query("/mcp")
+            .build()
+            .unwrap();
+        http::Request::post(uri)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // Before any session (the first contact would adopt the stored token), and after one.
+    let first = service.clone().oneshot(odd("HTTP")).await.unwrap();
+    assert_eq!(first.status(), 401);
+    let usual = http::Request::post(&url)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(service.clone().oneshot(usual).await.unwrap().status(), 200);
+    let again = service.clone().oneshot(odd("Http")).await.unwrap();
+    assert_eq!(again.status(), 401);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            ("HTTP".to_owned(), None),
+            ("http".to_owned(), Some("Bearer at-1".to_owned())),
+            ("Http".to_owned(), None),
+        ]
+    );
+}
