@@ -90,6 +90,9 @@ pub(crate) enum Lookup {
     Missing,
 }
 
+/// The most origins [`Cache::mark_origin_checked`] keeps.
+pub(crate) const MAX_CHECKED_ORIGINS: usize = 4096;
+
 #[derive(Default)]
 pub(crate) struct Cache {
     /// Per origin, its sessions, most specific resource first.
@@ -244,12 +247,24 @@ impl Cache {
     }
 
     /// Records that the store was searched for `uri`'s origin.
+    ///
+    /// At most [`MAX_CHECKED_ORIGINS`] are kept: a client that reaches ever new origins holding
+    /// no token (a gateway, a crawler through one layer) would grow the record for ever, each
+    /// insert copying it. Past the bound it starts over; an origin forgotten costs one more
+    /// store read, at its next request.
     pub(crate) fn mark_origin_checked(&self, uri: &Uri) {
         let Some(origin) = Origin::of_uri(uri) else {
             return;
         };
         let entry = OwnedOrigin::new(origin);
         self.checked_origins.rcu(|current| {
+            let emptied;
+            let current = if current.buckets() >= MAX_CHECKED_ORIGINS {
+                emptied = current.emptied();
+                &emptied
+            } else {
+                &**current
+            };
             current.with_bucket(origin, |bucket| {
                 let mut next = bucket.to_vec();
                 if !next.contains(&entry) {
@@ -557,6 +572,17 @@ mod tests {
             assert_eq!(at("https://a.example/mcp").unwrap(), "Bearer root");
             assert_eq!(at("https://b.example/mcp").unwrap(), "Bearer b");
         }
+    }
+
+    #[test]
+    fn the_checked_origins_are_bounded_and_keep_the_latest() {
+        let cache = Cache::default();
+        for port in 1..=(MAX_CHECKED_ORIGINS as u16 + 10) {
+            cache.mark_origin_checked(&uri(&format!("http://127.0.0.1:{port}/mcp")));
+        }
+        assert!(cache.checked_origins.load().buckets() <= MAX_CHECKED_ORIGINS);
+        let last = MAX_CHECKED_ORIGINS as u16 + 10;
+        assert!(cache.origin_checked(&uri(&format!("http://127.0.0.1:{last}/"))));
     }
 
     #[test]

@@ -172,6 +172,21 @@ impl<T> OriginTable<T> {
         next
     }
 
+    /// How many buckets the table holds (about its origins: origins whose keys collide share
+    /// one).
+    pub(crate) fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// An empty table with the same hash keys.
+    pub(crate) fn emptied(&self) -> Self {
+        Self {
+            keys: self.keys.clone(),
+            buckets: HashMap::default(),
+            sole: None,
+        }
+    }
+
     /// How many entries the table holds, over all buckets.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
