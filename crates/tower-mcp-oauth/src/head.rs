@@ -263,6 +263,16 @@ pub(crate) mod tests {
         }
         let default = SentHead::keep(&parts(http::Request::builder()));
         assert_eq!(default.uri(), Uri::default());
+        // Put together from parts: an absolute URI whose path is `*` (`OPTIONS *` to a proxy)
+        // has no text that reads back as itself; it comes back all the same.
+        let mut uri_parts = http::uri::Parts::default();
+        uri_parts.scheme = Some(http::uri::Scheme::HTTPS);
+        uri_parts.authority = Some("a.example:8443".parse().unwrap());
+        uri_parts.path_and_query = Some("*".parse().unwrap());
+        let star = Uri::from_parts(uri_parts).unwrap();
+        let head = SentHead::keep(&parts(http::Request::options(star.clone())));
+        assert_eq!(head.uri(), star);
+        assert_eq!(head.uri().authority(), star.authority());
     }
 
     #[test]

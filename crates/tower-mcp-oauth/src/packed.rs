@@ -142,7 +142,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn records(&mut self, uri: &Uri, headers: &HeaderMap) -> Option<()> {
-        let text = uri_text(uri);
+        let text = uri_text(uri)?;
         let uri_len = text.iter().map(|part| part.len()).sum::<usize>();
         self.put(&[u8::try_from(uri_len).ok()?])?;
         for part in text {
@@ -228,22 +228,30 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
 
 /// A URI's text in parts, as its `Display` writes it and `Uri::try_from` reads it back: the
 /// absolute form `scheme://authority/path?query`, or the authority form, or the origin form.
-fn uri_text(uri: &Uri) -> [&[u8]; 4] {
+/// `None` for an absolute URI whose path does not start with `/` (`https://a:8443` and `*`,
+/// put together from parts): written out, `https://a:8443*`, it reads back as another
+/// authority and path; such a head is copied the plain way.
+fn uri_text(uri: &Uri) -> Option<[&[u8]; 4]> {
     let path = uri
         .path_and_query()
         .map_or(&b""[..], |p| p.as_str().as_bytes());
     // The scheme's text, not a comparison with `Scheme::HTTPS`: for the standard schemes it is
     // a static string, and comparing costs more than copying its four or five bytes.
-    match (uri.scheme_str(), uri.authority()) {
-        (Some(scheme), Some(authority)) => [
-            scheme.as_bytes(),
-            b"://",
-            authority.as_str().as_bytes(),
-            path,
-        ],
+    Some(match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => {
+            if path.first().is_some_and(|&b| b != b'/') {
+                return None;
+            }
+            [
+                scheme.as_bytes(),
+                b"://",
+                authority.as_str().as_bytes(),
+                path,
+            ]
+        }
         (_, Some(authority)) => [authority.as_str().as_bytes(), b"", b"", b""],
         _ => [path, b"", b"", b""],
-    }
+    })
 }
 
 #[cfg(test)]
