@@ -439,6 +439,36 @@ mod tests {
         assert!(retry.frame().await.unwrap().is_err());
     }
 
+    /// Empty chunks (a body's heartbeats) are not kept, whatever their number; past
+    /// `MAX_KEPT_CHUNKS` chunks the body is sent on and not replayed, as past the byte cap.
+    #[tokio::test]
+    async fn the_chunks_kept_are_bounded_as_the_bytes_are() {
+        let mut frames: std::collections::VecDeque<_> =
+            std::iter::repeat_with(|| Frame::data(Bytes::new()))
+                .take(100_000)
+                .collect();
+        frames.push_back(Frame::data(Bytes::from_static(b"x")));
+        let (body, prepared) = prepare(Frames(frames), 64);
+        assert_eq!(collect(body).await.unwrap(), "x");
+        assert_eq!(collect(prepared.replay().unwrap()).await.unwrap(), "x");
+
+        let kept = crate::replay::MAX_KEPT_CHUNKS;
+        let bytes = |n: usize| -> std::collections::VecDeque<_> {
+            std::iter::repeat_with(|| Frame::data(Bytes::from_static(b"y")))
+                .take(n)
+                .collect()
+        };
+        let (body, prepared) = prepare(Frames(bytes(kept)), 64 * 1024);
+        assert_eq!(collect(body).await.unwrap().len(), kept);
+        assert_eq!(
+            collect(prepared.replay().unwrap()).await.unwrap().len(),
+            kept
+        );
+        let (body, prepared) = prepare(Frames(bytes(kept + 1)), 64 * 1024);
+        assert_eq!(collect(body).await.unwrap().len(), kept + 1);
+        assert!(prepared.replay().is_none());
+    }
+
     #[tokio::test]
     async fn a_body_of_exactly_the_cap_is_replayable() {
         let (body, prepared) = prepare(chunks(&["ab", "cd"]), 4);

@@ -39,6 +39,10 @@ struct Replay<B> {
 
 /// A body that keeps what it streams so it can be sent again. Small (the size hint lives in
 /// the shared part), so that the body's `Kind` (in `body.rs`) stays the size of a `Full<Bytes>`.
+/// The most chunks of a streamed body kept for a replay; past them, as past the byte cap, the
+/// body is sent on and not replayed.
+pub(crate) const MAX_KEPT_CHUNKS: usize = 1024;
+
 pub(crate) struct ReplayBody<B> {
     shared: Arc<Replay<B>>,
     /// How many kept chunks this handle has yielded.
@@ -233,9 +237,13 @@ where
                             state.done = true;
                             state.body = None;
                         }
-                        if !state.capped {
+                        // An empty chunk carries nothing to send again: not kept (a body of
+                        // heartbeats would otherwise grow the list for ever at no cost to the
+                        // byte cap). Nor are more than `MAX_KEPT_CHUNKS`: tiny chunks (a byte
+                        // each, under a 64 KiB cap) cost far more to keep than their bytes.
+                        if !state.capped && !data.is_empty() {
                             state.len += data.len();
-                            if state.len > state.max {
+                            if state.len > state.max || state.chunks.len() >= MAX_KEPT_CHUNKS {
                                 // No replay after this one; this attempt sends the rest.
                                 state.capped = true;
                                 state.chunks = Vec::new();
