@@ -17,6 +17,8 @@ use tower_mcp_oauth::{
 type Req = http::Request<OAuthBody<Full<Bytes>>>;
 /// What the server side saw of one request: its path, `Host` and `Authorization`.
 type Seen = (String, Option<String>, Option<String>);
+/// What the server side saw of one request: its scheme as written, and its `Authorization`.
+type SchemeSeen = (String, Option<String>);
 
 #[tokio::test]
 async fn a_request_steered_elsewhere_by_its_host_header_goes_without_the_token() {
@@ -107,7 +109,7 @@ async fn a_scheme_in_other_letters_gets_no_token() {
     let store = MemoryStore::new();
     let tokens = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c");
     store.save_tokens(&url, &tokens).await.unwrap();
-    let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<SchemeSeen>>> = Arc::default();
     let server = service_fn({
         let seen = Arc::clone(&seen);
         move |req: Req| {
@@ -115,10 +117,8 @@ async fn a_scheme_in_other_letters_gets_no_token() {
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.to_str().unwrap().to_owned());
-            seen.lock().unwrap().push((
-                req.uri().scheme_str().unwrap_or("").to_owned(),
-                authorization,
-            ));
+            let scheme = req.uri().scheme_str().unwrap_or("").to_owned();
+            seen.lock().unwrap().push((scheme, authorization));
             let response = flow_response(&req).unwrap_or_else(|| resource(&req, "at-1"));
             async move { Ok::<_, Infallible>(response) }
         }
