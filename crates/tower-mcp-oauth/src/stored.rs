@@ -122,12 +122,24 @@ pub(crate) async fn adopt_stored(state: &LayerState, uri: &Uri) {
     if state.cache.session(uri).is_some() {
         return;
     }
+    // A logout that begins while the store is read (it wipes the cache, then the store) must
+    // not have its tokens brought back by this read: the adoption is checked against it, as a
+    // flow's install is.
+    let generation =
+        crate::flight::server_key(uri).map(|server| state.flights.logout_generation(&server));
     let read = find_stored(state, uri);
     match state.deadline().step(NOT_READ, read).await {
         // Spent tokens are no token: the request goes without one, and its 401 starts a flow
         // from them (`start_from`), which authorizes afresh.
         Ok(Some((stored, resource))) if is_spent(&stored, state.now()) => {
             debug!(%resource, "stored tokens have expired and cannot be refreshed");
+        }
+        Ok(Some((_, resource)))
+            if generation
+                .as_ref()
+                .is_some_and(|g| g.check(&state.flights, Some(resource.as_str())).is_err()) =>
+        {
+            debug!(%resource, "logged out while the store was read; not adopted");
         }
         Ok(Some((stored, resource))) => {
             debug!(%resource, "found stored tokens before the first request");
