@@ -346,8 +346,8 @@ mod tests {
             "http://127.0.0.1/",
             "http://[::1]:8080/mcp",
         ];
-        // (No `ws://` resource: the URL policy admits `https` and loopback `http` only. A
-        // `ws://` request finds nothing.)
+        // (No `ws://` resource: the URL policy admits `https` and loopback `http` only, so no
+        // `ws://` request finds a session.)
         let requests = [
             "http://localhost:3000/mcp",
             "http://LOCALHOST:3000/mcp/sub?x=1",

@@ -218,7 +218,9 @@ impl OAuthLayer {
 
     /// The largest request body kept for the retry after a `401`. A larger body is still sent,
     /// and its `401` comes back marked [`BodyNotReplayable`](crate::BodyNotReplayable) once the
-    /// flow has run. Default: [`DEFAULT_MAX_REPLAY_BYTES`] (64 KiB). The example of
+    /// flow has run. Default: [`DEFAULT_MAX_REPLAY_BYTES`] (64 KiB). A body streamed in more
+    /// than 1024 chunks is not kept either, whatever its size (their bookkeeping would cost more
+    /// than their bytes): raised far, the limit counts for bodies in chunks of its 1024th. The example of
     /// [`BodyNotReplayable`](crate::BodyNotReplayable) shows a body over the limit.
     pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
         self.state_mut().max_replay_bytes = bytes;

@@ -37,12 +37,12 @@ struct Replay<B> {
     state: Mutex<ReplayState<B>>,
 }
 
-/// A body that keeps what it streams so it can be sent again. Small (the size hint lives in
-/// the shared part), so that the body's `Kind` (in `body.rs`) stays the size of a `Full<Bytes>`.
 /// The most chunks of a streamed body kept for a replay; past them, as past the byte cap, the
 /// body is sent on and not replayed.
 pub(crate) const MAX_KEPT_CHUNKS: usize = 1024;
 
+/// A body that keeps what it streams so it can be sent again. Small (the size hint lives in
+/// the shared part), so that the body's `Kind` (in `body.rs`) stays the size of a `Full<Bytes>`.
 pub(crate) struct ReplayBody<B> {
     shared: Arc<Replay<B>>,
     /// How many kept chunks this handle has yielded.

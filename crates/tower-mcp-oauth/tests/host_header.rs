@@ -129,11 +129,12 @@ async fn a_scheme_in_other_letters_gets_no_token() {
     )
     .token_store(store)
     .layer(server);
-    let odd = |scheme: &str| {
-        let parsed: http::Uri = url.parse().unwrap();
+    let parsed: http::Uri = url.parse().unwrap();
+    let authority = parsed.authority().unwrap().as_str().to_owned();
+    let odd_at = |scheme: &str, authority: &str| {
         let uri = http::Uri::builder()
             .scheme(scheme)
-            .authority(parsed.authority().unwrap().as_str())
+            .authority(authority)
             .path_and_query("/mcp")
             .build()
             .unwrap();
@@ -141,6 +142,7 @@ async fn a_scheme_in_other_letters_gets_no_token() {
             .body(Full::new(Bytes::new()))
             .unwrap()
     };
+    let odd = |scheme: &str| odd_at(scheme, &authority);
     // Before any session (the first contact would adopt the stored token), and after one.
     let first = service.clone().oneshot(odd("HTTP")).await.unwrap();
     assert_eq!(first.status(), 401);
@@ -150,6 +152,12 @@ async fn a_scheme_in_other_letters_gets_no_token() {
     assert_eq!(service.clone().oneshot(usual).await.unwrap().status(), 200);
     let again = service.clone().oneshot(odd("Http")).await.unwrap();
     assert_eq!(again.status(), 401);
+    // Its authority written otherwise too (userinfo, a padded port): looked up by its parsed
+    // origin, which an odd scheme does not have either.
+    for written in [format!("u@{authority}"), authority.replace(':', ":0")] {
+        let response = service.clone().oneshot(odd_at("HTTP", &written)).await;
+        assert_eq!(response.unwrap().status(), 401, "{written}");
+    }
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen,
@@ -157,6 +165,8 @@ async fn a_scheme_in_other_letters_gets_no_token() {
             ("HTTP".to_owned(), None),
             ("http".to_owned(), Some("Bearer at-1".to_owned())),
             ("Http".to_owned(), None),
+            ("HTTP".to_owned(), None),
+            ("HTTP".to_owned(), None),
         ]
     );
 }
