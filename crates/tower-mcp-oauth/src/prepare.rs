@@ -74,10 +74,12 @@ where
     B::Error: Into<BoxError>,
 {
     let exact = hint.exact();
-    if body.is_end_stream() || exact == Some(0) {
+    if body.is_end_stream() {
         return First::Empty;
     }
-    if exact.is_none() {
+    // No size known, or no data but not yet at its end (trailers may follow: a body of
+    // trailers alone is a body, and taken for an empty one it would lose them): streamed.
+    if exact.is_none() || exact == Some(0) {
         return First::Unread(body);
     }
     let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -467,6 +469,41 @@ mod tests {
         let (body, prepared) = prepare(Frames(bytes(kept + 1)), 64 * 1024);
         assert_eq!(collect(body).await.unwrap().len(), kept + 1);
         assert!(prepared.replay().is_none());
+    }
+
+    /// A body that says it holds no data but is not at its end: trailers alone.
+    struct TrailersOnly(Frames);
+
+    impl Body for TrailersOnly {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Pin::new(&mut self.0).poll_frame(cx)
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_of_trailers_alone_keeps_them_sent_and_replayed() {
+        let trailers = || {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("x-checksum", http::HeaderValue::from_static("abcd"));
+            TrailersOnly(Frames([Frame::trailers(trailers)].into()))
+        };
+        let sent = |body: OAuthBody<TrailersOnly>| async move {
+            let collected = body.collect().await.unwrap();
+            collected.trailers().map(|t| t["x-checksum"].clone())
+        };
+        let (body, prepared) = prepare(trailers(), 64);
+        assert_eq!(sent(body).await.unwrap(), "abcd");
+        assert_eq!(sent(prepared.replay().unwrap()).await.unwrap(), "abcd");
+        // And passed on untouched, outside the layer's servers.
+        assert_eq!(sent(pass_on(trailers())).await.unwrap(), "abcd");
     }
 
     #[tokio::test]
