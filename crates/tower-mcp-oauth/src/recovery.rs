@@ -392,10 +392,16 @@ where
             "no inner service was kept for the retry",
         ));
     };
+    let proved = head.proved();
     let mut parts = RetryParts::from_sent(head);
     // A proof without the resource's nonce: the same request once more with it, no new token
     // (RFC 9449 §9). What that answers is then handled like a first answer.
     let (first, verdict) = match verdict {
+        // A proof the layer did not make (the caller's own `DPoP` header, beside the layer's
+        // bearer token or no token at all): its nonce is the caller's to answer with a proof
+        // of its own key; retried by the layer, the request would go with the caller's
+        // `Authorization` or none, and a token still valid could be refreshed for nothing.
+        Verdict::DpopNonce { .. } if !proved => return Ok(first),
         Verdict::DpopNonce { nonce, .. } if parts.headers.contains_key(DPOP) => {
             state.dpop.remember_nonce(&parts.uri, nonce);
             if let Some(header) = parts.headers.get(AUTHORIZATION).cloned() {

@@ -1,6 +1,9 @@
-//! A request whose `Host` header names another authority than its URI (a gateway copying an
-//! incoming request's headers, a fronted domain) is steered by it, past a shared ingress, to
-//! another server: the layer sends it untouched, with no token and no flow on its `401`.
+//! Requests the layer must leave (partly) to their caller. One whose `Host` header names
+//! another authority than its URI (a gateway copying an incoming request's headers, a fronted
+//! domain) is steered by it, past a shared ingress, to another server: the layer sends it
+//! untouched, with no token and no flow on its `401`. So is one whose scheme the connectors do
+//! not read as `http`/`https`. And a nonce challenge to the caller's own DPoP proof is the
+//! caller's.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -167,6 +170,66 @@ async fn a_scheme_in_other_letters_gets_no_token() {
             ("Http".to_owned(), None),
             ("HTTP".to_owned(), None),
             ("HTTP".to_owned(), None),
+        ]
+    );
+}
+
+/// The caller's own `DPoP` header on a request the layer sends with its bearer token: a
+/// `use_dpop_nonce` challenge to it is about the caller's proof, and comes back to the caller
+/// as it is (no retry with the caller's `Authorization` or none, no refresh of a valid token).
+#[tokio::test]
+async fn a_nonce_challenge_to_the_callers_own_proof_is_the_callers() {
+    let url = format!("{RS}/mcp");
+    let store = MemoryStore::new();
+    let tokens = TokenSet::new("at-1", TokenType::Bearer, "http://127.0.0.1:2", "c");
+    store.save_tokens(&url, &tokens).await.unwrap();
+    let seen: Arc<Mutex<Vec<SchemeSeen>>> = Arc::default();
+    let server = service_fn({
+        let seen = Arc::clone(&seen);
+        move |req: Req| {
+            let authorization = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            seen.lock()
+                .unwrap()
+                .push((req.uri().path().to_owned(), authorization));
+            let response = if req.headers().contains_key("dpop") {
+                http::Response::builder()
+                    .status(401)
+                    .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                    .header("dpop-nonce", "n-1")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            } else {
+                flow_response(&req).unwrap_or_else(|| resource(&req, "at-1"))
+            };
+            async move { Ok::<_, Infallible>(response) }
+        }
+    });
+    let service = OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .token_store(store)
+    .layer(server);
+    let plain = http::Request::post(&url)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(service.clone().oneshot(plain).await.unwrap().status(), 200);
+    let proved = http::Request::post(&url)
+        .header("dpop", "the-callers-proof")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = service.clone().oneshot(proved).await.unwrap();
+    assert_eq!(answer.status(), 401);
+    assert_eq!(answer.headers()["dpop-nonce"], "n-1");
+    let bearer = Some("Bearer at-1".to_owned());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("/mcp".to_owned(), bearer.clone()),
+            ("/mcp".to_owned(), bearer)
         ]
     );
 }
