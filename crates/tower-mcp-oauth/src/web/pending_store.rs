@@ -70,9 +70,12 @@ impl PendingLogin {
         self.authorization.issuer()
     }
 
-    /// When the login stops waiting for its callback.
+    /// When the login stops waiting for its callback. A record whose expiry no clock can hold
+    /// (a shared store's corrupt or forged record) is expired: refused, not a panic.
     pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.expires_at)
+        UNIX_EPOCH
+            .checked_add(Duration::from_secs(self.expires_at))
+            .unwrap_or(UNIX_EPOCH)
     }
 
     /// A record for the store tests: a public client's login to `server`, holding the
@@ -210,6 +213,13 @@ fn _object_safe(_: &dyn PendingLoginStore) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expiry_no_clock_can_hold_is_an_expired_login() {
+        let mut login = PendingLogin::for_tests("https://a.example/", UNIX_EPOCH);
+        login.expires_at = u64::MAX;
+        assert_eq!(login.expires_at(), UNIX_EPOCH);
+    }
 
     #[test]
     fn expiry_rounds_up_to_the_second() {
