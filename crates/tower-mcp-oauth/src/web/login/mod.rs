@@ -304,6 +304,8 @@ impl WebLogin {
                 .await;
             return Err(e);
         }
+        // Which layer the logouts were counted by (held no longer: see below).
+        let counted_by = Arc::downgrade(&layer.state);
         drop(layer);
         // The client the tokens were issued to, if the flow kept its registration until now
         // (it replaces one another application sharing the store uses).
@@ -318,12 +320,23 @@ impl WebLogin {
         // service the app keeps still holds stays, and takes the new tokens now (dropped from
         // the map, it would go on sending the old ones, out of reach of a logout). So does one
         // a lookup took as it was being forgotten.
+        // Not if a logout came during the writes just made (after the check above): it wiped
+        // these tokens from the store, and the kept layer must not take them back. (A layer
+        // other than the one that counted the logouts has counts of its own: only the same
+        // layer is asked, and any other takes the tokens.)
         if let Some(held) = self.layers.remove_unless_held(user) {
-            held.adopt_login(
-                &server_url,
-                outcome.protected_resource.clone(),
-                outcome.tokens.clone(),
-            );
+            let same = std::ptr::eq(counted_by.as_ptr(), Arc::as_ptr(&held.state));
+            let logged_out = same
+                && held
+                    .check_logouts(&generation, &outcome.protected_resource)
+                    .is_err();
+            if !logged_out {
+                held.adopt_login(
+                    &server_url,
+                    outcome.protected_resource.clone(),
+                    outcome.tokens.clone(),
+                );
+            }
         }
         debug!(resource = %outcome.protected_resource, issuer = outcome.tokens.issuer(), "web login completed");
         Ok(Connection {

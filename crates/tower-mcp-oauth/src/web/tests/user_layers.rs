@@ -442,3 +442,106 @@ async fn a_logout_in_another_process_leaves_the_user_to_connect_again() {
     let stored = here.user_store("alice").load_last_flow(MCP).await.unwrap();
     assert!(stored.is_none(), "{stored:?}");
 }
+
+/// A store whose next read of a status record, once armed, waits for the test: a login's
+/// last write in flight while something else runs.
+#[derive(Default)]
+struct HoldsAStatusRead {
+    inner: MemoryStore,
+    armed: std::sync::atomic::AtomicBool,
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl TokenStore for HoldsAStatusRead {
+    fn load_tokens<'a>(
+        &'a self,
+        r: &'a str,
+    ) -> crate::BoxFuture<'a, Result<Option<crate::TokenSet>, crate::Error>> {
+        self.inner.load_tokens(r)
+    }
+    fn save_tokens<'a>(
+        &'a self,
+        r: &'a str,
+        t: &'a crate::TokenSet,
+    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
+        self.inner.save_tokens(r, t)
+    }
+    fn compare_and_swap_tokens<'a>(
+        &'a self,
+        r: &'a str,
+        current: Option<&'a crate::TokenSet>,
+        new: Option<&'a crate::TokenSet>,
+    ) -> crate::BoxFuture<'a, Result<crate::Replaced, crate::Error>> {
+        self.inner.compare_and_swap_tokens(r, current, new)
+    }
+    fn load_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> crate::BoxFuture<'a, Result<Option<crate::ClientRegistration>, crate::Error>> {
+        self.inner.load_client(issuer)
+    }
+    fn save_client<'a>(
+        &'a self,
+        r: &'a crate::ClientRegistration,
+    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
+        self.inner.save_client(r)
+    }
+    fn remove_client<'a>(
+        &'a self,
+        issuer: &'a str,
+    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
+        self.inner.remove_client(issuer)
+    }
+    fn lock<'a>(
+        &'a self,
+        r: &'a str,
+    ) -> crate::BoxFuture<'a, Result<crate::StoreLock, crate::Error>> {
+        self.inner.lock(r)
+    }
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a crate::store::LastFlow,
+    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
+        self.inner.save_last_flow(server, record)
+    }
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> crate::BoxFuture<'a, Result<Option<crate::store::LastFlow>, crate::Error>> {
+        Box::pin(async move {
+            if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                self.reached.notify_one();
+                self.release.notified().await;
+            }
+            self.inner.load_last_flow(server).await
+        })
+    }
+}
+
+/// A logout while a login's last writes are in flight (after its tokens were stored and its
+/// logout check passed): the service the app keeps does not take the tokens the logout wiped.
+#[tokio::test]
+async fn a_logout_during_a_logins_last_writes_is_not_undone_for_a_kept_service() {
+    let fake = Fake::new(3600);
+    let store = Arc::new(HoldsAStatusRead::default());
+    let (login, _, _) = setup_over(&fake, Arc::clone(&store) as Arc<dyn TokenStore>);
+    let login = Arc::new(login);
+    let kept = ServiceBuilder::new()
+        .layer(login.layer_for("alice"))
+        .service(mcp_service(&fake));
+    let url = login.start("alice", MCP).await.unwrap();
+    store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let completing = tokio::spawn({
+        let login = Arc::clone(&login);
+        async move { login.complete("alice", &approve(&url, "c1")).await }
+    });
+    store.reached.notified().await;
+    login.logout("alice", MCP).await.unwrap();
+    store.release.notify_one();
+    completing.await.unwrap().unwrap();
+    let err = kept.oneshot(mcp_call()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InteractionRequired, "{err:#}");
+    assert!(fake.bearers().is_empty(), "{:?}", fake.bearers());
+}
