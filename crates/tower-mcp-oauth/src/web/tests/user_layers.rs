@@ -308,16 +308,46 @@ async fn a_refresh_refused_after_a_new_login_leaves_the_new_tokens() {
     assert_eq!(fake.bearers().last().map(String::as_str), Some("at-cb"));
 }
 
-/// A store whose next compare-and-swap, once armed, lands and then waits at a gate before it
-/// answers: a refresh whose write reached the store and whose install has not happened yet.
-struct GatedSwap {
-    inner: crate::MemoryStore,
-    armed: std::sync::atomic::AtomicBool,
-    reached: Arc<tokio::sync::Notify>,
-    release: Arc<tokio::sync::Notify>,
+/// Where a [`GatedStore`] waits for the test, once armed.
+#[derive(Clone, Copy, PartialEq)]
+enum Gate {
+    /// After its next compare-and-swap lands, before it answers: a refresh whose write
+    /// reached the store and whose install has not happened yet.
+    AfterSwap,
+    /// Before its next read of a status record: a login's last write in flight.
+    BeforeStatusRead,
 }
 
-impl TokenStore for GatedSwap {
+/// A memory store that, once armed, waits at its [`Gate`] until the test releases it.
+struct GatedStore {
+    inner: crate::MemoryStore,
+    gate: Gate,
+    armed: std::sync::atomic::AtomicBool,
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl GatedStore {
+    fn new(gate: Gate) -> Self {
+        Self {
+            inner: crate::MemoryStore::new(),
+            gate,
+            armed: Default::default(),
+            reached: Default::default(),
+            release: Default::default(),
+        }
+    }
+
+    /// Waits for the test here if this is the armed gate.
+    async fn pass(&self, at: Gate) {
+        if self.gate == at && self.armed.swap(false, Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.release.notified().await;
+        }
+    }
+}
+
+impl TokenStore for GatedStore {
     fn load_tokens<'a>(
         &'a self,
         r: &'a str,
@@ -339,10 +369,7 @@ impl TokenStore for GatedSwap {
     ) -> crate::BoxFuture<'a, Result<crate::store::Replaced, crate::Error>> {
         Box::pin(async move {
             let swapped = self.inner.compare_and_swap_tokens(r, current, new).await;
-            if self.armed.swap(false, Ordering::SeqCst) {
-                self.reached.notify_one();
-                self.release.notified().await;
-            }
+            self.pass(Gate::AfterSwap).await;
             swapped
         })
     }
@@ -370,6 +397,22 @@ impl TokenStore for GatedSwap {
     ) -> crate::BoxFuture<'a, Result<crate::StoreLock, crate::Error>> {
         self.inner.lock(r)
     }
+    fn save_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+        record: &'a crate::store::LastFlow,
+    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
+        self.inner.save_last_flow(server, record)
+    }
+    fn load_last_flow<'a>(
+        &'a self,
+        server: &'a str,
+    ) -> crate::BoxFuture<'a, Result<Option<crate::store::LastFlow>, crate::Error>> {
+        Box::pin(async move {
+            self.pass(Gate::BeforeStatusRead).await;
+            self.inner.load_last_flow(server).await
+        })
+    }
 }
 
 /// A refresh the kept layer started before the user connected again writes its tokens to the
@@ -378,12 +421,7 @@ impl TokenStore for GatedSwap {
 #[tokio::test]
 async fn a_refresh_that_installs_after_a_new_login_leaves_the_new_tokens() {
     let fake = Fake::new(3600);
-    let store = Arc::new(GatedSwap {
-        inner: crate::MemoryStore::new(),
-        armed: Default::default(),
-        reached: Default::default(),
-        release: Default::default(),
-    });
+    let store = Arc::new(GatedStore::new(Gate::AfterSwap));
     let (login, clock, _) = setup_over(&fake, Arc::clone(&store) as Arc<dyn TokenStore>);
     log_in(&login, "alice", "ca").await;
     let kept = ServiceBuilder::new()
@@ -443,96 +481,19 @@ async fn a_logout_in_another_process_leaves_the_user_to_connect_again() {
     assert!(stored.is_none(), "{stored:?}");
 }
 
-/// A store whose next read of a status record, once armed, waits for the test: a login's
-/// last write in flight while something else runs.
-#[derive(Default)]
-struct HoldsAStatusRead {
-    inner: MemoryStore,
-    armed: std::sync::atomic::AtomicBool,
-    reached: tokio::sync::Notify,
-    release: tokio::sync::Notify,
-}
-
-impl TokenStore for HoldsAStatusRead {
-    fn load_tokens<'a>(
-        &'a self,
-        r: &'a str,
-    ) -> crate::BoxFuture<'a, Result<Option<crate::TokenSet>, crate::Error>> {
-        self.inner.load_tokens(r)
-    }
-    fn save_tokens<'a>(
-        &'a self,
-        r: &'a str,
-        t: &'a crate::TokenSet,
-    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
-        self.inner.save_tokens(r, t)
-    }
-    fn compare_and_swap_tokens<'a>(
-        &'a self,
-        r: &'a str,
-        current: Option<&'a crate::TokenSet>,
-        new: Option<&'a crate::TokenSet>,
-    ) -> crate::BoxFuture<'a, Result<crate::Replaced, crate::Error>> {
-        self.inner.compare_and_swap_tokens(r, current, new)
-    }
-    fn load_client<'a>(
-        &'a self,
-        issuer: &'a str,
-    ) -> crate::BoxFuture<'a, Result<Option<crate::ClientRegistration>, crate::Error>> {
-        self.inner.load_client(issuer)
-    }
-    fn save_client<'a>(
-        &'a self,
-        r: &'a crate::ClientRegistration,
-    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
-        self.inner.save_client(r)
-    }
-    fn remove_client<'a>(
-        &'a self,
-        issuer: &'a str,
-    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
-        self.inner.remove_client(issuer)
-    }
-    fn lock<'a>(
-        &'a self,
-        r: &'a str,
-    ) -> crate::BoxFuture<'a, Result<crate::StoreLock, crate::Error>> {
-        self.inner.lock(r)
-    }
-    fn save_last_flow<'a>(
-        &'a self,
-        server: &'a str,
-        record: &'a crate::store::LastFlow,
-    ) -> crate::BoxFuture<'a, Result<(), crate::Error>> {
-        self.inner.save_last_flow(server, record)
-    }
-    fn load_last_flow<'a>(
-        &'a self,
-        server: &'a str,
-    ) -> crate::BoxFuture<'a, Result<Option<crate::store::LastFlow>, crate::Error>> {
-        Box::pin(async move {
-            if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                self.reached.notify_one();
-                self.release.notified().await;
-            }
-            self.inner.load_last_flow(server).await
-        })
-    }
-}
-
 /// A logout while a login's last writes are in flight (after its tokens were stored and its
 /// logout check passed): the service the app keeps does not take the tokens the logout wiped.
 #[tokio::test]
 async fn a_logout_during_a_logins_last_writes_is_not_undone_for_a_kept_service() {
     let fake = Fake::new(3600);
-    let store = Arc::new(HoldsAStatusRead::default());
+    let store = Arc::new(GatedStore::new(Gate::BeforeStatusRead));
     let (login, _, _) = setup_over(&fake, Arc::clone(&store) as Arc<dyn TokenStore>);
     let login = Arc::new(login);
     let kept = ServiceBuilder::new()
         .layer(login.layer_for("alice"))
         .service(mcp_service(&fake));
     let url = login.start("alice", MCP).await.unwrap();
-    store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    store.armed.store(true, Ordering::SeqCst);
     let completing = tokio::spawn({
         let login = Arc::clone(&login);
         async move { login.complete("alice", &approve(&url, "c1")).await }
