@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use ::rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use ::rmcp::transport::common::http_header::JSON_MIME_TYPE;
-use ::rmcp::transport::streamable_http_client::{StreamableHttpError, StreamableHttpPostResponse};
+use ::rmcp::transport::streamable_http_client::{
+    AuthRequiredError, StreamableHttpError, StreamableHttpPostResponse,
+};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
@@ -29,6 +31,35 @@ use crate::BodyNotReplayable;
 
 fn layer_error(error: Error) -> HttpError {
     StreamableHttpError::Client(TowerHttpError::Layer(error))
+}
+
+/// A layer error on the event stream's GET as rmcp's reconnecting worker should read it.
+/// rmcp retries every `Client` error for ever (its `classify_reconnect_error` ends only on
+/// `AuthRequired`, `InsufficientScope` and a server without SSE), so a refusal no retry can
+/// lift (the user must connect, a limit reached, a consent refused or timed out, a logout)
+/// would loop in the background while the app never hears of it: it is rmcp's `AuthRequired`
+/// here, with no challenge (none came from the server), and the layer's own error is logged.
+/// Every other error passes as it is.
+fn stream_error(error: HttpError) -> HttpError {
+    use mcp_oauth_flow::ErrorKind::*;
+    match error {
+        StreamableHttpError::Client(TowerHttpError::Layer(e))
+            if matches!(
+                e.kind(),
+                InteractionRequired
+                    | AuthorizationLimit
+                    | StepUpLimit
+                    | AuthorizationDenied
+                    | Consent
+                    | ConsentTimeout
+                    | LoggedOut
+            ) =>
+        {
+            warn!(kind = ?e.kind(), error = %e, "the event stream needs an authorization the layer cannot get; rmcp's reconnects end here");
+            StreamableHttpError::AuthRequired(AuthRequiredError::new(String::new()))
+        }
+        other => other,
+    }
 }
 
 impl<S, B> TowerHttpClient<S>
@@ -186,7 +217,7 @@ where
         if let Some(last_event_id) = &last_event_id {
             outgoing.header("last-event-id", last_event_id)?;
         }
-        let response = Self::send(service, &outgoing).await?;
+        let response = Self::send(service, &outgoing).await.map_err(stream_error)?;
         let status = response.status();
         if status == StatusCode::METHOD_NOT_ALLOWED {
             return Err(StreamableHttpError::ServerDoesNotSupportSse);

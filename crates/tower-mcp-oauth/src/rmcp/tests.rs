@@ -564,3 +564,48 @@ async fn delete_session_follows_rmcp() {
     assert_eq!(seen[0].method, http::Method::DELETE);
     assert_eq!(seen[0].headers["mcp-session-id"], "s-1");
 }
+
+/// A refusal no retry can lift, met by the event stream's GET, ends rmcp's reconnects: it is
+/// rmcp's `AuthRequired` (its worker retries every `Client` error for ever); a passing trouble
+/// stays the layer's error, which rmcp retries.
+#[tokio::test]
+async fn a_lasting_refusal_on_the_event_stream_ends_rmcps_reconnects() {
+    for kind in [
+        ErrorKind::InteractionRequired,
+        ErrorKind::AuthorizationLimit,
+        ErrorKind::LoggedOut,
+        ErrorKind::ConsentTimeout,
+    ] {
+        let mock = Mock::new([Err(Error::new(kind, "no authorization"))]);
+        let error = mock
+            .client()
+            .get_stream(URI.into(), Some("s".into()), None, None, HashMap::new())
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(error, StreamableHttpError::AuthRequired(_)),
+            "{kind:?}: {error:?}"
+        );
+    }
+    let passing = Error::new(ErrorKind::Transport, "connection reset").mark_transient();
+    let mock = Mock::new([Err(passing)]);
+    let error = mock
+        .client()
+        .get_stream(URI.into(), Some("s".into()), None, None, HashMap::new())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(error, StreamableHttpError::Client(TowerHttpError::Layer(_))),
+        "{error:?}"
+    );
+    // A message's POST keeps the layer's own error, for its caller to read.
+    let refused = Error::new(ErrorKind::InteractionRequired, "connect first");
+    let mock = Mock::new([Err(refused)]);
+    let error = post(&mock, ping()).await.unwrap_err();
+    assert!(
+        matches!(error, StreamableHttpError::Client(TowerHttpError::Layer(_))),
+        "{error:?}"
+    );
+}
