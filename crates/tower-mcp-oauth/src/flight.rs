@@ -81,6 +81,9 @@ pub(crate) enum Joined {
     OtherServer,
 }
 
+/// The most last-flow records a layer keeps in memory (one per MCP server it ran a flow for).
+const MAX_LAST_FLOWS: usize = 1024;
+
 #[derive(Default)]
 pub(crate) struct Flights {
     inflight: Mutex<HashMap<String, Inflight>>,
@@ -90,6 +93,7 @@ pub(crate) struct Flights {
     /// How each MCP server's last flow ended (see `status.rs`), by [`server_key`]; one entry
     /// per server the layer ran a flow for. The store keeps the same record for other
     /// processes (`outcomes.rs`).
+    /// At most [`MAX_LAST_FLOWS`].
     last_flows: Mutex<HashMap<String, LastFlow>>,
     /// Logouts: each logged-out server URL or resource with the number of the last logout of
     /// it. A flow installs its tokens only if no logout that reaches its server or its
@@ -195,7 +199,8 @@ impl Flights {
     /// Keeps how the last flow for the server `server` ended, for the status. Called for
     /// every flow of the layer when it ends, and by a web login's own flows.
     pub(crate) fn record_outcome(&self, server: &str, record: LastFlow) {
-        lock(&self.last_flows).insert(server.to_owned(), record);
+        let mut records = lock(&self.last_flows);
+        LastFlow::keep_bounded(&mut records, server, record, MAX_LAST_FLOWS);
     }
 
     /// Records that a write of `resource`'s tokens failed while the store held `held` (what

@@ -80,6 +80,28 @@ impl LastFlow {
         }
     }
 
+    /// Keeps `record` under `server` in `records`, at most `max` of them: a new server past
+    /// the bound takes the place of the one whose record is oldest. Status records are kept
+    /// per server URL, and an app whose users type the servers in (each failed `start` a
+    /// record) would otherwise grow them for ever; the oldest is the least worth showing.
+    pub(crate) fn keep_bounded(
+        records: &mut std::collections::HashMap<String, LastFlow>,
+        server: &str,
+        record: LastFlow,
+        max: usize,
+    ) {
+        if !records.contains_key(server) && records.len() >= max {
+            let oldest = records
+                .iter()
+                .min_by_key(|(_, r)| r.at())
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                records.remove(&oldest);
+            }
+        }
+        records.insert(server.to_owned(), record);
+    }
+
     /// When the flow ended.
     pub fn at(&self) -> SystemTime {
         match self {
@@ -103,5 +125,41 @@ impl LastFlow {
             (Some(a), Some(b)) => Some(if a.at() > b.at() { a } else { b }),
             (a, b) => b.or(a),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::LastFlow;
+
+    fn at(secs: u64) -> LastFlow {
+        LastFlow::Succeeded {
+            at: UNIX_EPOCH + Duration::from_secs(secs),
+        }
+    }
+
+    /// Past the bound, a new server's record takes the oldest one's place; a server already
+    /// kept is updated in place, whatever the count.
+    #[test]
+    fn records_stay_within_their_bound_and_the_oldest_goes() {
+        let mut records = HashMap::new();
+        for (n, secs) in [(0, 30), (1, 10), (2, 20)] {
+            LastFlow::keep_bounded(&mut records, &format!("s{n}"), at(secs), 3);
+        }
+        LastFlow::keep_bounded(&mut records, "s3", at(40), 3);
+        assert_eq!(records.len(), 3);
+        assert!(!records.contains_key("s1"), "the oldest went");
+        LastFlow::keep_bounded(&mut records, "s0", at(50), 3);
+        assert_eq!(records.len(), 3);
+        assert_eq!(records["s0"].at(), at(50).at());
+        let mut many = HashMap::new();
+        for n in 0..10_000 {
+            LastFlow::keep_bounded(&mut many, &format!("https://x{n}.invalid/mcp"), at(n), 1024);
+        }
+        assert_eq!(many.len(), 1024);
+        assert!(many.contains_key("https://x9999.invalid/mcp"));
     }
 }

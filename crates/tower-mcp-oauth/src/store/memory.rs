@@ -9,6 +9,10 @@ use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error};
 use super::{matches, ready, LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
+/// The most status records ([`LastFlow`]) a [`MemoryStore`] keeps; past it, a new server's
+/// takes the place of the oldest.
+const MAX_LAST_FLOWS: usize = 16_384;
+
 /// The in-memory [`TokenStore`], the default. Everything is lost when the process ends.
 ///
 /// Its [`lock`](TokenStore::lock) is real, so several layers sharing one `Arc<MemoryStore>`
@@ -133,7 +137,8 @@ impl TokenStore for MemoryStore {
         server: &'a str,
         record: &'a LastFlow,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        lock(&self.last_flows).insert(server.to_owned(), record.clone());
+        let mut records = lock(&self.last_flows);
+        LastFlow::keep_bounded(&mut records, server, record.clone(), MAX_LAST_FLOWS);
         ready(Ok(()))
     }
 
