@@ -12,6 +12,13 @@ use crate::flight::LogoutGeneration;
 use crate::layer::OAuthLayer;
 
 impl OAuthLayer {
+    /// Marks a web user's layer: its users connect in the browser (see
+    /// `LayerState::users_connect_in_browser`).
+    pub(crate) fn users_connect_in_browser(mut self) -> Self {
+        self.state_mut().users_connect_in_browser = true;
+        self
+    }
+
     /// How many hold this layer's token cache: its clones, the services made from it, the
     /// requests and flows in flight through them, and the layers a builder call made from a
     /// clone of it (`layer_for(user).max_replay_bytes(..)` copies the settings, and shares the

@@ -14,7 +14,8 @@ use crate::timer::Deadline;
 pub(crate) const NOT_READ_STATUS: &str = "the token store did not read the status";
 
 /// Records how a flow for `server` ended. A failure is written to the store, but for a web
-/// layer's refusal of a user who must connect (`ConnectRequired`: the status's `connected`
+/// layer's refusal of a user who must connect (`InteractionRequired` in a layer whose users
+/// connect in the browser, `LayerState::users_connect_in_browser`: the status's `connected`
 /// says it already) and a flow a logout ended ([`ErrorKind::LoggedOut`]: the logout is what
 /// happened, not a fault of the server); a success only when the store holds a failure to
 /// clear, so a refresh costs no store write. A store that cannot keep it is logged, never the
@@ -34,7 +35,10 @@ pub(crate) async fn record(
     state.flights.record_outcome(server, record.clone());
     // Unread in time: written anyway, if time is left.
     let clears_a_failure = match result {
-        Err(e) if e.kind() == ErrorKind::LoggedOut || must_connect(e) => false,
+        Err(e) if e.kind() == ErrorKind::LoggedOut => false,
+        Err(e) if state.users_connect_in_browser && e.kind() == ErrorKind::InteractionRequired => {
+            false
+        }
         Err(_) => true,
         Ok(()) => matches!(
             writes
@@ -51,19 +55,6 @@ pub(crate) async fn record(
         {
             warn!(error = %e, %server, "could not store how the flow ended");
         }
-    }
-}
-
-/// Whether `error` is a web layer's refusal of a user who must connect.
-fn must_connect(error: &Error) -> bool {
-    #[cfg(feature = "web")]
-    {
-        crate::web::ConnectRequired::find(error).is_some()
-    }
-    #[cfg(not(feature = "web"))]
-    {
-        let _ = error;
-        false
     }
 }
 

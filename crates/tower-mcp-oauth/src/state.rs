@@ -101,6 +101,10 @@ pub(crate) struct LayerState {
     pub(crate) dpop: Arc<DpopState>,
     /// Looks up host names for the address policy (see `resolve.rs`); `None`: not done.
     pub(crate) resolver: Option<Arc<dyn crate::resolve::Resolver>>,
+    /// The layer's users connect in the browser, never through it (a web app's user's layer,
+    /// whose authorizer refuses every prompt): its refusals to prompt are their unconnected
+    /// state, not a failure for the store's status records (see `outcomes::record`).
+    pub(crate) users_connect_in_browser: bool,
 }
 
 impl LayerState {
@@ -124,6 +128,7 @@ impl LayerState {
             servers: None,
             dpop: Arc::new(DpopState::default()),
             resolver: None,
+            users_connect_in_browser: false,
         }
     }
 

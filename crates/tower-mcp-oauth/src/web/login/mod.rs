@@ -387,6 +387,7 @@ impl WebLogin {
     pub fn layer_for(&self, user: &str) -> OAuthLayer {
         self.layers.get_or_insert_with(user, || {
             OAuthLayer::new((*self.config).clone(), MustConnect)
+                .users_connect_in_browser()
                 .token_store(self.user_store(user))
                 .with_shared_clock(self.clock.clone())
                 .dpop(self.dpop.settings.clone())
