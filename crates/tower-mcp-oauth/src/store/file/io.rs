@@ -1,0 +1,103 @@
+//! The files of a [`FileStore`](super::FileStore) one at a time: a record read (owned by this
+//! user, no symlink), written atomically (a temporary file of a name no other writer holds,
+//! synced, renamed), and removed.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind as IoErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mcp_oauth_flow::{Error, ErrorKind};
+
+use super::{io_error, Files};
+use crate::store::file_safety;
+
+impl Files {
+    pub(super) fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
+        let Some(mut file) = file_safety::open_own_file(path)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io_error("cannot read", path, e))?;
+        // The serde error's text is left out: it may quote part of the file, which may be a
+        // token; its category and position are enough to find the problem (as Redis's codec).
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::new(
+                ErrorKind::Store,
+                format!(
+                    "{} is not a valid store file ({:?} error at line {}, column {})",
+                    path.display(),
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })
+    }
+
+    /// Writes `bytes` to `path` atomically: temporary file (0600), sync, rename.
+    ///
+    /// The temporary file's name is one no other writer holds: the process id and a counter
+    /// tell this process's writes apart, and 64 random bits the processes that share an id
+    /// (containers sharing the store's volume, each app process 1; an id reused after a crash
+    /// left a temporary file behind). A name taken anyway is passed over for another, and a
+    /// file this write did not create is never removed: it may be another writer's, about to
+    /// be renamed.
+    pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut attempts = 0;
+        let (mut file, tmp) = loop {
+            let tmp = Self::temporary_path(path);
+            match options.open(&tmp) {
+                Ok(file) => break (file, tmp),
+                Err(e) if e.kind() == IoErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
+                Err(e) => return Err(io_error("cannot write", path, e)),
+            }
+        };
+        let result = (|| {
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            // Make the rename itself durable (best effort: not every platform can sync a dir).
+            if let Some(parent) = path.parent() {
+                if let Ok(dir) = File::open(parent) {
+                    let _ = dir.sync_all();
+                }
+            }
+            Ok(())
+        })();
+        result.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io_error("cannot write", path, e)
+        })
+    }
+
+    /// A fresh temporary path beside `path` (see [`write_atomic`](Self::write_atomic)).
+    pub(super) fn temporary_path(path: &Path) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut random = [0u8; 8];
+        // Without randomness the process id and the counter still part most writers.
+        let _ = getrandom::getrandom(&mut random);
+        path.with_extension(format!(
+            "tmp-{}-{}-{:016x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            u64::from_le_bytes(random)
+        ))
+    }
+
+    pub(super) fn remove(path: &Path) -> Result<(), Error> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == IoErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("cannot remove", path, e)),
+        }
+    }
+}
