@@ -172,6 +172,7 @@ fn invalid_client_drops_a_registration_but_never_a_pre_registered_client() {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("client_secret_basic".into()),
         redirect_uris: vec![],
+        grant_types: Vec::new(),
     }));
     let req = expect_send(&mut flow);
     assert!(req.headers()["authorization"]

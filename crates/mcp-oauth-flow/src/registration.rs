@@ -35,6 +35,11 @@ pub struct ClientRegistration {
     /// The redirect URIs the server registered.
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// The grant types the server registered (RFC 7591 §3.2.1: the response holds every
+    /// registered value). Empty when the server did not say (or an earlier version of this
+    /// library stored the registration): then nothing is known of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grant_types: Vec<String>,
 }
 
 /// A client the application registered with an authorization server out of band.
@@ -297,6 +302,8 @@ pub fn parse_registration_response(
         token_endpoint_auth_method: Option<String>,
         #[serde(default)]
         redirect_uris: Vec<String>,
+        #[serde(default)]
+        grant_types: Vec<String>,
         error: Option<String>,
         error_description: Option<String>,
     }
@@ -360,6 +367,7 @@ pub fn parse_registration_response(
         client_secret_expires_at: wire.client_secret_expires_at,
         token_endpoint_auth_method: wire.token_endpoint_auth_method,
         redirect_uris: wire.redirect_uris,
+        grant_types: wire.grant_types,
     })
 }
 

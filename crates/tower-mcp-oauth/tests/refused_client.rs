@@ -29,6 +29,7 @@ fn registration(client_id: &str) -> ClientRegistration {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("client_secret_basic".into()),
         redirect_uris: vec![REDIRECT.into()],
+        grant_types: Vec::new(),
     }
 }
 

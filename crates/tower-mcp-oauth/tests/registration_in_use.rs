@@ -143,5 +143,6 @@ fn others_registration() -> ClientRegistration {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("client_secret_basic".into()),
         redirect_uris: vec!["https://other.example.com/callback".into()],
+        grant_types: Vec::new(),
     }
 }

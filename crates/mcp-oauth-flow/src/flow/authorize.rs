@@ -221,11 +221,17 @@ impl Flow {
         let replaces_one_in_use = stored.as_ref().is_some_and(|reg| {
             rules::replaces_registration_in_use(reg, &server.client_issuer, self.last_now)
         });
+        let grant = if self.config.device_authorization {
+            crate::token_request::DEVICE_CODE_GRANT_TYPE
+        } else {
+            "authorization_code"
+        };
         let usable = stored.filter(|reg| {
             rules::stored_client_usable(
                 reg,
                 &server.client_issuer,
                 &self.config.redirect_uri,
+                grant,
                 self.last_now,
             )
         });

@@ -282,6 +282,7 @@ mod tests {
                 client_secret_expires_at: None,
                 token_endpoint_auth_method: Some("client_secret_basic".into()),
                 redirect_uris: vec!["https://app.example.com/callback".into()],
+                grant_types: Vec::new(),
             }),
         }
     }

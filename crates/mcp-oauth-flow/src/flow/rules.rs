@@ -183,20 +183,34 @@ fn secret_valid(reg: &ClientRegistration, now: SystemTime) -> bool {
 /// still matches, RFC 8252 §7.3; a registration that lists no redirect URI allows any), and
 /// its secret has not expired (RFC 7591 §3.2.1 `client_secret_expires_at`, seconds since the
 /// epoch, 0 for never): an expired one would be refused at the token endpoint after the user
-/// consented, so the client registers again instead.
+/// consented, so the client registers again instead. And it must allow `grant`, the grant the
+/// flow is about to use (see [`registration_allows_grant`]).
 pub(super) fn stored_client_usable(
     reg: &ClientRegistration,
     client_issuer: &str,
     redirect_uri: &str,
+    grant: &str,
     now: SystemTime,
 ) -> bool {
     secret_valid(reg, now)
+        && registration_allows_grant(reg, grant)
         && reg.issuer == client_issuer
         && (reg.redirect_uris.is_empty()
             || reg
                 .redirect_uris
                 .iter()
                 .any(|r| redirect_uri_matches(r, redirect_uri)))
+}
+
+/// Whether a registration allows `grant`: the server registered it (RFC 7591 §3.2.1 returns
+/// every registered value), or did not say which it registered (nothing is known, and the
+/// grant is tried: a refusal drops the registration, see `drop_refused_client`). A
+/// registration made for sign-in in the browser lacks the device grant (RFC 8628 §3.4) an
+/// application switched to device mode then uses: the server would refuse it with
+/// `unauthorized_client` (RFC 6749 §5.2) at every login, so the client registers again,
+/// asking for both.
+pub(super) fn registration_allows_grant(reg: &ClientRegistration, grant: &str) -> bool {
+    reg.grant_types.is_empty() || reg.grant_types.iter().any(|g| g == grant)
 }
 
 /// The scopes to ask for: the challenge's, else the resource metadata's (MCP "Scope Selection
@@ -383,6 +397,7 @@ pub(super) mod tests {
             client_secret_expires_at: None,
             token_endpoint_auth_method: None,
             redirect_uris: vec![],
+            grant_types: Vec::new(),
         }
     }
 
@@ -396,7 +411,7 @@ pub(super) mod tests {
         let redirect = "http://127.0.0.1:8080/callback";
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
         let usable = |reg: &ClientRegistration, issuer: &str, redirect: &str| {
-            stored_client_usable(reg, issuer, redirect, now)
+            stored_client_usable(reg, issuer, redirect, "authorization_code", now)
         };
         assert!(usable(&reg(AS, &[]), AS, redirect));
         assert!(usable(&reg(AS, &[redirect]), AS, redirect));
@@ -430,6 +445,34 @@ pub(super) mod tests {
         assert!(!usable(&expiring(1_000), AS, redirect));
         assert!(usable(&expiring(1_001), AS, redirect));
         assert!(usable(&expiring(0), AS, redirect));
+    }
+
+    #[test]
+    fn a_registration_allows_the_grants_it_registered_or_said_nothing_of() {
+        let mut reg = registration("c", AS);
+        assert!(registration_allows_grant(&reg, "authorization_code"));
+        reg.grant_types = vec!["authorization_code".into(), "refresh_token".into()];
+        assert!(registration_allows_grant(&reg, "authorization_code"));
+        assert!(!registration_allows_grant(
+            &reg,
+            crate::token_request::DEVICE_CODE_GRANT_TYPE
+        ));
+        let now = SystemTime::UNIX_EPOCH;
+        let device = crate::token_request::DEVICE_CODE_GRANT_TYPE;
+        assert!(!stored_client_usable(
+            &reg,
+            AS,
+            "http://127.0.0.1/cb",
+            device,
+            now
+        ));
+        assert!(stored_client_usable(
+            &reg,
+            AS,
+            "http://127.0.0.1/cb",
+            "authorization_code",
+            now
+        ));
     }
 
     #[test]

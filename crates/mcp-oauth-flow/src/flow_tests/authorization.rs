@@ -274,6 +274,7 @@ fn step_up_authorizes_even_with_a_refreshable_token() {
             client_secret_expires_at: None,
             token_endpoint_auth_method: Some("none".into()),
             redirect_uris: vec!["http://localhost:3000/callback".into()],
+            grant_types: Vec::new(),
         })
     };
     let step_up = start(Some(&c))

@@ -62,6 +62,18 @@ impl DeviceRun {
 /// Drives the flow; each poll of `/token` takes the next of `polls`, and each wait moves the
 /// clock on by what the flow asked for (plus `late`, a driver that oversleeps).
 fn drive(config: ClientConfig, net: &Net, polls: Vec<Value>, late: Duration) -> DeviceRun {
+    drive_stored(config, net, polls, late, None)
+}
+
+/// [`drive`], with `stored` the registration the store holds for the issuer.
+fn drive_stored(
+    config: ClientConfig,
+    net: &Net,
+    polls: Vec<Value>,
+    late: Duration,
+    stored: Option<ClientRegistration>,
+) -> DeviceRun {
+    let mut stored = stored;
     let mut polls: VecDeque<Value> = polls.into();
     let mut clock = now();
     let mut flow = Flow::new(
@@ -110,7 +122,7 @@ fn drive(config: ClientConfig, net: &Net, polls: Vec<Value>, late: Duration) -> 
                 };
                 flow.handle_response(response, clock);
             }
-            Action::LoadClient { .. } => flow.handle_stored_client(None),
+            Action::LoadClient { .. } => flow.handle_stored_client(stored.take()),
             Action::SaveClient(reg) => run.steps.push(format!("SAVE {}", reg.client_id)),
             Action::DropClient { client_id, .. } => run.steps.push(format!("DROP {client_id}")),
             Action::ShowUserCode(code) => {
@@ -311,6 +323,68 @@ fn a_registered_client_registers_the_device_grant() {
     assert_eq!(run.steps[3], "SAVE dcr-client");
     assert_eq!(run.form(4, "client_id").as_deref(), Some("dcr-client"));
     assert!(matches!(run.end, Action::Complete(_)));
+}
+
+/// A registration the server made for sign-in in the browser, without the device grant (RFC
+/// 7591 §3.2.1 echoes the grant types it registered), is not used for a device login, which
+/// the server would refuse with `unauthorized_client` at every try: the client registers
+/// again, asking for the device grant. One that registered it, or says nothing of its grants,
+/// is used.
+#[test]
+fn a_registration_without_the_device_grant_is_not_used_for_a_device_login() {
+    let stored = |grants: &[&str]| ClientRegistration {
+        issuer: AS.into(),
+        client_id: "browser-client".into(),
+        client_secret: None,
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("none".into()),
+        redirect_uris: vec![],
+        grant_types: grants.iter().map(|g| g.to_string()).collect(),
+    };
+    let device_login = |stored| {
+        drive_stored(
+            config().device_authorization(true),
+            &device_net(device_meta()),
+            vec![tokens()],
+            Duration::ZERO,
+            Some(stored),
+        )
+    };
+    let run = device_login(stored(&["authorization_code", "refresh_token"]));
+    assert!(matches!(run.end, Action::Complete(_)));
+    assert!(
+        run.steps.contains(&format!("POST {AS}/register")),
+        "{:?}",
+        run.steps
+    );
+    let device_request = run
+        .steps
+        .iter()
+        .position(|s| *s == format!("POST {AS}/device"))
+        .unwrap();
+    assert_eq!(
+        run.form(device_request, "client_id").as_deref(),
+        Some("dcr-client")
+    );
+
+    for grants in [&["authorization_code", DEVICE_CODE_GRANT_TYPE][..], &[]] {
+        let run = device_login(stored(grants));
+        assert!(matches!(run.end, Action::Complete(_)));
+        assert!(
+            !run.steps.contains(&format!("POST {AS}/register")),
+            "{grants:?}: {:?}",
+            run.steps
+        );
+        let device_request = run
+            .steps
+            .iter()
+            .position(|s| *s == format!("POST {AS}/device"))
+            .unwrap();
+        assert_eq!(
+            run.form(device_request, "client_id").as_deref(),
+            Some("browser-client")
+        );
+    }
 }
 
 /// A device authorization endpoint that refuses the client ends the flow with its code.

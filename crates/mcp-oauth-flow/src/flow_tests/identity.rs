@@ -95,6 +95,7 @@ fn stored_client_is_reused_only_for_its_issuer() {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
         redirect_uris: vec![],
+        grant_types: Vec::new(),
     };
     let run = run_with(
         config(),
@@ -136,6 +137,7 @@ fn a_registration_in_use_elsewhere_is_replaced_only_once_the_new_one_got_tokens(
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("client_secret_basic".into()),
         redirect_uris: vec!["https://other.example.com/callback".into()],
+        grant_types: Vec::new(),
     };
     // Approved: handed over with the tokens, never saved before.
     let run = run_with(
@@ -227,6 +229,7 @@ fn a_registration_from_an_earlier_loopback_port_is_reused() {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
         redirect_uris: vec!["http://127.0.0.1:1111/callback".into()],
+        grant_types: Vec::new(),
     };
     let cfg = ClientConfig::new("http://127.0.0.1:2222/callback");
     let run = run_with(
@@ -377,6 +380,7 @@ fn a_registration_the_token_endpoint_refuses_is_dropped_and_one_whose_secret_exp
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
         redirect_uris: vec![],
+        grant_types: Vec::new(),
     };
     // The server forgot the registration: the code exchange is refused with invalid_client.
     let net = std_net().json(

@@ -91,6 +91,7 @@ fn a_legacy_server_cannot_claim_another_issuers_credentials() {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("client_secret_post".into()),
         redirect_uris: vec![],
+        grant_types: Vec::new(),
     };
     let run = run_with(
         cfg,

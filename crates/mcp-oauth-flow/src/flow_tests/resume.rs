@@ -98,6 +98,7 @@ fn a_registration_saved_with_its_tokens_is_saved_by_the_resuming_process() {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
         redirect_uris: vec!["https://other.example.com/callback".into()],
+        grant_types: Vec::new(),
     };
     let (flow, url) = until_consent_with(&config, &std_net(), Some(others));
     let json = serde_json::to_string(&flow.pending_authorization().unwrap()).unwrap();

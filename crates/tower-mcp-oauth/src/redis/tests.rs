@@ -63,6 +63,7 @@ async fn tokens_and_registrations_round_trip_as_json_under_prefixed_keys() {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("client_secret_basic".to_owned()),
         redirect_uris: vec!["http://127.0.0.1:8976/callback".to_owned()],
+        grant_types: Vec::new(),
     };
     store.save_client(&registration).await.unwrap();
     let loaded = store

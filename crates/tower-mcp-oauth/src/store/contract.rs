@@ -15,6 +15,7 @@ fn registration(client_id: &str) -> ClientRegistration {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
         redirect_uris: vec![],
+        grant_types: Vec::new(),
     }
 }
 

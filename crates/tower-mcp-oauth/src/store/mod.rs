@@ -208,6 +208,7 @@ pub trait TokenStore: Send + Sync + 'static {
     ///     client_secret_expires_at: None,
     ///     token_endpoint_auth_method: Some("none".into()),
     ///     redirect_uris: vec![],
+    ///     grant_types: Vec::new(),
     /// };
     /// // Another process registered again after this one's client was refused.
     /// store.save_client(&registration("new")).await.unwrap();

@@ -157,6 +157,7 @@ async fn a_registration_under_a_colliding_name_is_not_removed_for_another_issuer
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
         redirect_uris: vec![],
+        grant_types: Vec::new(),
     };
     // Written where "https://as" would be: a collision, played by writing it there.
     let path = store.files.client_path("https://as");
@@ -284,6 +285,7 @@ fn a_registration_write_waits_for_a_stopped_holder_off_the_executor() {
             client_secret_expires_at: None,
             token_endpoint_auth_method: Some("none".into()),
             redirect_uris: vec![],
+            grant_types: Vec::new(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()

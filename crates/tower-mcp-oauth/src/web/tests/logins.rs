@@ -331,6 +331,7 @@ fn other_apps_registration() -> ClientRegistration {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
         redirect_uris: vec!["https://other.example.com/callback".into()],
+        grant_types: Vec::new(),
     }
 }
 

@@ -94,6 +94,7 @@ async fn registrations_and_statuses_whose_names_collide_are_each_kept() {
         client_secret_expires_at: None,
         token_endpoint_auth_method: Some("none".into()),
         redirect_uris: vec![id.into()],
+        grant_types: Vec::new(),
     };
     let client_id = |issuer| {
         let store = store.clone();
