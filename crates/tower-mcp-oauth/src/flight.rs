@@ -84,6 +84,12 @@ pub(crate) enum Joined {
 /// The most last-flow records a layer keeps in memory (one per MCP server it ran a flow for).
 const MAX_LAST_FLOWS: usize = 1024;
 
+/// The most entries each of the other records kept per MCP server, origin or URL (failures,
+/// step-up counts, authorization budgets, logouts) holds. The URLs come from the application's
+/// callers, and in a web app from what its users type in: each record gives way, its least
+/// useful entry first, rather than grow with every URL that ever failed or was logged out of.
+const MAX_RECORDS: usize = 1024;
+
 #[derive(Default)]
 pub(crate) struct Flights {
     inflight: Mutex<HashMap<String, Inflight>>,
@@ -163,6 +169,17 @@ impl Flights {
                     failures.remove(server);
                 }
                 Err(e) => {
+                    // Full: the oldest failure gives way, long past its backoff (seconds)
+                    // when a thousand others came after it.
+                    if failures.len() >= MAX_RECORDS && !failures.contains_key(server) {
+                        let oldest = failures
+                            .iter()
+                            .min_by_key(|(_, (at, _))| *at)
+                            .map(|(server, _)| server.clone());
+                        if let Some(oldest) = oldest {
+                            failures.remove(&oldest);
+                        }
+                    }
                     failures.insert(server.to_owned(), (now, e.clone()));
                 }
             }
@@ -245,6 +262,20 @@ impl Flights {
         let mut logouts = lock(&self.logouts);
         logouts.count += 1;
         let count = logouts.count;
+        if logouts.latest.len() >= MAX_RECORDS && !logouts.latest.contains_key(url) {
+            // Full: the oldest logout is forgotten, and with it which URL it was, so every
+            // flow that started before it counts as logged out (see `LogoutGeneration::check`):
+            // a flow refused for nothing, at worst, never a logout undone.
+            let oldest = logouts
+                .latest
+                .iter()
+                .min_by_key(|(_, &at)| at)
+                .map(|(url, &at)| (url.clone(), at));
+            if let Some((oldest, at)) = oldest {
+                logouts.latest.remove(&oldest);
+                logouts.forgotten = logouts.forgotten.max(at);
+            }
+        }
         logouts.latest.insert(url.to_owned(), count);
     }
 
@@ -265,6 +296,13 @@ impl Flights {
                      without accepting any it was given; not asking for more"
                 ),
             ));
+        }
+        // Full (step-ups outstanding at a thousand origins): one other count gives way, its
+        // scope's step-ups bounded again by `max` from there.
+        if map.len() >= MAX_RECORDS && !map.contains_key(&entry) {
+            if let Some(other) = map.keys().next().cloned() {
+                map.remove(&other);
+            }
         }
         let count = map.entry(entry).or_insert(0);
         if *count >= max {
@@ -296,12 +334,24 @@ impl Flights {
         window: Duration,
     ) -> Result<(), Error> {
         let mut map = lock(&self.authorizations);
+        let spent = |t: &SystemTime| now.duration_since(*t).map_or(true, |ago| ago >= window);
+        if map.len() >= MAX_RECORDS && !map.contains_key(key) {
+            // Full: the servers with no authorization left in the window go, and if every one
+            // has some (a thousand servers authorized within it), the one whose last is oldest.
+            map.retain(|_, recent| !recent.iter().all(spent));
+            if map.len() >= MAX_RECORDS {
+                let oldest = map
+                    .iter()
+                    .min_by_key(|(_, recent)| recent.back().copied())
+                    .map(|(key, _)| key.clone());
+                if let Some(oldest) = oldest {
+                    map.remove(&oldest);
+                }
+            }
+        }
         let recent = map.entry(key.to_owned()).or_default();
         // Dated after `now` (the clock stepped back): out of the window, as above.
-        while recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t).map_or(true, |ago| ago >= window))
-        {
+        while recent.front().is_some_and(spent) {
             recent.pop_front();
         }
         if recent.len() as u32 >= budget {
@@ -330,11 +380,13 @@ impl Flights {
     }
 }
 
-/// Every logout so far: how many, and the number of the last one of each URL.
+/// Every logout so far: how many, and the number of the last one of each URL (at most
+/// [`MAX_RECORDS`] URLs; the number of the last logout forgotten to keep to it).
 #[derive(Default)]
 struct Logouts {
     count: u64,
     latest: HashMap<String, u64>,
+    forgotten: u64,
 }
 
 /// The logouts a flow for one server saw when it started.
@@ -353,9 +405,12 @@ impl LogoutGeneration {
         if logouts.count == self.seen {
             return Ok(());
         }
-        let reached = logouts.latest.iter().any(|(url, &at)| {
-            at > self.seen && (logout_reaches(url, &self.server) || resource == Some(url.as_str()))
-        });
+        // A logout forgotten since the flow started may have been of its server.
+        let reached = logouts.forgotten > self.seen
+            || logouts.latest.iter().any(|(url, &at)| {
+                at > self.seen
+                    && (logout_reaches(url, &self.server) || resource == Some(url.as_str()))
+            });
         if !reached {
             return Ok(());
         }
@@ -430,6 +485,50 @@ mod tests {
         assert!(flights.spend_authorization("k/a", t0, 1, window).is_err());
         flights
             .spend_authorization("k/a", an_hour_back, 1, window)
+            .unwrap();
+    }
+
+    /// Every record kept per server URL, origin or logged-out URL stays within
+    /// [`MAX_RECORDS`] however many URLs fail, step up, authorize or are logged out of, and
+    /// the newest entry of each still counts.
+    #[test]
+    fn records_per_url_are_bounded() {
+        let flights = Flights::default();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let failed = Err(Error::new(ErrorKind::Transport, "down"));
+        let first_flow = flights.logout_generation("https://h/0");
+        for i in 0..MAX_RECORDS + 10 {
+            let server = format!("https://h/{i}");
+            let at = t0 + Duration::from_millis(i as u64);
+            flights.finish(&server, &server, 0, &failed, at);
+            flights.try_step_up(&server, "s", 1).unwrap();
+            flights
+                .spend_authorization(&server, at, BUDGET, WINDOW)
+                .unwrap();
+            flights.logging_out(&format!("https://g/{i}"));
+        }
+        assert_eq!(lock(&flights.failures).len(), MAX_RECORDS);
+        assert_eq!(lock(&flights.step_ups).len(), MAX_RECORDS);
+        assert_eq!(lock(&flights.authorizations).len(), MAX_RECORDS);
+        assert_eq!(lock(&flights.logouts).latest.len(), MAX_RECORDS);
+        // The oldest failure gave way; the newest still holds callers back.
+        let last = format!("https://h/{}", MAX_RECORDS + 9);
+        let later = t0 + Duration::from_secs(2);
+        assert!(flights.recent_failure("https://h/0", t0, WINDOW).is_none());
+        assert!(flights.recent_failure(&last, later, WINDOW).is_some());
+        // The newest counts still refuse.
+        assert!(flights.try_step_up(&last, "s", 1).is_err());
+        flights.spend_authorization(&last, later, BUDGET, WINDOW).unwrap();
+        assert!(flights.spend_authorization(&last, later, BUDGET, WINDOW).is_err());
+        // A flow that started before a forgotten logout counts as logged out: it was of a
+        // URL no longer known, which could have been its server. One started after does not.
+        assert_eq!(
+            first_flow.check(&flights, None).unwrap_err().kind(),
+            ErrorKind::LoggedOut
+        );
+        flights
+            .logout_generation("https://h/0")
+            .check(&flights, None)
             .unwrap();
     }
 
