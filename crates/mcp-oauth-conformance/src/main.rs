@@ -3,9 +3,10 @@
 //!
 //! The harness runs `mcp-oauth-conformance <server-url>` (the URL is the last argument) with:
 //! - `MCP_CONFORMANCE_SCENARIO`: the scenario name, logged only;
-//! - `MCP_CONFORMANCE_CONTEXT`: optional JSON; `client_id`, `client_secret` and `issuer` become a
-//!   pre-registered client; `idp_*` an enterprise IdP and the user's ID token, `valid_jwt` a
-//!   workload identity token;
+//! - `MCP_CONFORMANCE_CONTEXT`: optional JSON; `client_id`, `client_secret`, `private_key_pem`
+//!   and `issuer` become a pre-registered client (bound to any issuer when the context names
+//!   none); `idp_*` an enterprise IdP and the user's ID token, `valid_jwt` a workload identity
+//!   token;
 //! - `MCP_CONFORMANCE_PROTOCOL_VERSION`: the MCP wire to speak (default `2025-11-25`).
 //!
 //! All of the authorization is done by [`tower_mcp_oauth::OAuthLayer`]; this binary only maps the
@@ -149,8 +150,10 @@ fn pre_registered(context: &Value) -> Option<PreRegisteredClient> {
     }
     client = match field("issuer") {
         Some(issuer) => client.for_issuer(issuer),
-        // The harness's contexts before 0.2.0 give credentials and no issuer, for the one
-        // authorization server each scenario runs: they are its, whichever it is.
+        // Most of the harness's contexts (every one before 0.2.0; in 0.2.0-alpha.12 the client
+        // credentials, enterprise-managed and workload identity ones) give credentials and no
+        // issuer, for the one authorization server each scenario runs: they are its, whichever
+        // it is.
         None => client.any_issuer(),
     };
     Some(client)
