@@ -201,6 +201,47 @@ fn invalid_client_drops_a_registration_but_never_a_pre_registered_client() {
     assert!(matches!(flow.poll_action(), Some(Action::Send(_))));
 }
 
+/// A public client registered dynamically (no secret: refreshed without loading its
+/// registration) is dropped on `invalid_client` too: kept, the authorization that follows
+/// would send the user to the server with an identifier it no longer knows, which it must not
+/// redirect back from (RFC 6749 §4.1.2.1). A public pre-registered one is kept.
+#[test]
+fn invalid_client_drops_a_public_registration_too() {
+    let mut flow = start(Trigger::Expiring, held(ClientAuthMethod::None));
+    let req = expect_send(&mut flow);
+    assert_eq!(form(&req, "client_id").as_deref(), Some("client-1"));
+    flow.handle_response(response(400, json!({"error": "invalid_client"})), now());
+    assert!(matches!(flow.poll_action(), Some(Action::DropTokens)));
+    assert!(
+        matches!(flow.poll_action(), Some(Action::DropClient { issuer, client_id }) if issuer == AS && client_id == "client-1")
+    );
+
+    let public_pre = TokenSet::new("a", TokenType::Bearer, AS, "public-pre")
+        .with_refresh_token(Some(RefreshToken::new("r".into())))
+        .with_token_endpoint(Some(format!("{AS}/token")), Some(ClientAuthMethod::None));
+    let config = ClientConfig::new("http://localhost:3000/callback")
+        .pre_registered(PreRegisteredClient::new("public-pre"));
+    let start = FlowStart::new(url::Url::parse(&format!("{RS}/mcp")).unwrap())
+        .trigger(Trigger::Expiring)
+        .held(
+            Some(public_pre),
+            Some(url::Url::parse(&format!("{RS}/mcp")).unwrap()),
+        );
+    let mut flow = Flow::new(
+        Arc::new(config),
+        start,
+        FlowSecrets::from_entropy([1; 32], [2; 32]),
+        now(),
+    );
+    expect_send(&mut flow);
+    flow.handle_response(response(400, json!({"error": "invalid_client"})), now());
+    assert!(matches!(flow.poll_action(), Some(Action::DropTokens)));
+    assert!(
+        !matches!(flow.poll_action(), Some(Action::DropClient { .. })),
+        "a pre-registered client is the application's to fix"
+    );
+}
+
 #[test]
 fn transient_failures_keep_every_credential() {
     for (status, body) in [

@@ -443,11 +443,16 @@ impl Flow {
     /// Whether `client_id` came from a dynamic registration stored for `server` (neither a
     /// pre-registered client nor a client ID metadata document).
     fn registered_client(&self, client_id: &str, server: &AuthServer) -> bool {
+        self.registered_client_of(client_id, &server.client_issuer)
+    }
+
+    /// [`registered_client`](Self::registered_client), for the issuer `client_issuer`.
+    pub(super) fn registered_client_of(&self, client_id: &str, client_issuer: &str) -> bool {
         let pre_registered = self
             .config
             .pre_registered
             .iter()
-            .any(|c| c.client_id == client_id && c.is_for(&server.client_issuer));
+            .any(|c| c.client_id == client_id && c.is_for(client_issuer));
         let document = self.config.client_metadata_document.as_deref() == Some(client_id);
         !client_id.is_empty() && !pre_registered && !document
     }

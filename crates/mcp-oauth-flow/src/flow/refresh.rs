@@ -72,13 +72,22 @@ impl Flow {
         }
         if held_rules::refreshes_as_public(&held.tokens, config.client_metadata_document.as_deref())
         {
+            let client_id = held.tokens.client_id().to_owned();
+            // A public client registered dynamically is dropped when the server refuses it
+            // (`invalid_client`), as a confidential one is: kept, the authorization that
+            // follows would send the user to the server with an identifier it no longer
+            // knows, which it must not redirect back from (RFC 6749 §4.1.2.1), and every
+            // login after it the same way.
+            let registered = self
+                .registered_client_of(&client_id, held.tokens.issuer())
+                .then(|| client_id.clone());
             let creds = ClientCredentials {
-                client_id: held.tokens.client_id().to_owned(),
+                client_id,
                 client_secret: None,
                 method: ClientAuthMethod::None,
                 assertion: None,
             };
-            return self.send_refresh(ctx, held, after, creds, None);
+            return self.send_refresh(ctx, held, after, creds, registered);
         }
         self.out.push_back(Action::LoadClient {
             issuer: held.tokens.issuer().to_owned(),
