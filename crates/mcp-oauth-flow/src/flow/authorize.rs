@@ -66,7 +66,9 @@ impl Flow {
         if let Some(grant) = self.config.assertion_grant.clone() {
             return self.assertion_grant(&grant, secrets, resource, server);
         }
-        if rules::choose_grant(&server.meta) == GrantChoice::ClientCredentials {
+        if rules::choose_grant(&server.meta, self.config.device_authorization)
+            == GrantChoice::ClientCredentials
+        {
             return self.client_credentials(secrets, resource, server, now);
         }
         // Only a user's grant asks for offline access: it keeps the user's session.

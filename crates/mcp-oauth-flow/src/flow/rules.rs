@@ -78,9 +78,15 @@ pub(super) enum GrantChoice {
 /// `authorization_code` and `implicit`) offers `client_credentials` and not
 /// `authorization_code` serves machines (RFC 6749 §4.4): no user, no consent, no PKCE. A server
 /// offering both gets the authorization code: a user is there to consent, and the client is
-/// not assumed to hold a secret.
-pub(super) fn choose_grant(meta: &AuthorizationServerMetadata) -> GrantChoice {
-    if !meta.supports_grant("authorization_code") && meta.supports_grant("client_credentials") {
+/// not assumed to hold a secret. An application that chose the device grant (RFC 8628, whose
+/// own check names the fix when the server lacks it) gets a user's grant, whatever else the
+/// server offers: client credentials would silently put the client's own token where the
+/// user's was asked for.
+pub(super) fn choose_grant(meta: &AuthorizationServerMetadata, device_chosen: bool) -> GrantChoice {
+    if !device_chosen
+        && !meta.supports_grant("authorization_code")
+        && meta.supports_grant("client_credentials")
+    {
         GrantChoice::ClientCredentials
     } else {
         GrantChoice::AuthorizationCode
@@ -307,32 +313,47 @@ pub(super) mod tests {
 
     #[test]
     fn grant_choice() {
+        const DEVICE: &str = crate::token_request::DEVICE_CODE_GRANT_TYPE;
         let grants = |g: serde_json::Value| meta(json!({ "grant_types_supported": g }));
         assert_eq!(
-            choose_grant(&grants(json!(["client_credentials"]))),
+            choose_grant(&grants(json!(["client_credentials"])), false),
             GrantChoice::ClientCredentials
         );
         // Both offered: a user may be there, and no secret is assumed.
         assert_eq!(
-            choose_grant(&grants(json!(["authorization_code", "client_credentials"]))),
+            choose_grant(
+                &grants(json!(["authorization_code", "client_credentials"])),
+                false
+            ),
             GrantChoice::AuthorizationCode
         );
         assert_eq!(
-            choose_grant(&grants(json!(["client_credentials", "authorization_code"]))),
+            choose_grant(
+                &grants(json!(["client_credentials", "authorization_code"])),
+                false
+            ),
             GrantChoice::AuthorizationCode
         );
         assert_eq!(
-            choose_grant(&grants(json!(["authorization_code", "refresh_token"]))),
+            choose_grant(
+                &grants(json!(["authorization_code", "refresh_token"])),
+                false
+            ),
             GrantChoice::AuthorizationCode
         );
         // Absent: RFC 8414's default has no client_credentials.
         assert_eq!(
-            choose_grant(&meta(json!({}))),
+            choose_grant(&meta(json!({})), false),
+            GrantChoice::AuthorizationCode
+        );
+        // The device grant chosen: a user's grant, never the client's own.
+        assert_eq!(
+            choose_grant(&grants(json!(["client_credentials", DEVICE])), true),
             GrantChoice::AuthorizationCode
         );
         // Neither: the authorization code is tried (and fails at the server if it must).
         assert_eq!(
-            choose_grant(&grants(json!(["refresh_token"]))),
+            choose_grant(&grants(json!(["refresh_token"])), false),
             GrantChoice::AuthorizationCode
         );
     }

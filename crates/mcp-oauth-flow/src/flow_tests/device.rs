@@ -387,6 +387,39 @@ fn a_registration_without_the_device_grant_is_not_used_for_a_device_login() {
     }
 }
 
+/// A server that lists client credentials beside the device grant, and no authorization code,
+/// still gets a device login when the application chose one: the client's own token
+/// (RFC 6749 §4.4) in place of the user's would be a silent swap of identities.
+#[test]
+fn the_device_grant_chosen_is_not_replaced_by_client_credentials() {
+    let mut meta = device_meta();
+    meta["grant_types_supported"] =
+        json!(["client_credentials", DEVICE_CODE_GRANT_TYPE, "refresh_token"]);
+    let config = config()
+        .pre_registered(
+            PreRegisteredClient::new("confidential")
+                .with_secret("s3cret")
+                .for_issuer(AS),
+        )
+        .device_authorization(true);
+    let run = drive(config, &device_net(meta), vec![tokens()], Duration::ZERO);
+    assert!(matches!(run.end, Action::Complete(_)), "{:?}", run.steps);
+    let token_requests: Vec<_> = run
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s == format!("POST {AS}/token"))
+        .map(|(i, _)| run.form(i, "grant_type"))
+        .collect();
+    assert_eq!(
+        token_requests,
+        [Some(DEVICE_CODE_GRANT_TYPE.to_owned())],
+        "{:?}",
+        run.steps
+    );
+    assert!(run.steps.contains(&format!("POST {AS}/device")));
+}
+
 /// A device authorization endpoint that refuses the client ends the flow with its code.
 #[test]
 fn a_refused_device_request_fails_with_the_servers_code() {
