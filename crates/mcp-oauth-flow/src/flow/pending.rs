@@ -164,10 +164,12 @@ impl Flow {
         now: SystemTime,
     ) -> Result<Self, Error> {
         check_resumable(&pending, &config.redirect_uri)?;
+        // By the issuer the credentials are bound to, as the flow it resumes chose them: on
+        // the 2025-03-26 path that is the server's origin, whatever issuer its metadata claims.
         let options = select_server_options(
             &config.servers,
             &pending.server_url,
-            Some(&pending.authorization_server.issuer),
+            Some(&pending.client_issuer),
         )
         .cloned();
         let secrets = FlowSecrets::restore(

@@ -393,8 +393,11 @@ fn a_registration_without_the_device_grant_is_not_used_for_a_device_login() {
 #[test]
 fn the_device_grant_chosen_is_not_replaced_by_client_credentials() {
     let mut meta = device_meta();
-    meta["grant_types_supported"] =
-        json!(["client_credentials", DEVICE_CODE_GRANT_TYPE, "refresh_token"]);
+    meta["grant_types_supported"] = json!([
+        "client_credentials",
+        DEVICE_CODE_GRANT_TYPE,
+        "refresh_token"
+    ]);
     let config = config()
         .pre_registered(
             PreRegisteredClient::new("confidential")

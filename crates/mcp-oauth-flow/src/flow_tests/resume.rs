@@ -2,6 +2,7 @@
 //! elsewhere (another process of a web app), exchanges the code as the original would have.
 
 use super::*;
+use crate::server::ServerOptions;
 
 /// Runs a flow until it asks for consent and returns it with the authorization URL. Every
 /// sub-request is answered from `net`; a stored-client lookup finds nothing.
@@ -215,4 +216,69 @@ fn only_a_flow_waiting_for_consent_has_a_pending_authorization() {
     assert!(waiting.pending_authorization().is_none(), "exchanging");
     flow.fail(Error::new(ErrorKind::Transport, "gone"));
     assert!(flow.pending_authorization().is_none(), "finished");
+}
+
+/// On the 2025-03-26 path the credentials are bound to the server's origin, whatever issuer
+/// its metadata claims; a resumed flow picks the options set for an issuer by that binding, as
+/// the flow it resumes did, never by the issuer the metadata merely claims.
+#[test]
+fn a_resumed_flow_keeps_the_options_of_the_issuer_its_credentials_are_bound_to() {
+    let claimed = "https://auth.victim.example";
+    let mut meta = as_meta(claimed);
+    for (field, path) in [
+        ("authorization_endpoint", "authorize"),
+        ("token_endpoint", "token"),
+        ("registration_endpoint", "register"),
+    ] {
+        meta[field] = format!("{RS}/{path}").into();
+    }
+    let net = Net::default()
+        .json(
+            &format!("{RS}/.well-known/oauth-authorization-server"),
+            200,
+            meta,
+        )
+        .json(
+            &format!("{RS}/register"),
+            201,
+            json!({"client_id": "legacy-client"}),
+        );
+    let config = Arc::new(
+        config()
+            .server(
+                ServerOptions::for_issuer(RS)
+                    .token_param("bound", "1")
+                    .unwrap(),
+            )
+            .server(
+                ServerOptions::for_issuer(claimed)
+                    .token_param("claimed", "1")
+                    .unwrap(),
+            ),
+    );
+    let mut flow = Flow::new(
+        Arc::clone(&config),
+        start(Some("Bearer")),
+        FlowSecrets::from_entropy([9; 32], [8; 32]),
+        now(),
+    );
+    let url = loop {
+        match flow.poll_action() {
+            Some(Action::Send(sub)) => flow.handle_response(net.answer(&sub.request), now()),
+            Some(Action::LoadClient { .. }) => flow.handle_stored_client(None),
+            Some(Action::SaveClient(_)) => {}
+            Some(Action::Authorize(request)) => break request.url().clone(),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let pending = flow.pending_authorization().unwrap();
+    let mut resumed = Flow::resume(Arc::clone(&config), pending, now()).unwrap();
+    let query = format!("code=c&state={}", param(&url, "state"));
+    resumed.handle_authorization_response_at(AuthorizationResponse::from_query(&query), now());
+    let Some(Action::Send(sub)) = resumed.poll_action() else {
+        panic!("no token request")
+    };
+    assert_eq!(sub.request.uri().to_string(), format!("{RS}/token"));
+    assert_eq!(form(sub.request.body(), "bound").as_deref(), Some("1"));
+    assert_eq!(form(sub.request.body(), "claimed"), None);
 }
