@@ -81,7 +81,8 @@ where
         {
             return Err(error);
         }
-        let (flight, joined) = state.flights.join_or_start(&key, &server, |id| {
+        let refresh = matches!(need, Need::Expiring);
+        let (flight, joined) = state.flights.join_or_start(&key, &server, refresh, |id| {
             let state = Arc::clone(state);
             let client = HttpClient::from_service(inner.clone(), state.max_response_bytes);
             let (uri, need, key, server) = (uri.clone(), need.clone(), key.clone(), server.clone());
@@ -113,12 +114,28 @@ where
                 result
             })
         });
+        let started = joined == Joined::Started;
+        // A token still valid is no reason to wait for a user: one due for refresh, while a
+        // flow that may ask one runs on this origin (another server's, whose user may be at
+        // its consent page for minutes; a step-up of this server), goes out with the token in
+        // hand, and a later request refreshes it. Another caller's refresh of it is waited
+        // for: a token request, and every caller then sends the new token.
+        let waits_for_a_refresh = joined == Joined::SameServer { refresh: true };
+        if refresh && !started && !waits_for_a_refresh {
+            let now = state.now();
+            let valid = state
+                .cache
+                .session(uri)
+                .filter(|s| !s.tokens.is_expired(now, std::time::Duration::ZERO));
+            if let Some(session) = valid {
+                return Ok(session);
+            }
+        }
         if joined == Joined::OtherServer {
             other_servers_waited += 1;
         } else {
             rounds += 1;
         }
-        let started = joined == Joined::Started;
         if started {
             if let Some(spawn) = &state.spawn {
                 // Driven to its end on the executor whatever happens to its waiters: a refresh

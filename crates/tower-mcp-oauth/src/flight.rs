@@ -62,6 +62,8 @@ struct Inflight {
     future: FlightFuture,
     /// The MCP server the flow runs for ([`server_key`]).
     server: String,
+    /// Whether it was started to refresh a token due for it (no user is asked).
+    refresh: bool,
 }
 
 /// How a caller came by its flight.
@@ -69,8 +71,9 @@ struct Inflight {
 pub(crate) enum Joined {
     /// It started the flow.
     Started,
-    /// It joined a flow for the same server.
-    SameServer,
+    /// It joined a flow for the same server: a refresh of a token due for it, or a flow that
+    /// may wait for a user (an authorization, a step-up).
+    SameServer { refresh: bool },
     /// It joined the flow of another server on its origin.
     OtherServer,
 }
@@ -109,17 +112,21 @@ pub(crate) struct Flights {
 
 impl Flights {
     /// Joins the flow running for `key`, or starts the one `make` builds (given its id) for
-    /// the MCP server `server`. Returns the future and how this caller came by it.
+    /// the MCP server `server` (`refresh`: to refresh a token due for it). Returns the future
+    /// and how this caller came by it.
     pub(crate) fn join_or_start(
         &self,
         key: &str,
         server: &str,
+        refresh: bool,
         make: impl FnOnce(u64) -> BoxFuture<'static, Result<(), Error>>,
     ) -> (FlightFuture, Joined) {
         let mut map = lock(&self.inflight);
         if let Some(running) = map.get(key) {
             let joined = if running.server == server {
-                Joined::SameServer
+                Joined::SameServer {
+                    refresh: running.refresh,
+                }
             } else {
                 Joined::OtherServer
             };
@@ -133,6 +140,7 @@ impl Flights {
                 id,
                 future: future.clone(),
                 server: server.to_owned(),
+                refresh,
             },
         );
         (future, Joined::Started)
@@ -352,12 +360,17 @@ mod tests {
     #[tokio::test]
     async fn second_caller_joins_the_first() {
         let flights = Flights::default();
-        let (a, joined_a) = flights.join_or_start("k", "k/a", |_| Box::pin(async { Ok(()) }));
-        let (b, joined_b) = flights.join_or_start("k", "k/a", |_| unreachable!("must join"));
-        let (c, joined_c) = flights.join_or_start("k", "k/c", |_| unreachable!("must join"));
+        let started = |_| -> BoxFuture<'static, _> { Box::pin(async { Ok(()) }) };
+        let (a, joined_a) = flights.join_or_start("k", "k/a", true, started);
+        let (b, joined_b) = flights.join_or_start("k", "k/a", false, |_| unreachable!("must join"));
+        let (c, joined_c) = flights.join_or_start("k", "k/c", false, |_| unreachable!("must join"));
         assert_eq!(
             [joined_a, joined_b, joined_c],
-            [Joined::Started, Joined::SameServer, Joined::OtherServer]
+            [
+                Joined::Started,
+                Joined::SameServer { refresh: true },
+                Joined::OtherServer
+            ]
         );
         a.await.unwrap();
         b.await.unwrap();
@@ -367,7 +380,7 @@ mod tests {
     #[test]
     fn finish_clears_and_backoff_expires() {
         let flights = Flights::default();
-        let (_f, _) = flights.join_or_start("k", "k/a", |_| Box::pin(async { Ok(()) }));
+        let (_f, _) = flights.join_or_start("k", "k/a", false, |_| Box::pin(async { Ok(()) }));
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         let down = Err(Error::new(ErrorKind::Transport, "down"));
         flights.finish("k", "k/a", 0, &down, t0);

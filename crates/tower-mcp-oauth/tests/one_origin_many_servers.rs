@@ -158,3 +158,65 @@ async fn twelve_servers_at_once_on_one_origin_each_get_a_flow() {
     }
     assert_eq!(service.flows_started(), 12);
 }
+
+/// A token still valid is no reason to wait: a request whose token is due for refresh (within
+/// the minute before it expires), sent while another server of its origin has a flow running
+/// (a user at its consent page, or, here, a token endpoint that does not answer yet), goes out
+/// at once with the token it holds, instead of queueing behind that flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_due_for_refresh_is_sent_while_another_servers_flow_runs() {
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let opened = gate.clone();
+    let server = BoxCloneService::new(service_fn(move |req: Req| {
+        let (gate, gateway) = (gate.clone(), gateway(None, Duration::ZERO));
+        async move {
+            let port = req.uri().port_u16().unwrap_or(80);
+            match (port, req.uri().path()) {
+                // `b`'s token endpoint answers only once the gate opens.
+                (3, "/token") => gate.notified().await,
+                // `a`'s tokens last an hour and can be refreshed.
+                (2, "/token") => {
+                    return Ok(json(
+                        200,
+                        json!({"access_token": "at-a", "token_type": "Bearer",
+                               "expires_in": 3600, "refresh_token": "rt-a"}),
+                    ))
+                }
+                _ => {}
+            }
+            gateway.oneshot(req).await
+        }
+    }));
+    let ahead = Arc::new(Mutex::new(Duration::ZERO));
+    let clock = ahead.clone();
+    let service = layer()
+        .clock(move || SystemTime::now() + *clock.lock().unwrap())
+        .layer(server);
+    assert_eq!(
+        service
+            .clone()
+            .oneshot(request('a'))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Half a minute before `a`'s token expires: due for refresh, still valid.
+    *ahead.lock().unwrap() = Duration::from_secs(3570);
+    let b = tokio::spawn(service.clone().oneshot(request('b')));
+    // `b`'s flow is at its token endpoint.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a = tokio::time::timeout(
+        Duration::from_secs(5),
+        service.clone().oneshot(request('a')),
+    )
+    .await
+    .expect("`a` waited for `b`'s flow")
+    .unwrap();
+    assert_eq!(a.status(), 200);
+    opened.notify_waiters();
+    assert_eq!(b.await.unwrap().unwrap().status(), 200);
+}
