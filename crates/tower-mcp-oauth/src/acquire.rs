@@ -384,15 +384,19 @@ async fn under_lock(
     if must_prompt {
         state.authorizer.check_prompt(&server_url)?;
     }
-    if let Need::InsufficientScope(challenge) = &need {
-        // Never more than a few authorizations for the same missing scopes: a resource that
-        // keeps refusing them must not make the layer prompt the user forever.
-        state.flights.try_step_up(
-            &flight_key(uri),
-            challenge.scope().unwrap_or(""),
-            state.limits.step_up_attempts,
-        )?;
-    }
+    // Never more than a few authorizations for the same missing scopes: a resource that
+    // keeps refusing them must not make the layer prompt the user forever.
+    let step_up = match &need {
+        Need::InsufficientScope(challenge) => {
+            let scope = challenge.scope().unwrap_or("");
+            let key = flight_key(uri);
+            state
+                .flights
+                .try_step_up(&key, scope, state.limits.step_up_attempts)?;
+            Some((key, scope.to_owned()))
+        }
+        _ => None,
+    };
     let (held_tokens, resource) = match &held {
         Some((t, r)) => (Some(t.clone()), Some(r.clone())),
         None => (None, None),
@@ -402,7 +406,17 @@ async fn under_lock(
         .trigger(need.trigger())
         .held(held_tokens, resource);
     let key = flight_key(uri);
-    let run = driver::run(state, client, start, generation, &key, lock, deadline).await?;
+    let run = match driver::run(state, client, start, generation, &key, lock, deadline).await {
+        Ok(run) => run,
+        Err(e) => {
+            // No token was given, so none was refused: a step-up whose flow failed (the
+            // consent timed out, the server was down) spends none of the attempts.
+            if let Some((key, scope)) = step_up {
+                state.flights.step_up_given_back(&key, &scope);
+            }
+            return Err(e);
+        }
+    };
     let step_up = need.step_up_scopes();
     stored::write_back(state, run, held, began_from, step_up, writes).await
 }

@@ -267,10 +267,15 @@ impl Flights {
                 ),
             ));
         }
-        // Full (step-ups outstanding at a thousand origins): one other count gives way, its
-        // scope's step-ups bounded again by `max` from there.
+        // Full (step-ups outstanding at a thousand origins): the lowest count gives way (one
+        // at its limit would let its resource prompt again), its scope's step-ups bounded
+        // again by `max` from there.
         if map.len() >= MAX_RECORDS && !map.contains_key(&entry) {
-            if let Some(other) = map.keys().next().cloned() {
+            let lowest = map
+                .iter()
+                .min_by_key(|(_, count)| **count)
+                .map(|(other, _)| other.clone());
+            if let Some(other) = lowest {
                 map.remove(&other);
             }
         }
@@ -285,6 +290,19 @@ impl Flights {
         }
         *count += 1;
         Ok(())
+    }
+
+    /// A step-up for `scope` counted by [`try_step_up`](Self::try_step_up) got no tokens (its
+    /// flow failed): the attempt is given back.
+    pub(crate) fn step_up_given_back(&self, key: &str, scope: &str) {
+        let mut map = lock(&self.step_ups);
+        let entry = (key.to_owned(), scope.to_owned());
+        if let Some(count) = map.get_mut(&entry) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&entry);
+            }
+        }
     }
 
     /// A request succeeded after a step-up for `scope`: the need is met.
@@ -428,11 +446,15 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let failed = Err(Error::new(ErrorKind::Transport, "down"));
         let first_flow = flights.logout_generation("https://h/0");
+        // At its limit (two of two), before a thousand others at one of two.
+        for _ in 0..2 {
+            flights.try_step_up("https://h/limited", "s", 2).unwrap();
+        }
         for i in 0..MAX_RECORDS + 10 {
             let server = format!("https://h/{i}");
             let at = t0 + Duration::from_millis(i as u64);
             flights.finish(&server, &server, 0, &failed, at);
-            flights.try_step_up(&server, "s", 1).unwrap();
+            flights.try_step_up(&server, "s", 2).unwrap();
             flights
                 .spend_authorization(&server, at, BUDGET, WINDOW)
                 .unwrap();
@@ -447,8 +469,9 @@ mod tests {
         let later = t0 + Duration::from_secs(2);
         assert!(flights.recent_failure("https://h/0", t0, WINDOW).is_none());
         assert!(flights.recent_failure(&last, later, WINDOW).is_some());
-        // The newest counts still refuse.
+        // The newest counts still refuse, and so does one at its limit that came first.
         assert!(flights.try_step_up(&last, "s", 1).is_err());
+        assert!(flights.try_step_up("https://h/limited", "s", 2).is_err());
         flights
             .spend_authorization(&last, later, BUDGET, WINDOW)
             .unwrap();

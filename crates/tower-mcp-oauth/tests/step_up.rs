@@ -170,6 +170,70 @@ async fn a_step_up_no_one_can_be_asked_for_spends_none_of_its_attempts() {
     }
 }
 
+/// A step-up whose flow fails (the user let the consent time out, the authorization server
+/// was down) spends none of the step-up's attempts: they bound a resource that keeps refusing
+/// the tokens it was given, and no token was given. Once the user consents, the call goes
+/// through.
+#[tokio::test]
+async fn a_step_up_that_fails_spends_none_of_its_attempts() {
+    /// Lets the consent time out `failures` times, then approves as `HeadlessAuthorizer` does.
+    struct TimesOut {
+        failures: std::sync::atomic::AtomicU32,
+    }
+    impl tower_mcp_oauth::Authorizer for TimesOut {
+        fn authorize(
+            &self,
+            request: tower_mcp_oauth::AuthorizationRequest,
+            client: tower_mcp_oauth::HttpClient,
+        ) -> tower_mcp_oauth::BoxFuture<
+            'static,
+            Result<tower_mcp_oauth::AuthorizationResponse, tower_mcp_oauth::Error>,
+        > {
+            use std::sync::atomic::Ordering;
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Box::pin(async {
+                    Err(tower_mcp_oauth::Error::new(
+                        ErrorKind::ConsentTimeout,
+                        "no answer from the user",
+                    ))
+                });
+            }
+            tower_mcp_oauth::HeadlessAuthorizer::new().authorize(request, client)
+        }
+    }
+    let kit = Testkit::start(write_scoped()).await.unwrap();
+    let store = std::sync::Arc::new(tower_mcp_oauth::MemoryStore::new());
+    let login = service(layer(&TestClock::default()).token_store(std::sync::Arc::clone(&store)));
+    assert_eq!(call(&login, &kit, "tools/list").await.status(), 200);
+    let svc = ServiceBuilder::new()
+        .layer(
+            tower_mcp_oauth::OAuthLayer::new(
+                tower_mcp_oauth::ClientConfig::new(REDIRECT),
+                TimesOut { failures: 3.into() },
+            )
+            .token_store(store)
+            .failure_backoff(Duration::ZERO)
+            .step_up_attempts(2),
+        )
+        .service(http_client());
+    for attempt in 1..=3 {
+        let response = call(&svc, &kit, "tools/call").await;
+        assert_eq!(response.status(), 403);
+        let failed = response
+            .extensions()
+            .get::<AuthorizationFailed>()
+            .expect("marked");
+        assert_eq!(
+            failed.error().kind(),
+            ErrorKind::ConsentTimeout,
+            "attempt {attempt}"
+        );
+    }
+    assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_403s_granted_fewer_scopes_ask_the_user_once() {
     // Ten callers meet the same 403 together; the one step-up they share is answered with
