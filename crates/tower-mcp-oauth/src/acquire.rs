@@ -104,9 +104,14 @@ where
                         ))
                     });
                 // Kept for the status (per server, in the store too) before the flow leaves
-                // the map, so a caller that sees it gone finds its record.
+                // the map, so a caller that sees it gone finds its record. The store is the
+                // application's: one that panics here must not keep the flow from leaving the
+                // map, nor its waiters from their answer.
                 if let Some(server) = crate::flight::server_key(&uri) {
-                    crate::outcomes::record(&state, &server, &result, &mut writes).await;
+                    let record = crate::outcomes::record(&state, &server, &result, &mut writes);
+                    if AssertUnwindSafe(record).catch_unwind().await.is_err() {
+                        tracing::warn!(server = %server, "the token store panicked keeping a flow's outcome");
+                    }
                 }
                 state
                     .flights
