@@ -39,13 +39,25 @@ const MAX_OUTSTANDING_STEP_UPS: usize = 16;
 /// its own next. Failures (their backoff), logouts and last flows are kept per MCP server
 /// instead ([`server_key`]): two servers on one origin are two statuses, and one's failing
 /// authorization server does not refuse the other.
+///
+/// In normal form (RFC 6454 §4, as the token cache compares origins): `https://h`,
+/// `https://H:443` and `https://h:0443` are one origin, one flight, not a flow each.
 pub(crate) fn flight_key(uri: &Uri) -> String {
-    format!(
-        "{}://{}",
-        uri.scheme_str().unwrap_or("http"),
-        crate::origin::authority_text(uri)
-    )
-    .to_ascii_lowercase()
+    let Some(origin) = crate::origin::Origin::of_uri(uri) else {
+        return format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or("http"),
+            crate::origin::authority_text(uri)
+        )
+        .to_ascii_lowercase();
+    };
+    let mut key = origin.scheme().to_ascii_lowercase();
+    key.push_str("://");
+    key.push_str(&origin.host().to_ascii_lowercase());
+    if let Some(port) = origin.port_text() {
+        key.push_str(port.as_str());
+    }
+    key
 }
 
 /// The MCP server a request is for: its URL without query or fragment (as
@@ -393,6 +405,18 @@ mod tests {
         a.await.unwrap();
         b.await.unwrap();
         c.await.unwrap();
+    }
+
+    #[test]
+    fn one_origin_is_one_flight_however_written() {
+        let key = |uri: &str| flight_key(&uri.parse().unwrap());
+        assert_eq!(key("https://h/a"), "https://h");
+        for same in ["https://H:443/b", "https://h:0443/c", "https://user@h/d"] {
+            assert_eq!(key(same), key("https://h/a"), "{same}");
+        }
+        assert_eq!(key("http://h:80/"), key("http://h/"));
+        assert_eq!(key("https://h:8443/"), "https://h:8443");
+        assert_ne!(key("http://h/"), key("https://h/"));
     }
 
     #[test]
