@@ -45,15 +45,22 @@ impl RefreshPolicy {
         self
     }
 
-    /// Sets [`max_lifetime_fraction`](Self::max_lifetime_fraction) (clamped to 0..=1).
+    /// Sets [`max_lifetime_fraction`](Self::max_lifetime_fraction) (clamped to 0..=1; not a
+    /// number, the default).
     pub fn max_lifetime_fraction(mut self, fraction: f64) -> Self {
-        self.max_lifetime_fraction = fraction.clamp(0.0, 1.0);
+        self.max_lifetime_fraction = fraction_or(fraction, Self::default().max_lifetime_fraction);
         self
     }
 
-    /// Sets [`jitter`](Self::jitter) (clamped to 0..=1).
+    /// Sets [`jitter`](Self::jitter) (clamped to 0..=1; not a number, the default).
+    ///
+    /// ```
+    /// use mcp_oauth_flow::token::RefreshPolicy;
+    /// assert_eq!(RefreshPolicy::default().jitter(7.0).jitter, 1.0);
+    /// assert_eq!(RefreshPolicy::default().jitter(f64::NAN).jitter, 0.2);
+    /// ```
     pub fn jitter(mut self, jitter: f64) -> Self {
-        self.jitter = jitter.clamp(0.0, 1.0);
+        self.jitter = fraction_or(jitter, Self::default().jitter);
         self
     }
 
@@ -76,11 +83,24 @@ impl RefreshPolicy {
         let expires_at = tokens.expires_at()?;
         let issued_at = tokens.issued_at().unwrap_or(expires_at);
         let lifetime = expires_at.duration_since(issued_at).unwrap_or_default();
-        let cap = lifetime.mul_f64(self.max_lifetime_fraction.clamp(0.0, 1.0));
+        // The fields are public: a NaN set there (or sampled) would make `mul_f64` panic on
+        // every request.
+        let defaults = Self::default();
+        let fraction = fraction_or(self.max_lifetime_fraction, defaults.max_lifetime_fraction);
+        let cap = lifetime.mul_f64(fraction);
         let skew = self.skew.min(cap);
-        let jitter = self.jitter.clamp(0.0, 1.0) * sample.clamp(0.0, 1.0);
+        let jitter = fraction_or(self.jitter, defaults.jitter) * fraction_or(sample, 0.0);
         let skew = skew.mul_f64(1.0 - jitter);
         Some(expires_at.checked_sub(skew).unwrap_or(expires_at))
+    }
+}
+
+/// `x` clamped to `0..=1`, or `default` when it is not a number (`f64::clamp` keeps a NaN).
+fn fraction_or(x: f64, default: f64) -> f64 {
+    if x.is_nan() {
+        default
+    } else {
+        x.clamp(0.0, 1.0)
     }
 }
 
@@ -206,6 +226,30 @@ mod tests {
         assert_eq!(p.refresh_at(&tokens(0, 0), 0.0), Some(t(0)));
         let unknown = TokenSet::new("a", TokenType::Bearer, "i", "c");
         assert_eq!(p.refresh_at(&unknown, 0.0), None);
+    }
+
+    /// A policy whose public fields hold a NaN (set directly, or parsed from a setting) reads
+    /// them as the defaults: `Duration::mul_f64` would panic on every request.
+    #[test]
+    fn a_nan_in_the_policy_reads_as_the_default() {
+        let tokens = tokens(0, 3600);
+        let mut policy = RefreshPolicy::default();
+        policy.jitter = f64::NAN;
+        policy.max_lifetime_fraction = f64::NAN;
+        let default = RefreshPolicy::default().refresh_at(&tokens, 0.5);
+        assert_eq!(policy.refresh_at(&tokens, 0.5), default);
+        let set = RefreshPolicy::default()
+            .jitter(f64::NAN)
+            .max_lifetime_fraction(f64::NAN);
+        assert_eq!(set, RefreshPolicy::default());
+        // A NaN sample takes nothing off the skew.
+        let no_jitter = RefreshPolicy::default()
+            .jitter(0.0)
+            .refresh_at(&tokens, 0.5);
+        assert_eq!(
+            RefreshPolicy::default().refresh_at(&tokens, f64::NAN),
+            no_jitter
+        );
     }
 
     #[test]
