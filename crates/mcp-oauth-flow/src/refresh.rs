@@ -233,9 +233,11 @@ mod tests {
     #[test]
     fn a_nan_in_the_policy_reads_as_the_default() {
         let tokens = tokens(0, 3600);
-        let mut policy = RefreshPolicy::default();
-        policy.jitter = f64::NAN;
-        policy.max_lifetime_fraction = f64::NAN;
+        let policy = RefreshPolicy {
+            jitter: f64::NAN,
+            max_lifetime_fraction: f64::NAN,
+            ..RefreshPolicy::default()
+        };
         let default = RefreshPolicy::default().refresh_at(&tokens, 0.5);
         assert_eq!(policy.refresh_at(&tokens, 0.5), default);
         let set = RefreshPolicy::default()
