@@ -41,12 +41,16 @@ impl Flow {
         meta: AuthorizationServerMetadata,
         now: SystemTime,
     ) -> Result<State, Error> {
+        let client_credentials = rules::choose_grant(&meta, self.config.device_authorization)
+            == GrantChoice::ClientCredentials;
+        let user_grant = self.config.assertion_grant.is_none() && !client_credentials;
         let scopes = rules::requested_scopes(
             ctx.challenge_scope.as_deref(),
             resource.prm_scopes.as_deref(),
             self.config.default_scopes.as_ref(),
             ctx.held_scopes.as_ref(),
             meta.scopes_supported.as_deref(),
+            user_grant,
         );
         // With resource metadata, the issuer was checked against the one it named.
         let client_issuer =
@@ -66,9 +70,7 @@ impl Flow {
         if let Some(grant) = self.config.assertion_grant.clone() {
             return self.assertion_grant(&grant, secrets, resource, server);
         }
-        if rules::choose_grant(&server.meta, self.config.device_authorization)
-            == GrantChoice::ClientCredentials
-        {
+        if client_credentials {
             return self.client_credentials(secrets, resource, server, now);
         }
         // Only a user's grant asks for offline access: it keeps the user's session.

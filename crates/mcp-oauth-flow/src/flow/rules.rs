@@ -221,21 +221,28 @@ pub(super) fn registration_allows_grant(reg: &ClientRegistration, grant: &str) -
 
 /// The scopes to ask for: the challenge's, else the resource metadata's (MCP "Scope Selection
 /// Strategy"), else the configured default; in a step-up, united with the held ones so the new
-/// grant does not lose them (SEP-2350); plus `offline_access` when the server lists it
-/// (SEP-2207).
+/// grant does not lose them (SEP-2350); plus, for a user's grant, `offline_access` when the
+/// server lists it (SEP-2207: it keeps the user's session). A grant with no user (client
+/// credentials, an assertion) has no session to keep, and RFC 6749 §4.4.3 gives it no refresh
+/// token: a server may refuse the scope there (`invalid_scope`).
 pub(super) fn requested_scopes(
     challenge_scope: Option<&str>,
     prm_scopes: Option<&[String]>,
     default_scopes: Option<&Scopes>,
     held_scopes: Option<&Scopes>,
     as_supported: Option<&[String]>,
+    user_grant: bool,
 ) -> Option<Scopes> {
     let asked = select_scopes(challenge_scope, prm_scopes).or_else(|| default_scopes.cloned());
     let united = match (held_scopes, asked) {
         (Some(held), Some(asked)) => Some(held.union(&asked)),
         (held, asked) => asked.or_else(|| held.cloned()),
     };
-    with_offline_access(united, as_supported)
+    if user_grant {
+        with_offline_access(united, as_supported)
+    } else {
+        united
+    }
 }
 
 #[cfg(test)]
@@ -502,7 +509,7 @@ pub(super) mod tests {
         let default = Scopes::parse("d");
         let prm = ["p".to_string()];
         let with_offline = ["offline_access".to_string()];
-        let ask = |c, p, d, h, s| requested_scopes(c, p, d, h, s).map(|s| s.to_string());
+        let ask = |c, p, d, h, s| requested_scopes(c, p, d, h, s, true).map(|s| s.to_string());
         assert_eq!(
             ask(Some("x"), Some(&prm[..]), Some(&default), None, None).as_deref(),
             Some("x")
@@ -530,5 +537,8 @@ pub(super) mod tests {
             Some("b offline_access")
         );
         assert_eq!(ask(None, None, None, None, Some(&with_offline[..])), None);
+        // No user, no session to keep.
+        let machine = requested_scopes(Some("b"), None, None, None, Some(&with_offline[..]), false);
+        assert_eq!(machine.map(|s| s.to_string()).as_deref(), Some("b"));
     }
 }

@@ -315,6 +315,43 @@ fn a_machine_only_server_gets_the_client_credentials_grant() {
     assert_eq!(run.outcome().tokens.client_id(), "svc");
 }
 
+/// The client on its own behalf asks for the resource's scopes, not `offline_access` (SEP-2207
+/// is a user's session; RFC 6749 §4.4.3 gives this grant no refresh token), even from a server
+/// that lists it.
+#[test]
+fn client_credentials_do_not_ask_for_offline_access() {
+    let mut net = client_credentials_net();
+    let mut meta = as_meta(AS);
+    let m = meta.as_object_mut().unwrap();
+    m.remove("authorization_endpoint");
+    m.remove("registration_endpoint");
+    m.insert("grant_types_supported".into(), json!(["client_credentials"]));
+    m.insert("scopes_supported".into(), json!(["mcp", "offline_access"]));
+    net = net.json(
+        &format!("{AS}/.well-known/oauth-authorization-server"),
+        200,
+        meta,
+    );
+    let cfg = config()
+        .pre_registered(
+            PreRegisteredClient::new("svc")
+                .with_secret("s")
+                .for_issuer(AS),
+        )
+        .default_scopes(Scopes::parse("mcp"));
+    let run = run_with(cfg, start(Some("Bearer")), &net, Consent::Approve(None), None);
+    let token = run
+        .sent
+        .iter()
+        .position(|s| *s == format!("POST {AS}/token"))
+        .unwrap();
+    assert_eq!(
+        run.form(token, "grant_type").as_deref(),
+        Some("client_credentials")
+    );
+    assert_eq!(run.form(token, "scope").as_deref(), Some("mcp"));
+}
+
 #[test]
 fn client_credentials_with_a_private_key_sends_a_signed_assertion() {
     use p256::pkcs8::{EncodePrivateKey, LineEnding};
