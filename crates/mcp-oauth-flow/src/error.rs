@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::escaped::Escaped;
+
 mod kind;
 
 pub use kind::ErrorKind;
@@ -197,7 +199,7 @@ impl Error {
         if self.inner.message.is_empty() {
             f.write_str(self.inner.kind.as_str())?;
         } else {
-            f.write_str(&self.inner.message)?;
+            write!(f, "{}", Escaped(&self.inner.message))?;
         }
         if let Some(oauth) = &self.inner.oauth {
             // The code as it came when it is one RFC 6749 allows; else quoted and escaped, as
@@ -229,7 +231,7 @@ impl Error {
         while let Some(error) = cause {
             let text = error.to_string();
             if text != previous {
-                write!(f, ": {text}")?;
+                write!(f, ": {}", Escaped(&text))?;
             }
             previous = text;
             cause = error.source();
@@ -250,6 +252,23 @@ impl std::error::Error for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server's control characters in a message or a cause reach no terminal or log line.
+    #[test]
+    fn control_characters_are_escaped() {
+        let source = std::io::Error::other("reset\r\nby peer");
+        let err = Error::new(
+            ErrorKind::NoUsableAuthorizationServer,
+            "x\u{1b}[2J: none\nFORGED LINE",
+        )
+        .with_source(source);
+        for shown in [err.to_string(), format!("{err:#}")] {
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        }
+        assert_eq!(err.to_string(), "x\\u{1b}[2J: none\\nFORGED LINE");
+        assert!(format!("{err:#}").ends_with("reset\\r\\nby peer"));
+        assert_eq!(Escaped("plain é").to_string(), "plain é");
+    }
 
     #[test]
     fn display_names_kind_and_oauth_code() {

@@ -57,6 +57,7 @@ mod config;
 pub mod device;
 pub mod dpop;
 mod error;
+mod escaped;
 mod extra_params;
 mod flow;
 mod jwt;

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::escaped::Escaped;
+
 /// Why a sub-request was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -83,12 +85,14 @@ impl fmt::Display for DiscoveryReport {
             let status = step
                 .status
                 .map_or_else(|| "---".to_owned(), |s| s.to_string());
+            // The URL and the outcome may carry what a server sent: one line a step, however
+            // its text is written.
             writeln!(
                 f,
                 "  {status} {:<30} {}  ({})",
                 step.purpose.to_string(),
-                step.url,
-                step.outcome
+                Escaped(&step.url),
+                Escaped(&step.outcome)
             )?;
         }
         Ok(())
@@ -98,6 +102,31 @@ impl fmt::Display for DiscoveryReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One line a step, whatever a server put in the URL or the outcome.
+    #[test]
+    fn a_step_is_one_line_of_no_control_characters() {
+        let mut report = DiscoveryReport::default();
+        report.push(
+            Purpose::AuthorizationServerMetadata,
+            "a\nFORGED LINE",
+            None,
+            "x\u{1b}[2J",
+        );
+        report.push(
+            Purpose::Token,
+            "https://as/token",
+            Some(200),
+            "tokens issued",
+        );
+        let shown = report.to_string();
+        assert_eq!(shown.lines().count(), 2, "{shown}");
+        assert!(!shown
+            .trim_end_matches('\n')
+            .chars()
+            .any(|c| c.is_control() && c != '\n'));
+        assert!(shown.contains("a\\nFORGED LINE"), "{shown}");
+    }
 
     #[test]
     fn purposes_read_as_the_protocol_names_them() {

@@ -325,7 +325,10 @@ fn client_credentials_do_not_ask_for_offline_access() {
     let m = meta.as_object_mut().unwrap();
     m.remove("authorization_endpoint");
     m.remove("registration_endpoint");
-    m.insert("grant_types_supported".into(), json!(["client_credentials"]));
+    m.insert(
+        "grant_types_supported".into(),
+        json!(["client_credentials"]),
+    );
     m.insert("scopes_supported".into(), json!(["mcp", "offline_access"]));
     net = net.json(
         &format!("{AS}/.well-known/oauth-authorization-server"),
@@ -339,7 +342,13 @@ fn client_credentials_do_not_ask_for_offline_access() {
                 .for_issuer(AS),
         )
         .default_scopes(Scopes::parse("mcp"));
-    let run = run_with(cfg, start(Some("Bearer")), &net, Consent::Approve(None), None);
+    let run = run_with(
+        cfg,
+        start(Some("Bearer")),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
     let token = run
         .sent
         .iter()
