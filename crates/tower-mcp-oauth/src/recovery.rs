@@ -260,9 +260,10 @@ where
             attach(cache, dpop, now, &mut parts.headers, method, uri, header);
             sent
         }
-        Lookup::Missing => Sent::default(),
+        // No token: a `DPoP` header the request carries is the caller's.
+        Lookup::Missing => return send_and_recover(state, inner, parts, body, None).await,
     };
-    send_and_recover(state, inner, parts, body, sent).await
+    send_and_recover(state, inner, parts, body, Some(sent)).await
 }
 
 /// Sends a request whose token is due for refresh: refresh (joining any flow already running),
@@ -308,7 +309,7 @@ where
     let sent = Sent {
         epoch: session.epoch,
     };
-    send_and_recover(state, inner, parts, body, sent).await
+    send_and_recover(state, inner, parts, body, Some(sent)).await
 }
 
 /// Whether a failed proactive refresh may fall back to the current token while it is valid.
@@ -328,13 +329,14 @@ fn old_token_may_serve(error: &Error) -> bool {
 }
 
 /// Sends a prepared request through a fresh clone of the inner service, then recovers from a
-/// `401`/`403` like the ordinary path does.
+/// `401`/`403` like the ordinary path does. `sent`: the tokens the layer attached (`None`:
+/// none, the request goes as the caller made it).
 async fn send_and_recover<S, B, RB>(
     state: Arc<LayerState>,
     inner: S,
     parts: http::request::Parts,
     body: B,
-    sent: Sent,
+    sent: Option<Sent>,
 ) -> Result<http::Response<RB>, Error>
 where
     S: InnerService<B, RB>,
@@ -343,9 +345,12 @@ where
 {
     let (body, prepared) = prepare(body, state.max_replay_bytes);
     let mut head = SentHead::keep(&parts);
-    if parts.headers.contains_key(DPOP) {
+    // Attaching a token replaces any `DPoP` header with the layer's proof (or none): one there
+    // now is the layer's. Without a token it is the caller's, and so is a nonce it is asked for.
+    if sent.is_some() && parts.headers.contains_key(DPOP) {
         head.carried_proof();
     }
+    let sent = sent.unwrap_or_default();
     let response = inner
         .clone()
         .oneshot(http::Request::from_parts(parts, body))
@@ -401,7 +406,10 @@ where
         // bearer token or no token at all): its nonce is the caller's to answer with a proof
         // of its own key; retried by the layer, the request would go with the caller's
         // `Authorization` or none, and a token still valid could be refreshed for nothing.
-        Verdict::DpopNonce { .. } if !proved => return Ok(first),
+        // A request without any proof falls through: its nonce challenge is a plain `401`.
+        Verdict::DpopNonce { .. } if !proved && parts.headers.contains_key(DPOP) => {
+            return Ok(first)
+        }
         Verdict::DpopNonce { nonce, .. } if parts.headers.contains_key(DPOP) => {
             state.dpop.remember_nonce(&parts.uri, nonce);
             if let Some(header) = parts.headers.get(AUTHORIZATION).cloned() {

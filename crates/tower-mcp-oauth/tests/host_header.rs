@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use mcp_oauth_testkit::scripted::{flow_response, resource, RS};
+use mcp_oauth_testkit::scripted::{flow_response, json, resource, RS};
 use tower::{service_fn, Layer, ServiceExt};
 use tower_mcp_oauth::{
     ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenStore,
@@ -232,4 +232,98 @@ async fn a_nonce_challenge_to_the_callers_own_proof_is_the_callers() {
             ("/mcp".to_owned(), bearer)
         ]
     );
+}
+
+/// A server that answers every request carrying a `DPoP` header with a nonce challenge, and
+/// is otherwise the scripted resource wanting `Bearer at-1`; the requests it saw, with their
+/// `DPoP` headers.
+fn nonce_challenging(
+    seen: &Arc<Mutex<Vec<SchemeSeen>>>,
+) -> impl tower::Service<
+    Req,
+    Response = http::Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    let seen = Arc::clone(seen);
+    service_fn(move |req: Req| {
+        let proof = req
+            .headers()
+            .get("dpop")
+            .map(|v| v.to_str().unwrap().to_owned());
+        seen.lock()
+            .unwrap()
+            .push((req.uri().path().to_owned(), proof.clone()));
+        let response = if proof.is_some() {
+            http::Response::builder()
+                .status(401)
+                .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                .header("dpop-nonce", "n-1")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        } else {
+            flow_response(&req).unwrap_or_else(|| resource(&req, "at-1"))
+        };
+        async move { Ok::<_, Infallible>(response) }
+    })
+}
+
+/// The same on an origin's first request, which the layer sends through its slow path (the
+/// store is read first), with no token to attach: the `DPoP` header is the caller's, and so is
+/// the nonce challenge to it. Sent again by the layer, the same proof (its `jti` spent) would
+/// be refused again.
+#[tokio::test]
+async fn a_nonce_challenge_to_the_callers_proof_on_a_first_request_is_the_callers() {
+    let seen: Arc<Mutex<Vec<SchemeSeen>>> = Arc::default();
+    let service = OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .layer(nonce_challenging(&seen));
+    let proved = http::Request::post(format!("{RS}/mcp"))
+        .header("dpop", "the-callers-proof")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = service.clone().oneshot(proved).await.unwrap();
+    assert_eq!(answer.status(), 401);
+    assert_eq!(answer.headers()["dpop-nonce"], "n-1");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("/mcp".to_owned(), Some("the-callers-proof".to_owned()))]
+    );
+    assert_eq!(service.flows_started(), 0);
+}
+
+/// A nonce challenge to a request that carried no proof at all (no token yet) says the
+/// resource wants a token: the layer authorizes as for any `401`, then retries.
+#[tokio::test]
+async fn a_nonce_challenge_to_a_request_without_a_proof_is_authorized() {
+    let server = service_fn(|req: Req| {
+        let response = if req.uri().path() == "/token" {
+            json(200, serde_json::json!({"access_token": "at-1", "token_type": "Bearer"}))
+        } else if req.headers().contains_key(http::header::AUTHORIZATION)
+            || req.uri().path() != "/mcp"
+        {
+            flow_response(&req).unwrap_or_else(|| resource(&req, "at-1"))
+        } else {
+            http::Response::builder()
+                .status(401)
+                .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                .header("dpop-nonce", "n-1")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        };
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let service = OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .layer(server);
+    let plain = http::Request::post(format!("{RS}/mcp"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = service.clone().oneshot(plain).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(service.flows_started(), 1);
 }
