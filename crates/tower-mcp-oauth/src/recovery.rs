@@ -105,7 +105,9 @@ impl RetryParts {
 /// with a fresh proof carrying the nonce and another replay, at most `nonce_retries` times
 /// more; a nonce challenge past that is a
 /// [`DpopRejected`](mcp_oauth_flow::ErrorKind::DpopRejected) error, and a body that cannot be
-/// replayed once more leaves the last challenge as the answer.
+/// replayed once more leaves the last challenge as the answer, marked
+/// [`BodyNotReplayable`]: the caller sends the request again itself, and the nonce is
+/// remembered for it.
 async fn send_again<S, B, RB>(
     inner: S,
     state: &LayerState,
@@ -125,12 +127,14 @@ where
     let mut last = None;
     loop {
         let Some(body) = body.take().or_else(|| prepared.replay()) else {
-            return last.ok_or_else(|| {
+            let mut last: http::Response<RB> = last.ok_or_else(|| {
                 Error::new(
                     ErrorKind::InvalidTransition,
                     "no request body to send again",
                 )
-            });
+            })?;
+            last.extensions_mut().insert(BodyNotReplayable::new());
+            return Ok(last);
         };
         let proved = parts.headers.contains_key(DPOP);
         let response = inner
@@ -506,7 +510,57 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_oauth_flow::OAuthErrorResponse;
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use mcp_oauth_flow::{ClientConfig, OAuthErrorResponse};
+
+    /// A retry met by a nonce challenge whose body cannot be replayed once more (a streamed
+    /// body past the replay cap) hands back that challenge marked `BodyNotReplayable`, as every
+    /// answer the layer could not get past for want of the body is: the caller knows that
+    /// sending it again itself will do (the nonce is remembered for its proof).
+    #[tokio::test]
+    async fn a_nonce_challenge_the_body_cannot_be_replayed_for_is_marked() {
+        let state = Arc::clone(
+            &crate::OAuthLayer::new(
+                ClientConfig::new("http://127.0.0.1:1/cb"),
+                crate::HeadlessAuthorizer::new(),
+            )
+            .state,
+        );
+        let sends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&sends);
+        let inner = tower::service_fn(move |_: http::Request<OAuthBody<Full<Bytes>>>| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let challenge = http::Response::builder()
+                .status(401)
+                .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                .header("dpop-nonce", "n-2")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            async move { Ok::<_, std::convert::Infallible>(challenge) }
+        });
+        let mut parts = RetryParts {
+            method: Method::POST,
+            uri: Uri::from_static("http://127.0.0.1:1/mcp"),
+            version: Version::HTTP_11,
+            headers: HeaderMap::new(),
+            extensions: Extensions::new(),
+        };
+        parts
+            .headers
+            .insert(AUTHORIZATION, HeaderValue::from_static("DPoP at-1"));
+        parts
+            .headers
+            .insert(DPOP, HeaderValue::from_static("proof"));
+        let prepared: Prepared<Full<Bytes>> = Prepared::NotReplayable;
+        let body = OAuthBody::full(Bytes::from_static(b"{}"));
+        let answer = send_again(inner, &state, &mut parts, &prepared, body, 1)
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401);
+        assert!(answer.extensions().get::<BodyNotReplayable>().is_some());
+        assert_eq!(sends.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn the_old_token_serves_unless_the_server_spoke_or_the_store_broke() {

@@ -300,7 +300,10 @@ async fn a_nonce_challenge_to_the_callers_proof_on_a_first_request_is_the_caller
 async fn a_nonce_challenge_to_a_request_without_a_proof_is_authorized() {
     let server = service_fn(|req: Req| {
         let response = if req.uri().path() == "/token" {
-            json(200, serde_json::json!({"access_token": "at-1", "token_type": "Bearer"}))
+            json(
+                200,
+                serde_json::json!({"access_token": "at-1", "token_type": "Bearer"}),
+            )
         } else if req.headers().contains_key(http::header::AUTHORIZATION)
             || req.uri().path() != "/mcp"
         {
