@@ -185,8 +185,14 @@ impl<S> OAuthService<S> {
         &self.inner
     }
 
-    /// The inner service, mutably (see [`get_ref`](Self::get_ref) for an example).
+    /// The inner service, mutably (see [`get_ref`](Self::get_ref) for an example). The layer's
+    /// flows and retries go through the service as changed from then on.
     pub fn get_mut(&mut self) -> &mut S {
+        // The spare inner service retries and flows go through is a clone taken at the first
+        // request: this service starts a share of its own, whose spare is taken from the
+        // service as changed. Its clones keep theirs (they do not see the change either), and
+        // requests in flight keep the one they were sent with.
+        self.shared = Arc::new(Shared::new(Arc::clone(&self.shared.state)));
         &mut self.inner
     }
 
