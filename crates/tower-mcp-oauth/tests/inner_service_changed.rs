@@ -38,7 +38,10 @@ impl Service<Req> for Client {
 
     fn call(&mut self, req: Req) -> Self::Future {
         let path = req.uri().path().to_owned();
-        self.seen.lock().unwrap().push((path.clone(), self.generation));
+        self.seen
+            .lock()
+            .unwrap()
+            .push((path.clone(), self.generation));
         let response = match path.as_str() {
             "/token" => {
                 let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
