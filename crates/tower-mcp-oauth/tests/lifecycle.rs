@@ -53,7 +53,9 @@ async fn a_short_lived_token_is_not_refreshed_on_every_call() {
     let kit = Testkit::start(TestkitConfig::default().token_lifetime_secs(20))
         .await
         .unwrap();
-    let clock = TestClock::default();
+    // Frozen: the refresh falls due at 18 s, a second after the last check at 17 s, which a
+    // loaded machine's real time between the calls would cross.
+    let clock = TestClock::frozen();
     let svc = service(layer(&clock));
     assert_eq!(call(&svc, &kit, "tools/list").await.status(), 200);
     // A fixed 60 s buffer would swallow its whole life; the skew is capped at 2 s (a tenth).

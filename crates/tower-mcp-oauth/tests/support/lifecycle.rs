@@ -17,13 +17,21 @@ use tower_mcp_oauth::{
 
 pub(crate) const REDIRECT: &str = "http://localhost:3000/callback";
 
-/// Wall-clock time plus an offset the test moves forward.
+/// Wall-clock time (or, [`frozen`](Self::frozen), the moment it was made) plus an offset the
+/// test moves forward.
 #[derive(Clone, Default)]
-pub(crate) struct TestClock(pub(crate) Arc<AtomicI64>);
+pub(crate) struct TestClock(Arc<AtomicI64>, Option<SystemTime>);
 
 impl TestClock {
+    /// A clock that moves only when the test sets it: for a test whose margins are seconds,
+    /// which a loaded machine's real time would eat.
+    pub(crate) fn frozen() -> Self {
+        Self(Arc::default(), Some(SystemTime::now()))
+    }
+
     pub(crate) fn now(&self) -> SystemTime {
-        SystemTime::now() + Duration::from_secs(self.0.load(Ordering::SeqCst) as u64)
+        self.1.unwrap_or_else(SystemTime::now)
+            + Duration::from_secs(self.0.load(Ordering::SeqCst) as u64)
     }
     pub(crate) fn set(&self, secs: i64) {
         self.0.store(secs, Ordering::SeqCst);
