@@ -414,9 +414,11 @@ async fn under_lock(
     let run = match driver::run(state, client, start, generation, &key, lock, deadline).await {
         Ok(run) => run,
         Err(e) => {
-            // No token was given, so none was refused: a step-up whose flow failed (the
-            // consent timed out, the server was down) spends none of the attempts.
-            if let Some((key, scope)) = step_up {
+            // A step-up whose flow failed on the server's passing trouble (no answer, a 5xx,
+            // a 429: no token given, so none refused) spends none of the attempts. One the user
+            // refused, let time out, or the server refused keeps its attempt: given back, the
+            // user would be asked again at every 403.
+            if let (Some((key, scope)), true) = (step_up, e.is_transient()) {
                 state.flights.step_up_given_back(&key, &scope);
             }
             return Err(e);

@@ -1,5 +1,6 @@
 //! Single-flight: per origin, at most one flow (authorization, refresh or step-up) runs at a
-//! time, and every caller that needs one joins it.
+//! time, and every caller that needs one joins it (one whose token is due for refresh and still
+//! valid sends it instead while a flow that may ask a user runs: see `acquire`).
 //!
 //! A flow is a `Shared` future kept in a map. Whichever waiter polls it drives it, so
 //! cancelling any waiter (even the one that started it) never stalls the others; the map keeps
@@ -305,7 +306,7 @@ impl Flights {
     }
 
     /// A step-up for `scope` counted by [`try_step_up`](Self::try_step_up) got no tokens (its
-    /// flow failed): the attempt is given back.
+    /// flow failed on the server's passing trouble): the attempt is given back.
     pub(crate) fn step_up_given_back(&self, key: &str, scope: &str) {
         let mut map = lock(&self.step_ups);
         let entry = (key.to_owned(), scope.to_owned());
@@ -337,12 +338,17 @@ impl Flights {
         let spent = |t: &SystemTime| now.duration_since(*t).map_or(true, |ago| ago >= window);
         if map.len() >= MAX_RECORDS && !map.contains_key(key) {
             // Full: the servers with no authorization left in the window go, and if every one
-            // has some (a thousand servers authorized within it), the one whose last is oldest.
+            // has some (a thousand servers authorized within it), the one with the fewest in
+            // it (of those, whose last is oldest): one at its budget, a server looping on
+            // refusals, goes last, and would otherwise get its budget back.
             map.retain(|_, recent| !recent.iter().all(spent));
             if map.len() >= MAX_RECORDS {
                 let oldest = map
                     .iter()
-                    .min_by_key(|(_, recent)| recent.back().copied())
+                    .min_by_key(|(_, recent)| {
+                        let live = recent.iter().filter(|t| !spent(t)).count();
+                        (live, recent.back().copied())
+                    })
                     .map(|(key, _)| key.clone());
                 if let Some(oldest) = oldest {
                     map.remove(&oldest);
@@ -470,9 +476,13 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let failed = Err(Error::new(ErrorKind::Transport, "down"));
         let first_flow = flights.logout_generation("https://h/0");
-        // At its limit (two of two), before a thousand others at one of two.
+        // At its limit (two of two), before a thousand others at one of two: step-ups, and
+        // authorizations in the window.
         for _ in 0..2 {
             flights.try_step_up("https://h/limited", "s", 2).unwrap();
+            flights
+                .spend_authorization("https://h/limited", t0, BUDGET, WINDOW)
+                .unwrap();
         }
         for i in 0..MAX_RECORDS + 10 {
             let server = format!("https://h/{i}");
@@ -496,6 +506,9 @@ mod tests {
         // The newest counts still refuse, and so does one at its limit that came first.
         assert!(flights.try_step_up(&last, "s", 1).is_err());
         assert!(flights.try_step_up("https://h/limited", "s", 2).is_err());
+        assert!(flights
+            .spend_authorization("https://h/limited", later, BUDGET, WINDOW)
+            .is_err());
         flights
             .spend_authorization(&last, later, BUDGET, WINDOW)
             .unwrap();

@@ -168,15 +168,21 @@ async fn a_token_due_for_refresh_is_sent_while_another_servers_flow_runs() {
     use std::sync::{Arc, Mutex};
     use std::time::SystemTime;
 
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let opened = gate.clone();
+    // `b`'s token endpoint says it was reached, then answers only once the gate opens (a
+    // permit: an opening before it waits is not lost).
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let (opened, arrival) = (gate.clone(), reached.clone());
     let server = BoxCloneService::new(service_fn(move |req: Req| {
-        let (gate, gateway) = (gate.clone(), gateway(None, Duration::ZERO));
+        let (gate, reached) = (gate.clone(), reached.clone());
+        let gateway = gateway(None, Duration::ZERO);
         async move {
             let port = req.uri().port_u16().unwrap_or(80);
             match (port, req.uri().path()) {
-                // `b`'s token endpoint answers only once the gate opens.
-                (3, "/token") => gate.notified().await,
+                (3, "/token") => {
+                    reached.notify_one();
+                    let _open = gate.acquire().await.unwrap();
+                }
                 // `a`'s tokens last an hour and can be refreshed.
                 (2, "/token") => {
                     return Ok(json(
@@ -207,8 +213,10 @@ async fn a_token_due_for_refresh_is_sent_while_another_servers_flow_runs() {
     // Half a minute before `a`'s token expires: due for refresh, still valid.
     *ahead.lock().unwrap() = Duration::from_secs(3570);
     let b = tokio::spawn(service.clone().oneshot(request('b')));
-    // `b`'s flow is at its token endpoint.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // `b`'s flow is at its token endpoint, and holds the origin's flight.
+    tokio::time::timeout(Duration::from_secs(30), arrival.notified())
+        .await
+        .expect("`b`'s flow reached its token endpoint");
     let a = tokio::time::timeout(
         Duration::from_secs(5),
         service.clone().oneshot(request('a')),
@@ -217,6 +225,9 @@ async fn a_token_due_for_refresh_is_sent_while_another_servers_flow_runs() {
     .expect("`a` waited for `b`'s flow")
     .unwrap();
     assert_eq!(a.status(), 200);
-    opened.notify_waiters();
-    assert_eq!(b.await.unwrap().unwrap().status(), 200);
+    opened.add_permits(1);
+    let b = tokio::time::timeout(Duration::from_secs(30), b)
+        .await
+        .expect("`b` finished once its token endpoint answered");
+    assert_eq!(b.unwrap().unwrap().status(), 200);
 }

@@ -170,54 +170,64 @@ async fn a_step_up_no_one_can_be_asked_for_spends_none_of_its_attempts() {
     }
 }
 
-/// A step-up whose flow fails (the user let the consent time out, the authorization server
-/// was down) spends none of the step-up's attempts: they bound a resource that keeps refusing
-/// the tokens it was given, and no token was given. Once the user consents, the call goes
-/// through.
-#[tokio::test]
-async fn a_step_up_that_fails_spends_none_of_its_attempts() {
-    /// Lets the consent time out `failures` times, then approves as `HeadlessAuthorizer` does.
-    struct TimesOut {
-        failures: std::sync::atomic::AtomicU32,
-    }
-    impl tower_mcp_oauth::Authorizer for TimesOut {
-        fn authorize(
-            &self,
-            request: tower_mcp_oauth::AuthorizationRequest,
-            client: tower_mcp_oauth::HttpClient,
-        ) -> tower_mcp_oauth::BoxFuture<
-            'static,
-            Result<tower_mcp_oauth::AuthorizationResponse, tower_mcp_oauth::Error>,
-        > {
-            use std::sync::atomic::Ordering;
-            let left = self.failures.load(Ordering::SeqCst);
-            if left > 0 {
-                self.failures.store(left - 1, Ordering::SeqCst);
-                return Box::pin(async {
-                    Err(tower_mcp_oauth::Error::new(
-                        ErrorKind::ConsentTimeout,
-                        "no answer from the user",
-                    ))
-                });
-            }
-            tower_mcp_oauth::HeadlessAuthorizer::new().authorize(request, client)
+/// Fails each authorization with `kind` while `failures` last, then approves as
+/// `HeadlessAuthorizer` does.
+struct FailsFirst {
+    kind: ErrorKind,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+impl tower_mcp_oauth::Authorizer for FailsFirst {
+    fn authorize(
+        &self,
+        request: tower_mcp_oauth::AuthorizationRequest,
+        client: tower_mcp_oauth::HttpClient,
+    ) -> tower_mcp_oauth::BoxFuture<
+        'static,
+        Result<tower_mcp_oauth::AuthorizationResponse, tower_mcp_oauth::Error>,
+    > {
+        use std::sync::atomic::Ordering;
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            let kind = self.kind;
+            return Box::pin(async move { Err(tower_mcp_oauth::Error::new(kind, "failed")) });
         }
+        tower_mcp_oauth::HeadlessAuthorizer::new().authorize(request, client)
     }
-    let kit = Testkit::start(write_scoped()).await.unwrap();
+}
+
+/// Signed in with `mcp:basic`, then a layer whose step-ups fail `failures` times with `kind`
+/// before they are approved, two step-ups at most.
+async fn stepping_up_after_failures(
+    kit: &Testkit,
+    kind: ErrorKind,
+    failures: u32,
+) -> tower_mcp_oauth::OAuthService<support::HttpClient> {
     let store = std::sync::Arc::new(tower_mcp_oauth::MemoryStore::new());
     let login = service(layer(&TestClock::default()).token_store(std::sync::Arc::clone(&store)));
-    assert_eq!(call(&login, &kit, "tools/list").await.status(), 200);
-    let svc = ServiceBuilder::new()
-        .layer(
-            tower_mcp_oauth::OAuthLayer::new(
-                tower_mcp_oauth::ClientConfig::new(REDIRECT),
-                TimesOut { failures: 3.into() },
-            )
-            .token_store(store)
-            .failure_backoff(Duration::ZERO)
-            .step_up_attempts(2),
+    assert_eq!(call(&login, kit, "tools/list").await.status(), 200);
+    service(
+        tower_mcp_oauth::OAuthLayer::new(
+            tower_mcp_oauth::ClientConfig::new(REDIRECT),
+            FailsFirst {
+                kind,
+                failures: failures.into(),
+            },
         )
-        .service(http_client());
+        .token_store(store)
+        .failure_backoff(Duration::ZERO)
+        .step_up_attempts(2),
+    )
+}
+
+/// A step-up whose flow fails on the server's passing trouble (no answer, a 5xx) spends none
+/// of the step-up's attempts: they bound a resource that keeps refusing the tokens it was
+/// given, and none was given. Once the server answers, the call goes through.
+#[tokio::test]
+async fn a_step_up_the_server_failed_spends_none_of_its_attempts() {
+    let kit = Testkit::start(write_scoped()).await.unwrap();
+    let svc = stepping_up_after_failures(&kit, ErrorKind::Transport, 3).await;
     for attempt in 1..=3 {
         let response = call(&svc, &kit, "tools/call").await;
         assert_eq!(response.status(), 403);
@@ -227,11 +237,27 @@ async fn a_step_up_that_fails_spends_none_of_its_attempts() {
             .expect("marked");
         assert_eq!(
             failed.error().kind(),
-            ErrorKind::ConsentTimeout,
+            ErrorKind::Transport,
             "attempt {attempt}"
         );
     }
     assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
+}
+
+/// One the user let time out keeps its attempt: given back, the user would be asked again at
+/// every 403.
+#[tokio::test]
+async fn a_step_up_the_user_let_time_out_spends_its_attempt() {
+    let kit = Testkit::start(write_scoped()).await.unwrap();
+    let svc = stepping_up_after_failures(&kit, ErrorKind::ConsentTimeout, 3).await;
+    for _ in 1..=2 {
+        let response = call(&svc, &kit, "tools/call").await;
+        let failed = response.extensions().get::<AuthorizationFailed>().unwrap();
+        assert_eq!(failed.error().kind(), ErrorKind::ConsentTimeout);
+    }
+    let response = call(&svc, &kit, "tools/call").await;
+    let failed = response.extensions().get::<AuthorizationFailed>().unwrap();
+    assert_eq!(failed.error().kind(), ErrorKind::StepUpLimit);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
