@@ -225,13 +225,14 @@ impl Error {
             f.write_str(": ")?;
             self.fmt_message(f)?;
         }
-        // A wrapper often repeats its source's text as its message: each text is written once.
+        // A wrapper often repeats its source's text as its message: each text is written once
+        // (compared as shown, escaped as this error's own message is).
         let mut previous = self.to_string();
         let mut cause = std::error::Error::source(self);
         while let Some(error) = cause {
-            let text = error.to_string();
+            let text = Escaped(&error.to_string()).to_string();
             if text != previous {
-                write!(f, ": {}", Escaped(&text))?;
+                write!(f, ": {text}")?;
             }
             previous = text;
             cause = error.source();
@@ -268,6 +269,14 @@ mod tests {
         assert_eq!(err.to_string(), "x\\u{1b}[2J: none\\nFORGED LINE");
         assert!(format!("{err:#}").ends_with("reset\\r\\nby peer"));
         assert_eq!(Escaped("plain é").to_string(), "plain é");
+        // A wrapper repeating its source's text: once, escaped or not.
+        let io = std::io::Error::other("reset\nby peer");
+        let wrapped = Error::new(ErrorKind::Transport, "reset\nby peer").with_source(io);
+        assert_eq!(
+            format!("{wrapped:#}").matches("reset").count(),
+            1,
+            "{wrapped:#}"
+        );
     }
 
     #[test]
