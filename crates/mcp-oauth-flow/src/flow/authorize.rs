@@ -225,11 +225,7 @@ impl Flow {
         let replaces_one_in_use = stored.as_ref().is_some_and(|reg| {
             rules::replaces_registration_in_use(reg, &server.client_issuer, self.last_now)
         });
-        let grant = if self.config.device_authorization {
-            crate::token_request::DEVICE_CODE_GRANT_TYPE
-        } else {
-            "authorization_code"
-        };
+        let grant = self.grant_in_use();
         let usable = stored.filter(|reg| {
             rules::stored_client_usable(
                 reg,
@@ -305,21 +301,28 @@ impl Flow {
             .clone()
             .unwrap_or_default();
         let status = response.status();
-        let reg = parse_registration_response(status, response.body(), &server.client_issuer)
+        let mut reg = parse_registration_response(status, response.body(), &server.client_issuer)
             .inspect_err(|e| {
-                self.report.push(
-                    Purpose::Registration,
-                    &endpoint,
-                    Some(status.as_u16()),
-                    e.to_string(),
-                );
-            })?;
+            self.report.push(
+                Purpose::Registration,
+                &endpoint,
+                Some(status.as_u16()),
+                e.to_string(),
+            );
+        })?;
         self.report.push(
             Purpose::Registration,
             &endpoint,
             Some(status.as_u16()),
             format!("registered client {}", reg.client_id),
         );
+        // The grants it echoes are kept as evidence only when they include the one it was
+        // registered for: a server may echo another list than it allows (RFC 7591 §3.2.1 lets
+        // it replace values), and kept, such a list would have every later login of this mode
+        // register again. Unknown, it is reused; a refusal then says what the server allows.
+        if !rules::registration_allows_grant(&reg, self.grant_in_use()) {
+            reg.grant_types.clear();
+        }
         let creds = registered_credentials(&reg, &server.meta);
         // Saved now, so that a login abandoned at consent still reuses it next time; but not
         // over a registration another application still uses, which only tokens replace.
@@ -442,6 +445,16 @@ impl Flow {
             client,
             unsaved: s.unsaved,
         })))
+    }
+
+    /// The grant a user's login of this configuration uses: the device grant in device mode
+    /// (RFC 8628 §3.4), else the authorization code.
+    fn grant_in_use(&self) -> &'static str {
+        if self.config.device_authorization {
+            crate::token_request::DEVICE_CODE_GRANT_TYPE
+        } else {
+            "authorization_code"
+        }
     }
 
     /// Whether `client_id` came from a dynamic registration stored for `server` (neither a

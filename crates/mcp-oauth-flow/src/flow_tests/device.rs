@@ -43,6 +43,8 @@ struct DeviceRun {
     /// The body of each request, by its index in `steps`.
     bodies: HashMap<usize, Bytes>,
     shown: Option<UserCode>,
+    /// The registrations saved, in order.
+    saved: Vec<ClientRegistration>,
 }
 
 impl DeviceRun {
@@ -87,6 +89,7 @@ fn drive_stored(
         steps: vec![],
         bodies: HashMap::new(),
         shown: None,
+        saved: vec![],
     };
     for _ in 0..64 {
         let Some(action) = flow.poll_action() else {
@@ -123,7 +126,10 @@ fn drive_stored(
                 flow.handle_response(response, clock);
             }
             Action::LoadClient { .. } => flow.handle_stored_client(stored.take()),
-            Action::SaveClient(reg) => run.steps.push(format!("SAVE {}", reg.client_id)),
+            Action::SaveClient(reg) => {
+                run.steps.push(format!("SAVE {}", reg.client_id));
+                run.saved.push(reg);
+            }
             Action::DropClient { client_id, .. } => run.steps.push(format!("DROP {client_id}")),
             Action::ShowUserCode(code) => {
                 run.steps.push(format!("SHOW {}", code.verification_uri));
@@ -421,6 +427,38 @@ fn the_device_grant_chosen_is_not_replaced_by_client_credentials() {
         run.steps
     );
     assert!(run.steps.contains(&format!("POST {AS}/device")));
+}
+
+/// A server that echoes grant types without the device grant it was asked for (RFC 7591 §3.2.1
+/// lets it replace values) has its registration kept with its grants unknown: reused by the
+/// next device login, not registered again at every one.
+#[test]
+fn a_registration_echoing_other_grants_is_reused_not_registered_again() {
+    let net = device_net(device_meta()).json(
+        &format!("{AS}/register"),
+        201,
+        json!({"client_id": "echoing", "grant_types": ["authorization_code", "refresh_token"]}),
+    );
+    let device_login = |stored| {
+        drive_stored(
+            config().device_authorization(true),
+            &net,
+            vec![tokens()],
+            Duration::ZERO,
+            stored,
+        )
+    };
+    let first = device_login(None);
+    assert!(matches!(first.end, Action::Complete(_)));
+    let saved = first.saved.last().cloned().expect("saved");
+    assert_eq!(saved.client_id, "echoing");
+    let second = device_login(Some(saved));
+    assert!(matches!(second.end, Action::Complete(_)));
+    assert!(
+        !second.steps.contains(&format!("POST {AS}/register")),
+        "{:?}",
+        second.steps
+    );
 }
 
 /// A device authorization endpoint that refuses the client ends the flow with its code.
