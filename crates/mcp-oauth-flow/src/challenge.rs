@@ -6,6 +6,10 @@
 
 use crate::error::{Error, ErrorKind};
 
+/// The most parameters one challenge may carry. Real ones carry a handful (`realm`, `scope`,
+/// `error`, `error_description`, `resource_metadata`, `algs`).
+const MAX_PARAMS: usize = 64;
+
 /// One challenge of a `WWW-Authenticate` header: a scheme and its parameters.
 ///
 /// Parameter names are case-insensitive (RFC 9110 §11.2) and stored lowercased; values are kept
@@ -353,7 +357,14 @@ impl<'a> Parser<'a> {
                 .to_owned(),
         };
         // RFC 9110 §11.2: "Each parameter name MUST only occur once per challenge." A duplicate
-        // is ambiguous (which scope? which metadata URL?), so it is refused, not guessed.
+        // is ambiguous (which scope? which metadata URL?), so it is refused, not guessed. The
+        // names are compared each with each: bounded, so that a header of tens of thousands of
+        // parameters (hyper reads heads up to hundreds of kilobytes) costs no billion compares.
+        if challenge.params.len() >= MAX_PARAMS {
+            return Err(invalid(format!(
+                "more than {MAX_PARAMS} parameters in one challenge"
+            )));
+        }
         if challenge.params.iter().any(|(n, _)| *n == name) {
             return Err(invalid(format!("duplicate parameter {name}")));
         }
@@ -394,6 +405,24 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A challenge of tens of thousands of parameters is refused after the first 64, not
+    /// compared each with each (about a billion compares for 45,000).
+    #[test]
+    fn a_challenge_with_too_many_parameters_is_refused() {
+        let many: Vec<String> = (0..40_000).map(|i| format!("p{i}=1")).collect();
+        let header = format!("DPoP error=\"use_dpop_nonce\", {}", many.join(", "));
+        let err = Challenge::parse_all([header.as_bytes()]).unwrap_err();
+        assert!(err.to_string().contains("more than 64 parameters"), "{err}");
+        let few: Vec<String> = (0..63).map(|i| format!("p{i}=1")).collect();
+        let header = format!("DPoP error=\"use_dpop_nonce\", {}", few.join(", "));
+        assert_eq!(
+            Challenge::parse_all([header.as_bytes()]).unwrap()[0]
+                .params()
+                .count(),
+            64
+        );
+    }
 
     fn parse(s: &str) -> Result<Vec<Challenge>, Error> {
         Challenge::parse_all([s])
