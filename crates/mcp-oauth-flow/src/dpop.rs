@@ -356,10 +356,35 @@ pub fn resource_nonce_challenge(status: StatusCode, headers: &http::HeaderMap) -
         return None;
     }
     let challenges = Challenge::from_headers(headers).ok()?;
+    asks_for_a_nonce(&challenges)
+        .then(|| nonce_header(headers))
+        .flatten()
+}
+
+/// Whether a resource's challenges (of a `401`, already parsed) include a `DPoP` one asking
+/// for a nonce (`use_dpop_nonce`, RFC 9449 §9), whether or not a usable nonce came with it.
+pub fn asks_for_a_nonce(challenges: &[Challenge]) -> bool {
     challenges
         .iter()
         .any(|c| c.scheme_is("dpop") && c.error() == Some(USE_DPOP_NONCE))
-        .then(|| nonce_header(headers))?
+}
+
+/// Whether a resource's challenges (of a `401`, already parsed) refuse the DPoP proof itself
+/// (`invalid_dpop_proof`, RFC 9449 §7.1): a proof that failed the checks of §4.3 (its time,
+/// its `htu`, its signature), which no new token fixes.
+///
+/// ```
+/// use mcp_oauth_flow::challenge::Challenge;
+/// use mcp_oauth_flow::dpop::refuses_the_proof;
+/// let refused = Challenge::parse_all([&br#"DPoP error="invalid_dpop_proof", algs="ES256""#[..]]).unwrap();
+/// assert!(refuses_the_proof(&refused));
+/// let expired = Challenge::parse_all([&br#"DPoP error="invalid_token""#[..]]).unwrap();
+/// assert!(!refuses_the_proof(&expired));
+/// ```
+pub fn refuses_the_proof(challenges: &[Challenge]) -> bool {
+    challenges
+        .iter()
+        .any(|c| c.scheme_is("dpop") && c.error() == Some(INVALID_DPOP_PROOF))
 }
 
 /// The longest `DPoP-Nonce` taken. RFC 9449 §8.1 sets no bound, and a nonce is kept per URL

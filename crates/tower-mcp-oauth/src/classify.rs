@@ -7,7 +7,7 @@ use mcp_oauth_flow::{
     challenge::{
         insufficient_scope_challenge, may_name_an_oauth_scheme, select_challenge, Challenge,
     },
-    dpop::resource_nonce_challenge,
+    dpop::{asks_for_a_nonce, nonce_header, refuses_the_proof},
     Error,
 };
 
@@ -29,6 +29,11 @@ pub(crate) enum Verdict {
         nonce: String,
         challenge: Option<Challenge>,
     },
+    /// A `401` whose `DPoP` challenge refuses the proof for good: `invalid_dpop_proof` (RFC
+    /// 9449 §7.1), or a nonce asked for that cannot be used (none, or one past
+    /// `MAX_NONCE_BYTES` or outside `NQCHAR`). No new token fixes it: a request that carried
+    /// the layer's proof fails with `DpopRejected`; one without any proof is a plain `401`.
+    DpopRefused(Option<Challenge>),
 }
 
 /// Whether a response with `status` may ask for (more) authorization at all: only a `401`
@@ -42,10 +47,17 @@ pub(crate) fn may_need_authorization(status: StatusCode) -> bool {
 /// Why a response asks for (more) authorization, if it does.
 pub(crate) fn needs_authorization(status: StatusCode, headers: &HeaderMap) -> Verdict {
     match status {
+        // The headers are parsed once: a hostile `401` may carry hundreds of kilobytes of them.
         StatusCode::UNAUTHORIZED => match Challenge::from_headers(headers) {
-            Ok(all) if resource_nonce_challenge(status, headers).is_some() => Verdict::DpopNonce {
-                nonce: resource_nonce_challenge(status, headers).unwrap_or_default(),
-                challenge: select_challenge(&all).cloned(),
+            Ok(all) if refuses_the_proof(&all) => {
+                Verdict::DpopRefused(select_challenge(&all).cloned())
+            }
+            Ok(all) if asks_for_a_nonce(&all) => match nonce_header(headers) {
+                Some(nonce) => Verdict::DpopNonce {
+                    nonce,
+                    challenge: select_challenge(&all).cloned(),
+                },
+                None => Verdict::DpopRefused(select_challenge(&all).cloned()),
             },
             Ok(all) => match select_challenge(&all) {
                 Some(challenge) => Verdict::Unauthorized(Some(challenge.clone())),
@@ -109,6 +121,7 @@ mod tests {
             }
             Verdict::InsufficientScope(c) => ("step-up", c.scope().map(str::to_owned)),
             Verdict::DpopNonce { nonce, .. } => ("nonce", Some(nonce.clone())),
+            Verdict::DpopRefused(_) => ("proof refused", None),
         }
     }
 
@@ -120,14 +133,21 @@ mod tests {
     );
 
     /// RFC 9449 §9: a `DPoP` challenge with `use_dpop_nonce` and a `DPoP-Nonce` header asks for
-    /// the same request with the nonce; without the header there is nothing to retry with.
+    /// the same request with the nonce; without a usable one there is nothing to retry with,
+    /// and no new token would help either: the proof is refused (for a request that carried
+    /// none, the recovery reads that as a plain `401`).
     #[test]
     fn a_dpop_nonce_challenge_is_its_own_verdict() {
         let mut map =
             headers(&[r#"DPoP error="use_dpop_nonce", resource_metadata="https://rs/prm""#]);
         assert!(matches!(
             needs_authorization(StatusCode::UNAUTHORIZED, &map),
-            Verdict::Unauthorized(Some(_))
+            Verdict::DpopRefused(Some(_))
+        ));
+        map.insert("dpop-nonce", "n".repeat(3000).parse().unwrap());
+        assert!(matches!(
+            needs_authorization(StatusCode::UNAUTHORIZED, &map),
+            Verdict::DpopRefused(Some(_))
         ));
         map.insert("dpop-nonce", "n-7".parse().unwrap());
         match needs_authorization(StatusCode::UNAUTHORIZED, &map) {
@@ -143,6 +163,25 @@ mod tests {
         assert!(matches!(
             needs_authorization(StatusCode::FORBIDDEN, &map),
             Verdict::PassOn
+        ));
+    }
+
+    /// RFC 9449 §7.1: `invalid_dpop_proof` refuses the proof itself, whatever else the
+    /// challenges say; an `invalid_token` from a `DPoP` challenge is a token's refusal.
+    #[test]
+    fn an_invalid_dpop_proof_refuses_the_proof() {
+        let map = headers(&[
+            r#"Bearer realm="mcp""#,
+            r#"DPoP error="invalid_dpop_proof", algs="ES256""#,
+        ]);
+        assert!(matches!(
+            needs_authorization(StatusCode::UNAUTHORIZED, &map),
+            Verdict::DpopRefused(_)
+        ));
+        let map = headers(&[r#"DPoP error="invalid_token""#]);
+        assert!(matches!(
+            needs_authorization(StatusCode::UNAUTHORIZED, &map),
+            Verdict::Unauthorized(Some(_))
         ));
     }
 

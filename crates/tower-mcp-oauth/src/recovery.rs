@@ -24,7 +24,7 @@ use crate::classify::{may_need_authorization, needs_authorization, Verdict};
 use crate::client::send_error;
 use crate::dpop::{
     resource::{attach, attach_for},
-    token::rejected,
+    token::{refused, rejected},
 };
 use crate::head::SentHead;
 use crate::markers::{AuthorizationFailed, BodyNotReplayable};
@@ -406,6 +406,11 @@ where
     // A proof without the resource's nonce: the same request once more with it, no new token
     // (RFC 9449 §9). What that answers is then handled like a first answer.
     let (first, verdict) = match verdict {
+        // The layer's proof refused for good: no new token fixes it, and each request would
+        // otherwise refresh (or ask the user) for nothing. The caller's own proof: its answer
+        // is the caller's. A request without any proof falls through to a plain `401`.
+        Verdict::DpopRefused(_) if proved => return Err(refused(&parts.uri)),
+        Verdict::DpopRefused(_) if parts.headers.contains_key(DPOP) => return Ok(first),
         // A proof the layer did not make (the caller's own `DPoP` header, beside the layer's
         // bearer token or no token at all): its nonce is the caller's to answer with a proof
         // of its own key; retried by the layer, the request would go with the caller's
@@ -437,6 +442,11 @@ where
         let (need, scope) = match verdict {
             Verdict::PassOn => return Ok(first),
             Verdict::Malformed(e) => return Err(e),
+            // The proof the nonce retry carried refused for good.
+            Verdict::DpopRefused(_) if parts.headers.contains_key(DPOP) => {
+                return Err(refused(&parts.uri))
+            }
+            Verdict::DpopRefused(challenge) => (Need::Unauthorized(challenge), None),
             // A nonce challenge to a request without a proof is a plain `401`.
             Verdict::DpopNonce { challenge, .. } => (Need::Unauthorized(challenge), None),
             Verdict::Unauthorized(challenge) => (Need::Unauthorized(challenge), None),

@@ -447,3 +447,68 @@ async fn each_web_login_binds_its_tokens_to_a_key_of_its_own() {
     }
     assert_ne!(keys[0], keys[1], "two users' tokens bound to one key");
 }
+
+/// RFC 9449 §7.1: a resource that refuses the proof itself (`invalid_dpop_proof`: a skewed
+/// clock, an `htu` it reads otherwise) is not answered with a new token, which no proof fix
+/// comes with: the call fails with `DpopRejected`, and no refresh is spent (with rotating
+/// refresh tokens, one per request) nor a user asked. The same for a nonce challenge whose
+/// nonce cannot be used.
+#[tokio::test]
+async fn a_resource_refusing_the_proof_itself_is_dpop_rejected_without_a_refresh() {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use mcp_oauth_flow::secrets::RefreshToken;
+    use tower::ServiceBuilder;
+    use tower_mcp_oauth::{
+        ClientConfig, HeadlessAuthorizer, MemoryStore, OAuthBody, OAuthLayer, TokenSet, TokenType,
+    };
+
+    const URL: &str = "http://127.0.0.1:1/mcp";
+    for (challenge, nonce) in [
+        (r#"DPoP error="invalid_dpop_proof", algs="ES256""#, None),
+        (r#"DPoP error="use_dpop_nonce""#, Some("x".repeat(3000))),
+    ] {
+        let store = Arc::new(MemoryStore::new());
+        let key = DpopKey::from_entropy([8; 32]).unwrap();
+        let tokens = TokenSet::new("at", TokenType::DPoP, "http://127.0.0.1:2", "c")
+            .with_dpop_key(Some(key))
+            .with_refresh_token(Some(RefreshToken::new("rt".into())))
+            .with_token_endpoint(Some("http://127.0.0.1:2/token".into()), None);
+        store.save_tokens(URL, &tokens).await.unwrap();
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&paths);
+        let server = tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+            seen.lock().unwrap().push(req.uri().path().to_owned());
+            let mut response = http::Response::builder().status(401);
+            if req.headers().contains_key("dpop") {
+                response = response.header("www-authenticate", challenge);
+                if let Some(nonce) = &nonce {
+                    response = response.header("dpop-nonce", nonce.as_str());
+                }
+            }
+            let response = response.body(Full::new(Bytes::new())).unwrap();
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        let layer = OAuthLayer::new(
+            ClientConfig::new("http://127.0.0.1:1/cb"),
+            HeadlessAuthorizer::new(),
+        )
+        .token_store(Arc::clone(&store));
+        let svc = ServiceBuilder::new().layer(layer).service(server);
+        for _ in 0..2 {
+            let request = http::Request::post(URL)
+                .body(Full::new(Bytes::from("{}")))
+                .unwrap();
+            let error = svc.clone().oneshot(request).await.unwrap_err();
+            assert_eq!(
+                error.kind(),
+                ErrorKind::DpopRejected,
+                "{challenge}: {error:#}"
+            );
+        }
+        assert_eq!(*paths.lock().unwrap(), ["/mcp", "/mcp"], "{challenge}");
+        assert_eq!(svc.flows_started(), 0, "{challenge}");
+    }
+}

@@ -59,14 +59,7 @@ pub(crate) async fn send(
         let response = client.send(request).await?;
         dpop.note_response(&parts.uri, response.headers());
         if token_proof_refused(&response) {
-            return Err(Error::new(
-                ErrorKind::DpopRejected,
-                format!(
-                    "{} refused the DPoP proof (invalid_dpop_proof); check the clock (proofs are \
-                     dated) or turn DPoP off for this server",
-                    crate::origin::loggable(&parts.uri)
-                ),
-            ));
+            return Err(refused(&parts.uri));
         }
         let Some(nonce) = token_nonce_challenge(&response) else {
             return Ok(response);
@@ -78,6 +71,19 @@ pub(crate) async fn send(
         dpop.remember_nonce(&parts.uri, nonce);
         retried = true;
     }
+}
+
+/// A proof refused as such (`invalid_dpop_proof`, RFC 9449 §7.1), by the authorization server
+/// or the resource: no retry and no new token fixes it.
+pub(crate) fn refused(uri: &http::Uri) -> Error {
+    Error::new(
+        ErrorKind::DpopRejected,
+        format!(
+            "{} refused the DPoP proof (invalid_dpop_proof, or a nonce that cannot be used); \
+             check the clock (proofs are dated) or turn DPoP off for this server",
+            crate::origin::loggable(uri)
+        ),
+    )
 }
 
 /// A refusal of the proof for good, whoever refused it.
