@@ -9,10 +9,13 @@
 //! first a reference count, the second made for this request anyway), and the map is rebuilt
 //! only when a retry needs it.
 
+use std::sync::Arc;
+
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::request::Parts;
 use http::{Extensions, HeaderMap, Method, Uri, Version};
 use mcp_oauth_flow::dpop::DPOP;
+use mcp_oauth_flow::token::TokenSet;
 
 use crate::packed::Packed;
 
@@ -46,6 +49,9 @@ struct Rare {
     /// [`set_by_layer`](SentHead::set_by_layer)): boxed with the rare, as making the proof
     /// costs far more than a box.
     set_by_layer: Option<(HeaderValue, HeaderValue)>,
+    /// The DPoP-bound tokens the layer's proof was made for: a retry proves for them again,
+    /// whatever the cache holds by then (see [`proved_with`](SentHead::proved_with)).
+    proved_for: Option<Arc<TokenSet>>,
 }
 
 /// The methods a head keeps as a number, most used by MCP first (`POST` for every message,
@@ -112,15 +118,22 @@ impl SentHead {
     /// proof (a resource's nonce challenge, RFC 9449 §9), so the value is kept. A bearer
     /// request is only ever sent again with a token the recovery sets, so nothing is kept for
     /// it: not even a reference count on the hot path.
-    pub(crate) fn set_by_layer(&mut self, authorization: HeaderValue, proof: HeaderValue) {
-        self.rare_mut().set_by_layer = Some((authorization, proof));
+    pub(crate) fn set_by_layer(
+        &mut self,
+        authorization: HeaderValue,
+        proof: HeaderValue,
+        tokens: Arc<TokenSet>,
+    ) {
+        let rare = self.rare_mut();
+        rare.set_by_layer = Some((authorization, proof));
+        rare.proved_for = Some(tokens);
         self.proved = true;
     }
 
-    /// Records that the request, sent by a slow path, carried a `DPoP` header when
-    /// [`keep`](Self::keep) copied its headers: the slow path's own proof, or the caller's when
-    /// no token was attached.
-    pub(crate) fn carried_proof(&mut self) {
+    /// Records that the request, sent by a slow path, carried the layer's `DPoP` proof for
+    /// `tokens` when [`keep`](Self::keep) copied its headers.
+    pub(crate) fn carried_proof(&mut self, tokens: Arc<TokenSet>) {
+        self.rare_mut().proved_for = Some(tokens);
         self.proved = true;
     }
 
@@ -138,10 +151,12 @@ impl SentHead {
     }
 
     /// The head again, with its header map rebuilt as the request carried it (less the
-    /// `Authorization` of a bearer request, which the recovery replaces before sending).
-    pub(crate) fn unpack(self) -> (Method, Uri, Version, HeaderMap, Extensions) {
+    /// `Authorization` of a bearer request, which the recovery replaces before sending), and
+    /// the DPoP-bound tokens the layer's proof was made for, if it carried one.
+    pub(crate) fn unpack(self) -> (Method, Uri, Version, HeaderMap, Extensions, ProvedFor) {
         let (uri, mut headers) = self.packed.unpack();
         let rare = self.rare.map(|rare| *rare).unwrap_or_default();
+        let proved_for = rare.proved_for;
         if let Some((authorization, proof)) = rare.set_by_layer {
             headers.insert(DPOP, proof);
             headers.insert(AUTHORIZATION, authorization);
@@ -154,9 +169,20 @@ impl SentHead {
                 rare.method.unwrap_or_default()
             }
         };
-        (method, uri, self.version, headers, self.extensions)
+        (
+            method,
+            uri,
+            self.version,
+            headers,
+            self.extensions,
+            proved_for,
+        )
     }
 }
+
+/// The DPoP-bound tokens a request's proof was made for (`None`: a bearer request, or no
+/// proof of the layer's).
+pub(crate) type ProvedFor = Option<Arc<TokenSet>>;
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -187,7 +213,7 @@ pub(crate) mod tests {
             .append("x-empty", HeaderValue::from_static(""));
         let head = SentHead::keep(&original);
         assert_eq!(head.uri(), original.uri);
-        let (method, uri, version, headers, extensions) = head.unpack();
+        let (method, uri, version, headers, extensions, _) = head.unpack();
         assert_eq!(method, Method::PUT);
         assert_eq!(uri, original.uri);
         assert_eq!(version, Version::HTTP_2);
@@ -213,7 +239,7 @@ pub(crate) mod tests {
                 !STANDARD_METHODS.contains(method),
                 "{method}"
             );
-            let (kept, _, _, headers, _) = head.unpack();
+            let (kept, _, _, headers, _, _) = head.unpack();
             assert_eq!(&kept, method);
             assert_eq!(headers, original.headers);
         }
@@ -228,9 +254,15 @@ pub(crate) mod tests {
             HeaderValue::from_static("DPoP layer-token"),
             HeaderValue::from_static("layer-proof"),
         );
-        head.set_by_layer(ours.clone(), proof.clone());
+        let tokens = Arc::new(TokenSet::new(
+            "t",
+            mcp_oauth_flow::token::TokenType::DPoP,
+            "i",
+            "c",
+        ));
+        head.set_by_layer(ours.clone(), proof.clone(), Arc::clone(&tokens));
         assert!(head.proved());
-        let (kept, _, _, headers, _) = head.unpack();
+        let (kept, _, _, headers, _, _) = head.unpack();
         assert_eq!(kept, method);
         assert_eq!(headers[AUTHORIZATION], ours);
         assert_eq!(headers[DPOP], proof);
@@ -290,7 +322,8 @@ pub(crate) mod tests {
 
         let mut head = SentHead::keep(&original);
         assert!(!head.proved());
-        head.set_by_layer(ours, proof);
+        let tokens = TokenSet::new("t", mcp_oauth_flow::token::TokenType::DPoP, "i", "c");
+        head.set_by_layer(ours, proof, Arc::new(tokens));
         assert!(head.proved());
         let headers = head.unpack().3;
         assert_eq!(headers, sent.headers);

@@ -26,7 +26,7 @@ use crate::dpop::{
     resource::{attach, attach_for},
     token::{refused, rejected},
 };
-use crate::head::SentHead;
+use crate::head::{ProvedFor, SentHead};
 use crate::markers::{AuthorizationFailed, BodyNotReplayable};
 use crate::need::{refresh_cannot_meet, Need};
 use crate::prepare::{prepare, Prepared};
@@ -43,23 +43,53 @@ pub(crate) struct RetryParts {
     version: Version,
     headers: HeaderMap,
     extensions: Extensions,
+    /// The DPoP-bound tokens the layer's proof was last made for.
+    proved_for: ProvedFor,
 }
 
 impl RetryParts {
     /// The head the request was sent with, its headers unpacked for changing.
     fn from_sent(head: SentHead) -> Self {
-        let (method, uri, version, headers, extensions) = head.unpack();
+        let (method, uri, version, headers, extensions, proved_for) = head.unpack();
         Self {
             method,
             uri,
             version,
             headers,
             extensions,
+            proved_for,
+        }
+    }
+
+    /// Proves again for the tokens the request presents (a nonce retry, RFC 9449 §9): a fresh
+    /// proof for the tokens the last one was made for, whatever the cache holds by now (a
+    /// refresh may have replaced them meanwhile: looked up by the header, they would be found
+    /// no more and the request would go without a proof).
+    fn prove_again(&mut self, state: &LayerState) {
+        let Some(header) = self.headers.get(AUTHORIZATION).cloned() else {
+            return;
+        };
+        match self.proved_for.clone() {
+            Some(tokens) => {
+                let (method, uri) = (&self.method, &self.uri);
+                let now = state.now();
+                attach_for(
+                    &state.dpop,
+                    now,
+                    &mut self.headers,
+                    method,
+                    uri,
+                    header,
+                    Some(tokens),
+                );
+            }
+            None => self.authorize(state, header),
         }
     }
 
     /// Presents `session`'s tokens from now on, with a fresh DPoP proof when they are bound.
     fn authorize_as(&mut self, state: &LayerState, session: &Session) {
+        self.proved_for = session.dpop_tokens();
         let header = session.authorization().clone();
         let (method, uri) = (&self.method, &self.uri);
         attach_for(
@@ -155,9 +185,7 @@ where
         last = Some(response);
         nonce_retries -= 1;
         // The nonce is remembered (above): a fresh proof for the same token carries it.
-        if let Some(header) = parts.headers.get(AUTHORIZATION).cloned() {
-            parts.authorize(state, header);
-        }
+        parts.prove_again(state);
     }
 }
 
@@ -255,19 +283,27 @@ where
     RB: ResponseBody,
 {
     adopt_stored(&state, &parts.uri).await;
-    let sent = match state.cache.lookup(&parts.uri, || state.now()) {
+    let attached = match state.cache.lookup(&parts.uri, || state.now()) {
         Lookup::Stale(sent) => return refresh_then_send(state, inner, parts, body, sent).await,
-        Lookup::Fresh(header, sent, _) => {
+        Lookup::Fresh(header, sent, tokens) => {
             let now = state.now();
-            let (cache, dpop) = (&state.cache, &state.dpop);
             let (method, uri) = (&parts.method, &parts.uri);
-            attach(cache, dpop, now, &mut parts.headers, method, uri, header);
-            sent
+            let headers = &mut parts.headers;
+            attach_for(
+                &state.dpop,
+                now,
+                headers,
+                method,
+                uri,
+                header,
+                tokens.clone(),
+            );
+            (sent, tokens)
         }
         // No token: a `DPoP` header the request carries is the caller's.
         Lookup::Missing => return send_and_recover(state, inner, parts, body, None).await,
     };
-    send_and_recover(state, inner, parts, body, Some(sent)).await
+    send_and_recover(state, inner, parts, body, Some(attached)).await
 }
 
 /// Sends a request whose token is due for refresh: refresh (joining any flow already running),
@@ -308,12 +344,12 @@ where
         method,
         uri,
         header,
-        tokens,
+        tokens.clone(),
     );
     let sent = Sent {
         epoch: session.epoch,
     };
-    send_and_recover(state, inner, parts, body, Some(sent)).await
+    send_and_recover(state, inner, parts, body, Some((sent, tokens))).await
 }
 
 /// Whether a failed proactive refresh may fall back to the current token while it is valid.
@@ -333,14 +369,14 @@ fn old_token_may_serve(error: &Error) -> bool {
 }
 
 /// Sends a prepared request through a fresh clone of the inner service, then recovers from a
-/// `401`/`403` like the ordinary path does. `sent`: the tokens the layer attached (`None`:
-/// none, the request goes as the caller made it).
+/// `401`/`403` like the ordinary path does. `attached`: the tokens the layer attached, and
+/// the DPoP-bound ones it proved for (`None`: none, the request goes as the caller made it).
 async fn send_and_recover<S, B, RB>(
     state: Arc<LayerState>,
     inner: S,
     parts: http::request::Parts,
     body: B,
-    sent: Option<Sent>,
+    attached: Option<(Sent, ProvedFor)>,
 ) -> Result<http::Response<RB>, Error>
 where
     S: InnerService<B, RB>,
@@ -351,10 +387,15 @@ where
     let mut head = SentHead::keep(&parts);
     // Attaching a token replaces any `DPoP` header with the layer's proof (or none): one there
     // now is the layer's. Without a token it is the caller's, and so is a nonce it is asked for.
-    if sent.is_some() && parts.headers.contains_key(DPOP) {
-        head.carried_proof();
-    }
-    let sent = sent.unwrap_or_default();
+    let sent = match attached {
+        Some((sent, proved_for)) => {
+            if let (Some(tokens), true) = (proved_for, parts.headers.contains_key(DPOP)) {
+                head.carried_proof(tokens);
+            }
+            sent
+        }
+        None => Sent::default(),
+    };
     let response = inner
         .clone()
         .oneshot(http::Request::from_parts(parts, body))
@@ -421,9 +462,7 @@ where
         }
         Verdict::DpopNonce { nonce, .. } if parts.headers.contains_key(DPOP) => {
             state.dpop.remember_nonce(&parts.uri, nonce);
-            if let Some(header) = parts.headers.get(AUTHORIZATION).cloned() {
-                parts.authorize(&state, header);
-            }
+            parts.prove_again(&state);
             let Some(body) = prepared.replay() else {
                 let mut first = first;
                 first.extensions_mut().insert(BodyNotReplayable::new());
@@ -555,6 +594,7 @@ mod tests {
             version: Version::HTTP_11,
             headers: HeaderMap::new(),
             extensions: Extensions::new(),
+            proved_for: None,
         };
         parts
             .headers
@@ -570,6 +610,66 @@ mod tests {
         assert_eq!(answer.status(), 401);
         assert!(answer.extensions().get::<BodyNotReplayable>().is_some());
         assert_eq!(sends.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A nonce retry proves again for the tokens the first proof was made for, even when the
+    /// cache holds them no more (a refresh replaced them meanwhile): looked up by the header,
+    /// they were not found, and the request went with `Authorization: DPoP` and no proof.
+    #[tokio::test]
+    async fn a_nonce_retry_proves_for_the_tokens_it_presents_whatever_the_cache_holds() {
+        use mcp_oauth_flow::dpop::{decode_claims, DpopKey};
+        use mcp_oauth_flow::token::{TokenSet, TokenType};
+        let state = Arc::clone(
+            &crate::OAuthLayer::new(
+                ClientConfig::new("http://127.0.0.1:1/cb"),
+                crate::HeadlessAuthorizer::new(),
+            )
+            .state,
+        );
+        let key = DpopKey::from_entropy([8; 32]).unwrap();
+        let tokens = TokenSet::new("at-1", TokenType::DPoP, "http://127.0.0.1:2", "c")
+            .with_dpop_key(Some(key));
+        let proofs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&proofs);
+        let inner = tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+            let mut seen = seen.lock().unwrap();
+            seen.push(req.headers().get(DPOP).cloned());
+            let response = if seen.len() == 1 {
+                http::Response::builder()
+                    .status(401)
+                    .header("www-authenticate", r#"DPoP error="use_dpop_nonce""#)
+                    .header("dpop-nonce", "n-2")
+            } else {
+                http::Response::builder().status(200)
+            };
+            let response = response.body(Full::new(Bytes::new())).unwrap();
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        let mut parts = RetryParts {
+            method: Method::POST,
+            uri: Uri::from_static("http://127.0.0.1:1/mcp"),
+            version: Version::HTTP_11,
+            headers: HeaderMap::new(),
+            extensions: Extensions::new(),
+            proved_for: Some(Arc::new(tokens)),
+        };
+        parts
+            .headers
+            .insert(AUTHORIZATION, HeaderValue::from_static("DPoP at-1"));
+        parts
+            .headers
+            .insert(DPOP, HeaderValue::from_static("first-proof"));
+        let prepared = Prepared::Bytes(Bytes::from_static(b"{}"));
+        let body = OAuthBody::full(Bytes::from_static(b"{}"));
+        let answer = send_again(inner, &state, &mut parts, &prepared, body, 1)
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let proofs = proofs.lock().unwrap();
+        let retried = proofs[1].as_ref().expect("the retry carries a proof");
+        let claims = decode_claims(retried.to_str().unwrap()).unwrap();
+        assert_eq!(claims["nonce"], "n-2");
+        assert!(claims["ath"].is_string(), "{claims}");
     }
 
     #[test]

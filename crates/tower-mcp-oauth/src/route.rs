@@ -193,7 +193,7 @@ fn steered_elsewhere(parts: &Parts) -> bool {
 #[inline(never)]
 fn prove(
     state: &LayerState,
-    tokens: &TokenSet,
+    tokens: &Arc<TokenSet>,
     parts: &mut Parts,
     head: &mut SentHead,
     authorization: &HeaderValue,
@@ -206,5 +206,5 @@ fn prove(
         return;
     };
     parts.headers.insert(DPOP, proof.clone());
-    head.set_by_layer(authorization.clone(), proof);
+    head.set_by_layer(authorization.clone(), proof, Arc::clone(tokens));
 }
