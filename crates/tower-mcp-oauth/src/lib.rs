@@ -132,6 +132,7 @@ mod prepare;
 mod reader;
 mod recovery;
 mod replay;
+mod resend;
 mod resolve;
 mod route;
 mod scope;
