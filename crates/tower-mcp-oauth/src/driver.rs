@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use mcp_oauth_flow::discovery::Purpose;
+use mcp_oauth_flow::token::TokenType;
 use mcp_oauth_flow::{Action, Error, ErrorKind, Flow, FlowOutcome, FlowSecrets, FlowStart};
 use tracing::{debug, debug_span, info_span, warn, Instrument};
 
@@ -358,6 +359,19 @@ pub(crate) async fn next_decision(
                     // RFC 9449 §5: tokens issued against a proof are bound to its key; it is
                     // kept (and stored) with them.
                     outcome.tokens = outcome.tokens.clone().with_dpop_key(Some(key));
+                }
+                // A `DPoP` token for a request that carried no proof is bound to no key this
+                // client holds (RFC 9449 §5): presented without a proof it is refused at every
+                // request, each refusal running a flow that gets another such token.
+                if outcome.tokens.token_type() == TokenType::DPoP
+                    && outcome.tokens.dpop_key().is_none()
+                {
+                    return Err(Error::new(
+                        ErrorKind::InvalidTokenResponse,
+                        "the token endpoint issued a DPoP-bound token (token_type DPoP) to a \
+                         request that carried no DPoP proof; it cannot be presented (RFC 9449 \
+                         §5): turn DPoP on for this server, or have it issue Bearer tokens",
+                    ));
                 }
                 return Ok(Action::Complete(outcome));
             }

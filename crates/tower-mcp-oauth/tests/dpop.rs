@@ -512,3 +512,54 @@ async fn a_resource_refusing_the_proof_itself_is_dpop_rejected_without_a_refresh
         assert_eq!(svc.flows_started(), 0, "{challenge}");
     }
 }
+
+/// A `DPoP` token issued to a token request that carried no proof (DPoP turned off, or not
+/// offered) is bound to no key the client holds (RFC 9449 §5): it is refused as a token
+/// response, not presented as `Authorization: DPoP` without a proof at every request.
+#[tokio::test]
+async fn a_dpop_token_for_a_request_without_a_proof_is_refused() {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use mcp_oauth_testkit::scripted::{flow_response, json, resource, RS};
+    use tower::Layer;
+    use tower_mcp_oauth::{ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer};
+
+    let presented = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&presented);
+    let server = tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
+        if let Some(v) = req.headers().get("authorization") {
+            seen.lock().unwrap().push(v.to_str().unwrap().to_owned());
+        }
+        let response = if req.uri().path() == "/token" {
+            json(
+                200,
+                serde_json::json!({"access_token": "at-1", "token_type": "DPoP"}),
+            )
+        } else {
+            flow_response(&req).unwrap_or_else(|| resource(&req, "at-1"))
+        };
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let service = OAuthLayer::new(
+        ClientConfig::new("http://localhost:3000/callback"),
+        HeadlessAuthorizer::new(),
+    )
+    .dpop(Dpop::new().policy(DpopPolicy::Never))
+    .layer(server);
+    let request = http::Request::post(format!("{RS}/mcp"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let error = service.oneshot(request).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidTokenResponse, "{error:#}");
+    assert!(
+        !presented
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.starts_with("DPoP")),
+        "{:?}",
+        presented.lock().unwrap()
+    );
+}
