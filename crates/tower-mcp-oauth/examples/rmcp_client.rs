@@ -28,10 +28,10 @@ const REDIRECT: &str = "http://127.0.0.1:8976/callback";
 async fn main() {
     if let Err(error) = run().await {
         // The whole chain in words: rmcp's error, then this crate's (its kind first).
-        eprintln!("error: {error}");
+        eprintln!("error: {}", shown(&error.to_string()));
         let mut source = error.source();
         while let Some(cause) = source {
-            eprintln!("  caused by: {cause}");
+            eprintln!("  caused by: {}", shown(&cause.to_string()));
             source = cause.source();
         }
         std::process::exit(1);
@@ -81,17 +81,21 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
     if let Some(info) = mcp.peer_info() {
         match &info.server_info {
-            Some(server) => println!("server:   {} {}", server.name, server.version),
+            Some(server) => println!(
+                "server:   {} {}",
+                shown(&server.name),
+                shown(&server.version)
+            ),
             None => println!("server:   (no server info)"),
         }
-        println!("protocol: {}", info.protocol_version);
+        println!("protocol: {}", shown(&info.protocol_version.to_string()));
     }
 
     let tools = mcp.list_all_tools().await?;
     println!("tools:    {}", tools.len());
     for tool in &tools {
         let description = tool.description.as_deref().unwrap_or("");
-        println!("  {}  {description}", tool.name);
+        println!("  {}  {}", shown(&tool.name), shown(description));
     }
 
     if tools.iter().any(|t| t.name == "test-tool") {
@@ -131,4 +135,20 @@ async fn run() -> Result<(), Box<dyn Error>> {
         }
     }
     Ok(())
+}
+
+/// What a server sent, as it may reach a terminal: control characters (escape sequences that
+/// move the cursor, retitle the window or write the clipboard) and the invisible characters
+/// that reorder or hide text become U+FFFD.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            let hidden = matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+            if c.is_control() || hidden {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }

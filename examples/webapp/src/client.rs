@@ -33,24 +33,52 @@ pub(crate) fn jsonrpc(
         .expect("valid request")
 }
 
-/// Reads a response body as JSON (or the JSON of the first SSE `data:` line).
-pub(crate) async fn read_json<B>(response: http::Response<B>) -> serde_json::Value
+/// The most of an MCP answer the app reads.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// How long the app waits for an MCP answer.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads the JSON-RPC answer with `id` from a response body: the body itself, or, from a
+/// Server-Sent Events stream, the first `data:` line that answers `id` (a server may send
+/// notifications before it, and may keep the stream open after it). At most
+/// [`MAX_ANSWER_BYTES`], within [`ANSWER_TIMEOUT`]: a server that sends more, or never ends,
+/// fails the request instead of holding the handler.
+pub(crate) async fn read_json<B>(
+    response: http::Response<B>,
+    id: u64,
+) -> Result<serde_json::Value, String>
 where
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
 {
-    let bytes = response
-        .into_body()
-        .collect()
+    let answers = |text: &str| -> Option<serde_json::Value> {
+        let json: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+        (json["id"] == id).then_some(json)
+    };
+    let read = async {
+        let mut body = response.into_body();
+        let mut text = String::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("the MCP answer failed: {e}"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            text.push_str(&String::from_utf8_lossy(&data));
+            if text.len() > MAX_ANSWER_BYTES {
+                return Err(format!("the MCP answer is over {MAX_ANSWER_BYTES} bytes"));
+            }
+            let found = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .find_map(answers);
+            if let Some(json) = found {
+                return Ok(json);
+            }
+        }
+        answers(&text).ok_or_else(|| "the MCP answer holds no response to the request".into())
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, read)
         .await
-        .expect("body")
-        .to_bytes();
-    let text = String::from_utf8_lossy(&bytes);
-    let json = text
-        .lines()
-        .find_map(|l| l.strip_prefix("data:"))
-        .unwrap_or(&text)
-        .trim()
-        .to_owned();
-    serde_json::from_str(&json).unwrap_or(serde_json::Value::Null)
+        .map_err(|_| format!("no MCP answer within {} s", ANSWER_TIMEOUT.as_secs()))?
 }

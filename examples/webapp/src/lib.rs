@@ -6,11 +6,12 @@
 //! |---|---|
 //! | `GET /` | a home page with links |
 //! | `GET /connect` | starts a login for the user, `302` to the authorization server |
-//! | `GET /callback` | completes it (`state` must be the user's own), `302` to `/tools` |
+//! | `GET /callback` | completes it (`state` must be the user's own), a page linking `/tools` |
 //! | `GET /tools` | `tools/list` and `tools/call test-tool` with the user's token, as HTML; a link to `/connect` when the user is not connected |
 //!
 //! The user is whoever holds the `uid` cookie, minted at random on the first visit. A real app
 //! takes the user from its own sign-in session instead; the cookie only stands in for one.
+//! `/connect` and `/tools` refuse requests the browser says another site sent (`Sec-Fetch-Site`).
 //!
 //! ```
 //! use webapp::WebApp;
@@ -60,6 +61,8 @@ struct Inner {
     login: WebLogin,
     mcp_url: String,
     client: HttpClient,
+    /// Whether the app is served over https: its cookie is then `Secure`.
+    secure: bool,
 }
 
 impl std::fmt::Debug for WebApp {
@@ -87,11 +90,18 @@ impl WebApp {
         let login = WebLogin::new(
             config,
             tower_mcp_oauth::HttpClient::from_service(client.clone(), DEFAULT_MAX_RESPONSE_BYTES),
-        );
-        Self::with_login(login, mcp_url, client)
+        )
+        // A refresh cut off by a closed browser tab (axum drops the handler) still writes the
+        // rotated tokens it received; with a store shared by processes, a must.
+        .spawn_flows_with(|flow| {
+            tokio::spawn(flow);
+        });
+        Self::with_login(login, base_url, mcp_url, client)
     }
 
-    /// An app with a [`WebLogin`] configured by the caller (another store, another TTL).
+    /// An app with a [`WebLogin`] configured by the caller (another store, another TTL; give
+    /// it [`spawn_flows_with`](WebLogin::spawn_flows_with), as [`new`](Self::new) does), served
+    /// at `base_url`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -105,15 +115,16 @@ impl WebApp {
     ///     HttpClient::from_service(client.clone(), DEFAULT_MAX_RESPONSE_BYTES),
     /// )
     /// .pending_ttl(Duration::from_secs(120));
-    /// let app = WebApp::with_login(login, "http://127.0.0.1:4000/mcp", client);
+    /// let app = WebApp::with_login(login, "http://127.0.0.1:3000", "http://127.0.0.1:4000/mcp", client);
     /// # let _ = app;
     /// ```
-    pub fn with_login(login: WebLogin, mcp_url: &str, client: HttpClient) -> Self {
+    pub fn with_login(login: WebLogin, base_url: &str, mcp_url: &str, client: HttpClient) -> Self {
         Self {
             inner: Arc::new(Inner {
                 login,
                 mcp_url: mcp_url.to_owned(),
                 client,
+                secure: base_url.starts_with("https://"),
             }),
         }
     }
@@ -197,10 +208,16 @@ impl User {
 
     /// Sets the cookie on `response` if the user is new. `SameSite=Lax` still sends it on the
     /// top-level redirect back from the authorization server to `/callback`; `HttpOnly` keeps
-    /// it from scripts.
-    fn remember(&self, mut response: Response) -> Response {
+    /// it from scripts; `Secure`, on an app served over https, keeps it off plain http, where
+    /// anyone on the network could read it or plant another. (A real app's session is its
+    /// sign-in, whose id it renews when the user signs in.)
+    fn remember(&self, secure: bool, mut response: Response) -> Response {
         if self.is_new {
-            let cookie = format!("{USER_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax", self.id);
+            let secure = if secure { "; Secure" } else { "" };
+            let cookie = format!(
+                "{USER_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
+                self.id
+            );
             if let Ok(value) = cookie.parse() {
                 response.headers_mut().insert(SET_COOKIE, value);
             }
@@ -209,19 +226,42 @@ impl User {
     }
 }
 
-async fn home(headers: HeaderMap) -> Response {
+async fn home(State(app): State<WebApp>, headers: HeaderMap) -> Response {
     let user = match User::from_request_or_new(&headers) {
         Ok(user) => user,
         Err(e) => return no_user(e),
     };
-    user.remember(page(
+    user.remember(app.inner.secure, page(
         StatusCode::OK,
         "MCP web app",
         r#"<p><a href="/connect">Connect</a> to the MCP server, then see its <a href="/tools">tools</a>.</p>"#,
     ))
 }
 
+/// Whether the browser says another site sent this request (`Sec-Fetch-Site`, Fetch Metadata):
+/// a link or a script elsewhere that would start a login for the user, or call a tool with
+/// their token (cross-site request forgery; `SameSite=Lax` still sends the cookie on a
+/// top-level navigation). A request a browser marks `none` (typed in, a bookmark) or
+/// `same-origin` is the user's own; one without the header comes from no current browser.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v == "cross-site" || v == "same-site")
+}
+
+/// The answer to a request [`from_another_site`].
+fn refused_from_another_site() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        r#"<p>Another site sent this request. Open the <a href="/">app</a> itself.</p>"#,
+    )
+}
+
 async fn connect(State(app): State<WebApp>, headers: HeaderMap) -> Response {
+    if from_another_site(&headers) {
+        return refused_from_another_site();
+    }
     let user = match User::from_request_or_new(&headers) {
         Ok(user) => user,
         Err(e) => return no_user(e),
@@ -230,7 +270,7 @@ async fn connect(State(app): State<WebApp>, headers: HeaderMap) -> Response {
         Ok(url) => redirect(url.as_str()),
         Err(e) => error_page(StatusCode::BAD_GATEWAY, "Could not start the login", &e),
     };
-    user.remember(response)
+    user.remember(app.inner.secure, response)
 }
 
 async fn callback(
@@ -251,7 +291,13 @@ async fn callback(
         .complete(&user, query.as_deref().unwrap_or(""))
         .await
     {
-        Ok(_) => redirect("/tools"),
+        // A page, not a redirect to `/tools`: a redirect chain that began at the authorization
+        // server is cross-site to the browser, which `/tools` refuses.
+        Ok(_) => page(
+            StatusCode::OK,
+            "Connected",
+            r#"<p>Connected to the MCP server. See its <a href="/tools">tools</a>.</p>"#,
+        ),
         Err(e) => {
             let status = match e.kind() {
                 // Not this user's login, a replay, a bad redirect: the request is at fault.
@@ -267,6 +313,9 @@ async fn callback(
 }
 
 async fn tools(State(app): State<WebApp>, headers: HeaderMap) -> Response {
+    if from_another_site(&headers) {
+        return refused_from_another_site();
+    }
     let user = match User::from_request_or_new(&headers) {
         Ok(user) => user,
         Err(e) => return no_user(e),
@@ -280,7 +329,7 @@ async fn tools(State(app): State<WebApp>, headers: HeaderMap) -> Response {
         ),
         Err(e) => error_page(StatusCode::BAD_GATEWAY, "The MCP server call failed", &e),
     };
-    user.remember(response)
+    user.remember(app.inner.secure, response)
 }
 
 /// `tools/list`, then `tools/call test-tool` when the server has it, through the user's layer.
@@ -304,7 +353,9 @@ async fn list_and_call(app: &WebApp, user: &str) -> Result<String, Error> {
                 )
                 .with_status(response.status()));
             }
-            Ok(read_json(response).await)
+            read_json(response, id)
+                .await
+                .map_err(|e| Error::new(ErrorKind::Transport, e))
         }
     };
     let listed = call(1, "tools/list", serde_json::json!({})).await?;
