@@ -20,7 +20,8 @@ cargo test --workspace
 # end, not passed.
 not_root=""
 if [ "$(id -u)" = 0 ]; then
-  cargo test -p tower-mcp-oauth --test file_store_crash -- --ignored --exact files_and_directories_of_another_user_are_refused
+  # By name, and checked to have run: a renamed test would otherwise pass as "0 passed".
+  cargo test -p tower-mcp-oauth --test file_store_crash -- --ignored --exact files_and_directories_of_another_user_are_refused 2>&1 | tee /dev/stderr | grep "test result: ok. 1 passed"
 else
   not_root="not run (needs root): file_store_crash::files_and_directories_of_another_user_are_refused"
 fi

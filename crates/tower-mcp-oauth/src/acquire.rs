@@ -415,10 +415,12 @@ async fn under_lock(
         Ok(run) => run,
         Err(e) => {
             // A step-up whose flow failed on the server's passing trouble (no answer, a 5xx,
-            // a 429: no token given, so none refused) spends none of the attempts. One the user
-            // refused, let time out, or the server refused keeps its attempt: given back, the
-            // user would be asked again at every 403.
-            if let (Some((key, scope)), true) = (step_up, e.is_transient()) {
+            // a 429: no token given, so none refused), or found no one it could ask (an
+            // authorizer that learns only at the authorization server that a user is needed),
+            // spends none of the attempts. One the user refused, let time out, or the server
+            // refused keeps its attempt: given back, the user would be asked again at every 403.
+            let nobody_asked = e.is_transient() || e.kind() == ErrorKind::InteractionRequired;
+            if let (Some((key, scope)), true) = (step_up, nobody_asked) {
                 state.flights.step_up_given_back(&key, &scope);
             }
             return Err(e);

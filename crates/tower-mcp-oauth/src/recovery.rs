@@ -292,7 +292,12 @@ where
         // The layer's proof refused for good: no new token fixes it, and each request would
         // otherwise refresh (or ask the user) for nothing. The caller's own proof: its answer
         // is the caller's. A request without any proof falls through to a plain `401`.
-        Verdict::DpopRefused(_) if proved => return Err(refused(&parts.uri)),
+        Verdict::DpopRefused(_) if proved => {
+            // A server may send the next nonce with any answer (RFC 9449 §8.2), a refusal of a
+            // stale one included: kept, the next request's proof carries it.
+            state.dpop.note_response(&parts.uri, first.headers());
+            return Err(refused(&parts.uri));
+        }
         Verdict::DpopRefused(_) if parts.headers.contains_key(DPOP) => return Ok(first),
         // A proof the layer did not make (the caller's own `DPoP` header, beside the layer's
         // bearer token or no token at all): its nonce is the caller's to answer with a proof
@@ -325,7 +330,8 @@ where
             Verdict::Malformed(e) => return Err(e),
             // The proof the nonce retry carried refused for good.
             Verdict::DpopRefused(_) if parts.headers.contains_key(DPOP) => {
-                return Err(refused(&parts.uri))
+                state.dpop.note_response(&parts.uri, first.headers());
+                return Err(refused(&parts.uri));
             }
             Verdict::DpopRefused(challenge) => (Need::Unauthorized(challenge), None),
             // A nonce challenge to a request without a proof is a plain `401`.

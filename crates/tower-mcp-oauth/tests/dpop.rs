@@ -451,8 +451,9 @@ async fn each_web_login_binds_its_tokens_to_a_key_of_its_own() {
 /// RFC 9449 §7.1: a resource that refuses the proof itself (`invalid_dpop_proof`: a skewed
 /// clock, an `htu` it reads otherwise) is not answered with a new token, which no proof fix
 /// comes with: the call fails with `DpopRejected`, and no refresh is spent (with rotating
-/// refresh tokens, one per request) nor a user asked. The same for a nonce challenge whose
-/// nonce cannot be used.
+/// refresh tokens, one per request) nor a user asked. A nonce sent with the refusal (RFC 9449
+/// §8.2 lets any answer carry the next one) is used by the next proof. The same for a nonce
+/// challenge whose nonce cannot be used.
 #[tokio::test]
 async fn a_resource_refusing_the_proof_itself_is_dpop_rejected_without_a_refresh() {
     use std::sync::{Arc, Mutex};
@@ -467,7 +468,10 @@ async fn a_resource_refusing_the_proof_itself_is_dpop_rejected_without_a_refresh
 
     const URL: &str = "http://127.0.0.1:1/mcp";
     for (challenge, nonce) in [
-        (r#"DPoP error="invalid_dpop_proof", algs="ES256""#, None),
+        (
+            r#"DPoP error="invalid_dpop_proof", algs="ES256""#,
+            Some("n-9".to_owned()),
+        ),
         (r#"DPoP error="use_dpop_nonce""#, Some("x".repeat(3000))),
     ] {
         let store = Arc::new(MemoryStore::new());
@@ -479,8 +483,14 @@ async fn a_resource_refusing_the_proof_itself_is_dpop_rejected_without_a_refresh
         store.save_tokens(URL, &tokens).await.unwrap();
         let paths = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&paths);
+        let proofs = Arc::new(Mutex::new(Vec::new()));
+        let proved = Arc::clone(&proofs);
         let server = tower::service_fn(move |req: http::Request<OAuthBody<Full<Bytes>>>| {
             seen.lock().unwrap().push(req.uri().path().to_owned());
+            if let Some(proof) = req.headers().get("dpop") {
+                let claims = decode(proof.to_str().unwrap().split('.').nth(1).unwrap());
+                proved.lock().unwrap().push(claims["nonce"].clone());
+            }
             let mut response = http::Response::builder().status(401);
             if req.headers().contains_key("dpop") {
                 response = response.header("www-authenticate", challenge);
@@ -510,6 +520,10 @@ async fn a_resource_refusing_the_proof_itself_is_dpop_rejected_without_a_refresh
         }
         assert_eq!(*paths.lock().unwrap(), ["/mcp", "/mcp"], "{challenge}");
         assert_eq!(svc.flows_started(), 0, "{challenge}");
+        if challenge.contains("invalid_dpop_proof") {
+            let nonces = proofs.lock().unwrap().clone();
+            assert_eq!(nonces, [Value::Null, Value::from("n-9")], "{challenge}");
+        }
     }
 }
 

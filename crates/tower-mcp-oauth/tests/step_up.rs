@@ -244,6 +244,24 @@ async fn a_step_up_the_server_failed_spends_none_of_its_attempts() {
     assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
 }
 
+/// Nor one that found no one to ask (an authorizer that learns only at the authorization
+/// server that a user is needed, as `HeadlessAuthorizer` does at a login page).
+#[tokio::test]
+async fn a_step_up_no_one_was_asked_for_spends_none_of_its_attempts() {
+    let kit = Testkit::start(write_scoped()).await.unwrap();
+    let svc = stepping_up_after_failures(&kit, ErrorKind::InteractionRequired, 3).await;
+    for attempt in 1..=3 {
+        let response = call(&svc, &kit, "tools/call").await;
+        let failed = response.extensions().get::<AuthorizationFailed>().unwrap();
+        assert_eq!(
+            failed.error().kind(),
+            ErrorKind::InteractionRequired,
+            "attempt {attempt}"
+        );
+    }
+    assert_eq!(call(&svc, &kit, "tools/call").await.status(), 200);
+}
+
 /// One the user let time out keeps its attempt: given back, the user would be asked again at
 /// every 403.
 #[tokio::test]

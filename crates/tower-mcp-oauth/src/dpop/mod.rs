@@ -101,7 +101,12 @@ impl Dpop {
 
     /// Signs new tokens' proofs with this key (one kept in an application's keystore, say).
     /// Default: a P-256 key the layer generates from the OS's randomness, one per layer.
-    /// Tokens keep the key they were issued against either way.
+    /// Tokens keep the key they were issued against either way: the private key is stored
+    /// with every token set bound to it (a refresh token bound to a key needs that key after a
+    /// restart), so a key given here is in every stored record of the layer's tokens, and one
+    /// record read is the key of all of them. Keep the store as you keep the key, or leave the
+    /// key to the layer: a web app's logins then each get a key of their own (`WebLogin`),
+    /// which a key given here replaces, one for every user.
     pub fn key(mut self, key: DpopKey) -> Self {
         self.key = Some(key);
         self
