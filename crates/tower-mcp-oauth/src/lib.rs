@@ -132,7 +132,6 @@ mod prepare;
 mod reader;
 mod recovery;
 mod replay;
-mod resend;
 mod resolve;
 mod route;
 mod scope;

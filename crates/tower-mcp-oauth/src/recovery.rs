@@ -8,28 +8,186 @@
 
 use std::sync::Arc;
 
-use http::HeaderMap;
-use mcp_oauth_flow::dpop::DPOP;
+use http::header::AUTHORIZATION;
+use http::{Extensions, HeaderMap, HeaderValue, Method, Uri, Version};
+use mcp_oauth_flow::dpop::{resource_nonce_challenge, DPOP};
 use mcp_oauth_flow::token::{classify_refresh_failure, RefreshFailure};
 use mcp_oauth_flow::{Error, ErrorKind};
 use tower::ServiceExt;
 use tracing::warn;
 
 use crate::acquire::{flight_key, obtain};
+use crate::body::OAuthBody;
 use crate::bounds::{CallerBody, InnerService, ResponseBody};
-use crate::cache::{Lookup, Provenance, Sent};
+use crate::cache::{Lookup, Provenance, Sent, Session};
 use crate::classify::{may_need_authorization, needs_authorization, Verdict};
 use crate::client::send_error;
-use crate::dpop::{resource::attach_for, token::refused};
+use crate::dpop::{
+    resource::{attach, attach_for},
+    token::{refused, rejected},
+};
 use crate::head::{ProvedFor, SentHead};
 use crate::markers::{AuthorizationFailed, BodyNotReplayable};
 use crate::need::{refresh_cannot_meet, Need};
 use crate::prepare::{prepare, Prepared};
-use crate::resend::{send_again, RetryParts};
 use crate::shared::Shared;
 use crate::state::LayerState;
 use crate::stored::adopt_stored;
 use crate::BoxFuture;
+
+/// What is needed to send the request again: everything but the body, which
+/// [`Prepared`] keeps.
+pub(crate) struct RetryParts {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+    /// The DPoP-bound tokens the layer's proof was last made for.
+    proved_for: ProvedFor,
+}
+
+impl RetryParts {
+    /// The head the request was sent with, its headers unpacked for changing.
+    fn from_sent(head: SentHead) -> Self {
+        let (method, uri, version, headers, extensions, proved_for) = head.unpack();
+        Self {
+            method,
+            uri,
+            version,
+            headers,
+            extensions,
+            proved_for,
+        }
+    }
+
+    /// Proves again for the tokens the request presents (a nonce retry, RFC 9449 §9): a fresh
+    /// proof for the tokens the last one was made for, whatever the cache holds by now (a
+    /// refresh may have replaced them meanwhile: looked up by the header, they would be found
+    /// no more and the request would go without a proof).
+    fn prove_again(&mut self, state: &LayerState) {
+        let Some(header) = self.headers.get(AUTHORIZATION).cloned() else {
+            return;
+        };
+        match self.proved_for.clone() {
+            Some(tokens) => {
+                let (method, uri) = (&self.method, &self.uri);
+                let now = state.now();
+                attach_for(
+                    &state.dpop,
+                    now,
+                    &mut self.headers,
+                    method,
+                    uri,
+                    header,
+                    Some(tokens),
+                );
+            }
+            None => self.authorize(state, header),
+        }
+    }
+
+    /// Presents `session`'s tokens from now on, with a fresh DPoP proof when they are bound.
+    fn authorize_as(&mut self, state: &LayerState, session: &Session) {
+        self.proved_for = session.dpop_tokens();
+        let header = session.authorization().clone();
+        let (method, uri) = (&self.method, &self.uri);
+        attach_for(
+            &state.dpop,
+            state.now(),
+            &mut self.headers,
+            method,
+            uri,
+            header,
+            session.dpop_tokens(),
+        );
+    }
+
+    /// Presents `header` from now on, with a fresh DPoP proof when its tokens are bound.
+    fn authorize(&mut self, state: &LayerState, header: HeaderValue) {
+        let now = state.now();
+        let (cache, dpop) = (&state.cache, &state.dpop);
+        attach(
+            cache,
+            dpop,
+            now,
+            &mut self.headers,
+            &self.method,
+            &self.uri,
+            header,
+        );
+    }
+
+    /// The request again, with `body`.
+    fn request<B>(&self, body: B) -> http::Request<B> {
+        let mut request = http::Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        *request.extensions_mut() = self.extensions.clone();
+        request
+    }
+}
+
+/// Sends the request again with `body` (a replay of its body the caller took). When the
+/// resource asks for a DPoP nonce (RFC 9449 §9) and the request carried a proof, it is sent
+/// with a fresh proof carrying the nonce and another replay, at most `nonce_retries` times
+/// more; a nonce challenge past that is a
+/// [`DpopRejected`](mcp_oauth_flow::ErrorKind::DpopRejected) error, and a body that cannot be
+/// replayed once more leaves the last challenge as the answer, marked
+/// [`BodyNotReplayable`]: the caller sends the request again itself, and the nonce is
+/// remembered for it.
+async fn send_again<S, B, RB>(
+    inner: S,
+    state: &LayerState,
+    parts: &mut RetryParts,
+    prepared: &Prepared<B>,
+    body: OAuthBody<B>,
+    mut nonce_retries: u8,
+) -> Result<http::Response<RB>, Error>
+where
+    S: InnerService<B, RB>,
+    B: CallerBody,
+    RB: ResponseBody,
+{
+    // The first send's body was taken by the caller, where it decided to send again; a body
+    // that cannot be replayed once more after that: the last challenge is the answer.
+    let mut body = Some(body);
+    let mut last = None;
+    loop {
+        let Some(body) = body.take().or_else(|| prepared.replay()) else {
+            let mut last: http::Response<RB> = last.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidTransition,
+                    "no request body to send again",
+                )
+            })?;
+            last.extensions_mut().insert(BodyNotReplayable::new());
+            return Ok(last);
+        };
+        let proved = parts.headers.contains_key(DPOP);
+        let response = inner
+            .clone()
+            .oneshot(parts.request(body))
+            .await
+            .map_err(|e| send_error(&parts.uri, e))?;
+        if !proved {
+            return Ok(response);
+        }
+        state.dpop.note_response(&parts.uri, response.headers());
+        if resource_nonce_challenge(response.status(), response.headers()).is_none() {
+            return Ok(response);
+        }
+        if nonce_retries == 0 {
+            return Err(rejected(&parts.uri));
+        }
+        last = Some(response);
+        nonce_retries -= 1;
+        // The nonce is remembered (above): a fresh proof for the same token carries it.
+        parts.prove_again(state);
+    }
+}
 
 pub(crate) struct RetryContext<S, B> {
     /// The layer's state and the spare service a retry is sent through.
@@ -405,45 +563,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use mcp_oauth_flow::OAuthErrorResponse;
-
-    #[test]
-    fn the_old_token_serves_unless_the_server_spoke_or_the_store_broke() {
-        let oauth = |code: &str| {
-            Error::new(ErrorKind::TokenRejected, "refused").with_oauth_error(OAuthErrorResponse {
-                error: code.into(),
-                error_description: None,
-            })
-        };
-        // The server said nothing about the grant: keep serving.
-        assert!(old_token_may_serve(&Error::new(
-            ErrorKind::UnexpectedStatus,
-            "503"
-        )));
-        assert!(old_token_may_serve(&Error::new(
-            ErrorKind::Transport,
-            "reset"
-        )));
-        assert!(old_token_may_serve(&Error::new(
-            ErrorKind::InvalidTokenResponse,
-            "garbage"
-        )));
-        assert!(old_token_may_serve(&Error::new(
-            ErrorKind::BodyTooLarge,
-            "4 MiB"
-        )));
-        // It did: the grant or the client is gone.
-        assert!(!old_token_may_serve(&oauth("invalid_grant")));
-        assert!(!old_token_may_serve(&oauth("invalid_client")));
-        // A local store fault surfaces, unless it may pass.
-        assert!(!old_token_may_serve(&Error::new(
-            ErrorKind::Store,
-            "permission denied"
-        )));
-        assert!(old_token_may_serve(
-            &Error::new(ErrorKind::Store, "timed out").mark_transient()
-        ));
-    }
-}
+mod tests;
