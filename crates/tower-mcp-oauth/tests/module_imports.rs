@@ -378,7 +378,7 @@ fn imports_run_one_way_in_both_crates() {
     // Imports known to be there are seen: the checker reads what it should.
     let layer = imports(&crate_src("tower-mcp-oauth"));
     assert!(
-        layer["recovery"].contains("resend"),
+        layer["recovery"].contains("acquire"),
         "{:?}",
         layer["recovery"]
     );
