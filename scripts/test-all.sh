@@ -20,8 +20,15 @@ cargo test --workspace
 # end, not passed.
 not_root=""
 if [ "$(id -u)" = 0 ]; then
-  # By name, and checked to have run: a renamed test would otherwise pass as "0 passed".
-  cargo test -p tower-mcp-oauth --test file_store_crash -- --ignored --exact files_and_directories_of_another_user_are_refused 2>&1 | tee /dev/stderr | grep "test result: ok. 1 passed"
+  # By name, and checked to have run: a renamed test would otherwise pass as "0 passed". (Its
+  # output is kept and shown, not teed to /dev/stderr: reopened, a log file there is truncated.)
+  root_only=$(cargo test -p tower-mcp-oauth --test file_store_crash -- --ignored --exact \
+    files_and_directories_of_another_user_are_refused 2>&1) || { echo "$root_only"; exit 1; }
+  echo "$root_only"
+  grep -q "test result: ok. 1 passed" <<<"$root_only" || {
+    echo "test-all: the root-only test did not run" >&2
+    exit 1
+  }
 else
   not_root="not run (needs root): file_store_crash::files_and_directories_of_another_user_are_refused"
 fi
