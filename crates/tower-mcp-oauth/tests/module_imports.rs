@@ -148,6 +148,32 @@ fn strip_comments_and_literals(text: &str) -> String {
     out
 }
 
+/// The identifier `s` starts with.
+fn ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// Where the block that opens at byte `open` of `text` (a `{`) ends: just past its closing
+/// brace, or `None` when it never closes.
+fn block_end(text: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in text[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(open + i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// `code` without its `#[cfg(test)] mod name { … }` blocks (a `mod tests;` declaration, whose
 /// file is left out by name, stays: the code after it is no test).
 fn without_test_blocks(code: &str, path: &Path) -> String {
@@ -164,23 +190,8 @@ fn without_test_blocks(code: &str, path: &Path) -> String {
             rest = &after["#[cfg(test)]".len()..];
             continue;
         };
-        let mut depth = 0usize;
-        let mut end = None;
-        for (i, c) in after[open..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = Some(open + i + 1);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
         // Braces that never balance would drop the rest of the file unseen.
-        let end = end.unwrap_or_else(|| {
+        let end = block_end(after, open).unwrap_or_else(|| {
             panic!(
                 "{}: a #[cfg(test)] module whose braces never close",
                 path.display()
@@ -200,11 +211,6 @@ fn re_exports(
 ) -> BTreeMap<String, BTreeSet<String>> {
     let lib = code(&src.join("lib.rs"));
     let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let ident = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect()
-    };
     // Inline modules first: each `pub mod name {` up to its closing brace.
     let mut inline_spans = Vec::new();
     for (at, _) in lib.match_indices("pub mod ") {
@@ -216,21 +222,7 @@ fn re_exports(
         else {
             continue;
         };
-        let mut depth = 0usize;
-        let mut end = after.len();
-        for (i, c) in after[open..].char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = open + i + 1;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
+        let end = block_end(after, open).unwrap_or(after.len());
         let body = &after[open..end];
         let from: BTreeSet<String> = named(body)
             .into_iter()
@@ -271,11 +263,6 @@ fn re_exports(
 
 /// Every `x` the code names as `crate::x`, `crate::{x, y::z}` included.
 fn named(code: &str) -> BTreeSet<String> {
-    let ident = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect()
-    };
     let mut names = BTreeSet::new();
     for (at, _) in code.match_indices("crate::") {
         let after = &code[at + "crate::".len()..];
