@@ -389,16 +389,16 @@ async fn under_lock(
     if must_prompt {
         state.authorizer.check_prompt(&server_url)?;
     }
+    let key = flight_key(uri);
     // Never more than a few authorizations for the same missing scopes: a resource that
     // keeps refusing them must not make the layer prompt the user forever.
-    let step_up = match &need {
+    let counted = match &need {
         Need::InsufficientScope(challenge) => {
             let scope = challenge.scope().unwrap_or("");
-            let key = flight_key(uri);
             state
                 .flights
                 .try_step_up(&key, scope, state.limits.step_up_attempts)?;
-            Some((key, scope.to_owned()))
+            Some(scope.to_owned())
         }
         _ => None,
     };
@@ -410,7 +410,6 @@ async fn under_lock(
         .challenge(need.challenge())
         .trigger(need.trigger())
         .held(held_tokens, resource);
-    let key = flight_key(uri);
     let run = match driver::run(state, client, start, generation, &key, lock, deadline).await {
         Ok(run) => run,
         Err(e) => {
@@ -420,7 +419,7 @@ async fn under_lock(
             // spends none of the attempts. One the user refused, let time out, or the server
             // refused keeps its attempt: given back, the user would be asked again at every 403.
             let nobody_asked = e.is_transient() || e.kind() == ErrorKind::InteractionRequired;
-            if let (Some((key, scope)), true) = (step_up, nobody_asked) {
+            if let (Some(scope), true) = (counted, nobody_asked) {
                 state.flights.step_up_given_back(&key, &scope);
             }
             return Err(e);
