@@ -514,9 +514,6 @@ impl OAuthLayer {
         self
     }
 
-    /// Reads time from `clock`, the system's or a given one, as another part of the crate
-    /// does (the web API's per-user layers): the system's stays the system's, whose
-    /// per-request expiry check reads the coarse clock (see `clock::coarse_now`).
     /// Sets when and with which key the layer binds tokens with DPoP (RFC 9449); see [`Dpop`].
     /// Default: [`Dpop::new()`], DPoP whenever the authorization server advertises ES256, with
     /// a key the layer generates when it first needs one.

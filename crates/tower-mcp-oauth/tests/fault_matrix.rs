@@ -9,7 +9,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use mcp_oauth_testkit::fault::{Fault, Step};
 use mcp_oauth_testkit::{Testkit, TestkitConfig};
@@ -51,13 +51,20 @@ impl Case {
             .failure_backoff(Duration::ZERO)
             .request_timeout(REQUEST_TIMEOUT);
         if step == Step::Refresh {
-            // Every token is due at once, so each call refreshes first.
-            layer = layer.refresh_policy(
-                RefreshPolicy::default()
-                    .skew(Duration::from_secs(365 * 24 * 3600))
-                    .max_lifetime_fraction(1.0)
-                    .jitter(0.0),
-            );
+            // Every token is due at once, so each call refreshes first. The system's time read
+            // precisely: left to the layer, each request's check reads the coarse clock, up to
+            // a scheduler tick behind (`clock::coarse_now`), so a call made within a tick of the
+            // login would go out with its token unrefreshed (as the layer means it to: the
+            // refresh is proactive), and this case would never reach its faulted step. That
+            // happened once in CI.
+            layer = layer
+                .refresh_policy(
+                    RefreshPolicy::default()
+                        .skew(Duration::from_secs(365 * 24 * 3600))
+                        .max_lifetime_fraction(1.0)
+                        .jitter(0.0),
+                )
+                .clock(SystemTime::now);
         }
         let service = ServiceBuilder::new().layer(layer).service(http_client());
         Case {
