@@ -232,34 +232,46 @@ impl AuthorizationServerMetadata {
 
 /// Whether the `issuer` a metadata document states is the one it was fetched for.
 ///
-/// RFC 8414 §3.3 asks for identical values. The one difference tolerated is the empty path of a
-/// root issuer against `/` (`https://as.example.com` vs `https://as.example.com/`): RFC 3986
-/// §6.2.3 makes them the same URI for `http` and `https`, and real servers publish both forms
-/// (Google, Auth0). An issuer with a path gets no such leniency, and neither does the RFC 9207
-/// `iss` comparison, which must be exact.
+/// RFC 8414 §3.3 asks for identical values, to stop a mix-up: one authorization server's
+/// metadata passed off as another's. The one difference tolerated is a single trailing `/`
+/// (`https://as.example.com/t1` against `https://as.example.com/t1/`), and only on an issuer
+/// with neither query nor fragment, which RFC 8414 §2 forbids in an issuer anyway:
+///
+/// - for a root issuer the two forms are the same URI (RFC 3986 §6.2.3), and real servers
+///   publish both (Google, Auth0);
+/// - for a path issuer they are not the same URI, but they name the same tenant of the same
+///   server: a path segment cannot hold a `/`, so no other server, nor another tenant of that
+///   one, can be the other form. Real servers name theirs one way in the resource's metadata
+///   and the other in their own (JumpCloud, tenants behind Auth0 and Clerk), and a strict
+///   check leaves their users no way to connect. The TypeScript and Go SDKs tolerate it too.
+///
+/// The issuer the document states is the one used from then on: the RFC 9207 `iss` of the
+/// authorization response is compared with it exactly, and credentials are bound to it.
 ///
 /// ```
 /// use mcp_oauth_flow::discovery::issuer_matches;
 /// assert!(issuer_matches("https://as.example.com", "https://as.example.com"));
 /// assert!(issuer_matches("https://accounts.google.com/", "https://accounts.google.com"));
-/// assert!(!issuer_matches("https://as.example.com/t1", "https://as.example.com/t1/"));
+/// assert!(issuer_matches("https://as.example.com/t1", "https://as.example.com/t1/"));
+/// assert!(!issuer_matches("https://as.example.com/t1", "https://as.example.com/t1//"));
+/// assert!(!issuer_matches("https://as.example.com/t1", "https://as.example.com/t2"));
 /// assert!(!issuer_matches("https://as.example.com", "https://attacker.example.com"));
 /// ```
 pub fn issuer_matches(expected: &str, actual: &str) -> bool {
     if expected == actual {
         return true;
     }
-    let root_form = |s: &str| -> Option<String> {
-        let url = Url::parse(s).ok()?;
-        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-            return None;
-        }
-        Some(s.strip_suffix('/').unwrap_or(s).to_owned())
+    let (short, long) = if expected.len() < actual.len() {
+        (expected, actual)
+    } else {
+        (actual, expected)
     };
-    match (root_form(expected), root_form(actual)) {
-        (Some(a), Some(b)) => a == b && !a.ends_with('/'),
-        _ => false,
+    // One `/` more, after the same text, which does not itself end in `/`.
+    if long.strip_suffix('/') != Some(short) || short.ends_with('/') {
+        return false;
     }
+    // Neither query nor fragment: after either, a `/` is data, not the path's end.
+    !short.contains(['?', '#']) && Url::parse(short).is_ok()
 }
 
 #[cfg(test)]
@@ -423,10 +435,11 @@ mod tests {
         ));
     }
 
-    /// The leniency is for a root issuer's empty path only: a trailing `/` after a query, a
-    /// fragment or a non-root path is a different identifier (RFC 8414 §3.3 wants them identical).
+    /// The leniency is for the path's end: a trailing `/` after a query or a fragment is
+    /// data of a different identifier (RFC 8414 §3.3 wants them identical). A path issuer's
+    /// one trailing `/` is the same tenant, whichever side has it.
     #[test]
-    fn trailing_slash_leniency_needs_a_bare_root() {
+    fn trailing_slash_leniency_is_for_the_paths_end() {
         assert!(!issuer_matches(
             "https://as.example.com/?t=/",
             "https://as.example.com/?t="
@@ -436,9 +449,32 @@ mod tests {
             "https://as.example.com/#"
         ));
         assert!(!issuer_matches(
+            "https://as.example.com/t?a",
+            "https://as.example.com/t?a/"
+        ));
+        assert!(issuer_matches(
             "https://as.example.com/tenant/",
             "https://as.example.com/tenant"
         ));
+        assert!(issuer_matches(
+            "https://as.example.com/tenant",
+            "https://as.example.com/tenant/"
+        ));
+        // Only one, and only at the end.
+        assert!(!issuer_matches(
+            "https://as.example.com/tenant/",
+            "https://as.example.com/tenant//"
+        ));
+        assert!(!issuer_matches(
+            "https://as.example.com/tenant",
+            "https://as.example.com/tenant/x"
+        ));
+        assert!(!issuer_matches(
+            "https://as.example.com/ten/ant",
+            "https://as.example.com/ten/ant/x"
+        ));
+        // Not a URL: nothing tolerated.
+        assert!(!issuer_matches("tenant", "tenant/"));
     }
 
     /// A 2025-03-26 server without metadata: its default endpoints, bound to the issuer the flow

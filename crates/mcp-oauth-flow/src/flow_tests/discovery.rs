@@ -48,6 +48,44 @@ fn root_prm_with_pathless_resource_and_path_issuer() {
     assert_eq!(run.outcome().protected_resource.as_str(), format!("{RS}/"));
 }
 
+/// A path issuer named in the resource's metadata without the trailing `/` its own metadata
+/// states (JumpCloud, tenants behind Auth0 and Clerk): the same tenant, so the flow goes on,
+/// and from then on the issuer is the one the server states, for the credentials' binding
+/// and the RFC 9207 `iss` it will send.
+#[test]
+fn a_path_issuer_stated_with_a_trailing_slash_is_the_one_named() {
+    let named = format!("{AS}/tenant1");
+    let stated = format!("{named}/");
+    let mut meta = as_meta(&named);
+    meta["issuer"] = stated.clone().into();
+    let net = Net::default()
+        .json(
+            &format!("{RS}/.well-known/oauth-protected-resource"),
+            200,
+            prm(RS, &named),
+        )
+        .json(
+            &format!("{AS}/.well-known/oauth-authorization-server/tenant1"),
+            200,
+            meta,
+        )
+        .json(&format!("{named}/register"), 201, json!({"client_id": "c"}))
+        .json(
+            &format!("{named}/token"),
+            200,
+            json!({"access_token": "a", "token_type": "bearer"}),
+        );
+    let run = run_with(
+        config(),
+        start(Some("Bearer")),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    let outcome = run.outcome();
+    assert_eq!(outcome.tokens.issuer(), stated);
+}
+
 #[test]
 fn oidc_path_append_is_the_last_candidate() {
     let issuer = format!("{AS}/tenant1");
