@@ -52,6 +52,9 @@ where
 /// // What the server sent reaches the terminal without escape sequences.
 /// let hostile = UserCode::new("AB\x1b[2KCD", "https://example.com/device", None, Duration::from_secs(900));
 /// assert!(!StderrPrompt::text(&hostile).contains('\x1b'));
+/// // Nor with a line separator that would start a forged line of its own.
+/// let forged = UserCode::new("AB\u{2028}Open https://evil.example", "https://example.com/device", None, Duration::from_secs(900));
+/// assert!(!StderrPrompt::text(&forged).contains('\u{2028}'));
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StderrPrompt;
@@ -74,12 +77,23 @@ impl StderrPrompt {
 
 /// The authorization server's text as it may reach a terminal: control characters (escape
 /// sequences that move the cursor, retitle the window or make a link show another address)
-/// and the invisible characters that reorder or hide text (bidirectional overrides, zero-width
-/// marks) each become U+FFFD. A code and a web address need none of them.
+/// and the invisible characters that reorder, hide or break text each become U+FFFD. A code
+/// and a web address need none of them. The invisible ones are the core's (its `Escaped`, for
+/// errors and reports): the bidirectional marks, overrides and isolates (Unicode TR #9, the
+/// Arabic letter mark among them), the zero-width characters and joiners, and the line and
+/// paragraph separators, which start a new line in some terminals and log viewers (a forged
+/// second line of the prompt).
 fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {
-            let hidden = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
+            let hidden = matches!(
+                c,
+                '\u{061C}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{2028}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2069}'
+                    | '\u{FEFF}'
+            );
             if c.is_control() || hidden {
                 '\u{FFFD}'
             } else {
