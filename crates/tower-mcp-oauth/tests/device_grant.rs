@@ -251,17 +251,20 @@ async fn a_server_without_the_device_endpoint_is_grant_not_supported() {
 
 #[tokio::test]
 async fn slow_polls_through_the_users_wait_do_not_add_up_to_the_flow_deadline() {
-    // Each poll takes 2 s on the layer's clock, and the user approves after three pending ones:
-    // 8 s of polling in all, past the 5 s flow deadline, but each poll follows a wait for the
-    // user and gets the deadline afresh, as the code exchange does after consent.
+    // Each poll takes 100 s on the layer's clock, and the user approves after three pending
+    // ones: 400 s of polling in all, past the 250 s flow deadline (and within the 600 s consent
+    // timeout), but each poll follows a wait for the user and gets the deadline afresh, as the
+    // code exchange does after consent. Counted in hundreds of seconds: the timer sleeps a
+    // hundredth of each duration for real, so a deadline of seconds would race every loopback
+    // request of the flow on a loaded machine (5 s is a real 50 ms).
     let kit = kit(DeviceConfig::default().outcome(DeviceOutcome::ApproveAfter(3))).await;
     let (timer, shown) = (FastTimer::default(), Shown::default());
-    let layer = layer(&timer, &shown, |_| {}).flow_deadline(Duration::from_secs(5));
+    let layer = layer(&timer, &shown, |_| {}).flow_deadline(Duration::from_secs(250));
     let (client, ahead) = (http_client(), Arc::clone(&timer.ahead));
     let slow_token_endpoint = tower::service_fn(move |req: http::Request<_>| {
         let slow = req.uri().path() == "/token";
         if slow {
-            *ahead.lock().unwrap() += Duration::from_secs(2);
+            *ahead.lock().unwrap() += Duration::from_secs(100);
         }
         let client = client.clone();
         async move {

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mcp_oauth_testkit::{Testkit, TestkitConfig};
+use tokio::sync::Notify;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_mcp_oauth::{
     ClientConfig, HeadlessAuthorizer, OAuthBody, OAuthLayer, DEFAULT_MAX_REPLAY_BYTES,
@@ -34,19 +36,21 @@ impl Body for Trickle {
 }
 
 /// A protected resource whose authorization server is the testkit's: 401 at once without a
-/// token (body unread), the body echoed back with one.
-async fn resource(issuer: String) -> String {
+/// token (body unread), the body echoed back with one. `retried` is notified when a request
+/// with a token arrives, before its body is read.
+async fn resource(issuer: String, retried: Arc<Notify>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let rs = base.clone();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let (rs, issuer) = (rs.clone(), issuer.clone());
+            let (rs, issuer, retried) = (rs.clone(), issuer.clone(), Arc::clone(&retried));
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: http::Request<hyper::body::Incoming>| {
-                        let (rs, issuer) = (rs.clone(), issuer.clone());
+                        let (rs, issuer, retried) =
+                            (rs.clone(), issuer.clone(), Arc::clone(&retried));
                         async move {
                             let response = match (req.uri().path(), req.headers().contains_key("authorization")) {
                             ("/.well-known/oauth-protected-resource/mcp", _) => http::Response::new(Full::new(Bytes::from(
@@ -58,6 +62,7 @@ async fn resource(issuer: String) -> String {
                                 .body(Full::new(Bytes::new()))
                                 .unwrap(),
                             ("/mcp", true) => {
+                                retried.notify_one();
                                 let body = req.into_body().collect().await.unwrap().to_bytes();
                                 http::Response::new(Full::new(body))
                             }
@@ -80,7 +85,8 @@ async fn resource(issuer: String) -> String {
 /// that keeps at most `max_replay_bytes` for the retry; the response and the testkit.
 async fn send_trickle(max_replay_bytes: usize) -> (http::Response<hyper::body::Incoming>, Testkit) {
     let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
-    let rs = resource(kit.issuer()).await;
+    let retried = Arc::new(Notify::new());
+    let rs = resource(kit.issuer(), Arc::clone(&retried)).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<OAuthBody<Trickle>>();
     let service = ServiceBuilder::new()
         .layer(
@@ -95,8 +101,9 @@ async fn send_trickle(max_replay_bytes: usize) -> (http::Response<hyper::body::I
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(Bytes::from_static(b"hello ")).await.unwrap();
     let rest = tokio::spawn(async move {
-        // The rest arrives after the server has answered 401.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The rest arrives after the server has answered 401, once the retry is on its way
+        // (a signal, not a wait: a fixed one raced the flow on a loaded machine).
+        retried.notified().await;
         tx.send(Bytes::from_static(b"world")).await.unwrap();
     });
     let request = http::Request::post(format!("{rs}/mcp"))

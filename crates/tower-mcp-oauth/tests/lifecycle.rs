@@ -481,15 +481,22 @@ async fn with_an_executor_an_abandoned_refresh_still_finishes() {
         tokio::time::timeout(Duration::from_millis(50), svc.clone().oneshot(list())).await;
     assert!(abandoned.is_err(), "the caller gave up during the refresh");
     // Nobody waits on the refresh any more, yet it completes: the rotated tokens are stored and
-    // the refresh lock is free.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let after = store
-        .load_tokens(&kit.resource_url())
+    // the refresh lock is free. Looked for until a bound far past the 300 ms the token endpoint
+    // takes (a fixed wait would race the loopback requests on a loaded machine); a refresh that
+    // was dropped with its caller never stores anything.
+    let stored = async {
+        loop {
+            let now = store.load_tokens(&kit.resource_url()).await.unwrap();
+            match now {
+                Some(after) if !after.same_tokens(&before) => break,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), stored)
         .await
-        .unwrap()
-        .unwrap();
-    assert!(!after.same_tokens(&before), "the refresh was not finished");
-    let lock = tokio::time::timeout(Duration::from_millis(200), store.lock(&kit.resource_url()))
+        .expect("the refresh was not finished");
+    let lock = tokio::time::timeout(Duration::from_secs(5), store.lock(&kit.resource_url()))
         .await
         .expect("the refresh lock is still held");
     lock.unwrap().release().await;

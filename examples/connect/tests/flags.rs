@@ -94,8 +94,7 @@ async fn refresh_scope_retry_lets_a_salesforce_like_server_refresh_silently() {
     let kit = Testkit::start(
         TestkitConfig::default()
             .imitate(mcp_oauth_testkit::Imitation::Salesforce)
-            .prm_scopes_supported(["mcp"])
-            .token_lifetime_secs(3),
+            .prm_scopes_supported(["mcp"]),
     )
     .await
     .unwrap();
@@ -108,7 +107,7 @@ async fn refresh_scope_retry_lets_a_salesforce_like_server_refresh_silently() {
     let (code, _, err) = run.finish().await;
     assert_eq!(code, 0, "{err:#?}");
 
-    tokio::time::sleep(std::time::Duration::from_millis(3700)).await;
+    support::expire_stored_tokens(&store, &url).await;
     let (code, out, err) = Run::start(&args).finish().await;
     assert_eq!(code, 0, "{err:#?}");
     assert_eq!(out, ["test-tool\tAnswers \"test\"."], "{err:#?}");

@@ -4,13 +4,8 @@
 
 mod support;
 
-use std::time::Duration;
-
 use mcp_oauth_testkit::{RecordedRequest, Testkit, TestkitConfig};
-use support::{approve, count, get, is_url_line, store_args, Run};
-
-/// Long enough for a first run on a loaded machine, short enough to wait out.
-const LIFETIME_SECS: u64 = 3;
+use support::{approve, count, expire_stored_tokens, get, is_url_line, store_args, Run};
 
 /// The first run: the browser approves, the tool is listed.
 async fn first_login(args: &[&str]) -> String {
@@ -21,10 +16,6 @@ async fn first_login(args: &[&str]) -> String {
     assert_eq!(code, 0, "{err:#?}");
     assert_eq!(out, ["test-tool\tAnswers \"test\"."], "{err:#?}");
     authorization_url
-}
-
-async fn wait_for_expiry() {
-    tokio::time::sleep(Duration::from_secs(LIFETIME_SECS) + Duration::from_millis(700)).await;
 }
 
 fn token_requests(kit: &Testkit) -> Vec<RecordedRequest> {
@@ -41,8 +32,7 @@ async fn an_openid_provider_issues_a_refresh_token_with_prompt_consent_and_the_n
         TestkitConfig::default()
             .offline_access_needs_consent(true)
             .prm_scopes_supported(["mcp"])
-            .as_scopes_supported(["mcp", "offline_access"])
-            .token_lifetime_secs(LIFETIME_SECS),
+            .as_scopes_supported(["mcp", "offline_access"]),
     )
     .await
     .unwrap();
@@ -66,7 +56,7 @@ async fn an_openid_provider_issues_a_refresh_token_with_prompt_consent_and_the_n
     assert_eq!(param("scope"), Some("mcp offline_access"));
     assert_eq!(param("prompt"), Some("consent"));
 
-    wait_for_expiry().await;
+    expire_stored_tokens(&store, &url).await;
     kit.clear_requests();
     let (code, out, err) = Run::start(&args).finish().await;
     assert_eq!(code, 0, "{err:#?}");
@@ -89,19 +79,15 @@ async fn an_openid_provider_issues_a_refresh_token_with_prompt_consent_and_the_n
 
 #[tokio::test]
 async fn with_no_refresh_token_the_next_run_after_expiry_authorizes_again() {
-    let kit = Testkit::start(
-        TestkitConfig::default()
-            .issue_refresh_tokens(false)
-            .token_lifetime_secs(LIFETIME_SECS),
-    )
-    .await
-    .unwrap();
+    let kit = Testkit::start(TestkitConfig::default().issue_refresh_tokens(false))
+        .await
+        .unwrap();
     let store = tempfile::tempdir().unwrap();
     let url = kit.resource_url();
     let args = store_args(&url, &store);
     first_login(&args).await;
 
-    wait_for_expiry().await;
+    expire_stored_tokens(&store, &url).await;
     kit.clear_requests();
     let mut second = Run::start(&args);
     let authorization_url = second.next_url().await;

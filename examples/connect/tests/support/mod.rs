@@ -134,3 +134,23 @@ pub(crate) fn store_args<'a>(url: &'a str, store: &'a tempfile::TempDir) -> Vec<
         store.path().to_str().unwrap(),
     ]
 }
+
+/// Moves the tokens `connect` stored for `url` in `store` an hour into the past: the next run
+/// finds them expired, as a run long after the first would, with no wait (a real one raced the
+/// first run against the token's lifetime on a loaded machine). The server still takes them
+/// (its tokens live an hour), so a run that sent one anyway would not be refused: each test
+/// checks what was sent instead.
+pub(crate) async fn expire_stored_tokens(store: &tempfile::TempDir, url: &str) {
+    use tower_mcp_oauth::TokenStore;
+    let files = tower_mcp_oauth::FileStore::new(store.path()).unwrap();
+    let tokens = files
+        .load_tokens(url)
+        .await
+        .unwrap()
+        .expect("the first run stored its tokens");
+    let expired_at = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let expired = tokens
+        .with_issued_at(Some(expired_at - Duration::from_secs(3600)))
+        .with_expires_at(Some(expired_at));
+    files.save_tokens(url, &expired).await.unwrap();
+}
