@@ -183,6 +183,17 @@ async fn rmcp_users() -> Result {
     Ok(())
 }
 
+async fn reqwest_users() -> Result {
+    use tower::Layer;
+    use tower_mcp_oauth::{reqwest::ReqwestService, rmcp::TowerHttpClient, ClientConfig, HeadlessAuthorizer, OAuthLayer};
+
+    let builder = reqwest::Client::builder().proxy(reqwest::Proxy::all("http://proxy.corp.example:3128")?);
+    let inner = ReqwestService::from_builder(builder)?; // redirects off: the layer has rules for them
+    let service = OAuthLayer::new(ClientConfig::new("http://127.0.0.1:8976/callback"), HeadlessAuthorizer::new()).layer(inner);
+    let client = TowerHttpClient::new(service); // rmcp over reqwest, as rmcp's own client is
+    Ok(())
+}
+
 /// Retries a request once more when it failed or answered 5xx (whatever the error type of the
 /// layers it wraps: here the OAuth layer's, through `FollowRedirect`).
 #[derive(Clone)]
