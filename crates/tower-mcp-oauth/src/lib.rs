@@ -179,7 +179,9 @@ pub use servers::McpServers;
 pub use service::OAuthService;
 pub use state::{DEFAULT_CONSENT_TIMEOUT, DEFAULT_FLOW_DEADLINE, DEFAULT_REQUEST_TIMEOUT};
 pub use status::ServerStatus;
-pub use store::{FileStore, LastError, LastFlow, MemoryStore, Replaced, StoreLock, TokenStore};
+pub use store::{
+    FileStore, LastError, LastFlow, MemoryStore, Replaced, SealingKey, StoreLock, TokenStore,
+};
 pub use timer::Timer;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

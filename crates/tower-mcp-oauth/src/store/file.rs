@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::disk::{self, Disk};
 use super::memory::lock as lock_std;
+use super::sealing::SealingKey;
 use super::{file_lock, file_safety};
 use super::{matches, LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
@@ -31,6 +32,9 @@ use slots::file_name;
 ///   a crash mid-write leaves the previous file whole.
 /// - Expiry is stored as an absolute time, so a token read back after a restart knows whether
 ///   it is still valid.
+/// - [`sealed_with`](Self::sealed_with) seals every record (XChaCha20-Poly1305) under a key the
+///   application keeps apart, in the OS keychain: the files are then no use to whoever copies
+///   them (a synced home directory, a backup, a data-loss scanner).
 /// - [`lock`](TokenStore::lock) is an advisory file lock (plus an in-process lock), so two
 ///   processes, or two store handles in one process, never send the same refresh token twice.
 ///
@@ -77,6 +81,8 @@ struct Files {
     /// The name a key's record is written under when no other key's holds it: [`file_name`].
     /// The tests give one under which every key's name is the same.
     name: fn(&str, &str, &str) -> String,
+    /// The key every record is sealed with ([`FileStore::sealed_with`]), or none: JSON.
+    seal: Option<SealingKey>,
 }
 
 /// The prefixes of the three kinds of record file (see [`slots`]).
@@ -152,9 +158,59 @@ impl FileStore {
             files: Arc::new(Files {
                 dir,
                 name: file_name,
+                seal: None,
             }),
             disk: Arc::default(),
         })
+    }
+
+    /// Seals every record this store writes with `key` (XChaCha20-Poly1305, see
+    /// [`SealingKey`]): tokens, refresh tokens, client secrets and DPoP keys are ciphertext on
+    /// disk, useless to a synced folder, a backup or a data-loss scanner without the key, which
+    /// the application keeps apart (the OS keychain).
+    ///
+    /// Records written before the store was sealed are read as they are, and sealed when next
+    /// written. A sealed record that this key does not open (another key sealed it, or it was
+    /// changed), or one read by a store without a key, is an [`ErrorKind::Store`] error naming
+    /// the file, and neither a read nor a compare-and-swap touches it: give the store its key,
+    /// or remove the file the error names to sign in afresh (a logout reads it first, and is
+    /// refused the same way). One key per directory: every process sharing it seals with the
+    /// same one.
+    ///
+    /// ```
+    /// use tower_mcp_oauth::{ErrorKind, FileStore, SealingKey, TokenStore};
+    /// use mcp_oauth_flow::token::{TokenSet, TokenType};
+    /// # tokio_test::block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let key = SealingKey::generate().unwrap(); // in real life: from the OS keychain
+    /// let store = FileStore::new(dir.path()).unwrap().sealed_with(key.clone());
+    /// let tokens = TokenSet::new("secret-access-token", TokenType::Bearer, "https://as.example.com", "client");
+    /// store.save_tokens("https://mcp.example.com/mcp", &tokens).await.unwrap();
+    ///
+    /// // On disk, nothing of the token.
+    /// for file in std::fs::read_dir(dir.path()).unwrap() {
+    ///     let bytes = std::fs::read(file.unwrap().path()).unwrap();
+    ///     assert!(!String::from_utf8_lossy(&bytes).contains("secret-access-token"));
+    /// }
+    /// // The same key reads it back; no key, or another, is refused, and loses nothing.
+    /// let again = FileStore::new(dir.path()).unwrap().sealed_with(key);
+    /// assert!(again.load_tokens("https://mcp.example.com/mcp").await.unwrap().is_some());
+    /// let without = FileStore::new(dir.path()).unwrap();
+    /// let err = without.load_tokens("https://mcp.example.com/mcp").await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Store);
+    /// assert!(again.load_tokens("https://mcp.example.com/mcp").await.unwrap().is_some());
+    /// # });
+    /// ```
+    pub fn sealed_with(self, key: SealingKey) -> Self {
+        let files = Files {
+            dir: self.files.dir.clone(),
+            name: self.files.name,
+            seal: Some(key),
+        };
+        Self {
+            files: Arc::new(files),
+            disk: self.disk,
+        }
     }
 
     /// The directory the store writes to.
@@ -529,5 +585,7 @@ impl TokenStore for FileStore {
     }
 }
 
+#[cfg(test)]
+mod sealed_tests;
 #[cfg(test)]
 mod tests;

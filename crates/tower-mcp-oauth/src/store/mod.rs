@@ -9,10 +9,12 @@ mod file_lock;
 mod file_safety;
 mod last_flow;
 pub(crate) mod memory;
+pub(crate) mod sealing;
 
 pub use file::FileStore;
 pub use last_flow::{LastError, LastFlow};
 pub use memory::MemoryStore;
+pub use sealing::SealingKey;
 
 use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error};
 

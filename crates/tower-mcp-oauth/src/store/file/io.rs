@@ -2,6 +2,7 @@
 //! user, no symlink), written atomically (a temporary file of a name no other writer holds,
 //! synced, renamed), and removed.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -9,17 +10,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mcp_oauth_flow::{Error, ErrorKind};
 
+use zeroize::Zeroizing;
+
 use super::{io_error, Files};
 use crate::store::file_safety;
+use crate::store::sealing::{self, Opened};
 
 impl Files {
-    pub(super) fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
+    pub(super) fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<Option<T>, Error> {
         let Some(mut file) = file_safety::open_own_file(path)? else {
             return Ok(None);
         };
-        let mut bytes = Vec::new();
+        let mut bytes = Zeroizing::new(Vec::new());
         file.read_to_end(&mut bytes)
             .map_err(|e| io_error("cannot read", path, e))?;
+        let bytes = self.unsealed(bytes, path)?;
         // The serde error's text is left out: it may quote part of the file, which may be a
         // token; its category and position are enough to find the problem (as Redis's codec).
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -34,6 +42,39 @@ impl Files {
                 ),
             )
         })
+    }
+
+    /// A record's bytes as read from `path`, opened when sealed (see
+    /// [`FileStore::sealed_with`](super::FileStore::sealed_with)).
+    fn unsealed(
+        &self,
+        bytes: Zeroizing<Vec<u8>>,
+        path: &Path,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let what = path.display().to_string();
+        match &self.seal {
+            Some(key) => match sealing::open(key, &bytes, &what)? {
+                Opened::Sealed(record) => Ok(record),
+                // Written before the store was sealed: read as it is, sealed when next written.
+                Opened::Plain => Ok(bytes),
+            },
+            None if sealing::is_sealed(&bytes) => Err(Error::new(
+                ErrorKind::Store,
+                format!(
+                    "{what} is sealed, and this store has no key to open it: give the store \
+                     its key (FileStore::sealed_with)"
+                ),
+            )),
+            None => Ok(bytes),
+        }
+    }
+
+    /// `record` as this store writes it: sealed with its key, if it has one.
+    pub(super) fn to_disk<'a>(&self, record: &'a [u8]) -> Result<Cow<'a, [u8]>, Error> {
+        match &self.seal {
+            Some(key) => sealing::seal(key, record).map(Cow::Owned),
+            None => Ok(Cow::Borrowed(record)),
+        }
     }
 
     /// Writes `bytes` to `path` atomically: temporary file (0600), sync, rename.

@@ -91,13 +91,13 @@ fn readable(key: &str) -> String {
         .collect()
 }
 
-/// Whether the file at `path` holds another key's record than `key`'s. An unreadable file is
-/// no other key's: it goes with the key it is named for, as before.
-fn taken_by_another<T: Keyed>(path: &Path, key: &str) -> bool {
-    matches!(Files::read::<T>(path), Ok(Some(record)) if record.key() != key)
-}
-
 impl Files {
+    /// Whether the file at `path` holds another key's record than `key`'s. An unreadable file
+    /// is no other key's: it goes with the key it is named for, as before.
+    fn taken_by_another<T: Keyed>(&self, path: &Path, key: &str) -> bool {
+        matches!(self.read::<T>(path), Ok(Some(record)) if record.key() != key)
+    }
+
     /// The path a record of `key` among the files `prefix` has always had.
     pub(super) fn own_path(&self, prefix: &str, key: &str) -> PathBuf {
         self.dir.join((self.name)(prefix, key, "json"))
@@ -115,8 +115,8 @@ impl Files {
     ) -> Result<Option<T>, Error> {
         let (own, overflow) = (self.own_path(prefix, key), self.overflow_path(prefix, key));
         find(key, |place| match place {
-            Place::Own => Self::read(&own),
-            Place::Overflow => Self::read(&overflow),
+            Place::Own => self.read(&own),
+            Place::Overflow => self.read(&overflow),
         })
     }
 
@@ -129,10 +129,11 @@ impl Files {
         bytes: &[u8],
     ) -> Result<(), Error> {
         let own = self.own_path(prefix, key);
-        if taken_by_another::<T>(&own, key) {
-            return Self::write_atomic(&self.overflow_path(prefix, key), bytes);
+        let bytes = self.to_disk(bytes)?;
+        if self.taken_by_another::<T>(&own, key) {
+            return Self::write_atomic(&self.overflow_path(prefix, key), &bytes);
         }
-        Self::write_atomic(&own, bytes)?;
+        Self::write_atomic(&own, &bytes)?;
         // A copy written while the name was taken would be read again, a replaced or removed
         // record come back, once the file under the name is gone without it (removed by an
         // earlier build, which knows no overflow file): gone, now the record is home.
@@ -145,7 +146,7 @@ impl Files {
         // (under the name) rather than an older one coming back from beside it.
         Self::remove(&self.overflow_path(prefix, key))?;
         let own = self.own_path(prefix, key);
-        if !taken_by_another::<T>(&own, key) {
+        if !self.taken_by_another::<T>(&own, key) {
             Self::remove(&own)?;
         }
         Ok(())

@@ -1,0 +1,202 @@
+//! Records sealed at rest: [`SealingKey`], and the sealing and opening of one record's bytes
+//! (XChaCha20-Poly1305), for the stores that keep credentials where others may read them (a
+//! synced home directory, a backup, a data-loss scanner).
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use mcp_oauth_flow::{Error, ErrorKind};
+use zeroize::Zeroizing;
+
+/// What a sealed record starts with: the format and its version, so that a record written
+/// before the store was sealed (JSON, which starts with `{`) is told apart from a sealed one.
+const MAGIC: &[u8; 8] = b"tmo-sl1\n";
+/// XChaCha20's nonce: 192 random bits per record, too many to repeat by chance however many
+/// records one key seals (a 96-bit nonce drawn at random is not safe past about 2^32).
+const NONCE_LEN: usize = 24;
+/// Bound to every record as associated data: a sealed record of this store, in this format.
+const CONTEXT: &[u8] = b"tower-mcp-oauth sealed record v1";
+
+/// The key a store seals its records with (XChaCha20-Poly1305, 256 bits): tokens, refresh
+/// tokens, client secrets and DPoP keys are written as ciphertext, useless to whoever reads
+/// the files or the Redis values without the key.
+///
+/// Keep the key apart from the records, where the platform keeps secrets: the OS keychain
+/// (Keychain, Credential Manager, Secret Service; the `keyring` crate reaches all three), a
+/// secret manager, a hardware-backed store. A key kept beside the files seals nothing.
+///
+/// ```
+/// use tower_mcp_oauth::SealingKey;
+/// let key = SealingKey::generate().unwrap();
+/// // The bytes to keep in the keychain, and the same key from them at the next start.
+/// let bytes: [u8; 32] = *key.as_bytes();
+/// let again = SealingKey::from_bytes(bytes);
+/// assert_eq!(again.as_bytes(), key.as_bytes());
+/// // Never shown.
+/// assert_eq!(format!("{key:?}"), "SealingKey(..)");
+/// ```
+#[derive(Clone)]
+pub struct SealingKey(Zeroizing<[u8; 32]>);
+
+impl SealingKey {
+    /// A new random key, from the operating system's generator.
+    ///
+    /// ```
+    /// let a = tower_mcp_oauth::SealingKey::generate().unwrap();
+    /// let b = tower_mcp_oauth::SealingKey::generate().unwrap();
+    /// assert_ne!(a.as_bytes(), b.as_bytes());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Store`] when the system has no randomness to give.
+    pub fn generate() -> Result<Self, Error> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        getrandom::getrandom(bytes.as_mut()).map_err(|e| {
+            Error::new(
+                ErrorKind::Store,
+                format!("no randomness for a sealing key: {e}"),
+            )
+        })?;
+        Ok(Self(bytes))
+    }
+
+    /// The key whose bytes are `bytes` (as [`as_bytes`](Self::as_bytes) gave them).
+    ///
+    /// ```
+    /// let key = tower_mcp_oauth::SealingKey::from_bytes([7; 32]);
+    /// assert_eq!(key.as_bytes(), &[7; 32]);
+    /// ```
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The key's bytes, to keep where the platform keeps secrets.
+    ///
+    /// ```
+    /// let key = tower_mcp_oauth::SealingKey::from_bytes([1; 32]);
+    /// assert_eq!(key.as_bytes().len(), 32);
+    /// ```
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        let key: &[u8; 32] = &self.0;
+        XChaCha20Poly1305::new(key.into())
+    }
+}
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKey(..)")
+    }
+}
+
+/// `record` sealed with `key`: [`MAGIC`], a random nonce, the ciphertext and its tag.
+pub(crate) fn seal(key: &SealingKey, record: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::getrandom(&mut nonce)
+        .map_err(|e| Error::new(ErrorKind::Store, format!("no randomness to seal with: {e}")))?;
+    let payload = Payload {
+        msg: record,
+        aad: CONTEXT,
+    };
+    // Encrypting in memory fails only past the cipher's length limit (256 GiB).
+    let sealed = key
+        .cipher()
+        .encrypt(&XNonce::from(nonce), payload)
+        .map_err(|_| Error::new(ErrorKind::Store, "a record too large to seal"))?;
+    let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + sealed.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+/// What a record's bytes turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Opened {
+    /// A sealed record, opened: the record's own bytes.
+    Sealed(Zeroizing<Vec<u8>>),
+    /// Not sealed: written before the store was (or by a store that is not).
+    Plain,
+}
+
+/// Opens `bytes` with `key` when they are a sealed record. A sealed record that does not open
+/// (another key sealed it, or its bytes were changed) is an error naming `what`.
+pub(crate) fn open(key: &SealingKey, bytes: &[u8], what: &str) -> Result<Opened, Error> {
+    let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        return Ok(Opened::Plain);
+    };
+    let refused = || {
+        Error::new(
+            ErrorKind::Store,
+            format!(
+                "{what} is sealed, and this store's key does not open it: another key sealed \
+                 it, or it was changed since"
+            ),
+        )
+    };
+    if rest.len() < NONCE_LEN {
+        return Err(refused());
+    }
+    let (nonce, sealed) = rest.split_at(NONCE_LEN);
+    let nonce = XNonce::try_from(nonce).map_err(|_| refused())?;
+    let payload = Payload {
+        msg: sealed,
+        aad: CONTEXT,
+    };
+    let record = key
+        .cipher()
+        .decrypt(&nonce, payload)
+        .map_err(|_| refused())?;
+    Ok(Opened::Sealed(Zeroizing::new(record)))
+}
+
+/// Whether `bytes` are a sealed record (for a store without a key, which cannot read one).
+pub(crate) fn is_sealed(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_record_opens_with_its_key_only() {
+        let key = SealingKey::from_bytes([3; 32]);
+        let record = br#"{"resource":"https://mcp.example.com","tokens":{"access_token":"at"}}"#;
+        let sealed = seal(&key, record).unwrap();
+        assert!(is_sealed(&sealed));
+        // Nothing of the record shows.
+        assert!(!sealed.windows(2).any(|w| w == b"at"));
+        assert_eq!(
+            open(&key, &sealed, "f").unwrap(),
+            Opened::Sealed(Zeroizing::new(record.to_vec()))
+        );
+        // Two seals of one record differ (a fresh nonce each).
+        assert_ne!(seal(&key, record).unwrap(), sealed);
+
+        let other = SealingKey::from_bytes([4; 32]);
+        let err = open(&other, &sealed, "tokens-x.json").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Store);
+        assert!(!err.is_transient());
+        assert!(err.to_string().contains("tokens-x.json"), "{err}");
+    }
+
+    #[test]
+    fn a_changed_or_cut_record_is_refused_and_a_plain_one_is_told_apart() {
+        let key = SealingKey::from_bytes([5; 32]);
+        let sealed = seal(&key, b"{}").unwrap();
+        for at in [MAGIC.len(), MAGIC.len() + NONCE_LEN, sealed.len() - 1] {
+            let mut changed = sealed.clone();
+            changed[at] ^= 1;
+            assert!(open(&key, &changed, "f").is_err(), "byte {at}");
+        }
+        for cut in [MAGIC.len(), MAGIC.len() + 3, MAGIC.len() + NONCE_LEN + 2] {
+            assert!(open(&key, &sealed[..cut], "f").is_err(), "cut at {cut}");
+        }
+        assert_eq!(open(&key, b"{}", "f").unwrap(), Opened::Plain);
+        assert!(!is_sealed(b"{\"tokens\":1}"));
+    }
+}
