@@ -133,3 +133,57 @@ async fn rmcp_runs_over_the_layer_over_reqwest() {
         1
     );
 }
+
+/// A proxy set for everything (here one that does not answer, as a corporate proxy in the
+/// environment would be to a local server) is not taken to a loopback host: the URL policy
+/// allows plain `http` there only because it stays on the machine.
+#[tokio::test]
+async fn a_loopback_server_is_reached_directly_whatever_the_proxy() {
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let dead_proxy = reqwest::Proxy::all("http://127.0.0.1:1").unwrap();
+    let builder = reqwest::Client::builder().proxy(dead_proxy);
+    let service = OAuthLayer::new(ClientConfig::new(REDIRECT), HeadlessAuthorizer::new())
+        .layer(ReqwestService::from_builder(builder).unwrap());
+    assert_eq!(call(&service, &kit).await.unwrap().status(), 200);
+    assert_eq!(service.flows_started(), 1);
+}
+
+/// reqwest names the request's URL in its errors, query and all; through the service they
+/// name none, so a caller's `?api_key=` (or a `state` on the authorizer's hop) reaches no log.
+#[tokio::test]
+async fn a_transport_error_names_no_query() {
+    let service = service();
+    let request = jsonrpc(
+        "http://127.0.0.1:1/mcp?api_key=SECRET-key",
+        1,
+        "ping",
+        json!({}),
+    );
+    let error = tokio::time::timeout(LIMIT, service.oneshot(request))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Transport, "{error:#}");
+    for shown in [
+        format!("{error}"),
+        format!("{error:#}"),
+        format!("{error:?}"),
+    ] {
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
+}
+
+/// A caller's body that is not `Sync` (an `UnsyncBoxBody`, as axum's is) goes through as well.
+#[tokio::test]
+async fn a_body_that_is_not_sync_goes_through() {
+    use http_body_util::BodyExt;
+    let kit = Testkit::start(TestkitConfig::default()).await.unwrap();
+    let service = service();
+    let request = jsonrpc(&kit.resource_url(), 1, "tools/list", json!({}))
+        .map(|body| body.map_err(tower_mcp_oauth::BoxError::from).boxed_unsync());
+    let response = tokio::time::timeout(LIMIT, service.oneshot(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
