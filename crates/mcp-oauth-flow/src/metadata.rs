@@ -241,9 +241,10 @@ impl AuthorizationServerMetadata {
 ///   publish both (Google, Auth0);
 /// - for a path issuer they are not the same URI, but they name the same tenant of the same
 ///   server: a path segment cannot hold a `/`, so no other server, nor another tenant of that
-///   one, can be the other form. Real servers name theirs one way in the resource's metadata
-///   and the other in their own (JumpCloud, tenants behind Auth0 and Clerk), and a strict
-///   check leaves their users no way to connect. The TypeScript and Go SDKs tolerate it too.
+///   one, can be the other form; RFC 8414 §3.1 itself maps both to one metadata URL (the
+///   terminating `/` removed). Real servers name theirs one way in the resource's metadata
+///   and the other in their own (JumpCloud), and a strict check leaves their users no way to
+///   connect. The TypeScript and Go SDKs tolerate it too.
 ///
 /// The issuer the document states is the one used from then on: the RFC 9207 `iss` of the
 /// authorization response is compared with it exactly, and credentials are bound to it.

@@ -456,7 +456,7 @@ mod tests {
         );
         assert_eq!(at("https://mcp.example.com/tenantx", None), Some(&all[1]));
         assert_eq!(at("https://mcp.example.com:8443/mcp", None), None);
-        // The root-issuer leniency of RFC 8414 §3.3, not a prefix match.
+        // The issuer's one trailing `/` (see `issuer_matches`), not a prefix match.
         assert_eq!(
             at("https://x.example.com/", Some("https://as.example.com/")),
             Some(&all[0])

@@ -11,8 +11,9 @@ pub const AUTHORIZATION_SERVER_WELL_KNOWN: &str = "/.well-known/oauth-authorizat
 pub const OPENID_CONFIGURATION_WELL_KNOWN: &str = "/.well-known/openid-configuration";
 
 /// Inserts `well_known` between the host and the path of `base` (RFC 8414 §3.1, RFC 9728 §3.1).
-/// A root path (`/` or empty) adds nothing after the well-known part; any other path, trailing
-/// slash included, is kept as it is, so that `…/tenant/` and `…/tenant` stay distinct.
+/// A root path (`/` or empty) adds nothing after the well-known part; any other path is kept as
+/// it is, trailing slash included: a resource's metadata keeps it (RFC 9728 §3.1 removes only
+/// the slash after the host), and an authorization server's callers remove it first.
 fn insert_well_known(base: &Url, well_known: &str) -> Url {
     let mut url = base.clone();
     let path = base.path();
@@ -72,6 +73,10 @@ pub fn protected_resource_metadata_urls(server: &Url, from_challenge: Option<&Ur
 ///   Connect path append;
 /// - an issuer without one: RFC 8414, then OpenID Connect.
 ///
+/// A path issuer's terminating `/` is removed before the insertions, as RFC 8414 §3.1 says
+/// ("any terminating `/` MUST be removed"): `…/tenant1/` and `…/tenant1` name one server's
+/// metadata (see [`issuer_matches`](crate::discovery::issuer_matches)), at one URL.
+///
 /// ```
 /// use mcp_oauth_flow::discovery::authorization_server_metadata_urls;
 /// use url::Url;
@@ -90,9 +95,13 @@ pub fn authorization_server_metadata_urls(issuer: &Url) -> Vec<Url> {
             insert_well_known(issuer, OPENID_CONFIGURATION_WELL_KNOWN),
         ]
     } else {
+        let mut inserted = issuer.clone();
+        if let Some(path) = issuer.path().strip_suffix('/') {
+            inserted.set_path(path);
+        }
         vec![
-            insert_well_known(issuer, AUTHORIZATION_SERVER_WELL_KNOWN),
-            insert_well_known(issuer, OPENID_CONFIGURATION_WELL_KNOWN),
+            insert_well_known(&inserted, AUTHORIZATION_SERVER_WELL_KNOWN),
+            insert_well_known(&inserted, OPENID_CONFIGURATION_WELL_KNOWN),
             append_well_known(issuer, OPENID_CONFIGURATION_WELL_KNOWN),
         ]
     }
@@ -197,9 +206,10 @@ mod tests {
             strings(authorization_server_metadata_urls(&url(
                 "https://github.com/login/oauth/"
             ))),
+            // RFC 8414 §3.1: the terminating `/` removed before the insertion.
             [
-                "https://github.com/.well-known/oauth-authorization-server/login/oauth/",
-                "https://github.com/.well-known/openid-configuration/login/oauth/",
+                "https://github.com/.well-known/oauth-authorization-server/login/oauth",
+                "https://github.com/.well-known/openid-configuration/login/oauth",
                 "https://github.com/login/oauth/.well-known/openid-configuration",
             ]
         );

@@ -86,6 +86,48 @@ fn a_path_issuer_stated_with_a_trailing_slash_is_the_one_named() {
     assert_eq!(outcome.tokens.issuer(), stated);
 }
 
+/// The other way round: the resource's metadata names `…/tenant1/`, the server states
+/// `…/tenant1`. Its metadata is looked for where RFC 8414 §3.1 puts it, the terminating `/`
+/// removed, and found at the first try.
+#[test]
+fn a_path_issuer_named_with_a_trailing_slash_is_looked_up_without_it() {
+    let named = format!("{AS}/tenant1/");
+    let stated = format!("{AS}/tenant1");
+    let net = Net::default()
+        .json(
+            &format!("{RS}/.well-known/oauth-protected-resource"),
+            200,
+            prm(RS, &named),
+        )
+        .json(
+            &format!("{AS}/.well-known/oauth-authorization-server/tenant1"),
+            200,
+            as_meta(&stated),
+        )
+        .json(
+            &format!("{stated}/register"),
+            201,
+            json!({"client_id": "c"}),
+        )
+        .json(
+            &format!("{stated}/token"),
+            200,
+            json!({"access_token": "a", "token_type": "bearer"}),
+        );
+    let run = run_with(
+        config(),
+        start(Some("Bearer")),
+        &net,
+        Consent::Approve(None),
+        None,
+    );
+    assert_eq!(
+        run.sent[2],
+        format!("GET {AS}/.well-known/oauth-authorization-server/tenant1")
+    );
+    assert_eq!(run.outcome().tokens.issuer(), stated);
+}
+
 #[test]
 fn oidc_path_append_is_the_last_candidate() {
     let issuer = format!("{AS}/tenant1");
