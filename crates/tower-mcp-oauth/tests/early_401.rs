@@ -113,7 +113,11 @@ async fn send_trickle(max_replay_bytes: usize) -> (http::Response<hyper::body::I
         .await
         .expect("the layer stalled")
         .unwrap();
-    rest.await.unwrap();
+    // Bounded: a layer that never retried would leave the rest unsent for ever.
+    tokio::time::timeout(Duration::from_secs(10), rest)
+        .await
+        .expect("the retry never came, and the rest of the body was never sent")
+        .unwrap();
     (response, kit)
 }
 
