@@ -32,7 +32,8 @@ use serde::de::DeserializeOwned;
 use crate::store::{LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
-use codec::{decode, encode};
+use crate::store::sealing::SealingKey;
+use codec::{decode, encode, fingerprint, Shown};
 use scripts::{COMPARE_AND_SWAP, RELEASE, REMOVE_REFUSED_CLIENT};
 
 /// The key prefix of a [`RedisStore`] unless [`RedisStore::prefix`] sets another.
@@ -145,6 +146,8 @@ pub struct RedisStore {
     lock_ttl: Duration,
     lock_wait: Duration,
     status_ttl: Duration,
+    /// The key every value is sealed with ([`RedisStore::sealed_with`]), or none: JSON.
+    seal: Option<SealingKey>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -155,6 +158,7 @@ impl fmt::Debug for RedisStore {
             .field("lock_ttl", &self.lock_ttl)
             .field("lock_wait", &self.lock_wait)
             .field("status_ttl", &self.status_ttl)
+            .field("sealed", &self.seal.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -267,7 +271,37 @@ impl RedisStore {
             lock_ttl: DEFAULT_LOCK_TTL,
             lock_wait: DEFAULT_LOCK_WAIT,
             status_ttl: DEFAULT_STATUS_TTL,
+            seal: None,
         }
+    }
+
+    /// Seals every value this store writes with `key` (XChaCha20-Poly1305, see
+    /// [`SealingKey`]): tokens, refresh tokens, client secrets, DPoP keys and pending web
+    /// logins are ciphertext in Redis, its snapshots (RDB, AOF) and its replicas, useless
+    /// without the key, which every process of the fleet gets from a secret manager rather
+    /// than from Redis. Beside the ciphertext a value shows only what the store's scripts
+    /// compare: keyed fingerprints of its tokens (compare-and-swap) and a registration's
+    /// `client_id`.
+    ///
+    /// Values written before the store was sealed are read as they are, and sealed when next
+    /// written. A sealed value this key does not open (another key sealed it, or it was
+    /// changed), or one read by a store without a key, is an [`ErrorKind::Store`] error, and
+    /// neither a read nor a compare-and-swap touches it. One key per prefix: every process
+    /// sharing it seals with the same one.
+    ///
+    /// ```no_run
+    /// use tower_mcp_oauth::redis::RedisStore;
+    /// use tower_mcp_oauth::SealingKey;
+    /// # async fn run(key_from_the_secret_manager: [u8; 32]) -> Result<(), tower_mcp_oauth::Error> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?
+    ///     .sealed_with(SealingKey::from_bytes(key_from_the_secret_manager));
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sealed_with(mut self, key: SealingKey) -> Self {
+        self.seal = Some(key);
+        self
     }
 
     /// Puts every key under `prefix` (default [`DEFAULT_PREFIX`]), so several applications, or
@@ -366,7 +400,8 @@ impl RedisStore {
                 format!("cannot read the {kind} of {name}")
             })
             .await?;
-        raw.map(|json| decode(&json, kind, name)).transpose()
+        raw.map(|json| decode(&json, kind, name, self.seal.as_ref()))
+            .transpose()
     }
 
     async fn query<T: ::redis::FromRedisValue>(
@@ -386,7 +421,10 @@ impl RedisStore {
         current: Option<&TokenSet>,
         new: Option<&TokenSet>,
     ) -> Result<Replaced, Error> {
-        let new_json = new.map(encode).transpose()?;
+        let seal = self.seal.as_ref();
+        let new_json = new
+            .map(|tokens| encode(tokens, seal, Shown::tokens(tokens)))
+            .transpose()?;
         let (expected_access, expected_refresh) = match current {
             Some(tokens) => (
                 Some(tokens.access_token().secret().as_str()),
@@ -404,6 +442,9 @@ impl RedisStore {
             .arg(expected_refresh.unwrap_or_default())
             .arg(flag(new_json.is_some()))
             .arg(new_json.as_deref().unwrap_or_default())
+            // What a sealed value shows of the expected tokens, to compare with it.
+            .arg(fingerprint(seal, expected_access.unwrap_or_default()))
+            .arg(fingerprint(seal, expected_refresh.unwrap_or_default()))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error(format!("cannot replace the tokens of {resource}"), e))?;
@@ -411,7 +452,7 @@ impl RedisStore {
             [status] if status == "swapped" => Ok(Replaced::Swapped),
             [status] if status == "conflict" => Ok(Replaced::Conflict(None)),
             [status, stored] if status == "conflict" => Ok(Replaced::Conflict(Some(Box::new(
-                decode(stored, TOKENS, resource)?,
+                decode(stored, TOKENS, resource, self.seal.as_ref())?,
             )))),
             _ => Err(Error::new(
                 ErrorKind::Store,
@@ -474,7 +515,8 @@ impl TokenStore for RedisStore {
         tokens: &'a TokenSet,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let cmd = Cmd::set(self.key(TOKENS, resource), encode(tokens)?);
+            let value = encode(tokens, self.seal.as_ref(), Shown::tokens(tokens))?;
+            let cmd = Cmd::set(self.key(TOKENS, resource), value);
             self.query(cmd, || format!("cannot store the tokens of {resource}"))
                 .await
         })
@@ -505,7 +547,12 @@ impl TokenStore for RedisStore {
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let issuer = &registration.issuer;
-            let cmd = Cmd::set(self.key(CLIENT, issuer), encode(registration)?);
+            let value = encode(
+                registration,
+                self.seal.as_ref(),
+                Shown::client(registration),
+            )?;
+            let cmd = Cmd::set(self.key(CLIENT, issuer), value);
             self.query(cmd, || {
                 format!("cannot store the registration for {issuer}")
             })
@@ -558,7 +605,8 @@ impl TokenStore for RedisStore {
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let ttl = u64::try_from(self.status_ttl.as_millis()).unwrap_or(u64::MAX);
-            let cmd = Cmd::pset_ex(self.key(STATUS, server), encode(record)?, ttl);
+            let value = encode(record, self.seal.as_ref(), Shown::default())?;
+            let cmd = Cmd::pset_ex(self.key(STATUS, server), value, ttl);
             self.query(cmd, || format!("cannot store the status of {server}"))
                 .await
         })
@@ -579,6 +627,9 @@ use mcp_oauth_testkit::redis as test_server;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sealed_tests;
 
 #[cfg(all(test, feature = "web"))]
 mod pending_tests;

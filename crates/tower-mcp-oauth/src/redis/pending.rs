@@ -63,12 +63,8 @@ impl RedisStore {
         login: &PendingLogin,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let json = serde_json::to_string(login).map_err(|e| {
-            Error::new(
-                ErrorKind::Store,
-                format!("cannot encode a pending login: {e}"),
-            )
-        })?;
+        // Sealed, in a sealed store: it holds the login's PKCE verifier and its state.
+        let json = super::codec::encode(login, self.seal.as_ref(), Default::default())?;
         // At least 1 ms: `PX 0` is an error in Redis.
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut conn = self.conn.clone();
@@ -100,22 +96,10 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("cannot take a pending login".to_owned(), e))?;
-        raw.map(|json| {
-            // The serde error is not attached: its text may quote the value, which holds
-            // the login's secrets.
-            serde_json::from_str(&json).map_err(|e| {
-                Error::new(
-                    ErrorKind::Store,
-                    format!(
-                        "the stored pending login is not valid ({:?} error at line {}, column {})",
-                        e.classify(),
-                        e.line(),
-                        e.column()
-                    ),
-                )
-            })
-        })
-        .transpose()
+        // The serde error is not attached (see `codec::decode`): its text may quote the value,
+        // which holds the login's secrets.
+        raw.map(|json| super::codec::decode(&json, "pending login", "a user", self.seal.as_ref()))
+            .transpose()
     }
 
     async fn forget_pending(&self, user: &str) -> Result<(), Error> {

@@ -11,7 +11,9 @@ use ::redis::Script;
 ///
 /// KEYS[1]: the tokens key. ARGV: [1] "1" if tokens are expected ("0": nothing stored),
 /// [2] the expected access token, [3] "1" if a refresh token is expected, [4] that refresh token,
-/// [5] "1" to store ARGV[6] ("0": delete the key), [6] the new tokens as JSON.
+/// [5] "1" to store ARGV[6] ("0": delete the key), [6] the new tokens as stored, [7] and [8]
+/// the keyed fingerprints of [2] and [4] (empty without a key), compared instead when the
+/// stored value is sealed (see `codec`): a sealed value shows no token.
 /// Returns {"swapped"}, or {"conflict"[, what is stored now]}.
 pub(super) static COMPARE_AND_SWAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -27,11 +29,16 @@ else
   if not ok or type(tokens) ~= 'table' then
     return redis.error_reply('the stored tokens are not valid JSON')
   end
-  local refresh = tokens['refresh_token']
-  if type(refresh) ~= 'string' then refresh = nil end
-  local expected_refresh = nil
+  local access, refresh = tokens['access_token'], tokens['refresh_token']
+  local expected_access, expected_refresh = ARGV[2], nil
   if ARGV[3] == '1' then expected_refresh = ARGV[4] end
-  same = tokens['access_token'] == ARGV[2] and refresh == expected_refresh
+  if type(tokens['sealed']) == 'string' then
+    access, refresh = tokens['access_token_fingerprint'], tokens['refresh_token_fingerprint']
+    expected_access = ARGV[7]
+    if ARGV[3] == '1' then expected_refresh = ARGV[8] end
+  end
+  if type(refresh) ~= 'string' then refresh = nil end
+  same = type(access) == 'string' and access == expected_access and refresh == expected_refresh
 end
 if not same then
   if stored then return {'conflict', stored} end

@@ -153,6 +153,30 @@ pub(crate) fn open(key: &SealingKey, bytes: &[u8], what: &str) -> Result<Opened,
     Ok(Opened::Sealed(Zeroizing::new(record)))
 }
 
+/// A keyed fingerprint of a secret kept inside a sealed record (a token), in hex, for a store
+/// that must compare records where it cannot open them (Redis's compare-and-swap script): equal
+/// secrets give equal fingerprints, and without the key none can be told from another or
+/// tested against a guess. SHA-256 of a subkey (itself a hash of the sealing key, so the key is
+/// never used for two purposes) and the secret; equality is all it serves, which a length
+/// extension cannot forge without the subkey.
+pub(crate) fn fingerprint(key: &SealingKey, secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    let subkey = Sha256::new()
+        .chain_update(b"tower-mcp-oauth fingerprint v1\0")
+        .chain_update(key.as_bytes())
+        .finalize();
+    let digest = Sha256::new()
+        .chain_update(subkey)
+        .chain_update(secret.as_bytes())
+        .finalize();
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
 /// Whether `bytes` are a sealed record (for a store without a key, which cannot read one).
 pub(crate) fn is_sealed(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
@@ -182,6 +206,19 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Store);
         assert!(!err.is_transient());
         assert!(err.to_string().contains("tokens-x.json"), "{err}");
+    }
+
+    #[test]
+    fn a_fingerprint_tells_secrets_apart_under_one_key_only() {
+        let (a, b) = (
+            SealingKey::from_bytes([1; 32]),
+            SealingKey::from_bytes([2; 32]),
+        );
+        assert_eq!(fingerprint(&a, "rt-1"), fingerprint(&a, "rt-1"));
+        assert_ne!(fingerprint(&a, "rt-1"), fingerprint(&a, "rt-2"));
+        assert_ne!(fingerprint(&a, "rt-1"), fingerprint(&b, "rt-1"));
+        assert_eq!(fingerprint(&a, "rt-1").len(), 64);
+        assert!(!fingerprint(&a, "rt-1").contains("rt-1"));
     }
 
     #[test]

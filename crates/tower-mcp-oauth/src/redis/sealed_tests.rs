@@ -1,0 +1,218 @@
+//! A sealed Redis store ([`RedisStore::sealed_with`]) against a real redis-server: nothing
+//! secret in any value, compare-and-swap on fingerprints, values from before sealing read and
+//! sealed when next written, and a value it cannot open refused without being touched.
+
+use super::test_server::RedisServer;
+use super::*;
+use crate::store::sealing::SealingKey;
+use mcp_oauth_flow::secrets::{ClientSecret, RefreshToken};
+use mcp_oauth_flow::token::TokenType;
+
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+const ISSUER: &str = "https://as.example.com";
+
+fn tokens(access: &str) -> TokenSet {
+    TokenSet::new(access, TokenType::Bearer, ISSUER, "client-1")
+        .with_refresh_token(Some(RefreshToken::new(format!("{access}-refresh"))))
+}
+
+fn registration(client_id: &str) -> ClientRegistration {
+    ClientRegistration {
+        issuer: ISSUER.into(),
+        client_id: client_id.into(),
+        client_secret: Some(ClientSecret::new("SECRET-client".into())),
+        client_secret_expires_at: None,
+        token_endpoint_auth_method: Some("client_secret_basic".into()),
+        redirect_uris: vec![],
+        grant_types: Vec::new(),
+    }
+}
+
+async fn store(server: &RedisServer, seal: Option<&SealingKey>) -> RedisStore {
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    match seal {
+        Some(key) => store.sealed_with(key.clone()),
+        None => store,
+    }
+}
+
+/// Every value under the store's prefix.
+async fn values(store: &RedisStore) -> Vec<(String, String)> {
+    let mut conn = store.conn.clone();
+    let mut keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{}:*", store.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        // The strings: a pending login's index is a set.
+        let value: Result<Option<String>, _> = Cmd::get(&key).query_async(&mut conn).await;
+        out.extend(value.ok().flatten().map(|v| (key, v)));
+    }
+    out
+}
+
+fn assert_nothing_secret(values: &[(String, String)]) {
+    for (key, value) in values {
+        assert!(!value.contains("SECRET"), "{key}: {value}");
+    }
+}
+
+#[tokio::test]
+async fn every_value_is_sealed_and_read_back_with_the_key() {
+    let server = RedisServer::start();
+    let key = SealingKey::generate().unwrap();
+    let sealed = store(&server, Some(&key)).await;
+    sealed
+        .save_tokens(RESOURCE, &tokens("SECRET-at"))
+        .await
+        .unwrap();
+    sealed.save_client(&registration("client-1")).await.unwrap();
+    let written = values(&sealed).await;
+    assert_eq!(written.len(), 2, "{written:?}");
+    assert_nothing_secret(&written);
+
+    // Another process with the key reads them.
+    let other = store(&server, Some(&key)).await;
+    let back = other.load_tokens(RESOURCE).await.unwrap().unwrap();
+    assert_eq!(back.access_token().secret(), "SECRET-at");
+    let client = other.load_client(ISSUER).await.unwrap().unwrap();
+    assert_eq!(
+        client.client_secret.as_ref().map(|s| s.secret().as_str()),
+        Some("SECRET-client")
+    );
+    // The refused-client removal reads the client id the envelope shows (under a prefix of
+    // its own: the contract starts from nothing stored).
+    let contract = other.prefix("contract");
+    crate::store::contract::removes_only_the_refused_client(&contract).await;
+    assert_nothing_secret(&values(&contract).await);
+}
+
+#[tokio::test]
+async fn compare_and_swap_works_on_what_a_sealed_value_shows() {
+    let server = RedisServer::start();
+    let key = SealingKey::generate().unwrap();
+    let store = store(&server, Some(&key)).await;
+    let first = tokens("SECRET-1");
+    store.save_tokens(RESOURCE, &first).await.unwrap();
+
+    // Expecting other tokens: a conflict, which reports the stored ones, opened.
+    let stale = tokens("SECRET-0");
+    match store
+        .compare_and_swap_tokens(RESOURCE, Some(&stale), Some(&tokens("SECRET-x")))
+        .await
+        .unwrap()
+    {
+        Replaced::Conflict(Some(current)) => assert!(current.same_tokens(&first)),
+        other => panic!("expected a conflict with the stored tokens, got {other:?}"),
+    }
+    // The same access token with another refresh token is not the same tokens either.
+    let other_refresh =
+        tokens("SECRET-1").with_refresh_token(Some(RefreshToken::new("SECRET-other".into())));
+    assert!(matches!(
+        store
+            .compare_and_swap_tokens(RESOURCE, Some(&other_refresh), None)
+            .await
+            .unwrap(),
+        Replaced::Conflict(Some(_))
+    ));
+    // Expecting the stored ones: swapped, and sealed again.
+    let second = tokens("SECRET-2");
+    assert!(matches!(
+        store
+            .compare_and_swap_tokens(RESOURCE, Some(&first), Some(&second))
+            .await
+            .unwrap(),
+        Replaced::Swapped
+    ));
+    assert!(store
+        .load_tokens(RESOURCE)
+        .await
+        .unwrap()
+        .unwrap()
+        .same_tokens(&second));
+    assert_nothing_secret(&values(&store).await);
+    // And removed on a swap to nothing.
+    assert!(matches!(
+        store
+            .compare_and_swap_tokens(RESOURCE, Some(&second), None)
+            .await
+            .unwrap(),
+        Replaced::Swapped
+    ));
+    assert!(values(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn values_from_before_sealing_are_read_and_sealed_when_next_written() {
+    let server = RedisServer::start();
+    let plain = store(&server, None).await;
+    let old = tokens("SECRET-old");
+    plain.save_tokens(RESOURCE, &old).await.unwrap();
+    assert!(values(&plain).await[0].1.contains("SECRET-old"));
+
+    let sealed = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    let read = sealed.load_tokens(RESOURCE).await.unwrap().unwrap();
+    assert!(read.same_tokens(&old));
+    assert!(matches!(
+        sealed
+            .compare_and_swap_tokens(RESOURCE, Some(&read), Some(&tokens("SECRET-new")))
+            .await
+            .unwrap(),
+        Replaced::Swapped
+    ));
+    assert_nothing_secret(&values(&sealed).await);
+}
+
+#[tokio::test]
+async fn a_value_this_store_cannot_open_is_refused_and_left_as_it_is() {
+    let server = RedisServer::start();
+    let owner = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    owner
+        .save_tokens(RESOURCE, &tokens("SECRET-at"))
+        .await
+        .unwrap();
+    let before = values(&owner).await;
+
+    let other = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    let unsealed = store(&server, None).await;
+    for (store, says) in [(&other, "does not open"), (&unsealed, "sealed_with")] {
+        let err = store.load_tokens(RESOURCE).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Store);
+        assert!(!err.is_transient());
+        assert!(err.to_string().contains(says), "{err}");
+        // Nor does a compare-and-swap write over it, whatever it expects.
+        for expected in [None, Some(tokens("SECRET-at"))] {
+            let swap = store
+                .compare_and_swap_tokens(RESOURCE, expected.as_ref(), Some(&tokens("SECRET-mine")))
+                .await;
+            assert!(swap.is_err(), "{swap:?}");
+        }
+    }
+    assert_eq!(values(&owner).await, before, "a value was changed");
+}
+
+#[cfg(feature = "web")]
+#[tokio::test]
+async fn a_pending_web_login_is_sealed_too() {
+    use crate::web::{PendingLogin, PendingLoginStore};
+    let server = RedisServer::start();
+    let store = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    let login = PendingLogin::for_tests(
+        "https://a.example/",
+        std::time::UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+    );
+    store
+        .put("alice", "the-state", &login, Duration::from_secs(600))
+        .await
+        .unwrap();
+    for (key, value) in values(&store).await {
+        assert!(
+            !value.contains("verifier-secret") && !value.contains("client-secret"),
+            "{key}: {value}"
+        );
+    }
+    assert!(store.take("alice", "the-state").await.unwrap().is_some());
+}
