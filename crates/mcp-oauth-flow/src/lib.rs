@@ -87,6 +87,7 @@ mod well_known;
 pub use chooser::AuthorizationServerChooser;
 pub use config::{ClientConfig, PkcePolicy};
 pub use error::{BoxError, Error, ErrorKind, OAuthErrorResponse};
+pub use escaped::unsafe_to_display;
 pub use flow::{Action, Flow, FlowOutcome, FlowSecrets, FlowStart, SubRequest, Trigger};
 pub use flow::{PendingAuthorization, PENDING_AUTHORIZATION_VERSION};
 

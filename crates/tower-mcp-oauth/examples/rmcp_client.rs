@@ -139,12 +139,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
 /// What a server sent, as it may reach a terminal: control characters (escape sequences that
 /// move the cursor, retitle the window or write the clipboard) and the invisible characters
-/// that reorder or hide text become U+FFFD.
+/// that reorder or hide text become U+FFFD (the crate's one rule: `unsafe_to_display`).
 fn shown(text: &str) -> String {
     text.chars()
         .map(|c| {
-            let hidden = matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
-            if c.is_control() || hidden {
+            if tower_mcp_oauth::unsafe_to_display(c) {
                 '\u{FFFD}'
             } else {
                 c

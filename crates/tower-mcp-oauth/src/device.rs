@@ -75,26 +75,13 @@ impl StderrPrompt {
     }
 }
 
-/// The authorization server's text as it may reach a terminal: control characters (escape
-/// sequences that move the cursor, retitle the window or make a link show another address)
-/// and the invisible characters that reorder, hide or break text each become U+FFFD. A code
-/// and a web address need none of them. The invisible ones are the core's (its `Escaped`, for
-/// errors and reports): the bidirectional marks, overrides and isolates (Unicode TR #9, the
-/// Arabic letter mark among them), the zero-width characters and joiners, and the line and
-/// paragraph separators, which start a new line in some terminals and log viewers (a forged
-/// second line of the prompt).
+/// The authorization server's text as it may reach a terminal: every character the core's one
+/// rule names ([`mcp_oauth_flow::unsafe_to_display`]: controls, and what steers or hides text
+/// unseen) becomes U+FFFD. A code and a web address need none of them.
 fn printable(text: &str) -> String {
     text.chars()
         .map(|c| {
-            let hidden = matches!(
-                c,
-                '\u{061C}'
-                    | '\u{200B}'..='\u{200F}'
-                    | '\u{2028}'..='\u{202E}'
-                    | '\u{2060}'..='\u{2069}'
-                    | '\u{FEFF}'
-            );
-            if c.is_control() || hidden {
+            if mcp_oauth_flow::unsafe_to_display(c) {
                 '\u{FFFD}'
             } else {
                 c

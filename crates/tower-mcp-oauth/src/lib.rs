@@ -189,6 +189,7 @@ pub use timer::TokioTimer;
 
 pub use mcp_oauth_flow::device::UserCode;
 pub use mcp_oauth_flow::dpop::DpopKey;
+pub use mcp_oauth_flow::unsafe_to_display;
 pub use mcp_oauth_flow::{
     authorization::{AuthorizationRequest, AuthorizationResponse, Scopes},
     client::{

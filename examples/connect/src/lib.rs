@@ -106,26 +106,18 @@ impl Console for Stdio {
 /// server's name, an error's message, the device code and its URL) may hold escape sequences
 /// that move the cursor, retitle the window, write the clipboard (OSC 52) or make a link show
 /// another address, and invisible characters that reorder or hide text (bidirectional
-/// overrides, zero-width marks). Each becomes U+FFFD; tabs and line breaks stay.
+/// overrides, zero-width marks, tag characters): the library's one rule,
+/// [`tower_mcp_oauth::unsafe_to_display`]. Each becomes U+FFFD; tabs and line breaks stay.
 ///
 /// ```
 /// use connect::terminal_safe;
 /// assert_eq!(terminal_safe("tool\tdoes things"), "tool\tdoes things");
 /// assert_eq!(terminal_safe("x\u{1b}]52;c;cGF5\u{7}y"), "x\u{FFFD}]52;c;cGF5\u{FFFD}y");
 /// assert_eq!(terminal_safe("abc\u{202E}fed"), "abc\u{FFFD}fed");
+/// assert_eq!(terminal_safe("ok\u{E0049}\u{E0047}"), "ok\u{FFFD}\u{FFFD}");
 /// ```
 pub fn terminal_safe(line: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        (c.is_control() && c != '\t' && c != '\n')
-            || matches!(
-                c,
-                '\u{061C}'
-                    | '\u{200B}'..='\u{200F}'
-                    | '\u{2028}'..='\u{202E}'
-                    | '\u{2060}'..='\u{2069}'
-                    | '\u{FEFF}'
-            )
-    };
+    let unsafe_char = |c: char| c != '\t' && c != '\n' && tower_mcp_oauth::unsafe_to_display(c);
     if !line.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(line);
     }
