@@ -107,7 +107,10 @@ impl Console for Stdio {
 /// that move the cursor, retitle the window, write the clipboard (OSC 52) or make a link show
 /// another address, and invisible characters that reorder or hide text (bidirectional
 /// overrides, zero-width marks, tag characters): the library's one rule,
-/// [`tower_mcp_oauth::unsafe_to_display`]. Each becomes U+FFFD; tabs and line breaks stay.
+/// [`tower_mcp_oauth::unsafe_to_display`]. Each becomes U+FFFD; tabs and line breaks stay, and
+/// so do the four invisible characters human text needs, in a tool's description as anywhere:
+/// the zero-width joiner and non-joiner (emoji sequences, Persian, the Indic scripts) and the
+/// text and emoji presentation selectors.
 ///
 /// ```
 /// use connect::terminal_safe;
@@ -115,9 +118,17 @@ impl Console for Stdio {
 /// assert_eq!(terminal_safe("x\u{1b}]52;c;cGF5\u{7}y"), "x\u{FFFD}]52;c;cGF5\u{FFFD}y");
 /// assert_eq!(terminal_safe("abc\u{202E}fed"), "abc\u{FFFD}fed");
 /// assert_eq!(terminal_safe("ok\u{E0049}\u{E0047}"), "ok\u{FFFD}\u{FFFD}");
+/// let human = "\u{1F469}\u{200D}\u{1F4BB} \u{2764}\u{FE0F} \u{645}\u{6CC}\u{200C}\u{62E}";
+/// assert_eq!(terminal_safe(human), human);
 /// ```
 pub fn terminal_safe(line: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| c != '\t' && c != '\n' && tower_mcp_oauth::unsafe_to_display(c);
+    let human = |c: char| {
+        matches!(
+            c,
+            '\t' | '\n' | '\u{200C}' | '\u{200D}' | '\u{FE0E}' | '\u{FE0F}'
+        )
+    };
+    let unsafe_char = |c: char| !human(c) && tower_mcp_oauth::unsafe_to_display(c);
     if !line.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(line);
     }
