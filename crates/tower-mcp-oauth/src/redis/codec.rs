@@ -2,11 +2,14 @@
 //! in a sealed store ([`RedisStore::sealed_with`](super::RedisStore::sealed_with)), that JSON
 //! sealed, in an envelope that shows only what the store's scripts compare.
 //!
-//! A sealed envelope is `{"sealed":"<base64 of the sealed JSON>", ...}` with, beside it, the
-//! keyed fingerprints of the access and refresh tokens (compare-and-swap compares those, not
-//! the tokens) and a registration's `client_id` (no secret: the refused-client removal compares
-//! it). `sealed` comes first, so a sealed value is told from a plain record (which never has
-//! such a field) by its first bytes.
+//! A sealed envelope is `{"sealed":"<base64 of the sealed JSON>", ...}` with, beside it, the id
+//! of the key that sealed it (the store's scripts refuse to write over or remove a value
+//! sealed under another key), the keyed fingerprints of the access and refresh tokens
+//! (compare-and-swap compares those, not the tokens) and a registration's `client_id` (no
+//! secret: the refused-client removal compares it). `sealed` comes first, so a sealed value is
+//! told from a plain record (which never has such a field) by its first bytes. The seal binds
+//! the value's kind and name (its Redis key without the prefix): a value copied under another
+//! key (another user's, another server's) does not open there.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -49,6 +52,7 @@ impl<'a> Shown<'a> {
 #[derive(Serialize)]
 struct SealedOut<'a> {
     sealed: String,
+    key_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     access_token_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,9 +66,17 @@ struct SealedIn {
     sealed: String,
 }
 
-/// `value` as the store writes it: its JSON, sealed with `seal` when the store has a key.
+/// What a value of `kind` under `name` is sealed for.
+pub(super) fn context(kind: &str, name: &str) -> String {
+    format!("{kind}\0{name}")
+}
+
+/// `value`, the `kind` of `name`, as the store writes it: its JSON, sealed with `seal` when the
+/// store has a key.
 pub(super) fn encode<T: Serialize>(
     value: &T,
+    kind: &str,
+    name: &str,
     seal: Option<&SealingKey>,
     shown: Shown<'_>,
 ) -> Result<String, Error> {
@@ -74,9 +86,11 @@ pub(super) fn encode<T: Serialize>(
         return Ok(json);
     };
     let json = zeroize::Zeroizing::new(json);
-    let fingerprint = |secret: Option<&str>| secret.map(|s| sealing::fingerprint(key, s));
+    let context = context(kind, name);
+    let fingerprint = |secret: Option<&str>| secret.map(|s| sealing::fingerprint(key, &context, s));
     let envelope = SealedOut {
-        sealed: STANDARD.encode(sealing::seal(key, json.as_bytes())?),
+        sealed: STANDARD.encode(sealing::seal(key, json.as_bytes(), &context)?),
+        key_id: sealing::key_id(key),
         access_token_fingerprint: fingerprint(shown.access_token),
         refresh_token_fingerprint: fingerprint(shown.refresh_token),
         client_id: shown.client_id,
@@ -85,11 +99,22 @@ pub(super) fn encode<T: Serialize>(
         .map_err(|e| Error::new(ErrorKind::Store, format!("cannot encode for Redis: {e}")))
 }
 
-/// The keyed fingerprint of `secret` a sealed envelope shows, for the compare-and-swap script;
-/// empty without a key (no sealed envelope's is).
-pub(super) fn fingerprint(seal: Option<&SealingKey>, secret: &str) -> String {
-    seal.map(|key| sealing::fingerprint(key, secret))
+/// The keyed fingerprint of `secret`, held in the `kind` of `name`, as a sealed envelope shows
+/// it, for the compare-and-swap script; empty without a key (no sealed envelope's is).
+pub(super) fn fingerprint(
+    seal: Option<&SealingKey>,
+    kind: &str,
+    name: &str,
+    secret: &str,
+) -> String {
+    seal.map(|key| sealing::fingerprint(key, &context(kind, name), secret))
         .unwrap_or_default()
+}
+
+/// The id of the store's key, for the scripts that refuse to write over a value another key
+/// sealed; empty without a key.
+pub(super) fn key_id(seal: Option<&SealingKey>) -> String {
+    seal.map(sealing::key_id).unwrap_or_default()
 }
 
 /// Parses a stored value (`kind` of `name`, for the errors), opening it when sealed. A value
@@ -125,7 +150,7 @@ pub(super) fn decode<T: DeserializeOwned>(
     let bytes = STANDARD
         .decode(envelope.sealed.as_bytes())
         .map_err(|_| not_sealed())?;
-    match sealing::open(key, &bytes, &what)? {
+    match sealing::open(key, &bytes, &context(kind, name), &what)? {
         Opened::Sealed(json) => parse(&json, kind, name),
         Opened::Plain => Err(not_sealed()),
     }
@@ -160,20 +185,24 @@ mod tests {
     fn a_sealed_value_shows_fingerprints_only_and_opens_with_its_key() {
         let key = SealingKey::from_bytes([9; 32]);
         let tokens = tokens();
-        let raw = encode(&tokens, Some(&key), Shown::tokens(&tokens)).unwrap();
+        let raw = encode(&tokens, "tokens", "r", Some(&key), Shown::tokens(&tokens)).unwrap();
         assert!(raw.starts_with(SEALED_PREFIX), "{raw}");
         assert!(!raw.contains("SECRET"), "{raw}");
         let shown: serde_json::Value = serde_json::from_str(&raw).unwrap();
         assert_eq!(
             shown["access_token_fingerprint"],
-            fingerprint(Some(&key), "SECRET-at")
+            fingerprint(Some(&key), "tokens", "r", "SECRET-at")
         );
         assert_eq!(
             shown["refresh_token_fingerprint"],
-            fingerprint(Some(&key), "SECRET-rt")
+            fingerprint(Some(&key), "tokens", "r", "SECRET-rt")
         );
         let back: TokenSet = decode(&raw, "tokens", "r", Some(&key)).unwrap();
         assert!(back.same_tokens(&tokens));
+        assert_eq!(shown["key_id"], key_id(Some(&key)));
+        // Copied under another name, or as another kind, it does not open.
+        assert!(decode::<TokenSet>(&raw, "tokens", "other", Some(&key)).is_err());
+        assert!(decode::<TokenSet>(&raw, "status", "r", Some(&key)).is_err());
 
         // No key, or another: a typed error that quotes nothing.
         let other = SealingKey::from_bytes([8; 32]);
@@ -188,7 +217,7 @@ mod tests {
     fn a_plain_value_is_read_by_a_sealed_store_and_a_broken_envelope_is_refused() {
         let key = SealingKey::from_bytes([9; 32]);
         let tokens = tokens();
-        let plain = encode(&tokens, None, Shown::tokens(&tokens)).unwrap();
+        let plain = encode(&tokens, "tokens", "r", None, Shown::tokens(&tokens)).unwrap();
         assert!(plain.contains("SECRET-at"));
         let back: TokenSet = decode(&plain, "tokens", "r", Some(&key)).unwrap();
         assert!(back.same_tokens(&tokens));

@@ -33,8 +33,8 @@ use crate::store::{LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 
 use crate::store::sealing::SealingKey;
-use codec::{decode, encode, fingerprint, Shown};
-use scripts::{COMPARE_AND_SWAP, RELEASE, REMOVE_REFUSED_CLIENT};
+use codec::{decode, encode, fingerprint, key_id, Shown};
+use scripts::{COMPARE_AND_SWAP, GUARDED_WRITE, RELEASE, REMOVE_REFUSED_CLIENT};
 
 /// The key prefix of a [`RedisStore`] unless [`RedisStore::prefix`] sets another.
 ///
@@ -280,14 +280,18 @@ impl RedisStore {
     /// logins are ciphertext in Redis, its snapshots (RDB, AOF) and its replicas, useless
     /// without the key, which every process of the fleet gets from a secret manager rather
     /// than from Redis. Beside the ciphertext a value shows only what the store's scripts
-    /// compare: keyed fingerprints of its tokens (compare-and-swap) and a registration's
-    /// `client_id`.
+    /// compare: the id of the key that sealed it, keyed fingerprints of its tokens
+    /// (compare-and-swap compares those, and sends Redis no token) and a registration's
+    /// `client_id`. Each value is bound to its kind and its key: copied under another key
+    /// (another user's, another server's), it does not open there.
     ///
     /// Values written before the store was sealed are read as they are, and sealed when next
-    /// written. A sealed value this key does not open (another key sealed it, or it was
-    /// changed), or one read by a store without a key, is an [`ErrorKind::Store`] error, and
-    /// neither a read nor a compare-and-swap touches it. One key per prefix: every process
-    /// sharing it seals with the same one.
+    /// written: tokens at their next refresh or login (the one compare-and-swap that sends
+    /// their tokens, to compare a value that shows them), a registration when the client next
+    /// registers, a status at the next flow. A sealed value this key does not open (another
+    /// key sealed it, or it was changed), or one a store without a key meets, is an
+    /// [`ErrorKind::Store`] error, and no read, write, removal or compare-and-swap touches it.
+    /// One key per prefix: every process sharing it seals with the same one.
     ///
     /// ```no_run
     /// use tower_mcp_oauth::redis::RedisStore;
@@ -415,15 +419,15 @@ impl RedisStore {
             .map_err(|e| redis_error(what(), e))
     }
 
-    async fn swap(
+    async fn swap<'a>(
         &self,
         resource: &str,
-        current: Option<&TokenSet>,
+        current: Option<&'a TokenSet>,
         new: Option<&TokenSet>,
     ) -> Result<Replaced, Error> {
         let seal = self.seal.as_ref();
         let new_json = new
-            .map(|tokens| encode(tokens, seal, Shown::tokens(tokens)))
+            .map(|tokens| encode(tokens, TOKENS, resource, seal, Shown::tokens(tokens)))
             .transpose()?;
         let (expected_access, expected_refresh) = match current {
             Some(tokens) => (
@@ -432,33 +436,94 @@ impl RedisStore {
             ),
             None => (None, None),
         };
-        let flag = |present: bool| if present { "1" } else { "0" };
+        // A sealed store sends no token: the script compares fingerprints with a sealed value,
+        // and answers `plain` for a value written before the store was sealed, which only then
+        // is compared by its tokens (once, as it is sealed by the swap).
+        let mut send_tokens = seal.is_none();
+        for _ in 0..2 {
+            let flag = |present: bool| if present { "1" } else { "0" };
+            let plain = |token: Option<&'a str>| -> &'a str {
+                if send_tokens {
+                    token.unwrap_or_default()
+                } else {
+                    ""
+                }
+            };
+            let print = |token: Option<&str>| {
+                fingerprint(seal, TOKENS, resource, token.unwrap_or_default())
+            };
+            let mut conn = self.conn.clone();
+            let reply: Vec<String> = COMPARE_AND_SWAP
+                .key(self.key(TOKENS, resource))
+                .arg(flag(current.is_some()))
+                .arg(plain(expected_access))
+                .arg(flag(expected_refresh.is_some()))
+                .arg(plain(expected_refresh))
+                .arg(flag(new_json.is_some()))
+                .arg(new_json.as_deref().unwrap_or_default())
+                .arg(print(expected_access))
+                .arg(print(expected_refresh))
+                .arg(key_id(seal))
+                .arg(flag(send_tokens))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(format!("cannot replace the tokens of {resource}"), e))?;
+            return match reply.as_slice() {
+                [status] if status == "plain" && !send_tokens => {
+                    send_tokens = true;
+                    continue;
+                }
+                [status] if status == "swapped" => Ok(Replaced::Swapped),
+                [status] if status == "conflict" => Ok(Replaced::Conflict(None)),
+                [status, stored] if status == "conflict" => Ok(Replaced::Conflict(Some(
+                    Box::new(decode(stored, TOKENS, resource, seal)?),
+                ))),
+                _ => Err(Error::new(
+                    ErrorKind::Store,
+                    format!(
+                        "unexpected reply from the compare-and-swap script for {resource} ({} items)",
+                        reply.len()
+                    ),
+                )),
+            };
+        }
+        Err(Error::new(
+            ErrorKind::Store,
+            format!("the compare-and-swap script for {resource} asked for the tokens twice"),
+        ))
+    }
+
+    /// Sets (`Some`, with a time-to-live in milliseconds if given) or deletes (`None`) `key`,
+    /// unless it holds a value sealed under another key than this store's (or, for a store
+    /// without one, under any key): that one could never be read again by whoever sealed it.
+    async fn guarded_write(
+        &self,
+        key: String,
+        value: Option<(String, Option<u64>)>,
+        what: impl Fn() -> String,
+    ) -> Result<(), Error> {
+        let (op, value, ttl) = match value {
+            Some((value, ttl)) => ("set", value, ttl.map(|t| t.to_string())),
+            None => ("del", String::new(), None),
+        };
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = COMPARE_AND_SWAP
-            .key(self.key(TOKENS, resource))
-            .arg(flag(current.is_some()))
-            .arg(expected_access.unwrap_or_default())
-            .arg(flag(expected_refresh.is_some()))
-            .arg(expected_refresh.unwrap_or_default())
-            .arg(flag(new_json.is_some()))
-            .arg(new_json.as_deref().unwrap_or_default())
-            // What a sealed value shows of the expected tokens, to compare with it.
-            .arg(fingerprint(seal, expected_access.unwrap_or_default()))
-            .arg(fingerprint(seal, expected_refresh.unwrap_or_default()))
+        let reply: String = GUARDED_WRITE
+            .key(key)
+            .arg(op)
+            .arg(value)
+            .arg(ttl.unwrap_or_default())
+            .arg(key_id(self.seal.as_ref()))
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| redis_error(format!("cannot replace the tokens of {resource}"), e))?;
-        match reply.as_slice() {
-            [status] if status == "swapped" => Ok(Replaced::Swapped),
-            [status] if status == "conflict" => Ok(Replaced::Conflict(None)),
-            [status, stored] if status == "conflict" => Ok(Replaced::Conflict(Some(Box::new(
-                decode(stored, TOKENS, resource, self.seal.as_ref())?,
-            )))),
+            .map_err(|e| redis_error(what(), e))?;
+        match reply.as_str() {
+            "ok" => Ok(()),
             _ => Err(Error::new(
                 ErrorKind::Store,
                 format!(
-                    "unexpected reply from the compare-and-swap script for {resource} ({} items)",
-                    reply.len()
+                    "{}: the value there is sealed under another key than this store's (give the \
+                     store its key, RedisStore::sealed_with); it was left as it is",
+                    what()
                 ),
             )),
         }
@@ -515,10 +580,17 @@ impl TokenStore for RedisStore {
         tokens: &'a TokenSet,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let value = encode(tokens, self.seal.as_ref(), Shown::tokens(tokens))?;
-            let cmd = Cmd::set(self.key(TOKENS, resource), value);
-            self.query(cmd, || format!("cannot store the tokens of {resource}"))
-                .await
+            let value = encode(
+                tokens,
+                TOKENS,
+                resource,
+                self.seal.as_ref(),
+                Shown::tokens(tokens),
+            )?;
+            self.guarded_write(self.key(TOKENS, resource), Some((value, None)), || {
+                format!("cannot store the tokens of {resource}")
+            })
+            .await
         })
     }
 
@@ -549,11 +621,12 @@ impl TokenStore for RedisStore {
             let issuer = &registration.issuer;
             let value = encode(
                 registration,
+                CLIENT,
+                issuer,
                 self.seal.as_ref(),
                 Shown::client(registration),
             )?;
-            let cmd = Cmd::set(self.key(CLIENT, issuer), value);
-            self.query(cmd, || {
+            self.guarded_write(self.key(CLIENT, issuer), Some((value, None)), || {
                 format!("cannot store the registration for {issuer}")
             })
             .await
@@ -562,12 +635,10 @@ impl TokenStore for RedisStore {
 
     fn remove_client<'a>(&'a self, issuer: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let cmd = Cmd::del(self.key(CLIENT, issuer));
-            self.query::<i64>(cmd, || {
+            self.guarded_write(self.key(CLIENT, issuer), None, || {
                 format!("cannot remove the registration for {issuer}")
             })
             .await
-            .map(drop)
         })
     }
 
@@ -605,10 +676,11 @@ impl TokenStore for RedisStore {
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let ttl = u64::try_from(self.status_ttl.as_millis()).unwrap_or(u64::MAX);
-            let value = encode(record, self.seal.as_ref(), Shown::default())?;
-            let cmd = Cmd::pset_ex(self.key(STATUS, server), value, ttl);
-            self.query(cmd, || format!("cannot store the status of {server}"))
-                .await
+            let value = encode(record, STATUS, server, self.seal.as_ref(), Shown::default())?;
+            self.guarded_write(self.key(STATUS, server), Some((value, Some(ttl))), || {
+                format!("cannot store the status of {server}")
+            })
+            .await
         })
     }
 

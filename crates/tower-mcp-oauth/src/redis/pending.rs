@@ -32,6 +32,8 @@ use crate::BoxFuture;
 
 const PENDING: &str = "pending";
 const PENDING_INDEX: &str = "pending-index";
+/// A pending login's kind, as a sealed one is bound to it (with its key).
+const PENDING_KIND: &str = "pending login";
 
 impl RedisStore {
     /// The key of `user`'s logins without the last part: what `forget_user` scans for.
@@ -63,13 +65,22 @@ impl RedisStore {
         login: &PendingLogin,
         ttl: Duration,
     ) -> Result<(), Error> {
-        // Sealed, in a sealed store: it holds the login's PKCE verifier and its state.
-        let json = super::codec::encode(login, self.seal.as_ref(), Default::default())?;
+        // Sealed, in a sealed store: it holds the login's PKCE verifier and its state. Bound
+        // to its key, which names the user and the state (hashed): moved to another user's, it
+        // does not open.
+        let key = self.pending_key(user, state);
+        let json = super::codec::encode(
+            login,
+            PENDING_KIND,
+            &key,
+            self.seal.as_ref(),
+            Default::default(),
+        )?;
         // At least 1 ms: `PX 0` is an error in Redis.
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut conn = self.conn.clone();
         let set: i64 = PUT_PENDING
-            .key(self.pending_key(user, state))
+            .key(&key)
             .key(self.pending_index_key(user))
             .arg(json)
             .arg(millis)
@@ -90,15 +101,17 @@ impl RedisStore {
 
     async fn take_pending(&self, user: &str, state: &str) -> Result<Option<PendingLogin>, Error> {
         let mut conn = self.conn.clone();
+        let key = self.pending_key(user, state);
         let raw: Option<String> = TAKE_PENDING
-            .key(self.pending_key(user, state))
+            .key(&key)
             .key(self.pending_index_key(user))
+            .arg(super::codec::key_id(self.seal.as_ref()))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| redis_error("cannot take a pending login".to_owned(), e))?;
         // The serde error is not attached (see `codec::decode`): its text may quote the value,
         // which holds the login's secrets.
-        raw.map(|json| super::codec::decode(&json, "pending login", "a user", self.seal.as_ref()))
+        raw.map(|json| super::codec::decode(&json, PENDING_KIND, &key, self.seal.as_ref()))
             .transpose()
     }
 

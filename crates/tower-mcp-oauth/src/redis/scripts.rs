@@ -4,6 +4,19 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
+/// The Lua of whether a stored value is sealed under another key than ARGV's `key_id` (any
+/// key, for a store without one, whose `key_id` is empty): a value this store could never
+/// read again once written over or removed. A value that starts as a sealed one but does not
+/// parse is left alone too.
+const FOREIGN: &str = r#"
+local function foreign(stored, key_id)
+  if string.sub(stored, 1, 11) ~= '{"sealed":"' then return false end
+  local ok, value = pcall(cjson.decode, stored)
+  if not ok or type(value) ~= 'table' then return true end
+  return value['key_id'] ~= key_id
+end
+"#;
+
 /// Replaces the tokens only if the stored ones are still the expected ones, with
 /// [`TokenSet::same_tokens`](mcp_oauth_flow::token::TokenSet::same_tokens) semantics (same access
 /// token, same refresh token or both absent). One script, so no other client can write between
@@ -12,11 +25,17 @@ use ::redis::Script;
 /// KEYS[1]: the tokens key. ARGV: [1] "1" if tokens are expected ("0": nothing stored),
 /// [2] the expected access token, [3] "1" if a refresh token is expected, [4] that refresh token,
 /// [5] "1" to store ARGV[6] ("0": delete the key), [6] the new tokens as stored, [7] and [8]
-/// the keyed fingerprints of [2] and [4] (empty without a key), compared instead when the
-/// stored value is sealed (see `codec`): a sealed value shows no token.
-/// Returns {"swapped"}, or {"conflict"[, what is stored now]}.
+/// the keyed fingerprints of the expected tokens (empty without a key), [9] the store's key
+/// id (empty without a key), [10] "1" if [2] and [4] hold the tokens (a sealed store sends them
+/// only for a value written before it was sealed).
+///
+/// A sealed value (see `codec`) is compared by its fingerprints, and one sealed under another
+/// key is a conflict (which the caller cannot open: nothing is written). A plain value is
+/// compared by its tokens; without them, the answer is {"plain"}, and the caller asks again
+/// with them. Returns {"swapped"}, {"plain"}, or {"conflict"[, what is stored now]}.
 pub(super) static COMPARE_AND_SWAP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{FOREIGN}{}",
         r#"
 local stored = redis.call('GET', KEYS[1])
 local same
@@ -29,13 +48,17 @@ else
   if not ok or type(tokens) ~= 'table' then
     return redis.error_reply('the stored tokens are not valid JSON')
   end
-  local access, refresh = tokens['access_token'], tokens['refresh_token']
-  local expected_access, expected_refresh = ARGV[2], nil
-  if ARGV[3] == '1' then expected_refresh = ARGV[4] end
+  local access, refresh, expected_access, expected_refresh
   if type(tokens['sealed']) == 'string' then
+    if foreign(stored, ARGV[9]) then return {'conflict', stored} end
     access, refresh = tokens['access_token_fingerprint'], tokens['refresh_token_fingerprint']
     expected_access = ARGV[7]
     if ARGV[3] == '1' then expected_refresh = ARGV[8] end
+  else
+    if ARGV[10] ~= '1' then return {'plain'} end
+    access, refresh = tokens['access_token'], tokens['refresh_token']
+    expected_access = ARGV[2]
+    if ARGV[3] == '1' then expected_refresh = ARGV[4] end
   end
   if type(refresh) ~= 'string' then refresh = nil end
   same = type(access) == 'string' and access == expected_access and refresh == expected_refresh
@@ -50,8 +73,31 @@ else
   redis.call('DEL', KEYS[1])
 end
 return {'swapped'}
-"#,
-    )
+"#
+    ))
+});
+
+/// Sets or deletes a value unless it is sealed under another key than the store's.
+///
+/// KEYS[1]: the key. ARGV: [1] "set" or "del", [2] the value to set, [3] its time-to-live in
+/// milliseconds (empty: none), [4] the store's key id (empty without a key).
+/// Returns "ok", or "foreign" (nothing done).
+pub(super) static GUARDED_WRITE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{FOREIGN}{}",
+        r#"
+local stored = redis.call('GET', KEYS[1])
+if stored and foreign(stored, ARGV[4]) then return 'foreign' end
+if ARGV[1] == 'del' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[3] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 'ok'
+"#
+    ))
 });
 
 /// Deletes a registration only if it is still the refused client: another process may have
@@ -132,17 +178,23 @@ pub(super) const PENDING_INDEX_PRUNED: u32 = 16;
 /// in one step, so that of two clients taking it at once one gets it and the other nothing.
 /// (`GETDEL` does the first part from Redis 6.2 on; this runs on every Redis the store runs on,
 /// where `GETDEL` on an older server failed every web login's callback.)
-/// KEYS[1]: the login's key, KEYS[2]: its user's index. Returns the login, or nil.
+/// KEYS[1]: the login's key, KEYS[2]: its user's index; ARGV[1]: the store's key id (empty
+/// without a key): a login sealed under another key is left as it is, an error. Returns the
+/// login, or nil.
 #[cfg(feature = "web")]
 pub(super) static TAKE_PENDING: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{FOREIGN}{}",
         r#"
 local value = redis.call('GET', KEYS[1])
+if value and foreign(value, ARGV[1]) then
+  return redis.error_reply('the pending login is sealed under another key than this store\'s; it was left as it is')
+end
 if value then redis.call('DEL', KEYS[1]) end
 redis.call('SREM', KEYS[2], KEYS[1])
 return value
-"#,
-    )
+"#
+    ))
 });
 
 /// Forgets a user's pending web logins: deletes every login its index names, and the index.

@@ -216,3 +216,127 @@ async fn a_pending_web_login_is_sealed_too() {
     }
     assert!(store.take("alice", "the-state").await.unwrap().is_some());
 }
+
+/// A sealed value is bound to its key: copied under another resource's (a server the attacker
+/// runs, another user's), it does not open there, and its token goes nowhere.
+#[tokio::test]
+async fn a_value_copied_under_another_key_does_not_open() {
+    let server = RedisServer::start();
+    let store = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    store
+        .save_tokens(RESOURCE, &tokens("SECRET-at"))
+        .await
+        .unwrap();
+    let mut conn = store.conn.clone();
+    let value: String = Cmd::get(store.key(TOKENS, RESOURCE))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let elsewhere = "https://attacker.example.com/mcp";
+    let () = Cmd::set(store.key(TOKENS, elsewhere), &value)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = store.load_tokens(elsewhere).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Store);
+    assert!(store.load_tokens(RESOURCE).await.unwrap().is_some());
+}
+
+/// Nor is a value this store cannot open written over or removed, by any write: tokens, a
+/// registration, its removal, a status.
+#[tokio::test]
+async fn a_value_this_store_cannot_open_is_never_written_over_or_removed() {
+    let server = RedisServer::start();
+    let owner = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    owner
+        .save_tokens(RESOURCE, &tokens("SECRET-at"))
+        .await
+        .unwrap();
+    owner.save_client(&registration("client-1")).await.unwrap();
+    let status = crate::store::LastFlow::of(&Ok(()), std::time::UNIX_EPOCH);
+    owner.save_last_flow(RESOURCE, &status).await.unwrap();
+    let before = values(&owner).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+
+    let other = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    let unsealed = store(&server, None).await;
+    for store in [&other, &unsealed] {
+        let refused = [
+            store.save_tokens(RESOURCE, &tokens("SECRET-mine")).await,
+            store.save_client(&registration("client-2")).await,
+            store.remove_client(ISSUER).await,
+            store.save_last_flow(RESOURCE, &status).await,
+        ];
+        for outcome in refused {
+            let err = outcome.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Store);
+            assert!(
+                err.to_string().contains("sealed under another key"),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(values(&owner).await, before, "a value was changed");
+}
+
+/// A sealed store's compare-and-swap sends no token to Redis (where `SLOWLOG` and `MONITOR`
+/// show a command's arguments, and Redis before 5 replicates a script's): only fingerprints,
+/// and the tokens once, for a value written before the store was sealed.
+#[tokio::test]
+async fn a_sealed_compare_and_swap_sends_no_token() {
+    let server = RedisServer::start();
+    let store = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    let mut conn = store.conn.clone();
+    let () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let first = tokens("SECRET-1");
+    store.save_tokens(RESOURCE, &first).await.unwrap();
+    let () = ::redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .compare_and_swap_tokens(RESOURCE, Some(&first), Some(&tokens("SECRET-2")))
+            .await
+            .unwrap(),
+        Replaced::Swapped
+    ));
+    let log: ::redis::Value = ::redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg("100")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let shown = format!("{log:?}");
+    assert!(
+        shown.contains("EVALSHA") || shown.contains("evalsha") || shown.contains("EVAL"),
+        "{shown}"
+    );
+    assert!(!shown.contains("SECRET"), "{shown}");
+}
+
+#[cfg(feature = "web")]
+#[tokio::test]
+async fn a_pending_login_this_store_cannot_open_is_left_as_it_is() {
+    use crate::web::{PendingLogin, PendingLoginStore};
+    let server = RedisServer::start();
+    let owner = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    let login = PendingLogin::for_tests(
+        "https://a.example/",
+        std::time::UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+    );
+    owner
+        .put("alice", "the-state", &login, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let other = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    assert!(other.take("alice", "the-state").await.is_err());
+    assert!(owner.take("alice", "the-state").await.unwrap().is_some());
+}

@@ -16,6 +16,7 @@ use super::{file_lock, file_safety};
 use super::{matches, LastFlow, Replaced, StoreLock, TokenStore};
 use crate::BoxFuture;
 use slots::file_name;
+use zeroize::Zeroizing;
 
 /// A [`TokenStore`] on disk: tokens survive restarts and are shared by every process that
 /// points at the same directory.
@@ -104,6 +105,16 @@ struct TokensFile {
     tokens: TokenSet,
 }
 
+/// A record's JSON, as the store writes it (before any seal): into a buffer large enough for
+/// any record, so that no copy of its secrets is left behind by a buffer that grew, and wiped
+/// when dropped.
+fn record_json(record: &impl Serialize, what: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(16 * 1024));
+    serde_json::to_writer_pretty(&mut *bytes, record)
+        .map_err(|e| Error::new(ErrorKind::Store, format!("cannot encode {what}: {e}")))?;
+    Ok(bytes)
+}
+
 pub(super) fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     // A slow or interrupted disk may answer next time; a permission denied, a missing
     // directory or a full disk will not without someone acting, so those are not transient.
@@ -169,13 +180,16 @@ impl FileStore {
     /// disk, useless to a synced folder, a backup or a data-loss scanner without the key, which
     /// the application keeps apart (the OS keychain).
     ///
-    /// Records written before the store was sealed are read as they are, and sealed when next
-    /// written. A sealed record that this key does not open (another key sealed it, or it was
-    /// changed), or one read by a store without a key, is an [`ErrorKind::Store`] error naming
-    /// the file, and neither a read nor a compare-and-swap touches it: give the store its key,
-    /// or remove the file the error names to sign in afresh (a logout reads it first, and is
-    /// refused the same way). One key per directory: every process sharing it seals with the
-    /// same one.
+    /// Each record is bound to its kind (tokens, registration, status), and the file store
+    /// checks that a record is the one of the key it is read for. Records written before the
+    /// store was sealed are read as they are, and sealed when next written: tokens at their next
+    /// refresh or login, a registration when the client next registers, a status at the next
+    /// flow (remove the plain files, or log out and in, to seal everything at once). A sealed
+    /// record that this key does not open (another key sealed it, or it was changed), or one a
+    /// store without a key meets, is an [`ErrorKind::Store`] error naming the file, and no read,
+    /// write, removal or compare-and-swap touches it: give the store its key, or remove the
+    /// file the error names to sign in afresh. One key per directory: every process sharing it
+    /// seals with the same one.
     ///
     /// ```
     /// use tower_mcp_oauth::{ErrorKind, FileStore, SealingKey, TokenStore};
@@ -198,6 +212,7 @@ impl FileStore {
     /// let without = FileStore::new(dir.path()).unwrap();
     /// let err = without.load_tokens("https://mcp.example.com/mcp").await.unwrap_err();
     /// assert_eq!(err.kind(), ErrorKind::Store);
+    /// assert!(without.save_tokens("https://mcp.example.com/mcp", &tokens).await.is_err());
     /// assert!(again.load_tokens("https://mcp.example.com/mcp").await.unwrap().is_some());
     /// # });
     /// ```
@@ -279,9 +294,7 @@ impl Files {
                     resource: resource.to_owned(),
                     tokens: tokens.clone(),
                 };
-                let bytes = serde_json::to_vec_pretty(&file).map_err(|e| {
-                    Error::new(ErrorKind::Store, format!("cannot encode tokens: {e}"))
-                })?;
+                let bytes = record_json(&file, "tokens")?;
                 self.write_record::<TokensFile>(TOKENS, resource, &bytes)
             }
             None => self.remove_record::<TokensFile>(TOKENS, resource),
@@ -476,9 +489,7 @@ impl TokenStore for FileStore {
         registration: &'a ClientRegistration,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let bytes = serde_json::to_vec_pretty(registration).map_err(|e| {
-                Error::new(ErrorKind::Store, format!("cannot encode registration: {e}"))
-            })?;
+            let bytes = record_json(registration, "registration")?;
             // Under the lock `remove_refused_client` takes, so that it never removes a
             // registration written after its read.
             let lock = self.short_lock(&registration.issuer, "client-cas").await?;
@@ -558,9 +569,7 @@ impl TokenStore for FileStore {
                 server: server.to_owned(),
                 last_flow: record.clone(),
             };
-            let bytes = serde_json::to_vec_pretty(&file).map_err(|e| {
-                Error::new(ErrorKind::Store, format!("cannot encode a status: {e}"))
-            })?;
+            let bytes = record_json(&file, "a status")?;
             // Under a short lock, which servers whose file names collide share: two never both
             // find the name free and write it (see `slots`).
             let lock = self.short_lock(server, "status-cas").await?;

@@ -13,8 +13,11 @@ const MAGIC: &[u8; 8] = b"tmo-sl1\n";
 /// XChaCha20's nonce: 192 random bits per record, too many to repeat by chance however many
 /// records one key seals (a 96-bit nonce drawn at random is not safe past about 2^32).
 const NONCE_LEN: usize = 24;
-/// Bound to every record as associated data: a sealed record of this store, in this format.
-const CONTEXT: &[u8] = b"tower-mcp-oauth sealed record v1";
+/// Bound to every record as associated data, before the record's own context (its kind, and
+/// where the store may, its key): a sealed record of this store, in this format, of this
+/// kind and key, so that one cannot be moved to another key (another user's, another
+/// server's) and open there.
+const CONTEXT: &[u8] = b"tower-mcp-oauth sealed record v1\0";
 
 /// The key a store seals its records with (XChaCha20-Poly1305, 256 bits): tokens, refresh
 /// tokens, client secrets and DPoP keys are written as ciphertext, useless to whoever reads
@@ -92,14 +95,21 @@ impl std::fmt::Debug for SealingKey {
     }
 }
 
-/// `record` sealed with `key`: [`MAGIC`], a random nonce, the ciphertext and its tag.
-pub(crate) fn seal(key: &SealingKey, record: &[u8]) -> Result<Vec<u8>, Error> {
+/// The associated data of a record whose context is `context` (see [`CONTEXT`]).
+fn associated(context: &str) -> Vec<u8> {
+    [CONTEXT, context.as_bytes()].concat()
+}
+
+/// `record` sealed with `key` for `context` (its kind, and its key where the store binds it):
+/// [`MAGIC`], a random nonce, the ciphertext and its tag.
+pub(crate) fn seal(key: &SealingKey, record: &[u8], context: &str) -> Result<Vec<u8>, Error> {
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::getrandom(&mut nonce)
         .map_err(|e| Error::new(ErrorKind::Store, format!("no randomness to seal with: {e}")))?;
+    let aad = associated(context);
     let payload = Payload {
         msg: record,
-        aad: CONTEXT,
+        aad: &aad,
     };
     // Encrypting in memory fails only past the cipher's length limit (256 GiB).
     let sealed = key
@@ -122,9 +132,15 @@ pub(crate) enum Opened {
     Plain,
 }
 
-/// Opens `bytes` with `key` when they are a sealed record. A sealed record that does not open
-/// (another key sealed it, or its bytes were changed) is an error naming `what`.
-pub(crate) fn open(key: &SealingKey, bytes: &[u8], what: &str) -> Result<Opened, Error> {
+/// Opens `bytes` with `key` when they are a sealed record of `context`. A sealed record that
+/// does not open (another key sealed it, it was sealed for another context, or its bytes were
+/// changed) is an error naming `what`.
+pub(crate) fn open(
+    key: &SealingKey,
+    bytes: &[u8],
+    context: &str,
+    what: &str,
+) -> Result<Opened, Error> {
     let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) else {
         return Ok(Opened::Plain);
     };
@@ -133,7 +149,7 @@ pub(crate) fn open(key: &SealingKey, bytes: &[u8], what: &str) -> Result<Opened,
             ErrorKind::Store,
             format!(
                 "{what} is sealed, and this store's key does not open it: another key sealed \
-                 it, or it was changed since"
+                 it, it was moved from another key, or it was changed since"
             ),
         )
     };
@@ -142,9 +158,10 @@ pub(crate) fn open(key: &SealingKey, bytes: &[u8], what: &str) -> Result<Opened,
     }
     let (nonce, sealed) = rest.split_at(NONCE_LEN);
     let nonce = XNonce::try_from(nonce).map_err(|_| refused())?;
+    let aad = associated(context);
     let payload = Payload {
         msg: sealed,
-        aad: CONTEXT,
+        aad: &aad,
     };
     let record = key
         .cipher()
@@ -159,19 +176,42 @@ pub(crate) fn open(key: &SealingKey, bytes: &[u8], what: &str) -> Result<Opened,
 /// tested against a guess. SHA-256 of a subkey (itself a hash of the sealing key, so the key is
 /// never used for two purposes) and the secret; equality is all it serves, which a length
 /// extension cannot forge without the subkey.
-pub(crate) fn fingerprint(key: &SealingKey, secret: &str) -> String {
+/// The context (the record's kind and key) goes in too, so that one secret held under two keys
+/// does not show as the same there.
+pub(crate) fn fingerprint(key: &SealingKey, context: &str, secret: &str) -> String {
     use sha2::{Digest, Sha256};
-    use std::fmt::Write as _;
-    let subkey = Sha256::new()
-        .chain_update(b"tower-mcp-oauth fingerprint v1\0")
-        .chain_update(key.as_bytes())
-        .finalize();
+    let subkey = Zeroizing::new(
+        Sha256::new()
+            .chain_update(b"tower-mcp-oauth fingerprint v1\0")
+            .chain_update(key.as_bytes())
+            .finalize(),
+    );
+    let context_len = u64::try_from(context.len()).unwrap_or(u64::MAX);
     let digest = Sha256::new()
-        .chain_update(subkey)
+        .chain_update(subkey.as_slice())
+        .chain_update(context_len.to_be_bytes())
+        .chain_update(context.as_bytes())
         .chain_update(secret.as_bytes())
         .finalize();
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
+    hex(&digest)
+}
+
+/// Which key sealed a record, as a store's scripts can compare it without the key: the first
+/// 128 bits of a hash of it, in hex. A store refuses to write over or remove a value another
+/// key (or any key, for a store without one) sealed, which it could never read again.
+pub(crate) fn key_id(key: &SealingKey) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"tower-mcp-oauth key id v1\0")
+        .chain_update(key.as_bytes())
+        .finalize();
+    hex(&digest[..16])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
         let _ = write!(hex, "{byte:02x}");
     }
     hex
@@ -190,19 +230,22 @@ mod tests {
     fn a_sealed_record_opens_with_its_key_only() {
         let key = SealingKey::from_bytes([3; 32]);
         let record = br#"{"resource":"https://mcp.example.com","tokens":{"access_token":"at"}}"#;
-        let sealed = seal(&key, record).unwrap();
+        let sealed = seal(&key, record, "tokens\0r").unwrap();
         assert!(is_sealed(&sealed));
         // Nothing of the record shows.
         assert!(!sealed.windows(2).any(|w| w == b"at"));
         assert_eq!(
-            open(&key, &sealed, "f").unwrap(),
+            open(&key, &sealed, "tokens\0r", "f").unwrap(),
             Opened::Sealed(Zeroizing::new(record.to_vec()))
         );
         // Two seals of one record differ (a fresh nonce each).
-        assert_ne!(seal(&key, record).unwrap(), sealed);
+        assert_ne!(seal(&key, record, "tokens\0r").unwrap(), sealed);
+        // Moved to another key, or another kind, it does not open.
+        assert!(open(&key, &sealed, "tokens\0other", "f").is_err());
+        assert!(open(&key, &sealed, "client\0r", "f").is_err());
 
         let other = SealingKey::from_bytes([4; 32]);
-        let err = open(&other, &sealed, "tokens-x.json").unwrap_err();
+        let err = open(&other, &sealed, "tokens\0r", "tokens-x.json").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Store);
         assert!(!err.is_transient());
         assert!(err.to_string().contains("tokens-x.json"), "{err}");
@@ -214,26 +257,38 @@ mod tests {
             SealingKey::from_bytes([1; 32]),
             SealingKey::from_bytes([2; 32]),
         );
-        assert_eq!(fingerprint(&a, "rt-1"), fingerprint(&a, "rt-1"));
-        assert_ne!(fingerprint(&a, "rt-1"), fingerprint(&a, "rt-2"));
-        assert_ne!(fingerprint(&a, "rt-1"), fingerprint(&b, "rt-1"));
-        assert_eq!(fingerprint(&a, "rt-1").len(), 64);
-        assert!(!fingerprint(&a, "rt-1").contains("rt-1"));
+        let f = |key, context, secret| fingerprint(key, context, secret);
+        assert_eq!(f(&a, "k", "rt-1"), f(&a, "k", "rt-1"));
+        assert_ne!(f(&a, "k", "rt-1"), f(&a, "k", "rt-2"));
+        assert_ne!(f(&a, "k", "rt-1"), f(&b, "k", "rt-1"));
+        // Under another key of the store, the same secret shows otherwise.
+        assert_ne!(f(&a, "k", "rt-1"), f(&a, "k2", "rt-1"));
+        // The context's length is bound: no moving bytes between it and the secret.
+        assert_ne!(f(&a, "k", "rt-1"), f(&a, "kr", "t-1"));
+        assert_eq!(f(&a, "k", "rt-1").len(), 64);
+        assert!(!f(&a, "k", "rt-1").contains("rt-1"));
+        // A key's id tells keys apart and shows nothing of them.
+        assert_eq!(key_id(&a), key_id(&a.clone()));
+        assert_ne!(key_id(&a), key_id(&b));
+        assert_eq!(key_id(&a).len(), 32);
     }
 
     #[test]
     fn a_changed_or_cut_record_is_refused_and_a_plain_one_is_told_apart() {
         let key = SealingKey::from_bytes([5; 32]);
-        let sealed = seal(&key, b"{}").unwrap();
+        let sealed = seal(&key, b"{}", "c").unwrap();
         for at in [MAGIC.len(), MAGIC.len() + NONCE_LEN, sealed.len() - 1] {
             let mut changed = sealed.clone();
             changed[at] ^= 1;
-            assert!(open(&key, &changed, "f").is_err(), "byte {at}");
+            assert!(open(&key, &changed, "c", "f").is_err(), "byte {at}");
         }
         for cut in [MAGIC.len(), MAGIC.len() + 3, MAGIC.len() + NONCE_LEN + 2] {
-            assert!(open(&key, &sealed[..cut], "f").is_err(), "cut at {cut}");
+            assert!(
+                open(&key, &sealed[..cut], "c", "f").is_err(),
+                "cut at {cut}"
+            );
         }
-        assert_eq!(open(&key, b"{}", "f").unwrap(), Opened::Plain);
+        assert_eq!(open(&key, b"{}", "c", "f").unwrap(), Opened::Plain);
         assert!(!is_sealed(b"{\"tokens\":1}"));
     }
 }

@@ -17,17 +17,17 @@ use crate::store::file_safety;
 use crate::store::sealing::{self, Opened};
 
 impl Files {
+    /// The record of kind `kind` (its files' prefix: what a sealed record is bound to) at
+    /// `path`, if there is one.
     pub(super) fn read<T: serde::de::DeserializeOwned>(
         &self,
         path: &Path,
+        kind: &str,
     ) -> Result<Option<T>, Error> {
-        let Some(mut file) = file_safety::open_own_file(path)? else {
+        let Some(bytes) = Self::read_bytes(path)? else {
             return Ok(None);
         };
-        let mut bytes = Zeroizing::new(Vec::new());
-        file.read_to_end(&mut bytes)
-            .map_err(|e| io_error("cannot read", path, e))?;
-        let bytes = self.unsealed(bytes, path)?;
+        let bytes = self.unsealed(bytes, path, kind)?;
         // The serde error's text is left out: it may quote part of the file, which may be a
         // token; its category and position are enough to find the problem (as Redis's codec).
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -44,16 +44,33 @@ impl Files {
         })
     }
 
+    /// The bytes of the file at `path`, if there is one: read into a buffer of the file's size,
+    /// so that no copy of a record is left behind by a buffer that grew, and wiped when dropped.
+    pub(super) fn read_bytes(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        let Some(mut file) = file_safety::open_own_file(path)? else {
+            return Ok(None);
+        };
+        let size = file
+            .metadata()
+            .map(|m| usize::try_from(m.len()).unwrap_or(0))
+            .unwrap_or(0);
+        let mut bytes = Zeroizing::new(Vec::with_capacity(size.saturating_add(1)));
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io_error("cannot read", path, e))?;
+        Ok(Some(bytes))
+    }
+
     /// A record's bytes as read from `path`, opened when sealed (see
     /// [`FileStore::sealed_with`](super::FileStore::sealed_with)).
     fn unsealed(
         &self,
         bytes: Zeroizing<Vec<u8>>,
         path: &Path,
+        kind: &str,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let what = path.display().to_string();
         match &self.seal {
-            Some(key) => match sealing::open(key, &bytes, &what)? {
+            Some(key) => match sealing::open(key, &bytes, kind, &what)? {
                 Opened::Sealed(record) => Ok(record),
                 // Written before the store was sealed: read as it is, sealed when next written.
                 Opened::Plain => Ok(bytes),
@@ -69,10 +86,10 @@ impl Files {
         }
     }
 
-    /// `record` as this store writes it: sealed with its key, if it has one.
-    pub(super) fn to_disk<'a>(&self, record: &'a [u8]) -> Result<Cow<'a, [u8]>, Error> {
+    /// `record`, of kind `kind`, as this store writes it: sealed with its key, if it has one.
+    pub(super) fn to_disk<'a>(&self, record: &'a [u8], kind: &str) -> Result<Cow<'a, [u8]>, Error> {
         match &self.seal {
-            Some(key) => sealing::seal(key, record).map(Cow::Owned),
+            Some(key) => sealing::seal(key, record, kind).map(Cow::Owned),
             None => Ok(Cow::Borrowed(record)),
         }
     }

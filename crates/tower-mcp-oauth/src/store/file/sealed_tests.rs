@@ -164,3 +164,45 @@ async fn a_colliding_name_is_told_apart_through_the_seal() {
         assert!(!shows_a_secret(&bytes), "{} shows a secret", path.display());
     }
 }
+
+/// Nor is it written over or removed: a plain save, a removal, a registration's save or
+/// removal, a status, from a store with another key or none. Each could never be read again by
+/// the key that sealed it.
+#[tokio::test]
+async fn a_record_this_store_cannot_open_is_never_written_over_or_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = FileStore::new(dir.path())
+        .unwrap()
+        .sealed_with(SealingKey::generate().unwrap());
+    owner
+        .save_tokens(RESOURCE, &tokens("SECRET-at"))
+        .await
+        .unwrap();
+    owner.save_client(&registration()).await.unwrap();
+    let before = files(dir.path());
+
+    let other = FileStore::new(dir.path())
+        .unwrap()
+        .sealed_with(SealingKey::generate().unwrap());
+    let unsealed = FileStore::new(dir.path()).unwrap();
+    for store in [&other, &unsealed] {
+        let save = store.save_tokens(RESOURCE, &tokens("SECRET-mine")).await;
+        assert_eq!(save.unwrap_err().kind(), ErrorKind::Store);
+        let save = store.save_client(&registration()).await;
+        assert_eq!(save.unwrap_err().kind(), ErrorKind::Store);
+        let remove = store.remove_client(ISSUER).await;
+        assert_eq!(remove.unwrap_err().kind(), ErrorKind::Store);
+        let swap = store.compare_and_swap_tokens(RESOURCE, None, None).await;
+        assert!(swap.is_err(), "{swap:?}");
+    }
+    assert_eq!(files(dir.path()), before, "a record was changed");
+    // A record that is merely broken (not sealed) goes with its name, as before.
+    let path = owner.files.tokens_path(RESOURCE);
+    std::fs::write(&path, b"{not json").unwrap();
+    unsealed
+        .save_tokens(RESOURCE, &tokens("SECRET-fresh"))
+        .await
+        .unwrap();
+    let fresh = unsealed.load_tokens(RESOURCE).await.unwrap().unwrap();
+    assert_eq!(fresh.access_token().secret(), "SECRET-fresh");
+}

@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::{Files, StatusFile, TokensFile};
+use crate::store::sealing;
 
 /// A record that names its own key, so that a file under a name two keys share is told apart.
 pub(super) trait Keyed: DeserializeOwned {
@@ -92,10 +93,21 @@ fn readable(key: &str) -> String {
 }
 
 impl Files {
-    /// Whether the file at `path` holds another key's record than `key`'s. An unreadable file
-    /// is no other key's: it goes with the key it is named for, as before.
-    fn taken_by_another<T: Keyed>(&self, path: &Path, key: &str) -> bool {
-        matches!(self.read::<T>(path), Ok(Some(record)) if record.key() != key)
+    /// Whether the file at `path` (of kind `prefix`) holds another key's record than `key`'s.
+    /// An unreadable file is no other key's: it goes with the key it is named for, as before;
+    /// but a sealed one this store cannot open may be anyone's, and could never be read again
+    /// once written over or removed, so it stops the write (the error of its reading).
+    fn taken_by_another<T: Keyed>(
+        &self,
+        path: &Path,
+        prefix: &str,
+        key: &str,
+    ) -> Result<bool, Error> {
+        match self.read::<T>(path, prefix) {
+            Ok(Some(record)) => Ok(record.key() != key),
+            Ok(None) => Ok(false),
+            Err(_) => self.openable::<T>(path, prefix).map(|()| false),
+        }
     }
 
     /// The path a record of `key` among the files `prefix` has always had.
@@ -115,8 +127,8 @@ impl Files {
     ) -> Result<Option<T>, Error> {
         let (own, overflow) = (self.own_path(prefix, key), self.overflow_path(prefix, key));
         find(key, |place| match place {
-            Place::Own => self.read(&own),
-            Place::Overflow => self.read(&overflow),
+            Place::Own => self.read(&own, prefix),
+            Place::Overflow => self.read(&overflow, prefix),
         })
     }
 
@@ -128,25 +140,42 @@ impl Files {
         key: &str,
         bytes: &[u8],
     ) -> Result<(), Error> {
-        let own = self.own_path(prefix, key);
-        let bytes = self.to_disk(bytes)?;
-        if self.taken_by_another::<T>(&own, key) {
-            return Self::write_atomic(&self.overflow_path(prefix, key), &bytes);
+        let (own, overflow) = (self.own_path(prefix, key), self.overflow_path(prefix, key));
+        let bytes = self.to_disk(bytes, prefix)?;
+        if self.taken_by_another::<T>(&own, prefix, key)? {
+            self.openable::<T>(&overflow, prefix)?;
+            return Self::write_atomic(&overflow, &bytes);
         }
+        self.openable::<T>(&overflow, prefix)?;
         Self::write_atomic(&own, &bytes)?;
         // A copy written while the name was taken would be read again, a replaced or removed
         // record come back, once the file under the name is gone without it (removed by an
         // earlier build, which knows no overflow file): gone, now the record is home.
-        Self::remove(&self.overflow_path(prefix, key))
+        Self::remove(&overflow)
+    }
+
+    /// Fails with the error of its reading when the file at `path` is a sealed record this
+    /// store cannot open: written over or removed, it could never be read again (by the key
+    /// that sealed it, which this store may be missing by mistake).
+    fn openable<T: Keyed>(&self, path: &Path, prefix: &str) -> Result<(), Error> {
+        match self.read::<T>(path, prefix) {
+            Ok(_) => Ok(()),
+            Err(e) => match Self::read_bytes(path) {
+                Ok(Some(bytes)) if sealing::is_sealed(&bytes) => Err(e),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// Removes the record of `key`, wherever it is, and never another key's.
     pub(super) fn remove_record<T: Keyed>(&self, prefix: &str, key: &str) -> Result<(), Error> {
         // The copy beside first: stopped between the two, the store keeps the newest record
         // (under the name) rather than an older one coming back from beside it.
-        Self::remove(&self.overflow_path(prefix, key))?;
+        let overflow = self.overflow_path(prefix, key);
+        self.openable::<T>(&overflow, prefix)?;
+        Self::remove(&overflow)?;
         let own = self.own_path(prefix, key);
-        if !self.taken_by_another::<T>(&own, key) {
+        if !self.taken_by_another::<T>(&own, prefix, key)? {
             Self::remove(&own)?;
         }
         Ok(())

@@ -64,7 +64,7 @@ async fn keys_whose_names_collide_never_write_over_or_remove_each_other() {
     // which removes the file under the name only, leaves nothing to be read in its place.
     store.save_tokens(mallory, &tokens("m4")).await.unwrap();
     let home = store.files.own_path(TOKENS, mallory);
-    let record: TokensFile = store.files.read(&home).unwrap().unwrap();
+    let record: TokensFile = store.files.read(&home, TOKENS).unwrap().unwrap();
     assert_eq!(record.resource, mallory);
     std::fs::remove_file(&home).unwrap();
     assert_eq!(load(mallory).await, None);
