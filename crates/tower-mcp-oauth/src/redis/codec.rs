@@ -80,23 +80,23 @@ pub(super) fn encode<T: Serialize>(
     seal: Option<&SealingKey>,
     shown: Shown<'_>,
 ) -> Result<String, Error> {
-    let json = serde_json::to_string(value)
-        .map_err(|e| Error::new(ErrorKind::Store, format!("cannot encode for Redis: {e}")))?;
+    let encode_error = |e| Error::new(ErrorKind::Store, format!("cannot encode for Redis: {e}"));
+    let json = sealing::record_json(value, false).map_err(encode_error)?;
     let Some(key) = seal else {
-        return Ok(json);
+        // serde_json writes UTF-8.
+        return String::from_utf8(json.to_vec())
+            .map_err(|_| Error::new(ErrorKind::Store, "cannot encode for Redis: not UTF-8"));
     };
-    let json = zeroize::Zeroizing::new(json);
     let context = context(kind, name);
     let fingerprint = |secret: Option<&str>| secret.map(|s| sealing::fingerprint(key, &context, s));
     let envelope = SealedOut {
-        sealed: STANDARD.encode(sealing::seal(key, json.as_bytes(), &context)?),
+        sealed: STANDARD.encode(sealing::seal(key, &json, &context)?),
         key_id: sealing::key_id(key),
         access_token_fingerprint: fingerprint(shown.access_token),
         refresh_token_fingerprint: fingerprint(shown.refresh_token),
         client_id: shown.client_id,
     };
-    serde_json::to_string(&envelope)
-        .map_err(|e| Error::new(ErrorKind::Store, format!("cannot encode for Redis: {e}")))
+    serde_json::to_string(&envelope).map_err(encode_error)
 }
 
 /// The keyed fingerprint of `secret`, held in the `kind` of `name`, as a sealed envelope shows

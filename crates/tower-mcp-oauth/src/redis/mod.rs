@@ -290,8 +290,11 @@ impl RedisStore {
     /// their tokens, to compare a value that shows them), a registration when the client next
     /// registers, a status at the next flow. A sealed value this key does not open (another
     /// key sealed it, or it was changed), or one a store without a key meets, is an
-    /// [`ErrorKind::Store`] error, and no read, write, removal or compare-and-swap touches it.
-    /// One key per prefix: every process sharing it seals with the same one.
+    /// [`ErrorKind::Store`] error, and no read, write, removal or compare-and-swap touches it
+    /// (forgetting a web user's pending logins deletes them all, as it is asked to). One key
+    /// per prefix: every process sharing it seals with the same one; a value is not bound to
+    /// the prefix (so that a prefix can be renamed), so prefixes that must stay apart (tenants
+    /// of one Redis) need keys of their own.
     ///
     /// ```no_run
     /// use tower_mcp_oauth::redis::RedisStore;
@@ -436,17 +439,16 @@ impl RedisStore {
             ),
             None => (None, None),
         };
-        // A sealed store sends no token: the script compares fingerprints with a sealed value,
-        // and answers `plain` for a value written before the store was sealed, which only then
-        // is compared by its tokens (once, as it is sealed by the swap).
-        let mut send_tokens = seal.is_none();
+        // A sealed store sends no token: the script compares fingerprints with a sealed value;
+        // a value written before the store was sealed comes back to be compared here, and is
+        // then named by its SHA-1 (`scripts::COMPARE_AND_SWAP`).
+        let (mut mode, mut seen) = (if seal.is_none() { "1" } else { "0" }, String::new());
         for _ in 0..2 {
             let flag = |present: bool| if present { "1" } else { "0" };
             let plain = |token: Option<&'a str>| -> &'a str {
-                if send_tokens {
-                    token.unwrap_or_default()
-                } else {
-                    ""
+                match seal {
+                    None => token.unwrap_or_default(),
+                    Some(_) => "",
                 }
             };
             let print = |token: Option<&str>| {
@@ -464,13 +466,18 @@ impl RedisStore {
                 .arg(print(expected_access))
                 .arg(print(expected_refresh))
                 .arg(key_id(seal))
-                .arg(flag(send_tokens))
+                .arg(mode)
+                .arg(&seen)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| redis_error(format!("cannot replace the tokens of {resource}"), e))?;
             return match reply.as_slice() {
-                [status] if status == "plain" && !send_tokens => {
-                    send_tokens = true;
+                [status, stored] if status == "plain" && mode == "0" => {
+                    let stored_tokens: TokenSet = decode(stored, TOKENS, resource, seal)?;
+                    if !current.is_some_and(|c| c.same_tokens(&stored_tokens)) {
+                        return Ok(Replaced::Conflict(Some(Box::new(stored_tokens))));
+                    }
+                    (mode, seen) = ("2", sha1_hex(stored));
                     continue;
                 }
                 [status] if status == "swapped" => Ok(Replaced::Swapped),
@@ -489,7 +496,7 @@ impl RedisStore {
         }
         Err(Error::new(
             ErrorKind::Store,
-            format!("the compare-and-swap script for {resource} asked for the tokens twice"),
+            format!("the compare-and-swap script for {resource} sent the stored tokens twice"),
         ))
     }
 
@@ -528,6 +535,17 @@ impl RedisStore {
             )),
         }
     }
+}
+
+/// The SHA-1 of `value` in lowercase hex, as Redis's Lua `redis.sha1hex` gives it.
+fn sha1_hex(value: &str) -> String {
+    use sha1::{Digest, Sha1};
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(40);
+    for byte in Sha1::digest(value.as_bytes()) {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 fn redis_error(message: String, source: RedisError) -> Error {
@@ -652,6 +670,7 @@ impl TokenStore for RedisStore {
             REMOVE_REFUSED_CLIENT
                 .key(self.key(CLIENT, issuer))
                 .arg(client_id)
+                .arg(key_id(self.seal.as_ref()))
                 .invoke_async::<i64>(&mut conn)
                 .await
                 .map(drop)

@@ -52,6 +52,14 @@ impl RedisStore {
         )
     }
 
+    /// A key without the store's prefix: what a sealed value is bound to (so a prefix can be
+    /// renamed), as the store's other values are bound to their names.
+    fn unprefixed<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(':'))
+            .unwrap_or(key)
+    }
+
     fn pending_key(&self, user: &str, state: &str) -> String {
         // The NUL keeps ("ab", "c") and ("a", "bc") apart.
         let login = hash(&[user.as_bytes(), b"\0", state.as_bytes()]);
@@ -72,7 +80,7 @@ impl RedisStore {
         let json = super::codec::encode(
             login,
             PENDING_KIND,
-            &key,
+            self.unprefixed(&key),
             self.seal.as_ref(),
             Default::default(),
         )?;
@@ -111,8 +119,15 @@ impl RedisStore {
             .map_err(|e| redis_error("cannot take a pending login".to_owned(), e))?;
         // The serde error is not attached (see `codec::decode`): its text may quote the value,
         // which holds the login's secrets.
-        raw.map(|json| super::codec::decode(&json, PENDING_KIND, &key, self.seal.as_ref()))
-            .transpose()
+        raw.map(|json| {
+            super::codec::decode(
+                &json,
+                PENDING_KIND,
+                self.unprefixed(&key),
+                self.seal.as_ref(),
+            )
+        })
+        .transpose()
     }
 
     async fn forget_pending(&self, user: &str) -> Result<(), Error> {

@@ -26,17 +26,25 @@ end
 /// [2] the expected access token, [3] "1" if a refresh token is expected, [4] that refresh token,
 /// [5] "1" to store ARGV[6] ("0": delete the key), [6] the new tokens as stored, [7] and [8]
 /// the keyed fingerprints of the expected tokens (empty without a key), [9] the store's key
-/// id (empty without a key), [10] "1" if [2] and [4] hold the tokens (a sealed store sends them
-/// only for a value written before it was sealed).
+/// id (empty without a key), [10] how a plain value is compared: "1" by the tokens in [2] and
+/// [4] (a store without a key), "2" by the SHA-1 in [11] of the value as the caller read it,
+/// "0" not at all (a sealed store, which sends no token).
 ///
 /// A sealed value (see `codec`) is compared by its fingerprints, and one sealed under another
-/// key is a conflict (which the caller cannot open: nothing is written). A plain value is
-/// compared by its tokens; without them, the answer is {"plain"}, and the caller asks again
-/// with them. Returns {"swapped"}, {"plain"}, or {"conflict"[, what is stored now]}.
+/// key is a conflict (which the caller cannot open: nothing is written). A plain value, under
+/// "0", is sent back as {"plain", value}: the caller compares it, and asks again under "2" with
+/// its SHA-1, so that a sealed store's tokens never reach Redis as arguments (which `SLOWLOG`
+/// and `MONITOR` show, and Redis before 5 replicates). Returns {"swapped"}, {"plain", value},
+/// or {"conflict"[, what is stored now]}.
 pub(super) static COMPARE_AND_SWAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{FOREIGN}{}",
         r#"
+local function matches(access, refresh, expected_access, expected_refresh)
+  if type(refresh) ~= 'string' then refresh = nil end
+  if ARGV[3] ~= '1' then expected_refresh = nil end
+  return type(access) == 'string' and access == expected_access and refresh == expected_refresh
+end
 local stored = redis.call('GET', KEYS[1])
 local same
 if not stored then
@@ -48,20 +56,16 @@ else
   if not ok or type(tokens) ~= 'table' then
     return redis.error_reply('the stored tokens are not valid JSON')
   end
-  local access, refresh, expected_access, expected_refresh
   if type(tokens['sealed']) == 'string' then
     if foreign(stored, ARGV[9]) then return {'conflict', stored} end
-    access, refresh = tokens['access_token_fingerprint'], tokens['refresh_token_fingerprint']
-    expected_access = ARGV[7]
-    if ARGV[3] == '1' then expected_refresh = ARGV[8] end
+    same = matches(tokens['access_token_fingerprint'], tokens['refresh_token_fingerprint'], ARGV[7], ARGV[8])
+  elseif ARGV[10] == '1' then
+    same = matches(tokens['access_token'], tokens['refresh_token'], ARGV[2], ARGV[4])
+  elseif ARGV[10] == '2' then
+    same = redis.sha1hex(stored) == ARGV[11]
   else
-    if ARGV[10] ~= '1' then return {'plain'} end
-    access, refresh = tokens['access_token'], tokens['refresh_token']
-    expected_access = ARGV[2]
-    if ARGV[3] == '1' then expected_refresh = ARGV[4] end
+    return {'plain', stored}
   end
-  if type(refresh) ~= 'string' then refresh = nil end
-  same = type(access) == 'string' and access == expected_access and refresh == expected_refresh
 end
 if not same then
   if stored then return {'conflict', stored} end
@@ -101,20 +105,23 @@ return 'ok'
 });
 
 /// Deletes a registration only if it is still the refused client: another process may have
-/// registered anew since. KEYS[1]: the registration key, ARGV[1]: the refused client id.
-/// Returns 1 if deleted, 0 if not (nothing stored, another client, or not JSON: kept).
+/// registered anew since. KEYS[1]: the registration key, ARGV[1]: the refused client id,
+/// ARGV[2]: the store's key id (empty without a key). Returns 1 if deleted, 0 if not (nothing
+/// stored, another client, not JSON, or sealed under another key: kept).
 pub(super) static REMOVE_REFUSED_CLIENT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{FOREIGN}{}",
         r#"
 local stored = redis.call('GET', KEYS[1])
 if not stored then return 0 end
+if foreign(stored, ARGV[2]) then return 0 end
 local ok, registration = pcall(cjson.decode, stored)
 if ok and type(registration) == 'table' and registration['client_id'] == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-"#,
-    )
+"#
+    ))
 });
 
 /// Deletes a lease only if it is still ours: after our lease expired, someone else's lease may

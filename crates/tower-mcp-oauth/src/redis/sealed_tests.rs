@@ -275,6 +275,11 @@ async fn a_value_this_store_cannot_open_is_never_written_over_or_removed() {
                 "{err}"
             );
         }
+        // Nor removed as a refused client (the envelope shows its client id).
+        store
+            .remove_refused_client(ISSUER, "client-1")
+            .await
+            .unwrap();
     }
     assert_eq!(values(&owner).await, before, "a value was changed");
 }
@@ -339,4 +344,65 @@ async fn a_pending_login_this_store_cannot_open_is_left_as_it_is() {
     let other = store(&server, Some(&SealingKey::generate().unwrap())).await;
     assert!(other.take("alice", "the-state").await.is_err());
     assert!(owner.take("alice", "the-state").await.unwrap().is_some());
+}
+
+/// A sealed store meeting a value written before it was sealed compares it itself: other
+/// tokens than it expects are a conflict (nothing written); the expected ones are swapped,
+/// named to Redis by the value's SHA-1, and no token is an argument of either call.
+#[tokio::test]
+async fn a_value_from_before_sealing_is_compared_without_sending_a_token() {
+    let server = RedisServer::start();
+    let plain = store(&server, None).await;
+    let old = tokens("SECRET-old");
+    plain.save_tokens(RESOURCE, &old).await.unwrap();
+    let sealed = store(&server, Some(&SealingKey::generate().unwrap())).await;
+    let mut conn = sealed.conn.clone();
+    let () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let () = ::redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    match sealed
+        .compare_and_swap_tokens(
+            RESOURCE,
+            Some(&tokens("SECRET-other")),
+            Some(&tokens("SECRET-x")),
+        )
+        .await
+        .unwrap()
+    {
+        Replaced::Conflict(Some(stored)) => assert!(stored.same_tokens(&old)),
+        other => panic!("expected a conflict with the stored tokens, got {other:?}"),
+    }
+    assert!(plain
+        .load_tokens(RESOURCE)
+        .await
+        .unwrap()
+        .unwrap()
+        .same_tokens(&old));
+    assert!(matches!(
+        sealed
+            .compare_and_swap_tokens(RESOURCE, Some(&old), Some(&tokens("SECRET-new")))
+            .await
+            .unwrap(),
+        Replaced::Swapped
+    ));
+    assert_nothing_secret(&values(&sealed).await);
+    let log: ::redis::Value = ::redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg("100")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let shown = format!("{log:?}");
+    assert!(shown.to_ascii_lowercase().contains("evalsha"), "{shown}");
+    assert!(!shown.contains("SECRET"), "{shown}");
 }

@@ -105,14 +105,11 @@ struct TokensFile {
     tokens: TokenSet,
 }
 
-/// A record's JSON, as the store writes it (before any seal): into a buffer large enough for
-/// any record, so that no copy of its secrets is left behind by a buffer that grew, and wiped
-/// when dropped.
+/// A record's JSON, as the store writes it (before any seal), wiped when dropped (see
+/// `sealing::record_json`).
 fn record_json(record: &impl Serialize, what: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let mut bytes = Zeroizing::new(Vec::with_capacity(16 * 1024));
-    serde_json::to_writer_pretty(&mut *bytes, record)
-        .map_err(|e| Error::new(ErrorKind::Store, format!("cannot encode {what}: {e}")))?;
-    Ok(bytes)
+    super::sealing::record_json(record, true)
+        .map_err(|e| Error::new(ErrorKind::Store, format!("cannot encode {what}: {e}")))
 }
 
 pub(super) fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {

@@ -100,6 +100,34 @@ fn associated(context: &str) -> Vec<u8> {
     [CONTEXT, context.as_bytes()].concat()
 }
 
+/// `record`'s JSON (pretty, for a file a person may read), in a buffer of exactly its size,
+/// wiped when dropped: no copy of its secrets is left behind by a buffer that grew.
+pub(crate) fn record_json(
+    record: &impl serde::Serialize,
+    pretty: bool,
+) -> Result<Zeroizing<Vec<u8>>, serde_json::Error> {
+    /// Counts what would be written.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let write = |out: &mut dyn std::io::Write| match pretty {
+        true => serde_json::to_writer_pretty(out, record),
+        false => serde_json::to_writer(out, record),
+    };
+    let mut count = Count(0);
+    write(&mut count)?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(count.0));
+    write(&mut *bytes)?;
+    Ok(bytes)
+}
+
 /// `record` sealed with `key` for `context` (its kind, and its key where the store binds it):
 /// [`MAGIC`], a random nonce, the ciphertext and its tag.
 pub(crate) fn seal(key: &SealingKey, record: &[u8], context: &str) -> Result<Vec<u8>, Error> {
@@ -178,6 +206,8 @@ pub(crate) fn open(
 /// extension cannot forge without the subkey.
 /// The context (the record's kind and key) goes in too, so that one secret held under two keys
 /// does not show as the same there.
+// For the Redis store's scripts only.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn fingerprint(key: &SealingKey, context: &str, secret: &str) -> String {
     use sha2::{Digest, Sha256};
     let subkey = Zeroizing::new(
@@ -199,6 +229,8 @@ pub(crate) fn fingerprint(key: &SealingKey, context: &str, secret: &str) -> Stri
 /// Which key sealed a record, as a store's scripts can compare it without the key: the first
 /// 128 bits of a hash of it, in hex. A store refuses to write over or remove a value another
 /// key (or any key, for a store without one) sealed, which it could never read again.
+// For the Redis store's scripts only.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn key_id(key: &SealingKey) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
@@ -208,6 +240,8 @@ pub(crate) fn key_id(key: &SealingKey) -> String {
     hex(&digest[..16])
 }
 
+// For the Redis store's scripts only.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut hex = String::with_capacity(bytes.len() * 2);

@@ -196,6 +196,15 @@ async fn a_record_this_store_cannot_open_is_never_written_over_or_removed() {
         assert!(swap.is_err(), "{swap:?}");
     }
     assert_eq!(files(dir.path()), before, "a record was changed");
+    // A status over one this store cannot open, the same.
+    let status = crate::store::LastFlow::of(&Ok(()), std::time::UNIX_EPOCH);
+    owner.save_last_flow(RESOURCE, &status).await.unwrap();
+    let before = files(dir.path());
+    for store in [&other, &unsealed] {
+        let save = store.save_last_flow(RESOURCE, &status).await;
+        assert_eq!(save.unwrap_err().kind(), ErrorKind::Store);
+    }
+    assert_eq!(files(dir.path()), before, "a record was changed");
     // A record that is merely broken (not sealed) goes with its name, as before.
     let path = owner.files.tokens_path(RESOURCE);
     std::fs::write(&path, b"{not json").unwrap();
@@ -205,4 +214,29 @@ async fn a_record_this_store_cannot_open_is_never_written_over_or_removed() {
         .unwrap();
     let fresh = unsealed.load_tokens(RESOURCE).await.unwrap().unwrap();
     assert_eq!(fresh.access_token().secret(), "SECRET-fresh");
+}
+
+/// A sealed record that opens but does not parse (a newer build's, sharing the directory) is
+/// no record another key could lose: it goes with its name, as a broken plain one does.
+#[tokio::test]
+async fn a_record_that_opens_but_does_not_parse_is_written_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SealingKey::generate().unwrap();
+    let store = FileStore::new(dir.path()).unwrap().sealed_with(key.clone());
+    let path = store.files.tokens_path(RESOURCE);
+    let unreadable =
+        crate::store::sealing::seal(&key, b"{\"from\":\"a newer build\"}", TOKENS).unwrap();
+    std::fs::write(&path, unreadable).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    assert!(store.load_tokens(RESOURCE).await.is_err());
+    store
+        .save_tokens(RESOURCE, &tokens("SECRET-new"))
+        .await
+        .unwrap();
+    let back = store.load_tokens(RESOURCE).await.unwrap().unwrap();
+    assert_eq!(back.access_token().secret(), "SECRET-new");
 }

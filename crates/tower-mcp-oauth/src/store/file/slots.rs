@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use mcp_oauth_flow::client::ClientRegistration;
-use mcp_oauth_flow::Error;
+use mcp_oauth_flow::{Error, ErrorKind};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -106,7 +106,7 @@ impl Files {
         match self.read::<T>(path, prefix) {
             Ok(Some(record)) => Ok(record.key() != key),
             Ok(None) => Ok(false),
-            Err(_) => self.openable::<T>(path, prefix).map(|()| false),
+            Err(_) => self.openable(path, prefix).map(|()| false),
         }
     }
 
@@ -143,10 +143,10 @@ impl Files {
         let (own, overflow) = (self.own_path(prefix, key), self.overflow_path(prefix, key));
         let bytes = self.to_disk(bytes, prefix)?;
         if self.taken_by_another::<T>(&own, prefix, key)? {
-            self.openable::<T>(&overflow, prefix)?;
+            self.openable(&overflow, prefix)?;
             return Self::write_atomic(&overflow, &bytes);
         }
-        self.openable::<T>(&overflow, prefix)?;
+        self.openable(&overflow, prefix)?;
         Self::write_atomic(&own, &bytes)?;
         // A copy written while the name was taken would be read again, a replaced or removed
         // record come back, once the file under the name is gone without it (removed by an
@@ -154,16 +154,33 @@ impl Files {
         Self::remove(&overflow)
     }
 
-    /// Fails with the error of its reading when the file at `path` is a sealed record this
-    /// store cannot open: written over or removed, it could never be read again (by the key
-    /// that sealed it, which this store may be missing by mistake).
-    fn openable<T: Keyed>(&self, path: &Path, prefix: &str) -> Result<(), Error> {
-        match self.read::<T>(path, prefix) {
-            Ok(_) => Ok(()),
-            Err(e) => match Self::read_bytes(path) {
-                Ok(Some(bytes)) if sealing::is_sealed(&bytes) => Err(e),
-                _ => Ok(()),
-            },
+    /// Fails when the file at `path` may not be written over or removed: a sealed record this
+    /// store cannot open (written over or removed, it could never be read again, by the key
+    /// that sealed it, which this store may be missing by mistake), or one it could not read
+    /// for now (a disk that did not answer). Decided on the seal, not on what it holds: a
+    /// record that opens but does not parse (a newer build's) goes with its name, as a plain
+    /// one that does not parse does.
+    fn openable(&self, path: &Path, prefix: &str) -> Result<(), Error> {
+        let bytes = match Self::read_bytes(path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(()),
+            Err(e) if e.is_transient() => return Err(e),
+            // Refused as unsafe to read (a link, another user's file): replaced by the rename.
+            Err(_) => return Ok(()),
+        };
+        if !sealing::is_sealed(&bytes) {
+            return Ok(());
+        }
+        let what = path.display().to_string();
+        match &self.seal {
+            Some(key) => sealing::open(key, &bytes, prefix, &what).map(drop),
+            None => Err(Error::new(
+                ErrorKind::Store,
+                format!(
+                    "{what} is sealed, and this store has no key to open it: give the store \
+                     its key (FileStore::sealed_with); it was left as it is"
+                ),
+            )),
         }
     }
 
@@ -171,11 +188,12 @@ impl Files {
     pub(super) fn remove_record<T: Keyed>(&self, prefix: &str, key: &str) -> Result<(), Error> {
         // The copy beside first: stopped between the two, the store keeps the newest record
         // (under the name) rather than an older one coming back from beside it.
-        let overflow = self.overflow_path(prefix, key);
-        self.openable::<T>(&overflow, prefix)?;
+        // Both decided before either is removed: a refusal leaves both as they were.
+        let (own, overflow) = (self.own_path(prefix, key), self.overflow_path(prefix, key));
+        let own_is_ours = !self.taken_by_another::<T>(&own, prefix, key)?;
+        self.openable(&overflow, prefix)?;
         Self::remove(&overflow)?;
-        let own = self.own_path(prefix, key);
-        if !self.taken_by_another::<T>(&own, prefix, key)? {
+        if own_is_ours {
             Self::remove(&own)?;
         }
         Ok(())
