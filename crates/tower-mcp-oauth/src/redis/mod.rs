@@ -286,13 +286,14 @@ impl RedisStore {
     /// (another user's, another server's), it does not open there.
     ///
     /// Values written before the store was sealed are read as they are, and sealed when next
-    /// written: tokens at their next refresh or login (the one compare-and-swap that sends
-    /// their tokens, to compare a value that shows them), a registration when the client next
-    /// registers, a status at the next flow. A sealed value this key does not open (another
-    /// key sealed it, or it was changed), or one a store without a key meets, is an
-    /// [`ErrorKind::Store`] error, and no read, write, removal or compare-and-swap touches it
-    /// (forgetting a web user's pending logins deletes them all, as it is asked to). One key
-    /// per prefix: every process sharing it seals with the same one; a value is not bound to
+    /// written: tokens at their next refresh or login (the compare-and-swap brings the plain
+    /// value back, compares it in the process and names it to Redis by its SHA-1, so no token
+    /// goes to Redis then either), a registration when the client next registers, a status at
+    /// the next flow. A sealed value this key does not open (another key sealed it, or it was
+    /// changed), or one a store without a key meets, is an [`ErrorKind::Store`] error (a
+    /// refused client's removal leaves it in place, without one), and no read, write, removal
+    /// or compare-and-swap touches it (forgetting a web user's pending logins deletes them
+    /// all, as it is asked to). One key per prefix: every process sharing it seals with the same one; a value is not bound to
     /// the prefix (so that a prefix can be renamed), so prefixes that must stay apart (tenants
     /// of one Redis) need keys of their own.
     ///

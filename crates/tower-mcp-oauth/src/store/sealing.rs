@@ -100,8 +100,11 @@ fn associated(context: &str) -> Vec<u8> {
     [CONTEXT, context.as_bytes()].concat()
 }
 
-/// `record`'s JSON (pretty, for a file a person may read), in a buffer of exactly its size,
-/// wiped when dropped: no copy of its secrets is left behind by a buffer that grew.
+/// `record`'s JSON (pretty, for a file a person may read), in a buffer of exactly its size
+/// (counted first), wiped when dropped: no copy is left behind by a buffer that grew. What
+/// serde builds on the way is not wiped (a DPoP key's JWK, written through a JSON value).
+/// Serialising a record twice gives the same bytes (derived `Serialize`, sorted maps), so the
+/// count holds; were it ever short, the buffer would only grow, as any `Vec` does.
 pub(crate) fn record_json(
     record: &impl serde::Serialize,
     pretty: bool,

@@ -106,6 +106,8 @@ impl Files {
         match self.read::<T>(path, prefix) {
             Ok(Some(record)) => Ok(record.key() != key),
             Ok(None) => Ok(false),
+            // Not read for now: nothing is decided on it.
+            Err(e) if e.is_transient() => Err(e),
             Err(_) => self.openable(path, prefix).map(|()| false),
         }
     }
@@ -156,17 +158,22 @@ impl Files {
 
     /// Fails when the file at `path` may not be written over or removed: a sealed record this
     /// store cannot open (written over or removed, it could never be read again, by the key
-    /// that sealed it, which this store may be missing by mistake), or one it could not read
-    /// for now (a disk that did not answer). Decided on the seal, not on what it holds: a
-    /// record that opens but does not parse (a newer build's) goes with its name, as a plain
-    /// one that does not parse does.
+    /// that sealed it, which this store may be missing by mistake), or a file it could not read
+    /// at all (which may be one). Decided on the seal, not on what it holds: a record that
+    /// opens but does not parse (a newer build's) goes with its name, as a plain one that does
+    /// not parse does.
     fn openable(&self, path: &Path, prefix: &str) -> Result<(), Error> {
         let bytes = match Self::read_bytes(path) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(()),
-            Err(e) if e.is_transient() => return Err(e),
-            // Refused as unsafe to read (a link, another user's file): replaced by the rename.
-            Err(_) => return Ok(()),
+            // A symbolic link, refused as unsafe to read: the rename replaces the link itself,
+            // never what it points to.
+            Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) => {
+                return Ok(())
+            }
+            // Anything else unread (a disk that did not answer, a file this user may not read)
+            // may be a sealed record: it is not written over blind.
+            Err(e) => return Err(e),
         };
         if !sealing::is_sealed(&bytes) {
             return Ok(());
