@@ -192,6 +192,10 @@ async fn files_and_directories_of_another_user_are_refused() {
         .expect("changing a file's owner needs root");
     let err = store.load_tokens(RESOURCE).await.unwrap_err();
     assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    // Never read, but replaced by the next write: the way back to a working store (the
+    // rename replaces the file, whoever owns it, in a directory only this user may write).
+    store.save_tokens(RESOURCE, &token_set(1)).await.unwrap();
+    assert!(store.load_tokens(RESOURCE).await.unwrap().is_some());
 
     std::os::unix::fs::chown(&store_dir, Some(NOBODY), Some(NOBODY)).unwrap();
     let err = FileStore::new(&store_dir).unwrap_err();

@@ -504,8 +504,9 @@ impl TokenStore for FileStore {
         Box::pin(async move {
             // Only this issuer's: another issuer whose name hashes to the same file name keeps
             // its registration (under the lock `save_client` takes, so that the file it reads
-            // as this issuer's is the one it removes). An unreadable file under this issuer's
-            // name goes with it.
+            // as this issuer's is the one it removes). A file under this issuer's name that does
+            // not parse, or that the store refuses to read, goes with it; a sealed one this
+            // store cannot open, or one it could not read at all, stays (see `slots`).
             let lock = self.short_lock(issuer, "client-cas").await?;
             let issuer = issuer.to_owned();
             self.on_disk(move |files| {

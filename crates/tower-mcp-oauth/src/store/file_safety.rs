@@ -26,6 +26,28 @@ fn this_user() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// Whether the file at `path` is one the store refuses to read and may replace: a symbolic
+/// link (the rename replaces the link, never what it points to) or a file another user owns
+/// (left by a run as another user, in a directory only this user may write). A write over it is
+/// the way back to a working store; a file the store could read but not open (a sealed record
+/// under another key) or not read for now is never written over.
+pub(super) fn replaceable_refusal(path: &Path) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if meta.file_type().is_symlink() {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.is_file() && meta.uid() != this_user() {
+            return true;
+        }
+    }
+    false
+}
+
 /// The store directory must belong to this user and be writable by no one else.
 pub(super) fn check_store_dir(dir: &Path, meta: &Metadata) -> Result<(), Error> {
     if !meta.is_dir() {
@@ -99,7 +121,8 @@ pub(super) fn open_own_file(path: &Path) -> Result<Option<File>, Error> {
             .metadata()
             .map_err(|e| super::file::io_error("cannot inspect", path, e))?;
         if (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
-            return Err(refused(path, "replaced while it was being opened"));
+            // Another writer's rename: read again, it is the new file.
+            return Err(refused(path, "replaced while it was being opened").mark_transient());
         }
         if opened.uid() != this_user() {
             return Err(refused(

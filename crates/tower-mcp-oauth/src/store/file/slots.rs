@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::{Files, StatusFile, TokensFile};
-use crate::store::sealing;
+use crate::store::{file_safety, sealing};
 
 /// A record that names its own key, so that a file under a name two keys share is told apart.
 pub(super) trait Keyed: DeserializeOwned {
@@ -94,9 +94,10 @@ fn readable(key: &str) -> String {
 
 impl Files {
     /// Whether the file at `path` (of kind `prefix`) holds another key's record than `key`'s.
-    /// An unreadable file is no other key's: it goes with the key it is named for, as before;
-    /// but a sealed one this store cannot open may be anyone's, and could never be read again
-    /// once written over or removed, so it stops the write (the error of its reading).
+    /// A file that does not parse, or that the store refuses to read (a link, another user's
+    /// file), is no other key's: it goes with the key it is named for, as before; but a sealed
+    /// one this store cannot open, or one it could not read at all, may be anyone's, and is
+    /// not written over or removed (see [`openable`](Self::openable)).
     fn taken_by_another<T: Keyed>(
         &self,
         path: &Path,
@@ -166,14 +167,24 @@ impl Files {
         let bytes = match Self::read_bytes(path) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(()),
-            // A symbolic link, refused as unsafe to read: the rename replaces the link itself,
-            // never what it points to.
-            Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) => {
-                return Ok(())
-            }
+            // Refused as unsafe to read (a link, another user's file): replaced by the rename.
+            Err(_) if file_safety::replaceable_refusal(path) => return Ok(()),
             // Anything else unread (a disk that did not answer, a file this user may not read)
             // may be a sealed record: it is not written over blind.
-            Err(e) => return Err(e),
+            Err(e) => {
+                let refusal = Error::new(
+                    ErrorKind::Store,
+                    format!(
+                        "{e}; it may be a sealed record, and is not written over unread (remove \
+                         it, and this store will write there again)"
+                    ),
+                );
+                return Err(if e.is_transient() {
+                    refusal.mark_transient()
+                } else {
+                    refusal
+                });
+            }
         };
         if !sealing::is_sealed(&bytes) {
             return Ok(());
