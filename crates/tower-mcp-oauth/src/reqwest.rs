@@ -74,8 +74,10 @@ use crate::{BoxError, BoxFuture, OAuthBody};
 /// code, a refresh token or a client secret), and the proxy's `localhost` is not this one.
 /// reqwest takes a proxy from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) unless
 /// told not to, and does not exempt loopback unless `NO_PROXY` does; so requests to
-/// `localhost`, `*.localhost`, `127.0.0.0/8` and `::1` go through a second client of reqwest's
-/// defaults with no proxy and no redirects (the builder's other settings do not apply to them).
+/// `localhost`, `*.localhost`, `127.0.0.0/8` and `::1` go through a second client with no
+/// proxy and no redirects. The builder's other settings do not apply to it: a local server
+/// that needs them (an `https://localhost` with a private root, a header) gets its own builder
+/// through [`from_builders`](Self::from_builders).
 ///
 /// The builder's other settings apply to every other request the layer sends, sub-requests
 /// included: default headers and a cookie store go to whatever authorization server an MCP
@@ -130,11 +132,31 @@ impl ReqwestService {
     /// Whatever reqwest's `build` gives: a TLS backend that cannot start, a bad proxy or
     /// certificate.
     pub fn from_builder(builder: ClientBuilder) -> Result<Self, ::reqwest::Error> {
+        Self::from_builders(builder, Client::builder())
+    }
+
+    /// As [`from_builder`](Self::from_builder), with `loopback` the builder of the client for
+    /// loopback hosts (a local server's private root, its timeouts), which gets no proxy and
+    /// no redirects whatever it says.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let main = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+    /// // A development server on https://localhost with a root of its own would add it here.
+    /// let local = reqwest::Client::builder().connect_timeout(Duration::from_secs(1));
+    /// let service = tower_mcp_oauth::reqwest::ReqwestService::from_builders(main, local).unwrap();
+    /// # let _ = service;
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Whatever reqwest's `build` gives, for either client.
+    pub fn from_builders(
+        builder: ClientBuilder,
+        loopback: ClientBuilder,
+    ) -> Result<Self, ::reqwest::Error> {
         let client = builder.redirect(Policy::none()).build()?;
-        let direct = Client::builder()
-            .redirect(Policy::none())
-            .no_proxy()
-            .build()?;
+        let direct = loopback.redirect(Policy::none()).no_proxy().build()?;
         Ok(Self { client, direct })
     }
 

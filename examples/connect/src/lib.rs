@@ -108,9 +108,10 @@ impl Console for Stdio {
 /// another address, and invisible characters that reorder or hide text (bidirectional
 /// overrides, zero-width marks, tag characters): the library's one rule,
 /// [`tower_mcp_oauth::unsafe_to_display`]. Each becomes U+FFFD; tabs and line breaks stay, and
-/// so do the four invisible characters human text needs, in a tool's description as anywhere:
-/// the zero-width joiner and non-joiner (emoji sequences, Persian, the Indic scripts) and the
-/// text and emoji presentation selectors.
+/// so do the invisible characters human text needs, one at a time where it needs them: a
+/// zero-width joiner or non-joiner between two visible characters (emoji sequences, Persian,
+/// the Indic scripts), a text or emoji presentation selector right after one. A run of them,
+/// which could carry hidden text, does not.
 ///
 /// ```
 /// use connect::terminal_safe;
@@ -118,22 +119,34 @@ impl Console for Stdio {
 /// assert_eq!(terminal_safe("x\u{1b}]52;c;cGF5\u{7}y"), "x\u{FFFD}]52;c;cGF5\u{FFFD}y");
 /// assert_eq!(terminal_safe("abc\u{202E}fed"), "abc\u{FFFD}fed");
 /// assert_eq!(terminal_safe("ok\u{E0049}\u{E0047}"), "ok\u{FFFD}\u{FFFD}");
-/// let human = "\u{1F469}\u{200D}\u{1F4BB} \u{2764}\u{FE0F} \u{645}\u{6CC}\u{200C}\u{62E}";
+/// // An emoji sequence, one with a selector inside, a heart with its selector, a Persian word.
+/// let human = "\u{1F469}\u{200D}\u{1F4BB} \u{1F441}\u{FE0F}\u{200D}\u{1F5E8}\u{FE0F} \u{2764}\u{FE0F} \u{645}\u{6CC}\u{200C}\u{62E}";
 /// assert_eq!(terminal_safe(human), human);
+/// // Runs of them, or one with nothing to join, carry nothing through.
+/// assert_eq!(terminal_safe("a\u{200D}\u{200D}b"), "a\u{FFFD}\u{FFFD}b");
+/// assert_eq!(terminal_safe("x\u{FE0F}\u{FE0F}"), "x\u{FE0F}\u{FFFD}");
+/// assert_eq!(terminal_safe("\u{200C}lead"), "\u{FFFD}lead");
 /// ```
 pub fn terminal_safe(line: &str) -> std::borrow::Cow<'_, str> {
-    let human = |c: char| {
-        matches!(
-            c,
-            '\t' | '\n' | '\u{200C}' | '\u{200D}' | '\u{FE0E}' | '\u{FE0F}'
-        )
+    let chars: Vec<char> = line.chars().collect();
+    let visible = |c: char| !c.is_whitespace() && !tower_mcp_oauth::unsafe_to_display(c);
+    let selector = |c: char| matches!(c, '\u{FE0E}' | '\u{FE0F}');
+    // A visible character, or a selector right after one: what a joiner may follow.
+    let base =
+        |i: usize| visible(chars[i]) || (selector(chars[i]) && i > 0 && visible(chars[i - 1]));
+    let kept = |i: usize| match chars[i] {
+        '\t' | '\n' => true,
+        '\u{200C}' | '\u{200D}' => {
+            i > 0 && base(i - 1) && chars.get(i + 1).is_some_and(|&next| visible(next))
+        }
+        c if selector(c) => i > 0 && visible(chars[i - 1]),
+        c => !tower_mcp_oauth::unsafe_to_display(c),
     };
-    let unsafe_char = |c: char| !human(c) && tower_mcp_oauth::unsafe_to_display(c);
-    if !line.chars().any(unsafe_char) {
+    if (0..chars.len()).all(kept) {
         return std::borrow::Cow::Borrowed(line);
     }
-    line.chars()
-        .map(|c| if unsafe_char(c) { '\u{FFFD}' } else { c })
+    (0..chars.len())
+        .map(|i| if kept(i) { chars[i] } else { '\u{FFFD}' })
         .collect::<String>()
         .into()
 }

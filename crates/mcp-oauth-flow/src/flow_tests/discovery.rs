@@ -49,7 +49,7 @@ fn root_prm_with_pathless_resource_and_path_issuer() {
 }
 
 /// A path issuer named in the resource's metadata without the trailing `/` its own metadata
-/// states (JumpCloud, tenants behind Auth0 and Clerk): the same tenant, so the flow goes on,
+/// states (JumpCloud): the same tenant, so the flow goes on,
 /// and from then on the issuer is the one the server states, for the credentials' binding
 /// and the RFC 9207 `iss` it will send.
 #[test]
