@@ -60,6 +60,51 @@ fn assert_nothing_secret(values: &[(String, String)]) {
     }
 }
 
+/// Logs every command from now on (`SLOWLOG` with no threshold), with its arguments, as
+/// `MONITOR` would show them.
+async fn slowlog_reset(store: &RedisStore) {
+    let mut conn = store.conn.clone();
+    let () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let () = ::redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The commands logged since [`slowlog_reset`], arguments and all, as text.
+async fn slowlog(store: &RedisStore) -> String {
+    let mut conn = store.conn.clone();
+    let log: ::redis::Value = ::redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg("100")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    format!("{log:?}")
+}
+
+/// Puts alice's pending web login (`PendingLogin::for_tests`: its verifier and client secret
+/// are `verifier-secret` and `client-secret`) under the state `the-state`.
+#[cfg(feature = "web")]
+async fn put_pending_login(store: &RedisStore) {
+    use crate::web::{PendingLogin, PendingLoginStore};
+    let login = PendingLogin::for_tests(
+        "https://a.example/",
+        std::time::UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+    );
+    store
+        .put("alice", "the-state", &login, Duration::from_secs(600))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn every_value_is_sealed_and_read_back_with_the_key() {
     let server = RedisServer::start();
@@ -197,17 +242,10 @@ async fn a_value_this_store_cannot_open_is_refused_and_left_as_it_is() {
 #[cfg(feature = "web")]
 #[tokio::test]
 async fn a_pending_web_login_is_sealed_too() {
-    use crate::web::{PendingLogin, PendingLoginStore};
+    use crate::web::PendingLoginStore;
     let server = RedisServer::start();
     let store = store(&server, Some(&SealingKey::generate().unwrap())).await;
-    let login = PendingLogin::for_tests(
-        "https://a.example/",
-        std::time::UNIX_EPOCH + Duration::from_secs(2_000_000_000),
-    );
-    store
-        .put("alice", "the-state", &login, Duration::from_secs(600))
-        .await
-        .unwrap();
+    put_pending_login(&store).await;
     for (key, value) in values(&store).await {
         assert!(
             !value.contains("verifier-secret") && !value.contains("client-secret"),
@@ -291,21 +329,9 @@ async fn a_value_this_store_cannot_open_is_never_written_over_or_removed() {
 async fn a_sealed_compare_and_swap_sends_no_token() {
     let server = RedisServer::start();
     let store = store(&server, Some(&SealingKey::generate().unwrap())).await;
-    let mut conn = store.conn.clone();
-    let () = ::redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("slowlog-log-slower-than")
-        .arg("0")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     let first = tokens("SECRET-1");
     store.save_tokens(RESOURCE, &first).await.unwrap();
-    let () = ::redis::cmd("SLOWLOG")
-        .arg("RESET")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    slowlog_reset(&store).await;
     assert!(matches!(
         store
             .compare_and_swap_tokens(RESOURCE, Some(&first), Some(&tokens("SECRET-2")))
@@ -313,13 +339,7 @@ async fn a_sealed_compare_and_swap_sends_no_token() {
             .unwrap(),
         Replaced::Swapped
     ));
-    let log: ::redis::Value = ::redis::cmd("SLOWLOG")
-        .arg("GET")
-        .arg("100")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let shown = format!("{log:?}");
+    let shown = slowlog(&store).await;
     assert!(
         shown.contains("EVALSHA") || shown.contains("evalsha") || shown.contains("EVAL"),
         "{shown}"
@@ -330,17 +350,10 @@ async fn a_sealed_compare_and_swap_sends_no_token() {
 #[cfg(feature = "web")]
 #[tokio::test]
 async fn a_pending_login_this_store_cannot_open_is_left_as_it_is() {
-    use crate::web::{PendingLogin, PendingLoginStore};
+    use crate::web::PendingLoginStore;
     let server = RedisServer::start();
     let owner = store(&server, Some(&SealingKey::generate().unwrap())).await;
-    let login = PendingLogin::for_tests(
-        "https://a.example/",
-        std::time::UNIX_EPOCH + Duration::from_secs(2_000_000_000),
-    );
-    owner
-        .put("alice", "the-state", &login, Duration::from_secs(600))
-        .await
-        .unwrap();
+    put_pending_login(&owner).await;
     let other = store(&server, Some(&SealingKey::generate().unwrap())).await;
     assert!(other.take("alice", "the-state").await.is_err());
     assert!(owner.take("alice", "the-state").await.unwrap().is_some());
@@ -356,19 +369,7 @@ async fn a_value_from_before_sealing_is_compared_without_sending_a_token() {
     let old = tokens("SECRET-old");
     plain.save_tokens(RESOURCE, &old).await.unwrap();
     let sealed = store(&server, Some(&SealingKey::generate().unwrap())).await;
-    let mut conn = sealed.conn.clone();
-    let () = ::redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("slowlog-log-slower-than")
-        .arg("0")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let () = ::redis::cmd("SLOWLOG")
-        .arg("RESET")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    slowlog_reset(&sealed).await;
 
     match sealed
         .compare_and_swap_tokens(
@@ -396,13 +397,7 @@ async fn a_value_from_before_sealing_is_compared_without_sending_a_token() {
         Replaced::Swapped
     ));
     assert_nothing_secret(&values(&sealed).await);
-    let log: ::redis::Value = ::redis::cmd("SLOWLOG")
-        .arg("GET")
-        .arg("100")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let shown = format!("{log:?}");
+    let shown = slowlog(&sealed).await;
     assert!(shown.to_ascii_lowercase().contains("evalsha"), "{shown}");
     assert!(!shown.contains("SECRET"), "{shown}");
 }
