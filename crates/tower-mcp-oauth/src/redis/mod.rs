@@ -17,6 +17,7 @@
 mod codec;
 mod lease;
 // Pending web logins (`PendingLoginStore`) exist with the `web` feature only.
+mod errors;
 #[cfg(feature = "web")]
 mod pending;
 mod scripts;
@@ -26,8 +27,8 @@ use std::fmt;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Cmd, RedisError};
-use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error, ErrorKind};
+use ::redis::Cmd;
+use mcp_oauth_flow::{client::ClientRegistration, token::TokenSet, Error};
 use serde::de::DeserializeOwned;
 
 use crate::store::{LastFlow, Replaced, StoreLock, TokenStore};
@@ -35,6 +36,7 @@ use crate::BoxFuture;
 
 use crate::store::sealing::SealingKey;
 use codec::{decode, encode, key_id, Shown};
+use errors::{redact_url, redis_error};
 use scripts::{COMPARE_AND_SWAP, RELEASE, REMOVE_REFUSED_CLIENT};
 
 /// The key prefix of a [`RedisStore`] unless [`RedisStore::prefix`] sets another.
@@ -423,42 +425,6 @@ impl RedisStore {
             .await
             .map_err(|e| redis_error(what(), e))
     }
-}
-
-fn redis_error(message: String, source: RedisError) -> Error {
-    // The server down, slow or gone mid-call may come back, as may one busy for a moment:
-    // loading its data after a restart (`LOADING`), a failover under way (`MASTERDOWN`,
-    // `TRYAGAIN`, `CLUSTERDOWN`, a write that reached a demoted primary, `READONLY`), which
-    // the redis crate tells to wait and try again. A refused command, a bad URL or missing
-    // permission will not.
-    let transient = source.is_io_error()
-        || source.is_timeout()
-        || source.is_connection_dropped()
-        || source.is_connection_refusal()
-        || matches!(
-            source.retry_method(),
-            ::redis::RetryMethod::WaitAndRetry | ::redis::RetryMethod::RefreshSlotsAndRetry
-        );
-    let error = Error::new(ErrorKind::Store, format!("{message}: {source}")).with_source(source);
-    if transient {
-        error.mark_transient()
-    } else {
-        error
-    }
-}
-
-/// `url` without its password and query (a `redis+unix` URL carries the password as `pass=`).
-fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return "<unparsable Redis URL>".to_owned();
-    };
-    if parsed.password().is_some() {
-        // Only fails for URLs that cannot have a password, which then have none.
-        let _ = parsed.set_password(Some("***"));
-    }
-    parsed.set_query(None);
-    parsed.set_fragment(None);
-    parsed.to_string()
 }
 
 impl TokenStore for RedisStore {

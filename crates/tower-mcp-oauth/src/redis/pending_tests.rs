@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::test_server::RedisServer;
 use super::*;
 use crate::web::{PendingLogin, PendingLoginStore};
+use mcp_oauth_flow::ErrorKind;
 
 const TTL: Duration = Duration::from_secs(600);
 

@@ -7,6 +7,7 @@ use super::*;
 use crate::store::sealing::SealingKey;
 use mcp_oauth_flow::secrets::{ClientSecret, RefreshToken};
 use mcp_oauth_flow::token::TokenType;
+use mcp_oauth_flow::ErrorKind;
 
 const RESOURCE: &str = "https://mcp.example.com/mcp";
 const ISSUER: &str = "https://as.example.com";

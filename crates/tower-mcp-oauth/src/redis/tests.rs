@@ -1,6 +1,7 @@
 use super::lease::release;
 use super::test_server::RedisServer;
 use super::*;
+use mcp_oauth_flow::ErrorKind;
 use mcp_oauth_flow::{
     secrets::{ClientSecret, RefreshToken},
     token::TokenType,
