@@ -113,6 +113,7 @@ mod flight;
 mod future;
 mod head;
 mod head_buffer;
+mod hex;
 mod layer;
 mod layer_addresses;
 mod layer_chooser;

@@ -207,7 +207,7 @@ fn lease_token() -> Result<String, Error> {
     getrandom::getrandom(&mut bytes).map_err(|e| {
         Error::new(ErrorKind::Store, "no randomness for a refresh lease").with_source(e)
     })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex::lower_hex(&bytes))
 }
 
 /// The pause before attempt `attempt + 1` to take a held lease: doubling from

@@ -171,7 +171,7 @@ fn hash(parts: &[&[u8]]) -> String {
         .iter()
         .fold(Sha256::new(), |h, part| h.chain_update(part))
         .finalize();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::lower_hex(&digest)
 }
 
 #[cfg(test)]

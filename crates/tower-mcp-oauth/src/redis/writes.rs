@@ -128,10 +128,5 @@ impl RedisStore {
 /// The SHA-1 of `value` in lowercase hex, as Redis's Lua `redis.sha1hex` gives it.
 fn sha1_hex(value: &str) -> String {
     use sha1::{Digest, Sha1};
-    use std::fmt::Write as _;
-    let mut hex = String::with_capacity(40);
-    for byte in Sha1::digest(value.as_bytes()) {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    crate::hex::lower_hex(&Sha1::digest(value.as_bytes()))
 }

@@ -226,7 +226,7 @@ pub(crate) fn fingerprint(key: &SealingKey, context: &str, secret: &str) -> Stri
         .chain_update(context.as_bytes())
         .chain_update(secret.as_bytes())
         .finalize();
-    hex(&digest)
+    crate::hex::lower_hex(&digest)
 }
 
 /// Which key sealed a record, as a store's scripts can compare it without the key: the first
@@ -240,18 +240,7 @@ pub(crate) fn key_id(key: &SealingKey) -> String {
         .chain_update(b"tower-mcp-oauth key id v1\0")
         .chain_update(key.as_bytes())
         .finalize();
-    hex(&digest[..16])
-}
-
-// For the Redis store's scripts only.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut hex = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    crate::hex::lower_hex(&digest[..16])
 }
 
 /// Whether `bytes` are a sealed record (for a store without a key, which cannot read one).

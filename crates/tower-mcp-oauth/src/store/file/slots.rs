@@ -18,7 +18,6 @@
 //! processes sharing the directory read and write the same files. What they cannot do is see
 //! an overflow file: against a colliding key they write over and remove by name, as they always
 //! did, and a record this build keeps beside its name is invisible to them.
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use mcp_oauth_flow::client::ClientRegistration;
@@ -68,10 +67,7 @@ pub(super) fn file_name(prefix: &str, key: &str, ext: &str) -> String {
 /// where [`file_name`]'s hash has 16, so the two never name the same file.
 fn overflow_name(prefix: &str, key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
-    let mut hex = String::with_capacity(32);
-    for byte in &digest[..16] {
-        let _ = write!(hex, "{byte:02x}");
-    }
+    let hex = crate::hex::lower_hex(&digest[..16]);
     format!("{prefix}-{}-{hex}.json", readable(key))
 }
 
