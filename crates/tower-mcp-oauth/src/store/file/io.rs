@@ -62,7 +62,7 @@ impl Files {
 
     /// A record's bytes as read from `path`, opened when sealed (see
     /// [`FileStore::sealed_with`](super::FileStore::sealed_with)).
-    fn unsealed(
+    pub(super) fn unsealed(
         &self,
         bytes: Zeroizing<Vec<u8>>,
         path: &Path,

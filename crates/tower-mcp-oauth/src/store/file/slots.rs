@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::{Files, StatusFile, TokensFile};
-use crate::store::{file_safety, sealing};
+use crate::store::file_safety;
 
 /// A record that names its own key, so that a file under a name two keys share is told apart.
 pub(super) trait Keyed: DeserializeOwned {
@@ -182,20 +182,8 @@ impl Files {
                 });
             }
         };
-        if !sealing::is_sealed(&bytes) {
-            return Ok(());
-        }
-        let what = path.display().to_string();
-        match &self.seal {
-            Some(key) => sealing::open(key, &bytes, prefix, &what).map(drop),
-            None => Err(Error::new(
-                ErrorKind::Store,
-                format!(
-                    "{what} is sealed, and this store has no key to open it: give the store \
-                     its key (FileStore::sealed_with); it was left as it is"
-                ),
-            )),
-        }
+        // Opened as a read opens it: a plain file, or a sealed one this key opens, may go.
+        self.unsealed(bytes, path, prefix).map(drop)
     }
 
     /// Removes the record of `key`, wherever it is, and never another key's.
