@@ -3,6 +3,7 @@
 //! sealed when next written, and a value it cannot open refused without being touched.
 
 use super::test_server::RedisServer;
+use super::tests::assert_swapped;
 use super::*;
 use crate::store::sealing::SealingKey;
 use mcp_oauth_flow::secrets::{ClientSecret, RefreshToken};
@@ -166,13 +167,12 @@ async fn compare_and_swap_works_on_what_a_sealed_value_shows() {
     ));
     // Expecting the stored ones: swapped, and sealed again.
     let second = tokens("SECRET-2");
-    assert!(matches!(
+    assert_swapped(
         store
             .compare_and_swap_tokens(RESOURCE, Some(&first), Some(&second))
             .await
             .unwrap(),
-        Replaced::Swapped
-    ));
+    );
     assert!(store
         .load_tokens(RESOURCE)
         .await
@@ -181,13 +181,12 @@ async fn compare_and_swap_works_on_what_a_sealed_value_shows() {
         .same_tokens(&second));
     assert_nothing_secret(&values(&store).await);
     // And removed on a swap to nothing.
-    assert!(matches!(
+    assert_swapped(
         store
             .compare_and_swap_tokens(RESOURCE, Some(&second), None)
             .await
             .unwrap(),
-        Replaced::Swapped
-    ));
+    );
     assert!(values(&store).await.is_empty());
 }
 
@@ -202,13 +201,12 @@ async fn values_from_before_sealing_are_read_and_sealed_when_next_written() {
     let sealed = store(&server, Some(&SealingKey::generate().unwrap())).await;
     let read = sealed.load_tokens(RESOURCE).await.unwrap().unwrap();
     assert!(read.same_tokens(&old));
-    assert!(matches!(
+    assert_swapped(
         sealed
             .compare_and_swap_tokens(RESOURCE, Some(&read), Some(&tokens("SECRET-new")))
             .await
             .unwrap(),
-        Replaced::Swapped
-    ));
+    );
     assert_nothing_secret(&values(&sealed).await);
 }
 
@@ -333,13 +331,12 @@ async fn a_sealed_compare_and_swap_sends_no_token() {
     let first = tokens("SECRET-1");
     store.save_tokens(RESOURCE, &first).await.unwrap();
     slowlog_reset(&store).await;
-    assert!(matches!(
+    assert_swapped(
         store
             .compare_and_swap_tokens(RESOURCE, Some(&first), Some(&tokens("SECRET-2")))
             .await
             .unwrap(),
-        Replaced::Swapped
-    ));
+    );
     let shown = slowlog(&store).await;
     assert!(
         shown.contains("EVALSHA") || shown.contains("evalsha") || shown.contains("EVAL"),
@@ -390,13 +387,12 @@ async fn a_value_from_before_sealing_is_compared_without_sending_a_token() {
         .unwrap()
         .unwrap()
         .same_tokens(&old));
-    assert!(matches!(
+    assert_swapped(
         sealed
             .compare_and_swap_tokens(RESOURCE, Some(&old), Some(&tokens("SECRET-new")))
             .await
             .unwrap(),
-        Replaced::Swapped
-    ));
+    );
     assert_nothing_secret(&values(&sealed).await);
     let shown = slowlog(&sealed).await;
     assert!(shown.to_ascii_lowercase().contains("evalsha"), "{shown}");

@@ -30,7 +30,7 @@ async fn raw<T: ::redis::FromRedisValue>(store: &RedisStore, cmd: &Cmd) -> T {
     cmd.query_async(&mut store.conn.clone()).await.unwrap()
 }
 
-fn assert_swapped(outcome: Replaced) {
+pub(super) fn assert_swapped(outcome: Replaced) {
     assert!(matches!(outcome, Replaced::Swapped), "{outcome:?}");
 }
 

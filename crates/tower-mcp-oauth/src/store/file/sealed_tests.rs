@@ -42,6 +42,13 @@ fn shows_a_secret(bytes: &[u8]) -> bool {
     String::from_utf8_lossy(bytes).contains("SECRET")
 }
 
+/// No file of the store's directory shows a secret.
+fn assert_nothing_secret(dir: &Path) {
+    for (path, bytes) in files(dir) {
+        assert!(!shows_a_secret(&bytes), "{} shows a secret", path.display());
+    }
+}
+
 #[tokio::test]
 async fn tokens_and_client_secrets_are_ciphertext_on_disk_and_read_back_with_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,9 +61,7 @@ async fn tokens_and_client_secrets_are_ciphertext_on_disk_and_read_back_with_the
     store.save_client(&registration()).await.unwrap();
     let written = files(dir.path());
     assert!(written.len() >= 2, "{written:?}");
-    for (path, bytes) in &written {
-        assert!(!shows_a_secret(bytes), "{} shows a secret", path.display());
-    }
+    assert_nothing_secret(dir.path());
 
     // Another handle (another process) with the same key reads every record.
     let again = FileStore::new(dir.path()).unwrap().sealed_with(key);
@@ -77,9 +82,7 @@ async fn tokens_and_client_secrets_are_ciphertext_on_disk_and_read_back_with_the
         .await
         .unwrap();
     assert!(matches!(swapped, Replaced::Swapped));
-    for (path, bytes) in files(dir.path()) {
-        assert!(!shows_a_secret(&bytes), "{} shows a secret", path.display());
-    }
+    assert_nothing_secret(dir.path());
 }
 
 #[tokio::test]
@@ -102,9 +105,7 @@ async fn records_written_before_sealing_are_read_and_sealed_when_next_written() 
         .await
         .unwrap();
     assert!(matches!(swapped, Replaced::Swapped));
-    for (path, bytes) in files(dir.path()) {
-        assert!(!shows_a_secret(&bytes), "{} shows a secret", path.display());
-    }
+    assert_nothing_secret(dir.path());
 }
 
 #[tokio::test]
@@ -160,9 +161,7 @@ async fn a_colliding_name_is_told_apart_through_the_seal() {
     let b = store.load_tokens("https://rs/b").await.unwrap().unwrap();
     assert_eq!(a.access_token().secret(), "SECRET-a");
     assert_eq!(b.access_token().secret(), "SECRET-b");
-    for (path, bytes) in files(dir.path()) {
-        assert!(!shows_a_secret(&bytes), "{} shows a secret", path.display());
-    }
+    assert_nothing_secret(dir.path());
 }
 
 /// Nor is it written over or removed: a plain save, a removal, a registration's save or
